@@ -27,16 +27,49 @@ from __future__ import annotations
 __version__ = "2.0.0.dev0"
 
 __all__ = [
+    "start",
+    "stop",
+    "delay",
+    "cron",
+    "get_results",
+    "get_result",
+    "Result",
     "CronExpression",
     "AutocronError",
     "CronError",
+    "TaskError",
+    "DatabaseError",
 ]
 
+import atexit
 import calendar
+import contextlib
 import datetime as _dt
+import functools
+import hashlib
+import itertools
+import json
+import logging
+import os
+import pickle
 import re
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+import uuid as _uuid
 from bisect import bisect_left
-from typing import Iterable, Iterator, Optional, Union
+from multiprocessing.connection import Connection as _Connection, wait as _wait_ready
+from typing import Any, Callable, Iterable, Iterator, Optional, Union
+
+try:  # POSIX: the pool lock is an flock that dies with its holder
+    import fcntl as _fcntl
+except ImportError:  # pragma: no cover - Windows degrades to one pool per process, unlocked
+    _fcntl = None
 
 try:  # zoneinfo arrived in Python 3.9; a build without tzdata still imports the module
     import zoneinfo as _zoneinfo
@@ -57,6 +90,28 @@ _UTC = _dt.timezone.utc
 _SEARCH_YEARS = 50
 _MAX_EXPRESSION = 1024
 _MAX_NUMBER_DIGITS = 10
+
+_SCHEMA_VERSION = 1
+_PICKLE_PROTOCOL = 4            # readable by every Python that autocron supports (3.9+)
+_DEFAULT_SETTINGS = {"workers": 1, "result_ttl": 1800, "disabled": 0}
+_BUSY_TIMEOUT = 30.0            # seconds SQLite waits for another writer before giving up
+_FALLBACK_WAKE = 2.0            # an idle pool checks PRAGMA data_version this often (producers
+                                # whose wake-up datagram could not be delivered)
+_CLEANUP_INTERVAL = 60.0        # finished results past their time-to-live go this often
+_MAX_OUTPUT = 64 * 1024
+_STATUSES = ("waiting", "running", "ready", "error", "cancelled")
+_FINISHED = ("ready", "error", "cancelled")
+
+_log = logging.getLogger("autocron")
+
+
+def _clock() -> float:
+    """The one clock seam: wall-clock seconds since the epoch for due times.
+
+    Tests replace it to run cron logic at fixed moments; intervals and timeouts use
+    `time.monotonic()` instead.
+    """
+    return time.time()
 
 
 # ==============================================================================================
@@ -79,6 +134,30 @@ class CronError(AutocronError, ValueError):
         super().__init__(message)
         self.field = field
         self.token = token
+
+
+class TaskError(AutocronError):
+    """A task failed in a worker; carries the remote exception as data.
+
+    `type_name` and `message` describe the exception raised in the worker, `traceback` is its
+    formatted traceback text, `uuid` the task's id. Exception objects never cross processes.
+    """
+
+    def __init__(self, message: str, type_name: str = "", traceback: str = "", uuid: str = ""):
+        super().__init__(message)
+        self.message, self.type_name, self.traceback, self.uuid = message, type_name, traceback, uuid
+
+    def __str__(self) -> str:
+        head = f"{self.type_name}: {self.message}" if self.type_name else self.message
+        return f"{head}\n\nRemote traceback:\n{self.traceback}" if self.traceback else head
+
+
+class DatabaseError(AutocronError):
+    """The SQLite file cannot be used; the message names the path and what to do."""
+
+    def __init__(self, message: str, path: str = ""):
+        super().__init__(message)
+        self.path = path
 
 
 # ==============================================================================================
@@ -233,6 +312,10 @@ def _read_range(field: _Field, item: str) -> range:
     return range(a, b + 1, step)
 
 
+_EVERY = tuple(tuple(range(f.low, min(f.high, 6) + 1 if f.index == 4 else f.high + 1))
+               for f in _FIELDS)
+
+
 class _Spec:
     """The parsed fields of one expression (value tuples and day extensions)."""
 
@@ -289,7 +372,11 @@ def _parse_dow_item(spec: _Spec, field: _Field, item: str, values: set) -> None:
 def _parse_field(spec: _Spec, field: _Field, text: str) -> tuple:
     """The sorted values of one field; day extensions go into `spec`."""
     if text == "*":
-        return tuple(range(field.low, min(field.high, 6 if field.index == 4 else 99) + 1))
+        return _EVERY[field.index]
+    if text.isdigit() and text.isascii() and len(text) <= 2:     # the common "30", "9"
+        value = int(text)
+        if field.low <= value <= field.high:
+            return (value % 7,) if field.index == 4 else (value,)
     if "?" in text:
         if text == "?" and field.index in (2, 4):
             return _parse_field(spec, field, "*")
@@ -314,7 +401,12 @@ def _parse_field(spec: _Spec, field: _Field, text: str) -> tuple:
     return tuple(sorted(values))
 
 
+_PRINTABLE = re.compile(r"[ -~\t]*\Z")
+
+
 def _check_characters(text: str) -> None:
+    if _PRINTABLE.match(text):
+        return
     for position, ch in enumerate(text):
         if " " <= ch <= "~" or ch == "\t":
             continue
@@ -758,7 +850,7 @@ class CronExpression:
         if reason:
             raise CronError(f"expression can never fire: {reason}", "day-of-month", expression)
         self._spec = spec
-        self._text = " ".join(_render_field(spec, i) for i in range(5))
+        self._text = ""        # the normalised text, rendered when first asked for
         self._tz = _resolve_zone(tz)
         self._day_cache: dict = {}
         self._month_cache: dict = {}
@@ -766,19 +858,24 @@ class CronExpression:
     # -- identity
 
     def __str__(self) -> str:
+        if not self._text:
+            self._text = " ".join(_render_field(self._spec, i) for i in range(5))
         return self._text
 
     def __repr__(self) -> str:
         zone = f", tz={str(self._tz)!r}" if self._tz is not None else ""
-        return f"CronExpression({self._text!r}{zone})"
+        return f"CronExpression({str(self)!r}{zone})"
 
     def __eq__(self, other) -> bool:
         if not isinstance(other, CronExpression):
             return NotImplemented
-        return self._text == other._text and self._tz == other._tz
+        return str(self) == str(other) and self._tz == other._tz
 
     def __hash__(self) -> int:
-        return hash((self._text, str(self._tz)))
+        return hash((str(self), str(self._tz)))
+
+    def __reduce__(self):
+        return (CronExpression, (str(self), self._tz))
 
     @property
     def tz(self) -> Optional[_dt.tzinfo]:
@@ -796,7 +893,7 @@ class CronExpression:
         """The first fire time strictly after `after` (default: now)."""
         for moment in self.iter(after):
             return moment
-        raise CronError(f"{self._text!r} has no fire time within {_SEARCH_YEARS} years after "
+        raise CronError(f"{str(self)!r} has no fire time within {_SEARCH_YEARS} years after "
                         f"{after} (every match falls into a daylight-saving gap or past 9999)")
 
     def iter(self, after: Optional[_dt.datetime] = None) -> Iterator[_dt.datetime]:
@@ -846,8 +943,8 @@ class CronExpression:
             self._month_cache[key] = days
         return days
 
-    def _walk_days(self, year: int, month: int, day: int) -> Iterator[tuple]:
-        """(year, month, day) of every matching day from the given date on, in order."""
+    def _walk_months(self, year: int, month: int, day: int) -> Iterator[tuple]:
+        """(year, month, matching days) of every month from the given date on, in order."""
         months, days_of = self._spec.months, self._days
         month_list = months[bisect_left(months, month):]
         while year <= _dt.MAXYEAR:
@@ -855,8 +952,8 @@ class CronExpression:
                 days = days_of(year, m)
                 if day > 1 and m == month:
                     days = days[bisect_left(days, day):]
-                for d in days:
-                    yield year, m, d
+                if days:
+                    yield year, m, days
             year += 1
             month_list = months
             day = 1
@@ -869,16 +966,23 @@ class CronExpression:
         hours, minutes = self._spec.hours, self._spec.minutes
         datetime = _dt.datetime
         first = (start.year, start.month, start.day)
-        for year, month, day in self._walk_days(*first):
-            if (year, month, day) == first:
-                for hour in hours[bisect_left(hours, start.hour):]:
-                    low = start.minute if hour == start.hour else 0
-                    for minute in minutes[bisect_left(minutes, low):]:
+        for year, month, days in self._walk_months(*first):
+            for day in days:
+                if (year, month, day) == first:
+                    yield from self._rest_of_day(start, hours, minutes, None)
+                    continue
+                for hour in hours:
+                    for minute in minutes:
                         yield datetime(year, month, day, hour, minute)
-                continue
-            for hour in hours:
-                for minute in minutes:
-                    yield datetime(year, month, day, hour, minute)
+
+    @staticmethod
+    def _rest_of_day(start, hours, minutes, zone) -> Iterator[_dt.datetime]:
+        """The fire times of the start's own day, from its minute on."""
+        year, month, day = start.year, start.month, start.day
+        for hour in hours[bisect_left(hours, start.hour):]:
+            low = start.minute if hour == start.hour else 0
+            for minute in minutes[bisect_left(minutes, low):]:
+                yield _dt.datetime(year, month, day, hour, minute, tzinfo=zone)
 
     def _aware_times(self, after: _dt.datetime, zone: _dt.tzinfo) -> Iterator[_dt.datetime]:
         after_utc = _utc_naive(after)
@@ -891,26 +995,25 @@ class CronExpression:
         datetime = _dt.datetime
         first = (start.year, start.month, start.day)
         last, last_year = after_utc, start.year
-        for year, month, day in self._walk_days(*first):
+        for year, month, days in self._walk_months(*first):
             if year > last_year + _SEARCH_YEARS:
                 return
-            if not _plain_day(year, month, day, zone):
-                for moment in self._transition_day(year, month, day, zone):
-                    instant = _utc_naive(moment)
-                    if instant > last:
-                        last, last_year = instant, year
-                        yield moment
-                continue
-            last_year = year
-            if (year, month, day) == first:
-                for hour in hours[bisect_left(hours, start.hour):]:
-                    low = start.minute if hour == start.hour else 0
-                    for minute in minutes[bisect_left(minutes, low):]:
+            plain_month = _plain(zone, year, month, 1, year, month, _month_length(year, month))
+            for day in days:
+                if not (plain_month or _plain(zone, year, month, day, year, month, day)):
+                    for moment in self._transition_day(year, month, day, zone):
+                        instant = _utc_naive(moment)
+                        if instant > last:
+                            last, last_year = instant, year
+                            yield moment
+                    continue
+                last_year = year
+                if (year, month, day) == first:
+                    yield from self._rest_of_day(start, hours, minutes, zone)
+                    continue
+                for hour in hours:
+                    for minute in minutes:
                         yield datetime(year, month, day, hour, minute, tzinfo=zone)
-                continue
-            for hour in hours:
-                for minute in minutes:
-                    yield datetime(year, month, day, hour, minute, tzinfo=zone)
 
     def _transition_day(self, year, month, day, zone) -> list:
         """Every fire instant of a local day with a daylight-saving transition, sorted.
@@ -945,10 +1048,1256 @@ def _exists(wall: _dt.datetime) -> bool:
     return back.replace(tzinfo=None, fold=0) == wall.replace(tzinfo=None, fold=0)
 
 
-def _plain_day(year: int, month: int, day: int, zone: _dt.tzinfo) -> bool:
-    """True when a local day has one UTC offset throughout (no gap, no repeated time)."""
+def _plain(zone, year, month, day, end_year, end_month, end_day) -> bool:
+    """True when local time has one UTC offset from a day's start to another day's end.
+
+    Such a span has no daylight-saving gap and no repeated time, so wall-clock times map to
+    instants one to one. (Two transitions that cancel out within one span would go unnoticed;
+    no zone in the tz database has them within a month.)
+    """
     start = _dt.datetime(year, month, day, tzinfo=zone)
-    end = _dt.datetime(year, month, day, 23, 59, tzinfo=zone)
+    end = _dt.datetime(end_year, end_month, end_day, 23, 59, tzinfo=zone)
     offset = start.utcoffset()
     return (offset == start.replace(fold=1).utcoffset() == end.utcoffset()
             == end.replace(fold=1).utcoffset())
+
+
+# ==============================================================================================
+# Task records and serialisation
+# ==============================================================================================
+#
+# A task is one row in SQLite. Its `record` column holds a pickled dict (new keys get defaults
+# when an older row is read), with the function as a reference that a worker can resolve:
+# ("import", module, qualname) for a function its module defines at top level. Results and
+# errors come back as data: the pickled return value, or the exception's type, message and
+# formatted traceback text - never a pickled exception object.
+
+_RECORD_DEFAULTS = {"v": 1, "args": (), "kwargs": {}}
+
+
+def _function_name(func: Callable) -> str:
+    return f"{getattr(func, '__module__', '?')}.{getattr(func, '__qualname__', repr(func))}"
+
+
+def _function_ref(func: Callable) -> tuple:
+    """How a worker finds `func`: by importing its module and walking its qualname."""
+    module, qualname = getattr(func, "__module__", None), getattr(func, "__qualname__", "")
+    if not module or module == "__main__" or "<" in qualname:
+        raise TypeError(f"{_function_name(func)} cannot be imported by the workers: it is "
+                        "defined in __main__ (a script or notebook) or inside another "
+                        "function; move it to the top level of an importable module")
+    return ("import", module, qualname)
+
+
+def _dump_call(func: Callable, args: tuple, kwargs: dict) -> bytes:
+    record = {"v": 1, "function": _function_ref(func), "args": args, "kwargs": kwargs}
+    try:
+        return pickle.dumps(record, _PICKLE_PROTOCOL)
+    except Exception as error:
+        raise _unpicklable(func, args, kwargs, error) from None
+
+
+def _unpicklable(func: Callable, args: tuple, kwargs: dict, error: Exception) -> TypeError:
+    """A TypeError naming the argument that cannot be pickled."""
+    named = [(f"argument {i + 1}", v) for i, v in enumerate(args)]
+    named += [(f"keyword argument {k!r}", v) for k, v in kwargs.items()]
+    for label, value in named:
+        try:
+            pickle.dumps(value, _PICKLE_PROTOCOL)
+        except Exception as cause:
+            return TypeError(f"{label} of {func.__qualname__}() cannot be pickled "
+                             f"({type(value).__name__}: {cause}); pass plain data and open "
+                             "files, locks or connections inside the task")
+    return TypeError(f"the call of {func.__qualname__}() cannot be pickled: {error}")
+
+
+def _load_record(data: bytes) -> dict:
+    record = dict(_RECORD_DEFAULTS)
+    record.update(pickle.loads(data))
+    return record
+
+
+def _resolve_function(ref: tuple) -> Callable:
+    """The undecorated function behind a reference (in a worker)."""
+    kind, module, qualname = ref
+    if kind != "import":
+        raise TypeError(f"unknown kind of function reference {kind!r}; this task was stored "
+                        "by a newer autocron")
+    obj: Any = __import__(module, fromlist=["_"])
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return getattr(obj, "_autocron_function", obj)
+
+
+def _call_text(args: tuple, kwargs: dict, limit: int = 200) -> str:
+    """The arguments of a call as the user would have written them, shortened."""
+    try:
+        text = ", ".join([repr(a) for a in args] + [f"{k}={v!r}" for k, v in kwargs.items()])
+    except Exception:  # a broken __repr__ must not stop the call
+        text = "..."
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _error_info(error: BaseException) -> dict:
+    kind = type(error)
+    name = kind.__qualname__ if kind.__module__ == "builtins" else \
+        f"{kind.__module__}.{kind.__qualname__}"
+    text = "".join(traceback.format_exception(kind, error, error.__traceback__))
+    return {"type": name, "message": str(error), "traceback": text}
+
+
+# ==============================================================================================
+# The SQLite store
+# ==============================================================================================
+#
+# Every statement goes through `_Store.transaction()` (writes, BEGIN IMMEDIATE) or
+# `_Store.read()`, which open one connection per thread and process (never inherited across
+# fork), set WAL and a busy timeout, and turn sqlite3 errors into DatabaseError with the path.
+
+_SCHEMA = (
+    """CREATE TABLE tasks (
+        id INTEGER PRIMARY KEY,
+        uuid TEXT NOT NULL UNIQUE,
+        name TEXT NOT NULL,
+        args TEXT NOT NULL DEFAULT '',
+        status TEXT NOT NULL,
+        priority INTEGER NOT NULL DEFAULT 0,
+        due REAL NOT NULL,
+        created REAL NOT NULL,
+        started REAL,
+        finished REAL,
+        worker INTEGER,
+        cron TEXT,
+        record BLOB NOT NULL,
+        value BLOB,
+        error TEXT,
+        output TEXT)""",
+    "CREATE INDEX tasks_queue ON tasks (status, priority DESC, due, id)",
+    "CREATE INDEX tasks_due ON tasks (status, due)",
+    "CREATE INDEX tasks_finished ON tasks (finished) WHERE finished IS NOT NULL",
+    "CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    """CREATE TABLE crons (
+        name TEXT PRIMARY KEY,
+        expression TEXT NOT NULL,
+        schedule BLOB NOT NULL,
+        record BLOB NOT NULL,
+        catch_up INTEGER NOT NULL DEFAULT 0,
+        next_due REAL,
+        last_run REAL,
+        running TEXT)""",
+    """CREATE TABLE pool (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        owner INTEGER NOT NULL,
+        started REAL NOT NULL,
+        workers TEXT NOT NULL DEFAULT '[]')""",
+)
+
+_RESULT_COLUMNS = "uuid, name, args, status, created, started, finished, value, error, output"
+
+
+def _private_folder(folder: str) -> None:
+    if folder and not os.path.isdir(folder):
+        try:
+            os.makedirs(folder, mode=0o700, exist_ok=True)
+        except OSError as error:
+            raise DatabaseError(f"cannot create the folder {folder} for the database "
+                                f"({error.strerror}); create it yourself or pass another path",
+                                folder) from None
+
+
+def _check_private(path: str) -> None:
+    """Refuse a database that other users can write: they could make the workers run code."""
+    if os.name != "posix":  # pragma: no cover - no uid/mode bits to check on Windows
+        return
+    info = os.stat(path)
+    if info.st_uid != os.geteuid():
+        raise DatabaseError(f"{path} belongs to another user (uid {info.st_uid}); whoever can "
+                            "write the database can make the workers run code, so use a "
+                            "database file of your own", path)
+    if info.st_mode & 0o022:
+        raise DatabaseError(f"{path} can be written by other users (mode "
+                            f"{info.st_mode & 0o777:03o}); whoever can write the database can "
+                            f"make the workers run code. Fix it with: chmod 600 {path}", path)
+
+
+class _Store:
+    """One autocron database file."""
+
+    def __init__(self, path: Union[str, os.PathLike]):
+        self.path = os.path.abspath(os.fspath(path))
+        self._local = threading.local()
+        self._prepare()
+
+    # -- the doorway
+
+    def _connection(self) -> sqlite3.Connection:
+        local = self._local
+        if getattr(local, "pid", None) != os.getpid():
+            try:
+                con = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT, isolation_level=None)
+                con.execute("PRAGMA journal_mode=WAL")
+                con.execute("PRAGMA synchronous=NORMAL")
+            except sqlite3.Error as error:
+                raise self._error(error) from None
+            local.con, local.pid = con, os.getpid()
+        return local.con
+
+    def _error(self, error: sqlite3.Error) -> DatabaseError:
+        text = str(error)
+        if "not a database" in text or "malformed" in text or "corrupt" in text:
+            hint = "it is not an SQLite database or it is damaged; move it aside or pass " \
+                   "another path to start()"
+        elif "readonly" in text or "read-only" in text or "unable to open" in text:
+            hint = "it cannot be written; make the file and its folder writable by you " \
+                   "(chmod u+w) or pass another path"
+        elif "locked" in text or "busy" in text:
+            hint = f"another process held it locked for {_BUSY_TIMEOUT:g} s; try again"
+        else:
+            hint = "see the SQLite message"
+        return DatabaseError(f"{self.path}: {hint} (sqlite3: {text})", self.path)
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction: committed when the block ends, rolled back if it raises."""
+        con = self._connection()
+        try:
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                yield con
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
+        except sqlite3.Error as error:
+            if con.in_transaction:
+                con.execute("ROLLBACK")
+            raise self._error(error) from None
+
+    def read(self, sql: str, params: tuple = ()) -> list:
+        try:
+            return self._connection().execute(sql, params).fetchall()
+        except sqlite3.Error as error:
+            raise self._error(error) from None
+
+    def write(self, sql: str, params: tuple = ()) -> int:
+        """One statement in its own transaction; the number of rows it changed."""
+        try:
+            return self._connection().execute(sql, params).rowcount
+        except sqlite3.Error as error:
+            raise self._error(error) from None
+
+    def close(self) -> None:
+        con = getattr(self._local, "con", None)
+        if con is not None and self._local.pid == os.getpid():
+            con.close()
+        self._local = threading.local()
+
+    # -- opening
+
+    def _prepare(self) -> None:
+        _private_folder(os.path.dirname(self.path))
+        try:
+            os.close(os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        except FileExistsError:
+            pass
+        except OSError as error:
+            raise DatabaseError(f"cannot create {self.path} ({error.strerror}); check the "
+                                "folder's permissions or pass another path", self.path) from None
+        _check_private(self.path)
+        version = self.read("PRAGMA user_version")[0][0]
+        if version == 0:
+            self._create_schema()
+        elif version > _SCHEMA_VERSION:
+            raise DatabaseError(f"{self.path} was written by a newer autocron (schema "
+                                f"{version}, this one knows {_SCHEMA_VERSION}); upgrade "
+                                "autocron or pass another path", self.path)
+
+    def _create_schema(self) -> None:
+        with self.transaction() as con:
+            if con.execute("PRAGMA user_version").fetchone()[0]:
+                return      # another process created it while this one waited for the lock
+            tables = [r[0] for r in con.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")]
+            if tables:
+                raise DatabaseError(f"{self.path} is an SQLite database but not autocron's "
+                                    f"(it has the tables {', '.join(sorted(tables))}); pass "
+                                    "another path to start()", self.path)
+            for statement in _SCHEMA:
+                con.execute(statement)
+            con.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+
+    # -- settings
+
+    def settings(self) -> dict:
+        values = dict(_DEFAULT_SETTINGS)
+        values.update((k, json.loads(v)) for k, v in self.read("SELECT key, value FROM settings"))
+        return values
+
+    def set_setting(self, key: str, value: Any) -> None:
+        self.write("INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) "
+                   "DO UPDATE SET value = excluded.value", (key, json.dumps(value)))
+
+    # -- tasks as producers and readers see them
+
+    def add_task(self, uid: str, name: str, args: str, record: bytes, due: float,
+                 priority: int = 0) -> None:
+        self.write("INSERT INTO tasks (uuid, name, args, status, priority, due, created, "
+                   "record) VALUES (?, ?, ?, 'waiting', ?, ?, ?, ?)",
+                   (uid, name, args, priority, due, _clock(), record))
+
+    def result_row(self, uid: str) -> Optional[tuple]:
+        rows = self.read(f"SELECT {_RESULT_COLUMNS} FROM tasks WHERE uuid = ?", (uid,))
+        return rows[0] if rows else None
+
+    def result_rows(self) -> list:
+        return self.read(f"SELECT {_RESULT_COLUMNS} FROM tasks ORDER BY id DESC")
+
+    def cancel(self, uid: str) -> bool:
+        return self.write("UPDATE tasks SET status = 'cancelled', finished = ?, error = ? "
+                          "WHERE uuid = ? AND status = 'waiting'",
+                          (_clock(), json.dumps({"type": "", "message": "cancelled",
+                                                 "traceback": ""}), uid)) == 1
+
+    # -- cron jobs
+
+    def register_cron(self, name: str, schedule: "CronExpression", record: bytes,
+                      catch_up: bool) -> None:
+        """Add or replace a job; an unchanged schedule keeps its next due time."""
+        text = f"{schedule}" + (f" ({schedule.tz})" if schedule.tz is not None else "")
+        self.write(
+            "INSERT INTO crons (name, expression, schedule, record, catch_up, next_due) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+            "record = excluded.record, catch_up = excluded.catch_up, "
+            "schedule = excluded.schedule, next_due = CASE WHEN crons.expression = "
+            "excluded.expression THEN crons.next_due ELSE excluded.next_due END, "
+            "expression = excluded.expression",
+            (name, text, pickle.dumps(schedule, _PICKLE_PROTOCOL), record, int(catch_up),
+             _next_due(schedule, _clock())))
+
+    # -- the pool's side (called from the dispatcher thread only)
+
+    def recover(self, con: sqlite3.Connection, now: float) -> None:
+        """After a pool ended without finishing its tasks: settle what it left behind."""
+        lost = json.dumps({"type": "", "message": "interrupted: the pool ended while the task "
+                                                  "was running", "traceback": ""})
+        con.execute("UPDATE tasks SET status = 'error', finished = ?, error = ? "
+                    "WHERE status = 'running'", (now, lost))
+        for name, blob, catch_up, next_due, running in con.execute(
+                "SELECT name, schedule, catch_up, next_due, running FROM crons").fetchall():
+            if running or next_due is None or next_due < now - _MISFIRE_GRACE:
+                due = now if catch_up and next_due is not None and next_due < now \
+                    else _next_due(pickle.loads(blob), now)
+                con.execute("UPDATE crons SET running = NULL, next_due = ? WHERE name = ?",
+                            (due, name))
+
+    def due_crons(self, con: sqlite3.Connection, now: float) -> list:
+        """Start a run of every job that is due and not running; their new task ids."""
+        started = []
+        for name, record in con.execute("SELECT name, record FROM crons WHERE running IS NULL "
+                                        "AND next_due <= ?", (now,)).fetchall():
+            uid = _uuid.uuid4().hex
+            con.execute("INSERT INTO tasks (uuid, name, status, due, created, record, cron) "
+                        "VALUES (?, ?, 'waiting', ?, ?, ?, ?)",
+                        (uid, name, now, now, record, name))
+            con.execute("UPDATE crons SET running = ?, last_run = ? WHERE name = ?",
+                        (uid, now, name))
+            started.append(uid)
+        return started
+
+    def claim(self, con: sqlite3.Connection, now: float, pids: list) -> list:
+        """Mark the most urgent due tasks running, one per pid: [(id, uuid, record, cron)]."""
+        rows = con.execute("SELECT id, uuid, record, cron FROM tasks WHERE status = 'waiting' "
+                           "AND due <= ? ORDER BY priority DESC, due, id LIMIT ?",
+                           (now, len(pids))).fetchall()
+        con.executemany("UPDATE tasks SET status = 'running', started = ?, worker = ? "
+                        "WHERE id = ?", [(now, pid, row[0]) for pid, row in zip(pids, rows)])
+        return rows
+
+    def finish(self, con: sqlite3.Connection, outcomes: list, now: float) -> None:
+        """Write outcomes [(id, status, value, error, output, started, finished, cron)]."""
+        con.executemany("UPDATE tasks SET status = ?, value = ?, error = ?, output = ?, "
+                        "started = coalesce(?, started), finished = ? WHERE id = ?",
+                        [(o[1], o[2], o[3] and json.dumps(o[3]), o[4], o[5], o[6], o[0])
+                         for o in outcomes])
+        for outcome in outcomes:
+            if outcome[7]:
+                self._cron_done(con, outcome[7], now)
+
+    def _cron_done(self, con: sqlite3.Connection, name: str, now: float) -> None:
+        rows = con.execute("SELECT schedule FROM crons WHERE name = ?", (name,)).fetchall()
+        if rows:   # the next due time counts from the end of the run: runs never overlap
+            con.execute("UPDATE crons SET running = NULL, next_due = ? WHERE name = ?",
+                        (_next_due(pickle.loads(rows[0][0]), now), name))
+
+    def next_due(self) -> Optional[float]:
+        rows = self.read("SELECT min(due) FROM tasks WHERE status = 'waiting'")
+        crons = self.read("SELECT min(next_due) FROM crons WHERE running IS NULL")
+        times = [t for t in (rows[0][0], crons[0][0]) if t is not None]
+        return min(times) if times else None
+
+    def cleanup(self, now: float, ttl: float) -> int:
+        return self.write("DELETE FROM tasks WHERE finished IS NOT NULL AND finished < ? "
+                          "AND status IN ('ready', 'error', 'cancelled')", (now - ttl,))
+
+    def set_pool(self, owner: Optional[int], workers: list) -> None:
+        if owner is None:
+            self.write("DELETE FROM pool")
+        else:
+            self.write("INSERT INTO pool (id, owner, started, workers) VALUES (1, ?, ?, ?) "
+                       "ON CONFLICT (id) DO UPDATE SET owner = excluded.owner, "
+                       "workers = excluded.workers, started = CASE WHEN pool.owner = "
+                       "excluded.owner THEN pool.started ELSE excluded.started END",
+                       (owner, _clock(), json.dumps(workers)))
+
+    def data_version(self) -> int:
+        return self.read("PRAGMA data_version")[0][0]
+
+
+_MISFIRE_GRACE = 60.0   # a cron due time missed by less than this still runs after a takeover
+
+
+def _local_zone() -> Optional[_dt.tzinfo]:
+    """The machine's zone with its daylight-saving rules, or None for naive local time."""
+    global _LOCAL_ZONE
+    if _LOCAL_ZONE is False:
+        _LOCAL_ZONE = None
+        name = os.environ.get("TZ", "").lstrip(":")
+        with contextlib.suppress(Exception):
+            if name:
+                _LOCAL_ZONE = _zoneinfo.ZoneInfo(name)
+            elif os.path.exists("/etc/localtime"):
+                with open("/etc/localtime", "rb") as file:
+                    _LOCAL_ZONE = _zoneinfo.ZoneInfo.from_file(file, key="localtime")
+    return _LOCAL_ZONE
+
+
+_LOCAL_ZONE: Any = False
+
+
+def _next_due(schedule: "CronExpression", after: float) -> float:
+    """The next fire time of a cron job after an epoch time, as an epoch time."""
+    zone = schedule.tz or _local_zone()
+    if zone is None:
+        return schedule.next(_dt.datetime.fromtimestamp(after)).timestamp()
+    return schedule.next(_dt.datetime.fromtimestamp(after, zone)).timestamp()
+
+
+# ==============================================================================================
+# Workers and the pool
+# ==============================================================================================
+#
+#   caller: f(x) --INSERT--> SQLite --wake datagram--> dispatcher thread (in the pool owner)
+#   dispatcher: claim due rows --pipe--> worker process: run f(x) --pipe--> dispatcher
+#   dispatcher: write outcomes to SQLite, set the events of waiting callers in this process
+#
+# One process per database owns the pool; an flock on "<database>.lock" says which, and the
+# kernel releases it however the owner ends. The owner's dispatcher thread is the only one that
+# claims tasks and writes outcomes, in one transaction per round. Workers are fresh interpreters
+# that read tasks from a pipe; when the owner dies the pipe closes and they exit at once.
+
+_IN_WORKER = False
+_WORKER_BOOT = ("import sys; sys.path.insert(0, sys.argv[1]); import autocron; "
+                "autocron._worker_main(sys.argv[2])")
+
+
+def _wake_path(database: str) -> str:
+    """Where the pool of a database listens for wake-up datagrams (short, for AF_UNIX)."""
+    digest = hashlib.sha256(database.encode("utf-8", "surrogateescape")).hexdigest()[:24]
+    uid = os.geteuid() if hasattr(os, "geteuid") else 0
+    return os.path.join(tempfile.gettempdir(), f"autocron-{uid}", f"{digest}.wake")
+
+
+_sender_local = threading.local()
+
+
+def _notify(path: str) -> None:
+    """Wake the pool that listens at `path`; nothing happens if none does."""
+    if not hasattr(socket, "AF_UNIX"):  # pragma: no cover - the pool's fallback check sees it
+        return
+    sender = getattr(_sender_local, "socket", None)
+    if sender is None or _sender_local.pid != os.getpid():
+        sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sender.setblocking(False)
+        _sender_local.socket, _sender_local.pid = sender, os.getpid()
+    with contextlib.suppress(OSError):   # no pool listening, or its queue is full: it is awake
+        sender.sendto(b"!", path)
+
+
+def _worker_main(config_text: str) -> None:
+    """A worker process: run tasks from the pool's pipe until told to stop or orphaned."""
+    global _IN_WORKER
+    _IN_WORKER = True
+    config = json.loads(config_text)
+    os.chdir(config["cwd"])
+    sys.path[:] = config["path"]
+    tasks = _Connection(config["tasks"], writable=False)
+    results = _Connection(config["results"], readable=False)
+    inbox: list = []
+    ready = threading.Condition()
+
+    def read_pipe() -> None:      # also the lifeline: the pipe closes when the owner dies
+        while True:
+            try:
+                message = tasks.recv_bytes()
+            except (EOFError, OSError):
+                os._exit(0)
+            with ready:
+                inbox.append(message)
+                ready.notify()
+
+    threading.Thread(target=read_pipe, name="autocron-lifeline", daemon=True).start()
+    functions: dict = {}
+    while True:
+        with ready:
+            while not inbox:
+                ready.wait()
+            message = inbox.pop(0)
+        if not message:           # the pool's sentinel: finish
+            os._exit(0)
+        results.send_bytes(_run_task(message, functions))
+
+
+def _run_task(message: bytes, functions: dict) -> bytes:
+    task_id, data = pickle.loads(message)
+    started = _clock()
+    try:
+        record = _load_record(data)
+        ref = record["function"]
+        func = functions.get(ref)
+        if func is None:
+            func = functions[ref] = _resolve_function(ref)
+        value = func(*record["args"], **record["kwargs"])
+        try:
+            payload = pickle.dumps(value, _PICKLE_PROTOCOL)
+        except Exception as error:
+            raise TypeError(f"the return value of {_function_name(func)} cannot be pickled "
+                            f"({type(value).__name__}: {error}); return plain data") from None
+        outcome = (task_id, "ready", payload, None, started, _clock())
+    except BaseException as error:  # the task's own failure, reported as data
+        outcome = (task_id, "error", None, _error_info(error), started, _clock())
+    return pickle.dumps(outcome, _PICKLE_PROTOCOL)
+
+
+def _exit_text(code: Optional[int]) -> str:
+    if code is None:
+        return "worker died: it closed its pipe"
+    if code < 0:
+        try:
+            import signal
+            name = f" ({signal.Signals(-code).name})"
+        except (ImportError, ValueError):
+            name = ""
+        return f"worker died: killed by signal {-code}{name}"
+    return f"worker died: exited with status {code}"
+
+
+class _Worker:
+    """The pool's handle on one worker process."""
+
+    __slots__ = ("proc", "tasks", "results", "task", "retiring", "born")
+
+    def __init__(self, database: str):
+        task_read, task_write = os.pipe()
+        result_read, result_write = os.pipe()
+        config = {"cwd": os.getcwd(), "path": sys.path, "tasks": task_read,
+                  "results": result_write, "database": database}
+        here = os.path.dirname(os.path.abspath(__file__))
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-c", _WORKER_BOOT, here, json.dumps(config)],
+                pass_fds=(task_read, result_write), stdin=subprocess.DEVNULL,
+                start_new_session=True)     # a terminal's Ctrl-C goes to the owner only
+        finally:
+            os.close(task_read)
+            os.close(result_write)
+        self.tasks = _Connection(task_write, readable=False)
+        self.results = _Connection(result_read, writable=False)
+        self.task: Optional[tuple] = None   # (id, uuid, cron) while it runs one
+        self.retiring = False
+        self.born = time.monotonic()
+
+    def close(self) -> None:
+        for end in (self.tasks, self.results):
+            with contextlib.suppress(OSError):
+                end.close()
+
+
+class _Pool:
+    """The worker processes of one database and the dispatcher thread that feeds them."""
+
+    def __init__(self, store: _Store, lock: Any):
+        self.store, self._lock = store, lock
+        self._workers: list = []
+        self._stopping = False
+        self._deadline = 0.0
+        self._waiters: dict = {}
+        self._waiters_lock = threading.Lock()
+        self._wake_path = _wake_path(store.path)
+        self._wake = self._listen()
+        self._outcomes: list = []
+        self._respawn_at = 0.0
+        self._respawn_delay = 0.5
+        self._settings = store.settings()
+        self._thread = threading.Thread(target=self._run, name="autocron-pool", daemon=True)
+
+    def _listen(self) -> socket.socket:
+        if hasattr(socket, "AF_UNIX"):
+            _private_folder(os.path.dirname(self._wake_path))
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._wake_path)     # left by an owner that died; we hold the lock
+            listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            listener.bind(self._wake_path)
+        else:  # pragma: no cover - other producers are seen by the fallback check
+            listener, _ = socket.socketpair()
+        listener.setblocking(False)
+        return listener
+
+    # -- control, from the owner's threads
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def wake(self) -> None:
+        _notify(self._wake_path)
+
+    def waiter(self, uid: str) -> threading.Event:
+        with self._waiters_lock:
+            event = self._waiters.get(uid)
+            if event is None:
+                event = self._waiters[uid] = threading.Event()
+            return event
+
+    def stop(self, timeout: float) -> None:
+        self._deadline = time.monotonic() + max(0.0, timeout)
+        self._stopping = True
+        self.wake()
+        self._thread.join(timeout + 15)
+        self._release()
+
+    def _release(self) -> None:
+        self._wake.close()
+        with contextlib.suppress(OSError):
+            os.unlink(self._wake_path)
+        with contextlib.suppress(DatabaseError):
+            self.store.set_pool(None, [])
+        if self._lock is not None:
+            self._lock.close()
+        with self._waiters_lock:
+            for event in self._waiters.values():
+                event.set()
+
+    def forget_in_child(self) -> None:
+        """After fork: close this pool's descriptors in the child without touching the pool."""
+        for worker in self._workers:
+            worker.close()
+        self._wake.close()
+        if self._lock is not None:
+            self._lock.close()
+
+    # -- the dispatcher thread
+
+    def _run(self) -> None:
+        try:
+            with self.store.transaction() as con:
+                self.store.recover(con, _clock())
+            self._adjust_workers()
+            last_cleanup = 0.0
+            while not (self._stopping and self._stopped()):
+                self._round()
+                if time.monotonic() - last_cleanup > _CLEANUP_INTERVAL:
+                    last_cleanup = time.monotonic()
+                    self._settings = self.store.settings()
+                    self.store.cleanup(_clock(), self._settings["result_ttl"])
+                self._sleep()
+        except Exception:
+            _log.exception("autocron pool for %s failed; its workers stop", self.store.path)
+        finally:
+            self._shutdown_workers()
+
+    def _round(self) -> None:
+        """Collect outcomes, then in one transaction write them and claim the next tasks."""
+        self._collect()
+        free = [w for w in self._workers if w.task is None and not w.retiring]
+        outcomes, self._outcomes = self._outcomes, []
+        claimed: list = []
+        if outcomes or (free and not self._stopping):
+            now = _clock()
+            with self.store.transaction() as con:
+                self.store.finish(con, outcomes, now)
+                if not self._stopping:
+                    self.store.due_crons(con, now)
+                    claimed = self.store.claim(con, now, [w.proc.pid for w in free])
+        for worker, (task_id, uid, record, cron) in zip(free, claimed):
+            worker.task = (task_id, uid, cron)
+            self._send(worker, pickle.dumps((task_id, record), _PICKLE_PROTOCOL))
+        self._release_waiters(outcomes)
+
+    def _send(self, worker: _Worker, message: bytes) -> None:
+        try:
+            worker.tasks.send_bytes(message)
+        except OSError:
+            pass  # it died; _collect sees the closed pipe and reports its task
+
+    def _release_waiters(self, outcomes: list) -> None:
+        if not outcomes or not self._waiters:
+            return
+        with self._waiters_lock:
+            for outcome in outcomes:
+                event = self._waiters.pop(outcome[8], None)
+                if event is not None:
+                    event.set()
+
+    def _collect(self) -> None:
+        """Read every outcome the workers have sent; notice the workers that died."""
+        for worker in list(self._workers):
+            try:
+                while worker.results.poll():
+                    task_id, status, value, error, started, finished = pickle.loads(
+                        worker.results.recv_bytes())
+                    _, uid, cron = worker.task
+                    self._outcomes.append((task_id, status, value, error, None, started,
+                                           finished, cron, uid))
+                    worker.task = None
+            except (EOFError, OSError):
+                self._bury(worker)
+        if not self._stopping:
+            self._adjust_workers()
+
+    def _bury(self, worker: _Worker) -> None:
+        self._workers.remove(worker)
+        worker.close()
+        try:
+            code = worker.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            worker.proc.kill()
+            code = worker.proc.wait()
+        if worker.task is not None:
+            task_id, uid, cron = worker.task
+            text = _exit_text(code)
+            _log.error("autocron worker %d died running task %s: %s", worker.proc.pid, uid, text)
+            self._outcomes.append((task_id, "error", None, {"type": "", "message": text,
+                                   "traceback": ""}, None, None, _clock(), cron, uid))
+        elif not worker.retiring and not self._stopping:
+            _log.warning("autocron worker %d died: %s", worker.proc.pid, _exit_text(code))
+        if time.monotonic() - worker.born < 2.0 and not worker.retiring:
+            self._respawn_at = time.monotonic() + self._respawn_delay   # failing at start-up
+            self._respawn_delay = min(self._respawn_delay * 2, 30.0)
+        else:
+            self._respawn_delay = 0.5
+        self._publish()
+
+    def _adjust_workers(self) -> None:
+        """Spawn or retire workers until their number matches the setting."""
+        active = [w for w in self._workers if not w.retiring]
+        wanted = max(1, int(self._settings["workers"]))
+        if len(active) < wanted and time.monotonic() >= self._respawn_at:
+            for _ in range(wanted - len(active)):
+                worker = _Worker(self.store.path)
+                self._workers.append(worker)
+                _log.info("autocron worker %d started", worker.proc.pid)
+            self._publish()
+        for worker in active[wanted:]:
+            worker.retiring = True
+            self._send(worker, b"")
+
+    def _publish(self) -> None:
+        with contextlib.suppress(DatabaseError):
+            self.store.set_pool(os.getpid(), [w.proc.pid for w in self._workers])
+
+    def _stopped(self) -> bool:
+        """While stopping: True once no worker runs a task (those past the deadline killed)."""
+        busy = [w for w in self._workers if w.task is not None]
+        if busy and time.monotonic() >= self._deadline:
+            for worker in busy:
+                worker.proc.kill()
+                worker.proc.wait()
+                task_id, uid, cron = worker.task
+                self._outcomes.append((task_id, "error", None, {
+                    "type": "", "message": "stopped: the pool stopped before the task finished",
+                    "traceback": ""}, None, None, _clock(), cron, uid))
+                worker.task = None
+            self._round()
+            busy = []
+        return not busy and not self._outcomes
+
+    def _sleep(self) -> None:
+        """Wait for an outcome, a wake-up, the next due time or the stop deadline."""
+        now = _clock()
+        timeout = _FALLBACK_WAKE
+        if any(w.task is None and not w.retiring for w in self._workers):
+            due = self.store.next_due()
+            if due is not None:
+                timeout = min(timeout, max(0.0, due - now))
+        if self._stopping:
+            timeout = min(timeout, max(0.0, self._deadline - time.monotonic()))
+        if time.monotonic() < self._respawn_at:
+            timeout = min(timeout, self._respawn_at - time.monotonic())
+        _wait_ready([w.results for w in self._workers] + [self._wake], timeout)
+        with contextlib.suppress(OSError):
+            while self._wake.recv(64):
+                pass
+
+    def _shutdown_workers(self) -> None:
+        for worker in self._workers:
+            self._send(worker, b"")
+        end = time.monotonic() + 5
+        for worker in self._workers:
+            try:
+                worker.proc.wait(timeout=max(0.1, end - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                worker.proc.kill()
+                worker.proc.wait()
+            worker.close()
+        self._workers = []
+
+
+def _try_lock(store: _Store) -> Any:
+    """The pool lock of a database: an open file holding an flock, or None if taken."""
+    if _fcntl is None:  # pragma: no cover - without flock every process runs its own pool
+        return contextlib.nullcontext()
+    fd = os.open(store.path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    file = os.fdopen(fd, "r+b")
+    try:
+        _fcntl.flock(file.fileno(), _fcntl.LOCK_EX | _fcntl.LOCK_NB)
+    except OSError:
+        file.close()
+        return None
+    return file
+
+
+# ==============================================================================================
+# Public API
+# ==============================================================================================
+
+
+class _State:
+    """What autocron knows in this process: the active store and, if it owns it, the pool."""
+
+    def __init__(self):
+        self.lock = threading.RLock()
+        self.store: Optional[_Store] = None        # set while active (start() .. stop())
+        self.last_store: Optional[_Store] = None   # for get_results() after stop()
+        self.pool: Optional[_Pool] = None
+        self.standby: Optional[threading.Event] = None
+        self.crons: dict = {}                      # name -> (schedule, record, catch_up)
+
+
+_state = _State()
+
+
+def start(database: Union[str, os.PathLike] = "autocron.db", workers: Optional[int] = None) -> bool:
+    """Make autocron active in this process and start the worker pool of `database`.
+
+    Returns True when this process started the pool, False when a pool for the database
+    already runs (in this or another process; this process then only enqueues, and takes
+    the pool over if its owner ends). `workers` is stored in the database for later starts;
+    None keeps the stored number (default 1). Starting twice is harmless.
+    """
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)
+                                or workers < 1):
+        raise ValueError(f"workers must be a positive int, got {workers!r}")
+    with _state.lock:
+        if _state.store is not None:
+            if _state.store.path != os.path.abspath(os.fspath(database)):
+                raise AutocronError(f"autocron already runs on {_state.store.path}; call "
+                                    "autocron.stop() before starting on another database")
+            if workers is not None:
+                _state.store.set_setting("workers", workers)
+                if _state.pool is not None:
+                    _state.pool._settings["workers"] = workers
+                    _state.pool.wake()
+            return False
+        store = _Store(database)
+        if workers is not None:
+            store.set_setting("workers", workers)
+        if store.settings()["disabled"]:
+            _log.info("autocron is disabled in %s; calls run synchronously", store.path)
+            return False
+        _state.store = _state.last_store = store
+        for name, (schedule, record, catch_up) in _state.crons.items():
+            store.register_cron(name, schedule, record, catch_up)
+        if _become_owner(store):
+            return True
+        _state.standby = threading.Event()
+        threading.Thread(target=_stand_by, args=(store, _state.standby),
+                         name="autocron-standby", daemon=True).start()
+        return False
+
+
+def _become_owner(store: _Store) -> bool:
+    lock = _try_lock(store)
+    if lock is None:
+        return False
+    _state.pool = _Pool(store, lock)
+    _state.pool.start()
+    return True
+
+
+def _stand_by(store: _Store, stopped: threading.Event) -> None:
+    """In a process whose start() found a pool running: take it over when its owner ends."""
+    while not stopped.wait(1.0):
+        with _state.lock:
+            if stopped.is_set() or _state.store is not store:
+                return
+            if _become_owner(store):
+                _log.warning("autocron: this process (pid %d) took over the pool of %s",
+                             os.getpid(), store.path)
+                return
+
+
+def stop(timeout: float = 10.0) -> None:
+    """Stop this process's pool and make autocron inactive here.
+
+    Running tasks get `timeout` seconds to finish; then their workers are terminated and the
+    tasks recorded as failed ("stopped"). Waiting tasks stay in the database for the next
+    start(). Harmless without start().
+    """
+    with _state.lock:
+        pool, standby = _state.pool, _state.standby
+        _state.store = _state.pool = _state.standby = None
+    if standby is not None:
+        standby.set()
+    if pool is not None:
+        pool.stop(timeout)
+
+
+def _after_fork_in_child() -> None:
+    """A forked child is not the owner: drop the parent's pool descriptors, start inactive."""
+    global _state
+    if _state.pool is not None:
+        _state.pool.forget_in_child()
+    crons = _state.crons
+    _state = _State()
+    _state.crons = crons
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+atexit.register(stop)
+
+
+def get_results() -> list:
+    """Every result stored in the database, newest first (also of earlier runs)."""
+    store = _state.store or _state.last_store
+    if store is None:
+        return []
+    return [Result(row[0], store, row) for row in store.result_rows()]
+
+
+def get_result(uuid: str) -> Optional["Result"]:
+    """The result with this id, or None (deleted after its time-to-live, or never stored)."""
+    store = _state.store or _state.last_store
+    row = store.result_row(uuid) if store is not None else None
+    return Result(uuid, store, row) if row else None
+
+
+class Result:
+    """The handle of one delayed call: poll it, block on it or await it.
+
+    `waiting` reads the database; `get(timeout)` blocks and returns the value or raises
+    `TaskError`; `await result` does the same without blocking an event loop.
+    """
+
+    __slots__ = ("uuid", "_store", "_row")
+
+    def __init__(self, uuid: str, store: Optional[_Store] = None, row: Optional[tuple] = None):
+        self.uuid = uuid
+        self._store = store
+        self._row = row
+
+    @classmethod
+    def _run_here(cls, func: Callable, args: tuple, kwargs: dict) -> "Result":
+        """Inactive autocron: run the call synchronously, as a finished Result."""
+        started = _clock()
+        try:
+            value, status, error = func(*args, **kwargs), "ready", None
+        except Exception as exc:
+            value, status, error = None, "error", json.dumps(_error_info(exc))
+        row = (_uuid.uuid4().hex, _function_name(func), _call_text(args, kwargs), status,
+               started, started, _clock(), value, error, "")
+        result = cls(row[0], None, row)
+        result._row = row
+        return result
+
+    def _fetch(self) -> tuple:
+        row = self._row
+        if row is not None and (row[3] in _FINISHED or self._store is None):
+            return row
+        if self._store is not None:
+            fresh = self._store.result_row(self.uuid)
+            if fresh is not None:
+                self._row = fresh
+            elif row is None or row[3] not in _FINISHED:
+                self._row = (self.uuid, "?", "", "deleted", None, None, None, None,
+                             json.dumps({"type": "", "message": "the result is no longer in the "
+                                         "database (deleted after its time-to-live)",
+                                         "traceback": ""}), "")
+        return self._row
+
+    # -- status
+
+    @property
+    def status(self) -> str:
+        """"waiting", "running", "ready", "error" or "cancelled"."""
+        return self._fetch()[3]
+
+    @property
+    def waiting(self) -> bool:
+        """True while the task has not finished (reads the database)."""
+        return self.status in ("waiting", "running")
+
+    is_waiting = waiting
+
+    def is_ready(self) -> bool:
+        """True once the task finished, with a value or an error."""
+        return not self.waiting
+
+    @property
+    def has_error(self) -> bool:
+        return self.status in ("error", "cancelled", "deleted")
+
+    @property
+    def function_result(self) -> Any:
+        """The returned value, or None while waiting or after an error."""
+        row = self._fetch()
+        if row[3] != "ready" or row[7] is None:
+            return None
+        return pickle.loads(row[7]) if self._store is not None else row[7]
+
+    result = function_result
+
+    def _error(self) -> dict:
+        text = self._fetch()[8]
+        return json.loads(text) if text else {}
+
+    @property
+    def error_message(self) -> str:
+        """The exception as "Type: message" followed by the remote traceback; "" if none."""
+        error = self._error()
+        if not error:
+            return ""
+        head = f"{error['type']}: {error['message']}" if error["type"] else error["message"]
+        return f"{head}\n\n{error['traceback']}" if error["traceback"] else head
+
+    @property
+    def output(self) -> str:
+        """What the task printed (stdout and stderr), the last 64 KiB."""
+        return self._fetch()[9] or ""
+
+    # -- waiting
+
+    def get(self, timeout: Optional[float] = None) -> Any:
+        """Block until finished; return the value or raise TaskError (or TimeoutError)."""
+        if self._wait(timeout):
+            return self._value()
+        raise TimeoutError(f"task {self.uuid} ({self._fetch()[1]}) did not finish within "
+                           f"{timeout} s")
+
+    def _value(self) -> Any:
+        if self.status == "ready":
+            return self.function_result
+        error = self._error()
+        raise TaskError(error.get("message", self.status), error.get("type", ""),
+                        error.get("traceback", ""), self.uuid)
+
+    def _wait(self, timeout: Optional[float]) -> bool:
+        end = None if timeout is None else time.monotonic() + timeout
+        pool = _state.pool
+        local = pool is not None and self._store is not None and pool.store.path == self._store.path
+        pause = 0.0005
+        while True:
+            event = pool.waiter(self.uuid) if local else None
+            if not self.waiting:
+                return True
+            left = None if end is None else end - time.monotonic()
+            if left is not None and left <= 0:
+                return False
+            if event is not None:       # the pool in this process sets it when done
+                event.wait(left if left is not None else 1.0)
+            else:                       # another process runs the pool: poll, backing off
+                time.sleep(pause if left is None else min(pause, left))
+                pause = min(pause * 2, 0.05)
+
+    def __await__(self):
+        pause = 0.0005
+        import asyncio
+        while self.waiting:
+            yield from asyncio.sleep(pause).__await__()
+            pause = min(pause * 2, 0.05)
+        return self._value()
+
+    def cancel(self, force: bool = False) -> bool:
+        """Withdraw a waiting task; True if it took effect."""
+        if self._store is None:
+            return False
+        return self._store.cancel(self.uuid)
+
+    def __repr__(self) -> str:
+        row = self._fetch()
+        text = f"<Result {self.uuid[:8]} {row[1].rsplit('.', 1)[-1]}({row[2]}) {row[3]}"
+        if row[3] == "ready":
+            value = repr(self.function_result)
+            text += f": {value if len(value) <= 80 else value[:77] + '...'}"
+        elif row[3] in ("error", "cancelled", "deleted"):
+            text += f": {self.error_message.splitlines()[0]}"
+        return text + ">"
+
+
+def _due_time(weeks, days, hours, minutes, seconds, schedule) -> Callable[[], float]:
+    """When a call made now is due, checked at decoration time."""
+    offset = _dt.timedelta(weeks=weeks, days=days, hours=hours, minutes=minutes,
+                           seconds=seconds).total_seconds()
+    if offset < 0:
+        raise ValueError(f"the delay must not be negative, got {offset:g} s")
+    if schedule is not None:
+        if offset:
+            raise ValueError("give either a delay (weeks, days, hours, minutes, seconds) or a "
+                             "schedule datetime, not both")
+        if not isinstance(schedule, _dt.datetime):
+            raise TypeError(f"schedule must be a datetime, not {type(schedule).__name__}")
+        at = schedule.timestamp()        # naive: local time; aware: honoured
+        return lambda: at
+    return lambda: _clock() + offset
+
+
+def delay(func: Optional[Callable] = None, *, weeks: float = 0, days: float = 0,
+          hours: float = 0, minutes: float = 0, seconds: float = 0,
+          schedule: Optional[_dt.datetime] = None) -> Callable:
+    """Make calls of `func` run in a worker: each call is stored and returns a Result.
+
+    Usable as `@delay` or `@delay(minutes=5)` / `@delay(schedule=datetime(...))`. Inactive
+    autocron (before start(), after stop()) runs the call here and returns a finished
+    Result; inside a worker the call runs directly and returns the value.
+    """
+    due = _due_time(weeks, days, hours, minutes, seconds, schedule)
+    if func is None:
+        return functools.partial(delay, weeks=weeks, days=days, hours=hours, minutes=minutes,
+                                 seconds=seconds, schedule=schedule)
+    if not callable(func):
+        raise TypeError(f"delay decorates a function, not {type(func).__name__}")
+    name = _function_name(func)
+
+    @functools.wraps(func)
+    def delayed(*args, **kwargs):
+        if _IN_WORKER:
+            return func(*args, **kwargs)
+        store = _state.store
+        if store is None:
+            return Result._run_here(func, args, kwargs)
+        record = _dump_call(func, args, kwargs)
+        uid = _uuid.uuid4().hex
+        store.add_task(uid, name, _call_text(args, kwargs), record, due())
+        _notify(_wake_path(store.path) if _state.pool is None else _state.pool._wake_path)
+        return Result(uid, store)
+
+    delayed._autocron_function = func
+    return delayed
+
+
+def cron(expression: Optional[str] = None, *, tz: Union[str, _dt.tzinfo, None] = None,
+         catch_up: bool = False, **fields) -> Callable:
+    """Run the decorated function periodically, per standard cron semantics.
+
+    `@cron("30 9 * * 1,3")` or `@cron(minutes=[30], hours=[9], dow=[0, 2])` (dow as
+    `datetime.weekday()`); `tz` an IANA name or tzinfo (None: local time). A bad expression
+    raises CronError here. The function is returned unchanged and registered as the job
+    `module.qualname`; decorating again under that name replaces the schedule.
+    """
+    if callable(expression):     # used bare: @cron
+        return cron()(expression)
+    schedule = CronExpression(expression, tz=tz, **fields)
+
+    def register(func: Callable) -> Callable:
+        name = _function_name(func)
+        record = pickle.dumps({"v": 1, "function": _function_ref(func), "args": (),
+                               "kwargs": {}}, _PICKLE_PROTOCOL)
+        with _state.lock:
+            _state.crons[name] = (schedule, record, catch_up)
+            if _state.store is not None:
+                _state.store.register_cron(name, schedule, record, catch_up)
+                _notify(_wake_path(_state.store.path))
+        return func
+
+    return register
+
+
+# ==============================================================================================
+# Admin command line
+# ==============================================================================================
+
+
+def _demo_square(n: int) -> int:
+    time.sleep(0.2)
+    return n * n
+
+
+def _demo_fail(text: str) -> None:
+    raise ValueError(text)
+
+
+def _demo_report() -> str:
+    return "report sent"
+
+
+def _demo(args) -> int:
+    """The whole flow on a temporary database, in a few seconds."""
+    square, fail = delay(_demo_square), delay(_demo_fail)
+    folder = tempfile.mkdtemp(prefix="autocron-demo-")
+    database = os.path.join(folder, "demo.db")
+    try:
+        print(f"Starting a pool of 2 workers on {database}")
+        start(database, workers=2)
+        results = [square(n) for n in range(1, 6)] + [fail("this task fails on purpose")]
+        print(f"Stored {len(results)} calls; each returned a Result at once:")
+        for result in results:
+            print(f"  {result!r}")
+        print("Results as they arrive:")
+        pending = list(results)
+        end = time.monotonic() + 30
+        while pending and time.monotonic() < end:
+            for result in [r for r in pending if r.is_ready()]:
+                pending.remove(result)
+                shown = result.function_result if not result.has_error else \
+                    result.error_message.splitlines()[0]
+                print(f"  {result.uuid[:8]}  {result.status:<6} {shown}")
+            time.sleep(0.02)
+        job = cron("*/15 9-17 * * mon-fri")(_demo_report)
+        schedule = _state.crons[_function_name(job)][0]
+        print(f'A cron job "{schedule}" runs {schedule.describe()}; its next runs:')
+        for moment in itertools.islice(schedule.iter(_dt.datetime.now()), 3):
+            print(f"  {moment:%a %Y-%m-%d %H:%M}")
+        print("Stopping the pool.")
+        stop()
+        return 0 if not pending else 1
+    finally:
+        stop()
+        with _state.lock:
+            _state.crons.pop(_function_name(_demo_report), None)
+        for name in os.listdir(folder):
+            os.unlink(os.path.join(folder, name))
+        os.rmdir(folder)
+
+
+def _parser():
+    import argparse
+    parser = argparse.ArgumentParser(
+        prog="autocron", description="See and steer an autocron database, or run the demo.")
+    parser.add_argument("--db", default="autocron.db", help="the database (default: %(default)s)")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    demo = commands.add_parser("demo", help="run the whole flow on a temporary database")
+    demo.set_defaults(run=_demo)
+    return parser
+
+
+def _main(argv: Optional[list] = None) -> int:
+    """The admin tool: `python autocron.py`, `python -m autocron` and `autocron`."""
+    args = _parser().parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    # Run as the module `autocron`, not as `__main__`, so that what workers import and what
+    # pickles name is one and the same module.
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import autocron
+    sys.exit(autocron._main())

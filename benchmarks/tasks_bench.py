@@ -1,0 +1,521 @@
+"""Background-task speed: autocron vs huey vs ProcessPoolExecutor.
+
+What is measured
+----------------
+Every library runs the trivial task ``add(a, b)`` on two worker processes:
+
+* autocron: ``autocron.start(database=<fresh folder>/autocron.db, workers=2)``;
+  the task is ``@autocron.delay``-decorated, calling it stores the task and
+  returns a ``Result``; ``result.get(timeout=...)`` waits; ``autocron.stop()``.
+* huey: ``SqliteHuey`` with a fresh file per round and ``@huey.task()``; its
+  consumer runs as a subprocess, ``python -m huey.bin.huey_consumer
+  _tasks_huey.huey -w 2 -k process``, with huey's default polling (see
+  ``HUEY_POLLING``) and default logging (to a file); results are fetched with
+  ``result.get(blocking=True, timeout=...)``.
+* ProcessPoolExecutor (``ppe``): ``ProcessPoolExecutor(max_workers=2)``,
+  ``submit(add, a, b)`` and ``future.result(timeout=...)``.  It keeps nothing
+  on disk, so it is the ceiling rather than a peer.
+
+Each pool is started fresh for every round and warmed up (a few tasks through
+it, which also proves huey's consumer is up) before anything is timed:
+
+1. Throughput: enqueue ``N`` tasks (3,000), then wait for every result in
+   order; ``tasks/s = N / elapsed`` over both steps.
+2. Enqueue rate: the enqueue loop of step 1 is also timed on its own, while
+   the pool is already running and competing for the CPU and the database;
+   ``calls/s = N / loop time``.
+3. Idle latency: 60 sequential calls, each ``call, then block for the
+   result``, with a 20 ms sleep before each so that the pool is idle again;
+   p50 and p99 in milliseconds.
+
+The libraries are interleaved: round 1 runs autocron, huey, ppe; round 2
+runs them again; three rounds in all (``--quick``: one round, 500 tasks, 20
+latency calls).  The tables show the median of the rounds and every round's
+value.  A library that raises gets the error in its cells and the run goes
+on; results are checked (``add(i, i) == 2 * i``).  The report ends with a
+"goals" section (PASS/FAIL).  The exit code is 0 whatever the outcome: this
+is a report, not a test.  Every process the benchmark starts is stopped
+before it exits, also when a library fails.
+
+How to run (from the repository root)::
+
+    .venv/bin/pip install -e ".[bench]"
+    .venv/bin/python benchmarks/tasks_bench.py [--quick]
+
+This folder and the repository root are put first on ``sys.path`` (and on
+``PYTHONPATH`` for huey's consumer), so the working copy of ``autocron.py``
+is the one measured and the worker processes find the task modules
+``_tasks_autocron``, ``_tasks_huey`` and ``_tasks_plain`` by name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import importlib
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Callable, Iterator, NamedTuple, Optional
+
+BENCH_DIR = Path(__file__).resolve().parent
+ROOT = BENCH_DIR.parent
+for _folder in (BENCH_DIR, ROOT):  # ROOT ends up first
+    sys.path.insert(0, str(_folder))
+
+import _tasks_plain  # noqa: E402
+
+WORKERS = 2
+IDLE_GAP = 0.020  # seconds of sleep before each latency call
+BATCH_TIMEOUT = 120.0  # seconds for all results of one throughput batch
+CALL_TIMEOUT = 60.0  # seconds for one result (latency, warm-up)
+CONSUMER_STOP_TIMEOUT = 15.0
+HUEY_DB_ENV = "AUTOCRON_BENCH_HUEY_DB"  # the same name as _tasks_huey.DB_ENV
+HUEY_CONSUMER_ARGS = ("-w", str(WORKERS), "-k", "process")
+HUEY_POLLING = (
+    "consumer workers poll the queue every 0.1 s after a task, backing off x1.15 per empty "
+    "poll up to 10 s (`-d 0.1 -b 1.15 -m 10`, the defaults); `result.get(blocking=True)` "
+    "polls every 0.05 s, backing off x1.15 up to 1 s"
+)
+
+GOAL_THROUGHPUT = 2.5  # x huey
+GOAL_LATENCY = 0.1  # x huey's p50
+GOAL_ENQUEUE = 20_000  # calls/s
+
+LIBS = ("autocron", "huey", "ppe")
+LABELS = {"autocron": "autocron", "huey": "huey", "ppe": "ProcessPoolExecutor"}
+PEERS = ("huey", "ppe")
+
+
+@dataclass(frozen=True)
+class Sizes:
+    rounds: int
+    tasks: int
+    latency_calls: int
+
+
+FULL = Sizes(rounds=3, tasks=3000, latency_calls=60)
+QUICK = Sizes(rounds=1, tasks=500, latency_calls=20)
+
+
+class Client(NamedTuple):
+    """How to use one running pool: ``wait(submit(a, b), timeout) == a + b``."""
+
+    submit: Callable
+    wait: Callable
+
+
+@dataclass
+class Measurement:
+    """One library in one round; a phase that did not complete stays None."""
+
+    throughput: Optional[float] = None  # tasks/s
+    enqueue: Optional[float] = None  # calls/s
+    p50: Optional[float] = None  # ms
+    p99: Optional[float] = None  # ms
+    error: Optional[str] = None
+
+
+# --- the pools -------------------------------------------------------------------
+
+def warm_up(client: Client) -> None:
+    """Run a few tasks through the pool so that every worker is up."""
+    handles = [client.submit(i, i) for i in range(2 * WORKERS)]
+    for i, handle in enumerate(handles):
+        check(client.wait(handle, CALL_TIMEOUT), i)
+
+
+def _autocron_wait(result, timeout):
+    return result.get(timeout=timeout)
+
+
+@contextlib.contextmanager
+def autocron_pool(folder: Path) -> Iterator[Client]:
+    import autocron
+    import _tasks_autocron  # raises while autocron has no `delay`
+
+    try:
+        if not autocron.start(database=str(folder / "autocron.db"), workers=WORKERS):
+            print("note: autocron.start() returned False", file=sys.stderr)
+        client = Client(_tasks_autocron.add, _autocron_wait)
+        warm_up(client)
+        yield client
+    finally:
+        stop = getattr(autocron, "stop", None)
+        if stop is not None:
+            stop()
+
+
+def _huey_wait(result, timeout):
+    return result.get(blocking=True, timeout=timeout)
+
+
+def load_huey_tasks(db_path: Path):
+    """Import (or re-import) ``_tasks_huey`` bound to the SQLite file ``db_path``."""
+    os.environ[HUEY_DB_ENV] = str(db_path)
+    module = sys.modules.get("_tasks_huey")
+    return importlib.import_module("_tasks_huey") if module is None else importlib.reload(module)
+
+
+def start_consumer(log_path: Path) -> subprocess.Popen:
+    """Start huey's consumer in its own process group, logging to ``log_path``."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(BENCH_DIR), str(ROOT), env.get("PYTHONPATH")])
+    )
+    command = [sys.executable, "-m", "huey.bin.huey_consumer", "_tasks_huey.huey",
+               *HUEY_CONSUMER_ARGS]
+    with open(log_path, "wb") as log:
+        return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def stop_consumer(proc: subprocess.Popen) -> None:
+    """SIGINT (huey's graceful signal), then SIGKILL the whole process group."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(CONSUMER_STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            print("note: huey consumer ignored SIGINT; killing it", file=sys.stderr)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)  # the group is ours: start_new_session
+    proc.wait()
+
+
+def log_tail(path: Path, lines: int = 5) -> str:
+    with contextlib.suppress(OSError):
+        return " / ".join(path.read_text(errors="replace").strip().splitlines()[-lines:])
+    return ""
+
+
+def wait_for_consumer(proc: subprocess.Popen, tasks, log_path: Path) -> None:
+    """Block until one task went through the consumer, or fail if it died."""
+    from huey.exceptions import ResultTimeout
+
+    result = tasks.add(0, 0)
+    deadline = time.monotonic() + CALL_TIMEOUT
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"huey consumer exited ({proc.returncode}): {log_tail(log_path)}")
+        try:
+            check(result.get(blocking=True, timeout=0.5), 0)
+            return
+        except ResultTimeout:
+            if time.monotonic() > deadline:
+                raise
+
+
+@contextlib.contextmanager
+def huey_pool(folder: Path) -> Iterator[Client]:
+    log_path = folder / "consumer.log"
+    tasks = load_huey_tasks(folder / "huey.db")
+    proc = start_consumer(log_path)
+    try:
+        wait_for_consumer(proc, tasks, log_path)
+        client = Client(tasks.add, _huey_wait)
+        warm_up(client)
+        yield client
+    finally:
+        stop_consumer(proc)
+        tasks.huey.storage.close()
+
+
+def _future_wait(future, timeout):
+    return future.result(timeout=timeout)
+
+
+@contextlib.contextmanager
+def ppe_pool(folder: Path) -> Iterator[Client]:
+    executor = ProcessPoolExecutor(max_workers=WORKERS)
+    try:
+        client = Client(functools.partial(executor.submit, _tasks_plain.add), _future_wait)
+        warm_up(client)
+        yield client
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)
+
+
+POOLS = {"autocron": autocron_pool, "huey": huey_pool, "ppe": ppe_pool}
+
+
+# --- the measurements ----------------------------------------------------------
+
+def check(value, i: int) -> None:
+    if value != 2 * i:
+        raise AssertionError(f"add({i}, {i}) returned {value!r}")
+
+
+def run_batch(client: Client, n: int, m: Measurement) -> None:
+    """Throughput and enqueue rate of ``n`` tasks, into ``m``."""
+    submit, wait = client
+    t0 = time.perf_counter()
+    handles = [submit(i, i) for i in range(n)]
+    t1 = time.perf_counter()
+    deadline = t0 + BATCH_TIMEOUT
+    for i, handle in enumerate(handles):
+        left = deadline - time.perf_counter()
+        if left <= 0:
+            raise TimeoutError(f"only {i} of {n} results within {BATCH_TIMEOUT:.0f} s")
+        check(wait(handle, left), i)
+    t2 = time.perf_counter()
+    m.enqueue = n / (t1 - t0)
+    m.throughput = n / (t2 - t0)
+
+
+def percentile(samples: list, pct: int) -> float:
+    return statistics.quantiles(samples, n=100, method="inclusive")[pct - 1]
+
+
+def run_latency(client: Client, calls: int, m: Measurement) -> None:
+    """p50 and p99 (ms) of call-then-wait on an idle pool, into ``m``."""
+    submit, wait = client
+    samples = []
+    for i in range(calls):
+        time.sleep(IDLE_GAP)
+        t0 = time.perf_counter()
+        check(wait(submit(i, i), CALL_TIMEOUT), i)
+        samples.append((time.perf_counter() - t0) * 1000)
+    m.p50 = statistics.median(samples)
+    m.p99 = percentile(samples, 99)
+
+
+def describe(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+
+
+_SEEN_ERRORS: set = set()
+
+
+def run_round(lib: str, sizes: Sizes) -> Measurement:
+    """Start a fresh pool of ``lib`` in a fresh folder, measure, stop, clean up."""
+    m = Measurement()
+    folder = Path(tempfile.mkdtemp(prefix=f"tasks-bench-{lib}-"))
+    try:
+        with POOLS[lib](folder) as client:
+            run_batch(client, sizes.tasks, m)
+            run_latency(client, sizes.latency_calls, m)
+    except Exception as exc:
+        m.error = describe(exc)
+        if m.error not in _SEEN_ERRORS:  # one traceback per distinct error
+            _SEEN_ERRORS.add(m.error)
+            traceback.print_exc(file=sys.stderr)
+    finally:
+        reap_strays(lib)
+        shutil.rmtree(folder, ignore_errors=True)
+    return m
+
+
+def child_pids() -> list:
+    """Pids of this process's children that are still around (Linux; else [])."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == os.getpid():
+                pids.append(int(stat.parent.name))
+    return pids
+
+
+def reap_strays(lib: str) -> None:
+    """Kill and reap any child process ``lib`` left behind after it was stopped."""
+    strays = child_pids()
+    if strays:
+        print(f"WARNING: {lib} left child processes {strays} after stopping; killing them",
+              file=sys.stderr)
+    for pid in strays:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
+
+
+def run_all(sizes: Sizes) -> dict:
+    """{lib: [Measurement per round]}, the libraries interleaved round by round."""
+    results = {lib: [] for lib in LIBS}
+    for r in range(1, sizes.rounds + 1):
+        for lib in LIBS:
+            print(f"round {r}/{sizes.rounds}: {LABELS[lib]} ...", file=sys.stderr, flush=True)
+            m = run_round(lib, sizes)
+            results[lib].append(m)
+            print(f"  {m}", file=sys.stderr, flush=True)
+    return results
+
+
+# --- report --------------------------------------------------------------------
+
+def median_of(rounds: list, field: str) -> Optional[float]:
+    values = [getattr(m, field) for m in rounds if getattr(m, field) is not None]
+    return statistics.median(values) if values else None
+
+
+def ratio(a, b) -> Optional[float]:
+    return None if a is None or b is None or b == 0 else a / b
+
+
+def fmt_rate(value) -> str:
+    return f"{value:,.0f}"
+
+
+def fmt_ms(value) -> str:
+    return f"{value:.2f}"
+
+
+def fmt_ratio(value) -> str:
+    return "n/a" if value is None else f"{value:.2f}x"
+
+
+def cell(m: Measurement, field: str, fmt: Callable) -> str:
+    value = getattr(m, field)
+    if value is not None:
+        return fmt(value)
+    return "error: " + (m.error or "not reached").replace("|", "\\|")[:70]
+
+
+def median_cell(rounds: list, field: str, fmt: Callable) -> str:
+    value = median_of(rounds, field)
+    if value is None:
+        return cell(rounds[0], field, fmt)
+    done = sum(getattr(m, field) is not None for m in rounds)
+    return fmt(value) + ("" if done == len(rounds) else f" ({done} of {len(rounds)} rounds)")
+
+
+def markdown_table(headers, rows) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def rate_table(results: dict, field: str, unit: str) -> str:
+    rounds = len(results[LIBS[0]])
+    headers = ["library", f"median {unit}", *(f"round {r + 1}" for r in range(rounds))]
+    rows = [
+        [LABELS[lib], median_cell(ms, field, fmt_rate), *(cell(m, field, fmt_rate) for m in ms)]
+        for lib, ms in results.items()
+    ]
+    return markdown_table(headers, rows)
+
+
+def ratio_line(results: dict, field: str) -> str:
+    ours = median_of(results["autocron"], field)
+    parts = [f"autocron/{LABELS[peer]} {fmt_ratio(ratio(ours, median_of(results[peer], field)))}"
+             for peer in PEERS]
+    return "Ratios of the medians: " + ", ".join(parts)
+
+
+def latency_table(results: dict) -> str:
+    rounds = len(results[LIBS[0]])
+    headers = ["library", "p50 ms (median)", "p99 ms (median)",
+               *(f"round {r + 1} p50 / p99" for r in range(rounds))]
+    rows = [
+        [LABELS[lib], median_cell(ms, "p50", fmt_ms), median_cell(ms, "p99", fmt_ms),
+         *(f"{cell(m, 'p50', fmt_ms)} / {cell(m, 'p99', fmt_ms)}" if m.p50 is not None
+           else cell(m, "p50", fmt_ms) for m in ms)]
+        for lib, ms in results.items()
+    ]
+    return markdown_table(headers, rows)
+
+
+def version_of(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "?"
+
+
+def autocron_version() -> str:
+    try:
+        import autocron
+    except Exception as exc:
+        return f"(import failed: {describe(exc)})"
+    return f"{getattr(autocron, '__version__', '?')} from {autocron.__file__}"
+
+
+def print_header(sizes: Sizes) -> None:
+    print("# Background tasks: autocron vs huey vs ProcessPoolExecutor\n")
+    print(f"- Python {platform.python_version()} ({platform.python_implementation()}) "
+          f"on {platform.platform()}, {os.cpu_count()} CPUs")
+    print(f"- autocron {autocron_version()}")
+    print(f"- huey {version_of('huey')}: SqliteHuey (WAL, default synchronous), consumer "
+          f"`python -m huey.bin.huey_consumer _tasks_huey.huey {' '.join(HUEY_CONSUMER_ARGS)}`, "
+          f"default logging to a file; {HUEY_POLLING}")
+    print(f"- ProcessPoolExecutor(max_workers={WORKERS}), start method "
+          f"{__import__('multiprocessing').get_start_method()}; not durable: the ceiling")
+    print(f"- task `add(a, b)`, {WORKERS} workers; {sizes.rounds} interleaved round(s), "
+          f"{sizes.tasks:,} tasks per throughput batch, {sizes.latency_calls} latency calls "
+          f"with {IDLE_GAP * 1000:.0f} ms idle before each\n")
+
+
+def goal_line(ok: bool, text: str) -> str:
+    return f"- {'PASS' if ok else 'FAIL'}: {text}"
+
+
+def print_goals(results: dict) -> None:
+    ours = {f: median_of(results["autocron"], f) for f in ("throughput", "p50", "enqueue")}
+    huey = {f: median_of(results["huey"], f) for f in ("throughput", "p50")}
+    tput = ratio(ours["throughput"], huey["throughput"])
+    lat = ratio(ours["p50"], huey["p50"])
+    enq = ours["enqueue"]
+
+    print("\n## Goals\n")
+    print(goal_line(tput is not None and tput >= GOAL_THROUGHPUT,
+                    f"throughput >= {GOAL_THROUGHPUT}x huey (got {fmt_ratio(tput)})"))
+    print(goal_line(lat is not None and lat <= GOAL_LATENCY,
+                    f"idle latency p50 <= {GOAL_LATENCY}x huey's p50 (got {fmt_ratio(lat)})"))
+    print(goal_line(enq is not None and enq >= GOAL_ENQUEUE,
+                    f"enqueue >= {GOAL_ENQUEUE:,} calls/s "
+                    f"(got {'n/a' if enq is None else fmt_rate(enq)})"))
+
+
+def print_report(results: dict, sizes: Sizes) -> None:
+    print(f"## 1. Throughput (tasks/s): enqueue {sizes.tasks:,}, then wait for all\n")
+    print(rate_table(results, "throughput", "tasks/s"))
+    print("\n" + ratio_line(results, "throughput"))
+    print(f"\n## 2. Enqueue rate (calls/s): the enqueue loop of {sizes.tasks:,} calls, "
+          "pool running\n")
+    print(rate_table(results, "enqueue", "calls/s"))
+    print("\n" + ratio_line(results, "enqueue"))
+    print(f"\n## 3. Idle latency (ms): call, then block for the result; "
+          f"{sizes.latency_calls} calls\n")
+    print(latency_table(results))
+    lat = ratio(median_of(results["autocron"], "p50"), median_of(results["huey"], "p50"))
+    print(f"\nautocron/huey p50: {fmt_ratio(lat)} (lower is better)")
+    print_goals(results)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--quick", action="store_true",
+                        help=f"{QUICK.rounds} round, {QUICK.tasks} tasks, "
+                             f"{QUICK.latency_calls} latency calls")
+    sizes = QUICK if parser.parse_args(argv).quick else FULL
+    signal.signal(signal.SIGTERM, _interrupt)  # so that the cleanup runs on SIGTERM too
+
+    try:
+        results = run_all(sizes)
+    except KeyboardInterrupt:
+        print("interrupted; every pool was stopped", file=sys.stderr)
+        return 130
+    print_header(sizes)
+    print_report(results, sizes)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
