@@ -94,7 +94,7 @@ _MAX_NUMBER_DIGITS = 10
 _SCHEMA_VERSION = 1
 _PICKLE_PROTOCOL = 4            # readable by every Python that autocron supports (3.9+)
 _DEFAULT_SETTINGS = {"workers": 1, "result_ttl": 1800, "disabled": 0}
-_BUSY_TIMEOUT = 30.0            # seconds SQLite waits for another writer before giving up
+_BUSY_TIMEOUT = 30.0            # seconds a writer waits for another writer before giving up
 _FALLBACK_WAKE = 2.0            # an idle pool checks PRAGMA data_version this often (producers
                                 # whose wake-up datagram could not be delivered)
 _CLEANUP_INTERVAL = 60.0        # finished results past their time-to-live go this often
@@ -1172,8 +1172,7 @@ _SCHEMA = (
         value BLOB,
         error TEXT,
         output TEXT)""",
-    "CREATE INDEX tasks_queue ON tasks (status, priority DESC, due, id)",
-    "CREATE INDEX tasks_due ON tasks (status, due)",
+    "CREATE INDEX tasks_queue ON tasks (priority DESC, due, id) WHERE status = 'waiting'",
     "CREATE INDEX tasks_finished ON tasks (finished) WHERE finished IS NOT NULL",
     "CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     """CREATE TABLE crons (
@@ -1220,6 +1219,20 @@ def _check_private(path: str) -> None:
                             f"make the workers run code. Fix it with: chmod 600 {path}", path)
 
 
+def _execute(con: sqlite3.Connection, sql: str, params: tuple = ()) -> sqlite3.Cursor:
+    """Run one statement, retrying while another connection holds the write lock."""
+    pause, end = 0.0001, time.monotonic() + _BUSY_TIMEOUT
+    while True:
+        try:
+            return con.execute(sql, params)
+        except sqlite3.OperationalError as error:
+            text = str(error)
+            if ("locked" not in text and "busy" not in text) or time.monotonic() > end:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.01)
+
+
 class _Store:
     """One autocron database file."""
 
@@ -1234,9 +1247,12 @@ class _Store:
         local = self._local
         if getattr(local, "pid", None) != os.getpid():
             try:
-                con = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT, isolation_level=None)
-                con.execute("PRAGMA journal_mode=WAL")
-                con.execute("PRAGMA synchronous=NORMAL")
+                # timeout=0: SQLite's own busy handler sleeps whole milliseconds, which
+                # would cap a producer at a few hundred calls a second while the pool
+                # writes; _execute retries in steps of a tenth of a millisecond instead.
+                con = sqlite3.connect(self.path, timeout=0, isolation_level=None)
+                _execute(con, "PRAGMA journal_mode=WAL")
+                _execute(con, "PRAGMA synchronous=NORMAL")
             except sqlite3.Error as error:
                 raise self._error(error) from None
             local.con, local.pid = con, os.getpid()
@@ -1261,7 +1277,7 @@ class _Store:
         """A write transaction: committed when the block ends, rolled back if it raises."""
         con = self._connection()
         try:
-            con.execute("BEGIN IMMEDIATE")
+            _execute(con, "BEGIN IMMEDIATE")
             try:
                 yield con
             except BaseException:
@@ -1275,14 +1291,14 @@ class _Store:
 
     def read(self, sql: str, params: tuple = ()) -> list:
         try:
-            return self._connection().execute(sql, params).fetchall()
+            return _execute(self._connection(), sql, params).fetchall()
         except sqlite3.Error as error:
             raise self._error(error) from None
 
     def write(self, sql: str, params: tuple = ()) -> int:
         """One statement in its own transaction; the number of rows it changed."""
         try:
-            return self._connection().execute(sql, params).rowcount
+            return _execute(self._connection(), sql, params).rowcount
         except sqlite3.Error as error:
             raise self._error(error) from None
 
@@ -1311,6 +1327,8 @@ class _Store:
             raise DatabaseError(f"{self.path} was written by a newer autocron (schema "
                                 f"{version}, this one knows {_SCHEMA_VERSION}); upgrade "
                                 "autocron or pass another path", self.path)
+        with self.transaction() as con:    # fails now, not later, if the file is read-only
+            con.execute("UPDATE settings SET value = value WHERE 0")
 
     def _create_schema(self) -> None:
         with self.transaction() as con:
