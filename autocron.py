@@ -98,6 +98,7 @@ _BUSY_TIMEOUT = 30.0            # seconds a writer waits for another writer befo
 _FALLBACK_WAKE = 2.0            # an idle pool checks PRAGMA data_version this often (producers
                                 # whose wake-up datagram could not be delivered)
 _CLEANUP_INTERVAL = 60.0        # finished results past their time-to-live go this often
+_PREFETCH = 2                   # tasks a worker holds: one running, one ready to start
 _MAX_OUTPUT = 64 * 1024
 _STATUSES = ("waiting", "running", "ready", "error", "cancelled")
 _FINISHED = ("ready", "error", "cancelled")
@@ -1432,14 +1433,18 @@ class _Store:
         return rows
 
     def finish(self, con: sqlite3.Connection, outcomes: list, now: float) -> None:
-        """Write outcomes [(id, status, value, error, output, started, finished, cron)]."""
-        con.executemany("UPDATE tasks SET status = ?, value = ?, error = ?, output = ?, "
+        """Write outcomes [(id, status, value, error, started, finished, cron)]."""
+        con.executemany("UPDATE tasks SET status = ?, value = ?, error = ?, "
                         "started = coalesce(?, started), finished = ? WHERE id = ?",
-                        [(o[1], o[2], o[3] and json.dumps(o[3]), o[4], o[5], o[6], o[0])
-                         for o in outcomes])
+                        [o[1:6] + (o[0],) for o in outcomes])
         for outcome in outcomes:
-            if outcome[7]:
-                self._cron_done(con, outcome[7], now)
+            if outcome[6]:
+                self._cron_done(con, outcome[6], now)
+
+    def requeue(self, con: sqlite3.Connection, ids: list) -> None:
+        """Tasks handed to a worker that never started them wait again."""
+        con.executemany("UPDATE tasks SET status = 'waiting', started = NULL, worker = NULL "
+                        "WHERE id = ? AND status = 'running'", [(i,) for i in ids])
 
     def _cron_done(self, con: sqlite3.Connection, name: str, now: float) -> None:
         rows = con.execute("SELECT schedule FROM crons WHERE name = ?", (name,)).fetchall()
@@ -1542,7 +1547,11 @@ def _notify(path: str) -> None:
 
 
 def _worker_main(config_text: str) -> None:
-    """A worker process: run tasks from the pool's pipe until told to stop or orphaned."""
+    """A worker process: run tasks from the pool's pipe until told to stop or orphaned.
+
+    A reader thread moves messages from the pipe into an inbox; it is also the lifeline (the
+    pipe closes when the owner dies, however it dies) and hands queued tasks back on request.
+    """
     global _IN_WORKER
     _IN_WORKER = True
     config = json.loads(config_text)
@@ -1552,14 +1561,26 @@ def _worker_main(config_text: str) -> None:
     results = _Connection(config["results"], readable=False)
     inbox: list = []
     ready = threading.Condition()
+    sending = threading.Lock()
 
-    def read_pipe() -> None:      # also the lifeline: the pipe closes when the owner dies
+    def reply(message: tuple) -> None:
+        data = pickle.dumps(message, _PICKLE_PROTOCOL)
+        with sending:
+            results.send_bytes(data)
+
+    def read_pipe() -> None:
         while True:
             try:
-                message = tasks.recv_bytes()
+                message = pickle.loads(tasks.recv_bytes())
             except (EOFError, OSError):
                 os._exit(0)
             with ready:
+                if message[0] == "return":        # not started yet? give it back
+                    queued = [m for m in inbox if m[0] == "run" and m[1] == message[1]]
+                    if queued:
+                        inbox.remove(queued[0])
+                        reply(("returned", message[1]))
+                    continue
                 inbox.append(message)
                 ready.notify()
 
@@ -1570,13 +1591,12 @@ def _worker_main(config_text: str) -> None:
             while not inbox:
                 ready.wait()
             message = inbox.pop(0)
-        if not message:           # the pool's sentinel: finish
+        if message[0] == "exit":
             os._exit(0)
-        results.send_bytes(_run_task(message, functions))
+        reply(_run_task(message[1], message[2], functions))
 
 
-def _run_task(message: bytes, functions: dict) -> bytes:
-    task_id, data = pickle.loads(message)
+def _run_task(task_id: int, data: bytes, functions: dict) -> tuple:
     started = _clock()
     try:
         record = _load_record(data)
@@ -1590,10 +1610,9 @@ def _run_task(message: bytes, functions: dict) -> bytes:
         except Exception as error:
             raise TypeError(f"the return value of {_function_name(func)} cannot be pickled "
                             f"({type(value).__name__}: {error}); return plain data") from None
-        outcome = (task_id, "ready", payload, None, started, _clock())
+        return ("done", task_id, "ready", payload, None, started, _clock())
     except BaseException as error:  # the task's own failure, reported as data
-        outcome = (task_id, "error", None, _error_info(error), started, _clock())
-    return pickle.dumps(outcome, _PICKLE_PROTOCOL)
+        return ("done", task_id, "error", None, _error_info(error), started, _clock())
 
 
 def _exit_text(code: Optional[int]) -> str:
@@ -1609,10 +1628,24 @@ def _exit_text(code: Optional[int]) -> str:
     return f"worker died: exited with status {code}"
 
 
-class _Worker:
-    """The pool's handle on one worker process."""
+def _failure(message: str) -> dict:
+    return {"type": "", "message": message, "traceback": ""}
 
-    __slots__ = ("proc", "tasks", "results", "task", "retiring", "born")
+
+class _Task:
+    """A claimed task on its way through the pool."""
+
+    __slots__ = ("id", "uuid", "cron", "record", "returning")
+
+    def __init__(self, task_id: int, uid: str, record: bytes, cron: Optional[str]):
+        self.id, self.uuid, self.record, self.cron = task_id, uid, record, cron
+        self.returning = False
+
+
+class _Worker:
+    """The pool's handle on one worker process and the tasks handed to it, in order."""
+
+    __slots__ = ("proc", "tasks", "results", "queue", "retiring", "born")
 
     def __init__(self, database: str):
         task_read, task_write = os.pipe()
@@ -1630,9 +1663,15 @@ class _Worker:
             os.close(result_write)
         self.tasks = _Connection(task_write, readable=False)
         self.results = _Connection(result_read, writable=False)
-        self.task: Optional[tuple] = None   # (id, uuid, cron) while it runs one
+        self.queue: list = []          # the first one runs, the rest wait in the worker
         self.retiring = False
         self.born = time.monotonic()
+
+    def send(self, message: tuple) -> None:
+        try:
+            self.tasks.send_bytes(pickle.dumps(message, _PICKLE_PROTOCOL))
+        except OSError:
+            pass  # it died; the pool sees its closed pipe and reports its task
 
     def close(self) -> None:
         for end in (self.tasks, self.results):
@@ -1641,7 +1680,11 @@ class _Worker:
 
 
 class _Pool:
-    """The worker processes of one database and the dispatcher thread that feeds them."""
+    """The worker processes of one database and the dispatcher thread that feeds them.
+
+    Each worker holds up to _PREFETCH tasks so that it never waits for the dispatcher between
+    two tasks; a task queued behind a long one is taken back when another worker falls idle.
+    """
 
     def __init__(self, store: _Store, lock: Any):
         self.store, self._lock = store, lock
@@ -1652,7 +1695,9 @@ class _Pool:
         self._waiters_lock = threading.Lock()
         self._wake_path = _wake_path(store.path)
         self._wake = self._listen()
-        self._outcomes: list = []
+        self._outcomes: list = []      # (task, status, value, error, started, finished)
+        self._returned: list = []      # claimed tasks handed back by a worker, to place again
+        self._requeue: list = []       # claimed tasks to put back into the queue
         self._respawn_at = 0.0
         self._respawn_delay = 0.5
         self._settings = store.settings()
@@ -1732,54 +1777,81 @@ class _Pool:
         finally:
             self._shutdown_workers()
 
+    def _slots(self) -> list:
+        """Workers that can take a task now: idle ones first, then second places."""
+        active = [w for w in self._workers if not w.retiring]
+        slots = [w for w in active if not w.queue]
+        for depth in range(1, _PREFETCH):
+            slots += [w for w in active if len(w.queue) == depth]
+        return slots
+
     def _round(self) -> None:
-        """Collect outcomes, then in one transaction write them and claim the next tasks."""
+        """Collect outcomes; in one transaction write them and claim the next tasks."""
         self._collect()
-        free = [w for w in self._workers if w.task is None and not w.retiring]
+        slots = [] if self._stopping else self._slots()
+        placed = []
+        while slots and self._returned:
+            placed.append((slots.pop(0), self._returned.pop(0)))
         outcomes, self._outcomes = self._outcomes, []
+        requeue, self._requeue = self._requeue, []
         claimed: list = []
-        if outcomes or (free and not self._stopping):
+        if outcomes or requeue or slots:
             now = _clock()
             with self.store.transaction() as con:
-                self.store.finish(con, outcomes, now)
-                if not self._stopping:
+                self.store.finish(con, [(t.id, status, value, error and json.dumps(error),
+                                         started, finished, t.cron)
+                                        for t, status, value, error, started, finished
+                                        in outcomes], now)
+                self.store.requeue(con, [t.id for t in requeue])
+                if slots:
                     self.store.due_crons(con, now)
-                    claimed = self.store.claim(con, now, [w.proc.pid for w in free])
-        for worker, (task_id, uid, record, cron) in zip(free, claimed):
-            worker.task = (task_id, uid, cron)
-            self._send(worker, pickle.dumps((task_id, record), _PICKLE_PROTOCOL))
+                    claimed = self.store.claim(con, now, [w.proc.pid for w in slots])
+        placed += [(w, _Task(*row)) for w, row in zip(slots, claimed)]
+        for worker, task in placed:
+            worker.queue.append(task)
+            worker.send(("run", task.id, task.record))
+        if not claimed and not placed:
+            self._take_back_queued()
         self._release_waiters(outcomes)
 
-    def _send(self, worker: _Worker, message: bytes) -> None:
-        try:
-            worker.tasks.send_bytes(message)
-        except OSError:
-            pass  # it died; _collect sees the closed pipe and reports its task
+    def _take_back_queued(self) -> None:
+        """An idle worker and nothing due: ask for tasks queued behind running ones."""
+        idle = sum(1 for w in self._workers if not w.queue and not w.retiring)
+        for worker in self._workers:
+            for task in worker.queue[1:]:
+                if idle and not task.returning:
+                    task.returning = True
+                    worker.send(("return", task.id))
+                    idle -= 1
 
     def _release_waiters(self, outcomes: list) -> None:
         if not outcomes or not self._waiters:
             return
         with self._waiters_lock:
             for outcome in outcomes:
-                event = self._waiters.pop(outcome[8], None)
+                event = self._waiters.pop(outcome[0].uuid, None)
                 if event is not None:
                     event.set()
 
     def _collect(self) -> None:
-        """Read every outcome the workers have sent; notice the workers that died."""
+        """Read every message the workers have sent; notice the workers that died."""
         for worker in list(self._workers):
             try:
                 while worker.results.poll():
-                    task_id, status, value, error, started, finished = pickle.loads(
-                        worker.results.recv_bytes())
-                    _, uid, cron = worker.task
-                    self._outcomes.append((task_id, status, value, error, None, started,
-                                           finished, cron, uid))
-                    worker.task = None
+                    self._receive(worker, pickle.loads(worker.results.recv_bytes()))
             except (EOFError, OSError):
                 self._bury(worker)
         if not self._stopping:
             self._adjust_workers()
+
+    def _receive(self, worker: _Worker, message: tuple) -> None:
+        task = next(t for t in worker.queue if t.id == message[1])
+        worker.queue.remove(task)
+        if message[0] == "returned":
+            task.returning = False
+            (self._requeue if self._stopping else self._returned).append(task)
+        else:
+            self._outcomes.append((task,) + message[2:])
 
     def _bury(self, worker: _Worker) -> None:
         self._workers.remove(worker)
@@ -1789,12 +1861,13 @@ class _Pool:
         except subprocess.TimeoutExpired:
             worker.proc.kill()
             code = worker.proc.wait()
-        if worker.task is not None:
-            task_id, uid, cron = worker.task
+        if worker.queue:
+            running, *queued = worker.queue
             text = _exit_text(code)
-            _log.error("autocron worker %d died running task %s: %s", worker.proc.pid, uid, text)
-            self._outcomes.append((task_id, "error", None, {"type": "", "message": text,
-                                   "traceback": ""}, None, None, _clock(), cron, uid))
+            _log.error("autocron worker %d died running task %s: %s", worker.proc.pid,
+                       running.uuid, text)
+            self._outcomes.append((running, "error", None, _failure(text), None, _clock()))
+            self._requeue += queued       # never started: they run elsewhere
         elif not worker.retiring and not self._stopping:
             _log.warning("autocron worker %d died: %s", worker.proc.pid, _exit_text(code))
         if time.monotonic() - worker.born < 2.0 and not worker.retiring:
@@ -1816,48 +1889,57 @@ class _Pool:
             self._publish()
         for worker in active[wanted:]:
             worker.retiring = True
-            self._send(worker, b"")
+            for task in worker.queue[1:]:
+                task.returning = True
+                worker.send(("return", task.id))
+            worker.send(("exit",))
 
     def _publish(self) -> None:
         with contextlib.suppress(DatabaseError):
             self.store.set_pool(os.getpid(), [w.proc.pid for w in self._workers])
 
     def _stopped(self) -> bool:
-        """While stopping: True once no worker runs a task (those past the deadline killed)."""
-        busy = [w for w in self._workers if w.task is not None]
+        """While stopping: True once no worker holds a task (those past the deadline killed)."""
+        for worker in self._workers:
+            for task in worker.queue[1:]:
+                if not task.returning:
+                    task.returning = True
+                    worker.send(("return", task.id))
+        busy = [w for w in self._workers if w.queue]
         if busy and time.monotonic() >= self._deadline:
             for worker in busy:
                 worker.proc.kill()
                 worker.proc.wait()
-                task_id, uid, cron = worker.task
-                self._outcomes.append((task_id, "error", None, {
-                    "type": "", "message": "stopped: the pool stopped before the task finished",
-                    "traceback": ""}, None, None, _clock(), cron, uid))
-                worker.task = None
+                running, *queued = worker.queue
+                self._outcomes.append((running, "error", None, _failure(
+                    "stopped: the pool stopped before the task finished"), None, _clock()))
+                self._requeue += queued
+                worker.queue = []
             self._round()
             busy = []
-        return not busy and not self._outcomes
+        return not busy and not self._outcomes and not self._requeue
 
     def _sleep(self) -> None:
-        """Wait for an outcome, a wake-up, the next due time or the stop deadline."""
-        now = _clock()
+        """Wait for a message, a wake-up, the next due time or the stop deadline."""
+        waits = [w.results for w in self._workers]
         timeout = _FALLBACK_WAKE
-        if any(w.task is None and not w.retiring for w in self._workers):
+        if any(len(w.queue) < _PREFETCH and not w.retiring for w in self._workers):
+            waits.append(self._wake)   # while every worker is full, new tasks can wait
             due = self.store.next_due()
             if due is not None:
-                timeout = min(timeout, max(0.0, due - now))
+                timeout = min(timeout, max(0.0, due - _clock()))
         if self._stopping:
             timeout = min(timeout, max(0.0, self._deadline - time.monotonic()))
         if time.monotonic() < self._respawn_at:
             timeout = min(timeout, self._respawn_at - time.monotonic())
-        _wait_ready([w.results for w in self._workers] + [self._wake], timeout)
-        with contextlib.suppress(OSError):
-            while self._wake.recv(64):
-                pass
+        if self._wake in _wait_ready(waits, timeout):
+            with contextlib.suppress(OSError):
+                while self._wake.recv(64):
+                    pass
 
     def _shutdown_workers(self) -> None:
         for worker in self._workers:
-            self._send(worker, b"")
+            worker.send(("exit",))
         end = time.monotonic() + 5
         for worker in self._workers:
             try:

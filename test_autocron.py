@@ -9,6 +9,9 @@ The cron-expression tests check the engine three ways:
   daylight saving), never from autocron's internals;
 * random text, which must give a ``CronExpression`` or a ``CronError`` and nothing else.
 
+The runtime tests use the real parts: worker processes, a SQLite file in a temporary folder,
+`kill -9` for crashes, and the clock seam `autocron._clock` for cron timing.
+
 The reference is deliberately slow and simple: it walks the calendar day by day and the
 clock minute by minute, so that it is easy to believe. Its own tests come first, since every
 property below is only as good as it is.
@@ -16,13 +19,27 @@ property below is only as good as it is.
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import calendar
+import contextlib
+import os
 import re
+import signal
+import sqlite3
+import stat
+import subprocess
+import sys
+import textwrap
+import threading
+import time
 from dataclasses import dataclass, field
+from datetime import date, datetime, time as clock_time, timedelta, timezone
+from decimal import Decimal
+from fractions import Fraction
 from functools import cached_property
-from datetime import date, datetime, time, timedelta, timezone
 from itertools import islice
+from pathlib import Path
 from typing import Iterator, Optional
 from zoneinfo import ZoneInfo
 
@@ -31,7 +48,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import autocron
+from autocron import CronError, CronExpression
 
+HERE = os.path.dirname(os.path.abspath(__file__))
 NOW = datetime(2024, 1, 1)
 UTC = timezone.utc
 _MINUTE = timedelta(minutes=1)
@@ -296,7 +315,7 @@ def _ref_next_naive(ref: _Ref, after: datetime) -> Optional[datetime]:
     for day in _ref_days_from(ref, first.date()):
         i = bisect.bisect_left(times, (first.hour, first.minute)) if day == first.date() else 0
         if i < len(times):
-            return datetime.combine(day, time(*times[i]))
+            return datetime.combine(day, clock_time(*times[i]))
     return None
 
 
@@ -339,7 +358,7 @@ def _ref_next_wildcard(ref: _Ref, after_utc: datetime, zone: ZoneInfo) -> Option
             day = next(_ref_days_from(ref, local.date() + timedelta(days=1)), None)
             if day is None:
                 return None
-            midnight = _first_instant_at_or_after(datetime.combine(day, time()), zone)
+            midnight = _first_instant_at_or_after(datetime.combine(day, clock_time()), zone)
             instant = max(instant + _MINUTE, midnight)
         elif local.hour not in ref.hours:
             jump = instant + (60 - local.minute) * _MINUTE
@@ -430,7 +449,8 @@ def _ref_parse(text: str) -> _Ref:
 # ---- cron expressions: hypothesis strategies ----
 #
 # Each strategy draws a structured expression and returns (text, reference), built side by
-# side from the same random pieces: the reference never reads the text.
+# side from the same random pieces: the reference never reads the text (a macro's reference
+# comes from its fixed expansion).
 
 
 @st.composite
@@ -854,7 +874,7 @@ class TestCronTimeZones:
     """Aware schedules near DST transitions against the reference (Debian rules, spec §7.4)."""
 
     @settings(max_examples=150, deadline=None,
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+              suppress_health_check=[HealthCheck.too_slow])
     @given(_DST_EXPRS, _dst_starts())
     def test_next_near_a_transition_agrees_with_the_reference(self, case, zone_start):
         (text, ref), (zone, start, transition) = case, zone_start
@@ -901,3 +921,965 @@ class TestCronTimeZones:
         assert [_instant(m) for m in got] == [_instant(m) for m in expected]
         instants = [start.astimezone(UTC)] + [m.astimezone(UTC) for m in got]
         assert all(a < b for a, b in zip(instants, instants[1:]))
+
+
+class TestCronSyntax:
+    """Known cases over the whole syntax, the keyword form and the normalised text."""
+
+    @pytest.mark.parametrize("text, after, expected", [
+        ("0 0 * * 1/2", "2024-01-06T00:00", ["2024-01-07T00:00", "2024-01-08T00:00"]),
+        ("0 0 * * sun,7", "2024-01-01T00:00", ["2024-01-07T00:00", "2024-01-14T00:00"]),
+        ("0 0 * * 5-7", "2024-01-01T00:00", ["2024-01-05T00:00", "2024-01-06T00:00",
+                                             "2024-01-07T00:00", "2024-01-12T00:00"]),
+        ("0 0 * jan-mar/2 *", "2024-01-31T00:00", ["2024-03-01T00:00"]),
+        ("0 0 ? * MON", "2024-01-01T00:00", ["2024-01-08T00:00"]),
+        ("0 0 1-7 * */7", "2024-01-01T00:00", ["2024-01-07T00:00", "2024-02-04T00:00"]),
+        ("0 0 1-31 * MON", "2024-01-01T00:00", ["2024-01-02T00:00"]),
+        ("0 0 LW * *", "2024-03-01T00:00", ["2024-03-29T00:00", "2024-04-30T00:00"]),
+        ("0 0 1W * *", "2024-06-01T00:00", ["2024-06-03T00:00"]),   # June 1 2024: a Saturday
+        ("0 0 31W * *", "2024-04-01T00:00", ["2024-05-31T00:00"]),  # never leaves April
+        ("0 0 * * FRIL", "2024-01-01T00:00", ["2024-01-26T00:00"]),
+        ("0 0 * * 0L", "2024-01-01T00:00", ["2024-01-28T00:00"]),
+        ("0 0 * 2 MON#5", "2024-01-01T00:00", ["2044-02-29T00:00"]),
+        ("0 0 29 2 */7", "2024-01-01T00:00", ["2032-02-29T00:00"]),
+        ("010 00 * * *", "2024-01-01T00:00", ["2024-01-01T00:10"]),
+        ("*/100 * * * *", "2024-01-01T00:00", ["2024-01-01T01:00"]),
+        ("@HOURLY", "2024-01-01T00:30:59", ["2024-01-01T01:00"]),
+        ("@weekly", "2024-01-01T00:00", ["2024-01-07T00:00"]),
+        ("  0\t0  1 1 *\n", "2024-01-01T00:00", ["2025-01-01T00:00"]),
+        ("* * * * *", "2024-01-01T00:00:30", ["2024-01-01T00:01"]),
+        ("59 23 31 12 *", "9998-12-31T23:59", ["9999-12-31T23:59"]),
+    ])
+    def test_known_fire_times(self, text, after, expected):
+        times = list(islice(CronExpression(text).iter(datetime.fromisoformat(after)),
+                            len(expected)))
+        assert times == [datetime.fromisoformat(e) for e in expected]
+
+    def test_no_fire_time_before_the_end_of_the_calendar_is_an_error(self):
+        c = CronExpression("0 0 1 1 *")
+        assert list(c.iter(datetime(9999, 6, 1))) == []
+        with pytest.raises(CronError, match="has no fire time"):
+            c.next(datetime(9999, 6, 1))
+
+    @pytest.mark.parametrize("text, normalised", [
+        ("0 9 * * mon-fri", "0 9 * * 1-5"),
+        ("@daily", "0 0 * * *"),
+        ("@hourly", "0 * * * *"),
+        ("*/15 * * * *", "*/15 * * * *"),
+        ("0-59/15 * * * *", "0-45/15 * * * *"),
+        ("0 0 ? * 7", "0 0 * * 0"),
+        ("0 0 */1 * MON", "0 0 * * 1"),
+        ("0 0 */2,16 * *", "0 0 */2,16 * *"),
+        ("0 0 l,1,lw,15w * 5l,1#1", "0 0 1,L,LW,15W * 5L,1#1"),
+        ("0 0-23/2 * * *", "0 0-22/2 * * *"),
+        ("0 */2 * * *", "0 */2 * * *"),
+        ("1,2,3,5 * * * *", "1-3,5 * * * *"),
+        ("0 0 * * fri-7", "0 0 * * 0,5,6"),
+    ])
+    def test_normalised_text(self, text, normalised):
+        c = CronExpression(text)
+        assert str(c) == normalised
+        assert CronExpression(normalised) == c and hash(CronExpression(normalised)) == hash(c)
+
+    def test_repr_shows_text_and_zone(self):
+        assert repr(CronExpression("0 9 * * 1")) == "CronExpression('0 9 * * 1')"
+        assert repr(CronExpression("0 9 * * 1", tz="Europe/Berlin")) == \
+            "CronExpression('0 9 * * 1', tz='Europe/Berlin')"
+
+    def test_zone_is_part_of_equality(self):
+        assert CronExpression("0 9 * * *", tz="Europe/Berlin") != CronExpression("0 9 * * *")
+        assert CronExpression("0 9 * * *") != "0 9 * * *"
+
+    @pytest.mark.parametrize("fields, text", [
+        (dict(minutes=[30], hours=[9], dow=[0, 2]), "30 9 * * 1,3"),
+        (dict(minutes=0, hours=9, dow=range(0, 5)), "0 9 * * 1-5"),
+        (dict(minutes=range(0, 60, 15)), "0-45/15 * * * *"),
+        (dict(hours=range(24), minutes=[0]), "0 * * * *"),
+        (dict(dow=["sat", "Sun"]), "* * * * 0,6"),
+        (dict(days=[1, 15], months={1, 7}), "* * 1,15 1,7 *"),
+        ({}, "* * * * *"),
+    ])
+    def test_keyword_form_becomes_the_standard_expression(self, fields, text):
+        assert str(CronExpression(**fields)) == text
+
+    @pytest.mark.parametrize("text, description", [
+        ("30 9 * * 1,3", "at 09:30 on Monday and Wednesday"),
+        ("0 9 * * mon-fri", "at 09:00, Monday through Friday"),
+        ("@daily", "at 00:00 every day"),
+        ("* * * * *", "every minute"),
+        ("*/5 * * * *", "every 5 minutes"),
+        ("@hourly", "every hour at minute 0"),
+        ("0 */2 * * *", "every 2 hours at minute 0"),
+        ("*/10 */3 * * *", "every 10 minutes in every 3rd hour"),
+        ("15,45 8-17 * * 1-5",
+         "at minutes 15 and 45 from 08:00 to 17:59, Monday through Friday"),
+        ("0 12 13 * 5", "at 12:00 on day 13 of the month or Friday"),
+        ("0 0 29 2 *", "at 00:00 on day 29 of the month in February"),
+        ("0 0 L * 5L", "at 00:00 on the last day of the month or the last Friday of the month"),
+        ("0 0 1-7 * */7", "at 00:00 on days 1 through 7 of the month if it is also Sunday"),
+        ("0 8 LW,15W * *",
+         "at 08:00 on the last weekday of the month or the weekday nearest day 15 of the month"),
+        ("0 6 * * 1#2", "at 06:00 on the second Monday of the month"),
+        ("0 9,17 * 1-3 *", "at 09:00 and 17:00 every day in January through March"),
+    ])
+    def test_describe_in_plain_english(self, text, description):
+        assert CronExpression(text).describe() == description
+
+    def test_describe_names_the_zone(self):
+        assert CronExpression("0 8 * * *", tz="Europe/Berlin").describe() == \
+            "at 08:00 every day (Europe/Berlin)"
+
+    def test_matches_whole_minutes_only(self):
+        c = CronExpression("30 9 * * 1")
+        assert c.matches(datetime(2024, 1, 1, 9, 30))
+        assert not c.matches(datetime(2024, 1, 1, 9, 30, 5))
+        assert not c.matches(datetime(2024, 1, 2, 9, 30))
+
+    def test_default_after_is_now(self):
+        before = datetime.now()
+        fire = CronExpression("* * * * *").next()
+        assert before < fire <= datetime.now() + timedelta(minutes=1)
+        aware = CronExpression("* * * * *", tz="UTC").next()
+        assert aware.tzinfo is not None
+
+
+class TestCronErrors:
+    """Every malformed input gets a CronError that names the field and says what to do."""
+
+    @pytest.mark.parametrize("text, message", [
+        ("30 9 0,2 * *", 'day-of-month 0 is out of range 1-31; for Monday and Wednesday write '
+                         '"30 9 * * 1,3" (day-of-week is the fifth field, 0 or 7 = Sunday)'),
+        ("", 'empty cron expression; write five fields like "30 9 * * 1-5" or a macro like '
+             '"@daily"'),
+        (" \t ", 'empty cron expression; write five fields like "30 9 * * 1-5" or a macro '
+                 'like "@daily"'),
+        ("* * * *", "expected 5 fields (minute hour day-of-month month day-of-week), got 4"),
+        ("0 0 * * * *", "expected 5 fields (minute hour day-of-month month day-of-week), got 6"
+                        " (seconds and year fields are not supported)"),
+        ("1 2 3 4 5 6 7 8", "expected 5 fields (minute hour day-of-month month day-of-week), "
+                            "got 8"),
+        ("1, 2 * * * *", "expected 5 fields (minute hour day-of-month month day-of-week), "
+                         "got 6; spaces are not allowed inside a field (write 1,2 not 1, 2)"),
+        ("60 * * * *", "minute 60 is out of range 0-59"),
+        ("0 24 * * *", "hour 24 is out of range 0-23"),
+        ("0 0 32 * *", "day-of-month 32 is out of range 1-31"),
+        ("0 0 0 1 *", "day-of-month 0 is out of range 1-31"),
+        ("0 0 * 13 *", "month 13 is out of range 1-12"),
+        ("0 0 * 0 *", "month 0 is out of range 1-12"),
+        ("0 0 * * 8", "day-of-week 8 is out of range 0-7"),
+        ("4294967301 * * * *", "minute 4294967301 is out of range 0-59"),
+        ("1" * 600 + " * * * *", "minute: number '11111111111111111111...' is too long; "
+         "write a number 0-59, a range like 10-20, a step like */15 or a list like 0,30"),
+        ("0 0 5-1 * *", "day-of-month: range 5-1 is reversed; write it as 5-31,1"),
+        ("0 22-2 * * *", "hour: range 22-2 is reversed; write it as 22-23,0-2"),
+        ("0 0 * * FRI-SUN", "day-of-week: range FRI-SUN is reversed (SUN is 0); write FRI-7 "
+                            "or FRI,SAT,SUN"),
+        ("0 0 * * 5-0", "day-of-week: range 5-0 is reversed (SUN is 0); write 5-7 or 5,6,0"),
+        ("0 0 * * 5-2", "day-of-week: range 5-2 is reversed; write it as 5-7,1-2"),
+        ("*/0 * * * *", "minute: step must be at least 1 in '*/0'"),
+        ("1-5/0 * * * *", "minute: step must be at least 1 in '1-5/0'"),
+        ("*/MON * * * *", "minute: step in '*/MON' must be a number, got 'MON'; write it like "
+                          "*/15"),
+        ("*/ * * * *", "minute: step in '*/' is missing; write it like */15"),
+        ("1,,2 * * * *", "minute: empty list item in '1,,2'; separate values with single "
+                         "commas"),
+        ("1, * * * *", "minute: empty list item in '1,'; separate values with single commas"),
+        ("5x * * * *", "minute: cannot read '5X'; write a number 0-59, a range like 10-20, a "
+                       "step like */15 or a list like 0,30"),
+        ("5.0 * * * *", "minute: unexpected character '.' in '5.0'; write a number 0-59, a "
+                        "range like 10-20, a step like */15 or a list like 0,30"),
+        ("+5 * * * *", "minute: unexpected character '+' in '+5'; write a number 0-59, a range"
+                       " like 10-20, a step like */15 or a list like 0,30"),
+        ("1- * * * *", "minute: range '1-' is missing its end; write a number 0-59, a range "
+                       "like 10-20, a step like */15 or a list like 0,30"),
+        ("-5 * * * *", "minute: range '-5' is missing its start; write a number 0-59, a range "
+                       "like 10-20, a step like */15 or a list like 0,30"),
+        ("/5 * * * *", "minute: a value is missing before '/' in '/5'; write a number 0-59, a "
+                       "range like 10-20, a step like */15 or a list like 0,30"),
+        ("1-5-7 * * * *", "minute: cannot read '1-5-7'; write a number 0-59, a range like "
+                          "10-20, a step like */15 or a list like 0,30"),
+        ("** * * * *", "minute: cannot read '**'; write a number 0-59, a range like 10-20, a "
+                       "step like */15 or a list like 0,30"),
+        ("0 0 * january *", "month: unknown name 'JANUARY'; use JAN-DEC or numbers 1-12"),
+        ("0 0 * * sunday", "day-of-week: unknown name 'SUNDAY'; use SUN-SAT or numbers 0-7"),
+        ("0 0 * MON *", "month: 'MON' is a day name; day names belong in the day-of-week "
+                        "(fifth) field"),
+        ("0 0 * * JAN", "day-of-week: 'JAN' is a month name; month names belong in the month "
+                        "(fourth) field"),
+        ("MON * * * *", "minute: names are not allowed here ('MON'); use numbers 0-59"),
+        ("? * * * *", "minute: '?' is only allowed as the entire day-of-month or day-of-week "
+                      "field, got '?'"),
+        ("0 0 ?,1 * *", "day-of-month: '?' is only allowed as the entire day-of-month or "
+                        "day-of-week field, got '?,1'"),
+        ("0 0 L-2 * *", "day-of-month: offsets from the last day ('L-2') are not supported; "
+                        "use L for the last day of the month"),
+        ("0 0 1-L * *", "day-of-month: 'L' and 'W' cannot be used in a range or with a step "
+                        "('1-L'); write a number 1-31, a range like 1-15, a step like */2, a "
+                        "list like 1,15, L (last day), LW (last weekday) or 15W (weekday "
+                        "nearest the 15th)"),
+        ("0 0 32W * *", "day-of-month 32 is out of range 1-31"),
+        ("0 0 $ * *", "day-of-month: unexpected character '$' in '$'; write a number 1-31, a "
+                      "range like 1-15, a step like */2, a list like 1,15, L (last day), LW "
+                      "(last weekday) or 15W (weekday nearest the 15th)"),
+        ("0 0 * * L", "day-of-week: 'L' needs a weekday, e.g. 5L for the last Friday of the "
+                      "month"),
+        ("0 0 * * 5#6", "day-of-week: nth must be 1-5 in '5#6' (1#2 is the second Monday of "
+                        "the month)"),
+        ("0 0 * * 5#", "day-of-week: nth must be 1-5 in '5#' (1#2 is the second Monday of the "
+                       "month)"),
+        ("0 0 * * 5L/2", "day-of-week: 'L' and '#' cannot be used in a range or with a step "
+                         "('5L/2'); write a number 0-7 (0 and 7 are Sunday) or a name SUN-SAT, "
+                         "a range like MON-FRI, a list like 1,3, 5L (last Friday) or 1#2 "
+                         "(second Monday)"),
+        ("@reboot", "@reboot has no calendar schedule; run start-up work yourself after "
+                    "autocron.start()"),
+        ("@every_minute", "unknown macro '@every_minute'; use one of @yearly, @annually, "
+                          "@monthly, @weekly, @daily, @midnight, @hourly"),
+        ("@daily 5", "a macro must be the whole expression, got '@daily 5'"),
+        ("\u017fun * * * *", "non-ASCII character U+017F at position 0; use ASCII digits and "
+                             "names only"),
+        ("0\u00a00 * * *", "non-ASCII whitespace U+00A0 at position 1; separate fields with "
+                           "ASCII spaces or tabs and write the expression on one line"),
+        ("0\n0 * * *", "whitespace U+000A at position 1; separate fields with ASCII spaces or "
+                       "tabs and write the expression on one line"),
+        ("0 0\x00 * * *", "control character U+0000 at position 3; remove it"),
+        ("\uff15 * * * *", "non-ASCII character U+FF15 at position 0; use ASCII digits and "
+                           "names only"),
+        ("x" * 2000, "cron expression is too long (2000 characters, at most 1024)"),
+        ("0 0 30 2 *", "expression can never fire: day-of-month 30 does not exist in FEB"),
+        ("0 0 31 4,6,9,11 *", "expression can never fire: day-of-month 31 does not exist in "
+                              "APR, JUN, SEP or NOV"),
+        ("0 0 */100 * MON#4", "expression can never fire: day-of-month '*/100' is ANDed with "
+                              "day-of-week 'MON#4' (day-of-month starts with '*'); no date "
+                              "satisfies both"),
+    ])
+    def test_bad_expression_message(self, text, message):
+        with pytest.raises(CronError) as caught:
+            CronExpression(text)
+        assert str(caught.value) == message
+        assert isinstance(caught.value, ValueError)
+
+    @pytest.mark.parametrize("text", [
+        "0 0 30 2 MON", "0 0 29 2 *", "0 0 * 2 MON#5", "0 0 29 2 */7", "0 0 */40 * 5#1",
+    ])
+    def test_rare_but_possible_expressions_are_accepted(self, text):
+        assert CronExpression(text).next(datetime(2024, 1, 1)) > datetime(2024, 1, 1)
+
+    def test_error_carries_field_and_token(self):
+        with pytest.raises(CronError) as caught:
+            CronExpression("0 0 * 13 *")
+        assert (caught.value.field, caught.value.token) == ("month", "13")
+
+    @pytest.mark.parametrize("fields, message", [
+        (dict(minutes=[60]), "minutes value 60 is out of range 0-59"),
+        (dict(dow=[7]), "dow value 7 is out of range 0-6 (0 = Monday ... 6 = Sunday, as "
+                        "datetime.weekday())"),
+        (dict(dow=["funday"]), "dow values must be ints or a day name like 'mon', got "
+                               "'funday'"),
+        (dict(hours="9"), "hours values must be ints, got '9'"),
+        (dict(hours=[True]), "hours values must be ints, got True"),
+        (dict(days=[]), "days is empty; leave it out to mean every value"),
+        (dict(months=3.5), "months must be an int, an iterable of ints or a range, got 3.5"),
+        (dict(days=[30], months=[2]), "expression can never fire: day-of-month 30 does not "
+                                      "exist in FEB"),
+    ])
+    def test_bad_keyword_fields(self, fields, message):
+        with pytest.raises(CronError) as caught:
+            CronExpression(**fields)
+        assert str(caught.value) == message
+
+    def test_misuse_is_a_type_error(self):
+        with pytest.raises(TypeError, match="a cron expression must be a str, not int"):
+            CronExpression(5)
+        with pytest.raises(TypeError, match="either a cron expression or keyword fields"):
+            CronExpression("* * * * *", minutes=[1])
+        with pytest.raises(TypeError, match="unexpected keyword argument 'minute'"):
+            CronExpression(minute=[1])
+        with pytest.raises(TypeError, match="tz must be an IANA zone name or a tzinfo"):
+            CronExpression("* * * * *", tz=5)
+        with pytest.raises(TypeError, match="after must be a datetime, not date"):
+            CronExpression("* * * * *").next(date(2024, 1, 1))
+
+    def test_unknown_zone(self):
+        with pytest.raises(CronError, match="unknown time zone 'Mars/Olympus'; use an IANA"):
+            CronExpression("* * * * *", tz="Mars/Olympus")
+
+    def test_wildcard_job_that_only_matches_inside_a_gap_reports_no_fire_time(self):
+        c = CronExpression("* 2 * 3 0L", tz="Europe/Berlin")
+        with pytest.raises(CronError, match="has no fire time within 50 years"):
+            c.next(datetime(2024, 1, 1, tzinfo=ZoneInfo("Europe/Berlin")))
+
+
+# ---- task functions that the workers import from this module ------------------------------
+
+
+@dataclass(frozen=True)
+class Point:
+    x: int
+    y: int
+
+
+@autocron.delay
+def add(a, b):
+    return a + b
+
+
+@autocron.delay
+def echo(*args, **kwargs):
+    return args, kwargs
+
+
+@autocron.delay
+def fail(text):
+    raise ValueError(text)
+
+
+@autocron.delay
+def nested(x):
+    """Calls another delayed function: inside a worker that runs directly."""
+    inner = add(x, 1)
+    return type(inner).__name__, inner
+
+
+@autocron.delay
+def block(folder, name="task"):
+    """Write this worker's pid to folder/name.pid, then wait until folder/name.go exists."""
+    (Path(folder) / f"{name}.pid").write_text(str(os.getpid()))
+    while not (Path(folder) / f"{name}.go").exists():
+        time.sleep(0.01)
+    return os.getpid()
+
+
+@autocron.delay
+def log_line(path, text):
+    with open(path, "a") as file:
+        file.write(text + "\n")
+    return text
+
+
+@autocron.delay
+def make_lock():
+    return threading.Lock()
+
+
+@autocron.delay
+def exit_now(code):
+    os._exit(code)
+
+
+@autocron.delay(seconds=0.5)
+def add_later(a, b):
+    return a + b
+
+
+@autocron.delay(schedule=datetime(2000, 1, 1))
+def add_in_the_past(a, b):
+    return a + b
+
+
+def cron_job():
+    with open(os.environ.get("AUTOCRON_TEST_LOG", os.devnull), "a") as file:
+        file.write("run\n")
+    return "ran"
+
+
+# ---- helpers for the runtime tests ---------------------------------------------------------
+
+
+def wait_until(condition, timeout=30.0, what="the condition"):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.01)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def alive(pid):
+    """True if a process exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as file:
+            return file.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+
+def worker_pids():
+    pool = autocron._state.pool
+    return [w.proc.pid for w in pool._workers] if pool else []
+
+
+def run_python(code, *args, timeout=60, **kwargs):
+    """Run a snippet in a fresh interpreter with this test module importable."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([HERE] + sys.path))
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code), *map(str, args)],
+                          capture_output=True, text=True, timeout=timeout, env=env, cwd=HERE,
+                          **kwargs)
+
+
+def spawn_python(code, *args, **kwargs):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([HERE] + sys.path))
+    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code), *map(str, args)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            cwd=HERE, **kwargs)
+
+
+@contextlib.contextmanager
+def read_only(path):
+    """Make a file read-only even for root (who ignores mode bits): chattr +i where needed."""
+    if os.geteuid() != 0:
+        os.chmod(path, 0o400)
+        yield
+        os.chmod(path, 0o600)
+        return
+    if subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode != 0:
+        pytest.skip("running as root on a file system without chattr +i")
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], check=True)
+
+
+class FakeClock:
+    """The clock seam: autocron._clock returns this clock's time, which tests move."""
+
+    def __init__(self, start):
+        self.now = start
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.fixture
+def database(tmp_path):
+    yield str(tmp_path / "autocron.db")
+    autocron.stop(timeout=5)
+
+
+@pytest.fixture
+def pool(database):
+    """A running pool of two workers; afterwards no worker may be left."""
+    assert autocron.start(database, workers=2) is True
+    pids = wait_until(lambda: len(worker_pids()) == 2 and worker_pids(), what="two workers")
+    yield database
+    pids = set(pids) | set(worker_pids())
+    autocron.stop(timeout=5)
+    wait_until(lambda: not any(alive(p) for p in pids), 10, "the workers to exit")
+
+
+# ---- the store -----------------------------------------------------------------------------
+
+
+class TestStore:
+    """The SQLite file: created private, refused when unsafe or not ours, never half-written."""
+
+    def test_database_and_folder_are_private(self, tmp_path):
+        path = tmp_path / "new" / "folder" / "tasks.db"
+        store = autocron._Store(path)
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+        assert stat.S_IMODE(os.stat(path.parent).st_mode) == 0o700
+        assert store.settings() == {"workers": 1, "result_ttl": 1800, "disabled": 0}
+
+    def test_refuses_a_database_other_users_can_write(self, tmp_path):
+        path = tmp_path / "shared.db"
+        autocron._Store(path)
+        os.chmod(path, 0o666)
+        with pytest.raises(autocron.DatabaseError) as caught:
+            autocron.start(path)
+        assert str(caught.value) == (
+            f"{path} can be written by other users (mode 666); whoever can write the database "
+            f"can make the workers run code. Fix it with: chmod 600 {path}")
+        assert autocron._state.store is None
+
+    def test_refuses_a_database_of_another_user(self, tmp_path):
+        if os.geteuid() != 0:
+            pytest.skip("only root can give a file to another user")
+        path = tmp_path / "theirs.db"
+        autocron._Store(path)
+        os.chown(path, 65534, -1)
+        with pytest.raises(autocron.DatabaseError, match=r"belongs to another user \(uid 65534\)"
+                           r"; whoever can write the database can make the workers run code"):
+            autocron.start(path)
+
+    def test_refuses_a_foreign_sqlite_database(self, tmp_path):
+        path = tmp_path / "app.db"
+        with contextlib.closing(sqlite3.connect(path)) as con:
+            con.execute("CREATE TABLE users (name TEXT)")
+            con.commit()
+        os.chmod(path, 0o600)
+        with pytest.raises(autocron.DatabaseError) as caught:
+            autocron.start(path)
+        assert str(caught.value) == (f"{path} is an SQLite database but not autocron's (it has "
+                                     "the tables users); pass another path to start()")
+        with contextlib.closing(sqlite3.connect(path)) as con:   # untouched
+            assert con.execute("SELECT name FROM sqlite_master").fetchall() == [("users",)]
+
+    def test_refuses_a_file_that_is_not_a_database(self, tmp_path):
+        path = tmp_path / "notes.db"
+        path.write_bytes(b"these are my notes, not a database\n" * 200)
+        os.chmod(path, 0o600)
+        with pytest.raises(autocron.DatabaseError) as caught:
+            autocron.start(path)
+        assert str(caught.value).startswith(
+            f"{path}: it is not an SQLite database or it is damaged; move it aside or pass "
+            "another path to start() (sqlite3: ")
+        assert path.read_bytes() == b"these are my notes, not a database\n" * 200
+
+    def test_reports_a_damaged_database(self, tmp_path):
+        path = tmp_path / "damaged.db"
+        store = autocron._Store(path)
+        store.add_task("u1", "f", "", b"x" * 5000, 0.0)
+        store.close()
+        data = bytearray(path.read_bytes())
+        data[100:4096] = b"\xff" * (4096 - 100)      # the schema's page
+        path.write_bytes(bytes(data))
+        for suffix in ("-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(str(path) + suffix)
+        with pytest.raises(autocron.DatabaseError, match="it is not an SQLite database or it "
+                                                         "is damaged"):
+            autocron.start(path)
+
+    def test_refuses_a_database_of_a_newer_autocron(self, tmp_path):
+        path = tmp_path / "future.db"
+        autocron._Store(path).write("PRAGMA user_version = 99")
+        with pytest.raises(autocron.DatabaseError) as caught:
+            autocron.start(path)
+        assert str(caught.value) == (f"{path} was written by a newer autocron (schema 99, this "
+                                     "one knows 1); upgrade autocron or pass another path")
+
+    def test_reports_a_folder_it_cannot_create(self, tmp_path):
+        (tmp_path / "file").write_text("")
+        path = tmp_path / "file" / "sub" / "autocron.db"
+        with pytest.raises(autocron.DatabaseError) as caught:
+            autocron.start(path)
+        assert str(caught.value) == (f"cannot create the folder {path.parent} for the database "
+                                     "(Not a directory); create it yourself or pass another "
+                                     "path")
+
+    def test_reports_a_read_only_database(self, tmp_path):
+        path = tmp_path / "ro.db"
+        autocron._Store(path).close()
+        with read_only(path):
+            with pytest.raises(autocron.DatabaseError) as caught:
+                autocron.start(path)
+        assert str(caught.value).startswith(
+            f"{path}: it cannot be written; make the file and its folder writable by you "
+            "(chmod u+w) or pass another path (sqlite3: ")
+        assert autocron._state.store is None
+
+
+# ---- delayed calls and results -------------------------------------------------------------
+
+
+class TestDelay:
+    """Calls stored durably and run in real worker processes."""
+
+    def test_value_comes_back(self, pool):
+        result = add(2, 3)
+        assert isinstance(result, autocron.Result)
+        assert result.get(timeout=30) == 5
+        assert (result.status, result.waiting, result.is_waiting, result.is_ready()) == \
+            ("ready", False, False, True)
+        assert (result.function_result, result.result, result.has_error,
+                result.error_message) == (5, 5, False, "")
+
+    def test_error_comes_back_as_data(self, pool):
+        result = fail("no such user")
+        with pytest.raises(autocron.TaskError) as caught:
+            result.get(timeout=30)
+        error = caught.value
+        assert (error.type_name, error.message, error.uuid) == ("ValueError", "no such user",
+                                                                result.uuid)
+        assert 'raise ValueError(text)' in error.traceback
+        assert str(error).startswith("ValueError: no such user\n\nRemote traceback:\n"
+                                     "Traceback (most recent call last):")
+        assert result.has_error and result.status == "error"
+        assert result.error_message.startswith("ValueError: no such user\n\nTraceback")
+        assert result.function_result is None
+
+    @pytest.mark.parametrize("value", [
+        0, -7, 2 ** 100, 3.5, float("inf"), 1 + 2j, "text", "ünïcødé", b"\x00\xff", None, True,
+        [1, [2, [3]]], (1, "a"), {"a": {"b": [1, 2]}}, {1, 2}, frozenset({3}),
+        datetime(2024, 1, 1, 9, 30, tzinfo=ZoneInfo("Europe/Berlin")), date(2024, 2, 29),
+        timedelta(hours=5), Decimal("1.10"), Fraction(1, 3), Point(1, 2), b"x" * 3_000_000,
+    ], ids=lambda value: repr(value)[:40])
+    def test_arguments_and_values_of_many_types(self, pool, value):
+        assert echo(value, key=value).get(timeout=30) == ((value,), {"key": value})
+
+    def test_inside_a_worker_a_delayed_call_runs_directly(self, pool):
+        assert nested(41).get(timeout=30) == ("int", 42)
+
+    def test_unpicklable_argument_is_named_and_nothing_is_stored(self, pool):
+        before = len(autocron.get_results())
+        with pytest.raises(TypeError) as caught:
+            add(1, threading.Lock())
+        assert str(caught.value).startswith("argument 2 of add() cannot be pickled (lock: ")
+        assert str(caught.value).endswith("pass plain data and open files, locks or "
+                                          "connections inside the task")
+        with pytest.raises(TypeError, match=r"keyword argument 'b' of add\(\) cannot be "
+                                            r"pickled \(generator: "):
+            add(1, b=(i for i in range(3)))
+        assert len(autocron.get_results()) == before
+
+    def test_unpicklable_return_value_is_an_error(self, pool):
+        result = make_lock()
+        with pytest.raises(autocron.TaskError) as caught:
+            result.get(timeout=30)
+        assert caught.value.type_name == "TypeError"
+        assert caught.value.message.startswith("the return value of test_autocron.make_lock "
+                                               "cannot be pickled (lock: ")
+
+    def test_undecorated_function_stays_reachable(self):
+        assert echo.__wrapped__(1) == ((1,), {})
+        assert echo.__name__ == "echo" and echo.__doc__ == echo.__wrapped__.__doc__
+
+    def test_status_while_waiting_and_running(self, pool, tmp_path):
+        running = block(str(tmp_path))
+        wait_until(lambda: (tmp_path / "task.pid").exists(), what="the task to start")
+        assert running.status == "running" and running.waiting
+        assert running.function_result is None
+        assert repr(running) == f"<Result {running.uuid[:8]} block({str(tmp_path)!r}) running>"
+        (tmp_path / "task.go").write_text("")
+        assert running.get(timeout=30) == int((tmp_path / "task.pid").read_text())
+        assert repr(running) == (f"<Result {running.uuid[:8]} block({str(tmp_path)!r}) ready: "
+                                 f"{running.result}>")
+
+    def test_get_times_out(self, pool, tmp_path):
+        result = block(tmp_path)
+        with pytest.raises(TimeoutError, match=f"task {result.uuid} "
+                                               r"\(test_autocron.block\) did not finish within "
+                                               r"0.2 s"):
+            result.get(timeout=0.2)
+        (tmp_path / "task.go").write_text("")
+        result.get(timeout=30)
+
+    def test_await_a_result(self, pool):
+        async def main():
+            return await add(20, 22), await asyncio.wait_for(add(1, 1), 30)
+        assert asyncio.run(main()) == (42, 2)
+
+    def test_await_a_failed_result_raises(self, pool):
+        async def main():
+            return await fail("async")
+        with pytest.raises(autocron.TaskError, match="async"):
+            asyncio.run(main())
+
+    def test_results_are_found_again_newest_first(self, pool):
+        first, second = add(1, 1), add(2, 2)
+        second.get(timeout=30), first.get(timeout=30)
+        results = autocron.get_results()
+        assert [r.uuid for r in results[:2]] == [second.uuid, first.uuid]
+        found = autocron.get_result(first.uuid)
+        assert found.get() == 2 and found.uuid == first.uuid
+        assert autocron.get_result("no-such-id") is None
+
+    def test_cancel_a_waiting_task(self, pool, tmp_path):
+        blockers = [block(tmp_path, f"b{i}") for i in range(2)]
+        waiting = add(1, 2)
+        assert waiting.cancel() is True
+        assert waiting.status == "cancelled" and waiting.has_error
+        with pytest.raises(autocron.TaskError, match="cancelled"):
+            waiting.get(timeout=5)
+        assert waiting.cancel() is False
+        for i in range(2):
+            (tmp_path / f"b{i}.go").write_text("")
+        for blocker in blockers:
+            blocker.get(timeout=30)
+
+    def test_delayed_calls_wait_for_their_time(self, pool):
+        result = add_later(1, 2)
+        assert result.get(timeout=30) == 3
+        _, _, _, _, created, started, *_ = result._fetch()
+        assert started - created >= 0.5
+        assert add_in_the_past(2, 2).get(timeout=30) == 4
+
+    def test_bad_delays_are_refused_at_decoration(self):
+        with pytest.raises(ValueError, match="the delay must not be negative, got -60 s"):
+            autocron.delay(minutes=-1)
+        with pytest.raises(ValueError, match="give either a delay"):
+            autocron.delay(minutes=1, schedule=datetime(2030, 1, 1))
+        with pytest.raises(TypeError, match="schedule must be a datetime, not str"):
+            autocron.delay(schedule="2030-01-01")
+        with pytest.raises(TypeError, match="delay decorates a function, not int"):
+            autocron.delay(5)
+
+
+class TestInactive:
+    """Before start(), after stop() and when disabled, calls run synchronously here."""
+
+    def test_call_runs_here_before_start(self):
+        assert autocron._state.store is None
+        result = add(2, 2)
+        assert (result.status, result.get(), result.function_result) == ("ready", 4, 4)
+        failed = fail("here")
+        assert failed.has_error and failed.error_message.startswith("ValueError: here")
+        with pytest.raises(autocron.TaskError, match="here"):
+            failed.get()
+
+    def test_disabled_database_starts_nothing(self, database):
+        autocron._Store(database).set_setting("disabled", 1)
+        assert autocron.start(database) is False
+        assert autocron._state.pool is None
+        assert add(1, 2).get() == 3
+
+    def test_call_runs_here_after_stop(self, pool):
+        assert add(1, 1).get(timeout=30) == 2
+        autocron.stop()
+        result = add(5, 5)
+        assert result.status == "ready" and result.get() == 10
+        assert autocron.start(pool) is True        # start() after stop() works
+        assert add(3, 3).get(timeout=30) == 6
+
+
+# ---- the pool ------------------------------------------------------------------------------
+
+
+class TestPool:
+    """One pool per database, workers that die with their owner, crashes reported at once."""
+
+    def test_start_twice_is_harmless(self, pool):
+        assert autocron.start(pool) is False
+        assert autocron.start(pool, workers=2) is False
+        with pytest.raises(autocron.AutocronError, match="already runs on"):
+            autocron.start(pool + ".other")
+
+    def test_worker_count_is_stored(self, database):
+        assert autocron.start(database, workers=3) is True
+        wait_until(lambda: len(worker_pids()) == 3, what="three workers")
+        autocron.stop()
+        assert autocron._Store(database).settings()["workers"] == 3
+        assert autocron.start(database) is True
+        wait_until(lambda: len(worker_pids()) == 3, what="three workers again")
+        with pytest.raises(ValueError, match="workers must be a positive int, got 0"):
+            autocron.start(database, workers=0)
+
+    def test_workers_are_fresh_interpreters_in_the_callers_folder(self, pool):
+        pid, cwd = os.getpid(), os.getcwd()
+        for worker in autocron._state.pool._workers:
+            assert worker.proc.args[0] == sys.executable
+        assert echo(1).get(timeout=30) == ((1,), {})
+        assert pid not in worker_pids() and os.getcwd() == cwd
+
+    def test_killed_worker_is_reported_and_replaced(self, pool, tmp_path):
+        result = block(tmp_path)
+        pid = int(wait_until(lambda: (tmp_path / "task.pid").exists() and
+                             (tmp_path / "task.pid").read_text(), what="the task to start"))
+        os.kill(pid, signal.SIGKILL)
+        with pytest.raises(autocron.TaskError) as caught:
+            result.get(timeout=30)
+        assert caught.value.message == "worker died: killed by signal 9 (SIGKILL)"
+        assert result.error_message == "worker died: killed by signal 9 (SIGKILL)"
+        wait_until(lambda: len(worker_pids()) == 2 and pid not in worker_pids(),
+                   what="a replacement worker")
+        assert add(1, 2).get(timeout=30) == 3
+
+    def test_worker_that_exits_in_a_task_is_reported(self, pool):
+        result = exit_now(3)
+        with pytest.raises(autocron.TaskError, match="^worker died: exited with status 3$"):
+            result.get(timeout=30)
+        wait_until(lambda: len(worker_pids()) == 2, what="a replacement worker")
+        assert add(1, 2).get(timeout=30) == 3
+
+    def test_owner_killed_leaves_no_orphans(self, tmp_path):
+        owner = spawn_python("""
+            import sys, time, autocron, test_autocron
+            autocron.start(sys.argv[1], workers=2)
+            test_autocron.block(sys.argv[2])
+            test_autocron.wait_until(lambda: len(test_autocron.worker_pids()) == 2)
+            print(*test_autocron.worker_pids(), flush=True)
+            time.sleep(600)
+        """, tmp_path / "a.db", tmp_path)
+        try:
+            pids = [int(p) for p in owner.stdout.readline().split()]
+            assert len(pids) == 2 and all(alive(p) for p in pids)
+            wait_until(lambda: (tmp_path / "task.pid").exists(), what="the task to start")
+            owner.kill()
+            owner.wait(timeout=30)
+            wait_until(lambda: not any(alive(p) for p in pids), 10, "the workers to exit")
+        finally:
+            owner.kill()
+            owner.wait()
+            owner.stdout.close(), owner.stderr.close()
+            with contextlib.suppress(FileNotFoundError):   # a killed owner cannot tidy up
+                os.unlink(autocron._wake_path(str(tmp_path / "a.db")))
+
+    def test_four_producers_one_pool_every_task_once(self, pool, tmp_path):
+        log = tmp_path / "log.txt"
+        producer = """
+            import sys, autocron, test_autocron
+            assert autocron.start(sys.argv[1]) is False
+            for i in range(100):
+                test_autocron.log_line(sys.argv[2], f"{sys.argv[3]}-{i}")
+        """
+        procs = [spawn_python(producer, pool, log, n) for n in range(4)]
+        for proc in procs:
+            out, err = proc.communicate(timeout=120)
+            assert proc.returncode == 0, err
+        results = [r for r in autocron.get_results() if r.uuid]
+        assert len(results) == 400
+        for result in results:
+            result.get(timeout=60)
+        lines = log.read_text().split()
+        assert sorted(lines) == sorted(f"{n}-{i}" for n in range(4) for i in range(100))
+
+    def test_two_processes_race_for_the_pool(self, tmp_path):
+        racer = """
+            import sys, time, autocron
+            while not __import__("os").path.exists(sys.argv[2]):
+                time.sleep(0.001)
+            print(autocron.start(sys.argv[1]), flush=True)
+            sys.stdin.read()
+        """
+        database = tmp_path / "race.db"
+        autocron._Store(database).close()
+        procs = [spawn_python(racer, database, tmp_path / "go", stdin=subprocess.PIPE)
+                 for _ in range(2)]
+        try:
+            (tmp_path / "go").write_text("")
+            answers = sorted(p.stdout.readline().strip() for p in procs)
+            assert answers == ["False", "True"]
+        finally:
+            for proc in procs:
+                proc.communicate(timeout=60)
+
+    def test_takeover_when_the_owner_ends(self, database, tmp_path):
+        owner = spawn_python("""
+            import sys, autocron
+            print(autocron.start(sys.argv[1], workers=1), flush=True)
+            sys.stdin.read()
+        """, database, stdin=subprocess.PIPE)
+        try:
+            assert owner.stdout.readline().strip() == "True"
+            assert autocron.start(database) is False
+            result = add(4, 4)
+            assert result.get(timeout=30) == 8          # the other process's pool ran it
+            owner.kill()
+            owner.wait(timeout=30)
+            waiting = add(5, 5)
+            wait_until(lambda: autocron._state.pool is not None, 30, "the takeover")
+            assert waiting.get(timeout=30) == 10
+        finally:
+            owner.kill()
+            owner.communicate(timeout=30)
+
+    def test_stop_waits_then_records_stopped_tasks_and_keeps_waiting_ones(self, database,
+                                                                            tmp_path):
+        autocron.start(database, workers=1)
+        running = block(tmp_path)
+        wait_until(lambda: (tmp_path / "task.pid").exists(), what="the task to start")
+        queued = add(1, 1)
+        pid = worker_pids()[0]
+        autocron.stop(timeout=0.2)
+        assert not alive(pid)
+        assert running.status == "error"
+        assert running.error_message == "stopped: the pool stopped before the task finished"
+        assert queued.status == "waiting"
+        (tmp_path / "task.go").write_text("")
+        assert autocron.start(database) is True
+        assert queued.get(timeout=30) == 2             # nothing lost across the restart
+
+    def test_results_past_their_time_to_live_are_deleted(self, database, monkeypatch):
+        clock = FakeClock(time.time())
+        monkeypatch.setattr(autocron, "_clock", clock)
+        autocron.start(database, workers=1)
+        old = add(1, 1)
+        old.get(timeout=30)
+        autocron.stop()
+        autocron._Store(database).set_setting("result_ttl", 60)
+        clock.now += 61
+        autocron.start(database)
+        wait_until(lambda: autocron.get_result(old.uuid) is None, what="the cleanup")
+
+
+# ---- cron jobs -----------------------------------------------------------------------------
+
+
+class TestCronJobs:
+    """Jobs registered at decoration, run once per due time by one pool; the clock is a seam."""
+
+    def runs(self, name):
+        return [r for r in autocron.get_results() if r._fetch()[1] == name]
+
+    def test_job_runs_once_per_due_time(self, database, monkeypatch, tmp_path):
+        log = tmp_path / "cron.log"
+        monkeypatch.setenv("AUTOCRON_TEST_LOG", str(log))
+        clock = FakeClock(datetime(2030, 1, 1, 8, 59, 30).timestamp())
+        monkeypatch.setattr(autocron, "_clock", clock)
+        job = autocron.cron("0 9 * * *")(cron_job)
+        assert job is cron_job
+        name = "test_autocron.cron_job"
+        try:
+            autocron.start(database, workers=1)
+            clock.now += 60                           # 09:00:30: due
+            autocron._state.pool.wake()
+            first = wait_until(lambda: self.runs(name), what="the first run")
+            assert first[0].get(timeout=30) == "ran"
+            clock.now += 3600                         # 10:00:30: not due again
+            autocron._state.pool.wake()
+            time.sleep(0.2)
+            assert len(self.runs(name)) == 1
+            clock.now += 23 * 3600                    # the next day 09:00:30
+            autocron._state.pool.wake()
+            wait_until(lambda: len(self.runs(name)) == 2, what="the second run")
+            assert log.read_text() == "run\nrun\n"
+        finally:
+            autocron._state.crons.pop(name, None)
+
+    def test_redecorating_replaces_the_schedule(self, database):
+        name = "test_autocron.cron_job"
+        try:
+            autocron.start(database, workers=1)
+            autocron.cron("0 9 * * *")(cron_job)
+            autocron.cron(minutes=[30], hours=[9], dow=[0, 2])(cron_job)
+            rows = autocron._Store(database).read("SELECT name, expression FROM crons")
+            assert rows == [(name, "30 9 * * 1,3")]
+        finally:
+            autocron._state.crons.pop(name, None)
+
+    def test_bad_expression_fails_at_decoration(self):
+        with pytest.raises(CronError, match="minute 61 is out of range 0-59"):
+            autocron.cron("61 * * * *")
+
+    def test_many_processes_register_one_job_that_runs_once(self, database, monkeypatch,
+                                                            tmp_path):
+        log = tmp_path / "cron.log"
+        monkeypatch.setenv("AUTOCRON_TEST_LOG", str(log))
+        registrar = """
+            import sys, autocron, test_autocron
+            autocron.cron("* * * * *")(test_autocron.cron_job)
+            assert autocron.start(sys.argv[1]) is False
+        """
+        clock = FakeClock(datetime(2030, 1, 1, 8, 59, 30).timestamp())
+        monkeypatch.setattr(autocron, "_clock", clock)
+        name = "test_autocron.cron_job"
+        try:
+            autocron.cron("* * * * *")(cron_job)
+            autocron.start(database, workers=2)
+            for out in [run_python(registrar, database) for _ in range(3)]:
+                assert out.returncode == 0, out.stderr
+            clock.now += 60
+            autocron._state.pool.wake()
+            wait_until(lambda: self.runs(name) and not self.runs(name)[0].waiting,
+                       what="the run")
+            time.sleep(0.3)
+            assert len(self.runs(name)) == 1 and log.read_text() == "run\n"
+        finally:
+            autocron._state.crons.pop(name, None)
+
+
+class TestDemo:
+    def test_demo_runs_the_whole_flow(self):
+        out = subprocess.run([sys.executable, autocron.__file__, "demo"], capture_output=True,
+                             text=True, timeout=120, cwd=HERE)
+        assert out.returncode == 0, out.stderr
+        assert "ValueError: this task fails on purpose" in out.stdout
+        assert "ready  25" in out.stdout
+        assert 'A cron job "*/15 9-17 * * 1-5" runs every 15 minutes' in out.stdout

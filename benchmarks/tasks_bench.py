@@ -31,11 +31,14 @@ it, which also proves huey's consumer is up) before anything is timed:
 The libraries are interleaved: round 1 runs autocron, huey, ppe; round 2
 runs them again; three rounds in all (``--quick``: one round, 500 tasks, 20
 latency calls).  The tables show the median of the rounds and every round's
-value.  A library that raises gets the error in its cells and the run goes
-on; results are checked (``add(i, i) == 2 * i``).  The report ends with a
+value.  Results are checked (``add(i, i) == 2 * i``); a batch gets 120 s for
+all its results, a single call 60 s.  A library that raises or times out gets
+the error in its cells and the run goes on.  The report ends with a
 "goals" section (PASS/FAIL).  The exit code is 0 whatever the outcome: this
 is a report, not a test.  Every process the benchmark starts is stopped
-before it exits, also when a library fails.
+before it exits, also when a library fails or the run gets SIGTERM; a child
+process that a library leaves behind after being stopped is reported on
+stderr and killed.
 
 How to run (from the repository root)::
 
@@ -54,6 +57,7 @@ import argparse
 import contextlib
 import functools
 import importlib
+import multiprocessing
 import os
 import platform
 import shutil
@@ -184,15 +188,17 @@ def start_consumer(log_path: Path) -> subprocess.Popen:
 
 def stop_consumer(proc: subprocess.Popen) -> None:
     """SIGINT (huey's graceful signal), then SIGKILL the whole process group."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(CONSUMER_STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            print("note: huey consumer ignored SIGINT; killing it", file=sys.stderr)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)  # the group is ours: start_new_session
-    proc.wait()
+    try:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(CONSUMER_STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                print("note: huey consumer ignored SIGINT; killing it", file=sys.stderr)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # the group is ours: start_new_session
+        proc.wait()
 
 
 def log_tail(path: Path, lines: int = 5) -> str:
@@ -374,7 +380,7 @@ def fmt_ms(value) -> str:
 
 
 def fmt_ratio(value) -> str:
-    return "n/a" if value is None else f"{value:.2f}x"
+    return "n/a" if value is None else f"{value:.3g}x"
 
 
 def cell(m: Measurement, field: str, fmt: Callable) -> str:
@@ -452,7 +458,7 @@ def print_header(sizes: Sizes) -> None:
           f"`python -m huey.bin.huey_consumer _tasks_huey.huey {' '.join(HUEY_CONSUMER_ARGS)}`, "
           f"default logging to a file; {HUEY_POLLING}")
     print(f"- ProcessPoolExecutor(max_workers={WORKERS}), start method "
-          f"{__import__('multiprocessing').get_start_method()}; not durable: the ceiling")
+          f"{multiprocessing.get_start_method()}; not durable: the ceiling")
     print(f"- task `add(a, b)`, {WORKERS} workers; {sizes.rounds} interleaved round(s), "
           f"{sizes.tasks:,} tasks per throughput batch, {sizes.latency_calls} latency calls "
           f"with {IDLE_GAP * 1000:.0f} ms idle before each\n")
