@@ -52,7 +52,9 @@ import json
 import logging
 import os
 import pickle
+import random
 import re
+import selectors
 import socket
 import sqlite3
 import subprocess
@@ -63,7 +65,7 @@ import time
 import traceback
 import uuid as _uuid
 from bisect import bisect_left
-from multiprocessing.connection import Connection as _Connection, wait as _wait_ready
+from multiprocessing.connection import Connection as _Connection
 from typing import Any, Callable, Iterable, Iterator, Optional, Union
 
 try:  # POSIX: the pool lock is an flock that dies with its holder
@@ -98,7 +100,7 @@ _BUSY_TIMEOUT = 30.0            # seconds a writer waits for another writer befo
 _FALLBACK_WAKE = 2.0            # an idle pool checks PRAGMA data_version this often (producers
                                 # whose wake-up datagram could not be delivered)
 _CLEANUP_INTERVAL = 60.0        # finished results past their time-to-live go this often
-_PREFETCH = 2                   # tasks a worker holds: one running, one ready to start
+_PREFETCH = 4                   # tasks a worker holds: one running, the rest ready to start
 _MAX_OUTPUT = 64 * 1024
 _STATUSES = ("waiting", "running", "ready", "error", "cancelled")
 _FINISHED = ("ready", "error", "cancelled")
@@ -836,7 +838,7 @@ class CronExpression:
     aware `after` is followed in its own zone. Malformed input raises `CronError`.
     """
 
-    __slots__ = ("_spec", "_text", "_tz", "_day_cache", "_month_cache")
+    __slots__ = ("_spec", "_text", "_tz", "_day_cache", "_month_cache", "_transitions")
 
     def __init__(self, expression: Optional[str] = None, tz: Union[str, _dt.tzinfo, None] = None,
                  **fields: Union[int, Iterable[int], range]):
@@ -855,6 +857,7 @@ class CronExpression:
         self._tz = _resolve_zone(tz)
         self._day_cache: dict = {}
         self._month_cache: dict = {}
+        self._transitions: dict = {}     # (zone, year, month, day) -> fire instants
 
     # -- identity
 
@@ -1021,7 +1024,17 @@ class CronExpression:
 
         Fixed-time jobs run a time in a gap at the first instant after it and a repeated time
         once, on the first pass; wildcard jobs follow the real clock (cron-spec.md 7.4).
+        Cached: a scheduler asks about the same day again every minute.
         """
+        key = (zone, year, month, day)
+        out = self._transitions.get(key)
+        if out is None:
+            if len(self._transitions) > 64:
+                self._transitions.clear()
+            out = self._transitions[key] = self._transition_instants(year, month, day, zone)
+        return out
+
+    def _transition_instants(self, year, month, day, zone) -> list:
         out = []
         for hour in self._spec.hours:
             for minute in self._spec.minutes:
@@ -1158,7 +1171,7 @@ def _error_info(error: BaseException) -> dict:
 _SCHEMA = (
     """CREATE TABLE tasks (
         id INTEGER PRIMARY KEY,
-        uuid TEXT NOT NULL UNIQUE,
+        token TEXT NOT NULL,
         name TEXT NOT NULL,
         args TEXT NOT NULL DEFAULT '',
         status TEXT NOT NULL,
@@ -1192,7 +1205,20 @@ _SCHEMA = (
         workers TEXT NOT NULL DEFAULT '[]')""",
 )
 
-_RESULT_COLUMNS = "uuid, name, args, status, created, started, finished, value, error, output"
+# A task's public id is "<token>-<row id>": found through the primary key, so an enqueue
+# updates no extra index, and a random token keeps a recycled row id from matching an old id.
+_UUID = "token || '-' || id"
+_RESULT_COLUMNS = f"{_UUID}, name, args, status, created, started, finished, value, error, output"
+
+
+def _row_key(uid: str) -> tuple:
+    """(row id, token) of a task id; (-1, "") for text that cannot be one."""
+    token, _, row = str(uid).rpartition("-")
+    return (int(row), token) if row.isdigit() and token else (-1, "")
+
+
+def _token() -> str:
+    return f"{random.getrandbits(64):016x}"
 
 
 def _private_folder(folder: str) -> None:
@@ -1254,6 +1280,9 @@ class _Store:
                 con = sqlite3.connect(self.path, timeout=0, isolation_level=None)
                 _execute(con, "PRAGMA journal_mode=WAL")
                 _execute(con, "PRAGMA synchronous=NORMAL")
+                # Producers never checkpoint (it would cost them a sync now and then); the
+                # pool's dispatcher does, see _Pool._run.
+                _execute(con, "PRAGMA wal_autocheckpoint=0")
             except sqlite3.Error as error:
                 raise self._error(error) from None
             local.con, local.pid = con, os.getpid()
@@ -1358,14 +1387,22 @@ class _Store:
 
     # -- tasks as producers and readers see them
 
-    def add_task(self, uid: str, name: str, args: str, record: bytes, due: float,
-                 priority: int = 0) -> None:
-        self.write("INSERT INTO tasks (uuid, name, args, status, priority, due, created, "
-                   "record) VALUES (?, ?, ?, 'waiting', ?, ?, ?, ?)",
-                   (uid, name, args, priority, due, _clock(), record))
+    def add_task(self, name: str, args: str, record: bytes, due: float,
+                 priority: int = 0) -> str:
+        """Store a call (committed when this returns); its id."""
+        token = _token()
+        try:
+            row = _execute(self._connection(),
+                           "INSERT INTO tasks (token, name, args, status, priority, due, "
+                           "created, record) VALUES (?, ?, ?, 'waiting', ?, ?, ?, ?)",
+                           (token, name, args, priority, due, _clock(), record)).lastrowid
+        except sqlite3.Error as error:
+            raise self._error(error) from None
+        return f"{token}-{row}"
 
     def result_row(self, uid: str) -> Optional[tuple]:
-        rows = self.read(f"SELECT {_RESULT_COLUMNS} FROM tasks WHERE uuid = ?", (uid,))
+        rows = self.read(f"SELECT {_RESULT_COLUMNS} FROM tasks WHERE id = ? AND token = ?",
+                         _row_key(uid))
         return rows[0] if rows else None
 
     def result_rows(self) -> list:
@@ -1373,9 +1410,9 @@ class _Store:
 
     def cancel(self, uid: str) -> bool:
         return self.write("UPDATE tasks SET status = 'cancelled', finished = ?, error = ? "
-                          "WHERE uuid = ? AND status = 'waiting'",
+                          "WHERE id = ? AND token = ? AND status = 'waiting'",
                           (_clock(), json.dumps({"type": "", "message": "cancelled",
-                                                 "traceback": ""}), uid)) == 1
+                                                 "traceback": ""}), *_row_key(uid))) == 1
 
     # -- cron jobs
 
@@ -1414,10 +1451,11 @@ class _Store:
         started = []
         for name, record in con.execute("SELECT name, record FROM crons WHERE running IS NULL "
                                         "AND next_due <= ?", (now,)).fetchall():
-            uid = _uuid.uuid4().hex
-            con.execute("INSERT INTO tasks (uuid, name, status, due, created, record, cron) "
-                        "VALUES (?, ?, 'waiting', ?, ?, ?, ?)",
-                        (uid, name, now, now, record, name))
+            token = _token()
+            row = con.execute("INSERT INTO tasks (token, name, status, due, created, record, "
+                              "cron) VALUES (?, ?, 'waiting', ?, ?, ?, ?)",
+                              (token, name, now, now, record, name)).lastrowid
+            uid = f"{token}-{row}"
             con.execute("UPDATE crons SET running = ?, last_run = ? WHERE name = ?",
                         (uid, now, name))
             started.append(uid)
@@ -1425,8 +1463,8 @@ class _Store:
 
     def claim(self, con: sqlite3.Connection, now: float, pids: list) -> list:
         """Mark the most urgent due tasks running, one per pid: [(id, uuid, record, cron)]."""
-        rows = con.execute("SELECT id, uuid, record, cron FROM tasks WHERE status = 'waiting' "
-                           "AND due <= ? ORDER BY priority DESC, due, id LIMIT ?",
+        rows = con.execute(f"SELECT id, {_UUID}, record, cron FROM tasks WHERE status = "
+                           "'waiting' AND due <= ? ORDER BY priority DESC, due, id LIMIT ?",
                            (now, len(pids))).fetchall()
         con.executemany("UPDATE tasks SET status = 'running', started = ?, worker = ? "
                         "WHERE id = ?", [(now, pid, row[0]) for pid, row in zip(pids, rows)])
@@ -1701,6 +1739,9 @@ class _Pool:
         self._respawn_at = 0.0
         self._respawn_delay = 0.5
         self._settings = store.settings()
+        self._idle = True              # the last round claimed nothing: look for the next due time
+        self._selector = selectors.DefaultSelector()
+        self._listening = False        # is the wake socket in the selector?
         self._thread = threading.Thread(target=self._run, name="autocron-pool", daemon=True)
 
     def _listen(self) -> socket.socket:
@@ -1738,6 +1779,7 @@ class _Pool:
         self._release()
 
     def _release(self) -> None:
+        self._selector.close()
         self._wake.close()
         with contextlib.suppress(OSError):
             os.unlink(self._wake_path)
@@ -1761,6 +1803,7 @@ class _Pool:
 
     def _run(self) -> None:
         try:
+            self.store.read("PRAGMA wal_autocheckpoint=1000")
             with self.store.transaction() as con:
                 self.store.recover(con, _clock())
             self._adjust_workers()
@@ -1807,6 +1850,7 @@ class _Pool:
                     self.store.due_crons(con, now)
                     claimed = self.store.claim(con, now, [w.proc.pid for w in slots])
         placed += [(w, _Task(*row)) for w, row in zip(slots, claimed)]
+        self._idle = not claimed
         for worker, task in placed:
             worker.queue.append(task)
             worker.send(("run", task.id, task.record))
@@ -1855,6 +1899,7 @@ class _Pool:
 
     def _bury(self, worker: _Worker) -> None:
         self._workers.remove(worker)
+        self._selector.unregister(worker.results)
         worker.close()
         try:
             code = worker.proc.wait(timeout=5)
@@ -1885,6 +1930,7 @@ class _Pool:
             for _ in range(wanted - len(active)):
                 worker = _Worker(self.store.path)
                 self._workers.append(worker)
+                self._selector.register(worker.results, selectors.EVENT_READ)
                 _log.info("autocron worker %d started", worker.proc.pid)
             self._publish()
         for worker in active[wanted:]:
@@ -1921,21 +1967,29 @@ class _Pool:
 
     def _sleep(self) -> None:
         """Wait for a message, a wake-up, the next due time or the stop deadline."""
-        waits = [w.results for w in self._workers]
         timeout = _FALLBACK_WAKE
-        if any(len(w.queue) < _PREFETCH and not w.retiring for w in self._workers):
-            waits.append(self._wake)   # while every worker is full, new tasks can wait
+        room = any(len(w.queue) < _PREFETCH and not w.retiring for w in self._workers)
+        if room != self._listening:    # while every worker is full, new tasks can wait
+            if room:
+                self._selector.register(self._wake, selectors.EVENT_READ)
+            else:
+                self._selector.unregister(self._wake)
+            self._listening = room
+        if room and self._idle:
             due = self.store.next_due()
             if due is not None:
                 timeout = min(timeout, max(0.0, due - _clock()))
+        elif room:
+            timeout = 0.0              # the last round was busy: look again at once
         if self._stopping:
             timeout = min(timeout, max(0.0, self._deadline - time.monotonic()))
         if time.monotonic() < self._respawn_at:
             timeout = min(timeout, self._respawn_at - time.monotonic())
-        if self._wake in _wait_ready(waits, timeout):
-            with contextlib.suppress(OSError):
-                while self._wake.recv(64):
-                    pass
+        for key, _ in self._selector.select(timeout):
+            if key.fileobj is self._wake:
+                with contextlib.suppress(OSError):
+                    while self._wake.recv(64):
+                        pass
 
     def _shutdown_workers(self) -> None:
         for worker in self._workers:
@@ -2285,8 +2339,7 @@ def delay(func: Optional[Callable] = None, *, weeks: float = 0, days: float = 0,
         if store is None:
             return Result._run_here(func, args, kwargs)
         record = _dump_call(func, args, kwargs)
-        uid = _uuid.uuid4().hex
-        store.add_task(uid, name, _call_text(args, kwargs), record, due())
+        uid = store.add_task(name, _call_text(args, kwargs), record, due())
         _notify(_wake_path(store.path) if _state.pool is None else _state.pool._wake_path)
         return Result(uid, store)
 

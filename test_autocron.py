@@ -1681,6 +1681,26 @@ class TestPool:
                    what="a replacement worker")
         assert add(1, 2).get(timeout=30) == 3
 
+    def test_tasks_queued_behind_a_killed_task_run_elsewhere(self, database, tmp_path):
+        autocron.start(database, workers=1)
+        blocked = block(str(tmp_path))
+        pid = int(wait_until(lambda: (tmp_path / "task.pid").exists() and
+                             (tmp_path / "task.pid").read_text(), what="the task to start"))
+        behind = [add(i, i) for i in range(3)]      # handed to the same worker, not started
+        wait_until(lambda: all(r.status == "running" for r in behind), what="the hand-over")
+        os.kill(pid, signal.SIGKILL)
+        with pytest.raises(autocron.TaskError, match="killed by signal 9"):
+            blocked.get(timeout=30)
+        assert [r.get(timeout=30) for r in behind] == [0, 2, 4]
+
+    def test_quick_tasks_do_not_wait_behind_a_long_one(self, pool, tmp_path):
+        long = block(str(tmp_path))
+        quick = [add(i, 1) for i in range(20)]
+        assert [r.get(timeout=30) for r in quick] == list(range(1, 21))
+        assert long.waiting
+        (tmp_path / "task.go").write_text("")
+        long.get(timeout=30)
+
     def test_worker_that_exits_in_a_task_is_reported(self, pool):
         result = exit_now(3)
         with pytest.raises(autocron.TaskError, match="^worker died: exited with status 3$"):
