@@ -33,6 +33,7 @@ __all__ = [
     "cron",
     "get_results",
     "get_result",
+    "wait",
     "Result",
     "CronExpression",
     "AutocronError",
@@ -42,14 +43,19 @@ __all__ = [
 ]
 
 import atexit
+import builtins
 import calendar
 import contextlib
 import datetime as _dt
+import dis
 import functools
 import hashlib
+import importlib
+import io
 import itertools
 import json
 import logging
+import marshal
 import os
 import pickle
 import random
@@ -63,6 +69,7 @@ import tempfile
 import threading
 import time
 import traceback
+import types
 import uuid as _uuid
 from bisect import bisect_left
 from multiprocessing.connection import Connection as _Connection
@@ -1093,22 +1100,250 @@ def _function_name(func: Callable) -> str:
     return f"{getattr(func, '__module__', '?')}.{getattr(func, '__qualname__', repr(func))}"
 
 
-def _function_ref(func: Callable) -> tuple:
-    """How a worker finds `func`: by importing its module and walking its qualname."""
-    module, qualname = getattr(func, "__module__", None), getattr(func, "__qualname__", "")
-    if not module or module == "__main__" or "<" in qualname:
-        raise TypeError(f"{_function_name(func)} cannot be imported by the workers: it is "
-                        "defined in __main__ (a script or notebook) or inside another "
-                        "function; move it to the top level of an importable module")
-    return ("import", module, qualname)
+def _importable(obj: Any) -> bool:
+    """True when a worker finds `obj` by importing its module and walking its qualname."""
+    module, qualname = getattr(obj, "__module__", None), getattr(obj, "__qualname__", None)
+    if not module or not isinstance(qualname, str) or module == "__main__" or "<" in qualname:
+        return False
+    found = sys.modules.get(module)
+    for part in qualname.split("."):
+        found = getattr(found, part, None)
+    return found is obj or getattr(found, "_autocron_function", None) is obj
 
 
-def _dump_call(func: Callable, args: tuple, kwargs: dict) -> bytes:
-    record = {"v": 1, "function": _function_ref(func), "args": args, "kwargs": kwargs}
+# ---- functions by value ----------------------------------------------------------------------
+#
+# A function the workers cannot import (defined in __main__ - a notebook cell or a script - or
+# a closure or lambda) travels as its code object (marshal), defaults, closure cells and the
+# globals its code names; modules travel by name, importable functions and classes by
+# reference, other functions and classes by value again, plain values as pickles. The payload
+# is stored once per content hash in the `functions` table; tasks name the hash, and workers
+# cache what they loaded, so a thousand calls cost one payload.
+
+_EMPTY_CELL = "<empty cell>"
+_GLOBAL_OPS = frozenset(("LOAD_GLOBAL", "STORE_GLOBAL", "DELETE_GLOBAL", "LOAD_NAME"))
+_global_names_cache: dict = {}
+
+
+def _global_names(code: types.CodeType) -> tuple:
+    """The global names a code object and the code nested in it use, sorted."""
+    names = _global_names_cache.get(code)
+    if names is None:
+        found = {i.argval for i in dis.get_instructions(code) if i.opname in _GLOBAL_OPS}
+        for const in code.co_consts:
+            if isinstance(const, types.CodeType):
+                found.update(_global_names(const))
+        if len(_global_names_cache) > 4096:
+            _global_names_cache.clear()
+        names = _global_names_cache[code] = tuple(sorted(found))
+    return names
+
+
+def _function_parts(func: types.FunctionType) -> list:
+    """(label, value) of everything a function needs besides its code, for messages."""
+    base = func.__globals__
+    parts = [(f"global {name!r}", base[name]) for name in _global_names(func.__code__)
+             if name in base]
+    for name, cell in zip(func.__code__.co_freevars, func.__closure__ or ()):
+        try:
+            parts.append((f"variable {name!r} of an enclosing function", cell.cell_contents))
+        except ValueError:
+            pass
+    parts += [("a default argument", v) for v in func.__defaults__ or ()]
+    parts += [(f"the default of {k!r}", v) for k, v in (func.__kwdefaults__ or {}).items()]
+    return parts
+
+
+def _reduce_function(func: types.FunctionType) -> tuple:
+    base = func.__globals__
+    names = [n for n in _global_names(func.__code__) if n in base and n != "__builtins__"]
+    cells = []
+    for cell in func.__closure__ or ():
+        try:
+            cells.append(cell.cell_contents)
+        except ValueError:
+            cells.append(_EMPTY_CELL)
+    state = ({n: base[n] for n in names}, func.__defaults__, func.__kwdefaults__, tuple(cells),
+             func.__qualname__, func.__doc__, dict(func.__dict__))
+    skeleton = (sys.version_info[:2], marshal.dumps(func.__code__), func.__name__,
+                func.__module__, len(cells))
+    return (_make_function, skeleton, state, None, None, _fill_function)
+
+
+def _make_function(version: tuple, code: bytes, name: str, module: str, cells: int):
+    if tuple(version) != sys.version_info[:2]:
+        raise TypeError(f"{name} was shipped by Python {version[0]}.{version[1]} and cannot "
+                        f"run on Python {sys.version_info[0]}.{sys.version_info[1]}; call it "
+                        "again from a process with the workers' Python")
+    namespace = {"__builtins__": builtins, "__name__": module}
+    closure = tuple(types.CellType() for _ in range(cells)) or None
+    return types.FunctionType(marshal.loads(code), namespace, name, None, closure)
+
+
+def _fill_function(func: types.FunctionType, state: tuple) -> None:
+    names, defaults, kwdefaults, cells, qualname, doc, attributes = state
+    func.__globals__.update(names)
+    func.__defaults__, func.__kwdefaults__ = defaults, kwdefaults
+    for cell, value in zip(func.__closure__ or (), cells):
+        if value is not _EMPTY_CELL:
+            cell.cell_contents = value
+    func.__qualname__, func.__doc__ = qualname, doc
+    func.__dict__.update(attributes)
+
+
+def _reduce_class(cls: type) -> tuple:
+    slots = cls.__dict__.get("__slots__")
+    slot_names = {slots} if isinstance(slots, str) else set(slots or ())
+    state = {k: v for k, v in cls.__dict__.items()
+             if k not in ("__dict__", "__weakref__", "__slots__") and k not in slot_names}
+    skeleton = (type(cls), cls.__name__, cls.__bases__, cls.__module__, cls.__qualname__, slots)
+    return (_make_class, skeleton, state, None, None, _fill_class)
+
+
+def _make_class(metaclass: type, name: str, bases: tuple, module: str, qualname: str, slots):
+    namespace = {"__module__": module, "__qualname__": qualname}
+    if slots is not None:
+        namespace["__slots__"] = slots
+    cls = metaclass(name, bases, namespace)
+    if _IN_WORKER and module == "__main__" and qualname.isidentifier():
+        # so that values of this class pickle by reference on the way back to the caller,
+        # whose __main__ holds the original
+        setattr(sys.modules["__main__"], qualname, cls)
+    return cls
+
+
+def _fill_class(cls: type, state: dict) -> None:
+    for key, value in state.items():
+        if key not in ("__module__", "__qualname__"):
+            setattr(cls, key, value)
+
+
+def _sentinel_reducers() -> dict:
+    """Module-level singletons that must stay themselves (dataclasses compares by identity)."""
+    import dataclasses
+    names = ("MISSING", "KW_ONLY", "_FIELD", "_FIELD_CLASSVAR", "_FIELD_INITVAR")
+    return {id(getattr(dataclasses, n)): (getattr, (dataclasses, n))
+            for n in names if hasattr(dataclasses, n)}
+
+
+_SENTINELS: dict = {}
+_HEAP_TYPE = 1 << 9     # Py_TPFLAGS_HEAPTYPE: a class made by a class statement
+
+
+def _mapping_proxy(mapping: dict) -> types.MappingProxyType:
+    return types.MappingProxyType(mapping)
+
+
+class _Pickler(pickle.Pickler):
+    """Pickles functions and classes that the workers cannot import by value."""
+
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, types.FunctionType):
+            wrapped = getattr(obj, "_autocron_function", None)
+            if wrapped is not None and not _importable(obj):   # a @delay wrapper
+                return (delay, (wrapped,), None, None, None, None)
+            return NotImplemented if _importable(obj) else _reduce_function(obj)
+        if isinstance(obj, type):
+            if _importable(obj) or not obj.__flags__ & _HEAP_TYPE:   # C types pickle by name
+                return NotImplemented
+            return _reduce_class(obj)
+        if isinstance(obj, types.ModuleType):
+            return (importlib.import_module, (obj.__name__,))
+        if isinstance(obj, types.MappingProxyType):     # dataclass field metadata
+            return (_mapping_proxy, (dict(obj),))
+        if not _SENTINELS:
+            _SENTINELS.update(_sentinel_reducers())
+        return _SENTINELS.get(id(obj), NotImplemented)
+
+
+def _dumps(obj: Any) -> bytes:
+    buffer = io.BytesIO()
+    _Pickler(buffer, _PICKLE_PROTOCOL).dump(obj)
+    return buffer.getvalue()
+
+
+def _fingerprint(obj: Any, seen: Optional[set] = None) -> Any:
+    """What must stay the same for a shipped function's payload to stay valid, or None.
+
+    Identity for functions, classes and modules, the value for immutable scalars and tuples;
+    None (do not cache) once a mutable value is involved, since it may change in place.
+    """
+    if obj is None or isinstance(obj, (bool, int, float, complex, str, bytes)):
+        return (type(obj), obj)
+    if isinstance(obj, tuple):
+        parts = tuple(_fingerprint(v, seen) for v in obj)
+        return None if None in parts else parts
+    if isinstance(obj, types.FunctionType) and not _importable(obj):
+        seen = set() if seen is None else seen
+        if id(obj) in seen:
+            return id(obj)
+        seen.add(id(obj))
+        parts = tuple(_fingerprint(v, seen) for _, v in _function_parts(obj))
+        return None if None in parts else (id(obj), id(obj.__code__), parts)
+    if isinstance(obj, (types.FunctionType, type, types.ModuleType, types.BuiltinFunctionType)):
+        return id(obj)
+    return None
+
+
+class _Shipped:
+    """The payload of one function shipped by value, with its hash."""
+
+    __slots__ = ("fingerprint", "hash", "payload")
+
+    def __init__(self, fingerprint: Any, digest: str, payload: bytes):
+        self.fingerprint, self.hash, self.payload = fingerprint, digest, payload
+
+
+_shipped: dict = {}        # function -> _Shipped (the last payload made for it)
+
+
+def _ship(func: Callable) -> _Shipped:
+    """The payload of `func`, made again only when what it references has changed."""
+    fingerprint = _fingerprint(func)
+    known = _shipped.get(func)
+    if known is not None and fingerprint is not None and known.fingerprint == fingerprint:
+        return known
     try:
-        return pickle.dumps(record, _PICKLE_PROTOCOL)
+        payload = _dumps(func)
+    except Exception as error:
+        raise _unshippable(func, error) from None
+    shipped = _Shipped(fingerprint, hashlib.sha256(payload).hexdigest()[:32], payload)
+    if len(_shipped) > 1024:
+        _shipped.clear()
+    _shipped[func] = shipped
+    return shipped
+
+
+def _unshippable(func: Callable, error: Exception) -> TypeError:
+    """A TypeError naming the global (or default, or closure variable) that cannot travel."""
+    for label, value in _function_parts(func) if isinstance(func, types.FunctionType) else ():
+        try:
+            _dumps(value)
+        except Exception as cause:
+            return TypeError(f"{label} of {func.__qualname__}() cannot be sent to the workers "
+                             f"({type(value).__name__}: {cause}); create it inside the "
+                             "function or pass plain data as an argument")
+    return TypeError(f"{_function_name(func)} cannot be sent to the workers: {error}")
+
+
+def _function_ref(func: Callable, store: Optional["_Store"] = None) -> tuple:
+    """How a worker finds `func`: ("import", module, qualname) or ("value", hash)."""
+    if _importable(func):
+        return ("import", func.__module__, func.__qualname__)
+    shipped = _ship(func)
+    if store is not None:
+        store.keep_function(shipped.hash, shipped.payload)
+    return ("value", shipped.hash)
+
+
+def _dump_call(func: Callable, args: tuple, kwargs: dict, store: Optional["_Store"]) -> tuple:
+    """The pickled record of a call, and the hash of its function if shipped by value."""
+    ref = _function_ref(func, store)
+    try:
+        record = _dumps({"v": 1, "function": ref, "args": args, "kwargs": kwargs})
     except Exception as error:
         raise _unpicklable(func, args, kwargs, error) from None
+    return record, (ref[1] if ref[0] == "value" else None)
 
 
 def _unpicklable(func: Callable, args: tuple, kwargs: dict, error: Exception) -> TypeError:
@@ -1117,7 +1352,7 @@ def _unpicklable(func: Callable, args: tuple, kwargs: dict, error: Exception) ->
     named += [(f"keyword argument {k!r}", v) for k, v in kwargs.items()]
     for label, value in named:
         try:
-            pickle.dumps(value, _PICKLE_PROTOCOL)
+            _dumps(value)
         except Exception as cause:
             return TypeError(f"{label} of {func.__qualname__}() cannot be pickled "
                              f"({type(value).__name__}: {cause}); pass plain data and open "
@@ -1131,15 +1366,17 @@ def _load_record(data: bytes) -> dict:
     return record
 
 
-def _resolve_function(ref: tuple) -> Callable:
+def _resolve_function(ref: tuple, load_payload: Callable[[str], bytes]) -> Callable:
     """The undecorated function behind a reference (in a worker)."""
-    kind, module, qualname = ref
-    if kind != "import":
-        raise TypeError(f"unknown kind of function reference {kind!r}; this task was stored "
-                        "by a newer autocron")
-    obj: Any = __import__(module, fromlist=["_"])
-    for part in qualname.split("."):
-        obj = getattr(obj, part)
+    if ref[0] == "value":
+        obj = pickle.loads(load_payload(ref[1]))
+    elif ref[0] == "import":
+        obj = importlib.import_module(ref[1])
+        for part in ref[2].split("."):
+            obj = getattr(obj, part)
+    else:
+        raise TypeError(f"unknown kind of function reference {ref[0]!r}; this task was "
+                        "stored by a newer autocron")
     return getattr(obj, "_autocron_function", obj)
 
 
@@ -1182,6 +1419,7 @@ _SCHEMA = (
         finished REAL,
         worker INTEGER,
         cron TEXT,
+        function TEXT,
         record BLOB NOT NULL,
         value BLOB,
         error TEXT,
@@ -1189,11 +1427,13 @@ _SCHEMA = (
     "CREATE INDEX tasks_queue ON tasks (priority DESC, due, id) WHERE status = 'waiting'",
     "CREATE INDEX tasks_finished ON tasks (finished) WHERE finished IS NOT NULL",
     "CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE TABLE functions (hash TEXT PRIMARY KEY, payload BLOB NOT NULL, created REAL)",
     """CREATE TABLE crons (
         name TEXT PRIMARY KEY,
         expression TEXT NOT NULL,
         schedule BLOB NOT NULL,
         record BLOB NOT NULL,
+        function TEXT,
         catch_up INTEGER NOT NULL DEFAULT 0,
         next_due REAL,
         last_run REAL,
@@ -1266,6 +1506,7 @@ class _Store:
     def __init__(self, path: Union[str, os.PathLike]):
         self.path = os.path.abspath(os.fspath(path))
         self._local = threading.local()
+        self._kept: set = set()       # hashes of shipped functions stored from this process
         self._prepare()
 
     # -- the doorway
@@ -1388,17 +1629,32 @@ class _Store:
     # -- tasks as producers and readers see them
 
     def add_task(self, name: str, args: str, record: bytes, due: float,
-                 priority: int = 0) -> str:
+                 priority: int = 0, function: Optional[str] = None) -> str:
         """Store a call (committed when this returns); its id."""
         token = _token()
         try:
             row = _execute(self._connection(),
                            "INSERT INTO tasks (token, name, args, status, priority, due, "
-                           "created, record) VALUES (?, ?, ?, 'waiting', ?, ?, ?, ?)",
-                           (token, name, args, priority, due, _clock(), record)).lastrowid
+                           "created, record, function) VALUES (?, ?, ?, 'waiting', ?, ?, ?, "
+                           "?, ?)", (token, name, args, priority, due, _clock(), record,
+                                     function)).lastrowid
         except sqlite3.Error as error:
             raise self._error(error) from None
         return f"{token}-{row}"
+
+    def keep_function(self, digest: str, payload: bytes) -> None:
+        """Store a shipped function's payload once (per process and database)."""
+        if digest not in self._kept:
+            self.write("INSERT OR IGNORE INTO functions (hash, payload, created) "
+                       "VALUES (?, ?, ?)", (digest, payload, _clock()))
+            self._kept.add(digest)
+
+    def function_payload(self, digest: str) -> bytes:
+        rows = self.read("SELECT payload FROM functions WHERE hash = ?", (digest,))
+        if not rows:
+            raise LookupError(f"the shipped function {digest} is not in {self.path}; it was "
+                              "deleted with its last task - call the function again")
+        return rows[0][0]
 
     def result_row(self, uid: str) -> Optional[tuple]:
         rows = self.read(f"SELECT {_RESULT_COLUMNS} FROM tasks WHERE id = ? AND token = ?",
@@ -1416,18 +1672,22 @@ class _Store:
 
     # -- cron jobs
 
-    def register_cron(self, name: str, schedule: "CronExpression", record: bytes,
+    def register_cron(self, name: str, schedule: "CronExpression", func: Callable,
                       catch_up: bool) -> None:
         """Add or replace a job; an unchanged schedule keeps its next due time."""
         text = f"{schedule}" + (f" ({schedule.tz})" if schedule.tz is not None else "")
+        ref = _function_ref(func, self)
+        record = _dumps({"v": 1, "function": ref, "args": (), "kwargs": {}})
         self.write(
-            "INSERT INTO crons (name, expression, schedule, record, catch_up, next_due) "
-            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+            "INSERT INTO crons (name, expression, schedule, record, function, catch_up, "
+            "next_due) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
             "record = excluded.record, catch_up = excluded.catch_up, "
+            "function = excluded.function, "
             "schedule = excluded.schedule, next_due = CASE WHEN crons.expression = "
             "excluded.expression THEN crons.next_due ELSE excluded.next_due END, "
             "expression = excluded.expression",
-            (name, text, pickle.dumps(schedule, _PICKLE_PROTOCOL), record, int(catch_up),
+            (name, text, pickle.dumps(schedule, _PICKLE_PROTOCOL), record,
+             ref[1] if ref[0] == "value" else None, int(catch_up),
              _next_due(schedule, _clock())))
 
     # -- the pool's side (called from the dispatcher thread only)
@@ -1449,12 +1709,13 @@ class _Store:
     def due_crons(self, con: sqlite3.Connection, now: float) -> list:
         """Start a run of every job that is due and not running; their new task ids."""
         started = []
-        for name, record in con.execute("SELECT name, record FROM crons WHERE running IS NULL "
-                                        "AND next_due <= ?", (now,)).fetchall():
+        for name, record, function in con.execute(
+                "SELECT name, record, function FROM crons WHERE running IS NULL "
+                "AND next_due <= ?", (now,)).fetchall():
             token = _token()
             row = con.execute("INSERT INTO tasks (token, name, status, due, created, record, "
-                              "cron) VALUES (?, ?, 'waiting', ?, ?, ?, ?)",
-                              (token, name, now, now, record, name)).lastrowid
+                              "cron, function) VALUES (?, ?, 'waiting', ?, ?, ?, ?, ?)",
+                              (token, name, now, now, record, name, function)).lastrowid
             uid = f"{token}-{row}"
             con.execute("UPDATE crons SET running = ?, last_run = ? WHERE name = ?",
                         (uid, now, name))
@@ -1471,13 +1732,13 @@ class _Store:
         return rows
 
     def finish(self, con: sqlite3.Connection, outcomes: list, now: float) -> None:
-        """Write outcomes [(id, status, value, error, started, finished, cron)]."""
+        """Write outcomes [(id, status, value, error, started, finished, output, cron)]."""
         con.executemany("UPDATE tasks SET status = ?, value = ?, error = ?, "
-                        "started = coalesce(?, started), finished = ? WHERE id = ?",
-                        [o[1:6] + (o[0],) for o in outcomes])
+                        "started = coalesce(?, started), finished = ?, output = ? WHERE id = ?",
+                        [o[1:7] + (o[0],) for o in outcomes])
         for outcome in outcomes:
-            if outcome[6]:
-                self._cron_done(con, outcome[6], now)
+            if outcome[7]:
+                self._cron_done(con, outcome[7], now)
 
     def requeue(self, con: sqlite3.Connection, ids: list) -> None:
         """Tasks handed to a worker that never started them wait again."""
@@ -1497,8 +1758,15 @@ class _Store:
         return min(times) if times else None
 
     def cleanup(self, now: float, ttl: float) -> int:
-        return self.write("DELETE FROM tasks WHERE finished IS NOT NULL AND finished < ? "
-                          "AND status IN ('ready', 'error', 'cancelled')", (now - ttl,))
+        """Delete finished results past their time-to-live, and payloads nobody needs."""
+        with self.transaction() as con:
+            count = con.execute("DELETE FROM tasks WHERE finished IS NOT NULL AND finished < ? "
+                                "AND status IN ('ready', 'error', 'cancelled')",
+                                (now - ttl,)).rowcount
+            con.execute("DELETE FROM functions WHERE created < ? AND hash NOT IN (SELECT "
+                        "function FROM tasks WHERE function IS NOT NULL UNION SELECT "
+                        "function FROM crons WHERE function IS NOT NULL)", (now - ttl,))
+        return count
 
     def set_pool(self, owner: Optional[int], workers: list) -> None:
         if owner is None:
@@ -1624,6 +1892,13 @@ def _worker_main(config_text: str) -> None:
 
     threading.Thread(target=read_pipe, name="autocron-lifeline", daemon=True).start()
     functions: dict = {}
+    store: list = []                  # opened when a shipped function must be read
+
+    def load_payload(digest: str) -> bytes:
+        if not store:
+            store.append(_Store(config["database"]))
+        return store[0].function_payload(digest)
+
     while True:
         with ready:
             while not inbox:
@@ -1631,26 +1906,56 @@ def _worker_main(config_text: str) -> None:
             message = inbox.pop(0)
         if message[0] == "exit":
             os._exit(0)
-        reply(_run_task(message[1], message[2], functions))
+        reply(_run_task(message[1], message[2], functions, load_payload))
 
 
-def _run_task(task_id: int, data: bytes, functions: dict) -> tuple:
+class _Tail(io.TextIOBase):
+    """A text stream that keeps the last _MAX_OUTPUT characters written to it.
+
+    What a task prints goes into its result rather than to the worker's terminal, which
+    nobody sees from Jupyter (and which ipykernel would otherwise mix into whatever cell runs).
+    """
+
+    def __init__(self):
+        self._parts: list = []
+        self._size = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        self._parts.append(text)
+        self._size += len(text)
+        if self._size > 2 * _MAX_OUTPUT:
+            self._parts = [self.getvalue()]
+            self._size = len(self._parts[0])
+        return len(text)
+
+    def getvalue(self) -> str:
+        return "".join(self._parts)[-_MAX_OUTPUT:]
+
+
+def _run_task(task_id: int, data: bytes, functions: dict, load_payload: Callable) -> tuple:
+    """Run one task in a worker: ("done", id, status, value, error, started, finished, output)."""
     started = _clock()
+    output = _Tail()
     try:
-        record = _load_record(data)
-        ref = record["function"]
-        func = functions.get(ref)
-        if func is None:
-            func = functions[ref] = _resolve_function(ref)
-        value = func(*record["args"], **record["kwargs"])
+        with contextlib.redirect_stdout(output), contextlib.redirect_stderr(output):
+            record = _load_record(data)
+            ref = record["function"]
+            func = functions.get(ref)
+            if func is None:
+                func = functions[ref] = _resolve_function(ref, load_payload)
+            value = func(*record["args"], **record["kwargs"])
         try:
-            payload = pickle.dumps(value, _PICKLE_PROTOCOL)
+            payload = _dumps(value)
         except Exception as error:
             raise TypeError(f"the return value of {_function_name(func)} cannot be pickled "
                             f"({type(value).__name__}: {error}); return plain data") from None
-        return ("done", task_id, "ready", payload, None, started, _clock())
+        return ("done", task_id, "ready", payload, None, started, _clock(), output.getvalue())
     except BaseException as error:  # the task's own failure, reported as data
-        return ("done", task_id, "error", None, _error_info(error), started, _clock())
+        return ("done", task_id, "error", None, _error_info(error), started, _clock(),
+                output.getvalue())
 
 
 def _exit_text(code: Optional[int]) -> str:
@@ -1733,7 +2038,7 @@ class _Pool:
         self._waiters_lock = threading.Lock()
         self._wake_path = _wake_path(store.path)
         self._wake = self._listen()
-        self._outcomes: list = []      # (task, status, value, error, started, finished)
+        self._outcomes: list = []      # (task, status, value, error, started, finished, output)
         self._returned: list = []      # claimed tasks handed back by a worker, to place again
         self._requeue: list = []       # claimed tasks to put back into the queue
         self._respawn_at = 0.0
@@ -1842,8 +2147,8 @@ class _Pool:
             now = _clock()
             with self.store.transaction() as con:
                 self.store.finish(con, [(t.id, status, value, error and json.dumps(error),
-                                         started, finished, t.cron)
-                                        for t, status, value, error, started, finished
+                                         started, finished, output, t.cron)
+                                        for t, status, value, error, started, finished, output
                                         in outcomes], now)
                 self.store.requeue(con, [t.id for t in requeue])
                 if slots:
@@ -1911,7 +2216,7 @@ class _Pool:
             text = _exit_text(code)
             _log.error("autocron worker %d died running task %s: %s", worker.proc.pid,
                        running.uuid, text)
-            self._outcomes.append((running, "error", None, _failure(text), None, _clock()))
+            self._outcomes.append((running, "error", None, _failure(text), None, _clock(), ""))
             self._requeue += queued       # never started: they run elsewhere
         elif not worker.retiring and not self._stopping:
             _log.warning("autocron worker %d died: %s", worker.proc.pid, _exit_text(code))
@@ -1958,7 +2263,7 @@ class _Pool:
                 worker.proc.wait()
                 running, *queued = worker.queue
                 self._outcomes.append((running, "error", None, _failure(
-                    "stopped: the pool stopped before the task finished"), None, _clock()))
+                    "stopped: the pool stopped before the task finished"), None, _clock(), ""))
                 self._requeue += queued
                 worker.queue = []
             self._round()
@@ -2068,8 +2373,8 @@ def start(database: Union[str, os.PathLike] = "autocron.db", workers: Optional[i
             _log.info("autocron is disabled in %s; calls run synchronously", store.path)
             return False
         _state.store = _state.last_store = store
-        for name, (schedule, record, catch_up) in _state.crons.items():
-            store.register_cron(name, schedule, record, catch_up)
+        for name, (schedule, func, catch_up) in _state.crons.items():
+            store.register_cron(name, schedule, func, catch_up)
         if _become_owner(store):
             return True
         _state.standby = threading.Event()
@@ -2130,19 +2435,101 @@ if hasattr(os, "register_at_fork"):
 atexit.register(stop)
 
 
-def get_results() -> list:
-    """Every result stored in the database, newest first (also of earlier runs)."""
-    store = _state.store or _state.last_store
+def _current_store() -> Optional[_Store]:
+    """The database of this process: the active one, the last one, or ./autocron.db."""
+    if _state.store is None and _state.last_store is None and os.path.exists("autocron.db"):
+        _state.last_store = _Store("autocron.db")     # a notebook after a kernel restart
+    return _state.store or _state.last_store
+
+
+def get_results() -> "_ResultList":
+    """Every result stored in the database, newest first (also of earlier runs).
+
+    The list renders as a table in Jupyter and in a terminal.
+    """
+    store = _current_store()
     if store is None:
-        return []
-    return [Result(row[0], store, row) for row in store.result_rows()]
+        return _ResultList()
+    return _ResultList(Result(row[0], store, row) for row in store.result_rows())
 
 
 def get_result(uuid: str) -> Optional["Result"]:
     """The result with this id, or None (deleted after its time-to-live, or never stored)."""
-    store = _state.store or _state.last_store
+    store = _current_store()
     row = store.result_row(uuid) if store is not None else None
     return Result(uuid, store, row) if row else None
+
+
+def wait(results: Iterable["Result"], timeout: Optional[float] = None) -> list:
+    """Wait for several results and return their values in order.
+
+    Shows a live progress line: an updating display in Jupyter, a line on stderr in a
+    terminal, nothing when output goes elsewhere. Raises TaskError for the first failed task
+    (in order) and TimeoutError after `timeout` seconds.
+    """
+    results = list(results)
+    end = None if timeout is None else time.monotonic() + timeout
+    progress = _Progress(len(results))
+    pending = list(results)
+    try:
+        while True:
+            pending = [r for r in pending if r.waiting]
+            progress.show(len(results) - len(pending),
+                          sum(1 for r in results if r not in pending and r.has_error))
+            if not pending:
+                break
+            left = None if end is None else end - time.monotonic()
+            if left is not None and left <= 0:
+                raise TimeoutError(f"{len(pending)} of {len(results)} tasks did not finish "
+                                   f"within {timeout} s")
+            pending[0]._wait(0.25 if left is None else min(0.25, left))
+    finally:
+        progress.close()
+    return [r._value() for r in results]
+
+
+class _Progress:
+    """A progress line for wait(): a Jupyter display, a terminal line, or nothing."""
+
+    def __init__(self, total: int):
+        self.total, self.started = total, time.monotonic()
+        self._handle = self._stream = None
+        self._last = ""
+        shell = getattr(sys.modules.get("IPython"), "get_ipython", lambda: None)()
+        display = sys.modules.get("IPython.display")
+        if getattr(shell, "kernel", None) is not None and display is not None:
+            self._display = display
+            self._handle = display.display(display.HTML(self._html(0, 0)), display_id=True)
+        elif getattr(sys.stderr, "isatty", lambda: False)():
+            self._stream = sys.stderr
+
+    def _text(self, done: int, failed: int) -> str:
+        width = 30
+        filled = width * done // self.total if self.total else width
+        failures = f", {failed} failed" if failed else ""
+        return (f"[{'#' * filled}{'.' * (width - filled)}] {done}/{self.total} done"
+                f"{failures}, {time.monotonic() - self.started:.1f} s")
+
+    def _html(self, done: int, failed: int) -> str:
+        import html
+        return (f'<progress value="{done}" max="{max(self.total, 1)}" style="width: 20em">'
+                f"</progress> <code>{html.escape(self._text(done, failed)[33:])}</code>")
+
+    def show(self, done: int, failed: int) -> None:
+        text = self._text(done, failed)
+        if text == self._last:
+            return
+        self._last = text
+        if self._handle is not None:
+            self._handle.update(self._display.HTML(self._html(done, failed)))
+        elif self._stream is not None:
+            self._stream.write("\r" + text)
+            self._stream.flush()
+
+    def close(self) -> None:
+        if self._stream is not None:
+            self._stream.write("\n")
+            self._stream.flush()
 
 
 class Result:
@@ -2286,15 +2673,90 @@ class Result:
             return False
         return self._store.cancel(self.uuid)
 
-    def __repr__(self) -> str:
+    def _summary(self) -> dict:
+        """What repr, the HTML view and the result tables show."""
         row = self._fetch()
-        text = f"<Result {self.uuid[:8]} {row[1].rsplit('.', 1)[-1]}({row[2]}) {row[3]}"
-        if row[3] == "ready":
-            value = repr(self.function_result)
-            text += f": {value if len(value) <= 80 else value[:77] + '...'}"
-        elif row[3] in ("error", "cancelled", "deleted"):
-            text += f": {self.error_message.splitlines()[0]}"
+        status = row[3]
+        if status == "ready":
+            shown = _shorten(repr(self.function_result), 80)
+        elif status in ("error", "cancelled", "deleted"):
+            shown = self.error_message.splitlines()[0]
+        else:
+            shown = ""
+        took = f"{row[6] - row[5]:.3f} s" if row[5] is not None and row[6] is not None else ""
+        return {"id": self.uuid, "function": row[1].rsplit(".", 1)[-1], "args": row[2],
+                "status": status, "value": shown, "output": row[9] or "", "took": took,
+                "created": row[4]}
+
+    def __repr__(self) -> str:
+        info = self._summary()
+        text = f"<Result {info['id'][:8]} {info['function']}({info['args']}) {info['status']}"
+        if info["value"]:
+            text += f": {info['value']}"
+        if info["output"]:
+            text += f" | output: {_shorten(info['output'].rstrip(), 60, tail=True)!r}"
         return text + ">"
+
+    def _repr_html_(self) -> str:
+        import html
+        info = self._summary()
+        row = (f"<b>{html.escape(info['function'])}</b>({html.escape(info['args'])}) "
+               f"{_status_badge(info['status'])} <code>{html.escape(info['value'])}</code>")
+        if info["took"]:
+            row += f" <small>in {info['took']}</small>"
+        error = self.error_message if self.status == "error" else ""
+        details = ""
+        if error or info["output"]:
+            body = html.escape((error + "\n" if error else "") + info["output"])
+            details = (f"<details><summary>{'traceback and ' if error else ''}output</summary>"
+                       f"<pre>{body}</pre></details>")
+        return f'<div title="{html.escape(self.uuid)}">{row}{details}</div>'
+
+
+_STATUS_COLOURS = {"waiting": "#888", "running": "#1f6feb", "ready": "#1a7f37",
+                   "error": "#cf222e", "cancelled": "#bc4c00", "deleted": "#888"}
+
+
+def _status_badge(status: str) -> str:
+    colour = _STATUS_COLOURS.get(status, "#888")
+    return (f'<span style="color: white; background: {colour}; padding: 0 0.4em; '
+            f'border-radius: 0.3em">{status}</span>')
+
+
+def _shorten(text: str, limit: int, tail: bool = False) -> str:
+    if len(text) <= limit:
+        return text
+    return "..." + text[-(limit - 3):] if tail else text[:limit - 3] + "..."
+
+
+class _ResultList(list):
+    """The list get_results() returns: a table in Jupyter and in a terminal."""
+
+    _COLUMNS = (("id", 8), ("function", 20), ("args", 24), ("status", 9), ("value", 36),
+                ("took", 9))
+
+    def __repr__(self) -> str:
+        if not self:
+            return "(no results)"
+        lines = ["  ".join(name.ljust(width) for name, width in self._COLUMNS).rstrip()]
+        for result in self:
+            info = result._summary()
+            info["id"] = info["id"][:8]
+            lines.append("  ".join(_shorten(str(info[name]), width).ljust(width)
+                                   for name, width in self._COLUMNS).rstrip())
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        import html
+        head = "".join(f"<th>{name}</th>" for name, _ in self._COLUMNS)
+        rows = []
+        for result in self:
+            info = result._summary()
+            cells = [html.escape(info["id"][:8]), html.escape(info["function"]),
+                     html.escape(_shorten(info["args"], 60)), _status_badge(info["status"]),
+                     html.escape(info["value"]), html.escape(info["took"])]
+            rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+        return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
 
 
 def _due_time(weeks, days, hours, minutes, seconds, schedule) -> Callable[[], float]:
@@ -2338,8 +2800,8 @@ def delay(func: Optional[Callable] = None, *, weeks: float = 0, days: float = 0,
         store = _state.store
         if store is None:
             return Result._run_here(func, args, kwargs)
-        record = _dump_call(func, args, kwargs)
-        uid = store.add_task(name, _call_text(args, kwargs), record, due())
+        record, shipped = _dump_call(func, args, kwargs, store)
+        uid = store.add_task(name, _call_text(args, kwargs), record, due(), function=shipped)
         _notify(_wake_path(store.path) if _state.pool is None else _state.pool._wake_path)
         return Result(uid, store)
 
@@ -2362,12 +2824,11 @@ def cron(expression: Optional[str] = None, *, tz: Union[str, _dt.tzinfo, None] =
 
     def register(func: Callable) -> Callable:
         name = _function_name(func)
-        record = pickle.dumps({"v": 1, "function": _function_ref(func), "args": (),
-                               "kwargs": {}}, _PICKLE_PROTOCOL)
+        _function_ref(func)    # cannot be sent to the workers? say so now
         with _state.lock:
-            _state.crons[name] = (schedule, record, catch_up)
+            _state.crons[name] = (schedule, func, catch_up)
             if _state.store is not None:
-                _state.store.register_cron(name, schedule, record, catch_up)
+                _state.store.register_cron(name, schedule, func, catch_up)
                 _notify(_wake_path(_state.store.path))
         return func
 
