@@ -2700,14 +2700,14 @@ class Result:
     def _repr_html_(self) -> str:
         import html
         info = self._summary()
-        row = (f"<b>{html.escape(info['function'])}</b>({html.escape(info['args'])}) "
-               f"{_status_badge(info['status'])} <code>{html.escape(info['value'])}</code>")
+        row = (f"<b>{_escape(info['function'])}</b>({_escape(info['args'])}) "
+               f"{_status_badge(info['status'])} <code>{_escape(info['value'])}</code>")
         if info["took"]:
             row += f" <small>in {info['took']}</small>"
         error = self.error_message if self.status == "error" else ""
         details = ""
         if error or info["output"]:
-            body = html.escape((error + "\n" if error else "") + info["output"])
+            body = _escape((error + "\n" if error else "") + info["output"])
             details = (f"<details><summary>{'traceback and ' if error else ''}output</summary>"
                        f"<pre>{body}</pre></details>")
         return f'<div title="{html.escape(self.uuid)}">{row}{details}</div>'
@@ -2721,6 +2721,11 @@ def _status_badge(status: str) -> str:
     colour = _STATUS_COLOURS.get(status, "#888")
     return (f'<span style="color: white; background: {colour}; padding: 0 0.4em; '
             f'border-radius: 0.3em">{status}</span>')
+
+
+def _escape(text: str) -> str:
+    import html
+    return html.escape(text, quote=False)
 
 
 def _shorten(text: str, limit: int, tail: bool = False) -> str:
@@ -2747,14 +2752,13 @@ class _ResultList(list):
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
-        import html
         head = "".join(f"<th>{name}</th>" for name, _ in self._COLUMNS)
         rows = []
         for result in self:
             info = result._summary()
-            cells = [html.escape(info["id"][:8]), html.escape(info["function"]),
-                     html.escape(_shorten(info["args"], 60)), _status_badge(info["status"]),
-                     html.escape(info["value"]), html.escape(info["took"])]
+            cells = [_escape(info["id"][:8]), _escape(info["function"]),
+                     _escape(_shorten(info["args"], 60)), _status_badge(info["status"]),
+                     _escape(info["value"]), _escape(info["took"])]
             rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
         return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
 

@@ -23,6 +23,8 @@ import asyncio
 import bisect
 import calendar
 import contextlib
+import functools
+import io
 import os
 import re
 import signal
@@ -1893,6 +1895,383 @@ class TestCronJobs:
             assert len(self.runs(name)) == 1 and log.read_text() == "run\n"
         finally:
             autocron._state.crons.pop(name, None)
+
+
+# ---- functions by value (notebooks, scripts, closures) -------------------------------------
+
+
+MULTIPLIER = 3
+
+
+class TestShippingByValue:
+    """Functions the workers cannot import travel with their code, globals and closures."""
+
+    def test_closure_with_its_captured_values(self, pool):
+        def make_adder(k):
+            def adder(x):
+                return x + k
+            return adder
+        assert autocron.delay(make_adder(5))(1).get(timeout=30) == 6
+
+    def test_lambda(self, pool):
+        assert autocron.delay(lambda x: x * x)(7).get(timeout=30) == 49
+
+    def test_recursion_and_mutual_recursion(self, pool):
+        def is_even(n):
+            return n == 0 or is_odd(n - 1)
+
+        def is_odd(n):
+            return n != 0 and is_even(n - 1)
+
+        def factorial(n):
+            return 1 if n <= 1 else n * factorial(n - 1)
+        assert autocron.delay(is_even)(10).get(timeout=30) is True
+        assert autocron.delay(factorial)(6).get(timeout=30) == 720
+
+    def test_helper_chain_and_module_globals(self, pool):
+        def scale(x):
+            return x * MULTIPLIER
+
+        def offset(x):
+            return scale(x) + len(os.sep)
+
+        def top(x):
+            return offset(x) * 2
+        assert autocron.delay(top)(1).get(timeout=30) == (3 + len(os.sep)) * 2
+
+    def test_classes_as_arguments_and_return_values(self, pool):
+        @dataclass
+        class Vector:
+            x: float
+            y: float
+
+            def norm(self):
+                return (self.x ** 2 + self.y ** 2) ** 0.5
+
+        class Slotted:
+            __slots__ = ("a",)
+
+            def __init__(self, a):
+                self.a = a
+
+        def longer(v, s):
+            return Vector(v.x * s.a, v.y * s.a).norm()
+        assert autocron.delay(longer)(Vector(3, 4), Slotted(2)).get(timeout=30) == 10.0
+
+    def test_default_and_keyword_only_arguments(self, pool):
+        def greet(name, greeting="hello", *, punctuation="!"):
+            return f"{greeting} {name}{punctuation}"
+        shipped = autocron.delay(greet)
+        assert shipped("ada").get(timeout=30) == "hello ada!"
+        assert shipped("bob", "hi", punctuation="?").get(timeout=30) == "hi bob?"
+
+    def test_decorated_function(self, pool):
+        def shout(func):
+            @functools.wraps(func)
+            def wrapper(*args):
+                return func(*args).upper()
+            return wrapper
+
+        @autocron.delay
+        @shout
+        def word(text):
+            return text
+        assert word("quiet").get(timeout=30) == "QUIET"
+
+    def test_changed_globals_and_bodies_reach_the_next_call(self, pool, tmp_path):
+        namespace = {}
+        exec("FACTOR = 2\ndef times(x):\n    return x * FACTOR\n", namespace)
+        times = autocron.delay(namespace["times"])
+        assert times(5).get(timeout=30) == 10
+        namespace["FACTOR"] = 7
+        assert times(5).get(timeout=30) == 35
+        exec("def times(x):\n    return -x\n", namespace)      # the cell, run again
+        assert autocron.delay(namespace["times"])(5).get(timeout=30) == -5
+
+    def test_a_thousand_calls_store_one_payload(self, pool):
+        def inc(x):
+            return x + 1
+        shipped = autocron.delay(inc)
+        results = [shipped(i) for i in range(200)]
+        assert autocron.wait(results, timeout=60) == list(range(1, 201))
+        rows = autocron._Store(pool).read("SELECT count(*) FROM functions")
+        assert rows[0][0] == 1
+
+    @pytest.mark.parametrize("make, label", [
+        (lambda: threading.Lock(), "global 'resource'"),
+        (lambda: open(os.devnull), "global 'resource'"),
+        (lambda: sqlite3.connect(":memory:"), "global 'resource'"),
+    ])
+    def test_unshippable_global_is_named_and_nothing_is_stored(self, pool, make, label):
+        namespace = {"resource": make()}
+        exec("def use():\n    return resource\n", namespace)
+        before = len(autocron.get_results())
+        with pytest.raises(TypeError) as caught:
+            autocron.delay(namespace["use"])()
+        value = namespace["resource"]
+        assert str(caught.value).startswith(
+            f"{label} of use() cannot be sent to the workers ({type(value).__name__}: ")
+        assert str(caught.value).endswith("create it inside the function or pass plain data "
+                                          "as an argument")
+        assert len(autocron.get_results()) == before
+        with contextlib.suppress(Exception):
+            value.close()
+
+    def test_unshippable_closure_variable_is_named(self, pool):
+        lock = threading.Lock()
+
+        def use():
+            return lock
+        with pytest.raises(TypeError, match=r"^variable 'lock' of an enclosing function of "
+                                            r"TestShippingByValue\..*use\(\) cannot be sent"):
+            autocron.delay(use)()
+
+    def test_cron_job_defined_in_main_is_shipped(self, database, monkeypatch, tmp_path):
+        namespace = {"__name__": "__main__", "LOG": str(tmp_path / "log")}
+        exec("def tick():\n    open(LOG, 'a').write('tick\\n')\n    return 'ticked'\n",
+             namespace)
+        clock = FakeClock(datetime(2030, 1, 1, 8, 59, 30).timestamp())
+        monkeypatch.setattr(autocron, "_clock", clock)
+        try:
+            autocron.cron("0 9 * * *")(namespace["tick"])
+            autocron.start(database, workers=1)
+            clock.now += 60
+            autocron._state.pool.wake()
+            run = wait_until(lambda: [r for r in autocron.get_results()
+                                      if r._fetch()[1] == "__main__.tick"], what="the run")
+            assert run[0].get(timeout=30) == "ticked"
+            assert (tmp_path / "log").read_text() == "tick\n"
+        finally:
+            autocron._state.crons.pop("__main__.tick", None)
+
+    def test_script_run_as_main_ships_its_functions(self, tmp_path):
+        script = tmp_path / "app.py"
+        script.write_text(textwrap.dedent("""
+            import sys, autocron
+
+            class Box:
+                def __init__(self, value):
+                    self.value = value
+
+            def helper(box):
+                return box.value * 2
+
+            @autocron.delay
+            def work(box):
+                print("working on", box.value)
+                return Box(helper(box))
+
+            if __name__ == "__main__":
+                autocron.start(sys.argv[1], workers=1)
+                result = work(Box(21))
+                box = result.get(timeout=30)
+                print(type(box).__module__, type(box).__name__, box.value, repr(result.output))
+                autocron.stop()
+        """))
+        out = subprocess.run([sys.executable, str(script), str(tmp_path / "s.db")],
+                             capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                             env=dict(os.environ, PYTHONPATH=HERE))
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.split("\n")[0] == "__main__ Box 42 'working on 21\\n'"
+
+
+class TestResultDisplay:
+    """What a task printed, repr, HTML, the result table and wait()."""
+
+    def test_output_is_captured_into_the_result(self, pool):
+        def chatty(n):
+            print("line", n)
+            print("warning", file=sys.stderr)
+            return n
+        result = autocron.delay(chatty)(3)
+        assert result.get(timeout=30) == 3
+        assert result.output == "line 3\nwarning\n"
+        assert repr(result) == (f"<Result {result.uuid[:8]} chatty(3) ready: 3 | output: "
+                                "'line 3\\nwarning'>")
+
+    def test_output_keeps_the_last_64_kib(self, pool):
+        def flood():
+            for i in range(30_000):
+                print(f"{i:09d}")
+        result = autocron.delay(flood)()
+        result.get(timeout=30)
+        assert len(result.output) == 64 * 1024
+        assert result.output.endswith("000029999\n")
+
+    def test_html_view_shows_function_status_value_and_output(self, pool):
+        def shout(text):
+            print("shouting")
+            return text.upper()
+        result = autocron.delay(shout)("<b>")
+        result.get(timeout=30)
+        view = result._repr_html_()
+        assert "<b>shout</b>('&lt;b&gt;')" in view
+        assert ">ready</span>" in view and "<code>'&lt;B&gt;'</code>" in view
+        assert "<pre>shouting\n</pre>" in view
+        failed = fail("bad <input>")
+        with pytest.raises(autocron.TaskError):
+            failed.get(timeout=30)
+        assert "ValueError: bad &lt;input&gt;" in failed._repr_html_()
+        assert "background: #cf222e" in failed._repr_html_()
+
+    def test_results_table_in_text_and_html(self, pool):
+        add(1, 2).get(timeout=30)
+        table = autocron.get_results()
+        text = repr(table).splitlines()
+        assert text[0].split() == ["id", "function", "args", "status", "value", "took"]
+        assert text[1].split()[1:5] == ["add", "1,", "2", "ready"]
+        assert "<table>" in table._repr_html_() and "<td>add</td>" in table._repr_html_()
+        assert repr(type(table)()) == "(no results)"
+
+    def test_wait_returns_values_in_order(self, pool):
+        results = [add(i, i) for i in range(10)]
+        assert autocron.wait(results, timeout=60) == [2 * i for i in range(10)]
+
+    def test_wait_raises_for_a_failed_task_and_on_timeout(self, pool, tmp_path):
+        with pytest.raises(autocron.TaskError, match="second"):
+            autocron.wait([add(1, 1), fail("second")], timeout=60)
+        with pytest.raises(TimeoutError, match="1 of 2 tasks did not finish within 0.3 s"):
+            autocron.wait([add(1, 1), block(str(tmp_path))], timeout=0.3)
+        (tmp_path / "task.go").write_text("")
+
+    def test_wait_shows_progress_on_a_terminal_only(self, pool, monkeypatch):
+        class Terminal(io.StringIO):
+            def isatty(self):
+                return True
+        terminal = Terminal()
+        monkeypatch.setattr(sys, "stderr", terminal)
+        autocron.wait([add(1, 1), add(2, 2)], timeout=60)
+        assert terminal.getvalue().endswith("[##############################] 2/2 done, "
+                                            f"{terminal.getvalue().split(', ')[-1]}")
+        assert terminal.getvalue().startswith("\r[") and terminal.getvalue().endswith(" s\n")
+        piped = io.StringIO()
+        monkeypatch.setattr(sys, "stderr", piped)
+        autocron.wait([add(1, 1)], timeout=60)
+        assert piped.getvalue() == ""
+
+
+# ---- Jupyter -------------------------------------------------------------------------------
+
+
+def kernel(tmp_path):
+    """A real ipykernel, in tmp_path, that can import autocron and this module."""
+    from jupyter_client import KernelManager
+    manager = KernelManager(kernel_name="python3")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([HERE] + sys.path))
+    manager.start_kernel(cwd=str(tmp_path), env=env)
+    client = manager.client()
+    client.start_channels()
+    client.wait_for_ready(timeout=60)
+    return manager, client
+
+
+def run_cell(client, code, timeout=60):
+    """Execute code; (text output, error name or None)."""
+    reply_id = client.execute(code)
+    out, error = [], None
+    end = time.monotonic() + timeout
+    while True:
+        message = client.get_iopub_msg(timeout=max(1, end - time.monotonic()))
+        if message["parent_header"].get("msg_id") != reply_id:
+            continue
+        kind, content = message["msg_type"], message["content"]
+        if kind == "stream":
+            out.append(content["text"])
+        elif kind == "execute_result":
+            out.append(content["data"]["text/plain"])
+        elif kind == "error":
+            error = content["ename"]
+        elif kind == "status" and content["execution_state"] == "idle":
+            return "".join(out), error
+
+
+class TestJupyter:
+    """The tour notebook and life in a real kernel."""
+
+    def test_the_tour_notebook_runs_top_to_bottom(self, tmp_path):
+        import nbclient
+        import nbformat
+        notebook = nbformat.read(os.path.join(HERE, "notebooks", "autocron_tour.ipynb"), 4)
+        assert all(not cell.get("outputs") for cell in notebook.cells if
+                   cell.cell_type == "code"), "commit the notebook without outputs"
+        nbclient.NotebookClient(notebook, timeout=120, kernel_name="python3",
+                                resources={"metadata": {"path": str(tmp_path)}}).execute()
+        outputs = []
+        for cell in notebook.cells:
+            text = ""
+            for output in cell.get("outputs", []):
+                text += output.get("text", "") + output.get("data", {}).get("text/plain", "")
+            outputs.append(text)
+        text = "\n".join(outputs)
+        assert "10.0 'measuring 3 points\\n'" in text
+        assert "ZeroDivisionError: division by zero" in text
+        assert "Point(x=1.0, y=2.0)" in text
+        assert "7.0710678118654755]" in text
+        assert "every 15 minutes from 09:00 to 17:59, Monday through Friday" in text
+        assert "('ready', 2.0)" in text
+        assert "route_length" in outputs[-1]
+        assert (tmp_path / "tour.db").exists()
+
+    def test_restart_ends_the_workers_and_keeps_the_results(self, tmp_path):
+        manager, client = kernel(tmp_path)
+        try:
+            out, error = run_cell(client, textwrap.dedent("""
+                import autocron, test_autocron
+                autocron.start(workers=2)              # ./autocron.db
+                test_autocron.wait_until(lambda: len(test_autocron.worker_pids()) == 2)
+                result = test_autocron.add(20, 22)
+                print(result.get(timeout=30), result.uuid, *test_autocron.worker_pids())
+            """))
+            assert error is None, out
+            value, uid, *pids = out.split()
+            assert value == "42" and len(pids) == 2
+            manager.restart_kernel(now=True)
+            client.wait_for_ready(timeout=60)
+            wait_until(lambda: not any(alive(int(p)) for p in pids), 30, "the workers to end")
+            out, error = run_cell(client, textwrap.dedent(f"""
+                import autocron                        # no start(): results are still there
+                found = autocron.get_result({uid!r})
+                print(found.get(), len(autocron.get_results()))
+            """))
+            assert (out.strip(), error) == ("42 1", None)
+        finally:
+            client.stop_channels()
+            manager.shutdown_kernel(now=True)
+            with contextlib.suppress(FileNotFoundError):     # the restart gave no time to tidy
+                os.unlink(autocron._wake_path(str(tmp_path / "autocron.db")))
+
+    def test_interrupting_get_leaves_the_pool_running(self, tmp_path):
+        manager, client = kernel(tmp_path)
+        try:
+            out, error = run_cell(client, textwrap.dedent(f"""
+                import autocron, test_autocron
+                print(autocron.start("k.db", workers=2))
+                slow = test_autocron.block({str(tmp_path)!r})
+            """))
+            assert (out.strip(), error) == ("True", None)
+            waiting = client.execute("slow.get()")
+            wait_until(lambda: (tmp_path / "task.pid").exists(), what="the task to start")
+            time.sleep(0.2)                        # let the cell enter get()
+            manager.interrupt_kernel()
+            errors = []
+            while True:
+                message = client.get_iopub_msg(timeout=30)
+                if message["parent_header"].get("msg_id") != waiting:
+                    continue
+                if message["msg_type"] == "error":
+                    errors.append(message["content"]["ename"])
+                if message["content"].get("execution_state") == "idle":
+                    break
+            assert errors == ["KeyboardInterrupt"]
+            out, error = run_cell(client, "print(test_autocron.add(1, 2).get(timeout=30))")
+            assert (out.strip(), error) == ("3", None)
+            (tmp_path / "task.go").write_text("")
+            out, error = run_cell(client, "print(slow.get(timeout=30) > 0, autocron.start('k.db'))")
+            assert (out.strip(), error) == ("True False", None)
+            run_cell(client, "autocron.stop()")
+        finally:
+            client.stop_channels()
+            manager.shutdown_kernel(now=True)
 
 
 class TestDemo:
