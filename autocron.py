@@ -1422,6 +1422,7 @@ _SCHEMA = (
         function TEXT,
         record BLOB NOT NULL,
         value BLOB,
+        summary TEXT,
         error TEXT,
         output TEXT)""",
     "CREATE INDEX tasks_queue ON tasks (priority DESC, due, id) WHERE status = 'waiting'",
@@ -1448,7 +1449,8 @@ _SCHEMA = (
 # A task's public id is "<token>-<row id>": found through the primary key, so an enqueue
 # updates no extra index, and a random token keeps a recycled row id from matching an old id.
 _UUID = "token || '-' || id"
-_RESULT_COLUMNS = f"{_UUID}, name, args, status, created, started, finished, value, error, output"
+_RESULT_COLUMNS = (f"{_UUID}, name, args, status, created, started, finished, value, error, "
+                   "output, summary")
 
 
 def _row_key(uid: str) -> tuple:
@@ -1503,11 +1505,15 @@ def _execute(con: sqlite3.Connection, sql: str, params: tuple = ()) -> sqlite3.C
 class _Store:
     """One autocron database file."""
 
-    def __init__(self, path: Union[str, os.PathLike]):
+    def __init__(self, path: Union[str, os.PathLike], existing: bool = False):
+        """Open (and create, unless `existing`) the database; `existing` also never writes."""
         self.path = os.path.abspath(os.fspath(path))
         self._local = threading.local()
         self._kept: set = set()       # hashes of shipped functions stored from this process
-        self._prepare()
+        if existing:
+            self._check_existing()
+        else:
+            self._prepare()
 
     # -- the doorway
 
@@ -1600,6 +1606,20 @@ class _Store:
                                 "autocron or pass another path", self.path)
         with self.transaction() as con:    # fails now, not later, if the file is read-only
             con.execute("UPDATE settings SET value = value WHERE 0")
+
+    def _check_existing(self) -> None:
+        if not os.path.isfile(self.path):
+            raise FileNotFoundError(f"no database at {self.path}; pass --db PATH (start() "
+                                    "creates one; reading commands never do)")
+        _check_private(self.path)
+        version = self.read("PRAGMA user_version")[0][0]
+        if version == 0:
+            raise DatabaseError(f"{self.path} is not an autocron database; pass --db PATH",
+                                self.path)
+        if version > _SCHEMA_VERSION:
+            raise DatabaseError(f"{self.path} was written by a newer autocron (schema "
+                                f"{version}, this one knows {_SCHEMA_VERSION}); upgrade "
+                                "autocron", self.path)
 
     def _create_schema(self) -> None:
         with self.transaction() as con:
@@ -1732,13 +1752,13 @@ class _Store:
         return rows
 
     def finish(self, con: sqlite3.Connection, outcomes: list, now: float) -> None:
-        """Write outcomes [(id, status, value, error, started, finished, output, cron)]."""
+        """Write [(id, status, value, error, started, finished, output, summary, cron)]."""
         con.executemany("UPDATE tasks SET status = ?, value = ?, error = ?, "
-                        "started = coalesce(?, started), finished = ?, output = ? WHERE id = ?",
-                        [o[1:7] + (o[0],) for o in outcomes])
+                        "started = coalesce(?, started), finished = ?, output = ?, "
+                        "summary = ? WHERE id = ?", [o[1:8] + (o[0],) for o in outcomes])
         for outcome in outcomes:
-            if outcome[7]:
-                self._cron_done(con, outcome[7], now)
+            if outcome[8]:
+                self._cron_done(con, outcome[8], now)
 
     def requeue(self, con: sqlite3.Connection, ids: list) -> None:
         """Tasks handed to a worker that never started them wait again."""
@@ -1936,7 +1956,8 @@ class _Tail(io.TextIOBase):
 
 
 def _run_task(task_id: int, data: bytes, functions: dict, load_payload: Callable) -> tuple:
-    """Run one task in a worker: ("done", id, status, value, error, started, finished, output)."""
+    """Run one task in a worker: ("done", id, status, value, error, started, finished,
+    output, summary)."""
     started = _clock()
     output = _Tail()
     try:
@@ -1952,10 +1973,15 @@ def _run_task(task_id: int, data: bytes, functions: dict, load_payload: Callable
         except Exception as error:
             raise TypeError(f"the return value of {_function_name(func)} cannot be pickled "
                             f"({type(value).__name__}: {error}); return plain data") from None
-        return ("done", task_id, "ready", payload, None, started, _clock(), output.getvalue())
+        try:
+            summary = _shorten(repr(value), 200)
+        except Exception:  # a broken __repr__ must not fail the task
+            summary = f"<{type(value).__name__}>"
+        return ("done", task_id, "ready", payload, None, started, _clock(), output.getvalue(),
+                summary)
     except BaseException as error:  # the task's own failure, reported as data
         return ("done", task_id, "error", None, _error_info(error), started, _clock(),
-                output.getvalue())
+                output.getvalue(), None)
 
 
 def _exit_text(code: Optional[int]) -> str:
@@ -2038,12 +2064,14 @@ class _Pool:
         self._waiters_lock = threading.Lock()
         self._wake_path = _wake_path(store.path)
         self._wake = self._listen()
-        self._outcomes: list = []      # (task, status, value, error, started, finished, output)
+        self._outcomes: list = []      # (task, status, value, error, started, finished,
+                                       #  output, summary): what _run_task reports
         self._returned: list = []      # claimed tasks handed back by a worker, to place again
         self._requeue: list = []       # claimed tasks to put back into the queue
         self._respawn_at = 0.0
         self._respawn_delay = 0.5
         self._settings = store.settings()
+        self._settings_read = time.monotonic()
         self._idle = True              # the last round claimed nothing: look for the next due time
         self._selector = selectors.DefaultSelector()
         self._listening = False        # is the wake socket in the selector?
@@ -2135,6 +2163,9 @@ class _Pool:
 
     def _round(self) -> None:
         """Collect outcomes; in one transaction write them and claim the next tasks."""
+        if time.monotonic() - self._settings_read > 1.0:    # the admin tool may change them
+            self._settings_read = time.monotonic()
+            self._settings = self.store.settings()
         self._collect()
         slots = [] if self._stopping else self._slots()
         placed = []
@@ -2147,9 +2178,9 @@ class _Pool:
             now = _clock()
             with self.store.transaction() as con:
                 self.store.finish(con, [(t.id, status, value, error and json.dumps(error),
-                                         started, finished, output, t.cron)
-                                        for t, status, value, error, started, finished, output
-                                        in outcomes], now)
+                                         started, finished, output, summary, t.cron)
+                                        for t, status, value, error, started, finished, output,
+                                        summary in outcomes], now)
                 self.store.requeue(con, [t.id for t in requeue])
                 if slots:
                     self.store.due_crons(con, now)
@@ -2201,6 +2232,8 @@ class _Pool:
             (self._requeue if self._stopping else self._returned).append(task)
         else:
             self._outcomes.append((task,) + message[2:])
+            if message[2] == "error":
+                _log.error("autocron task %s failed:\n%s", task.uuid, message[4]["traceback"])
 
     def _bury(self, worker: _Worker) -> None:
         self._workers.remove(worker)
@@ -2216,7 +2249,8 @@ class _Pool:
             text = _exit_text(code)
             _log.error("autocron worker %d died running task %s: %s", worker.proc.pid,
                        running.uuid, text)
-            self._outcomes.append((running, "error", None, _failure(text), None, _clock(), ""))
+            self._outcomes.append((running, "error", None, _failure(text), None, _clock(), "",
+                                   None))
             self._requeue += queued       # never started: they run elsewhere
         elif not worker.retiring and not self._stopping:
             _log.warning("autocron worker %d died: %s", worker.proc.pid, _exit_text(code))
@@ -2263,7 +2297,8 @@ class _Pool:
                 worker.proc.wait()
                 running, *queued = worker.queue
                 self._outcomes.append((running, "error", None, _failure(
-                    "stopped: the pool stopped before the task finished"), None, _clock(), ""))
+                    "stopped: the pool stopped before the task finished"), None, _clock(), "",
+                    None))
                 self._requeue += queued
                 worker.queue = []
             self._round()
@@ -2678,7 +2713,8 @@ class Result:
         row = self._fetch()
         status = row[3]
         if status == "ready":
-            shown = _shorten(repr(self.function_result), 80)
+            shown = _shorten(row[10] if len(row) > 10 and row[10] is not None
+                             else repr(self.function_result), 80)
         elif status in ("error", "cancelled", "deleted"):
             shown = self.error_message.splitlines()[0]
         else:
@@ -2896,21 +2932,312 @@ def _demo(args) -> int:
         os.rmdir(folder)
 
 
+class _UsageError(Exception):
+    """Bad input on the command line: one line on stderr, exit status 2."""
+
+
+def _local_time(epoch: Optional[float]) -> str:
+    if epoch is None:
+        return ""
+    return _dt.datetime.fromtimestamp(epoch).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _iso(epoch: Optional[float]) -> Optional[str]:
+    return None if epoch is None else _dt.datetime.fromtimestamp(epoch).astimezone().isoformat()
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    parts = [(seconds // 86400, "d"), (seconds // 3600 % 24, "h"), (seconds // 60 % 60, "m"),
+             (seconds % 60, "s")]
+    shown = [f"{n}{unit}" for n, unit in parts if n]
+    return " ".join(shown[:2]) or "0s"
+
+
+def _table(rows: list, columns: list) -> str:
+    """Aligned columns; values longer than their column's limit end in '...'."""
+    cells = [[_shorten(str(row.get(key, "") if row.get(key) is not None else ""), limit)
+              for key, limit in columns] for row in rows]
+    widths = [max([len(key)] + [len(c[i]) for c in cells]) for i, (key, _) in enumerate(columns)]
+    lines = ["  ".join(key.ljust(w) for (key, _), w in zip(columns, widths)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
+    return "\n".join(lines)
+
+
+def _open_existing(args) -> _Store:
+    try:
+        return _Store(args.db, existing=True)
+    except FileNotFoundError as error:
+        raise _UsageError(str(error)) from None
+
+
+def _pool_state(store: _Store) -> dict:
+    """Whether a pool runs: the flock is the truth, the pool row the details."""
+    running = False
+    if _fcntl is not None and os.path.exists(store.path + ".lock"):
+        with open(store.path + ".lock", "rb") as file:
+            try:
+                _fcntl.flock(file.fileno(), _fcntl.LOCK_SH | _fcntl.LOCK_NB)
+            except OSError:
+                running = True
+    rows = store.read("SELECT owner, started, workers FROM pool")
+    if not running or not rows:
+        return {"running": False}
+    owner, started, workers = rows[0]
+    return {"running": True, "owner": owner, "workers": json.loads(workers),
+            "started": _iso(started), "up_seconds": round(_clock() - started, 1)}
+
+
+def _cron_jobs(store: _Store, count: int = 3) -> list:
+    jobs = []
+    for name, expression, blob, next_due, last_run, running in store.read(
+            "SELECT name, expression, schedule, next_due, last_run, running FROM crons "
+            "ORDER BY name"):
+        schedule = pickle.loads(blob)
+        after = _dt.datetime.fromtimestamp(_clock(), schedule.tz or _local_zone())
+        jobs.append({"name": name, "expression": expression, "description": schedule.describe(),
+                     "next": [t.isoformat() for t in itertools.islice(schedule.iter(after),
+                                                                         count)],
+                     "due": _iso(next_due), "last_run": _iso(last_run),
+                     "running": bool(running)})
+    return jobs
+
+
+def _info(store: _Store) -> dict:
+    now = _clock()
+    counts = dict(store.read("SELECT status, count(*) FROM tasks GROUP BY status"))
+    due = store.read("SELECT count(*) FROM tasks WHERE status = 'waiting' AND due <= ?",
+                     (now,))[0][0]
+    settings = store.settings()
+    return {
+        "database": store.path, "schema": store.read("PRAGMA user_version")[0][0],
+        "size_bytes": os.path.getsize(store.path),
+        "settings": {"workers": settings["workers"], "result_ttl": settings["result_ttl"],
+                     "disabled": bool(settings["disabled"])},
+        "pool": _pool_state(store),
+        "queue": {"waiting": counts.get("waiting", 0), "running": counts.get("running", 0),
+                  "due_now": due},
+        "results": {s: counts.get(s, 0) for s in _FINISHED},
+        "cron_jobs": _cron_jobs(store),
+    }
+
+
+def _print_info(info: dict) -> None:
+    settings, pool, queue = info["settings"], info["pool"], info["queue"]
+    print(f"database   {info['database']} (schema {info['schema']}, "
+          f"{info['size_bytes'] / 1024:.0f} KiB)")
+    state = "disabled" if settings["disabled"] else "enabled"
+    print(f"settings   workers {settings['workers']}, result-ttl {settings['result_ttl']} s, "
+          f"{state}")
+    if pool["running"]:
+        print(f"pool       running: owner pid {pool['owner']}, worker pids "
+              f"{' '.join(map(str, pool['workers'])) or '-'}, up "
+              f"{_duration(pool['up_seconds'])}")
+    else:
+        print("pool       not running")
+    print(f"queue      {queue['waiting']} waiting ({queue['due_now']} due now), "
+          f"{queue['running']} running")
+    print("results    " + ", ".join(f"{n} {s}" for s, n in info["results"].items()))
+    print(f"cron jobs  {len(info['cron_jobs'])}")
+    for job in info["cron_jobs"]:
+        times = ", ".join(_dt.datetime.fromisoformat(t).strftime("%a %Y-%m-%d %H:%M")
+                          for t in job["next"])
+        last = _local_time(_dt.datetime.fromisoformat(job["last_run"]).timestamp()) \
+            if job["last_run"] else "never"
+        print(f"  {job['name']}  {job['expression']}  {job['description']}")
+        print(f"    next: {times}; last run: {last}{' (running)' if job['running'] else ''}")
+
+
+def _command_info(args) -> int:
+    info = _info(_open_existing(args))
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        _print_info(info)
+    return 0
+
+
+def _task_rows(store: _Store, statuses: tuple, limit: int, newest_first: bool) -> list:
+    marks = ", ".join("?" * len(statuses))
+    order = "id DESC" if newest_first else "priority DESC, due, id"
+    rows = store.read(
+        f"SELECT {_UUID}, name, args, status, priority, due, created, started, finished, "
+        f"summary, error, worker FROM tasks WHERE status IN ({marks}) ORDER BY {order} LIMIT ?",
+        statuses + (limit,))
+    out = []
+    for uid, name, args, status, priority, due, created, started, finished, summary, error, \
+            worker in rows:
+        if error:
+            error = json.loads(error)
+            summary = f"{error['type']}: {error['message']}" if error["type"] \
+                else error["message"]
+        out.append({"id": uid, "function": name, "args": args, "status": status,
+                    "priority": priority, "due": due, "created": created, "started": started,
+                    "finished": finished, "worker": worker, "value": summary,
+                    "took": None if started is None or finished is None
+                    else round(finished - started, 3)})
+    return out
+
+
+def _print_rows(rows: list, columns: list, as_json: bool, times: tuple) -> None:
+    if as_json:
+        print(json.dumps([{k: _iso(v) if k in times else v for k, v in row.items()}
+                          for row in rows], indent=2))
+        return
+    if not rows:
+        print("(none)")
+        return
+    shown = [{k: _local_time(v) if k in times else v for k, v in row.items()} for row in rows]
+    print(_table(shown, columns))
+
+
+def _command_tasks(args) -> int:
+    rows = _task_rows(_open_existing(args), ("waiting", "running"), args.limit, False)
+    _print_rows(rows, [("id", 24), ("function", 32), ("args", 30), ("status", 7), ("due", 19),
+                       ("worker", 7)], args.json, ("due", "created", "started", "finished"))
+    return 0
+
+
+def _command_results(args) -> int:
+    statuses = (args.status,) if args.status else _FINISHED
+    rows = _task_rows(_open_existing(args), statuses, args.limit, True)
+    _print_rows(rows, [("id", 24), ("function", 32), ("args", 30), ("status", 9),
+                       ("value", 40), ("finished", 19), ("took", 8)], args.json,
+                ("due", "created", "started", "finished"))
+    return 0
+
+
+def _command_set(args) -> int:
+    store = _open_existing(args)
+    key = args.setting.replace("-", "_")
+    store.set_setting(key, args.value)
+    pool = _pool_state(store)
+    if not pool["running"]:
+        print(f"{args.setting} set to {args.value}; used from the next start()")
+    elif key == "workers":
+        _notify(_wake_path(store.path))
+        print(f"workers set to {args.value}; the running pool (owner pid {pool['owner']}) "
+              "adjusts within a few seconds")
+    else:
+        print(f"result-ttl set to {args.value} s; the running pool (owner pid {pool['owner']}) "
+              "applies it at its next cleanup, within a minute")
+    return 0
+
+
+def _command_enable(args, disabled: bool) -> int:
+    store = _open_existing(args)
+    store.set_setting("disabled", int(disabled))
+    pool = _pool_state(store)
+    if disabled:
+        running = (f"; the pool that runs now (owner pid {pool['owner']}) keeps running until "
+                   "it stops") if pool["running"] else ""
+        print(f"autocron disabled for {store.path}: start() starts nothing and calls run "
+              f"synchronously{running}")
+    else:
+        print(f"autocron enabled for {store.path}: the next start() starts a pool")
+    return 0
+
+
+def _command_purge(args) -> int:
+    store = _open_existing(args)
+    with store.transaction() as con:
+        count = con.execute("DELETE FROM tasks WHERE status IN ('ready', 'error', "
+                            "'cancelled')").rowcount
+    print(f"deleted {count} finished result{'s' if count != 1 else ''}")
+    return 0
+
+
+def _command_next(args) -> int:
+    schedule = CronExpression(args.expression, tz=args.tz)
+    zone = schedule.tz or _local_zone()
+    after = _dt.datetime.fromtimestamp(_clock(), zone) if zone else _dt.datetime.now()
+    times = list(itertools.islice(schedule.iter(after), args.n))
+    if args.json:
+        print(json.dumps({"expression": str(schedule), "description": schedule.describe(),
+                          "next": [t.isoformat() for t in times]}, indent=2))
+    else:
+        print(f"{schedule}: {schedule.describe()}")
+        for moment in times:
+            zone_text = f" {moment.strftime('%Z')}" if args.tz else ""
+            print(f"  {moment:%a %Y-%m-%d %H:%M}{zone_text}")
+    return 0
+
+
+def _positive_int(text: str) -> int:
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:
+        import argparse
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return int(text)
+
+
 def _parser():
     import argparse
-    parser = argparse.ArgumentParser(
-        prog="autocron", description="See and steer an autocron database, or run the demo.")
-    parser.add_argument("--db", default="autocron.db", help="the database (default: %(default)s)")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    demo = commands.add_parser("demo", help="run the whole flow on a temporary database")
-    demo.set_defaults(run=_demo)
+
+    class Parser(argparse.ArgumentParser):
+        def error(self, message):       # one line, not the usage block
+            self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+    def reading(sub):
+        sub.add_argument("--json", action="store_true", help="print JSON for scripts")
+        return sub
+
+    parser = Parser(prog="autocron", description="See and steer an autocron database, or run "
+                    "the demo. Reading commands never create or change a database.")
+    parser.add_argument("--db", default="autocron.db", metavar="PATH",
+                        help="the database (default: %(default)s)")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="show autocron's log (-vv: debug)")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
+                                     parser_class=Parser)
+    commands.add_parser("demo", help="run the whole flow on a temporary database") \
+        .set_defaults(run=_demo)
+    reading(commands.add_parser(
+        "info", help="settings, pool, queue, results and cron jobs at a glance")) \
+        .set_defaults(run=_command_info)
+    tasks = reading(commands.add_parser("tasks", help="waiting and running tasks"))
+    tasks.add_argument("--limit", type=_positive_int, default=50, metavar="N")
+    tasks.set_defaults(run=_command_tasks)
+    results = reading(commands.add_parser("results", help="finished results, newest first"))
+    results.add_argument("--status", choices=_STATUSES, help="only results with this status")
+    results.add_argument("--limit", type=_positive_int, default=50, metavar="N")
+    results.set_defaults(run=_command_results)
+    setting = commands.add_parser("set", help="change a setting (workers, result-ttl)")
+    setting.add_argument("setting", choices=("workers", "result-ttl"))
+    setting.add_argument("value", type=_positive_int, help="a positive whole number")
+    setting.set_defaults(run=_command_set)
+    commands.add_parser("disable", help="make start() start nothing; calls run synchronously") \
+        .set_defaults(run=lambda args: _command_enable(args, True))
+    commands.add_parser("enable", help="undo disable").set_defaults(
+        run=lambda args: _command_enable(args, False))
+    commands.add_parser("purge", help="delete all finished results") \
+        .set_defaults(run=_command_purge)
+    upcoming = reading(commands.add_parser(
+        "next", help="when a cron expression fires next, and what it means"))
+    upcoming.add_argument("expression", help='a cron expression, e.g. "30 9 * * 1,3"')
+    upcoming.add_argument("-n", type=_positive_int, default=5, metavar="N",
+                          help="how many fire times (default: %(default)s)")
+    upcoming.add_argument("--tz", metavar="ZONE", help="an IANA time zone, e.g. Europe/Berlin")
+    upcoming.set_defaults(run=_command_next)
     return parser
 
 
 def _main(argv: Optional[list] = None) -> int:
     """The admin tool: `python autocron.py`, `python -m autocron` and `autocron`."""
-    args = _parser().parse_args(argv)
-    return args.run(args)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.verbose:
+        logging.basicConfig(level=logging.DEBUG if args.verbose > 1 else logging.INFO,
+                            format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        return args.run(args)
+    except (_UsageError, CronError) as error:
+        print(f"autocron: {error}", file=sys.stderr)
+        return 2
+    except (AutocronError, OSError) as error:
+        print(f"autocron: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":

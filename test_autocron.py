@@ -25,6 +25,7 @@ import calendar
 import contextlib
 import functools
 import io
+import json
 import os
 import re
 import signal
@@ -1274,6 +1275,11 @@ def add_later(a, b):
     return a + b
 
 
+@autocron.delay(hours=1)
+def add_in_an_hour(a, b):
+    return a + b
+
+
 @autocron.delay(schedule=datetime(2000, 1, 1))
 def add_in_the_past(a, b):
     return a + b
@@ -2272,6 +2278,210 @@ class TestJupyter:
         finally:
             client.stop_channels()
             manager.shutdown_kernel(now=True)
+
+
+# ---- the admin command line ----------------------------------------------------------------
+
+
+AUTOCRON = os.path.join(HERE, "autocron.py")
+
+
+def cli(*args, db=None, timeout=120):
+    """Run the admin tool for real: python autocron.py [--db DB] ARGS."""
+    command = [sys.executable, AUTOCRON] + (["--db", str(db)] if db else []) + list(args)
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=HERE)
+
+
+@pytest.fixture
+def live_pool(tmp_path):
+    """A pool owned by another process, with finished results and one job, until the test ends."""
+    database = tmp_path / "live.db"
+    owner = spawn_python("""
+        import sys, autocron, test_autocron
+        autocron.cron("*/15 9-17 * * mon-fri")(test_autocron.cron_job)
+        assert autocron.start(sys.argv[1], workers=2)
+        test_autocron.wait_until(lambda: len(test_autocron.worker_pids()) == 2)
+        assert [test_autocron.add(i, i).get(timeout=30) for i in range(3)] == [0, 2, 4]
+        failed = test_autocron.fail("on purpose")
+        test_autocron.wait_until(lambda: not failed.waiting)
+        print("ready", flush=True)
+        sys.stdin.read()
+    """, database, stdin=subprocess.PIPE)
+    assert owner.stdout.readline().strip() == "ready", owner.stderr.read()
+    yield database, owner
+    owner.communicate(timeout=60)
+
+
+class TestAdmin:
+    """The admin tool, run as a real command against real databases."""
+
+    @pytest.mark.parametrize("command", [[], ["demo"], ["info"], ["tasks"], ["results"],
+                                         ["set"], ["disable"], ["enable"], ["purge"], ["next"]])
+    def test_every_command_has_help(self, command):
+        out = cli(*command, "--help")
+        assert out.returncode == 0 and out.stdout.startswith("usage: autocron")
+
+    def test_module_and_console_script_are_the_same_program(self):
+        as_module = subprocess.run([sys.executable, "-m", "autocron", "next", "@daily", "-n",
+                                    "1"], capture_output=True, text=True, timeout=60, cwd=HERE)
+        assert as_module.returncode == 0 and as_module.stdout.startswith(
+            "0 0 * * *: at 00:00 every day\n")
+        script = os.path.join(os.path.dirname(sys.executable), "autocron")
+        if os.path.exists(script):
+            out = subprocess.run([script, "next", "@daily", "-n", "1"], capture_output=True,
+                                 text=True, timeout=60)
+            assert out.stdout == as_module.stdout
+
+    def test_next_prints_description_and_times(self):
+        out = cli("next", "30 9 * * 1,3", "-n", "3", "--json")
+        data = json.loads(out.stdout)
+        assert data["description"] == "at 09:30 on Monday and Wednesday"
+        times = [datetime.fromisoformat(t) for t in data["next"]]
+        assert len(times) == 3 and all(t.hour == 9 and t.minute == 30 for t in times)
+        assert all(t.isoweekday() in (1, 3) for t in times)
+        out = cli("next", "0 8 * * *", "--tz", "Europe/Berlin", "-n", "2")
+        assert out.stdout.splitlines()[0] == "0 8 * * *: at 08:00 every day (Europe/Berlin)"
+        assert out.stdout.splitlines()[1].endswith(("08:00 CET", "08:00 CEST"))
+
+    @pytest.mark.parametrize("args, status, message", [
+        (["next", "30 9 0,2 * *"], 2, 'autocron: day-of-month 0 is out of range 1-31; for '
+         'Monday and Wednesday write "30 9 * * 1,3" (day-of-week is the fifth field, 0 or 7 = '
+         'Sunday)'),
+        (["next", "* * *"], 2, "autocron: expected 5 fields (minute hour day-of-month month "
+                               "day-of-week), got 3"),
+        (["next", "@daily", "--tz", "Mars/Base"], 2, "autocron: unknown time zone "
+         "'Mars/Base'; use an IANA name like 'Europe/Berlin' or 'America/New_York'"),
+        (["next", "@daily", "-n", "0"], 2, "autocron next: argument -n: '0' is not a positive "
+                                           "whole number (see autocron next --help)"),
+        (["set", "workers", "many"], 2, "autocron set: argument value: 'many' is not a "
+                                        "positive whole number (see autocron set --help)"),
+        (["frobnicate"], 2, "autocron: argument COMMAND: invalid choice: 'frobnicate' (choose "
+                            "from 'demo', 'info', 'tasks', 'results', 'set', 'disable', "
+                            "'enable', 'purge', 'next') (see autocron --help)"),
+    ])
+    def test_bad_input_is_one_line_and_exit_2(self, args, status, message):
+        out = cli(*args)
+        assert (out.returncode, out.stderr, out.stdout) == (status, message + "\n", "")
+
+    @pytest.mark.parametrize("command", [["info"], ["tasks"], ["results"], ["purge"],
+                                         ["set", "workers", "2"], ["disable"]])
+    def test_missing_database_is_never_created(self, tmp_path, command):
+        database = tmp_path / "missing.db"
+        out = cli(*command, db=database)
+        assert out.returncode == 2
+        assert out.stderr == (f"autocron: no database at {database}; pass --db PATH (start() "
+                              "creates one; reading commands never do)\n")
+        assert list(tmp_path.iterdir()) == []
+
+    def test_damaged_database_is_a_runtime_failure(self, tmp_path):
+        database = tmp_path / "bad.db"
+        database.write_bytes(b"not a database at all" * 100)
+        os.chmod(database, 0o600)
+        out = cli("info", db=database)
+        assert out.returncode == 1 and "Traceback" not in out.stderr
+        assert out.stderr.startswith(f"autocron: {database}: it is not an SQLite database or "
+                                     "it is damaged")
+        assert len(out.stderr.splitlines()) == 1
+
+    def test_foreign_database_is_refused(self, tmp_path):
+        database = tmp_path / "foreign.db"
+        with contextlib.closing(sqlite3.connect(database)) as con:
+            con.execute("CREATE TABLE x (y)")
+        os.chmod(database, 0o600)
+        out = cli("results", db=database)
+        assert (out.returncode, out.stderr) == (
+            1, f"autocron: {database} is not an autocron database; pass --db PATH\n")
+
+    def test_info_of_a_live_pool(self, live_pool):
+        database, owner = live_pool
+        out = cli("info", db=database)
+        assert out.returncode == 0, out.stderr
+        lines = out.stdout.splitlines()
+        assert lines[0].startswith(f"database   {database} (schema 1, ")
+        assert lines[1] == "settings   workers 2, result-ttl 1800 s, enabled"
+        assert lines[2].startswith(f"pool       running: owner pid {owner.pid}, worker pids ")
+        assert lines[3] == "queue      0 waiting (0 due now), 0 running"
+        assert lines[4] == "results    3 ready, 1 error, 0 cancelled"
+        assert lines[5] == "cron jobs  1"
+        assert lines[6] == ("  test_autocron.cron_job  */15 9-17 * * 1-5  every 15 minutes "
+                            "from 09:00 to 17:59, Monday through Friday")
+        assert lines[7].startswith("    next: ") and lines[7].endswith("; last run: never")
+        info = json.loads(cli("info", "--json", db=database).stdout)
+        assert info["pool"]["owner"] == owner.pid and len(info["pool"]["workers"]) == 2
+        assert all(alive(pid) for pid in info["pool"]["workers"])
+        assert info["results"] == {"ready": 3, "error": 1, "cancelled": 0}
+        assert len(info["cron_jobs"][0]["next"]) == 3
+
+    def test_results_and_tasks_tables(self, live_pool):
+        database, _ = live_pool
+        out = cli("results", "--limit", "2", db=database)
+        lines = out.stdout.splitlines()
+        assert lines[0].split() == ["id", "function", "args", "status", "value", "finished",
+                                    "took"]
+        assert len(lines) == 3 and "ValueError: on purpose" in lines[1]
+        assert lines[2].split()[1:5] == ["test_autocron.add", "2,", "2", "ready"]
+        rows = json.loads(cli("results", "--status", "ready", "--json", db=database).stdout)
+        assert [r["value"] for r in rows] == ["4", "2", "0"]
+        assert datetime.fromisoformat(rows[0]["finished"]).tzinfo is not None
+        assert cli("tasks", db=database).stdout == "(none)\n"
+        try:
+            assert autocron.start(database) is False       # a producer beside the pool
+            waiting = add_in_an_hour(1, 2)
+            out = cli("tasks", db=database)
+            assert waiting.uuid in out.stdout and " waiting " in out.stdout
+        finally:
+            autocron.stop()
+
+    def test_long_values_are_cut(self, tmp_path):
+        database = tmp_path / "long.db"
+        store = autocron._Store(database)
+        store.add_task("module.function", "x" * 500, b"", 0.0)
+        out = cli("tasks", db=database)
+        assert "x" * 27 + "..." in out.stdout and "x" * 31 not in out.stdout
+
+    def test_set_workers_resizes_a_live_pool(self, live_pool):
+        database, owner = live_pool
+        out = cli("set", "workers", "3", db=database)
+        assert out.stdout == (f"workers set to 3; the running pool (owner pid {owner.pid}) "
+                              "adjusts within a few seconds\n")
+        wait_until(lambda: len(json.loads(cli("info", "--json", db=database).stdout)
+                               ["pool"]["workers"]) == 3, 30, "a third worker")
+        assert cli("set", "workers", "1", db=database).returncode == 0
+        wait_until(lambda: len(json.loads(cli("info", "--json", db=database).stdout)
+                               ["pool"]["workers"]) == 1, 30, "the pool to shrink")
+        out = cli("set", "result-ttl", "60", db=database)
+        assert out.stdout == (f"result-ttl set to 60 s; the running pool (owner pid "
+                              f"{owner.pid}) applies it at its next cleanup, within a minute\n")
+
+    def test_settings_without_a_pool_apply_at_the_next_start(self, tmp_path):
+        database = tmp_path / "idle.db"
+        autocron._Store(database).close()
+        assert cli("set", "workers", "4", db=database).stdout == \
+            "workers set to 4; used from the next start()\n"
+        assert autocron._Store(database).settings()["workers"] == 4
+
+    def test_disable_and_enable(self, tmp_path):
+        database = tmp_path / "d.db"
+        autocron._Store(database).close()
+        out = cli("disable", db=database)
+        assert out.stdout == (f"autocron disabled for {database}: start() starts nothing and "
+                              "calls run synchronously\n")
+        assert autocron.start(database) is False and add(1, 1).get() == 2
+        out = cli("enable", db=database)
+        assert out.stdout == f"autocron enabled for {database}: the next start() starts a pool\n"
+        assert autocron.start(database) is True
+        autocron.stop()
+
+    def test_purge_deletes_finished_results(self, live_pool):
+        database, _ = live_pool
+        assert cli("purge", db=database).stdout == "deleted 4 finished results\n"
+        assert cli("results", db=database).stdout == "(none)\n"
+
+    def test_verbose_shows_the_log(self):
+        out = cli("-v", "demo")
+        assert out.returncode == 0
+        assert "autocron INFO autocron worker" in out.stderr and "started" in out.stderr
+        assert "autocron ERROR autocron task" in out.stderr and "ValueError" in out.stderr
 
 
 class TestDemo:

@@ -31,7 +31,31 @@ it, which also proves huey's consumer is up) before anything is timed:
 The libraries are interleaved: round 1 runs autocron, huey, ppe; round 2
 runs them again; three rounds in all (``--quick``: one round, 500 tasks, 20
 latency calls).  The tables show the median of the rounds and every round's
-value.  Results are checked (``add(i, i) == 2 * i``); a batch gets 120 s for
+value.
+
+Two more measurements concern autocron alone:
+
+4. A function shipped by value: autocron sends a function its workers cannot
+   import (defined in ``__main__``, as in a notebook) as its code and
+   globals, stored once per content hash.  The script defines ``add`` again
+   in a ``__main__`` namespace of its own (``exec`` into
+   ``{"__name__": "__main__"}``) and wraps it with ``autocron.delay``.  Each
+   round starts a fresh pool, warms up both functions (which stores the
+   payload once), checks that the ``__main__`` function runs in one of the
+   pool's workers, then runs the batch of steps 1 and 2 with the module
+   function ``_tasks_autocron.add`` and with the ``__main__`` one, their order
+   alternating from round to round.  ``overhead = (module rate / __main__
+   rate - 1) * 100`` percent.
+5. Idle cost: a fresh pool is warmed up, left alone for 1 s to settle, then
+   idle for 5 s (``--quick``: 3 s); the CPU time spent in that window by this
+   process (which owns the pool: ``os.times()`` user + system, all threads)
+   and by the two workers (``/proc/<pid>/stat`` utime + stime) is reported as
+   percent of one core (CPU seconds / wall seconds * 100); the goal uses
+   these.  Both clocks count in ticks, usually 10 ms: over 5 s one tick is
+   0.2 % of a core, so the table also shows the same from the threads'
+   ``/proc/<pid>/task/*/schedstat`` (nanoseconds) as a cross-check.
+
+Results are checked (``add(i, i) == 2 * i``); a batch gets 120 s for
 all its results, a single call 60 s.  A library that raises or times out gets
 the error in its cells and the run goes on.  The report ends with a
 "goals" section (PASS/FAIL).  The exit code is 0 whatever the outcome: this
@@ -97,10 +121,26 @@ HUEY_POLLING = (
 GOAL_THROUGHPUT = 2.5  # x huey
 GOAL_LATENCY = 0.1  # x huey's p50
 GOAL_ENQUEUE = 20_000  # calls/s
+GOAL_BY_VALUE_OVERHEAD = 20.0  # percent, enqueue rate of the module function / __main__'s
+GOAL_IDLE_CPU = 1.0  # percent of one core, owner and workers together
 
 LIBS = ("autocron", "huey", "ppe")
 LABELS = {"autocron": "autocron", "huey": "huey", "ppe": "ProcessPoolExecutor"}
 PEERS = ("huey", "ppe")
+
+KINDS = ("module", "main")  # where the shipped-by-value benchmark's `add` is defined
+KIND_LABELS = {"module": "module function `_tasks_autocron.add`",
+               "main": "`__main__` function `add`, shipped by value"}
+MAIN_SOURCE = """\
+def add(a, b):
+    return a + b
+
+
+def worker_pid():
+    import os
+    return os.getpid()
+"""
+IDLE_SETTLE = 1.0  # seconds between the warm-up and the idle window
 
 
 @dataclass(frozen=True)
@@ -108,10 +148,11 @@ class Sizes:
     rounds: int
     tasks: int
     latency_calls: int
+    idle_seconds: float
 
 
-FULL = Sizes(rounds=3, tasks=3000, latency_calls=60)
-QUICK = Sizes(rounds=1, tasks=500, latency_calls=20)
+FULL = Sizes(rounds=3, tasks=3000, latency_calls=60, idle_seconds=5.0)
+QUICK = Sizes(rounds=1, tasks=500, latency_calls=20, idle_seconds=3.0)
 
 
 class Client(NamedTuple):
@@ -130,6 +171,32 @@ class Measurement:
     p50: Optional[float] = None  # ms
     p99: Optional[float] = None  # ms
     error: Optional[str] = None
+
+
+@dataclass
+class IdleCost:
+    """CPU seconds of an idle autocron pool over ``seconds`` of wall time."""
+
+    seconds: Optional[float] = None
+    owner: Optional[float] = None  # from clock ticks
+    workers: Optional[float] = None
+    owner_ns: Optional[float] = None  # the same from schedstat's nanoseconds, in seconds
+    workers_ns: Optional[float] = None
+    worker_pids: tuple = ()
+    error: Optional[str] = None
+
+    @property
+    def total(self) -> Optional[float]:
+        return None if self.owner is None or self.workers is None else self.owner + self.workers
+
+    @property
+    def total_ns(self) -> Optional[float]:
+        return (None if self.owner_ns is None or self.workers_ns is None
+                else self.owner_ns + self.workers_ns)
+
+    def percent(self, field: str) -> Optional[float]:
+        cpu = getattr(self, field)
+        return None if cpu is None or not self.seconds else cpu / self.seconds * 100
 
 
 # --- the pools -------------------------------------------------------------------
@@ -160,6 +227,20 @@ def autocron_pool(folder: Path) -> Iterator[Client]:
         stop = getattr(autocron, "stop", None)
         if stop is not None:
             stop()
+
+
+def autocron_worker_pids() -> tuple:
+    """The pids of the workers of this process's running autocron pool."""
+    import autocron
+
+    return tuple(w.proc.pid for w in autocron._state.pool._workers)
+
+
+def main_namespace() -> dict:
+    """A fresh ``__main__``-like namespace holding ``add`` and ``worker_pid``."""
+    namespace = {"__name__": "__main__"}
+    exec(MAIN_SOURCE, namespace)
+    return namespace
 
 
 def _huey_wait(result, timeout):
@@ -303,26 +384,131 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {lines[0] if lines else ''}".rstrip(": ")
 
 
+def check_main_in_worker(namespace: dict) -> int:
+    """Run the ``__main__`` ``worker_pid`` through the pool; it must be one of the workers."""
+    import autocron
+
+    pid = autocron.delay(namespace["worker_pid"])().get(timeout=CALL_TIMEOUT)
+    workers = autocron_worker_pids()
+    if pid not in workers:
+        raise AssertionError(f"the __main__ function ran in pid {pid!r}, not in a worker "
+                             f"{list(workers)}")
+    return pid
+
+
+def run_by_value(module_client: Client, r: int, tasks: int, round_: dict) -> None:
+    """Batches of the module ``add`` and of a ``__main__`` one on the same pool, into ``round_``."""
+    import autocron
+
+    namespace = main_namespace()
+    clients = {"module": module_client, "main": Client(autocron.delay(namespace["add"]),
+                                                       _autocron_wait)}
+    warm_up(clients["main"])  # stores the payload once
+    round_["worker"] = check_main_in_worker(namespace)
+    for kind in (KINDS if r % 2 else KINDS[::-1]):  # alternate which goes first
+        run_batch(clients[kind], tasks, round_[kind])
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process, from /proc/<pid>/stat (fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_seconds() -> float:
+    """user + system time of this process, every thread included."""
+    times = os.times()
+    return times.user + times.system
+
+
+def cpu_seconds_ns(pid: int) -> float:
+    """Time on a CPU of a process's live threads, from their schedstat (nanoseconds)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(FileNotFoundError):  # a thread that just ended
+            total += int((task / "schedstat").read_text().split()[0])
+    return total / 1e9
+
+
+def cpu_sample(pids: tuple) -> tuple:
+    """(wall, owner ticks, workers ticks, owner ns, workers ns), all in seconds."""
+    return (time.perf_counter(), own_cpu_seconds(), sum(map(cpu_seconds, pids)),
+            cpu_seconds_ns(os.getpid()), sum(map(cpu_seconds_ns, pids)))
+
+
+def measure_idle(seconds: float, idle: IdleCost) -> None:
+    """CPU time of this process and of the pool's workers over ``seconds`` of idling."""
+    time.sleep(IDLE_SETTLE)  # let anything that follows the warm-up finish
+    pids = autocron_worker_pids()
+    before = cpu_sample(pids)
+    time.sleep(seconds)
+    after = cpu_sample(pids)
+    if autocron_worker_pids() != pids:
+        raise RuntimeError(f"the workers changed during the idle window: {list(pids)} -> "
+                           f"{list(autocron_worker_pids())}")
+    idle.worker_pids = pids
+    (idle.seconds, idle.owner, idle.workers,
+     idle.owner_ns, idle.workers_ns) = (b - a for a, b in zip(before, after))
+
+
 _SEEN_ERRORS: set = set()
+
+
+def note_error(exc: BaseException) -> str:
+    """The one-line description of ``exc``; its traceback goes to stderr the first time."""
+    error = describe(exc)
+    if error not in _SEEN_ERRORS:  # one traceback per distinct error
+        _SEEN_ERRORS.add(error)
+        traceback.print_exc(file=sys.stderr)
+    return error
+
+
+@contextlib.contextmanager
+def fresh_pool(lib: str) -> Iterator[Client]:
+    """A pool of ``lib`` in a fresh folder; stopped, its strays reaped, the folder removed."""
+    folder = Path(tempfile.mkdtemp(prefix=f"tasks-bench-{lib}-"))
+    try:
+        with POOLS[lib](folder) as client:
+            yield client
+    finally:
+        reap_strays(lib)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def run_round(lib: str, sizes: Sizes) -> Measurement:
     """Start a fresh pool of ``lib`` in a fresh folder, measure, stop, clean up."""
     m = Measurement()
-    folder = Path(tempfile.mkdtemp(prefix=f"tasks-bench-{lib}-"))
     try:
-        with POOLS[lib](folder) as client:
+        with fresh_pool(lib) as client:
             run_batch(client, sizes.tasks, m)
             run_latency(client, sizes.latency_calls, m)
     except Exception as exc:
-        m.error = describe(exc)
-        if m.error not in _SEEN_ERRORS:  # one traceback per distinct error
-            _SEEN_ERRORS.add(m.error)
-            traceback.print_exc(file=sys.stderr)
-    finally:
-        reap_strays(lib)
-        shutil.rmtree(folder, ignore_errors=True)
+        m.error = note_error(exc)
     return m
+
+
+def run_by_value_round(r: int, sizes: Sizes) -> dict:
+    """{"module": Measurement, "main": Measurement, "worker": pid} of one fresh pool."""
+    round_ = {kind: Measurement() for kind in KINDS}
+    round_["worker"] = None
+    try:
+        with fresh_pool("autocron") as client:
+            run_by_value(client, r, sizes.tasks, round_)
+    except Exception as exc:
+        error = note_error(exc)
+        for kind in KINDS:
+            round_[kind].error = round_[kind].error or error
+    return round_
+
+
+def run_idle(sizes: Sizes) -> IdleCost:
+    idle = IdleCost()
+    try:
+        with fresh_pool("autocron"):
+            measure_idle(sizes.idle_seconds, idle)
+    except Exception as exc:
+        idle.error = note_error(exc)
+    return idle
 
 
 def child_pids() -> list:
@@ -348,16 +534,33 @@ def reap_strays(lib: str) -> None:
             os.waitpid(pid, 0)
 
 
-def run_all(sizes: Sizes) -> dict:
-    """{lib: [Measurement per round]}, the libraries interleaved round by round."""
-    results = {lib: [] for lib in LIBS}
+class Results(NamedTuple):
+    libs: dict  # {lib: [Measurement per round]}
+    by_value: list  # [run_by_value_round() per round]
+    idle: IdleCost
+
+
+def progress(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def run_all(sizes: Sizes) -> Results:
+    """Every measurement; the libraries interleaved round by round."""
+    libs = {lib: [] for lib in LIBS}
     for r in range(1, sizes.rounds + 1):
         for lib in LIBS:
-            print(f"round {r}/{sizes.rounds}: {LABELS[lib]} ...", file=sys.stderr, flush=True)
-            m = run_round(lib, sizes)
-            results[lib].append(m)
-            print(f"  {m}", file=sys.stderr, flush=True)
-    return results
+            progress(f"round {r}/{sizes.rounds}: {LABELS[lib]} ...")
+            libs[lib].append(run_round(lib, sizes))
+            progress(f"  {libs[lib][-1]}")
+    by_value = []
+    for r in range(1, sizes.rounds + 1):
+        progress(f"round {r}/{sizes.rounds}: autocron, module vs __main__ function ...")
+        by_value.append(run_by_value_round(r, sizes))
+        progress(f"  {by_value[-1]}")
+    progress(f"autocron idle for {sizes.idle_seconds:g} s ...")
+    idle = run_idle(sizes)
+    progress(f"  {idle}")
+    return Results(libs, by_value, idle)
 
 
 # --- report --------------------------------------------------------------------
@@ -434,6 +637,60 @@ def latency_table(results: dict) -> str:
     return markdown_table(headers, rows)
 
 
+def overhead(module_rate, main_rate) -> Optional[float]:
+    """How much faster the module function is, in percent of the ``__main__`` one's rate."""
+    r = ratio(module_rate, main_rate)
+    return None if r is None else (r - 1) * 100
+
+
+def fmt_pct(value) -> str:
+    return "n/a" if value is None else f"{value:+.1f}%"
+
+
+def by_value_overheads(rounds: list, field: str) -> tuple:
+    """(overhead of the medians, [overhead per round]) of ``field``."""
+    medians = [median_of([r[kind] for r in rounds], field) for kind in KINDS]
+    return (overhead(*medians),
+            [overhead(*(getattr(r[kind], field) for kind in KINDS)) for r in rounds])
+
+
+def by_value_table(rounds: list) -> str:
+    headers = ["function", "enqueue calls/s (median)", "tasks/s (median)",
+               *(f"round {r + 1} calls/s / tasks/s" for r in range(len(rounds)))]
+    rows = []
+    for kind in KINDS:
+        ms = [r[kind] for r in rounds]
+        rows.append([KIND_LABELS[kind], median_cell(ms, "enqueue", fmt_rate),
+                     median_cell(ms, "throughput", fmt_rate),
+                     *(f"{cell(m, 'enqueue', fmt_rate)} / {cell(m, 'throughput', fmt_rate)}"
+                       if m.enqueue is not None else cell(m, "enqueue", fmt_rate) for m in ms)])
+    (enq, enq_rounds), (tput, tput_rounds) = (by_value_overheads(rounds, f)
+                                              for f in ("enqueue", "throughput"))
+    rows.append(["overhead of shipping by value", fmt_pct(enq), fmt_pct(tput),
+                 *(f"{fmt_pct(e)} / {fmt_pct(t)}" for e, t in zip(enq_rounds, tput_rounds))])
+    return markdown_table(headers, rows)
+
+
+def fmt_cpu(value) -> str:
+    return f"{value * 1000:.1f}"
+
+
+def fmt_core(value) -> str:
+    return f"{value:.2f}"
+
+
+def idle_table(idle: IdleCost) -> str:
+    pids = ", ".join(map(str, idle.worker_pids)) or "?"
+    labels = {"owner": f"owner (this process, pid {os.getpid()})",
+              "workers": f"{WORKERS} workers (pids {pids})", "total": "total"}
+    rows = [[label, *(cell(idle, f, fmt_cpu) for f in (field, field + "_ns")),
+             *(fmt_core(idle.percent(f)) if idle.percent(f) is not None
+               else cell(idle, f, fmt_core) for f in (field, field + "_ns"))]
+            for field, label in labels.items()]
+    return markdown_table(["process", "CPU ms", "CPU ms (ns clock)", "% of one core",
+                           "% of one core (ns clock)"], rows)
+
+
 def version_of(dist: str) -> str:
     try:
         return metadata.version(dist)
@@ -468,12 +725,15 @@ def goal_line(ok: bool, text: str) -> str:
     return f"- {'PASS' if ok else 'FAIL'}: {text}"
 
 
-def print_goals(results: dict) -> None:
+def print_goals(all_results: Results) -> None:
+    results = all_results.libs
     ours = {f: median_of(results["autocron"], f) for f in ("throughput", "p50", "enqueue")}
     huey = {f: median_of(results["huey"], f) for f in ("throughput", "p50")}
     tput = ratio(ours["throughput"], huey["throughput"])
     lat = ratio(ours["p50"], huey["p50"])
     enq = ours["enqueue"]
+    by_value = by_value_overheads(all_results.by_value, "enqueue")[0]
+    idle = all_results.idle.percent("total")
 
     print("\n## Goals\n")
     print(goal_line(tput is not None and tput >= GOAL_THROUGHPUT,
@@ -483,9 +743,17 @@ def print_goals(results: dict) -> None:
     print(goal_line(enq is not None and enq >= GOAL_ENQUEUE,
                     f"enqueue >= {GOAL_ENQUEUE:,} calls/s "
                     f"(got {'n/a' if enq is None else fmt_rate(enq)})"))
+    print(goal_line(by_value is not None and by_value <= GOAL_BY_VALUE_OVERHEAD,
+                    f"enqueue of a `__main__` function shipped by value within "
+                    f"{GOAL_BY_VALUE_OVERHEAD:g}% of the module function's "
+                    f"(got {fmt_pct(by_value)})"))
+    print(goal_line(idle is not None and idle < GOAL_IDLE_CPU,
+                    f"idle pool (owner + {WORKERS} workers) under {GOAL_IDLE_CPU:g}% of one core "
+                    f"(got {'n/a' if idle is None else fmt_core(idle) + '%'})"))
 
 
-def print_report(results: dict, sizes: Sizes) -> None:
+def print_report(all_results: Results, sizes: Sizes) -> None:
+    results = all_results.libs
     print(f"## 1. Throughput (tasks/s): enqueue {sizes.tasks:,}, then wait for all\n")
     print(rate_table(results, "throughput", "tasks/s"))
     print("\n" + ratio_line(results, "throughput"))
@@ -498,7 +766,33 @@ def print_report(results: dict, sizes: Sizes) -> None:
     print(latency_table(results))
     lat = ratio(median_of(results["autocron"], "p50"), median_of(results["huey"], "p50"))
     print(f"\nautocron/huey p50: {fmt_ratio(lat)} (lower is better)")
-    print_goals(results)
+    print_by_value(all_results.by_value, sizes)
+    print_idle(all_results.idle, sizes)
+    print_goals(all_results)
+
+
+def print_by_value(rounds: list, sizes: Sizes) -> None:
+    print(f"\n## 4. autocron: a `__main__` function shipped by value vs a module function; "
+          f"{sizes.tasks:,} calls each, {WORKERS} workers\n")
+    print(by_value_table(rounds))
+    pids = [str(r["worker"]) for r in rounds if r["worker"] is not None]
+    checked = (f"ran in one of the pool's workers in every round (pid {', '.join(pids)}), "
+               f"and its results were checked" if len(pids) == len(rounds)
+               else f"was NOT seen running in a worker in {len(rounds) - len(pids)} round(s)")
+    print(f"\nOverhead = (module rate / `__main__` rate - 1) * 100; positive: shipping by value "
+          f"is slower.  Order alternates per round (round 1: module first).  The `__main__` "
+          f"function {checked}.")
+
+
+def print_idle(idle: IdleCost, sizes: Sizes) -> None:
+    window = f"{idle.seconds:.2f}" if idle.seconds else f"{sizes.idle_seconds:g}"
+    print(f"\n## 5. autocron idle cost: CPU over {window} s of an idle pool, {WORKERS} workers\n")
+    print(idle_table(idle))
+    print(f"\nAfter the warm-up and {IDLE_SETTLE:g} s to settle.  CPU ms: utime + stime "
+          f"(`os.times()` for the owner, `/proc/<pid>/stat` for the workers), counted in ticks "
+          f"of {1000 / os.sysconf('SC_CLK_TCK'):g} ms; the goal uses these.  ns clock: the "
+          f"sum of `/proc/<pid>/task/*/schedstat` over the live threads, a cross-check at "
+          f"nanosecond resolution.")
 
 
 def _interrupt(signum, frame):
