@@ -113,6 +113,7 @@ _STATUSES = ("waiting", "running", "ready", "error", "cancelled")
 _FINISHED = ("ready", "error", "cancelled")
 
 _log = logging.getLogger("autocron")
+_log.addHandler(logging.NullHandler())   # a library logs; the application decides where to
 
 
 def _clock() -> float:
@@ -1413,6 +1414,12 @@ _SCHEMA = (
         args TEXT NOT NULL DEFAULT '',
         status TEXT NOT NULL,
         priority INTEGER NOT NULL DEFAULT 0,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        retries INTEGER NOT NULL DEFAULT 0,
+        retry_delay REAL NOT NULL DEFAULT 0,
+        backoff REAL NOT NULL DEFAULT 1,
+        timeout REAL,
+        cancel INTEGER NOT NULL DEFAULT 0,
         due REAL NOT NULL,
         created REAL NOT NULL,
         started REAL,
@@ -1427,6 +1434,7 @@ _SCHEMA = (
         output TEXT)""",
     "CREATE INDEX tasks_queue ON tasks (priority DESC, due, id) WHERE status = 'waiting'",
     "CREATE INDEX tasks_finished ON tasks (finished) WHERE finished IS NOT NULL",
+    "CREATE INDEX tasks_cancel ON tasks (id) WHERE cancel = 1",
     "CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     "CREATE TABLE functions (hash TEXT PRIMARY KEY, payload BLOB NOT NULL, created REAL)",
     """CREATE TABLE crons (
@@ -1450,7 +1458,7 @@ _SCHEMA = (
 # updates no extra index, and a random token keeps a recycled row id from matching an old id.
 _UUID = "token || '-' || id"
 _RESULT_COLUMNS = (f"{_UUID}, name, args, status, created, started, finished, value, error, "
-                   "output, summary")
+                   "output, summary, attempts")
 
 
 def _row_key(uid: str) -> tuple:
@@ -1649,15 +1657,18 @@ class _Store:
     # -- tasks as producers and readers see them
 
     def add_task(self, name: str, args: str, record: bytes, due: float,
-                 priority: int = 0, function: Optional[str] = None) -> str:
+                 options: "_Options" = None, function: Optional[str] = None) -> str:
         """Store a call (committed when this returns); its id."""
         token = _token()
+        options = options or _PLAIN
         try:
             row = _execute(self._connection(),
-                           "INSERT INTO tasks (token, name, args, status, priority, due, "
-                           "created, record, function) VALUES (?, ?, ?, 'waiting', ?, ?, ?, "
-                           "?, ?)", (token, name, args, priority, due, _clock(), record,
-                                     function)).lastrowid
+                           "INSERT INTO tasks (token, name, args, status, priority, retries, "
+                           "retry_delay, backoff, timeout, due, created, record, function) "
+                           "VALUES (?, ?, ?, 'waiting', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                           (token, name, args, options.priority, options.retries,
+                            options.retry_delay, options.backoff, options.timeout, due,
+                            _clock(), record, function)).lastrowid
         except sqlite3.Error as error:
             raise self._error(error) from None
         return f"{token}-{row}"
@@ -1685,10 +1696,19 @@ class _Store:
         return self.read(f"SELECT {_RESULT_COLUMNS} FROM tasks ORDER BY id DESC")
 
     def cancel(self, uid: str) -> bool:
+        """Withdraw a waiting task; True if it was waiting."""
         return self.write("UPDATE tasks SET status = 'cancelled', finished = ?, error = ? "
                           "WHERE id = ? AND token = ? AND status = 'waiting'",
-                          (_clock(), json.dumps({"type": "", "message": "cancelled",
-                                                 "traceback": ""}), *_row_key(uid))) == 1
+                          (_clock(), json.dumps(_failure("cancelled")), *_row_key(uid))) == 1
+
+    def request_cancel(self, uid: str) -> bool:
+        """Ask the pool to stop a running task; True if it was running."""
+        return self.write("UPDATE tasks SET cancel = 1 WHERE id = ? AND token = ? AND "
+                          "status = 'running'", _row_key(uid)) == 1
+
+    def cancel_requests(self) -> list:
+        return [r[0] for r in self.read("SELECT id FROM tasks WHERE cancel = 1 AND "
+                                        "status = 'running'")]
 
     # -- cron jobs
 
@@ -1743,20 +1763,40 @@ class _Store:
         return started
 
     def claim(self, con: sqlite3.Connection, now: float, pids: list) -> list:
-        """Mark the most urgent due tasks running, one per pid: [(id, uuid, record, cron)]."""
-        rows = con.execute(f"SELECT id, {_UUID}, record, cron FROM tasks WHERE status = "
-                           "'waiting' AND due <= ? ORDER BY priority DESC, due, id LIMIT ?",
-                           (now, len(pids))).fetchall()
-        con.executemany("UPDATE tasks SET status = 'running', started = ?, worker = ? "
-                        "WHERE id = ?", [(now, pid, row[0]) for pid, row in zip(pids, rows)])
+        """Mark the most urgent due tasks running, one per pid.
+
+        [(id, uuid, record, cron, timeout)]; higher priority first, then in order.
+        """
+        rows = con.execute(f"SELECT id, {_UUID}, record, cron, timeout FROM tasks WHERE "
+                           "status = 'waiting' AND due <= ? ORDER BY priority DESC, due, id "
+                           "LIMIT ?", (now, len(pids))).fetchall()
+        con.executemany("UPDATE tasks SET status = 'running', started = ?, worker = ?, "
+                        "attempts = attempts + 1 WHERE id = ?",
+                        [(now, pid, row[0]) for pid, row in zip(pids, rows)])
         return rows
 
     def finish(self, con: sqlite3.Connection, outcomes: list, now: float) -> None:
-        """Write [(id, status, value, error, started, finished, output, summary, cron)]."""
+        """Write outcomes; a failure with retries left waits for its next attempt instead.
+
+        [(id, status, value, error, started, finished, output, summary, cron, retryable)]
+        """
+        final, again = [], []
+        for outcome in outcomes:
+            if outcome[1] == "error" and outcome[9]:
+                attempts, retries, pause, backoff = con.execute(
+                    "SELECT attempts, retries, retry_delay, backoff FROM tasks WHERE id = ?",
+                    (outcome[0],)).fetchone()
+                if attempts <= retries:
+                    due = now + pause * backoff ** (attempts - 1)
+                    again.append((outcome[3], outcome[6], due, outcome[0]))
+                    continue
+            final.append(outcome)
+        con.executemany("UPDATE tasks SET status = 'waiting', error = ?, output = ?, due = ?, "
+                        "worker = NULL, cancel = 0 WHERE id = ?", again)
         con.executemany("UPDATE tasks SET status = ?, value = ?, error = ?, "
                         "started = coalesce(?, started), finished = ?, output = ?, "
-                        "summary = ? WHERE id = ?", [o[1:8] + (o[0],) for o in outcomes])
-        for outcome in outcomes:
+                        "summary = ?, cancel = 0 WHERE id = ?", [o[1:8] + (o[0],) for o in final])
+        for outcome in final:
             if outcome[8]:
                 self._cron_done(con, outcome[8], now)
 
@@ -2004,17 +2044,20 @@ def _failure(message: str) -> dict:
 class _Task:
     """A claimed task on its way through the pool."""
 
-    __slots__ = ("id", "uuid", "cron", "record", "returning")
+    __slots__ = ("id", "uuid", "cron", "record", "timeout", "returning", "started", "cancel")
 
-    def __init__(self, task_id: int, uid: str, record: bytes, cron: Optional[str]):
+    def __init__(self, task_id: int, uid: str, record: bytes, cron: Optional[str],
+                 timeout: Optional[float]):
         self.id, self.uuid, self.record, self.cron = task_id, uid, record, cron
-        self.returning = False
+        self.timeout = timeout
+        self.returning = self.cancel = False
+        self.started = 0.0          # monotonic time it reached the head of its worker's queue
 
 
 class _Worker:
     """The pool's handle on one worker process and the tasks handed to it, in order."""
 
-    __slots__ = ("proc", "tasks", "results", "queue", "retiring", "born")
+    __slots__ = ("proc", "tasks", "results", "queue", "retiring", "born", "kill_reason")
 
     def __init__(self, database: str):
         task_read, task_write = os.pipe()
@@ -2035,6 +2078,20 @@ class _Worker:
         self.queue: list = []          # the first one runs, the rest wait in the worker
         self.retiring = False
         self.born = time.monotonic()
+        self.kill_reason = ""       # why the pool killed it: a timeout, a forced cancel
+
+    def kill(self, reason: str) -> None:
+        """Terminate the process (its task cannot be interrupted any other way)."""
+        if not self.kill_reason:
+            self.kill_reason = reason
+            with contextlib.suppress(OSError):
+                self.proc.kill()
+
+    def push(self, task: "_Task") -> None:
+        if not self.queue:
+            task.started = time.monotonic()
+        self.queue.append(task)
+        self.send(("run", task.id, task.record))
 
     def send(self, message: tuple) -> None:
         try:
@@ -2065,7 +2122,7 @@ class _Pool:
         self._wake_path = _wake_path(store.path)
         self._wake = self._listen()
         self._outcomes: list = []      # (task, status, value, error, started, finished,
-                                       #  output, summary): what _run_task reports
+                                       #  output, summary, retryable)
         self._returned: list = []      # claimed tasks handed back by a worker, to place again
         self._requeue: list = []       # claimed tasks to put back into the queue
         self._respawn_at = 0.0
@@ -2166,6 +2223,8 @@ class _Pool:
         if time.monotonic() - self._settings_read > 1.0:    # the admin tool may change them
             self._settings_read = time.monotonic()
             self._settings = self.store.settings()
+        self._enforce_timeouts()
+        self._cancel_requested()
         self._collect()
         slots = [] if self._stopping else self._slots()
         placed = []
@@ -2178,9 +2237,9 @@ class _Pool:
             now = _clock()
             with self.store.transaction() as con:
                 self.store.finish(con, [(t.id, status, value, error and json.dumps(error),
-                                         started, finished, output, summary, t.cron)
+                                         started, finished, output, summary, t.cron, retryable)
                                         for t, status, value, error, started, finished, output,
-                                        summary in outcomes], now)
+                                        summary, retryable in outcomes], now)
                 self.store.requeue(con, [t.id for t in requeue])
                 if slots:
                     self.store.due_crons(con, now)
@@ -2188,11 +2247,35 @@ class _Pool:
         placed += [(w, _Task(*row)) for w, row in zip(slots, claimed)]
         self._idle = not claimed
         for worker, task in placed:
-            worker.queue.append(task)
-            worker.send(("run", task.id, task.record))
+            worker.push(task)
         if not claimed and not placed:
             self._take_back_queued()
         self._release_waiters(outcomes)
+
+    def _enforce_timeouts(self) -> None:
+        now = time.monotonic()
+        for worker in self._workers:
+            head = worker.queue[0] if worker.queue else None
+            if head is not None and head.timeout and now - head.started >= head.timeout:
+                worker.kill(f"timed out after {head.timeout:g} s")
+
+    def _cancel_requested(self) -> None:
+        """cancel(force=True) from any process: stop the worker running the task."""
+        requested = set(self.store.cancel_requests())
+        for worker in self._workers if requested else ():
+            for position, task in enumerate(worker.queue):
+                if task.id in requested and not task.cancel:
+                    task.cancel = True
+                    if position == 0:
+                        worker.kill("cancelled")
+                    else:
+                        task.returning = True
+                        worker.send(("return", task.id))
+
+    def _next_timeout(self) -> Optional[float]:
+        ends = [w.queue[0].started + w.queue[0].timeout for w in self._workers
+                if w.queue and w.queue[0].timeout]
+        return max(0.0, min(ends) - time.monotonic()) if ends else None
 
     def _take_back_queued(self) -> None:
         """An idle worker and nothing due: ask for tasks queued behind running ones."""
@@ -2227,11 +2310,17 @@ class _Pool:
     def _receive(self, worker: _Worker, message: tuple) -> None:
         task = next(t for t in worker.queue if t.id == message[1])
         worker.queue.remove(task)
+        if worker.queue and worker.queue[0].started == 0.0:
+            worker.queue[0].started = time.monotonic()
         if message[0] == "returned":
             task.returning = False
-            (self._requeue if self._stopping else self._returned).append(task)
+            if task.cancel:
+                self._outcomes.append((task, "cancelled", None, _failure("cancelled"), None,
+                                       _clock(), "", None, False))
+            else:
+                (self._requeue if self._stopping else self._returned).append(task)
         else:
-            self._outcomes.append((task,) + message[2:])
+            self._outcomes.append((task,) + message[2:] + (True,))
             if message[2] == "error":
                 _log.error("autocron task %s failed:\n%s", task.uuid, message[4]["traceback"])
 
@@ -2246,11 +2335,14 @@ class _Pool:
             code = worker.proc.wait()
         if worker.queue:
             running, *queued = worker.queue
-            text = _exit_text(code)
-            _log.error("autocron worker %d died running task %s: %s", worker.proc.pid,
-                       running.uuid, text)
-            self._outcomes.append((running, "error", None, _failure(text), None, _clock(), "",
-                                   None))
+            text = worker.kill_reason or _exit_text(code)
+            if running.cancel:
+                self._outcomes.append((running, "cancelled", None, _failure(
+                    "cancelled while running"), None, _clock(), "", None, False))
+            else:
+                _log.error("autocron task %s failed: %s", running.uuid, text)
+                self._outcomes.append((running, "error", None, _failure(text), None, _clock(),
+                                       "", None, True))
             self._requeue += queued       # never started: they run elsewhere
         elif not worker.retiring and not self._stopping:
             _log.warning("autocron worker %d died: %s", worker.proc.pid, _exit_text(code))
@@ -2298,7 +2390,7 @@ class _Pool:
                 running, *queued = worker.queue
                 self._outcomes.append((running, "error", None, _failure(
                     "stopped: the pool stopped before the task finished"), None, _clock(), "",
-                    None))
+                    None, False))
                 self._requeue += queued
                 worker.queue = []
             self._round()
@@ -2323,6 +2415,9 @@ class _Pool:
             timeout = 0.0              # the last round was busy: look again at once
         if self._stopping:
             timeout = min(timeout, max(0.0, self._deadline - time.monotonic()))
+        deadline = self._next_timeout()
+        if deadline is not None:
+            timeout = min(timeout, deadline)
         if time.monotonic() < self._respawn_at:
             timeout = min(timeout, self._respawn_at - time.monotonic())
         for key, _ in self._selector.select(timeout):
@@ -2702,11 +2797,27 @@ class Result:
             pause = min(pause * 2, 0.05)
         return self._value()
 
+    @property
+    def attempts(self) -> int:
+        """How many times the task has been started (more than 1 after retries)."""
+        row = self._fetch()
+        return row[11] if len(row) > 11 else 1
+
     def cancel(self, force: bool = False) -> bool:
-        """Withdraw a waiting task; True if it took effect."""
+        """Withdraw a waiting task; with `force`, also stop a running one (its worker is
+        terminated and replaced). True if it took effect: the status is then "cancelled".
+        """
         if self._store is None:
             return False
-        return self._store.cancel(self.uuid)
+        if self._store.cancel(self.uuid):
+            return True
+        if not force or not self._store.request_cancel(self.uuid):
+            return False
+        _notify(_wake_path(self._store.path))
+        end = time.monotonic() + 10
+        while self.status == "running" and time.monotonic() < end:
+            time.sleep(0.01)
+        return self.status == "cancelled"
 
     def _summary(self) -> dict:
         """What repr, the HTML view and the result tables show."""
@@ -2816,19 +2927,53 @@ def _due_time(weeks, days, hours, minutes, seconds, schedule) -> Callable[[], fl
     return lambda: _clock() + offset
 
 
+class _Options:
+    """How a delayed function's calls run: retries, timeout, priority (checked at decoration)."""
+
+    __slots__ = ("retries", "retry_delay", "backoff", "timeout", "priority")
+
+    def __init__(self, retries: int = 0, retry_delay: float = 0, backoff: float = 1.0,
+                 timeout: Optional[float] = None, priority: int = 0):
+        def number(name, value, low, strict=False):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+                    value != value or (value <= low if strict else value < low):
+                bound = f"greater than {low}" if strict else f"at least {low}"
+                raise ValueError(f"{name} must be a number {bound}, got {value!r}")
+            return float(value)
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise ValueError(f"retries must be a whole number, 0 or more, got {retries!r}")
+        if isinstance(priority, bool) or not isinstance(priority, int):
+            raise ValueError(f"priority must be an int (higher runs first), got {priority!r}")
+        self.retries, self.priority = retries, priority
+        self.retry_delay = number("retry_delay", retry_delay, 0)
+        self.backoff = number("backoff", backoff, 1)
+        self.timeout = None if timeout is None else number("timeout", timeout, 0, strict=True)
+
+
+_PLAIN = _Options()
+
+
 def delay(func: Optional[Callable] = None, *, weeks: float = 0, days: float = 0,
           hours: float = 0, minutes: float = 0, seconds: float = 0,
-          schedule: Optional[_dt.datetime] = None) -> Callable:
+          schedule: Optional[_dt.datetime] = None, retries: int = 0, retry_delay: float = 0,
+          backoff: float = 1.0, timeout: Optional[float] = None, priority: int = 0) -> Callable:
     """Make calls of `func` run in a worker: each call is stored and returns a Result.
 
-    Usable as `@delay` or `@delay(minutes=5)` / `@delay(schedule=datetime(...))`. Inactive
-    autocron (before start(), after stop()) runs the call here and returns a finished
-    Result; inside a worker the call runs directly and returns the value.
+    Usable as `@delay` or with options: a later start (`minutes=5`, or
+    `schedule=datetime(...)`), `retries` (a failed attempt, or one whose worker died, runs
+    again after `retry_delay` seconds, multiplied by `backoff` each time), `timeout` (seconds;
+    the pool then terminates the worker and the attempt fails "timed out after N s") and
+    `priority` (higher runs first among due tasks). Inactive autocron (before start(), after
+    stop()) runs the call here and returns a finished Result; inside a worker the call runs
+    directly and returns the value.
     """
     due = _due_time(weeks, days, hours, minutes, seconds, schedule)
+    options = _Options(retries, retry_delay, backoff, timeout, priority)
     if func is None:
         return functools.partial(delay, weeks=weeks, days=days, hours=hours, minutes=minutes,
-                                 seconds=seconds, schedule=schedule)
+                                 seconds=seconds, schedule=schedule, retries=retries,
+                                 retry_delay=retry_delay, backoff=backoff, timeout=timeout,
+                                 priority=priority)
     if not callable(func):
         raise TypeError(f"delay decorates a function, not {type(func).__name__}")
     name = _function_name(func)
@@ -2841,7 +2986,7 @@ def delay(func: Optional[Callable] = None, *, weeks: float = 0, days: float = 0,
         if store is None:
             return Result._run_here(func, args, kwargs)
         record, shipped = _dump_call(func, args, kwargs, store)
-        uid = store.add_task(name, _call_text(args, kwargs), record, due(), function=shipped)
+        uid = store.add_task(name, _call_text(args, kwargs), record, due(), options, shipped)
         _notify(_wake_path(store.path) if _state.pool is None else _state.pool._wake_path)
         return Result(uid, store)
 

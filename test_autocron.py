@@ -1903,6 +1903,176 @@ class TestCronJobs:
             autocron._state.crons.pop(name, None)
 
 
+# ---- task options: retries, timeouts, cancellation, priorities, missed runs ----------------
+
+
+def count_attempt(path):
+    """Append a line to path and return how many lines it has now."""
+    with open(path, "a") as file:
+        file.write("x\n")
+    with open(path) as file:
+        return len(file.read().split())
+
+
+class TestTaskOptions:
+    """What users of huey, Celery and RQ reach for first."""
+
+    def test_retries_until_success_with_growing_delays(self, database, monkeypatch, tmp_path):
+        clock = FakeClock(time.time())
+        monkeypatch.setattr(autocron, "_clock", clock)
+        counter = str(tmp_path / "count")
+
+        def flaky():
+            if count_attempt(counter) < 3:
+                raise ConnectionError("try again")
+            return "finally"
+        autocron.start(database, workers=1)
+        result = autocron.delay(retries=3, retry_delay=10, backoff=2.0)(flaky)()
+        wait_until(lambda: result.attempts == 1 and result.error_message, what="attempt 1")
+        assert result.status == "waiting" and result.waiting
+        assert result.error_message.startswith("ConnectionError: try again")
+        clock.now += 9
+        autocron._state.pool.wake()
+        time.sleep(0.2)
+        assert result.attempts == 1                    # not due before 10 s
+        clock.now += 1
+        autocron._state.pool.wake()
+        wait_until(lambda: result.attempts == 2 and result.status == "waiting",
+                   what="attempt 2")
+        clock.now += 19                                # the next delay is 20 s
+        autocron._state.pool.wake()
+        time.sleep(0.2)
+        assert result.attempts == 2
+        clock.now += 1
+        autocron._state.pool.wake()
+        assert result.get(timeout=30) == "finally"
+        assert (result.attempts, result.error_message) == (3, "")
+
+    def test_retries_used_up_leave_the_last_error(self, pool, tmp_path):
+        counter = str(tmp_path / "count")
+
+        def always():
+            raise KeyError(f"attempt {count_attempt(counter)}")
+        result = autocron.delay(retries=2)(always)()
+        with pytest.raises(autocron.TaskError, match="attempt 3"):
+            result.get(timeout=30)
+        assert result.attempts == 3 and result.status == "error"
+
+    def test_a_worker_that_dies_is_retried(self, pool, tmp_path):
+        counter = str(tmp_path / "count")
+
+        def die_once():
+            if count_attempt(counter) == 1:
+                os._exit(9)
+            return "survived"
+        result = autocron.delay(retries=1)(die_once)()
+        assert result.get(timeout=30) == "survived"
+        assert result.attempts == 2
+
+    def test_timeout_terminates_the_worker_and_fails_the_task(self, pool):
+        def slow():
+            time.sleep(60)
+        started = time.monotonic()
+        result = autocron.delay(timeout=0.5)(slow)()
+        with pytest.raises(autocron.TaskError, match=r"^timed out after 0.5 s$"):
+            result.get(timeout=30)
+        assert time.monotonic() - started < 30
+        wait_until(lambda: len(worker_pids()) == 2, what="a replacement worker")
+        assert add(1, 1).get(timeout=30) == 2
+
+    def test_timeout_with_retries_left_is_retried(self, pool, tmp_path):
+        counter = str(tmp_path / "count")
+
+        def slow_once():
+            if count_attempt(counter) == 1:
+                time.sleep(60)
+            return "quick the second time"
+        result = autocron.delay(timeout=0.5, retries=1)(slow_once)()
+        assert result.get(timeout=30) == "quick the second time" and result.attempts == 2
+
+    def test_cancel_a_running_task_only_with_force(self, pool, tmp_path):
+        running = block(str(tmp_path))
+        pid = int(wait_until(lambda: (tmp_path / "task.pid").exists() and
+                             (tmp_path / "task.pid").read_text(), what="the task to start"))
+        assert running.cancel() is False and running.status == "running"
+        assert running.cancel(force=True) is True
+        assert running.status == "cancelled"
+        with pytest.raises(autocron.TaskError, match="cancelled while running"):
+            running.get(timeout=5)
+        wait_until(lambda: not alive(pid), what="the worker to end")
+        wait_until(lambda: len(worker_pids()) == 2, what="a replacement worker")
+        assert running.cancel(force=True) is False
+        assert add(2, 2).get(timeout=30) == 4
+
+    def test_higher_priority_runs_first_and_equal_priorities_keep_their_order(
+            self, database, tmp_path):
+        log = str(tmp_path / "order")
+        autocron.start(database, workers=1)
+        first = block(str(tmp_path))
+        wait_until(lambda: (tmp_path / "task.pid").exists(), what="the blocker")
+        fillers = [log_line(log, f"filler{i}") for i in range(autocron._PREFETCH - 1)]
+        wait_until(lambda: all(f.status == "running" for f in fillers), what="the hand-over")
+        low = autocron.delay(log_line.__wrapped__)
+        high = autocron.delay(priority=5)(log_line.__wrapped__)
+        calls = [low(log, "low1"), low(log, "low2"), high(log, "high1"), low(log, "low3"),
+                 high(log, "high2")]
+        (tmp_path / "task.go").write_text("")
+        autocron.wait([first] + fillers + calls, timeout=60)
+        order = Path(log).read_text().split()
+        assert order[len(fillers):] == ["high1", "high2", "low1", "low2", "low3"]
+
+    @pytest.mark.parametrize("options, message", [
+        (dict(retries=-1), "retries must be a whole number, 0 or more, got -1"),
+        (dict(retries=1.5), "retries must be a whole number, 0 or more, got 1.5"),
+        (dict(retries=True), "retries must be a whole number, 0 or more, got True"),
+        (dict(retry_delay=-5), "retry_delay must be a number at least 0, got -5"),
+        (dict(backoff=0.5), "backoff must be a number at least 1, got 0.5"),
+        (dict(timeout=0), "timeout must be a number greater than 0, got 0"),
+        (dict(timeout=float("nan")), "timeout must be a number greater than 0, got nan"),
+        (dict(timeout="60"), "timeout must be a number greater than 0, got '60'"),
+        (dict(priority=1.5), "priority must be an int (higher runs first), got 1.5"),
+        (dict(priority="high"), "priority must be an int (higher runs first), got 'high'"),
+    ])
+    def test_bad_option_values_fail_at_decoration(self, options, message):
+        with pytest.raises(ValueError) as caught:
+            autocron.delay(**options)
+        assert str(caught.value) == message
+
+    def test_options_combine_with_a_later_start(self, pool, tmp_path):
+        counter = str(tmp_path / "count")
+
+        def flaky():
+            if count_attempt(counter) == 1:
+                raise RuntimeError("first")
+            return "second"
+        result = autocron.delay(seconds=0.3, retries=1)(flaky)()
+        assert result.get(timeout=30) == "second" and result.attempts == 2
+
+    @pytest.mark.parametrize("catch_up, runs", [(False, 0), (True, 1)])
+    def test_missed_cron_runs_are_caught_up_only_when_asked(self, database, monkeypatch,
+                                                             tmp_path, catch_up, runs):
+        log = tmp_path / "cron.log"
+        monkeypatch.setenv("AUTOCRON_TEST_LOG", str(log))
+        clock = FakeClock(datetime(2030, 1, 1, 8, 59, 30).timestamp())
+        monkeypatch.setattr(autocron, "_clock", clock)
+        name = "test_autocron.cron_job"
+        try:
+            autocron._Store(database).register_cron(
+                name, CronExpression("0 9 * * *"), cron_job, catch_up)   # the pool is down
+            clock.now += 3600                                            # 09:59:30
+            autocron.cron("0 9 * * *", catch_up=catch_up)(cron_job)
+            autocron.start(database, workers=1)
+            if runs:
+                wait_until(lambda: log.exists(), what="the catch-up run")
+            time.sleep(0.5)
+            assert (len(log.read_text().split()) if log.exists() else 0) == runs
+            row = autocron._Store(database).read("SELECT next_due, last_run FROM crons")[0]
+            assert datetime.fromtimestamp(row[0]) == datetime(2030, 1, 2, 9, 0)
+            assert (row[1] is not None) is bool(runs)
+        finally:
+            autocron._state.crons.pop(name, None)
+
+
 # ---- functions by value (notebooks, scripts, closures) -------------------------------------
 
 
