@@ -17,9 +17,21 @@ processes, SQLite keeps the tasks, and a notebook works as well as a script::
     result = send_mail("ada@example.org", "hello")   # stored, returns at once
     result.get(timeout=10)
 
-This section of the module is the cron engine, `CronExpression`: a pure, exact evaluator of
-standard five-field cron expressions (Vixie/Debian semantics, with the extensions L, LW, nW,
-nL and n#k) that never reads the clock itself.
+How a call travels::
+
+    caller: send_mail(...) --INSERT, commit--> SQLite "tasks" --wake-up datagram--+
+                                                                                 v
+    pool owner (the process whose start() took the flock), dispatcher thread:
+        claim due rows (one transaction) --pipe--> worker process (a fresh interpreter)
+                                                   imports or unpickles the function,
+                                                   runs it, captures what it prints
+        write outcomes (one transaction) <--pipe-- value or error as data
+        set the events of callers waiting in this process
+    caller: result.get() / result.waiting / await result --reads--> SQLite
+
+Sections, in dependency order: constants, exceptions, cron expressions (a pure engine that
+never reads the clock), task records and serialisation (functions by reference or by value),
+the SQLite store, workers and the pool, the public API, the admin command line.
 """
 
 from __future__ import annotations
@@ -1811,6 +1823,12 @@ class _Store:
             con.execute("UPDATE crons SET running = NULL, next_due = ? WHERE name = ?",
                         (_next_due(pickle.loads(rows[0][0]), now), name))
 
+    def anything_due(self, now: float) -> bool:
+        return bool(self.read(
+            "SELECT EXISTS (SELECT 1 FROM tasks WHERE status = 'waiting' AND due <= ?) OR "
+            "EXISTS (SELECT 1 FROM crons WHERE running IS NULL AND next_due <= ?)",
+            (now, now))[0][0])
+
     def next_due(self) -> Optional[float]:
         rows = self.read("SELECT min(due) FROM tasks WHERE status = 'waiting'")
         crons = self.read("SELECT min(next_due) FROM crons WHERE running IS NULL")
@@ -2233,15 +2251,16 @@ class _Pool:
         outcomes, self._outcomes = self._outcomes, []
         requeue, self._requeue = self._requeue, []
         claimed: list = []
-        if outcomes or requeue or slots:
-            now = _clock()
+        now = _clock()
+        due = bool(slots) and self.store.anything_due(now)   # a read takes no write lock
+        if outcomes or requeue or due:
             with self.store.transaction() as con:
                 self.store.finish(con, [(t.id, status, value, error and json.dumps(error),
                                          started, finished, output, summary, t.cron, retryable)
                                         for t, status, value, error, started, finished, output,
                                         summary, retryable in outcomes], now)
                 self.store.requeue(con, [t.id for t in requeue])
-                if slots:
+                if due:
                     self.store.due_crons(con, now)
                     claimed = self.store.claim(con, now, [w.proc.pid for w in slots])
         placed += [(w, _Task(*row)) for w, row in zip(slots, claimed)]
