@@ -1327,16 +1327,26 @@ def _ship(func: Callable) -> _Shipped:
     return shipped
 
 
-def _unshippable(func: Callable, error: Exception) -> TypeError:
-    """A TypeError naming the global (or default, or closure variable) that cannot travel."""
-    for label, value in _function_parts(func) if isinstance(func, types.FunctionType) else ():
+def _first_unpicklable(parts: list) -> Optional[tuple]:
+    """(label, value, error) of the first (label, value) part that cannot be pickled."""
+    for label, value in parts:
         try:
             _dumps(value)
         except Exception as cause:
-            return TypeError(f"{label} of {func.__qualname__}() cannot be sent to the workers "
-                             f"({type(value).__name__}: {cause}); create it inside the "
-                             "function or pass plain data as an argument")
-    return TypeError(f"{_function_name(func)} cannot be sent to the workers: {error}")
+            return label, value, cause
+    return None
+
+
+def _unshippable(func: Callable, error: Exception) -> TypeError:
+    """A TypeError naming the global (or default, or closure variable) that cannot travel."""
+    found = _first_unpicklable(_function_parts(func) if isinstance(func, types.FunctionType)
+                               else [])
+    if found is None:
+        return TypeError(f"{_function_name(func)} cannot be sent to the workers: {error}")
+    label, value, cause = found
+    return TypeError(f"{label} of {func.__qualname__}() cannot be sent to the workers "
+                     f"({type(value).__name__}: {cause}); create it inside the function or "
+                     "pass plain data as an argument")
 
 
 def _function_ref(func: Callable, store: Optional["_Store"] = None) -> tuple:
@@ -1363,14 +1373,13 @@ def _unpicklable(func: Callable, args: tuple, kwargs: dict, error: Exception) ->
     """A TypeError naming the argument that cannot be pickled."""
     named = [(f"argument {i + 1}", v) for i, v in enumerate(args)]
     named += [(f"keyword argument {k!r}", v) for k, v in kwargs.items()]
-    for label, value in named:
-        try:
-            _dumps(value)
-        except Exception as cause:
-            return TypeError(f"{label} of {func.__qualname__}() cannot be pickled "
-                             f"({type(value).__name__}: {cause}); pass plain data and open "
-                             "files, locks or connections inside the task")
-    return TypeError(f"the call of {func.__qualname__}() cannot be pickled: {error}")
+    found = _first_unpicklable(named)
+    if found is None:
+        return TypeError(f"the call of {func.__qualname__}() cannot be pickled: {error}")
+    label, value, cause = found
+    return TypeError(f"{label} of {func.__qualname__}() cannot be pickled "
+                     f"({type(value).__name__}: {cause}); pass plain data and open files, "
+                     "locks or connections inside the task")
 
 
 def _load_record(data: bytes) -> dict:
