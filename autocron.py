@@ -1539,6 +1539,7 @@ class _Store:
         self.path = os.path.abspath(os.fspath(path))
         self._local = threading.local()
         self._kept: set = set()       # hashes of shipped functions stored from this process
+        self.wake_path = _wake_path(self.path)   # where its pool listens, if one runs
         if existing:
             self._check_existing()
         else:
@@ -2146,7 +2147,7 @@ class _Pool:
         self._deadline = 0.0
         self._waiters: dict = {}
         self._waiters_lock = threading.Lock()
-        self._wake_path = _wake_path(store.path)
+        self._wake_path = store.wake_path
         self._wake = self._listen()
         self._outcomes: list = []      # (task, status, value, error, started, finished,
                                        #  output, summary, retryable)
@@ -2841,7 +2842,7 @@ class Result:
             return True
         if not force or not self._store.request_cancel(self.uuid):
             return False
-        _notify(_wake_path(self._store.path))
+        _notify(self._store.wake_path)
         end = time.monotonic() + 10
         while self.status == "running" and time.monotonic() < end:
             time.sleep(0.01)
@@ -3015,7 +3016,7 @@ def delay(func: Optional[Callable] = None, *, weeks: float = 0, days: float = 0,
             return Result._run_here(func, args, kwargs)
         record, shipped = _dump_call(func, args, kwargs, store)
         uid = store.add_task(name, _call_text(args, kwargs), record, due(), options, shipped)
-        _notify(_wake_path(store.path) if _state.pool is None else _state.pool._wake_path)
+        _notify(store.wake_path)
         return Result(uid, store)
 
     delayed._autocron_function = func
@@ -3042,7 +3043,7 @@ def cron(expression: Optional[str] = None, *, tz: Union[str, _dt.tzinfo, None] =
             _state.crons[name] = (schedule, func, catch_up)
             if _state.store is not None:
                 _state.store.register_cron(name, schedule, func, catch_up)
-                _notify(_wake_path(_state.store.path))
+                _notify(_state.store.wake_path)
         return func
 
     return register
@@ -3288,7 +3289,7 @@ def _command_set(args) -> int:
     if not pool["running"]:
         print(f"{args.setting} set to {args.value}; used from the next start()")
     elif key == "workers":
-        _notify(_wake_path(store.path))
+        _notify(store.wake_path)
         print(f"workers set to {args.value}; the running pool (owner pid {pool['owner']}) "
               "adjusts within a few seconds")
     else:

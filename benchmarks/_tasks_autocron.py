@@ -1,7 +1,9 @@
-"""The autocron task of tasks_bench.py.
+"""The autocron tasks of tasks_bench.py.
 
 autocron's worker processes import this module by name, with the caller's
 working directory and ``sys.path``; the benchmark puts this folder on the path.
+``import autocron`` binds to the first ``autocron.py`` on the path, and the
+workers import the one their pool's owner runs (``autocron_file`` tells which).
 """
 
 import autocron
@@ -10,3 +12,8 @@ import autocron
 @autocron.delay
 def add(a, b):
     return a + b
+
+
+@autocron.delay
+def autocron_file():
+    return autocron.__file__

@@ -80,7 +80,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import hashlib
 import importlib
+import json
 import multiprocessing
 import os
 import platform
@@ -93,7 +95,7 @@ import tempfile
 import time
 import traceback
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Callable, Iterator, NamedTuple, Optional
@@ -110,6 +112,8 @@ IDLE_GAP = 0.020  # seconds of sleep before each latency call
 BATCH_TIMEOUT = 120.0  # seconds for all results of one throughput batch
 CALL_TIMEOUT = 60.0  # seconds for one result (latency, warm-up)
 CONSUMER_STOP_TIMEOUT = 15.0
+MEASURE_TIMEOUT = 600.0  # seconds for one --measure-one subprocess (a round of one library)
+MEASURE_PREFIX = "tasks-bench-measurement: "  # the JSON line a --measure-one subprocess prints
 HUEY_DB_ENV = "AUTOCRON_BENCH_HUEY_DB"  # the same name as _tasks_huey.DB_ENV
 HUEY_CONSUMER_ARGS = ("-w", str(WORKERS), "-k", "process")
 HUEY_POLLING = (
@@ -123,9 +127,11 @@ GOAL_LATENCY = 0.1  # x huey's p50
 GOAL_ENQUEUE = 20_000  # calls/s
 GOAL_BY_VALUE_OVERHEAD = 20.0  # percent, enqueue rate of the module function / __main__'s
 GOAL_IDLE_CPU = 1.0  # percent of one core, owner and workers together
+GOAL_BASELINE = 0.95  # x the baseline autocron's throughput (--baseline)
 
 LIBS = ("autocron", "huey", "ppe")
-LABELS = {"autocron": "autocron", "huey": "huey", "ppe": "ProcessPoolExecutor"}
+LABELS = {"autocron": "autocron", "baseline": "autocron baseline", "huey": "huey",
+          "ppe": "ProcessPoolExecutor"}
 PEERS = ("huey", "ppe")
 
 KINDS = ("module", "main")  # where the shipped-by-value benchmark's `add` is defined
@@ -149,10 +155,12 @@ class Sizes:
     tasks: int
     latency_calls: int
     idle_seconds: float
+    block: int  # enqueue calls per block of the by-value measurement
+    pairs: int  # pairs of blocks (module, __main__) per by-value round
 
 
-FULL = Sizes(rounds=3, tasks=3000, latency_calls=60, idle_seconds=5.0)
-QUICK = Sizes(rounds=1, tasks=500, latency_calls=20, idle_seconds=3.0)
+FULL = Sizes(rounds=3, tasks=3000, latency_calls=60, idle_seconds=5.0, block=500, pairs=10)
+QUICK = Sizes(rounds=1, tasks=500, latency_calls=20, idle_seconds=3.0, block=500, pairs=6)
 
 
 class Client(NamedTuple):
@@ -171,6 +179,22 @@ class Measurement:
     p50: Optional[float] = None  # ms
     p99: Optional[float] = None  # ms
     error: Optional[str] = None
+
+
+@dataclass
+class ByValueRound:
+    """One fresh autocron pool: blocks of the module and the ``__main__`` function."""
+
+    blocks: list = field(default_factory=list)  # [(kind, Measurement)], in the order run
+    worker: Optional[int] = None  # the pid the `__main__` function ran in
+    error: Optional[str] = None
+
+    def measurements(self, kind: str) -> list:
+        return [m for k, m in self.blocks if k == kind]
+
+    def pairs(self) -> list:
+        """[{kind: Measurement}] of blocks 1+2, 3+4, ...: one of each kind in every pair."""
+        return [dict(self.blocks[i:i + 2]) for i in range(0, len(self.blocks) - 1, 2)]
 
 
 @dataclass
@@ -222,11 +246,20 @@ def autocron_pool(folder: Path) -> Iterator[Client]:
             print("note: autocron.start() returned False", file=sys.stderr)
         client = Client(_tasks_autocron.add, _autocron_wait)
         warm_up(client)
+        check_worker_autocron(autocron, _tasks_autocron)
         yield client
     finally:
         stop = getattr(autocron, "stop", None)
         if stop is not None:
             stop()
+
+
+def check_worker_autocron(autocron, tasks) -> None:
+    """The pool's workers must run the same ``autocron.py`` as this process."""
+    theirs = tasks.autocron_file().get(timeout=CALL_TIMEOUT)
+    if os.path.realpath(theirs) != os.path.realpath(autocron.__file__):
+        raise AssertionError(f"the workers imported autocron from {theirs}, "
+                             f"this process from {autocron.__file__}")
 
 
 def autocron_worker_pids() -> tuple:
