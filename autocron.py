@@ -1994,6 +1994,8 @@ def _worker_main(config_text: str) -> None:
             message = inbox.pop(0)
         if message[0] == "exit":
             os._exit(0)
+        if message[3]:                # it has a timeout: the clock starts now, not at hand-over
+            reply(("started", message[1]))
         reply(_run_task(message[1], message[2], functions, load_payload))
 
 
@@ -2079,7 +2081,7 @@ class _Task:
         self.id, self.uuid, self.record, self.cron = task_id, uid, record, cron
         self.timeout = timeout
         self.returning = self.cancel = False
-        self.started = 0.0          # monotonic time it reached the head of its worker's queue
+        self.started = 0.0          # monotonic time the worker said it started (timeouts)
 
 
 class _Worker:
@@ -2116,10 +2118,8 @@ class _Worker:
                 self.proc.kill()
 
     def push(self, task: "_Task") -> None:
-        if not self.queue:
-            task.started = time.monotonic()
         self.queue.append(task)
-        self.send(("run", task.id, task.record))
+        self.send(("run", task.id, task.record, bool(task.timeout)))
 
     def send(self, message: tuple) -> None:
         try:
@@ -2285,7 +2285,8 @@ class _Pool:
         now = time.monotonic()
         for worker in self._workers:
             head = worker.queue[0] if worker.queue else None
-            if head is not None and head.timeout and now - head.started >= head.timeout:
+            if head is not None and head.timeout and head.started and \
+                    now - head.started >= head.timeout:
                 worker.kill(f"timed out after {head.timeout:g} s")
 
     def _cancel_requested(self) -> None:
@@ -2303,7 +2304,7 @@ class _Pool:
 
     def _next_timeout(self) -> Optional[float]:
         ends = [w.queue[0].started + w.queue[0].timeout for w in self._workers
-                if w.queue and w.queue[0].timeout]
+                if w.queue and w.queue[0].timeout and w.queue[0].started]
         return max(0.0, min(ends) - time.monotonic()) if ends else None
 
     def _take_back_queued(self) -> None:
@@ -2338,9 +2339,10 @@ class _Pool:
 
     def _receive(self, worker: _Worker, message: tuple) -> None:
         task = next(t for t in worker.queue if t.id == message[1])
+        if message[0] == "started":
+            task.started = time.monotonic()
+            return
         worker.queue.remove(task)
-        if worker.queue and worker.queue[0].started == 0.0:
-            worker.queue[0].started = time.monotonic()
         if message[0] == "returned":
             task.returning = False
             if task.cancel:

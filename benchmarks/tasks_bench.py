@@ -302,13 +302,19 @@ def start_consumer(log_path: Path) -> subprocess.Popen:
 
 def stop_consumer(proc: subprocess.Popen) -> None:
     """SIGINT (huey's graceful signal), then SIGKILL the whole process group."""
+    stop_process_group(proc, signal.SIGINT, "huey consumer")
+
+
+def stop_process_group(proc: subprocess.Popen, signum: int, what: str) -> None:
+    """``signum`` to a child started with ``start_new_session``, then SIGKILL its group."""
     try:
         if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
+            proc.send_signal(signum)
             try:
                 proc.wait(CONSUMER_STOP_TIMEOUT)
             except subprocess.TimeoutExpired:
-                print("note: huey consumer ignored SIGINT; killing it", file=sys.stderr)
+                print(f"note: {what} ignored {signal.Signals(signum).name}; killing it",
+                      file=sys.stderr)
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)  # the group is ours: start_new_session
@@ -429,17 +435,27 @@ def check_main_in_worker(namespace: dict) -> int:
     return pid
 
 
-def run_by_value(module_client: Client, r: int, tasks: int, round_: dict) -> None:
-    """Batches of the module ``add`` and of a ``__main__`` one on the same pool, into ``round_``."""
+def block_order(r: int, pairs: int) -> list:
+    """module, main, main, module, module, main, ... (even rounds: main first)."""
+    order = []
+    for i in range(pairs):
+        order += KINDS if (i + r) % 2 else KINDS[::-1]
+    return order
+
+
+def run_by_value(module_client: Client, r: int, sizes: Sizes, round_: ByValueRound) -> None:
+    """Alternating blocks of the module ``add`` and of a ``__main__`` one, into ``round_``."""
     import autocron
 
     namespace = main_namespace()
     clients = {"module": module_client, "main": Client(autocron.delay(namespace["add"]),
                                                        _autocron_wait)}
     warm_up(clients["main"])  # stores the payload once
-    round_["worker"] = check_main_in_worker(namespace)
-    for kind in (KINDS if r % 2 else KINDS[::-1]):  # alternate which goes first
-        run_batch(clients[kind], tasks, round_[kind])
+    round_.worker = check_main_in_worker(namespace)
+    for kind in block_order(r, sizes.pairs):
+        m = Measurement()
+        run_batch(clients[kind], sizes.block, m)
+        round_.blocks.append((kind, m))
 
 
 def cpu_seconds(pid: int) -> float:
@@ -520,17 +536,14 @@ def run_round(lib: str, sizes: Sizes) -> Measurement:
     return m
 
 
-def run_by_value_round(r: int, sizes: Sizes) -> dict:
-    """{"module": Measurement, "main": Measurement, "worker": pid} of one fresh pool."""
-    round_ = {kind: Measurement() for kind in KINDS}
-    round_["worker"] = None
+def run_by_value_round(r: int, sizes: Sizes) -> ByValueRound:
+    """The by-value blocks of one fresh pool; an error ends the round's blocks."""
+    round_ = ByValueRound()
     try:
         with fresh_pool("autocron") as client:
-            run_by_value(client, r, sizes.tasks, round_)
+            run_by_value(client, r, sizes, round_)
     except Exception as exc:
-        error = note_error(exc)
-        for kind in KINDS:
-            round_[kind].error = round_[kind].error or error
+        round_.error = note_error(exc)
     return round_
 
 
@@ -567,33 +580,165 @@ def reap_strays(lib: str) -> None:
             os.waitpid(pid, 0)
 
 
+# --- autocron in a subprocess (--baseline) -------------------------------------------
+
+class AutocronCopy(NamedTuple):
+    """A copy of an ``autocron.py``, alone in ``folder``, taken when the run starts."""
+
+    origin: Path
+    folder: Path
+    sha256: str
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@contextlib.contextmanager
+def autocron_copies(baseline: Optional[Path]) -> Iterator[dict]:
+    """{"autocron": copy of the working file, "baseline": copy of ``baseline``}; {} if None."""
+    copies = {}
+    try:
+        if baseline is not None:
+            for lib, origin in (("autocron", ROOT / "autocron.py"), ("baseline", baseline)):
+                folder = Path(tempfile.mkdtemp(prefix=f"tasks-bench-{lib}-copy-"))
+                shutil.copyfile(origin, folder / "autocron.py")
+                copies[lib] = AutocronCopy(origin, folder, file_sha256(folder / "autocron.py"))
+        yield copies
+    finally:
+        for copy in copies.values():
+            shutil.rmtree(copy.folder, ignore_errors=True)
+
+
+def import_autocron_from(folder: Path) -> dict:
+    """``import autocron``, which must be ``folder``'s; {"file": ..., "version": ...}."""
+    import autocron
+
+    if Path(autocron.__file__).resolve().parent != folder.resolve():
+        raise ImportError(f"`import autocron` found {autocron.__file__}, not the one in {folder}")
+    return {"file": autocron.__file__, "version": getattr(autocron, "__version__", "?")}
+
+
+def measure_one(lib: str, folder: Path, sizes: Sizes) -> int:
+    """The hidden ``--measure-one`` mode: one round of ``lib`` with ``folder``'s autocron.
+
+    Prints one line, ``MEASURE_PREFIX`` + JSON {"measurement": ..., "autocron": ...}.
+    """
+    sys.path.insert(0, str(folder))  # before anything imports autocron
+    m, info = Measurement(), {}
+    try:
+        info = import_autocron_from(folder)
+    except Exception as exc:
+        m.error = note_error(exc)
+    else:
+        m = run_round(lib, sizes)
+    print(MEASURE_PREFIX + json.dumps({"measurement": asdict(m), "autocron": info}), flush=True)
+    return 0
+
+
+def parse_measurement(out: str) -> tuple:
+    """(Measurement, autocron info) from a ``--measure-one`` subprocess's stdout."""
+    for line in reversed(out.splitlines()):
+        if line.startswith(MEASURE_PREFIX):
+            data = json.loads(line[len(MEASURE_PREFIX):])
+            return Measurement(**data["measurement"]), data["autocron"]
+    raise RuntimeError("the measurement subprocess printed no measurement")
+
+
+def processes_given(folder: Path) -> list:
+    """Pids of the processes that have ``folder`` as an argument (autocron's workers do)."""
+    pids, argument = [], str(folder).encode()
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        with contextlib.suppress(OSError, ValueError):
+            if argument in cmdline.read_bytes().split(b"\0"):
+                pids.append(int(cmdline.parent.name))
+    return pids
+
+
+def kill_copy_strays(lib: str, folder: Path, grace: float = 2.0) -> None:
+    """Kill the workers of ``folder``'s autocron that outlived their subprocess (by pid)."""
+    deadline = time.monotonic() + grace  # orphaned workers exit when their pipe closes
+    while processes_given(folder) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    strays = processes_given(folder)
+    if strays:
+        print(f"WARNING: {LABELS[lib]}'s subprocess left processes {strays}; killing them",
+              file=sys.stderr)
+    for pid in strays:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def measure_in_subprocess(lib: str, copy: AutocronCopy, sizes: Sizes) -> tuple:
+    """(Measurement, autocron info) of one round of ``copy``'s autocron, in a subprocess."""
+    command = [sys.executable, str(Path(__file__).resolve()), "--measure-one", "autocron",
+               "--autocron-path", str(copy.folder), *(["--quick"] if sizes == QUICK else [])]
+    m, info = Measurement(), {}
+    proc = subprocess.Popen(command, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            text=True, start_new_session=True)  # stderr: ours
+    try:
+        out = proc.communicate(timeout=MEASURE_TIMEOUT)[0]
+        if proc.returncode != 0:
+            raise RuntimeError(f"the measurement subprocess exited with {proc.returncode}")
+        m, info = parse_measurement(out)
+    except subprocess.TimeoutExpired:
+        m.error = f"TimeoutError: no measurement within {MEASURE_TIMEOUT:.0f} s"
+    except Exception as exc:
+        m.error = note_error(exc)
+    finally:
+        stop_process_group(proc, signal.SIGTERM, "measurement subprocess")
+        kill_copy_strays(lib, copy.folder)
+    return m, info
+
+
 class Results(NamedTuple):
     libs: dict  # {lib: [Measurement per round]}
-    by_value: list  # [run_by_value_round() per round]
+    by_value: list  # [ByValueRound per round]
     idle: IdleCost
+    versions: dict  # {lib: autocron.__version__} of the autocrons measured in a subprocess
 
 
 def progress(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-def run_all(sizes: Sizes) -> Results:
+def round_order(r: int, libs: tuple) -> list:
+    """``libs``, with autocron and its baseline next to each other, alternating which is first."""
+    if "baseline" not in libs:
+        return list(libs)
+    pair = ["autocron", "baseline"] if r % 2 else ["baseline", "autocron"]
+    return pair + [lib for lib in libs if lib not in pair]
+
+
+def measure(lib: str, sizes: Sizes, copies: dict, versions: dict) -> Measurement:
+    """One round of ``lib``: in a subprocess if it is one of ``copies``, else here."""
+    if lib not in copies:
+        return run_round(lib, sizes)
+    m, info = measure_in_subprocess(lib, copies[lib], sizes)
+    if info:
+        versions.setdefault(lib, info["version"])
+    return m
+
+
+def run_all(sizes: Sizes, copies: dict) -> Results:
     """Every measurement; the libraries interleaved round by round."""
-    libs = {lib: [] for lib in LIBS}
+    libs = {lib: [] for lib in (LIBS[:1] + ("baseline",) + LIBS[1:] if copies else LIBS)}
+    versions = {}
     for r in range(1, sizes.rounds + 1):
-        for lib in LIBS:
-            progress(f"round {r}/{sizes.rounds}: {LABELS[lib]} ...")
-            libs[lib].append(run_round(lib, sizes))
+        for lib in round_order(r, tuple(libs)):
+            where = " (subprocess)" if lib in copies else ""
+            progress(f"round {r}/{sizes.rounds}: {LABELS[lib]}{where} ...")
+            libs[lib].append(measure(lib, sizes, copies, versions))
             progress(f"  {libs[lib][-1]}")
     by_value = []
     for r in range(1, sizes.rounds + 1):
         progress(f"round {r}/{sizes.rounds}: autocron, module vs __main__ function ...")
         by_value.append(run_by_value_round(r, sizes))
-        progress(f"  {by_value[-1]}")
+        progress(f"  {by_value_summary(by_value[-1])}")
     progress(f"autocron idle for {sizes.idle_seconds:g} s ...")
     idle = run_idle(sizes)
     progress(f"  {idle}")
-    return Results(libs, by_value, idle)
+    return Results(libs, by_value, idle, versions)
 
 
 # --- report --------------------------------------------------------------------
@@ -653,8 +798,27 @@ def rate_table(results: dict, field: str, unit: str) -> str:
 def ratio_line(results: dict, field: str) -> str:
     ours = median_of(results["autocron"], field)
     parts = [f"autocron/{LABELS[peer]} {fmt_ratio(ratio(ours, median_of(results[peer], field)))}"
-             for peer in PEERS]
-    return "Ratios of the medians: " + ", ".join(parts)
+             for peer in ("baseline", *PEERS) if peer in results]
+    line = "Ratios of the medians: " + ", ".join(parts)
+    if "baseline" in results:
+        line += f"\n\nautocron/baseline {baseline_per_round(results, field)}"
+    return line
+
+
+def baseline_ratios(results: dict, field: str) -> list:
+    """current/baseline of ``field`` in each round (None where either is missing)."""
+    return [ratio(getattr(ours, field), getattr(theirs, field))
+            for ours, theirs in zip(results["autocron"], results["baseline"])]
+
+
+def baseline_ratio(results: dict, field: str) -> Optional[float]:
+    """The median of the per-round current/baseline ratios: the two ran side by side."""
+    return median_or_none([v for v in baseline_ratios(results, field) if v is not None])
+
+
+def baseline_per_round(results: dict, field: str) -> str:
+    rounds = ", ".join(map(fmt_ratio, baseline_ratios(results, field)))
+    return f"per round: {rounds}; median {fmt_ratio(baseline_ratio(results, field))}"
 
 
 def latency_table(results: dict) -> str:
@@ -680,11 +844,35 @@ def fmt_pct(value) -> str:
     return "n/a" if value is None else f"{value:+.1f}%"
 
 
-def by_value_overheads(rounds: list, field: str) -> tuple:
-    """(overhead of the medians, [overhead per round]) of ``field``."""
-    medians = [median_of([r[kind] for r in rounds], field) for kind in KINDS]
-    return (overhead(*medians),
-            [overhead(*(getattr(r[kind], field) for kind in KINDS)) for r in rounds])
+def pair_overheads(rounds: list, field: str) -> list:
+    """The overhead of ``field`` in every complete pair of blocks of ``rounds``."""
+    values = (overhead(*(getattr(pair[kind], field) for kind in KINDS))
+              for round_ in rounds for pair in round_.pairs())
+    return [v for v in values if v is not None]
+
+
+def median_or_none(values: list) -> Optional[float]:
+    return statistics.median(values) if values else None
+
+
+def by_value_overhead(rounds: list, field: str) -> Optional[float]:
+    """The median over every pair of blocks of every round: the verdict."""
+    return median_or_none(pair_overheads(rounds, field))
+
+
+def by_value_summary(round_: ByValueRound) -> str:
+    done = f"{len(round_.pairs())} pairs, median overhead enqueue " \
+           f"{fmt_pct(by_value_overhead([round_], 'enqueue'))}, " \
+           f"tasks {fmt_pct(by_value_overhead([round_], 'throughput'))}"
+    return done + (f"; error: {round_.error}" if round_.error else "")
+
+
+def by_value_cell(round_: ByValueRound, kind: str) -> str:
+    """The medians of one round's blocks of ``kind``: calls/s / tasks/s."""
+    ms = round_.measurements(kind)
+    if not ms:
+        return cell(Measurement(error=round_.error), "enqueue", fmt_rate)
+    return " / ".join(fmt_rate(median_of(ms, f)) for f in ("enqueue", "throughput"))
 
 
 def by_value_table(rounds: list) -> str:
@@ -692,16 +880,32 @@ def by_value_table(rounds: list) -> str:
                *(f"round {r + 1} calls/s / tasks/s" for r in range(len(rounds)))]
     rows = []
     for kind in KINDS:
-        ms = [r[kind] for r in rounds]
-        rows.append([KIND_LABELS[kind], median_cell(ms, "enqueue", fmt_rate),
-                     median_cell(ms, "throughput", fmt_rate),
-                     *(f"{cell(m, 'enqueue', fmt_rate)} / {cell(m, 'throughput', fmt_rate)}"
-                       if m.enqueue is not None else cell(m, "enqueue", fmt_rate) for m in ms)])
-    (enq, enq_rounds), (tput, tput_rounds) = (by_value_overheads(rounds, f)
-                                              for f in ("enqueue", "throughput"))
-    rows.append(["overhead of shipping by value", fmt_pct(enq), fmt_pct(tput),
-                 *(f"{fmt_pct(e)} / {fmt_pct(t)}" for e, t in zip(enq_rounds, tput_rounds))])
+        ms = [m for round_ in rounds for m in round_.measurements(kind)]
+        median_cells = ([median_cell(ms, f, fmt_rate) for f in ("enqueue", "throughput")] if ms
+                        else [by_value_cell(rounds[0], kind)] * 2)
+        rows.append([KIND_LABELS[kind], *median_cells,
+                     *(by_value_cell(round_, kind) for round_ in rounds)])
+    rows.append(["overhead of shipping by value (median of the pairs)",
+                 *(fmt_pct(by_value_overhead(rounds, f)) for f in ("enqueue", "throughput")),
+                 *(" / ".join(fmt_pct(by_value_overhead([round_], f))
+                              for f in ("enqueue", "throughput")) for round_ in rounds)])
     return markdown_table(headers, rows)
+
+
+def spread_line(values: list) -> str:
+    """min, quartiles and max of overheads in percent."""
+    if len(values) < 2:
+        return "n/a"
+    q1, q2, q3 = statistics.quantiles(values, n=4, method="inclusive")
+    return (f"min {fmt_pct(min(values))}, quartiles {fmt_pct(q1)} / {fmt_pct(q2)} / "
+            f"{fmt_pct(q3)}, max {fmt_pct(max(values))}")
+
+
+def extra_microseconds(rounds: list) -> Optional[float]:
+    """The median over the pairs of (1 / __main__ rate - 1 / module rate), in µs per call."""
+    values = [1e6 / pair["main"].enqueue - 1e6 / pair["module"].enqueue
+              for round_ in rounds for pair in round_.pairs()]
+    return median_or_none(values)
 
 
 def fmt_cpu(value) -> str:
@@ -739,11 +943,38 @@ def autocron_version() -> str:
     return f"{getattr(autocron, '__version__', '?')} from {autocron.__file__}"
 
 
-def print_header(sizes: Sizes) -> None:
-    print("# Background tasks: autocron vs huey vs ProcessPoolExecutor\n")
+def changed_since(copy: AutocronCopy) -> bool:
+    try:
+        return file_sha256(copy.origin) != copy.sha256
+    except OSError:
+        return True
+
+
+def autocron_lines(copies: dict, versions: dict) -> list:
+    """The header's lines about the autocron(s) measured."""
+    if not copies:
+        return [f"- autocron {autocron_version()}"]
+    current, base = copies["autocron"], copies["baseline"]
+    warning = (" **WARNING: the working file has changed since; the copy was measured**"
+               if changed_since(current) else "")
+    return [
+        f"- autocron {versions.get('autocron', '?')}: a copy of `{current.origin}` taken at the "
+        f"start (sha256 {current.sha256[:12]}), measured in every section{warning}",
+        f"- autocron baseline {versions.get('baseline', '?')}: a copy of `{base.origin}` "
+        f"(sha256 {base.sha256[:12]}), sections 1-3",
+        "- sections 1-3 measure each autocron round in a subprocess of its own "
+        "(`--measure-one autocron --autocron-path <copy's folder>`, that folder first on "
+        "`sys.path`; the workers' `autocron.__file__` is checked), the two side by side, "
+        "alternating which goes first; sections 4-5 run in this process",
+    ]
+
+
+def print_header(sizes: Sizes, copies: dict, versions: dict) -> None:
+    baseline = " (and a baseline autocron)" if copies else ""
+    print(f"# Background tasks: autocron vs huey vs ProcessPoolExecutor{baseline}\n")
     print(f"- Python {platform.python_version()} ({platform.python_implementation()}) "
           f"on {platform.platform()}, {os.cpu_count()} CPUs")
-    print(f"- autocron {autocron_version()}")
+    print("\n".join(autocron_lines(copies, versions)))
     print(f"- huey {version_of('huey')}: SqliteHuey (WAL, default synchronous), consumer "
           f"`python -m huey.bin.huey_consumer _tasks_huey.huey {' '.join(HUEY_CONSUMER_ARGS)}`, "
           f"default logging to a file; {HUEY_POLLING}")
@@ -765,7 +996,7 @@ def print_goals(all_results: Results) -> None:
     tput = ratio(ours["throughput"], huey["throughput"])
     lat = ratio(ours["p50"], huey["p50"])
     enq = ours["enqueue"]
-    by_value = by_value_overheads(all_results.by_value, "enqueue")[0]
+    by_value = by_value_overhead(all_results.by_value, "enqueue")
     idle = all_results.idle.percent("total")
 
     print("\n## Goals\n")
@@ -783,6 +1014,12 @@ def print_goals(all_results: Results) -> None:
     print(goal_line(idle is not None and idle < GOAL_IDLE_CPU,
                     f"idle pool (owner + {WORKERS} workers) under {GOAL_IDLE_CPU:g}% of one core "
                     f"(got {'n/a' if idle is None else fmt_core(idle) + '%'})"))
+    if "baseline" in results:
+        base = baseline_ratio(results, "throughput")
+        print(goal_line(base is not None and base >= GOAL_BASELINE,
+                        f"plain path within {(1 - GOAL_BASELINE) * 100:g}% of the baseline "
+                        f"(throughput, median of the per-round autocron/baseline ratios "
+                        f">= {GOAL_BASELINE:g}; got {fmt_ratio(base)})"))
 
 
 def print_report(all_results: Results, sizes: Sizes) -> None:
@@ -799,6 +1036,10 @@ def print_report(all_results: Results, sizes: Sizes) -> None:
     print(latency_table(results))
     lat = ratio(median_of(results["autocron"], "p50"), median_of(results["huey"], "p50"))
     print(f"\nautocron/huey p50: {fmt_ratio(lat)} (lower is better)")
+    if "baseline" in results:
+        lat = ratio(median_of(results["autocron"], "p50"), median_of(results["baseline"], "p50"))
+        print(f"\nautocron/baseline p50: ratio of the medians {fmt_ratio(lat)}; "
+              f"{baseline_per_round(results, 'p50')} (lower is better)")
     print_by_value(all_results.by_value, sizes)
     print_idle(all_results.idle, sizes)
     print_goals(all_results)
@@ -806,15 +1047,21 @@ def print_report(all_results: Results, sizes: Sizes) -> None:
 
 def print_by_value(rounds: list, sizes: Sizes) -> None:
     print(f"\n## 4. autocron: a `__main__` function shipped by value vs a module function; "
-          f"{sizes.tasks:,} calls each, {WORKERS} workers\n")
+          f"{sizes.pairs} pairs of blocks of {sizes.block:,} calls per round, {WORKERS} workers\n")
     print(by_value_table(rounds))
-    pids = [str(r["worker"]) for r in rounds if r["worker"] is not None]
+    pids = [str(r.worker) for r in rounds if r.worker is not None]
     checked = (f"ran in one of the pool's workers in every round (pid {', '.join(pids)}), "
                f"and its results were checked" if len(pids) == len(rounds)
                else f"was NOT seen running in a worker in {len(rounds) - len(pids)} round(s)")
-    print(f"\nOverhead = (module rate / `__main__` rate - 1) * 100; positive: shipping by value "
-          f"is slower.  Order alternates per round (round 1: module first).  The `__main__` "
-          f"function {checked}.")
+    extra = extra_microseconds(rounds)
+    print(f"\nEach block enqueues {sizes.block:,} calls (calls/s), then waits for their results "
+          f"(tasks/s: both steps).  Blocks alternate module, `__main__`, `__main__`, module, ... "
+          f"(even rounds start with `__main__`); overhead of a pair = (module rate / `__main__` "
+          f"rate - 1) * 100, positive: shipping by value is slower; the medians are over the "
+          f"blocks and the pairs.  Enqueue overhead of the "
+          f"{len(pair_overheads(rounds, 'enqueue'))} pairs: "
+          f"{spread_line(pair_overheads(rounds, 'enqueue'))}; median extra time per call "
+          f"{'n/a' if extra is None else f'{extra:+.1f} µs'}.  The `__main__` function {checked}.")
 
 
 def print_idle(idle: IdleCost, sizes: Sizes) -> None:
@@ -836,17 +1083,32 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--quick", action="store_true",
                         help=f"{QUICK.rounds} round, {QUICK.tasks} tasks, "
-                             f"{QUICK.latency_calls} latency calls")
-    sizes = QUICK if parser.parse_args(argv).quick else FULL
+                             f"{QUICK.latency_calls} latency calls, {QUICK.pairs} by-value pairs")
+    parser.add_argument("--baseline", type=Path, metavar="PATH",
+                        help="another autocron.py to measure side by side in sections 1-3 "
+                             "(each autocron then runs in a subprocess)")
+    parser.add_argument("--measure-one", choices=["autocron"], help=argparse.SUPPRESS)
+    parser.add_argument("--autocron-path", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    sizes = QUICK if args.quick else FULL
+    if args.baseline is not None and not args.baseline.is_file():
+        parser.error(f"--baseline {args.baseline}: no such file")
+    if args.measure_one and args.autocron_path is None:
+        parser.error("--measure-one needs --autocron-path")
     signal.signal(signal.SIGTERM, _interrupt)  # so that the cleanup runs on SIGTERM too
 
     try:
-        results = run_all(sizes)
+        if args.measure_one:
+            return measure_one(args.measure_one, args.autocron_path, sizes)
+        with autocron_copies(args.baseline) as copies:
+            if copies:  # this process, for sections 4 and 5, imports the copy too
+                sys.path.insert(0, str(copies["autocron"].folder))
+            results = run_all(sizes, copies)
+            print_header(sizes, copies, results.versions)
+            print_report(results, sizes)
     except KeyboardInterrupt:
         print("interrupted; every pool was stopped", file=sys.stderr)
         return 130
-    print_header(sizes)
-    print_report(results, sizes)
     return 0
 
 
