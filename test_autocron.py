@@ -1857,7 +1857,9 @@ class TestCronJobs:
             assert len(self.runs(name)) == 1
             clock.now += 23 * 3600                    # the next day 09:00:30
             autocron._state.pool.wake()
-            wait_until(lambda: len(self.runs(name)) == 2, what="the second run")
+            second = wait_until(lambda: len(self.runs(name)) == 2 and self.runs(name)[0],
+                                what="the second run")
+            assert second.get(timeout=30) == "ran"
             assert log.read_text() == "run\nrun\n"
         finally:
             autocron._state.crons.pop(name, None)

@@ -1,4 +1,4 @@
-"""Background-task speed: autocron vs huey vs ProcessPoolExecutor.
+"""Background-task speed: autocron vs huey vs ProcessPoolExecutor (and a baseline autocron).
 
 What is measured
 ----------------
@@ -15,6 +15,8 @@ Every library runs the trivial task ``add(a, b)`` on two worker processes:
 * ProcessPoolExecutor (``ppe``): ``ProcessPoolExecutor(max_workers=2)``,
   ``submit(add, a, b)`` and ``future.result(timeout=...)``.  It keeps nothing
   on disk, so it is the ceiling rather than a peer.
+* With ``--baseline PATH``: a second autocron, the ``autocron.py`` at PATH
+  (e.g. an older version), exactly like the first, in steps 1-3 only.
 
 Each pool is started fresh for every round and warmed up (a few tasks through
 it, which also proves huey's consumer is up) before anything is timed:
@@ -31,7 +33,27 @@ it, which also proves huey's consumer is up) before anything is timed:
 The libraries are interleaved: round 1 runs autocron, huey, ppe; round 2
 runs them again; three rounds in all (``--quick``: one round, 500 tasks, 20
 latency calls).  The tables show the median of the rounds and every round's
-value.
+value.  Every autocron pool also checks, after its warm-up, that its workers
+imported the same ``autocron.py`` as the process that owns it
+(``_tasks_autocron.autocron_file``).
+
+A baseline (``--baseline PATH``).  Two modules named ``autocron`` cannot
+share a process, so when a baseline is given each autocron round runs in a
+subprocess of its own: the script runs itself with the hidden options
+``--measure-one autocron --autocron-path DIR``, puts DIR first on
+``sys.path``, checks that ``import autocron`` found DIR's file, runs the
+round (fresh pool, steps 1-3) and prints the ``Measurement`` as one JSON line
+(``MEASURE_PREFIX``); the workers import autocron from the folder of the
+file that started them, and ``_tasks_autocron`` binds to the same module.
+Both autocrons are measured this way, from copies taken when the run starts
+(each alone in a temporary folder, so a concurrent edit of the working file
+does not change what is measured; the header warns if it changed), side by
+side in every round, alternating which goes first: round 1 runs autocron,
+baseline, huey, ppe; round 2 baseline, autocron, huey, ppe.  Sections 1-3
+add ``autocron/baseline`` per round and the median of those paired ratios;
+the goal "plain path within 5% of the baseline" uses that median of
+throughput ratios (>= 0.95).  Sections 4 and 5 measure only the current
+autocron, in this process, which then imports the copy too.
 
 Two more measurements concern autocron alone:
 
@@ -42,10 +64,21 @@ Two more measurements concern autocron alone:
    ``{"__name__": "__main__"}``) and wraps it with ``autocron.delay``.  Each
    round starts a fresh pool, warms up both functions (which stores the
    payload once), checks that the ``__main__`` function runs in one of the
-   pool's workers, then runs the batch of steps 1 and 2 with the module
-   function ``_tasks_autocron.add`` and with the ``__main__`` one, their order
-   alternating from round to round.  ``overhead = (module rate / __main__
-   rate - 1) * 100`` percent.
+   pool's workers, then runs 100 pairs (``--quick``: 50) of blocks, each
+   block like steps 1 and 2 on 50 calls (enqueue 50 calls, timed: calls/s;
+   then wait for their results: tasks/s over both steps), alternating the
+   module function ``_tasks_autocron.add`` and the ``__main__`` one: module,
+   main, main, module, module, main, ... (even rounds start with main), so
+   that both members of a pair see the same machine and slow drifts cancel.
+   A pair's ``overhead = (module rate / __main__ rate - 1) * 100`` percent;
+   the verdict is the median over all pairs of all rounds (per round: over
+   that round's pairs), with the spread of the pairs and the median extra
+   time per call (``1/main rate - 1/module rate``) under the table.  Blocks
+   are short on purpose: a 50-call loop (~2.5 ms) ends before the workers get
+   going, while loops of 200-500 calls overlap with them by a varying amount,
+   and their per-round overheads swung by tens of percent on a loaded 2-core
+   machine.  The block tasks/s are for batches of 50, so they are lower than
+   step 1's.
 5. Idle cost: a fresh pool is warmed up, left alone for 1 s to settle, then
    idle for 5 s (``--quick``: 3 s); the CPU time spent in that window by this
    process (which owns the pool: ``os.times()`` user + system, all threads)
@@ -64,15 +97,24 @@ before it exits, also when a library fails or the run gets SIGTERM; a child
 process that a library leaves behind after being stopped is reported on
 stderr and killed.
 
+A ``--measure-one`` subprocess is stopped like huey's consumer (SIGTERM,
+then SIGKILL of its process group) and the workers of its copy, found by the
+copy's folder in their command line, are killed by pid if they outlive it.
+
 How to run (from the repository root)::
 
     .venv/bin/pip install -e ".[bench]"
-    .venv/bin/python benchmarks/tasks_bench.py [--quick]
+    .venv/bin/python benchmarks/tasks_bench.py [--quick] [--baseline PATH]
+
+    # e.g. against the previous commit:
+    mkdir -p /tmp/base && git show HEAD~1:autocron.py > /tmp/base/autocron.py
+    .venv/bin/python benchmarks/tasks_bench.py --baseline /tmp/base/autocron.py
 
 This folder and the repository root are put first on ``sys.path`` (and on
 ``PYTHONPATH`` for huey's consumer), so the working copy of ``autocron.py``
-is the one measured and the worker processes find the task modules
-``_tasks_autocron``, ``_tasks_huey`` and ``_tasks_plain`` by name.
+is the one measured (with ``--baseline``: the copy of it) and the worker
+processes find the task modules ``_tasks_autocron``, ``_tasks_huey`` and
+``_tasks_plain`` by name.
 """
 
 from __future__ import annotations
@@ -159,8 +201,8 @@ class Sizes:
     pairs: int  # pairs of blocks (module, __main__) per by-value round
 
 
-FULL = Sizes(rounds=3, tasks=3000, latency_calls=60, idle_seconds=5.0, block=500, pairs=10)
-QUICK = Sizes(rounds=1, tasks=500, latency_calls=20, idle_seconds=3.0, block=500, pairs=6)
+FULL = Sizes(rounds=3, tasks=3000, latency_calls=60, idle_seconds=5.0, block=50, pairs=100)
+QUICK = Sizes(rounds=1, tasks=500, latency_calls=20, idle_seconds=3.0, block=50, pairs=50)
 
 
 class Client(NamedTuple):
