@@ -969,11 +969,13 @@ class CronExpression:
 
     def _walk_months(self, year: int, month: int, day: int) -> Iterator[tuple]:
         """(year, month, matching days) of every month from the given date on, in order."""
-        months, days_of = self._spec.months, self._days
+        months, days_of, cached = self._spec.months, self._days, self._month_cache.get
         month_list = months[bisect_left(months, month):]
         while year <= _dt.MAXYEAR:
             for m in month_list:
-                days = days_of(year, m)
+                days = cached((year, m))       # inlined: this loop is the hot path for
+                if days is None:               # sparse schedules such as "0 0 29 2 *"
+                    days = days_of(year, m)
                 if day > 1 and m == month:
                     days = days[bisect_left(days, day):]
                 if days:
@@ -989,12 +991,18 @@ class CronExpression:
             return
         hours, minutes = self._spec.hours, self._spec.minutes
         datetime = _dt.datetime
-        first = (start.year, start.month, start.day)
-        for year, month, days in self._walk_months(*first):
+        walk = self._walk_months(start.year, start.month, start.day)
+        for year, month, days in walk:         # the first month: it may hold the start day
+            if (year, month, days[0]) == (start.year, start.month, start.day):
+                yield from self._rest_of_day(start, hours, minutes, None)
+                days = days[1:]
             for day in days:
-                if (year, month, day) == first:
-                    yield from self._rest_of_day(start, hours, minutes, None)
-                    continue
+                for hour in hours:
+                    for minute in minutes:
+                        yield datetime(year, month, day, hour, minute)
+            break
+        for year, month, days in walk:         # every later month, the same generator
+            for day in days:
                 for hour in hours:
                     for minute in minutes:
                         yield datetime(year, month, day, hour, minute)
