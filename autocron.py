@@ -2482,7 +2482,7 @@ class _Pool:
 def _try_lock(store: _Store) -> Any:
     """The pool lock of a database: an open file holding an flock, or None if taken."""
     if _fcntl is None:  # pragma: no cover - without flock every process runs its own pool
-        return contextlib.nullcontext()
+        return io.BytesIO()            # something to close()
     fd = os.open(store.path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
     file = os.fdopen(fd, "r+b")
     try:
