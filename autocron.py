@@ -1821,8 +1821,9 @@ class _Store:
                     again.append((outcome[3], outcome[6], due, outcome[0]))
                     continue
             final.append(outcome)
-        con.executemany("UPDATE tasks SET status = 'waiting', error = ?, output = ?, due = ?, "
-                        "worker = NULL, cancel = 0 WHERE id = ?", again)
+        if again:
+            con.executemany("UPDATE tasks SET status = 'waiting', error = ?, output = ?, "
+                            "due = ?, worker = NULL, cancel = 0 WHERE id = ?", again)
         con.executemany("UPDATE tasks SET status = ?, value = ?, error = ?, "
                         "started = coalesce(?, started), finished = ?, output = ?, "
                         "summary = ?, cancel = 0 WHERE id = ?", [o[1:8] + (o[0],) for o in final])
@@ -1832,8 +1833,9 @@ class _Store:
 
     def requeue(self, con: sqlite3.Connection, ids: list) -> None:
         """Tasks handed to a worker that never started them wait again."""
-        con.executemany("UPDATE tasks SET status = 'waiting', started = NULL, worker = NULL "
-                        "WHERE id = ? AND status = 'running'", [(i,) for i in ids])
+        if ids:
+            con.executemany("UPDATE tasks SET status = 'waiting', started = NULL, worker = NULL "
+                            "WHERE id = ? AND status = 'running'", [(i,) for i in ids])
 
     def _cron_done(self, con: sqlite3.Connection, name: str, now: float) -> None:
         rows = con.execute("SELECT schedule FROM crons WHERE name = ?", (name,)).fetchall()
@@ -1841,11 +1843,12 @@ class _Store:
             con.execute("UPDATE crons SET running = NULL, next_due = ? WHERE name = ?",
                         (_next_due(pickle.loads(rows[0][0]), now), name))
 
-    def anything_due(self, now: float) -> bool:
-        return bool(self.read(
-            "SELECT EXISTS (SELECT 1 FROM tasks WHERE status = 'waiting' AND due <= ?) OR "
+    def anything_due(self, now: float) -> tuple:
+        """(a task is due, a cron job is due), read without taking the write lock."""
+        return self.read(
+            "SELECT EXISTS (SELECT 1 FROM tasks WHERE status = 'waiting' AND due <= ?), "
             "EXISTS (SELECT 1 FROM crons WHERE running IS NULL AND next_due <= ?)",
-            (now, now))[0][0])
+            (now, now))[0]
 
     def next_due(self) -> Optional[float]:
         rows = self.read("SELECT min(due) FROM tasks WHERE status = 'waiting'")
@@ -2165,6 +2168,8 @@ class _Pool:
         self._respawn_delay = 0.5
         self._settings = store.settings()
         self._settings_read = time.monotonic()
+        self._cancels_read = 0.0
+        self._ready: set = set()       # workers whose pipe the last wait found readable
         self._idle = True              # the last round claimed nothing: look for the next due time
         self._selector = selectors.DefaultSelector()
         self._listening = False        # is the wake socket in the selector?
@@ -2270,16 +2275,17 @@ class _Pool:
         requeue, self._requeue = self._requeue, []
         claimed: list = []
         now = _clock()
-        due = bool(slots) and self.store.anything_due(now)   # a read takes no write lock
-        if outcomes or requeue or due:
+        tasks_due, crons_due = self.store.anything_due(now) if slots else (False, False)
+        if outcomes or requeue or tasks_due or crons_due:
             with self.store.transaction() as con:
                 self.store.finish(con, [(t.id, status, value, error and json.dumps(error),
                                          started, finished, output, summary, t.cron, retryable)
                                         for t, status, value, error, started, finished, output,
                                         summary, retryable in outcomes], now)
                 self.store.requeue(con, [t.id for t in requeue])
-                if due:
+                if crons_due:
                     self.store.due_crons(con, now)
+                if tasks_due or crons_due:
                     claimed = self.store.claim(con, now, [w.proc.pid for w in slots])
         placed += [(w, _Task(*row)) for w, row in zip(slots, claimed)]
         self._idle = not claimed
@@ -2299,6 +2305,9 @@ class _Pool:
 
     def _cancel_requested(self) -> None:
         """cancel(force=True) from any process: stop the worker running the task."""
+        if time.monotonic() - self._cancels_read < 0.1 or not any(w.queue for w in self._workers):
+            return
+        self._cancels_read = time.monotonic()
         requested = set(self.store.cancel_requests())
         for worker in self._workers if requested else ():
             for position, task in enumerate(worker.queue):
@@ -2336,7 +2345,8 @@ class _Pool:
 
     def _collect(self) -> None:
         """Read every message the workers have sent; notice the workers that died."""
-        for worker in list(self._workers):
+        ready, self._ready = self._ready, set()
+        for worker in [w for w in self._workers if w.results in ready]:
             try:
                 while worker.results.poll():
                     self._receive(worker, pickle.loads(worker.results.recv_bytes()))
@@ -2464,6 +2474,8 @@ class _Pool:
                 with contextlib.suppress(OSError):
                     while self._wake.recv(64):
                         pass
+            else:
+                self._ready.add(key.fileobj)
 
     def _shutdown_workers(self) -> None:
         for worker in self._workers:
