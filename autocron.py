@@ -72,6 +72,7 @@ import os
 import pickle
 import random
 import re
+import select
 import selectors
 import socket
 import sqlite3
@@ -2348,8 +2349,11 @@ class _Pool:
         ready, self._ready = self._ready, set()
         for worker in [w for w in self._workers if w.results in ready]:
             try:
-                while worker.results.poll():
+                while True:
                     self._receive(worker, pickle.loads(worker.results.recv_bytes()))
+                    # Connection.poll() builds a selector per call; one select() is cheaper
+                    if not select.select([worker.results.fileno()], [], [], 0)[0]:
+                        break
             except (EOFError, OSError):
                 self._bury(worker)
         if not self._stopping:
