@@ -122,6 +122,8 @@ _FALLBACK_WAKE = 2.0            # an idle pool checks PRAGMA data_version this o
 _CLEANUP_INTERVAL = 60.0        # finished results past their time-to-live go this often
 _PREFETCH = 4                   # tasks a worker holds: one running, the rest ready to start
 _MAX_OUTPUT = 64 * 1024
+_MISFIRE_GRACE = 60.0           # a cron due time missed by less than this still runs (a pool
+                                # taken over after its owner ended); older ones follow catch_up
 _STATUSES = ("waiting", "running", "ready", "error", "cancelled")
 _FINISHED = ("ready", "error", "cancelled")
 
@@ -1142,7 +1144,10 @@ def _importable(obj: Any) -> bool:
 # is stored once per content hash in the `functions` table; tasks name the hash, and workers
 # cache what they loaded, so a thousand calls cost one payload.
 
-_EMPTY_CELL = "<empty cell>"
+class _EmptyCell:
+    """Marks a closure cell without a value (pickled by reference, so it stays itself)."""
+
+
 _GLOBAL_OPS = frozenset(("LOAD_GLOBAL", "STORE_GLOBAL", "DELETE_GLOBAL", "LOAD_NAME"))
 _global_names_cache: dict = {}
 
@@ -1184,7 +1189,7 @@ def _reduce_function(func: types.FunctionType) -> tuple:
         try:
             cells.append(cell.cell_contents)
         except ValueError:
-            cells.append(_EMPTY_CELL)
+            cells.append(_EmptyCell)
     state = ({n: base[n] for n in names}, func.__defaults__, func.__kwdefaults__, tuple(cells),
              func.__qualname__, func.__doc__, dict(func.__dict__))
     skeleton = (sys.version_info[:2], marshal.dumps(func.__code__), func.__name__,
@@ -1207,7 +1212,7 @@ def _fill_function(func: types.FunctionType, state: tuple) -> None:
     func.__globals__.update(names)
     func.__defaults__, func.__kwdefaults__ = defaults, kwdefaults
     for cell, value in zip(func.__closure__ or (), cells):
-        if value is not _EMPTY_CELL:
+        if value is not _EmptyCell:
             cell.cell_contents = value
     func.__qualname__, func.__doc__ = qualname, doc
     func.__dict__.update(attributes)
@@ -1880,9 +1885,6 @@ class _Store:
 
     def data_version(self) -> int:
         return self.read("PRAGMA data_version")[0][0]
-
-
-_MISFIRE_GRACE = 60.0   # a cron due time missed by less than this still runs after a takeover
 
 
 def _local_zone() -> Optional[_dt.tzinfo]:
