@@ -125,6 +125,9 @@ _MAX_OUTPUT = 64 * 1024
 _MISFIRE_GRACE = 60.0           # a cron due time missed by less than this still runs (a pool
                                 # taken over after its owner ended); older ones follow catch_up
 _STATUSES = ("waiting", "running", "ready", "error", "cancelled")
+# Inside the database a task handed to a worker but queued behind another one is "queued";
+# users see it as "waiting" (it has not started), the admin tool shows it as it is.
+_ROW_STATUSES = ("waiting", "queued", "running", "ready", "error", "cancelled")
 _FINISHED = ("ready", "error", "cancelled")
 
 _log = logging.getLogger("autocron")
@@ -1454,7 +1457,7 @@ _SCHEMA = (
         retry_delay REAL NOT NULL DEFAULT 0,
         backoff REAL NOT NULL DEFAULT 1,
         timeout REAL,
-        cancel INTEGER NOT NULL DEFAULT 0,
+        cancel INTEGER NOT NULL DEFAULT 0,   -- 1: if not started yet, 2: also if running
         due REAL NOT NULL,
         created REAL NOT NULL,
         started REAL,
@@ -1469,7 +1472,7 @@ _SCHEMA = (
         output TEXT)""",
     "CREATE INDEX tasks_queue ON tasks (priority DESC, due, id) WHERE status = 'waiting'",
     "CREATE INDEX tasks_finished ON tasks (finished) WHERE finished IS NOT NULL",
-    "CREATE INDEX tasks_cancel ON tasks (id) WHERE cancel = 1",
+    "CREATE INDEX tasks_cancel ON tasks (id) WHERE cancel > 0",
     "CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     "CREATE TABLE functions (hash TEXT PRIMARY KEY, payload BLOB NOT NULL, created REAL)",
     """CREATE TABLE crons (
@@ -1737,14 +1740,25 @@ class _Store:
                           "WHERE id = ? AND token = ? AND status = 'waiting'",
                           (_clock(), json.dumps(_failure("cancelled")), *_row_key(uid))) == 1
 
-    def request_cancel(self, uid: str) -> bool:
-        """Ask the pool to stop a running task; True if it was running."""
-        return self.write("UPDATE tasks SET cancel = 1 WHERE id = ? AND token = ? AND "
-                          "status = 'running'", _row_key(uid)) == 1
+    def request_cancel(self, uid: str, force: bool) -> bool:
+        """Ask the pool to withdraw a task a worker holds (force: also a running one)."""
+        statuses = "('queued', 'running')" if force else "('queued')"
+        return self.write(f"UPDATE tasks SET cancel = ? WHERE id = ? AND token = ? AND "
+                          f"status IN {statuses}", (2 if force else 1, *_row_key(uid))) == 1
 
-    def cancel_requests(self) -> list:
-        return [r[0] for r in self.read("SELECT id FROM tasks WHERE cancel = 1 AND "
-                                        "status = 'running'")]
+    def cancel_pending(self, uid: str) -> bool:
+        rows = self.read("SELECT cancel FROM tasks WHERE id = ? AND token = ?", _row_key(uid))
+        return bool(rows and rows[0][0])
+
+    def cancel_requests(self) -> dict:
+        """{task id: 1 (withdraw if not started) or 2 (also stop it)}."""
+        return dict(self.read("SELECT id, cancel FROM tasks WHERE cancel > 0 AND "
+                              "status IN ('queued', 'running')"))
+
+    def refuse_cancel(self, con: sqlite3.Connection, ids: list) -> None:
+        """A withdrawal came too late: the task had started."""
+        if ids:
+            con.executemany("UPDATE tasks SET cancel = 0 WHERE id = ?", [(i,) for i in ids])
 
     # -- cron jobs
 
@@ -1774,6 +1788,8 @@ class _Store:
                                                   "was running", "traceback": ""})
         con.execute("UPDATE tasks SET status = 'error', finished = ?, error = ? "
                     "WHERE status = 'running'", (now, lost))
+        con.execute("UPDATE tasks SET status = 'waiting', worker = NULL, cancel = 0 "
+                    "WHERE status = 'queued'")       # handed over but never started
         for name, blob, catch_up, next_due, running in con.execute(
                 "SELECT name, schedule, catch_up, next_due, running FROM crons").fetchall():
             if running or next_due is None or next_due < now - _MISFIRE_GRACE:
@@ -1798,18 +1814,26 @@ class _Store:
             started.append(uid)
         return started
 
-    def claim(self, con: sqlite3.Connection, now: float, pids: list) -> list:
-        """Mark the most urgent due tasks running, one per pid.
+    def claim(self, con: sqlite3.Connection, now: float, places: list) -> list:
+        """Hand the most urgent due tasks to workers: higher priority first, then in order.
 
-        [(id, uuid, record, cron, timeout)]; higher priority first, then in order.
+        `places` are (worker pid, starts at once) pairs; a task that waits behind another in
+        its worker is "queued". Returns [(id, uuid, record, cron, timeout)].
         """
         rows = con.execute(f"SELECT id, {_UUID}, record, cron, timeout FROM tasks WHERE "
                            "status = 'waiting' AND due <= ? ORDER BY priority DESC, due, id "
-                           "LIMIT ?", (now, len(pids))).fetchall()
-        con.executemany("UPDATE tasks SET status = 'running', started = ?, worker = ?, "
+                           "LIMIT ?", (now, len(places))).fetchall()
+        con.executemany("UPDATE tasks SET status = ?, started = ?, worker = ?, "
                         "attempts = attempts + 1 WHERE id = ?",
-                        [(now, pid, row[0]) for pid, row in zip(pids, rows)])
+                        [("running" if first else "queued", now if first else None, pid, row[0])
+                         for (pid, first), row in zip(places, rows)])
         return rows
+
+    def promote(self, con: sqlite3.Connection, ids: list, now: float) -> None:
+        """Queued tasks whose worker has just finished the one before them now run."""
+        if ids:
+            con.executemany("UPDATE tasks SET status = 'running', started = ? WHERE id = ? "
+                            "AND status = 'queued'", [(now, i) for i in ids])
 
     def finish(self, con: sqlite3.Connection, outcomes: list, now: float) -> None:
         """Write outcomes; a failure with retries left waits for its next attempt instead.
@@ -1841,7 +1865,8 @@ class _Store:
         """Tasks handed to a worker that never started them wait again."""
         if ids:
             con.executemany("UPDATE tasks SET status = 'waiting', started = NULL, worker = NULL "
-                            "WHERE id = ? AND status = 'running'", [(i,) for i in ids])
+                            "WHERE id = ? AND status IN ('queued', 'running')",
+                            [(i,) for i in ids])
 
     def _cron_done(self, con: sqlite3.Connection, name: str, now: float) -> None:
         rows = con.execute("SELECT schedule FROM crons WHERE name = ?", (name,)).fetchall()
@@ -2088,13 +2113,16 @@ def _failure(message: str) -> dict:
 class _Task:
     """A claimed task on its way through the pool."""
 
-    __slots__ = ("id", "uuid", "cron", "record", "timeout", "returning", "started", "cancel")
+    __slots__ = ("id", "uuid", "cron", "record", "timeout", "returning", "started", "cancel",
+                 "running")
 
     def __init__(self, task_id: int, uid: str, record: bytes, cron: Optional[str],
                  timeout: Optional[float]):
         self.id, self.uuid, self.record, self.cron = task_id, uid, record, cron
         self.timeout = timeout
-        self.returning = self.cancel = False
+        self.returning = False
+        self.cancel = 0             # 1: withdraw it unless started, 2: stop it in any case
+        self.running = False        # "running" in the database (else "queued")
         self.started = 0.0          # monotonic time the worker said it started (timeouts)
 
 
@@ -2172,6 +2200,7 @@ class _Pool:
         self._settings = store.settings()
         self._settings_read = time.monotonic()
         self._cancels_read = 0.0
+        self._refused: list = []       # ids whose withdrawal came after they started
         self._ready: set = set()       # workers whose pipe the last wait found readable
         self._idle = True              # the last round claimed nothing: look for the next due time
         self._selector = selectors.DefaultSelector()
@@ -2254,13 +2283,14 @@ class _Pool:
         finally:
             self._shutdown_workers()
 
-    def _slots(self) -> list:
-        """Workers that can take a task now: idle ones first, then second places."""
+    def _places(self) -> list:
+        """(worker, starts at once) for every task the workers can take now: idle workers
+        first, then places behind a running task."""
         active = [w for w in self._workers if not w.retiring]
-        slots = [w for w in active if not w.queue]
+        places = [(w, True) for w in active if not w.queue]
         for depth in range(1, _PREFETCH):
-            slots += [w for w in active if len(w.queue) == depth]
-        return slots
+            places += [(w, False) for w in active if max(len(w.queue), 1) <= depth]
+        return places
 
     def _round(self) -> None:
         """Collect outcomes; in one transaction write them and claim the next tasks."""
@@ -2270,29 +2300,38 @@ class _Pool:
         self._enforce_timeouts()
         self._cancel_requested()
         self._collect()
-        slots = [] if self._stopping else self._slots()
+        places = [] if self._stopping else self._places()
         placed = []
-        while slots and self._returned:
-            placed.append((slots.pop(0), self._returned.pop(0)))
+        while places and self._returned:
+            placed.append((places.pop(0), self._returned.pop(0)))
+        promote = [w.queue[0] for w in self._workers if w.queue and not w.queue[0].running]
+        promote += [task for (_, first), task in placed if first]
         outcomes, self._outcomes = self._outcomes, []
         requeue, self._requeue = self._requeue, []
+        refused, self._refused = self._refused, []
         claimed: list = []
         now = _clock()
-        tasks_due, crons_due = self.store.anything_due(now) if slots else (False, False)
-        if outcomes or requeue or tasks_due or crons_due:
+        tasks_due, crons_due = self.store.anything_due(now) if places else (False, False)
+        if outcomes or requeue or promote or refused or tasks_due or crons_due:
             with self.store.transaction() as con:
                 self.store.finish(con, [(t.id, status, value, error and json.dumps(error),
                                          started, finished, output, summary, t.cron, retryable)
                                         for t, status, value, error, started, finished, output,
                                         summary, retryable in outcomes], now)
                 self.store.requeue(con, [t.id for t in requeue])
+                self.store.promote(con, [t.id for t in promote], now)
+                self.store.refuse_cancel(con, refused)
                 if crons_due:
                     self.store.due_crons(con, now)
                 if tasks_due or crons_due:
-                    claimed = self.store.claim(con, now, [w.proc.pid for w in slots])
-        placed += [(w, _Task(*row)) for w, row in zip(slots, claimed)]
+                    claimed = self.store.claim(con, now, [(w.proc.pid, first)
+                                                          for w, first in places])
+        placed += [(place, _Task(*row)) for place, row in zip(places, claimed)]
         self._idle = not claimed
-        for worker, task in placed:
+        for task in promote:
+            task.running = True
+        for (worker, first), task in placed:
+            task.running = task.running or first
             worker.push(task)
         if not claimed and not placed:
             self._take_back_queued()
@@ -2311,16 +2350,22 @@ class _Pool:
         if time.monotonic() - self._cancels_read < 0.1 or not any(w.queue for w in self._workers):
             return
         self._cancels_read = time.monotonic()
-        requested = set(self.store.cancel_requests())
+        requested = self.store.cancel_requests()
         for worker in self._workers if requested else ():
             for position, task in enumerate(worker.queue):
-                if task.id in requested and not task.cancel:
-                    task.cancel = True
-                    if position == 0:
-                        worker.kill("cancelled")
-                    else:
+                level = requested.get(task.id, 0)
+                if level <= task.cancel:
+                    continue
+                if position > 0:                  # not started: take it back
+                    task.cancel = level
+                    if not task.returning:
                         task.returning = True
                         worker.send(("return", task.id))
+                elif level == 2:
+                    task.cancel = level
+                    worker.kill("cancelled")
+                else:
+                    self._refused.append(task.id)
 
     def _next_timeout(self) -> Optional[float]:
         ends = [w.queue[0].started + w.queue[0].timeout for w in self._workers
@@ -2391,14 +2436,19 @@ class _Pool:
         if worker.queue:
             running, *queued = worker.queue
             text = worker.kill_reason or _exit_text(code)
-            if running.cancel:
+            if running.cancel == 2:
                 self._outcomes.append((running, "cancelled", None, _failure(
                     "cancelled while running"), None, _clock(), "", None, False))
             else:
                 _log.error("autocron task %s failed: %s", running.uuid, text)
                 self._outcomes.append((running, "error", None, _failure(text), None, _clock(),
                                        "", None, True))
-            self._requeue += queued       # never started: they run elsewhere
+            for task in queued:           # never started: they run elsewhere
+                if task.cancel:
+                    self._outcomes.append((task, "cancelled", None, _failure("cancelled"),
+                                           None, _clock(), "", None, False))
+                else:
+                    self._requeue.append(task)
         elif not worker.retiring and not self._stopping:
             _log.warning("autocron worker %d died: %s", worker.proc.pid, _exit_text(code))
         if time.monotonic() - worker.born < 2.0 and not worker.retiring:
@@ -2767,7 +2817,8 @@ class Result:
     @property
     def status(self) -> str:
         """"waiting", "running", "ready", "error" or "cancelled"."""
-        return self._fetch()[3]
+        status = self._fetch()[3]
+        return "waiting" if status == "queued" else status    # handed over, not started
 
     @property
     def waiting(self) -> bool:
@@ -2840,8 +2891,9 @@ class Result:
             left = None if end is None else end - time.monotonic()
             if left is not None and left <= 0:
                 return False
-            if event is not None:       # the pool in this process sets it when done
-                event.wait(left if left is not None else 1.0)
+            if event is not None:       # the pool in this process sets it when done;
+                # look again now and then: a restarted pool settles old tasks without events
+                event.wait(0.25 if left is None else min(left, 0.25))
             else:                       # another process runs the pool: poll, backing off
                 time.sleep(pause if left is None else min(pause, left))
                 pause = min(pause * 2, 0.05)
@@ -2868,18 +2920,19 @@ class Result:
             return False
         if self._store.cancel(self.uuid):
             return True
-        if not force or not self._store.request_cancel(self.uuid):
+        if not self._store.request_cancel(self.uuid, force):   # a worker holds it
             return False
         _notify(self._store.wake_path)
         end = time.monotonic() + 10
-        while self.status == "running" and time.monotonic() < end:
-            time.sleep(0.01)
+        while self._store.cancel_pending(self.uuid) and self.waiting and \
+                time.monotonic() < end:
+            time.sleep(0.005)
         return self.status == "cancelled"
 
     def _summary(self) -> dict:
         """What repr, the HTML view and the result tables show."""
         row = self._fetch()
-        status = row[3]
+        status = self.status
         if status == "ready":
             shown = _shorten(row[10] if len(row) > 10 and row[10] is not None
                              else repr(self.function_result), 80)
@@ -3217,8 +3270,8 @@ def _info(store: _Store) -> dict:
         "settings": {"workers": settings["workers"], "result_ttl": settings["result_ttl"],
                      "disabled": bool(settings["disabled"])},
         "pool": _pool_state(store),
-        "queue": {"waiting": counts.get("waiting", 0), "running": counts.get("running", 0),
-                  "due_now": due},
+        "queue": {"waiting": counts.get("waiting", 0), "due_now": due,
+                  "queued": counts.get("queued", 0), "running": counts.get("running", 0)},
         "results": {s: counts.get(s, 0) for s in _FINISHED},
         "cron_jobs": _cron_jobs(store),
     }
@@ -3238,7 +3291,7 @@ def _print_info(info: dict) -> None:
     else:
         print("pool       not running")
     print(f"queue      {queue['waiting']} waiting ({queue['due_now']} due now), "
-          f"{queue['running']} running")
+          f"{queue['queued']} queued in workers, {queue['running']} running")
     print("results    " + ", ".join(f"{n} {s}" for s, n in info["results"].items()))
     print(f"cron jobs  {len(info['cron_jobs'])}")
     for job in info["cron_jobs"]:
@@ -3294,7 +3347,8 @@ def _print_rows(rows: list, columns: list, as_json: bool, times: tuple) -> None:
 
 
 def _command_tasks(args) -> int:
-    rows = _task_rows(_open_existing(args), ("waiting", "running"), args.limit, False)
+    rows = _task_rows(_open_existing(args), ("waiting", "queued", "running"), args.limit,
+                      False)
     _print_rows(rows, [("id", 24), ("function", 32), ("args", 30), ("status", 7), ("due", 19),
                        ("worker", 7)], args.json, ("due", "created", "started", "finished"))
     return 0

@@ -1356,6 +1356,13 @@ def read_only(path):
         subprocess.run(["chattr", "-i", str(path)], check=True)
 
 
+def row_status(database, result):
+    """The status in the database, where "queued" (handed to a busy worker) is visible."""
+    rows = autocron._Store(database, existing=True).read(
+        "SELECT status FROM tasks WHERE id = ?", (int(result.uuid.rsplit("-", 1)[1]),))
+    return rows[0][0] if rows else None
+
+
 class FakeClock:
     """The clock seam: autocron._clock returns this clock's time, which tests move."""
 
@@ -1590,18 +1597,26 @@ class TestDelay:
         assert found.get() == 2 and found.uuid == first.uuid
         assert autocron.get_result("no-such-id") is None
 
-    def test_cancel_a_waiting_task(self, pool, tmp_path):
-        blockers = [block(tmp_path, f"b{i}") for i in range(2)]
-        waiting = add(1, 2)
+    def test_cancel_a_waiting_task(self, pool):
+        waiting = add_in_an_hour(1, 2)
         assert waiting.cancel() is True
         assert waiting.status == "cancelled" and waiting.has_error
         with pytest.raises(autocron.TaskError, match="cancelled"):
             waiting.get(timeout=5)
         assert waiting.cancel() is False
-        for i in range(2):
-            (tmp_path / f"b{i}.go").write_text("")
-        for blocker in blockers:
-            blocker.get(timeout=30)
+
+    def test_cancel_a_task_queued_in_a_worker(self, database, tmp_path):
+        autocron.start(database, workers=1)
+        blocker = block(str(tmp_path))
+        wait_until(lambda: (tmp_path / "task.pid").exists(), what="the blocker")
+        queued = add(1, 2)                      # handed to the busy worker, not started
+        wait_until(lambda: row_status(database, queued) == "queued", what="the hand-over")
+        assert queued.status == "waiting" and queued.waiting
+        assert queued.cancel() is True
+        assert queued.status == "cancelled"
+        assert blocker.cancel() is False and blocker.status == "running"
+        (tmp_path / "task.go").write_text("")
+        assert blocker.get(timeout=30) > 0
 
     def test_delayed_calls_wait_for_their_time(self, pool):
         result = add_later(1, 2)
@@ -1696,7 +1711,9 @@ class TestPool:
         pid = int(wait_until(lambda: (tmp_path / "task.pid").exists() and
                              (tmp_path / "task.pid").read_text(), what="the task to start"))
         behind = [add(i, i) for i in range(3)]      # handed to the same worker, not started
-        wait_until(lambda: all(r.status == "running" for r in behind), what="the hand-over")
+        wait_until(lambda: all(row_status(database, r) == "queued" for r in behind),
+                   what="the hand-over")
+        assert all(r.status == "waiting" for r in behind)
         os.kill(pid, signal.SIGKILL)
         with pytest.raises(autocron.TaskError, match="killed by signal 9"):
             blocked.get(timeout=30)
@@ -1739,6 +1756,32 @@ class TestPool:
             owner.stdout.close(), owner.stderr.close()
             with contextlib.suppress(FileNotFoundError):   # a killed owner cannot tidy up
                 os.unlink(autocron._wake_path(str(tmp_path / "a.db")))
+
+    def test_restart_after_the_owner_was_killed_settles_its_tasks(self, database, tmp_path):
+        owner = spawn_python("""
+            import sys, autocron, test_autocron
+            autocron.start(sys.argv[1], workers=1)
+            running = test_autocron.block(sys.argv[2])
+            queued = [test_autocron.add(i, 10) for i in range(2)]
+            test_autocron.wait_until(lambda: all(test_autocron.row_status(sys.argv[1], r) ==
+                                                 "queued" for r in queued))
+            print(running.uuid, *[r.uuid for r in queued], flush=True)
+            sys.stdin.read()
+        """, database, tmp_path, stdin=subprocess.PIPE)
+        try:
+            running, *queued = owner.stdout.readline().split()
+            wait_until(lambda: (tmp_path / "task.pid").exists(), what="the task to start")
+            owner.kill()
+            owner.wait(timeout=30)
+        finally:
+            owner.kill()
+            owner.communicate(timeout=30)
+        assert autocron.start(database, workers=1) is True
+        interrupted = autocron.get_result(running)
+        with pytest.raises(autocron.TaskError, match="^interrupted: the pool ended while the "
+                                                     "task was running$"):
+            interrupted.get(timeout=30)
+        assert [autocron.get_result(u).get(timeout=30) for u in queued] == [10, 11]
 
     def test_four_producers_one_pool_every_task_once(self, pool, tmp_path):
         log = tmp_path / "log.txt"
@@ -2014,7 +2057,8 @@ class TestTaskOptions:
         first = block(str(tmp_path))
         wait_until(lambda: (tmp_path / "task.pid").exists(), what="the blocker")
         fillers = [log_line(log, f"filler{i}") for i in range(autocron._PREFETCH - 1)]
-        wait_until(lambda: all(f.status == "running" for f in fillers), what="the hand-over")
+        wait_until(lambda: all(row_status(database, f) == "queued" for f in fillers),
+                   what="the hand-over")
         low = autocron.delay(log_line.__wrapped__)
         high = autocron.delay(priority=5)(log_line.__wrapped__)
         calls = [low(log, "low1"), low(log, "low2"), high(log, "high1"), low(log, "low3"),
@@ -2573,7 +2617,7 @@ class TestAdmin:
         assert lines[0].startswith(f"database   {database} (schema 1, ")
         assert lines[1] == "settings   workers 2, result-ttl 1800 s, enabled"
         assert lines[2].startswith(f"pool       running: owner pid {owner.pid}, worker pids ")
-        assert lines[3] == "queue      0 waiting (0 due now), 0 running"
+        assert lines[3] == "queue      0 waiting (0 due now), 0 queued in workers, 0 running"
         assert lines[4] == "results    3 ready, 1 error, 0 cancelled"
         assert lines[5] == "cron jobs  1"
         assert lines[6] == ("  test_autocron.cron_job  */15 9-17 * * 1-5  every 15 minutes "
