@@ -264,7 +264,7 @@ def _quote(token: str) -> str:
 
 def _read_number(field: _Field, text: str, item: str, allow_names: bool = True) -> int:
     """One value of a field: ASCII digits or (month, day of week) a three-letter name."""
-    if _NUMBER.match(text):
+    if text.isdigit() and text.isascii():
         if len(text) > _MAX_NUMBER_DIGITS:
             raise _fail(field, f"number {_quote(text)} is too long; {field.hint}", item)
         value = int(text)
@@ -360,7 +360,9 @@ class _Spec:
 
 
 def _parse_dom_item(spec: _Spec, field: _Field, item: str, values: set) -> None:
-    if item == "L":
+    if "L" not in item and "W" not in item:       # the common case: a plain item
+        values.update(_read_range(field, item))
+    elif item == "L":
         spec.last_day = True
     elif item == "LW":
         spec.last_weekday = True
@@ -378,6 +380,9 @@ def _parse_dom_item(spec: _Spec, field: _Field, item: str, values: set) -> None:
 
 
 def _parse_dow_item(spec: _Spec, field: _Field, item: str, values: set) -> None:
+    if "L" not in item and "#" not in item:       # the common case: a plain item
+        values.update(v % 7 for v in _read_range(field, item))
+        return
     last, nth = _LAST_WEEKDAY.match(item), _NTH_WEEKDAY.match(item)
     if item == "L":
         raise _fail(field, "'L' needs a weekday, e.g. 5L for the last Friday of the month",
@@ -2793,9 +2798,7 @@ class Result:
             value, status, error = None, "error", json.dumps(_error_info(exc))
         row = (_uuid.uuid4().hex, _function_name(func), _call_text(args, kwargs), status,
                started, started, _clock(), value, error, "")
-        result = cls(row[0], None, row)
-        result._row = row
-        return result
+        return cls(row[0], None, row)
 
     def _fetch(self) -> tuple:
         row = self._row
