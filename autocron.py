@@ -2233,11 +2233,16 @@ class _Pool:
         _notify(self._wake_path)
 
     def waiter(self, uid: str) -> threading.Event:
+        """An event set when the task finishes (register before reading its status)."""
         with self._waiters_lock:
             event = self._waiters.get(uid)
             if event is None:
                 event = self._waiters[uid] = threading.Event()
             return event
+
+    def forget(self, uid: str) -> None:
+        with self._waiters_lock:
+            self._waiters.pop(uid, None)
 
     def stop(self, timeout: float) -> None:
         self._deadline = time.monotonic() + max(0.0, timeout)
@@ -2883,23 +2888,30 @@ class Result:
                         error.get("traceback", ""), self.uuid)
 
     def _wait(self, timeout: Optional[float]) -> bool:
-        end = None if timeout is None else time.monotonic() + timeout
         pool = _state.pool
-        local = pool is not None and self._store is not None and pool.store.path == self._store.path
+        if pool is None or self._store is None or pool.store.path != self._store.path:
+            return self._poll(timeout)
+        try:
+            return self._poll(timeout, pool.waiter(self.uuid))
+        finally:
+            pool.forget(self.uuid)
+
+    def _poll(self, timeout: Optional[float], event: Optional[threading.Event] = None) -> bool:
+        """Wait until finished: on the event the pool in this process sets when the task
+        is done (looking again every 0.25 s: a restarted pool settles old tasks without
+        events), or by reading the database, backing off, when another process runs it."""
+        end = None if timeout is None else time.monotonic() + timeout
         pause = 0.0005
-        while True:
-            event = pool.waiter(self.uuid) if local else None
-            if not self.waiting:
-                return True
+        while self.waiting:
             left = None if end is None else end - time.monotonic()
             if left is not None and left <= 0:
                 return False
-            if event is not None:       # the pool in this process sets it when done;
-                # look again now and then: a restarted pool settles old tasks without events
+            if event is not None:
                 event.wait(0.25 if left is None else min(left, 0.25))
-            else:                       # another process runs the pool: poll, backing off
+            else:
                 time.sleep(pause if left is None else min(pause, left))
                 pause = min(pause * 2, 0.05)
+        return True
 
     def __await__(self):
         pause = 0.0005

@@ -1530,6 +1530,12 @@ class TestDelay:
     def test_arguments_and_values_of_many_types(self, pool, value):
         assert echo(value, key=value).get(timeout=30) == ((value,), {"key": value})
 
+    def test_waiting_leaves_nothing_behind(self, pool):
+        results = [add(i, i) for i in range(50)]
+        assert [r.get(timeout=30) for r in results] == [2 * i for i in range(50)]
+        assert [r.get(timeout=30) for r in results] == [2 * i for i in range(50)]
+        assert autocron._state.pool._waiters == {}
+
     def test_inside_a_worker_a_delayed_call_runs_directly(self, pool):
         assert nested(41).get(timeout=30) == ("int", 42)
 
