@@ -21,13 +21,16 @@ How a call travels::
 
     caller: send_mail(...) --INSERT, commit--> SQLite "tasks" --wake-up datagram--+
                                                                                  v
-    pool owner (the process whose start() took the flock), dispatcher thread:
+    pool manager (a process started by the owner, whose start() took the flock):
         claim due rows (one transaction) --pipe--> worker process (a fresh interpreter)
                                                    imports or unpickles the function,
                                                    runs it, captures what it prints
         write outcomes (one transaction) <--pipe-- value or error as data
-        set the events of callers waiting in this process
+        tell the owner which awaited tasks finished --pipe--> owner sets their events
     caller: result.get() / result.waiting / await result --reads--> SQLite
+
+The owner holds the lock and a pipe to the manager; when the owner ends, however it ends,
+the pipe closes and the manager exits, and with it every worker through its own pipe.
 
 Sections, in dependency order: constants, exceptions, cron expressions (a pure engine that
 never reads the clock), task records and serialisation (functions by reference or by value),
@@ -141,6 +144,13 @@ def _clock() -> float:
     `time.monotonic()` instead.
     """
     return time.time()
+
+
+if os.environ.get("AUTOCRON_CLOCK_FILE"):
+    def _clock() -> float:  # noqa: F811 - the seam across processes (the pool manager and
+        """Seconds since the epoch, as written in $AUTOCRON_CLOCK_FILE."""   # its workers)
+        with open(os.environ["AUTOCRON_CLOCK_FILE"]) as file:
+            return float(file.read())
 
 
 # ==============================================================================================
@@ -1493,6 +1503,7 @@ _SCHEMA = (
     """CREATE TABLE pool (
         id INTEGER PRIMARY KEY CHECK (id = 1),
         owner INTEGER NOT NULL,
+        manager INTEGER,
         started REAL NOT NULL,
         workers TEXT NOT NULL DEFAULT '[]')""",
 )
@@ -1785,7 +1796,7 @@ class _Store:
              ref[1] if ref[0] == "value" else None, int(catch_up),
              _next_due(schedule, _clock())))
 
-    # -- the pool's side (called from the dispatcher thread only)
+    # -- the pool's side (called from the pool manager only)
 
     def recover(self, con: sqlite3.Connection, now: float) -> None:
         """After a pool ended without finishing its tasks: settle what it left behind."""
@@ -1903,15 +1914,23 @@ class _Store:
                         "function FROM crons WHERE function IS NOT NULL)", (now - ttl,))
         return count
 
-    def set_pool(self, owner: Optional[int], workers: list) -> None:
+    def set_pool(self, owner: Optional[int], manager: Optional[int] = None,
+                 workers: tuple = ()) -> None:
+        """Say which processes run the pool (for the admin tool); None: none does."""
         if owner is None:
             self.write("DELETE FROM pool")
         else:
-            self.write("INSERT INTO pool (id, owner, started, workers) VALUES (1, ?, ?, ?) "
-                       "ON CONFLICT (id) DO UPDATE SET owner = excluded.owner, "
+            self.write("INSERT INTO pool (id, owner, manager, started, workers) "
+                       "VALUES (1, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+                       "owner = excluded.owner, manager = excluded.manager, "
                        "workers = excluded.workers, started = CASE WHEN pool.owner = "
                        "excluded.owner THEN pool.started ELSE excluded.started END",
-                       (owner, _clock(), json.dumps(workers)))
+                       (owner, manager, _clock(), json.dumps(list(workers))))
+
+    def pool_pids(self) -> tuple:
+        """(owner, manager, [workers]) as the pool last published them, or (None, None, [])."""
+        rows = self.read("SELECT owner, manager, workers FROM pool")
+        return (rows[0][0], rows[0][1], json.loads(rows[0][2])) if rows else (None, None, [])
 
     def data_version(self) -> int:
         return self.read("PRAGMA data_version")[0][0]
@@ -1947,14 +1966,17 @@ def _next_due(schedule: "CronExpression", after: float) -> float:
 # Workers and the pool
 # ==============================================================================================
 #
-#   caller: f(x) --INSERT--> SQLite --wake datagram--> dispatcher thread (in the pool owner)
-#   dispatcher: claim due rows --pipe--> worker process: run f(x) --pipe--> dispatcher
-#   dispatcher: write outcomes to SQLite, set the events of waiting callers in this process
+#   owner process (start() took the flock on "<database>.lock")
+#     _PoolHandle --control pipe--> manager process: _Pool, the dispatcher
+#                 <--notices pipe--   claims tasks, writes outcomes, supervises workers
+#                                       --task pipe--> worker process, one per worker
+#                                       <--result pipe--
 #
-# One process per database owns the pool; an flock on "<database>.lock" says which, and the
-# kernel releases it however the owner ends. The owner's dispatcher thread is the only one that
-# claims tasks and writes outcomes, in one transaction per round. Workers are fresh interpreters
-# that read tasks from a pipe; when the owner dies the pipe closes and they exit at once.
+# One process per database owns the pool; the kernel releases the flock however the owner
+# ends. The manager is the only process that claims tasks and writes outcomes, in one
+# transaction per round. A closed pipe is every process's signal that the one that started it
+# is gone: the manager exits when the owner's control pipe closes, a worker when its task pipe
+# closes. No pid is ever polled, no signal handler installed in the user's process.
 
 _IN_WORKER = False
 _WORKER_BOOT = ("import sys; sys.path.insert(0, sys.argv[1]); import autocron; "
@@ -2181,19 +2203,20 @@ class _Worker:
 
 
 class _Pool:
-    """The worker processes of one database and the dispatcher thread that feeds them.
+    """The worker processes of one database and the dispatcher that feeds them; it runs in
+    the pool manager process (see _manager_main).
 
     Each worker holds up to _PREFETCH tasks so that it never waits for the dispatcher between
     two tasks; a task queued behind a long one is taken back when another worker falls idle.
     """
 
-    def __init__(self, store: _Store, lock: Any):
-        self.store, self._lock = store, lock
+    def __init__(self, store: _Store, owner: int, notices: _Connection):
+        self.store, self._owner, self._notices = store, owner, notices
+        self._notices_lock = threading.Lock()
+        self._watched: set = set()     # ids of tasks that callers in the owner wait for
         self._workers: list = []
         self._stopping = False
         self._deadline = 0.0
-        self._waiters: dict = {}
-        self._waiters_lock = threading.Lock()
         self._wake_path = store.wake_path
         self._wake = self._listen()
         self._outcomes: list = []      # (task, status, value, error, started, finished,
@@ -2210,7 +2233,6 @@ class _Pool:
         self._idle = True              # the last round claimed nothing: look for the next due time
         self._selector = selectors.DefaultSelector()
         self._listening = False        # is the wake socket in the selector?
-        self._thread = threading.Thread(target=self._run, name="autocron-pool", daemon=True)
 
     def _listen(self) -> socket.socket:
         if hasattr(socket, "AF_UNIX"):
@@ -2224,32 +2246,34 @@ class _Pool:
         listener.setblocking(False)
         return listener
 
-    # -- control, from the owner's threads
+    # -- talking to the owner
 
-    def start(self) -> None:
-        self._thread.start()
+    def tell_owner(self, message: tuple) -> None:
+        """Send the owner process a notice: ("done", [uuids]) or ("log", level, text)."""
+        data = pickle.dumps(message, _PICKLE_PROTOCOL)
+        with self._notices_lock, contextlib.suppress(OSError):
+            self._notices.send_bytes(data)
 
-    def wake(self) -> None:
-        _notify(self._wake_path)
+    def watch(self, uid: str) -> None:
+        """From the control thread: a caller in the owner waits for this task."""
+        with self._notices_lock:
+            self._watched.add(uid)
+        row = self.store.result_row(uid)      # finished before the wish arrived?
+        if row is None or row[3] in _FINISHED:
+            self._notify_done([uid])
 
-    def waiter(self, uid: str) -> threading.Event:
-        """An event set when the task finishes (register before reading its status)."""
-        with self._waiters_lock:
-            event = self._waiters.get(uid)
-            if event is None:
-                event = self._waiters[uid] = threading.Event()
-            return event
+    def _notify_done(self, uids: list) -> None:
+        with self._notices_lock:
+            done = [uid for uid in uids if uid in self._watched]
+            self._watched.difference_update(done)
+        if done:
+            self.tell_owner(("done", done))
 
-    def forget(self, uid: str) -> None:
-        with self._waiters_lock:
-            self._waiters.pop(uid, None)
-
-    def stop(self, timeout: float) -> None:
+    def request_stop(self, timeout: float) -> None:
+        """From the manager's control thread: finish within `timeout` seconds."""
         self._deadline = time.monotonic() + max(0.0, timeout)
         self._stopping = True
-        self.wake()
-        self._thread.join(timeout + 15)
-        self._release()
+        _notify(self._wake_path)
 
     def _release(self) -> None:
         self._selector.close()
@@ -2257,24 +2281,11 @@ class _Pool:
         with contextlib.suppress(OSError):
             os.unlink(self._wake_path)
         with contextlib.suppress(DatabaseError):
-            self.store.set_pool(None, [])
-        if self._lock is not None:
-            self._lock.close()
-        with self._waiters_lock:
-            for event in self._waiters.values():
-                event.set()
+            self.store.set_pool(None)
 
-    def forget_in_child(self) -> None:
-        """After fork: close this pool's descriptors in the child without touching the pool."""
-        for worker in self._workers:
-            worker.close()
-        self._wake.close()
-        if self._lock is not None:
-            self._lock.close()
+    # -- the dispatcher
 
-    # -- the dispatcher thread
-
-    def _run(self) -> None:
+    def run(self) -> None:
         try:
             self.store.read("PRAGMA wal_autocheckpoint=1000")
             with self.store.transaction() as con:
@@ -2292,6 +2303,7 @@ class _Pool:
             _log.exception("autocron pool for %s failed; its workers stop", self.store.path)
         finally:
             self._shutdown_workers()
+            self._release()
 
     def _places(self) -> list:
         """(worker, starts at once) for every task the workers can take now: idle workers
@@ -2393,13 +2405,9 @@ class _Pool:
                     idle -= 1
 
     def _release_waiters(self, outcomes: list) -> None:
-        if not outcomes or not self._waiters:
-            return
-        with self._waiters_lock:
-            for outcome in outcomes:
-                event = self._waiters.pop(outcome[0].uuid, None)
-                if event is not None:
-                    event.set()
+        """Tell the owner which of the tasks its callers wait for have finished."""
+        if outcomes and self._watched:
+            self._notify_done([outcome[0].uuid for outcome in outcomes])
 
     def _collect(self) -> None:
         """Read every message the workers have sent; notice the workers that died."""
@@ -2488,7 +2496,7 @@ class _Pool:
 
     def _publish(self) -> None:
         with contextlib.suppress(DatabaseError):
-            self.store.set_pool(os.getpid(), [w.proc.pid for w in self._workers])
+            self.store.set_pool(self._owner, os.getpid(), [w.proc.pid for w in self._workers])
 
     def _stopped(self) -> bool:
         """While stopping: True once no worker holds a task (those past the deadline killed)."""
@@ -2557,6 +2565,168 @@ class _Pool:
         self._workers = []
 
 
+_MANAGER_BOOT = ("import sys; sys.path.insert(0, sys.argv[1]); import autocron; "
+                 "autocron._manager_main(sys.argv[2])")
+
+
+class _NoticeHandler(logging.Handler):
+    """In the manager: hand autocron's log records to the owner, whose logging decides."""
+
+    def __init__(self, pool: "_Pool"):
+        super().__init__()
+        self._pool = pool
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with contextlib.suppress(Exception):
+            self._pool.tell_owner(("log", record.levelno, self.format(record)))
+
+
+def _manager_main(config_text: str) -> None:
+    """The pool manager process: the dispatcher of one database's pool.
+
+    It runs apart from the application so that dispatching costs the application neither
+    its GIL nor its CPU. It ends when told to stop, or at once when the owner process ends
+    however it ends (its control pipe closes); its workers follow through their own pipes.
+    """
+    config = json.loads(config_text)
+    os.chdir(config["cwd"])
+    sys.path[:] = config["path"]
+    control = _Connection(config["control"], writable=False)
+    pool = _Pool(_Store(config["database"]), config["owner"],
+                 _Connection(config["notices"], readable=False))
+    _log.addHandler(_NoticeHandler(pool))
+    _log.setLevel(logging.DEBUG)
+    _log.propagate = False
+
+    def obey_owner() -> None:
+        while True:
+            try:
+                message = pickle.loads(control.recv_bytes())
+            except (EOFError, OSError):
+                os._exit(0)           # the owner is gone
+            if message[0] == "watch":
+                pool.watch(message[1])
+            elif message[0] == "stop":
+                pool.request_stop(message[1])
+
+    threading.Thread(target=obey_owner, name="autocron-control", daemon=True).start()
+    pool.run()
+    sys.exit(0)
+
+
+class _PoolHandle:
+    """The owner's side of a pool: its lock, its manager process, the callers' events.
+
+    The manager reports finished tasks (to wake callers waiting in this process) and its log
+    records over a pipe; if it dies unexpectedly, a new one takes its place.
+    """
+
+    def __init__(self, store: _Store, lock: Any):
+        self.store, self._lock = store, lock
+        self._waiters: dict = {}
+        self._waiters_lock = threading.Lock()
+        self._stopping = False
+        self._start_manager()
+        self._listener = threading.Thread(target=self._listen, name="autocron-notices",
+                                          daemon=True)
+        self._listener.start()
+
+    def _start_manager(self) -> None:
+        control_read, control_write = os.pipe()
+        notices_read, notices_write = os.pipe()
+        config = {"cwd": os.getcwd(), "path": sys.path, "database": self.store.path,
+                  "owner": os.getpid(), "control": control_read, "notices": notices_write}
+        here = os.path.dirname(os.path.abspath(__file__))
+        try:
+            self.manager = subprocess.Popen(
+                [sys.executable, "-c", _MANAGER_BOOT, here, json.dumps(config)],
+                pass_fds=(control_read, notices_write), stdin=subprocess.DEVNULL,
+                start_new_session=True)     # a terminal's Ctrl-C goes to the owner only
+        finally:
+            os.close(control_read)
+            os.close(notices_write)
+        self._control = _Connection(control_write, readable=False)
+        self._notices = _Connection(notices_read, writable=False)
+
+    def _listen(self) -> None:
+        pause = 0.5
+        while True:
+            born = time.monotonic()
+            with contextlib.suppress(EOFError, OSError):
+                while True:
+                    self._hear(pickle.loads(self._notices.recv_bytes()))
+            if self._stopping:
+                return
+            code = self.manager.wait()
+            _log.error("autocron pool manager %d died (%s); starting another",
+                       self.manager.pid, _exit_text(code).replace("worker died: ", ""))
+            pause = 0.5 if time.monotonic() - born > 10 else min(pause * 2, 30.0)
+            time.sleep(pause)
+            self._close_pipes()
+            if self._stopping:
+                return
+            self._start_manager()
+
+    def _hear(self, message: tuple) -> None:
+        if message[0] == "log":
+            _log.log(message[1], message[2])
+            return
+        with self._waiters_lock:
+            for uid in message[1]:
+                event = self._waiters.pop(uid, None)
+                if event is not None:
+                    event.set()
+
+    def waiter(self, uid: str) -> threading.Event:
+        """An event set when the task finishes; the manager is asked to say so."""
+        with self._waiters_lock:
+            event = self._waiters.get(uid)
+            if event is None:
+                event = self._waiters[uid] = threading.Event()
+                self._tell_manager(("watch", uid))
+            return event
+
+    def forget(self, uid: str) -> None:
+        with self._waiters_lock:
+            self._waiters.pop(uid, None)
+
+    def _tell_manager(self, message: tuple) -> None:
+        with contextlib.suppress(OSError):
+            self._control.send_bytes(pickle.dumps(message, _PICKLE_PROTOCOL))
+
+    def wake(self) -> None:
+        _notify(self.store.wake_path)
+
+    def stop(self, timeout: float) -> None:
+        """Let running tasks finish within `timeout` s, end the manager, release the lock."""
+        self._stopping = True
+        with self._waiters_lock:
+            self._tell_manager(("stop", timeout))
+        try:
+            self.manager.wait(timeout + 15)
+        except subprocess.TimeoutExpired:
+            self.manager.kill()
+            self.manager.wait()
+        self._listener.join(5)
+        self._close_pipes()
+        if self._lock is not None:
+            self._lock.close()
+        with self._waiters_lock:
+            for event in self._waiters.values():
+                event.set()
+
+    def _close_pipes(self) -> None:
+        for end in (self._control, self._notices):
+            with contextlib.suppress(OSError):
+                end.close()
+
+    def forget_in_child(self) -> None:
+        """After fork: close the owner's descriptors in the child; the pool is untouched."""
+        self._close_pipes()
+        if self._lock is not None:
+            self._lock.close()
+
+
 def _try_lock(store: _Store) -> Any:
     """The pool lock of a database: an open file holding an flock, or None if taken."""
     if _fcntl is None:  # pragma: no cover - without flock every process runs its own pool
@@ -2609,9 +2779,7 @@ def start(database: Union[str, os.PathLike] = "autocron.db", workers: Optional[i
                                     "autocron.stop() before starting on another database")
             if workers is not None:
                 _state.store.set_setting("workers", workers)
-                if _state.pool is not None:
-                    _state.pool._settings["workers"] = workers
-                    _state.pool.wake()
+                _notify(_state.store.wake_path)     # the pool reads settings when woken
             return False
         store = _Store(database)
         if workers is not None:
@@ -2634,8 +2802,7 @@ def _become_owner(store: _Store) -> bool:
     lock = _try_lock(store)
     if lock is None:
         return False
-    _state.pool = _Pool(store, lock)
-    _state.pool.start()
+    _state.pool = _PoolHandle(store, lock)
     return True
 
 
@@ -2891,6 +3058,8 @@ class Result:
         pool = _state.pool
         if pool is None or self._store is None or pool.store.path != self._store.path:
             return self._poll(timeout)
+        if not self.waiting:
+            return True
         try:
             return self._poll(timeout, pool.waiter(self.uuid))
         finally:
@@ -3250,11 +3419,11 @@ def _pool_state(store: _Store) -> dict:
                 _fcntl.flock(file.fileno(), _fcntl.LOCK_SH | _fcntl.LOCK_NB)
             except OSError:
                 running = True
-    rows = store.read("SELECT owner, started, workers FROM pool")
+    rows = store.read("SELECT owner, manager, started, workers FROM pool")
     if not running or not rows:
         return {"running": False}
-    owner, started, workers = rows[0]
-    return {"running": True, "owner": owner, "workers": json.loads(workers),
+    owner, manager, started, workers = rows[0]
+    return {"running": True, "owner": owner, "manager": manager, "workers": json.loads(workers),
             "started": _iso(started), "up_seconds": round(_clock() - started, 1)}
 
 
@@ -3300,7 +3469,8 @@ def _print_info(info: dict) -> None:
     print(f"settings   workers {settings['workers']}, result-ttl {settings['result_ttl']} s, "
           f"{state}")
     if pool["running"]:
-        print(f"pool       running: owner pid {pool['owner']}, worker pids "
+        print(f"pool       running: owner pid {pool['owner']}, manager pid {pool['manager']}, "
+              f"worker pids "
               f"{' '.join(map(str, pool['workers'])) or '-'}, up "
               f"{_duration(pool['up_seconds'])}")
     else:

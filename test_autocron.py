@@ -1321,8 +1321,15 @@ def alive(pid):
 
 
 def worker_pids():
+    """The worker processes of this process's pool, as its manager published them."""
     pool = autocron._state.pool
-    return [w.proc.pid for w in pool._workers] if pool else []
+    return pool.store.pool_pids()[2] if pool else []
+
+
+def pool_pids():
+    """(manager, workers) of this process's pool."""
+    pool = autocron._state.pool
+    return pool.store.pool_pids()[1:] if pool else (None, [])
 
 
 def run_python(code, *args, timeout=60, **kwargs):
@@ -1364,13 +1371,31 @@ def row_status(database, result):
 
 
 class FakeClock:
-    """The clock seam: autocron._clock returns this clock's time, which tests move."""
+    """The clock seam: autocron._clock returns this clock's time, which tests move.
 
-    def __init__(self, start):
+    The pool manager and its workers are other processes: they read the time from the
+    file that $AUTOCRON_CLOCK_FILE names, which this clock keeps up to date.
+    """
+
+    def __init__(self, start, monkeypatch, folder):
+        self.path = os.path.join(folder, "clock")
         self.now = start
+        monkeypatch.setenv("AUTOCRON_CLOCK_FILE", self.path)
+        monkeypatch.setattr(autocron, "_clock", self)
+
+    @property
+    def now(self):
+        return self._now
+
+    @now.setter
+    def now(self, value):
+        self._now = value
+        with open(self.path + ".new", "w") as file:
+            file.write(repr(value))
+        os.replace(self.path + ".new", self.path)
 
     def __call__(self):
-        return self.now
+        return self._now
 
 
 @pytest.fixture
@@ -1385,9 +1410,10 @@ def pool(database):
     assert autocron.start(database, workers=2) is True
     pids = wait_until(lambda: len(worker_pids()) == 2 and worker_pids(), what="two workers")
     yield database
-    pids = set(pids) | set(worker_pids())
+    manager, workers = pool_pids()
+    pids = set(pids) | set(workers) | {manager}
     autocron.stop(timeout=5)
-    wait_until(lambda: not any(alive(p) for p in pids), 10, "the workers to exit")
+    wait_until(lambda: not any(alive(p) for p in pids if p), 10, "the pool's processes to exit")
 
 
 # ---- the store -----------------------------------------------------------------------------
@@ -1692,11 +1718,14 @@ class TestPool:
             autocron.start(database, workers=0)
 
     def test_workers_are_fresh_interpreters_in_the_callers_folder(self, pool):
-        pid, cwd = os.getpid(), os.getcwd()
-        for worker in autocron._state.pool._workers:
-            assert worker.proc.args[0] == sys.executable
+        manager, workers = pool_pids()
+        for pid in [manager] + workers:
+            assert pid != os.getpid()
+            assert os.readlink(f"/proc/{pid}/exe") == os.path.realpath(sys.executable)
+            assert os.readlink(f"/proc/{pid}/cwd") == os.getcwd()
+            with open(f"/proc/{pid}/cmdline", "rb") as file:
+                assert b"import autocron; autocron._" in file.read()   # not a fork
         assert echo(1).get(timeout=30) == ((1,), {})
-        assert pid not in worker_pids() and os.getcwd() == cwd
 
     def test_killed_worker_is_reported_and_replaced(self, pool, tmp_path):
         result = block(tmp_path)
@@ -1746,16 +1775,18 @@ class TestPool:
             autocron.start(sys.argv[1], workers=2)
             test_autocron.block(sys.argv[2])
             test_autocron.wait_until(lambda: len(test_autocron.worker_pids()) == 2)
-            print(*test_autocron.worker_pids(), flush=True)
+            manager, workers = test_autocron.pool_pids()
+            print(manager, *workers, flush=True)
             time.sleep(600)
         """, tmp_path / "a.db", tmp_path)
         try:
-            pids = [int(p) for p in owner.stdout.readline().split()]
-            assert len(pids) == 2 and all(alive(p) for p in pids)
+            pids = [int(p) for p in owner.stdout.readline().split()]   # manager, workers
+            assert len(pids) == 3 and all(alive(p) for p in pids)
             wait_until(lambda: (tmp_path / "task.pid").exists(), what="the task to start")
             owner.kill()
             owner.wait(timeout=30)
-            wait_until(lambda: not any(alive(p) for p in pids), 10, "the workers to exit")
+            wait_until(lambda: not any(alive(p) for p in pids), 10,
+                       "the manager and the workers to exit")
         finally:
             owner.kill()
             owner.wait()
@@ -1864,9 +1895,8 @@ class TestPool:
         assert autocron.start(database) is True
         assert queued.get(timeout=30) == 2             # nothing lost across the restart
 
-    def test_results_past_their_time_to_live_are_deleted(self, database, monkeypatch):
-        clock = FakeClock(time.time())
-        monkeypatch.setattr(autocron, "_clock", clock)
+    def test_results_past_their_time_to_live_are_deleted(self, database, monkeypatch, tmp_path):
+        clock = FakeClock(time.time(), monkeypatch, tmp_path)
         autocron.start(database, workers=1)
         old = add(1, 1)
         old.get(timeout=30)
@@ -1889,8 +1919,7 @@ class TestCronJobs:
     def test_job_runs_once_per_due_time(self, database, monkeypatch, tmp_path):
         log = tmp_path / "cron.log"
         monkeypatch.setenv("AUTOCRON_TEST_LOG", str(log))
-        clock = FakeClock(datetime(2030, 1, 1, 8, 59, 30).timestamp())
-        monkeypatch.setattr(autocron, "_clock", clock)
+        clock = FakeClock(datetime(2030, 1, 1, 8, 59, 30).timestamp(), monkeypatch, tmp_path)
         job = autocron.cron("0 9 * * *")(cron_job)
         assert job is cron_job
         name = "test_autocron.cron_job"
@@ -1937,8 +1966,7 @@ class TestCronJobs:
             autocron.cron("* * * * *")(test_autocron.cron_job)
             assert autocron.start(sys.argv[1]) is False
         """
-        clock = FakeClock(datetime(2030, 1, 1, 8, 59, 30).timestamp())
-        monkeypatch.setattr(autocron, "_clock", clock)
+        clock = FakeClock(datetime(2030, 1, 1, 8, 59, 30).timestamp(), monkeypatch, tmp_path)
         name = "test_autocron.cron_job"
         try:
             autocron.cron("* * * * *")(cron_job)
@@ -1970,8 +1998,7 @@ class TestTaskOptions:
     """What users of huey, Celery and RQ reach for first."""
 
     def test_retries_until_success_with_growing_delays(self, database, monkeypatch, tmp_path):
-        clock = FakeClock(time.time())
-        monkeypatch.setattr(autocron, "_clock", clock)
+        clock = FakeClock(time.time(), monkeypatch, tmp_path)
         counter = str(tmp_path / "count")
 
         def flaky():
@@ -2106,8 +2133,7 @@ class TestTaskOptions:
                                                              tmp_path, catch_up, runs):
         log = tmp_path / "cron.log"
         monkeypatch.setenv("AUTOCRON_TEST_LOG", str(log))
-        clock = FakeClock(datetime(2030, 1, 1, 8, 59, 30).timestamp())
-        monkeypatch.setattr(autocron, "_clock", clock)
+        clock = FakeClock(datetime(2030, 1, 1, 8, 59, 30).timestamp(), monkeypatch, tmp_path)
         name = "test_autocron.cron_job"
         try:
             autocron._Store(database).register_cron(
@@ -2259,8 +2285,7 @@ class TestShippingByValue:
         namespace = {"__name__": "__main__", "LOG": str(tmp_path / "log")}
         exec("def tick():\n    open(LOG, 'a').write('tick\\n')\n    return 'ticked'\n",
              namespace)
-        clock = FakeClock(datetime(2030, 1, 1, 8, 59, 30).timestamp())
-        monkeypatch.setattr(autocron, "_clock", clock)
+        clock = FakeClock(datetime(2030, 1, 1, 8, 59, 30).timestamp(), monkeypatch, tmp_path)
         try:
             autocron.cron("0 9 * * *")(namespace["tick"])
             autocron.start(database, workers=1)
@@ -2622,7 +2647,7 @@ class TestAdmin:
         lines = out.stdout.splitlines()
         assert lines[0].startswith(f"database   {database} (schema 1, ")
         assert lines[1] == "settings   workers 2, result-ttl 1800 s, enabled"
-        assert lines[2].startswith(f"pool       running: owner pid {owner.pid}, worker pids ")
+        assert lines[2].startswith(f"pool       running: owner pid {owner.pid}, manager pid ")
         assert lines[3] == "queue      0 waiting (0 due now), 0 queued in workers, 0 running"
         assert lines[4] == "results    3 ready, 1 error, 0 cancelled"
         assert lines[5] == "cron jobs  1"
@@ -2631,7 +2656,7 @@ class TestAdmin:
         assert lines[7].startswith("    next: ") and lines[7].endswith("; last run: never")
         info = json.loads(cli("info", "--json", db=database).stdout)
         assert info["pool"]["owner"] == owner.pid and len(info["pool"]["workers"]) == 2
-        assert all(alive(pid) for pid in info["pool"]["workers"])
+        assert all(alive(pid) for pid in info["pool"]["workers"] + [info["pool"]["manager"]])
         assert info["results"] == {"ready": 3, "error": 1, "cancelled": 0}
         assert len(info["cron_jobs"][0]["next"]) == 3
 
