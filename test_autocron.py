@@ -1820,6 +1820,19 @@ class TestPool:
             interrupted.get(timeout=30)
         assert [autocron.get_result(u).get(timeout=30) for u in queued] == [10, 11]
 
+    def test_a_killed_manager_is_replaced_and_its_workers_end(self, pool, tmp_path):
+        running = block(str(tmp_path))
+        wait_until(lambda: (tmp_path / "task.pid").exists(), what="the task to start")
+        manager, workers = pool_pids()
+        os.kill(manager, signal.SIGKILL)
+        wait_until(lambda: not any(alive(p) for p in workers), 10, "the workers to end")
+        wait_until(lambda: pool_pids()[0] not in (None, manager) and len(pool_pids()[1]) == 2,
+                   30, "a new manager with two workers")
+        with pytest.raises(autocron.TaskError, match="^interrupted: the pool ended while the "
+                                                     "task was running$"):
+            running.get(timeout=30)
+        assert add(1, 2).get(timeout=30) == 3
+
     def test_four_producers_one_pool_every_task_once(self, pool, tmp_path):
         log = tmp_path / "log.txt"
         producer = """
