@@ -308,7 +308,15 @@ def autocron_worker_pids() -> tuple:
     """The pids of the workers of this process's running autocron pool."""
     import autocron
 
-    return tuple(w.proc.pid for w in autocron._state.pool._workers)
+    return tuple(autocron._state.pool.store.pool_pids()[2])
+
+
+def autocron_pool_pids() -> tuple:
+    """The pids of the pool's manager process and of its workers."""
+    import autocron
+
+    _, manager, workers = autocron._state.pool.store.pool_pids()
+    return (manager, *workers)
 
 
 def main_namespace() -> dict:
@@ -530,13 +538,13 @@ def cpu_sample(pids: tuple) -> tuple:
 def measure_idle(seconds: float, idle: IdleCost) -> None:
     """CPU time of this process and of the pool's workers over ``seconds`` of idling."""
     time.sleep(IDLE_SETTLE)  # let anything that follows the warm-up finish
-    pids = autocron_worker_pids()
+    pids = autocron_pool_pids()
     before = cpu_sample(pids)
     time.sleep(seconds)
     after = cpu_sample(pids)
-    if autocron_worker_pids() != pids:
-        raise RuntimeError(f"the workers changed during the idle window: {list(pids)} -> "
-                           f"{list(autocron_worker_pids())}")
+    if autocron_pool_pids() != pids:
+        raise RuntimeError(f"the pool's processes changed during the idle window: {list(pids)}"
+                           f" -> {list(autocron_pool_pids())}")
     idle.worker_pids = pids
     (idle.seconds, idle.owner, idle.workers,
      idle.owner_ns, idle.workers_ns) = (b - a for a, b in zip(before, after))
@@ -961,7 +969,7 @@ def fmt_core(value) -> str:
 def idle_table(idle: IdleCost) -> str:
     pids = ", ".join(map(str, idle.worker_pids)) or "?"
     labels = {"owner": f"owner (this process, pid {os.getpid()})",
-              "workers": f"{WORKERS} workers (pids {pids})", "total": "total"}
+              "workers": f"manager and {WORKERS} workers (pids {pids})", "total": "total"}
     rows = [[label, *(cell(idle, f, fmt_cpu) for f in (field, field + "_ns")),
              *(fmt_core(idle.percent(f)) if idle.percent(f) is not None
                else cell(idle, f, fmt_core) for f in (field, field + "_ns"))]
