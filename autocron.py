@@ -1199,6 +1199,20 @@ def _function_parts(func: types.FunctionType) -> list:
     return parts
 
 
+def _referenced(func: types.FunctionType) -> list:
+    """The values of _function_parts without their labels (cheap: checked on every call)."""
+    base = func.__globals__
+    values = [base[name] for name in _global_names(func.__code__) if name in base]
+    for cell in func.__closure__ or ():
+        try:
+            values.append(cell.cell_contents)
+        except ValueError:
+            values.append(_EmptyCell)
+    values += func.__defaults__ or ()
+    values += (func.__kwdefaults__ or {}).values()
+    return values
+
+
 def _reduce_function(func: types.FunctionType) -> tuple:
     base = func.__globals__
     names = [n for n in _global_names(func.__code__) if n in base and n != "__builtins__"]
@@ -1323,7 +1337,7 @@ def _fingerprint(obj: Any, seen: Optional[set] = None) -> Any:
         if id(obj) in seen:
             return id(obj)
         seen.add(id(obj))
-        parts = tuple(_fingerprint(v, seen) for _, v in _function_parts(obj))
+        parts = tuple(_fingerprint(v, seen) for v in _referenced(obj))
         return None if None in parts else (id(obj), id(obj.__code__), parts)
     if isinstance(obj, (types.FunctionType, type, types.ModuleType, types.BuiltinFunctionType)):
         return id(obj)
