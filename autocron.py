@@ -2640,6 +2640,7 @@ class _PoolHandle:
         self._waiters: dict = {}
         self._waiters_lock = threading.Lock()
         self._stopping = False
+        self._lifecycle = threading.Lock()     # stop() and a manager's restart never overlap
         self._start_manager()
         self._listener = threading.Thread(target=self._listen, name="autocron-notices",
                                           daemon=True)
@@ -2676,10 +2677,11 @@ class _PoolHandle:
                        self.manager.pid, _exit_text(code).replace("worker died: ", ""))
             pause = 0.5 if time.monotonic() - born > 10 else min(pause * 2, 30.0)
             time.sleep(pause)
-            self._close_pipes()
-            if self._stopping:
-                return
-            self._start_manager()
+            with self._lifecycle:
+                if self._stopping:
+                    return
+                self._close_pipes()
+                self._start_manager()
 
     def _hear(self, message: tuple) -> None:
         if message[0] == "log":
@@ -2713,9 +2715,10 @@ class _PoolHandle:
 
     def stop(self, timeout: float) -> None:
         """Let running tasks finish within `timeout` s, end the manager, release the lock."""
-        self._stopping = True
-        with self._waiters_lock:
-            self._tell_manager(("stop", timeout))
+        with self._lifecycle:
+            self._stopping = True
+            with self._waiters_lock:
+                self._tell_manager(("stop", timeout))
         try:
             self.manager.wait(timeout + 15)
         except subprocess.TimeoutExpired:
