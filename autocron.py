@@ -1993,8 +1993,30 @@ def _next_due(schedule: "CronExpression", after: float) -> float:
 # closes. No pid is ever polled, no signal handler installed in the user's process.
 
 _IN_WORKER = False
-_WORKER_BOOT = ("import sys; sys.path.insert(0, sys.argv[1]); import autocron; "
-                "autocron._worker_main(sys.argv[2])")
+
+
+def _spawn(entry: str, settings: dict) -> tuple:
+    """A fresh interpreter (never a fork) running `autocron.<entry>(config)`.
+
+    It gets the caller's working directory and sys.path, and a pipe each way whose other
+    ends only it holds: (process, connection down to it, connection up from it). When the
+    caller ends, however it ends, the child reads end-of-file on the way down.
+    """
+    down_read, down_write = os.pipe()
+    up_read, up_write = os.pipe()
+    config = dict(settings, cwd=os.getcwd(), path=sys.path, down=down_read, up=up_write)
+    boot = ("import sys; sys.path.insert(0, sys.argv[1]); import autocron; "
+            f"autocron.{entry}(sys.argv[2])")
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        process = subprocess.Popen([sys.executable, "-c", boot, here, json.dumps(config)],
+                                   pass_fds=(down_read, up_write), stdin=subprocess.DEVNULL,
+                                   start_new_session=True)   # a terminal's Ctrl-C: owner only
+    finally:
+        os.close(down_read)
+        os.close(up_write)
+    return (process, _Connection(down_write, readable=False),
+            _Connection(up_read, writable=False))
 
 
 def _wake_path(database: str) -> str:
@@ -2031,8 +2053,8 @@ def _worker_main(config_text: str) -> None:
     config = json.loads(config_text)
     os.chdir(config["cwd"])
     sys.path[:] = config["path"]
-    tasks = _Connection(config["tasks"], writable=False)
-    results = _Connection(config["results"], readable=False)
+    tasks = _Connection(config["down"], writable=False)
+    results = _Connection(config["up"], readable=False)
     inbox: list = []
     ready = threading.Condition()
     sending = threading.Lock()
@@ -2173,21 +2195,7 @@ class _Worker:
     __slots__ = ("proc", "tasks", "results", "queue", "retiring", "born", "kill_reason")
 
     def __init__(self, database: str):
-        task_read, task_write = os.pipe()
-        result_read, result_write = os.pipe()
-        config = {"cwd": os.getcwd(), "path": sys.path, "tasks": task_read,
-                  "results": result_write, "database": database}
-        here = os.path.dirname(os.path.abspath(__file__))
-        try:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-c", _WORKER_BOOT, here, json.dumps(config)],
-                pass_fds=(task_read, result_write), stdin=subprocess.DEVNULL,
-                start_new_session=True)     # a terminal's Ctrl-C goes to the owner only
-        finally:
-            os.close(task_read)
-            os.close(result_write)
-        self.tasks = _Connection(task_write, readable=False)
-        self.results = _Connection(result_read, writable=False)
+        self.proc, self.tasks, self.results = _spawn("_worker_main", {"database": database})
         self.queue: list = []          # the first one runs, the rest wait in the worker
         self.retiring = False
         self.born = time.monotonic()
@@ -2579,10 +2587,6 @@ class _Pool:
         self._workers = []
 
 
-_MANAGER_BOOT = ("import sys; sys.path.insert(0, sys.argv[1]); import autocron; "
-                 "autocron._manager_main(sys.argv[2])")
-
-
 class _NoticeHandler(logging.Handler):
     """In the manager: hand autocron's log records to the owner, whose logging decides."""
 
@@ -2605,9 +2609,9 @@ def _manager_main(config_text: str) -> None:
     config = json.loads(config_text)
     os.chdir(config["cwd"])
     sys.path[:] = config["path"]
-    control = _Connection(config["control"], writable=False)
+    control = _Connection(config["down"], writable=False)
     pool = _Pool(_Store(config["database"]), config["owner"],
-                 _Connection(config["notices"], readable=False))
+                 _Connection(config["up"], readable=False))
     _log.addHandler(_NoticeHandler(pool))
     _log.setLevel(logging.DEBUG)
     _log.propagate = False
@@ -2647,21 +2651,8 @@ class _PoolHandle:
         self._listener.start()
 
     def _start_manager(self) -> None:
-        control_read, control_write = os.pipe()
-        notices_read, notices_write = os.pipe()
-        config = {"cwd": os.getcwd(), "path": sys.path, "database": self.store.path,
-                  "owner": os.getpid(), "control": control_read, "notices": notices_write}
-        here = os.path.dirname(os.path.abspath(__file__))
-        try:
-            self.manager = subprocess.Popen(
-                [sys.executable, "-c", _MANAGER_BOOT, here, json.dumps(config)],
-                pass_fds=(control_read, notices_write), stdin=subprocess.DEVNULL,
-                start_new_session=True)     # a terminal's Ctrl-C goes to the owner only
-        finally:
-            os.close(control_read)
-            os.close(notices_write)
-        self._control = _Connection(control_write, readable=False)
-        self._notices = _Connection(notices_read, writable=False)
+        self.manager, self._control, self._notices = _spawn(
+            "_manager_main", {"database": self.store.path, "owner": os.getpid()})
 
     def _listen(self) -> None:
         pause = 0.5
