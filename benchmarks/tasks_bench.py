@@ -640,17 +640,21 @@ def child_pids() -> list:
     return pids
 
 
-def reap_strays(lib: str) -> None:
-    """Kill and reap any child process ``lib`` left behind after it was stopped."""
-    strays = child_pids()
+def kill_strays(strays: list, warning: str, reap: bool) -> None:
+    """Warn about processes left behind and kill them (and reap them, if our children)."""
     if strays:
-        print(f"WARNING: {lib} left child processes {strays} after stopping; killing them",
-              file=sys.stderr)
+        print(f"WARNING: {warning} {strays}; killing them", file=sys.stderr)
     for pid in strays:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, 0)
+        if reap:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+
+
+def reap_strays(lib: str) -> None:
+    """Kill and reap any child process ``lib`` left behind after it was stopped."""
+    kill_strays(child_pids(), f"{lib} left child processes after stopping:", reap=True)
 
 
 # --- autocron in a subprocess (--baseline) -------------------------------------------
@@ -733,13 +737,8 @@ def kill_copy_strays(lib: str, folder: Path, grace: float = 2.0) -> None:
     deadline = time.monotonic() + grace  # orphaned workers exit when their pipe closes
     while processes_given(folder) and time.monotonic() < deadline:
         time.sleep(0.05)
-    strays = processes_given(folder)
-    if strays:
-        print(f"WARNING: {LABELS[lib]}'s subprocess left processes {strays}; killing them",
-              file=sys.stderr)
-    for pid in strays:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+    kill_strays(processes_given(folder), f"{LABELS[lib]}'s subprocess left processes",
+                reap=False)
 
 
 def measure_in_subprocess(lib: str, copy: AutocronCopy, sizes: Sizes) -> tuple:
