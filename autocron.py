@@ -120,17 +120,16 @@ _SCHEMA_VERSION = 1
 _PICKLE_PROTOCOL = 4            # readable by every Python that autocron supports (3.9+)
 _DEFAULT_SETTINGS = {"workers": 1, "result_ttl": 1800, "disabled": 0}
 _BUSY_TIMEOUT = 30.0            # seconds a writer waits for another writer before giving up
-_FALLBACK_WAKE = 2.0            # an idle pool checks PRAGMA data_version this often (producers
-                                # whose wake-up datagram could not be delivered)
+_FALLBACK_WAKE = 2.0            # an idle pool looks for due work this often anyway, for
+                                # producers whose wake-up datagram could not arrive
 _CLEANUP_INTERVAL = 60.0        # finished results past their time-to-live go this often
 _PREFETCH = 4                   # tasks a worker holds: one running, the rest ready to start
 _MAX_OUTPUT = 64 * 1024
 _MISFIRE_GRACE = 60.0           # a cron due time missed by less than this still runs (a pool
                                 # taken over after its owner ended); older ones follow catch_up
-_STATUSES = ("waiting", "running", "ready", "error", "cancelled")
 # Inside the database a task handed to a worker but queued behind another one is "queued";
 # users see it as "waiting" (it has not started), the admin tool shows it as it is.
-_ROW_STATUSES = ("waiting", "queued", "running", "ready", "error", "cancelled")
+_STATUSES = ("waiting", "running", "ready", "error", "cancelled")
 _FINISHED = ("ready", "error", "cancelled")
 
 _log = logging.getLogger("autocron")
@@ -1333,15 +1332,19 @@ def _fingerprint(obj: Any, seen: Optional[set] = None) -> Any:
         parts = tuple(_fingerprint(v, seen) for v in obj)
         return None if None in parts else parts
     if isinstance(obj, types.FunctionType) and not _importable(obj):
-        seen = set() if seen is None else seen
-        if id(obj) in seen:
-            return id(obj)
-        seen.add(id(obj))
-        parts = tuple(_fingerprint(v, seen) for v in _referenced(obj))
-        return None if None in parts else (id(obj), id(obj.__code__), parts)
+        return _function_fingerprint(obj, set() if seen is None else seen)
     if isinstance(obj, (types.FunctionType, type, types.ModuleType, types.BuiltinFunctionType)):
         return id(obj)
     return None
+
+
+def _function_fingerprint(func: types.FunctionType, seen: set) -> Any:
+    """_fingerprint of a function shipped by value: its code and what it references."""
+    if id(func) in seen:
+        return id(func)
+    seen.add(id(func))
+    parts = tuple(_fingerprint(v, seen) for v in _referenced(func))
+    return None if None in parts else (id(func), id(func.__code__), parts)
 
 
 class _Shipped:
@@ -1358,7 +1361,8 @@ _shipped: dict = {}        # function -> _Shipped (the last payload made for it)
 
 def _ship(func: Callable) -> _Shipped:
     """The payload of `func`, made again only when what it references has changed."""
-    fingerprint = _fingerprint(func)
+    fingerprint = _function_fingerprint(func, set()) \
+        if isinstance(func, types.FunctionType) else None
     known = _shipped.get(func)
     if known is not None and fingerprint is not None and known.fingerprint == fingerprint:
         return known
@@ -1945,9 +1949,6 @@ class _Store:
         """(owner, manager, [workers]) as the pool last published them, or (None, None, [])."""
         rows = self.read("SELECT owner, manager, workers FROM pool")
         return (rows[0][0], rows[0][1], json.loads(rows[0][2])) if rows else (None, None, [])
-
-    def data_version(self) -> int:
-        return self.read("PRAGMA data_version")[0][0]
 
 
 def _local_zone() -> Optional[_dt.tzinfo]:
