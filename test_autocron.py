@@ -2173,6 +2173,222 @@ class TestTaskOptions:
             autocron._state.crons.pop(name, None)
 
 
+
+@autocron.delay(retries=3)
+def block_with_retries(folder, name="task"):
+    """block() with retries left: an interrupted attempt runs again."""
+    return block.__wrapped__(folder, name)
+
+
+@autocron.delay
+def fork_and_wait(folder):
+    """Fork a child that keeps the worker's pipes open, then wait to be stopped."""
+    child = os.fork()
+    if child == 0:
+        time.sleep(60)
+        os._exit(0)
+    (Path(folder) / "child.pid").write_text(str(child))
+    time.sleep(60)
+
+
+@autocron.delay
+def start_sleeper(folder, wait=False):
+    """Start a `sleep 60` of the task's own; return its pid (or wait to be stopped)."""
+    sleeper = subprocess.Popen(["sleep", "60"])
+    (Path(folder) / "sleeper.pid").write_text(str(sleeper.pid))
+    if wait:
+        time.sleep(60)
+    return sleeper.pid
+
+
+def read_pid(path):
+    """The pid a task wrote to `path`, once it is there."""
+    return int(wait_until(lambda: path.exists() and path.read_text(), what=f"{path.name}"))
+
+
+class TestNothingLostNothingTwice:
+    """Crashes of the manager, the owner or a worker never run a task twice or lose an outcome."""
+
+    def test_tasks_a_worker_ran_are_not_run_again_when_the_manager_dies(self, database,
+                                                                          tmp_path):
+        log = str(tmp_path / "log")
+        autocron.start(database, workers=1)
+        blocker = block(str(tmp_path))
+        read_pid(tmp_path / "task.pid")
+        behind = [log_line(log, f"line{i}") for i in range(3)]
+        wait_until(lambda: all(row_status(database, r) == "queued" for r in behind),
+                   what="the hand-over")
+        manager, _ = pool_pids()
+        os.kill(manager, signal.SIGSTOP)              # it cannot write what the worker reports
+        try:
+            (tmp_path / "task.go").write_text("")
+            wait_until(lambda: os.path.exists(log) and len(Path(log).read_text().split()) == 3,
+                       what="the worker to run the queued tasks")
+        finally:
+            os.kill(manager, signal.SIGKILL)
+        assert blocker.get(timeout=30) > 0                       # its outcome is not lost
+        assert [r.get(timeout=30) for r in behind] == ["line0", "line1", "line2"]
+        settle()
+        assert Path(log).read_text().split() == ["line0", "line1", "line2"]
+
+    def test_a_task_interrupted_by_a_dying_pool_is_retried(self, database, tmp_path):
+        owner = spawn_python("""
+            import sys, autocron, test_autocron
+            autocron.start(sys.argv[1], workers=1)
+            print(test_autocron.block_with_retries(sys.argv[2]).uuid, flush=True)
+            sys.stdin.read()
+        """, database, tmp_path, stdin=subprocess.PIPE)
+        try:
+            uid = owner.stdout.readline().strip()
+            first = read_pid(tmp_path / "task.pid")
+            owner.kill()
+            owner.wait(timeout=30)
+        finally:
+            owner.kill()
+            owner.communicate(timeout=30)
+        wait_until(lambda: not alive(first), what="the old worker to end")
+        assert autocron.start(database, workers=1) is True
+        second = int(wait_until(lambda: (tmp_path / "task.pid").read_text() != str(first) and
+                                (tmp_path / "task.pid").read_text(), what="the retry"))
+        (tmp_path / "task.go").write_text("")
+        result = autocron.get_result(uid)
+        assert result.get(timeout=30) == second
+        assert result.attempts == 2
+
+    def test_attempts_count_real_starts(self, database, tmp_path):
+        counter = str(tmp_path / "count")
+
+        def always():
+            raise KeyError(f"attempt {count_attempt(counter)}")
+        autocron.start(database, workers=1)
+        blocker = block(str(tmp_path))
+        pid = read_pid(tmp_path / "task.pid")
+        queued = autocron.delay(retries=1)(always)()
+        wait_until(lambda: row_status(database, queued) == "queued", what="the hand-over")
+        os.kill(pid, signal.SIGKILL)
+        with pytest.raises(autocron.TaskError, match="killed by signal 9"):
+            blocker.get(timeout=30)
+        with pytest.raises(autocron.TaskError, match="attempt 2"):
+            queued.get(timeout=30)
+        assert queued.attempts == 2 and Path(counter).read_text() == "2"
+
+    def test_cancelling_a_waiting_cron_run_keeps_the_job(self, database, monkeypatch,
+                                                         tmp_path):
+        log = tmp_path / "cron.log"
+        monkeypatch.setenv("AUTOCRON_TEST_LOG", str(log))
+        clock = FakeClock(datetime(2030, 1, 1, 8, 59, 30).timestamp(), monkeypatch, tmp_path)
+        name = "test_autocron.cron_job"
+        try:
+            autocron.cron("* * * * *")(cron_job)
+            autocron.start(database, workers=1)
+            blocker = block(str(tmp_path))
+            read_pid(tmp_path / "task.pid")
+            fillers = [add(i, i) for i in range(2 * autocron._PREFETCH)]   # ahead of the run
+            clock.now += 60
+            autocron._state.pool.wake()
+            run = wait_until(lambda: [r for r in autocron.get_results()
+                                      if r._fetch()[1] == name], what="the run")[0]
+            assert row_status(database, run) == "waiting"
+            assert run.cancel() is True
+            (tmp_path / "task.go").write_text("")
+            autocron.wait([blocker] + fillers, timeout=60)
+            clock.now += 60                            # the next due time runs
+            autocron._state.pool.wake()
+            wait_until(lambda: log.exists() and log.read_text() == "run\n", what="the next run")
+        finally:
+            autocron._state.crons.pop(name, None)
+
+    def test_a_task_queued_behind_another_can_always_be_cancelled(self, database, tmp_path):
+        counter = str(tmp_path / "count")
+        log = str(tmp_path / "log")
+
+        def slow():
+            time.sleep(60)
+
+        def fails_once():
+            if count_attempt(counter) % 2:
+                raise RuntimeError("once")
+            return "again"
+        autocron.start(database, workers=1)
+        for round_ in range(4):
+            with pytest.raises(autocron.TaskError, match="timed out"):
+                autocron.delay(timeout=0.2)(slow)().get(timeout=30)
+            assert autocron.delay(retries=1)(fails_once)().get(timeout=30) == "again"
+            (tmp_path / "task.go").unlink(missing_ok=True)
+            (tmp_path / "task.pid").unlink(missing_ok=True)
+            blocker = block(str(tmp_path))
+            queued = log_line(log, f"round{round_}")
+            assert queued.cancel() is True, f"round {round_}"
+            (tmp_path / "task.go").write_text("")
+            blocker.get(timeout=30)
+            assert queued.status == "cancelled"
+        settle()
+        assert not os.path.exists(log)
+
+    def test_a_timeout_is_settled_while_a_forked_child_holds_the_pipe(self, pool, tmp_path):
+        result = autocron.delay(timeout=1)(fork_and_wait.__wrapped__)(str(tmp_path))
+        child = read_pid(tmp_path / "child.pid")
+        with pytest.raises(autocron.TaskError, match="^timed out after 1 s$"):
+            result.get(timeout=20)
+        wait_until(lambda: not alive(child), 10, "the task's child to end with its worker")
+        assert add(1, 2).get(timeout=30) == 3
+
+    def test_no_process_a_task_started_outlives_its_worker(self, pool, tmp_path):
+        stopped = autocron.delay(timeout=0.5)(start_sleeper.__wrapped__)(str(tmp_path), True)
+        with pytest.raises(autocron.TaskError, match="timed out"):
+            stopped.get(timeout=30)
+        wait_until(lambda: not alive(read_pid(tmp_path / "sleeper.pid")), 10,
+                   "the sleeper of a timed-out task to end")
+        (tmp_path / "sleeper.pid").unlink()
+        left = start_sleeper(str(tmp_path)).get(timeout=30)
+        assert alive(left)                      # a task may leave a process for a while ...
+        autocron.stop(timeout=5)
+        wait_until(lambda: not alive(left), 10, "the sleeper to end with the pool")
+
+    def test_a_kill_meant_for_a_finished_task_spares_the_next_one(self, database, tmp_path):
+        autocron.start(database, workers=1)
+        first = autocron.delay(timeout=1)(block.__wrapped__)(str(tmp_path), "a")
+        read_pid(tmp_path / "a.pid")
+        started = time.monotonic()
+        second = block(str(tmp_path), "b")
+        wait_until(lambda: row_status(database, second) == "queued", what="the hand-over")
+        manager, _ = pool_pids()
+        os.kill(manager, signal.SIGSTOP)            # it sees the deadline only after the fact
+        try:
+            (tmp_path / "a.go").write_text("")
+            read_pid(tmp_path / "b.pid")
+            wait_until(lambda: time.monotonic() > started + 1.5, what="a's deadline to pass")
+        finally:
+            os.kill(manager, signal.SIGCONT)
+        assert first.get(timeout=30) > 0
+        (tmp_path / "b.go").write_text("")
+        assert second.get(timeout=30) > 0
+
+    def test_an_outcome_that_cannot_be_stored_fails_only_its_task(self, pool):
+        def too_big():
+            return b"x" * (1_000_000_000 + 1)      # over SQLite's largest value
+        manager, _ = pool_pids()
+        result = autocron.delay(too_big)()
+        with pytest.raises(autocron.TaskError, match="could not be stored"):
+            result.get(timeout=120)
+        assert add(1, 2).get(timeout=30) == 3
+        assert pool_pids()[0] == manager
+
+    def test_many_callers_waiting_at_once_do_not_deadlock(self, pool):
+        results = [add(i, 0) for i in range(4000)]
+        values = {}
+
+        def wait_for(part):
+            for result in part:
+                values[result.uuid] = result.get(timeout=120)
+        threads = [threading.Thread(target=wait_for, args=(results[i::40],)) for i in range(40)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(180)
+        assert [values.get(r.uuid) for r in results] == list(range(4000))
+
+
 # ---- functions by value (notebooks, scripts, closures) -------------------------------------
 
 
