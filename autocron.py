@@ -77,6 +77,7 @@ import random
 import re
 import select
 import selectors
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -89,7 +90,7 @@ import types
 import uuid as _uuid
 from bisect import bisect_left
 from multiprocessing.connection import Connection as _Connection
-from typing import Any, Callable, Iterable, Iterator, Optional, Union
+from typing import Any, Callable, Iterable, Iterator, NamedTuple, Optional, Union
 
 try:  # POSIX: the pool lock is an flock that dies with its holder
     import fcntl as _fcntl
@@ -124,6 +125,11 @@ _FALLBACK_WAKE = 2.0            # an idle pool looks for due work this often any
                                 # producers whose wake-up datagram could not arrive
 _CLEANUP_INTERVAL = 60.0        # finished results past their time-to-live go this often
 _PREFETCH = 4                   # tasks a worker holds: one running, the rest ready to start
+_HANDOVER_WAIT = 10.0           # a new pool waits this long for the processes of one that
+                                # ended abruptly to write what only they know
+_COMMIT_RETRY = 1.0             # a pool whose database refused a write tries again after this
+_FALLBACK_REAP = 0.5            # without SIGCHLD a pool looks for ended workers this often
+_CAN_KILL_GROUPS = hasattr(os, "killpg")   # POSIX: a worker and what its tasks start die together
 _MAX_OUTPUT = 64 * 1024
 _MISFIRE_GRACE = 60.0           # a cron due time missed by less than this still runs (a pool
                                 # taken over after its owner ended); older ones follow catch_up
@@ -1137,6 +1143,33 @@ def _plain(zone, year, month, day, end_year, end_month, end_day) -> bool:
 _RECORD_DEFAULTS = {"v": 1, "args": (), "kwargs": {}}
 
 
+class _Outcome(NamedTuple):
+    """How one attempt of a task ended: what a worker reports and the store writes."""
+
+    id: int                          # the task's row id
+    status: str                      # "ready", "error" or "cancelled"
+    value: Optional[bytes] = None    # the pickled return value ("ready")
+    error: Optional[dict] = None     # {"type", "message", "traceback"} (otherwise)
+    started: Optional[float] = None  # wall-clock times of the attempt
+    finished: Optional[float] = None
+    output: str = ""                 # what the task printed, the tail
+    summary: Optional[str] = None    # repr of the value, shortened, for tables
+    cron: Optional[str] = None       # the cron job this run belongs to
+    retryable: bool = True           # an error may run again while retries are left
+
+
+def _retry_due(attempts: int, retries: int, retry_delay: float, backoff: float,
+               now: float) -> Optional[float]:
+    """When a failed attempt runs again (the attempts so far counted), or None: used up."""
+    if attempts > retries:
+        return None
+    return now + retry_delay * backoff ** max(attempts - 1, 0)
+
+
+def _failure(message: str) -> dict:
+    return {"type": "", "message": message, "traceback": ""}
+
+
 def _function_name(func: Callable) -> str:
     return f"{getattr(func, '__module__', '?')}.{getattr(func, '__qualname__', repr(func))}"
 
@@ -1769,16 +1802,30 @@ class _Store:
         return self.read(f"SELECT {_RESULT_COLUMNS} FROM tasks ORDER BY id DESC")
 
     def cancel(self, uid: str) -> bool:
-        """Withdraw a waiting task; True if it was waiting."""
-        return self.write("UPDATE tasks SET status = 'cancelled', finished = ?, error = ? "
-                          "WHERE id = ? AND token = ? AND status = 'waiting'",
-                          (_clock(), json.dumps(_failure("cancelled")), *_row_key(uid))) == 1
+        """Withdraw a waiting task; True if it was waiting. A cron run's job goes on."""
+        now = _clock()
+        with self.transaction() as con:
+            if con.execute("UPDATE tasks SET status = 'cancelled', finished = ?, error = ? "
+                           "WHERE id = ? AND token = ? AND status = 'waiting'",
+                           (now, json.dumps(_failure("cancelled")), *_row_key(uid))
+                           ).rowcount != 1:
+                return False
+            job = con.execute("SELECT cron FROM tasks WHERE id = ?", _row_key(uid)[:1]
+                              ).fetchone()[0]
+            if job:
+                self._cron_done(con, job, _row_key(uid)[0], now)
+        return True
 
     def request_cancel(self, uid: str, force: bool) -> bool:
         """Ask the pool to withdraw a task a worker holds (force: also a running one)."""
         statuses = "('queued', 'running')" if force else "('queued')"
         return self.write(f"UPDATE tasks SET cancel = ? WHERE id = ? AND token = ? AND "
                           f"status IN {statuses}", (2 if force else 1, *_row_key(uid))) == 1
+
+    def cancel_level(self, task_id: int) -> int:
+        """0, or the withdrawal asked for a task (1: unless started, 2: in any case)."""
+        rows = self.read("SELECT cancel FROM tasks WHERE id = ?", (task_id,))
+        return rows[0][0] if rows else 0
 
     def cancel_pending(self, uid: str) -> bool:
         rows = self.read("SELECT cancel FROM tasks WHERE id = ? AND token = ?", _row_key(uid))
@@ -1817,15 +1864,23 @@ class _Store:
     # -- the pool's side (called from the pool manager only)
 
     def recover(self, con: sqlite3.Connection, now: float) -> None:
-        """After a pool ended without finishing its tasks: settle what it left behind."""
-        lost = json.dumps({"type": "", "message": "interrupted: the pool ended while the task "
-                                                  "was running", "traceback": ""})
-        con.execute("UPDATE tasks SET status = 'error', finished = ?, error = ? "
-                    "WHERE status = 'running'", (now, lost))
+        """After a pool ended without finishing its tasks: settle what it left behind.
+
+        A task it had started was interrupted: it runs again while it has retries left, like
+        one whose worker died; one it had only handed over waits again (it never started).
+        """
+        lost = _failure("interrupted: the pool ended while the task was running")
+        self.finish(con, [_Outcome(row[0], "error", error=lost, finished=now, cron=row[1])
+                          for row in con.execute("SELECT id, cron FROM tasks WHERE "
+                                                 "status = 'running'").fetchall()], now)
         con.execute("UPDATE tasks SET status = 'waiting', worker = NULL, cancel = 0 "
                     "WHERE status = 'queued'")       # handed over but never started
-        for name, blob, catch_up, next_due, running in con.execute(
-                "SELECT name, schedule, catch_up, next_due, running FROM crons").fetchall():
+        for name, blob, catch_up, next_due, running, live in con.execute(
+                "SELECT name, schedule, catch_up, next_due, running, EXISTS (SELECT 1 FROM "
+                f"tasks WHERE {_UUID} = crons.running AND status = 'waiting') FROM crons"
+                ).fetchall():
+            if live:
+                continue                             # its run is still to come
             if running or next_due is None or next_due < now - _MISFIRE_GRACE:
                 due = now if catch_up and next_due is not None and next_due < now \
                     else _next_due(pickle.loads(blob), now)
@@ -1848,62 +1903,66 @@ class _Store:
             started.append(uid)
         return started
 
-    def claim(self, con: sqlite3.Connection, now: float, places: list) -> list:
+    def claim(self, con: sqlite3.Connection, now: float, pids: list) -> list:
         """Hand the most urgent due tasks to workers: higher priority first, then in order.
 
-        `places` are (worker pid, starts at once) pairs; a task that waits behind another in
-        its worker is "queued". Returns [(id, uuid, record, cron, timeout)].
+        A task for each worker pid in `pids`; they are "queued" until their worker says it
+        started one. Returns [(id, uuid, record, cron, timeout)].
         """
         rows = con.execute(f"SELECT id, {_UUID}, record, cron, timeout FROM tasks WHERE "
                            "status = 'waiting' AND due <= ? ORDER BY priority DESC, due, id "
-                           "LIMIT ?", (now, len(places))).fetchall()
-        con.executemany("UPDATE tasks SET status = ?, started = ?, worker = ?, "
-                        "attempts = attempts + 1 WHERE id = ?",
-                        [("running" if first else "queued", now if first else None, pid, row[0])
-                         for (pid, first), row in zip(places, rows)])
+                           "LIMIT ?", (now, len(pids))).fetchall()
+        con.executemany("UPDATE tasks SET status = 'queued', worker = ? WHERE id = ?",
+                        [(pid, row[0]) for pid, row in zip(pids, rows)])
         return rows
 
-    def promote(self, con: sqlite3.Connection, ids: list, now: float) -> None:
-        """Queued tasks whose worker has just finished the one before them now run."""
-        if ids:
-            con.executemany("UPDATE tasks SET status = 'running', started = ? WHERE id = ? "
-                            "AND status = 'queued'", [(now, i) for i in ids])
+    def mark_started(self, con: sqlite3.Connection, started: list) -> None:
+        """Workers started these tasks [(id, wall-clock start)]: an attempt each; a
+        withdrawal asked for too late is refused."""
+        if started:
+            con.executemany("UPDATE tasks SET status = 'running', started = ?, "
+                            "attempts = attempts + 1, cancel = CASE cancel WHEN 1 THEN 0 "
+                            "ELSE cancel END WHERE id = ? AND status = 'queued'",
+                            [(at, task_id) for task_id, at in started])
 
     def finish(self, con: sqlite3.Connection, outcomes: list, now: float) -> None:
-        """Write outcomes; a failure with retries left waits for its next attempt instead.
-
-        [(id, status, value, error, started, finished, output, summary, cron, retryable)]
-        """
+        """Write outcomes (_Outcome) of tasks that are still live; a retryable failure with
+        retries left waits for its next attempt instead (see _retry_due)."""
         final, again = [], []
         for outcome in outcomes:
-            if outcome[1] == "error" and outcome[9]:
-                attempts, retries, pause, backoff = con.execute(
-                    "SELECT attempts, retries, retry_delay, backoff FROM tasks WHERE id = ?",
-                    (outcome[0],)).fetchone()
-                if attempts <= retries:
-                    due = now + pause * backoff ** (attempts - 1)
-                    again.append((outcome[3], outcome[6], due, outcome[0]))
+            error = outcome.error and json.dumps(outcome.error)
+            if outcome.status == "error" and outcome.retryable:
+                row = con.execute("SELECT attempts, retries, retry_delay, backoff FROM tasks "
+                                  "WHERE id = ?", (outcome.id,)).fetchone()
+                due = row and _retry_due(*row, now)
+                if due:
+                    again.append((error, outcome.output, due, outcome.id))
                     continue
-            final.append(outcome)
+            final.append((outcome.status, outcome.value, error, outcome.started,
+                          outcome.finished, outcome.output, outcome.summary, outcome.id))
         if again:
             con.executemany("UPDATE tasks SET status = 'waiting', error = ?, output = ?, "
-                            "due = ?, worker = NULL, cancel = 0 WHERE id = ?", again)
+                            "due = ?, worker = NULL, cancel = 0 WHERE id = ? AND status IN "
+                            "('queued', 'running')", again)
         con.executemany("UPDATE tasks SET status = ?, value = ?, error = ?, "
                         "started = coalesce(?, started), finished = ?, output = ?, "
-                        "summary = ?, cancel = 0 WHERE id = ?", [o[1:8] + (o[0],) for o in final])
-        for outcome in final:
-            if outcome[8]:
-                self._cron_done(con, outcome[8], now)
+                        "summary = ?, cancel = 0 WHERE id = ? AND status IN "
+                        "('queued', 'running')", final)
+        retried = {a[3] for a in again}
+        for outcome in outcomes:
+            if outcome.cron and outcome.id not in retried:
+                self._cron_done(con, outcome.cron, outcome.id, now)
 
     def requeue(self, con: sqlite3.Connection, ids: list) -> None:
         """Tasks handed to a worker that never started them wait again."""
         if ids:
-            con.executemany("UPDATE tasks SET status = 'waiting', started = NULL, worker = NULL "
-                            "WHERE id = ? AND status IN ('queued', 'running')",
-                            [(i,) for i in ids])
+            con.executemany("UPDATE tasks SET status = 'waiting', worker = NULL "
+                            "WHERE id = ? AND status = 'queued'", [(i,) for i in ids])
 
-    def _cron_done(self, con: sqlite3.Connection, name: str, now: float) -> None:
-        rows = con.execute("SELECT schedule FROM crons WHERE name = ?", (name,)).fetchall()
+    def _cron_done(self, con: sqlite3.Connection, name: str, task_id: int, now: float) -> None:
+        """The run `task_id` of a job ended (if it is the job's current run)."""
+        rows = con.execute(f"SELECT schedule FROM crons WHERE name = ? AND running = (SELECT "
+                           f"{_UUID} FROM tasks WHERE id = ?)", (name, task_id)).fetchall()
         if rows:   # the next due time counts from the end of the run: runs never overlap
             con.execute("UPDATE crons SET running = NULL, next_due = ? WHERE name = ?",
                         (_next_due(pickle.loads(rows[0][0]), now), name))
@@ -2046,8 +2105,11 @@ def _notify(path: str) -> None:
 def _worker_main(config_text: str) -> None:
     """A worker process: run tasks from the pool's pipe until told to stop or orphaned.
 
-    A reader thread moves messages from the pipe into an inbox; it is also the lifeline (the
-    pipe closes when the owner dies, however it dies) and hands queued tasks back on request.
+    A reader thread moves messages from the pipe into an inbox; it also hands queued tasks
+    back on request and notices the manager's end (its pipe closes, however it ends). The
+    manager commits what a worker reports and acknowledges it; what it could not commit
+    before it ended, the worker writes itself (_hand_over), so nothing that ran is lost or
+    runs again.
     """
     global _IN_WORKER
     _IN_WORKER = True
@@ -2056,50 +2118,107 @@ def _worker_main(config_text: str) -> None:
     sys.path[:] = config["path"]
     tasks = _Connection(config["down"], writable=False)
     results = _Connection(config["up"], readable=False)
-    inbox: list = []
-    ready = threading.Condition()
+    state = _WorkerState(config["database"])
+    ready = threading.Condition()     # guards the inbox and `state`
     sending = threading.Lock()
 
     def reply(message: tuple) -> None:
         data = pickle.dumps(message, _PICKLE_PROTOCOL)
-        with sending:
-            results.send_bytes(data)
+        with sending, contextlib.suppress(OSError):   # the manager is gone: the reader
+            results.send_bytes(data)                  # thread hands over
 
     def read_pipe() -> None:
+        inbox = state.inbox
         while True:
             try:
                 message = pickle.loads(tasks.recv_bytes())
             except (EOFError, OSError):
-                os._exit(0)
+                with ready:                # the main thread cannot change the state now
+                    state.hand_over()
+                _end_process_group()
             with ready:
-                if message[0] == "return":        # not started yet? give it back
+                if message[0] == "ack":
+                    state.acknowledged(message[1])
+                elif message[0] == "return":        # not started yet? give it back
                     queued = [m for m in inbox if m[0] == "run" and m[1] == message[1]]
                     if queued:
                         inbox.remove(queued[0])
                         reply(("returned", message[1]))
-                    continue
-                inbox.append(message)
-                ready.notify()
+                else:
+                    inbox.append(message)
+                    ready.notify()
 
     threading.Thread(target=read_pipe, name="autocron-lifeline", daemon=True).start()
     functions: dict = {}
-    store: list = []                  # opened when a shipped function must be read
-
-    def load_payload(digest: str) -> bytes:
-        if not store:
-            store.append(_Store(config["database"]))
-        return store[0].function_payload(digest)
-
     while True:
         with ready:
-            while not inbox:
+            while not state.inbox:
                 ready.wait()
-            message = inbox.pop(0)
-        if message[0] == "exit":
-            os._exit(0)
-        if message[3]:                # it has a timeout: the clock starts now, not at hand-over
-            reply(("started", message[1]))
-        reply(_run_task(message[1], message[2], functions, load_payload))
+            message = state.inbox.pop(0)
+            if message[0] == "exit":
+                state.hand_over()
+                os._exit(0)
+            _, task_id, data, cron = message
+            if state.cancel_requested(task_id):   # cancel() came first: it never starts
+                reply(("skipped", task_id))
+                continue
+            state.current = (task_id, _clock())
+        reply(("started",) + state.current)
+        done = _run_task(task_id, data, functions, state.payload)
+        with ready:
+            state.current = None
+            outcome = _Outcome(*done[1:], cron=cron)
+            state.sent += 1
+            state.unacknowledged.append((state.sent, outcome))
+        reply(("done", task_id, outcome))
+
+
+class _WorkerState:
+    """What a worker knows that its pool may not have committed yet."""
+
+    def __init__(self, database: str):
+        self.database = database
+        self.inbox: list = []             # messages not handled yet, in order
+        self.current: Optional[tuple] = None   # (task id, wall-clock start) of the running task
+        self.sent = 0                     # outcomes reported so far
+        self.unacknowledged: list = []    # (number, _Outcome) not yet committed by the pool
+        self._store: Optional[_Store] = None
+
+    def store(self) -> "_Store":
+        if self._store is None:
+            self._store = _Store(self.database)
+        return self._store
+
+    def payload(self, digest: str) -> bytes:
+        return self.store().function_payload(digest)
+
+    def cancel_requested(self, task_id: int) -> bool:
+        return self.store().cancel_level(task_id) > 0
+
+    def acknowledged(self, number: int) -> None:
+        while self.unacknowledged and self.unacknowledged[0][0] <= number:
+            self.unacknowledged.pop(0)
+
+    def hand_over(self) -> None:
+        """The manager ended: write the starts and outcomes it may not have committed."""
+        started = [self.current] if self.current else []
+        started += [(o.id, o.started) for _, o in self.unacknowledged]
+        if not started:
+            return
+        try:
+            store = self.store()
+            with store.transaction() as con:
+                store.mark_started(con, started)
+                store.finish(con, [o for _, o in self.unacknowledged], _clock())
+        except Exception:   # pragma: no cover - nothing left to tell; the next pool recovers
+            pass
+
+
+def _end_process_group() -> None:
+    """End this worker and every process its tasks started (they share its group)."""
+    if _CAN_KILL_GROUPS and os.getpgid(0) == os.getpid():
+        os.killpg(os.getpid(), signal.SIGKILL)
+    os._exit(0)
 
 
 class _Tail(io.TextIOBase):
@@ -2170,10 +2289,6 @@ def _exit_text(code: Optional[int]) -> str:
     return f"worker died: exited with status {code}"
 
 
-def _failure(message: str) -> dict:
-    return {"type": "", "message": message, "traceback": ""}
-
-
 class _Task:
     """A claimed task on its way through the pool."""
 
@@ -2184,45 +2299,59 @@ class _Task:
                  timeout: Optional[float]):
         self.id, self.uuid, self.record, self.cron = task_id, uid, record, cron
         self.timeout = timeout
-        self.returning = False
+        self.returning = False      # asked its worker to give it back
         self.cancel = 0             # 1: withdraw it unless started, 2: stop it in any case
-        self.running = False        # "running" in the database (else "queued")
-        self.started = 0.0          # monotonic time the worker said it started (timeouts)
+        self.running = False        # its worker said it started it
+        self.started = 0.0          # monotonic time the worker said so (timeouts)
 
 
 class _Worker:
     """The pool's handle on one worker process and the tasks handed to it, in order."""
 
-    __slots__ = ("proc", "tasks", "results", "queue", "retiring", "born", "kill_reason")
+    __slots__ = ("proc", "tasks", "results", "queue", "retiring", "born", "kill_reason",
+                 "killed_for", "reported", "closed")
 
     def __init__(self, database: str):
         self.proc, self.tasks, self.results = _spawn("_worker_main", {"database": database})
         self.queue: list = []          # the first one runs, the rest wait in the worker
         self.retiring = False
         self.born = time.monotonic()
-        self.kill_reason = ""       # why the pool killed it: a timeout, a forced cancel
+        self.kill_reason = ""       # why the pool killed it: a timeout, a forced cancel ...
+        self.killed_for = -1        # ... of this task (another one may have started since)
+        self.reported = 0           # outcomes received from it (it numbers them alike)
+        self.closed = False         # its pipe ended; its process may not have yet
 
-    def kill(self, reason: str) -> None:
-        """Terminate the process (its task cannot be interrupted any other way)."""
+    def kill(self, reason: str, task: "_Task") -> None:
+        """End the process and what its task started (it cannot be interrupted otherwise)."""
         if not self.kill_reason:
-            self.kill_reason = reason
-            with contextlib.suppress(OSError):
-                self.proc.kill()
+            self.kill_reason, self.killed_for = reason, task.id
+            _kill_group(self.proc)
 
     def push(self, task: "_Task") -> None:
         self.queue.append(task)
-        self.send(("run", task.id, task.record, bool(task.timeout)))
+        self.send(("run", task.id, task.record, task.cron))
 
     def send(self, message: tuple) -> None:
         try:
             self.tasks.send_bytes(pickle.dumps(message, _PICKLE_PROTOCOL))
         except OSError:
-            pass  # it died; the pool sees its closed pipe and reports its task
+            pass  # it died; the pool sees its process end and reports its task
 
     def close(self) -> None:
         for end in (self.tasks, self.results):
             with contextlib.suppress(OSError):
                 end.close()
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL a worker and every process in its group (a worker leads its own)."""
+    try:
+        if _CAN_KILL_GROUPS:
+            os.killpg(proc.pid, signal.SIGKILL)
+        else:  # pragma: no cover - Windows: the worker alone
+            proc.kill()
+    except OSError:
+        pass   # already gone
 
 
 class _Pool:
@@ -2231,6 +2360,8 @@ class _Pool:
 
     Each worker holds up to _PREFETCH tasks so that it never waits for the dispatcher between
     two tasks; a task queued behind a long one is taken back when another worker falls idle.
+    What a round learns (starts, outcomes, tasks to put back) is kept until it is committed,
+    and a worker forgets its outcomes only once the pool acknowledges them.
     """
 
     def __init__(self, store: _Store, owner: int, notices: _Connection):
@@ -2242,20 +2373,23 @@ class _Pool:
         self._deadline = 0.0
         self._wake_path = store.wake_path
         self._wake = self._listen()
-        self._outcomes: list = []      # (task, status, value, error, started, finished,
-                                       #  output, summary, retryable)
+        self._started: list = []       # (task id, wall-clock start) to mark running
+        self._outcomes: list = []      # (_Outcome, task uuid, worker or None, its number)
         self._returned: list = []      # claimed tasks handed back by a worker, to place again
         self._requeue: list = []       # claimed tasks to put back into the queue
+        self._refused: list = []       # ids whose withdrawal came after they started
         self._respawn_at = 0.0
         self._respawn_delay = 0.5
+        self._retry_at = 0.0           # a failed commit is tried again from then on
         self._settings = store.settings()
         self._settings_read = time.monotonic()
-        self._cancels_read = 0.0
-        self._refused: list = []       # ids whose withdrawal came after they started
         self._ready: set = set()       # workers whose pipe the last wait found readable
         self._idle = True              # the last round claimed nothing: look for the next due time
         self._selector = selectors.DefaultSelector()
         self._listening = False        # is the wake socket in the selector?
+        self._children = _child_signals()   # readable when a worker process ends
+        if self._children is not None:
+            self._selector.register(self._children, selectors.EVENT_READ)
 
     def _listen(self) -> socket.socket:
         if hasattr(socket, "AF_UNIX"):
@@ -2311,6 +2445,7 @@ class _Pool:
     def run(self) -> None:
         try:
             self.store.read("PRAGMA wal_autocheckpoint=1000")
+            self._await_previous_pool()
             with self.store.transaction() as con:
                 self.store.recover(con, _clock())
             self._adjust_workers()
@@ -2320,7 +2455,8 @@ class _Pool:
                 if time.monotonic() - last_cleanup > _CLEANUP_INTERVAL:
                     last_cleanup = time.monotonic()
                     self._settings = self.store.settings()
-                    self.store.cleanup(_clock(), self._settings["result_ttl"])
+                    with contextlib.suppress(DatabaseError):   # next time, then
+                        self.store.cleanup(_clock(), self._settings["result_ttl"])
                 self._sleep()
         except Exception:
             _log.exception("autocron pool for %s failed; its workers stop", self.store.path)
@@ -2328,98 +2464,182 @@ class _Pool:
             self._shutdown_workers()
             self._release()
 
+    def _await_previous_pool(self) -> None:
+        """Let the processes of a pool that ended abruptly finish handing over its tasks."""
+        _, manager, workers = self.store.pool_pids()
+        left = [p for p in [manager, *workers] if p and p != os.getpid()]
+        end = time.monotonic() + _HANDOVER_WAIT
+        while left and time.monotonic() < end:
+            left = [p for p in left if _pool_process_alive(p, self.store.path)]
+            if left:
+                time.sleep(0.01)
+        for pid in left:      # stuck: they have had their chance
+            with contextlib.suppress(OSError):
+                os.killpg(pid, signal.SIGKILL) if _CAN_KILL_GROUPS else os.kill(pid, 9)
+
     def _places(self) -> list:
-        """(worker, starts at once) for every task the workers can take now: idle workers
-        first, then places behind a running task."""
-        active = [w for w in self._workers if not w.retiring]
-        places = [(w, True) for w in active if not w.queue]
+        """A worker for every task the workers can take now: idle workers first, then places
+        behind a running task."""
+        active = [w for w in self._workers if not w.retiring and not w.closed]
+        places = [w for w in active if not w.queue]
         for depth in range(1, _PREFETCH):
-            places += [(w, False) for w in active if max(len(w.queue), 1) <= depth]
+            places += [w for w in active if max(len(w.queue), 1) <= depth]
         return places
 
     def _round(self) -> None:
-        """Collect outcomes; in one transaction write them and claim the next tasks."""
+        """Collect what the workers report; in one transaction write it and claim the next
+        tasks; hand them out."""
         if time.monotonic() - self._settings_read > 1.0:    # the admin tool may change them
             self._settings_read = time.monotonic()
             self._settings = self.store.settings()
+        self._collect()
         self._enforce_timeouts()
         self._cancel_requested()
-        self._collect()
         places = [] if self._stopping else self._places()
         placed = []
         while places and self._returned:
             placed.append((places.pop(0), self._returned.pop(0)))
-        promote = [w.queue[0] for w in self._workers if w.queue and not w.queue[0].running]
-        promote += [task for (_, first), task in placed if first]
-        outcomes, self._outcomes = self._outcomes, []
-        requeue, self._requeue = self._requeue, []
-        refused, self._refused = self._refused, []
-        claimed: list = []
-        now = _clock()
-        tasks_due, crons_due = self.store.anything_due(now) if places else (False, False)
-        if outcomes or requeue or promote or refused or tasks_due or crons_due:
-            with self.store.transaction() as con:
-                self.store.finish(con, [(t.id, status, value, error and json.dumps(error),
-                                         started, finished, output, summary, t.cron, retryable)
-                                        for t, status, value, error, started, finished, output,
-                                        summary, retryable in outcomes], now)
-                self.store.requeue(con, [t.id for t in requeue])
-                self.store.promote(con, [t.id for t in promote], now)
-                self.store.refuse_cancel(con, refused)
-                if crons_due:
-                    self.store.due_crons(con, now)
-                if tasks_due or crons_due:
-                    claimed = self.store.claim(con, now, [(w.proc.pid, first)
-                                                          for w, first in places])
+        pending = bool(self._started or self._outcomes or self._requeue or self._refused)
+        due = (False, False)
+        if places and time.monotonic() >= self._retry_at:
+            due = self.store.anything_due(_clock())
+        claimed = []
+        if (pending or any(due)) and time.monotonic() >= self._retry_at:
+            claimed = self._commit([w.proc.pid for w in places] if any(due) else [], due[1])
         placed += [(place, _Task(*row)) for place, row in zip(places, claimed)]
         self._idle = not claimed
-        for task in promote:
-            task.running = True
-        for (worker, first), task in placed:
-            task.running = task.running or first
+        for worker, task in placed:
             worker.push(task)
         if not claimed and not placed:
             self._take_back_queued()
-        self._release_waiters(outcomes)
+
+    def _commit(self, pids: list, crons_due: bool) -> list:
+        """Write what the round learnt and claim a task for each worker pid; the claimed rows.
+
+        Nothing learnt is dropped when the write fails: a busy database is tried again a
+        moment later, an outcome that cannot be stored fails its own task with the reason.
+        """
+        started, outcomes = self._started, self._outcomes
+        requeue, refused = self._requeue, self._refused
+        self._started, self._outcomes, self._requeue, self._refused = [], [], [], []
+        now = _clock()
+        try:
+            with self.store.transaction() as con:
+                self.store.mark_started(con, started)
+                self.store.finish(con, [o for o, _, _, _ in outcomes], now)
+                self.store.requeue(con, [t.id for t in requeue])
+                self.store.refuse_cancel(con, refused)
+                if crons_due:
+                    self.store.due_crons(con, now)
+                claimed = self.store.claim(con, now, pids) if pids else []
+        except Exception as error:
+            self._started, self._outcomes = started + self._started, outcomes + self._outcomes
+            self._requeue, self._refused = requeue + self._requeue, refused + self._refused
+            if not outcomes or _transient(error) or not self._store_one_by_one():
+                _log.warning("autocron pool for %s cannot write to its database, trying "
+                             "again in %g s: %s", self.store.path, _COMMIT_RETRY, error)
+                self._retry_at = time.monotonic() + _COMMIT_RETRY
+            return []
+        self._acknowledge(outcomes)
+        return claimed
+
+    def _store_one_by_one(self) -> bool:
+        """After a failed commit: write each outcome alone, failing those that cannot be
+        stored; False if the database refuses even that (then everything waits)."""
+        started, self._started = self._started, []
+        try:
+            with self.store.transaction() as con:
+                self.store.mark_started(con, started)
+        except Exception:
+            self._started = started + self._started
+            return False
+        outcomes, self._outcomes = self._outcomes, []
+        for position, (outcome, uid, worker, number) in enumerate(outcomes):
+            try:
+                with self.store.transaction() as con:
+                    self.store.finish(con, [outcome], _clock())
+            except Exception as error:
+                if _transient(error):
+                    self._outcomes = outcomes[position:] + self._outcomes
+                    return False
+                _log.error("autocron task %d: its outcome could not be stored: %s",
+                           outcome.id, error)
+                failed = outcome._replace(status="error", value=None, output="", summary=None,
+                                          retryable=False, error=_failure(
+                                              f"the task's outcome could not be stored: {error}"))
+                try:
+                    with self.store.transaction() as con:
+                        self.store.finish(con, [failed], _clock())
+                except Exception:
+                    self._outcomes = outcomes[position:] + self._outcomes
+                    return False
+            self._acknowledge([(outcome, uid, worker, number)])
+        return True
+
+    def _acknowledge(self, outcomes: list) -> None:
+        """Tell workers which of their outcomes are committed; wake the owner's callers."""
+        numbers: dict = {}
+        for _, _, worker, number in outcomes:
+            if worker is not None and number > numbers.get(worker, 0):
+                numbers[worker] = number
+        for worker, number in numbers.items():
+            if not worker.closed:
+                worker.send(("ack", number))
+        if outcomes and self._watched:
+            self._notify_done([uid for _, uid, _, _ in outcomes])
+
+    def _report(self, outcome: _Outcome, task: "_Task", worker: Optional[_Worker] = None,
+                number: int = 0) -> None:
+        """An outcome to write in the next commit (from `worker`, its `number`-th)."""
+        self._outcomes.append((outcome, task.uuid, worker, number))
 
     def _enforce_timeouts(self) -> None:
         now = time.monotonic()
         for worker in self._workers:
             head = worker.queue[0] if worker.queue else None
-            if head is not None and head.timeout and head.started and \
+            if head is not None and head.timeout and head.running and \
                     now - head.started >= head.timeout:
-                worker.kill(f"timed out after {head.timeout:g} s")
+                self._kill(worker, head, f"timed out after {head.timeout:g} s")
+
+    def _kill(self, worker: _Worker, task: "_Task", reason: str) -> None:
+        """Kill the worker running `task`, unless its pipe says the task has just ended."""
+        self._drain(worker)
+        if worker.queue and worker.queue[0] is task:
+            worker.kill(reason, task)
 
     def _cancel_requested(self) -> None:
-        """cancel(force=True) from any process: stop the worker running the task."""
-        if time.monotonic() - self._cancels_read < 0.1 or not any(w.queue for w in self._workers):
+        """cancel() from any process: withdraw what has not started; force: stop it."""
+        if not (any(w.queue for w in self._workers) or self._returned):
             return
-        self._cancels_read = time.monotonic()
         requested = self.store.cancel_requests()
-        for worker in self._workers if requested else ():
-            for position, task in enumerate(worker.queue):
+        if not requested:
+            return
+        for task in [t for t in self._returned if t.id in requested]:
+            self._returned.remove(task)
+            self._report(_Outcome(task.id, "cancelled", error=_failure("cancelled"),
+                                  finished=_clock(), cron=task.cron, retryable=False), task)
+        for worker in self._workers:
+            for task in list(worker.queue):
                 level = requested.get(task.id, 0)
                 if level <= task.cancel:
                     continue
-                if position > 0:                  # not started: take it back
-                    task.cancel = level
-                    if not task.returning:
-                        task.returning = True
-                        worker.send(("return", task.id))
-                elif level == 2:
-                    task.cancel = level
-                    worker.kill("cancelled")
-                else:
+                task.cancel = level
+                if task.running and level == 2:
+                    self._kill(worker, task, "cancelled")
+                elif task.running:
                     self._refused.append(task.id)
+                elif not task.returning:    # the worker gives it back, or says it started
+                    task.returning = True
+                    worker.send(("return", task.id))
 
     def _next_timeout(self) -> Optional[float]:
         ends = [w.queue[0].started + w.queue[0].timeout for w in self._workers
-                if w.queue and w.queue[0].timeout and w.queue[0].started]
+                if w.queue and w.queue[0].timeout and w.queue[0].running]
         return max(0.0, min(ends) - time.monotonic()) if ends else None
 
     def _take_back_queued(self) -> None:
         """An idle worker and nothing due: ask for tasks queued behind running ones."""
-        idle = sum(1 for w in self._workers if not w.queue and not w.retiring)
+        idle = sum(1 for w in self._workers if not w.queue and not w.retiring and not w.closed)
         for worker in self._workers:
             for task in worker.queue[1:]:
                 if idle and not task.returning:
@@ -2427,70 +2647,86 @@ class _Pool:
                     worker.send(("return", task.id))
                     idle -= 1
 
-    def _release_waiters(self, outcomes: list) -> None:
-        """Tell the owner which of the tasks its callers wait for have finished."""
-        if outcomes and self._watched:
-            self._notify_done([outcome[0].uuid for outcome in outcomes])
-
     def _collect(self) -> None:
-        """Read every message the workers have sent; notice the workers that died."""
+        """Read every message the workers have sent; bury the workers whose process ended."""
         ready, self._ready = self._ready, set()
         for worker in [w for w in self._workers if w.results in ready]:
-            try:
-                while True:
-                    self._receive(worker, pickle.loads(worker.results.recv_bytes()))
-                    # Connection.poll() builds a selector per call; one select() is cheaper
-                    if not select.select([worker.results.fileno()], [], [], 0)[0]:
-                        break
-            except (EOFError, OSError):
-                self._bury(worker)
+            self._drain(worker)
+        for worker in [w for w in self._workers if w.proc.poll() is not None]:
+            self._drain(worker)          # what it said before it ended
+            self._bury(worker)
         if not self._stopping:
             self._adjust_workers()
 
+    def _drain(self, worker: _Worker) -> None:
+        """Read the messages waiting in a worker's pipe, without blocking."""
+        if worker.closed:
+            return
+        try:
+            # Connection.poll() builds a selector per call; one select() is cheaper
+            while select.select([worker.results.fileno()], [], [], 0)[0]:
+                self._receive(worker, pickle.loads(worker.results.recv_bytes()))
+        except (EOFError, OSError):
+            worker.closed = True         # its process ends next (or has): see _collect
+            self._selector.unregister(worker.results)
+            if worker.proc.poll() is None:
+                _kill_group(worker.proc)     # a worker never closes its pipe by itself
+
     def _receive(self, worker: _Worker, message: tuple) -> None:
-        task = next(t for t in worker.queue if t.id == message[1])
+        task = next((t for t in worker.queue if t.id == message[1]), None)
+        if task is None:
+            _log.warning("autocron worker %d reported task %r, which it does not hold; "
+                         "ignored", worker.proc.pid, message[1])
+            return
         if message[0] == "started":
-            task.started = time.monotonic()
+            task.started, task.running = time.monotonic(), True
+            self._started.append((task.id, message[2]))
+            if task.cancel == 1:          # the withdrawal came too late
+                task.cancel = 0
+            elif task.cancel == 2:
+                worker.kill("cancelled", task)
             return
         worker.queue.remove(task)
-        if message[0] == "returned":
-            task.returning = False
-            if task.cancel:
-                self._outcomes.append((task, "cancelled", None, _failure("cancelled"), None,
-                                       _clock(), "", None, False))
-            else:
-                (self._requeue if self._stopping else self._returned).append(task)
+        if message[0] == "done":
+            worker.reported += 1
+            outcome = message[2]
+            self._report(outcome, task, worker, worker.reported)
+            if outcome.status == "error":
+                _log.error("autocron task %s failed:\n%s", task.uuid,
+                           outcome.error["traceback"] or outcome.error["message"])
+            return
+        task.returning = False          # "returned" (taken back) or "skipped" (cancelled)
+        if task.cancel or message[0] == "skipped":
+            self._report(_Outcome(task.id, "cancelled", error=_failure("cancelled"),
+                                  finished=_clock(), cron=task.cron, retryable=False), task)
         else:
-            self._outcomes.append((task,) + message[2:] + (True,))
-            if message[2] == "error":
-                _log.error("autocron task %s failed:\n%s", task.uuid, message[4]["traceback"])
+            (self._requeue if self._stopping else self._returned).append(task)
 
     def _bury(self, worker: _Worker) -> None:
+        """A worker process ended: settle its tasks, end what its tasks left running."""
         self._workers.remove(worker)
-        self._selector.unregister(worker.results)
+        if not worker.closed:
+            self._selector.unregister(worker.results)
         worker.close()
-        try:
-            code = worker.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            worker.proc.kill()
-            code = worker.proc.wait()
-        if worker.queue:
-            running, *queued = worker.queue
-            text = worker.kill_reason or _exit_text(code)
-            if running.cancel == 2:
-                self._outcomes.append((running, "cancelled", None, _failure(
-                    "cancelled while running"), None, _clock(), "", None, False))
-            else:
-                _log.error("autocron task %s failed: %s", running.uuid, text)
-                self._outcomes.append((running, "error", None, _failure(text), None, _clock(),
-                                       "", None, True))
-            for task in queued:           # never started: they run elsewhere
-                if task.cancel:
-                    self._outcomes.append((task, "cancelled", None, _failure("cancelled"),
-                                           None, _clock(), "", None, False))
+        code = worker.proc.wait()
+        _kill_group(worker.proc)         # what its tasks started dies with it
+        for task in worker.queue:
+            if task.running:
+                if task.id == worker.killed_for and task.cancel == 2:
+                    outcome = _Outcome(task.id, "cancelled", error=_failure(
+                        "cancelled while running"), retryable=False)
                 else:
-                    self._requeue.append(task)
-        elif not worker.retiring and not self._stopping:
+                    text = worker.kill_reason if task.id == worker.killed_for \
+                        else _exit_text(code)
+                    _log.error("autocron task %s failed: %s", task.uuid, text)
+                    outcome = _Outcome(task.id, "error", error=_failure(text))
+                self._report(outcome._replace(finished=_clock(), cron=task.cron), task)
+            elif task.cancel:
+                self._report(_Outcome(task.id, "cancelled", error=_failure("cancelled"),
+                                      finished=_clock(), cron=task.cron, retryable=False), task)
+            else:                        # never started: it runs elsewhere
+                self._requeue.append(task)
+        if not worker.queue and not worker.retiring and not self._stopping:
             _log.warning("autocron worker %d died: %s", worker.proc.pid, _exit_text(code))
         if time.monotonic() - worker.born < 2.0 and not worker.retiring:
             self._respawn_at = time.monotonic() + self._respawn_delay   # failing at start-up
@@ -2531,20 +2767,23 @@ class _Pool:
         busy = [w for w in self._workers if w.queue]
         if busy and time.monotonic() >= self._deadline:
             for worker in busy:
-                worker.proc.kill()
+                _kill_group(worker.proc)
                 worker.proc.wait()
-                running, *queued = worker.queue
-                self._outcomes.append((running, "error", None, _failure(
-                    "stopped: the pool stopped before the task finished"), None, _clock(), "",
-                    None, False))
-                self._requeue += queued
+                self._drain(worker)
+                for task in worker.queue:
+                    if task.running:
+                        self._report(_Outcome(task.id, "error", error=_failure(
+                            "stopped: the pool stopped before the task finished"),
+                            finished=_clock(), cron=task.cron, retryable=False), task)
+                    else:
+                        self._requeue.append(task)
                 worker.queue = []
             self._round()
             busy = []
-        return not busy and not self._outcomes and not self._requeue
+        return not busy and not self._outcomes and not self._requeue and not self._started
 
     def _sleep(self) -> None:
-        """Wait for a message, a wake-up, the next due time or the stop deadline."""
+        """Wait for a message, a wake-up, a worker's end, the next due time or the deadline."""
         timeout = _FALLBACK_WAKE
         room = any(len(w.queue) < _PREFETCH and not w.retiring for w in self._workers)
         if room != self._listening:    # while every worker is full, new tasks can wait
@@ -2561,15 +2800,20 @@ class _Pool:
             timeout = 0.0              # the last round was busy: look again at once
         if self._stopping:
             timeout = min(timeout, max(0.0, self._deadline - time.monotonic()))
-        deadline = self._next_timeout()
-        if deadline is not None:
-            timeout = min(timeout, deadline)
-        if time.monotonic() < self._respawn_at:
-            timeout = min(timeout, self._respawn_at - time.monotonic())
+        now = time.monotonic()
+        waits = [t - now for t in (self._respawn_at, self._retry_at) if t > now]
+        waits.append(self._next_timeout())
+        if self._children is None and self._workers:
+            waits.append(_FALLBACK_REAP)        # no signal tells of a worker's end: look
+        timeout = min([timeout] + [w for w in waits if w is not None])
         for key, _ in self._selector.select(timeout):
             if key.fileobj is self._wake:
                 with contextlib.suppress(OSError):
                     while self._wake.recv(64):
+                        pass
+            elif key.fileobj is self._children:
+                with contextlib.suppress(OSError):
+                    while os.read(self._children, 512):
                         pass
             else:
                 self._ready.add(key.fileobj)
@@ -2582,10 +2826,53 @@ class _Pool:
             try:
                 worker.proc.wait(timeout=max(0.1, end - time.monotonic()))
             except subprocess.TimeoutExpired:
-                worker.proc.kill()
-                worker.proc.wait()
+                pass
+            _kill_group(worker.proc)     # and what its tasks left running
+            worker.proc.wait()
             worker.close()
         self._workers = []
+
+
+def _transient(error: Exception) -> bool:
+    """A database error that goes away by itself (another process holds the write lock)."""
+    text = str(error)
+    return isinstance(error, DatabaseError) and ("locked" in text or "busy" in text)
+
+
+def _child_signals() -> Optional[int]:
+    """A descriptor that becomes readable whenever a child process ends (SIGCHLD), so that
+    the dispatcher notices a worker's end by its process, not by its pipe (a task's own
+    child may hold the pipe open). The manager is autocron's own process: a handler here
+    touches no user code. None where signals cannot be used this way (then: polling)."""
+    if not hasattr(signal, "SIGCHLD") or threading.current_thread() is not \
+            threading.main_thread():
+        return None
+    read_end, write_end = os.pipe()
+    os.set_blocking(read_end, False)
+    os.set_blocking(write_end, False)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+    return read_end
+
+
+def _pool_process_alive(pid: int, database: str) -> bool:
+    """Whether `pid` is still a process of a pool of `database` (and not a zombie)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as file:
+            command = file.read()
+        with open(f"/proc/{pid}/stat", "rb") as file:
+            zombie = file.read().rsplit(b")", 1)[1].split()[0] == b"Z"
+    except FileNotFoundError:
+        return False
+    except OSError:  # pragma: no cover - no /proc (macOS): whether the pid exists at all
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return False
+        return True
+    return not zombie and json.dumps(database).encode() in command and b"autocron" in command
 
 
 class _NoticeHandler(logging.Handler):
@@ -2644,6 +2931,7 @@ class _PoolHandle:
         self.store, self._lock = store, lock
         self._waiters: dict = {}
         self._waiters_lock = threading.Lock()
+        self._sending = threading.Lock()      # one message at a time on the control pipe
         self._stopping = False
         self._lifecycle = threading.Lock()     # stop() and a manager's restart never overlap
         self._start_manager()
@@ -2689,18 +2977,21 @@ class _PoolHandle:
         """An event set when the task finishes; the manager is asked to say so."""
         with self._waiters_lock:
             event = self._waiters.get(uid)
-            if event is None:
+            new = event is None
+            if new:
                 event = self._waiters[uid] = threading.Event()
-                self._tell_manager(("watch", uid))
-            return event
+        if new:   # not under the lock: the thread that sets events needs it to go on
+            self._tell_manager(("watch", uid))
+        return event
 
     def forget(self, uid: str) -> None:
         with self._waiters_lock:
             self._waiters.pop(uid, None)
 
     def _tell_manager(self, message: tuple) -> None:
-        with contextlib.suppress(OSError):
-            self._control.send_bytes(pickle.dumps(message, _PICKLE_PROTOCOL))
+        data = pickle.dumps(message, _PICKLE_PROTOCOL)
+        with self._sending, contextlib.suppress(OSError):
+            self._control.send_bytes(data)
 
     def wake(self) -> None:
         _notify(self.store.wake_path)
@@ -2709,8 +3000,7 @@ class _PoolHandle:
         """Let running tasks finish within `timeout` s, end the manager, release the lock."""
         with self._lifecycle:
             self._stopping = True
-            with self._waiters_lock:
-                self._tell_manager(("stop", timeout))
+            self._tell_manager(("stop", timeout))
         try:
             self.manager.wait(timeout + 15)
         except subprocess.TimeoutExpired:

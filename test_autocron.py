@@ -2270,7 +2270,7 @@ class TestNothingLostNothingTwice:
             blocker.get(timeout=30)
         with pytest.raises(autocron.TaskError, match="attempt 2"):
             queued.get(timeout=30)
-        assert queued.attempts == 2 and Path(counter).read_text() == "2"
+        assert queued.attempts == 2 and len(Path(counter).read_text().split()) == 2
 
     def test_cancelling_a_waiting_cron_run_keeps_the_job(self, database, monkeypatch,
                                                          tmp_path):
