@@ -2283,7 +2283,8 @@ class TestNothingLostNothingTwice:
             autocron.start(database, workers=1)
             blocker = block(str(tmp_path))
             read_pid(tmp_path / "task.pid")
-            fillers = [add(i, i) for i in range(2 * autocron._PREFETCH)]   # ahead of the run
+            at_nine = autocron.delay(schedule=datetime(2030, 1, 1, 9, 0))(add.__wrapped__)
+            fillers = [at_nine(i, i) for i in range(2 * autocron._PREFETCH)]  # due before it
             clock.now += 60
             autocron._state.pool.wake()
             run = wait_until(lambda: [r for r in autocron.get_results()
