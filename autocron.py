@@ -1137,8 +1137,22 @@ def _plain(zone, year, month, day, end_year, end_month, end_day) -> bool:
 _RECORD_DEFAULTS = {"v": 1, "args": (), "kwargs": {}}
 
 
+def _safe_text(text: str) -> str:
+    """`text` as SQLite (and any terminal) takes it: a lone surrogate - what `surrogateescape`
+    file names give, or a custom __repr__ - becomes its escape, `\\udcff`, instead of an
+    error that would cost the write."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
 def _function_name(func: Callable) -> str:
-    return f"{getattr(func, '__module__', '?')}.{getattr(func, '__qualname__', repr(func))}"
+    return _safe_text(f"{getattr(func, '__module__', '?')}."
+                      f"{getattr(func, '__qualname__', repr(func))}")
 
 
 def _importable(obj: Any) -> bool:
@@ -1458,15 +1472,31 @@ def _call_text(args: tuple, kwargs: dict, limit: int = 200) -> str:
         text = ", ".join([repr(a) for a in args] + [f"{k}={v!r}" for k, v in kwargs.items()])
     except Exception:  # a broken __repr__ must not stop the call
         text = "..."
+    text = _safe_text(text)
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _error_info(error: BaseException) -> dict:
+    """An exception as data: its type's name, its text and its traceback, whatever they hold.
+
+    A task's exception may have a __str__ that raises (even a BaseException, which the
+    traceback module lets through), a __module__ that is no text, or lone surrogates; the
+    worker reports all of them and lives on.
+    """
     kind = type(error)
-    name = kind.__qualname__ if kind.__module__ == "builtins" else \
-        f"{kind.__module__}.{kind.__qualname__}"
-    text = "".join(traceback.format_exception(kind, error, error.__traceback__))
-    return {"type": name, "message": str(error), "traceback": text}
+    module = kind.__module__ if isinstance(kind.__module__, str) else "<unknown>"
+    name = kind.__qualname__ if module == "builtins" else f"{module}.{kind.__qualname__}"
+    try:
+        message = str(error)
+    except BaseException as failure:
+        message = f"<exception str() failed: {type(failure).__name__}>"
+    try:
+        text = "".join(traceback.format_exception(kind, error, error.__traceback__))
+    except BaseException:    # the frames at least, and what we know of the exception
+        text = "".join(["Traceback (most recent call last):\n",
+                        *traceback.format_tb(error.__traceback__), f"{name}: {message}\n"])
+    return {"type": _safe_text(name), "message": _safe_text(message),
+            "traceback": _safe_text(text)}
 
 
 # ==============================================================================================

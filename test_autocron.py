@@ -1676,6 +1676,56 @@ class TestDelay:
         with pytest.raises(TypeError, match="delay decorates a function, not int"):
             autocron.delay(5)
 
+    def test_an_exception_that_cannot_be_shown_is_still_named(self, database):
+        autocron.start(database, workers=1)
+
+        def raising(kind):
+            class Escape(BaseException):
+                pass
+
+            class Unprintable(Exception):
+                def __str__(self):
+                    raise RuntimeError("no text")
+
+            class Hostile(Exception):
+                def __str__(self):
+                    raise Escape()
+
+                def __repr__(self):
+                    raise Escape()
+
+            odd = type("Odd", (Exception,), {"__module__": 42})
+            odd.__qualname__ = "Odd\udcff"     # a type's name cannot hold one, its qualname can
+            raise {"str": Unprintable, "base": Hostile, "odd": odd}[kind]("odd text")
+
+        def whoami():
+            return os.getpid()
+
+        worker = autocron.delay(whoami)().get(timeout=30)
+        expected = {"str": ("Unprintable", "<exception str() failed: RuntimeError>"),
+                    "base": ("Hostile", "<exception str() failed: Escape>"),
+                    "odd": ("<unknown>.Odd\\udcff", "odd text")}
+        for kind, (name, message) in expected.items():
+            with pytest.raises(autocron.TaskError) as caught:
+                autocron.delay(raising)(kind).get(timeout=30)
+            assert caught.value.type_name.endswith(name), caught.value
+            assert caught.value.message == message
+            assert "in raising" in caught.value.traceback
+        assert autocron.delay(whoami)().get(timeout=30) == worker     # not replaced
+
+    def test_a_call_whose_text_has_a_lone_surrogate_is_stored_and_runs(self, pool):
+        class Odd:
+            def __repr__(self):
+                return "Odd(\udcff)"
+
+        def odd_name(value):
+            return type(value).__name__
+        odd_name.__qualname__ = "odd_name\udcff"
+        result = autocron.delay(odd_name)(Odd())
+        assert result.get(timeout=30) == "Odd"
+        assert repr(result) == (f"<Result {result.uuid[:8]} odd_name\\udcff(Odd(\\udcff)) "
+                                "ready: 'Odd'>")
+
 
 class TestInactive:
     """Before start(), after stop() and when disabled, calls run synchronously here."""
