@@ -2084,6 +2084,7 @@ def _worker_main(config_text: str) -> None:
     config = json.loads(config_text)
     os.chdir(config["cwd"])
     sys.path[:] = config["path"]
+    _capture_output()
     tasks = _Connection(config["down"], writable=False)
     results = _Connection(config["up"], readable=False)
     inbox: list = []
@@ -2132,59 +2133,99 @@ def _worker_main(config_text: str) -> None:
         reply(_run_task(message[1], message[2], functions, load_payload))
 
 
-class _Tail(io.TextIOBase):
-    """A text stream that keeps the last _MAX_OUTPUT characters written to it.
+class _Output:
+    """Where the tasks of a worker print: one unlinked file under fds 1 and 2, for its life.
 
-    What a task prints goes into its result rather than to the worker's terminal, which
-    nobody sees from Jupyter (and which ipykernel would otherwise mix into whatever cell runs).
+    sys.stdout and sys.stderr are real text streams over those descriptors, so `.buffer`,
+    `fileno()`, `faulthandler` and `subprocess.run(..., stdout=sys.stdout)` work, and what the
+    task's own subprocesses print lands in the same file, in order (line buffering). What a
+    task prints goes into its result rather than to the worker's terminal, which nobody sees
+    from Jupyter (and which ipykernel would otherwise mix into whatever cell runs). A task
+    that prints nothing costs two lseek calls.
     """
 
     def __init__(self):
-        self._parts: list = []
-        self._size = 0
+        fd, path = tempfile.mkstemp(prefix="autocron-output-")
+        try:    # O_APPEND: after a truncation, every writer (children too) starts at 0 again
+            self.fd = os.open(path, os.O_RDWR | os.O_APPEND)
+        finally:
+            os.close(fd)
+            os.unlink(path)
+        os.dup2(self.fd, 1)
+        os.dup2(self.fd, 2)
+        self.stdout = self.stderr = None
 
-    def writable(self) -> bool:
-        return True
+    def begin(self) -> None:
+        """Before a task: the worker's streams (a task may have replaced or closed them) and
+        an empty file (a background child of an earlier task may have written since)."""
+        if self.stdout is None or self.stdout.closed or self.stderr.closed:
+            self.stdout, self.stderr = self._stream(1), self._stream(2)
+        sys.stdout, sys.stderr = self.stdout, self.stderr
+        if os.lseek(self.fd, 0, os.SEEK_END):
+            os.ftruncate(self.fd, 0)
 
-    def write(self, text: str) -> int:
-        self._parts.append(text)
-        self._size += len(text)
-        if self._size > 2 * _MAX_OUTPUT:
-            self._parts = [self.getvalue()]
-            self._size = len(self._parts[0])
-        return len(text)
+    @staticmethod
+    def _stream(fd: int) -> io.TextIOWrapper:
+        # backslashreplace: printing a lone surrogate can never fail, and shows it escaped
+        return open(fd, "w", buffering=1, encoding="utf-8", errors="backslashreplace",
+                    closefd=False)
 
-    def getvalue(self) -> str:
-        return "".join(self._parts)[-_MAX_OUTPUT:]
+    def collect(self) -> str:
+        """After a task: the last _MAX_OUTPUT bytes it printed, as text that SQLite takes."""
+        for stream in (self.stdout, self.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):    # a full disk, or closed by the task
+                pass
+        size = os.lseek(self.fd, 0, os.SEEK_END)
+        if not size:
+            return ""
+        start = max(0, size - _MAX_OUTPUT)
+        data = os.pread(self.fd, size - start, start)
+        os.ftruncate(self.fd, 0)
+        skip = 0
+        while start and skip < 3 and skip < len(data) and 0x80 <= data[skip] < 0xC0:
+            skip += 1           # cut inside a character: begin at the next one
+        return data[skip:].decode("utf-8", "replace")
+
+
+_output: Optional[_Output] = None
+
+
+def _capture_output() -> _Output:
+    """Once per worker: send fds 1 and 2, and sys.stdout and sys.stderr, to an _Output."""
+    global _output
+    _output = _Output()
+    _output.begin()
+    return _output
 
 
 def _run_task(task_id: int, data: bytes, functions: dict, load_payload: Callable) -> tuple:
     """Run one task in a worker: ("done", id, status, value, error, started, finished,
     output, summary)."""
     started = _clock()
-    output = _Tail()
+    _output.begin()
     try:
-        with contextlib.redirect_stdout(output), contextlib.redirect_stderr(output):
-            record = _load_record(data)
-            ref = record["function"]
-            func = functions.get(ref)
-            if func is None:
-                func = functions[ref] = _resolve_function(ref, load_payload)
-            value = func(*record["args"], **record["kwargs"])
+        record = _load_record(data)
+        ref = record["function"]
+        func = functions.get(ref)
+        if func is None:
+            func = functions[ref] = _resolve_function(ref, load_payload)
+        value = func(*record["args"], **record["kwargs"])
         try:
             payload = _dumps(value)
         except Exception as error:
             raise TypeError(f"the return value of {_function_name(func)} cannot be pickled "
                             f"({type(value).__name__}: {error}); return plain data") from None
         try:
-            summary = _shorten(repr(value), 200)
-        except Exception:  # a broken __repr__ must not fail the task
+            summary = _shorten(_safe_text(repr(value)), 200)
+        except BaseException:  # a broken __repr__ must not fail the task
             summary = f"<{type(value).__name__}>"
-        return ("done", task_id, "ready", payload, None, started, _clock(), output.getvalue(),
+        return ("done", task_id, "ready", payload, None, started, _clock(), _output.collect(),
                 summary)
     except BaseException as error:  # the task's own failure, reported as data
         return ("done", task_id, "error", None, _error_info(error), started, _clock(),
-                output.getvalue(), None)
+                _output.collect(), None)
 
 
 def _exit_text(code: Optional[int]) -> str:

@@ -2474,6 +2474,92 @@ class TestResultDisplay:
         autocron.wait([add(1, 1)], timeout=60)
         assert piped.getvalue() == ""
 
+    def test_output_is_a_real_stream_that_catches_subprocesses_too(self, pool):
+        def streams():
+            print("text")
+            sys.stdout.buffer.write(b"bytes\n")
+            sys.stdout.flush()
+            subprocess.run(["echo", "to our stdout"], stdout=sys.stdout, check=True)
+            subprocess.run(["echo", "a child's own"], check=True)
+            os.system("echo from os.system; echo to stderr >&2")
+            print("flushed", flush=True)
+            print("on stderr", file=sys.stderr)
+            sys.stderr.buffer.write(b"stderr bytes\n")
+            sys.stderr.flush()
+            return (sys.stdout.encoding, sys.stdout.fileno(), sys.stderr.fileno(),
+                    sys.stdout.isatty())
+        result = autocron.delay(streams)()
+        assert result.get(timeout=30) == ("utf-8", 1, 2, False)
+        assert result.output == ("text\nbytes\nto our stdout\na child's own\nfrom os.system\n"
+                                 "to stderr\nflushed\non stderr\nstderr bytes\n")
+
+    def test_faulthandler_writes_into_the_output(self, pool):
+        def traced():
+            import faulthandler
+            faulthandler.enable()
+            faulthandler.dump_traceback(all_threads=False)
+            enabled = faulthandler.is_enabled()
+            faulthandler.disable()
+            return enabled
+        result = autocron.delay(traced)()
+        assert result.get(timeout=30) is True
+        assert "(most recent call first)" in result.output and "in traced" in result.output
+
+    def test_output_of_one_task_does_not_leak_into_the_next(self, database):
+        autocron.start(database, workers=1)
+
+        def untidy():
+            sys.stdout.write("no newline ")
+            sys.stderr.buffer.write(b"raw bytes ")
+            subprocess.run(["printf", "child "], check=True)
+            sys.stdout = io.StringIO()            # and never put back
+            return os.getpid()
+
+        def silent():
+            return os.getpid()
+
+        def loud():
+            print("loud")
+            return os.getpid()
+        results = [autocron.delay(f)() for f in (untidy, silent, loud, silent)]
+        assert len({r.get(timeout=30) for r in results}) == 1           # one worker
+        assert sorted(results[0].output.split()) == ["bytes", "child", "newline", "no", "raw"]
+        assert [r.output for r in results[1:]] == ["", "loud\n", ""]
+
+    def test_output_cut_inside_a_character_starts_at_the_next_one(self, pool):
+        def wide():
+            print("é" * 40_000, end="")        # 80,000 bytes: the cut falls on a character
+            sys.stdout.flush()
+            sys.stdout.buffer.write(b"\n\xff\n")  # bytes that are not UTF-8 at all
+        result = autocron.delay(wide)()
+        result.get(timeout=30)
+        assert result.output == "é" * (32 * 1024 - 2) + "\n\ufffd\n"
+
+    def test_a_lone_surrogate_in_output_value_and_error_is_stored_escaped(self, database):
+        autocron.start(database, workers=1)
+        manager = wait_until(lambda: pool_pids()[0], what="the manager")
+
+        class Odd:
+            def __repr__(self):
+                return "Odd(\udcff)"
+
+        def odd():
+            print("\udcff")
+            print("\udcfe", file=sys.stderr)
+            return Odd()
+
+        def odd_error():
+            raise ValueError("bad \udcff")
+        result = autocron.delay(odd)()
+        assert type(result.get(timeout=30)).__name__ == "Odd"
+        assert result.status == "ready" and result.output == "\\udcff\n\\udcfe\n"
+        assert repr(result).endswith(" ready: Odd(\\udcff) | output: '\\\\udcff\\n\\\\udcfe'>")
+        with pytest.raises(autocron.TaskError) as caught:
+            autocron.delay(odd_error)().get(timeout=30)
+        assert caught.value.message == "bad \\udcff"
+        assert add(1, 2).get(timeout=30) == 3
+        assert pool_pids()[0] == manager
+
 
 # ---- Jupyter -------------------------------------------------------------------------------
 
