@@ -2200,10 +2200,30 @@ def _capture_output() -> _Output:
     return _output
 
 
+def _leave_forked_child(error: Optional[BaseException]) -> None:
+    """End a child that a task forked and that came back here: only the worker runs tasks.
+
+    It ends as its own program would have: with the code of its SystemExit, 1 after showing
+    any other exception, else 0; through os._exit, so neither the buffers it shares with the
+    worker nor the worker's pipes see it.
+    """
+    code = 0
+    if isinstance(error, SystemExit) and (error.code is None or isinstance(error.code, int)):
+        code = error.code or 0
+    elif error is not None:
+        text = str(error.code) + "\n" if isinstance(error, SystemExit) else \
+            _error_info(error)["traceback"]
+        with contextlib.suppress(OSError):
+            os.write(2, text.encode("utf-8", "backslashreplace"))
+        code = 1
+    os._exit(code & 0xFF)
+
+
 def _run_task(task_id: int, data: bytes, functions: dict, load_payload: Callable) -> tuple:
     """Run one task in a worker: ("done", id, status, value, error, started, finished,
     output, summary)."""
     started = _clock()
+    worker = os.getpid()
     _output.begin()
     try:
         record = _load_record(data)
@@ -2211,7 +2231,14 @@ def _run_task(task_id: int, data: bytes, functions: dict, load_payload: Callable
         func = functions.get(ref)
         if func is None:
             func = functions[ref] = _resolve_function(ref, load_payload)
-        value = func(*record["args"], **record["kwargs"])
+        try:
+            value = func(*record["args"], **record["kwargs"])
+        except BaseException as error:
+            if os.getpid() != worker:
+                _leave_forked_child(error)
+            raise
+        if os.getpid() != worker:
+            _leave_forked_child(None)
         try:
             payload = _dumps(value)
         except Exception as error:

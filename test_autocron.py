@@ -1713,6 +1713,53 @@ class TestDelay:
             assert "in raising" in caught.value.traceback
         assert autocron.delay(whoami)().get(timeout=30) == worker     # not replaced
 
+    @pytest.mark.parametrize("child", ["exits", "returns", "raises"])
+    def test_a_forked_child_never_runs_the_queued_tasks(self, database, tmp_path, child):
+        autocron.start(database, workers=1)
+        log = str(tmp_path / "log")
+
+        def forking(log, folder, child):
+            with open(log, "a") as file:
+                file.write("forking\n")
+            while not os.path.exists(os.path.join(folder, "go")):
+                time.sleep(0.01)
+            pid = os.fork()
+            if pid:
+                Path(folder, "child.pid").write_text(str(pid))
+            else:
+                if child == "exits":
+                    sys.exit(3)
+                if child == "raises":
+                    raise ValueError("in the child")
+                return "the child's value"
+            for _ in range(1000):             # the child leaves at once; a stuck one is a bug
+                done, status = os.waitpid(pid, os.WNOHANG)
+                if done:
+                    return "the parent's value", os.waitstatus_to_exitcode(status)
+                time.sleep(0.01)
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            return "the parent's value", "the child did not leave"
+
+        first = autocron.delay(forking)(log, str(tmp_path), child)
+        wait_until(lambda: os.path.exists(log), what="the forking task to start")
+        queued = [log_line(log, f"task {i}") for i in range(5)]
+        wait_until(lambda: row_status(database, queued[0]) == "queued", what="the hand-over")
+        (tmp_path / "go").write_text("")
+        try:
+            code = {"exits": 3, "returns": 0, "raises": 1}[child]
+            assert first.get(timeout=30) == ("the parent's value", code)
+            assert ("ValueError: in the child" in first.output) == (child == "raises")
+            assert [r.get(timeout=30) for r in queued] == [f"task {i}" for i in range(5)]
+            assert Path(log).read_text().splitlines() == \
+                ["forking"] + [f"task {i}" for i in range(5)]
+        finally:    # a child that ran on in the worker's loop would outlive the test
+            pid = int(wait_until(lambda: (tmp_path / "child.pid").exists() and
+                                 (tmp_path / "child.pid").read_text(), what="the fork"))
+            with contextlib.suppress(OSError):       # gone (its pid reused or not)
+                if str(tmp_path) in Path(f"/proc/{pid}/cmdline").read_text():
+                    os.kill(pid, signal.SIGKILL)
+
     def test_a_call_whose_text_has_a_lone_surrogate_is_stored_and_runs(self, pool):
         class Odd:
             def __repr__(self):
