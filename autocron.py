@@ -1170,8 +1170,22 @@ def _failure(message: str) -> dict:
     return {"type": "", "message": message, "traceback": ""}
 
 
+def _safe_text(text: str) -> str:
+    """`text` as SQLite (and any terminal) takes it: a lone surrogate - what `surrogateescape`
+    file names give, or a custom __repr__ - becomes its escape, `\\udcff`, instead of an
+    error that would cost the write."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
 def _function_name(func: Callable) -> str:
-    return f"{getattr(func, '__module__', '?')}.{getattr(func, '__qualname__', repr(func))}"
+    return _safe_text(f"{getattr(func, '__module__', '?')}."
+                      f"{getattr(func, '__qualname__', repr(func))}")
 
 
 def _importable(obj: Any) -> bool:
@@ -1491,15 +1505,31 @@ def _call_text(args: tuple, kwargs: dict, limit: int = 200) -> str:
         text = ", ".join([repr(a) for a in args] + [f"{k}={v!r}" for k, v in kwargs.items()])
     except Exception:  # a broken __repr__ must not stop the call
         text = "..."
+    text = _safe_text(text)
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _error_info(error: BaseException) -> dict:
+    """An exception as data: its type's name, its text and its traceback, whatever they hold.
+
+    A task's exception may have a __str__ that raises (even a BaseException, which the
+    traceback module lets through), a __module__ that is no text, or lone surrogates; the
+    worker reports all of them and lives on.
+    """
     kind = type(error)
-    name = kind.__qualname__ if kind.__module__ == "builtins" else \
-        f"{kind.__module__}.{kind.__qualname__}"
-    text = "".join(traceback.format_exception(kind, error, error.__traceback__))
-    return {"type": name, "message": str(error), "traceback": text}
+    module = kind.__module__ if isinstance(kind.__module__, str) else "<unknown>"
+    name = kind.__qualname__ if module == "builtins" else f"{module}.{kind.__qualname__}"
+    try:
+        message = str(error)
+    except BaseException as failure:
+        message = f"<exception str() failed: {type(failure).__name__}>"
+    try:
+        text = "".join(traceback.format_exception(kind, error, error.__traceback__))
+    except BaseException:    # the frames at least, and what we know of the exception
+        text = "".join(["Traceback (most recent call last):\n",
+                        *traceback.format_tb(error.__traceback__), f"{name}: {message}\n"])
+    return {"type": _safe_text(name), "message": _safe_text(message),
+            "traceback": _safe_text(text)}
 
 
 # ==============================================================================================
@@ -2116,6 +2146,7 @@ def _worker_main(config_text: str) -> None:
     config = json.loads(config_text)
     os.chdir(config["cwd"])
     sys.path[:] = config["path"]
+    _capture_output()
     tasks = _Connection(config["down"], writable=False)
     results = _Connection(config["up"], readable=False)
     state = _WorkerState(config["database"])
@@ -2221,59 +2252,126 @@ def _end_process_group() -> None:
     os._exit(0)
 
 
-class _Tail(io.TextIOBase):
-    """A text stream that keeps the last _MAX_OUTPUT characters written to it.
+class _Output:
+    """Where the tasks of a worker print: one unlinked file under fds 1 and 2, for its life.
 
-    What a task prints goes into its result rather than to the worker's terminal, which
-    nobody sees from Jupyter (and which ipykernel would otherwise mix into whatever cell runs).
+    sys.stdout and sys.stderr are real text streams over those descriptors, so `.buffer`,
+    `fileno()`, `faulthandler` and `subprocess.run(..., stdout=sys.stdout)` work, and what the
+    task's own subprocesses print lands in the same file, in order (line buffering). What a
+    task prints goes into its result rather than to the worker's terminal, which nobody sees
+    from Jupyter (and which ipykernel would otherwise mix into whatever cell runs). A task
+    that prints nothing costs two lseek calls.
     """
 
     def __init__(self):
-        self._parts: list = []
-        self._size = 0
+        fd, path = tempfile.mkstemp(prefix="autocron-output-")
+        try:    # O_APPEND: after a truncation, every writer (children too) starts at 0 again
+            self.fd = os.open(path, os.O_RDWR | os.O_APPEND)
+        finally:
+            os.close(fd)
+            os.unlink(path)
+        os.dup2(self.fd, 1)
+        os.dup2(self.fd, 2)
+        self.stdout = self.stderr = None
 
-    def writable(self) -> bool:
-        return True
+    def begin(self) -> None:
+        """Before a task: the worker's streams (a task may have replaced or closed them) and
+        an empty file (a background child of an earlier task may have written since)."""
+        if self.stdout is None or self.stdout.closed or self.stderr.closed:
+            self.stdout, self.stderr = self._stream(1), self._stream(2)
+        sys.stdout, sys.stderr = self.stdout, self.stderr
+        if os.lseek(self.fd, 0, os.SEEK_END):
+            os.ftruncate(self.fd, 0)
 
-    def write(self, text: str) -> int:
-        self._parts.append(text)
-        self._size += len(text)
-        if self._size > 2 * _MAX_OUTPUT:
-            self._parts = [self.getvalue()]
-            self._size = len(self._parts[0])
-        return len(text)
+    @staticmethod
+    def _stream(fd: int) -> io.TextIOWrapper:
+        # backslashreplace: printing a lone surrogate can never fail, and shows it escaped
+        return open(fd, "w", buffering=1, encoding="utf-8", errors="backslashreplace",
+                    closefd=False)
 
-    def getvalue(self) -> str:
-        return "".join(self._parts)[-_MAX_OUTPUT:]
+    def collect(self) -> str:
+        """After a task: the last _MAX_OUTPUT bytes it printed, as text that SQLite takes."""
+        for stream in (self.stdout, self.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):    # a full disk, or closed by the task
+                pass
+        size = os.lseek(self.fd, 0, os.SEEK_END)
+        if not size:
+            return ""
+        start = max(0, size - _MAX_OUTPUT)
+        data = os.pread(self.fd, size - start, start)
+        os.ftruncate(self.fd, 0)
+        skip = 0
+        while start and skip < 3 and skip < len(data) and 0x80 <= data[skip] < 0xC0:
+            skip += 1           # cut inside a character: begin at the next one
+        return data[skip:].decode("utf-8", "replace")
+
+
+_output: Optional[_Output] = None
+
+
+def _capture_output() -> _Output:
+    """Once per worker: send fds 1 and 2, and sys.stdout and sys.stderr, to an _Output."""
+    global _output
+    _output = _Output()
+    _output.begin()
+    return _output
+
+
+def _leave_forked_child(error: Optional[BaseException]) -> None:
+    """End a child that a task forked and that came back here: only the worker runs tasks.
+
+    It ends as its own program would have: with the code of its SystemExit, 1 after showing
+    any other exception, else 0; through os._exit, so neither the buffers it shares with the
+    worker nor the worker's pipes see it.
+    """
+    code = 0
+    if isinstance(error, SystemExit) and (error.code is None or isinstance(error.code, int)):
+        code = error.code or 0
+    elif error is not None:
+        text = str(error.code) + "\n" if isinstance(error, SystemExit) else \
+            _error_info(error)["traceback"]
+        with contextlib.suppress(OSError):
+            os.write(2, text.encode("utf-8", "backslashreplace"))
+        code = 1
+    os._exit(code & 0xFF)
 
 
 def _run_task(task_id: int, data: bytes, functions: dict, load_payload: Callable) -> tuple:
     """Run one task in a worker: ("done", id, status, value, error, started, finished,
     output, summary)."""
     started = _clock()
-    output = _Tail()
+    worker = os.getpid()
+    _output.begin()
     try:
-        with contextlib.redirect_stdout(output), contextlib.redirect_stderr(output):
-            record = _load_record(data)
-            ref = record["function"]
-            func = functions.get(ref)
-            if func is None:
-                func = functions[ref] = _resolve_function(ref, load_payload)
+        record = _load_record(data)
+        ref = record["function"]
+        func = functions.get(ref)
+        if func is None:
+            func = functions[ref] = _resolve_function(ref, load_payload)
+        try:
             value = func(*record["args"], **record["kwargs"])
+        except BaseException as error:
+            if os.getpid() != worker:
+                _leave_forked_child(error)
+            raise
+        if os.getpid() != worker:
+            _leave_forked_child(None)
         try:
             payload = _dumps(value)
         except Exception as error:
             raise TypeError(f"the return value of {_function_name(func)} cannot be pickled "
                             f"({type(value).__name__}: {error}); return plain data") from None
         try:
-            summary = _shorten(repr(value), 200)
-        except Exception:  # a broken __repr__ must not fail the task
+            summary = _shorten(_safe_text(repr(value)), 200)
+        except BaseException:  # a broken __repr__ must not fail the task
             summary = f"<{type(value).__name__}>"
-        return ("done", task_id, "ready", payload, None, started, _clock(), output.getvalue(),
+        return ("done", task_id, "ready", payload, None, started, _clock(), _output.collect(),
                 summary)
     except BaseException as error:  # the task's own failure, reported as data
         return ("done", task_id, "error", None, _error_info(error), started, _clock(),
-                output.getvalue(), None)
+                _output.collect(), None)
 
 
 def _exit_text(code: Optional[int]) -> str:

@@ -1676,6 +1676,103 @@ class TestDelay:
         with pytest.raises(TypeError, match="delay decorates a function, not int"):
             autocron.delay(5)
 
+    def test_an_exception_that_cannot_be_shown_is_still_named(self, database):
+        autocron.start(database, workers=1)
+
+        def raising(kind):
+            class Escape(BaseException):
+                pass
+
+            class Unprintable(Exception):
+                def __str__(self):
+                    raise RuntimeError("no text")
+
+            class Hostile(Exception):
+                def __str__(self):
+                    raise Escape()
+
+                def __repr__(self):
+                    raise Escape()
+
+            odd = type("Odd", (Exception,), {"__module__": 42})
+            odd.__qualname__ = "Odd\udcff"     # a type's name cannot hold one, its qualname can
+            raise {"str": Unprintable, "base": Hostile, "odd": odd}[kind]("odd text")
+
+        def whoami():
+            return os.getpid()
+
+        worker = autocron.delay(whoami)().get(timeout=30)
+        expected = {"str": ("Unprintable", "<exception str() failed: RuntimeError>"),
+                    "base": ("Hostile", "<exception str() failed: Escape>"),
+                    "odd": ("<unknown>.Odd\\udcff", "odd text")}
+        for kind, (name, message) in expected.items():
+            with pytest.raises(autocron.TaskError) as caught:
+                autocron.delay(raising)(kind).get(timeout=30)
+            assert caught.value.type_name.endswith(name), caught.value
+            assert caught.value.message == message
+            assert "in raising" in caught.value.traceback
+        assert autocron.delay(whoami)().get(timeout=30) == worker     # not replaced
+
+    @pytest.mark.parametrize("child", ["exits", "returns", "raises"])
+    def test_a_forked_child_never_runs_the_queued_tasks(self, database, tmp_path, child):
+        autocron.start(database, workers=1)
+        log = str(tmp_path / "log")
+
+        def forking(log, folder, child):
+            with open(log, "a") as file:
+                file.write("forking\n")
+            while not os.path.exists(os.path.join(folder, "go")):
+                time.sleep(0.01)
+            pid = os.fork()
+            if pid:
+                Path(folder, "child.pid").write_text(str(pid))
+            else:
+                if child == "exits":
+                    sys.exit(3)
+                if child == "raises":
+                    raise ValueError("in the child")
+                return "the child's value"
+            for _ in range(1000):             # the child leaves at once; a stuck one is a bug
+                done, status = os.waitpid(pid, os.WNOHANG)
+                if done:
+                    return "the parent's value", os.waitstatus_to_exitcode(status)
+                time.sleep(0.01)
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            return "the parent's value", "the child did not leave"
+
+        first = autocron.delay(forking)(log, str(tmp_path), child)
+        wait_until(lambda: os.path.exists(log), what="the forking task to start")
+        queued = [log_line(log, f"task {i}") for i in range(5)]
+        wait_until(lambda: row_status(database, queued[0]) == "queued", what="the hand-over")
+        (tmp_path / "go").write_text("")
+        try:
+            code = {"exits": 3, "returns": 0, "raises": 1}[child]
+            assert first.get(timeout=30) == ("the parent's value", code)
+            assert ("ValueError: in the child" in first.output) == (child == "raises")
+            assert [r.get(timeout=30) for r in queued] == [f"task {i}" for i in range(5)]
+            assert Path(log).read_text().splitlines() == \
+                ["forking"] + [f"task {i}" for i in range(5)]
+        finally:    # a child that ran on in the worker's loop would outlive the test
+            pid = int(wait_until(lambda: (tmp_path / "child.pid").exists() and
+                                 (tmp_path / "child.pid").read_text(), what="the fork"))
+            with contextlib.suppress(OSError):       # gone (its pid reused or not)
+                if str(tmp_path) in Path(f"/proc/{pid}/cmdline").read_text():
+                    os.kill(pid, signal.SIGKILL)
+
+    def test_a_call_whose_text_has_a_lone_surrogate_is_stored_and_runs(self, pool):
+        class Odd:
+            def __repr__(self):
+                return "Odd(\udcff)"
+
+        def odd_name(value):
+            return type(value).__name__
+        odd_name.__qualname__ = "odd_name\udcff"
+        result = autocron.delay(odd_name)(Odd())
+        assert result.get(timeout=30) == "Odd"
+        assert repr(result) == (f"<Result {result.uuid[:8]} odd_name\\udcff(Odd(\\udcff)) "
+                                "ready: 'Odd'>")
+
 
 class TestInactive:
     """Before start(), after stop() and when disabled, calls run synchronously here."""
@@ -2640,6 +2737,92 @@ class TestResultDisplay:
         monkeypatch.setattr(sys, "stderr", piped)
         autocron.wait([add(1, 1)], timeout=60)
         assert piped.getvalue() == ""
+
+    def test_output_is_a_real_stream_that_catches_subprocesses_too(self, pool):
+        def streams():
+            print("text")
+            sys.stdout.buffer.write(b"bytes\n")
+            sys.stdout.flush()
+            subprocess.run(["echo", "to our stdout"], stdout=sys.stdout, check=True)
+            subprocess.run(["echo", "a child's own"], check=True)
+            os.system("echo from os.system; echo to stderr >&2")
+            print("flushed", flush=True)
+            print("on stderr", file=sys.stderr)
+            sys.stderr.buffer.write(b"stderr bytes\n")
+            sys.stderr.flush()
+            return (sys.stdout.encoding, sys.stdout.fileno(), sys.stderr.fileno(),
+                    sys.stdout.isatty())
+        result = autocron.delay(streams)()
+        assert result.get(timeout=30) == ("utf-8", 1, 2, False)
+        assert result.output == ("text\nbytes\nto our stdout\na child's own\nfrom os.system\n"
+                                 "to stderr\nflushed\non stderr\nstderr bytes\n")
+
+    def test_faulthandler_writes_into_the_output(self, pool):
+        def traced():
+            import faulthandler
+            faulthandler.enable()
+            faulthandler.dump_traceback(all_threads=False)
+            enabled = faulthandler.is_enabled()
+            faulthandler.disable()
+            return enabled
+        result = autocron.delay(traced)()
+        assert result.get(timeout=30) is True
+        assert "(most recent call first)" in result.output and "in traced" in result.output
+
+    def test_output_of_one_task_does_not_leak_into_the_next(self, database):
+        autocron.start(database, workers=1)
+
+        def untidy():
+            sys.stdout.write("no newline ")
+            sys.stderr.buffer.write(b"raw bytes ")
+            subprocess.run(["printf", "child "], check=True)
+            sys.stdout = io.StringIO()            # and never put back
+            return os.getpid()
+
+        def silent():
+            return os.getpid()
+
+        def loud():
+            print("loud")
+            return os.getpid()
+        results = [autocron.delay(f)() for f in (untidy, silent, loud, silent)]
+        assert len({r.get(timeout=30) for r in results}) == 1           # one worker
+        assert sorted(results[0].output.split()) == ["bytes", "child", "newline", "no", "raw"]
+        assert [r.output for r in results[1:]] == ["", "loud\n", ""]
+
+    def test_output_cut_inside_a_character_starts_at_the_next_one(self, pool):
+        def wide():
+            print("é" * 40_000, end="")        # 80,000 bytes: the cut falls on a character
+            sys.stdout.flush()
+            sys.stdout.buffer.write(b"\n\xff\n")  # bytes that are not UTF-8 at all
+        result = autocron.delay(wide)()
+        result.get(timeout=30)
+        assert result.output == "é" * (32 * 1024 - 2) + "\n\ufffd\n"
+
+    def test_a_lone_surrogate_in_output_value_and_error_is_stored_escaped(self, database):
+        autocron.start(database, workers=1)
+        manager = wait_until(lambda: pool_pids()[0], what="the manager")
+
+        class Odd:
+            def __repr__(self):
+                return "Odd(\udcff)"
+
+        def odd():
+            print("\udcff")
+            print("\udcfe", file=sys.stderr)
+            return Odd()
+
+        def odd_error():
+            raise ValueError("bad \udcff")
+        result = autocron.delay(odd)()
+        assert type(result.get(timeout=30)).__name__ == "Odd"
+        assert result.status == "ready" and result.output == "\\udcff\n\\udcfe\n"
+        assert repr(result).endswith(" ready: Odd(\\udcff) | output: '\\\\udcff\\n\\\\udcfe'>")
+        with pytest.raises(autocron.TaskError) as caught:
+            autocron.delay(odd_error)().get(timeout=30)
+        assert caught.value.message == "bad \\udcff"
+        assert add(1, 2).get(timeout=30) == 3
+        assert pool_pids()[0] == manager
 
 
 # ---- Jupyter -------------------------------------------------------------------------------
