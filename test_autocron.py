@@ -3097,3 +3097,249 @@ class TestChaos:
                             + "\n".join(run.events), pytrace=False)
         finally:
             run.kill_everything()
+
+
+# The tasks of the WSGI app, in a module of their own: a worker that imports it to find
+# `record` must not run the app's start().
+WSGI_TASKS = """
+    import os, time, autocron
+
+    LOG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "runs.log")
+
+
+    def append(text):
+        fd = os.open(LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, f"{text} {os.getpid()}\\n".encode())
+        finally:
+            os.close(fd)
+
+
+    @autocron.delay
+    def record(key):
+        append(key)
+        return key
+
+
+    def tick():
+        append(time.strftime("cron-%H:%M", time.localtime(autocron._clock())))
+"""
+
+# The app: every process that imports it calls start(); /call?KEY enqueues record(KEY) and
+# answers the task id, / answers the pid of the process that served the request.
+WSGI_APP = """
+    import os, autocron, wsgi_tasks
+
+    DATABASE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "app.db")
+    autocron.cron("* * * * *")(wsgi_tasks.tick)
+    autocron.start(DATABASE, workers=2)
+
+
+    def application(environ, start_response):
+        if environ["PATH_INFO"] == "/call":
+            body = wsgi_tasks.record(environ["QUERY_STRING"]).uuid
+        else:
+            body = str(os.getpid())
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [body.encode()]
+"""
+
+# gunicorn's configuration for --preload: the master imports the app (and owns the pool);
+# each worker it forks calls start() again, as gunicorn's post_fork hook is there for.
+WSGI_PRELOAD_CONFIG = """
+    import os, autocron
+
+
+    def post_fork(server, worker):
+        autocron.start(os.path.join(os.path.dirname(os.path.abspath(__file__)), "app.db"))
+"""
+
+
+def parent_of(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as file:
+            return int(file.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def needs(module, extra="test"):
+    """Skip without an optional part of the test extra, but never in CI."""
+    import importlib.util
+    if importlib.util.find_spec(module) is None:
+        message = f"{module} is not installed: pip install -e '.[{extra}]'"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+class WSGIServer:
+    """A real gunicorn with four sync workers serving WSGI_APP from a folder, on a free port."""
+
+    def __init__(self, folder, preload=False):
+        self.folder = folder
+        self.database = str(folder / "app.db")
+        self.log = str(folder / "runs.log")
+        for name, text in [("wsgi_tasks.py", WSGI_TASKS), ("wsgi_app.py", WSGI_APP),
+                           ("gunicorn_preload.py", WSGI_PRELOAD_CONFIG)]:
+            (folder / name).write_text(textwrap.dedent(text))
+        autocron._Store(self.database).close()
+        self.store = autocron._Store(self.database, existing=True)
+        command = [sys.executable, "-m", "gunicorn", "--workers", "4", "--worker-class",
+                   "sync", "--bind", "127.0.0.1:0", "--chdir", str(folder)]
+        help_text = subprocess.run(command[:3] + ["--help"], capture_output=True,
+                                   text=True, timeout=60).stdout
+        if "--no-control-socket" in help_text:   # gunicorn 25+: else one socket in ~ for all
+            command.append("--no-control-socket")
+        if preload:
+            command += ["--preload", "--config", str(folder / "gunicorn_preload.py")]
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(folder), HERE] + sys.path))
+        self.output = folder / "gunicorn.out"
+        with open(self.output, "wb") as out:
+            self.master = subprocess.Popen(command + ["wsgi_app:application"], cwd=folder,
+                                           env=env, stdin=subprocess.DEVNULL, stdout=out,
+                                           stderr=subprocess.STDOUT, start_new_session=True)
+        self.seen = set()                   # every pid the pool table named
+        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        self.port = int(wait_until(lambda: re.search(
+            r"Listening at: http://127\.0\.0\.1:(\d+)", self.output.read_text()), 60,
+            "gunicorn to listen").group(1))
+
+    def workers(self):
+        """The live gunicorn workers (the master's children that are gunicorn)."""
+        return sorted(pid for pid in processes_of(self.folder, self.database)
+                      if parent_of(pid) == self.master.pid and "gunicorn" in cmdline(pid))
+
+    def pool(self):
+        """(owner, manager, workers) from the pool table; remembers the pids."""
+        owner, manager, workers = self.store.pool_pids()
+        self.seen.update(p for p in [owner, manager] + workers if p)
+        return owner, manager, workers
+
+    def managers(self):
+        """The live pool managers of this server's database: {pid: its parent}."""
+        return {pid: parent_of(pid) for pid, line in processes_of(
+            self.folder, self.database).items() if "_manager_main" in line}
+
+    def get(self, path):
+        url = f"http://127.0.0.1:{self.port}{path}"
+        with self._opener.open(url, timeout=30) as response:
+            return response.read().decode()
+
+    def settled(self, owner_ok):
+        """One pool: its owner passes owner_ok, its manager and two workers live, and no
+        other manager exists; then (owner, manager, workers)."""
+        owner, manager, workers = self.pool()
+        if len(self.workers()) == 4 and owner_ok(owner) and self.managers() == {
+                manager: owner} and len(workers) == 2 and all(map(alive, workers)):
+            return owner, manager, workers
+        return None
+
+    def call(self, keys):
+        """Enqueue record(key) through the server for each key; {key: task id}."""
+        return {key: self.get(f"/call?{key}") for key in keys}
+
+    def runs(self, ids):
+        """Wait until every task finished; {key: (status, value, [pids that ran it])}."""
+        def finished():
+            table = task_table(self.database)
+            rows = {key: table.get(key, [None])[0] for key in ids}
+            return all(row and row[1] in ("ready", "error", "cancelled") for row in
+                       rows.values()) and rows
+        rows = wait_until(finished, 60, "the tasks to finish")
+        log = runs_in(self.log)
+        return {key: (row[1], row[5], log.get(key, [])) for key, row in rows.items()}
+
+    def cron_runs(self):
+        return {key: pids for key, pids in runs_in(self.log).items() if key.startswith("cron-")}
+
+    def kill(self):
+        """kill -9 the master and its workers (their process group); the rest must follow."""
+        with contextlib.suppress(OSError):
+            os.killpg(self.master.pid, signal.SIGKILL)
+        self.master.wait(timeout=30)
+
+    def kill_everything(self):
+        self.kill()
+        for pid in processes_of(self.folder, self.database):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(autocron._wake_path(self.database))
+
+    def tail(self):
+        return "\n".join(self.output.read_text().splitlines()[-30:])
+
+
+class TestWSGIServer:
+    """A real gunicorn (-w 4) whose every process calls start(): one pool, each request's task
+    run once, a pool that outlives its owner, cron once per due time, nothing left behind."""
+
+    def test_gunicorn_workers_share_one_pool_that_outlives_its_owner(self, tmp_path,
+                                                                     monkeypatch):
+        needs("gunicorn")
+        clock = FakeClock(datetime(2030, 1, 1, 8, 59, 30).timestamp(), monkeypatch, tmp_path)
+        server = WSGIServer(tmp_path)
+        try:
+            owner, manager, _ = wait_until(lambda: server.settled(
+                lambda owner: owner in server.workers()), 60, "one pool owned by a worker")
+            ids = server.call([f"first-{i}" for i in range(20)])
+            assert all(re.fullmatch(r"[0-9a-f]+-\d+", uid) for uid in ids.values()), ids
+            for key, (status, value, ran) in server.runs(ids).items():
+                assert (status, value, len(ran)) == ("ready", key, 1), (key, ran)
+                assert ran[0] in server.pool()[2], f"{key} ran in {ran[0]}, not in the pool"
+            for minute in (0, 1):                    # cron: once per due minute
+                clock.now = datetime(2030, 1, 1, 9, minute, 30).timestamp()
+                wait_until(lambda: f"cron-09:0{minute}" in server.cron_runs(), 30,
+                           f"the cron run of 09:0{minute}")
+            clock.now = datetime(2030, 1, 1, 9, 2, 30).timestamp()
+            os.kill(owner, signal.SIGKILL)           # the owner dies as 09:02 falls due
+            new_owner, new_manager, _ = wait_until(lambda: server.settled(
+                lambda new: new != owner and new in server.workers()), 60,
+                f"another worker to take the pool over (the owner {owner} was killed)\n"
+                f"{server.tail()}")
+            assert new_manager != manager and not alive(manager)
+            ids = server.call([f"then-{i}" for i in range(20)])
+            for key, (status, value, ran) in server.runs(ids).items():
+                assert (status, value, len(ran)) == ("ready", key, 1), (key, ran)
+            clock.now = datetime(2030, 1, 1, 9, 3, 30).timestamp()
+            wait_until(lambda: "cron-09:03" in server.cron_runs(), 30, "the cron run of 09:03")
+            runs = server.cron_runs()
+            assert len(runs.pop("cron-09:02", [])) <= 1, runs   # killed while due: not twice
+            assert {minute: len(ran) for minute, ran in runs.items()} == {
+                "cron-09:00": 1, "cron-09:01": 1, "cron-09:03": 1}, runs
+            assert server.managers() == {new_manager: new_owner}    # still one pool
+            server.kill()
+            wait_until(lambda: not processes_of(tmp_path, server.database), 30,
+                       "every process of the server to end")
+            assert not [pid for pid in server.seen if belongs(pid, tmp_path, server.database)]
+        finally:
+            server.kill_everything()
+
+    def test_preloaded_app_keeps_one_pool_in_the_master(self, tmp_path):
+        """--preload: the master imports the app and owns the pool; each worker it forks
+        starts again (gunicorn's post_fork hook) and only enqueues."""
+        needs("gunicorn")
+        server = WSGIServer(tmp_path, preload=True)
+        try:
+            owner, manager, _ = wait_until(lambda: server.settled(
+                lambda owner: owner == server.master.pid), 60, "one pool owned by the master")
+            ids = server.call([f"first-{i}" for i in range(20)])
+            for key, (status, value, ran) in server.runs(ids).items():
+                assert (status, value, len(ran)) == ("ready", key, 1), (key, ran)
+                assert ran[0] in server.pool()[2], f"{key} ran in {ran[0]}, not in the pool"
+            victim = server.workers()[0]
+            os.kill(victim, signal.SIGTERM)          # it exits (atexit runs), another forks
+            wait_until(lambda: victim not in server.workers() and len(server.workers()) == 4,
+                       60, "gunicorn to replace the worker")
+            assert wait_until(lambda: server.settled(lambda new: new == owner), 30,
+                              "the master's pool to go on")[1] == manager    # the same pool
+            ids = server.call([f"then-{i}" for i in range(20)])
+            for key, (status, value, ran) in server.runs(ids).items():
+                assert (status, value, len(ran)) == ("ready", key, 1), (key, ran)
+            assert server.managers() == {manager: owner}            # still one pool
+            server.kill()
+            wait_until(lambda: not processes_of(tmp_path, server.database), 30,
+                       "every process of the server to end")
+        finally:
+            server.kill_everything()
