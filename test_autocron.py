@@ -32,7 +32,6 @@ import pickle
 import random
 import re
 import signal
-import socket
 import sqlite3
 import stat
 import subprocess
@@ -2884,8 +2883,8 @@ class ChaosRun:
 
     APPS = 3
     PRODUCERS = 2
-    CALLS = 700               # per producer; every fifth has retries=2
-    PAUSE = 0.03              # seconds between a producer's calls
+    CALLS = 800               # per producer; every fifth has retries=2
+    PAUSE = 0.035             # seconds between a producer's calls
 
     def __init__(self, folder, seed):
         self.folder = folder
@@ -3067,13 +3066,13 @@ class TestChaos:
 
     def test_random_kills_lose_no_acknowledged_call_and_run_none_twice(self, tmp_path):
         """Three application processes and two producers on one database; a worker, the
-        manager or the owner gets kill -9 every 1-2 s for 35 s. About 40 s in all (at most
+        manager or the owner gets kill -9 every 1-2 s for 40 s. About 45 s in all (at most
         ~85 s when something hangs); AUTOCRON_CHAOS_SEED picks another run of kills."""
         seed = int(os.environ.get("AUTOCRON_CHAOS_SEED", "9"))
         run = ChaosRun(tmp_path, seed)
         try:
             assert run.wait(run.pool_ready, 30), "no pool with two workers came up"
-            run.rampage(35.0)
+            run.rampage(40.0)
             end = time.monotonic() + 25        # for the last calls, then the queue to drain
             problems = []
             if not run.wait(run.produced, end - time.monotonic()):
