@@ -22,11 +22,14 @@ from __future__ import annotations
 import asyncio
 import bisect
 import calendar
+import collections
 import contextlib
 import functools
 import io
 import json
 import os
+import pickle
+import random
 import re
 import signal
 import sqlite3
@@ -36,6 +39,7 @@ import sys
 import textwrap
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from datetime import date, datetime, time as clock_time, timedelta, timezone
 from decimal import Decimal
@@ -3161,3 +3165,580 @@ class TestDemo:
         assert "ValueError: this task fails on purpose" in out.stdout
         assert "ready  25" in out.stdout
         assert 'A cron job "*/15 9-17 * * 1-5" runs every 15 minutes' in out.stdout
+
+
+# ---- system tests: chaos, and a real WSGI server as a client ----------------------------------
+
+
+def cmdline(pid):
+    """A process's command line as text, "" once it is gone."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as file:
+            return file.read().replace(b"\0", b" ").decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def belongs(pid, folder, text):
+    """Is pid a live process that works in `folder` or whose command line has `text`? A
+    test's pool processes work in the folder of the process that started them; a pid the
+    pool table names may be gone, or reused by a stranger."""
+    try:
+        here = os.readlink(f"/proc/{pid}/cwd") == str(folder)
+    except OSError:
+        here = False
+    return bool(pid) and (here or text in cmdline(pid)) and alive(pid)
+
+
+def processes_of(folder, text):
+    """{pid: command line} of the live processes (not this one) that belong to a test."""
+    return {int(name): cmdline(name) for name in os.listdir("/proc")
+            if name.isdigit() and int(name) != os.getpid() and belongs(name, folder, text)}
+
+
+def task_table(database):
+    """{key: (uuid, status, attempts, retries, error message, value)} of a database whose tasks
+    take one string argument, the key, read from the tasks table; keys stored twice get
+    a list of such rows."""
+    rows = autocron._Store(database, existing=True).read(
+        "SELECT token || '-' || id, args, status, attempts, retries, error, value FROM tasks")
+    table = collections.defaultdict(list)
+    for uid, args, status, attempts, retries, error, value in rows:
+        message = json.loads(error)["message"] if error else ""
+        value = pickle.loads(value) if value is not None else None
+        table[args.strip("'")].append((uid, status, attempts, retries, message, value))
+    return table
+
+
+def runs_in(log):
+    """{key: [pid, ...]}: the finished runs that tasks appended to a log as "<key> <pid>"."""
+    runs = collections.defaultdict(list)
+    if os.path.exists(log):
+        with open(log) as file:
+            for line in file:
+                key, pid = line.split()
+                runs[key].append(int(pid))
+    return runs
+
+
+# The task module of the chaos test, imported by the producers and the pool's workers: each
+# run appends "<key> <pid>" at its very end, after a short pause, so the log holds the runs
+# that finished.
+CHAOS_TASKS = """
+    import os, random, time, autocron
+
+    LOG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "runs.log")
+
+
+    def finish(key):
+        time.sleep(random.Random(key).random() * 0.05)
+        fd = os.open(LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, f"{key} {os.getpid()}\\n".encode())
+        finally:
+            os.close(fd)
+        return key
+
+
+    @autocron.delay
+    def plain(key):
+        return finish(key)
+
+
+    @autocron.delay(retries=2)
+    def retried(key):
+        return finish(key)
+"""
+
+# An application process: it calls start() and lives on (owner or stand-by) until its
+# standard input closes. The warnings of autocron (a manager that died, a takeover) go to its
+# output file for the failure message.
+CHAOS_APP = """
+    import logging, sys, autocron
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s pid %(process)d %(message)s")
+    autocron.start(sys.argv[1], workers=2)
+    sys.stdin.read()
+"""
+
+# A producer: an application process that also enqueues calls; a call counts as acknowledged
+# once its line is in the producer's acknowledgement file, written after the call returned.
+CHAOS_PRODUCER = """
+    import logging, os, sys, time, autocron, chaos_tasks
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s pid %(process)d %(message)s")
+    database, acks, prefix, first, count, pause = sys.argv[1:7]
+    autocron.start(database)
+    fd = os.open(acks, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    for i in range(int(first), int(count)):
+        key = f"{prefix}-{i}"
+        result = (chaos_tasks.retried if i % 5 == 0 else chaos_tasks.plain)(key)
+        os.write(fd, f"{i} {key} {result.uuid}\\n".encode())
+        time.sleep(float(pause))
+    sys.stdin.read()
+"""
+
+
+class ChaosRun:
+    """Three application processes and two producers on one database, kept alive (a killed
+    one is started again), and a killer that picks its victims from the pool table."""
+
+    APPS = 3
+    PRODUCERS = 2
+    CALLS = 800               # per producer; every fifth has retries=2
+    PAUSE = 0.035             # seconds between a producer's calls
+
+    def __init__(self, folder, seed):
+        self.folder = folder
+        self.database = str(folder / "chaos.db")
+        self.log = str(folder / "runs.log")
+        self.seed = seed
+        self.rng = random.Random(seed)
+        (folder / "chaos_tasks.py").write_text(textwrap.dedent(CHAOS_TASKS))
+        autocron._Store(self.database).close()
+        self.store = autocron._Store(self.database, existing=True)
+        self.env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(folder), HERE] + sys.path))
+        self.env.pop("AUTOCRON_CLOCK_FILE", None)
+        self.apps = [None] * self.APPS
+        self.producers = [None] * self.PRODUCERS
+        self.incarnations = [0] * self.PRODUCERS
+        self.procs = []                   # every process this run started
+        self.seen = set()                 # every manager and worker the pool table named
+        self.events = []                  # what the killer did, for the failure message
+        self.began = time.monotonic()
+
+    def spawn(self, code, *args, name):
+        with open(self.folder / f"{name}.out", "ab") as out:
+            proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code),
+                                     *map(str, args)], stdin=subprocess.PIPE, stdout=out,
+                                    stderr=subprocess.STDOUT, env=self.env, cwd=self.folder)
+        self.procs.append(proc)
+        return proc
+
+    def acks(self, n):
+        """[(key, uuid)] that producer n acknowledged, in order."""
+        path = self.folder / f"acks{n}.txt"
+        lines = path.read_text().splitlines() if path.exists() else []
+        return [tuple(line.split()[1:]) for line in lines]
+
+    def supervise(self):
+        """Start again every application process and producer that is gone; note the pool."""
+        for i, proc in enumerate(self.apps):
+            if proc is None or proc.poll() is not None:
+                self.apps[i] = self.spawn(CHAOS_APP, self.database, name=f"app{i}")
+        for n, proc in enumerate(self.producers):
+            if proc is None or proc.poll() is not None:
+                prefix = f"p{n}.{self.incarnations[n]}"
+                self.incarnations[n] += 1
+                self.producers[n] = self.spawn(
+                    CHAOS_PRODUCER, self.database, self.folder / f"acks{n}.txt", prefix,
+                    len(self.acks(n)), self.CALLS, self.PAUSE, name=f"producer{n}")
+        owner, manager, workers = self.store.pool_pids()
+        self.seen.update(pid for pid in [manager] + workers if pid)
+        return owner, manager, workers
+
+    def ours(self, pid):
+        """A live process of this run (the pool table may name one that is gone, and its
+        pid may have been reused)."""
+        return belongs(pid, self.folder, self.database)
+
+    def kill_one(self):
+        kind = self.rng.choice(("worker", "manager", "owner"))
+        pick = self.rng.random()
+        owner, manager, workers = self.supervise()
+        target = {"owner": owner, "manager": manager,
+                  "worker": workers[int(pick * len(workers))] if workers else None}[kind]
+        when = f"{time.monotonic() - self.began:5.1f} s"
+        if self.ours(target):
+            os.kill(target, signal.SIGKILL)
+            self.events.append(f"{when} killed {kind} {target}")
+        else:
+            self.events.append(f"{when} no live {kind} to kill (pool table: owner {owner}, "
+                               f"manager {manager}, workers {workers})")
+
+    def rampage(self, seconds):
+        """kill -9 a worker, the manager or the owner every 1-2 s (seeded) for `seconds`."""
+        start = time.monotonic()
+        at = start + self.rng.uniform(1.0, 2.0)
+        while at < start + seconds:
+            while time.monotonic() < at:
+                self.supervise()
+                time.sleep(0.05)
+            self.kill_one()
+            at += self.rng.uniform(1.0, 2.0)
+
+    def wait(self, condition, timeout):
+        """Keep the processes running until condition() holds; False after timeout s."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            self.supervise()
+            if condition():
+                return True
+            time.sleep(0.1)
+        return False
+
+    def pool_ready(self):
+        owner, manager, workers = self.store.pool_pids()
+        return self.ours(manager) and len(workers) == 2
+
+    def produced(self):
+        return all(len(self.acks(n)) == self.CALLS for n in range(self.PRODUCERS))
+
+    def unfinished(self):
+        return self.store.read("SELECT count(*) FROM tasks WHERE status NOT IN "
+                               "('ready', 'error', 'cancelled')")[0][0]
+
+    def shut_down(self, timeout=30):
+        """Close every process's standard input: it returns from its wait and exits."""
+        for proc in self.procs:
+            if proc.poll() is None:
+                with contextlib.suppress(OSError):
+                    proc.stdin.close()
+        end = time.monotonic() + timeout
+        for proc in self.procs:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=max(0.1, end - time.monotonic()))
+
+    def leftovers(self):
+        """{pid: what it is} of this run's processes still alive."""
+        return {pid: ("a manager or worker the pool table named: " if pid in self.seen else "")
+                + line[:200] for pid, line in processes_of(self.folder, self.database).items()}
+
+    def kill_everything(self):
+        for proc in self.procs:
+            with contextlib.suppress(OSError):
+                proc.kill()
+        for pid in list(self.leftovers()):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        for proc in self.procs:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=10)
+            with contextlib.suppress(OSError):
+                proc.stdin.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(autocron._wake_path(self.database))
+
+    def problems(self):
+        """Every broken promise, one line each, with the database's evidence."""
+        table, runs = task_table(self.database), runs_in(self.log)
+        problems = []
+        acked = [ack for n in range(self.PRODUCERS) for ack in self.acks(n)]
+        for key, uid in acked:
+            rows = table.get(key, [])
+            if len(rows) != 1 or rows[0][0] != uid:
+                problems.append(f"acknowledged call {key} ({uid}) has {len(rows)} rows: {rows}")
+        for key, rows in sorted(table.items()):
+            for uid, status, attempts, retries, message, value in rows:
+                ran = runs.get(key, [])
+                what = (f"{key} ({uid}, retries {retries}) ran {len(ran)} times (pids {ran}), "
+                        f"ends {status} after {attempts} attempts"
+                        + (f": {message!r}" if message else ""))
+                if status not in ("ready", "error", "cancelled"):
+                    problems.append(f"task has no final outcome: {what}")
+                if retries == 0 and len(ran) > 1:
+                    problems.append(f"task without retries finished twice: {what}")
+                elif status == "ready" and (not ran or (retries == 0 and len(ran) != 1)):
+                    problems.append(f"ready task not run exactly once: {what}")
+                elif len(ran) > attempts:
+                    problems.append(f"task ran more often than its attempts: {what}")
+                if status == "error" and retries and attempts <= retries:
+                    problems.append(f"task failed with retries left (each failure here is a "
+                                    f"crash): {what}")
+                if status == "ready" and value != key:
+                    problems.append(f"ready task has the wrong value {value!r}: {what}")
+        problems += [f"{key} ran (pids {pids}) but is not in the database"
+                     for key, pids in sorted(runs.items()) if key not in table]
+        return problems
+
+    def summary(self):
+        """How the tasks ended, for the failure message."""
+        table, runs = task_table(self.database), runs_in(self.log)
+        ends = collections.Counter((row[1], row[4]) for rows in table.values() for row in rows)
+        lost = sorted(key for key, rows in table.items() for row in rows
+                      if row[1] == "error" and key in runs)
+        return ("outcomes: " + "; ".join(f"{n} {status} {message!r}" for (status, message), n
+                                          in ends.most_common())
+                + f"\nran to their end but recorded as failed (an outcome lost): {len(lost)} "
+                + " ".join(lost[:20]))
+
+
+class TestChaos:
+    """kill -9 at random while calls come in: nothing lost, nothing run twice, nothing left."""
+
+    def test_random_kills_lose_no_acknowledged_call_and_run_none_twice(self, tmp_path):
+        """Three application processes and two producers on one database; a worker, the
+        manager or the owner gets kill -9 every 1-2 s for 40 s. About 45 s in all (at most
+        ~85 s when something hangs); AUTOCRON_CHAOS_SEED picks another run of kills."""
+        seed = int(os.environ.get("AUTOCRON_CHAOS_SEED", "9"))
+        run = ChaosRun(tmp_path, seed)
+        try:
+            assert run.wait(run.pool_ready, 30), "no pool with two workers came up"
+            run.rampage(40.0)
+            end = time.monotonic() + 25        # for the last calls, then the queue to drain
+            problems = []
+            if not run.wait(run.produced, end - time.monotonic()):
+                problems.append(f"the producers acknowledged only "
+                                f"{[len(run.acks(n)) for n in range(run.PRODUCERS)]} of "
+                                f"{run.CALLS} calls each")
+            elif not run.wait(lambda: run.unfinished() == 0, end - time.monotonic()):
+                problems.append(f"{run.unfinished()} tasks unfinished long after the last "
+                                "call and the last kill (listed below)")
+            problems += run.problems()
+            summary = run.summary()
+            run.shut_down(10)
+            with contextlib.suppress(AssertionError):
+                wait_until(lambda: not run.leftovers(), 10)
+            if run.leftovers():
+                problems.append(f"processes left after every application process ended: "
+                                f"{run.leftovers()}")
+            if problems:
+                pytest.fail(f"seed {seed}: {len(problems)} broken promises\n"
+                            + "\n".join(problems[:40]) + f"\n{summary}\nkills:\n"
+                            + "\n".join(run.events), pytrace=False)
+        finally:
+            run.kill_everything()
+
+
+# The tasks of the WSGI app, in a module of their own: a worker that imports it to find
+# `record` must not run the app's start().
+WSGI_TASKS = """
+    import os, time, autocron
+
+    LOG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "runs.log")
+
+
+    def append(text):
+        fd = os.open(LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, f"{text} {os.getpid()}\\n".encode())
+        finally:
+            os.close(fd)
+
+
+    @autocron.delay
+    def record(key):
+        append(key)
+        return key
+
+
+    def tick():
+        append(time.strftime("cron-%H:%M", time.localtime(autocron._clock())))
+"""
+
+# The app: every process that imports it calls start(); /call?KEY enqueues record(KEY) and
+# answers the task id, / answers the pid of the process that served the request.
+WSGI_APP = """
+    import os, autocron, wsgi_tasks
+
+    DATABASE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "app.db")
+    autocron.cron("* * * * *")(wsgi_tasks.tick)
+    autocron.start(DATABASE, workers=2)
+
+
+    def application(environ, start_response):
+        if environ["PATH_INFO"] == "/call":
+            body = wsgi_tasks.record(environ["QUERY_STRING"]).uuid
+        else:
+            body = str(os.getpid())
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [body.encode()]
+"""
+
+# gunicorn's configuration for --preload: the master imports the app (and owns the pool);
+# each worker it forks calls start() again, as gunicorn's post_fork hook is there for.
+WSGI_PRELOAD_CONFIG = """
+    import os, autocron
+
+
+    def post_fork(server, worker):
+        autocron.start(os.path.join(os.path.dirname(os.path.abspath(__file__)), "app.db"))
+"""
+
+
+def parent_of(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as file:
+            return int(file.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def needs(module, extra="test"):
+    """Skip without an optional part of the test extra, but never in CI."""
+    import importlib.util
+    if importlib.util.find_spec(module) is None:
+        message = f"{module} is not installed: pip install -e '.[{extra}]'"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+class WSGIServer:
+    """A real gunicorn with four sync workers serving WSGI_APP from a folder, on a free port."""
+
+    def __init__(self, folder, preload=False):
+        self.folder = folder
+        self.database = str(folder / "app.db")
+        self.log = str(folder / "runs.log")
+        for name, text in [("wsgi_tasks.py", WSGI_TASKS), ("wsgi_app.py", WSGI_APP),
+                           ("gunicorn_preload.py", WSGI_PRELOAD_CONFIG)]:
+            (folder / name).write_text(textwrap.dedent(text))
+        autocron._Store(self.database).close()
+        self.store = autocron._Store(self.database, existing=True)
+        command = [sys.executable, "-m", "gunicorn", "--workers", "4", "--worker-class",
+                   "sync", "--bind", "127.0.0.1:0", "--chdir", str(folder)]
+        help_text = subprocess.run(command[:3] + ["--help"], capture_output=True,
+                                   text=True, timeout=60).stdout
+        if "--no-control-socket" in help_text:   # gunicorn 25+: else one socket in ~ for all
+            command.append("--no-control-socket")
+        if preload:
+            command += ["--preload", "--config", str(folder / "gunicorn_preload.py")]
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(folder), HERE] + sys.path))
+        self.output = folder / "gunicorn.out"
+        with open(self.output, "wb") as out:
+            self.master = subprocess.Popen(command + ["wsgi_app:application"], cwd=folder,
+                                           env=env, stdin=subprocess.DEVNULL, stdout=out,
+                                           stderr=subprocess.STDOUT, start_new_session=True)
+        self.seen = set()                   # every pid the pool table named
+        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        self.port = int(wait_until(lambda: re.search(
+            r"Listening at: http://127\.0\.0\.1:(\d+)", self.output.read_text()), 60,
+            "gunicorn to listen").group(1))
+
+    def workers(self):
+        """The live gunicorn workers (the master's children that are gunicorn)."""
+        return sorted(pid for pid in processes_of(self.folder, self.database)
+                      if parent_of(pid) == self.master.pid and "gunicorn" in cmdline(pid))
+
+    def pool(self):
+        """(owner, manager, workers) from the pool table; remembers the pids."""
+        owner, manager, workers = self.store.pool_pids()
+        self.seen.update(p for p in [owner, manager] + workers if p)
+        return owner, manager, workers
+
+    def managers(self):
+        """The live pool managers of this server's database: {pid: its parent}."""
+        return {pid: parent_of(pid) for pid, line in processes_of(
+            self.folder, self.database).items() if "_manager_main" in line}
+
+    def get(self, path):
+        url = f"http://127.0.0.1:{self.port}{path}"
+        with self._opener.open(url, timeout=30) as response:
+            return response.read().decode()
+
+    def settled(self, owner_ok):
+        """One pool: its owner passes owner_ok, its manager and two workers live, and no
+        other manager exists; then (owner, manager, workers)."""
+        owner, manager, workers = self.pool()
+        if len(self.workers()) == 4 and owner_ok(owner) and self.managers() == {
+                manager: owner} and len(workers) == 2 and all(map(alive, workers)):
+            return owner, manager, workers
+        return None
+
+    def call(self, keys):
+        """Enqueue record(key) through the server for each key; {key: task id}."""
+        return {key: self.get(f"/call?{key}") for key in keys}
+
+    def runs(self, ids):
+        """Wait until every task finished; {key: (status, value, [pids that ran it])}."""
+        def finished():
+            table = task_table(self.database)
+            rows = {key: table.get(key, [None])[0] for key in ids}
+            return all(row and row[1] in ("ready", "error", "cancelled") for row in
+                       rows.values()) and rows
+        rows = wait_until(finished, 60, "the tasks to finish")
+        log = runs_in(self.log)
+        return {key: (row[1], row[5], log.get(key, [])) for key, row in rows.items()}
+
+    def cron_runs(self):
+        return {key: pids for key, pids in runs_in(self.log).items() if key.startswith("cron-")}
+
+    def kill(self):
+        """kill -9 the master and its workers (their process group); the rest must follow."""
+        with contextlib.suppress(OSError):
+            os.killpg(self.master.pid, signal.SIGKILL)
+        self.master.wait(timeout=30)
+
+    def kill_everything(self):
+        self.kill()
+        for pid in processes_of(self.folder, self.database):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(autocron._wake_path(self.database))
+
+    def tail(self):
+        return "\n".join(self.output.read_text().splitlines()[-30:])
+
+
+class TestWSGIServer:
+    """A real gunicorn (-w 4) whose every process calls start(): one pool, each request's task
+    run once, a pool that outlives its owner, cron once per due time, nothing left behind."""
+
+    def test_gunicorn_workers_share_one_pool_that_outlives_its_owner(self, tmp_path,
+                                                                     monkeypatch):
+        needs("gunicorn")
+        clock = FakeClock(datetime(2030, 1, 1, 8, 59, 30).timestamp(), monkeypatch, tmp_path)
+        server = WSGIServer(tmp_path)
+        try:
+            owner, manager, _ = wait_until(lambda: server.settled(
+                lambda owner: owner in server.workers()), 60, "one pool owned by a worker")
+            ids = server.call([f"first-{i}" for i in range(20)])
+            assert all(re.fullmatch(r"[0-9a-f]+-\d+", uid) for uid in ids.values()), ids
+            for key, (status, value, ran) in server.runs(ids).items():
+                assert (status, value, len(ran)) == ("ready", key, 1), (key, ran)
+                assert ran[0] in server.pool()[2], f"{key} ran in {ran[0]}, not in the pool"
+            for minute in (0, 1):                    # cron: once per due minute
+                clock.now = datetime(2030, 1, 1, 9, minute, 30).timestamp()
+                wait_until(lambda: f"cron-09:0{minute}" in server.cron_runs(), 30,
+                           f"the cron run of 09:0{minute}")
+            clock.now = datetime(2030, 1, 1, 9, 2, 30).timestamp()
+            os.kill(owner, signal.SIGKILL)           # the owner dies as 09:02 falls due
+            new_owner, new_manager, _ = wait_until(lambda: server.settled(
+                lambda new: new != owner and new in server.workers()), 60,
+                f"another worker to take the pool over (the owner {owner} was killed)\n"
+                f"{server.tail()}")
+            assert new_manager != manager and not alive(manager)
+            ids = server.call([f"then-{i}" for i in range(20)])
+            for key, (status, value, ran) in server.runs(ids).items():
+                assert (status, value, len(ran)) == ("ready", key, 1), (key, ran)
+            clock.now = datetime(2030, 1, 1, 9, 3, 30).timestamp()
+            wait_until(lambda: "cron-09:03" in server.cron_runs(), 30, "the cron run of 09:03")
+            runs = server.cron_runs()
+            assert len(runs.pop("cron-09:02", [])) <= 1, runs   # killed while due: not twice
+            assert {minute: len(ran) for minute, ran in runs.items()} == {
+                "cron-09:00": 1, "cron-09:01": 1, "cron-09:03": 1}, runs
+            assert server.managers() == {new_manager: new_owner}    # still one pool
+            server.kill()
+            wait_until(lambda: not processes_of(tmp_path, server.database), 30,
+                       "every process of the server to end")
+            assert not [pid for pid in server.seen if belongs(pid, tmp_path, server.database)]
+        finally:
+            server.kill_everything()
+
+    def test_preloaded_app_keeps_one_pool_in_the_master(self, tmp_path):
+        """--preload: the master imports the app and owns the pool; each worker it forks
+        starts again (gunicorn's post_fork hook) and only enqueues."""
+        needs("gunicorn")
+        server = WSGIServer(tmp_path, preload=True)
+        try:
+            owner, manager, _ = wait_until(lambda: server.settled(
+                lambda owner: owner == server.master.pid), 60, "one pool owned by the master")
+            ids = server.call([f"first-{i}" for i in range(20)])
+            for key, (status, value, ran) in server.runs(ids).items():
+                assert (status, value, len(ran)) == ("ready", key, 1), (key, ran)
+                assert ran[0] in server.pool()[2], f"{key} ran in {ran[0]}, not in the pool"
+            victim = server.workers()[0]
+            os.kill(victim, signal.SIGTERM)          # it exits (atexit runs), another forks
+            wait_until(lambda: victim not in server.workers() and len(server.workers()) == 4,
+                       60, "gunicorn to replace the worker")
+            assert wait_until(lambda: server.settled(lambda new: new == owner), 30,
+                              "the master's pool to go on")[1] == manager    # the same pool
+            ids = server.call([f"then-{i}" for i in range(20)])
+            for key, (status, value, ran) in server.runs(ids).items():
+                assert (status, value, len(ran)) == ("ready", key, 1), (key, ran)
+            assert server.managers() == {manager: owner}            # still one pool
+            server.kill()
+            wait_until(lambda: not processes_of(tmp_path, server.database), 30,
+                       "every process of the server to end")
+        finally:
+            server.kill_everything()
