@@ -3575,7 +3575,7 @@ def needs(module, extra="test"):
 class WSGIServer:
     """A real gunicorn with four sync workers serving WSGI_APP from a folder, on a free port."""
 
-    def __init__(self, folder, preload=False):
+    def __init__(self, folder, preload=False, hook=True):
         self.folder = folder
         self.database = str(folder / "app.db")
         self.log = str(folder / "runs.log")
@@ -3591,7 +3591,9 @@ class WSGIServer:
         if "--no-control-socket" in help_text:   # gunicorn 25+: else one socket in ~ for all
             command.append("--no-control-socket")
         if preload:
-            command += ["--preload", "--config", str(folder / "gunicorn_preload.py")]
+            command += ["--preload"]
+        if preload and hook:
+            command += ["--config", str(folder / "gunicorn_preload.py")]
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(folder), HERE] + sys.path))
         self.output = folder / "gunicorn.out"
         with open(self.output, "wb") as out:
@@ -3715,11 +3717,12 @@ class TestWSGIServer:
         finally:
             server.kill_everything()
 
-    def test_preloaded_app_keeps_one_pool_in_the_master(self, tmp_path):
+    @pytest.mark.parametrize("hook", [True, False], ids=["post_fork-start", "no-hook"])
+    def test_preloaded_app_keeps_one_pool_in_the_master(self, tmp_path, hook):
         """--preload: the master imports the app and owns the pool; each worker it forks
-        starts again (gunicorn's post_fork hook) and only enqueues."""
+        enqueues, whether or not it starts again (gunicorn's post_fork hook)."""
         needs("gunicorn")
-        server = WSGIServer(tmp_path, preload=True)
+        server = WSGIServer(tmp_path, preload=True, hook=hook)
         try:
             owner, manager, _ = wait_until(lambda: server.settled(
                 lambda owner: owner == server.master.pid), 60, "one pool owned by the master")
