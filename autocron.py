@@ -133,6 +133,9 @@ _CAN_KILL_GROUPS = hasattr(os, "killpg")   # POSIX: a worker and what its tasks 
 _MAX_OUTPUT = 64 * 1024
 _MISFIRE_GRACE = 60.0           # a cron due time missed by less than this still runs (a pool
                                 # taken over after its owner ended); older ones follow catch_up
+_MIN_SQLITE = (3, 24, 0)        # INSERT ... ON CONFLICT DO UPDATE (UPSERT) arrived in 3.24
+_SOCKET_PATH_MAX = 103          # bytes in an AF_UNIX address without its NUL: 104 on macOS and
+                                # the BSDs, 108 on Linux
 # Inside the database a task handed to a worker but queued behind another one is "queued";
 # users see it as "waiting" (it has not started), the admin tool shows it as it is.
 _STATUSES = ("waiting", "running", "ready", "error", "cancelled")
@@ -1607,6 +1610,7 @@ def _token() -> str:
 
 
 def _private_folder(folder: str) -> None:
+    """Create the database's folder (private) if missing; refuse one that others can write."""
     if folder and not os.path.isdir(folder):
         try:
             os.makedirs(folder, mode=0o700, exist_ok=True)
@@ -1614,6 +1618,63 @@ def _private_folder(folder: str) -> None:
             raise DatabaseError(f"cannot create the folder {folder} for the database "
                                 f"({error.strerror}); create it yourself or pass another path",
                                 folder) from None
+    _check_folder(folder or os.curdir)
+
+
+def _group_members(gid: int) -> tuple:
+    """(name, member names) of a group: its listed members and whose primary group it is."""
+    import grp      # POSIX-only modules, imported where they are used
+    import pwd
+    try:
+        group = grp.getgrgid(gid)
+        name, members = group.gr_name, set(group.gr_mem)
+    except KeyError:
+        name, members = str(gid), set()
+    members.update(user.pw_name for user in pwd.getpwall() if user.pw_gid == gid)
+    return name, members
+
+
+def _folder_problem(folder: str, uid: int) -> Optional[str]:
+    """Why users other than `uid` could create files in `folder`, or None if they cannot.
+
+    SQLite opens the companions `<db>-wal` and `<db>-shm` beside the database, and the pool
+    its `<db>.lock`: whoever can create them first can plant a write-ahead log whose tasks
+    are pickles, which the workers would load. Checking the companions themselves would race
+    with SQLite creating them, so the folder must be closed to others: not writable by
+    everyone (a sticky bit does not help: others still create the names first), and
+    group-writable only by a group without other members (a user's private group, as umask
+    002 setups have). Root may write anywhere anyway and is not counted as another user.
+    """
+    import pwd
+    info = os.stat(folder)
+    if info.st_uid not in (uid, 0):
+        return (f"{folder} belongs to another user (uid {info.st_uid}), who could plant files "
+                "beside the database that make the workers run code; keep the database in a "
+                "folder of your own")
+    if info.st_mode & 0o002:
+        why = "anyone"
+    elif info.st_mode & 0o020:
+        name, members = _group_members(info.st_gid)
+        for trusted in (uid, 0):
+            with contextlib.suppress(KeyError):
+                members.discard(pwd.getpwuid(trusted).pw_name)
+        if not members:
+            return None
+        why = f"group {name}, which has the members {', '.join(sorted(members))}"
+    else:
+        return None
+    return (f"{folder} can be written by other users (mode {info.st_mode & 0o7777:o}: {why}); "
+            "they could plant files beside the database that make the workers run code. Keep "
+            f"the database in a folder of your own, or fix it with: chmod o-w,g-w {folder}")
+
+
+def _check_folder(folder: str) -> None:
+    """Refuse a database folder that other users can write (see _folder_problem)."""
+    if os.name != "posix":  # pragma: no cover - no uid/mode bits to check on Windows
+        return
+    problem = _folder_problem(folder, os.geteuid())
+    if problem:
+        raise DatabaseError(problem, folder)
 
 
 def _check_private(path: str) -> None:
@@ -1648,12 +1709,25 @@ def _execute(con: sqlite3.Connection, sql: str, params: tuple = ()) -> sqlite3.C
 class _Store:
     """One autocron database file."""
 
-    def __init__(self, path: Union[str, os.PathLike], existing: bool = False):
-        """Open (and create, unless `existing`) the database; `existing` also never writes."""
-        self.path = os.path.abspath(os.fspath(path))
+    def __init__(self, path: Union[str, os.PathLike], existing: bool = False,
+                 write: Optional[bool] = None):
+        """Open (and create, unless `existing`) the database.
+
+        `existing` opens it read-only and changes nothing, not even the files beside it;
+        `existing=True, write=True` is for the admin tool's commands that change settings.
+        The path is the real one (symbolic links resolved): the pool lock, the wake-up socket
+        and start()'s same-database check belong to the file, not to a spelling of its path.
+        """
+        self.path = os.path.realpath(os.fspath(path))
+        if sqlite3.sqlite_version_info < _MIN_SQLITE:
+            raise DatabaseError(f"{self.path}: autocron needs SQLite "
+                                f"{'.'.join(map(str, _MIN_SQLITE[:2]))} or newer, and this "
+                                f"Python uses SQLite {sqlite3.sqlite_version}; upgrade SQLite, "
+                                "or use a Python built with a newer one", self.path)
+        self._write = not existing if write is None else write
         self._local = threading.local()
         self._kept: set = set()       # hashes of shipped functions stored from this process
-        self.wake_path = _wake_path(self.path)   # where its pool listens, if one runs
+        self.wake_path = _wake_path(self.path)   # where its pool listens, if one can
         if existing:
             self._check_existing()
         else:
@@ -1664,6 +1738,14 @@ class _Store:
     def _connection(self) -> sqlite3.Connection:
         local = self._local
         if getattr(local, "pid", None) != os.getpid():
+            if not self._write:
+                try:
+                    con = sqlite3.connect(self._read_only_uri(), uri=True, timeout=0,
+                                          isolation_level=None)
+                except sqlite3.Error as error:
+                    raise self._error(error) from None
+                local.con, local.pid = con, os.getpid()
+                return con
             try:
                 # timeout=0: SQLite's own busy handler sleeps whole milliseconds, which
                 # would cap a producer at a few hundred calls a second while the pool
@@ -1678,6 +1760,22 @@ class _Store:
                 raise self._error(error) from None
             local.con, local.pid = con, os.getpid()
         return local.con
+
+    def _read_only_uri(self) -> str:
+        """A URI that reads the database without writing anything, beside it either.
+
+        mode=ro never writes the file, but on a WAL database that nobody has open it creates
+        the -wal and -shm files, which a read-only connection cannot remove again. Without a
+        -wal file no connection has the database open, so immutable=1 reads the file alone
+        (a writer that starts meanwhile could show it a torn state; the admin tool only
+        displays what it reads).
+        """
+        quoted = self.path.replace("%", "%25").replace("?", "%3f").replace("#", "%23")
+        with contextlib.suppress(OSError), open(self.path, "rb") as file:
+            header = file.read(20)
+            if header[18:20] == b"\x02\x02" and not os.path.exists(self.path + "-wal"):
+                return f"file:{quoted}?mode=ro&immutable=1"
+        return f"file:{quoted}?mode=ro"
 
     def _error(self, error: sqlite3.Error) -> DatabaseError:
         text = str(error)
@@ -1755,8 +1853,13 @@ class _Store:
         if not os.path.isfile(self.path):
             raise FileNotFoundError(f"no database at {self.path}; pass --db PATH (start() "
                                     "creates one; reading commands never do)")
+        _check_folder(os.path.dirname(self.path))
         _check_private(self.path)
-        version = self.read("PRAGMA user_version")[0][0]
+        try:      # read-only even for the writing commands: a foreign file stays untouched
+            with contextlib.closing(sqlite3.connect(self._read_only_uri(), uri=True)) as con:
+                version = _execute(con, "PRAGMA user_version").fetchone()[0]
+        except sqlite3.Error as error:
+            raise self._error(error) from None
         if version == 0:
             raise DatabaseError(f"{self.path} is not an autocron database; pass --db PATH",
                                 self.path)
@@ -2091,15 +2194,24 @@ def _spawn(entry: str, settings: dict) -> tuple:
     It gets the caller's working directory and sys.path, and a pipe each way whose other
     ends only it holds: (process, connection down to it, connection up from it). When the
     caller ends, however it ends, the child reads end-of-file on the way down.
+
+    The child runs isolated (-I: neither the working directory nor PYTHONPATH comes before
+    the standard library) and loads autocron from this very file, so that a `calendar.py`
+    in the caller's folder cannot replace the standard library in the pool; the caller's
+    sys.path follows the interpreter's own (see _boot).
     """
+    python = _python()
     down_read, down_write = os.pipe()
     up_read, up_write = os.pipe()
     config = dict(settings, cwd=os.getcwd(), path=sys.path, down=down_read, up=up_write)
-    boot = ("import sys; sys.path.insert(0, sys.argv[1]); import autocron; "
-            f"autocron.{entry}(sys.argv[2])")
-    here = os.path.dirname(os.path.abspath(__file__))
+    boot = ("import sys, importlib.util as u; "
+            "s = u.spec_from_file_location('autocron', sys.argv[1]); "
+            "m = sys.modules['autocron'] = u.module_from_spec(s); s.loader.exec_module(m); "
+            "import autocron; autocron._boot(sys.argv[2], sys.argv[3])")
+    flags = getattr(subprocess, "_args_from_interpreter_flags", list)()  # -X utf8, -W, -O...
     try:
-        process = subprocess.Popen([sys.executable, "-c", boot, here, json.dumps(config)],
+        process = subprocess.Popen([python, *flags, "-I", "-c", boot, os.path.abspath(__file__),
+                                    entry, json.dumps(config)],
                                    pass_fds=(down_read, up_write), stdin=subprocess.DEVNULL,
                                    start_new_session=True)   # a terminal's Ctrl-C: owner only
     finally:
@@ -2109,19 +2221,139 @@ def _spawn(entry: str, settings: dict) -> tuple:
             _Connection(up_read, writable=False))
 
 
-def _wake_path(database: str) -> str:
-    """Where the pool of a database listens for wake-up datagrams (short, for AF_UNIX)."""
-    digest = hashlib.sha256(database.encode("utf-8", "surrogateescape")).hexdigest()[:24]
+def _boot(entry: str, config_text: str) -> None:
+    """The first call in a new pool process: put the caller's sys.path after this
+    interpreter's own (the standard library first), then run `entry`."""
+    config = json.loads(config_text)
+    config["path"] = sys.path + [folder for folder in config["path"] if folder not in sys.path]
+    globals()[entry](json.dumps(config))
+
+
+def _looks_like_python(path: str) -> bool:
+    """python3, python3.12, python3.13t, python3.11-dbg, pypy3.10, python.exe, pythonw.exe"""
+    name = os.path.basename(path or "")
+    return bool(re.match(r"(python|pypy)[0-9.]*[a-z]*(-dbg)?(\.exe)?\Z", name, re.IGNORECASE)
+                and os.path.isfile(path) and os.access(path, os.X_OK))
+
+
+def _python() -> str:
+    """The interpreter for the pool's processes: $AUTOCRON_PYTHON, else this one.
+
+    Under uWSGI or mod_wsgi sys.executable is the server's binary; the interpreter of this
+    Python version is then looked for where the installation keeps it, then on PATH.
+    """
+    version = f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    chosen = os.environ.get("AUTOCRON_PYTHON")
+    if chosen:
+        if not (os.path.isfile(chosen) and os.access(chosen, os.X_OK)):
+            raise AutocronError(f"AUTOCRON_PYTHON is {chosen}, which is not an executable "
+                                f"file; set it to this Python's interpreter ({version})")
+        return chosen
+    if _looks_like_python(sys.executable):
+        return sys.executable
+    folders = list(dict.fromkeys(os.path.join(prefix, "bin")
+                                 for prefix in (sys.exec_prefix, sys.base_exec_prefix)))
+    path = [folder for folder in os.environ.get("PATH", "").split(os.pathsep) if folder]
+    for candidate in [getattr(sys, "_base_executable", "")] + [
+            os.path.join(folder, version) for folder in folders + path]:
+        if _looks_like_python(candidate):
+            return candidate
+    raise AutocronError(f"cannot find the Python interpreter for the pool's processes: "
+                        f"sys.executable is {sys.executable} (a server such as uWSGI or "
+                        f"mod_wsgi?) and there is no {version} in {', '.join(folders)} or on "
+                        f"PATH; set the environment variable AUTOCRON_PYTHON to this Python's "
+                        f"interpreter ({version})")
+
+
+def _wake_folders(uid: int) -> list:
+    """Where wake-up sockets may live, best first: the user's private runtime folder
+    ($XDG_RUNTIME_DIR, which the login manager makes), else a folder of the user's own in
+    the temporary folder. Producers and the pool compute the same list from the same
+    environment; a producer with another environment is seen by the fallback check."""
+    folders = []
+    runtime = os.environ.get("XDG_RUNTIME_DIR", "")
+    if os.path.isabs(runtime) and _wake_folder_problem(runtime, uid, missing=False) is None:
+        folders.append(os.path.join(runtime, "autocron"))
+    folders.append(os.path.join(tempfile.gettempdir(), f"autocron-{uid}"))
+    return folders
+
+
+def _wake_folder_problem(folder: str, uid: int, missing: bool = True) -> Optional[str]:
+    """Why a folder cannot hold wake-up sockets, or None: it must be a real folder (not a
+    symbolic link), ours, closed to others; a `missing` one is fine (the pool makes it)."""
+    try:
+        info = os.lstat(folder)
+    except FileNotFoundError:
+        return None if missing else f"{folder} does not exist"
+    except OSError as error:
+        return f"{folder}: {error.strerror}"
+    if info.st_mode & 0o170000 != 0o040000:       # S_ISDIR, without following a link
+        return f"{folder} is a symbolic link or a file, not a folder"
+    if info.st_uid != uid:
+        return f"{folder} belongs to another user (uid {info.st_uid})"
+    if info.st_mode & 0o077:
+        return f"{folder} is open to other users (mode {info.st_mode & 0o7777:o})"
+    return None
+
+
+def _wake_choice(database: str) -> tuple:
+    """(the wake-up socket path of a database's pool or None, why each folder was passed over)."""
+    name = hashlib.sha256(database.encode("utf-8", "surrogateescape")).hexdigest()[:24]
     uid = os.geteuid() if hasattr(os, "geteuid") else 0
-    return os.path.join(tempfile.gettempdir(), f"autocron-{uid}", f"{digest}.wake")
+    problems = []
+    for folder in _wake_folders(uid):
+        path = os.path.join(folder, f"{name}.wake")
+        problem = _wake_folder_problem(folder, uid)
+        if problem is None and len(os.fsencode(path)) > _SOCKET_PATH_MAX:
+            problem = (f"{path} is longer than the {_SOCKET_PATH_MAX} bytes that a socket "
+                       "address can hold")
+        if problem is None:
+            return path, problems
+        problems.append(problem)
+    return None, problems
+
+
+def _wake_path(database: str) -> Optional[str]:
+    """Where the pool of a database listens for wake-up datagrams; None if nowhere safe."""
+    return _wake_choice(database)[0]
+
+
+def _bind_wake(path: str) -> socket.socket:
+    """The pool's wake-up socket at `path`, in a private folder made if missing; wake-up
+    sockets that refuse datagrams there were left by pools that were killed: removed."""
+    folder = os.path.dirname(path)
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(folder, 0o700)
+    problem = _wake_folder_problem(folder, os.geteuid(), missing=False)
+    if problem:                        # someone else made it between the check and now
+        raise OSError(problem)
+    for name in os.listdir(folder):
+        if name.endswith(".wake"):
+            with contextlib.closing(socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)) as probe:
+                try:
+                    probe.connect(os.path.join(folder, name))
+                except ConnectionRefusedError:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(os.path.join(folder, name))
+                except OSError:
+                    pass
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)                # left by an owner that died; we hold the pool lock
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        listener.bind(path)
+    except OSError:
+        listener.close()
+        raise
+    return listener
 
 
 _sender_local = threading.local()
 
 
-def _notify(path: str) -> None:
+def _notify(path: Optional[str]) -> None:
     """Wake the pool that listens at `path`; nothing happens if none does."""
-    if not hasattr(socket, "AF_UNIX"):  # pragma: no cover - the pool's fallback check sees it
+    if not path or not hasattr(socket, "AF_UNIX"):  # the pool's fallback check sees it
         return
     sender = getattr(_sender_local, "socket", None)
     if sender is None or _sender_local.pid != os.getpid():
@@ -2490,14 +2722,26 @@ class _Pool:
             self._selector.register(self._children, selectors.EVENT_READ)
 
     def _listen(self) -> socket.socket:
-        if hasattr(socket, "AF_UNIX"):
-            _private_folder(os.path.dirname(self._wake_path))
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self._wake_path)     # left by an owner that died; we hold the lock
-            listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-            listener.bind(self._wake_path)
-        else:  # pragma: no cover - other producers are seen by the fallback check
-            listener, _ = socket.socketpair()
+        """The socket that producers' datagrams wake; without a safe place for one, a socket
+        that never wakes (producers are then seen by the fallback check) and one warning."""
+        if not hasattr(socket, "AF_UNIX"):  # pragma: no cover - Windows
+            problems = ["this system has no AF_UNIX sockets"]
+        elif not self._wake_path:
+            problems = _wake_choice(self.store.path)[1]
+        else:
+            try:
+                listener = _bind_wake(self._wake_path)
+                listener.setblocking(False)
+                return listener
+            except OSError as error:
+                problems = [f"{self._wake_path}: {error.strerror or error}"]
+        self.tell_owner(("log", logging.WARNING,
+                         f"autocron: no wake-up socket for the pool of {self.store.path}: "
+                         f"{'; '.join(problems)}; new tasks start within {_FALLBACK_WAKE:g} s "
+                         "instead of at once. Set XDG_RUNTIME_DIR or TMPDIR to a private "
+                         "folder with a short path"))
+        self._wake_path = ""           # nothing of ours to notify or to remove when stopping
+        listener, self._wake_peer = socket.socketpair()   # the peer stays open and silent
         listener.setblocking(False)
         return listener
 
@@ -3171,35 +3415,47 @@ def start(database: Union[str, os.PathLike] = "autocron.db", workers: Optional[i
         raise ValueError(f"workers must be a positive int, got {workers!r}")
     with _state.lock:
         if _state.store is not None:
-            if _state.store.path != os.path.abspath(os.fspath(database)):
+            if _state.store.path != os.path.realpath(os.fspath(database)):
                 raise AutocronError(f"autocron already runs on {_state.store.path}; call "
                                     "autocron.stop() before starting on another database")
             if workers is not None:
                 _state.store.set_setting("workers", workers)
                 _notify(_state.store.wake_path)     # the pool reads settings when woken
             return False
-        store = _Store(database)
-        if workers is not None:
-            store.set_setting("workers", workers)
-        if store.settings()["disabled"]:
-            _log.info("autocron is disabled in %s; calls run synchronously", store.path)
+        store, last_store = _Store(database), _state.last_store
+        try:
+            if workers is not None:
+                store.set_setting("workers", workers)
+            if store.settings()["disabled"]:
+                _log.info("autocron is disabled in %s; calls run synchronously", store.path)
+                return False
+            _state.store = _state.last_store = store
+            for name, (schedule, func, catch_up) in _state.crons.items():
+                store.register_cron(name, schedule, func, catch_up)
+            if _become_owner(store):
+                return True
+            _state.standby = threading.Event()
+            threading.Thread(target=_stand_by, args=(store, _state.standby),
+                             name="autocron-standby", daemon=True).start()
             return False
-        _state.store = _state.last_store = store
-        for name, (schedule, func, catch_up) in _state.crons.items():
-            store.register_cron(name, schedule, func, catch_up)
-        if _become_owner(store):
-            return True
-        _state.standby = threading.Event()
-        threading.Thread(target=_stand_by, args=(store, _state.standby),
-                         name="autocron-standby", daemon=True).start()
-        return False
+        except BaseException:          # all or nothing: the next start() begins afresh
+            if _state.standby is not None:
+                _state.standby.set()
+            _state.store = _state.standby = None
+            _state.last_store = last_store
+            store.close()
+            raise
 
 
 def _become_owner(store: _Store) -> bool:
     lock = _try_lock(store)
     if lock is None:
         return False
-    _state.pool = _PoolHandle(store, lock)
+    try:
+        _state.pool = _PoolHandle(store, lock)
+    except BaseException:
+        lock.close()                   # or this process could never take the pool again
+        raise
     return True
 
 
@@ -3697,6 +3953,17 @@ def cron(expression: Optional[str] = None, *, tz: Union[str, _dt.tzinfo, None] =
     if callable(expression):     # used bare: @cron
         return cron()(expression)
     schedule = CronExpression(expression, tz=tz, **fields)
+    zone = schedule.tz or _local_zone()
+    if zone is not None:           # a rule can parse and yet fire only in a daylight-saving gap
+        try:
+            schedule.next(_dt.datetime.fromtimestamp(_clock(), zone))
+        except CronError:
+            where = str(zone) if schedule.tz is not None else "the local time zone" + (
+                f" ({zone})" if str(zone) != "localtime" else "")
+            raise CronError(f"{str(schedule)!r} never fires in {where}: every time it matches "
+                            "falls into the gap when the clocks skip ahead for daylight "
+                            "saving time; give a fixed minute and hour (a job due in the gap "
+                            "runs right after it) or choose another time") from None
 
     def register(func: Callable) -> Callable:
         name = _function_name(func)
@@ -3801,8 +4068,10 @@ def _table(rows: list, columns: list) -> str:
 
 
 def _open_existing(args) -> _Store:
+    """The database of --db; read-only for the reading commands, which change nothing."""
     try:
-        return _Store(args.db, existing=True)
+        return _Store(args.db, existing=True,
+                      write=args.command not in ("info", "tasks", "results"))
     except FileNotFoundError as error:
         raise _UsageError(str(error)) from None
 

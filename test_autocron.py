@@ -1531,6 +1531,386 @@ class TestStore:
         assert autocron._state.store is None
 
 
+class TestIsolation:
+    """Another local user, a hostile file or an odd server: refused clearly, or harmless."""
+
+    @pytest.fixture
+    def other_user(self):
+        """A throwaway user with its own private group; removed afterwards."""
+        import pwd
+        if os.geteuid() != 0:
+            pytest.skip("creating a second user needs root (CI runs the tests as root)")
+        name = f"acron{os.getpid()}"
+        subprocess.run(["useradd", "-M", "-U", "-s", "/usr/sbin/nologin", name], check=True,
+                       capture_output=True)
+        try:
+            yield pwd.getpwnam(name)
+        finally:
+            subprocess.run(["userdel", name], capture_output=True)
+            subprocess.run(["groupdel", name], capture_output=True)   # if userdel kept it
+
+    @pytest.fixture
+    def empty_group(self):
+        """A throwaway group without members; removed afterwards."""
+        import grp
+        if os.geteuid() != 0:
+            pytest.skip("creating a group needs root (CI runs the tests as root)")
+        name = f"acrong{os.getpid()}"
+        subprocess.run(["groupadd", name], check=True, capture_output=True)
+        try:
+            yield grp.getgrnam(name)
+        finally:
+            subprocess.run(["groupdel", name], capture_output=True)
+
+    @staticmethod
+    def python(code, *args, cwd=HERE, timeout=120, **env):
+        """run_python with changes to the environment (a value of None removes a variable)."""
+        environ = dict(os.environ, PYTHONPATH=HERE)
+        for key, value in env.items():
+            environ.pop(key, None) if value is None else environ.__setitem__(key, value)
+        return subprocess.run([sys.executable, "-c", textwrap.dedent(code), *map(str, args)],
+                              capture_output=True, text=True, timeout=timeout, env=environ,
+                              cwd=cwd)
+
+    # -- the database's folder
+
+    def test_a_planted_write_ahead_log_is_refused_before_sqlite_reads_it(self, tmp_path,
+                                                                          other_user):
+        import pickle
+        folder = tmp_path / "shared"
+        folder.mkdir()
+        database = folder / "autocron.db"
+        autocron._Store(database).close()
+        # The other user builds a write-ahead log that adds a task whose record is a pickle
+        # that creates a file as whoever loads it (a command would run just as well). The
+        # schema is public, so a copy made as root stands in for their own reconstruction.
+        marker = tmp_path / "ran-as-the-owner"
+
+        class Planted:
+            def __reduce__(self):
+                return open, (str(marker), "w")
+
+        (tmp_path / "scratch").mkdir()
+        copy = tmp_path / "scratch" / "autocron.db"
+        copy.write_bytes(database.read_bytes())
+        planter = autocron._Store(copy)
+        planter.add_task("planted", "", pickle.dumps(Planted()), 0.0)
+        wal = Path(str(copy) + "-wal").read_bytes()       # read while the log is still live
+        planter.close()
+        for suffix, data in (("-wal", wal), (".lock", b"")):
+            planted = Path(str(database) + suffix)
+            planted.write_bytes(data)
+            os.chown(planted, other_user.pw_uid, other_user.pw_gid)
+            os.chmod(planted, 0o666)
+        os.chmod(folder, 0o1777)                           # like /tmp: sticky, world-writable
+        expected = (f"{folder} can be written by other users (mode 1777: anyone); they could "
+                    "plant files beside the database that make the workers run code. Keep the "
+                    f"database in a folder of your own, or fix it with: chmod o-w,g-w {folder}")
+        try:
+            with pytest.raises(autocron.DatabaseError) as caught:
+                autocron.start(database)
+            assert str(caught.value) == expected
+            assert autocron._state.store is None
+            with pytest.raises(autocron.DatabaseError) as caught:
+                autocron._Store(database, existing=True)   # the admin tool's way in
+            assert str(caught.value) == expected
+            assert Path(str(database) + "-wal").read_bytes() == wal     # never opened
+            assert not marker.exists()
+        finally:
+            autocron.stop(timeout=5)
+
+    def test_refuses_a_folder_that_others_in_its_group_can_write(self, tmp_path, other_user,
+                                                                  empty_group):
+        folder = tmp_path / "team"
+        folder.mkdir()
+        os.chown(folder, -1, empty_group.gr_gid)
+        os.chmod(folder, 0o775)
+        database = folder / "autocron.db"
+        autocron._Store(database).close()       # a group without other members is private
+        autocron._Store(database, existing=True).close()
+        subprocess.run(["usermod", "-a", "-G", empty_group.gr_name, other_user.pw_name],
+                       check=True, capture_output=True)
+        with pytest.raises(autocron.DatabaseError) as caught:
+            autocron.start(database)
+        assert str(caught.value) == (
+            f"{folder} can be written by other users (mode 775: group {empty_group.gr_name}, "
+            f"which has the members {other_user.pw_name}); they could plant files beside the "
+            "database that make the workers run code. Keep the database in a folder of your "
+            f"own, or fix it with: chmod o-w,g-w {folder}")
+        os.chown(folder, -1, other_user.pw_gid)    # the other user's own (primary) group
+        with pytest.raises(autocron.DatabaseError, match=rf"\(mode 775: group "
+                                                         rf"{other_user.pw_name}, which has the "
+                                                         rf"members {other_user.pw_name}\)"):
+            autocron._Store(database, existing=True)
+        os.chmod(folder, 0o755)
+        autocron._Store(database).close()
+        assert autocron._state.store is None
+
+    def test_a_users_private_group_may_write_the_folder(self, tmp_path, other_user):
+        folder = tmp_path / "theirs"
+        folder.mkdir()
+        os.chown(folder, other_user.pw_uid, other_user.pw_gid)
+        os.chmod(folder, 0o2775)                  # umask 002 and a set-group-id folder
+        assert autocron._folder_problem(str(folder), other_user.pw_uid) is None
+        with pytest.raises(autocron.DatabaseError) as caught:   # but it is not ours
+            autocron.start(folder / "autocron.db")
+        assert str(caught.value) == (
+            f"{folder} belongs to another user (uid {other_user.pw_uid}), who could plant files "
+            "beside the database that make the workers run code; keep the database in a "
+            "folder of your own")
+        assert not (folder / "autocron.db").exists()
+
+    def test_a_private_temporary_folder_is_accepted(self, tmp_path):
+        import shutil
+        import tempfile
+        for folder in (tmp_path, tempfile.mkdtemp()):
+            try:
+                autocron._Store(os.path.join(folder, "autocron.db")).close()
+                assert autocron._folder_problem(str(folder), os.geteuid()) is None
+            finally:
+                if folder != tmp_path:
+                    shutil.rmtree(folder)
+
+    # -- the wake-up channel
+
+    def test_a_wake_folder_made_by_another_user_leaves_the_pool_running(self, tmp_path,
+                                                                         other_user):
+        import hashlib
+        import shutil
+        import tempfile
+        temp = tempfile.mkdtemp(prefix="ac-")     # short enough for a socket address
+        made = Path(temp) / f"autocron-{os.geteuid()}"
+        made.mkdir()
+        database = tmp_path / "a.db"
+        # Root may bind in anyone's folder: something in the socket's place makes it fail
+        # the way any foreign folder does for an ordinary user.
+        digest = hashlib.sha256(str(database).encode()).hexdigest()[:24]
+        (made / f"{digest}.wake").mkdir()
+        os.chown(made, other_user.pw_uid, other_user.pw_gid)
+        try:
+            out = self.python("""
+                import logging, sys, autocron, test_autocron
+                logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+                autocron.start(sys.argv[1], workers=1)
+                print(test_autocron.add(2, 3).get(timeout=30),
+                      test_autocron.add(3, 4).get(timeout=30))
+                autocron.stop()
+            """, database, TMPDIR=temp, XDG_RUNTIME_DIR=None)
+        finally:
+            shutil.rmtree(temp)
+        assert out.stdout == "5 7\n", out.stderr
+        warnings = [line for line in out.stderr.splitlines() if line.startswith("WARNING")]
+        assert warnings == [
+            f"WARNING autocron: no wake-up socket for the pool of {database}: {made} belongs "
+            f"to another user (uid {other_user.pw_uid}); new tasks start within "
+            f"{autocron._FALLBACK_WAKE:g} s instead of at once. Set XDG_RUNTIME_DIR or TMPDIR "
+            "to a private folder with a short path"], out.stderr
+
+    def test_a_long_temporary_folder_leaves_the_pool_running(self, tmp_path):
+        temp = tmp_path / ("t" * 100) / ("u" * 100)
+        temp.mkdir(parents=True)
+        out = self.python("""
+            import sys, autocron, test_autocron
+            autocron.start(sys.argv[1], workers=1)
+            print(test_autocron.add(2, 3).get(timeout=30))
+            autocron.stop()
+        """, tmp_path / "a.db", TMPDIR=str(temp), XDG_RUNTIME_DIR=None)
+        assert (out.stdout, out.stderr) == ("5\n", "")
+
+    def test_wake_sockets_left_by_a_killed_pool_are_removed(self, database):
+        import socket
+        folder = os.path.dirname(autocron._Store(database).wake_path)
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        stale, live = (os.path.join(folder, f"{name}-{os.getpid()}.wake")
+                       for name in ("stale", "live"))
+        with contextlib.closing(socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)) as dead:
+            dead.bind(stale)                       # closed without unlinking, as by kill -9
+        with contextlib.closing(socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)) as running:
+            running.bind(live)
+            try:
+                assert autocron.start(database) is True
+                wait_until(lambda: not os.path.exists(stale), what="the stale socket to go")
+                assert os.path.exists(live) and os.path.exists(autocron._state.store.wake_path)
+                assert add(1, 2).get(timeout=30) == 3
+            finally:
+                os.unlink(live)
+
+    # -- the pool's interpreters
+
+    def test_a_module_in_the_working_folder_cannot_replace_the_standard_library(self, tmp_path):
+        shared = tmp_path / "shared"
+        shared.mkdir()
+        marker = tmp_path / "calendar-was-replaced"
+        (shared / "calendar.py").write_text(f"open({str(marker)!r}, 'w').close()\n"
+                                            "raise ImportError('a hostile calendar')\n")
+        app = tmp_path / "app"
+        app.mkdir()
+        (app / "jobs.py").write_text("import autocron\n\n@autocron.delay\n"
+                                     "def triple(x):\n    return 3 * x\n")
+        (app / "main.py").write_text(textwrap.dedent("""
+            import sys, autocron, jobs
+            autocron.start(sys.argv[1], workers=1)
+            print(jobs.triple(14).get(timeout=30))
+            autocron.stop()
+        """))
+        out = subprocess.run([sys.executable, str(app / "main.py"), str(tmp_path / "a.db")],
+                             capture_output=True, text=True, timeout=120, cwd=shared,
+                             env=dict(os.environ, PYTHONPATH=HERE))
+        assert out.stdout == "42\n", out.stderr
+        assert not marker.exists()
+
+    def test_a_server_binary_as_sys_executable_still_starts_python(self, tmp_path):
+        out = self.python("""
+            import sys, autocron, test_autocron
+            sys.executable = "/bin/true"           # what uWSGI and mod_wsgi leave there
+            autocron.start(sys.argv[1], workers=1)
+            print(test_autocron.add(20, 22).get(timeout=30))
+            autocron.stop()
+        """, tmp_path / "a.db")
+        assert out.stdout == "42\n", out.stderr
+
+    def test_autocron_python_names_the_interpreter_when_none_can_be_found(
+            self, database, tmp_path, monkeypatch):
+        python = os.path.realpath(sys.executable)
+        version = f"python{sys.version_info[0]}.{sys.version_info[1]}"
+        monkeypatch.setattr(sys, "executable", "/usr/sbin/uwsgi")
+        monkeypatch.setattr(sys, "_base_executable", "/usr/sbin/uwsgi", raising=False)
+        monkeypatch.setattr(sys, "exec_prefix", str(tmp_path))
+        monkeypatch.setattr(sys, "base_exec_prefix", str(tmp_path))
+        monkeypatch.setenv("PATH", str(tmp_path))
+        monkeypatch.delenv("AUTOCRON_PYTHON", raising=False)
+        with pytest.raises(autocron.AutocronError) as caught:
+            autocron.start(database)
+        assert str(caught.value) == (
+            "cannot find the Python interpreter for the pool's processes: sys.executable is "
+            f"/usr/sbin/uwsgi (a server such as uWSGI or mod_wsgi?) and there is no {version} "
+            f"in {tmp_path}/bin or on PATH; set the environment variable AUTOCRON_PYTHON to "
+            f"this Python's interpreter ({version})")
+        assert autocron._state.store is None
+        monkeypatch.setenv("AUTOCRON_PYTHON", str(tmp_path / "nothing"))
+        with pytest.raises(autocron.AutocronError) as caught:
+            autocron.start(database)
+        assert str(caught.value) == (f"AUTOCRON_PYTHON is {tmp_path / 'nothing'}, which is not "
+                                     "an executable file; set it to this Python's interpreter "
+                                     f"({version})")
+        monkeypatch.setenv("AUTOCRON_PYTHON", python)
+        assert autocron.start(database) is True
+        assert add(1, 2).get(timeout=30) == 3
+
+    # -- one pool per file
+
+    def test_a_symlinked_path_shares_the_pool_of_the_real_file(self, pool, tmp_path):
+        link = tmp_path / "link.db"
+        link.symlink_to(pool)
+        assert autocron._Store(link).path == autocron._state.store.path == str(pool)
+        running = block(tmp_path)
+        pid = int(wait_until(lambda: (tmp_path / "task.pid").exists() and
+                             (tmp_path / "task.pid").read_text(), what="the task to start"))
+        out = self.python("""
+            import sys, autocron, test_autocron
+            started = autocron.start(sys.argv[1])
+            if started:     # a second pool: let its manager recover before looking
+                test_autocron.wait_until(lambda: autocron._state.store.pool_pids()[1] ==
+                                         autocron._state.pool.manager.pid)
+                test_autocron.settle()
+            print(started)
+            autocron.stop()
+        """, link)
+        assert out.stdout == "False\n", out.stderr
+        assert running.status == "running"
+        (tmp_path / "task.go").touch()
+        assert running.get(timeout=30) == pid
+        assert running.attempts == 1
+
+    # -- start(): all or nothing
+
+    def test_a_start_that_fails_leaves_autocron_inactive(self, database, monkeypatch):
+        spawn = autocron._spawn
+
+        def no_processes(*args, **kwargs):
+            raise OSError(11, "Resource temporarily unavailable")
+
+        monkeypatch.setattr(autocron, "_spawn", no_processes)
+        with pytest.raises(OSError, match="Resource temporarily unavailable"):
+            autocron.start(database)
+        assert (autocron._state.store, autocron._state.pool) == (None, None)
+        monkeypatch.setattr(autocron, "_spawn", spawn)
+
+        def refuse(*args, **kwargs):
+            raise autocron.DatabaseError("no cron jobs today")
+
+        name = "test_autocron.cron_job"
+        autocron.cron("@daily")(cron_job)
+        try:
+            monkeypatch.setattr(autocron._Store, "register_cron", refuse)
+            with pytest.raises(autocron.DatabaseError, match="no cron jobs today"):
+                autocron.start(database)
+            assert (autocron._state.store, autocron._state.pool) == (None, None)
+        finally:
+            autocron._state.crons.pop(name, None)
+        monkeypatch.undo()
+        assert autocron.start(database) is True
+        assert add(1, 2).get(timeout=30) == 3
+
+    def test_a_cron_rule_that_never_fires_in_its_zone_is_refused_when_decorated(
+            self, monkeypatch):
+        message = ("'* 2 * 3 0L' never fires in {}: every time it matches falls into the gap "
+                   "when the clocks skip ahead for daylight saving time; give a fixed minute "
+                   "and hour (a job due in the gap runs right after it) or choose another time")
+        with pytest.raises(CronError) as caught:
+            autocron.cron("* 2 * 3 0L", tz="Europe/Berlin")
+        assert str(caught.value) == message.format("Europe/Berlin")
+        monkeypatch.setattr(autocron, "_LOCAL_ZONE", ZoneInfo("Europe/Berlin"))
+        with pytest.raises(CronError) as caught:
+            autocron.cron("* 2 * 3 0L")        # the machine's own zone has the same gap
+        assert str(caught.value) == message.format("the local time zone (Europe/Berlin)")
+        assert autocron.cron("30 2 * 3 0L")(cron_job) is cron_job   # runs right after the gap
+        autocron._state.crons.pop("test_autocron.cron_job", None)
+        monkeypatch.setattr(autocron, "_LOCAL_ZONE", None)            # naive local time
+        assert autocron.cron("* 2 * 3 0L")(cron_job) is cron_job
+        autocron._state.crons.pop("test_autocron.cron_job", None)
+
+    # -- reading without writing
+
+    def test_reading_commands_leave_a_foreign_database_untouched(self, tmp_path):
+        path = tmp_path / "app.db"
+        with contextlib.closing(sqlite3.connect(path)) as con:
+            con.execute("CREATE TABLE users (name TEXT)")
+            con.commit()
+        os.chmod(path, 0o600)
+        before = path.read_bytes()
+        for command in ("info", "tasks", "results"):
+            out = cli(command, db=path)
+            assert (out.returncode, out.stderr) == (
+                1, f"autocron: {path} is not an autocron database; pass --db PATH\n")
+        assert path.read_bytes() == before and os.listdir(tmp_path) == ["app.db"]
+        with contextlib.closing(sqlite3.connect(path)) as con:
+            assert con.execute("PRAGMA journal_mode").fetchone() == ("delete",)
+
+    def test_reading_commands_leave_no_files_beside_an_idle_database(self, tmp_path):
+        path = tmp_path / "autocron.db"
+        store = autocron._Store(path)
+        store.add_task("test_autocron.add", "1, 2", b"record", 0.0)
+        store.close()
+        listing, before = sorted(os.listdir(tmp_path)), path.read_bytes()
+        for command in (["info"], ["tasks"], ["results"], ["--json", "info"]):
+            out = cli(*command[-1:], *command[:-1], db=path)
+            assert out.returncode == 0, out.stderr
+        assert sorted(os.listdir(tmp_path)) == listing == ["autocron.db"]
+        assert path.read_bytes() == before
+
+    def test_refuses_an_sqlite_without_upsert(self, tmp_path, monkeypatch):
+        monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 22, 0))
+        monkeypatch.setattr(sqlite3, "sqlite_version", "3.22.0")
+        path = tmp_path / "autocron.db"
+        with pytest.raises(autocron.DatabaseError) as caught:
+            autocron.start(path)
+        assert str(caught.value) == (
+            f"{path}: autocron needs SQLite 3.24 or newer, and this Python uses SQLite 3.22.0; "
+            "upgrade SQLite, or use a Python built with a newer one")
+        assert not path.exists() and autocron._state.store is None
+
+
 # ---- delayed calls and results -------------------------------------------------------------
 
 
