@@ -3421,6 +3421,8 @@ def start(database: Union[str, os.PathLike] = "autocron.db", workers: Optional[i
             if workers is not None:
                 _state.store.set_setting("workers", workers)
                 _notify(_state.store.wake_path)     # the pool reads settings when woken
+            if _state.pool is None and _state.standby is None:   # a forked child's start()
+                _begin_standby(_state.store)
             return False
         store, last_store = _Store(database), _state.last_store
         try:
@@ -3434,9 +3436,7 @@ def start(database: Union[str, os.PathLike] = "autocron.db", workers: Optional[i
                 store.register_cron(name, schedule, func, catch_up)
             if _become_owner(store):
                 return True
-            _state.standby = threading.Event()
-            threading.Thread(target=_stand_by, args=(store, _state.standby),
-                             name="autocron-standby", daemon=True).start()
+            _begin_standby(store)
             return False
         except BaseException:          # all or nothing: the next start() begins afresh
             if _state.standby is not None:
@@ -3459,16 +3459,26 @@ def _become_owner(store: _Store) -> bool:
     return True
 
 
+def _begin_standby(store: _Store) -> None:
+    _state.standby = threading.Event()
+    threading.Thread(target=_stand_by, args=(store, _state.standby),
+                     name="autocron-standby", daemon=True).start()
+
+
 def _stand_by(store: _Store, stopped: threading.Event) -> None:
     """In a process whose start() found a pool running: take it over when its owner ends."""
     while not stopped.wait(1.0):
         with _state.lock:
             if stopped.is_set() or _state.store is not store:
                 return
-            if _become_owner(store):
-                _log.warning("autocron: this process (pid %d) took over the pool of %s",
-                             os.getpid(), store.path)
-                return
+            try:
+                if _become_owner(store):
+                    _log.warning("autocron: this process (pid %d) took over the pool of %s",
+                                 os.getpid(), store.path)
+                    return
+            except Exception:     # the lock is released again; try at the next look
+                _log.exception("autocron: this process (pid %d) could not take over the "
+                               "pool of %s", os.getpid(), store.path)
 
 
 def stop(timeout: float = 10.0) -> None:
@@ -3488,13 +3498,16 @@ def stop(timeout: float = 10.0) -> None:
 
 
 def _after_fork_in_child() -> None:
-    """A forked child is not the owner: drop the parent's pool descriptors, start inactive."""
+    """A forked child is not the owner: it drops the parent's pool descriptors. If the parent
+    was active, so is the child: its calls go to the same database (a web server that
+    imported the application before forking its workers); it stands by to take the pool
+    over only once it calls start() itself (no thread is started in a fork handler)."""
     global _state
-    if _state.pool is not None:
-        _state.pool.forget_in_child()
-    crons = _state.crons
+    parent = _state
+    if parent.pool is not None:
+        parent.pool.forget_in_child()
     _state = _State()
-    _state.crons = crons
+    _state.crons, _state.store, _state.last_store = parent.crons, parent.store, parent.last_store
 
 
 if hasattr(os, "register_at_fork"):
