@@ -2208,7 +2208,8 @@ def _spawn(entry: str, settings: dict) -> tuple:
             "s = u.spec_from_file_location('autocron', sys.argv[1]); "
             "m = sys.modules['autocron'] = u.module_from_spec(s); s.loader.exec_module(m); "
             "import autocron; autocron._boot(sys.argv[2], sys.argv[3])")
-    flags = getattr(subprocess, "_args_from_interpreter_flags", list)()  # -X utf8, -W, -O...
+    flags = [f for f in getattr(subprocess, "_args_from_interpreter_flags", list)()
+             if f not in ("-I", "-E", "-s")]      # -X utf8, -W, -O... (isolation: below)
     try:
         process = subprocess.Popen([python, *flags, "-I", "-c", boot, os.path.abspath(__file__),
                                     entry, json.dumps(config)],
