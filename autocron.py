@@ -129,6 +129,9 @@ _HANDOVER_WAIT = 10.0           # a new pool waits this long for the processes o
                                 # ended abruptly to write what only they know
 _COMMIT_RETRY = 1.0             # a pool whose database refused a write tries again after this
 _FALLBACK_REAP = 0.5            # without SIGCHLD a pool looks for ended workers this often
+_START_COMMIT_DELAY = 0.02      # a start is written with the next outcome, or after this
+                                # (a worker that loses its manager writes its own starts)
+_ACK_BATCH = 32                 # a busy worker is told about committed outcomes this often
 _CAN_KILL_GROUPS = hasattr(os, "killpg")   # POSIX: a worker and what its tasks start die together
 _MAX_OUTPUT = 64 * 1024
 _MISFIRE_GRACE = 60.0           # a cron due time missed by less than this still runs (a pool
@@ -1710,10 +1713,11 @@ class _Store:
     """One autocron database file."""
 
     def __init__(self, path: Union[str, os.PathLike], existing: bool = False,
-                 write: Optional[bool] = None):
+                 write: Optional[bool] = None, snapshot: bool = False):
         """Open (and create, unless `existing`) the database.
 
-        `existing` opens it read-only and changes nothing, not even the files beside it;
+        `existing` opens it read-only and changes nothing; `snapshot` also leaves no file
+        beside it, for one look (the admin tool's reading commands: see _read_only_uri);
         `existing=True, write=True` is for the admin tool's commands that change settings.
         The path is the real one (symbolic links resolved): the pool lock, the wake-up socket
         and start()'s same-database check belong to the file, not to a spelling of its path.
@@ -1725,6 +1729,7 @@ class _Store:
                                 f"Python uses SQLite {sqlite3.sqlite_version}; upgrade SQLite, "
                                 "or use a Python built with a newer one", self.path)
         self._write = not existing if write is None else write
+        self._snapshot = snapshot
         self._local = threading.local()
         self._kept: set = set()       # hashes of shipped functions stored from this process
         self.wake_path = _wake_path(self.path)   # where its pool listens, if one can
@@ -1761,17 +1766,19 @@ class _Store:
             local.con, local.pid = con, os.getpid()
         return local.con
 
-    def _read_only_uri(self) -> str:
+    def _read_only_uri(self, snapshot: Optional[bool] = None) -> str:
         """A URI that reads the database without writing anything, beside it either.
 
         mode=ro never writes the file, but on a WAL database that nobody has open it creates
         the -wal and -shm files, which a read-only connection cannot remove again. Without a
-        -wal file no connection has the database open, so immutable=1 reads the file alone
-        (a writer that starts meanwhile could show it a torn state; the admin tool only
-        displays what it reads).
+        -wal file no connection has the database open, so immutable=1 reads the file alone,
+        for a snapshot: such a connection never sees a later change (and a writer that
+        starts meanwhile could show it a torn state; the admin tool only displays it).
         """
         quoted = self.path.replace("%", "%25").replace("?", "%3f").replace("#", "%23")
         with contextlib.suppress(OSError), open(self.path, "rb") as file:
+            if not (self._snapshot if snapshot is None else snapshot):
+                return f"file:{quoted}?mode=ro"
             header = file.read(20)
             if header[18:20] == b"\x02\x02" and not os.path.exists(self.path + "-wal"):
                 return f"file:{quoted}?mode=ro&immutable=1"
@@ -1856,7 +1863,7 @@ class _Store:
         _check_folder(os.path.dirname(self.path))
         _check_private(self.path)
         try:      # read-only even for the writing commands: a foreign file stays untouched
-            with contextlib.closing(sqlite3.connect(self._read_only_uri(), uri=True)) as con:
+            with contextlib.closing(sqlite3.connect(self._read_only_uri(True), uri=True)) as con:
                 version = _execute(con, "PRAGMA user_version").fetchone()[0]
         except sqlite3.Error as error:
             raise self._error(error) from None
@@ -2400,6 +2407,7 @@ def _worker_main(config_text: str) -> None:
                 with ready:                # the main thread cannot change the state now
                     state.hand_over()
                 _end_process_group()
+            returned = False
             with ready:
                 if message[0] == "ack":
                     state.acknowledged(message[1])
@@ -2407,34 +2415,56 @@ def _worker_main(config_text: str) -> None:
                     queued = [m for m in inbox if m[0] == "run" and m[1] == message[1]]
                     if queued:
                         inbox.remove(queued[0])
-                        reply(("returned", message[1]))
+                        returned = True
                 else:
+                    if message[0] == "run":
+                        state.acknowledged(message[4])
                     inbox.append(message)
                     ready.notify()
+            if returned:                   # never write while holding `ready`
+                reply(("returned", message[1]))
 
-    threading.Thread(target=read_pipe, name="autocron-lifeline", daemon=True).start()
-    functions: dict = {}
-    while True:
-        with ready:
+    def take(wait: bool, skipped: list) -> Optional[tuple]:
+        """The next task to start, (id, record, cron), marked current; None if there is
+        none and `wait` is False. Called with `ready` held."""
+        while True:
             while not state.inbox:
+                if not wait:
+                    state.current = None
+                    return None
                 ready.wait()
             message = state.inbox.pop(0)
             if message[0] == "exit":
                 state.hand_over()
                 os._exit(0)
-            _, task_id, data, cron = message
-            if state.cancel_requested(task_id):   # cancel() came first: it never starts
-                reply(("skipped", task_id))
+            if state.cancel_requested(message[1]):   # cancel() came first: it never starts
+                skipped.append(("skipped", message[1]))
                 continue
-            state.current = (task_id, _clock())
-        reply(("started",) + state.current)
-        done = _run_task(task_id, data, functions, state.payload)
+            state.current = (message[1], _clock())
+            return message[1:4]
+
+    threading.Thread(target=read_pipe, name="autocron-lifeline", daemon=True).start()
+    functions: dict = {}
+    while True:
+        skipped: list = []
         with ready:
-            state.current = None
-            outcome = _Outcome(*done[1:], cron=cron)
-            state.sent += 1
-            state.unacknowledged.append((state.sent, outcome))
-        reply(("done", task_id, outcome))
+            task = take(True, skipped)
+            started = state.current
+        for message in skipped + [("started",) + started]:
+            reply(message)
+        while task is not None:
+            # One message says that a task ended and (if one waits) that the next started.
+            task_id, data, cron = task
+            done = _run_task(task_id, data, functions, state.payload)
+            skipped = []
+            with ready:
+                outcome = _Outcome(*done[1:], cron=cron)
+                state.sent += 1
+                state.unacknowledged.append((state.sent, outcome))
+                task = take(False, skipped)
+                started = state.current
+            for message in skipped + [("done", task_id, outcome, started)]:
+                reply(message)
 
 
 class _WorkerState:
@@ -2640,7 +2670,7 @@ class _Worker:
     """The pool's handle on one worker process and the tasks handed to it, in order."""
 
     __slots__ = ("proc", "tasks", "results", "queue", "retiring", "born", "kill_reason",
-                 "killed_for", "reported", "closed")
+                 "killed_for", "reported", "acknowledged", "told", "closed")
 
     def __init__(self, database: str):
         self.proc, self.tasks, self.results = _spawn("_worker_main", {"database": database})
@@ -2650,6 +2680,8 @@ class _Worker:
         self.kill_reason = ""       # why the pool killed it: a timeout, a forced cancel ...
         self.killed_for = -1        # ... of this task (another one may have started since)
         self.reported = 0           # outcomes received from it (it numbers them alike)
+        self.acknowledged = 0       # of which this many are committed
+        self.told = 0               # and it has been told so about this many
         self.closed = False         # its pipe ended; its process may not have yet
 
     def kill(self, reason: str, task: "_Task") -> None:
@@ -2659,8 +2691,10 @@ class _Worker:
             _kill_group(self.proc)
 
     def push(self, task: "_Task") -> None:
+        """Hand a task over; the message also acknowledges the committed outcomes."""
         self.queue.append(task)
-        self.send(("run", task.id, task.record, task.cron))
+        self.send(("run", task.id, task.record, task.cron, self.acknowledged))
+        self.told = self.acknowledged
 
     def send(self, message: tuple) -> None:
         try:
@@ -2705,6 +2739,7 @@ class _Pool:
         self._wake_path = store.wake_path
         self._wake = self._listen()
         self._started: list = []       # (task id, wall-clock start) to mark running
+        self._started_since = 0.0      # when the first of them arrived
         self._outcomes: list = []      # (_Outcome, task uuid, worker or None, its number)
         self._returned: list = []      # claimed tasks handed back by a worker, to place again
         self._requeue: list = []       # claimed tasks to put back into the queue
@@ -2842,7 +2877,8 @@ class _Pool:
         placed = []
         while places and self._returned:
             placed.append((places.pop(0), self._returned.pop(0)))
-        pending = bool(self._started or self._outcomes or self._requeue or self._refused)
+        pending = bool(self._outcomes or self._requeue or self._refused or self._started and
+                       time.monotonic() - self._started_since >= _START_COMMIT_DELAY)
         due = (False, False)
         if places and time.monotonic() >= self._retry_at:
             due = self.store.anything_due(_clock())
@@ -2853,6 +2889,7 @@ class _Pool:
         self._idle = not claimed
         for worker, task in placed:
             worker.push(task)
+        self._tell_acknowledged()
         if not claimed and not placed:
             self._take_back_queued()
 
@@ -2920,16 +2957,21 @@ class _Pool:
         return True
 
     def _acknowledge(self, outcomes: list) -> None:
-        """Tell workers which of their outcomes are committed; wake the owner's callers."""
-        numbers: dict = {}
+        """Outcomes are committed: wake the owner's callers; their workers learn it with
+        their next task (or from _tell_acknowledged)."""
         for _, _, worker, number in outcomes:
-            if worker is not None and number > numbers.get(worker, 0):
-                numbers[worker] = number
-        for worker, number in numbers.items():
-            if not worker.closed:
-                worker.send(("ack", number))
+            if worker is not None and number > worker.acknowledged:
+                worker.acknowledged = number
         if outcomes and self._watched:
             self._notify_done([uid for _, uid, _, _ in outcomes])
+
+    def _tell_acknowledged(self) -> None:
+        """A worker that gets no task soon, or holds many outcomes, is told on its own."""
+        for worker in self._workers:
+            if worker.acknowledged > worker.told and not worker.closed and (
+                    not worker.queue or worker.acknowledged - worker.told >= _ACK_BATCH):
+                worker.send(("ack", worker.acknowledged))
+                worker.told = worker.acknowledged
 
     def _report(self, outcome: _Outcome, task: "_Task", worker: Optional[_Worker] = None,
                 number: int = 0) -> None:
@@ -3023,6 +3065,8 @@ class _Pool:
             return
         if message[0] == "started":
             task.started, task.running = time.monotonic(), True
+            if not self._started:
+                self._started_since = task.started
             self._started.append((task.id, message[2]))
             if task.cancel == 1:          # the withdrawal came too late
                 task.cancel = 0
@@ -3037,6 +3081,8 @@ class _Pool:
             if outcome.status == "error":
                 _log.error("autocron task %s failed:\n%s", task.uuid,
                            outcome.error["traceback"] or outcome.error["message"])
+            if message[3] is not None:    # and the next one started
+                self._receive(worker, ("started",) + message[3])
             return
         task.returning = False          # "returned" (taken back) or "skipped" (cancelled)
         if task.cancel or message[0] == "skipped":
@@ -3146,6 +3192,8 @@ class _Pool:
         now = time.monotonic()
         waits = [t - now for t in (self._respawn_at, self._retry_at) if t > now]
         waits.append(self._next_timeout())
+        if self._started:              # starts alone wait a moment for company in a commit
+            waits.append(max(0.0, self._started_since + _START_COMMIT_DELAY - now))
         if self._children is None and self._workers:
             waits.append(_FALLBACK_REAP)        # no signal tells of a worker's end: look
         timeout = min([timeout] + [w for w in waits if w is not None])
@@ -4084,8 +4132,8 @@ def _table(rows: list, columns: list) -> str:
 def _open_existing(args) -> _Store:
     """The database of --db; read-only for the reading commands, which change nothing."""
     try:
-        return _Store(args.db, existing=True,
-                      write=args.command not in ("info", "tasks", "results"))
+        reading = args.command in ("info", "tasks", "results")
+        return _Store(args.db, existing=True, write=not reading, snapshot=reading)
     except FileNotFoundError as error:
         raise _UsageError(str(error)) from None
 
