@@ -1399,24 +1399,32 @@ def _unshippable(func: Callable, error: Exception) -> TypeError:
                      "pass plain data as an argument")
 
 
-def _function_ref(func: Callable, store: Optional["_Store"] = None) -> tuple:
-    """How a worker finds `func`: ("import", module, qualname) or ("value", hash)."""
+def _reference(func: Callable) -> tuple:
+    """(how a worker finds `func`, its _Shipped payload or None): ("import", module,
+    qualname) for a function the workers can import, else ("value", hash)."""
     if _importable(func):
-        return ("import", func.__module__, func.__qualname__)
+        return ("import", func.__module__, func.__qualname__), None
     shipped = _ship(func)
-    if store is not None:
-        store.keep_function(shipped.hash, shipped.payload)
-    return ("value", shipped.hash)
+    return ("value", shipped.hash), shipped
 
 
-def _dump_call(func: Callable, args: tuple, kwargs: dict, store: Optional["_Store"]) -> tuple:
-    """The pickled record of a call, and the hash of its function if shipped by value."""
-    ref = _function_ref(func, store)
+def _function_ref(func: Callable) -> tuple:
+    """How a worker finds `func`: ("import", module, qualname) or ("value", hash)."""
+    return _reference(func)[0]
+
+
+def _dump_call(func: Callable, args: tuple, kwargs: dict) -> tuple:
+    """The pickled record of a call, and the _Shipped payload of its function (or None).
+
+    The payload is stored together with the task (_Store.add_task), never apart from it:
+    a payload stored earlier may have been deleted by the cleanup since.
+    """
+    ref, shipped = _reference(func)
     try:
         record = _dumps({"v": 1, "function": ref, "args": args, "kwargs": kwargs})
     except Exception as error:
         raise _unpicklable(func, args, kwargs, error) from None
-    return record, (ref[1] if ref[0] == "value" else None)
+    return record, shipped
 
 
 def _unpicklable(func: Callable, args: tuple, kwargs: dict, error: Exception) -> TypeError:
@@ -1533,6 +1541,13 @@ _RESULT_COLUMNS = (f"{_UUID}, name, args, status, created, started, finished, va
                    "output, summary, attempts")
 
 
+_INSERT_TASK = ("INSERT INTO tasks (token, name, args, status, priority, retries, retry_delay, "
+                "backoff, timeout, due, created, record, function) ")
+_TASK_VALUES = "VALUES (?, ?, ?, 'waiting', ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_TASK_VALUES_IF_SHIPPED = ("SELECT ?, ?, ?, 'waiting', ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE EXISTS "
+                           "(SELECT 1 FROM functions WHERE hash = ?)")
+
+
 def _row_key(uid: str) -> tuple:
     """(row id, token) of a task id; (-1, "") for text that cannot be one."""
     token, _, row = str(uid).rpartition("-")
@@ -1589,7 +1604,6 @@ class _Store:
         """Open (and create, unless `existing`) the database; `existing` also never writes."""
         self.path = os.path.abspath(os.fspath(path))
         self._local = threading.local()
-        self._kept: set = set()       # hashes of shipped functions stored from this process
         self.wake_path = _wake_path(self.path)   # where its pool listens, if one runs
         if existing:
             self._check_existing()
@@ -1730,28 +1744,38 @@ class _Store:
     # -- tasks as producers and readers see them
 
     def add_task(self, name: str, args: str, record: bytes, due: float,
-                 options: "_Options" = None, function: Optional[str] = None) -> str:
-        """Store a call (committed when this returns); its id."""
+                 options: "_Options" = None, shipped: Optional[_Shipped] = None) -> str:
+        """Store a call (committed when this returns); its id.
+
+        A call of a function shipped by value needs its payload in the database for as long
+        as the task exists. One statement inserts the task only if the payload is there (so
+        the cleanup cannot delete it in between); if it is not (a first call, or the cleanup
+        deleted it after its last task), the payload and the task go in together.
+        """
         token = _token()
         options = options or _PLAIN
+        values = (token, name, args, options.priority, options.retries, options.retry_delay,
+                  options.backoff, options.timeout, due, _clock(), record,
+                  shipped and shipped.hash)
         try:
-            row = _execute(self._connection(),
-                           "INSERT INTO tasks (token, name, args, status, priority, retries, "
-                           "retry_delay, backoff, timeout, due, created, record, function) "
-                           "VALUES (?, ?, ?, 'waiting', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                           (token, name, args, options.priority, options.retries,
-                            options.retry_delay, options.backoff, options.timeout, due,
-                            _clock(), record, function)).lastrowid
+            if shipped is None:
+                row = _execute(self._connection(), _INSERT_TASK + _TASK_VALUES, values).lastrowid
+            else:
+                cursor = _execute(self._connection(), _INSERT_TASK + _TASK_VALUES_IF_SHIPPED,
+                                  values + (shipped.hash,))
+                row = cursor.lastrowid if cursor.rowcount == 1 else None
         except sqlite3.Error as error:
             raise self._error(error) from None
+        if row is None:
+            with self.transaction() as con:
+                self.keep_function(con, shipped)
+                row = con.execute(_INSERT_TASK + _TASK_VALUES, values).lastrowid
         return f"{token}-{row}"
 
-    def keep_function(self, digest: str, payload: bytes) -> None:
-        """Store a shipped function's payload once (per process and database)."""
-        if digest not in self._kept:
-            self.write("INSERT OR IGNORE INTO functions (hash, payload, created) "
-                       "VALUES (?, ?, ?)", (digest, payload, _clock()))
-            self._kept.add(digest)
+    def keep_function(self, con: sqlite3.Connection, shipped: _Shipped) -> None:
+        """Store a shipped function's payload, in the caller's transaction."""
+        con.execute("INSERT OR IGNORE INTO functions (hash, payload, created) VALUES (?, ?, ?)",
+                    (shipped.hash, shipped.payload, _clock()))
 
     def function_payload(self, digest: str) -> bytes:
         rows = self.read("SELECT payload FROM functions WHERE hash = ?", (digest,))
@@ -1800,19 +1824,21 @@ class _Store:
                       catch_up: bool) -> None:
         """Add or replace a job; an unchanged schedule keeps its next due time."""
         text = f"{schedule}" + (f" ({schedule.tz})" if schedule.tz is not None else "")
-        ref = _function_ref(func, self)
+        ref, shipped = _reference(func)
         record = _dumps({"v": 1, "function": ref, "args": (), "kwargs": {}})
-        self.write(
-            "INSERT INTO crons (name, expression, schedule, record, function, catch_up, "
-            "next_due) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
-            "record = excluded.record, catch_up = excluded.catch_up, "
-            "function = excluded.function, "
-            "schedule = excluded.schedule, next_due = CASE WHEN crons.expression = "
-            "excluded.expression THEN crons.next_due ELSE excluded.next_due END, "
-            "expression = excluded.expression",
-            (name, text, pickle.dumps(schedule, _PICKLE_PROTOCOL), record,
-             ref[1] if ref[0] == "value" else None, int(catch_up),
-             _next_due(schedule, _clock())))
+        with self.transaction() as con:     # the job and its payload, never one without the other
+            if shipped is not None:
+                self.keep_function(con, shipped)
+            con.execute(
+                "INSERT INTO crons (name, expression, schedule, record, function, catch_up, "
+                "next_due) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+                "record = excluded.record, catch_up = excluded.catch_up, "
+                "function = excluded.function, "
+                "schedule = excluded.schedule, next_due = CASE WHEN crons.expression = "
+                "excluded.expression THEN crons.next_due ELSE excluded.next_due END, "
+                "expression = excluded.expression",
+                (name, text, pickle.dumps(schedule, _PICKLE_PROTOCOL), record,
+                 shipped and shipped.hash, int(catch_up), _next_due(schedule, _clock())))
 
     # -- the pool's side (called from the pool manager only)
 
@@ -3288,7 +3314,7 @@ def delay(func: Optional[Callable] = None, *, weeks: float = 0, days: float = 0,
         store = _state.store
         if store is None:
             return Result._run_here(func, args, kwargs)
-        record, shipped = _dump_call(func, args, kwargs, store)
+        record, shipped = _dump_call(func, args, kwargs)
         uid = store.add_task(name, _call_text(args, kwargs), record, due(), options, shipped)
         _notify(store.wake_path)
         return Result(uid, store)

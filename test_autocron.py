@@ -2349,6 +2349,26 @@ class TestShippingByValue:
         assert out.returncode == 0, out.stderr
         assert out.stdout.split("\n")[0] == "__main__ Box 42 'working on 21\\n'"
 
+    def test_a_payload_deleted_with_its_last_result_is_shipped_again(self, database,
+                                                                       monkeypatch, tmp_path):
+        clock = FakeClock(time.time(), monkeypatch, tmp_path)
+        autocron.start(database, workers=1)
+        wait_until(lambda: len(worker_pids()) == 1, what="the worker")
+
+        def triple(x):
+            return 3 * x
+        shipped = autocron.delay(triple)
+        assert shipped(1).get(timeout=30) == 3
+        store = autocron._state.store
+        clock.now += 120
+        assert store.cleanup(clock.now, 60) >= 1        # the result and the payload go
+        assert store.read("SELECT count(*) FROM functions")[0][0] == 0
+        old = worker_pids()[0]
+        os.kill(old, signal.SIGKILL)                    # a fresh worker has nothing cached
+        wait_until(lambda: worker_pids() and worker_pids()[0] != old, what="a new worker")
+        assert shipped(2).get(timeout=30) == 6
+        assert shipped(3).get(timeout=30) == 9
+
 
 class TestResultDisplay:
     """What a task printed, repr, HTML, the result table and wait()."""
