@@ -118,7 +118,10 @@ _MAX_NUMBER_DIGITS = 10
 
 _SCHEMA_VERSION = 1
 _PICKLE_PROTOCOL = 4            # readable by every Python that autocron supports (3.9+)
-_DEFAULT_SETTINGS = {"workers": 1, "result_ttl": 1800, "disabled": 0}
+_DEFAULT_SETTINGS = {"workers": 1, "result_ttl": 1800, "disabled": 0, "synchronous": "normal"}
+# "normal": a committed call survives a crash of the application, "full": also power loss or
+# an OS crash (the log is synced at every commit, not only at checkpoints).
+_SYNCHRONOUS = ("normal", "full")
 _BUSY_TIMEOUT = 30.0            # seconds a writer waits for another writer before giving up
 _FALLBACK_WAKE = 2.0            # an idle pool looks for due work this often anyway, for
                                 # producers whose wake-up datagram could not arrive
@@ -1597,13 +1600,18 @@ def _execute(con: sqlite3.Connection, sql: str, params: tuple = ()) -> sqlite3.C
         pause = min(pause * 2, 0.01)
 
 
+# This thread's connections, {database path: [connection, synchronous level]}: shared by
+# every _Store of the same file, so that a _Store per start() (kept alive by the Results it
+# made) costs no descriptors.
+_links = threading.local()
+
+
 class _Store:
     """One autocron database file."""
 
     def __init__(self, path: Union[str, os.PathLike], existing: bool = False):
         """Open (and create, unless `existing`) the database; `existing` also never writes."""
         self.path = os.path.abspath(os.fspath(path))
-        self._local = threading.local()
         self.wake_path = _wake_path(self.path)   # where its pool listens, if one runs
         if existing:
             self._check_existing()
@@ -1613,22 +1621,49 @@ class _Store:
     # -- the doorway
 
     def _connection(self) -> sqlite3.Connection:
-        local = self._local
-        if getattr(local, "pid", None) != os.getpid():
+        return self._link()[0]
+
+    def _link(self) -> list:
+        """This thread's [connection, synchronous level] for the database."""
+        links = getattr(_links, "by_path", None)
+        if links is None or _links.pid != os.getpid():   # never a connection made before fork
+            links = _links.by_path = {}
+            _links.pid = os.getpid()
+        link = links.get(self.path)
+        if link is None:
+            link = links[self.path] = self._open()
+        return link
+
+    def _open(self) -> list:
+        """A new connection and the synchronous level it uses: [connection, level]."""
+        try:
+            # timeout=0: SQLite's own busy handler sleeps whole milliseconds, which
+            # would cap a producer at a few hundred calls a second while the pool
+            # writes; _execute retries in steps of a tenth of a millisecond instead.
+            con = sqlite3.connect(self.path, timeout=0, isolation_level=None)
+            _execute(con, "PRAGMA journal_mode=WAL")
+            # Producers never checkpoint (it would cost them a sync now and then); the
+            # pool's dispatcher does, see _Pool.run and checkpoint().
+            _execute(con, "PRAGMA wal_autocheckpoint=0")
             try:
-                # timeout=0: SQLite's own busy handler sleeps whole milliseconds, which
-                # would cap a producer at a few hundred calls a second while the pool
-                # writes; _execute retries in steps of a tenth of a millisecond instead.
-                con = sqlite3.connect(self.path, timeout=0, isolation_level=None)
-                _execute(con, "PRAGMA journal_mode=WAL")
-                _execute(con, "PRAGMA synchronous=NORMAL")
-                # Producers never checkpoint (it would cost them a sync now and then); the
-                # pool's dispatcher does, see _Pool._run.
-                _execute(con, "PRAGMA wal_autocheckpoint=0")
-            except sqlite3.Error as error:
-                raise self._error(error) from None
-            local.con, local.pid = con, os.getpid()
-        return local.con
+                rows = _execute(con, "SELECT value FROM settings WHERE key = 'synchronous'")\
+                    .fetchall()
+            except sqlite3.OperationalError:       # no schema yet
+                rows = []
+            link = [con, None]
+            self._use_synchronous(link, json.loads(rows[0][0]) if rows else None)
+        except sqlite3.Error as error:
+            raise self._error(error) from None
+        return link
+
+    @staticmethod
+    def _use_synchronous(link: list, level: Any) -> None:
+        """Make a connection sync as the setting says ("normal", or "full": also at every
+        commit); a missing or unknown stored value counts as the default."""
+        level = level if level in _SYNCHRONOUS else _DEFAULT_SETTINGS["synchronous"]
+        if link[1] != level:
+            _execute(link[0], f"PRAGMA synchronous={level.upper()}")
+            link[1] = level
 
     def _error(self, error: sqlite3.Error) -> DatabaseError:
         text = str(error)
@@ -1675,10 +1710,11 @@ class _Store:
             raise self._error(error) from None
 
     def close(self) -> None:
-        con = getattr(self._local, "con", None)
-        if con is not None and self._local.pid == os.getpid():
-            con.close()
-        self._local = threading.local()
+        """Close this thread's connection to the database; the next use opens another."""
+        links = getattr(_links, "by_path", None)
+        link = links.pop(self.path, None) if links and _links.pid == os.getpid() else None
+        if link is not None:
+            link[0].close()
 
     # -- opening
 
@@ -1733,13 +1769,24 @@ class _Store:
     # -- settings
 
     def settings(self) -> dict:
+        """The stored settings over the defaults; this thread's connection takes up a changed
+        synchronous level (the pool reads them every second)."""
         values = dict(_DEFAULT_SETTINGS)
         values.update((k, json.loads(v)) for k, v in self.read("SELECT key, value FROM settings"))
+        self._synchronous(values["synchronous"])
         return values
 
     def set_setting(self, key: str, value: Any) -> None:
         self.write("INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) "
                    "DO UPDATE SET value = excluded.value", (key, json.dumps(value)))
+        if key == "synchronous":
+            self._synchronous(value)
+
+    def _synchronous(self, level: Any) -> None:
+        try:
+            self._use_synchronous(self._link(), level)
+        except sqlite3.Error as error:
+            raise self._error(error) from None
 
     # -- tasks as producers and readers see them
 

@@ -1436,7 +1436,8 @@ class TestStore:
         store = autocron._Store(path)
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
         assert stat.S_IMODE(os.stat(path.parent).st_mode) == 0o700
-        assert store.settings() == {"workers": 1, "result_ttl": 1800, "disabled": 0}
+        assert store.settings() == {"workers": 1, "result_ttl": 1800, "disabled": 0,
+                                    "synchronous": "normal"}
 
     def test_refuses_a_database_other_users_can_write(self, tmp_path):
         path = tmp_path / "shared.db"
@@ -2443,6 +2444,27 @@ class TestResultDisplay:
         monkeypatch.setattr(sys, "stderr", piped)
         autocron.wait([add(1, 1)], timeout=60)
         assert piped.getvalue() == ""
+
+
+def open_descriptors():
+    return len(os.listdir("/proc/self/fd"))
+
+
+class TestResults:
+    """The store under load: descriptors, the write-ahead log, bounded reads, durability."""
+
+    @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts /proc/self/fd")
+    def test_start_and_stop_cycles_keep_the_descriptor_count_flat(self, database):
+        kept = []
+        counts = []
+        for _ in range(20):
+            assert autocron.start(database, workers=1) is True
+            kept.append(add(1, 1))
+            assert kept[-1].get(timeout=30) == 2
+            autocron.stop()
+            assert kept[-1].status == "ready"           # the old Result still reads
+            counts.append(open_descriptors())
+        assert counts[-1] <= counts[1], counts
 
 
 # ---- Jupyter -------------------------------------------------------------------------------
