@@ -2843,17 +2843,23 @@ class _State:
 _state = _State()
 
 
-def start(database: Union[str, os.PathLike] = "autocron.db", workers: Optional[int] = None) -> bool:
+def start(database: Union[str, os.PathLike] = "autocron.db", workers: Optional[int] = None,
+          synchronous: Optional[str] = None) -> bool:
     """Make autocron active in this process and start the worker pool of `database`.
 
     Returns True when this process started the pool, False when a pool for the database
     already runs (in this or another process; this process then only enqueues, and takes
     the pool over if its owner ends). `workers` is stored in the database for later starts;
-    None keeps the stored number (default 1). Starting twice is harmless.
+    None keeps the stored number (default 1). `synchronous` is stored likewise: "normal"
+    (the default: a committed call survives a crash of the application) or "full" (it also
+    survives power loss or an OS crash, at a cost per call). Starting twice is harmless.
     """
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)
                                 or workers < 1):
         raise ValueError(f"workers must be a positive int, got {workers!r}")
+    if synchronous is not None and synchronous not in _SYNCHRONOUS:
+        raise ValueError(f"synchronous must be 'normal' (a call survives a crash of the "
+                         f"application) or 'full' (also power loss), got {synchronous!r}")
     with _state.lock:
         if _state.store is not None:
             if _state.store.path != os.path.abspath(os.fspath(database)):
@@ -2862,10 +2868,14 @@ def start(database: Union[str, os.PathLike] = "autocron.db", workers: Optional[i
             if workers is not None:
                 _state.store.set_setting("workers", workers)
                 _notify(_state.store.wake_path)     # the pool reads settings when woken
+            if synchronous is not None:
+                _state.store.set_setting("synchronous", synchronous)
             return False
         store = _Store(database)
         if workers is not None:
             store.set_setting("workers", workers)
+        if synchronous is not None:
+            store.set_setting("synchronous", synchronous)
         if store.settings()["disabled"]:
             _log.info("autocron is disabled in %s; calls run synchronously", store.path)
             return False
@@ -3637,6 +3647,9 @@ def _command_set(args) -> int:
     pool = _pool_state(store)
     if not pool["running"]:
         print(f"{args.setting} set to {args.value}; used from the next start()")
+    elif key == "synchronous":
+        print(f"synchronous set to {args.value}; the running pool (owner pid {pool['owner']}) "
+              "applies it within a second, other running processes at their next start()")
     elif key == "workers":
         _notify(store.wake_path)
         print(f"workers set to {args.value}; the running pool (owner pid {pool['owner']}) "
@@ -3724,9 +3737,24 @@ def _parser():
     results.add_argument("--status", choices=_STATUSES, help="only results with this status")
     results.add_argument("--limit", type=_positive_int, default=50, metavar="N")
     results.set_defaults(run=_command_results)
-    setting = commands.add_parser("set", help="change a setting (workers, result-ttl)")
-    setting.add_argument("setting", choices=("workers", "result-ttl"))
-    setting.add_argument("value", type=_positive_int, help="a positive whole number")
+    class SettingValue(argparse.Action):    # its type depends on the setting before it
+        def __call__(self, parser, namespace, value, option_string=None):
+            if namespace.setting == "synchronous":
+                if value not in _SYNCHRONOUS:
+                    parser.error(f"argument value: {value!r} is not normal or full")
+            else:
+                try:
+                    value = _positive_int(value)
+                except argparse.ArgumentTypeError as error:
+                    parser.error(f"argument value: {error}")
+            setattr(namespace, self.dest, value)
+
+    setting = commands.add_parser("set", help="change a setting (workers, result-ttl, "
+                                  "synchronous)")
+    setting.add_argument("setting", choices=("workers", "result-ttl", "synchronous"))
+    setting.add_argument("value", action=SettingValue,
+                         help="a positive whole number; for synchronous: normal (a call "
+                              "survives a crash of the application) or full (also power loss)")
     setting.set_defaults(run=_command_set)
     commands.add_parser("disable", help="make start() start nothing; calls run synchronously") \
         .set_defaults(run=lambda args: _command_enable(args, True))

@@ -2466,6 +2466,36 @@ class TestResults:
             counts.append(open_descriptors())
         assert counts[-1] <= counts[1], counts
 
+    def test_full_synchronous_is_stored_and_used_by_every_connection(self, database):
+        def level(path):
+            """PRAGMA synchronous of this process's connection: 1 NORMAL, 2 FULL."""
+            return autocron._Store(path).read("PRAGMA synchronous")[0][0]
+        assert autocron.start(database, workers=1) is True
+        assert level(database) == 1
+        autocron.stop()
+        assert autocron.start(database, synchronous="full") is True
+        assert level(database) == 2
+        assert autocron.delay(level)(database).get(timeout=30) == 2     # in a worker
+        autocron.stop()
+        assert autocron._Store(database).settings()["synchronous"] == "full"
+        assert run_python("import sys, autocron; print(autocron._Store(sys.argv[1])"
+                          ".read('PRAGMA synchronous')[0][0])", database).stdout == "2\n"
+        assert autocron.start(database) is True                # None keeps the stored value
+        assert autocron.delay(level)(database).get(timeout=30) == 2
+        assert autocron.start(database, synchronous="normal") is False   # while active
+        assert level(database) == 1
+        autocron.stop()
+        assert autocron._Store(database).settings()["synchronous"] == "normal"
+
+    @pytest.mark.parametrize("value", ["maybe", "FULL", 2, True])
+    def test_bad_synchronous_values_are_refused(self, database, value):
+        with pytest.raises(ValueError) as caught:
+            autocron.start(database, synchronous=value)
+        assert str(caught.value) == ("synchronous must be 'normal' (a call survives a crash "
+                                     f"of the application) or 'full' (also power loss), got "
+                                     f"{value!r}")
+        assert autocron._state.store is None
+
 
 # ---- Jupyter -------------------------------------------------------------------------------
 
@@ -2793,6 +2823,44 @@ class TestAdmin:
         assert out.returncode == 0
         assert "autocron INFO autocron worker" in out.stderr and "started" in out.stderr
         assert "autocron ERROR autocron task" in out.stderr and "ValueError" in out.stderr
+
+    def test_set_synchronous(self, tmp_path):
+        database = tmp_path / "sync.db"
+        autocron._Store(database).close()
+        out = cli("set", "synchronous", "full", db=database)
+        assert (out.returncode, out.stdout) == (0, "synchronous set to full; used from the "
+                                                   "next start()\n")
+        store = autocron._Store(database)
+        assert store.settings()["synchronous"] == "full"
+        assert store.read("PRAGMA synchronous") == [(2,)]
+        store.close()
+        assert cli("set", "synchronous", "normal", db=database).returncode == 0
+        assert autocron._Store(database).settings()["synchronous"] == "normal"
+
+    def test_set_synchronous_to_a_live_pool(self, live_pool):
+        database, owner = live_pool
+        out = cli("set", "synchronous", "full", db=database)
+        assert out.stdout == (f"synchronous set to full; the running pool (owner pid "
+                              f"{owner.pid}) applies it within a second, other running "
+                              "processes at their next start()\n")
+
+    @pytest.mark.parametrize("args, message", [
+        (["set", "synchronous", "maybe"], "autocron set: argument value: 'maybe' is not normal "
+                                          "or full (see autocron set --help)"),
+        (["set", "synchronous", "2"], "autocron set: argument value: '2' is not normal or full "
+                                      "(see autocron set --help)"),
+        (["set", "result-ttl", "full"], "autocron set: argument value: 'full' is not a positive "
+                                        "whole number (see autocron set --help)"),
+        (["set", "durability", "full"], "autocron set: argument setting: invalid choice: "
+                                        "'durability' (choose from 'workers', 'result-ttl', "
+                                        "'synchronous') (see autocron set --help)"),
+    ])
+    def test_bad_settings_are_one_line_and_exit_2(self, tmp_path, args, message):
+        database = tmp_path / "bad.db"
+        autocron._Store(database).close()
+        out = cli(*args, db=database)
+        assert (out.returncode, out.stderr, out.stdout) == (2, message + "\n", "")
+        assert autocron._Store(database).settings()["synchronous"] == "normal"
 
 
 class TestDemo:
