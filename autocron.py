@@ -1690,7 +1690,9 @@ class _Store:
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
-            con.execute("COMMIT")
+            # Never busy in WAL mode (BEGIN IMMEDIATE holds the write lock), but with a
+            # rollback journal (no WAL on this file system) it waits for the readers to end.
+            _execute(con, "COMMIT")
         except sqlite3.Error as error:
             if con.in_transaction:
                 con.execute("ROLLBACK")
