@@ -1838,8 +1838,16 @@ class _Store:
                          _row_key(uid))
         return rows[0] if rows else None
 
-    def result_rows(self) -> list:
-        return self.read(f"SELECT {_RESULT_COLUMNS} FROM tasks ORDER BY id DESC")
+    def result_rows(self, limit: Optional[int] = None, status: Optional[str] = None) -> list:
+        """Results newest first: at most `limit` (None: all), only those with the public
+        `status` (None: any; "waiting" includes "queued"). The newest-first walk of the
+        primary key stops at `limit` rows: memory never grows with the table."""
+        where, params = "", ()
+        if status is not None:
+            params = ("waiting", "queued") if status == "waiting" else (status,)
+            where = f"WHERE status IN ({', '.join('?' * len(params))}) "
+        return self.read(f"SELECT {_RESULT_COLUMNS} FROM tasks {where}ORDER BY id DESC LIMIT ?",
+                         params + (-1 if limit is None else limit,))
 
     def cancel(self, uid: str) -> bool:
         """Withdraw a waiting task; True if it was waiting."""
@@ -2950,15 +2958,24 @@ def _current_store() -> Optional[_Store]:
     return _state.store or _state.last_store
 
 
-def get_results() -> "_ResultList":
-    """Every result stored in the database, newest first (also of earlier runs).
+def get_results(limit: Optional[int] = None, status: Optional[str] = None) -> "_ResultList":
+    """The results stored in the database, newest first (also of earlier runs): at most
+    `limit` of them (None: all), only those with `status` (None: any): "waiting",
+    "running", "ready", "error" or "cancelled".
 
-    The list renders as a table in Jupyter and in a terminal.
+    The list renders as a table in Jupyter and in a terminal (the first 50 rows).
     """
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or
+                              limit < 0):
+        raise ValueError(f"limit must be a whole number, 0 or more (None: all results), got "
+                         f"{limit!r}")
+    if status is not None and (not isinstance(status, str) or status not in _STATUSES):
+        raise ValueError(f"status must be one of {', '.join(map(repr, _STATUSES))} (None: "
+                         f"any), got {status!r}")
     store = _current_store()
     if store is None:
         return _ResultList()
-    return _ResultList(Result(row[0], store, row) for row in store.result_rows())
+    return _ResultList(Result(row[0], store, row) for row in store.result_rows(limit, status))
 
 
 def get_result(uuid: str) -> Optional["Result"]:
@@ -3270,31 +3287,44 @@ def _shorten(text: str, limit: int, tail: bool = False) -> str:
 
 
 class _ResultList(list):
-    """The list get_results() returns: a table in Jupyter and in a terminal."""
+    """The list get_results() returns: a table in Jupyter and in a terminal, of the first
+    _SHOWN results (a notebook cell must not render 200,000 rows)."""
 
     _COLUMNS = (("id", 8), ("function", 20), ("args", 24), ("status", 9), ("value", 36),
                 ("took", 9))
+    _SHOWN = 50
+
+    def _more(self) -> str:
+        """The line under a cut table, or ""."""
+        more = len(self) - self._SHOWN
+        if more <= 0:
+            return ""
+        return (f"... and {more} more result{'s' if more != 1 else ''} (the list holds them "
+                f"all; get_results(limit=..., status=...) narrows it)")
 
     def __repr__(self) -> str:
         if not self:
             return "(no results)"
         lines = ["  ".join(name.ljust(width) for name, width in self._COLUMNS).rstrip()]
-        for result in self:
+        for result in self[:self._SHOWN]:
             info = result._summary()
             info["id"] = info["id"][:8]
             lines.append("  ".join(_shorten(str(info[name]), width).ljust(width)
                                    for name, width in self._COLUMNS).rstrip())
-        return "\n".join(lines)
+        return "\n".join(lines + ([self._more()] if self._more() else []))
 
     def _repr_html_(self) -> str:
         head = "".join(f"<th>{name}</th>" for name, _ in self._COLUMNS)
         rows = []
-        for result in self:
+        for result in self[:self._SHOWN]:
             info = result._summary()
             cells = [_escape(info["id"][:8]), _escape(info["function"]),
                      _escape(_shorten(info["args"], 60)), _status_badge(info["status"]),
                      _escape(info["value"]), _escape(info["took"])]
             rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+        if self._more():
+            rows.append(f'<tr><td colspan="{len(self._COLUMNS)}">{_escape(self._more())}'
+                        "</td></tr>")
         return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
 
 

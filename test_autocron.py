@@ -2508,6 +2508,65 @@ class TestResults:
         assert store.settings()["workers"] == 3
         store.close()
 
+    def stored_results(self, tmp_path, monkeypatch, statuses):
+        """Results with these statuses, oldest first, in a database without a pool."""
+        store = autocron._Store(tmp_path / "results.db")
+        uids = [store.add_task(f"module.f{i}", str(i), b"", 0.0) for i in range(len(statuses))]
+        with store.transaction() as con:
+            con.executemany("UPDATE tasks SET status = ?, summary = 'x' WHERE id = ?",
+                            [(s, int(u.rsplit("-", 1)[1])) for s, u in zip(statuses, uids)])
+        monkeypatch.setattr(autocron._state, "last_store", store)
+        return uids
+
+    def test_results_newest_first_at_most_limit_with_a_status(self, tmp_path, monkeypatch):
+        statuses = ["ready", "waiting", "queued", "running", "error", "cancelled", "ready",
+                    "waiting"]
+        uids = self.stored_results(tmp_path, monkeypatch, statuses)
+        newest = uids[::-1]
+        assert [r.uuid for r in autocron.get_results()] == newest
+        assert [r.uuid for r in autocron.get_results(limit=3)] == newest[:3]
+        assert autocron.get_results(limit=0) == []
+        waiting = autocron.get_results(status="waiting")       # "queued" has not started
+        assert [r.uuid for r in waiting] == [uids[7], uids[2], uids[1]]
+        assert [r.status for r in waiting] == ["waiting"] * 3
+        assert [r.uuid for r in autocron.get_results(2, "waiting")] == [uids[7], uids[2]]
+        assert [r.uuid for r in autocron.get_results(limit=1, status="ready")] == [uids[6]]
+        for status in ("running", "error", "cancelled"):
+            assert [r.uuid for r in autocron.get_results(status=status)] == \
+                [uids[statuses.index(status)]]
+
+    @pytest.mark.parametrize("kwargs, message", [
+        ({"status": "queued"}, "status must be one of 'waiting', 'running', 'ready', 'error', "
+                               "'cancelled' (None: any), got 'queued'"),
+        ({"status": "READY"}, "status must be one of 'waiting', 'running', 'ready', 'error', "
+                              "'cancelled' (None: any), got 'READY'"),
+        ({"limit": -1}, "limit must be a whole number, 0 or more (None: all results), got -1"),
+        ({"limit": 2.5}, "limit must be a whole number, 0 or more (None: all results), got 2.5"),
+        ({"limit": True}, "limit must be a whole number, 0 or more (None: all results), got "
+                          "True"),
+    ])
+    def test_bad_limit_or_status_is_refused(self, kwargs, message):
+        with pytest.raises(ValueError) as caught:
+            autocron.get_results(**kwargs)
+        assert str(caught.value) == message
+
+    def test_the_table_shows_50_rows_and_says_how_many_more(self, tmp_path, monkeypatch):
+        self.stored_results(tmp_path, monkeypatch, ["ready"] * 53)
+        table = autocron.get_results()
+        assert len(table) == 53
+        lines = repr(table).splitlines()
+        assert len(lines) == 1 + 50 + 1
+        assert lines[1].split()[1] == "f52" and lines[50].split()[1] == "f3"
+        assert lines[-1] == ("... and 3 more results (the list holds them all; "
+                             "get_results(limit=..., status=...) narrows it)")
+        html = table._repr_html_()
+        assert html.count("<tr>") == 1 + 50 + 1
+        assert '<tr><td colspan="6">... and 3 more results (the list' in html
+        assert repr(autocron.get_results(limit=51)).splitlines()[-1].startswith(
+            "... and 1 more result (the list")
+        assert len(repr(autocron.get_results(limit=50)).splitlines()) == 51
+        assert "more" not in autocron.get_results(limit=50)._repr_html_()
+
     @pytest.mark.parametrize("value", ["maybe", "FULL", 2, True])
     def test_bad_synchronous_values_are_refused(self, database, value):
         with pytest.raises(ValueError) as caught:
