@@ -126,6 +126,10 @@ _BUSY_TIMEOUT = 30.0            # seconds a writer waits for another writer befo
 _FALLBACK_WAKE = 2.0            # an idle pool looks for due work this often anyway, for
                                 # producers whose wake-up datagram could not arrive
 _CLEANUP_INTERVAL = 60.0        # finished results past their time-to-live go this often
+_WAL_LIMIT = 8 * 1024 * 1024    # the pool empties a write-ahead log this large at once, and
+_WAL_QUIET = 1.0                # one that has not grown for this many seconds (see checkpoint)
+_CHECKPOINT_WAIT = 0.25         # seconds a checkpoint waits for the writers and readers
+_WAL_LOOK = 512                 # a producer looks at the log's size after this many calls
 _PREFETCH = 4                   # tasks a worker holds: one running, the rest ready to start
 _MAX_OUTPUT = 64 * 1024
 _MISFIRE_GRACE = 60.0           # a cron due time missed by less than this still runs (a pool
@@ -1609,6 +1613,9 @@ _links = threading.local()
 class _Store:
     """One autocron database file."""
 
+    _wal_seen = (-1, 0.0)           # (size, since when) of the -wal as checkpoint() saw it
+    _checkpoint_after = 0.0         # no checkpoint before this time.monotonic()
+
     def __init__(self, path: Union[str, os.PathLike], existing: bool = False):
         """Open (and create, unless `existing`) the database; `existing` also never writes."""
         self.path = os.path.abspath(os.fspath(path))
@@ -1642,8 +1649,8 @@ class _Store:
             # writes; _execute retries in steps of a tenth of a millisecond instead.
             con = sqlite3.connect(self.path, timeout=0, isolation_level=None)
             _execute(con, "PRAGMA journal_mode=WAL")
-            # Producers never checkpoint (it would cost them a sync now and then); the
-            # pool's dispatcher does, see _Pool.run and checkpoint().
+            # Producers never autocheckpoint (it would cost them a sync now and then); the
+            # pool's dispatcher does (see _Pool.run), and checkpoint() empties the log.
             _execute(con, "PRAGMA wal_autocheckpoint=0")
             try:
                 rows = _execute(con, "SELECT value FROM settings WHERE key = 'synchronous'")\
@@ -1819,6 +1826,8 @@ class _Store:
             with self.transaction() as con:
                 self.keep_function(con, shipped)
                 row = con.execute(_INSERT_TASK + _TASK_VALUES, values).lastrowid
+        if row % _WAL_LOOK == 0:
+            self.checkpoint(quiet_too=False)
         return f"{token}-{row}"
 
     def keep_function(self, con: sqlite3.Connection, shipped: _Shipped) -> None:
@@ -2014,6 +2023,44 @@ class _Store:
                         "function FROM tasks WHERE function IS NOT NULL UNION SELECT "
                         "function FROM crons WHERE function IS NOT NULL)", (now - ttl,))
         return count
+
+    def checkpoint(self, quiet_too: bool = True) -> bool:
+        """Keep the write-ahead log small: empty it when it is large or (`quiet_too`: the
+        pool) has been quiet for a second.
+
+        The pool's passive autocheckpoints copy the log into the database as it goes, but
+        SQLite only starts the log over from its beginning when a writer finds every frame
+        copied and no reader in the log; while producers and the pool write back to back
+        that moment does not come, so the log grows with every call (510 MB for 100,000
+        calls), and even then the file keeps its size. A TRUNCATE checkpoint takes the write
+        lock, copies the rest, waits for the readers and empties the file. True if it did.
+        A producer looks every _WAL_LOOK calls too: while it holds the write lock back to
+        back, the pool's rounds (and checks) can wait for seconds.
+        """
+        try:
+            size = os.path.getsize(self.path + "-wal")
+        except OSError:
+            return False
+        now = time.monotonic()
+        if size != self._wal_seen[0]:
+            self._wal_seen = (size, now)
+        quiet = size and now - self._wal_seen[1] >= _WAL_QUIET
+        if size < _WAL_LIMIT and (not quiet or not quiet_too or now < self._checkpoint_after):
+            return False
+        pause, end = 0.0001, now + _CHECKPOINT_WAIT
+        try:
+            # Not _execute: a checkpoint that finds a writer or a reader in its way copies
+            # what it can and answers busy = 1 instead of raising.
+            while self._connection().execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]:
+                if time.monotonic() > end:       # a long reader: let the pool work meanwhile
+                    self._checkpoint_after = time.monotonic() + _CHECKPOINT_WAIT
+                    return False
+                time.sleep(pause)
+                pause = min(pause * 2, 0.01)
+        except sqlite3.Error as error:
+            raise self._error(error) from None
+        self._wal_seen = (0, time.monotonic())
+        return True
 
     def set_pool(self, owner: Optional[int], manager: Optional[int] = None,
                  workers: tuple = ()) -> None:
@@ -2404,6 +2451,7 @@ class _Pool:
                     last_cleanup = time.monotonic()
                     self._settings = self.store.settings()
                     self.store.cleanup(_clock(), self._settings["result_ttl"])
+                self.store.checkpoint()
                 self._sleep()
         except Exception:
             _log.exception("autocron pool for %s failed; its workers stop", self.store.path)

@@ -2567,6 +2567,26 @@ class TestResults:
         assert len(repr(autocron.get_results(limit=50)).splitlines()) == 51
         assert "more" not in autocron.get_results(limit=50)._repr_html_()
 
+    def test_the_write_ahead_log_stays_small_under_a_deep_queue(self, pool):
+        """20,000 calls grew the -wal to 179 MB before the pool checkpointed it."""
+        wal, largest, done = pool + "-wal", [0], threading.Event()
+
+        def sample():
+            while not done.wait(0.005):
+                with contextlib.suppress(OSError):
+                    largest[0] = max(largest[0], os.path.getsize(wal))
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        try:
+            results = [add(i, i) for i in range(20_000)]
+            assert results[-1].get(timeout=120) == 39_998
+            assert all(results[i].get(timeout=60) == 2 * i for i in range(0, 20_000, 997))
+        finally:
+            done.set()
+            sampler.join()
+        assert largest[0] < 48 * 1024 * 1024, f"the -wal grew to {largest[0] / 2 ** 20:.0f} MB"
+        wait_until(lambda: os.path.getsize(wal) == 0, 30, "the idle pool to empty the -wal")
+
     @pytest.mark.parametrize("value", ["maybe", "FULL", 2, True])
     def test_bad_synchronous_values_are_refused(self, database, value):
         with pytest.raises(ValueError) as caught:
