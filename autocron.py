@@ -119,11 +119,18 @@ _MAX_NUMBER_DIGITS = 10
 
 _SCHEMA_VERSION = 1
 _PICKLE_PROTOCOL = 4            # readable by every Python that autocron supports (3.9+)
-_DEFAULT_SETTINGS = {"workers": 1, "result_ttl": 1800, "disabled": 0}
+_DEFAULT_SETTINGS = {"workers": 1, "result_ttl": 1800, "disabled": 0, "synchronous": "normal"}
+# "normal": a committed call survives a crash of the application, "full": also power loss or
+# an OS crash (the log is synced at every commit, not only at checkpoints).
+_SYNCHRONOUS = ("normal", "full")
 _BUSY_TIMEOUT = 30.0            # seconds a writer waits for another writer before giving up
 _FALLBACK_WAKE = 2.0            # an idle pool looks for due work this often anyway, for
                                 # producers whose wake-up datagram could not arrive
 _CLEANUP_INTERVAL = 60.0        # finished results past their time-to-live go this often
+_WAL_LIMIT = 8 * 1024 * 1024    # the pool empties a write-ahead log this large at once, and
+_WAL_QUIET = 1.0                # one that has not grown for this many seconds (see checkpoint)
+_CHECKPOINT_WAIT = 0.25         # seconds a checkpoint waits for the writers and readers
+_WAL_LOOK = 512                 # a producer looks at the log's size after this many calls
 _PREFETCH = 4                   # tasks a worker holds: one running, the rest ready to start
 _HANDOVER_WAIT = 10.0           # a new pool waits this long for the processes of one that
                                 # ended abruptly to write what only they know
@@ -1452,24 +1459,32 @@ def _unshippable(func: Callable, error: Exception) -> TypeError:
                      "pass plain data as an argument")
 
 
-def _function_ref(func: Callable, store: Optional["_Store"] = None) -> tuple:
-    """How a worker finds `func`: ("import", module, qualname) or ("value", hash)."""
+def _reference(func: Callable) -> tuple:
+    """(how a worker finds `func`, its _Shipped payload or None): ("import", module,
+    qualname) for a function the workers can import, else ("value", hash)."""
     if _importable(func):
-        return ("import", func.__module__, func.__qualname__)
+        return ("import", func.__module__, func.__qualname__), None
     shipped = _ship(func)
-    if store is not None:
-        store.keep_function(shipped.hash, shipped.payload)
-    return ("value", shipped.hash)
+    return ("value", shipped.hash), shipped
 
 
-def _dump_call(func: Callable, args: tuple, kwargs: dict, store: Optional["_Store"]) -> tuple:
-    """The pickled record of a call, and the hash of its function if shipped by value."""
-    ref = _function_ref(func, store)
+def _function_ref(func: Callable) -> tuple:
+    """How a worker finds `func`: ("import", module, qualname) or ("value", hash)."""
+    return _reference(func)[0]
+
+
+def _dump_call(func: Callable, args: tuple, kwargs: dict) -> tuple:
+    """The pickled record of a call, and the _Shipped payload of its function (or None).
+
+    The payload is stored together with the task (_Store.add_task), never apart from it:
+    a payload stored earlier may have been deleted by the cleanup since.
+    """
+    ref, shipped = _reference(func)
     try:
         record = _dumps({"v": 1, "function": ref, "args": args, "kwargs": kwargs})
     except Exception as error:
         raise _unpicklable(func, args, kwargs, error) from None
-    return record, (ref[1] if ref[0] == "value" else None)
+    return record, shipped
 
 
 def _unpicklable(func: Callable, args: tuple, kwargs: dict, error: Exception) -> TypeError:
@@ -1602,6 +1617,13 @@ _RESULT_COLUMNS = (f"{_UUID}, name, args, status, created, started, finished, va
                    "output, summary, attempts")
 
 
+_INSERT_TASK = ("INSERT INTO tasks (token, name, args, status, priority, retries, retry_delay, "
+                "backoff, timeout, due, created, record, function) ")
+_TASK_VALUES = "VALUES (?, ?, ?, 'waiting', ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_TASK_VALUES_IF_SHIPPED = ("SELECT ?, ?, ?, 'waiting', ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE EXISTS "
+                           "(SELECT 1 FROM functions WHERE hash = ?)")
+
+
 def _row_key(uid: str) -> tuple:
     """(row id, token) of a task id; (-1, "") for text that cannot be one."""
     token, _, row = str(uid).rpartition("-")
@@ -1709,8 +1731,17 @@ def _execute(con: sqlite3.Connection, sql: str, params: tuple = ()) -> sqlite3.C
         pause = min(pause * 2, 0.01)
 
 
+# This thread's connections, {database path: [connection, synchronous level]}: shared by
+# every _Store of the same file, so that a _Store per start() (kept alive by the Results it
+# made) costs no descriptors.
+_links = threading.local()
+
+
 class _Store:
     """One autocron database file."""
+
+    _wal_seen = (-1, 0.0)           # (size, since when) of the -wal as checkpoint() saw it
+    _checkpoint_after = 0.0         # no checkpoint before this time.monotonic()
 
     def __init__(self, path: Union[str, os.PathLike], existing: bool = False,
                  write: Optional[bool] = None, snapshot: bool = False):
@@ -1730,8 +1761,8 @@ class _Store:
                                 "or use a Python built with a newer one", self.path)
         self._write = not existing if write is None else write
         self._snapshot = snapshot
-        self._local = threading.local()
-        self._kept: set = set()       # hashes of shipped functions stored from this process
+        # connections are shared per thread by the stores of a file that open it alike
+        self._key = (self.path, "rw" if self._write else "snapshot" if snapshot else "ro")
         self.wake_path = _wake_path(self.path)   # where its pool listens, if one can
         if existing:
             self._check_existing()
@@ -1741,30 +1772,55 @@ class _Store:
     # -- the doorway
 
     def _connection(self) -> sqlite3.Connection:
-        local = self._local
-        if getattr(local, "pid", None) != os.getpid():
-            if not self._write:
-                try:
-                    con = sqlite3.connect(self._read_only_uri(), uri=True, timeout=0,
-                                          isolation_level=None)
-                except sqlite3.Error as error:
-                    raise self._error(error) from None
-                local.con, local.pid = con, os.getpid()
-                return con
+        return self._link()[0]
+
+    def _link(self) -> list:
+        """This thread's [connection, synchronous level] for the database."""
+        links = getattr(_links, "by_path", None)
+        if links is None or _links.pid != os.getpid():   # never a connection made before fork
+            links = _links.by_path = {}
+            _links.pid = os.getpid()
+        link = links.get(self._key)
+        if link is None:
+            link = links[self._key] = self._open()
+        return link
+
+    def _open(self) -> list:
+        """A new connection and the synchronous level it uses: [connection, level]."""
+        if not self._write:
             try:
-                # timeout=0: SQLite's own busy handler sleeps whole milliseconds, which
-                # would cap a producer at a few hundred calls a second while the pool
-                # writes; _execute retries in steps of a tenth of a millisecond instead.
-                con = sqlite3.connect(self.path, timeout=0, isolation_level=None)
-                _execute(con, "PRAGMA journal_mode=WAL")
-                _execute(con, "PRAGMA synchronous=NORMAL")
-                # Producers never checkpoint (it would cost them a sync now and then); the
-                # pool's dispatcher does, see _Pool._run.
-                _execute(con, "PRAGMA wal_autocheckpoint=0")
+                return [sqlite3.connect(self._read_only_uri(), uri=True, timeout=0,
+                                        isolation_level=None), None]
             except sqlite3.Error as error:
                 raise self._error(error) from None
-            local.con, local.pid = con, os.getpid()
-        return local.con
+        try:
+            # timeout=0: SQLite's own busy handler sleeps whole milliseconds, which
+            # would cap a producer at a few hundred calls a second while the pool
+            # writes; _execute retries in steps of a tenth of a millisecond instead.
+            con = sqlite3.connect(self.path, timeout=0, isolation_level=None)
+            _execute(con, "PRAGMA journal_mode=WAL")
+            # Producers never autocheckpoint (it would cost them a sync now and then); the
+            # pool's dispatcher does (see _Pool.run), and checkpoint() empties the log.
+            _execute(con, "PRAGMA wal_autocheckpoint=0")
+            try:
+                rows = _execute(con, "SELECT value FROM settings WHERE key = 'synchronous'")\
+                    .fetchall()
+            except sqlite3.OperationalError:       # no schema yet
+                rows = []
+            link = [con, None]
+            self._use_synchronous(link, json.loads(rows[0][0]) if rows else None)
+        except sqlite3.Error as error:
+            raise self._error(error) from None
+        return link
+
+    @staticmethod
+    def _use_synchronous(link: list, level: Any) -> None:
+        """Make a connection sync as the setting says ("normal", or "full": also at every
+        commit); a missing or unknown stored value counts as the default."""
+        level = level if level in _SYNCHRONOUS else _DEFAULT_SETTINGS["synchronous"]
+        if link[1] != level:
+            _execute(link[0], f"PRAGMA synchronous={level.upper()}")
+            link[1] = level
 
     def _read_only_uri(self, snapshot: Optional[bool] = None) -> str:
         """A URI that reads the database without writing anything, beside it either.
@@ -1809,7 +1865,9 @@ class _Store:
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
-            con.execute("COMMIT")
+            # Never busy in WAL mode (BEGIN IMMEDIATE holds the write lock), but with a
+            # rollback journal (no WAL on this file system) it waits for the readers to end.
+            _execute(con, "COMMIT")
         except sqlite3.Error as error:
             if con.in_transaction:
                 con.execute("ROLLBACK")
@@ -1829,10 +1887,11 @@ class _Store:
             raise self._error(error) from None
 
     def close(self) -> None:
-        con = getattr(self._local, "con", None)
-        if con is not None and self._local.pid == os.getpid():
-            con.close()
-        self._local = threading.local()
+        """Close this thread's connection to the database; the next use opens another."""
+        links = getattr(_links, "by_path", None)
+        link = links.pop(self._key, None) if links and _links.pid == os.getpid() else None
+        if link is not None:
+            link[0].close()
 
     # -- opening
 
@@ -1892,39 +1951,62 @@ class _Store:
     # -- settings
 
     def settings(self) -> dict:
+        """The stored settings over the defaults; this thread's connection takes up a changed
+        synchronous level (the pool reads them every second)."""
         values = dict(_DEFAULT_SETTINGS)
         values.update((k, json.loads(v)) for k, v in self.read("SELECT key, value FROM settings"))
+        self._synchronous(values["synchronous"])
         return values
 
     def set_setting(self, key: str, value: Any) -> None:
         self.write("INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) "
                    "DO UPDATE SET value = excluded.value", (key, json.dumps(value)))
+        if key == "synchronous":
+            self._synchronous(value)
+
+    def _synchronous(self, level: Any) -> None:
+        try:
+            self._use_synchronous(self._link(), level)
+        except sqlite3.Error as error:
+            raise self._error(error) from None
 
     # -- tasks as producers and readers see them
 
     def add_task(self, name: str, args: str, record: bytes, due: float,
-                 options: "_Options" = None, function: Optional[str] = None) -> str:
-        """Store a call (committed when this returns); its id."""
+                 options: "_Options" = None, shipped: Optional[_Shipped] = None) -> str:
+        """Store a call (committed when this returns); its id.
+
+        A call of a function shipped by value needs its payload in the database for as long
+        as the task exists. One statement inserts the task only if the payload is there (so
+        the cleanup cannot delete it in between); if it is not (a first call, or the cleanup
+        deleted it after its last task), the payload and the task go in together.
+        """
         token = _token()
         options = options or _PLAIN
+        values = (token, name, args, options.priority, options.retries, options.retry_delay,
+                  options.backoff, options.timeout, due, _clock(), record,
+                  shipped and shipped.hash)
         try:
-            row = _execute(self._connection(),
-                           "INSERT INTO tasks (token, name, args, status, priority, retries, "
-                           "retry_delay, backoff, timeout, due, created, record, function) "
-                           "VALUES (?, ?, ?, 'waiting', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                           (token, name, args, options.priority, options.retries,
-                            options.retry_delay, options.backoff, options.timeout, due,
-                            _clock(), record, function)).lastrowid
+            if shipped is None:
+                row = _execute(self._connection(), _INSERT_TASK + _TASK_VALUES, values).lastrowid
+            else:
+                cursor = _execute(self._connection(), _INSERT_TASK + _TASK_VALUES_IF_SHIPPED,
+                                  values + (shipped.hash,))
+                row = cursor.lastrowid if cursor.rowcount == 1 else None
         except sqlite3.Error as error:
             raise self._error(error) from None
+        if row is None:
+            with self.transaction() as con:
+                self.keep_function(con, shipped)
+                row = con.execute(_INSERT_TASK + _TASK_VALUES, values).lastrowid
+        if row % _WAL_LOOK == 0:
+            self.checkpoint(quiet_too=False)
         return f"{token}-{row}"
 
-    def keep_function(self, digest: str, payload: bytes) -> None:
-        """Store a shipped function's payload once (per process and database)."""
-        if digest not in self._kept:
-            self.write("INSERT OR IGNORE INTO functions (hash, payload, created) "
-                       "VALUES (?, ?, ?)", (digest, payload, _clock()))
-            self._kept.add(digest)
+    def keep_function(self, con: sqlite3.Connection, shipped: _Shipped) -> None:
+        """Store a shipped function's payload, in the caller's transaction."""
+        con.execute("INSERT OR IGNORE INTO functions (hash, payload, created) VALUES (?, ?, ?)",
+                    (shipped.hash, shipped.payload, _clock()))
 
     def function_payload(self, digest: str) -> bytes:
         rows = self.read("SELECT payload FROM functions WHERE hash = ?", (digest,))
@@ -1938,8 +2020,16 @@ class _Store:
                          _row_key(uid))
         return rows[0] if rows else None
 
-    def result_rows(self) -> list:
-        return self.read(f"SELECT {_RESULT_COLUMNS} FROM tasks ORDER BY id DESC")
+    def result_rows(self, limit: Optional[int] = None, status: Optional[str] = None) -> list:
+        """Results newest first: at most `limit` (None: all), only those with the public
+        `status` (None: any; "waiting" includes "queued"). The newest-first walk of the
+        primary key stops at `limit` rows: memory never grows with the table."""
+        where, params = "", ()
+        if status is not None:
+            params = ("waiting", "queued") if status == "waiting" else (status,)
+            where = f"WHERE status IN ({', '.join('?' * len(params))}) "
+        return self.read(f"SELECT {_RESULT_COLUMNS} FROM tasks {where}ORDER BY id DESC LIMIT ?",
+                         params + (-1 if limit is None else limit,))
 
     def cancel(self, uid: str) -> bool:
         """Withdraw a waiting task; True if it was waiting. A cron run's job goes on."""
@@ -1987,19 +2077,21 @@ class _Store:
                       catch_up: bool) -> None:
         """Add or replace a job; an unchanged schedule keeps its next due time."""
         text = f"{schedule}" + (f" ({schedule.tz})" if schedule.tz is not None else "")
-        ref = _function_ref(func, self)
+        ref, shipped = _reference(func)
         record = _dumps({"v": 1, "function": ref, "args": (), "kwargs": {}})
-        self.write(
-            "INSERT INTO crons (name, expression, schedule, record, function, catch_up, "
-            "next_due) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
-            "record = excluded.record, catch_up = excluded.catch_up, "
-            "function = excluded.function, "
-            "schedule = excluded.schedule, next_due = CASE WHEN crons.expression = "
-            "excluded.expression THEN crons.next_due ELSE excluded.next_due END, "
-            "expression = excluded.expression",
-            (name, text, pickle.dumps(schedule, _PICKLE_PROTOCOL), record,
-             ref[1] if ref[0] == "value" else None, int(catch_up),
-             _next_due(schedule, _clock())))
+        with self.transaction() as con:     # the job and its payload, never one without the other
+            if shipped is not None:
+                self.keep_function(con, shipped)
+            con.execute(
+                "INSERT INTO crons (name, expression, schedule, record, function, catch_up, "
+                "next_due) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+                "record = excluded.record, catch_up = excluded.catch_up, "
+                "function = excluded.function, "
+                "schedule = excluded.schedule, next_due = CASE WHEN crons.expression = "
+                "excluded.expression THEN crons.next_due ELSE excluded.next_due END, "
+                "expression = excluded.expression",
+                (name, text, pickle.dumps(schedule, _PICKLE_PROTOCOL), record,
+                 shipped and shipped.hash, int(catch_up), _next_due(schedule, _clock())))
 
     # -- the pool's side (called from the pool manager only)
 
@@ -2130,6 +2222,44 @@ class _Store:
                         "function FROM tasks WHERE function IS NOT NULL UNION SELECT "
                         "function FROM crons WHERE function IS NOT NULL)", (now - ttl,))
         return count
+
+    def checkpoint(self, quiet_too: bool = True) -> bool:
+        """Keep the write-ahead log small: empty it when it is large or (`quiet_too`: the
+        pool) has been quiet for a second.
+
+        The pool's passive autocheckpoints copy the log into the database as it goes, but
+        SQLite only starts the log over from its beginning when a writer finds every frame
+        copied and no reader in the log; while producers and the pool write back to back
+        that moment does not come, so the log grows with every call (510 MB for 100,000
+        calls), and even then the file keeps its size. A TRUNCATE checkpoint takes the write
+        lock, copies the rest, waits for the readers and empties the file. True if it did.
+        A producer looks every _WAL_LOOK calls too: while it holds the write lock back to
+        back, the pool's rounds (and checks) can wait for seconds.
+        """
+        try:
+            size = os.path.getsize(self.path + "-wal")
+        except OSError:
+            return False
+        now = time.monotonic()
+        if size != self._wal_seen[0]:
+            self._wal_seen = (size, now)
+        quiet = size and now - self._wal_seen[1] >= _WAL_QUIET
+        if size < _WAL_LIMIT and (not quiet or not quiet_too or now < self._checkpoint_after):
+            return False
+        pause, end = 0.0001, now + _CHECKPOINT_WAIT
+        try:
+            # Not _execute: a checkpoint that finds a writer or a reader in its way copies
+            # what it can and answers busy = 1 instead of raising.
+            while self._connection().execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]:
+                if time.monotonic() > end:       # a long reader: let the pool work meanwhile
+                    self._checkpoint_after = time.monotonic() + _CHECKPOINT_WAIT
+                    return False
+                time.sleep(pause)
+                pause = min(pause * 2, 0.01)
+        except sqlite3.Error as error:
+            raise self._error(error) from None
+        self._wal_seen = (0, time.monotonic())
+        return True
 
     def set_pool(self, owner: Optional[int], manager: Optional[int] = None,
                  workers: tuple = ()) -> None:
@@ -2835,6 +2965,7 @@ class _Pool:
                     self._settings = self.store.settings()
                     with contextlib.suppress(DatabaseError):   # next time, then
                         self.store.cleanup(_clock(), self._settings["result_ttl"])
+                self.store.checkpoint()
                 self._sleep()
         except Exception:
             _log.exception("autocron pool for %s failed; its workers stop", self.store.path)
@@ -3451,17 +3582,23 @@ class _State:
 _state = _State()
 
 
-def start(database: Union[str, os.PathLike] = "autocron.db", workers: Optional[int] = None) -> bool:
+def start(database: Union[str, os.PathLike] = "autocron.db", workers: Optional[int] = None,
+          synchronous: Optional[str] = None) -> bool:
     """Make autocron active in this process and start the worker pool of `database`.
 
     Returns True when this process started the pool, False when a pool for the database
     already runs (in this or another process; this process then only enqueues, and takes
     the pool over if its owner ends). `workers` is stored in the database for later starts;
-    None keeps the stored number (default 1). Starting twice is harmless.
+    None keeps the stored number (default 1). `synchronous` is stored likewise: "normal"
+    (the default: a committed call survives a crash of the application) or "full" (it also
+    survives power loss or an OS crash, at a cost per call). Starting twice is harmless.
     """
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)
                                 or workers < 1):
         raise ValueError(f"workers must be a positive int, got {workers!r}")
+    if synchronous is not None and synchronous not in _SYNCHRONOUS:
+        raise ValueError(f"synchronous must be 'normal' (a call survives a crash of the "
+                         f"application) or 'full' (also power loss), got {synchronous!r}")
     with _state.lock:
         if _state.store is not None:
             if _state.store.path != os.path.realpath(os.fspath(database)):
@@ -3470,6 +3607,8 @@ def start(database: Union[str, os.PathLike] = "autocron.db", workers: Optional[i
             if workers is not None:
                 _state.store.set_setting("workers", workers)
                 _notify(_state.store.wake_path)     # the pool reads settings when woken
+            if synchronous is not None:
+                _state.store.set_setting("synchronous", synchronous)
             if _state.pool is None and _state.standby is None:   # a forked child's start()
                 _begin_standby(_state.store)
             return False
@@ -3477,6 +3616,8 @@ def start(database: Union[str, os.PathLike] = "autocron.db", workers: Optional[i
         try:
             if workers is not None:
                 store.set_setting("workers", workers)
+            if synchronous is not None:
+                store.set_setting("synchronous", synchronous)
             if store.settings()["disabled"]:
                 _log.info("autocron is disabled in %s; calls run synchronously", store.path)
                 return False
@@ -3571,15 +3712,24 @@ def _current_store() -> Optional[_Store]:
     return _state.store or _state.last_store
 
 
-def get_results() -> "_ResultList":
-    """Every result stored in the database, newest first (also of earlier runs).
+def get_results(limit: Optional[int] = None, status: Optional[str] = None) -> "_ResultList":
+    """The results stored in the database, newest first (also of earlier runs): at most
+    `limit` of them (None: all), only those with `status` (None: any): "waiting",
+    "running", "ready", "error" or "cancelled".
 
-    The list renders as a table in Jupyter and in a terminal.
+    The list renders as a table in Jupyter and in a terminal (the first 50 rows).
     """
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or
+                              limit < 0):
+        raise ValueError(f"limit must be a whole number, 0 or more (None: all results), got "
+                         f"{limit!r}")
+    if status is not None and (not isinstance(status, str) or status not in _STATUSES):
+        raise ValueError(f"status must be one of {', '.join(map(repr, _STATUSES))} (None: "
+                         f"any), got {status!r}")
     store = _current_store()
     if store is None:
         return _ResultList()
-    return _ResultList(Result(row[0], store, row) for row in store.result_rows())
+    return _ResultList(Result(row[0], store, row) for row in store.result_rows(limit, status))
 
 
 def get_result(uuid: str) -> Optional["Result"]:
@@ -3891,31 +4041,44 @@ def _shorten(text: str, limit: int, tail: bool = False) -> str:
 
 
 class _ResultList(list):
-    """The list get_results() returns: a table in Jupyter and in a terminal."""
+    """The list get_results() returns: a table in Jupyter and in a terminal, of the first
+    _SHOWN results (a notebook cell must not render 200,000 rows)."""
 
     _COLUMNS = (("id", 8), ("function", 20), ("args", 24), ("status", 9), ("value", 36),
                 ("took", 9))
+    _SHOWN = 50
+
+    def _more(self) -> str:
+        """The line under a cut table, or ""."""
+        more = len(self) - self._SHOWN
+        if more <= 0:
+            return ""
+        return (f"... and {more} more result{'s' if more != 1 else ''} (the list holds them "
+                f"all; get_results(limit=..., status=...) narrows it)")
 
     def __repr__(self) -> str:
         if not self:
             return "(no results)"
         lines = ["  ".join(name.ljust(width) for name, width in self._COLUMNS).rstrip()]
-        for result in self:
+        for result in self[:self._SHOWN]:
             info = result._summary()
             info["id"] = info["id"][:8]
             lines.append("  ".join(_shorten(str(info[name]), width).ljust(width)
                                    for name, width in self._COLUMNS).rstrip())
-        return "\n".join(lines)
+        return "\n".join(lines + ([self._more()] if self._more() else []))
 
     def _repr_html_(self) -> str:
         head = "".join(f"<th>{name}</th>" for name, _ in self._COLUMNS)
         rows = []
-        for result in self:
+        for result in self[:self._SHOWN]:
             info = result._summary()
             cells = [_escape(info["id"][:8]), _escape(info["function"]),
                      _escape(_shorten(info["args"], 60)), _status_badge(info["status"]),
                      _escape(info["value"]), _escape(info["took"])]
             rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+        if self._more():
+            rows.append(f'<tr><td colspan="{len(self._COLUMNS)}">{_escape(self._more())}'
+                        "</td></tr>")
         return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
 
 
@@ -3994,7 +4157,7 @@ def delay(func: Optional[Callable] = None, *, weeks: float = 0, days: float = 0,
         store = _state.store
         if store is None:
             return Result._run_here(func, args, kwargs)
-        record, shipped = _dump_call(func, args, kwargs, store)
+        record, shipped = _dump_call(func, args, kwargs)
         uid = store.add_task(name, _call_text(args, kwargs), record, due(), options, shipped)
         _notify(store.wake_path)
         return Result(uid, store)
@@ -4283,6 +4446,9 @@ def _command_set(args) -> int:
     pool = _pool_state(store)
     if not pool["running"]:
         print(f"{args.setting} set to {args.value}; used from the next start()")
+    elif key == "synchronous":
+        print(f"synchronous set to {args.value}; the running pool (owner pid {pool['owner']}) "
+              "applies it within a second, other running processes at their next start()")
     elif key == "workers":
         _notify(store.wake_path)
         print(f"workers set to {args.value}; the running pool (owner pid {pool['owner']}) "
@@ -4370,9 +4536,24 @@ def _parser():
     results.add_argument("--status", choices=_STATUSES, help="only results with this status")
     results.add_argument("--limit", type=_positive_int, default=50, metavar="N")
     results.set_defaults(run=_command_results)
-    setting = commands.add_parser("set", help="change a setting (workers, result-ttl)")
-    setting.add_argument("setting", choices=("workers", "result-ttl"))
-    setting.add_argument("value", type=_positive_int, help="a positive whole number")
+    class SettingValue(argparse.Action):    # its type depends on the setting before it
+        def __call__(self, parser, namespace, value, option_string=None):
+            if namespace.setting == "synchronous":
+                if value not in _SYNCHRONOUS:
+                    parser.error(f"argument value: {value!r} is not normal or full")
+            else:
+                try:
+                    value = _positive_int(value)
+                except argparse.ArgumentTypeError as error:
+                    parser.error(f"argument value: {error}")
+            setattr(namespace, self.dest, value)
+
+    setting = commands.add_parser("set", help="change a setting (workers, result-ttl, "
+                                  "synchronous)")
+    setting.add_argument("setting", choices=("workers", "result-ttl", "synchronous"))
+    setting.add_argument("value", action=SettingValue,
+                         help="a positive whole number; for synchronous: normal (a call "
+                              "survives a crash of the application) or full (also power loss)")
     setting.set_defaults(run=_command_set)
     commands.add_parser("disable", help="make start() start nothing; calls run synchronously") \
         .set_defaults(run=lambda args: _command_enable(args, True))

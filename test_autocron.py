@@ -1440,7 +1440,8 @@ class TestStore:
         store = autocron._Store(path)
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
         assert stat.S_IMODE(os.stat(path.parent).st_mode) == 0o700
-        assert store.settings() == {"workers": 1, "result_ttl": 1800, "disabled": 0}
+        assert store.settings() == {"workers": 1, "result_ttl": 1800, "disabled": 0,
+                                    "synchronous": "normal"}
 
     def test_refuses_a_database_other_users_can_write(self, tmp_path):
         path = tmp_path / "shared.db"
@@ -3047,6 +3048,26 @@ class TestShippingByValue:
         assert out.returncode == 0, out.stderr
         assert out.stdout.split("\n")[0] == "__main__ Box 42 'working on 21\\n'"
 
+    def test_a_payload_deleted_with_its_last_result_is_shipped_again(self, database,
+                                                                       monkeypatch, tmp_path):
+        clock = FakeClock(time.time(), monkeypatch, tmp_path)
+        autocron.start(database, workers=1)
+        wait_until(lambda: len(worker_pids()) == 1, what="the worker")
+
+        def triple(x):
+            return 3 * x
+        shipped = autocron.delay(triple)
+        assert shipped(1).get(timeout=30) == 3
+        store = autocron._state.store
+        clock.now += 120
+        assert store.cleanup(clock.now, 60) >= 1        # the result and the payload go
+        assert store.read("SELECT count(*) FROM functions")[0][0] == 0
+        old = worker_pids()[0]
+        os.kill(old, signal.SIGKILL)                    # a fresh worker has nothing cached
+        wait_until(lambda: worker_pids() and worker_pids()[0] != old, what="a new worker")
+        assert shipped(2).get(timeout=30) == 6
+        assert shipped(3).get(timeout=30) == 9
+
 
 class TestResultDisplay:
     """What a task printed, repr, HTML, the result table and wait()."""
@@ -3207,6 +3228,157 @@ class TestResultDisplay:
         assert caught.value.message == "bad \\udcff"
         assert add(1, 2).get(timeout=30) == 3
         assert pool_pids()[0] == manager
+
+
+def open_descriptors():
+    return len(os.listdir("/proc/self/fd"))
+
+
+class TestResults:
+    """The store under load: descriptors, the write-ahead log, bounded reads, durability."""
+
+    @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts /proc/self/fd")
+    def test_start_and_stop_cycles_keep_the_descriptor_count_flat(self, database):
+        kept = []
+        counts = []
+        for _ in range(20):
+            assert autocron.start(database, workers=1) is True
+            kept.append(add(1, 1))
+            assert kept[-1].get(timeout=30) == 2
+            autocron.stop()
+            assert kept[-1].status == "ready"           # the old Result still reads
+            counts.append(open_descriptors())
+        assert counts[-1] <= counts[1], counts
+
+    def test_full_synchronous_is_stored_and_used_by_every_connection(self, database):
+        def level(path):
+            """PRAGMA synchronous of this process's connection: 1 NORMAL, 2 FULL."""
+            return autocron._Store(path).read("PRAGMA synchronous")[0][0]
+        assert autocron.start(database, workers=1) is True
+        assert level(database) == 1
+        autocron.stop()
+        assert autocron.start(database, synchronous="full") is True
+        assert level(database) == 2
+        assert autocron.delay(level)(database).get(timeout=30) == 2     # in a worker
+        autocron.stop()
+        assert autocron._Store(database).settings()["synchronous"] == "full"
+        assert run_python("import sys, autocron; print(autocron._Store(sys.argv[1])"
+                          ".read('PRAGMA synchronous')[0][0])", database).stdout == "2\n"
+        assert autocron.start(database) is True                # None keeps the stored value
+        assert autocron.delay(level)(database).get(timeout=30) == 2
+        assert autocron.start(database, synchronous="normal") is False   # while active
+        assert level(database) == 1
+        autocron.stop()
+        assert autocron._Store(database).settings()["synchronous"] == "normal"
+
+    def test_a_busy_commit_is_retried(self, tmp_path):
+        """In WAL mode COMMIT is not busy: BEGIN IMMEDIATE already holds the write lock
+        (15,000 commits beside readers and checkpoints saw none). Where the file system
+        cannot do WAL and SQLite keeps a rollback journal, COMMIT waits for the readers."""
+        path = tmp_path / "journal.db"
+        store = autocron._Store(path)
+        assert store.read("PRAGMA journal_mode=DELETE") == [("delete",)]
+        reader = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        reader.execute("BEGIN")
+        assert reader.execute("SELECT count(*) FROM settings").fetchall() == [(0,)]
+        timer = threading.Timer(0.5, reader.execute, ("COMMIT",))   # the reader ends later
+        timer.start()
+        try:
+            with store.transaction() as con:
+                con.execute("INSERT INTO settings (key, value) VALUES ('workers', '3')")
+        finally:
+            timer.join()
+            reader.close()
+        assert store.settings()["workers"] == 3
+        store.close()
+
+    def stored_results(self, tmp_path, monkeypatch, statuses):
+        """Results with these statuses, oldest first, in a database without a pool."""
+        store = autocron._Store(tmp_path / "results.db")
+        uids = [store.add_task(f"module.f{i}", str(i), b"", 0.0) for i in range(len(statuses))]
+        with store.transaction() as con:
+            con.executemany("UPDATE tasks SET status = ?, summary = 'x' WHERE id = ?",
+                            [(s, int(u.rsplit("-", 1)[1])) for s, u in zip(statuses, uids)])
+        monkeypatch.setattr(autocron._state, "last_store", store)
+        return uids
+
+    def test_results_newest_first_at_most_limit_with_a_status(self, tmp_path, monkeypatch):
+        statuses = ["ready", "waiting", "queued", "running", "error", "cancelled", "ready",
+                    "waiting"]
+        uids = self.stored_results(tmp_path, monkeypatch, statuses)
+        newest = uids[::-1]
+        assert [r.uuid for r in autocron.get_results()] == newest
+        assert [r.uuid for r in autocron.get_results(limit=3)] == newest[:3]
+        assert autocron.get_results(limit=0) == []
+        waiting = autocron.get_results(status="waiting")       # "queued" has not started
+        assert [r.uuid for r in waiting] == [uids[7], uids[2], uids[1]]
+        assert [r.status for r in waiting] == ["waiting"] * 3
+        assert [r.uuid for r in autocron.get_results(2, "waiting")] == [uids[7], uids[2]]
+        assert [r.uuid for r in autocron.get_results(limit=1, status="ready")] == [uids[6]]
+        for status in ("running", "error", "cancelled"):
+            assert [r.uuid for r in autocron.get_results(status=status)] == \
+                [uids[statuses.index(status)]]
+
+    @pytest.mark.parametrize("kwargs, message", [
+        ({"status": "queued"}, "status must be one of 'waiting', 'running', 'ready', 'error', "
+                               "'cancelled' (None: any), got 'queued'"),
+        ({"status": "READY"}, "status must be one of 'waiting', 'running', 'ready', 'error', "
+                              "'cancelled' (None: any), got 'READY'"),
+        ({"limit": -1}, "limit must be a whole number, 0 or more (None: all results), got -1"),
+        ({"limit": 2.5}, "limit must be a whole number, 0 or more (None: all results), got 2.5"),
+        ({"limit": True}, "limit must be a whole number, 0 or more (None: all results), got "
+                          "True"),
+    ])
+    def test_bad_limit_or_status_is_refused(self, kwargs, message):
+        with pytest.raises(ValueError) as caught:
+            autocron.get_results(**kwargs)
+        assert str(caught.value) == message
+
+    def test_the_table_shows_50_rows_and_says_how_many_more(self, tmp_path, monkeypatch):
+        self.stored_results(tmp_path, monkeypatch, ["ready"] * 53)
+        table = autocron.get_results()
+        assert len(table) == 53
+        lines = repr(table).splitlines()
+        assert len(lines) == 1 + 50 + 1
+        assert lines[1].split()[1] == "f52" and lines[50].split()[1] == "f3"
+        assert lines[-1] == ("... and 3 more results (the list holds them all; "
+                             "get_results(limit=..., status=...) narrows it)")
+        html = table._repr_html_()
+        assert html.count("<tr>") == 1 + 50 + 1
+        assert '<tr><td colspan="6">... and 3 more results (the list' in html
+        assert repr(autocron.get_results(limit=51)).splitlines()[-1].startswith(
+            "... and 1 more result (the list")
+        assert len(repr(autocron.get_results(limit=50)).splitlines()) == 51
+        assert "more" not in autocron.get_results(limit=50)._repr_html_()
+
+    def test_the_write_ahead_log_stays_small_under_a_deep_queue(self, pool):
+        """20,000 calls grew the -wal to 179 MB before the pool checkpointed it."""
+        wal, largest, done = pool + "-wal", [0], threading.Event()
+
+        def sample():
+            while not done.wait(0.005):
+                with contextlib.suppress(OSError):
+                    largest[0] = max(largest[0], os.path.getsize(wal))
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        try:
+            results = [add(i, i) for i in range(20_000)]
+            assert results[-1].get(timeout=120) == 39_998
+            assert all(results[i].get(timeout=60) == 2 * i for i in range(0, 20_000, 997))
+        finally:
+            done.set()
+            sampler.join()
+        assert largest[0] < 48 * 1024 * 1024, f"the -wal grew to {largest[0] / 2 ** 20:.0f} MB"
+        wait_until(lambda: os.path.getsize(wal) == 0, 30, "the idle pool to empty the -wal")
+
+    @pytest.mark.parametrize("value", ["maybe", "FULL", 2, True])
+    def test_bad_synchronous_values_are_refused(self, database, value):
+        with pytest.raises(ValueError) as caught:
+            autocron.start(database, synchronous=value)
+        assert str(caught.value) == ("synchronous must be 'normal' (a call survives a crash "
+                                     f"of the application) or 'full' (also power loss), got "
+                                     f"{value!r}")
+        assert autocron._state.store is None
 
 
 # ---- Jupyter -------------------------------------------------------------------------------
@@ -3535,6 +3707,44 @@ class TestAdmin:
         assert out.returncode == 0
         assert "autocron INFO autocron worker" in out.stderr and "started" in out.stderr
         assert "autocron ERROR autocron task" in out.stderr and "ValueError" in out.stderr
+
+    def test_set_synchronous(self, tmp_path):
+        database = tmp_path / "sync.db"
+        autocron._Store(database).close()
+        out = cli("set", "synchronous", "full", db=database)
+        assert (out.returncode, out.stdout) == (0, "synchronous set to full; used from the "
+                                                   "next start()\n")
+        store = autocron._Store(database)
+        assert store.settings()["synchronous"] == "full"
+        assert store.read("PRAGMA synchronous") == [(2,)]
+        store.close()
+        assert cli("set", "synchronous", "normal", db=database).returncode == 0
+        assert autocron._Store(database).settings()["synchronous"] == "normal"
+
+    def test_set_synchronous_to_a_live_pool(self, live_pool):
+        database, owner = live_pool
+        out = cli("set", "synchronous", "full", db=database)
+        assert out.stdout == (f"synchronous set to full; the running pool (owner pid "
+                              f"{owner.pid}) applies it within a second, other running "
+                              "processes at their next start()\n")
+
+    @pytest.mark.parametrize("args, message", [
+        (["set", "synchronous", "maybe"], "autocron set: argument value: 'maybe' is not normal "
+                                          "or full (see autocron set --help)"),
+        (["set", "synchronous", "2"], "autocron set: argument value: '2' is not normal or full "
+                                      "(see autocron set --help)"),
+        (["set", "result-ttl", "full"], "autocron set: argument value: 'full' is not a positive "
+                                        "whole number (see autocron set --help)"),
+        (["set", "durability", "full"], "autocron set: argument setting: invalid choice: "
+                                        "'durability' (choose from 'workers', 'result-ttl', "
+                                        "'synchronous') (see autocron set --help)"),
+    ])
+    def test_bad_settings_are_one_line_and_exit_2(self, tmp_path, args, message):
+        database = tmp_path / "bad.db"
+        autocron._Store(database).close()
+        out = cli(*args, db=database)
+        assert (out.returncode, out.stderr, out.stdout) == (2, message + "\n", "")
+        assert autocron._Store(database).settings()["synchronous"] == "normal"
 
 
 class TestDemo:

@@ -90,6 +90,13 @@ Two more measurements concern autocron alone:
    these.  Both clocks count in ticks, usually 10 ms: over 5 s one tick is
    0.2 % of a core, so the table also shows the same from the threads'
    ``/proc/<pid>/task/*/schedstat`` (nanoseconds) as a cross-check.
+6. Durability: the cost of ``start(..., synchronous="full")`` (every commit
+   waits for the disk) against the default ``"normal"``.  Each round starts a
+   fresh pool with each setting (alternating which goes first), checks that
+   its connection really uses it (``PRAGMA synchronous``), and runs steps 1
+   and 2 on 1,000 calls (``--quick``: 200): enqueue calls/s and tasks/s.
+   ``full/normal`` of the medians is the price of surviving power loss on
+   this machine's disk.
 
 Results are checked (``add(i, i) == 2 * i``); a batch gets 120 s for
 all its results, a single call 60 s.  A library that raises or times out gets
@@ -202,10 +209,15 @@ class Sizes:
     idle_seconds: float
     block: int  # enqueue calls per block of the by-value measurement
     pairs: int  # pairs of blocks (module, __main__) per by-value round
+    durable: int  # calls per batch of the durability measurement
 
 
-FULL = Sizes(rounds=3, tasks=3000, latency_calls=60, idle_seconds=5.0, block=50, pairs=100)
-QUICK = Sizes(rounds=1, tasks=500, latency_calls=20, idle_seconds=3.0, block=50, pairs=50)
+FULL = Sizes(rounds=3, tasks=3000, latency_calls=60, idle_seconds=5.0, block=50, pairs=100,
+             durable=1000)
+QUICK = Sizes(rounds=1, tasks=500, latency_calls=20, idle_seconds=3.0, block=50, pairs=50,
+              durable=200)
+SYNCHRONOUS = ("normal", "full")  # autocron's durability settings (section 6)
+SYNCHRONOUS_PRAGMA = {"normal": 1, "full": 2}
 
 
 class Client(NamedTuple):
@@ -283,12 +295,13 @@ def _autocron_wait(result, timeout):
 
 
 @contextlib.contextmanager
-def autocron_pool(folder: Path) -> Iterator[Client]:
+def autocron_pool(folder: Path, synchronous: Optional[str] = None) -> Iterator[Client]:
     import autocron
     import _tasks_autocron  # raises while autocron has no `delay`
 
-    try:
-        if not autocron.start(database=str(folder / "autocron.db"), workers=WORKERS):
+    options = {} if synchronous is None else {"synchronous": synchronous}  # a baseline may
+    try:                                                                   # not know it
+        if not autocron.start(database=str(folder / "autocron.db"), workers=WORKERS, **options):
             print("note: autocron.start() returned False", file=sys.stderr)
         client = Client(_tasks_autocron.add, _autocron_wait)
         warm_up(client)
@@ -586,11 +599,11 @@ def note_error(exc: BaseException) -> str:
 
 
 @contextlib.contextmanager
-def fresh_pool(lib: str) -> Iterator[Client]:
+def fresh_pool(lib: str, **options) -> Iterator[Client]:
     """A pool of ``lib`` in a fresh folder; stopped, its strays reaped, the folder removed."""
     folder = Path(tempfile.mkdtemp(prefix=f"tasks-bench-{lib}-"))
     try:
-        with POOLS[lib](folder) as client:
+        with POOLS[lib](folder, **options) as client:
             yield client
     finally:
         reap_strays(lib)
@@ -618,6 +631,22 @@ def run_by_value_round(r: int, sizes: Sizes) -> ByValueRound:
     except Exception as exc:
         round_.error = note_error(exc)
     return round_
+
+
+def run_durability_round(level: str, sizes: Sizes) -> Measurement:
+    """Steps 1 and 2 on a fresh autocron pool with ``synchronous=level``."""
+    import autocron
+
+    m = Measurement()
+    try:
+        with fresh_pool("autocron", synchronous=level) as client:
+            used = autocron._state.store.read("PRAGMA synchronous")[0][0]
+            if used != SYNCHRONOUS_PRAGMA[level]:
+                raise AssertionError(f"synchronous={level!r} gave PRAGMA synchronous {used}")
+            run_batch(client, sizes.durable, m)
+    except Exception as exc:
+        m.error = note_error(exc)
+    return m
 
 
 def run_idle(sizes: Sizes) -> IdleCost:
@@ -768,6 +797,7 @@ class Results(NamedTuple):
     by_value: list  # [ByValueRound per round]
     idle: IdleCost
     versions: dict  # {lib: autocron.__version__} of the autocrons measured in a subprocess
+    durability: dict  # {synchronous setting: [Measurement per round]}
 
 
 def progress(text: str) -> None:
@@ -810,7 +840,13 @@ def run_all(sizes: Sizes, copies: dict) -> Results:
     progress(f"autocron idle for {sizes.idle_seconds:g} s ...")
     idle = run_idle(sizes)
     progress(f"  {idle}")
-    return Results(libs, by_value, idle, versions)
+    durability = {level: [] for level in SYNCHRONOUS}
+    for r in range(1, sizes.rounds + 1):
+        for level in SYNCHRONOUS if r % 2 else SYNCHRONOUS[::-1]:
+            progress(f"round {r}/{sizes.rounds}: autocron, synchronous={level} ...")
+            durability[level].append(run_durability_round(level, sizes))
+            progress(f"  {durability[level][-1]}")
+    return Results(libs, by_value, idle, versions, durability)
 
 
 # --- report --------------------------------------------------------------------
@@ -1125,6 +1161,7 @@ def print_report(all_results: Results, sizes: Sizes) -> None:
               f"{baseline_per_round(results, 'p50')} (lower is better)")
     print_by_value(all_results.by_value, sizes)
     print_idle(all_results.idle, sizes)
+    print_durability(all_results.durability, sizes)
     print_goals(all_results)
 
 
@@ -1163,6 +1200,23 @@ def print_idle(idle: IdleCost, sizes: Sizes) -> None:
           f"of {1000 / os.sysconf('SC_CLK_TCK'):g} ms; the goal uses these.  ns clock: the "
           f"sum of `/proc/<pid>/task/*/schedstat` over the live threads, a cross-check at "
           f"nanosecond resolution.")
+
+
+def print_durability(durability: dict, sizes: Sizes) -> None:
+    print(f"\n## 6. autocron durability: synchronous=\"normal\" (default) vs \"full\"; "
+          f"{sizes.durable:,} calls per round, {WORKERS} workers\n")
+    rounds = len(durability[SYNCHRONOUS[0]])
+    headers = ["synchronous", "enqueue calls/s (median)", "tasks/s (median)",
+               *(f"round {r + 1} calls/s / tasks/s" for r in range(rounds))]
+    rows = [[f"`{level}`", *(median_cell(ms, f, fmt_rate) for f in ("enqueue", "throughput")),
+             *(f"{cell(m, 'enqueue', fmt_rate)} / {cell(m, 'throughput', fmt_rate)}"
+               for m in ms)] for level, ms in durability.items()]
+    print(markdown_table(headers, rows))
+    costs = [fmt_ratio(ratio(*(median_of(durability[level], f) for level in ("full", "normal"))))
+             for f in ("enqueue", "throughput")]
+    print(f"\nfull/normal of the medians: enqueue {costs[0]}, tasks {costs[1]}.  `normal` "
+          f"survives a crash of the application; `full` also power loss or an OS crash: "
+          f"every commit (each call, each round of the pool) waits for the disk.")
 
 
 def _interrupt(signum, frame):
