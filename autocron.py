@@ -75,7 +75,6 @@ import os
 import pickle
 import random
 import re
-import select
 import selectors
 import signal
 import socket
@@ -129,13 +128,16 @@ _FALLBACK_WAKE = 2.0            # an idle pool looks for due work this often any
 _CLEANUP_INTERVAL = 60.0        # finished results past their time-to-live go this often
 _WAL_LIMIT = 8 * 1024 * 1024    # the pool empties a write-ahead log this large at once, and
 _WAL_QUIET = 1.0                # one that has not grown for this many seconds (see checkpoint)
-_CHECKPOINT_WAIT = 0.25         # seconds a checkpoint waits for the writers and readers
+_CHECKPOINT_LOOK = 0.05         # seconds between two looks at the log's size
 _WAL_LOOK = 512                 # a producer looks at the log's size after this many calls
-_PREFETCH = 4                   # tasks a worker holds: one running, the rest ready to start
+_PREFETCH = 8                   # tasks a worker holds: one running, the rest ready to start
+                                # (a worker that runs dry announces its next start alone,
+                                # which costs the dispatcher a round: 4 made that common)
 _HANDOVER_WAIT = 10.0           # a new pool waits this long for the processes of one that
                                 # ended abruptly to write what only they know
 _COMMIT_RETRY = 1.0             # a pool whose database refused a write tries again after this
 _FALLBACK_REAP = 0.5            # without SIGCHLD a pool looks for ended workers this often
+_READ_SIZE = 1 << 16            # the dispatcher reads a worker's pipe in pieces this large
 _START_COMMIT_DELAY = 0.02      # a start is written with the next outcome, or after this
                                 # (a worker that loses its manager writes its own starts)
 _ACK_BATCH = 32                 # a busy worker is told about committed outcomes this often
@@ -1761,6 +1763,7 @@ class _Store:
                                 "or use a Python built with a newer one", self.path)
         self._write = not existing if write is None else write
         self._snapshot = snapshot
+        self._mark: Optional[int] = None       # the lock file, read by cancel_mark()
         # connections are shared per thread by the stores of a file that open it alike
         self._key = (self.path, "rw" if self._write else "snapshot" if snapshot else "ro")
         self.wake_path = _wake_path(self.path)   # where its pool listens, if one can
@@ -2000,7 +2003,7 @@ class _Store:
                 self.keep_function(con, shipped)
                 row = con.execute(_INSERT_TASK + _TASK_VALUES, values).lastrowid
         if row % _WAL_LOOK == 0:
-            self.checkpoint(quiet_too=False)
+            self.checkpoint(4 * _WAL_LIMIT, quiet_too=False)
         return f"{token}-{row}"
 
     def keep_function(self, con: sqlite3.Connection, shipped: _Shipped) -> None:
@@ -2049,13 +2052,27 @@ class _Store:
     def request_cancel(self, uid: str, force: bool) -> bool:
         """Ask the pool to withdraw a task a worker holds (force: also a running one)."""
         statuses = "('queued', 'running')" if force else "('queued')"
-        return self.write(f"UPDATE tasks SET cancel = ? WHERE id = ? AND token = ? AND "
-                          f"status IN {statuses}", (2 if force else 1, *_row_key(uid))) == 1
+        if self.write(f"UPDATE tasks SET cancel = ? WHERE id = ? AND token = ? AND "
+                      f"status IN {statuses}", (2 if force else 1, *_row_key(uid))) != 1:
+            return False
+        with contextlib.suppress(OSError):   # after the commit: see cancel_mark()
+            descriptor = os.open(self.path + ".lock", os.O_WRONLY | os.O_CREAT, 0o600)
+            try:
+                os.write(descriptor, os.urandom(8))
+            finally:
+                os.close(descriptor)
+        return True
 
-    def cancel_level(self, task_id: int) -> int:
-        """0, or the withdrawal asked for a task (1: unless started, 2: in any case)."""
-        rows = self.read("SELECT cancel FROM tasks WHERE id = ?", (task_id,))
-        return rows[0][0] if rows else 0
+    def cancel_mark(self) -> Optional[bytes]:
+        """What changes whenever a withdrawal is asked for (request_cancel writes 8 random
+        bytes into the lock file after its commit), so that a worker reads cancel_requests()
+        before starting a task only when it changed: a read of the database per task would
+        cost it a tenth of its time. None: no mark here, read every time."""
+        if self._mark is None:
+            if not hasattr(os, "pread"):    # pragma: no cover - Windows
+                return None
+            self._mark = os.open(self.path + ".lock", os.O_RDONLY | os.O_CREAT, 0o600)
+        return os.pread(self._mark, 8, 0)
 
     def cancel_pending(self, uid: str) -> bool:
         rows = self.read("SELECT cancel FROM tasks WHERE id = ? AND token = ?", _row_key(uid))
@@ -2223,42 +2240,44 @@ class _Store:
                         "function FROM crons WHERE function IS NOT NULL)", (now - ttl,))
         return count
 
-    def checkpoint(self, quiet_too: bool = True) -> bool:
-        """Keep the write-ahead log small: empty it when it is large or (`quiet_too`: the
-        pool) has been quiet for a second.
+    def checkpoint(self, limit: int = _WAL_LIMIT, quiet_too: bool = True) -> bool:
+        """Keep the write-ahead log small: empty it when it passes `limit` bytes or (with
+        `quiet_too`: the pool) has been quiet for a second. True if it did.
 
         The pool's passive autocheckpoints copy the log into the database as it goes, but
         SQLite only starts the log over from its beginning when a writer finds every frame
         copied and no reader in the log; while producers and the pool write back to back
         that moment does not come, so the log grows with every call (510 MB for 100,000
-        calls), and even then the file keeps its size. A TRUNCATE checkpoint takes the write
-        lock, copies the rest, waits for the readers and empties the file. True if it did.
-        A producer looks every _WAL_LOOK calls too: while it holds the write lock back to
-        back, the pool's rounds (and checks) can wait for seconds.
+        calls), and even then the file keeps its size. A TRUNCATE checkpoint copies the
+        rest and empties the file once no reader is in the log. It is tried once per look
+        (at most every _CHECKPOINT_LOOK s): one that finds a reader or a writer in its way
+        copies what it can and answers busy, and the next look tries again, so that nobody
+        waits for it. A producer looks every _WAL_LOOK calls too, with a larger limit: while
+        it holds the write lock back to back, the pool's rounds can come late.
         """
+        now = time.monotonic()
+        if now < self._checkpoint_after:
+            return False
+        self._checkpoint_after = now + _CHECKPOINT_LOOK
         try:
             size = os.path.getsize(self.path + "-wal")
         except OSError:
             return False
-        now = time.monotonic()
         if size != self._wal_seen[0]:
             self._wal_seen = (size, now)
-        quiet = size and now - self._wal_seen[1] >= _WAL_QUIET
-        if size < _WAL_LIMIT and (not quiet or not quiet_too or now < self._checkpoint_after):
+        quiet = quiet_too and size and now - self._wal_seen[1] >= _WAL_QUIET
+        if size < limit and not quiet:
             return False
-        pause, end = 0.0001, now + _CHECKPOINT_WAIT
         try:
-            # Not _execute: a checkpoint that finds a writer or a reader in its way copies
-            # what it can and answers busy = 1 instead of raising.
-            while self._connection().execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]:
-                if time.monotonic() > end:       # a long reader: let the pool work meanwhile
-                    self._checkpoint_after = time.monotonic() + _CHECKPOINT_WAIT
-                    return False
-                time.sleep(pause)
-                pause = min(pause * 2, 0.01)
+            if self._connection().execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]:
+                return False
+        except sqlite3.OperationalError as error:    # locked: the next look, then
+            if "locked" in str(error) or "busy" in str(error):
+                return False
+            raise self._error(error) from None
         except sqlite3.Error as error:
             raise self._error(error) from None
-        self._wal_seen = (0, time.monotonic())
+        self._wal_seen = (0, now)
         return True
 
     def set_pool(self, owner: Optional[int], manager: Optional[int] = None,
@@ -2606,6 +2625,8 @@ class _WorkerState:
         self.current: Optional[tuple] = None   # (task id, wall-clock start) of the running task
         self.sent = 0                     # outcomes reported so far
         self.unacknowledged: list = []    # (number, _Outcome) not yet committed by the pool
+        self._mark: Any = False           # the store's cancel mark when last looked at
+        self._withdrawn: set = set()      # ids whose withdrawal was asked for by then
         self._store: Optional[_Store] = None
 
     def store(self) -> "_Store":
@@ -2617,7 +2638,12 @@ class _WorkerState:
         return self.store().function_payload(digest)
 
     def cancel_requested(self, task_id: int) -> bool:
-        return self.store().cancel_level(task_id) > 0
+        """Whether a withdrawal of this task was asked for before now."""
+        mark = self.store().cancel_mark()
+        if mark is None or mark != self._mark:
+            self._mark = mark
+            self._withdrawn = set(self.store().cancel_requests())
+        return task_id in self._withdrawn
 
     def acknowledged(self, number: int) -> None:
         while self.unacknowledged and self.unacknowledged[0][0] <= number:
@@ -2800,7 +2826,7 @@ class _Worker:
     """The pool's handle on one worker process and the tasks handed to it, in order."""
 
     __slots__ = ("proc", "tasks", "results", "queue", "retiring", "born", "kill_reason",
-                 "killed_for", "reported", "acknowledged", "told", "closed")
+                 "killed_for", "reported", "acknowledged", "told", "closed", "inbox")
 
     def __init__(self, database: str):
         self.proc, self.tasks, self.results = _spawn("_worker_main", {"database": database})
@@ -2813,6 +2839,8 @@ class _Worker:
         self.acknowledged = 0       # of which this many are committed
         self.told = 0               # and it has been told so about this many
         self.closed = False         # its pipe ended; its process may not have yet
+        self.inbox = bytearray()    # what was read from its pipe and is not a whole message yet
+        os.set_blocking(self.results.fileno(), False)    # see _Pool._drain
 
     def kill(self, reason: str, task: "_Task") -> None:
         """End the process and what its task started (it cannot be interrupted otherwise)."""
@@ -2880,10 +2908,14 @@ class _Pool:
         self._settings = store.settings()
         self._settings_read = time.monotonic()
         self._ready: set = set()       # workers whose pipe the last wait found readable
+        self._cancel_mark: Any = False   # the store's cancel mark when last looked at
+        self._requested: dict = {}     # and the withdrawals asked for by then
         self._idle = True              # the last round claimed nothing: look for the next due time
         self._selector = selectors.DefaultSelector()
         self._listening = False        # is the wake socket in the selector?
         self._children = _child_signals()   # readable when a worker process ends
+        self._child_ended = False      # it was: look which one
+        self._news = True              # something since the last round besides starts
         if self._children is not None:
             self._selector.register(self._children, selectors.EVENT_READ)
 
@@ -3004,7 +3036,10 @@ class _Pool:
         self._collect()
         self._enforce_timeouts()
         self._cancel_requested()
-        places = [] if self._stopping else self._places()
+        # A start alone changes nothing that a claim needs (the worker's places were
+        # counted when it got the task): claiming then would only cut batches smaller.
+        news, self._news = self._news, False
+        places = [] if self._stopping or not news else self._places()
         placed = []
         while places and self._returned:
             placed.append((places.pop(0), self._returned.pop(0)))
@@ -3127,7 +3162,10 @@ class _Pool:
         """cancel() from any process: withdraw what has not started; force: stop it."""
         if not (any(w.queue for w in self._workers) or self._returned):
             return
-        requested = self.store.cancel_requests()
+        mark = self.store.cancel_mark()
+        if mark is None or mark != self._cancel_mark:
+            self._cancel_mark, self._requested = mark, self.store.cancel_requests()
+        requested = self._requested
         if not requested:
             return
         for task in [t for t in self._returned if t.id in requested]:
@@ -3168,21 +3206,38 @@ class _Pool:
         ready, self._ready = self._ready, set()
         for worker in [w for w in self._workers if w.results in ready]:
             self._drain(worker)
-        for worker in [w for w in self._workers if w.proc.poll() is not None]:
-            self._drain(worker)          # what it said before it ended
-            self._bury(worker)
+        if self._child_ended or self._children is None or any(w.closed for w in self._workers):
+            self._child_ended = False
+            for worker in [w for w in self._workers if w.proc.poll() is not None]:
+                self._drain(worker)          # what it said before it ended
+                self._bury(worker)
         if not self._stopping:
             self._adjust_workers()
 
     def _drain(self, worker: _Worker) -> None:
-        """Read the messages waiting in a worker's pipe, without blocking."""
+        """Read the messages waiting in a worker's pipe, without blocking: whole reads into
+        a buffer, cut into messages as multiprocessing's Connection frames them (a read per
+        message and a select() to see whether another follows would cost three system calls
+        a message, the dispatcher's largest cost)."""
         if worker.closed:
             return
+        ended = False
         try:
-            # Connection.poll() builds a selector per call; one select() is cheaper
-            while select.select([worker.results.fileno()], [], [], 0)[0]:
-                self._receive(worker, pickle.loads(worker.results.recv_bytes()))
-        except (EOFError, OSError):
+            while True:
+                chunk = os.read(worker.results.fileno(), _READ_SIZE)
+                if not chunk:
+                    ended = True
+                    break
+                worker.inbox += chunk
+                if len(chunk) < _READ_SIZE:
+                    break
+        except BlockingIOError:
+            pass
+        except OSError:
+            ended = True
+        for message in _frames(worker.inbox):
+            self._receive(worker, pickle.loads(message))
+        if ended:
             worker.closed = True         # its process ends next (or has): see _collect
             self._selector.unregister(worker.results)
             if worker.proc.poll() is None:
@@ -3194,6 +3249,8 @@ class _Pool:
             _log.warning("autocron worker %d reported task %r, which it does not hold; "
                          "ignored", worker.proc.pid, message[1])
             return
+        if message[0] != "started":
+            self._news = True
         if message[0] == "started":
             task.started, task.running = time.monotonic(), True
             if not self._started:
@@ -3328,12 +3385,17 @@ class _Pool:
         if self._children is None and self._workers:
             waits.append(_FALLBACK_REAP)        # no signal tells of a worker's end: look
         timeout = min([timeout] + [w for w in waits if w is not None])
-        for key, _ in self._selector.select(timeout):
+        events = self._selector.select(timeout)
+        if not events:
+            self._news = True          # a due time, a deadline or the fallback look
+        for key, _ in events:
             if key.fileobj is self._wake:
+                self._news = True
                 with contextlib.suppress(OSError):
                     while self._wake.recv(64):
                         pass
             elif key.fileobj is self._children:
+                self._news = self._child_ended = True
                 with contextlib.suppress(OSError):
                     while os.read(self._children, 512):
                         pass
@@ -3353,6 +3415,24 @@ class _Pool:
             worker.proc.wait()
             worker.close()
         self._workers = []
+
+
+def _frames(buffer: bytearray) -> list:
+    """Take the whole messages off the front of `buffer`, as Connection.send_bytes() frames
+    them: a 4-byte big-endian size (-1: an 8-byte size follows), then the bytes."""
+    messages, start, end = [], 0, len(buffer)
+    while end - start >= 4:
+        size, head = int.from_bytes(buffer[start:start + 4], "big", signed=True), 4
+        if size == -1:
+            if end - start < 12:
+                break
+            size, head = int.from_bytes(buffer[start + 4:start + 12], "big"), 12
+        if end - start - head < size:
+            break
+        messages.append(bytes(buffer[start + head:start + head + size]))
+        start += head + size
+    del buffer[:start]
+    return messages
 
 
 def _transient(error: Exception) -> bool:
