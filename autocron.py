@@ -129,6 +129,8 @@ _CLEANUP_INTERVAL = 60.0        # finished results past their time-to-live go th
 _WAL_LIMIT = 8 * 1024 * 1024    # the pool empties a write-ahead log this large at once, and
 _WAL_QUIET = 1.0                # one that has not grown for this many seconds (see checkpoint)
 _CHECKPOINT_LOOK = 0.05         # seconds between two looks at the log's size
+_WAL_URGENT = 4 * _WAL_LIMIT    # a log this large is emptied even if the looker must wait
+_CHECKPOINT_WAIT = 0.1          # for this many seconds at most
 _WAL_LOOK = 512                 # a producer looks at the log's size after this many calls
 _PREFETCH = 8                   # tasks a worker holds: one running, the rest ready to start
                                 # (a worker that runs dry announces its next start alone,
@@ -2268,17 +2270,24 @@ class _Store:
         quiet = quiet_too and size and now - self._wal_seen[1] >= _WAL_QUIET
         if size < limit and not quiet:
             return False
-        try:
-            if self._connection().execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]:
+        # Past _WAL_URGENT the looker waits for its chance a moment (backpressure on a
+        # producer that outruns the pool), so that the log stays bounded at any depth.
+        end, pause = now + (_CHECKPOINT_WAIT if size >= _WAL_URGENT else 0.0), 0.0005
+        while True:
+            try:
+                if not self._connection().execute(
+                        "PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]:
+                    self._wal_seen = (0, now)
+                    return True
+            except sqlite3.OperationalError as error:    # locked: the next look, then
+                if "locked" not in str(error) and "busy" not in str(error):
+                    raise self._error(error) from None
+            except sqlite3.Error as error:
+                raise self._error(error) from None
+            if time.monotonic() >= end:
                 return False
-        except sqlite3.OperationalError as error:    # locked: the next look, then
-            if "locked" in str(error) or "busy" in str(error):
-                return False
-            raise self._error(error) from None
-        except sqlite3.Error as error:
-            raise self._error(error) from None
-        self._wal_seen = (0, now)
-        return True
+            time.sleep(pause)
+            pause = min(pause * 2, 0.005)
 
     def set_pool(self, owner: Optional[int], manager: Optional[int] = None,
                  workers: tuple = ()) -> None:
