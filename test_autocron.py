@@ -2847,6 +2847,18 @@ class TestNothingLostNothingTwice:
         (tmp_path / "b.go").write_text("")
         assert second.get(timeout=30) > 0
 
+    def test_a_claimed_task_is_running_only_once_its_worker_starts_it(self, database):
+        autocron.start(database, workers=1)
+        worker = wait_until(lambda: worker_pids(), what="the worker")[0]
+        os.kill(worker, signal.SIGSTOP)               # it cannot take what it is handed
+        try:
+            result = add(1, 2)
+            wait_until(lambda: row_status(database, result) == "queued", what="the hand-over")
+            assert result.status == "waiting" and result.attempts == 0
+        finally:
+            os.kill(worker, signal.SIGCONT)
+        assert result.get(timeout=30) == 3 and result.attempts == 1
+
     def test_an_outcome_that_cannot_be_stored_fails_only_its_task(self, pool):
         def too_big():
             return b"x" * (1_000_000_000 + 1)      # over SQLite's largest value
