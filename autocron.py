@@ -3061,12 +3061,13 @@ class _Pool:
         if (pending or any(due)) and time.monotonic() >= self._retry_at:
             claimed = self._commit([w.proc.pid for w in places] if any(due) else [], due[1])
         placed += [(place, _Task(*row)) for place, row in zip(places, claimed)]
-        self._idle = not claimed
         for worker, task in placed:
             worker.push(task)
         self._tell_acknowledged()
-        if not claimed and not placed:
-            self._take_back_queued()
+        if news:                       # it looked for due work: what it found counts
+            self._idle = not claimed
+            if not claimed and not placed:
+                self._take_back_queued()
 
     def _commit(self, pids: list, crons_due: bool) -> list:
         """Write what the round learnt and claim a task for each worker pid; the claimed rows.

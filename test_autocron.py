@@ -1367,6 +1367,14 @@ def read_only(path):
         subprocess.run(["chattr", "-i", str(path)], check=True)
 
 
+def foreign_database(path):
+    """An SQLite database of some other application, private to this user."""
+    with contextlib.closing(sqlite3.connect(path)) as con:
+        con.execute("CREATE TABLE users (name TEXT)")
+        con.commit()
+    os.chmod(path, 0o600)
+
+
 def row_status(database, result):
     """The status in the database, where "queued" (handed to a busy worker) is visible."""
     rows = autocron._Store(database, existing=True).read(
@@ -1466,10 +1474,7 @@ class TestStore:
 
     def test_refuses_a_foreign_sqlite_database(self, tmp_path):
         path = tmp_path / "app.db"
-        with contextlib.closing(sqlite3.connect(path)) as con:
-            con.execute("CREATE TABLE users (name TEXT)")
-            con.commit()
-        os.chmod(path, 0o600)
+        foreign_database(path)
         with pytest.raises(autocron.DatabaseError) as caught:
             autocron.start(path)
         assert str(caught.value) == (f"{path} is an SQLite database but not autocron's (it has "
@@ -1875,10 +1880,7 @@ class TestIsolation:
 
     def test_reading_commands_leave_a_foreign_database_untouched(self, tmp_path):
         path = tmp_path / "app.db"
-        with contextlib.closing(sqlite3.connect(path)) as con:
-            con.execute("CREATE TABLE users (name TEXT)")
-            con.commit()
-        os.chmod(path, 0o600)
+        foreign_database(path)
         before = path.read_bytes()
         for command in ("info", "tasks", "results"):
             out = cli(command, db=path)
