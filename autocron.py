@@ -2585,10 +2585,10 @@ def _worker_main(config_text: str) -> None:
     def take(wait: bool, skipped: list) -> Optional[tuple]:
         """The next task to start, (id, record, cron), marked current; None if there is
         none and `wait` is False. Called with `ready` held."""
+        state.current = None
         while True:
             while not state.inbox:
                 if not wait:
-                    state.current = None
                     return None
                 ready.wait()
             message = state.inbox.pop(0)
