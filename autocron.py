@@ -129,7 +129,7 @@ _CLEANUP_INTERVAL = 60.0        # finished results past their time-to-live go th
 _WAL_LIMIT = 8 * 1024 * 1024    # the pool empties a write-ahead log this large at once, and
 _WAL_QUIET = 1.0                # one that has not grown for this many seconds (see checkpoint)
 _CHECKPOINT_LOOK = 0.05         # seconds between two looks at the log's size
-_WAL_URGENT = 4 * _WAL_LIMIT    # a log this large is emptied even if the looker must wait
+_WAL_URGENT = 3 * _WAL_LIMIT    # a log this large is emptied even if the looker must wait
 _CHECKPOINT_WAIT = 0.1          # for this many seconds at most
 _WAL_LOOK = 512                 # a producer looks at the log's size after this many calls
 _PREFETCH = 8                   # tasks a worker holds: one running, the rest ready to start
@@ -2005,7 +2005,7 @@ class _Store:
                 self.keep_function(con, shipped)
                 row = con.execute(_INSERT_TASK + _TASK_VALUES, values).lastrowid
         if row % _WAL_LOOK == 0:
-            self.checkpoint(4 * _WAL_LIMIT, quiet_too=False)
+            self.checkpoint(_WAL_URGENT, quiet_too=False)
         return f"{token}-{row}"
 
     def keep_function(self, con: sqlite3.Connection, shipped: _Shipped) -> None:
