@@ -132,9 +132,10 @@ _CHECKPOINT_LOOK = 0.05         # seconds between two looks at the log's size
 _WAL_URGENT = 3 * _WAL_LIMIT    # a log this large is emptied even if the looker must wait
 _CHECKPOINT_WAIT = 0.1          # for this many seconds at most
 _WAL_LOOK = 512                 # a producer looks at the log's size after this many calls
-_PREFETCH = 8                   # tasks a worker holds: one running, the rest ready to start
-                                # (a worker that runs dry announces its next start alone,
-                                # which costs the dispatcher a round: 4 made that common)
+_PREFETCH = 4                   # tasks a worker holds: one running, the rest ready to start
+_PREFETCH_QUICK = 16            # as many while tasks take under _QUICK_TASK s: a worker that
+_QUICK_TASK = 0.002             # runs dry announces its next start alone, which costs the
+                                # dispatcher a round of its own (4 made that common)
 _HANDOVER_WAIT = 10.0           # a new pool waits this long for the processes of one that
                                 # ended abruptly to write what only they know
 _COMMIT_RETRY = 1.0             # a pool whose database refused a write tries again after this
@@ -2890,8 +2891,9 @@ class _Pool:
     """The worker processes of one database and the dispatcher that feeds them; it runs in
     the pool manager process (see _manager_main).
 
-    Each worker holds up to _PREFETCH tasks so that it never waits for the dispatcher between
-    two tasks; a task queued behind a long one is taken back when another worker falls idle.
+    Each worker holds up to _PREFETCH tasks (_PREFETCH_QUICK while tasks are quick) so that
+    it never waits for the dispatcher between two tasks; a task queued behind a long one is
+    taken back when another worker falls idle.
     What a round learns (starts, outcomes, tasks to put back) is kept until it is committed,
     and a worker forgets its outcomes only once the pool acknowledges them.
     """
@@ -2925,6 +2927,7 @@ class _Pool:
         self._children = _child_signals()   # readable when a worker process ends
         self._child_ended = False      # it was: look which one
         self._news = True              # something since the last round besides starts
+        self._run_time = _QUICK_TASK   # how long recent tasks ran, a moving average (s)
         if self._children is not None:
             self._selector.register(self._children, selectors.EVENT_READ)
 
@@ -3027,12 +3030,16 @@ class _Pool:
             with contextlib.suppress(OSError):
                 os.killpg(pid, signal.SIGKILL) if _CAN_KILL_GROUPS else os.kill(pid, 9)
 
+    def _depth(self) -> int:
+        """How many tasks a worker holds: more while the recent ones were quick."""
+        return _PREFETCH_QUICK if self._run_time < _QUICK_TASK else _PREFETCH
+
     def _places(self) -> list:
         """A worker for every task the workers can take now: idle workers first, then places
         behind a running task."""
         active = [w for w in self._workers if not w.retiring and not w.closed]
         places = [w for w in active if not w.queue]
-        for depth in range(1, _PREFETCH):
+        for depth in range(1, self._depth()):
             places += [w for w in active if max(len(w.queue), 1) <= depth]
         return places
 
@@ -3275,6 +3282,8 @@ class _Pool:
         if message[0] == "done":
             worker.reported += 1
             outcome = message[2]
+            if outcome.started is not None and outcome.finished is not None:
+                self._run_time += (outcome.finished - outcome.started - self._run_time) / 8
             self._report(outcome, task, worker, worker.reported)
             if outcome.status == "error":
                 _log.error("autocron task %s failed:\n%s", task.uuid,
@@ -3372,7 +3381,8 @@ class _Pool:
     def _sleep(self) -> None:
         """Wait for a message, a wake-up, a worker's end, the next due time or the deadline."""
         timeout = _FALLBACK_WAKE
-        room = any(len(w.queue) < _PREFETCH and not w.retiring for w in self._workers)
+        depth = self._depth()
+        room = any(len(w.queue) < depth and not w.retiring for w in self._workers)
         if room != self._listening:    # while every worker is full, new tasks can wait
             if room:
                 self._selector.register(self._wake, selectors.EVENT_READ)
