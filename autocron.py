@@ -3693,6 +3693,8 @@ def start(database: Union[str, os.PathLike] = "autocron.db", workers: Optional[i
     (the default: a committed call survives a crash of the application) or "full" (it also
     survives power loss or an OS crash, at a cost per call). Starting twice is harmless.
     """
+    if _IN_WORKER:      # a module that calls start() when imported, imported by a worker:
+        return False    # its delayed calls run directly there, it needs no store or pool
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)
                                 or workers < 1):
         raise ValueError(f"workers must be a positive int, got {workers!r}")

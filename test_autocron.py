@@ -2861,6 +2861,24 @@ class TestNothingLostNothingTwice:
             os.kill(worker, signal.SIGCONT)
         assert result.get(timeout=30) == 3 and result.attempts == 1
 
+    def test_a_module_that_starts_autocron_when_imported_starts_nothing_in_a_worker(
+            self, database, tmp_path, monkeypatch):
+        (tmp_path / "starts_on_import.py").write_text(textwrap.dedent("""
+            import os, autocron
+            autocron.start(os.environ["AUTOCRON_TEST_DB"], workers=1)
+
+            @autocron.delay
+            def probe():
+                return autocron._state.store is None and autocron._state.standby is None
+        """))
+        monkeypatch.setenv("AUTOCRON_TEST_DB", database)
+        monkeypatch.syspath_prepend(str(tmp_path))
+        try:
+            import starts_on_import
+            assert starts_on_import.probe().get(timeout=30) is True
+        finally:
+            sys.modules.pop("starts_on_import", None)
+
     def test_an_outcome_that_cannot_be_stored_fails_only_its_task(self, pool):
         def too_big():
             return b"x" * (1_000_000_000 + 1)      # over SQLite's largest value
