@@ -23,14 +23,18 @@ How a call travels::
                                                                                  v
     pool manager (a process started by the owner, whose start() took the flock):
         claim due rows (one transaction) --pipe--> worker process (a fresh interpreter)
-                                                   imports or unpickles the function,
-                                                   runs it, captures what it prints
-        write outcomes (one transaction) <--pipe-- value or error as data
+                                                   says it starts the task, imports or
+                                                   unpickles the function, runs it,
+                                                   captures what it prints
+        write starts and outcomes        <--pipe-- value or error as data
+        (one transaction), acknowledge them --pipe--> the worker forgets them
         tell the owner which awaited tasks finished --pipe--> owner sets their events
     caller: result.get() / result.waiting / await result --reads--> SQLite
 
 The owner holds the lock and a pipe to the manager; when the owner ends, however it ends,
-the pipe closes and the manager exits, and with it every worker through its own pipe.
+the pipe closes and the manager exits, and with it every worker through its own pipe, after
+writing what only it knows (starts and outcomes not yet acknowledged). The next pool waits
+for that before it settles what the last one left behind.
 
 Sections, in dependency order: constants, exceptions, cron expressions (a pure engine that
 never reads the clock), task records and serialisation (functions by reference or by value),
@@ -2346,10 +2350,14 @@ def _next_due(schedule: "CronExpression", after: float) -> float:
 #                                       <--result pipe--
 #
 # One process per database owns the pool; the kernel releases the flock however the owner
-# ends. The manager is the only process that claims tasks and writes outcomes, in one
-# transaction per round. A closed pipe is every process's signal that the one that started it
-# is gone: the manager exits when the owner's control pipe closes, a worker when its task pipe
-# closes. No pid is ever polled, no signal handler installed in the user's process.
+# ends. The manager claims tasks and writes starts and outcomes, in one transaction per round;
+# a worker keeps each outcome until the manager acknowledges it. A closed pipe is every
+# process's signal that the one that started it is gone: the manager exits when the owner's
+# control pipe closes, a worker when its task pipe closes (it first writes what the manager
+# had not committed: _WorkerState.hand_over). The manager notices a worker's end by its
+# process (SIGCHLD, in the manager, which runs no user code), since a task's own child may
+# hold the pipe open; a worker dies together with its process group. No signal handler is
+# ever installed in the user's process.
 
 _IN_WORKER = False
 
