@@ -2545,8 +2545,8 @@ def _worker_main(config_text: str) -> None:
     A reader thread moves messages from the pipe into an inbox; it also hands queued tasks
     back on request and notices the manager's end (its pipe closes, however it ends). The
     manager commits what a worker reports and acknowledges it; what it could not commit
-    before it ended, the worker writes itself (_hand_over), so nothing that ran is lost or
-    runs again.
+    before it ended, the worker writes itself (_WorkerState.hand_over), so nothing that ran
+    is lost or runs again.
     """
     global _IN_WORKER
     _IN_WORKER = True
