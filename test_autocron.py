@@ -4276,6 +4276,11 @@ class WSGIServer:
     def cron_runs(self):
         return {key: pids for key, pids in runs_in(self.log).items() if key.startswith("cron-")}
 
+    def cron_idle(self):
+        """No run of the cron job is under way (its outcome is written: the clock may move,
+        for the next due time counts from the end of the run)."""
+        return self.store.read("SELECT count(*) FROM crons WHERE running IS NOT NULL") == [(0,)]
+
     def kill(self):
         """kill -9 the master and its workers (their process group); the rest must follow."""
         with contextlib.suppress(OSError):
@@ -4313,8 +4318,8 @@ class TestWSGIServer:
                 assert ran[0] in server.pool()[2], f"{key} ran in {ran[0]}, not in the pool"
             for minute in (0, 1):                    # cron: once per due minute
                 clock.now = datetime(2030, 1, 1, 9, minute, 30).timestamp()
-                wait_until(lambda: f"cron-09:0{minute}" in server.cron_runs(), 30,
-                           f"the cron run of 09:0{minute}")
+                wait_until(lambda: f"cron-09:0{minute}" in server.cron_runs() and
+                           server.cron_idle(), 30, f"the cron run of 09:0{minute}")
             clock.now = datetime(2030, 1, 1, 9, 2, 30).timestamp()
             os.kill(owner, signal.SIGKILL)           # the owner dies as 09:02 falls due
             new_owner, new_manager, _ = wait_until(lambda: server.settled(
@@ -4325,6 +4330,7 @@ class TestWSGIServer:
             ids = server.call([f"then-{i}" for i in range(20)])
             for key, (status, value, ran) in server.runs(ids).items():
                 assert (status, value, len(ran)) == ("ready", key, 1), (key, ran)
+            wait_until(server.cron_idle, 30, "the run of 09:02, if any, to end")
             clock.now = datetime(2030, 1, 1, 9, 3, 30).timestamp()
             wait_until(lambda: "cron-09:03" in server.cron_runs(), 30, "the cron run of 09:03")
             runs = server.cron_runs()
