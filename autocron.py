@@ -2206,8 +2206,8 @@ class _Store:
                         "('queued', 'running')", final)
         retried = {a[3] for a in again}
         for outcome in outcomes:
-            if outcome.cron and outcome.id not in retried:
-                self._cron_done(con, outcome.cron, outcome.id, now)
+            if outcome.cron and outcome.id not in retried:   # from the end of the run
+                self._cron_done(con, outcome.cron, outcome.id, outcome.finished or now)
 
     def requeue(self, con: sqlite3.Connection, ids: list) -> None:
         """Tasks handed to a worker that never started them wait again."""
