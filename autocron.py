@@ -160,6 +160,8 @@ _SOCKET_PATH_MAX = 103          # bytes in an AF_UNIX address without its NUL: 1
 _STATUSES = ("waiting", "running", "ready", "error", "cancelled")
 _FINISHED = ("ready", "error", "cancelled")
 
+_IN_WORKER = False              # True in a worker process: a delayed call runs directly
+
 _log = logging.getLogger("autocron")
 _log.addHandler(logging.NullHandler())   # a library logs; the application decides where to
 
@@ -1205,6 +1207,38 @@ def _safe_text(text: str) -> str:
     return text
 
 
+class _Options:
+    """How a delayed function's calls run: retries, timeout, priority (checked at decoration)."""
+
+    __slots__ = ("retries", "retry_delay", "backoff", "timeout", "priority")
+
+    def __init__(self, retries: int = 0, retry_delay: float = 0, backoff: float = 1.0,
+                 timeout: Optional[float] = None, priority: int = 0):
+        def number(name, value, low, strict=False):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+                    value != value or (value <= low if strict else value < low):
+                bound = f"greater than {low}" if strict else f"at least {low}"
+                raise ValueError(f"{name} must be a number {bound}, got {value!r}")
+            return float(value)
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise ValueError(f"retries must be a whole number, 0 or more, got {retries!r}")
+        if isinstance(priority, bool) or not isinstance(priority, int):
+            raise ValueError(f"priority must be an int (higher runs first), got {priority!r}")
+        self.retries, self.priority = retries, priority
+        self.retry_delay = number("retry_delay", retry_delay, 0)
+        self.backoff = number("backoff", backoff, 1)
+        self.timeout = None if timeout is None else number("timeout", timeout, 0, strict=True)
+
+
+_PLAIN = _Options()
+
+
+def _shorten(text: str, limit: int, tail: bool = False) -> str:
+    if len(text) <= limit:
+        return text
+    return "..." + text[-(limit - 3):] if tail else text[:limit - 3] + "..."
+
+
 def _function_name(func: Callable) -> str:
     return _safe_text(f"{getattr(func, '__module__', '?')}."
                       f"{getattr(func, '__qualname__', repr(func))}")
@@ -1367,8 +1401,8 @@ class _Pickler(pickle.Pickler):
     def reducer_override(self, obj: Any) -> Any:
         if isinstance(obj, types.FunctionType):
             wrapped = getattr(obj, "_autocron_function", None)
-            if wrapped is not None and not _importable(obj):   # a @delay wrapper
-                return (delay, (wrapped,), None, None, None, None)
+            if wrapped is not None and not _importable(obj):   # a @delay wrapper: made
+                return (obj._autocron_decorator, (wrapped,), None, None, None, None)  # again
             return NotImplemented if _importable(obj) else _reduce_function(obj)
         if isinstance(obj, type):
             if _importable(obj) or not obj.__flags__ & _HEAP_TYPE:   # C types pickle by name
@@ -1738,6 +1772,59 @@ def _execute(con: sqlite3.Connection, sql: str, params: tuple = ()) -> sqlite3.C
                 raise
         time.sleep(pause)
         pause = min(pause * 2, 0.01)
+
+
+def _wake_folders(uid: int) -> list:
+    """Where wake-up sockets may live, best first: the user's private runtime folder
+    ($XDG_RUNTIME_DIR, which the login manager makes), else a folder of the user's own in
+    the temporary folder. Producers and the pool compute the same list from the same
+    environment; a producer with another environment is seen by the fallback check."""
+    folders = []
+    runtime = os.environ.get("XDG_RUNTIME_DIR", "")
+    if os.path.isabs(runtime) and _wake_folder_problem(runtime, uid, missing=False) is None:
+        folders.append(os.path.join(runtime, "autocron"))
+    folders.append(os.path.join(tempfile.gettempdir(), f"autocron-{uid}"))
+    return folders
+
+
+def _wake_folder_problem(folder: str, uid: int, missing: bool = True) -> Optional[str]:
+    """Why a folder cannot hold wake-up sockets, or None: it must be a real folder (not a
+    symbolic link), ours, closed to others; a `missing` one is fine (the pool makes it)."""
+    try:
+        info = os.lstat(folder)
+    except FileNotFoundError:
+        return None if missing else f"{folder} does not exist"
+    except OSError as error:
+        return f"{folder}: {error.strerror}"
+    if info.st_mode & 0o170000 != 0o040000:       # S_ISDIR, without following a link
+        return f"{folder} is a symbolic link or a file, not a folder"
+    if info.st_uid != uid:
+        return f"{folder} belongs to another user (uid {info.st_uid})"
+    if info.st_mode & 0o077:
+        return f"{folder} is open to other users (mode {info.st_mode & 0o7777:o})"
+    return None
+
+
+def _wake_choice(database: str) -> tuple:
+    """(the wake-up socket path of a database's pool or None, why each folder was passed over)."""
+    name = hashlib.sha256(database.encode("utf-8", "surrogateescape")).hexdigest()[:24]
+    uid = os.geteuid() if hasattr(os, "geteuid") else 0
+    problems = []
+    for folder in _wake_folders(uid):
+        path = os.path.join(folder, f"{name}.wake")
+        problem = _wake_folder_problem(folder, uid)
+        if problem is None and len(os.fsencode(path)) > _SOCKET_PATH_MAX:
+            problem = (f"{path} is longer than the {_SOCKET_PATH_MAX} bytes that a socket "
+                       "address can hold")
+        if problem is None:
+            return path, problems
+        problems.append(problem)
+    return None, problems
+
+
+def _wake_path(database: str) -> Optional[str]:
+    """Where the pool of a database listens for wake-up datagrams; None if nowhere safe."""
+    return _wake_choice(database)[0]
 
 
 # This thread's connections, {database path: [connection, synchronous level]}: shared by
@@ -2312,6 +2399,63 @@ class _Store:
         rows = self.read("SELECT owner, manager, workers FROM pool")
         return (rows[0][0], rows[0][1], json.loads(rows[0][2])) if rows else (None, None, [])
 
+    def checkpoint_as_pool(self) -> None:
+        """The pool's connection copies the log into the database as it goes (producers'
+        never do: it would cost them a sync now and then)."""
+        self.read("PRAGMA wal_autocheckpoint=1000")
+
+    # -- what the admin tool shows and does
+
+    def pool_running(self) -> bool:
+        """Whether a pool holds this database's lock: the flock is the truth."""
+        if _fcntl is None or not os.path.exists(self.path + ".lock"):
+            return False
+        with open(self.path + ".lock", "rb") as file:
+            try:
+                _fcntl.flock(file.fileno(), _fcntl.LOCK_SH | _fcntl.LOCK_NB)
+            except OSError:
+                return True
+        return False
+
+    def pool_row(self) -> Optional[tuple]:
+        """(owner, manager, started, [workers]) as the pool last published them, or None."""
+        rows = self.read("SELECT owner, manager, started, workers FROM pool")
+        return rows[0][:3] + (json.loads(rows[0][3]),) if rows else None
+
+    def cron_rows(self) -> list:
+        """[(name, expression, CronExpression, next due, last run, running)] by name."""
+        return [(name, expression, pickle.loads(blob), next_due, last_run, running)
+                for name, expression, blob, next_due, last_run, running in self.read(
+                    "SELECT name, expression, schedule, next_due, last_run, running FROM crons "
+                    "ORDER BY name")]
+
+    def counts(self, now: float) -> tuple:
+        """({status: number of tasks}, the number of waiting tasks due at `now`)."""
+        counts = dict(self.read("SELECT status, count(*) FROM tasks GROUP BY status"))
+        due = self.read("SELECT count(*) FROM tasks WHERE status = 'waiting' AND due <= ?",
+                        (now,))[0][0]
+        return counts, due
+
+    def schema_version(self) -> int:
+        return self.read("PRAGMA user_version")[0][0]
+
+    def task_rows(self, statuses: tuple, limit: int, newest_first: bool) -> list:
+        """[(id, name, args, status, priority, due, created, started, finished, summary,
+        error, worker)] of the tasks with these statuses: the newest first, or in the order
+        the pool takes them."""
+        marks = ", ".join("?" * len(statuses))
+        order = "id DESC" if newest_first else "priority DESC, due, id"
+        return self.read(
+            f"SELECT {_UUID}, name, args, status, priority, due, created, started, finished, "
+            f"summary, error, worker FROM tasks WHERE status IN ({marks}) ORDER BY {order} "
+            "LIMIT ?", statuses + (limit,))
+
+    def purge(self) -> int:
+        """Delete every finished result; how many."""
+        with self.transaction() as con:
+            return con.execute("DELETE FROM tasks WHERE status IN ('ready', 'error', "
+                               "'cancelled')").rowcount
+
 
 def _local_zone() -> Optional[_dt.tzinfo]:
     """The machine's zone with its daylight-saving rules, or None for naive local time."""
@@ -2358,9 +2502,6 @@ def _next_due(schedule: "CronExpression", after: float) -> float:
 # process (SIGCHLD, in the manager, which runs no user code), since a task's own child may
 # hold the pipe open; a worker dies together with its process group. No signal handler is
 # ever installed in the user's process.
-
-_IN_WORKER = False
-
 
 def _spawn(entry: str, settings: dict) -> tuple:
     """A fresh interpreter (never a fork) running `autocron.<entry>(config)`.
@@ -2438,59 +2579,6 @@ def _python() -> str:
                         f"mod_wsgi?) and there is no {version} in {', '.join(folders)} or on "
                         f"PATH; set the environment variable AUTOCRON_PYTHON to this Python's "
                         f"interpreter ({version})")
-
-
-def _wake_folders(uid: int) -> list:
-    """Where wake-up sockets may live, best first: the user's private runtime folder
-    ($XDG_RUNTIME_DIR, which the login manager makes), else a folder of the user's own in
-    the temporary folder. Producers and the pool compute the same list from the same
-    environment; a producer with another environment is seen by the fallback check."""
-    folders = []
-    runtime = os.environ.get("XDG_RUNTIME_DIR", "")
-    if os.path.isabs(runtime) and _wake_folder_problem(runtime, uid, missing=False) is None:
-        folders.append(os.path.join(runtime, "autocron"))
-    folders.append(os.path.join(tempfile.gettempdir(), f"autocron-{uid}"))
-    return folders
-
-
-def _wake_folder_problem(folder: str, uid: int, missing: bool = True) -> Optional[str]:
-    """Why a folder cannot hold wake-up sockets, or None: it must be a real folder (not a
-    symbolic link), ours, closed to others; a `missing` one is fine (the pool makes it)."""
-    try:
-        info = os.lstat(folder)
-    except FileNotFoundError:
-        return None if missing else f"{folder} does not exist"
-    except OSError as error:
-        return f"{folder}: {error.strerror}"
-    if info.st_mode & 0o170000 != 0o040000:       # S_ISDIR, without following a link
-        return f"{folder} is a symbolic link or a file, not a folder"
-    if info.st_uid != uid:
-        return f"{folder} belongs to another user (uid {info.st_uid})"
-    if info.st_mode & 0o077:
-        return f"{folder} is open to other users (mode {info.st_mode & 0o7777:o})"
-    return None
-
-
-def _wake_choice(database: str) -> tuple:
-    """(the wake-up socket path of a database's pool or None, why each folder was passed over)."""
-    name = hashlib.sha256(database.encode("utf-8", "surrogateescape")).hexdigest()[:24]
-    uid = os.geteuid() if hasattr(os, "geteuid") else 0
-    problems = []
-    for folder in _wake_folders(uid):
-        path = os.path.join(folder, f"{name}.wake")
-        problem = _wake_folder_problem(folder, uid)
-        if problem is None and len(os.fsencode(path)) > _SOCKET_PATH_MAX:
-            problem = (f"{path} is longer than the {_SOCKET_PATH_MAX} bytes that a socket "
-                       "address can hold")
-        if problem is None:
-            return path, problems
-        problems.append(problem)
-    return None, problems
-
-
-def _wake_path(database: str) -> Optional[str]:
-    """Where the pool of a database listens for wake-up datagrams; None if nowhere safe."""
-    return _wake_choice(database)[0]
 
 
 def _bind_wake(path: str) -> socket.socket:
@@ -3004,7 +3092,7 @@ class _Pool:
 
     def run(self) -> None:
         try:
-            self.store.read("PRAGMA wal_autocheckpoint=1000")
+            self.store.checkpoint_as_pool()
             self._await_previous_pool()
             with self.store.transaction() as con:
                 self.store.recover(con, _clock())
@@ -4144,12 +4232,6 @@ def _escape(text: str) -> str:
     return html.escape(text, quote=False)
 
 
-def _shorten(text: str, limit: int, tail: bool = False) -> str:
-    if len(text) <= limit:
-        return text
-    return "..." + text[-(limit - 3):] if tail else text[:limit - 3] + "..."
-
-
 class _ResultList(list):
     """The list get_results() returns: a table in Jupyter and in a terminal, of the first
     _SHOWN results (a notebook cell must not render 200,000 rows)."""
@@ -4209,32 +4291,6 @@ def _due_time(weeks, days, hours, minutes, seconds, schedule) -> Callable[[], fl
     return lambda: _clock() + offset
 
 
-class _Options:
-    """How a delayed function's calls run: retries, timeout, priority (checked at decoration)."""
-
-    __slots__ = ("retries", "retry_delay", "backoff", "timeout", "priority")
-
-    def __init__(self, retries: int = 0, retry_delay: float = 0, backoff: float = 1.0,
-                 timeout: Optional[float] = None, priority: int = 0):
-        def number(name, value, low, strict=False):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or \
-                    value != value or (value <= low if strict else value < low):
-                bound = f"greater than {low}" if strict else f"at least {low}"
-                raise ValueError(f"{name} must be a number {bound}, got {value!r}")
-            return float(value)
-        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-            raise ValueError(f"retries must be a whole number, 0 or more, got {retries!r}")
-        if isinstance(priority, bool) or not isinstance(priority, int):
-            raise ValueError(f"priority must be an int (higher runs first), got {priority!r}")
-        self.retries, self.priority = retries, priority
-        self.retry_delay = number("retry_delay", retry_delay, 0)
-        self.backoff = number("backoff", backoff, 1)
-        self.timeout = None if timeout is None else number("timeout", timeout, 0, strict=True)
-
-
-_PLAIN = _Options()
-
-
 def delay(func: Optional[Callable] = None, *, weeks: float = 0, days: float = 0,
           hours: float = 0, minutes: float = 0, seconds: float = 0,
           schedule: Optional[_dt.datetime] = None, retries: int = 0, retry_delay: float = 0,
@@ -4251,11 +4307,12 @@ def delay(func: Optional[Callable] = None, *, weeks: float = 0, days: float = 0,
     """
     due = _due_time(weeks, days, hours, minutes, seconds, schedule)
     options = _Options(retries, retry_delay, backoff, timeout, priority)
+    decorator = functools.partial(delay, weeks=weeks, days=days, hours=hours, minutes=minutes,
+                                  seconds=seconds, schedule=schedule, retries=retries,
+                                  retry_delay=retry_delay, backoff=backoff, timeout=timeout,
+                                  priority=priority)
     if func is None:
-        return functools.partial(delay, weeks=weeks, days=days, hours=hours, minutes=minutes,
-                                 seconds=seconds, schedule=schedule, retries=retries,
-                                 retry_delay=retry_delay, backoff=backoff, timeout=timeout,
-                                 priority=priority)
+        return decorator
     if not callable(func):
         raise TypeError(f"delay decorates a function, not {type(func).__name__}")
     name = _function_name(func)
@@ -4273,6 +4330,7 @@ def delay(func: Optional[Callable] = None, *, weeks: float = 0, days: float = 0,
         return Result(uid, store)
 
     delayed._autocron_function = func
+    delayed._autocron_decorator = decorator    # a shipped wrapper is made again with it
     return delayed
 
 
@@ -4413,27 +4471,17 @@ def _open_existing(args) -> _Store:
 
 def _pool_state(store: _Store) -> dict:
     """Whether a pool runs: the flock is the truth, the pool row the details."""
-    running = False
-    if _fcntl is not None and os.path.exists(store.path + ".lock"):
-        with open(store.path + ".lock", "rb") as file:
-            try:
-                _fcntl.flock(file.fileno(), _fcntl.LOCK_SH | _fcntl.LOCK_NB)
-            except OSError:
-                running = True
-    rows = store.read("SELECT owner, manager, started, workers FROM pool")
-    if not running or not rows:
+    row = store.pool_row() if store.pool_running() else None
+    if row is None:
         return {"running": False}
-    owner, manager, started, workers = rows[0]
-    return {"running": True, "owner": owner, "manager": manager, "workers": json.loads(workers),
+    owner, manager, started, workers = row
+    return {"running": True, "owner": owner, "manager": manager, "workers": workers,
             "started": _iso(started), "up_seconds": round(_clock() - started, 1)}
 
 
 def _cron_jobs(store: _Store, count: int = 3) -> list:
     jobs = []
-    for name, expression, blob, next_due, last_run, running in store.read(
-            "SELECT name, expression, schedule, next_due, last_run, running FROM crons "
-            "ORDER BY name"):
-        schedule = pickle.loads(blob)
+    for name, expression, schedule, next_due, last_run, running in store.cron_rows():
         after = _dt.datetime.fromtimestamp(_clock(), schedule.tz or _local_zone())
         jobs.append({"name": name, "expression": expression, "description": schedule.describe(),
                      "next": [t.isoformat() for t in itertools.islice(schedule.iter(after),
@@ -4444,13 +4492,10 @@ def _cron_jobs(store: _Store, count: int = 3) -> list:
 
 
 def _info(store: _Store) -> dict:
-    now = _clock()
-    counts = dict(store.read("SELECT status, count(*) FROM tasks GROUP BY status"))
-    due = store.read("SELECT count(*) FROM tasks WHERE status = 'waiting' AND due <= ?",
-                     (now,))[0][0]
+    counts, due = store.counts(_clock())
     settings = store.settings()
     return {
-        "database": store.path, "schema": store.read("PRAGMA user_version")[0][0],
+        "database": store.path, "schema": store.schema_version(),
         "size_bytes": os.path.getsize(store.path),
         "settings": {"workers": settings["workers"], "result_ttl": settings["result_ttl"],
                      "disabled": bool(settings["disabled"])},
@@ -4499,15 +4544,9 @@ def _command_info(args) -> int:
 
 
 def _task_rows(store: _Store, statuses: tuple, limit: int, newest_first: bool) -> list:
-    marks = ", ".join("?" * len(statuses))
-    order = "id DESC" if newest_first else "priority DESC, due, id"
-    rows = store.read(
-        f"SELECT {_UUID}, name, args, status, priority, due, created, started, finished, "
-        f"summary, error, worker FROM tasks WHERE status IN ({marks}) ORDER BY {order} LIMIT ?",
-        statuses + (limit,))
     out = []
     for uid, name, args, status, priority, due, created, started, finished, summary, error, \
-            worker in rows:
+            worker in store.task_rows(statuses, limit, newest_first):
         if error:
             error = json.loads(error)
             summary = f"{error['type']}: {error['message']}" if error["type"] \
@@ -4584,10 +4623,7 @@ def _command_enable(args, disabled: bool) -> int:
 
 
 def _command_purge(args) -> int:
-    store = _open_existing(args)
-    with store.transaction() as con:
-        count = con.execute("DELETE FROM tasks WHERE status IN ('ready', 'error', "
-                            "'cancelled')").rowcount
+    count = _open_existing(args).purge()
     print(f"deleted {count} finished result{'s' if count != 1 else ''}")
     return 0
 
@@ -4669,7 +4705,7 @@ def _parser():
         .set_defaults(run=lambda args: _command_enable(args, True))
     commands.add_parser("enable", help="undo disable").set_defaults(
         run=lambda args: _command_enable(args, False))
-    commands.add_parser("purge", help="delete all finished results") \
+    commands.add_parser("purge", help="remove all finished results") \
         .set_defaults(run=_command_purge)
     upcoming = reading(commands.add_parser(
         "next", help="when a cron expression fires next, and what it means"))

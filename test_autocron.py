@@ -19,6 +19,7 @@ property below is only as good as it is.
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import bisect
 import calendar
@@ -3787,6 +3788,105 @@ class TestDemo:
         assert "ValueError: this task fails on purpose" in out.stdout
         assert "ready  25" in out.stdout
         assert 'A cron job "*/15 9-17 * * 1-5" runs every 15 minutes' in out.stdout
+
+
+# ---- the module's layout ---------------------------------------------------------------------
+
+
+SQL_START = re.compile(r"\s*(SELECT|INSERT|UPDATE|DELETE|PRAGMA|CREATE|DROP|ALTER|BEGIN|COMMIT|"
+                       r"ROLLBACK|WITH)\b")
+
+
+def module_sections(lines):
+    """[(first line, title)] of the banner sections: '# ===' / '# Title' / '# ==='."""
+    return [(number + 2, lines[number + 1][1:].strip()) for number in range(len(lines) - 2)
+            if lines[number].startswith("# ====") and lines[number + 2].startswith("# ====")]
+
+
+def section_of(sections, line):
+    return max((i for i, (first, _) in enumerate(sections) if first <= line), default=-1)
+
+
+def bound_names(function):
+    """The names a function (or lambda) binds itself: parameters, assignments, imports..."""
+    arguments = function.args
+    names = {a.arg for a in arguments.args + arguments.kwonlyargs +
+             getattr(arguments, "posonlyargs", [])}
+    names |= {a.arg for a in (arguments.vararg, arguments.kwarg) if a is not None}
+    for node in ast.walk(function) if not isinstance(function, ast.Lambda) else ():
+        if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
+            names.add(node.id)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names |= {(a.asname or a.name).split(".")[0] for a in node.names}
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and \
+                node is not function:
+            names.add(node.name)
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            names.add(node.name)
+        elif isinstance(node, (ast.Global, ast.Nonlocal)):
+            names -= set(node.names)
+    return names
+
+
+def global_reads(node, local=frozenset()):
+    """(name, line) of every module-level name that `node` reads, at any depth."""
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+        for outer in getattr(node, "decorator_list", []) + node.args.defaults + \
+                [d for d in node.args.kw_defaults if d is not None]:
+            yield from global_reads(outer, local)
+        inner = local | bound_names(node)
+        for child in node.body if isinstance(node.body, list) else [node.body]:
+            yield from global_reads(child, inner)
+        return
+    if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id not in local:
+        yield node.id, node.lineno
+    for child in ast.iter_child_nodes(node):
+        yield from global_reads(child, local)
+
+
+class TestModuleLayout:
+    """autocron.py reads top to bottom: no section uses what a later one defines, and SQL
+    lives in the store's section only (the seam the PostgreSQL store will implement)."""
+
+    def layout(self):
+        text = Path(autocron.__file__).read_text()
+        return ast.parse(text), module_sections(text.splitlines())
+
+    def test_the_sections_are_the_ones_of_the_house_style(self):
+        _, sections = self.layout()
+        assert [title for _, title in sections] == [
+            "Constants", "Exceptions", "Cron expressions", "Task records and serialisation",
+            "The SQLite store", "Workers and the pool", "Public API", "Admin command line"]
+
+    def test_no_section_uses_a_name_that_a_later_section_defines(self):
+        tree, sections = self.layout()
+        defined = {}
+        for node in tree.body:
+            targets = [node] if isinstance(node, (ast.FunctionDef, ast.ClassDef)) else \
+                [t for t in ast.walk(node) if isinstance(t, ast.Name) and
+                 isinstance(t.ctx, ast.Store)] if isinstance(node, (ast.Assign,
+                                                                    ast.AnnAssign)) else []
+            for target in targets:
+                name = target.name if hasattr(target, "name") else target.id
+                defined.setdefault(name, section_of(sections, node.lineno))
+        forward = []
+        for node in tree.body:
+            if isinstance(node, ast.If) and "__main__" in ast.unparse(node.test):
+                continue                     # the __main__ guard comes last on purpose
+            here = section_of(sections, node.lineno)
+            forward += [f"line {line}: {sections[here][1]!r} uses {name} from "
+                        f"{sections[defined[name]][1]!r}"
+                        for name, line in global_reads(node) if defined.get(name, -1) > here]
+        assert forward == []
+
+    def test_sql_lives_in_the_store_section_only(self):
+        tree, sections = self.layout()
+        outside = [f"line {node.lineno} in {sections[section_of(sections, node.lineno)][1]!r}: "
+                   f"{node.value.strip()[:40]!r}" for node in ast.walk(tree)
+                   if isinstance(node, ast.Constant) and isinstance(node.value, str) and
+                   SQL_START.match(node.value) and
+                   "store" not in sections[section_of(sections, node.lineno)][1].lower()]
+        assert outside == []
 
 
 # ---- system tests: chaos, and a real WSGI server as a client ----------------------------------
