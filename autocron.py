@@ -147,20 +147,37 @@ _FALLBACK_REAP = 0.5            # without SIGCHLD a pool looks for ended workers
 _READ_SIZE = 1 << 16            # the dispatcher reads a worker's pipe in pieces this large
 _START_COMMIT_DELAY = 0.02      # a start is written with the next outcome, or after this
                                 # (a worker that loses its manager writes its own starts)
+_RESTART_PAUSE = (0.5, 30.0)    # a worker or manager that dies young is restarted after a
+_YOUNG = 2.0                    # pause that doubles up to its maximum (young: a worker that
+_YOUNG_MANAGER = 10.0           # lived less than this, a manager less than this)
+_SETTINGS_LOOK = 1.0            # the pool reads its settings (the admin tool's) this often
+_SHUTDOWN_WAIT = 5.0            # workers told to exit get this long before they are killed
+_MANAGER_GRACE = 15.0           # stop(timeout) waits this much longer for the manager
+_WAITER_LOOK = 0.25             # a caller with an event looks at the database this often too
+_CANCEL_WAIT = 10.0             # cancel() of a handed-over task waits this long for the pool
 _ACK_BATCH = 32                 # a busy worker is told about committed outcomes this often
-_CAN_KILL_GROUPS = hasattr(os, "killpg")   # POSIX: a worker and what its tasks start die together
 _MAX_OUTPUT = 64 * 1024
 _MISFIRE_GRACE = 60.0           # a cron due time missed by less than this still runs (a pool
                                 # taken over after its owner ended); older ones follow catch_up
 _MIN_SQLITE = (3, 24, 0)        # INSERT ... ON CONFLICT DO UPDATE (UPSERT) arrived in 3.24
 _SOCKET_PATH_MAX = 103          # bytes in an AF_UNIX address without its NUL: 104 on macOS and
                                 # the BSDs, 108 on Linux
-# Inside the database a task handed to a worker but queued behind another one is "queued";
-# users see it as "waiting" (it has not started), the admin tool shows it as it is.
+# The statuses users see. Inside the database a task handed to a worker that has not started
+# it yet is "queued": users see it as "waiting", the admin tool shows it as it is.
 _STATUSES = ("waiting", "running", "ready", "error", "cancelled")
 _FINISHED = ("ready", "error", "cancelled")
 
 _IN_WORKER = False              # True in a worker process: a delayed call runs directly
+
+# What the platform offers, in one place (Linux and macOS have it all; Windows may degrade
+# but must not crash on import):
+_POSIX = os.name == "posix"                    # uids and mode bits: the privacy checks
+_HAS_FLOCK = _fcntl is not None                # one pool per database, else one per process
+_HAS_UNIX_SOCKETS = hasattr(socket, "AF_UNIX")   # wake-up datagrams, else the fallback check
+_CAN_KILL_GROUPS = hasattr(os, "killpg")       # a worker and what its tasks start die together
+_HAS_PREAD = hasattr(os, "pread")              # the cancel mark, else the database every time
+_HAS_SIGCHLD = hasattr(signal, "SIGCHLD")      # a worker's end wakes the pool, else it looks
+_HAS_FORK_HOOKS = hasattr(os, "register_at_fork")   # a forked child drops the pool's pipes
 
 _log = logging.getLogger("autocron")
 _log.addHandler(logging.NullHandler())   # a library logs; the application decides where to
@@ -972,8 +989,8 @@ class CronExpression:
 
     def iter(self, after: Optional[_dt.datetime] = None) -> Iterator[_dt.datetime]:
         """Fire times strictly after `after` (default: now), in increasing order."""
-        if after is None:
-            after = _dt.datetime.now(self._tz)
+        if after is None:     # the one clock seam, so that tests can fix "now"
+            after = _dt.datetime.fromtimestamp(_clock(), self._tz)
         elif not isinstance(after, _dt.datetime):
             raise TypeError(f"after must be a datetime, not {type(after).__name__}")
         zone = self._tz or after.tzinfo
@@ -1381,7 +1398,7 @@ def _fill_class(cls: type, state: dict) -> None:
 
 def _sentinel_reducers() -> dict:
     """Module-level singletons that must stay themselves (dataclasses compares by identity)."""
-    import dataclasses
+    import dataclasses      # only needed once something is shipped by value
     names = ("MISSING", "KW_ONLY", "_FIELD", "_FIELD_CLASSVAR", "_FIELD_INITVAR")
     return {id(getattr(dataclasses, n)): (getattr, (dataclasses, n))
             for n in names if hasattr(dataclasses, n)}
@@ -1713,7 +1730,7 @@ def _folder_problem(folder: str, uid: int) -> Optional[str]:
     group-writable only by a group without other members (a user's private group, as umask
     002 setups have). Root may write anywhere anyway and is not counted as another user.
     """
-    import pwd
+    import pwd              # POSIX-only, imported where it is used
     info = os.stat(folder)
     if info.st_uid not in (uid, 0):
         return (f"{folder} belongs to another user (uid {info.st_uid}), who could plant files "
@@ -1738,7 +1755,7 @@ def _folder_problem(folder: str, uid: int) -> Optional[str]:
 
 def _check_folder(folder: str) -> None:
     """Refuse a database folder that other users can write (see _folder_problem)."""
-    if os.name != "posix":  # pragma: no cover - no uid/mode bits to check on Windows
+    if not _POSIX:  # pragma: no cover - no uid/mode bits to check on Windows
         return
     problem = _folder_problem(folder, os.geteuid())
     if problem:
@@ -1747,7 +1764,7 @@ def _check_folder(folder: str) -> None:
 
 def _check_private(path: str) -> None:
     """Refuse a database that other users can write: they could make the workers run code."""
-    if os.name != "posix":  # pragma: no cover - no uid/mode bits to check on Windows
+    if not _POSIX:  # pragma: no cover - no uid/mode bits to check on Windows
         return
     info = os.stat(path)
     if info.st_uid != os.geteuid():
@@ -1808,7 +1825,7 @@ def _wake_folder_problem(folder: str, uid: int, missing: bool = True) -> Optiona
 def _wake_choice(database: str) -> tuple:
     """(the wake-up socket path of a database's pool or None, why each folder was passed over)."""
     name = hashlib.sha256(database.encode("utf-8", "surrogateescape")).hexdigest()[:24]
-    uid = os.geteuid() if hasattr(os, "geteuid") else 0
+    uid = os.geteuid() if _POSIX else 0
     problems = []
     for folder in _wake_folders(uid):
         path = os.path.join(folder, f"{name}.wake")
@@ -2163,7 +2180,7 @@ class _Store:
         before starting a task only when it changed: a read of the database per task would
         cost it a tenth of its time. None: no mark here, read every time."""
         if self._mark is None:
-            if not hasattr(os, "pread"):    # pragma: no cover - Windows
+            if not _HAS_PREAD:    # pragma: no cover - Windows
                 return None
             self._mark = os.open(self.path + ".lock", os.O_RDONLY | os.O_CREAT, 0o600)
         return os.pread(self._mark, 8, 0)
@@ -2408,7 +2425,7 @@ class _Store:
 
     def pool_running(self) -> bool:
         """Whether a pool holds this database's lock: the flock is the truth."""
-        if _fcntl is None or not os.path.exists(self.path + ".lock"):
+        if not _HAS_FLOCK or not os.path.exists(self.path + ".lock"):
             return False
         with open(self.path + ".lock", "rb") as file:
             try:
@@ -2616,7 +2633,7 @@ _sender_local = threading.local()
 
 def _notify(path: Optional[str]) -> None:
     """Wake the pool that listens at `path`; nothing happens if none does."""
-    if not path or not hasattr(socket, "AF_UNIX"):  # the pool's fallback check sees it
+    if not path or not _HAS_UNIX_SOCKETS:  # the pool's fallback check sees it
         return
     sender = getattr(_sender_local, "socket", None)
     if sender is None or _sender_local.pid != os.getpid():
@@ -2904,9 +2921,8 @@ def _exit_text(code: Optional[int]) -> str:
         return "worker died: it closed its pipe"
     if code < 0:
         try:
-            import signal
             name = f" ({signal.Signals(-code).name})"
-        except (ImportError, ValueError):
+        except ValueError:
             name = ""
         return f"worker died: killed by signal {-code}{name}"
     return f"worker died: exited with status {code}"
@@ -3010,7 +3026,7 @@ class _Pool:
         self._requeue: list = []       # claimed tasks to put back into the queue
         self._refused: list = []       # ids whose withdrawal came after they started
         self._respawn_at = 0.0
-        self._respawn_delay = 0.5
+        self._respawn_delay = _RESTART_PAUSE[0]
         self._retry_at = 0.0           # a failed commit is tried again from then on
         self._settings = store.settings()
         self._settings_read = time.monotonic()
@@ -3030,7 +3046,7 @@ class _Pool:
     def _listen(self) -> socket.socket:
         """The socket that producers' datagrams wake; without a safe place for one, a socket
         that never wakes (producers are then seen by the fallback check) and one warning."""
-        if not hasattr(socket, "AF_UNIX"):  # pragma: no cover - Windows
+        if not _HAS_UNIX_SOCKETS:  # pragma: no cover - Windows
             problems = ["this system has no AF_UNIX sockets"]
         elif not self._wake_path:
             problems = _wake_choice(self.store.path)[1]
@@ -3142,7 +3158,7 @@ class _Pool:
     def _round(self) -> None:
         """Collect what the workers report; in one transaction write it and claim the next
         tasks; hand them out."""
-        if time.monotonic() - self._settings_read > 1.0:    # the admin tool may change them
+        if time.monotonic() - self._settings_read > _SETTINGS_LOOK:    # the admin tool's
             self._settings_read = time.monotonic()
             self._settings = self.store.settings()
         self._collect()
@@ -3420,11 +3436,11 @@ class _Pool:
                 self._requeue.append(task)
         if not worker.queue and not worker.retiring and not self._stopping:
             _log.warning("autocron worker %d died: %s", worker.proc.pid, _exit_text(code))
-        if time.monotonic() - worker.born < 2.0 and not worker.retiring:
+        if time.monotonic() - worker.born < _YOUNG and not worker.retiring:
             self._respawn_at = time.monotonic() + self._respawn_delay   # failing at start-up
-            self._respawn_delay = min(self._respawn_delay * 2, 30.0)
+            self._respawn_delay = min(self._respawn_delay * 2, _RESTART_PAUSE[1])
         else:
-            self._respawn_delay = 0.5
+            self._respawn_delay = _RESTART_PAUSE[0]
         self._publish()
 
     def _adjust_workers(self) -> None:
@@ -3521,7 +3537,7 @@ class _Pool:
     def _shutdown_workers(self) -> None:
         for worker in self._workers:
             worker.send(("exit",))
-        end = time.monotonic() + 5
+        end = time.monotonic() + _SHUTDOWN_WAIT
         for worker in self._workers:
             try:
                 worker.proc.wait(timeout=max(0.1, end - time.monotonic()))
@@ -3562,7 +3578,7 @@ def _child_signals() -> Optional[int]:
     the dispatcher notices a worker's end by its process, not by its pipe (a task's own
     child may hold the pipe open). The manager is autocron's own process: a handler here
     touches no user code. None where signals cannot be used this way (then: polling)."""
-    if not hasattr(signal, "SIGCHLD") or threading.current_thread() is not \
+    if not _HAS_SIGCHLD or threading.current_thread() is not \
             threading.main_thread():
         return None
     read_end, write_end = os.pipe()
@@ -3662,7 +3678,7 @@ class _PoolHandle:
             "_manager_main", {"database": self.store.path, "owner": os.getpid()})
 
     def _listen(self) -> None:
-        pause = 0.5
+        pause = _RESTART_PAUSE[0]
         while True:
             born = time.monotonic()
             with contextlib.suppress(EOFError, OSError):
@@ -3673,7 +3689,8 @@ class _PoolHandle:
             code = self.manager.wait()
             _log.error("autocron pool manager %d died (%s); starting another",
                        self.manager.pid, _exit_text(code).replace("worker died: ", ""))
-            pause = 0.5 if time.monotonic() - born > 10 else min(pause * 2, 30.0)
+            pause = _RESTART_PAUSE[0] if time.monotonic() - born > _YOUNG_MANAGER \
+                else min(pause * 2, _RESTART_PAUSE[1])
             time.sleep(pause)
             with self._lifecycle:
                 if self._stopping:
@@ -3720,7 +3737,7 @@ class _PoolHandle:
             self._stopping = True
             self._tell_manager(("stop", timeout))
         try:
-            self.manager.wait(timeout + 15)
+            self.manager.wait(timeout + _MANAGER_GRACE)
         except subprocess.TimeoutExpired:
             self.manager.kill()
             self.manager.wait()
@@ -3746,7 +3763,7 @@ class _PoolHandle:
 
 def _try_lock(store: _Store) -> Any:
     """The pool lock of a database: an open file holding an flock, or None if taken."""
-    if _fcntl is None:  # pragma: no cover - without flock every process runs its own pool
+    if not _HAS_FLOCK:  # pragma: no cover - without flock every process runs its own pool
         return io.BytesIO()            # something to close()
     fd = os.open(store.path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
     file = os.fdopen(fd, "r+b")
@@ -3770,9 +3787,9 @@ class _State:
         self.lock = threading.RLock()
         self.store: Optional[_Store] = None        # set while active (start() .. stop())
         self.last_store: Optional[_Store] = None   # for get_results() after stop()
-        self.pool: Optional[_Pool] = None
+        self.pool: Optional[_PoolHandle] = None     # set while this process owns the pool
         self.standby: Optional[threading.Event] = None
-        self.crons: dict = {}                      # name -> (schedule, record, catch_up)
+        self.crons: dict = {}                      # name -> (schedule, function, catch_up)
 
 
 _state = _State()
@@ -3898,7 +3915,7 @@ def _after_fork_in_child() -> None:
     _state.crons, _state.store, _state.last_store = parent.crons, parent.store, parent.last_store
 
 
-if hasattr(os, "register_at_fork"):
+if _HAS_FORK_HOOKS:
     os.register_at_fork(after_in_child=_after_fork_in_child)
 atexit.register(stop)
 
@@ -3959,7 +3976,7 @@ def wait(results: Iterable["Result"], timeout: Optional[float] = None) -> list:
             if left is not None and left <= 0:
                 raise TimeoutError(f"{len(pending)} of {len(results)} tasks did not finish "
                                    f"within {timeout} s")
-            pending[0]._wait(0.25 if left is None else min(0.25, left))
+            pending[0]._wait(_WAITER_LOOK if left is None else min(_WAITER_LOOK, left))
     finally:
         progress.close()
     return [r._value() for r in results]
@@ -3988,7 +4005,7 @@ class _Progress:
                 f"{failures}, {time.monotonic() - self.started:.1f} s")
 
     def _html(self, done: int, failed: int) -> str:
-        import html
+        import html         # only the displays need it
         return (f'<progress value="{done}" max="{max(self.total, 1)}" style="width: 20em">'
                 f"</progress> <code>{html.escape(self._text(done, failed)[33:])}</code>")
 
@@ -4130,7 +4147,7 @@ class Result:
 
     def _poll(self, timeout: Optional[float], event: Optional[threading.Event] = None) -> bool:
         """Wait until finished: on the event the pool in this process sets when the task
-        is done (looking again every 0.25 s: a restarted pool settles old tasks without
+        is done (looking again every _WAITER_LOOK s: a restarted pool settles old tasks without
         events), or by reading the database, backing off, when another process runs it."""
         end = None if timeout is None else time.monotonic() + timeout
         pause = 0.0005
@@ -4139,7 +4156,7 @@ class Result:
             if left is not None and left <= 0:
                 return False
             if event is not None:
-                event.wait(0.25 if left is None else min(left, 0.25))
+                event.wait(_WAITER_LOOK if left is None else min(left, _WAITER_LOOK))
             else:
                 time.sleep(pause if left is None else min(pause, left))
                 pause = min(pause * 2, 0.05)
@@ -4147,7 +4164,7 @@ class Result:
 
     def __await__(self):
         pause = 0.0005
-        import asyncio
+        import asyncio      # costs milliseconds at import: only an awaiting caller pays
         while self.waiting:
             yield from asyncio.sleep(pause).__await__()
             pause = min(pause * 2, 0.05)
@@ -4170,7 +4187,7 @@ class Result:
         if not self._store.request_cancel(self.uuid, force):   # a worker holds it
             return False
         _notify(self._store.wake_path)
-        end = time.monotonic() + 10
+        end = time.monotonic() + _CANCEL_WAIT
         while self._store.cancel_pending(self.uuid) and self.waiting and \
                 time.monotonic() < end:
             time.sleep(0.005)
@@ -4202,7 +4219,7 @@ class Result:
         return text + ">"
 
     def _repr_html_(self) -> str:
-        import html
+        import html         # only the displays need it
         info = self._summary()
         row = (f"<b>{_escape(info['function'])}</b>({_escape(info['args'])}) "
                f"{_status_badge(info['status'])} <code>{_escape(info['value'])}</code>")
@@ -4228,7 +4245,7 @@ def _status_badge(status: str) -> str:
 
 
 def _escape(text: str) -> str:
-    import html
+    import html             # only the displays need it
     return html.escape(text, quote=False)
 
 
@@ -4414,7 +4431,7 @@ def _demo(args) -> int:
         job = cron("*/15 9-17 * * mon-fri")(_demo_report)
         schedule = _state.crons[_function_name(job)][0]
         print(f'A cron job "{schedule}" runs {schedule.describe()}; its next runs:')
-        for moment in itertools.islice(schedule.iter(_dt.datetime.now()), 3):
+        for moment in itertools.islice(schedule.iter(), 3):
             print(f"  {moment:%a %Y-%m-%d %H:%M}")
         print("Stopping the pool.")
         stop()
@@ -4631,7 +4648,7 @@ def _command_purge(args) -> int:
 def _command_next(args) -> int:
     schedule = CronExpression(args.expression, tz=args.tz)
     zone = schedule.tz or _local_zone()
-    after = _dt.datetime.fromtimestamp(_clock(), zone) if zone else _dt.datetime.now()
+    after = _dt.datetime.fromtimestamp(_clock(), zone)
     times = list(itertools.islice(schedule.iter(after), args.n))
     if args.json:
         print(json.dumps({"expression": str(schedule), "description": schedule.describe(),
@@ -4646,13 +4663,13 @@ def _command_next(args) -> int:
 
 def _positive_int(text: str) -> int:
     if not (text.isascii() and text.isdigit()) or int(text) < 1:
-        import argparse
+        import argparse     # only the admin command line needs it
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
     return int(text)
 
 
 def _parser():
-    import argparse
+    import argparse         # only the admin command line needs it
 
     class Parser(argparse.ArgumentParser):
         def error(self, message):       # one line, not the usage block
