@@ -1620,6 +1620,36 @@ def _error_info(error: BaseException) -> dict:
 # Every statement goes through `_Store.transaction()` (writes, BEGIN IMMEDIATE) or
 # `_Store.read()`, which open one connection per thread and process (never inherited across
 # fork), set WAL and a busy timeout, and turn sqlite3 errors into DatabaseError with the path.
+#
+# The interface: what the rest of the module asks of a store, and so what another backend
+# (PostgreSQL) implements. Methods taking `con` run inside the caller's `transaction()`, so
+# that a round of the pool is one atomic write.
+#
+#   method                          what it does                                  called by
+#   ------------------------------  --------------------------------------------  -----------
+#   settings, set_setting           the stored settings (workers, ttl, ...)       caller, pool,
+#                                                                                 admin
+#   add_task                        store a call (with its shipped function)      caller
+#   result_row, result_rows         one result / the newest results              caller, pool
+#   cancel, request_cancel,         withdraw a waiting task / ask the pool to     caller
+#     cancel_pending                withdraw one a worker holds, and wait
+#   register_cron                   add or replace a cron job                     caller
+#   function_payload                a shipped function's bytes                    worker
+#   cancel_mark, cancel_requests    has a withdrawal been asked for; which        worker, pool
+#   transaction                     one atomic write of a pool round              pool, worker
+#   recover(con)                    settle what a pool that ended left behind     pool
+#   mark_started(con), finish(con)  starts; outcomes (retries: _retry_due)        pool, worker
+#   claim, requeue, refuse_cancel,  hand out due tasks; put back unstarted ones;  pool
+#     due_crons (con)               refuse late withdrawals; start cron runs
+#   anything_due, next_due          is work due; when is the next                 pool
+#   cleanup, checkpoint,            results past their ttl; keep the log small    pool, caller
+#     checkpoint_as_pool
+#   set_pool, pool_pids             who runs the pool (for the admin tool)        pool
+#   pool_running, pool_row,         what `autocron info/tasks/results/purge`      admin
+#     cron_rows, counts,            show and do
+#     schema_version, task_rows,
+#     purge
+#   path, wake_path, close          where it is; where its pool listens           all
 
 _SCHEMA = (
     """CREATE TABLE tasks (
