@@ -3041,30 +3041,32 @@ class _Pool:
     """
 
     def __init__(self, store: _Store, owner: int, notices: _Connection):
-        self.store, self._owner, self._notices = store, owner, notices
-        self._notices_lock = threading.Lock()
+        self.store = store
+        self._owner = owner            # pid of the process that owns the pool (published)
+        self._notices = notices        # the pipe up to the owner: finished tasks, log records
+        self._notices_lock = threading.Lock()   # the control thread and the dispatcher share
         self._watched: set = set()     # ids of tasks that callers in the owner wait for
-        self._workers: list = []
-        self._stopping = False
-        self._deadline = 0.0
-        self._wake_path = store.wake_path
-        self._wake = self._listen()
+        self._workers: list = []       # _Worker, in the order they were started
+        self._stopping = False         # stop() was asked for
+        self._deadline = 0.0           # monotonic time when running tasks are stopped
+        self._wake_path = store.wake_path   # where producers' wake-ups arrive ("" if nowhere)
+        self._wake = self._listen()    # the socket they arrive on
         self._started: list = []       # (task id, wall-clock start) to mark running
         self._started_since = 0.0      # when the first of them arrived
         self._outcomes: list = []      # (_Outcome, task uuid, worker or None, its number)
         self._returned: list = []      # claimed tasks handed back by a worker, to place again
         self._requeue: list = []       # claimed tasks to put back into the queue
         self._refused: list = []       # ids whose withdrawal came after they started
-        self._respawn_at = 0.0
-        self._respawn_delay = _RESTART_PAUSE[0]
+        self._respawn_at = 0.0         # no new worker before this monotonic time
+        self._respawn_delay = _RESTART_PAUSE[0]   # the pause after the next early death
         self._retry_at = 0.0           # a failed commit is tried again from then on
-        self._settings = store.settings()
-        self._settings_read = time.monotonic()
+        self._settings = store.settings()        # workers, result_ttl, ... as last read
+        self._settings_read = time.monotonic()   # when
         self._ready: set = set()       # workers whose pipe the last wait found readable
         self._cancel_mark: Any = False   # the store's cancel mark when last looked at
         self._requested: dict = {}     # and the withdrawals asked for by then
         self._idle = True              # the last round claimed nothing: look for the next due time
-        self._selector = selectors.DefaultSelector()
+        self._selector = selectors.DefaultSelector()   # worker pipes, wake-ups, child ends
         self._listening = False        # is the wake socket in the selector?
         self._children = _child_signals()   # readable when a worker process ends
         self._child_ended = False      # it was: look which one
@@ -3144,7 +3146,11 @@ class _Pool:
                 self.store.recover(con, _clock())
             self._adjust_workers()
             last_cleanup = 0.0
-            while not (self._stopping and self._stopped()):
+            while True:
+                if self._stopping:
+                    self._wind_down()
+                    if self._drained():
+                        break
                 self._round()
                 if time.monotonic() - last_cleanup > _CLEANUP_INTERVAL:
                     last_cleanup = time.monotonic()
@@ -3341,14 +3347,19 @@ class _Pool:
                     self._kill(worker, task, "cancelled")
                 elif task.running:
                     self._refused.append(task.id)
-                elif not task.returning:    # the worker gives it back, or says it started
-                    task.returning = True
-                    worker.send(("return", task.id))
+                else:                       # the worker gives it back, or says it started
+                    self._take_back(worker, task)
 
     def _next_timeout(self) -> Optional[float]:
         ends = [w.queue[0].started + w.queue[0].timeout for w in self._workers
                 if w.queue and w.queue[0].timeout and w.queue[0].running]
         return max(0.0, min(ends) - time.monotonic()) if ends else None
+
+    def _take_back(self, worker: _Worker, task: "_Task") -> None:
+        """Ask a worker for a task it holds; it answers "returned" unless it started it."""
+        if not task.returning:
+            task.returning = True
+            worker.send(("return", task.id))
 
     def _take_back_queued(self) -> None:
         """An idle worker and nothing due: ask for tasks queued behind running ones."""
@@ -3356,8 +3367,7 @@ class _Pool:
         for worker in self._workers:
             for task in worker.queue[1:]:
                 if idle and not task.returning:
-                    task.returning = True
-                    worker.send(("return", task.id))
+                    self._take_back(worker, task)
                     idle -= 1
 
     def _collect(self) -> None:
@@ -3487,21 +3497,19 @@ class _Pool:
         for worker in active[wanted:]:
             worker.retiring = True
             for task in worker.queue[1:]:
-                task.returning = True
-                worker.send(("return", task.id))
+                self._take_back(worker, task)
             worker.send(("exit",))
 
     def _publish(self) -> None:
         with contextlib.suppress(DatabaseError):
             self.store.set_pool(self._owner, os.getpid(), [w.proc.pid for w in self._workers])
 
-    def _stopped(self) -> bool:
-        """While stopping: True once no worker holds a task (those past the deadline killed)."""
+    def _wind_down(self) -> None:
+        """While stopping: take back what has not started; past the deadline, kill the
+        workers that still run a task (it fails "stopped") and write that at once."""
         for worker in self._workers:
             for task in worker.queue[1:]:
-                if not task.returning:
-                    task.returning = True
-                    worker.send(("return", task.id))
+                self._take_back(worker, task)
         busy = [w for w in self._workers if w.queue]
         if busy and time.monotonic() >= self._deadline:
             for worker in busy:
@@ -3517,8 +3525,11 @@ class _Pool:
                         self._requeue.append(task)
                 worker.queue = []
             self._round()
-            busy = []
-        return not busy and not self._outcomes and not self._requeue and not self._started
+
+    def _drained(self) -> bool:
+        """No worker holds a task and everything learnt is written: the pool may end."""
+        return not any(w.queue for w in self._workers) and not self._outcomes and \
+            not self._requeue and not self._started
 
     def _sleep(self) -> None:
         """Wait for a message, a wake-up, a worker's end, the next due time or the deadline."""
