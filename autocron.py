@@ -1199,6 +1199,32 @@ class _Outcome(NamedTuple):
     retryable: bool = True           # an error may run again while retries are left
 
 
+class _ResultRow(NamedTuple):
+    """What a Result shows: a task's row as the store reads it, or a call run here."""
+
+    uuid: str
+    name: str                        # module.qualname of the function
+    args: str                        # the arguments as written, shortened
+    status: str                      # as stored ("queued" included)
+    created: Optional[float]
+    started: Optional[float]
+    finished: Optional[float]
+    value: Any                       # the return value, pickled unless `pickled` is False
+    error: Optional[str]             # JSON of {"type", "message", "traceback"}
+    output: str = ""
+    summary: Optional[str] = None    # repr of the value, shortened
+    attempts: int = 1
+    pickled: bool = True             # False: a call run here keeps its value as it is
+
+
+def _pauses(first: float = 0.0005, most: float = 0.05) -> Iterator[float]:
+    """Waits that double from `first` up to `most`: how a caller polls the database."""
+    pause = first
+    while True:
+        yield pause
+        pause = min(pause * 2, most)
+
+
 def _retry_due(attempts: int, retries: int, retry_delay: float, backoff: float,
                now: float) -> Optional[float]:
     """When a failed attempt runs again (the attempts so far counted), or None: used up."""
@@ -2159,10 +2185,10 @@ class _Store:
                               "deleted with its last task - call the function again")
         return rows[0][0]
 
-    def result_row(self, uid: str) -> Optional[tuple]:
+    def result_row(self, uid: str) -> Optional[_ResultRow]:
         rows = self.read(f"SELECT {_RESULT_COLUMNS} FROM tasks WHERE id = ? AND token = ?",
                          _row_key(uid))
-        return rows[0] if rows else None
+        return _ResultRow(*rows[0]) if rows else None
 
     def result_rows(self, limit: Optional[int] = None, status: Optional[str] = None) -> list:
         """Results newest first: at most `limit` (None: all), only those with the public
@@ -2172,8 +2198,9 @@ class _Store:
         if status is not None:
             params = ("waiting", "queued") if status == "waiting" else (status,)
             where = f"WHERE status IN ({', '.join('?' * len(params))}) "
-        return self.read(f"SELECT {_RESULT_COLUMNS} FROM tasks {where}ORDER BY id DESC LIMIT ?",
-                         params + (-1 if limit is None else limit,))
+        return [_ResultRow(*row) for row in self.read(
+            f"SELECT {_RESULT_COLUMNS} FROM tasks {where}ORDER BY id DESC LIMIT ?",
+            params + (-1 if limit is None else limit,))]
 
     def cancel(self, uid: str) -> bool:
         """Withdraw a waiting task; True if it was waiting. A cron run's job goes on."""
@@ -3112,7 +3139,7 @@ class _Pool:
         with self._notices_lock:
             self._watched.add(uid)
         row = self.store.result_row(uid)      # finished before the wish arrived?
-        if row is None or row[3] in _FINISHED:
+        if row is None or row.status in _FINISHED:
             self._notify_done([uid])
 
     def _notify_done(self, uids: list) -> None:
@@ -3985,7 +4012,7 @@ def get_results(limit: Optional[int] = None, status: Optional[str] = None) -> "_
     store = _current_store()
     if store is None:
         return _ResultList()
-    return _ResultList(Result(row[0], store, row) for row in store.result_rows(limit, status))
+    return _ResultList(Result(row.uuid, store, row) for row in store.result_rows(limit, status))
 
 
 def get_result(uuid: str) -> Optional["Result"]:
@@ -4076,7 +4103,8 @@ class Result:
 
     __slots__ = ("uuid", "_store", "_row")
 
-    def __init__(self, uuid: str, store: Optional[_Store] = None, row: Optional[tuple] = None):
+    def __init__(self, uuid: str, store: Optional[_Store] = None,
+                 row: Optional[_ResultRow] = None):
         self.uuid = uuid
         self._store = store
         self._row = row
@@ -4089,23 +4117,25 @@ class Result:
             value, status, error = func(*args, **kwargs), "ready", None
         except Exception as exc:
             value, status, error = None, "error", json.dumps(_error_info(exc))
-        row = (_uuid.uuid4().hex, _function_name(func), _call_text(args, kwargs), status,
-               started, started, _clock(), value, error, "")
-        return cls(row[0], None, row)
+        row = _ResultRow(_uuid.uuid4().hex, _function_name(func), _call_text(args, kwargs),
+                         status, started, started, _clock(), value, error, pickled=False)
+        return cls(row.uuid, None, row)
 
-    def _fetch(self) -> tuple:
+    def _fetch(self) -> _ResultRow:
+        """The row, read again while the task is not finished. A row that is gone (deleted
+        after its time-to-live) reads as an error that says so: the outcome is unknown."""
         row = self._row
-        if row is not None and (row[3] in _FINISHED or self._store is None):
+        if row is not None and (row.status in _FINISHED or self._store is None):
             return row
         if self._store is not None:
             fresh = self._store.result_row(self.uuid)
             if fresh is not None:
                 self._row = fresh
-            elif row is None or row[3] not in _FINISHED:
-                self._row = (self.uuid, "?", "", "deleted", None, None, None, None,
-                             json.dumps({"type": "", "message": "the result is no longer in the "
-                                         "database (deleted after its time-to-live)",
-                                         "traceback": ""}), "")
+            elif row is None or row.status not in _FINISHED:
+                self._row = _ResultRow(self.uuid, "?", "", "error", None, None, None, None,
+                                       json.dumps(_failure(
+                                           "the result is no longer in the database (deleted "
+                                           "after its time-to-live)")))
         return self._row
 
     # -- status
@@ -4113,7 +4143,7 @@ class Result:
     @property
     def status(self) -> str:
         """"waiting", "running", "ready", "error" or "cancelled"."""
-        status = self._fetch()[3]
+        status = self._fetch().status
         return "waiting" if status == "queued" else status    # handed over, not started
 
     @property
@@ -4129,20 +4159,20 @@ class Result:
 
     @property
     def has_error(self) -> bool:
-        return self.status in ("error", "cancelled", "deleted")
+        return self.status in ("error", "cancelled")
 
     @property
     def function_result(self) -> Any:
         """The returned value, or None while waiting or after an error."""
         row = self._fetch()
-        if row[3] != "ready" or row[7] is None:
+        if row.status != "ready" or row.value is None:
             return None
-        return pickle.loads(row[7]) if self._store is not None else row[7]
+        return pickle.loads(row.value) if row.pickled else row.value
 
     result = function_result
 
     def _error(self) -> dict:
-        text = self._fetch()[8]
+        text = self._fetch().error
         return json.loads(text) if text else {}
 
     @property
@@ -4157,7 +4187,7 @@ class Result:
     @property
     def output(self) -> str:
         """What the task printed (stdout and stderr), the last 64 KiB."""
-        return self._fetch()[9] or ""
+        return self._fetch().output or ""
 
     # -- waiting
 
@@ -4165,7 +4195,7 @@ class Result:
         """Block until finished; return the value or raise TaskError (or TimeoutError)."""
         if self._wait(timeout):
             return self._value()
-        raise TimeoutError(f"task {self.uuid} ({self._fetch()[1]}) did not finish within "
+        raise TimeoutError(f"task {self.uuid} ({self._fetch().name}) did not finish within "
                            f"{timeout} s")
 
     def _value(self) -> Any:
@@ -4191,7 +4221,7 @@ class Result:
         is done (looking again every _WAITER_LOOK s: a restarted pool settles old tasks without
         events), or by reading the database, backing off, when another process runs it."""
         end = None if timeout is None else time.monotonic() + timeout
-        pause = 0.0005
+        pauses = _pauses()
         while self.waiting:
             left = None if end is None else end - time.monotonic()
             if left is not None and left <= 0:
@@ -4199,23 +4229,20 @@ class Result:
             if event is not None:
                 event.wait(_WAITER_LOOK if left is None else min(left, _WAITER_LOOK))
             else:
-                time.sleep(pause if left is None else min(pause, left))
-                pause = min(pause * 2, 0.05)
+                time.sleep(next(pauses) if left is None else min(next(pauses), left))
         return True
 
     def __await__(self):
-        pause = 0.0005
         import asyncio      # costs milliseconds at import: only an awaiting caller pays
+        pauses = _pauses()
         while self.waiting:
-            yield from asyncio.sleep(pause).__await__()
-            pause = min(pause * 2, 0.05)
+            yield from asyncio.sleep(next(pauses)).__await__()
         return self._value()
 
     @property
     def attempts(self) -> int:
         """How many times the task has been started (more than 1 after retries)."""
-        row = self._fetch()
-        return row[11] if len(row) > 11 else 1
+        return self._fetch().attempts
 
     def cancel(self, force: bool = False) -> bool:
         """Withdraw a waiting task; with `force`, also stop a running one (its worker is
@@ -4228,10 +4255,10 @@ class Result:
         if not self._store.request_cancel(self.uuid, force):   # a worker holds it
             return False
         _notify(self._store.wake_path)
-        end = time.monotonic() + _CANCEL_WAIT
+        end, pauses = time.monotonic() + _CANCEL_WAIT, _pauses(most=0.005)
         while self._store.cancel_pending(self.uuid) and self.waiting and \
                 time.monotonic() < end:
-            time.sleep(0.005)
+            time.sleep(next(pauses))
         return self.status == "cancelled"
 
     def _summary(self) -> dict:
@@ -4239,16 +4266,17 @@ class Result:
         row = self._fetch()
         status = self.status
         if status == "ready":
-            shown = _shorten(row[10] if len(row) > 10 and row[10] is not None
+            shown = _shorten(row.summary if row.summary is not None
                              else repr(self.function_result), 80)
-        elif status in ("error", "cancelled", "deleted"):
+        elif status in ("error", "cancelled"):
             shown = self.error_message.splitlines()[0]
         else:
             shown = ""
-        took = f"{row[6] - row[5]:.3f} s" if row[5] is not None and row[6] is not None else ""
-        return {"id": self.uuid, "function": row[1].rsplit(".", 1)[-1], "args": row[2],
-                "status": status, "value": shown, "output": row[9] or "", "took": took,
-                "created": row[4]}
+        took = f"{row.finished - row.started:.3f} s" \
+            if row.started is not None and row.finished is not None else ""
+        return {"id": self.uuid, "function": row.name.rsplit(".", 1)[-1], "args": row.args,
+                "status": status, "value": shown, "output": row.output or "", "took": took,
+                "created": row.created}
 
     def __repr__(self) -> str:
         info = self._summary()
@@ -4276,7 +4304,7 @@ class Result:
 
 
 _STATUS_COLOURS = {"waiting": "#888", "running": "#1f6feb", "ready": "#1a7f37",
-                   "error": "#cf222e", "cancelled": "#bc4c00", "deleted": "#888"}
+                   "error": "#cf222e", "cancelled": "#bc4c00"}
 
 
 def _status_badge(status: str) -> str:
