@@ -2704,11 +2704,11 @@ def _notify(path: Optional[str]) -> None:
 def _worker_main(config_text: str) -> None:
     """A worker process: run tasks from the pool's pipe until told to stop or orphaned.
 
-    A reader thread moves messages from the pipe into an inbox; it also hands queued tasks
-    back on request and notices the manager's end (its pipe closes, however it ends). The
-    manager commits what a worker reports and acknowledges it; what it could not commit
-    before it ended, the worker writes itself (_WorkerState.hand_over), so nothing that ran
-    is lost or runs again.
+    A reader thread moves messages from the pipe into an inbox (_WorkerState.read_pipe); it
+    also hands queued tasks back on request and notices the manager's end (its pipe closes,
+    however it ends). The manager commits what a worker reports and acknowledges it; what it
+    could not commit before it ended, the worker writes itself (_WorkerState.hand_over), so
+    nothing that ran is lost or runs again.
     """
     global _IN_WORKER
     _IN_WORKER = True
@@ -2716,98 +2716,98 @@ def _worker_main(config_text: str) -> None:
     os.chdir(config["cwd"])
     sys.path[:] = config["path"]
     _capture_output()
-    tasks = _Connection(config["down"], writable=False)
-    results = _Connection(config["up"], readable=False)
-    state = _WorkerState(config["database"])
-    ready = threading.Condition()     # guards the inbox and `state`
-    sending = threading.Lock()
-
-    def reply(message: tuple) -> None:
-        data = pickle.dumps(message, _PICKLE_PROTOCOL)
-        with sending, contextlib.suppress(OSError):   # the manager is gone: the reader
-            results.send_bytes(data)                  # thread hands over
-
-    def read_pipe() -> None:
-        inbox = state.inbox
-        while True:
-            try:
-                message = pickle.loads(tasks.recv_bytes())
-            except (EOFError, OSError):
-                with ready:                # the main thread cannot change the state now
-                    state.hand_over()
-                _end_process_group()
-            returned = False
-            with ready:
-                if message[0] == "ack":
-                    state.acknowledged(message[1])
-                elif message[0] == "return":        # not started yet? give it back
-                    queued = [m for m in inbox if m[0] == "run" and m[1] == message[1]]
-                    if queued:
-                        inbox.remove(queued[0])
-                        returned = True
-                else:
-                    if message[0] == "run":
-                        state.acknowledged(message[4])
-                    inbox.append(message)
-                    ready.notify()
-            if returned:                   # never write while holding `ready`
-                reply(("returned", message[1]))
-
-    def take(wait: bool, skipped: list) -> Optional[tuple]:
-        """The next task to start, (id, record, cron), marked current; None if there is
-        none and `wait` is False. Called with `ready` held."""
-        state.current = None
-        while True:
-            while not state.inbox:
-                if not wait:
-                    return None
-                ready.wait()
-            message = state.inbox.pop(0)
-            if message[0] == "exit":
-                state.hand_over()
-                os._exit(0)
-            if state.cancel_requested(message[1]):   # cancel() came first: it never starts
-                skipped.append(("skipped", message[1]))
-                continue
-            state.current = (message[1], _clock())
-            return message[1:4]
-
-    threading.Thread(target=read_pipe, name="autocron-lifeline", daemon=True).start()
+    state = _WorkerState(config["database"], _Connection(config["up"], readable=False))
+    threading.Thread(target=state.read_pipe, args=(_Connection(config["down"], writable=False),),
+                     name="autocron-lifeline", daemon=True).start()
     functions: dict = {}
     while True:
         skipped: list = []
-        with ready:
-            task = take(True, skipped)
+        with state.ready:
+            task = state.take(True, skipped)
             started = state.current
         for message in skipped + [("started",) + started]:
-            reply(message)
+            state.reply(message)
         while task is not None:
             # One message says that a task ended and (if one waits) that the next started.
             task_id, data, cron = task
             done = _run_task(task_id, data, functions, state.payload)
             skipped = []
-            with ready:
+            with state.ready:
                 outcome = _Outcome(*done[1:], cron=cron)
                 state.sent += 1
                 state.unacknowledged.append((state.sent, outcome))
-                task = take(False, skipped)
+                task = state.take(False, skipped)
                 started = state.current
             for message in skipped + [("done", task_id, outcome, started)]:
-                reply(message)
+                state.reply(message)
 
 
 class _WorkerState:
-    """What a worker knows that its pool may not have committed yet."""
+    """What a worker knows that its pool may not have committed yet, and its two pipes."""
 
-    def __init__(self, database: str):
+    def __init__(self, database: str, results: _Connection):
         self.database = database
+        self.ready = threading.Condition()   # guards the inbox and what follows
         self.inbox: list = []             # messages not handled yet, in order
         self.current: Optional[tuple] = None   # (task id, wall-clock start) of the running task
         self.sent = 0                     # outcomes reported so far
         self.unacknowledged: list = []    # (number, _Outcome) not yet committed by the pool
+        self._results = results           # the pipe up to the pool
+        self._sending = threading.Lock()  # one message at a time on it
         self._mark: Any = False           # the store's cancel mark when last looked at
         self._withdrawn: set = set()      # ids whose withdrawal was asked for by then
         self._store: Optional[_Store] = None
+
+    def reply(self, message: tuple) -> None:
+        """Send the pool a message; never while holding `ready` (the pool may be sending)."""
+        data = pickle.dumps(message, _PICKLE_PROTOCOL)
+        with self._sending, contextlib.suppress(OSError):   # the manager is gone: the reader
+            self._results.send_bytes(data)                  # thread hands over
+
+    def read_pipe(self, tasks: _Connection) -> None:
+        """The reader thread: the pool's messages into the inbox, until the pipe closes."""
+        while True:
+            try:
+                message = pickle.loads(tasks.recv_bytes())
+            except (EOFError, OSError):
+                with self.ready:           # the main thread cannot change the state now
+                    self.hand_over()
+                _end_process_group()
+            returned = False
+            with self.ready:
+                if message[0] == "ack":
+                    self.acknowledged(message[1])
+                elif message[0] == "return":        # not started yet? give it back
+                    queued = [m for m in self.inbox if m[0] == "run" and m[1] == message[1]]
+                    if queued:
+                        self.inbox.remove(queued[0])
+                        returned = True
+                else:
+                    if message[0] == "run":
+                        self.acknowledged(message[4])
+                    self.inbox.append(message)
+                    self.ready.notify()
+            if returned:
+                self.reply(("returned", message[1]))
+
+    def take(self, wait: bool, skipped: list) -> Optional[tuple]:
+        """The next task to start, (id, record, cron), marked current; None if there is
+        none and `wait` is False. Called with `ready` held."""
+        self.current = None
+        while True:
+            while not self.inbox:
+                if not wait:
+                    return None
+                self.ready.wait()
+            message = self.inbox.pop(0)
+            if message[0] == "exit":
+                self.hand_over()
+                os._exit(0)
+            if self.cancel_requested(message[1]):   # cancel() came first: it never starts
+                skipped.append(("skipped", message[1]))
+                continue
+            self.current = (message[1], _clock())
+            return message[1:4]
 
     def store(self) -> "_Store":
         if self._store is None:
