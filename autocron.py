@@ -1733,11 +1733,15 @@ _RESULT_COLUMNS = (f"{_UUID}, name, args, status, created, started, finished, va
                    "output, summary, attempts")
 
 
+# A call is one statement (built once here, not per call); a call of a shipped function
+# stores itself only if its payload is there (else add_task stores both in a transaction).
 _INSERT_TASK = ("INSERT INTO tasks (token, name, args, status, priority, retries, retry_delay, "
-                "backoff, timeout, due, created, record, function) ")
-_TASK_VALUES = "VALUES (?, ?, ?, 'waiting', ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-_TASK_VALUES_IF_SHIPPED = ("SELECT ?, ?, ?, 'waiting', ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE EXISTS "
-                           "(SELECT 1 FROM functions WHERE hash = ?)")
+                "backoff, timeout, due, created, record, function) "
+                "VALUES (?, ?, ?, 'waiting', ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+_INSERT_SHIPPED_TASK = ("INSERT INTO tasks (token, name, args, status, priority, retries, "
+                        "retry_delay, backoff, timeout, due, created, record, function) "
+                        "SELECT ?, ?, ?, 'waiting', ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE EXISTS "
+                        "(SELECT 1 FROM functions WHERE hash = ?)")
 
 
 def _row_key(uid: str) -> tuple:
@@ -2158,9 +2162,9 @@ class _Store:
                   shipped and shipped.hash)
         try:
             if shipped is None:
-                row = _execute(self._connection(), _INSERT_TASK + _TASK_VALUES, values).lastrowid
+                row = _execute(self._connection(), _INSERT_TASK, values).lastrowid
             else:
-                cursor = _execute(self._connection(), _INSERT_TASK + _TASK_VALUES_IF_SHIPPED,
+                cursor = _execute(self._connection(), _INSERT_SHIPPED_TASK,
                                   values + (shipped.hash,))
                 row = cursor.lastrowid if cursor.rowcount == 1 else None
         except sqlite3.Error as error:
@@ -2168,7 +2172,7 @@ class _Store:
         if row is None:
             with self.transaction() as con:
                 self.keep_function(con, shipped)
-                row = con.execute(_INSERT_TASK + _TASK_VALUES, values).lastrowid
+                row = con.execute(_INSERT_TASK, values).lastrowid
         if row % _WAL_LOOK == 0:
             self.checkpoint(_WAL_URGENT, quiet_too=False)
         return f"{token}-{row}"
@@ -3336,6 +3340,18 @@ class _Pool:
         """An outcome to write in the next commit (from `worker`, its `number`-th)."""
         self._outcomes.append((outcome, task.uuid, worker, number))
 
+    def _end(self, task: "_Task", status: str, message: str, retryable: bool = False) -> None:
+        """An outcome the pool decides itself: a worker died, a withdrawal, a stop."""
+        self._report(_Outcome(task.id, status, error=_failure(message), finished=_clock(),
+                              cron=task.cron, retryable=retryable), task)
+
+    def _settle_unstarted(self, task: "_Task") -> None:
+        """A task its worker never started: withdrawn if that was asked, else it runs later."""
+        if task.cancel:
+            self._end(task, "cancelled", "cancelled")
+        else:
+            self._requeue.append(task)
+
     def _enforce_timeouts(self) -> None:
         now = time.monotonic()
         for worker in self._workers:
@@ -3362,8 +3378,7 @@ class _Pool:
             return
         for task in [t for t in self._returned if t.id in requested]:
             self._returned.remove(task)
-            self._report(_Outcome(task.id, "cancelled", error=_failure("cancelled"),
-                                  finished=_clock(), cron=task.cron, retryable=False), task)
+            self._end(task, "cancelled", "cancelled")
         for worker in self._workers:
             for task in list(worker.queue):
                 level = requested.get(task.id, 0)
@@ -3472,8 +3487,7 @@ class _Pool:
             return
         task.returning = False          # "returned" (taken back) or "skipped" (cancelled)
         if task.cancel or message[0] == "skipped":
-            self._report(_Outcome(task.id, "cancelled", error=_failure("cancelled"),
-                                  finished=_clock(), cron=task.cron, retryable=False), task)
+            self._end(task, "cancelled", "cancelled")
         else:
             (self._requeue if self._stopping else self._returned).append(task)
 
@@ -3486,21 +3500,14 @@ class _Pool:
         code = worker.proc.wait()
         _kill_group(worker.proc)         # what its tasks started dies with it
         for task in worker.queue:
-            if task.running:
-                if task.id == worker.killed_for and task.cancel == 2:
-                    outcome = _Outcome(task.id, "cancelled", error=_failure(
-                        "cancelled while running"), retryable=False)
-                else:
-                    text = worker.kill_reason if task.id == worker.killed_for \
-                        else _exit_text(code)
-                    _log.error("autocron task %s failed: %s", task.uuid, text)
-                    outcome = _Outcome(task.id, "error", error=_failure(text))
-                self._report(outcome._replace(finished=_clock(), cron=task.cron), task)
-            elif task.cancel:
-                self._report(_Outcome(task.id, "cancelled", error=_failure("cancelled"),
-                                      finished=_clock(), cron=task.cron, retryable=False), task)
-            else:                        # never started: it runs elsewhere
-                self._requeue.append(task)
+            if not task.running:
+                self._settle_unstarted(task)
+            elif task.id == worker.killed_for and task.cancel == 2:
+                self._end(task, "cancelled", "cancelled while running")
+            else:
+                text = worker.kill_reason if task.id == worker.killed_for else _exit_text(code)
+                _log.error("autocron task %s failed: %s", task.uuid, text)
+                self._end(task, "error", text, retryable=True)
         if not worker.queue and not worker.retiring and not self._stopping:
             _log.warning("autocron worker %d died: %s", worker.proc.pid, _exit_text(code))
         if time.monotonic() - worker.born < _YOUNG and not worker.retiring:
@@ -3545,11 +3552,10 @@ class _Pool:
                 self._drain(worker)
                 for task in worker.queue:
                     if task.running:
-                        self._report(_Outcome(task.id, "error", error=_failure(
-                            "stopped: the pool stopped before the task finished"),
-                            finished=_clock(), cron=task.cron, retryable=False), task)
+                        self._end(task, "error",
+                                  "stopped: the pool stopped before the task finished")
                     else:
-                        self._requeue.append(task)
+                        self._settle_unstarted(task)
                 worker.queue = []
             self._round()
 
