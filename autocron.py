@@ -183,20 +183,21 @@ _log = logging.getLogger("autocron")
 _log.addHandler(logging.NullHandler())   # a library logs; the application decides where to
 
 
+_clock_file: Optional[str] = None   # tests: a file that holds the time (see _clock)
+
+
 def _clock() -> float:
     """The one clock seam: wall-clock seconds since the epoch for due times.
 
-    Tests replace it to run cron logic at fixed moments; intervals and timeouts use
+    Tests replace it to run cron logic at fixed moments. The pool's processes cannot see a
+    replaced function, so a test also names a file that holds the time in `_clock_file`,
+    which travels to them in their start configuration (_spawn). Intervals and timeouts use
     `time.monotonic()` instead.
     """
-    return time.time()
-
-
-if os.environ.get("AUTOCRON_CLOCK_FILE"):
-    def _clock() -> float:  # noqa: F811 - the seam across processes (the pool manager and
-        """Seconds since the epoch, as written in $AUTOCRON_CLOCK_FILE."""   # its workers)
-        with open(os.environ["AUTOCRON_CLOCK_FILE"]) as file:
-            return float(file.read())
+    if _clock_file is None:
+        return time.time()
+    with open(_clock_file) as file:
+        return float(file.read())
 
 
 # ==============================================================================================
@@ -1197,6 +1198,7 @@ class _Outcome(NamedTuple):
     summary: Optional[str] = None    # repr of the value, shortened, for tables
     cron: Optional[str] = None       # the cron job this run belongs to
     retryable: bool = True           # an error may run again while retries are left
+    retry_at: Optional[float] = None  # decided by the pool (_decide_retries): it runs again
 
 
 class _ResultRow(NamedTuple):
@@ -1223,14 +1225,6 @@ def _pauses(first: float = 0.0005, most: float = 0.05) -> Iterator[float]:
     while True:
         yield pause
         pause = min(pause * 2, most)
-
-
-def _retry_due(attempts: int, retries: int, retry_delay: float, backoff: float,
-               now: float) -> Optional[float]:
-    """When a failed attempt runs again (the attempts so far counted), or None: used up."""
-    if attempts > retries:
-        return None
-    return now + retry_delay * backoff ** max(attempts - 1, 0)
 
 
 def _failure(message: str) -> dict:
@@ -1296,6 +1290,109 @@ def _importable(obj: Any) -> bool:
     for part in qualname.split("."):
         found = getattr(found, part, None)
     return found is obj or getattr(found, "_autocron_function", None) is obj
+
+
+# ---- policy: when a task runs again, when a cron job runs next ------------------------------
+#
+# Plain functions of plain values: the pool decides with them and hands the store the
+# results, which it writes as they are (another backend implements no policy).
+
+
+class _RetryTerms(NamedTuple):
+    """What decides whether a failed attempt runs again: a task's row as stored."""
+
+    attempts: int                    # the attempts started so far, this one included
+    retries: int
+    retry_delay: float
+    backoff: float
+
+
+class _CronEnd(NamedTuple):
+    """The current run of a cron job ended (or was withdrawn): the job is free again."""
+
+    name: str
+    schedule: "CronExpression"
+    ended: float                     # when the run ended: the next due time counts from it
+
+
+class _CronState(NamedTuple):
+    """A cron job as a pool that ended left it (see _resume_due)."""
+
+    name: str
+    schedule: "CronExpression"
+    catch_up: bool
+    next_due: Optional[float]
+    running: Optional[str]           # the id of its current run, if any
+    live: bool                       # that run is still waiting to start
+
+
+def _retry_due(attempts: int, retries: int, retry_delay: float, backoff: float,
+               now: float) -> Optional[float]:
+    """When a failed attempt runs again (the attempts so far counted), or None: used up."""
+    if attempts > retries:
+        return None
+    return now + retry_delay * backoff ** max(attempts - 1, 0)
+
+
+def _decide_retries(outcomes: list, terms: dict, now: float) -> list:
+    """The outcomes as they are written: a retryable failure of a task with retries left
+    gets `retry_at`, when it runs again (`terms`: {task id: _RetryTerms} as stored)."""
+    decided = []
+    for outcome in outcomes:
+        term = terms.get(outcome.id) if outcome.status == "error" and outcome.retryable \
+            else None
+        due = term and _retry_due(*term, now)
+        decided.append(outcome._replace(retry_at=due) if due else outcome)
+    return decided
+
+
+def _local_zone() -> Optional[_dt.tzinfo]:
+    """The machine's zone with its daylight-saving rules, or None for naive local time."""
+    global _LOCAL_ZONE
+    if _LOCAL_ZONE is False:
+        _LOCAL_ZONE = None
+        name = os.environ.get("TZ", "").lstrip(":")
+        with contextlib.suppress(Exception):
+            if name:
+                _LOCAL_ZONE = _zoneinfo.ZoneInfo(name)
+            elif os.path.exists("/etc/localtime"):
+                with open("/etc/localtime", "rb") as file:
+                    _LOCAL_ZONE = _zoneinfo.ZoneInfo.from_file(file, key="localtime")
+    return _LOCAL_ZONE
+
+
+_LOCAL_ZONE: Any = False
+
+
+def _next_due(schedule: "CronExpression", after: float) -> float:
+    """The next fire time of a cron job after an epoch time, as an epoch time."""
+    zone = schedule.tz or _local_zone()
+    if zone is None:
+        return schedule.next(_dt.datetime.fromtimestamp(after)).timestamp()
+    return schedule.next(_dt.datetime.fromtimestamp(after, zone)).timestamp()
+
+
+def _next_runs(ended: list, now: float) -> list:
+    """[(job name, next due time)] for cron jobs whose run ended (_CronEnd): counted from the
+    end of the run (else from `now`), so that runs never overlap."""
+    return [(end.name, _next_due(end.schedule, end.ended or now)) for end in ended]
+
+
+def _resume_due(job: _CronState, now: float) -> Optional[float]:
+    """The next due time of a job that a pool which ended left behind, or None: as it is.
+
+    A run still waiting to start keeps its job running. A job that was running, or whose due
+    time was missed by more than _MISFIRE_GRACE (the pool was down), runs at once if it asks
+    to catch up on a missed time, else at its next due time from now; one missed by less runs
+    now all the same (a pool taken over after its owner ended).
+    """
+    if job.live:
+        return None
+    if job.running or job.next_due is None or job.next_due < now - _MISFIRE_GRACE:
+        if job.catch_up and job.next_due is not None and job.next_due < now:
+            return now
+        return _next_due(job.schedule, now)
+    return None
 
 
 # ---- functions by value ----------------------------------------------------------------------
@@ -1649,7 +1746,10 @@ def _error_info(error: BaseException) -> dict:
 #
 # The interface: what the rest of the module asks of a store, and so what another backend
 # (PostgreSQL) implements. Methods taking `con` run inside the caller's `transaction()`, so
-# that a round of the pool is one atomic write.
+# that a round of the pool is one atomic write. The store decides nothing: when a failed task
+# runs again and when a cron job is next due are the policy functions' (records section),
+# which the pool and the callers apply (_write_outcomes, _recover, _withdraw) before they hand
+# the store the values to write.
 #
 #   method                          what it does                                  called by
 #   ------------------------------  --------------------------------------------  -----------
@@ -1657,14 +1757,15 @@ def _error_info(error: BaseException) -> dict:
 #                                                                                 admin
 #   add_task                        store a call (with its shipped function)      caller
 #   result_row, result_rows         one result / the newest results              caller, pool
-#   cancel, request_cancel,         withdraw a waiting task / ask the pool to     caller
+#   cancel(con), request_cancel,    withdraw a waiting task / ask the pool to     caller
 #     cancel_pending                withdraw one a worker holds, and wait
-#   register_cron                   add or replace a cron job                     caller
+#   register_cron                   add or replace a cron job (due when told)     caller
 #   function_payload                a shipped function's bytes                    worker
 #   cancel_mark, cancel_requests    has a withdrawal been asked for; which        worker, pool
-#   transaction                     one atomic write of a pool round              pool, worker
-#   recover(con)                    settle what a pool that ended left behind     pool
-#   mark_started(con), finish(con)  starts; outcomes (retries: _retry_due)        pool, worker
+#   transaction                     one atomic write (a pool round, a cancel)     all
+#   recover, cron_states (con)      what a pool that ended left behind            pool
+#   mark_started, retry_terms,      starts; the retry terms of failed tasks;      pool, worker
+#     finish, end_cron_runs (con)   outcomes as decided; cron jobs' next runs
 #   claim, requeue, refuse_cancel,  hand out due tasks; put back unstarted ones;  pool
 #     due_crons (con)               refuse late withdrawals; start cron runs
 #   anything_due, next_due          is work due; when is the next                 pool
@@ -2206,20 +2307,16 @@ class _Store:
             f"SELECT {_RESULT_COLUMNS} FROM tasks {where}ORDER BY id DESC LIMIT ?",
             params + (-1 if limit is None else limit,))]
 
-    def cancel(self, uid: str) -> bool:
-        """Withdraw a waiting task; True if it was waiting. A cron run's job goes on."""
-        now = _clock()
-        with self.transaction() as con:
-            if con.execute("UPDATE tasks SET status = 'cancelled', finished = ?, error = ? "
-                           "WHERE id = ? AND token = ? AND status = 'waiting'",
-                           (now, json.dumps(_failure("cancelled")), *_row_key(uid))
-                           ).rowcount != 1:
-                return False
-            job = con.execute("SELECT cron FROM tasks WHERE id = ?", _row_key(uid)[:1]
-                              ).fetchone()[0]
-            if job:
-                self._cron_done(con, job, _row_key(uid)[0], now)
-        return True
+    def cancel(self, con: sqlite3.Connection, uid: str, now: float) -> Optional[list]:
+        """Withdraw a waiting task: None if it was not waiting, else the cron run it was, if
+        any ([_CronEnd]: its job is free again once the caller gives its next due time)."""
+        if con.execute("UPDATE tasks SET status = 'cancelled', finished = ?, error = ? "
+                       "WHERE id = ? AND token = ? AND status = 'waiting'",
+                       (now, json.dumps(_failure("cancelled")), *_row_key(uid))
+                       ).rowcount != 1:
+            return None
+        job = con.execute("SELECT cron FROM tasks WHERE id = ?", _row_key(uid)[:1]).fetchone()[0]
+        return self._current_runs(con, [(job, _row_key(uid)[0], now)] if job else [])
 
     def request_cancel(self, uid: str, force: bool) -> bool:
         """Ask the pool to withdraw a task a worker holds (force: also a running one)."""
@@ -2263,8 +2360,8 @@ class _Store:
     # -- cron jobs
 
     def register_cron(self, name: str, schedule: "CronExpression", func: Callable,
-                      catch_up: bool) -> None:
-        """Add or replace a job; an unchanged schedule keeps its next due time."""
+                      catch_up: bool, next_due: float) -> None:
+        """Add or replace a job, due at `next_due`; an unchanged schedule keeps its own."""
         text = f"{schedule}" + (f" ({schedule.tz})" if schedule.tz is not None else "")
         ref, shipped = _reference(func)
         record = _dumps({"v": 1, "function": ref, "args": (), "kwargs": {}})
@@ -2280,33 +2377,30 @@ class _Store:
                 "excluded.expression THEN crons.next_due ELSE excluded.next_due END, "
                 "expression = excluded.expression",
                 (name, text, pickle.dumps(schedule, _PICKLE_PROTOCOL), record,
-                 shipped and shipped.hash, int(catch_up), _next_due(schedule, _clock())))
+                 shipped and shipped.hash, int(catch_up), next_due))
 
     # -- the pool's side (called from the pool manager only)
 
-    def recover(self, con: sqlite3.Connection, now: float) -> None:
-        """After a pool ended without finishing its tasks: settle what it left behind.
-
-        A task it had started was interrupted: it runs again while it has retries left, like
-        one whose worker died; one it had only handed over waits again (it never started).
-        """
-        lost = _failure("interrupted: the pool ended while the task was running")
-        self.finish(con, [_Outcome(row[0], "error", error=lost, finished=now, cron=row[1])
-                          for row in con.execute("SELECT id, cron FROM tasks WHERE "
-                                                 "status = 'running'").fetchall()], now)
+    def recover(self, con: sqlite3.Connection) -> list:
+        """After a pool ended without finishing its tasks: what it had handed over but not
+        started waits again; the ones it had started are returned, [(id, cron job)], for the
+        caller to settle (_recover)."""
         con.execute("UPDATE tasks SET status = 'waiting', worker = NULL, cancel = 0 "
-                    "WHERE status = 'queued'")       # handed over but never started
-        for name, blob, catch_up, next_due, running, live in con.execute(
-                "SELECT name, schedule, catch_up, next_due, running, EXISTS (SELECT 1 FROM "
-                f"tasks WHERE {_UUID} = crons.running AND status = 'waiting') FROM crons"
-                ).fetchall():
-            if live:
-                continue                             # its run is still to come
-            if running or next_due is None or next_due < now - _MISFIRE_GRACE:
-                due = now if catch_up and next_due is not None and next_due < now \
-                    else _next_due(pickle.loads(blob), now)
-                con.execute("UPDATE crons SET running = NULL, next_due = ? WHERE name = ?",
-                            (due, name))
+                    "WHERE status = 'queued'")
+        return con.execute("SELECT id, cron FROM tasks WHERE status = 'running'").fetchall()
+
+    def cron_states(self, con: sqlite3.Connection) -> list:
+        """Every cron job as it is (_CronState), for the caller to settle after a pool ended."""
+        return [_CronState(name, pickle.loads(blob), bool(catch_up), next_due, running,
+                           bool(live)) for name, blob, catch_up, next_due, running, live in
+                con.execute("SELECT name, schedule, catch_up, next_due, running, EXISTS "
+                            f"(SELECT 1 FROM tasks WHERE {_UUID} = crons.running AND "
+                            "status = 'waiting') FROM crons").fetchall()]
+
+    def end_cron_runs(self, con: sqlite3.Connection, jobs: list) -> None:
+        """These jobs run no more and are next due then: [(name, due time)]."""
+        con.executemany("UPDATE crons SET running = NULL, next_due = ? WHERE name = ?",
+                        [(due, name) for name, due in jobs])
 
     def due_crons(self, con: sqlite3.Connection, now: float) -> list:
         """Start a run of every job that is due and not running; their new task ids."""
@@ -2338,7 +2432,7 @@ class _Store:
         return rows
 
     def mark_started(self, con: sqlite3.Connection, started: list) -> None:
-        """Workers started these tasks [(id, wall-clock start)]: an attempt each; a
+        """Workers started these tasks ([_Started]: id, wall-clock start): an attempt each; a
         withdrawal asked for too late is refused."""
         if started:
             con.executemany("UPDATE tasks SET status = 'running', started = ?, "
@@ -2346,21 +2440,24 @@ class _Store:
                             "ELSE cancel END WHERE id = ? AND status = 'queued'",
                             [(at, task_id) for task_id, at in started])
 
-    def finish(self, con: sqlite3.Connection, outcomes: list, now: float) -> None:
-        """Write outcomes (_Outcome) of tasks that are still live; a retryable failure with
-        retries left waits for its next attempt instead (see _retry_due)."""
+    def retry_terms(self, con: sqlite3.Connection, ids: list) -> dict:
+        """{task id: _RetryTerms} of these tasks, as stored."""
+        return {row[0]: _RetryTerms(*row[1:]) for task_id in ids for row in con.execute(
+            "SELECT id, attempts, retries, retry_delay, backoff FROM tasks WHERE id = ?",
+            (task_id,))}
+
+    def finish(self, con: sqlite3.Connection, outcomes: list) -> list:
+        """Write outcomes (_Outcome) of tasks that are still live: one with `retry_at` waits
+        for its next attempt, the others are final. Returns the cron jobs whose current run
+        this ended ([_CronEnd]), for the caller to give their next due times."""
         final, again = [], []
         for outcome in outcomes:
             error = outcome.error and json.dumps(outcome.error)
-            if outcome.status == "error" and outcome.retryable:
-                row = con.execute("SELECT attempts, retries, retry_delay, backoff FROM tasks "
-                                  "WHERE id = ?", (outcome.id,)).fetchone()
-                due = row and _retry_due(*row, now)
-                if due:
-                    again.append((error, outcome.output, due, outcome.id))
-                    continue
-            final.append((outcome.status, outcome.value, error, outcome.started,
-                          outcome.finished, outcome.output, outcome.summary, outcome.id))
+            if outcome.retry_at is not None:
+                again.append((error, outcome.output, outcome.retry_at, outcome.id))
+            else:
+                final.append((outcome.status, outcome.value, error, outcome.started,
+                              outcome.finished, outcome.output, outcome.summary, outcome.id))
         if again:
             con.executemany("UPDATE tasks SET status = 'waiting', error = ?, output = ?, "
                             "due = ?, worker = NULL, cancel = 0 WHERE id = ? AND status IN "
@@ -2369,10 +2466,8 @@ class _Store:
                         "started = coalesce(?, started), finished = ?, output = ?, "
                         "summary = ?, cancel = 0 WHERE id = ? AND status IN "
                         "('queued', 'running')", final)
-        retried = {a[3] for a in again}
-        for outcome in outcomes:
-            if outcome.cron and outcome.id not in retried:   # from the end of the run
-                self._cron_done(con, outcome.cron, outcome.id, outcome.finished or now)
+        return self._current_runs(con, [(o.cron, o.id, o.finished) for o in outcomes
+                                        if o.cron and o.retry_at is None])
 
     def requeue(self, con: sqlite3.Connection, ids: list) -> None:
         """Tasks handed to a worker that never started them wait again."""
@@ -2380,13 +2475,17 @@ class _Store:
             con.executemany("UPDATE tasks SET status = 'waiting', worker = NULL "
                             "WHERE id = ? AND status = 'queued'", [(i,) for i in ids])
 
-    def _cron_done(self, con: sqlite3.Connection, name: str, task_id: int, now: float) -> None:
-        """The run `task_id` of a job ended (if it is the job's current run)."""
-        rows = con.execute(f"SELECT schedule FROM crons WHERE name = ? AND running = (SELECT "
-                           f"{_UUID} FROM tasks WHERE id = ?)", (name, task_id)).fetchall()
-        if rows:   # the next due time counts from the end of the run: runs never overlap
-            con.execute("UPDATE crons SET running = NULL, next_due = ? WHERE name = ?",
-                        (_next_due(pickle.loads(rows[0][0]), now), name))
+    def _current_runs(self, con: sqlite3.Connection, runs: list) -> list:
+        """[_CronEnd] of the runs [(job name, task id, ended)] that are their job's current
+        run (an older run, taken over from a pool that ended, is not)."""
+        ended = []
+        for name, task_id, at in runs:
+            rows = con.execute(f"SELECT schedule FROM crons WHERE name = ? AND running = "
+                               f"(SELECT {_UUID} FROM tasks WHERE id = ?)",
+                               (name, task_id)).fetchall()
+            if rows:
+                ended.append(_CronEnd(name, pickle.loads(rows[0][0]), at))
+        return ended
 
     def anything_due(self, now: float) -> tuple:
         """(a task is due, a cron job is due), read without taking the write lock."""
@@ -2535,32 +2634,6 @@ class _Store:
                                "'cancelled')").rowcount
 
 
-def _local_zone() -> Optional[_dt.tzinfo]:
-    """The machine's zone with its daylight-saving rules, or None for naive local time."""
-    global _LOCAL_ZONE
-    if _LOCAL_ZONE is False:
-        _LOCAL_ZONE = None
-        name = os.environ.get("TZ", "").lstrip(":")
-        with contextlib.suppress(Exception):
-            if name:
-                _LOCAL_ZONE = _zoneinfo.ZoneInfo(name)
-            elif os.path.exists("/etc/localtime"):
-                with open("/etc/localtime", "rb") as file:
-                    _LOCAL_ZONE = _zoneinfo.ZoneInfo.from_file(file, key="localtime")
-    return _LOCAL_ZONE
-
-
-_LOCAL_ZONE: Any = False
-
-
-def _next_due(schedule: "CronExpression", after: float) -> float:
-    """The next fire time of a cron job after an epoch time, as an epoch time."""
-    zone = schedule.tz or _local_zone()
-    if zone is None:
-        return schedule.next(_dt.datetime.fromtimestamp(after)).timestamp()
-    return schedule.next(_dt.datetime.fromtimestamp(after, zone)).timestamp()
-
-
 # ==============================================================================================
 # Workers and the pool
 # ==============================================================================================
@@ -2581,6 +2654,40 @@ def _next_due(schedule: "CronExpression", after: float) -> float:
 # hold the pipe open; a worker dies together with its process group. No signal handler is
 # ever installed in the user's process.
 
+def _write_outcomes(store: _Store, con: Any, outcomes: list, now: float) -> None:
+    """Write outcomes in the caller's transaction, deciding first which failures run again
+    (_decide_retries) and then when the cron jobs whose run ended are next due."""
+    retryable = [o.id for o in outcomes if o.status == "error" and o.retryable]
+    terms = store.retry_terms(con, retryable) if retryable else {}
+    ended = store.finish(con, _decide_retries(outcomes, terms, now))
+    if ended:
+        store.end_cron_runs(con, _next_runs(ended, now))
+
+
+def _recover(store: _Store, con: Any, now: float) -> None:
+    """After a pool ended without finishing its tasks: settle what it left behind.
+
+    A task it had started was interrupted: it runs again while it has retries left, like one
+    whose worker died; one it had only handed over waits again (it never started). Its cron
+    jobs go on as _resume_due says.
+    """
+    lost = _failure("interrupted: the pool ended while the task was running")
+    _write_outcomes(store, con, [_Outcome(task_id, "error", error=lost, finished=now, cron=job)
+                                 for task_id, job in store.recover(con)], now)
+    resumed = [(job.name, _resume_due(job, now)) for job in store.cron_states(con)]
+    store.end_cron_runs(con, [(name, due) for name, due in resumed if due is not None])
+
+
+def _withdraw(store: _Store, uid: str) -> bool:
+    """Withdraw a waiting task (cancel()); True if it was waiting. A cron run's job goes on."""
+    now = _clock()
+    with store.transaction() as con:
+        ended = store.cancel(con, uid, now)
+        if ended:
+            store.end_cron_runs(con, _next_runs(ended, now))
+    return ended is not None
+
+
 def _spawn(entry: str, settings: dict) -> tuple:
     """A fresh interpreter (never a fork) running `autocron.<entry>(config)`.
 
@@ -2596,7 +2703,8 @@ def _spawn(entry: str, settings: dict) -> tuple:
     python = _python()
     down_read, down_write = os.pipe()
     up_read, up_write = os.pipe()
-    config = dict(settings, cwd=os.getcwd(), path=sys.path, down=down_read, up=up_write)
+    config = dict(settings, cwd=os.getcwd(), path=sys.path, down=down_read, up=up_write,
+                  clock=_clock_file)
     boot = ("import sys, importlib.util as u; "
             "s = u.spec_from_file_location('autocron', sys.argv[1]); "
             "m = sys.modules['autocron'] = u.module_from_spec(s); s.loader.exec_module(m); "
@@ -2618,8 +2726,10 @@ def _spawn(entry: str, settings: dict) -> tuple:
 def _boot(entry: str, config_text: str) -> None:
     """The first call in a new pool process: put the caller's sys.path after this
     interpreter's own (the standard library first), then run `entry`."""
+    global _clock_file
     config = json.loads(config_text)
     config["path"] = sys.path + [folder for folder in config["path"] if folder not in sys.path]
+    _clock_file = config["clock"]
     globals()[entry](json.dumps(config))
 
 
@@ -2705,6 +2815,49 @@ def _notify(path: Optional[str]) -> None:
         sender.sendto(b"!", path)
 
 
+# What the pool and a worker tell each other over their pipes, one record a message.
+
+class _Run(NamedTuple):
+    """Pool to worker: run this task after the ones it holds."""
+    id: int
+    record: bytes
+    cron: Optional[str]
+    acknowledged: int      # the worker's outcomes committed so far: it may forget them
+
+
+class _Ack(NamedTuple):
+    """Pool to worker: outcomes up to this number are committed."""
+    number: int
+
+
+class _Return(NamedTuple):
+    """Pool to worker: give this task back if it has not started it."""
+    id: int
+
+
+class _Exit(NamedTuple):
+    """Pool to worker: hand over what is not committed and exit."""
+
+
+class _Started(NamedTuple):
+    """Worker to pool: it starts this task now."""
+    id: int
+    at: float              # wall-clock time
+
+
+class _Done(NamedTuple):
+    """Worker to pool: a task ended (its outcome), and the next one started, if any."""
+    outcome: _Outcome
+    next: Optional[_Started] = None
+
+
+class _Returned(NamedTuple):
+    """Worker to pool: the task asked back is back (never started); `skipped`: it never
+    started because its withdrawal was asked for."""
+    id: int
+    skipped: bool = False
+
+
 def _worker_main(config_text: str) -> None:
     """A worker process: run tasks from the pool's pipe until told to stop or orphaned.
 
@@ -2729,20 +2882,18 @@ def _worker_main(config_text: str) -> None:
         with state.ready:
             task = state.take(True, skipped)
             started = state.current
-        for message in skipped + [("started",) + started]:
+        for message in skipped + [started]:
             state.reply(message)
         while task is not None:
             # One message says that a task ended and (if one waits) that the next started.
-            task_id, data, cron = task
-            done = _run_task(task_id, data, functions, state.payload)
+            outcome = _run_task(task, functions, state.payload)
             skipped = []
             with state.ready:
-                outcome = _Outcome(*done[1:], cron=cron)
                 state.sent += 1
                 state.unacknowledged.append((state.sent, outcome))
                 task = state.take(False, skipped)
                 started = state.current
-            for message in skipped + [("done", task_id, outcome, started)]:
+            for message in skipped + [_Done(outcome, started)]:
                 state.reply(message)
 
 
@@ -2753,7 +2904,7 @@ class _WorkerState:
         self.database = database
         self.ready = threading.Condition()   # guards the inbox and what follows
         self.inbox: list = []             # messages not handled yet, in order
-        self.current: Optional[tuple] = None   # (task id, wall-clock start) of the running task
+        self.current: Optional[_Started] = None   # the running task and when it started
         self.sent = 0                     # outcomes reported so far
         self.unacknowledged: list = []    # (number, _Outcome) not yet committed by the pool
         self._results = results           # the pipe up to the pool
@@ -2762,7 +2913,7 @@ class _WorkerState:
         self._withdrawn: set = set()      # ids whose withdrawal was asked for by then
         self._store: Optional[_Store] = None
 
-    def reply(self, message: tuple) -> None:
+    def reply(self, message: NamedTuple) -> None:
         """Send the pool a message; never while holding `ready` (the pool may be sending)."""
         data = pickle.dumps(message, _PICKLE_PROTOCOL)
         with self._sending, contextlib.suppress(OSError):   # the manager is gone: the reader
@@ -2779,24 +2930,24 @@ class _WorkerState:
                 _end_process_group()
             returned = False
             with self.ready:
-                if message[0] == "ack":
-                    self.acknowledged(message[1])
-                elif message[0] == "return":        # not started yet? give it back
-                    queued = [m for m in self.inbox if m[0] == "run" and m[1] == message[1]]
+                if type(message) is _Ack:
+                    self.acknowledged(message.number)
+                elif type(message) is _Return:        # not started yet? give it back
+                    queued = [m for m in self.inbox if type(m) is _Run and m.id == message.id]
                     if queued:
                         self.inbox.remove(queued[0])
                         returned = True
                 else:
-                    if message[0] == "run":
-                        self.acknowledged(message[4])
+                    if type(message) is _Run:
+                        self.acknowledged(message.acknowledged)
                     self.inbox.append(message)
                     self.ready.notify()
             if returned:
-                self.reply(("returned", message[1]))
+                self.reply(_Returned(message.id))
 
-    def take(self, wait: bool, skipped: list) -> Optional[tuple]:
-        """The next task to start, (id, record, cron), marked current; None if there is
-        none and `wait` is False. Called with `ready` held."""
+    def take(self, wait: bool, skipped: list) -> Optional[_Run]:
+        """The next task to start, marked current; None if there is none and `wait` is
+        False. Called with `ready` held."""
         self.current = None
         while True:
             while not self.inbox:
@@ -2804,14 +2955,14 @@ class _WorkerState:
                     return None
                 self.ready.wait()
             message = self.inbox.pop(0)
-            if message[0] == "exit":
+            if type(message) is _Exit:
                 self.hand_over()
                 os._exit(0)
-            if self.cancel_requested(message[1]):   # cancel() came first: it never starts
-                skipped.append(("skipped", message[1]))
+            if self.cancel_requested(message.id):   # cancel() came first: it never starts
+                skipped.append(_Returned(message.id, skipped=True))
                 continue
-            self.current = (message[1], _clock())
-            return message[1:4]
+            self.current = _Started(message.id, _clock())
+            return message
 
     def store(self) -> "_Store":
         if self._store is None:
@@ -2836,14 +2987,14 @@ class _WorkerState:
     def hand_over(self) -> None:
         """The manager ended: write the starts and outcomes it may not have committed."""
         started = [self.current] if self.current else []
-        started += [(o.id, o.started) for _, o in self.unacknowledged]
+        started += [_Started(o.id, o.started) for _, o in self.unacknowledged]
         if not started:
             return
         try:
             store = self.store()
             with store.transaction() as con:
                 store.mark_started(con, started)
-                store.finish(con, [o for _, o in self.unacknowledged], _clock())
+                _write_outcomes(store, con, [o for _, o in self.unacknowledged], _clock())
         except Exception:   # pragma: no cover - nothing left to tell; the next pool recovers
             pass
 
@@ -2941,14 +3092,13 @@ def _leave_forked_child(error: Optional[BaseException]) -> None:
     os._exit(code & 0xFF)
 
 
-def _run_task(task_id: int, data: bytes, functions: dict, load_payload: Callable) -> tuple:
-    """Run one task in a worker: ("done", id, status, value, error, started, finished,
-    output, summary)."""
+def _run_task(task: _Run, functions: dict, load_payload: Callable) -> _Outcome:
+    """Run one task in a worker; how it ended."""
     started = _clock()
     worker = os.getpid()
     _output.begin()
     try:
-        record = _load_record(data)
+        record = _load_record(task.record)
         ref = record["function"]
         func = functions.get(ref)
         if func is None:
@@ -2970,11 +3120,11 @@ def _run_task(task_id: int, data: bytes, functions: dict, load_payload: Callable
             summary = _shorten(_safe_text(repr(value)), 200)
         except BaseException:  # a broken __repr__ must not fail the task
             summary = f"<{type(value).__name__}>"
-        return ("done", task_id, "ready", payload, None, started, _clock(), _output.collect(),
-                summary)
+        return _Outcome(task.id, "ready", payload, None, started, _clock(), _output.collect(),
+                        summary, task.cron)
     except BaseException as error:  # the task's own failure, reported as data
-        return ("done", task_id, "error", None, _error_info(error), started, _clock(),
-                _output.collect(), None)
+        return _Outcome(task.id, "error", None, _error_info(error), started, _clock(),
+                        _output.collect(), None, task.cron)
 
 
 def _exit_text(code: Optional[int]) -> str:
@@ -3034,10 +3184,10 @@ class _Worker:
     def push(self, task: "_Task") -> None:
         """Hand a task over; the message also acknowledges the committed outcomes."""
         self.queue.append(task)
-        self.send(("run", task.id, task.record, task.cron, self.acknowledged))
+        self.send(_Run(task.id, task.record, task.cron, self.acknowledged))
         self.told = self.acknowledged
 
-    def send(self, message: tuple) -> None:
+    def send(self, message: NamedTuple) -> None:
         try:
             self.tasks.send_bytes(pickle.dumps(message, _PICKLE_PROTOCOL))
         except OSError:
@@ -3082,7 +3232,7 @@ class _Pool:
         self._deadline = 0.0           # monotonic time when running tasks are stopped
         self._wake_path = store.wake_path   # where producers' wake-ups arrive ("" if nowhere)
         self._wake = self._listen()    # the socket they arrive on
-        self._started: list = []       # (task id, wall-clock start) to mark running
+        self._started: list = []       # _Started messages to mark running
         self._started_since = 0.0      # when the first of them arrived
         self._outcomes: list = []      # (_Outcome, task uuid, worker or None, its number)
         self._returned: list = []      # claimed tasks handed back by a worker, to place again
@@ -3174,7 +3324,7 @@ class _Pool:
             self.store.checkpoint_as_pool()
             self._await_previous_pool()
             with self.store.transaction() as con:
-                self.store.recover(con, _clock())
+                _recover(self.store, con, _clock())
             self._adjust_workers()
             last_cleanup = 0.0
             while True:
@@ -3268,7 +3418,7 @@ class _Pool:
         try:
             with self.store.transaction() as con:
                 self.store.mark_started(con, started)
-                self.store.finish(con, [o for o, _, _, _ in outcomes], now)
+                _write_outcomes(self.store, con, [o for o, _, _, _ in outcomes], now)
                 self.store.requeue(con, [t.id for t in requeue])
                 self.store.refuse_cancel(con, refused)
                 if crons_due:
@@ -3299,7 +3449,7 @@ class _Pool:
         for position, (outcome, uid, worker, number) in enumerate(outcomes):
             try:
                 with self.store.transaction() as con:
-                    self.store.finish(con, [outcome], _clock())
+                    _write_outcomes(self.store, con, [outcome], _clock())
             except Exception as error:
                 if _transient(error):
                     self._outcomes = outcomes[position:] + self._outcomes
@@ -3311,7 +3461,7 @@ class _Pool:
                                               f"the task's outcome could not be stored: {error}"))
                 try:
                     with self.store.transaction() as con:
-                        self.store.finish(con, [failed], _clock())
+                        _write_outcomes(self.store, con, [failed], _clock())
                 except Exception:
                     self._outcomes = outcomes[position:] + self._outcomes
                     return False
@@ -3332,7 +3482,7 @@ class _Pool:
         for worker in self._workers:
             if worker.acknowledged > worker.told and not worker.closed and (
                     not worker.queue or worker.acknowledged - worker.told >= _ACK_BATCH):
-                worker.send(("ack", worker.acknowledged))
+                worker.send(_Ack(worker.acknowledged))
                 worker.told = worker.acknowledged
 
     def _report(self, outcome: _Outcome, task: "_Task", worker: Optional[_Worker] = None,
@@ -3401,7 +3551,7 @@ class _Pool:
         """Ask a worker for a task it holds; it answers "returned" unless it started it."""
         if not task.returning:
             task.returning = True
-            worker.send(("return", task.id))
+            worker.send(_Return(task.id))
 
     def _take_back_queued(self) -> None:
         """An idle worker and nothing due: ask for tasks queued behind running ones."""
@@ -3454,39 +3604,40 @@ class _Pool:
             if worker.proc.poll() is None:
                 _kill_group(worker.proc)     # a worker never closes its pipe by itself
 
-    def _receive(self, worker: _Worker, message: tuple) -> None:
-        task = next((t for t in worker.queue if t.id == message[1]), None)
+    def _receive(self, worker: _Worker, message: NamedTuple) -> None:
+        """One message of a worker's: _Started, _Done or _Returned."""
+        task_id = message.outcome.id if type(message) is _Done else message.id
+        task = next((t for t in worker.queue if t.id == task_id), None)
         if task is None:
             _log.warning("autocron worker %d reported task %r, which it does not hold; "
-                         "ignored", worker.proc.pid, message[1])
+                         "ignored", worker.proc.pid, task_id)
             return
-        if message[0] != "started":
-            self._news = True
-        if message[0] == "started":
+        if type(message) is _Started:
             task.started, task.running = time.monotonic(), True
             if not self._started:
                 self._started_since = task.started
-            self._started.append((task.id, message[2]))
+            self._started.append(message)
             if task.cancel == 1:          # the withdrawal came too late
                 task.cancel = 0
             elif task.cancel == 2:
                 worker.kill("cancelled", task)
             return
+        self._news = True
         worker.queue.remove(task)
-        if message[0] == "done":
+        if type(message) is _Done:
             worker.reported += 1
-            outcome = message[2]
+            outcome = message.outcome
             if outcome.started is not None and outcome.finished is not None:
                 self._run_time += (outcome.finished - outcome.started - self._run_time) / 8
             self._report(outcome, task, worker, worker.reported)
             if outcome.status == "error":
                 _log.error("autocron task %s failed:\n%s", task.uuid,
                            outcome.error["traceback"] or outcome.error["message"])
-            if message[3] is not None:    # and the next one started
-                self._receive(worker, ("started",) + message[3])
+            if message.next is not None:    # and the next one started
+                self._receive(worker, message.next)
             return
-        task.returning = False          # "returned" (taken back) or "skipped" (cancelled)
-        if task.cancel or message[0] == "skipped":
+        task.returning = False          # taken back, or never started (withdrawn)
+        if task.cancel or message.skipped:
             self._end(task, "cancelled", "cancelled")
         else:
             (self._requeue if self._stopping else self._returned).append(task)
@@ -3532,7 +3683,7 @@ class _Pool:
             worker.retiring = True
             for task in worker.queue[1:]:
                 self._take_back(worker, task)
-            worker.send(("exit",))
+            worker.send(_Exit())
 
     def _publish(self) -> None:
         with contextlib.suppress(DatabaseError):
@@ -3610,7 +3761,7 @@ class _Pool:
 
     def _shutdown_workers(self) -> None:
         for worker in self._workers:
-            worker.send(("exit",))
+            worker.send(_Exit())
         end = time.monotonic() + _SHUTDOWN_WAIT
         for worker in self._workers:
             try:
@@ -3912,7 +4063,8 @@ def start(database: Union[str, os.PathLike] = "autocron.db", workers: Optional[i
                 return False
             _state.store = _state.last_store = store
             for name, (schedule, func, catch_up) in _state.crons.items():
-                store.register_cron(name, schedule, func, catch_up)
+                store.register_cron(name, schedule, func, catch_up,
+                                    _next_due(schedule, _clock()))
             if _become_owner(store):
                 return True
             _begin_standby(store)
@@ -4256,7 +4408,7 @@ class Result:
         """
         if self._store is None:
             return False
-        if self._store.cancel(self.uuid):
+        if _withdraw(self._store, self.uuid):
             return True
         if not self._store.request_cancel(self.uuid, force):   # a worker holds it
             return False
@@ -4456,7 +4608,8 @@ def cron(expression: Optional[str] = None, *, tz: Union[str, _dt.tzinfo, None] =
         with _state.lock:
             _state.crons[name] = (schedule, func, catch_up)
             if _state.store is not None:
-                _state.store.register_cron(name, schedule, func, catch_up)
+                _state.store.register_cron(name, schedule, func, catch_up,
+                                           _next_due(schedule, _clock()))
                 _notify(_state.store.wake_path)
         return func
 

@@ -1396,13 +1396,15 @@ class FakeClock:
     """The clock seam: autocron._clock returns this clock's time, which tests move.
 
     The pool manager and its workers are other processes: they read the time from the
-    file that $AUTOCRON_CLOCK_FILE names, which this clock keeps up to date.
+    file that autocron._clock_file names (their start configuration carries it), which this
+    clock keeps up to date. Other programs a test starts get its name in $TEST_CLOCK_FILE.
     """
 
     def __init__(self, start, monkeypatch, folder):
         self.path = os.path.join(folder, "clock")
         self.now = start
-        monkeypatch.setenv("AUTOCRON_CLOCK_FILE", self.path)
+        monkeypatch.setenv("TEST_CLOCK_FILE", self.path)
+        monkeypatch.setattr(autocron, "_clock_file", self.path)
         monkeypatch.setattr(autocron, "_clock", self)
 
     @property
@@ -1436,6 +1438,62 @@ def pool(database):
     pids = set(pids) | set(workers) | {manager}
     autocron.stop(timeout=5)
     wait_until(lambda: not any(alive(p) for p in pids if p), 10, "the pool's processes to exit")
+
+
+# ---- task records: the policy functions ------------------------------------------------------
+
+
+class TestPolicy:
+    """When a failed task runs again and when a cron job is next due: plain functions of plain
+    values, which the pool applies before it hands the store what to write."""
+
+    def test_a_retry_waits_the_delay_times_the_backoff_per_earlier_attempt(self):
+        assert autocron._retry_due(1, 3, 10, 2.0, 1000.0) == 1010.0
+        assert autocron._retry_due(2, 3, 10, 2.0, 1000.0) == 1020.0
+        assert autocron._retry_due(3, 3, 10, 2.0, 1000.0) == 1040.0
+        assert autocron._retry_due(4, 3, 10, 2.0, 1000.0) is None     # used up
+
+    def test_only_retryable_failures_with_retries_left_run_again(self):
+        outcome = autocron._Outcome
+        terms = {1: autocron._RetryTerms(1, 2, 5.0, 1.0), 2: autocron._RetryTerms(3, 2, 5.0, 1.0),
+                 3: autocron._RetryTerms(1, 2, 5.0, 1.0), 4: autocron._RetryTerms(1, 2, 5.0, 1.0)}
+        decided = autocron._decide_retries(
+            [outcome(1, "error"), outcome(2, "error"), outcome(3, "error", retryable=False),
+             outcome(4, "ready"), outcome(5, "error")], terms, 100.0)
+        assert [o.retry_at for o in decided] == [105.0, None, None, None, None]
+        assert [o.id for o in decided] == [1, 2, 3, 4, 5]
+
+    def test_a_cron_job_is_next_due_after_its_run_ended(self):
+        schedule = CronExpression("*/5 * * * *")
+        ended = datetime(2030, 1, 1, 9, 7, 30).timestamp()
+        runs = autocron._next_runs([autocron._CronEnd("job", schedule, ended)], 0.0)
+        assert runs == [("job", datetime(2030, 1, 1, 9, 10).timestamp())]
+        now = datetime(2030, 1, 1, 9, 11).timestamp()       # no end time: from now
+        assert autocron._next_runs([autocron._CronEnd("job", schedule, None)], now) == [
+            ("job", datetime(2030, 1, 1, 9, 15).timestamp())]
+
+    @pytest.mark.parametrize("catch_up, missed, running, live, expected", [
+        (False, 30, None, False, None),          # missed by less than the grace: runs now
+        (True, 30, None, False, None),
+        (False, 3600, None, False, "next"),      # the pool was down: the next due time
+        (True, 3600, None, False, "now"),        # ... unless it catches up
+        (False, -60, "t-1", False, "next"),      # it was running: its run ended with the pool
+        (True, -60, "t-1", False, "next"),       # not missed: nothing to catch up
+        (True, 3600, "t-1", True, None),         # its run still waits to start: as it is
+    ])
+    def test_a_job_left_by_a_pool_that_ended_resumes_by_the_misfire_rule(
+            self, catch_up, missed, running, live, expected):
+        now = datetime(2030, 1, 1, 9, 30, 10).timestamp()
+        schedule = CronExpression("0 * * * *")
+        job = autocron._CronState("job", schedule, catch_up, now - missed, running, live)
+        due = autocron._resume_due(job, now)
+        assert due == {None: None, "now": now,
+                       "next": datetime(2030, 1, 1, 10, 0).timestamp()}[expected]
+
+    def test_a_job_never_due_before_resumes_at_its_next_due_time(self):
+        now = datetime(2030, 1, 1, 9, 30, 10).timestamp()
+        job = autocron._CronState("job", CronExpression("0 * * * *"), True, None, None, False)
+        assert autocron._resume_due(job, now) == datetime(2030, 1, 1, 10, 0).timestamp()
 
 
 # ---- the store -----------------------------------------------------------------------------
@@ -2641,7 +2699,8 @@ class TestTaskOptions:
         name = "test_autocron.cron_job"
         try:
             autocron._Store(database).register_cron(
-                name, CronExpression("0 9 * * *"), cron_job, catch_up)   # the pool is down
+                name, CronExpression("0 9 * * *"), cron_job, catch_up,   # the pool is down
+                autocron._next_due(CronExpression("0 9 * * *"), clock.now))
             clock.now += 3600                                            # 09:59:30
             autocron.cron("0 9 * * *", catch_up=catch_up)(cron_job)
             autocron.start(database, workers=1)
@@ -4018,7 +4077,7 @@ class ChaosRun:
         autocron._Store(self.database).close()
         self.store = autocron._Store(self.database, existing=True)
         self.env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(folder), HERE] + sys.path))
-        self.env.pop("AUTOCRON_CLOCK_FILE", None)
+        self.env.pop("TEST_CLOCK_FILE", None)
         self.apps = [None] * self.APPS
         self.producers = [None] * self.PRODUCERS
         self.incarnations = [0] * self.PRODUCERS
@@ -4251,6 +4310,7 @@ WSGI_TASKS = """
 WSGI_APP = """
     import os, autocron, wsgi_tasks
 
+    autocron._clock_file = os.environ.get("TEST_CLOCK_FILE")   # the test's clock, if any
     DATABASE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "app.db")
     autocron.cron("* * * * *")(wsgi_tasks.tick)
     autocron.start(DATABASE, workers=2)
