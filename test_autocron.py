@@ -1297,6 +1297,37 @@ def cron_job():
     return "ran"
 
 
+@autocron.delay
+def nested_map(n):
+    return add.map(range(n), range(n))
+
+
+@autocron.delay
+async def async_add(a, b):
+    await asyncio.sleep(0.001)
+    return a + b
+
+
+@autocron.delay
+async def async_fail(text):
+    await asyncio.sleep(0)
+    raise LookupError(text)
+
+
+@autocron.delay
+async def which_loop():
+    """The worker's pid, its event loop, and what an earlier task left scheduled on it."""
+    loop = asyncio.get_running_loop()
+    which_loop.__wrapped__.calls = getattr(which_loop.__wrapped__, "calls", 0) + 1
+    return os.getpid(), id(loop), which_loop.__wrapped__.calls
+
+
+async def async_cron_job():
+    await asyncio.sleep(0)
+    cron_job()
+    return "ran async"
+
+
 # ---- helpers for the runtime tests ---------------------------------------------------------
 
 
@@ -1335,6 +1366,24 @@ def pool_pids():
     """(manager, workers) of this process's pool."""
     pool = autocron._state.pool
     return pool.store.pool_pids()[1:] if pool else (None, [])
+
+
+def is_active():
+    """Whether autocron is active in this process (between start() and stop()). A user sees
+    it only by running a call (inactive: it runs here), which these tests must not."""
+    return autocron._state.store is not None
+
+
+def wake_pool():
+    """Wake this process's pool now, as a new call would, after a test moved the clock (a
+    pool looks by itself only at the due time it knew of, or within its fallback check)."""
+    autocron._state.pool.wake()
+
+
+def forget_cron(name):
+    """Unregister a cron job in this process (the API has no way to: a job lives as long as
+    its module), so that the next test's start() does not register it again."""
+    autocron._state.crons.pop(name, None)
 
 
 def run_python(code, *args, timeout=60, **kwargs):
@@ -1496,6 +1545,203 @@ class TestPolicy:
         assert autocron._resume_due(job, now) == datetime(2030, 1, 1, 10, 0).timestamp()
 
 
+# ---- functions by value (notebooks, scripts, closures) -------------------------------------
+
+
+MULTIPLIER = 3
+
+
+class TestShippingByValue:
+    """Functions the workers cannot import travel with their code, globals and closures."""
+
+    def test_closure_with_its_captured_values(self, pool):
+        def make_adder(k):
+            def adder(x):
+                return x + k
+            return adder
+        assert autocron.delay(make_adder(5))(1).get(timeout=30) == 6
+
+    def test_lambda(self, pool):
+        assert autocron.delay(lambda x: x * x)(7).get(timeout=30) == 49
+
+    def test_recursion_and_mutual_recursion(self, pool):
+        def is_even(n):
+            return n == 0 or is_odd(n - 1)
+
+        def is_odd(n):
+            return n != 0 and is_even(n - 1)
+
+        def factorial(n):
+            return 1 if n <= 1 else n * factorial(n - 1)
+        assert autocron.delay(is_even)(10).get(timeout=30) is True
+        assert autocron.delay(factorial)(6).get(timeout=30) == 720
+
+    def test_helper_chain_and_module_globals(self, pool):
+        def scale(x):
+            return x * MULTIPLIER
+
+        def offset(x):
+            return scale(x) + len(os.sep)
+
+        def top(x):
+            return offset(x) * 2
+        assert autocron.delay(top)(1).get(timeout=30) == (3 + len(os.sep)) * 2
+
+    def test_classes_as_arguments_and_return_values(self, pool):
+        @dataclass
+        class Vector:
+            x: float
+            y: float
+
+            def norm(self):
+                return (self.x ** 2 + self.y ** 2) ** 0.5
+
+        class Slotted:
+            __slots__ = ("a",)
+
+            def __init__(self, a):
+                self.a = a
+
+        def longer(v, s):
+            return Vector(v.x * s.a, v.y * s.a).norm()
+        assert autocron.delay(longer)(Vector(3, 4), Slotted(2)).get(timeout=30) == 10.0
+
+    def test_default_and_keyword_only_arguments(self, pool):
+        def greet(name, greeting="hello", *, punctuation="!"):
+            return f"{greeting} {name}{punctuation}"
+        shipped = autocron.delay(greet)
+        assert shipped("ada").get(timeout=30) == "hello ada!"
+        assert shipped("bob", "hi", punctuation="?").get(timeout=30) == "hi bob?"
+
+    def test_decorated_function(self, pool):
+        def shout(func):
+            @functools.wraps(func)
+            def wrapper(*args):
+                return func(*args).upper()
+            return wrapper
+
+        @autocron.delay
+        @shout
+        def word(text):
+            return text
+        assert word("quiet").get(timeout=30) == "QUIET"
+
+    def test_changed_globals_and_bodies_reach_the_next_call(self, pool, tmp_path):
+        namespace = {}
+        exec("FACTOR = 2\ndef times(x):\n    return x * FACTOR\n", namespace)
+        times = autocron.delay(namespace["times"])
+        assert times(5).get(timeout=30) == 10
+        namespace["FACTOR"] = 7
+        assert times(5).get(timeout=30) == 35
+        exec("def times(x):\n    return -x\n", namespace)      # the cell, run again
+        assert autocron.delay(namespace["times"])(5).get(timeout=30) == -5
+
+    def test_a_thousand_calls_store_one_payload(self, pool):
+        def inc(x):
+            return x + 1
+        shipped = autocron.delay(inc)
+        results = [shipped(i) for i in range(200)]
+        assert autocron.wait(results, timeout=60) == list(range(1, 201))
+        rows = autocron._Store(pool).read("SELECT count(*) FROM functions")
+        assert rows[0][0] == 1
+
+    @pytest.mark.parametrize("make, label", [
+        (lambda: threading.Lock(), "global 'resource'"),
+        (lambda: open(os.devnull), "global 'resource'"),
+        (lambda: sqlite3.connect(":memory:"), "global 'resource'"),
+    ])
+    def test_unshippable_global_is_named_and_nothing_is_stored(self, pool, make, label):
+        namespace = {"resource": make()}
+        exec("def use():\n    return resource\n", namespace)
+        before = len(autocron.get_results())
+        with pytest.raises(TypeError) as caught:
+            autocron.delay(namespace["use"])()
+        value = namespace["resource"]
+        assert str(caught.value).startswith(
+            f"{label} of use() cannot be sent to the workers ({type(value).__name__}: ")
+        assert str(caught.value).endswith("create it inside the function or pass plain data "
+                                          "as an argument")
+        assert len(autocron.get_results()) == before
+        with contextlib.suppress(Exception):
+            value.close()
+
+    def test_unshippable_closure_variable_is_named(self, pool):
+        lock = threading.Lock()
+
+        def use():
+            return lock
+        with pytest.raises(TypeError, match=r"^variable 'lock' of an enclosing function of "
+                                            r"TestShippingByValue\..*use\(\) cannot be sent"):
+            autocron.delay(use)()
+
+    def test_cron_job_defined_in_main_is_shipped(self, database, monkeypatch, tmp_path):
+        namespace = {"__name__": "__main__", "LOG": str(tmp_path / "log")}
+        exec("def tick():\n    open(LOG, 'a').write('tick\\n')\n    return 'ticked'\n",
+             namespace)
+        clock = FakeClock(datetime(2030, 1, 1, 8, 59, 30).timestamp(), monkeypatch, tmp_path)
+        try:
+            autocron.cron("0 9 * * *")(namespace["tick"])
+            autocron.start(database, workers=1)
+            clock.now += 60
+            wake_pool()
+            run = wait_until(lambda: [r for r in autocron.get_results()
+                                      if r._fetch().name == "__main__.tick"], what="the run")
+            assert run[0].get(timeout=30) == "ticked"
+            assert (tmp_path / "log").read_text() == "tick\n"
+        finally:
+            forget_cron("__main__.tick")
+
+    def test_script_run_as_main_ships_its_functions(self, tmp_path):
+        script = tmp_path / "app.py"
+        script.write_text(textwrap.dedent("""
+            import sys, autocron
+
+            class Box:
+                def __init__(self, value):
+                    self.value = value
+
+            def helper(box):
+                return box.value * 2
+
+            @autocron.delay
+            def work(box):
+                print("working on", box.value)
+                return Box(helper(box))
+
+            if __name__ == "__main__":
+                autocron.start(sys.argv[1], workers=1)
+                result = work(Box(21))
+                box = result.get(timeout=30)
+                print(type(box).__module__, type(box).__name__, box.value, repr(result.output))
+                autocron.stop()
+        """))
+        out = subprocess.run([sys.executable, str(script), str(tmp_path / "s.db")],
+                             capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                             env=dict(os.environ, PYTHONPATH=HERE))
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.split("\n")[0] == "__main__ Box 42 'working on 21\\n'"
+
+    def test_a_payload_deleted_with_its_last_result_is_shipped_again(self, database,
+                                                                       monkeypatch, tmp_path):
+        clock = FakeClock(time.time(), monkeypatch, tmp_path)
+        autocron.start(database, workers=1)
+        wait_until(lambda: len(worker_pids()) == 1, what="the worker")
+
+        def triple(x):
+            return 3 * x
+        shipped = autocron.delay(triple)
+        assert shipped(1).get(timeout=30) == 3
+        store = autocron._state.store
+        clock.now += 120
+        assert store.cleanup(clock.now, 60) >= 1        # the result and the payload go
+        assert store.read("SELECT count(*) FROM functions")[0][0] == 0
+        old = worker_pids()[0]
+        os.kill(old, signal.SIGKILL)                    # a fresh worker has nothing cached
+        wait_until(lambda: worker_pids() and worker_pids()[0] != old, what="a new worker")
+        assert shipped(2).get(timeout=30) == 6
+        assert shipped(3).get(timeout=30) == 9
+
+
 # ---- the store -----------------------------------------------------------------------------
 
 
@@ -1519,7 +1765,7 @@ class TestStore:
         assert str(caught.value) == (
             f"{path} can be written by other users (mode 666); whoever can write the database "
             f"can make the workers run code. Fix it with: chmod 600 {path}")
-        assert autocron._state.store is None
+        assert not is_active()
 
     def test_refuses_a_database_of_another_user(self, tmp_path):
         if os.geteuid() != 0:
@@ -1593,7 +1839,7 @@ class TestStore:
         assert str(caught.value).startswith(
             f"{path}: it cannot be written; make the file and its folder writable by you "
             "(chmod u+w) or pass another path (sqlite3: ")
-        assert autocron._state.store is None
+        assert not is_active()
 
 
 class TestIsolation:
@@ -1675,7 +1921,7 @@ class TestIsolation:
             with pytest.raises(autocron.DatabaseError) as caught:
                 autocron.start(database)
             assert str(caught.value) == expected
-            assert autocron._state.store is None
+            assert not is_active()
             with pytest.raises(autocron.DatabaseError) as caught:
                 autocron._Store(database, existing=True)   # the admin tool's way in
             assert str(caught.value) == expected
@@ -1709,7 +1955,7 @@ class TestIsolation:
             autocron._Store(database, existing=True)
         os.chmod(folder, 0o755)
         autocron._Store(database).close()
-        assert autocron._state.store is None
+        assert not is_active()
 
     def test_a_users_private_group_may_write_the_folder(self, tmp_path, other_user):
         folder = tmp_path / "theirs"
@@ -1851,7 +2097,7 @@ class TestIsolation:
             f"/usr/sbin/uwsgi (a server such as uWSGI or mod_wsgi?) and there is no {version} "
             f"in {tmp_path}/bin or on PATH; set the environment variable AUTOCRON_PYTHON to "
             f"this Python's interpreter ({version})")
-        assert autocron._state.store is None
+        assert not is_active()
         monkeypatch.setenv("AUTOCRON_PYTHON", str(tmp_path / "nothing"))
         with pytest.raises(autocron.AutocronError) as caught:
             autocron.start(database)
@@ -1912,7 +2158,7 @@ class TestIsolation:
                 autocron.start(database)
             assert (autocron._state.store, autocron._state.pool) == (None, None)
         finally:
-            autocron._state.crons.pop(name, None)
+            forget_cron(name)
         monkeypatch.undo()
         assert autocron.start(database) is True
         assert add(1, 2).get(timeout=30) == 3
@@ -1930,10 +2176,10 @@ class TestIsolation:
             autocron.cron("* 2 * 3 0L")        # the machine's own zone has the same gap
         assert str(caught.value) == message.format("the local time zone (Europe/Berlin)")
         assert autocron.cron("30 2 * 3 0L")(cron_job) is cron_job   # runs right after the gap
-        autocron._state.crons.pop("test_autocron.cron_job", None)
+        forget_cron("test_autocron.cron_job")
         monkeypatch.setattr(autocron, "_LOCAL_ZONE", None)            # naive local time
         assert autocron.cron("* 2 * 3 0L")(cron_job) is cron_job
-        autocron._state.crons.pop("test_autocron.cron_job", None)
+        forget_cron("test_autocron.cron_job")
 
     # -- reading without writing
 
@@ -1970,281 +2216,7 @@ class TestIsolation:
         assert str(caught.value) == (
             f"{path}: autocron needs SQLite 3.24 or newer, and this Python uses SQLite 3.22.0; "
             "upgrade SQLite, or use a Python built with a newer one")
-        assert not path.exists() and autocron._state.store is None
-
-
-# ---- delayed calls and results -------------------------------------------------------------
-
-
-class TestDelay:
-    """Calls stored durably and run in real worker processes."""
-
-    def test_value_comes_back(self, pool):
-        result = add(2, 3)
-        assert isinstance(result, autocron.Result)
-        assert result.get(timeout=30) == 5
-        assert (result.status, result.waiting, result.is_waiting, result.is_ready()) == \
-            ("ready", False, False, True)
-        assert (result.function_result, result.result, result.has_error,
-                result.error_message) == (5, 5, False, "")
-
-    def test_error_comes_back_as_data(self, pool):
-        result = fail("no such user")
-        with pytest.raises(autocron.TaskError) as caught:
-            result.get(timeout=30)
-        error = caught.value
-        assert (error.type_name, error.message, error.uuid) == ("ValueError", "no such user",
-                                                                result.uuid)
-        assert 'raise ValueError(text)' in error.traceback
-        assert str(error).startswith("ValueError: no such user\n\nRemote traceback:\n"
-                                     "Traceback (most recent call last):")
-        assert result.has_error and result.status == "error"
-        assert result.error_message.startswith("ValueError: no such user\n\nTraceback")
-        assert result.function_result is None
-
-    @pytest.mark.parametrize("value", [
-        0, -7, 2 ** 100, 3.5, float("inf"), 1 + 2j, "text", "ünïcødé", b"\x00\xff", None, True,
-        [1, [2, [3]]], (1, "a"), {"a": {"b": [1, 2]}}, {1, 2}, frozenset({3}),
-        datetime(2024, 1, 1, 9, 30, tzinfo=ZoneInfo("Europe/Berlin")), date(2024, 2, 29),
-        timedelta(hours=5), Decimal("1.10"), Fraction(1, 3), Point(1, 2), b"x" * 3_000_000,
-    ], ids=lambda value: repr(value)[:40])
-    def test_arguments_and_values_of_many_types(self, pool, value):
-        assert echo(value, key=value).get(timeout=30) == ((value,), {"key": value})
-
-    def test_waiting_leaves_nothing_behind(self, pool):
-        results = [add(i, i) for i in range(50)]
-        assert [r.get(timeout=30) for r in results] == [2 * i for i in range(50)]
-        assert [r.get(timeout=30) for r in results] == [2 * i for i in range(50)]
-        assert autocron._state.pool._waiters == {}
-
-    def test_inside_a_worker_a_delayed_call_runs_directly(self, pool):
-        assert nested(41).get(timeout=30) == ("int", 42)
-
-    def test_unpicklable_argument_is_named_and_nothing_is_stored(self, pool):
-        before = len(autocron.get_results())
-        with pytest.raises(TypeError) as caught:
-            add(1, threading.Lock())
-        assert str(caught.value).startswith("argument 2 of add() cannot be pickled (lock: ")
-        assert str(caught.value).endswith("pass plain data and open files, locks or "
-                                          "connections inside the task")
-        with pytest.raises(TypeError, match=r"keyword argument 'b' of add\(\) cannot be "
-                                            r"pickled \(generator: "):
-            add(1, b=(i for i in range(3)))
-        assert len(autocron.get_results()) == before
-
-    def test_unpicklable_return_value_is_an_error(self, pool):
-        result = make_lock()
-        with pytest.raises(autocron.TaskError) as caught:
-            result.get(timeout=30)
-        assert caught.value.type_name == "TypeError"
-        assert caught.value.message.startswith("the return value of test_autocron.make_lock "
-                                               "cannot be pickled (lock: ")
-
-    def test_undecorated_function_stays_reachable(self):
-        assert echo.__wrapped__(1) == ((1,), {})
-        assert echo.__name__ == "echo" and echo.__doc__ == echo.__wrapped__.__doc__
-
-    def test_status_while_waiting_and_running(self, pool, tmp_path):
-        running = block(str(tmp_path))
-        wait_until(lambda: (tmp_path / "task.pid").exists(), what="the task to start")
-        assert running.status == "running" and running.waiting
-        assert running.function_result is None
-        assert repr(running) == f"<Result {running.uuid[:8]} block({str(tmp_path)!r}) running>"
-        (tmp_path / "task.go").write_text("")
-        assert running.get(timeout=30) == int((tmp_path / "task.pid").read_text())
-        assert repr(running) == (f"<Result {running.uuid[:8]} block({str(tmp_path)!r}) ready: "
-                                 f"{running.result}>")
-
-    def test_get_times_out(self, pool, tmp_path):
-        result = block(tmp_path)
-        with pytest.raises(TimeoutError, match=f"task {result.uuid} "
-                                               r"\(test_autocron.block\) did not finish within "
-                                               r"0.2 s"):
-            result.get(timeout=0.2)
-        (tmp_path / "task.go").write_text("")
-        result.get(timeout=30)
-
-    def test_await_a_result(self, pool):
-        async def main():
-            return await add(20, 22), await asyncio.wait_for(add(1, 1), 30)
-        assert asyncio.run(main()) == (42, 2)
-
-    def test_await_a_failed_result_raises(self, pool):
-        async def main():
-            return await fail("async")
-        with pytest.raises(autocron.TaskError, match="async"):
-            asyncio.run(main())
-
-    def test_results_are_found_again_newest_first(self, pool):
-        first, second = add(1, 1), add(2, 2)
-        second.get(timeout=30), first.get(timeout=30)
-        results = autocron.get_results()
-        assert [r.uuid for r in results[:2]] == [second.uuid, first.uuid]
-        found = autocron.get_result(first.uuid)
-        assert found.get() == 2 and found.uuid == first.uuid
-        assert autocron.get_result("no-such-id") is None
-
-    def test_cancel_a_waiting_task(self, pool):
-        waiting = add_in_an_hour(1, 2)
-        assert waiting.cancel() is True
-        assert waiting.status == "cancelled" and waiting.has_error
-        with pytest.raises(autocron.TaskError, match="cancelled"):
-            waiting.get(timeout=5)
-        assert waiting.cancel() is False
-
-    def test_cancel_a_task_queued_in_a_worker(self, database, tmp_path):
-        autocron.start(database, workers=1)
-        blocker = block(str(tmp_path))
-        wait_until(lambda: (tmp_path / "task.pid").exists(), what="the blocker")
-        queued = add(1, 2)                      # handed to the busy worker, not started
-        wait_until(lambda: row_status(database, queued) == "queued", what="the hand-over")
-        assert queued.status == "waiting" and queued.waiting
-        assert queued.cancel() is True
-        assert queued.status == "cancelled"
-        assert blocker.cancel() is False and blocker.status == "running"
-        (tmp_path / "task.go").write_text("")
-        assert blocker.get(timeout=30) > 0
-
-    def test_delayed_calls_wait_for_their_time(self, pool):
-        result = add_later(1, 2)
-        assert result.get(timeout=30) == 3
-        _, _, _, _, created, started, *_ = result._fetch()
-        assert started - created >= 0.5
-        assert add_in_the_past(2, 2).get(timeout=30) == 4
-
-    def test_bad_delays_are_refused_at_decoration(self):
-        with pytest.raises(ValueError, match="the delay must not be negative, got -60 s"):
-            autocron.delay(minutes=-1)
-        with pytest.raises(ValueError, match="give either a delay"):
-            autocron.delay(minutes=1, schedule=datetime(2030, 1, 1))
-        with pytest.raises(TypeError, match="schedule must be a datetime, not str"):
-            autocron.delay(schedule="2030-01-01")
-        with pytest.raises(TypeError, match="delay decorates a function, not int"):
-            autocron.delay(5)
-
-    def test_an_exception_that_cannot_be_shown_is_still_named(self, database):
-        autocron.start(database, workers=1)
-
-        def raising(kind):
-            class Escape(BaseException):
-                pass
-
-            class Unprintable(Exception):
-                def __str__(self):
-                    raise RuntimeError("no text")
-
-            class Hostile(Exception):
-                def __str__(self):
-                    raise Escape()
-
-                def __repr__(self):
-                    raise Escape()
-
-            odd = type("Odd", (Exception,), {"__module__": 42})
-            odd.__qualname__ = "Odd\udcff"     # a type's name cannot hold one, its qualname can
-            raise {"str": Unprintable, "base": Hostile, "odd": odd}[kind]("odd text")
-
-        def whoami():
-            return os.getpid()
-
-        worker = autocron.delay(whoami)().get(timeout=30)
-        expected = {"str": ("Unprintable", "<exception str() failed: RuntimeError>"),
-                    "base": ("Hostile", "<exception str() failed: Escape>"),
-                    "odd": ("<unknown>.Odd\\udcff", "odd text")}
-        for kind, (name, message) in expected.items():
-            with pytest.raises(autocron.TaskError) as caught:
-                autocron.delay(raising)(kind).get(timeout=30)
-            assert caught.value.type_name.endswith(name), caught.value
-            assert caught.value.message == message
-            assert "in raising" in caught.value.traceback
-        assert autocron.delay(whoami)().get(timeout=30) == worker     # not replaced
-
-    @pytest.mark.parametrize("child", ["exits", "returns", "raises"])
-    def test_a_forked_child_never_runs_the_queued_tasks(self, database, tmp_path, child):
-        autocron.start(database, workers=1)
-        log = str(tmp_path / "log")
-
-        def forking(log, folder, child):
-            with open(log, "a") as file:
-                file.write("forking\n")
-            while not os.path.exists(os.path.join(folder, "go")):
-                time.sleep(0.01)
-            pid = os.fork()
-            if pid:
-                Path(folder, "child.pid").write_text(str(pid))
-            else:
-                if child == "exits":
-                    sys.exit(3)
-                if child == "raises":
-                    raise ValueError("in the child")
-                return "the child's value"
-            for _ in range(1000):             # the child leaves at once; a stuck one is a bug
-                done, status = os.waitpid(pid, os.WNOHANG)
-                if done:
-                    return "the parent's value", os.waitstatus_to_exitcode(status)
-                time.sleep(0.01)
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            return "the parent's value", "the child did not leave"
-
-        first = autocron.delay(forking)(log, str(tmp_path), child)
-        wait_until(lambda: os.path.exists(log), what="the forking task to start")
-        queued = [log_line(log, f"task {i}") for i in range(5)]
-        wait_until(lambda: row_status(database, queued[0]) == "queued", what="the hand-over")
-        (tmp_path / "go").write_text("")
-        try:
-            code = {"exits": 3, "returns": 0, "raises": 1}[child]
-            assert first.get(timeout=30) == ("the parent's value", code)
-            assert ("ValueError: in the child" in first.output) == (child == "raises")
-            assert [r.get(timeout=30) for r in queued] == [f"task {i}" for i in range(5)]
-            assert Path(log).read_text().splitlines() == \
-                ["forking"] + [f"task {i}" for i in range(5)]
-        finally:    # a child that ran on in the worker's loop would outlive the test
-            pid = int(wait_until(lambda: (tmp_path / "child.pid").exists() and
-                                 (tmp_path / "child.pid").read_text(), what="the fork"))
-            with contextlib.suppress(OSError):       # gone (its pid reused or not)
-                if str(tmp_path) in Path(f"/proc/{pid}/cmdline").read_text():
-                    os.kill(pid, signal.SIGKILL)
-
-    def test_a_call_whose_text_has_a_lone_surrogate_is_stored_and_runs(self, pool):
-        class Odd:
-            def __repr__(self):
-                return "Odd(\udcff)"
-
-        def odd_name(value):
-            return type(value).__name__
-        odd_name.__qualname__ = "odd_name\udcff"
-        result = autocron.delay(odd_name)(Odd())
-        assert result.get(timeout=30) == "Odd"
-        assert repr(result) == (f"<Result {result.uuid[:8]} odd_name\\udcff(Odd(\\udcff)) "
-                                "ready: 'Odd'>")
-
-
-class TestInactive:
-    """Before start(), after stop() and when disabled, calls run synchronously here."""
-
-    def test_call_runs_here_before_start(self):
-        assert autocron._state.store is None
-        result = add(2, 2)
-        assert (result.status, result.get(), result.function_result) == ("ready", 4, 4)
-        failed = fail("here")
-        assert failed.has_error and failed.error_message.startswith("ValueError: here")
-        with pytest.raises(autocron.TaskError, match="here"):
-            failed.get()
-
-    def test_disabled_database_starts_nothing(self, database):
-        autocron._Store(database).set_setting("disabled", 1)
-        assert autocron.start(database) is False
-        assert autocron._state.pool is None
-        assert add(1, 2).get() == 3
-
-    def test_call_runs_here_after_stop(self, pool):
-        assert add(1, 1).get(timeout=30) == 2
-        autocron.stop()
-        result = add(5, 5)
-        assert result.status == "ready" and result.get() == 10
-        assert autocron.start(pool) is True        # start() after stop() works
-        assert add(3, 3).get(timeout=30) == 6
+        assert not path.exists() and not is_active()
 
 
 # ---- the pool ------------------------------------------------------------------------------
@@ -2479,7 +2451,7 @@ class TestCronJobs:
     """Jobs registered at decoration, run once per due time by one pool; the clock is a seam."""
 
     def runs(self, name):
-        return [r for r in autocron.get_results() if r._fetch()[1] == name]
+        return [r for r in autocron.get_results() if r._fetch().name == name]
 
     def test_job_runs_once_per_due_time(self, database, monkeypatch, tmp_path):
         log = tmp_path / "cron.log"
@@ -2491,20 +2463,36 @@ class TestCronJobs:
         try:
             autocron.start(database, workers=1)
             clock.now += 60                           # 09:00:30: due
-            autocron._state.pool.wake()
+            wake_pool()
             first = wait_until(lambda: self.runs(name), what="the first run")
             assert first[0].get(timeout=30) == "ran"
             clock.now += 3600                         # 10:00:30: not due again
             settle()
             assert len(self.runs(name)) == 1
             clock.now += 23 * 3600                    # the next day 09:00:30
-            autocron._state.pool.wake()
+            wake_pool()
             second = wait_until(lambda: len(self.runs(name)) == 2 and self.runs(name)[0],
                                 what="the second run")
             assert second.get(timeout=30) == "ran"
             assert log.read_text() == "run\nrun\n"
         finally:
-            autocron._state.crons.pop(name, None)
+            forget_cron(name)
+
+    def test_an_async_job_runs_like_any_other(self, database, monkeypatch, tmp_path):
+        log = tmp_path / "cron.log"
+        monkeypatch.setenv("AUTOCRON_TEST_LOG", str(log))
+        clock = FakeClock(datetime(2030, 1, 1, 8, 59, 30).timestamp(), monkeypatch, tmp_path)
+        assert autocron.cron("0 9 * * *")(async_cron_job) is async_cron_job
+        name = "test_autocron.async_cron_job"
+        try:
+            autocron.start(database, workers=1)
+            clock.now += 60                           # 09:00:30: due
+            wake_pool()
+            run = wait_until(lambda: self.runs(name), what="the run")[0]
+            assert run.get(timeout=30) == "ran async"
+            assert log.read_text() == "run\n"
+        finally:
+            forget_cron(name)
 
     def test_redecorating_replaces_the_schedule(self, database):
         name = "test_autocron.cron_job"
@@ -2515,7 +2503,7 @@ class TestCronJobs:
             rows = autocron._Store(database).read("SELECT name, expression FROM crons")
             assert rows == [(name, "30 9 * * 1,3")]
         finally:
-            autocron._state.crons.pop(name, None)
+            forget_cron(name)
 
     def test_bad_expression_fails_at_decoration(self):
         with pytest.raises(CronError, match="minute 61 is out of range 0-59"):
@@ -2538,13 +2526,13 @@ class TestCronJobs:
             for out in [run_python(registrar, database) for _ in range(3)]:
                 assert out.returncode == 0, out.stderr
             clock.now += 60
-            autocron._state.pool.wake()
+            wake_pool()
             wait_until(lambda: self.runs(name) and not self.runs(name)[0].waiting,
                        what="the run")
             settle()
             assert len(self.runs(name)) == 1 and log.read_text() == "run\n"
         finally:
-            autocron._state.crons.pop(name, None)
+            forget_cron(name)
 
 
 # ---- task options: retries, timeouts, cancellation, priorities, missed runs ----------------
@@ -2578,14 +2566,14 @@ class TestTaskOptions:
         settle()
         assert result.attempts == 1                    # not due before 10 s
         clock.now += 1
-        autocron._state.pool.wake()
+        wake_pool()
         wait_until(lambda: result.attempts == 2 and result.status == "waiting",
                    what="attempt 2")
         clock.now += 19                                # the next delay is 20 s
         settle()
         assert result.attempts == 2
         clock.now += 1
-        autocron._state.pool.wake()
+        wake_pool()
         assert result.get(timeout=30) == "finally"
         assert (result.attempts, result.error_message) == (3, "")
 
@@ -2705,7 +2693,7 @@ class TestTaskOptions:
             autocron.cron("0 9 * * *", catch_up=catch_up)(cron_job)
             autocron.start(database, workers=1)
             settle()
-            catch_ups = [r for r in autocron.get_results() if r._fetch()[1] == name]
+            catch_ups = [r for r in autocron.get_results() if r._fetch().name == name]
             assert len(catch_ups) == runs
             for run in catch_ups:
                 assert run.get(timeout=30) == "ran"
@@ -2714,7 +2702,7 @@ class TestTaskOptions:
             assert datetime.fromtimestamp(row[0]) == datetime(2030, 1, 2, 9, 0)
             assert (row[1] is not None) is bool(runs)
         finally:
-            autocron._state.crons.pop(name, None)
+            forget_cron(name)
 
 
 
@@ -2830,18 +2818,18 @@ class TestNothingLostNothingTwice:
             at_nine = autocron.delay(schedule=datetime(2030, 1, 1, 9, 0))(add.__wrapped__)
             fillers = [at_nine(i, i) for i in range(2 * autocron._PREFETCH)]  # due before it
             clock.now += 60
-            autocron._state.pool.wake()
+            wake_pool()
             run = wait_until(lambda: [r for r in autocron.get_results()
-                                      if r._fetch()[1] == name], what="the run")[0]
+                                      if r._fetch().name == name], what="the run")[0]
             assert row_status(database, run) == "waiting"
             assert run.cancel() is True
             (tmp_path / "task.go").write_text("")
             autocron.wait([blocker] + fillers, timeout=60)
             clock.now += 60                            # the next due time runs
-            autocron._state.pool.wake()
+            wake_pool()
             wait_until(lambda: log.exists() and log.read_text() == "run\n", what="the next run")
         finally:
-            autocron._state.crons.pop(name, None)
+            forget_cron(name)
 
     def test_a_task_queued_behind_another_can_always_be_cancelled(self, database, tmp_path):
         counter = str(tmp_path / "count")
@@ -2929,7 +2917,7 @@ class TestNothingLostNothingTwice:
 
             @autocron.delay
             def probe():
-                return autocron._state.store is None and autocron._state.standby is None
+                return not is_active() and autocron._state.standby is None
         """))
         monkeypatch.setenv("AUTOCRON_TEST_DB", database)
         monkeypatch.syspath_prepend(str(tmp_path))
@@ -2964,201 +2952,503 @@ class TestNothingLostNothingTwice:
         assert [values.get(r.uuid) for r in results] == list(range(4000))
 
 
-# ---- functions by value (notebooks, scripts, closures) -------------------------------------
+# ---- the public API: delayed calls, results and how they show ------------------------------
 
 
-MULTIPLIER = 3
+class TestDelay:
+    """Calls stored durably and run in real worker processes."""
 
+    def test_value_comes_back(self, pool):
+        result = add(2, 3)
+        assert isinstance(result, autocron.Result)
+        assert result.get(timeout=30) == 5
+        assert (result.status, result.waiting, result.is_waiting, result.is_ready()) == \
+            ("ready", False, False, True)
+        assert (result.function_result, result.result, result.has_error,
+                result.error_message) == (5, 5, False, "")
 
-class TestShippingByValue:
-    """Functions the workers cannot import travel with their code, globals and closures."""
+    def test_error_comes_back_as_data(self, pool):
+        result = fail("no such user")
+        with pytest.raises(autocron.TaskError) as caught:
+            result.get(timeout=30)
+        error = caught.value
+        assert (error.type_name, error.message, error.uuid) == ("ValueError", "no such user",
+                                                                result.uuid)
+        assert 'raise ValueError(text)' in error.traceback
+        assert str(error).startswith("ValueError: no such user\n\nRemote traceback:\n"
+                                     "Traceback (most recent call last):")
+        assert result.has_error and result.status == "error"
+        assert result.error_message.startswith("ValueError: no such user\n\nTraceback")
+        assert result.function_result is None
 
-    def test_closure_with_its_captured_values(self, pool):
-        def make_adder(k):
-            def adder(x):
-                return x + k
-            return adder
-        assert autocron.delay(make_adder(5))(1).get(timeout=30) == 6
+    @pytest.mark.parametrize("value", [
+        0, -7, 2 ** 100, 3.5, float("inf"), 1 + 2j, "text", "ünïcødé", b"\x00\xff", None, True,
+        [1, [2, [3]]], (1, "a"), {"a": {"b": [1, 2]}}, {1, 2}, frozenset({3}),
+        datetime(2024, 1, 1, 9, 30, tzinfo=ZoneInfo("Europe/Berlin")), date(2024, 2, 29),
+        timedelta(hours=5), Decimal("1.10"), Fraction(1, 3), Point(1, 2), b"x" * 3_000_000,
+    ], ids=lambda value: repr(value)[:40])
+    def test_arguments_and_values_of_many_types(self, pool, value):
+        assert echo(value, key=value).get(timeout=30) == ((value,), {"key": value})
 
-    def test_lambda(self, pool):
-        assert autocron.delay(lambda x: x * x)(7).get(timeout=30) == 49
+    # -- map(): many calls in one transaction
 
-    def test_recursion_and_mutual_recursion(self, pool):
-        def is_even(n):
-            return n == 0 or is_odd(n - 1)
+    def test_map_runs_each_set_of_arguments_like_the_builtin(self, pool):
+        results = add.map(range(300), range(0, 3000, 10))
+        assert [r.get(timeout=60) for r in results] == [i + 10 * i for i in range(300)]
+        assert len({r.uuid.rsplit("-", 1)[0] for r in results}) == 1    # one batch
+        assert add.map([1, 2, 3], [10, 20]) and \
+            [r.get(timeout=30) for r in add.map([1, 2, 3], [10, 20])] == [11, 22]
+        assert add.map([], []) == [] and add.map() == []
 
-        def is_odd(n):
-            return n != 0 and is_even(n - 1)
-
-        def factorial(n):
-            return 1 if n <= 1 else n * factorial(n - 1)
-        assert autocron.delay(is_even)(10).get(timeout=30) is True
-        assert autocron.delay(factorial)(6).get(timeout=30) == 720
-
-    def test_helper_chain_and_module_globals(self, pool):
-        def scale(x):
-            return x * MULTIPLIER
-
-        def offset(x):
-            return scale(x) + len(os.sep)
-
-        def top(x):
-            return offset(x) * 2
-        assert autocron.delay(top)(1).get(timeout=30) == (3 + len(os.sep)) * 2
-
-    def test_classes_as_arguments_and_return_values(self, pool):
-        @dataclass
-        class Vector:
-            x: float
-            y: float
-
-            def norm(self):
-                return (self.x ** 2 + self.y ** 2) ** 0.5
-
-        class Slotted:
-            __slots__ = ("a",)
-
-            def __init__(self, a):
-                self.a = a
-
-        def longer(v, s):
-            return Vector(v.x * s.a, v.y * s.a).norm()
-        assert autocron.delay(longer)(Vector(3, 4), Slotted(2)).get(timeout=30) == 10.0
-
-    def test_default_and_keyword_only_arguments(self, pool):
-        def greet(name, greeting="hello", *, punctuation="!"):
-            return f"{greeting} {name}{punctuation}"
-        shipped = autocron.delay(greet)
-        assert shipped("ada").get(timeout=30) == "hello ada!"
-        assert shipped("bob", "hi", punctuation="?").get(timeout=30) == "hi bob?"
-
-    def test_decorated_function(self, pool):
-        def shout(func):
-            @functools.wraps(func)
-            def wrapper(*args):
-                return func(*args).upper()
-            return wrapper
-
-        @autocron.delay
-        @shout
-        def word(text):
-            return text
-        assert word("quiet").get(timeout=30) == "QUIET"
-
-    def test_changed_globals_and_bodies_reach_the_next_call(self, pool, tmp_path):
-        namespace = {}
-        exec("FACTOR = 2\ndef times(x):\n    return x * FACTOR\n", namespace)
-        times = autocron.delay(namespace["times"])
-        assert times(5).get(timeout=30) == 10
-        namespace["FACTOR"] = 7
-        assert times(5).get(timeout=30) == 35
-        exec("def times(x):\n    return -x\n", namespace)      # the cell, run again
-        assert autocron.delay(namespace["times"])(5).get(timeout=30) == -5
-
-    def test_a_thousand_calls_store_one_payload(self, pool):
-        def inc(x):
-            return x + 1
-        shipped = autocron.delay(inc)
-        results = [shipped(i) for i in range(200)]
-        assert autocron.wait(results, timeout=60) == list(range(1, 201))
-        rows = autocron._Store(pool).read("SELECT count(*) FROM functions")
-        assert rows[0][0] == 1
-
-    @pytest.mark.parametrize("make, label", [
-        (lambda: threading.Lock(), "global 'resource'"),
-        (lambda: open(os.devnull), "global 'resource'"),
-        (lambda: sqlite3.connect(":memory:"), "global 'resource'"),
-    ])
-    def test_unshippable_global_is_named_and_nothing_is_stored(self, pool, make, label):
-        namespace = {"resource": make()}
-        exec("def use():\n    return resource\n", namespace)
+    def test_map_stores_nothing_when_one_call_cannot_be_pickled(self, pool):
         before = len(autocron.get_results())
         with pytest.raises(TypeError) as caught:
-            autocron.delay(namespace["use"])()
-        value = namespace["resource"]
-        assert str(caught.value).startswith(
-            f"{label} of use() cannot be sent to the workers ({type(value).__name__}: ")
-        assert str(caught.value).endswith("create it inside the function or pass plain data "
-                                          "as an argument")
+            add.map([1, 2, threading.Lock()], [1, 2, 3])
+        assert str(caught.value).startswith("argument 1 of add() cannot be pickled (lock: ")
         assert len(autocron.get_results()) == before
-        with contextlib.suppress(Exception):
-            value.close()
 
-    def test_unshippable_closure_variable_is_named(self, pool):
-        lock = threading.Lock()
-
-        def use():
-            return lock
-        with pytest.raises(TypeError, match=r"^variable 'lock' of an enclosing function of "
-                                            r"TestShippingByValue\..*use\(\) cannot be sent"):
-            autocron.delay(use)()
-
-    def test_cron_job_defined_in_main_is_shipped(self, database, monkeypatch, tmp_path):
-        namespace = {"__name__": "__main__", "LOG": str(tmp_path / "log")}
-        exec("def tick():\n    open(LOG, 'a').write('tick\\n')\n    return 'ticked'\n",
-             namespace)
-        clock = FakeClock(datetime(2030, 1, 1, 8, 59, 30).timestamp(), monkeypatch, tmp_path)
-        try:
-            autocron.cron("0 9 * * *")(namespace["tick"])
-            autocron.start(database, workers=1)
-            clock.now += 60
-            autocron._state.pool.wake()
-            run = wait_until(lambda: [r for r in autocron.get_results()
-                                      if r._fetch()[1] == "__main__.tick"], what="the run")
-            assert run[0].get(timeout=30) == "ticked"
-            assert (tmp_path / "log").read_text() == "tick\n"
-        finally:
-            autocron._state.crons.pop("__main__.tick", None)
-
-    def test_script_run_as_main_ships_its_functions(self, tmp_path):
-        script = tmp_path / "app.py"
-        script.write_text(textwrap.dedent("""
-            import sys, autocron
-
-            class Box:
-                def __init__(self, value):
-                    self.value = value
-
-            def helper(box):
-                return box.value * 2
-
-            @autocron.delay
-            def work(box):
-                print("working on", box.value)
-                return Box(helper(box))
-
-            if __name__ == "__main__":
-                autocron.start(sys.argv[1], workers=1)
-                result = work(Box(21))
-                box = result.get(timeout=30)
-                print(type(box).__module__, type(box).__name__, box.value, repr(result.output))
-                autocron.stop()
-        """))
-        out = subprocess.run([sys.executable, str(script), str(tmp_path / "s.db")],
-                             capture_output=True, text=True, timeout=120, cwd=tmp_path,
-                             env=dict(os.environ, PYTHONPATH=HERE))
-        assert out.returncode == 0, out.stderr
-        assert out.stdout.split("\n")[0] == "__main__ Box 42 'working on 21\\n'"
-
-    def test_a_payload_deleted_with_its_last_result_is_shipped_again(self, database,
-                                                                       monkeypatch, tmp_path):
-        clock = FakeClock(time.time(), monkeypatch, tmp_path)
-        autocron.start(database, workers=1)
-        wait_until(lambda: len(worker_pids()) == 1, what="the worker")
-
-        def triple(x):
-            return 3 * x
-        shipped = autocron.delay(triple)
-        assert shipped(1).get(timeout=30) == 3
+    def test_map_is_one_transaction(self, pool):
+        statements = []
         store = autocron._state.store
-        clock.now += 120
-        assert store.cleanup(clock.now, 60) >= 1        # the result and the payload go
-        assert store.read("SELECT count(*) FROM functions")[0][0] == 0
-        old = worker_pids()[0]
-        os.kill(old, signal.SIGKILL)                    # a fresh worker has nothing cached
-        wait_until(lambda: worker_pids() and worker_pids()[0] != old, what="a new worker")
-        assert shipped(2).get(timeout=30) == 6
-        assert shipped(3).get(timeout=30) == 9
+        store._connection().set_trace_callback(statements.append)
+        try:
+            results = echo.map(["a", "b", "c"])
+        finally:
+            store._connection().set_trace_callback(None)
+        assert [s.split()[0] for s in statements if s.split()[0] in (
+            "BEGIN", "COMMIT", "INSERT")] == ["BEGIN", "INSERT", "INSERT", "INSERT", "COMMIT"]
+        assert [r.get(timeout=30) for r in results] == [(("a",), {}), (("b",), {}),
+                                                        (("c",), {})]
+
+    def test_map_of_a_function_shipped_by_value_stores_its_payload_once(self, pool):
+        namespace = {"__name__": "__main__"}
+        exec("def triple(x):\n    return 3 * x\n", namespace)
+        triple = autocron.delay(namespace["triple"])
+        assert [r.get(timeout=30) for r in triple.map(range(5))] == [0, 3, 6, 9, 12]
+        store = autocron._Store(pool)
+        assert store.read("SELECT count(*) FROM functions")[0][0] == 1
+
+    def test_map_runs_here_when_autocron_is_inactive(self):
+        results = add.map([1, 2], [3, 4])
+        assert [(r.status, r.get()) for r in results] == [("ready", 4), ("ready", 6)]
+
+    def test_map_inside_a_worker_returns_the_values(self, pool):
+        assert nested_map(3).get(timeout=30) == [0, 2, 4]
+
+    # -- async def
+
+    def test_an_async_function_runs_on_the_workers_event_loop(self, pool):
+        assert async_add(2, 3).get(timeout=30) == 5
+        assert [r.get(timeout=30) for r in async_add.map([1, 2], [10, 20])] == [11, 22]
+        with pytest.raises(autocron.TaskError) as caught:
+            async_fail("nope").get(timeout=30)
+        assert caught.value.type_name == "LookupError" and "nope" in str(caught.value)
+        assert "async_fail" in caught.value.traceback
+
+    def test_a_worker_keeps_one_event_loop_for_its_async_tasks(self, database):
+        autocron.start(database, workers=1)
+        seen = [which_loop().get(timeout=30) for _ in range(3)]
+        assert len({(pid, loop) for pid, loop, _ in seen}) == 1
+        assert [calls for _, _, calls in seen] == [1, 2, 3]
+
+    def test_an_async_result_can_be_awaited(self, pool):
+        async def main():
+            return await async_add(20, 22)
+        assert asyncio.run(main()) == 42
+
+    def test_an_async_function_runs_here_when_autocron_is_inactive(self):
+        assert async_add(1, 1).get() == 2
+        assert async_fail("x").error_message.startswith("LookupError: x")
+
+        async def inside_a_running_loop():      # a notebook: the call may not block its loop
+            return async_add(4, 4).get()
+        assert asyncio.run(inside_a_running_loop()) == 8
+
+    def test_waiting_leaves_nothing_behind(self, pool):
+        results = [add(i, i) for i in range(50)]
+        assert [r.get(timeout=30) for r in results] == [2 * i for i in range(50)]
+        assert [r.get(timeout=30) for r in results] == [2 * i for i in range(50)]
+        assert autocron._state.pool._waiters == {}
+
+    def test_inside_a_worker_a_delayed_call_runs_directly(self, pool):
+        assert nested(41).get(timeout=30) == ("int", 42)
+
+    def test_unpicklable_argument_is_named_and_nothing_is_stored(self, pool):
+        before = len(autocron.get_results())
+        with pytest.raises(TypeError) as caught:
+            add(1, threading.Lock())
+        assert str(caught.value).startswith("argument 2 of add() cannot be pickled (lock: ")
+        assert str(caught.value).endswith("pass plain data and open files, locks or "
+                                          "connections inside the task")
+        with pytest.raises(TypeError, match=r"keyword argument 'b' of add\(\) cannot be "
+                                            r"pickled \(generator: "):
+            add(1, b=(i for i in range(3)))
+        assert len(autocron.get_results()) == before
+
+    def test_unpicklable_return_value_is_an_error(self, pool):
+        result = make_lock()
+        with pytest.raises(autocron.TaskError) as caught:
+            result.get(timeout=30)
+        assert caught.value.type_name == "TypeError"
+        assert caught.value.message.startswith("the return value of test_autocron.make_lock "
+                                               "cannot be pickled (lock: ")
+
+    def test_undecorated_function_stays_reachable(self):
+        assert echo.__wrapped__(1) == ((1,), {})
+        assert echo.__name__ == "echo" and echo.__doc__ == echo.__wrapped__.__doc__
+
+    def test_status_while_waiting_and_running(self, pool, tmp_path):
+        running = block(str(tmp_path))
+        wait_until(lambda: (tmp_path / "task.pid").exists(), what="the task to start")
+        assert running.status == "running" and running.waiting
+        assert running.function_result is None
+        assert repr(running) == f"<Result {running.uuid[:8]} block({str(tmp_path)!r}) running>"
+        (tmp_path / "task.go").write_text("")
+        assert running.get(timeout=30) == int((tmp_path / "task.pid").read_text())
+        assert repr(running) == (f"<Result {running.uuid[:8]} block({str(tmp_path)!r}) ready: "
+                                 f"{running.result}>")
+
+    def test_get_times_out(self, pool, tmp_path):
+        result = block(tmp_path)
+        with pytest.raises(TimeoutError, match=f"task {result.uuid} "
+                                               r"\(test_autocron.block\) did not finish within "
+                                               r"0.2 s"):
+            result.get(timeout=0.2)
+        (tmp_path / "task.go").write_text("")
+        result.get(timeout=30)
+
+    def test_await_a_result(self, pool):
+        async def main():
+            return await add(20, 22), await asyncio.wait_for(add(1, 1), 30)
+        assert asyncio.run(main()) == (42, 2)
+
+    def test_await_a_failed_result_raises(self, pool):
+        async def main():
+            return await fail("async")
+        with pytest.raises(autocron.TaskError, match="async"):
+            asyncio.run(main())
+
+    def test_results_are_found_again_newest_first(self, pool):
+        first, second = add(1, 1), add(2, 2)
+        second.get(timeout=30), first.get(timeout=30)
+        results = autocron.get_results()
+        assert [r.uuid for r in results[:2]] == [second.uuid, first.uuid]
+        found = autocron.get_result(first.uuid)
+        assert found.get() == 2 and found.uuid == first.uuid
+        assert autocron.get_result("no-such-id") is None
+
+    def test_cancel_a_waiting_task(self, pool):
+        waiting = add_in_an_hour(1, 2)
+        assert waiting.cancel() is True
+        assert waiting.status == "cancelled" and waiting.has_error
+        with pytest.raises(autocron.TaskError, match="cancelled"):
+            waiting.get(timeout=5)
+        assert waiting.cancel() is False
+
+    def test_cancel_a_task_queued_in_a_worker(self, database, tmp_path):
+        autocron.start(database, workers=1)
+        blocker = block(str(tmp_path))
+        wait_until(lambda: (tmp_path / "task.pid").exists(), what="the blocker")
+        queued = add(1, 2)                      # handed to the busy worker, not started
+        wait_until(lambda: row_status(database, queued) == "queued", what="the hand-over")
+        assert queued.status == "waiting" and queued.waiting
+        assert queued.cancel() is True
+        assert queued.status == "cancelled"
+        assert blocker.cancel() is False and blocker.status == "running"
+        (tmp_path / "task.go").write_text("")
+        assert blocker.get(timeout=30) > 0
+
+    def test_delayed_calls_wait_for_their_time(self, pool):
+        result = add_later(1, 2)
+        assert result.get(timeout=30) == 3
+        row = result._fetch()
+        assert row.started - row.created >= 0.5
+        assert add_in_the_past(2, 2).get(timeout=30) == 4
+
+    def test_bad_delays_are_refused_at_decoration(self):
+        with pytest.raises(ValueError, match="the delay must not be negative, got -60 s"):
+            autocron.delay(minutes=-1)
+        with pytest.raises(ValueError, match="give either a delay"):
+            autocron.delay(minutes=1, schedule=datetime(2030, 1, 1))
+        with pytest.raises(TypeError, match="schedule must be a datetime, not str"):
+            autocron.delay(schedule="2030-01-01")
+        with pytest.raises(TypeError, match="delay decorates a function, not int"):
+            autocron.delay(5)
+
+    def test_an_exception_that_cannot_be_shown_is_still_named(self, database):
+        autocron.start(database, workers=1)
+
+        def raising(kind):
+            class Escape(BaseException):
+                pass
+
+            class Unprintable(Exception):
+                def __str__(self):
+                    raise RuntimeError("no text")
+
+            class Hostile(Exception):
+                def __str__(self):
+                    raise Escape()
+
+                def __repr__(self):
+                    raise Escape()
+
+            odd = type("Odd", (Exception,), {"__module__": 42})
+            odd.__qualname__ = "Odd\udcff"     # a type's name cannot hold one, its qualname can
+            raise {"str": Unprintable, "base": Hostile, "odd": odd}[kind]("odd text")
+
+        def whoami():
+            return os.getpid()
+
+        worker = autocron.delay(whoami)().get(timeout=30)
+        expected = {"str": ("Unprintable", "<exception str() failed: RuntimeError>"),
+                    "base": ("Hostile", "<exception str() failed: Escape>"),
+                    "odd": ("<unknown>.Odd\\udcff", "odd text")}
+        for kind, (name, message) in expected.items():
+            with pytest.raises(autocron.TaskError) as caught:
+                autocron.delay(raising)(kind).get(timeout=30)
+            assert caught.value.type_name.endswith(name), caught.value
+            assert caught.value.message == message
+            assert "in raising" in caught.value.traceback
+        assert autocron.delay(whoami)().get(timeout=30) == worker     # not replaced
+
+    @pytest.mark.parametrize("child", ["exits", "returns", "raises"])
+    def test_a_forked_child_never_runs_the_queued_tasks(self, database, tmp_path, child):
+        autocron.start(database, workers=1)
+        log = str(tmp_path / "log")
+
+        def forking(log, folder, child):
+            with open(log, "a") as file:
+                file.write("forking\n")
+            while not os.path.exists(os.path.join(folder, "go")):
+                time.sleep(0.01)
+            pid = os.fork()
+            if pid:
+                Path(folder, "child.pid").write_text(str(pid))
+            else:
+                if child == "exits":
+                    sys.exit(3)
+                if child == "raises":
+                    raise ValueError("in the child")
+                return "the child's value"
+            for _ in range(1000):             # the child leaves at once; a stuck one is a bug
+                done, status = os.waitpid(pid, os.WNOHANG)
+                if done:
+                    return "the parent's value", os.waitstatus_to_exitcode(status)
+                time.sleep(0.01)
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            return "the parent's value", "the child did not leave"
+
+        first = autocron.delay(forking)(log, str(tmp_path), child)
+        wait_until(lambda: os.path.exists(log), what="the forking task to start")
+        queued = [log_line(log, f"task {i}") for i in range(5)]
+        wait_until(lambda: row_status(database, queued[0]) == "queued", what="the hand-over")
+        (tmp_path / "go").write_text("")
+        try:
+            code = {"exits": 3, "returns": 0, "raises": 1}[child]
+            assert first.get(timeout=30) == ("the parent's value", code)
+            assert ("ValueError: in the child" in first.output) == (child == "raises")
+            assert [r.get(timeout=30) for r in queued] == [f"task {i}" for i in range(5)]
+            assert Path(log).read_text().splitlines() == \
+                ["forking"] + [f"task {i}" for i in range(5)]
+        finally:    # a child that ran on in the worker's loop would outlive the test
+            pid = int(wait_until(lambda: (tmp_path / "child.pid").exists() and
+                                 (tmp_path / "child.pid").read_text(), what="the fork"))
+            with contextlib.suppress(OSError):       # gone (its pid reused or not)
+                if str(tmp_path) in Path(f"/proc/{pid}/cmdline").read_text():
+                    os.kill(pid, signal.SIGKILL)
+
+    def test_a_call_whose_text_has_a_lone_surrogate_is_stored_and_runs(self, pool):
+        class Odd:
+            def __repr__(self):
+                return "Odd(\udcff)"
+
+        def odd_name(value):
+            return type(value).__name__
+        odd_name.__qualname__ = "odd_name\udcff"
+        result = autocron.delay(odd_name)(Odd())
+        assert result.get(timeout=30) == "Odd"
+        assert repr(result) == (f"<Result {result.uuid[:8]} odd_name\\udcff(Odd(\\udcff)) "
+                                "ready: 'Odd'>")
+
+
+class TestInactive:
+    """Before start(), after stop() and when disabled, calls run synchronously here."""
+
+    def test_call_runs_here_before_start(self):
+        assert not is_active()
+        result = add(2, 2)
+        assert (result.status, result.get(), result.function_result) == ("ready", 4, 4)
+        failed = fail("here")
+        assert failed.has_error and failed.error_message.startswith("ValueError: here")
+        with pytest.raises(autocron.TaskError, match="here"):
+            failed.get()
+
+    def test_disabled_database_starts_nothing(self, database):
+        autocron._Store(database).set_setting("disabled", 1)
+        assert autocron.start(database) is False
+        assert autocron._state.pool is None
+        assert add(1, 2).get() == 3
+
+    def test_call_runs_here_after_stop(self, pool):
+        assert add(1, 1).get(timeout=30) == 2
+        autocron.stop()
+        result = add(5, 5)
+        assert result.status == "ready" and result.get() == 10
+        assert autocron.start(pool) is True        # start() after stop() works
+        assert add(3, 3).get(timeout=30) == 6
+
+
+def open_descriptors():
+    return len(os.listdir("/proc/self/fd"))
+
+
+class TestResults:
+    """The store under load: descriptors, the write-ahead log, bounded reads, durability."""
+
+    @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts /proc/self/fd")
+    def test_start_and_stop_cycles_keep_the_descriptor_count_flat(self, database):
+        kept = []
+        counts = []
+        for _ in range(20):
+            assert autocron.start(database, workers=1) is True
+            kept.append(add(1, 1))
+            assert kept[-1].get(timeout=30) == 2
+            autocron.stop()
+            assert kept[-1].status == "ready"           # the old Result still reads
+            counts.append(open_descriptors())
+        assert counts[-1] <= counts[1], counts
+
+    def test_full_synchronous_is_stored_and_used_by_every_connection(self, database):
+        def level(path):
+            """PRAGMA synchronous of this process's connection: 1 NORMAL, 2 FULL."""
+            return autocron._Store(path).read("PRAGMA synchronous")[0][0]
+        assert autocron.start(database, workers=1) is True
+        assert level(database) == 1
+        autocron.stop()
+        assert autocron.start(database, synchronous="full") is True
+        assert level(database) == 2
+        assert autocron.delay(level)(database).get(timeout=30) == 2     # in a worker
+        autocron.stop()
+        assert autocron._Store(database).settings()["synchronous"] == "full"
+        assert run_python("import sys, autocron; print(autocron._Store(sys.argv[1])"
+                          ".read('PRAGMA synchronous')[0][0])", database).stdout == "2\n"
+        assert autocron.start(database) is True                # None keeps the stored value
+        assert autocron.delay(level)(database).get(timeout=30) == 2
+        assert autocron.start(database, synchronous="normal") is False   # while active
+        assert level(database) == 1
+        autocron.stop()
+        assert autocron._Store(database).settings()["synchronous"] == "normal"
+
+    def test_a_busy_commit_is_retried(self, tmp_path):
+        """In WAL mode COMMIT is not busy: BEGIN IMMEDIATE already holds the write lock
+        (15,000 commits beside readers and checkpoints saw none). Where the file system
+        cannot do WAL and SQLite keeps a rollback journal, COMMIT waits for the readers."""
+        path = tmp_path / "journal.db"
+        store = autocron._Store(path)
+        assert store.read("PRAGMA journal_mode=DELETE") == [("delete",)]
+        reader = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        reader.execute("BEGIN")
+        assert reader.execute("SELECT count(*) FROM settings").fetchall() == [(0,)]
+        timer = threading.Timer(0.5, reader.execute, ("COMMIT",))   # the reader ends later
+        timer.start()
+        try:
+            with store.transaction() as con:
+                con.execute("INSERT INTO settings (key, value) VALUES ('workers', '3')")
+        finally:
+            timer.join()
+            reader.close()
+        assert store.settings()["workers"] == 3
+        store.close()
+
+    def stored_results(self, tmp_path, monkeypatch, statuses):
+        """Results with these statuses, oldest first, in a database without a pool."""
+        store = autocron._Store(tmp_path / "results.db")
+        uids = [store.add_task(f"module.f{i}", str(i), b"", 0.0) for i in range(len(statuses))]
+        with store.transaction() as con:
+            con.executemany("UPDATE tasks SET status = ?, summary = 'x' WHERE id = ?",
+                            [(s, int(u.rsplit("-", 1)[1])) for s, u in zip(statuses, uids)])
+        monkeypatch.setattr(autocron._state, "last_store", store)
+        return uids
+
+    def test_results_newest_first_at_most_limit_with_a_status(self, tmp_path, monkeypatch):
+        statuses = ["ready", "waiting", "queued", "running", "error", "cancelled", "ready",
+                    "waiting"]
+        uids = self.stored_results(tmp_path, monkeypatch, statuses)
+        newest = uids[::-1]
+        assert [r.uuid for r in autocron.get_results()] == newest
+        assert [r.uuid for r in autocron.get_results(limit=3)] == newest[:3]
+        assert autocron.get_results(limit=0) == []
+        waiting = autocron.get_results(status="waiting")       # "queued" has not started
+        assert [r.uuid for r in waiting] == [uids[7], uids[2], uids[1]]
+        assert [r.status for r in waiting] == ["waiting"] * 3
+        assert [r.uuid for r in autocron.get_results(2, "waiting")] == [uids[7], uids[2]]
+        assert [r.uuid for r in autocron.get_results(limit=1, status="ready")] == [uids[6]]
+        for status in ("running", "error", "cancelled"):
+            assert [r.uuid for r in autocron.get_results(status=status)] == \
+                [uids[statuses.index(status)]]
+
+    @pytest.mark.parametrize("kwargs, message", [
+        ({"status": "queued"}, "status must be one of 'waiting', 'running', 'ready', 'error', "
+                               "'cancelled' (None: any), got 'queued'"),
+        ({"status": "READY"}, "status must be one of 'waiting', 'running', 'ready', 'error', "
+                              "'cancelled' (None: any), got 'READY'"),
+        ({"limit": -1}, "limit must be a whole number, 0 or more (None: all results), got -1"),
+        ({"limit": 2.5}, "limit must be a whole number, 0 or more (None: all results), got 2.5"),
+        ({"limit": True}, "limit must be a whole number, 0 or more (None: all results), got "
+                          "True"),
+    ])
+    def test_bad_limit_or_status_is_refused(self, kwargs, message):
+        with pytest.raises(ValueError) as caught:
+            autocron.get_results(**kwargs)
+        assert str(caught.value) == message
+
+    def test_the_table_shows_50_rows_and_says_how_many_more(self, tmp_path, monkeypatch):
+        self.stored_results(tmp_path, monkeypatch, ["ready"] * 53)
+        table = autocron.get_results()
+        assert len(table) == 53
+        lines = repr(table).splitlines()
+        assert len(lines) == 1 + 50 + 1
+        assert lines[1].split()[1] == "f52" and lines[50].split()[1] == "f3"
+        assert lines[-1] == ("... and 3 more results (the list holds them all; "
+                             "get_results(limit=..., status=...) narrows it)")
+        html = table._repr_html_()
+        assert html.count("<tr>") == 1 + 50 + 1
+        assert '<tr><td colspan="6">... and 3 more results (the list' in html
+        assert repr(autocron.get_results(limit=51)).splitlines()[-1].startswith(
+            "... and 1 more result (the list")
+        assert len(repr(autocron.get_results(limit=50)).splitlines()) == 51
+        assert "more" not in autocron.get_results(limit=50)._repr_html_()
+
+    def test_the_write_ahead_log_stays_small_under_a_deep_queue(self, pool):
+        """20,000 calls grew the -wal to 179 MB before the pool checkpointed it."""
+        wal, largest, done = pool + "-wal", [0], threading.Event()
+
+        def sample():
+            while not done.wait(0.005):
+                with contextlib.suppress(OSError):
+                    largest[0] = max(largest[0], os.path.getsize(wal))
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        try:
+            results = [add(i, i) for i in range(20_000)]
+            assert results[-1].get(timeout=120) == 39_998
+            assert all(results[i].get(timeout=60) == 2 * i for i in range(0, 20_000, 997))
+        finally:
+            done.set()
+            sampler.join()
+        assert largest[0] < 64 * 1024 * 1024, f"the -wal grew to {largest[0] / 2 ** 20:.0f} MB"
+        wait_until(lambda: os.path.getsize(wal) == 0, 30, "the idle pool to empty the -wal")
+
+    @pytest.mark.parametrize("value", ["maybe", "FULL", 2, True])
+    def test_bad_synchronous_values_are_refused(self, database, value):
+        with pytest.raises(ValueError) as caught:
+            autocron.start(database, synchronous=value)
+        assert str(caught.value) == ("synchronous must be 'normal' (a call survives a crash "
+                                     f"of the application) or 'full' (also power loss), got "
+                                     f"{value!r}")
+        assert not is_active()
 
 
 class TestResultDisplay:
@@ -3320,157 +3610,6 @@ class TestResultDisplay:
         assert caught.value.message == "bad \\udcff"
         assert add(1, 2).get(timeout=30) == 3
         assert pool_pids()[0] == manager
-
-
-def open_descriptors():
-    return len(os.listdir("/proc/self/fd"))
-
-
-class TestResults:
-    """The store under load: descriptors, the write-ahead log, bounded reads, durability."""
-
-    @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts /proc/self/fd")
-    def test_start_and_stop_cycles_keep_the_descriptor_count_flat(self, database):
-        kept = []
-        counts = []
-        for _ in range(20):
-            assert autocron.start(database, workers=1) is True
-            kept.append(add(1, 1))
-            assert kept[-1].get(timeout=30) == 2
-            autocron.stop()
-            assert kept[-1].status == "ready"           # the old Result still reads
-            counts.append(open_descriptors())
-        assert counts[-1] <= counts[1], counts
-
-    def test_full_synchronous_is_stored_and_used_by_every_connection(self, database):
-        def level(path):
-            """PRAGMA synchronous of this process's connection: 1 NORMAL, 2 FULL."""
-            return autocron._Store(path).read("PRAGMA synchronous")[0][0]
-        assert autocron.start(database, workers=1) is True
-        assert level(database) == 1
-        autocron.stop()
-        assert autocron.start(database, synchronous="full") is True
-        assert level(database) == 2
-        assert autocron.delay(level)(database).get(timeout=30) == 2     # in a worker
-        autocron.stop()
-        assert autocron._Store(database).settings()["synchronous"] == "full"
-        assert run_python("import sys, autocron; print(autocron._Store(sys.argv[1])"
-                          ".read('PRAGMA synchronous')[0][0])", database).stdout == "2\n"
-        assert autocron.start(database) is True                # None keeps the stored value
-        assert autocron.delay(level)(database).get(timeout=30) == 2
-        assert autocron.start(database, synchronous="normal") is False   # while active
-        assert level(database) == 1
-        autocron.stop()
-        assert autocron._Store(database).settings()["synchronous"] == "normal"
-
-    def test_a_busy_commit_is_retried(self, tmp_path):
-        """In WAL mode COMMIT is not busy: BEGIN IMMEDIATE already holds the write lock
-        (15,000 commits beside readers and checkpoints saw none). Where the file system
-        cannot do WAL and SQLite keeps a rollback journal, COMMIT waits for the readers."""
-        path = tmp_path / "journal.db"
-        store = autocron._Store(path)
-        assert store.read("PRAGMA journal_mode=DELETE") == [("delete",)]
-        reader = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        reader.execute("BEGIN")
-        assert reader.execute("SELECT count(*) FROM settings").fetchall() == [(0,)]
-        timer = threading.Timer(0.5, reader.execute, ("COMMIT",))   # the reader ends later
-        timer.start()
-        try:
-            with store.transaction() as con:
-                con.execute("INSERT INTO settings (key, value) VALUES ('workers', '3')")
-        finally:
-            timer.join()
-            reader.close()
-        assert store.settings()["workers"] == 3
-        store.close()
-
-    def stored_results(self, tmp_path, monkeypatch, statuses):
-        """Results with these statuses, oldest first, in a database without a pool."""
-        store = autocron._Store(tmp_path / "results.db")
-        uids = [store.add_task(f"module.f{i}", str(i), b"", 0.0) for i in range(len(statuses))]
-        with store.transaction() as con:
-            con.executemany("UPDATE tasks SET status = ?, summary = 'x' WHERE id = ?",
-                            [(s, int(u.rsplit("-", 1)[1])) for s, u in zip(statuses, uids)])
-        monkeypatch.setattr(autocron._state, "last_store", store)
-        return uids
-
-    def test_results_newest_first_at_most_limit_with_a_status(self, tmp_path, monkeypatch):
-        statuses = ["ready", "waiting", "queued", "running", "error", "cancelled", "ready",
-                    "waiting"]
-        uids = self.stored_results(tmp_path, monkeypatch, statuses)
-        newest = uids[::-1]
-        assert [r.uuid for r in autocron.get_results()] == newest
-        assert [r.uuid for r in autocron.get_results(limit=3)] == newest[:3]
-        assert autocron.get_results(limit=0) == []
-        waiting = autocron.get_results(status="waiting")       # "queued" has not started
-        assert [r.uuid for r in waiting] == [uids[7], uids[2], uids[1]]
-        assert [r.status for r in waiting] == ["waiting"] * 3
-        assert [r.uuid for r in autocron.get_results(2, "waiting")] == [uids[7], uids[2]]
-        assert [r.uuid for r in autocron.get_results(limit=1, status="ready")] == [uids[6]]
-        for status in ("running", "error", "cancelled"):
-            assert [r.uuid for r in autocron.get_results(status=status)] == \
-                [uids[statuses.index(status)]]
-
-    @pytest.mark.parametrize("kwargs, message", [
-        ({"status": "queued"}, "status must be one of 'waiting', 'running', 'ready', 'error', "
-                               "'cancelled' (None: any), got 'queued'"),
-        ({"status": "READY"}, "status must be one of 'waiting', 'running', 'ready', 'error', "
-                              "'cancelled' (None: any), got 'READY'"),
-        ({"limit": -1}, "limit must be a whole number, 0 or more (None: all results), got -1"),
-        ({"limit": 2.5}, "limit must be a whole number, 0 or more (None: all results), got 2.5"),
-        ({"limit": True}, "limit must be a whole number, 0 or more (None: all results), got "
-                          "True"),
-    ])
-    def test_bad_limit_or_status_is_refused(self, kwargs, message):
-        with pytest.raises(ValueError) as caught:
-            autocron.get_results(**kwargs)
-        assert str(caught.value) == message
-
-    def test_the_table_shows_50_rows_and_says_how_many_more(self, tmp_path, monkeypatch):
-        self.stored_results(tmp_path, monkeypatch, ["ready"] * 53)
-        table = autocron.get_results()
-        assert len(table) == 53
-        lines = repr(table).splitlines()
-        assert len(lines) == 1 + 50 + 1
-        assert lines[1].split()[1] == "f52" and lines[50].split()[1] == "f3"
-        assert lines[-1] == ("... and 3 more results (the list holds them all; "
-                             "get_results(limit=..., status=...) narrows it)")
-        html = table._repr_html_()
-        assert html.count("<tr>") == 1 + 50 + 1
-        assert '<tr><td colspan="6">... and 3 more results (the list' in html
-        assert repr(autocron.get_results(limit=51)).splitlines()[-1].startswith(
-            "... and 1 more result (the list")
-        assert len(repr(autocron.get_results(limit=50)).splitlines()) == 51
-        assert "more" not in autocron.get_results(limit=50)._repr_html_()
-
-    def test_the_write_ahead_log_stays_small_under_a_deep_queue(self, pool):
-        """20,000 calls grew the -wal to 179 MB before the pool checkpointed it."""
-        wal, largest, done = pool + "-wal", [0], threading.Event()
-
-        def sample():
-            while not done.wait(0.005):
-                with contextlib.suppress(OSError):
-                    largest[0] = max(largest[0], os.path.getsize(wal))
-        sampler = threading.Thread(target=sample)
-        sampler.start()
-        try:
-            results = [add(i, i) for i in range(20_000)]
-            assert results[-1].get(timeout=120) == 39_998
-            assert all(results[i].get(timeout=60) == 2 * i for i in range(0, 20_000, 997))
-        finally:
-            done.set()
-            sampler.join()
-        assert largest[0] < 64 * 1024 * 1024, f"the -wal grew to {largest[0] / 2 ** 20:.0f} MB"
-        wait_until(lambda: os.path.getsize(wal) == 0, 30, "the idle pool to empty the -wal")
-
-    @pytest.mark.parametrize("value", ["maybe", "FULL", 2, True])
-    def test_bad_synchronous_values_are_refused(self, database, value):
-        with pytest.raises(ValueError) as caught:
-            autocron.start(database, synchronous=value)
-        assert str(caught.value) == ("synchronous must be 'normal' (a call survives a crash "
-                                     f"of the application) or 'full' (also power loss), got "
-                                     f"{value!r}")
-        assert autocron._state.store is None
 
 
 # ---- Jupyter -------------------------------------------------------------------------------
