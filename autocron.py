@@ -4656,28 +4656,28 @@ def delay(func: Optional[Callable] = None, *, weeks: float = 0, days: float = 0,
         _notify(store.wake_path)
         return Result(uid, store)
 
-    def map_calls(*iterables) -> list:
-        """Call the function for each set of arguments, as the builtin map() and
-        Executor.map() do (up to the shortest iterable); the calls are stored in one
-        transaction, and if one cannot be pickled (TypeError) none is. A list of Results.
-        """
-        calls = list(zip(*iterables))
-        if _IN_WORKER:
-            return [func(*args) for args in calls]
-        store = _state.store
-        if store is None:
-            return [Result._run_here(func, args, {}) for args in calls]
-        ref, shipped = _reference(func)
-        rows = [(_call_text(args, {}), _dump_record(func, ref, args, {})) for args in calls]
-        uids = store.add_tasks(name, rows, due(), options, shipped)
-        _notify(store.wake_path)
-        return [Result(uid, store) for uid in uids]
-
-    map_calls.__name__ = map_calls.__qualname__ = "map"
-    delayed.map = map_calls
+    delayed.map = functools.partial(_map, func, name, due, options)
     delayed._autocron_function = func
     delayed._autocron_decorator = decorator    # a shipped wrapper is made again with it
     return delayed
+
+
+def _map(func: Callable, name: str, due: Callable[[], float], options: _Options,
+         *iterables) -> list:
+    """`func.map(*iterables)` of a delayed function: a call for each set of arguments, as
+    the builtin map() and Executor.map() make them (up to the shortest iterable), stored in
+    one transaction; if one cannot be pickled (TypeError) none is. A list of Results."""
+    calls = list(zip(*iterables))
+    if _IN_WORKER:
+        return [func(*args) for args in calls]
+    store = _state.store
+    if store is None:
+        return [Result._run_here(func, args, {}) for args in calls]
+    ref, shipped = _reference(func)
+    rows = [(_call_text(args, {}), _dump_record(func, ref, args, {})) for args in calls]
+    uids = store.add_tasks(name, rows, due(), options, shipped)
+    _notify(store.wake_path)
+    return [Result(uid, store) for uid in uids]
 
 
 def cron(expression: Optional[str] = None, *, tz: Union[str, _dt.tzinfo, None] = None,
