@@ -2917,7 +2917,7 @@ class TestNothingLostNothingTwice:
 
             @autocron.delay
             def probe():
-                return not is_active() and autocron._state.standby is None
+                return autocron._state.store is None and autocron._state.standby is None
         """))
         monkeypatch.setenv("AUTOCRON_TEST_DB", database)
         monkeypatch.syspath_prepend(str(tmp_path))

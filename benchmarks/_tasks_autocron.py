@@ -17,3 +17,8 @@ def add(a, b):
 @autocron.delay
 def autocron_file():
     return autocron.__file__
+
+
+@autocron.delay
+async def async_add(a, b):
+    return a + b
