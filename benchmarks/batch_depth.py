@@ -79,9 +79,8 @@ def measure_autocron(sizes, map_size) -> dict:
         out["map"] = map_size / (time.perf_counter() - started)
         _wait_autocron(autocron, results)
         for size in sizes:
-            autocron.stop()
-            os.unlink(os.path.join(folder, "autocron.db"))    # every depth starts empty
-            autocron.start(os.path.join(folder, "autocron.db"), workers=WORKERS)
+            autocron.stop()                       # every depth starts with an empty file
+            autocron.start(os.path.join(folder, f"depth-{size}.db"), workers=WORKERS)
             tasks.add(0, 0).get(timeout=60)
             started = time.perf_counter()
             results = tasks.add.map(range(size), range(size))
