@@ -1341,8 +1341,8 @@ def _decide_retries(outcomes: list, terms: dict, now: float) -> list:
     for outcome in outcomes:
         term = terms.get(outcome.id) if outcome.status == "error" and outcome.retryable \
             else None
-        due = term and _retry_due(*term, now)
-        decided.append(outcome._replace(retry_at=due) if due else outcome)
+        due = None if term is None else _retry_due(*term, now)
+        decided.append(outcome if due is None else outcome._replace(retry_at=due))
     return decided
 
 
@@ -4314,23 +4314,13 @@ def _complete(value: Any) -> Any:
     if not isinstance(value, types.CoroutineType):
         return value
     import asyncio          # costs milliseconds at import: only an async call pays
+    import concurrent.futures
     try:
         asyncio.get_running_loop()
     except RuntimeError:
         return asyncio.run(value)
-    outcome: list = []
-
-    def run() -> None:
-        try:
-            outcome.append((True, asyncio.run(value)))
-        except BaseException as error:
-            outcome.append((False, error))
-    thread = threading.Thread(target=run, name="autocron-async")
-    thread.start()
-    thread.join()
-    if not outcome[0][0]:
-        raise outcome[0][1]
-    return outcome[0][1]
+    with concurrent.futures.ThreadPoolExecutor(1, "autocron-async") as thread:
+        return thread.submit(asyncio.run, value).result()
 
 
 class Result:
