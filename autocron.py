@@ -2488,8 +2488,11 @@ class _Store:
 
     def finish(self, con: sqlite3.Connection, outcomes: list) -> list:
         """Write outcomes (_Outcome) of tasks that are still live: one with `retry_at` waits
-        for its next attempt, the others are final. Returns the cron jobs whose current run
-        this ended ([_CronEnd]), for the caller to give their next due times."""
+        for its next attempt, the others are final. A final outcome of a task whose start is
+        not written yet ("queued") counts that start as an attempt: the pool writes a start
+        and an outcome that reach one commit together as one statement. Returns the cron
+        jobs whose current run this ended ([_CronEnd]), for the caller to give their next
+        due times."""
         final, again = [], []
         for outcome in outcomes:
             error = outcome.error and json.dumps(outcome.error)
@@ -2504,8 +2507,8 @@ class _Store:
                             "('queued', 'running')", again)
         con.executemany("UPDATE tasks SET status = ?, value = ?, error = ?, "
                         "started = coalesce(?, started), finished = ?, output = ?, "
-                        "summary = ?, cancel = 0 WHERE id = ? AND status IN "
-                        "('queued', 'running')", final)
+                        "summary = ?, cancel = 0, attempts = attempts + (status = 'queued') "
+                        "WHERE id = ? AND status IN ('queued', 'running')", final)
         return self._current_runs(con, [(o.cron, o.id, o.finished) for o in outcomes
                                         if o.cron and o.retry_at is None])
 
@@ -3472,8 +3475,11 @@ class _Pool:
         self._started, self._outcomes, self._requeue, self._refused = [], [], [], []
         now = _clock()
         try:
+            # A task that started and ended since the last commit is written once, by its
+            # outcome (finish); one that may run again needs its start counted first.
+            ended = {o.id for o, _, _, _ in outcomes if o.status == "ready" and o.started}
             with self.store.transaction() as con:
-                self.store.mark_started(con, started)
+                self.store.mark_started(con, [s for s in started if s.id not in ended])
                 _write_outcomes(self.store, con, [o for o, _, _, _ in outcomes], now)
                 self.store.requeue(con, [t.id for t in requeue])
                 self.store.refuse_cancel(con, refused)

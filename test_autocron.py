@@ -2788,6 +2788,14 @@ class TestNothingLostNothingTwice:
         assert result.get(timeout=30) == second
         assert result.attempts == 2
 
+    def test_a_quick_task_counts_one_attempt_and_its_start(self, pool):
+        # Quick tasks start and end between two commits: their start is written together
+        # with their outcome, and must still count.
+        results = add.map(range(300), range(300))
+        assert [r.get(timeout=60) for r in results] == [2 * i for i in range(300)]
+        assert {r.attempts for r in results} == {1}
+        assert all(r._fetch().started is not None for r in results)
+
     def test_attempts_count_real_starts(self, database, tmp_path):
         counter = str(tmp_path / "count")
 
