@@ -3240,15 +3240,23 @@ class _Worker:
             self.kill_reason, self.killed_for = reason, task.id
             _kill_group(self.proc)
 
-    def push(self, task: "_Task") -> None:
-        """Hand a task over; the message also acknowledges the committed outcomes."""
-        self.queue.append(task)
-        self.send(_Run(task.id, task.record, task.cron, self.acknowledged))
+    def push(self, tasks: list) -> None:
+        """Hand tasks over in one write (one system call, not one a task); each message
+        also acknowledges the committed outcomes."""
+        self.queue.extend(tasks)
+        self._write(b"".join(_frame(pickle.dumps(_Run(t.id, t.record, t.cron, self.acknowledged),
+                                                 _PICKLE_PROTOCOL)) for t in tasks))
         self.told = self.acknowledged
 
     def send(self, message: NamedTuple) -> None:
+        self._write(_frame(pickle.dumps(message, _PICKLE_PROTOCOL)))
+
+    def _write(self, data: bytes) -> None:
+        """Write whole frames down the pipe (it blocks while the worker's pipe is full)."""
+        view = memoryview(data)
         try:
-            self.tasks.send_bytes(pickle.dumps(message, _PICKLE_PROTOCOL))
+            while view:
+                view = view[os.write(self.tasks.fileno(), view):]
         except OSError:
             pass  # it died; the pool sees its process end and reports its task
 
@@ -3456,8 +3464,11 @@ class _Pool:
         if (pending or any(due)) and time.monotonic() >= self._retry_at:
             claimed = self._commit([w.proc.pid for w in places] if any(due) else [], due[1])
         placed += [(place, _Task(*row)) for place, row in zip(places, claimed)]
+        handed: dict = {}
         for worker, task in placed:
-            worker.push(task)
+            handed.setdefault(worker, []).append(task)
+        for worker, tasks in handed.items():
+            worker.push(tasks)
         self._tell_acknowledged()
         if news:                       # it looked for due work: what it found counts
             self._idle = not claimed
@@ -3834,6 +3845,13 @@ class _Pool:
             worker.proc.wait()
             worker.close()
         self._workers = []
+
+
+def _frame(data: bytes) -> bytes:
+    """One message as Connection.send_bytes() frames it (and recv_bytes() reads it)."""
+    if len(data) > 0x7FFFFFFF:
+        return (-1).to_bytes(4, "big", signed=True) + len(data).to_bytes(8, "big") + data
+    return len(data).to_bytes(4, "big") + data
 
 
 def _frames(buffer: bytearray) -> list:
