@@ -91,6 +91,7 @@ import time
 import traceback
 import types
 import uuid as _uuid
+import weakref
 from bisect import bisect_left
 from multiprocessing.connection import Connection as _Connection
 from typing import Any, Callable, Iterable, Iterator, NamedTuple, Optional, Union
@@ -2055,6 +2056,7 @@ class _Store:
         # connections are shared per thread by the stores of a file that open it alike
         self._key = (self.path, "rw" if self._write else "snapshot" if snapshot else "ro")
         self.wake_path = _wake_path(self.path)   # where its pool listens, if one can
+        self.lock_path = self.path + ".lock"     # the pool's flock (and the cancel mark)
         if existing:
             self._check_existing()
         else:
@@ -2421,10 +2423,31 @@ class _Store:
 
     # -- the pool's side (called from the pool manager only)
 
-    def recover(self, con: sqlite3.Connection) -> list:
+    # One machine, one pool: the flock on lock_path is its lease, and it has no others.
+    leased = False
+    machine = None
+    lease = None
+
+    def take_lease(self, con: sqlite3.Connection, owner: int) -> None:
+        """Nothing to take: the pool's flock is its lease."""
+
+    def renew_lease(self) -> bool:
+        return True
+
+    def lost_machines(self, con: sqlite3.Connection) -> list:
+        return []
+
+    def forget_machine(self, con: sqlite3.Connection, name: str) -> None:
+        """No other machines to forget."""
+
+    def listener(self) -> None:
+        """No LISTEN: producers on this machine wake the pool with datagrams."""
+        return None
+
+    def recover(self, con: sqlite3.Connection, machine: Optional[str] = None) -> list:
         """After a pool ended without finishing its tasks: what it had handed over but not
         started waits again; the ones it had started are returned, [(id, cron job)], for the
-        caller to settle (_recover)."""
+        caller to settle (_recover). There is one machine: `machine` is ignored."""
         con.execute("UPDATE tasks SET status = 'waiting', worker = NULL, cancel = 0 "
                     "WHERE status = 'queued'")
         return con.execute("SELECT id, cron FROM tasks WHERE status = 'running'").fetchall()
@@ -2642,6 +2665,13 @@ class _Store:
         rows = self.read("SELECT owner, manager, started, workers FROM pool")
         return rows[0][:3] + (json.loads(rows[0][3]),) if rows else None
 
+    def machine_rows(self) -> list:
+        """No machines table: one machine, whose pool is pool_row()."""
+        return []
+
+    def size_bytes(self) -> int:
+        return os.path.getsize(self.path)
+
     def cron_rows(self) -> list:
         """[(name, expression, CronExpression, next due, last run, running)] by name."""
         return [(name, expression, pickle.loads(blob), next_due, last_run, running)
@@ -2675,6 +2705,816 @@ class _Store:
         with self.transaction() as con:
             return con.execute("DELETE FROM tasks WHERE status IN ('ready', 'error', "
                                "'cancelled')").rowcount
+
+
+# ==============================================================================================
+# The PostgreSQL store
+# ==============================================================================================
+#
+# The same interface as _Store (see the table there), for a postgresql:// URL: many machines
+# share one database, each running its own pool. psycopg 3 is imported only here, when such
+# a URL is opened. The tables live in a schema of their own (?schema=, default "autocron").
+#
+# What differs from SQLite:
+# - Claims take rows FOR UPDATE SKIP LOCKED, so pools on several machines never hand out a
+#   task twice; cron runs are started the same way (one run per due time, whichever machine).
+# - A call NOTIFYs in its own statement; a pool LISTENs on a connection of its own
+#   (listener()), besides the wake-up datagrams of its own machine.
+# - A pool holds a lease (the machines table): a number taken when it starts, renewed every
+#   _LEASE_RENEW s. The tasks it claims carry the number, and every write of a start or an
+#   outcome is fenced by it: a pool whose lease another took over (lost_machines: no renewal
+#   for _LEASE_TTL s, by the server's clock) writes nothing more, and learns so at its next
+#   renewal.
+# - Whoever can write the schema can make the workers run code, like the SQLite file: a schema
+#   that another role owns is refused.
+
+_PG_SCHEMES = ("postgresql://", "postgres://")
+_PG_SCHEMA_VERSION = 1
+_PG_DEFAULT_SCHEMA = "autocron"
+_PG_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}\Z")
+_PG_CONNECT_TIMEOUT = 5         # seconds to reach the server, unless the URL says otherwise
+_LEASE_RENEW = 5.0              # a pool renews its machine's lease this often
+_LEASE_TTL = 30.0               # and the others settle its tasks once it missed it this long
+
+_PG_SCHEMA = (
+    """CREATE TABLE tasks (
+        id BIGSERIAL PRIMARY KEY,
+        token TEXT NOT NULL,
+        name TEXT NOT NULL,
+        args TEXT NOT NULL DEFAULT '',
+        status TEXT NOT NULL,
+        priority INTEGER NOT NULL DEFAULT 0,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        retries INTEGER NOT NULL DEFAULT 0,
+        retry_delay DOUBLE PRECISION NOT NULL DEFAULT 0,
+        backoff DOUBLE PRECISION NOT NULL DEFAULT 1,
+        timeout DOUBLE PRECISION,
+        cancel INTEGER NOT NULL DEFAULT 0,
+        due DOUBLE PRECISION NOT NULL,
+        created DOUBLE PRECISION NOT NULL,
+        started DOUBLE PRECISION,
+        finished DOUBLE PRECISION,
+        worker INTEGER,
+        machine TEXT,                        -- the machine whose pool holds it
+        lease BIGINT,                        -- and that pool's lease: its writes are fenced
+        cron TEXT,
+        function TEXT,
+        record BYTEA NOT NULL,
+        value BYTEA,
+        summary TEXT,
+        error TEXT,
+        output TEXT)""",
+    "CREATE INDEX tasks_queue ON tasks (priority DESC, due, id) WHERE status = 'waiting'",
+    "CREATE INDEX tasks_finished ON tasks (finished) WHERE finished IS NOT NULL",
+    "CREATE INDEX tasks_cancel ON tasks (id) WHERE cancel > 0",
+    "CREATE INDEX tasks_held ON tasks (machine) WHERE status IN ('queued', 'running')",
+    "CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE TABLE functions (hash TEXT PRIMARY KEY, payload BYTEA NOT NULL, "
+    "created DOUBLE PRECISION)",
+    """CREATE TABLE crons (
+        name TEXT PRIMARY KEY,
+        expression TEXT NOT NULL,
+        schedule BYTEA NOT NULL,
+        record BYTEA NOT NULL,
+        function TEXT,
+        catch_up INTEGER NOT NULL DEFAULT 0,
+        next_due DOUBLE PRECISION,
+        last_run DOUBLE PRECISION,
+        running TEXT)""",
+    """CREATE TABLE machines (
+        name TEXT PRIMARY KEY,
+        lease BIGINT NOT NULL,
+        owner INTEGER NOT NULL,
+        manager INTEGER,
+        started DOUBLE PRECISION NOT NULL,
+        workers TEXT NOT NULL DEFAULT '[]',
+        heartbeat DOUBLE PRECISION NOT NULL)""",
+    "CREATE SEQUENCE leases",
+    "CREATE TABLE meta (version INTEGER NOT NULL)",
+)
+
+_PG_NOW = "extract(epoch FROM clock_timestamp())"   # leases go by the server's clock
+_PG_INSERT_COLUMNS = ("token, name, args, status, priority, retries, retry_delay, backoff, "
+                      "timeout, due, created, record, function")
+_PG_INSERT_TASK = (f"WITH t AS (INSERT INTO tasks ({_PG_INSERT_COLUMNS}) VALUES (%s, %s, %s, "
+                   "'waiting', %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id) "
+                   "SELECT id, pg_notify(%s, '') FROM t")
+_PG_INSERT_SHIPPED_TASK = (f"WITH t AS (INSERT INTO tasks ({_PG_INSERT_COLUMNS}) SELECT %s, %s, "
+                           "%s, 'waiting', %s, %s, %s, %s, %s, %s, %s, %s, %s WHERE EXISTS "
+                           "(SELECT 1 FROM functions WHERE hash = %s) RETURNING id) "
+                           "SELECT id, pg_notify(%s, '') FROM t")
+_PG_INSERT_TASK_AT = ("INSERT INTO tasks (id, args, record, function, token, name, status, "
+                      "priority, retries, retry_delay, backoff, timeout, due, created) "
+                      "VALUES (%s, %s, %s, %s, %s, %s, 'waiting', %s, %s, %s, %s, %s, %s, %s)")
+
+
+def _is_postgres(database: Any) -> bool:
+    return isinstance(database, str) and database[:13].lower().startswith(_PG_SCHEMES)
+
+
+def _machine_name() -> str:
+    """What this machine is called among the pools of a database: AUTOCRON_HOST or its name."""
+    return os.environ.get("AUTOCRON_HOST") or socket.gethostname()
+
+
+class _PgTarget(NamedTuple):
+    """A postgresql:// URL taken apart: what libpq gets, the schema, and how it is shown."""
+
+    conninfo: str                    # the URL without `schema` (libpq refuses unknown keys)
+    schema: str
+    shown: str                       # the URL with the password masked: messages, info, repr
+    secret: str                      # the password given in it, to mask in libpq's messages
+
+
+def _pg_target(url: str) -> _PgTarget:
+    """Take a postgresql:// URL apart; ValueError (saying what to write) if it is malformed."""
+    import urllib.parse
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port                   # raises on a port that is not a number
+    except ValueError as error:
+        raise ValueError(f"cannot read the database URL ({error}); write it as "
+                         "postgresql://user[:password]@host[:port]/database[?schema=name]") \
+            from None
+    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    schemas = [value for key, value in query if key == "schema"]
+    schema = schemas[-1] if schemas else _PG_DEFAULT_SCHEMA
+    if not _PG_SCHEMA_NAME.match(schema):
+        raise ValueError(f"schema={schema!r} in the database URL is not a plain SQL name; use "
+                         "lower-case letters, digits and _ (at most 63), such as "
+                         "?schema=autocron or ?schema=jobs_2")
+    rest = [(key, value) for key, value in query if key != "schema"]
+    secret = parts.password or ""
+    secret_query = [value for key, value in rest if key == "password" and value]
+    secret = secret or (secret_query[-1] if secret_query else "")
+    conninfo = urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(rest)))
+    netloc = parts.netloc
+    if parts.password is not None:
+        user, _, host = netloc.rpartition("@")
+        netloc = f"{user.partition(':')[0]}:***@{host}"
+    shown_query = [(key, "***" if key == "password" else value) for key, value in rest]
+    shown_query.append(("schema", schema))
+    shown = urllib.parse.urlunsplit(parts._replace(
+        netloc=netloc, query=urllib.parse.urlencode(shown_query, safe="*")))
+    del port
+    return _PgTarget(conninfo, schema, shown, secret)
+
+
+def _psycopg(shown: str) -> Any:
+    try:
+        import psycopg
+    except ImportError:
+        raise DatabaseError(f"{shown}: a postgresql:// database needs psycopg 3, which is not "
+                            'installed: pip install "autocron[postgres]"', shown) from None
+    return psycopg
+
+
+# This thread's connections, {(URL, kind): connection}, like SQLite's _links; and every
+# connection this process opened, so that a forked child can let go of its copies.
+_pg_links = threading.local()
+_pg_opened: Any = weakref.WeakSet()
+# {URL as shown: URL as given}: the pool's processes get the password in their environment
+# (_spawn), never on their command line, which other users can read.
+_pg_urls: dict = {}
+
+
+def _pg_forget_after_fork() -> None:
+    """In a forked child: the parent's connections are the parent's. Their sockets are
+    pointed at /dev/null, so that the child's garbage collector saying goodbye on them
+    (libpq's PQfinish) cannot end the parent's session."""
+    opened = list(_pg_opened)
+    _pg_opened.clear()
+    for con in opened:
+        with contextlib.suppress(Exception):
+            null = os.open(os.devnull, os.O_RDWR)
+            os.dup2(null, con.pgconn.socket)
+            os.close(null)
+    _pg_links.__dict__.clear()
+
+
+if _HAS_FORK_HOOKS:
+    os.register_at_fork(after_in_child=_pg_forget_after_fork)
+
+
+class _PgListener:
+    """A pool's LISTEN connection: readable when a call (on any machine) or a withdrawal was
+    stored; drain() says which. Lost notifications are caught by the fallback check."""
+
+    def __init__(self, con: Any, channel: str):
+        self._con = con
+        self._channel = channel
+        con.execute(f'LISTEN "{channel}"')
+        con.execute(f'LISTEN "{channel}.cancel"')
+        self.cancels = 0               # withdrawals heard of so far: the pool's cancel mark
+
+    def fileno(self) -> int:
+        return self._con.pgconn.socket
+
+    def drain(self) -> bool:
+        """Take what arrived; False if the connection broke (listen again)."""
+        pgconn = self._con.pgconn
+        try:
+            pgconn.consume_input()
+            while True:
+                notice = pgconn.notifies()
+                if notice is None:
+                    return True
+                if notice.relname.endswith(b".cancel"):
+                    self.cancels += 1
+        except Exception:              # psycopg.OperationalError: the server went away
+            self.cancels += 1          # a withdrawal may have been missed meanwhile
+            return False
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._con.close()
+
+
+class _PgStore:
+    """One autocron schema in a PostgreSQL database."""
+
+    leased = True
+
+    def __init__(self, url: str, existing: bool = False, write: Optional[bool] = None,
+                 snapshot: bool = False):
+        """Open (and create, unless `existing`) the schema; `existing` changes nothing and
+        fails if it is missing (the admin tool), as with _Store."""
+        url = _pg_urls.get(url, url)
+        target = _pg_target(url)
+        _pg_urls[target.shown] = url
+        self._target = target
+        self.path = target.shown          # what start() compares, messages and info show
+        self.schema = target.schema
+        self.machine = _machine_name()
+        self.lease: Optional[int] = None  # the pool's lease, in the pool's processes
+        self._psycopg = _psycopg(target.shown)
+        self._write = not existing if write is None else write
+        self._key = (target.conninfo, target.schema, "rw" if self._write else "ro")
+        self._channel = f"autocron.{target.schema}"
+        self._listener: Optional[_PgListener] = None
+        self.wake_path = _wake_path(f"{self.path}\0{self.machine}")   # this machine's pool
+        self.lock_path = self.wake_path and self.wake_path[:-len(".wake")] + ".lock"
+        if existing:
+            self._check_existing()
+        else:
+            self._prepare()
+
+    # -- the doorway
+
+    def _error(self, error: Exception) -> DatabaseError:
+        text = str(error).replace(self._target.secret, "***") if self._target.secret \
+            else str(error)
+        text = " ".join(text.split())
+        lower = text.lower()
+        if "password authentication failed" in lower or "no password supplied" in lower:
+            hint = ("the server refused the user name or password; check them in the URL, "
+                    "PGPASSWORD or ~/.pgpass")
+        elif "does not exist" in lower and "database" in lower:
+            hint = "the database does not exist; create it (createdb) or fix its name in the URL"
+        elif any(words in lower for words in ("connection refused", "could not connect",
+                                              "timeout expired", "translate host name",
+                                              "failed to resolve", "no route to host",
+                                              "server closed the connection", "connection to "
+                                              "server", "network is unreachable")):
+            hint = ("cannot reach the PostgreSQL server; is it running, and are the host and "
+                    "port in the URL right?")
+        elif "permission denied" in lower:
+            hint = (f"this user may not use the schema {self.schema}; grant it, or choose "
+                    "another with ?schema=")
+        else:
+            hint = "see the PostgreSQL message"
+        return DatabaseError(f"{self.path}: {hint} (psycopg: {text})", self.path)
+
+    def _open(self) -> Any:
+        psycopg = self._psycopg
+        try:
+            options = {"autocommit": True, "application_name": "autocron",
+                       "options": f"-c search_path={self.schema}"}
+            if "connect_timeout" not in self._target.conninfo:
+                options["connect_timeout"] = _PG_CONNECT_TIMEOUT
+            con = psycopg.connect(self._target.conninfo, **options)
+            if not self._write:
+                con.execute("SET default_transaction_read_only = on")
+        except psycopg.Error as error:
+            raise self._error(error) from None
+        _pg_opened.add(con)
+        return con
+
+    def _connection(self) -> Any:
+        links = getattr(_pg_links, "by_url", None)
+        if links is None or _pg_links.pid != os.getpid():
+            links = _pg_links.by_url = {}
+            _pg_links.pid = os.getpid()
+        con = links.get(self._key)
+        if con is None or con.closed or con.broken:
+            con = links[self._key] = self._open()
+        return con
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Any]:
+        """A write transaction: committed when the block ends, rolled back if it raises."""
+        con = self._connection()
+        try:
+            with con.transaction():
+                yield con
+        except self._psycopg.Error as error:
+            raise self._error(error) from None
+
+    def read(self, sql: str, params: tuple = ()) -> list:
+        try:
+            return self._connection().execute(sql, params).fetchall()
+        except self._psycopg.Error as error:
+            raise self._error(error) from None
+
+    def write(self, sql: str, params: tuple = ()) -> int:
+        try:
+            return self._connection().execute(sql, params).rowcount
+        except self._psycopg.Error as error:
+            raise self._error(error) from None
+
+    def close(self) -> None:
+        links = getattr(_pg_links, "by_url", None)
+        con = links.pop(self._key, None) if links and _pg_links.pid == os.getpid() else None
+        if con is not None:
+            _pg_opened.discard(con)
+            con.close()
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+
+    # -- opening
+
+    def _owner_problem(self, con: Any) -> Optional[str]:
+        rows = con.execute("SELECT pg_get_userbyid(nspowner), current_user FROM pg_namespace "
+                           "WHERE nspname = %s", (self.schema,)).fetchall()
+        if rows and rows[0][0] != rows[0][1]:
+            return (f"the schema {self.schema} belongs to the role {rows[0][0]}, not to "
+                    f"{rows[0][1]}; whoever can write it can make the workers run code, so "
+                    "use a schema of your own (?schema=name in the URL)")
+        return None
+
+    def _version(self, con: Any) -> int:
+        if not con.execute("SELECT 1 FROM pg_tables WHERE schemaname = %s AND tablename = "
+                           "'meta'", (self.schema,)).fetchall():
+            return 0
+        rows = con.execute("SELECT max(version) FROM meta").fetchall()
+        return rows[0][0] or 0
+
+    def _prepare(self) -> None:
+        with self.transaction() as con:
+            # one creator at a time: two first starts would both find no schema
+            con.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (self._channel,))
+            problem = self._owner_problem(con)
+            if problem:
+                raise DatabaseError(f"{self.path}: {problem}", self.path)
+            version = self._version(con)
+            if version > _PG_SCHEMA_VERSION:
+                raise DatabaseError(f"{self.path} was written by a newer autocron (schema "
+                                    f"{version}, this one knows {_PG_SCHEMA_VERSION}); upgrade "
+                                    "autocron or choose another schema", self.path)
+            if version == 0:
+                con.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+                tables = [r[0] for r in con.execute(
+                    "SELECT tablename FROM pg_tables WHERE schemaname = %s", (self.schema,))]
+                if tables:
+                    raise DatabaseError(f"{self.path}: the schema {self.schema} has tables "
+                                        f"that are not autocron's ({', '.join(sorted(tables))});"
+                                        " choose another with ?schema=name", self.path)
+                for statement in _PG_SCHEMA:
+                    con.execute(statement)
+                con.execute("INSERT INTO meta (version) VALUES (%s)", (_PG_SCHEMA_VERSION,))
+
+    def _check_existing(self) -> None:
+        con = self._connection()
+        try:
+            version = self._version(con)
+            problem = self._owner_problem(con)
+        except self._psycopg.Error as error:
+            raise self._error(error) from None
+        if version == 0:
+            raise FileNotFoundError(f"no autocron schema {self.schema} in {self.path}; pass "
+                                    "--db URL with the right ?schema= (start() creates one; "
+                                    "reading commands never do)")
+        if problem:
+            raise DatabaseError(f"{self.path}: {problem}", self.path)
+        if version > _PG_SCHEMA_VERSION:
+            raise DatabaseError(f"{self.path} was written by a newer autocron (schema "
+                                f"{version}, this one knows {_PG_SCHEMA_VERSION}); upgrade "
+                                "autocron", self.path)
+
+    # -- settings
+
+    def settings(self) -> dict:
+        values = dict(_DEFAULT_SETTINGS)
+        values.update((k, json.loads(v)) for k, v in self.read("SELECT key, value FROM settings"))
+        return values
+
+    def set_setting(self, key: str, value: Any) -> None:
+        self.write("INSERT INTO settings (key, value) VALUES (%s, %s) ON CONFLICT (key) "
+                   "DO UPDATE SET value = excluded.value", (key, json.dumps(value)))
+
+    # -- tasks as producers and readers see them
+
+    def add_task(self, name: str, args: str, record: bytes, due: float,
+                 options: "_Options" = None, shipped: Optional[_Shipped] = None) -> str:
+        """Store a call and wake the pools, in one statement (one with a shipped function
+        whose payload is not there yet: in a transaction with the payload); its id."""
+        token = _token()
+        options = options or _PLAIN
+        values = (token, name, args, options.priority, options.retries, options.retry_delay,
+                  options.backoff, options.timeout, due, _clock(), record,
+                  shipped and shipped.hash)
+        if shipped is None:
+            rows = self.read(_PG_INSERT_TASK, values + (self._channel,))
+        else:
+            rows = self.read(_PG_INSERT_SHIPPED_TASK, values + (shipped.hash, self._channel))
+            if not rows:
+                with self.transaction() as con:
+                    self.keep_function(con, shipped)
+                    rows = con.execute(_PG_INSERT_TASK, values + (self._channel,)).fetchall()
+        return f"{token}-{rows[0][0]}"
+
+    def add_tasks(self, name: str, calls: list, due: float, options: "_Options" = None,
+                  shipped: Optional[_Shipped] = None) -> list:
+        """Store many calls of one function in one transaction; their ids (see _Store)."""
+        if not calls:
+            return []
+        token, options, now = _token(), options or _PLAIN, _clock()
+        fixed = (token, name, options.priority, options.retries, options.retry_delay,
+                 options.backoff, options.timeout, due, now)
+        digest = shipped and shipped.hash
+        with self.transaction() as con:
+            if shipped is not None:
+                self.keep_function(con, shipped)
+            ids = [row[0] for row in con.execute(
+                "SELECT nextval(pg_get_serial_sequence('tasks', 'id')) FROM "
+                "generate_series(1, %s) ORDER BY 1", (len(calls),))]
+            with con.cursor() as cursor:
+                cursor.executemany(_PG_INSERT_TASK_AT, [
+                    (task_id, text, record, digest) + fixed
+                    for task_id, (text, record) in zip(ids, calls)])
+            con.execute("SELECT pg_notify(%s, '')", (self._channel,))
+        return [f"{token}-{task_id}" for task_id in ids]
+
+    def keep_function(self, con: Any, shipped: _Shipped) -> None:
+        con.execute("INSERT INTO functions (hash, payload, created) VALUES (%s, %s, %s) "
+                    "ON CONFLICT (hash) DO NOTHING", (shipped.hash, shipped.payload, _clock()))
+
+    def function_payload(self, digest: str) -> bytes:
+        rows = self.read("SELECT payload FROM functions WHERE hash = %s", (digest,))
+        if not rows:
+            raise LookupError(f"the shipped function {digest} is not in {self.path}; it was "
+                              "deleted with its last task - call the function again")
+        return rows[0][0]
+
+    def result_row(self, uid: str) -> Optional[_ResultRow]:
+        rows = self.read(f"SELECT {_RESULT_COLUMNS} FROM tasks WHERE id = %s AND token = %s",
+                         _row_key(uid))
+        return _ResultRow(*rows[0]) if rows else None
+
+    def result_rows(self, limit: Optional[int] = None, status: Optional[str] = None) -> list:
+        where, params = "", ()
+        if status is not None:
+            params = ("waiting", "queued") if status == "waiting" else (status,)
+            where = f"WHERE status IN ({', '.join(['%s'] * len(params))}) "
+        return [_ResultRow(*row) for row in self.read(
+            f"SELECT {_RESULT_COLUMNS} FROM tasks {where}ORDER BY id DESC LIMIT %s",
+            params + (limit,))]
+
+    def cancel(self, con: Any, uid: str, now: float) -> Optional[list]:
+        rows = con.execute("UPDATE tasks SET status = 'cancelled', finished = %s, error = %s "
+                           "WHERE id = %s AND token = %s AND status = 'waiting' RETURNING cron",
+                           (now, json.dumps(_failure("cancelled")), *_row_key(uid))).fetchall()
+        if not rows:
+            return None
+        job = rows[0][0]
+        return self._current_runs(con, [(job, _row_key(uid)[0], now)] if job else [])
+
+    def request_cancel(self, uid: str, force: bool) -> bool:
+        """Ask the pool holding the task to withdraw it (force: also a running one), and wake
+        the pools' listeners."""
+        statuses = "('queued', 'running')" if force else "('queued')"
+        return bool(self.read(
+            f"WITH u AS (UPDATE tasks SET cancel = %s WHERE id = %s AND token = %s AND status "
+            f"IN {statuses} RETURNING id) SELECT pg_notify(%s, '') FROM u",
+            (2 if force else 1, *_row_key(uid), self._channel + ".cancel")))
+
+    def cancel_mark(self) -> Optional[int]:
+        """The withdrawals a pool's listener heard of (see _Store.cancel_mark); None where
+        no listener runs (a worker: it reads the requests before each task)."""
+        return None if self._listener is None else self._listener.cancels
+
+    def cancel_pending(self, uid: str) -> bool:
+        rows = self.read("SELECT cancel FROM tasks WHERE id = %s AND token = %s", _row_key(uid))
+        return bool(rows and rows[0][0])
+
+    def cancel_requests(self) -> dict:
+        return dict(self.read("SELECT id, cancel FROM tasks WHERE cancel > 0 AND "
+                              "status IN ('queued', 'running')"))
+
+    def refuse_cancel(self, con: Any, ids: list) -> None:
+        if ids:
+            with con.cursor() as cursor:
+                cursor.executemany("UPDATE tasks SET cancel = 0 WHERE id = %s AND lease = %s",
+                                   [(i, self.lease) for i in ids])
+
+    # -- cron jobs
+
+    def register_cron(self, name: str, schedule: "CronExpression", func: Callable,
+                      catch_up: bool, next_due: float) -> None:
+        text = f"{schedule}" + (f" ({schedule.tz})" if schedule.tz is not None else "")
+        ref, shipped = _reference(func)
+        record = _dumps({"v": 1, "function": ref, "args": (), "kwargs": {}})
+        with self.transaction() as con:
+            if shipped is not None:
+                self.keep_function(con, shipped)
+            con.execute(
+                "INSERT INTO crons (name, expression, schedule, record, function, catch_up, "
+                "next_due) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (name) DO UPDATE SET "
+                "record = excluded.record, catch_up = excluded.catch_up, "
+                "function = excluded.function, "
+                "schedule = excluded.schedule, next_due = CASE WHEN crons.expression = "
+                "excluded.expression THEN crons.next_due ELSE excluded.next_due END, "
+                "expression = excluded.expression",
+                (name, text, pickle.dumps(schedule, _PICKLE_PROTOCOL), record,
+                 shipped and shipped.hash, int(catch_up), next_due))
+
+    # -- the pool's side: its machine's lease
+
+    def take_lease(self, con: Any, owner: int) -> None:
+        """Start this machine's lease with a new number (a pool starting)."""
+        self.lease = con.execute(
+            "INSERT INTO machines (name, lease, owner, manager, started, heartbeat) VALUES "
+            f"(%s, nextval('leases'), %s, %s, %s, {_PG_NOW}) ON CONFLICT (name) DO UPDATE SET "
+            "lease = excluded.lease, owner = excluded.owner, manager = excluded.manager, "
+            "started = excluded.started, heartbeat = excluded.heartbeat, workers = '[]' "
+            "RETURNING lease", (self.machine, owner, os.getpid(), _clock())).fetchone()[0]
+
+    def renew_lease(self) -> bool:
+        """Renew this machine's lease; False if another pool took it over meanwhile."""
+        return self.write(f"UPDATE machines SET heartbeat = {_PG_NOW} WHERE name = %s AND "
+                          "lease = %s", (self.machine, self.lease)) == 1
+
+    def lost_machines(self, con: Any) -> list:
+        """[(name, last heartbeat)] of the machines that missed their renewals for
+        _LEASE_TTL s (taken: no other pool settles them at the same time)."""
+        return con.execute(f"SELECT name, heartbeat FROM machines WHERE heartbeat < {_PG_NOW} "
+                           "- %s AND name <> %s FOR UPDATE SKIP LOCKED",
+                           (_LEASE_TTL, self.machine)).fetchall()
+
+    def forget_machine(self, con: Any, name: str) -> None:
+        con.execute("DELETE FROM machines WHERE name = %s", (name,))
+
+    def listener(self, again: bool = False) -> Optional[_PgListener]:
+        """The pool's LISTEN connection (made once; `again`: anew, the old one broke)."""
+        if again and self._listener is not None:
+            cancels = self._listener.cancels
+            self._listener.close()
+            self._listener = None
+        else:
+            cancels = 0
+        if self._listener is None:
+            try:
+                self._listener = _PgListener(self._open(), self._channel)
+            except self._psycopg.Error as error:
+                raise self._error(error) from None
+            self._listener.cancels = cancels + 1
+        return self._listener
+
+    # -- the pool's side: tasks (called from the pool manager only)
+
+    def recover(self, con: Any, machine: Optional[str] = None) -> list:
+        """The tasks a pool that ended left behind (this machine's, or a lost one's): what
+        it had handed over but not started waits again; the ones it had started become this
+        pool's (under its lease) and are returned, [(id, cron job)], for the caller to settle."""
+        machine = machine or self.machine
+        con.execute("UPDATE tasks SET status = 'waiting', worker = NULL, machine = NULL, "
+                    "lease = NULL, cancel = 0 WHERE status = 'queued' AND machine = %s",
+                    (machine,))
+        return con.execute("UPDATE tasks SET machine = %s, lease = %s, worker = NULL WHERE "
+                           "status = 'running' AND machine = %s RETURNING id, cron",
+                           (self.machine, self.lease, machine)).fetchall()
+
+    def cron_states(self, con: Any) -> list:
+        """Every cron job as it is (_CronState); a run counts as live while it is not
+        finished (it may be another machine's)."""
+        return [_CronState(name, pickle.loads(blob), bool(catch_up), next_due, running,
+                           bool(live)) for name, blob, catch_up, next_due, running, live in
+                con.execute("SELECT name, schedule, catch_up, next_due, running, EXISTS "
+                            f"(SELECT 1 FROM tasks WHERE {_UUID} = crons.running AND status IN "
+                            "('waiting', 'queued', 'running')) FROM crons FOR UPDATE"
+                            ).fetchall()]
+
+    def end_cron_runs(self, con: Any, jobs: list) -> None:
+        if jobs:
+            with con.cursor() as cursor:
+                cursor.executemany("UPDATE crons SET running = NULL, next_due = %s "
+                                   "WHERE name = %s", [(due, name) for name, due in jobs])
+
+    def due_crons(self, con: Any, now: float) -> list:
+        """Start a run of every job that is due and not running (each due time once, across
+        all machines: the rows are taken); their new task ids."""
+        started = []
+        for name, record, function in con.execute(
+                "SELECT name, record, function FROM crons WHERE running IS NULL "
+                "AND next_due <= %s FOR UPDATE SKIP LOCKED", (now,)).fetchall():
+            token = _token()
+            row = con.execute("INSERT INTO tasks (token, name, status, due, created, record, "
+                              "cron, function) VALUES (%s, %s, 'waiting', %s, %s, %s, %s, %s) "
+                              "RETURNING id", (token, name, now, now, record, name, function)
+                              ).fetchone()[0]
+            uid = f"{token}-{row}"
+            con.execute("UPDATE crons SET running = %s, last_run = %s WHERE name = %s",
+                        (uid, now, name))
+            started.append(uid)
+        return started
+
+    def claim(self, con: Any, now: float, pids: list) -> list:
+        """Hand the most urgent due tasks to workers (see _Store.claim); rows another pool is
+        taking at the same moment are skipped, never waited for."""
+        rows = con.execute(
+            "WITH picked AS (SELECT id, row_number() OVER (ORDER BY priority DESC, due, id) AS n "
+            "FROM (SELECT id, priority, due FROM tasks WHERE status = 'waiting' AND due <= %s "
+            "ORDER BY priority DESC, due, id LIMIT %s FOR UPDATE SKIP LOCKED) AS due_tasks), "
+            "places AS (SELECT pid, n FROM unnest(%s::integer[]) WITH ORDINALITY AS p(pid, n)) "
+            "UPDATE tasks SET status = 'queued', worker = places.pid, machine = %s, lease = %s "
+            "FROM picked JOIN places USING (n) WHERE tasks.id = picked.id "
+            "RETURNING picked.n, tasks.id, tasks.token || '-' || tasks.id, record, cron, "
+            "timeout", (now, len(pids), list(pids), self.machine, self.lease)).fetchall()
+        return [row[1:] for row in sorted(rows)]
+
+    def mark_started(self, con: Any, started: list) -> None:
+        if started:
+            with con.cursor() as cursor:
+                cursor.executemany(
+                    "UPDATE tasks SET status = 'running', started = %s, attempts = attempts + 1, "
+                    "cancel = CASE cancel WHEN 1 THEN 0 ELSE cancel END WHERE id = %s AND "
+                    "status = 'queued' AND lease = %s",
+                    [(at, task_id, self.lease) for task_id, at in started])
+
+    def retry_terms(self, con: Any, ids: list) -> dict:
+        return {row[0]: _RetryTerms(*row[1:]) for row in con.execute(
+            "SELECT id, attempts, retries, retry_delay, backoff FROM tasks WHERE id = ANY(%s)",
+            (list(ids),))}
+
+    def finish(self, con: Any, outcomes: list) -> list:
+        """Write outcomes of tasks this pool still holds under its lease (see _Store.finish):
+        a pool that lost its lease writes nothing."""
+        final, again = [], []
+        for outcome in outcomes:
+            error = outcome.error and json.dumps(outcome.error)
+            if outcome.retry_at is not None:
+                again.append((error, outcome.output, outcome.retry_at, outcome.id, self.lease))
+            else:
+                final.append((outcome.status, outcome.value, error, outcome.started,
+                              outcome.finished, outcome.output, outcome.summary, outcome.id,
+                              self.lease))
+        with con.cursor() as cursor:
+            if again:
+                cursor.executemany(
+                    "UPDATE tasks SET status = 'waiting', error = %s, output = %s, due = %s, "
+                    "worker = NULL, machine = NULL, lease = NULL, cancel = 0 WHERE id = %s "
+                    "AND status IN ('queued', 'running') AND lease = %s", again)
+            if final:
+                cursor.executemany(
+                    "UPDATE tasks SET status = %s, value = %s, error = %s, "
+                    "started = coalesce(%s, started), finished = %s, output = %s, summary = %s, "
+                    "cancel = 0, attempts = attempts + (status = 'queued')::integer "
+                    "WHERE id = %s AND status IN ('queued', 'running') AND lease = %s", final)
+        return self._current_runs(con, [(o.cron, o.id, o.finished) for o in outcomes
+                                        if o.cron and o.retry_at is None])
+
+    def requeue(self, con: Any, ids: list) -> None:
+        if ids:
+            with con.cursor() as cursor:
+                cursor.executemany("UPDATE tasks SET status = 'waiting', worker = NULL, "
+                                   "machine = NULL, lease = NULL WHERE id = %s AND "
+                                   "status = 'queued' AND lease = %s",
+                                   [(i, self.lease) for i in ids])
+
+    def _current_runs(self, con: Any, runs: list) -> list:
+        ended = []
+        for name, task_id, at in runs:
+            rows = con.execute(f"SELECT schedule FROM crons WHERE name = %s AND running = "
+                               f"(SELECT {_UUID} FROM tasks WHERE id = %s)",
+                               (name, task_id)).fetchall()
+            if rows:
+                ended.append(_CronEnd(name, pickle.loads(rows[0][0]), at))
+        return ended
+
+    def anything_due(self, now: float) -> tuple:
+        return self.read(
+            "SELECT EXISTS (SELECT 1 FROM tasks WHERE status = 'waiting' AND due <= %s), "
+            "EXISTS (SELECT 1 FROM crons WHERE running IS NULL AND next_due <= %s)",
+            (now, now))[0]
+
+    def next_due(self) -> Optional[float]:
+        rows = self.read("SELECT (SELECT min(due) FROM tasks WHERE status = 'waiting'), "
+                         "(SELECT min(next_due) FROM crons WHERE running IS NULL)")
+        times = [t for t in rows[0] if t is not None]
+        return min(times) if times else None
+
+    def cleanup(self, now: float, ttl: float) -> int:
+        with self.transaction() as con:
+            count = con.execute("DELETE FROM tasks WHERE finished IS NOT NULL AND finished < %s "
+                                "AND status IN ('ready', 'error', 'cancelled')",
+                                (now - ttl,)).rowcount
+            con.execute("DELETE FROM functions WHERE created < %s AND hash NOT IN (SELECT "
+                        "function FROM tasks WHERE function IS NOT NULL UNION SELECT "
+                        "function FROM crons WHERE function IS NOT NULL)", (now - ttl,))
+        return count
+
+    def checkpoint(self, limit: int = 0, quiet_too: bool = True) -> bool:
+        """Nothing to do: the server keeps its own log."""
+        return False
+
+    def checkpoint_as_pool(self) -> None:
+        """Nothing to do (see checkpoint)."""
+
+    def set_pool(self, owner: Optional[int], manager: Optional[int] = None,
+                 workers: tuple = ()) -> None:
+        """Say which processes run this machine's pool; None: none does (its lease ends)."""
+        if owner is None:
+            self.write("DELETE FROM machines WHERE name = %s AND lease = %s",
+                       (self.machine, self.lease))
+        else:
+            self.write("UPDATE machines SET owner = %s, manager = %s, workers = %s WHERE "
+                       "name = %s AND lease = %s",
+                       (owner, manager, json.dumps(list(workers)), self.machine, self.lease))
+
+    def pool_pids(self) -> tuple:
+        """(owner, manager, [workers]) of this machine's pool as published, or (None, None, [])."""
+        rows = self.read("SELECT owner, manager, workers FROM machines WHERE name = %s",
+                         (self.machine,))
+        return (rows[0][0], rows[0][1], json.loads(rows[0][2])) if rows else (None, None, [])
+
+    # -- what the admin tool shows and does
+
+    def pool_running(self) -> bool:
+        """Whether a pool runs on any machine: a lease renewed within _LEASE_TTL s."""
+        return bool(self.read(f"SELECT 1 FROM machines WHERE heartbeat >= {_PG_NOW} - %s",
+                              (_LEASE_TTL,)))
+
+    def pool_row(self) -> Optional[tuple]:
+        """(owner, manager, started, [workers]) of this machine's pool, or None."""
+        rows = self.read("SELECT owner, manager, started, workers FROM machines WHERE "
+                         "name = %s", (self.machine,))
+        return rows[0][:3] + (json.loads(rows[0][3]),) if rows else None
+
+    def machine_rows(self) -> list:
+        """[(name, owner, manager, [workers], last heartbeat, seconds since)] by name."""
+        return [row[:3] + (json.loads(row[3]),) + row[4:] for row in self.read(
+            f"SELECT name, owner, manager, workers, heartbeat, {_PG_NOW} - heartbeat "
+            "FROM machines ORDER BY name")]
+
+    def size_bytes(self) -> int:
+        """What the schema's tables and indexes take on the server."""
+        return int(self.read("SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM "
+                             "pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE "
+                             "n.nspname = %s AND c.relkind = 'r'", (self.schema,))[0][0])
+
+    def cron_rows(self) -> list:
+        return [(name, expression, pickle.loads(blob), next_due, last_run, running)
+                for name, expression, blob, next_due, last_run, running in self.read(
+                    "SELECT name, expression, schedule, next_due, last_run, running FROM crons "
+                    "ORDER BY name")]
+
+    def counts(self, now: float) -> tuple:
+        counts = dict(self.read("SELECT status, count(*) FROM tasks GROUP BY status"))
+        due = self.read("SELECT count(*) FROM tasks WHERE status = 'waiting' AND due <= %s",
+                        (now,))[0][0]
+        return counts, due
+
+    def schema_version(self) -> int:
+        return self._version(self._connection())
+
+    def task_rows(self, statuses: tuple, limit: int, newest_first: bool) -> list:
+        marks = ", ".join(["%s"] * len(statuses))
+        order = "id DESC" if newest_first else "priority DESC, due, id"
+        return self.read(
+            f"SELECT {_UUID}, name, args, status, priority, due, created, started, finished, "
+            f"summary, error, worker FROM tasks WHERE status IN ({marks}) ORDER BY {order} "
+            "LIMIT %s", statuses + (limit,))
+
+    def purge(self) -> int:
+        with self.transaction() as con:
+            return con.execute("DELETE FROM tasks WHERE status IN ('ready', 'error', "
+                               "'cancelled')").rowcount
+
+
+def _open_store(database: Union[str, os.PathLike], existing: bool = False,
+                write: Optional[bool] = None, snapshot: bool = False) -> Any:
+    """The store of a database: PostgreSQL for a postgresql:// URL, else an SQLite file."""
+    if _is_postgres(database):
+        return _PgStore(database, existing, write, snapshot)
+    return _Store(database, existing, write, snapshot)
+
+
+def _database_key(database: Union[str, os.PathLike]) -> str:
+    """What a store's `path` will be for this database, without opening it."""
+    if _is_postgres(database):
+        return _pg_target(database).shown
+    return os.path.realpath(os.fspath(database))
 
 
 # ==============================================================================================
@@ -2721,6 +3561,20 @@ def _recover(store: _Store, con: Any, now: float) -> None:
     store.end_cron_runs(con, [(name, due) for name, due in resumed if due is not None])
 
 
+def _settle_lost(store: _Store, con: Any, now: float) -> None:
+    """Settle the tasks of machines that stopped renewing their leases (PostgreSQL): what
+    they had started fails, or runs again while it has retries left; the rest waits again."""
+    for machine, heartbeat in store.lost_machines(con):
+        since = _dt.datetime.fromtimestamp(heartbeat, _UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        lost = _failure(f"machine {machine} lost (no heartbeat since {since})")
+        _log.warning("autocron: machine %s of %s lost (no heartbeat since %s); its tasks are "
+                     "settled here", machine, store.path, since)
+        _write_outcomes(store, con, [
+            _Outcome(task_id, "error", error=lost, finished=now, cron=job)
+            for task_id, job in store.recover(con, machine)], now)
+        store.forget_machine(con, machine)
+
+
 def _withdraw(store: _Store, uid: str) -> bool:
     """Withdraw a waiting task (cancel()); True if it was waiting. A cron run's job goes on."""
     now = _clock()
@@ -2754,9 +3608,11 @@ def _spawn(entry: str, settings: dict) -> tuple:
             "import autocron; autocron._boot(sys.argv[2], sys.argv[3])")
     flags = [f for f in getattr(subprocess, "_args_from_interpreter_flags", list)()
              if f not in ("-I", "-E", "-s")]      # -X utf8, -W, -O... (isolation: below)
+    secret = _pg_urls.get(settings.get("database"))
+    environment = dict(os.environ, _AUTOCRON_URL=secret) if secret else None
     try:
         process = subprocess.Popen([python, *flags, "-I", "-c", boot, os.path.abspath(__file__),
-                                    entry, json.dumps(config)],
+                                    entry, json.dumps(config)], env=environment,
                                    pass_fds=(down_read, up_write), stdin=subprocess.DEVNULL,
                                    start_new_session=True)   # a terminal's Ctrl-C: owner only
     finally:
@@ -2773,6 +3629,9 @@ def _boot(entry: str, config_text: str) -> None:
     config = json.loads(config_text)
     config["path"] = sys.path + [folder for folder in config["path"] if folder not in sys.path]
     _clock_file = config["clock"]
+    secret = os.environ.pop("_AUTOCRON_URL", None)    # before any user code can see it
+    if secret:
+        _pg_urls[config["database"]] = secret
     globals()[entry](json.dumps(config))
 
 
@@ -2812,15 +3671,20 @@ def _python() -> str:
                         f"interpreter ({version})")
 
 
-def _bind_wake(path: str) -> socket.socket:
-    """The pool's wake-up socket at `path`, in a private folder made if missing; wake-up
-    sockets that refuse datagrams there were left by pools that were killed: removed."""
-    folder = os.path.dirname(path)
+def _runtime_folder(folder: str) -> None:
+    """Make the private folder of wake-up sockets (and PostgreSQL pools' locks) if missing."""
     with contextlib.suppress(FileExistsError):
         os.mkdir(folder, 0o700)
     problem = _wake_folder_problem(folder, os.geteuid(), missing=False)
     if problem:                        # someone else made it between the check and now
         raise OSError(problem)
+
+
+def _bind_wake(path: str) -> socket.socket:
+    """The pool's wake-up socket at `path`, in a private folder made if missing; wake-up
+    sockets that refuse datagrams there were left by pools that were killed: removed."""
+    folder = os.path.dirname(path)
+    _runtime_folder(folder)
     for name in os.listdir(folder):
         if name.endswith(".wake"):
             with contextlib.closing(socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)) as probe:
@@ -2916,7 +3780,8 @@ def _worker_main(config_text: str) -> None:
     os.chdir(config["cwd"])
     sys.path[:] = config["path"]
     _capture_output()
-    state = _WorkerState(config["database"], _Connection(config["up"], readable=False))
+    state = _WorkerState(config["database"], _Connection(config["up"], readable=False),
+                         config.get("lease"))
     threading.Thread(target=state.read_pipe, args=(_Connection(config["down"], writable=False),),
                      name="autocron-lifeline", daemon=True).start()
     functions: dict = {}
@@ -2943,8 +3808,9 @@ def _worker_main(config_text: str) -> None:
 class _WorkerState:
     """What a worker knows that its pool may not have committed yet, and its two pipes."""
 
-    def __init__(self, database: str, results: _Connection):
+    def __init__(self, database: str, results: _Connection, lease: Optional[int] = None):
         self.database = database
+        self.lease = lease                # its pool's lease (PostgreSQL): fences hand_over
         self.ready = threading.Condition()   # guards the inbox and what follows
         self.inbox: list = []             # messages not handled yet, in order
         self.current: Optional[_Started] = None   # the running task and when it started
@@ -3009,7 +3875,8 @@ class _WorkerState:
 
     def store(self) -> "_Store":
         if self._store is None:
-            self._store = _Store(self.database)
+            self._store = _open_store(self.database)
+            self._store.lease = self.lease
         return self._store
 
     def payload(self, digest: str) -> bytes:
@@ -3220,8 +4087,9 @@ class _Worker:
     __slots__ = ("proc", "tasks", "results", "queue", "retiring", "born", "kill_reason",
                  "killed_for", "reported", "acknowledged", "told", "closed", "inbox")
 
-    def __init__(self, database: str):
-        self.proc, self.tasks, self.results = _spawn("_worker_main", {"database": database})
+    def __init__(self, database: str, lease: Optional[int] = None):
+        self.proc, self.tasks, self.results = _spawn("_worker_main", {"database": database,
+                                                                      "lease": lease})
         self.queue: list = []          # the first one runs, the rest wait in the worker
         self.retiring = False
         self.born = time.monotonic()
@@ -3299,6 +4167,8 @@ class _Pool:
         self._deadline = 0.0           # monotonic time when running tasks are stopped
         self._wake_path = store.wake_path   # where producers' wake-ups arrive ("" if nowhere)
         self._wake = self._listen()    # the socket they arrive on
+        self._heard = store.listener()      # and notifications from other machines (or None)
+        self._lease_due = 0.0          # monotonic time of the next lease renewal
         self._started: list = []       # _Started messages to mark running
         self._started_since = 0.0      # when the first of them arrived
         self._outcomes: list = []      # (_Outcome, task uuid, worker or None, its number)
@@ -3322,6 +4192,8 @@ class _Pool:
         self._run_time = _QUICK_TASK   # how long recent tasks ran, a moving average (s)
         if self._children is not None:
             self._selector.register(self._children, selectors.EVENT_READ)
+        if self._heard is not None:
+            self._selector.register(self._heard, selectors.EVENT_READ)
 
     def _listen(self) -> socket.socket:
         """The socket that producers' datagrams wake; without a safe place for one, a socket
@@ -3379,6 +4251,8 @@ class _Pool:
     def _release(self) -> None:
         self._selector.close()
         self._wake.close()
+        if self._heard is not None:
+            self._heard.close()
         with contextlib.suppress(OSError):
             os.unlink(self._wake_path)
         with contextlib.suppress(DatabaseError):
@@ -3391,6 +4265,7 @@ class _Pool:
             self.store.checkpoint_as_pool()
             self._await_previous_pool()
             with self.store.transaction() as con:
+                self.store.take_lease(con, self._owner)
                 _recover(self.store, con, _clock())
             self._adjust_workers()
             last_cleanup = 0.0
@@ -3400,6 +4275,8 @@ class _Pool:
                     if self._drained():
                         break
                 self._round()
+                if self.store.leased and time.monotonic() >= self._lease_due:
+                    self._keep_lease()
                 if time.monotonic() - last_cleanup > _CLEANUP_INTERVAL:
                     last_cleanup = time.monotonic()
                     self._settings = self.store.settings()
@@ -3412,6 +4289,44 @@ class _Pool:
         finally:
             self._shutdown_workers()
             self._release()
+
+    def _listen_again(self) -> None:
+        """The LISTEN connection broke: open another (until then, and if that fails until
+        the next lease renewal, the fallback check finds new tasks)."""
+        if self._heard is not None:
+            self._selector.unregister(self._heard)
+        self._heard = None
+        with contextlib.suppress(DatabaseError):
+            self._heard = self.store.listener(again=True)
+            self._selector.register(self._heard, selectors.EVENT_READ)
+
+    def _keep_lease(self) -> None:
+        """Renew this machine's lease and settle the machines that stopped renewing theirs.
+        A lease found taken over (this machine was paused or cut off for longer than
+        _LEASE_TTL s) means the others settled its tasks: the ones not started yet are taken
+        back unstarted, and the pool goes on under a new lease; what still runs here writes
+        nothing (its writes are fenced by the old lease)."""
+        self._lease_due = time.monotonic() + _LEASE_RENEW
+        if self._heard is None:
+            self._listen_again()
+        try:
+            if not self.store.renew_lease():
+                _log.error("autocron: the pool of machine %s lost its lease on %s (no renewal "
+                           "for %g s: paused or cut off); other machines settled its tasks, "
+                           "and what still runs here will not be written", self.store.machine,
+                           self.store.path, _LEASE_TTL)
+                for worker in self._workers:
+                    for task in worker.queue:
+                        if not task.running:
+                            self._take_back(worker, task)
+                with self.store.transaction() as con:
+                    self.store.take_lease(con, self._owner)
+                self._publish()
+            with self.store.transaction() as con:
+                _settle_lost(self.store, con, _clock())
+        except DatabaseError as error:
+            _log.warning("autocron pool for %s cannot renew its lease, trying again in %g s: "
+                         "%s", self.store.path, _LEASE_RENEW, error)
 
     def _await_previous_pool(self) -> None:
         """Let the processes of a pool that ended abruptly finish handing over its tasks."""
@@ -3747,7 +4662,7 @@ class _Pool:
         wanted = max(1, int(self._settings["workers"]))
         if len(active) < wanted and time.monotonic() >= self._respawn_at:
             for _ in range(wanted - len(active)):
-                worker = _Worker(self.store.path)
+                worker = _Worker(self.store.path, self.store.lease)
                 self._workers.append(worker)
                 self._selector.register(worker.results, selectors.EVENT_READ)
                 _log.info("autocron worker %d started", worker.proc.pid)
@@ -3824,6 +4739,10 @@ class _Pool:
                 with contextlib.suppress(OSError):
                     while self._wake.recv(64):
                         pass
+            elif key.fileobj is self._heard:
+                self._news = True
+                if not self._heard.drain():
+                    self._listen_again()
             elif key.fileobj is self._children:
                 self._news = self._child_ended = True
                 with contextlib.suppress(OSError):
@@ -3937,7 +4856,7 @@ def _manager_main(config_text: str) -> None:
     os.chdir(config["cwd"])
     sys.path[:] = config["path"]
     control = _Connection(config["down"], writable=False)
-    pool = _Pool(_Store(config["database"]), config["owner"],
+    pool = _Pool(_open_store(config["database"]), config["owner"],
                  _Connection(config["up"], readable=False))
     _log.addHandler(_NoticeHandler(pool))
     _log.setLevel(logging.DEBUG)
@@ -4070,7 +4989,16 @@ def _try_lock(store: _Store) -> Any:
     """The pool lock of a database: an open file holding an flock, or None if taken."""
     if not _HAS_FLOCK:  # pragma: no cover - without flock every process runs its own pool
         return io.BytesIO()            # something to close()
-    fd = os.open(store.path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    if store.leased:     # a server's database: this machine's lock is in its private folder
+        try:
+            if store.lock_path is None:
+                raise OSError("; ".join(_wake_choice(store.path)[1]))
+            _runtime_folder(os.path.dirname(store.lock_path))
+        except OSError as error:
+            raise DatabaseError(f"{store.path}: no private folder for this machine's pool "
+                                f"lock ({error}); set XDG_RUNTIME_DIR or TMPDIR to a private "
+                                "folder with a short path", store.path) from None
+    fd = os.open(store.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
     file = os.fdopen(fd, "r+b")
     try:
         _fcntl.flock(file.fileno(), _fcntl.LOCK_EX | _fcntl.LOCK_NB)
@@ -4100,28 +5028,37 @@ class _State:
 _state = _State()
 
 
-def start(database: Union[str, os.PathLike] = "autocron.db", workers: Optional[int] = None,
+def start(database: Union[str, os.PathLike, None] = None, workers: Optional[int] = None,
           synchronous: Optional[str] = None) -> bool:
     """Make autocron active in this process and start the worker pool of `database`.
 
-    Returns True when this process started the pool, False when a pool for the database
-    already runs (in this or another process; this process then only enqueues, and takes
-    the pool over if its owner ends). `workers` is stored in the database for later starts;
-    None keeps the stored number (default 1). `synchronous` is stored likewise: "normal"
-    (the default: a committed call survives a crash of the application) or "full" (it also
-    survives power loss or an OS crash, at a cost per call). Starting twice is harmless.
+    `database` is an SQLite file (created if missing) or a postgresql:// URL (psycopg 3:
+    pip install "autocron[postgres]"; every machine then runs its own pool); None takes
+    $AUTOCRON_DATABASE, else "autocron.db". Returns True when this process started the pool,
+    False when a pool for the database already runs on this machine (in this or another
+    process; this process then only enqueues, and takes the pool over if its owner ends).
+    `workers` is stored in the database for later starts; None keeps the stored number
+    (default 1); 0 makes this process one that only enqueues: it never runs or takes over a
+    pool, and stores nothing. `synchronous` is stored likewise: "normal" (the default: a
+    committed call survives a crash of the application) or "full" (it also survives power
+    loss or an OS crash, at a cost per call). Starting twice is harmless.
     """
     if _IN_WORKER:      # a module that calls start() when imported, imported by a worker:
         return False    # its delayed calls run directly there, it needs no store or pool
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)
-                                or workers < 1):
-        raise ValueError(f"workers must be a positive int, got {workers!r}")
+                                or workers < 0):
+        raise ValueError(f"workers must be an int, 1 or more (or 0: this process only "
+                         f"enqueues), got {workers!r}")
+    if database is None:
+        database = os.environ.get("AUTOCRON_DATABASE") or "autocron.db"
+    producer = workers == 0
+    workers = None if producer else workers
     if synchronous is not None and synchronous not in _SYNCHRONOUS:
         raise ValueError(f"synchronous must be 'normal' (a call survives a crash of the "
                          f"application) or 'full' (also power loss), got {synchronous!r}")
     with _state.lock:
         if _state.store is not None:
-            if _state.store.path != os.path.realpath(os.fspath(database)):
+            if _state.store.path != _database_key(database):
                 raise AutocronError(f"autocron already runs on {_state.store.path}; call "
                                     "autocron.stop() before starting on another database")
             if workers is not None:
@@ -4129,10 +5066,10 @@ def start(database: Union[str, os.PathLike] = "autocron.db", workers: Optional[i
                 _notify(_state.store.wake_path)     # the pool reads settings when woken
             if synchronous is not None:
                 _state.store.set_setting("synchronous", synchronous)
-            if _state.pool is None and _state.standby is None:   # a forked child's start()
-                _begin_standby(_state.store)
+            if _state.pool is None and _state.standby is None and not producer:
+                _begin_standby(_state.store)             # a forked child's start()
             return False
-        store, last_store = _Store(database), _state.last_store
+        store, last_store = _open_store(database), _state.last_store
         try:
             if workers is not None:
                 store.set_setting("workers", workers)
@@ -4145,6 +5082,8 @@ def start(database: Union[str, os.PathLike] = "autocron.db", workers: Optional[i
             for name, (schedule, func, catch_up) in _state.crons.items():
                 store.register_cron(name, schedule, func, catch_up,
                                     _next_due(schedule, _clock()))
+            if producer:
+                return False
             if _become_owner(store):
                 return True
             _begin_standby(store)
@@ -4228,8 +5167,10 @@ atexit.register(stop)
 
 def _current_store() -> Optional[_Store]:
     """The database of this process: the active one, the last one, or ./autocron.db."""
-    if _state.store is None and _state.last_store is None and os.path.exists("autocron.db"):
-        _state.last_store = _Store("autocron.db")     # a notebook after a kernel restart
+    default = os.environ.get("AUTOCRON_DATABASE") or "autocron.db"
+    if _state.store is None and _state.last_store is None and (
+            _is_postgres(default) or os.path.exists(default)):
+        _state.last_store = _open_store(default)     # a notebook after a kernel restart
     return _state.store or _state.last_store
 
 
@@ -4826,7 +5767,7 @@ def _open_existing(args) -> _Store:
     """The database of --db; read-only for the reading commands, which change nothing."""
     try:
         reading = args.command in ("info", "tasks", "results")
-        return _Store(args.db, existing=True, write=not reading, snapshot=reading)
+        return _open_store(args.db, existing=True, write=not reading, snapshot=reading)
     except FileNotFoundError as error:
         raise _UsageError(str(error)) from None
 
@@ -4858,10 +5799,14 @@ def _info(store: _Store) -> dict:
     settings = store.settings()
     return {
         "database": store.path, "schema": store.schema_version(),
-        "size_bytes": os.path.getsize(store.path),
+        "size_bytes": store.size_bytes(),
         "settings": {"workers": settings["workers"], "result_ttl": settings["result_ttl"],
                      "disabled": bool(settings["disabled"])},
         "pool": _pool_state(store),
+        "machines": [{"name": name, "owner": owner, "manager": manager, "workers": workers,
+                      "heartbeat": _iso(beat), "seconds_since": round(since, 1),
+                      "lost": since > _LEASE_TTL}
+                     for name, owner, manager, workers, beat, since in store.machine_rows()],
         "queue": {"waiting": counts.get("waiting", 0), "due_now": due,
                   "queued": counts.get("queued", 0), "running": counts.get("running", 0)},
         "results": {s: counts.get(s, 0) for s in _FINISHED},
@@ -4883,6 +5828,12 @@ def _print_info(info: dict) -> None:
               f"{_duration(pool['up_seconds'])}")
     else:
         print("pool       not running")
+    for machine in info["machines"]:
+        state = "LOST" if machine["lost"] else "alive"
+        print(f"machine    {machine['name']}: {state}, owner pid {machine['owner']}, "
+              f"{len(machine['workers'])} workers, last heartbeat "
+              f"{_local_time(_dt.datetime.fromisoformat(machine['heartbeat']).timestamp())} "
+              f"({machine['seconds_since']:g} s ago)")
     print(f"queue      {queue['waiting']} waiting ({queue['due_now']} due now), "
           f"{queue['queued']} queued in workers, {queue['running']} running")
     print("results    " + ", ".join(f"{n} {s}" for s, n in info["results"].items()))
@@ -5026,8 +5977,9 @@ def _parser():
 
     parser = Parser(prog="autocron", description="See and steer an autocron database, or run "
                     "the demo. Reading commands never create or change a database.")
-    parser.add_argument("--db", default="autocron.db", metavar="PATH",
-                        help="the database (default: %(default)s)")
+    parser.add_argument("--db", default=os.environ.get("AUTOCRON_DATABASE") or "autocron.db",
+                        metavar="PATH|URL", help="the database: an SQLite file or a "
+                        "postgresql:// URL (default: $AUTOCRON_DATABASE, else autocron.db)")
     parser.add_argument("-v", "--verbose", action="count", default=0,
                         help="show autocron's log (-vv: debug)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,

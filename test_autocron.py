@@ -2239,8 +2239,30 @@ class TestPool:
         assert autocron._Store(database).settings()["workers"] == 3
         assert autocron.start(database) is True
         wait_until(lambda: len(worker_pids()) == 3, what="three workers again")
-        with pytest.raises(ValueError, match="workers must be a positive int, got 0"):
-            autocron.start(database, workers=0)
+        for wrong in (-1, 1.5, True):
+            with pytest.raises(ValueError, match=re.escape(
+                    f"workers must be an int, 1 or more (or 0: this process only enqueues), "
+                    f"got {wrong!r}")):
+                autocron.start(database, workers=wrong)
+
+    def test_workers_0_only_enqueues_and_leaves_the_stored_number(self, database):
+        assert autocron.start(database, workers=0) is False
+        assert autocron._state.pool is None and autocron._state.standby is None
+        result = add(2, 3)
+        assert result.status == "waiting"
+        assert autocron._open_store(database).settings()["workers"] == 1
+        owner = spawn_python("""
+            import sys, autocron
+            assert autocron.start(sys.argv[1]) is True
+            print("ready", flush=True)
+            sys.stdin.read()
+        """, database, stdin=subprocess.PIPE)
+        try:
+            assert owner.stdout.readline().strip() == "ready", owner.stderr.read()
+            assert result.get(timeout=30) == 5
+        finally:
+            owner.communicate(timeout=60)
+        assert autocron._state.pool is None and autocron._state.standby is None
 
     def test_workers_are_fresh_interpreters_in_the_callers_folder(self, pool):
         manager, workers = pool_pids()
@@ -4063,7 +4085,8 @@ class TestModuleLayout:
         _, sections = self.layout()
         assert [title for _, title in sections] == [
             "Constants", "Exceptions", "Cron expressions", "Task records and serialisation",
-            "The SQLite store", "Workers and the pool", "Public API", "Admin command line"]
+            "The SQLite store", "The PostgreSQL store", "Workers and the pool", "Public API",
+            "Admin command line"]
 
     def test_no_section_uses_a_name_that_a_later_section_defines(self):
         tree, sections = self.layout()
