@@ -2735,6 +2735,8 @@ _PG_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}\Z")
 _PG_CONNECT_TIMEOUT = 5         # seconds to reach the server, unless the URL says otherwise
 _LEASE_RENEW = 5.0              # a pool renews its machine's lease this often
 _LEASE_TTL = 30.0               # and the others settle its tasks once it missed it this long
+_PG_LARGEST_VALUE = 500_000_000  # bytes in a value or a call: bytea goes out as hex text, twice
+                                 # as long, and the server allocates at most 1 GiB for it
 
 _PG_SCHEMA = (
     """CREATE TABLE tasks (
@@ -3121,6 +3123,7 @@ class _PgStore:
         whose payload is not there yet: in a transaction with the payload); its id."""
         token = _token()
         options = options or _PLAIN
+        self._check_size(record, "the call")
         values = (token, name, args, options.priority, options.retries, options.retry_delay,
                   options.backoff, options.timeout, due, _clock(), record,
                   shipped and shipped.hash)
@@ -3143,6 +3146,8 @@ class _PgStore:
         fixed = (token, name, options.priority, options.retries, options.retry_delay,
                  options.backoff, options.timeout, due, now)
         digest = shipped and shipped.hash
+        for _, record in calls:
+            self._check_size(record, "a call")
         with self.transaction() as con:
             if shipped is not None:
                 self.keep_function(con, shipped)
@@ -3155,6 +3160,12 @@ class _PgStore:
                     for task_id, (text, record) in zip(ids, calls)])
             con.execute("SELECT pg_notify(%s, '')", (self._channel,))
         return [f"{token}-{task_id}" for task_id in ids]
+
+    def _check_size(self, data: Optional[bytes], what: str) -> None:
+        if data is not None and len(data) > _PG_LARGEST_VALUE:
+            raise DatabaseError(f"{self.path}: {what} takes {len(data):,} bytes, more than the "
+                                f"{_PG_LARGEST_VALUE:,} that PostgreSQL can hand back; pass or "
+                                "return less (write it to a file, pass its name)", self.path)
 
     def keep_function(self, con: Any, shipped: _Shipped) -> None:
         con.execute("INSERT INTO functions (hash, payload, created) VALUES (%s, %s, %s) "
@@ -3362,6 +3373,7 @@ class _PgStore:
         a pool that lost its lease writes nothing."""
         final, again = [], []
         for outcome in outcomes:
+            self._check_size(outcome.value, "the task's value")
             error = outcome.error and json.dumps(outcome.error)
             if outcome.retry_at is not None:
                 again.append((error, outcome.output, outcome.retry_at, outcome.id, self.lease))

@@ -26,17 +26,25 @@ import calendar
 import collections
 import contextlib
 import functools
+import glob
 import io
+import itertools
 import json
 import os
 import pickle
+import pwd
 import random
 import re
+import secrets
+import shlex
+import shutil
 import signal
+import socket
 import sqlite3
 import stat
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 import time
@@ -48,7 +56,8 @@ from fractions import Fraction
 from functools import cached_property
 from itertools import islice
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Dict, Iterator, List, Optional, Tuple
+from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -1426,10 +1435,25 @@ def foreign_database(path):
     os.chmod(path, 0o600)
 
 
+def query(database, sql, params=()):
+    """Rows of one statement on either backend (written with SQLite's ? placeholders)."""
+    store = autocron._open_store(database, existing=True)
+    if isinstance(store, autocron._PgStore):
+        sql = sql.replace("?", "%s")
+    return store.read(sql, params)
+
+
+def other_database(database):
+    """Another database on the same backend: a file beside it, or another schema."""
+    if autocron._is_postgres(database):
+        return database.replace("schema=", "schema=other_")
+    return database + ".other"
+
+
 def row_status(database, result):
     """The status in the database, where "queued" (handed to a busy worker) is visible."""
-    rows = autocron._Store(database, existing=True).read(
-        "SELECT status FROM tasks WHERE id = ?", (int(result.uuid.rsplit("-", 1)[1]),))
+    rows = query(database, "SELECT status FROM tasks WHERE id = ?",
+                 (int(result.uuid.rsplit("-", 1)[1]),))
     return rows[0][0] if rows else None
 
 
@@ -1472,10 +1496,404 @@ class FakeClock:
         return self._now
 
 
+# ---- a private PostgreSQL server for the session -----------------------------------------------
+
+PG_USER = "autocron"
+PG_HOST = "127.0.0.1"
+PG_LIB_GLOB = "/usr/lib/postgresql/*/bin"
+PG_START_ATTEMPTS = 3
+PG_LOG_TAIL_LINES = 30
+
+
+def pg_binaries() -> Tuple[str, str]:
+    """Return paths of ``initdb`` and ``pg_ctl``, PATH first, else the newest install."""
+    on_path = shutil.which("initdb"), shutil.which("pg_ctl")
+    if all(on_path):
+        return on_path  # type: ignore[return-value]
+    for folder in sorted(glob.glob(PG_LIB_GLOB), key=pg_version_key, reverse=True):
+        initdb, pg_ctl = os.path.join(folder, "initdb"), os.path.join(folder, "pg_ctl")
+        if os.access(initdb, os.X_OK) and os.access(pg_ctl, os.X_OK):
+            return initdb, pg_ctl
+    raise RuntimeError(
+        "PostgreSQL server binaries (initdb, pg_ctl) not found on PATH or in "
+        f"{PG_LIB_GLOB}; install them with: apt-get install postgresql"
+    )
+
+
+def pgpg_version_key(folder: str) -> Tuple[int, ...]:
+    # "/usr/lib/postgresql/9.6/bin" must sort below ".../15/bin".
+    version = os.path.basename(os.path.dirname(folder))
+    return tuple(int(part) for part in re.findall(r"\d+", version)) or (-1,)
+
+
+def free_tcp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((PG_HOST, 0))
+        return sock.getsockname()[1]
+
+
+def pg_running(pid: int) -> bool:
+    # The postmaster is not our child, so if nobody reaps it, it lingers as a
+    # zombie that still answers kill(pid, 0); count that as gone.
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def pg_wait(condition, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def pg_env() -> Dict[str, str]:
+    # Stray PGDATA/PGPORT/PGPG_HOST... from the caller must not redirect our tools.
+    return {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+
+
+class PostgresServer:
+    """One throwaway PostgreSQL cluster in a fresh temporary folder."""
+
+    host = PG_HOST
+    user = PG_USER
+
+    def __init__(self, base_dir: Optional[str] = None) -> None:
+        # /tmp by default: the postgres user must be able to reach the folder,
+        # which pytest's tmp_path (under a 0700 root) would not allow.
+        self.base_dir = base_dir or "/tmp"
+        self.password = secrets.token_urlsafe(24)
+        self.port: Optional[int] = None
+        self.root_dir: Optional[str] = None
+        self._os_user: Optional[str] = None
+        self._uid: Optional[int] = None
+        self._gid: Optional[int] = None
+        self._pg_ctl: Optional[str] = None
+
+    # -- public API ---------------------------------------------------------
+
+    @property
+    def data_dir(self) -> str:
+        return os.path.join(self._root(), "data")
+
+    @property
+    def log_file(self) -> str:
+        return os.path.join(self._root(), "postgres.log")
+
+    def start(self) -> None:
+        if self.port is not None:
+            return
+        try:
+            initdb, self._pg_ctl = pg_binaries()
+            self.root_dir = tempfile.mkdtemp(prefix="autocron-pg-", dir=self.base_dir)
+            if os.geteuid() == 0:
+                self._drop_privileges()
+            self._initdb(initdb)
+            self._start_server()
+            self._check_connection()
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        """Stop the server and remove everything start() made; safe to repeat."""
+        try:
+            self._stop_server()
+        finally:
+            self.port = None
+            if self.root_dir is not None:
+                shutil.rmtree(self.root_dir, ignore_errors=True)
+                self.root_dir = None
+            self._remove_os_user()
+
+    def url(self, dbname: str = "postgres", **query: str) -> str:
+        url = (
+            f"postgresql://{quote(self.user)}:{quote(self.password, safe='')}"
+            f"@{self.host}:{self.port}/{quote(dbname)}"
+        )
+        return f"{url}?{urlencode(query)}" if query else url
+
+    def connect(self, dbname: str = "postgres", **kwargs):
+        import psycopg
+
+        params = dict(
+            host=self.host, port=self.port, user=self.user,
+            password=self.password, dbname=dbname, connect_timeout=5,
+        )
+        params.update(kwargs)
+        return psycopg.connect(**params)
+
+    def create_database(self, name: Optional[str] = None) -> str:
+        from psycopg import sql
+
+        name = name or f"test_{secrets.token_hex(6)}"
+        with self.connect(autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        return name
+
+    def drop_database(self, name: str) -> None:
+        from psycopg import sql
+
+        with self.connect(autocommit=True) as conn:
+            # FORCE (PG 13+) kicks out sessions a test forgot to close.
+            force = " WITH (FORCE)" if conn.info.server_version >= 130000 else ""
+            query = sql.SQL("DROP DATABASE IF EXISTS {}" + force)
+            conn.execute(query.format(sql.Identifier(name)))
+
+    # -- setup --------------------------------------------------------------
+
+    def _root(self) -> str:
+        if self.root_dir is None:
+            raise RuntimeError("PostgresServer is not started")
+        return self.root_dir
+
+    def _drop_privileges(self) -> None:
+        # PostgreSQL refuses to run as root, so run it as a user made just for it.
+        self._check_reachable(self.base_dir)
+        self._os_user = self._create_os_user()
+        entry = pwd.getpwnam(self._os_user)
+        self._uid, self._gid = entry.pw_uid, entry.pw_gid
+        os.chown(self._root(), self._uid, self._gid)
+
+    @staticmethod
+    def _check_reachable(folder: str) -> None:
+        path = os.path.realpath(folder)
+        while True:
+            if not os.stat(path).st_mode & stat.S_IXOTH:
+                raise RuntimeError(
+                    f"{path} is not searchable by other users, so the unprivileged "
+                    "postgres user cannot reach the cluster; use a base folder such as /tmp"
+                )
+            if path == os.path.dirname(path):
+                return
+            path = os.path.dirname(path)
+
+    @staticmethod
+    def _create_os_user() -> str:
+        base = f"acronpg{os.getpid()}"
+        for n in range(100):
+            name = base if n == 0 else f"{base}x{n}"
+            cmd = ["useradd", "-M", "-U", "-s", "/usr/sbin/nologin", name]
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode == 0:
+                return name
+            if proc.returncode != 9:  # 9: user or group name already in use
+                raise RuntimeError(f"useradd failed: {proc.stderr.strip()}")
+        raise RuntimeError(f"no free user name like {base}")
+
+    def _initdb(self, initdb: str) -> None:
+        pwfile = os.path.join(self._root(), "pwfile")
+        fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(self.password + "\n")
+        try:
+            if self._uid is not None:
+                os.chown(pwfile, self._uid, self._gid)
+            self._run([
+                initdb, "-D", self.data_dir, "-U", self.user,
+                "--auth=scram-sha-256", f"--pwfile={pwfile}",
+                "-E", "UTF8", "--locale=C", "--no-sync",
+            ])
+        finally:
+            os.unlink(pwfile)
+
+    def _start_server(self) -> None:
+        for _ in range(PG_START_ATTEMPTS):
+            port = free_tcp_port()
+            log_start = self._log_size()
+            proc = self._run(self._start_command(port), check=False)
+            if proc.returncode == 0:
+                self.port = port
+                return
+            # Another process may grab the port between probing and binding.
+            if "could not bind" not in self._read_log(log_start):
+                break
+        output = " ".join((proc.stdout + proc.stderr).split())
+        raise RuntimeError(f"PostgreSQL did not start ({output})\n{self._log_tail()}")
+
+    def _start_command(self, port: int) -> List[str]:
+        options = " ".join(shlex.quote(o) for o in self._server_options(port))
+        return [
+            self._pg_ctl, "-D", self.data_dir, "-l", self.log_file,
+            "-w", "-t", "60", "-o", options, "start",
+        ]
+
+    def _server_options(self, port: int) -> List[str]:
+        # Durability is pointless for a throwaway server; speed is not.
+        settings = [
+            f"listen_addresses={PG_HOST}",
+            f"unix_socket_directories={self.data_dir}",
+            "fsync=off",
+            "synchronous_commit=off",
+            "full_page_writes=off",
+            "max_connections=200",
+        ]
+        options = ["-p", str(port)]
+        for setting in settings:
+            options += ["-c", setting]
+        return options
+
+    def _check_connection(self) -> None:
+        try:
+            with self.connect() as conn:
+                conn.execute("SELECT 1").fetchone()
+        except Exception as exc:
+            raise RuntimeError(
+                f"PostgreSQL started but does not answer: {exc}\n{self._log_tail()}"
+            ) from exc
+
+    # -- teardown -----------------------------------------------------------
+
+    def _stop_server(self) -> None:
+        pid = self._postmaster_pid()
+        if pid is None:
+            return
+        self._run([self._pg_ctl, "-D", self.data_dir, "-m", "immediate", "-w", "stop"],
+                  check=False)
+        if not pg_wait(lambda: not pg_running(pid), timeout=10):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            pg_wait(lambda: not pg_running(pid), timeout=5)
+
+    def _postmaster_pid(self) -> Optional[int]:
+        if self.root_dir is None or self._pg_ctl is None:
+            return None
+        try:
+            with open(os.path.join(self.data_dir, "postmaster.pid")) as f:
+                return int(f.readline())
+        except (OSError, ValueError):
+            return None
+
+    def _remove_os_user(self) -> None:
+        if self._os_user is None:
+            return
+        # userdel refuses while the user still owns processes (the backends
+        # exit a moment after the postmaster).
+        pg_wait(lambda: not self._os_user_busy(), timeout=10)
+        subprocess.run(["userdel", self._os_user], capture_output=True)
+        # PG_USERGROUPS_ENAB usually drops the group with the user; make sure.
+        subprocess.run(["groupdel", self._os_user], capture_output=True)
+        self._os_user = self._uid = self._gid = None
+
+    def _os_user_busy(self) -> bool:
+        for status in glob.glob("/proc/[0-9]*/status"):
+            try:
+                with open(status) as f:
+                    text = f.read()
+            except OSError:
+                continue
+            uid_line = re.search(r"^Uid:\s+(\d+)", text, re.M)
+            zombie = re.search(r"^State:\s+Z", text, re.M)
+            if uid_line and int(uid_line.group(1)) == self._uid and not zombie:
+                return True
+        return False
+
+    # -- helpers ------------------------------------------------------------
+
+    def _run(self, cmd: List[str], check: bool = True) -> "subprocess.CompletedProcess[str]":
+        kwargs = {}
+        if self._uid is not None:
+            kwargs = dict(user=self._uid, group=self._gid, extra_groups=[])
+        # cwd: the unprivileged user may not be able to enter the caller's cwd.
+        proc = subprocess.run(
+            cmd, cwd=self._root(), env=pg_env(), capture_output=True,
+            text=True, stdin=subprocess.DEVNULL, **kwargs,
+        )
+        if check and proc.returncode != 0:
+            output = (proc.stdout + proc.stderr).strip()
+            raise RuntimeError(f"{os.path.basename(cmd[0])} failed:\n{output}")
+        return proc
+
+    def _log_size(self) -> int:
+        try:
+            return os.path.getsize(self.log_file)
+        except OSError:
+            return 0
+
+    def _read_log(self, offset: int = 0) -> str:
+        try:
+            with open(self.log_file, errors="replace") as f:
+                f.seek(offset)
+                return f.read()
+        except OSError:
+            return ""
+
+    def _log_tail(self) -> str:
+        lines = self._read_log().splitlines()[-PG_LOG_TAIL_LINES:]
+        return "server log tail:\n" + "\n".join(lines) if lines else "(server log is empty)"
+
+
+def unavailable(reason):
+    """Skip for want of a part of the test setup, but never in CI: there it is a failure."""
+    if os.environ.get("CI"):
+        pytest.fail(reason, pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A running PostgresServer shared by the whole session, with a database for the tests."""
+    import importlib.util
+    if importlib.util.find_spec("psycopg") is None:
+        unavailable("psycopg is not installed: pip install -e '.[test]'")
+    server = PostgresServer()
+    try:
+        server.start()
+        server.database = server.create_database("autocron_tests")
+    except (RuntimeError, OSError) as exc:
+        server.stop()
+        unavailable(f"cannot start a PostgreSQL test server: {exc}")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+_schemas = itertools.count(1)
+
+
+def close_postgres_connections():
+    """This process's connections to PostgreSQL, closed (each test's schema has its own)."""
+    for con in list(autocron._pg_opened):
+        with contextlib.suppress(Exception):
+            con.close()
+
+
+def pytest_generate_tests(metafunc):
+    """Every test of a database runs on both backends, except what only SQLite has."""
+    if "database" in metafunc.fixturenames:
+        only = metafunc.definition.get_closest_marker("sqlite_only")
+        metafunc.parametrize("database", ["sqlite"] if only else ["sqlite", "postgres"],
+                             indirect=True)
+
+
 @pytest.fixture
-def database(tmp_path):
-    yield str(tmp_path / "autocron.db")
+def database(request, tmp_path):
+    """The database of a runtime test, on each backend: an SQLite file in the test's folder,
+    or a schema of its own in the session's PostgreSQL server (dropped afterwards)."""
+    if request.param == "sqlite":
+        yield str(tmp_path / "autocron.db")
+        autocron.stop(timeout=5)
+        return
+    server = request.getfixturevalue("postgres_server")
+    schema = f"test_{os.getpid()}_{next(_schemas)}"
+    yield server.url(server.database, schema=schema)
     autocron.stop(timeout=5)
+    close_postgres_connections()
+    with server.connect(server.database, autocommit=True) as con:
+        con.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
 
 
 @pytest.fixture
@@ -1643,7 +2061,7 @@ class TestShippingByValue:
         shipped = autocron.delay(inc)
         results = [shipped(i) for i in range(200)]
         assert autocron.wait(results, timeout=60) == list(range(1, 201))
-        rows = autocron._Store(pool).read("SELECT count(*) FROM functions")
+        rows = autocron._open_store(pool).read("SELECT count(*) FROM functions")
         assert rows[0][0] == 1
 
     @pytest.mark.parametrize("make, label", [
@@ -1892,7 +2310,7 @@ class TestIsolation:
         folder = tmp_path / "shared"
         folder.mkdir()
         database = folder / "autocron.db"
-        autocron._Store(database).close()
+        autocron._open_store(database).close()
         # The other user builds a write-ahead log that adds a task whose record is a pickle
         # that creates a file as whoever loads it (a command would run just as well). The
         # schema is public, so a copy made as root stands in for their own reconstruction.
@@ -1924,7 +2342,7 @@ class TestIsolation:
             assert str(caught.value) == expected
             assert not is_active()
             with pytest.raises(autocron.DatabaseError) as caught:
-                autocron._Store(database, existing=True)   # the admin tool's way in
+                autocron._open_store(database, existing=True)   # the admin tool's way in
             assert str(caught.value) == expected
             assert Path(str(database) + "-wal").read_bytes() == wal     # never opened
             assert not marker.exists()
@@ -1938,8 +2356,8 @@ class TestIsolation:
         os.chown(folder, -1, empty_group.gr_gid)
         os.chmod(folder, 0o775)
         database = folder / "autocron.db"
-        autocron._Store(database).close()       # a group without other members is private
-        autocron._Store(database, existing=True).close()
+        autocron._open_store(database).close()       # a group without other members is private
+        autocron._open_store(database, existing=True).close()
         subprocess.run(["usermod", "-a", "-G", empty_group.gr_name, other_user.pw_name],
                        check=True, capture_output=True)
         with pytest.raises(autocron.DatabaseError) as caught:
@@ -1953,9 +2371,9 @@ class TestIsolation:
         with pytest.raises(autocron.DatabaseError, match=rf"\(mode 775: group "
                                                          rf"{other_user.pw_name}, which has the "
                                                          rf"members {other_user.pw_name}\)"):
-            autocron._Store(database, existing=True)
+            autocron._open_store(database, existing=True)
         os.chmod(folder, 0o755)
-        autocron._Store(database).close()
+        autocron._open_store(database).close()
         assert not is_active()
 
     def test_a_users_private_group_may_write_the_folder(self, tmp_path, other_user):
@@ -2031,7 +2449,7 @@ class TestIsolation:
 
     def test_wake_sockets_left_by_a_killed_pool_are_removed(self, database):
         import socket
-        folder = os.path.dirname(autocron._Store(database).wake_path)
+        folder = os.path.dirname(autocron._open_store(database).wake_path)
         os.makedirs(folder, mode=0o700, exist_ok=True)
         stale, live = (os.path.join(folder, f"{name}-{os.getpid()}.wake")
                        for name in ("stale", "live"))
@@ -2111,6 +2529,7 @@ class TestIsolation:
 
     # -- one pool per file
 
+    @pytest.mark.sqlite_only      # a file's path
     def test_a_symlinked_path_shares_the_pool_of_the_real_file(self, pool, tmp_path):
         link = tmp_path / "link.db"
         link.symlink_to(pool)
@@ -2154,7 +2573,7 @@ class TestIsolation:
         name = "test_autocron.cron_job"
         autocron.cron("@daily")(cron_job)
         try:
-            monkeypatch.setattr(autocron._Store, "register_cron", refuse)
+            monkeypatch.setattr(type(autocron._open_store(database)), "register_cron", refuse)
             with pytest.raises(autocron.DatabaseError, match="no cron jobs today"):
                 autocron.start(database)
             assert (autocron._state.store, autocron._state.pool) == (None, None)
@@ -2230,13 +2649,13 @@ class TestPool:
         assert autocron.start(pool) is False
         assert autocron.start(pool, workers=2) is False
         with pytest.raises(autocron.AutocronError, match="already runs on"):
-            autocron.start(pool + ".other")
+            autocron.start(other_database(pool))
 
     def test_worker_count_is_stored(self, database):
         assert autocron.start(database, workers=3) is True
         wait_until(lambda: len(worker_pids()) == 3, what="three workers")
         autocron.stop()
-        assert autocron._Store(database).settings()["workers"] == 3
+        assert autocron._open_store(database).settings()["workers"] == 3
         assert autocron.start(database) is True
         wait_until(lambda: len(worker_pids()) == 3, what="three workers again")
         for wrong in (-1, 1.5, True):
@@ -2408,7 +2827,7 @@ class TestPool:
             sys.stdin.read()
         """
         database = tmp_path / "race.db"
-        autocron._Store(database).close()
+        autocron._open_store(database).close()
         procs = [spawn_python(racer, database, tmp_path / "go", stdin=subprocess.PIPE)
                  for _ in range(2)]
         try:
@@ -2461,7 +2880,7 @@ class TestPool:
         old = add(1, 1)
         old.get(timeout=30)
         autocron.stop()
-        autocron._Store(database).set_setting("result_ttl", 60)
+        autocron._open_store(database).set_setting("result_ttl", 60)
         clock.now += 61
         autocron.start(database)
         wait_until(lambda: autocron.get_result(old.uuid) is None, what="the cleanup")
@@ -2523,7 +2942,7 @@ class TestCronJobs:
             autocron.start(database, workers=1)
             autocron.cron("0 9 * * *")(cron_job)
             autocron.cron(minutes=[30], hours=[9], dow=[0, 2])(cron_job)
-            rows = autocron._Store(database).read("SELECT name, expression FROM crons")
+            rows = autocron._open_store(database).read("SELECT name, expression FROM crons")
             assert rows == [(name, "30 9 * * 1,3")]
         finally:
             forget_cron(name)
@@ -2709,7 +3128,7 @@ class TestTaskOptions:
         clock = FakeClock(datetime(2030, 1, 1, 8, 59, 30).timestamp(), monkeypatch, tmp_path)
         name = "test_autocron.cron_job"
         try:
-            autocron._Store(database).register_cron(
+            autocron._open_store(database).register_cron(
                 name, CronExpression("0 9 * * *"), cron_job, catch_up,   # the pool is down
                 autocron._next_due(CronExpression("0 9 * * *"), clock.now))
             clock.now += 3600                                            # 09:59:30
@@ -2721,7 +3140,7 @@ class TestTaskOptions:
             for run in catch_ups:
                 assert run.get(timeout=30) == "ran"
             assert (len(log.read_text().split()) if log.exists() else 0) == runs
-            row = autocron._Store(database).read("SELECT next_due, last_run FROM crons")[0]
+            row = autocron._open_store(database).read("SELECT next_due, last_run FROM crons")[0]
             assert datetime.fromtimestamp(row[0]) == datetime(2030, 1, 2, 9, 0)
             assert (row[1] is not None) is bool(runs)
         finally:
@@ -3038,6 +3457,7 @@ class TestDelay:
         assert str(caught.value).startswith("argument 1 of add() cannot be pickled (lock: ")
         assert len(autocron.get_results()) == before
 
+    @pytest.mark.sqlite_only      # SQLite's statement trace
     def test_map_is_one_transaction(self, pool):
         statements = []
         store = autocron._state.store
@@ -3056,7 +3476,7 @@ class TestDelay:
         exec("def triple(x):\n    return 3 * x\n", namespace)
         triple = autocron.delay(namespace["triple"])
         assert [r.get(timeout=30) for r in triple.map(range(5))] == [0, 3, 6, 9, 12]
-        store = autocron._Store(pool)
+        store = autocron._open_store(pool)
         assert store.read("SELECT count(*) FROM functions")[0][0] == 1
 
     def test_map_runs_here_when_autocron_is_inactive(self):
@@ -3317,7 +3737,7 @@ class TestInactive:
             failed.get()
 
     def test_disabled_database_starts_nothing(self, database):
-        autocron._Store(database).set_setting("disabled", 1)
+        autocron._open_store(database).set_setting("disabled", 1)
         assert autocron.start(database) is False
         assert autocron._state.pool is None
         assert add(1, 2).get() == 3
@@ -3351,6 +3771,7 @@ class TestResults:
             counts.append(open_descriptors())
         assert counts[-1] <= counts[1], counts
 
+    @pytest.mark.sqlite_only      # PRAGMA synchronous
     def test_full_synchronous_is_stored_and_used_by_every_connection(self, database):
         def level(path):
             """PRAGMA synchronous of this process's connection: 1 NORMAL, 2 FULL."""
@@ -3362,7 +3783,7 @@ class TestResults:
         assert level(database) == 2
         assert autocron.delay(level)(database).get(timeout=30) == 2     # in a worker
         autocron.stop()
-        assert autocron._Store(database).settings()["synchronous"] == "full"
+        assert autocron._open_store(database).settings()["synchronous"] == "full"
         assert run_python("import sys, autocron; print(autocron._Store(sys.argv[1])"
                           ".read('PRAGMA synchronous')[0][0])", database).stdout == "2\n"
         assert autocron.start(database) is True                # None keeps the stored value
@@ -3370,7 +3791,7 @@ class TestResults:
         assert autocron.start(database, synchronous="normal") is False   # while active
         assert level(database) == 1
         autocron.stop()
-        assert autocron._Store(database).settings()["synchronous"] == "normal"
+        assert autocron._open_store(database).settings()["synchronous"] == "normal"
 
     def test_a_busy_commit_is_retried(self, tmp_path):
         """In WAL mode COMMIT is not busy: BEGIN IMMEDIATE already holds the write lock
@@ -3452,6 +3873,7 @@ class TestResults:
         assert len(repr(autocron.get_results(limit=50)).splitlines()) == 51
         assert "more" not in autocron.get_results(limit=50)._repr_html_()
 
+    @pytest.mark.sqlite_only      # SQLite's -wal file
     def test_the_write_ahead_log_stays_small_under_a_deep_queue(self, pool):
         """20,000 calls grew the -wal to 179 MB before the pool checkpointed it."""
         wal, largest, done = pool + "-wal", [0], threading.Event()
@@ -3921,7 +4343,7 @@ class TestAdmin:
 
     def test_long_values_are_cut(self, tmp_path):
         database = tmp_path / "long.db"
-        store = autocron._Store(database)
+        store = autocron._open_store(database)
         store.add_task("module.function", "x" * 500, b"", 0.0)
         out = cli("tasks", db=database)
         assert "x" * 27 + "..." in out.stdout and "x" * 31 not in out.stdout
@@ -3942,14 +4364,14 @@ class TestAdmin:
 
     def test_settings_without_a_pool_apply_at_the_next_start(self, tmp_path):
         database = tmp_path / "idle.db"
-        autocron._Store(database).close()
+        autocron._open_store(database).close()
         assert cli("set", "workers", "4", db=database).stdout == \
             "workers set to 4; used from the next start()\n"
-        assert autocron._Store(database).settings()["workers"] == 4
+        assert autocron._open_store(database).settings()["workers"] == 4
 
     def test_disable_and_enable(self, tmp_path):
         database = tmp_path / "d.db"
-        autocron._Store(database).close()
+        autocron._open_store(database).close()
         out = cli("disable", db=database)
         assert out.stdout == (f"autocron disabled for {database}: start() starts nothing and "
                               "calls run synchronously\n")
@@ -3972,16 +4394,16 @@ class TestAdmin:
 
     def test_set_synchronous(self, tmp_path):
         database = tmp_path / "sync.db"
-        autocron._Store(database).close()
+        autocron._open_store(database).close()
         out = cli("set", "synchronous", "full", db=database)
         assert (out.returncode, out.stdout) == (0, "synchronous set to full; used from the "
                                                    "next start()\n")
-        store = autocron._Store(database)
+        store = autocron._open_store(database)
         assert store.settings()["synchronous"] == "full"
         assert store.read("PRAGMA synchronous") == [(2,)]
         store.close()
         assert cli("set", "synchronous", "normal", db=database).returncode == 0
-        assert autocron._Store(database).settings()["synchronous"] == "normal"
+        assert autocron._open_store(database).settings()["synchronous"] == "normal"
 
     def test_set_synchronous_to_a_live_pool(self, live_pool):
         database, owner = live_pool
@@ -4003,10 +4425,10 @@ class TestAdmin:
     ])
     def test_bad_settings_are_one_line_and_exit_2(self, tmp_path, args, message):
         database = tmp_path / "bad.db"
-        autocron._Store(database).close()
+        autocron._open_store(database).close()
         out = cli(*args, db=database)
         assert (out.returncode, out.stderr, out.stdout) == (2, message + "\n", "")
-        assert autocron._Store(database).settings()["synchronous"] == "normal"
+        assert autocron._open_store(database).settings()["synchronous"] == "normal"
 
 
 class TestDemo:
@@ -4152,7 +4574,7 @@ def task_table(database):
     """{key: (uuid, status, attempts, retries, error message, value)} of a database whose tasks
     take one string argument, the key, read from the tasks table; keys stored twice get
     a list of such rows."""
-    rows = autocron._Store(database, existing=True).read(
+    rows = autocron._open_store(database, existing=True).read(
         "SELECT token || '-' || id, args, status, attempts, retries, error, value FROM tasks")
     table = collections.defaultdict(list)
     for uid, args, status, attempts, retries, error, value in rows:
