@@ -2721,7 +2721,7 @@ class _Store:
 # - A call NOTIFYs in its own statement; a pool LISTENs on a connection of its own
 #   (listener()), besides the wake-up datagrams of its own machine.
 # - A pool holds a lease (the machines table): a number taken when it starts, renewed every
-#   _LEASE_RENEW s. The tasks it claims carry the number, and every write of a start or an
+#   _LEASE_TTL / _LEASE_RENEWALS s. The tasks it claims carry the number, and every write of a start or an
 #   outcome is fenced by it: a pool whose lease another took over (lost_machines: no renewal
 #   for _LEASE_TTL s, by the server's clock) writes nothing more, and learns so at its next
 #   renewal.
@@ -2733,8 +2733,9 @@ _PG_SCHEMA_VERSION = 1
 _PG_DEFAULT_SCHEMA = "autocron"
 _PG_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}\Z")
 _PG_CONNECT_TIMEOUT = 5         # seconds to reach the server, unless the URL says otherwise
-_LEASE_RENEW = 5.0              # a pool renews its machine's lease this often
-_LEASE_TTL = 30.0               # and the others settle its tasks once it missed it this long
+_LEASE_TTL = 30.0               # the others settle a pool's tasks once it missed its lease
+_LEASE_RENEWALS = 6             # renewals for this long; which it renews this many times in
+                                # it (the pool's processes get it in their start configuration)
 _PG_LARGEST_VALUE = 500_000_000  # bytes in a value or a call: bytea goes out as hex text, twice
                                  # as long, and the server allocates at most 1 GiB for it
 
@@ -3613,7 +3614,7 @@ def _spawn(entry: str, settings: dict) -> tuple:
     down_read, down_write = os.pipe()
     up_read, up_write = os.pipe()
     config = dict(settings, cwd=os.getcwd(), path=sys.path, down=down_read, up=up_write,
-                  clock=_clock_file)
+                  clock=_clock_file, lease_ttl=_LEASE_TTL)
     boot = ("import sys, importlib.util as u; "
             "s = u.spec_from_file_location('autocron', sys.argv[1]); "
             "m = sys.modules['autocron'] = u.module_from_spec(s); s.loader.exec_module(m); "
@@ -3637,10 +3638,10 @@ def _spawn(entry: str, settings: dict) -> tuple:
 def _boot(entry: str, config_text: str) -> None:
     """The first call in a new pool process: put the caller's sys.path after this
     interpreter's own (the standard library first), then run `entry`."""
-    global _clock_file
+    global _clock_file, _LEASE_TTL
     config = json.loads(config_text)
     config["path"] = sys.path + [folder for folder in config["path"] if folder not in sys.path]
-    _clock_file = config["clock"]
+    _clock_file, _LEASE_TTL = config["clock"], config["lease_ttl"]
     secret = os.environ.pop("_AUTOCRON_URL", None)    # before any user code can see it
     if secret:
         _pg_urls[config["database"]] = secret
@@ -4318,7 +4319,7 @@ class _Pool:
         _LEASE_TTL s) means the others settled its tasks: the ones not started yet are taken
         back unstarted, and the pool goes on under a new lease; what still runs here writes
         nothing (its writes are fenced by the old lease)."""
-        self._lease_due = time.monotonic() + _LEASE_RENEW
+        self._lease_due = time.monotonic() + _LEASE_TTL / _LEASE_RENEWALS
         if self._heard is None:
             self._listen_again()
         try:
@@ -4338,7 +4339,7 @@ class _Pool:
                 _settle_lost(self.store, con, _clock())
         except DatabaseError as error:
             _log.warning("autocron pool for %s cannot renew its lease, trying again in %g s: "
-                         "%s", self.store.path, _LEASE_RENEW, error)
+                         "%s", self.store.path, _LEASE_TTL / _LEASE_RENEWALS, error)
 
     def _await_previous_pool(self) -> None:
         """Let the processes of a pool that ended abruptly finish handing over its tasks."""

@@ -30,6 +30,7 @@ import glob
 import io
 import itertools
 import json
+import logging
 import os
 import pickle
 import pwd
@@ -1240,6 +1241,11 @@ class Point:
 @autocron.delay
 def add(a, b):
     return a + b
+
+
+@autocron.delay
+def environment_of_a_task(name):
+    return os.environ.get(name)
 
 
 @autocron.delay
@@ -2637,6 +2643,217 @@ class TestIsolation:
             f"{path}: autocron needs SQLite 3.24 or newer, and this Python uses SQLite 3.22.0; "
             "upgrade SQLite, or use a Python built with a newer one")
         assert not path.exists() and not is_active()
+
+
+# ---- the PostgreSQL store ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def pg(postgres_server):
+    """The session's server, with a fresh schema name for the test (dropped afterwards)."""
+    schema = f"store_{os.getpid()}_{next(_schemas)}"
+    postgres_server.schema = schema
+    yield postgres_server
+    autocron.stop(timeout=5)
+    close_postgres_connections()
+    with postgres_server.connect(postgres_server.database, autocommit=True) as con:
+        con.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+def pg_url(server, schema=None, **parts):
+    """A URL of the session's server: its database and the test's schema, with parts
+    (user, password, port, dbname) replaced."""
+    user, password = parts.get("user", server.user), parts.get("password", server.password)
+    secret = f":{quote(password, safe='')}" if password else ""
+    return (f"postgresql://{user}{secret}@{server.host}:{parts.get('port', server.port)}/"
+            f"{parts.get('dbname', server.database)}?schema={schema or server.schema}")
+
+
+def pg_run(server, sql):
+    """One statement as the server's superuser, in the tests' database."""
+    with server.connect(server.database, autocommit=True) as con:
+        con.execute(sql)
+
+
+class TestPostgresStore:
+    """A postgresql:// URL: the same store on a server, with errors that say what to do."""
+
+    def test_psycopg_is_imported_only_for_a_postgresql_url(self, tmp_path):
+        done = run_python("""
+            import sys, autocron
+            autocron.start(sys.argv[1], workers=1)
+            print(autocron.get_results(), "psycopg" in sys.modules)
+            autocron.stop()
+        """, tmp_path / "a.db")
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.split()[-1] == "False"
+
+    def test_without_psycopg_the_error_says_what_to_install(self, pg, monkeypatch):
+        monkeypatch.setitem(sys.modules, "psycopg", None)      # import psycopg fails
+        with pytest.raises(autocron.DatabaseError,
+                           match=re.escape('needs psycopg 3, which is not installed: pip '
+                                           'install "autocron[postgres]"')):
+            autocron.start(pg_url(pg))
+        assert not is_active()
+
+    def test_the_schema_is_made_on_first_use_beside_the_applications_tables(self, pg):
+        pg_run(pg, "CREATE TABLE IF NOT EXISTS public.app_users (name TEXT)")
+        assert autocron.start(pg_url(pg), workers=1) is True
+        assert add(2, 3).get(timeout=30) == 5
+        tables = query(pg_url(pg), "SELECT tablename FROM pg_tables WHERE schemaname = ?",
+                       (pg.schema,))
+        assert sorted(t for t, in tables) == ["crons", "functions", "machines", "meta",
+                                              "settings", "tasks"]
+        assert query(pg_url(pg), "SELECT version FROM meta") == [(1,)]
+        assert query(pg_url(pg), "SELECT count(*) FROM public.app_users") == [(0,)]
+        autocron.stop()
+        other = pg_url(pg, schema=pg.schema + "_b")
+        try:
+            autocron.start(other, workers=1)
+            assert autocron.get_results() == []      # another schema, other tasks
+        finally:
+            autocron.stop()
+            pg_run(pg, f"DROP SCHEMA IF EXISTS {pg.schema}_b CASCADE")
+
+    @pytest.mark.parametrize("url, message", [
+        ("postgresql://u@h:port/db", "cannot read the database URL (Port could not be cast to "
+         "integer value as 'port'); write it as postgresql://user[:password]@host[:port]/"
+         "database[?schema=name]"),
+        ("postgresql://u@h/db?schema=Jobs-2", "schema='Jobs-2' in the database URL is not a "
+         "plain SQL name; use lower-case letters, digits and _ (at most 63), such as "
+         "?schema=autocron or ?schema=jobs_2"),
+    ])
+    def test_a_malformed_url_says_how_to_write_it(self, url, message):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            autocron.start(url)
+        assert not is_active()
+
+    def test_an_unreachable_server_is_named_within_seconds(self, pg):
+        started = time.monotonic()
+        with pytest.raises(autocron.DatabaseError,
+                           match="cannot reach the PostgreSQL server; is it running, and are "
+                                 "the host and port in the URL right?"):
+            autocron.start(pg_url(pg, port=free_tcp_port()))
+        assert time.monotonic() - started < 10
+        assert not is_active()
+
+    def test_wrong_credentials_are_named_and_the_password_never_shown(self, pg):
+        url = pg_url(pg, password="not-the-Secret-1")
+        with pytest.raises(autocron.DatabaseError) as caught:
+            autocron.start(url)
+        text = str(caught.value)
+        assert "the server refused the user name or password; check them in the URL, " \
+               "PGPASSWORD or ~/.pgpass" in text
+        assert "not-the-Secret-1" not in text and f"{pg.user}:***@" in text
+
+    def test_a_missing_database_says_to_create_it(self, pg):
+        with pytest.raises(autocron.DatabaseError,
+                           match=re.escape("the database does not exist; create it (createdb) "
+                                           "or fix its name in the URL")):
+            autocron.start(pg_url(pg, dbname="no_such_database"))
+
+    def test_a_role_without_rights_is_told_which_schema(self, pg):
+        role = f"limited_{os.getpid()}"
+        pg_run(pg, f"CREATE ROLE {role} LOGIN PASSWORD 'limited-pw'")
+        try:
+            with pytest.raises(autocron.DatabaseError,
+                               match=f"this user may not use the schema {pg.schema}; grant it, "
+                                     "or choose another with \\?schema="):
+                autocron.start(pg_url(pg, user=role, password="limited-pw"))
+        finally:
+            close_postgres_connections()
+            pg_run(pg, f"DROP ROLE {role}")
+
+    def test_a_schema_of_another_role_is_refused(self, pg):
+        role = f"other_{os.getpid()}"
+        pg_run(pg, f"CREATE ROLE {role}")
+        pg_run(pg, f"CREATE SCHEMA {pg.schema} AUTHORIZATION {role}")
+        try:
+            with pytest.raises(autocron.DatabaseError, match=re.escape(
+                    f"the schema {pg.schema} belongs to the role {role}, not to {pg.user}; "
+                    "whoever can write it can make the workers run code, so use a schema of "
+                    "your own (?schema=name in the URL)")):
+                autocron.start(pg_url(pg))
+        finally:
+            pg_run(pg, f"DROP SCHEMA {pg.schema} CASCADE")
+            pg_run(pg, f"DROP ROLE {role}")
+
+    def test_a_schema_with_other_tables_is_refused(self, pg):
+        pg_run(pg, f"CREATE SCHEMA {pg.schema}")
+        pg_run(pg, f"CREATE TABLE {pg.schema}.users (name TEXT)")
+        with pytest.raises(autocron.DatabaseError, match=re.escape(
+                f"the schema {pg.schema} has tables that are not autocron's (users); choose "
+                "another with ?schema=name")):
+            autocron.start(pg_url(pg))
+
+    def test_a_schema_of_a_newer_autocron_is_refused(self, pg):
+        autocron._open_store(pg_url(pg)).close()
+        pg_run(pg, f"UPDATE {pg.schema}.meta SET version = 99")
+        with pytest.raises(autocron.DatabaseError, match=re.escape(
+                "was written by a newer autocron (schema 99, this one knows 1); upgrade "
+                "autocron or choose another schema")):
+            autocron.start(pg_url(pg))
+        done = run_python("import sys, autocron; sys.exit(autocron._main(['--db', sys.argv[1], 'info']))",
+                          pg_url(pg))
+        assert "(schema 99, this one knows 1); upgrade autocron" in done.stderr
+
+    def test_reading_commands_never_make_a_schema(self, pg):
+        done = run_python("import sys, autocron; sys.exit(autocron._main(['--db', sys.argv[1], 'info']))",
+                          pg_url(pg))
+        assert done.returncode == 2
+        assert f"no autocron schema {pg.schema} in " in done.stderr
+        assert "pass --db URL with the right ?schema= (start() creates one; reading " \
+               "commands never do)" in done.stderr
+        assert query(pg_url(pg, schema="public"), "SELECT count(*) FROM pg_namespace WHERE "
+                     "nspname = ?", (pg.schema,)) == [(0,)]
+
+    def test_a_call_too_large_for_the_server_is_refused_whole(self, pg, monkeypatch):
+        autocron.start(pg_url(pg), workers=1)
+        monkeypatch.setattr(autocron, "_PG_LARGEST_VALUE", 1000)
+        message = re.escape("the call takes ") + "[0-9,]+" + re.escape(
+            " bytes, more than the 1,000 that PostgreSQL can hand back; pass or return less "
+            "(write it to a file, pass its name)")
+        with pytest.raises(autocron.DatabaseError, match=message):
+            add("x" * 2000, "y")
+        with pytest.raises(autocron.DatabaseError, match="a call takes "):
+            add.map(["x", "x" * 2000], ["y", "y"])
+        assert autocron.get_results() == []
+
+    def test_any_other_server_error_is_shown_with_its_message(self, pg):
+        store = autocron._open_store(pg_url(pg))
+        with pytest.raises(autocron.DatabaseError,
+                           match="see the PostgreSQL message \\(psycopg: division by zero\\)"):
+            store.read("SELECT 1 / 0")
+
+    def test_the_password_appears_in_no_message_command_line_or_environment(self, pg, caplog):
+        caplog.set_level(logging.DEBUG, logger="autocron")
+        url = pg_url(pg)
+        assert autocron.start(url, workers=1) is True
+        pids = wait_until(lambda: len(worker_pids()) == 1 and pool_pids(), what="a worker")
+        assert environment_of_a_task("_AUTOCRON_URL").get(timeout=30) is None
+        for pid in [pids[0]] + pids[1]:
+            assert pg.password not in cmdline(pid) and f"{pg.user}:***@" in cmdline(pid)
+        info = run_python("import sys, autocron; autocron._main(['--db', sys.argv[1], "
+                          "'info'])", url)
+        assert info.returncode == 0, info.stderr
+        assert f"{pg.user}:***@" in info.stdout and pg.password not in info.stdout
+        autocron.stop()
+        assert caplog.records and all(pg.password not in r.getMessage() for r in caplog.records)
+        assert autocron._open_store(url).path == url.replace(pg.password, "***")
+
+    def test_libpqs_password_file_works_for_the_pool_too(self, pg, tmp_path, monkeypatch):
+        passfile = tmp_path / "pgpass"
+        passfile.write_text(f"{pg.host}:{pg.port}:*:{pg.user}:{pg.password}\n")
+        passfile.chmod(0o600)
+        monkeypatch.setenv("PGPASSFILE", str(passfile))
+        done = run_python("""
+            import sys, autocron, test_autocron
+            assert autocron.start(sys.argv[1], workers=1)
+            print(test_autocron.add(20, 22).get(timeout=30))
+            autocron.stop()
+        """, pg_url(pg, password=""))
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.split()[-1] == "42"
 
 
 # ---- the pool ------------------------------------------------------------------------------
