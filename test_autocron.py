@@ -2804,8 +2804,9 @@ class TestPostgresStore:
         assert f"no autocron schema {pg.schema} in " in done.stderr
         assert "pass --db URL with the right ?schema= (start() creates one; reading " \
                "commands never do)" in done.stderr
-        assert query(pg_url(pg, schema="public"), "SELECT count(*) FROM pg_namespace WHERE "
-                     "nspname = ?", (pg.schema,)) == [(0,)]
+        with pg.connect(pg.database) as con:
+            assert con.execute("SELECT count(*) FROM pg_namespace WHERE nspname = %s",
+                               (pg.schema,)).fetchall() == [(0,)]
 
     def test_a_call_too_large_for_the_server_is_refused_whole(self, pg, monkeypatch):
         autocron.start(pg_url(pg), workers=1)
