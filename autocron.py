@@ -2000,9 +2000,14 @@ def _wake_folder_problem(folder: str, uid: int, missing: bool = True) -> Optiona
     return None
 
 
+def _runtime_name(database: str) -> str:
+    """The name of a database's pool in the wake-up folder (its socket, its lock)."""
+    return hashlib.sha256(database.encode("utf-8", "surrogateescape")).hexdigest()[:24]
+
+
 def _wake_choice(database: str) -> tuple:
     """(the wake-up socket path of a database's pool or None, why each folder was passed over)."""
-    name = hashlib.sha256(database.encode("utf-8", "surrogateescape")).hexdigest()[:24]
+    name = _runtime_name(database)
     uid = os.geteuid() if _POSIX else 0
     problems = []
     for folder in _wake_folders(uid):
@@ -2955,8 +2960,11 @@ class _PgStore:
         self._key = (target.conninfo, target.schema, "rw" if self._write else "ro")
         self._channel = f"autocron.{target.schema}"
         self._listener: Optional[_PgListener] = None
-        self.wake_path = _wake_path(f"{self.path}\0{self.machine}")   # this machine's pool
-        self.lock_path = self.wake_path and self.wake_path[:-len(".wake")] + ".lock"
+        key = f"{self.path}\0{self.machine}"     # this machine's pool: where it listens, and
+        self.wake_path = _wake_path(key)       # its lock (beside, or where the socket's path
+        self.lock_path = os.path.join(         # would have been too long)
+            os.path.dirname(self.wake_path) if self.wake_path else
+            _wake_folders(os.geteuid() if _POSIX else 0)[-1], _runtime_name(key) + ".lock")
         if existing:
             self._check_existing()
         else:
@@ -5004,8 +5012,6 @@ def _try_lock(store: _Store) -> Any:
         return io.BytesIO()            # something to close()
     if store.leased:     # a server's database: this machine's lock is in its private folder
         try:
-            if store.lock_path is None:
-                raise OSError("; ".join(_wake_choice(store.path)[1]))
             _runtime_folder(os.path.dirname(store.lock_path))
         except OSError as error:
             raise DatabaseError(f"{store.path}: no private folder for this machine's pool "

@@ -5270,6 +5270,185 @@ class WSGIServer:
         return "\n".join(self.output.read_text().splitlines()[-30:])
 
 
+class Machine:
+    """A machine of its own for the tests of many machines on one PostgreSQL database: a
+    process with its own TMPDIR and AUTOCRON_HOST that starts a pool (leases of `lease` s,
+    the fake clock in `clock` if given, the cron job if `cron`) and waits for its stdin."""
+
+    CODE = """
+        import logging, sys, autocron, test_autocron
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
+        url, lease, workers, clock, cron = sys.argv[1:]
+        autocron._LEASE_TTL = float(lease)
+        autocron._clock_file = clock or None
+        if cron:
+            autocron.cron(cron)(test_autocron.cron_job)
+        assert autocron.start(url, workers=int(workers)) is True
+        test_autocron.wait_until(lambda: len(test_autocron.worker_pids()) == int(workers))
+        print("ready", flush=True)
+        sys.stdin.read()
+        autocron.stop()
+    """
+
+    def __init__(self, name, url, folder, workers=2, lease=3.0, clock="", cron=""):
+        self.name, self.url, self.seen = name, url, set()
+        own = tempfile.mkdtemp(prefix=f"machine-{name}-")   # short: a socket's path fits
+        self.folder = own
+        env = {k: v for k, v in os.environ.items() if k != "XDG_RUNTIME_DIR"}
+        env.update(TMPDIR=own, AUTOCRON_HOST=name,
+                   PYTHONPATH=os.pathsep.join([HERE] + sys.path))
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", textwrap.dedent(self.CODE), url, str(lease), str(workers),
+             clock, cron], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True, env=env, cwd=HERE, start_new_session=True)
+        if self.process.stdout.readline().strip() != "ready":
+            self.process.kill()
+            raise AssertionError(f"machine {name} did not start: {self.process.stderr.read()}")
+
+    def pids(self):
+        """Every process of its pool: owner, manager and workers, as it published them, and
+        those seen before (a lost machine's row is gone)."""
+        rows = query(self.url, "SELECT owner, manager, workers FROM machines WHERE name = ?",
+                     (self.name,))
+        if rows:
+            self.seen.update([rows[0][0], rows[0][1]] + json.loads(rows[0][2]))
+        return sorted(self.seen)
+
+    def signal(self, number):
+        for pid in self.pids():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, number)
+
+    def stop(self):
+        """Its log (stderr) once it ended: stopped if alive, reaped if killed."""
+        with contextlib.suppress(OSError, ValueError):
+            self.process.stdin.close()
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        shutil.rmtree(self.folder, ignore_errors=True)
+        return self.process.stderr.read()
+
+
+@autocron.delay
+def on_machine(key, log, seconds=0.0):
+    """Record which machine ran the call (each key once, if nothing runs twice)."""
+    with open(log, "a") as file:
+        file.write(f"{key} {os.environ.get('AUTOCRON_HOST')}\n")
+    time.sleep(seconds)
+    return os.environ.get("AUTOCRON_HOST")
+
+
+def slow_the_first_time(counter, seconds):
+    """Sleeps `seconds` on its first attempt only; returns the machine that ran it."""
+    if count_attempt(counter) == 1:
+        time.sleep(seconds)
+    return os.environ.get("AUTOCRON_HOST")
+
+
+@pytest.fixture
+def machines(postgres_server, tmp_path):
+    """Start Machine(name, ...) on a schema of the test's own; all are ended afterwards."""
+    schema = f"machines_{os.getpid()}_{next(_schemas)}"
+    url = postgres_server.url(postgres_server.database, schema=schema)
+    started = []
+
+    def start(name, **options):
+        started.append(Machine(name, url, tmp_path, **options))
+        return started[-1]
+    start.url = url
+    yield start
+    for machine in started:
+        machine.signal(signal.SIGCONT)
+        machine.stop()
+    autocron.stop(timeout=5)
+    close_postgres_connections()
+    with postgres_server.connect(postgres_server.database, autocommit=True) as con:
+        con.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+class TestManyMachines:
+    """Pools on several machines share one PostgreSQL database: each task runs once, a lost
+    machine's tasks are settled by the others, a paused one cannot overwrite them."""
+
+    def test_four_producers_and_two_machines_run_every_task_once(self, machines, tmp_path):
+        a, b = machines("a"), machines("b")
+        log = tmp_path / "ran.log"
+        producers = [spawn_python("""
+            import sys, autocron, test_autocron
+            autocron.start(sys.argv[1], workers=0)
+            for i in range(150):
+                test_autocron.on_machine(f"{sys.argv[2]}-{i}", sys.argv[3], 0.002)
+            autocron.stop()
+        """, machines.url, p, log) for p in range(4)]
+        for producer in producers:
+            assert producer.wait(timeout=120) == 0, producer.stderr.read()
+        wait_until(lambda: query(machines.url, "SELECT count(*) FROM tasks WHERE status = "
+                                 "'ready'") == [(600,)], 120, "600 tasks done")
+        lines = log.read_text().split("\n")[:-1]
+        keys = collections.Counter(line.split()[0] for line in lines)
+        assert len(keys) == 600 and set(keys.values()) == {1}
+        hosts = collections.Counter(line.split()[1] for line in lines)
+        assert set(hosts) == {"a", "b"} and min(hosts.values()) >= 20, hosts
+        assert query(machines.url, "SELECT DISTINCT attempts FROM tasks") == [(1,)]
+        assert "lost" not in a.stop() + b.stop()
+
+    def test_a_machine_killed_whole_has_its_tasks_finished_elsewhere(self, machines, tmp_path):
+        a = machines("a")
+        autocron.start(machines.url, workers=0)
+        again = autocron.delay(retries=1)(slow_the_first_time)(str(tmp_path / "n1"), 120)
+        once = autocron.delay(slow_the_first_time)(str(tmp_path / "n2"), 120)
+        wait_until(lambda: query(machines.url, "SELECT count(*) FROM tasks WHERE status = "
+                                 "'running' AND machine = 'a'") == [(2,)], 30, "two tasks on a")
+        queued = [add(i, i) for i in range(5)]
+        b = machines("b")
+        a.signal(signal.SIGKILL)
+        assert again.get(timeout=60) == "b" and again.attempts == 2
+        with pytest.raises(autocron.TaskError, match=r"machine a lost \(no heartbeat since "
+                                                     r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC\)"):
+            once.get(timeout=60)
+        assert [r.get(timeout=60) for r in queued] == [0, 2, 4, 6, 8]
+        assert query(machines.url, "SELECT name FROM machines") == [("b",)]
+        assert "machine a of " in b.stop()
+
+    def test_a_paused_machine_cannot_overwrite_the_rerun_of_its_task(self, machines, tmp_path):
+        a = machines("a", workers=1)
+        autocron.start(machines.url, workers=0)
+        result = autocron.delay(retries=1)(slow_the_first_time)(str(tmp_path / "n"), 4)
+        wait_until(lambda: row_status(machines.url, result) == "running", 30, "a running it")
+        a.signal(signal.SIGSTOP)
+        b = machines("b", workers=1)
+        assert result.get(timeout=60) == "b" and result.attempts == 2
+        a.signal(signal.SIGCONT)    # its first attempt goes on, and ends with "a" while a stops
+        log = a.stop()
+        assert "the pool of machine a lost its lease" in log
+        (value, attempts), = query(machines.url, "SELECT value, attempts FROM tasks")
+        assert (pickle.loads(value), attempts) == ("b", 2)
+        b.stop()
+
+    def test_a_cron_job_on_three_machines_runs_once_per_due_time(self, machines, tmp_path,
+                                                                 monkeypatch):
+        log = tmp_path / "cron.log"
+        monkeypatch.setenv("AUTOCRON_TEST_LOG", str(log))
+        clock = FakeClock(datetime(2030, 1, 1, 8, 59, 30).timestamp(), monkeypatch, tmp_path)
+        started = [machines(name, workers=1, clock=clock.path, cron="* * * * *")
+                   for name in "abc"]
+        for minute in range(1, 4):
+            clock.now += 60
+            wait_until(lambda: query(machines.url, "SELECT count(*) FROM tasks WHERE cron IS "
+                                     "NOT NULL AND status = 'ready'") == [(minute,)], 30,
+                       f"run {minute}")
+            assert query(machines.url, "SELECT count(*) FROM tasks WHERE cron IS NOT "
+                         "NULL") == [(minute,)]
+        runs = query(machines.url, "SELECT created FROM tasks WHERE cron IS NOT NULL")
+        assert len(runs) == 3 and len(set(runs)) == 3
+        assert log.read_text() == "run\n" * 3
+        for machine in started:
+            machine.stop()
+
+
 class TestWSGIServer:
     """A real gunicorn (-w 4) whose every process calls start(): one pool, each request's task
     run once, a pool that outlives its owner, cron once per due time, nothing left behind."""
