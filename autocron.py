@@ -36,9 +36,16 @@ the pipe closes and the manager exits, and with it every worker through its own 
 writing what only it knows (starts and outcomes not yet acknowledged). The next pool waits
 for that before it settles what the last one left behind.
 
+With a postgresql:// URL (psycopg 3, imported only then) the same travels through a
+PostgreSQL schema instead, and every machine runs such a pool: claims skip the rows other
+pools hold (FOR UPDATE SKIP LOCKED), a call NOTIFYs the pools that LISTEN, and each pool
+renews a lease that fences its writes; the pools settle the tasks of a machine whose lease
+ran out.
+
 Sections, in dependency order: constants, exceptions, cron expressions (a pure engine that
 never reads the clock), task records and serialisation (functions by reference or by value),
-the SQLite store, workers and the pool, the public API, the admin command line.
+the SQLite store, the PostgreSQL store, workers and the pool, the public API, the admin
+command line.
 """
 
 from __future__ import annotations
@@ -91,7 +98,6 @@ import time
 import traceback
 import types
 import uuid as _uuid
-import weakref
 from bisect import bisect_left
 from multiprocessing.connection import Connection as _Connection
 from typing import Any, Callable, Iterable, Iterator, NamedTuple, Optional, Union
@@ -1702,12 +1708,22 @@ def _load_record(data: bytes) -> dict:
     return record
 
 
+def _machine_name() -> str:
+    """What this machine is called among the pools of a database: AUTOCRON_HOST or its name."""
+    return os.environ.get("AUTOCRON_HOST") or socket.gethostname()
+
+
 def _resolve_function(ref: tuple, load_payload: Callable[[str], bytes]) -> Callable:
     """The undecorated function behind a reference (in a worker)."""
     if ref[0] == "value":
         obj = pickle.loads(load_payload(ref[1]))
     elif ref[0] == "import":
-        obj = importlib.import_module(ref[1])
+        try:
+            obj = importlib.import_module(ref[1])
+        except ImportError as error:
+            raise ImportError(f"cannot import the module {ref[1]} (of {ref[2]}) on machine "
+                              f"{_machine_name()}: {error}; install it there, or start the "
+                              "pool where it can be imported") from None
         for part in ref[2].split("."):
             obj = getattr(obj, part)
     else:
@@ -1777,7 +1793,12 @@ def _error_info(error: BaseException) -> dict:
 #   function_payload                a shipped function's bytes                    worker
 #   cancel_mark, cancel_requests    has a withdrawal been asked for; which        worker, pool
 #   transaction                     one atomic write (a pool round, a cancel)     all
-#   recover, cron_states (con)      what a pool that ended left behind            pool
+#   recover, cron_states (con)      what a pool that ended left behind (or a      pool
+#                                   lost machine, on PostgreSQL)
+#   take_lease (con), renew_lease,  a pool's lease, the machines that lost        pool
+#     lost_machines,                theirs (PostgreSQL; here the flock is the
+#     forget_machine (con)          lease, and there is one machine)
+#   listener                        wake-ups from other machines (or None)        pool
 #   mark_started, retry_terms,      starts; the retry terms of failed tasks;      pool, worker
 #     finish, end_cron_runs (con)   outcomes as decided; cron jobs' next runs
 #   claim, requeue, refuse_cancel,  hand out due tasks; put back unstarted ones;  pool
@@ -1787,10 +1808,13 @@ def _error_info(error: BaseException) -> dict:
 #     checkpoint_as_pool
 #   set_pool, pool_pids             who runs the pool (for the admin tool)        pool
 #   pool_running, pool_row,         what `autocron info/tasks/results/purge`      admin
-#     cron_rows, counts,            show and do
+#     machine_rows, cron_rows,      show and do
+#     counts, size_bytes,
 #     schema_version, task_rows,
 #     purge
-#   path, wake_path, close          where it is; where its pool listens           all
+#   path, wake_path, lock_path,     where it is (a URL is shown without its       all
+#     leased, machine, lease,       password); where its pool listens and locks;
+#     close                         whether it has leases; which machine and lease
 
 _SCHEMA = (
     """CREATE TABLE tasks (
@@ -2820,11 +2844,6 @@ def _is_postgres(database: Any) -> bool:
     return isinstance(database, str) and database[:13].lower().startswith(_PG_SCHEMES)
 
 
-def _machine_name() -> str:
-    """What this machine is called among the pools of a database: AUTOCRON_HOST or its name."""
-    return os.environ.get("AUTOCRON_HOST") or socket.gethostname()
-
-
 class _PgTarget(NamedTuple):
     """A postgresql:// URL taken apart: what libpq gets, the schema, and how it is shown."""
 
@@ -2877,31 +2896,13 @@ def _psycopg(shown: str) -> Any:
     return psycopg
 
 
-# This thread's connections, {(URL, kind): connection}, like SQLite's _links; and every
-# connection this process opened, so that a forked child can let go of its copies.
+# This thread's connections, {(URL, kind): connection}, like SQLite's _links. A forked child
+# never uses or closes its parent's (the pid check), and psycopg says goodbye to the server
+# only from the process that connected, so the parent's sessions survive the child.
 _pg_links = threading.local()
-_pg_opened: Any = weakref.WeakSet()
 # {URL as shown: URL as given}: the pool's processes get the password in their environment
 # (_spawn), never on their command line, which other users can read.
 _pg_urls: dict = {}
-
-
-def _pg_forget_after_fork() -> None:
-    """In a forked child: the parent's connections are the parent's. Their sockets are
-    pointed at /dev/null, so that the child's garbage collector saying goodbye on them
-    (libpq's PQfinish) cannot end the parent's session."""
-    opened = list(_pg_opened)
-    _pg_opened.clear()
-    for con in opened:
-        with contextlib.suppress(Exception):
-            null = os.open(os.devnull, os.O_RDWR)
-            os.dup2(null, con.pgconn.socket)
-            os.close(null)
-    _pg_links.__dict__.clear()
-
-
-if _HAS_FORK_HOOKS:
-    os.register_at_fork(after_in_child=_pg_forget_after_fork)
 
 
 class _PgListener:
@@ -3008,7 +3009,6 @@ class _PgStore:
                 con.execute("SET default_transaction_read_only = on")
         except psycopg.Error as error:
             raise self._error(error) from None
-        _pg_opened.add(con)
         return con
 
     def _connection(self) -> Any:
@@ -3047,7 +3047,6 @@ class _PgStore:
         links = getattr(_pg_links, "by_url", None)
         con = links.pop(self._key, None) if links and _pg_links.pid == os.getpid() else None
         if con is not None:
-            _pg_opened.discard(con)
             con.close()
         if self._listener is not None:
             self._listener.close()

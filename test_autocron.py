@@ -1869,10 +1869,12 @@ _schemas = itertools.count(1)
 
 
 def close_postgres_connections():
-    """This process's connections to PostgreSQL, closed (each test's schema has its own)."""
-    for con in list(autocron._pg_opened):
+    """This thread's connections to PostgreSQL, closed (each test's schema has its own; other
+    threads' close when their thread ends)."""
+    for con in list(getattr(autocron._pg_links, "by_url", {}).values()):
         with contextlib.suppress(Exception):
             con.close()
+    autocron._pg_links.__dict__.clear()
 
 
 def pytest_generate_tests(metafunc):
@@ -2881,6 +2883,27 @@ class TestPool:
                     f"workers must be an int, 1 or more (or 0: this process only enqueues), "
                     f"got {wrong!r}")):
                 autocron.start(database, workers=wrong)
+
+    def test_a_module_a_machine_cannot_import_is_named_with_the_machine(self, database,
+                                                                        tmp_path, monkeypatch):
+        folder = tmp_path / "gone"
+        folder.mkdir()
+        (folder / "vanishing_tasks.py").write_text(
+            "import autocron\n\n@autocron.delay\ndef double(x):\n    return 2 * x\n")
+        monkeypatch.syspath_prepend(str(folder))
+        monkeypatch.setenv("AUTOCRON_HOST", "far-away")
+        import vanishing_tasks
+        assert autocron.start(database, workers=0) is False
+        result = vanishing_tasks.double(21)
+        shutil.rmtree(folder)
+        autocron.stop()
+        sys.modules.pop("vanishing_tasks")
+        assert autocron.start(database, workers=1) is True
+        with pytest.raises(autocron.TaskError, match=re.escape(
+                "cannot import the module vanishing_tasks (of double) on machine far-away: "
+                "No module named 'vanishing_tasks'; install it there, or start the pool where "
+                "it can be imported")):
+            result.get(timeout=30)
 
     def test_workers_0_only_enqueues_and_leaves_the_stored_number(self, database):
         assert autocron.start(database, workers=0) is False
