@@ -2997,29 +2997,53 @@ class _PgStore:
             hint = "see the PostgreSQL message"
         return DatabaseError(f"{self.path}: {hint} (psycopg: {text})", self.path)
 
-    def _open(self) -> Any:
+    def _open(self) -> list:
+        """A new connection and the synchronous level it uses: [connection, level].
+
+        As with SQLite, "normal" (the default) commits without waiting for the disk
+        (synchronous_commit off): a stored call survives a crash of the application and of
+        the pools, not one of the server's machine, which may lose the last fraction of a
+        second of commits (never more, and nothing half-written). "full" waits for it.
+        """
         psycopg = self._psycopg
         try:
             options = {"autocommit": True, "application_name": "autocron",
-                       "options": f"-c search_path={self.schema}"}
+                       "options": f"-c search_path={self.schema} -c synchronous_commit=off"}
             if "connect_timeout" not in self._target.conninfo:
                 options["connect_timeout"] = _PG_CONNECT_TIMEOUT
-            con = psycopg.connect(self._target.conninfo, **options)
+            link = [psycopg.connect(self._target.conninfo, **options), "normal"]
             if not self._write:
-                con.execute("SET default_transaction_read_only = on")
+                link[0].execute("SET default_transaction_read_only = on")
+                return link
+            try:
+                rows = link[0].execute("SELECT value FROM settings WHERE key = "
+                                       "'synchronous'").fetchall()
+            except psycopg.errors.UndefinedTable:        # no schema yet
+                rows = []
+            self._use_synchronous(link, json.loads(rows[0][0]) if rows else None)
         except psycopg.Error as error:
             raise self._error(error) from None
-        return con
+        return link
 
-    def _connection(self) -> Any:
+    @staticmethod
+    def _use_synchronous(link: list, level: Any) -> None:
+        level = level if level in _SYNCHRONOUS else _DEFAULT_SETTINGS["synchronous"]
+        if link[1] != level:
+            link[0].execute(f"SET synchronous_commit TO {'on' if level == 'full' else 'off'}")
+            link[1] = level
+
+    def _link(self) -> list:
         links = getattr(_pg_links, "by_url", None)
         if links is None or _pg_links.pid != os.getpid():
             links = _pg_links.by_url = {}
             _pg_links.pid = os.getpid()
-        con = links.get(self._key)
-        if con is None or con.closed or con.broken:
-            con = links[self._key] = self._open()
-        return con
+        link = links.get(self._key)
+        if link is None or link[0].closed or link[0].broken:
+            link = links[self._key] = self._open()
+        return link
+
+    def _connection(self) -> Any:
+        return self._link()[0]
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Any]:
@@ -3045,9 +3069,9 @@ class _PgStore:
 
     def close(self) -> None:
         links = getattr(_pg_links, "by_url", None)
-        con = links.pop(self._key, None) if links and _pg_links.pid == os.getpid() else None
-        if con is not None:
-            con.close()
+        link = links.pop(self._key, None) if links and _pg_links.pid == os.getpid() else None
+        if link is not None:
+            link[0].close()
         if self._listener is not None:
             self._listener.close()
             self._listener = None
@@ -3115,13 +3139,25 @@ class _PgStore:
     # -- settings
 
     def settings(self) -> dict:
+        """The stored settings over the defaults; this thread's connection takes up a changed
+        synchronous level (see _open)."""
         values = dict(_DEFAULT_SETTINGS)
         values.update((k, json.loads(v)) for k, v in self.read("SELECT key, value FROM settings"))
+        if self._write:
+            self._synchronous(values["synchronous"])
         return values
 
     def set_setting(self, key: str, value: Any) -> None:
         self.write("INSERT INTO settings (key, value) VALUES (%s, %s) ON CONFLICT (key) "
                    "DO UPDATE SET value = excluded.value", (key, json.dumps(value)))
+        if key == "synchronous":
+            self._synchronous(value)
+
+    def _synchronous(self, level: Any) -> None:
+        try:
+            self._use_synchronous(self._link(), level)
+        except self._psycopg.Error as error:
+            raise self._error(error) from None
 
     # -- tasks as producers and readers see them
 
@@ -3294,7 +3330,7 @@ class _PgStore:
             cancels = 0
         if self._listener is None:
             try:
-                self._listener = _PgListener(self._open(), self._channel)
+                self._listener = _PgListener(self._open()[0], self._channel)
             except self._psycopg.Error as error:
                 raise self._error(error) from None
             self._listener.cancels = cancels + 1

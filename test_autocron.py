@@ -1871,7 +1871,7 @@ _schemas = itertools.count(1)
 def close_postgres_connections():
     """This thread's connections to PostgreSQL, closed (each test's schema has its own; other
     threads' close when their thread ends)."""
-    for con in list(getattr(autocron._pg_links, "by_url", {}).values()):
+    for con, _ in list(getattr(autocron._pg_links, "by_url", {}).values()):
         with contextlib.suppress(Exception):
             con.close()
     autocron._pg_links.__dict__.clear()
@@ -2843,6 +2843,18 @@ class TestPostgresStore:
         autocron.stop()
         assert caplog.records and all(pg.password not in r.getMessage() for r in caplog.records)
         assert autocron._open_store(url).path == url.replace(pg.password, "***")
+
+    def test_normal_commits_do_not_wait_for_the_disk_and_full_ones_do(self, pg):
+        def level(url):
+            return autocron._open_store(url).read("SHOW synchronous_commit")[0][0]
+        url = pg_url(pg)
+        assert level(url) == "off"
+        assert autocron.start(url, workers=1, synchronous="full") is True
+        assert level(url) == "on"
+        assert run_python("import sys, autocron; print(autocron._open_store(sys.argv[1])"
+                          ".read('SHOW synchronous_commit')[0][0])", url).stdout.strip() == "on"
+        assert autocron.start(url, synchronous="normal") is False
+        assert level(url) == "off"
 
     def test_libpqs_password_file_works_for_the_pool_too(self, pg, tmp_path, monkeypatch):
         passfile = tmp_path / "pgpass"

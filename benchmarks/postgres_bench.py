@@ -12,6 +12,10 @@ PostgreSQL server given by ``--url``:
   with its default polling and LISTEN/NOTIFY wake-ups.
 * ProcessPoolExecutor: the non-durable ceiling, as in ``tasks_bench.py``.
 
+autocron runs with its default ``synchronous="normal"`` (commits do not wait for the
+server's disk: ``synchronous_commit`` off, as SQLite's ``NORMAL``) and, in a row of its own,
+with ``"full"`` (they do: ``on``, the server's default, which huey uses).
+
 1. Throughput: enqueue 3,000 ``add(i, i)``, then wait for every result (tasks/s).
 2. Enqueue rate: that loop alone (calls/s), with the pool running.
 3. Idle latency: 60 calls, each after 20 ms of idleness, call then block (p50, p99 ms).
@@ -36,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import os
 import shutil
 import signal
@@ -87,12 +92,12 @@ def fresh_name(what: str) -> str:
 
 
 @contextlib.contextmanager
-def autocron_pool(url: str) -> Iterator[Client]:
+def autocron_pool(url: str, synchronous: str = "normal") -> Iterator[Client]:
     import autocron
     import _tasks_autocron
     schema = fresh_name("autocron")
     try:
-        autocron.start(with_schema(url, schema), workers=bench.WORKERS)
+        autocron.start(with_schema(url, schema), workers=bench.WORKERS, synchronous=synchronous)
         client = Client(_tasks_autocron.add, bench._autocron_wait)
         bench.warm_up(client)
         bench.check_worker_autocron(autocron, _tasks_autocron)
@@ -129,9 +134,12 @@ def ppe_pool(url: str) -> Iterator[Client]:
         yield client
 
 
-POOLS = {"autocron": autocron_pool, "huey": huey_pool, "ppe": ppe_pool}
-LABELS = {"autocron": "autocron (PostgreSQL)", "huey": "huey (PostgresHuey)",
-          "ppe": "ProcessPoolExecutor"}
+POOLS = {"autocron": autocron_pool,
+         "autocron-full": functools.partial(autocron_pool, synchronous="full"),
+         "huey": huey_pool, "ppe": ppe_pool}
+LABELS = {"autocron": "autocron (PostgreSQL)",
+          "autocron-full": "autocron, synchronous=\"full\"",
+          "huey": "huey (PostgresHuey)", "ppe": "ProcessPoolExecutor"}
 
 
 def run_round(lib: str, url: str, sizes: bench.Sizes) -> Measurement:
