@@ -2456,6 +2456,7 @@ class _Store:
     leased = False
     machine = None
     lease = None
+    wakes_pools = False      # the caller wakes its machine's pool (a datagram) after a call
 
     def take_lease(self, con: sqlite3.Connection, owner: int) -> None:
         """Nothing to take: the pool's flock is its lease."""
@@ -2943,6 +2944,7 @@ class _PgStore:
     """One autocron schema in a PostgreSQL database."""
 
     leased = True
+    wakes_pools = True       # a call NOTIFYs every machine's pool itself (its own too)
 
     def __init__(self, url: str, existing: bool = False, write: Optional[bool] = None,
                  snapshot: bool = False):
@@ -2961,6 +2963,7 @@ class _PgStore:
         self._key = (target.conninfo, target.schema, "rw" if self._write else "ro")
         self._channel = f"autocron.{target.schema}"
         self._listener: Optional[_PgListener] = None
+        self._crons_read, self._cron_due = -_SETTINGS_LOOK, None   # see anything_due
         key = f"{self.path}\0{self.machine}"     # this machine's pool: where it listens, and
         self.wake_path = _wake_path(key)       # its lock (beside, or where the socket's path
         self.lock_path = os.path.join(         # would have been too long)
@@ -3047,10 +3050,17 @@ class _PgStore:
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Any]:
-        """A write transaction: committed when the block ends, rolled back if it raises."""
+        """A write transaction: committed when the block ends, rolled back if it raises.
+
+        In pipeline mode (libpq 14 and newer): statements go out without waiting for their
+        answers until one is read, so a round of the pool that writes outcomes and reads
+        nothing costs one round trip to the server, not one a statement.
+        """
         con = self._connection()
+        piped = con.pipeline() if self._psycopg.Pipeline.is_supported() else \
+            contextlib.nullcontext()
         try:
-            with con.transaction():
+            with piped, con.transaction():
                 yield con
         except self._psycopg.Error as error:
             raise self._error(error) from None
@@ -3361,6 +3371,7 @@ class _PgStore:
                             ).fetchall()]
 
     def end_cron_runs(self, con: Any, jobs: list) -> None:
+        self._crons_read = -_SETTINGS_LOOK          # the next anything_due reads them again
         if jobs:
             with con.cursor() as cursor:
                 cursor.executemany("UPDATE crons SET running = NULL, next_due = %s "
@@ -3459,8 +3470,15 @@ class _PgStore:
         return ended
 
     def anything_due(self, now: float) -> tuple:
-        """(True, True): a round trip to ask costs as much as the claim that answers it."""
-        return True, True
+        """(maybe a task is due, a cron job is due). Asking whether a task is due costs a
+        round trip to the server, as much as the claim that answers it: the answer is
+        always "maybe". The cron jobs' next due time is read at most every _SETTINGS_LOOK s
+        (the pool's own runs it knows of sooner: they end in its commits)."""
+        if time.monotonic() >= self._crons_read + _SETTINGS_LOOK:
+            self._crons_read = time.monotonic()
+            self._cron_due = self.read("SELECT min(next_due) FROM crons WHERE running IS NULL")[
+                0][0]
+        return True, self._cron_due is not None and self._cron_due <= now
 
     def next_due(self) -> Optional[float]:
         rows = self.read("SELECT (SELECT min(due) FROM tasks WHERE status = 'waiting'), "
@@ -4244,7 +4262,8 @@ class _Pool:
         self._ready: set = set()       # workers whose pipe the last wait found readable
         self._cancel_mark: Any = False   # the store's cancel mark when last looked at
         self._requested: dict = {}     # and the withdrawals asked for by then
-        self._idle = True              # the last round claimed nothing: look for the next due time
+        self._idle = True              # the last round left nothing due: look for the next due time
+        self._dry = False              # and nothing woke the pool since: no need to ask again
         self._selector = selectors.DefaultSelector()   # worker pipes, wake-ups, child ends
         self._listening = False        # is the wake socket in the selector?
         self._children = _child_signals()   # readable when a worker process ends
@@ -4434,11 +4453,14 @@ class _Pool:
         pending = bool(self._outcomes or self._requeue or self._refused or self._started and
                        time.monotonic() - self._started_since >= _START_COMMIT_DELAY)
         due = (False, False)
-        if places and time.monotonic() >= self._retry_at:
+        if places and not self._dry and time.monotonic() >= self._retry_at:
             due = self.store.anything_due(_clock())
         claimed = []
         if (pending or any(due)) and time.monotonic() >= self._retry_at:
-            claimed = self._commit([w.proc.pid for w in places] if any(due) else [], due[1])
+            pids = [w.proc.pid for w in places] if any(due) else []
+            claimed = self._commit(pids, due[1])
+            if pids:
+                self._dry = len(claimed) < len(pids)
         placed += [(place, _Task(*row)) for place, row in zip(places, claimed)]
         handed: dict = {}
         for worker, task in placed:
@@ -4446,8 +4468,8 @@ class _Pool:
         for worker, tasks in handed.items():
             worker.push(tasks, self._cancel_mark)
         self._tell_acknowledged()
-        if news:                       # it looked for due work: what it found counts
-            self._idle = not claimed
+        if news:                       # it looked for due work: what it found counts (fewer
+            self._idle = len(claimed) < max(len(places), 1)     # than asked: none is left)
             if not claimed and not placed:
                 self._take_back_queued()
 
@@ -4460,6 +4482,7 @@ class _Pool:
         started, outcomes = self._started, self._outcomes
         requeue, refused = self._requeue, self._refused
         self._started, self._outcomes, self._requeue, self._refused = [], [], [], []
+        self._dry = self._dry and not requeue     # tasks put back are due again
         now = _clock()
         try:
             # A task that started and ended since the last commit is written once, by its
@@ -4794,14 +4817,15 @@ class _Pool:
         events = self._selector.select(timeout)
         if not events:
             self._news = True          # a due time, a deadline or the fallback look
+            self._dry = False
         for key, _ in events:
             if key.fileobj is self._wake:
-                self._news = True
+                self._news, self._dry = True, False
                 with contextlib.suppress(OSError):
                     while self._wake.recv(64):
                         pass
             elif key.fileobj is self._heard:
-                self._news = True
+                self._news, self._dry = True, False
                 if not self._heard.drain():
                     self._listen_again()
             elif key.fileobj is self._children:
@@ -5668,7 +5692,8 @@ def delay(func: Optional[Callable] = None, *, weeks: float = 0, days: float = 0,
             return Result._run_here(func, args, kwargs)
         record, shipped = _dump_call(func, args, kwargs)
         uid = store.add_task(name, _call_text(args, kwargs), record, due(), options, shipped)
-        _notify(store.wake_path)
+        if not store.wakes_pools:
+            _notify(store.wake_path)
         return Result(uid, store)
 
     delayed.map = functools.partial(_map, func, name, due, options)
@@ -5691,7 +5716,8 @@ def _map(func: Callable, name: str, due: Callable[[], float], options: _Options,
     ref, shipped = _reference(func)
     rows = [(_call_text(args, {}), _dump_record(func, ref, args, {})) for args in calls]
     uids = store.add_tasks(name, rows, due(), options, shipped)
-    _notify(store.wake_path)
+    if not store.wakes_pools:
+        _notify(store.wake_path)
     return [Result(uid, store) for uid in uids]
 
 
