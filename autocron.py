@@ -3487,10 +3487,11 @@ class _PgStore:
         return min(times) if times else None
 
     def cleanup(self, now: float, ttl: float) -> int:
-        with self.transaction() as con:
-            count = con.execute("DELETE FROM tasks WHERE finished IS NOT NULL AND finished < %s "
-                                "AND status IN ('ready', 'error', 'cancelled')",
-                                (now - ttl,)).rowcount
+        with self.transaction() as con:     # counted by a read: a pipeline has no rowcount yet
+            count = con.execute("WITH gone AS (DELETE FROM tasks WHERE finished IS NOT NULL AND "
+                                "finished < %s AND status IN ('ready', 'error', 'cancelled') "
+                                "RETURNING 1) SELECT count(*) FROM gone",
+                                (now - ttl,)).fetchone()[0]
             con.execute("DELETE FROM functions WHERE created < %s AND hash NOT IN (SELECT "
                         "function FROM tasks WHERE function IS NOT NULL UNION SELECT "
                         "function FROM crons WHERE function IS NOT NULL)", (now - ttl,))
@@ -3570,8 +3571,9 @@ class _PgStore:
 
     def purge(self) -> int:
         with self.transaction() as con:
-            return con.execute("DELETE FROM tasks WHERE status IN ('ready', 'error', "
-                               "'cancelled')").rowcount
+            return con.execute("WITH gone AS (DELETE FROM tasks WHERE status IN ('ready', "
+                               "'error', 'cancelled') RETURNING 1) SELECT count(*) FROM gone"
+                               ).fetchone()[0]
 
 
 def _open_store(database: Union[str, os.PathLike], existing: bool = False,

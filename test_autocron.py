@@ -2856,6 +2856,24 @@ class TestPostgresStore:
         assert autocron.start(url, synchronous="normal") is False
         assert level(url) == "off"
 
+    def test_the_admin_tool_reads_and_steers_a_server_database(self, pg):
+        url = pg_url(pg)
+        assert autocron.start(url, workers=1) is True
+        assert [add(i, i).get(timeout=30) for i in range(3)] == [0, 2, 4]
+        later = add.map([1], [1])[0]
+        assert later.get(timeout=30) == 2
+        results = json.loads(cli("results", "--json", db=url).stdout)
+        assert len(results) == 4 and {r["status"] for r in results} == {"ready"}
+        assert json.loads(cli("tasks", "--json", db=url).stdout) == []
+        assert cli("set", "workers", "2", db=url).returncode == 0
+        wait_until(lambda: len(worker_pids()) == 2, what="a second worker")
+        purged = cli("purge", db=url)
+        assert purged.returncode == 0 and "4" in purged.stdout, purged.stderr
+        assert autocron.get_results() == []
+        info = json.loads(cli("info", "--json", db=url).stdout)
+        assert info["settings"]["workers"] == 2 and info["pool"]["running"]
+        assert [m["name"] for m in info["machines"]] == [autocron._machine_name()]
+
     def test_libpqs_password_file_works_for_the_pool_too(self, pg, tmp_path, monkeypatch):
         passfile = tmp_path / "pgpass"
         passfile.write_text(f"{pg.host}:{pg.port}:*:{pg.user}:{pg.password}\n")
