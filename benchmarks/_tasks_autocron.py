@@ -22,3 +22,11 @@ def autocron_file():
 @autocron.delay
 async def async_add(a, b):
     return a + b
+
+
+@autocron.delay
+def nap(i, seconds):
+    """A task that waits, as one that does I/O would (postgres_bench.py's machines)."""
+    import time
+    time.sleep(seconds)
+    return 2 * i
