@@ -5498,8 +5498,29 @@ class TestManyMachines:
         runs = query(machines.url, "SELECT created FROM tasks WHERE cron IS NOT NULL")
         assert len(runs) == 3 and len(set(runs)) == 3
         assert log.read_text() == "run\n" * 3
+        autocron.start(machines.url, workers=0)          # a new schedule, from elsewhere
+        try:
+            autocron.cron("30 10 * * *")(cron_job)
+            ten_thirty = datetime(2030, 1, 1, 10, 30).timestamp()
+            assert query(machines.url, "SELECT expression, next_due FROM crons") == \
+                [("30 10 * * *", ten_thirty)]
+            clock.now = ten_thirty + 30
+            wait_until(lambda: query(machines.url, "SELECT count(*) FROM tasks WHERE cron IS "
+                                     "NOT NULL AND status = 'ready'") == [(4,)], 30, "run 4")
+            assert max(query(machines.url, "SELECT created FROM tasks"))[0] == clock.now
+        finally:
+            forget_cron("test_autocron.cron_job")
         for machine in started:
             machine.stop()
+
+    def test_a_function_shipped_by_value_runs_on_another_machine(self, machines):
+        machines("a", workers=1)
+        autocron.start(machines.url, workers=0)
+        offset = 40
+
+        def shifted(x):                  # a closure: its code travels in the database
+            return (x + offset, os.environ.get("AUTOCRON_HOST"))
+        assert autocron.delay(shifted)(2).get(timeout=30) == (42, "a")
 
 
 class TestWSGIServer:
