@@ -60,6 +60,7 @@ __all__ = [
     "get_results",
     "get_result",
     "wait",
+    "dashboard",
     "Result",
     "CronExpression",
     "AutocronError",
@@ -76,6 +77,8 @@ import datetime as _dt
 import dis
 import functools
 import hashlib
+import hmac
+import html
 import importlib
 import io
 import itertools
@@ -86,6 +89,7 @@ import os
 import pickle
 import random
 import re
+import secrets
 import selectors
 import signal
 import socket
@@ -2719,6 +2723,29 @@ class _Store:
     def schema_version(self) -> int:
         return self.read("PRAGMA user_version")[0][0]
 
+    def finished_since(self, since: float, limit: int) -> list:
+        """[(name, status, started, finished)] of the tasks finished since then, the newest
+        first, at most `limit` (the dashboard's statistics; the index of finished times)."""
+        return self.read("SELECT name, status, started, finished FROM tasks WHERE finished "
+                         ">= ? ORDER BY finished DESC LIMIT ?", (since, limit))
+
+    def task_page(self, status: Optional[str], function: Optional[str],
+                  before: Optional[int], limit: int) -> list:
+        """[_ResultRow] newest first, with this public status and function (None: any) and a
+        row id below `before` (None: from the newest), at most `limit`: a walk of the primary
+        key, as result_rows."""
+        where, params = ["id < ?"], [before if before is not None else 2 ** 62]
+        if status is not None:
+            states = ("waiting", "queued") if status == "waiting" else (status,)
+            where.append(f"status IN ({', '.join('?' * len(states))})")
+            params += states
+        if function:
+            where.append("name = ?")
+            params.append(function)
+        return [_ResultRow(*row) for row in self.read(
+            f"SELECT {_RESULT_COLUMNS} FROM tasks WHERE {' AND '.join(where)} "
+            "ORDER BY id DESC LIMIT ?", tuple(params) + (limit,))]
+
     def task_rows(self, statuses: tuple, limit: int, newest_first: bool) -> list:
         """[(id, name, args, status, priority, due, created, started, finished, summary,
         error, worker)] of the tasks with these statuses: the newest first, or in the order
@@ -3560,6 +3587,24 @@ class _PgStore:
 
     def schema_version(self) -> int:
         return self._version(self._connection())
+
+    def finished_since(self, since: float, limit: int) -> list:
+        return self.read("SELECT name, status, started, finished FROM tasks WHERE finished "
+                         ">= %s ORDER BY finished DESC LIMIT %s", (since, limit))
+
+    def task_page(self, status: Optional[str], function: Optional[str],
+                  before: Optional[int], limit: int) -> list:
+        where, params = ["id < %s"], [before if before is not None else 2 ** 62]
+        if status is not None:
+            states = ("waiting", "queued") if status == "waiting" else (status,)
+            where.append(f"status IN ({', '.join(['%s'] * len(states))})")
+            params += states
+        if function:
+            where.append("name = %s")
+            params.append(function)
+        return [_ResultRow(*row) for row in self.read(
+            f"SELECT {_RESULT_COLUMNS} FROM tasks WHERE {' AND '.join(where)} "
+            "ORDER BY id DESC LIMIT %s", tuple(params) + (limit,))]
 
     def task_rows(self, statuses: tuple, limit: int, newest_first: bool) -> list:
         marks = ", ".join(["%s"] * len(statuses))
@@ -5762,6 +5807,338 @@ def cron(expression: Optional[str] = None, *, tz: Union[str, _dt.tzinfo, None] =
 
 
 # ==============================================================================================
+# Dashboard
+# ==============================================================================================
+#
+# `autocron dashboard` and `autocron.dashboard()`: pages served by the standard library's
+# threaded HTTP server, for either store, whether or not a pool runs in the process. Pages are
+# built from escaped values only (html.escape of everything the database holds), the CSS and
+# the script are the constants below, and nothing is fetched from elsewhere.
+#
+# Safe by default: bound to 127.0.0.1 unless told otherwise; bound elsewhere, every request
+# needs the token (?token= once, then a cookie), else 401. Reading never changes anything;
+# every action is a POST that carries the page's per-server secret (a script or another site
+# cannot read it), else 403. Actions run no user code here: a cancel or a retry is written to
+# the database, and the pool does the rest.
+
+_DASH_CSS = """
+body{font:14px system-ui,sans-serif;margin:0;color:#222;background:#fafafa}
+header{background:#234;color:#fff;padding:8px 16px;display:flex;gap:16px;align-items:center}
+header a{color:#cde;text-decoration:none}header b{margin-right:16px}
+main{padding:16px}table{border-collapse:collapse;background:#fff;width:100%}
+td,th{border-bottom:1px solid #ddd;padding:4px 8px;text-align:left;vertical-align:top}
+.cards{display:flex;gap:12px;flex-wrap:wrap;margin-bottom:16px}
+.card{background:#fff;border:1px solid #ddd;padding:8px 16px;min-width:90px}
+.card b{display:block;font-size:22px}
+.waiting,.queued{color:#865}.running{color:#27c}.ready{color:#282}.error{color:#c22}
+.cancelled{color:#888}pre{background:#fff;border:1px solid #ddd;padding:8px;overflow:auto;
+white-space:pre-wrap}form{display:inline}button{cursor:pointer}
+"""
+
+# Live: every two seconds the page fetches itself and swaps its <main>, unless a form has the
+# focus; nothing else runs.
+_DASH_JS = """
+setInterval(function () {
+  if (document.activeElement && document.activeElement.form) return;
+  fetch(location.href, {credentials: "same-origin"}).then(function (r) {
+    return r.ok ? r.text() : null;
+  }).then(function (text) {
+    if (!text) return;
+    var page = new DOMParser().parseFromString(text, "text/html");
+    var fresh = page.querySelector("main");
+    if (fresh) document.querySelector("main").replaceWith(fresh);
+  }).catch(function () {});
+}, 2000);
+"""
+
+_DASH_PAGE = 50                  # rows a list shows at once
+_DASH_STATS = 5000               # finished tasks the statistics read at most
+
+
+def _h(value: Any) -> str:
+    """Text for HTML: escaped, quotes too."""
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def _dash_time(epoch: Optional[float]) -> str:
+    return "" if epoch is None else \
+        _dt.datetime.fromtimestamp(epoch).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _percentile(values: list, share: float) -> Optional[float]:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+def _minute_chart(finished: list, now: float) -> str:
+    """Finished tasks per minute over the last hour, as an inline SVG bar chart."""
+    counts = [0] * 60
+    for _, _, _, end in finished:
+        minute = int((now - end) // 60)
+        if 0 <= minute < 60:
+            counts[59 - minute] += 1
+    top = max(counts) or 1
+    bars = "".join(f'<rect x="{i * 10}" y="{60 - 60 * c / top:.1f}" width="8" '
+                   f'height="{60 * c / top:.1f}" fill="#27c"><title>{c}</title></rect>'
+                   for i, c in enumerate(counts))
+    return (f'<svg width="600" height="60" viewBox="0 0 600 60" role="img" aria-label='
+            f'"finished tasks per minute, the last hour; most {top}">{bars}</svg>')
+
+
+class _Dashboard:
+    """The pages and actions of one database; the HTTP handler calls page() and act()."""
+
+    def __init__(self, store: Any, token: Optional[str]):
+        self.store = store
+        self.token = token             # required on every request, if set
+        self.secret = secrets.token_urlsafe(24)   # carried by every action's form
+
+    def page(self, path: str, query: dict) -> tuple:
+        """(status, body) of a GET."""
+        if path == "/":
+            return 200, self._layout("Overview", self._overview())
+        if path == "/tasks":
+            return 200, self._layout("Tasks", self._tasks(query))
+        if path.startswith("/task/"):
+            body = self._task(path[len("/task/"):])
+            return (200, self._layout("Task", body)) if body else (404, "no such task")
+        if path == "/crons":
+            return 200, self._layout("Cron jobs", self._crons())
+        return 404, "no such page"
+
+    def act(self, path: str, form: dict) -> tuple:
+        """(status, where to go next) of a POST: 403 without the page's secret."""
+        if not hmac.compare_digest(form.get("secret", ""), self.secret):
+            return 403, "this action did not come from the dashboard's page"
+        parts = path.strip("/").split("/")
+        if len(parts) == 3 and parts[0] == "task" and parts[2] == "cancel":
+            Result(parts[1], self.store).cancel(force=form.get("force") == "1")
+            return 303, f"/task/{parts[1]}"
+        return 404, "no such action"
+
+    # -- the pages
+
+    def _layout(self, title: str, body: str) -> str:
+        return (f"<!doctype html><html><head><meta charset='utf-8'><title>autocron: "
+                f"{_h(title)}</title><style>{_DASH_CSS}</style></head><body><header><b>"
+                f"autocron</b><a href='/'>Overview</a><a href='/tasks'>Tasks</a>"
+                f"<a href='/crons'>Cron jobs</a><span>{_h(self.store.path)}</span></header>"
+                f"<main><h1>{_h(title)}</h1>{body}</main><script>{_DASH_JS}</script>"
+                f"</body></html>")
+
+    def _overview(self) -> str:
+        now = _clock()
+        counts, due = self.store.counts(now)
+        shown = {"waiting": counts.get("waiting", 0), "due now": due,
+                 "queued": counts.get("queued", 0), "running": counts.get("running", 0),
+                 "finished": counts.get("ready", 0), "failed": counts.get("error", 0),
+                 "cancelled": counts.get("cancelled", 0)}
+        cards = "".join(f"<div class='card' data-count='{_h(k)}'><b>{v}</b>{_h(k)}</div>"
+                        for k, v in shown.items())
+        finished = self.store.finished_since(now - 3600, _DASH_STATS)
+        errors = sum(1 for _, status, _, _ in finished if status == "error")
+        rate = f"{errors / len(finished) * 100:.1f}%" if finished else "-"
+        times: dict = {}
+        for name, _, started, end in finished:
+            if started is not None:
+                times.setdefault(name, []).append(end - started)
+        rows = "".join(f"<tr><td>{_h(name)}</td><td>{len(t)}</td><td>{_percentile(t, .5):.3f}"
+                       f"</td><td>{_percentile(t, .95):.3f}</td></tr>"
+                       for name, t in sorted(times.items()))
+        return (f"<div class='cards'>{cards}</div><h2>Finished per minute, the last hour"
+                f"</h2>{_minute_chart(finished, now)}<p>Error rate in the last hour: "
+                f"<b data-error-rate>{rate}</b></p><h2>Run time per function (s), the last "
+                f"hour</h2><table><tr><th>function</th><th>runs</th><th>p50</th><th>p95</th>"
+                f"</tr>{rows}</table>")
+
+    def _tasks(self, query: dict) -> str:
+        status = query.get("status") if query.get("status") in _STATUSES else None
+        function = query.get("function") or None
+        before = int(query["before"]) if query.get("before", "").isdigit() else None
+        rows = self.store.task_page(status, function, before, _DASH_PAGE)
+        lines = "".join(
+            f"<tr data-task-id='{_h(row.uuid)}'><td><a href='/task/{_h(row.uuid)}'>"
+            f"{_h(row.uuid.split('-')[0][:8])}</a></td><td>{_h(row.name)}</td><td>"
+            f"{_h(_shorten(row.args, 60))}</td><td class='{_h(row.status)}'>"
+            f"{_h(row.status)}</td><td>{row.attempts}</td><td>{_dash_time(row.created)}</td>"
+            f"<td>{_dash_time(row.finished)}</td></tr>" for row in rows)
+        choices = "".join(f"<option{' selected' if s == status else ''}>{s}</option>"
+                          for s in _STATUSES)
+        more = ""
+        if len(rows) == _DASH_PAGE:
+            last = _row_key(rows[-1].uuid)[0]
+            more = (f"<p><a data-page='next' href='/tasks?status={_h(status or '')}&function="
+                    f"{_h(function or '')}&before={last}'>older</a></p>")
+        return (f"<form method='get' action='/tasks'><select name='status'><option value=''>"
+                f"any status</option>{choices}</select> <input name='function' placeholder="
+                f"'function' value='{_h(function or '')}'> <button>show</button></form>"
+                f"<table><tr><th>id</th><th>function</th><th>arguments</th><th>status</th>"
+                f"<th>attempts</th><th>created</th><th>finished</th></tr>{lines}</table>{more}")
+
+    def _task(self, uid: str) -> Optional[str]:
+        row = self.store.result_row(uid)
+        if row is None:
+            return None
+        error = json.loads(row.error) if row.error else None
+        value = _h(row.summary) if row.status == "ready" else ""
+        details = "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in (
+            ("id", _h(row.uuid)), ("function", _h(row.name)), ("arguments", _h(row.args)),
+            ("status", f"<span class='{_h(row.status)}'>{_h(row.status)}</span>"),
+            ("attempts", row.attempts), ("created", _dash_time(row.created)),
+            ("started", _dash_time(row.started)), ("finished", _dash_time(row.finished)),
+            ("value", value)))
+        failure = "" if not error else (
+            f"<h2>Error</h2><pre data-error>{_h(error.get('type'))}: {_h(error.get('message'))}"
+            f"\n\n{_h(error.get('traceback'))}</pre>")
+        output = f"<h2>Output</h2><pre data-output>{_h(row.output)}</pre>" if row.output else ""
+        actions = ""
+        if row.status in ("waiting", "queued", "running"):
+            force = "<input type='hidden' name='force' value='1'>" \
+                if row.status == "running" else ""
+            actions = (f"<form method='post' action='/task/{_h(row.uuid)}/cancel'><input "
+                       f"type='hidden' name='secret' value='{_h(self.secret)}'>{force}<button "
+                       f"data-action='cancel'>cancel</button></form>")
+        return f"<table data-task-id='{_h(row.uuid)}'>{details}</table>{actions}{failure}{output}"
+
+    def _crons(self) -> str:
+        now = _clock()
+        rows = []
+        for name, expression, schedule, next_due, last_run, running in self.store.cron_rows():
+            after = _dt.datetime.fromtimestamp(now, schedule.tz or _local_zone())
+            upcoming = ", ".join(t.strftime("%a %Y-%m-%d %H:%M")
+                                 for t in itertools.islice(schedule.iter(after), 5))
+            rows.append(f"<tr data-cron='{_h(name)}'><td>{_h(name)}</td><td>{_h(expression)}"
+                        f"</td><td>{_h(schedule.describe())}</td><td>{_h(upcoming)}</td><td>"
+                        f"{_dash_time(last_run) or 'never'}{' (running)' if running else ''}"
+                        f"</td></tr>")
+        return (f"<table><tr><th>job</th><th>expression</th><th>when</th><th>next five runs"
+                f"</th><th>last run</th></tr>{''.join(rows)}</table>")
+
+
+def _dashboard_handler(board: _Dashboard) -> type:
+    import http.server
+    import urllib.parse
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        server_version = "autocron"
+
+        def log_message(self, *args) -> None:       # quiet: the page polls every 2 s
+            pass
+
+        def _allowed(self, query: dict) -> bool:
+            if board.token is None:
+                return True
+            cookies = dict(part.strip().partition("=")[::2] for part in
+                           self.headers.get("Cookie", "").split(";") if "=" in part)
+            given = query.get("token") or cookies.get("autocron_token", "")
+            return hmac.compare_digest(given, board.token)
+
+        def _send(self, status: int, body: str, headers: tuple = ()) -> None:
+            data = body.encode("utf-8")
+            self.send_response(status)
+            self.send_header("Content-Type", "text/html; charset=utf-8" if status < 300 or
+                             status == 404 else "text/plain; charset=utf-8")
+            self.send_header("Content-Length", str(len(data)))
+            self.send_header("Content-Security-Policy", "default-src 'none'; style-src "
+                             "'unsafe-inline'; script-src 'unsafe-inline'; connect-src 'self';"
+                             " form-action 'self'; img-src 'self'")
+            self.send_header("X-Frame-Options", "DENY")
+            for name, value in headers:
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _answer(self, post: bool) -> None:
+            url = urllib.parse.urlsplit(self.path)
+            query = dict(urllib.parse.parse_qsl(url.query))
+            if not self._allowed(query):
+                return self._send(401, "a token is needed: open the address the dashboard "
+                                       "printed, with ?token=...")
+            cookie = () if board.token is None else (
+                ("Set-Cookie", f"autocron_token={board.token}; HttpOnly; SameSite=Strict; "
+                               "Path=/"),)
+            try:
+                if post:
+                    size = min(int(self.headers.get("Content-Length") or 0), 65536)
+                    form = dict(urllib.parse.parse_qsl(self.rfile.read(size).decode()))
+                    status, where = board.act(url.path, form)
+                    if status == 303:
+                        return self._send(303, "", (("Location", where),) + cookie)
+                    return self._send(status, where)
+                status, body = board.page(url.path, query)
+                self._send(status, body, cookie)
+            except DatabaseError as error:
+                self._send(503, f"the database cannot be read: {error}")
+
+        def do_GET(self) -> None:
+            self._answer(post=False)
+
+        def do_POST(self) -> None:
+            self._answer(post=True)
+
+    return Handler
+
+
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def _dashboard_server(store: Any, host: str, port: int, token: Optional[str]) -> tuple:
+    """(a threaded HTTP server of the dashboard, bound but not serving yet, the token it
+    needs or None). Bound elsewhere than the loopback it needs a token: `token`, or one it
+    makes."""
+    import http.server
+    if token is None and host not in _LOOPBACK:
+        token = secrets.token_urlsafe(18)
+    server = http.server.ThreadingHTTPServer((host, port), _dashboard_handler(
+        _Dashboard(store, token)))
+    server.daemon_threads = True
+    return server, token
+
+
+class _DashboardHandle:
+    """What dashboard() returns: the address in its repr, the page in a notebook."""
+
+    def __init__(self, server: Any, url: str):
+        self.server, self.url = server, url
+
+    def __repr__(self) -> str:
+        return f"<autocron dashboard at {self.url}>"
+
+    def _repr_html_(self) -> str:
+        return (f"<iframe src='{_h(self.url)}' width='100%' height='600' style='border:1px "
+                f"solid #ddd'></iframe><p><a href='{_h(self.url)}' target='_blank'>"
+                f"{_h(self.url)}</a></p>")
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+_dashboards: dict = {}           # {database path: _DashboardHandle} of this process
+
+
+def dashboard(port: int = 0, host: str = "127.0.0.1") -> "_DashboardHandle":
+    """Serve the dashboard of the current database in the background and return a handle
+    whose repr is its address (in a notebook it shows the page). Calling it again returns
+    the running one. `port` 0 picks a free one."""
+    store = _current_store()
+    if store is None:
+        raise AutocronError("no database: call autocron.start() first (or run it where "
+                            "./autocron.db is)")
+    running = _dashboards.get(store.path)
+    if running is not None:
+        return running
+    server, token = _dashboard_server(store, host, port, None)
+    url = f"http://{host}:{server.server_address[1]}/" + (f"?token={token}" if token else "")
+    threading.Thread(target=server.serve_forever, name="autocron-dashboard",
+                     daemon=True).start()
+    _dashboards[store.path] = _DashboardHandle(server, url)
+    return _dashboards[store.path]
+
+
+# ==============================================================================================
 # Admin command line
 # ==============================================================================================
 
@@ -6108,6 +6485,14 @@ def _parser():
         run=lambda args: _command_enable(args, False))
     commands.add_parser("purge", help="remove all finished results") \
         .set_defaults(run=_command_purge)
+    board = commands.add_parser("dashboard", help="serve the dashboard: overview, tasks, "
+                                "cron jobs; cancel from the page")
+    board.add_argument("--port", type=int, default=8000, help="default: %(default)s")
+    board.add_argument("--host", default="127.0.0.1", help="the address to bind (default: "
+                       "%(default)s; any other needs a token)")
+    board.add_argument("--token", help="the token every request must carry (bound elsewhere "
+                       "than 127.0.0.1 without one, a new one is made and printed)")
+    board.set_defaults(run=_command_dashboard)
     upcoming = reading(commands.add_parser(
         "next", help="when a cron expression fires next, and what it means"))
     upcoming.add_argument("expression", help='a cron expression, e.g. "30 9 * * 1,3"')
@@ -6116,6 +6501,19 @@ def _parser():
     upcoming.add_argument("--tz", metavar="ZONE", help="an IANA time zone, e.g. Europe/Berlin")
     upcoming.set_defaults(run=_command_next)
     return parser
+
+
+def _command_dashboard(args) -> int:
+    store = _open_existing(args)
+    server, token = _dashboard_server(store, args.host, args.port, args.token)
+    url = f"http://{args.host}:{server.server_address[1]}/" + (f"?token={token}" if token
+                                                               else "")
+    print(f"autocron dashboard of {store.path} at {url} (Ctrl-C stops it)", flush=True)
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+    return 0
 
 
 def _main(argv: Optional[list] = None) -> int:

@@ -4779,7 +4779,7 @@ class TestModuleLayout:
         assert [title for _, title in sections] == [
             "Constants", "Exceptions", "Cron expressions", "Task records and serialisation",
             "The SQLite store", "The PostgreSQL store", "Workers and the pool", "Public API",
-            "Admin command line"]
+            "Dashboard", "Admin command line"]
 
     def test_no_section_uses_a_name_that_a_later_section_defines(self):
         tree, sections = self.layout()
