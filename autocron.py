@@ -5899,6 +5899,8 @@ class _Dashboard:
         """(status, body) of a GET."""
         if path == "/":
             return 200, self._layout("Overview", self._overview())
+        if path == "/favicon.ico":               # the browser asks; there is none
+            return 204, ""
         if path == "/tasks":
             return 200, self._layout("Tasks", self._tasks(query))
         if path.startswith("/task/"):
@@ -5922,7 +5924,8 @@ class _Dashboard:
 
     def _layout(self, title: str, body: str) -> str:
         return (f"<!doctype html><html><head><meta charset='utf-8'><title>autocron: "
-                f"{_h(title)}</title><style>{_DASH_CSS}</style></head><body><header><b>"
+                f"{_h(title)}</title><link rel='icon' href='/favicon.ico'><style>{_DASH_CSS}"
+                f"</style></head><body><header><b>"
                 f"autocron</b><a href='/'>Overview</a><a href='/tasks'>Tasks</a>"
                 f"<a href='/crons'>Cron jobs</a><span>{_h(self.store.path)}</span></header>"
                 f"<main><h1>{_h(title)}</h1>{body}</main><script>{_DASH_JS}</script>"

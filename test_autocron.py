@@ -27,6 +27,7 @@ import collections
 import contextlib
 import functools
 import glob
+import importlib.util
 import io
 import itertools
 import json
@@ -49,6 +50,8 @@ import tempfile
 import textwrap
 import threading
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from datetime import date, datetime, time as clock_time, timedelta, timezone
@@ -4458,6 +4461,193 @@ class TestJupyter:
         finally:
             client.stop_channels()
             manager.shutdown_kernel(now=True)
+
+
+# ---- the dashboard -----------------------------------------------------------------------------
+
+
+XSS = "<img src=x onerror=window.__xss=1>"
+
+
+@autocron.delay
+def shout(text):
+    print(text)
+    return text
+
+
+class DashboardServer:
+    """`autocron --db DB dashboard` for real, on a free port; stopped by stop()."""
+
+    def __init__(self, database, *options):
+        self.process = subprocess.Popen(
+            [sys.executable, AUTOCRON, "--db", str(database), "dashboard", "--port", "0",
+             *options], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=HERE)
+        line = self.process.stdout.readline()
+        match = re.search(r" at (http://\S+) ", line)
+        if not match:
+            self.process.kill()
+            raise AssertionError(f"no dashboard: {line} {self.process.stderr.read()}")
+        self.url, self.database = match.group(1), str(database)
+        self.base = re.sub(r"/\?.*", "/", self.url).replace("0.0.0.0", "127.0.0.1")
+
+    def get(self, path, headers=None):
+        request = urllib.request.Request(self.base.rstrip("/") + path, headers=headers or {})
+        try:
+            with urllib.request.urlopen(request, timeout=30) as answer:
+                return answer.status, answer.read().decode(), answer.headers
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode(), error.headers
+
+    def post(self, path, fields):
+        data = urllib.parse.urlencode(fields).encode()
+        request = urllib.request.Request(self.base.rstrip("/") + path, data=data)
+        try:
+            with urllib.request.urlopen(request, timeout=30) as answer:
+                return answer.status, answer.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
+
+    def stop(self):
+        self.process.terminate()
+        self.process.communicate(timeout=30)
+
+
+@pytest.fixture
+def board(database):
+    """A database with three finished tasks and one due in an hour, and its dashboard."""
+    assert autocron.start(database, workers=1) is True
+    assert [add(i, i).get(timeout=30) for i in range(3)] == [0, 2, 4]
+    later = autocron.delay(hours=1)(add)(5, 5)
+    server = DashboardServer(database)
+    server.later = later
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """Headless Chromium from the system (/usr/bin/chromium), driven by Playwright."""
+    if importlib.util.find_spec("playwright") is None:
+        unavailable("playwright is not installed: pip install -e '.[test]'")
+    if not os.path.exists("/usr/bin/chromium"):
+        unavailable("no /usr/bin/chromium: apt-get install chromium")
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run"])
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(chromium, board):
+    """A browser page on the board; afterwards no request may have left 127.0.0.1 and no
+    script error may have happened."""
+    context = chromium.new_context()
+    tab = context.new_page()
+    requests, errors = [], []
+    tab.on("request", lambda request: requests.append(request.url))
+    tab.on("console", lambda message: message.type == "error" and errors.append(message.text))
+    tab.on("pageerror", lambda error: errors.append(str(error)))
+    tab.on("dialog", lambda dialog: errors.append(f"dialog: {dialog.message}") or
+           dialog.dismiss())
+    yield tab
+    context.close()
+    assert errors == []
+    assert requests and all(url.startswith(board.base) for url in requests), requests
+
+
+class TestDashboard:
+    """The dashboard as a person would use it, in a real browser, and as a script would."""
+
+    def test_the_overview_shows_the_counts_of_the_database(self, board, page):
+        page.goto(board.url)
+        counts = {card.get_attribute("data-count"): card.locator("b").inner_text()
+                  for card in page.locator("[data-count]").all()}
+        assert counts["finished"] == "3" and counts["waiting"] == "1"
+        assert counts["due now"] == "0" and counts["failed"] == "0"
+        assert page.locator("svg rect").count() == 60
+        assert page.locator("[data-error-rate]").inner_text() == "0.0%"
+        assert "test_autocron.add" in page.locator("table").last.inner_text()
+        docs = Path(HERE) / "docs"
+        if docs.is_dir() and not autocron._is_postgres(board.database):  # the README's picture
+            page.screenshot(path=str(docs / "dashboard.png"), full_page=True)
+
+    def test_a_task_stored_while_the_page_is_open_appears_without_a_reload(self, board, page):
+        page.goto(board.base + "tasks")
+        assert page.locator(f"[data-task-id='{board.later.uuid}']").count() == 1
+        fresh = add(20, 22)
+        assert fresh.get(timeout=30) == 42
+        page.wait_for_selector(f"[data-task-id='{fresh.uuid}']", timeout=15_000)
+
+    def test_cancel_from_the_page_withdraws_the_task(self, board, page):
+        page.goto(board.base + f"task/{board.later.uuid}")
+        page.click("[data-action='cancel']")
+        page.wait_for_selector("span.cancelled", timeout=15_000)
+        assert board.later.status == "cancelled"
+
+    def test_a_payload_in_arguments_and_output_stays_text(self, board, page):
+        result = shout(XSS)
+        assert result.get(timeout=30) == XSS
+        for path in ("tasks", f"task/{result.uuid}"):
+            page.goto(board.base + path)
+            assert XSS in page.locator("main").inner_text()
+            assert page.locator("main img").count() == 0
+            assert page.evaluate("window.__xss") is None
+        assert page.locator("[data-output]").inner_text().strip() == XSS
+
+    def test_the_task_list_filters_and_pages(self, board):
+        status, body, _ = board.get("/tasks?status=ready")
+        assert status == 200 and body.count("data-task-id=") == 3
+        status, body, _ = board.get("/tasks?status=waiting&function=test_autocron.add")
+        assert body.count("data-task-id=") == 1 and board.later.uuid in body
+        newest = re.findall(r"data-task-id='([^']+)'", board.get("/tasks")[1])
+        older = board.get(f"/tasks?before={newest[1].rsplit('-', 1)[1]}")[1]
+        assert re.findall(r"data-task-id='([^']+)'", older) == newest[2:]
+
+    def test_a_forged_post_is_refused_and_changes_nothing(self, board):
+        status, body = board.post(f"/task/{board.later.uuid}/cancel", {"secret": "guess"})
+        assert (status, body) == (403, "this action did not come from the dashboard's page")
+        assert board.later.status == "waiting"
+        assert board.get("/nothing")[0] == 404
+
+    def test_a_page_reading_nothing_changes_nothing(self, board, database):
+        before = query(database, "SELECT count(*), max(id) FROM tasks")
+        for path in ("/", "/tasks", f"/task/{board.later.uuid}", "/crons"):
+            assert board.get(path)[0] == 200
+        assert query(database, "SELECT count(*), max(id) FROM tasks") == before
+
+    def test_bound_elsewhere_it_demands_the_token(self, database):
+        autocron.start(database, workers=1)
+        server = DashboardServer(database, "--host", "0.0.0.0")
+        try:
+            token = re.search(r"token=(\S+)", server.url).group(1)
+            status, body, _ = server.get("/")
+            assert (status, body) == (401, "a token is needed: open the address the "
+                                           "dashboard printed, with ?token=...")
+            status, _, headers = server.get(f"/?token={token}")
+            assert status == 200
+            cookie = headers["Set-Cookie"].split(";")[0]
+            assert server.get("/tasks", {"Cookie": cookie})[0] == 200
+            assert server.get("/tasks", {"Cookie": "autocron_token=wrong"})[0] == 401
+        finally:
+            server.stop()
+
+    def test_in_a_notebook_dashboard_serves_the_current_database(self, database):
+        autocron.start(database, workers=1)
+        assert add(1, 1).get(timeout=30) == 2
+        handle = autocron.dashboard()
+        try:
+            assert autocron.dashboard() is handle
+            assert re.fullmatch(r"<autocron dashboard at http://127\.0\.0\.1:\d+/>",
+                                repr(handle))
+            assert f"<iframe src='{handle.url}'" in handle._repr_html_()
+            with urllib.request.urlopen(handle.url + "tasks", timeout=30) as answer:
+                assert answer.read().decode().count("data-task-id=") == 1
+        finally:
+            handle.stop()
+            autocron._dashboards.clear()
 
 
 # ---- the admin command line ----------------------------------------------------------------
