@@ -5860,9 +5860,20 @@ def _h(value: Any) -> str:
     return html.escape("" if value is None else str(value), quote=True)
 
 
-def _dash_time(epoch: Optional[float]) -> str:
-    return "" if epoch is None else \
-        _dt.datetime.fromtimestamp(epoch).strftime("%Y-%m-%d %H:%M:%S")
+def _local_time(epoch: Optional[float]) -> str:
+    """An epoch time as local wall-clock text (the dashboard and the admin tool)."""
+    if epoch is None:
+        return ""
+    return _dt.datetime.fromtimestamp(epoch).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _duration(seconds: float) -> str:
+    """"3m 12s", "2h 5m", "1d 4h": the two largest units."""
+    seconds = max(0, int(seconds))
+    parts = [(seconds // 86400, "d"), (seconds // 3600 % 24, "h"), (seconds // 60 % 60, "m"),
+             (seconds % 60, "s")]
+    shown = [f"{n}{unit}" for n, unit in parts if n]
+    return " ".join(shown[:2]) or "0s"
 
 
 def _percentile(values: list, share: float) -> Optional[float]:
@@ -5908,6 +5919,8 @@ class _Dashboard:
             return (200, self._layout("Task", body)) if body else (404, "no such task")
         if path == "/crons":
             return 200, self._layout("Cron jobs", self._crons())
+        if path == "/pool":
+            return 200, self._layout("Pool", self._pool())
         return 404, "no such page"
 
     def act(self, path: str, form: dict) -> tuple:
@@ -5918,7 +5931,23 @@ class _Dashboard:
         if len(parts) == 3 and parts[0] == "task" and parts[2] == "cancel":
             Result(parts[1], self.store).cancel(force=form.get("force") == "1")
             return 303, f"/task/{parts[1]}"
+        if path == "/purge":
+            self.store.purge()
+            return 303, "/tasks"
+        if path == "/pool/workers":
+            workers = form.get("workers", "")
+            if not workers.isdigit() or not 1 <= int(workers) <= 1000:
+                return 400, f"workers must be a whole number from 1 to 1000, got {workers!r}"
+            self.store.set_setting("workers", int(workers))
+            _notify(self.store.wake_path)         # a pool on this machine reads it at once
+            return 303, "/pool"
         return 404, "no such action"
+
+    def _form(self, action: str, label: str, fields: str = "") -> str:
+        """A button that POSTs `action` with the page's secret (and `fields`)."""
+        return (f"<form method='post' action='{_h(action)}'><input type='hidden' name='secret' "
+                f"value='{_h(self.secret)}'>{fields}<button data-action='{_h(label)}'>"
+                f"{_h(label)}</button></form>")
 
     # -- the pages
 
@@ -5927,7 +5956,8 @@ class _Dashboard:
                 f"{_h(title)}</title><link rel='icon' href='/favicon.ico'><style>{_DASH_CSS}"
                 f"</style></head><body><header><b>"
                 f"autocron</b><a href='/'>Overview</a><a href='/tasks'>Tasks</a>"
-                f"<a href='/crons'>Cron jobs</a><span>{_h(self.store.path)}</span></header>"
+                f"<a href='/crons'>Cron jobs</a><a href='/pool'>Pool</a><span>"
+                f"{_h(self.store.path)}</span></header>"
                 f"<main><h1>{_h(title)}</h1>{body}</main><script>{_DASH_JS}</script>"
                 f"</body></html>")
 
@@ -5965,8 +5995,8 @@ class _Dashboard:
             f"<tr data-task-id='{_h(row.uuid)}'><td><a href='/task/{_h(row.uuid)}'>"
             f"{_h(row.uuid.split('-')[0][:8])}</a></td><td>{_h(row.name)}</td><td>"
             f"{_h(_shorten(row.args, 60))}</td><td class='{_h(row.status)}'>"
-            f"{_h(row.status)}</td><td>{row.attempts}</td><td>{_dash_time(row.created)}</td>"
-            f"<td>{_dash_time(row.finished)}</td></tr>" for row in rows)
+            f"{_h(row.status)}</td><td>{row.attempts}</td><td>{_local_time(row.created)}</td>"
+            f"<td>{_local_time(row.finished)}</td></tr>" for row in rows)
         choices = "".join(f"<option{' selected' if s == status else ''}>{s}</option>"
                           for s in _STATUSES)
         more = ""
@@ -5974,7 +6004,8 @@ class _Dashboard:
             last = _row_key(rows[-1].uuid)[0]
             more = (f"<p><a data-page='next' href='/tasks?status={_h(status or '')}&function="
                     f"{_h(function or '')}&before={last}'>older</a></p>")
-        return (f"<form method='get' action='/tasks'><select name='status'><option value=''>"
+        return (f"<p>{self._form('/purge', 'purge')} deletes every finished result.</p>"
+                f"<form method='get' action='/tasks'><select name='status'><option value=''>"
                 f"any status</option>{choices}</select> <input name='function' placeholder="
                 f"'function' value='{_h(function or '')}'> <button>show</button></form>"
                 f"<table><tr><th>id</th><th>function</th><th>arguments</th><th>status</th>"
@@ -5989,8 +6020,8 @@ class _Dashboard:
         details = "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in (
             ("id", _h(row.uuid)), ("function", _h(row.name)), ("arguments", _h(row.args)),
             ("status", f"<span class='{_h(row.status)}'>{_h(row.status)}</span>"),
-            ("attempts", row.attempts), ("created", _dash_time(row.created)),
-            ("started", _dash_time(row.started)), ("finished", _dash_time(row.finished)),
+            ("attempts", row.attempts), ("created", _local_time(row.created)),
+            ("started", _local_time(row.started)), ("finished", _local_time(row.finished)),
             ("value", value)))
         failure = "" if not error else (
             f"<h2>Error</h2><pre data-error>{_h(error.get('type'))}: {_h(error.get('message'))}"
@@ -6000,10 +6031,37 @@ class _Dashboard:
         if row.status in ("waiting", "queued", "running"):
             force = "<input type='hidden' name='force' value='1'>" \
                 if row.status == "running" else ""
-            actions = (f"<form method='post' action='/task/{_h(row.uuid)}/cancel'><input "
-                       f"type='hidden' name='secret' value='{_h(self.secret)}'>{force}<button "
-                       f"data-action='cancel'>cancel</button></form>")
+            actions = self._form(f"/task/{row.uuid}/cancel", "cancel", force)
         return f"<table data-task-id='{_h(row.uuid)}'>{details}</table>{actions}{failure}{output}"
+
+    def _pool(self) -> str:
+        now = _clock()
+        settings = self.store.settings()
+        row = self.store.pool_row() if self.store.pool_running() else None
+        if row is None:
+            head = "<p data-pool='stopped'>No pool runs.</p>"
+        else:
+            owner, manager, started, workers = row
+            head = (f"<p data-pool='running'>Owner pid {owner}, manager pid {manager}, up "
+                    f"{_h(_duration(now - started))}; worker pids "
+                    f"{_h(' '.join(map(str, workers)) or '-')}.</p>")
+        machines = "".join(
+            f"<tr data-machine='{_h(name)}'><td>{_h(name)}</td><td>{owner}</td><td>"
+            f"{len(workers)}</td><td>{_local_time(beat)} ({since:.0f} s ago)</td></tr>"
+            for name, owner, _, workers, beat, since in self.store.machine_rows())
+        if machines:
+            head += (f"<h2>Machines</h2><table><tr><th>machine</th><th>owner pid</th><th>"
+                     f"workers</th><th>last heartbeat</th></tr>{machines}</table>")
+        running = "".join(
+            f"<tr data-task-id='{_h(uid)}'><td>{worker}</td><td><a href='/task/{_h(uid)}'>"
+            f"{_h(name)}</a></td><td>{_h(_duration(now - started))}</td></tr>"
+            for uid, name, _, _, _, _, _, started, _, _, _, worker in self.store.task_rows(
+                ("running",), _DASH_PAGE, True) if started is not None)
+        resize = self._form("/pool/workers", "set workers",
+                            f"<input name='workers' size='4' value='{settings['workers']}'> ")
+        return (f"{head}<h2>Running now</h2><table><tr><th>worker pid</th><th>task</th><th>"
+                f"running for</th></tr>{running}</table><h2>Workers</h2><p>"
+                f"{settings['workers']} per machine. {resize}</p>")
 
     def _crons(self) -> str:
         now = _clock()
@@ -6014,7 +6072,7 @@ class _Dashboard:
                                  for t in itertools.islice(schedule.iter(after), 5))
             rows.append(f"<tr data-cron='{_h(name)}'><td>{_h(name)}</td><td>{_h(expression)}"
                         f"</td><td>{_h(schedule.describe())}</td><td>{_h(upcoming)}</td><td>"
-                        f"{_dash_time(last_run) or 'never'}{' (running)' if running else ''}"
+                        f"{_local_time(last_run) or 'never'}{' (running)' if running else ''}"
                         f"</td></tr>")
         return (f"<table><tr><th>job</th><th>expression</th><th>when</th><th>next five runs"
                 f"</th><th>last run</th></tr>{''.join(rows)}</table>")
@@ -6202,22 +6260,8 @@ class _UsageError(Exception):
     """Bad input on the command line: one line on stderr, exit status 2."""
 
 
-def _local_time(epoch: Optional[float]) -> str:
-    if epoch is None:
-        return ""
-    return _dt.datetime.fromtimestamp(epoch).strftime("%Y-%m-%d %H:%M:%S")
-
-
 def _iso(epoch: Optional[float]) -> Optional[str]:
     return None if epoch is None else _dt.datetime.fromtimestamp(epoch).astimezone().isoformat()
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(seconds)
-    parts = [(seconds // 86400, "d"), (seconds // 3600 % 24, "h"), (seconds // 60 % 60, "m"),
-             (seconds % 60, "s")]
-    shown = [f"{n}{unit}" for n, unit in parts if n]
-    return " ".join(shown[:2]) or "0s"
 
 
 def _table(rows: list, columns: list) -> str:
@@ -6508,7 +6552,11 @@ def _parser():
 
 def _command_dashboard(args) -> int:
     store = _open_existing(args)
-    server, token = _dashboard_server(store, args.host, args.port, args.token)
+    try:
+        server, token = _dashboard_server(store, args.host, args.port, args.token)
+    except OSError as error:
+        raise AutocronError(f"cannot serve the dashboard on {args.host}:{args.port} "
+                            f"({error.strerror}); choose another --port") from None
     url = f"http://{args.host}:{server.server_address[1]}/" + (f"?token={token}" if token
                                                                else "")
     print(f"autocron dashboard of {store.path} at {url} (Ctrl-C stops it)", flush=True)

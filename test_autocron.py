@@ -4475,6 +4475,15 @@ def shout(text):
     return text
 
 
+@autocron.delay
+def hold_until(path):
+    """Run until `path` exists (a minute at most)."""
+    end = time.monotonic() + 60
+    while not os.path.exists(path) and time.monotonic() < end:
+        time.sleep(0.01)
+    return "released"
+
+
 class DashboardServer:
     """`autocron --db DB dashboard` for real, on a free port; stopped by stop()."""
 
@@ -4606,6 +4615,34 @@ class TestDashboard:
         older = board.get(f"/tasks?before={newest[1].rsplit('-', 1)[1]}")[1]
         assert re.findall(r"data-task-id='([^']+)'", older) == newest[2:]
 
+    def test_the_pool_page_shows_what_runs_and_sets_the_worker_count(self, board, page,
+                                                                     tmp_path):
+        release = tmp_path / "release"
+        held = hold_until(str(release))
+        wait_until(lambda: held.status == "running", what="the task to start")
+        page.goto(board.base + "pool")
+        page.wait_for_selector(f"[data-task-id='{held.uuid}']", timeout=15_000)
+        assert page.locator("[data-pool='running']").count() == 1
+        page.fill("input[name='workers']", "2")
+        page.click("[data-action='set workers']")
+        wait_until(lambda: len(worker_pids()) == 2, what="a second worker")
+        release.touch()
+        assert held.get(timeout=30) == "released"
+
+    def test_purge_from_the_page_deletes_the_finished_results(self, board, database):
+        secret = re.search(r"name='secret' value='([^']+)'", board.get("/tasks")[1]).group(1)
+        assert board.post("/purge", {"secret": secret})[0] == 200     # followed to /tasks
+        assert query(database, "SELECT status FROM tasks") == [("waiting",)]
+        assert board.post("/pool/workers", {"secret": secret, "workers": "0"}) == (
+            400, "workers must be a whole number from 1 to 1000, got '0'")
+
+    def test_a_port_in_use_is_named(self, board):
+        port = board.base.rsplit(":", 1)[1].strip("/")
+        taken = cli("dashboard", "--port", port, db=board.database)
+        assert (taken.returncode, taken.stderr) == (1, f"autocron: cannot serve the dashboard "
+                                                       f"on 127.0.0.1:{port} (Address already in "
+                                                       "use); choose another --port\n")
+
     def test_a_forged_post_is_refused_and_changes_nothing(self, board):
         status, body = board.post(f"/task/{board.later.uuid}/cancel", {"secret": "guess"})
         assert (status, body) == (403, "this action did not come from the dashboard's page")
@@ -4686,7 +4723,8 @@ class TestAdmin:
     """The admin tool, run as a real command against real databases."""
 
     @pytest.mark.parametrize("command", [[], ["demo"], ["info"], ["tasks"], ["results"],
-                                         ["set"], ["disable"], ["enable"], ["purge"], ["next"]])
+                                         ["set"], ["disable"], ["enable"], ["purge"], ["next"],
+                                         ["dashboard"]])
     def test_every_command_has_help(self, command):
         out = cli(*command, "--help")
         assert out.returncode == 0 and out.stdout.startswith("usage: autocron")
@@ -4727,7 +4765,7 @@ class TestAdmin:
                                         "positive whole number (see autocron set --help)"),
         (["frobnicate"], 2, "autocron: argument COMMAND: invalid choice: 'frobnicate' (choose "
                             "from 'demo', 'info', 'tasks', 'results', 'set', 'disable', "
-                            "'enable', 'purge', 'next') (see autocron --help)"),
+                            "'enable', 'purge', 'dashboard', 'next') (see autocron --help)"),
     ])
     def test_bad_input_is_one_line_and_exit_2(self, args, status, message):
         out = cli(*args)
