@@ -2470,8 +2470,10 @@ class TestIsolation:
             running.bind(live)
             try:
                 assert autocron.start(database) is True
-                wait_until(lambda: not os.path.exists(stale), what="the stale socket to go")
-                assert os.path.exists(live) and os.path.exists(autocron._state.store.wake_path)
+                own = autocron._state.store.wake_path     # bound after the stale ones go
+                wait_until(lambda: not os.path.exists(stale) and os.path.exists(own),
+                           what="the stale socket to go and the pool's to come")
+                assert os.path.exists(live)
                 assert add(1, 2).get(timeout=30) == 3
             finally:
                 os.unlink(live)
