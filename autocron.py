@@ -1869,6 +1869,11 @@ _SCHEMA = (
         workers TEXT NOT NULL DEFAULT '[]')""",
 )
 
+# Each cron job's newest run (the dashboard): an index that came after schema 1, so every
+# opening for writing makes sure it is there.
+_CRON_RUNS_INDEX = ("CREATE INDEX IF NOT EXISTS tasks_cron ON tasks (cron, id) "
+                    "WHERE cron IS NOT NULL")
+
 # A task's public id is "<token>-<row id>": found through the primary key, so an enqueue
 # updates no extra index, and a random token keeps a recycled row id from matching an old id.
 _UUID = "token || '-' || id"
@@ -2239,7 +2244,7 @@ class _Store:
                                 f"{version}, this one knows {_SCHEMA_VERSION}); upgrade "
                                 "autocron or pass another path", self.path)
         with self.transaction() as con:    # fails now, not later, if the file is read-only
-            con.execute("UPDATE settings SET value = value WHERE 0")
+            con.execute(_CRON_RUNS_INDEX)      # added after schema 1 was released: every open
 
     def _check_existing(self) -> None:
         if not os.path.isfile(self.path):
@@ -2723,6 +2728,12 @@ class _Store:
     def schema_version(self) -> int:
         return self.read("PRAGMA user_version")[0][0]
 
+    def last_runs(self) -> dict:
+        """{cron job: (status, finished)} of each job's newest run (through tasks_cron)."""
+        return {name: (status, finished) for name, status, finished in self.read(
+            "SELECT c.name, t.status, t.finished FROM crons c JOIN tasks t ON t.id = "
+            "(SELECT max(id) FROM tasks WHERE cron = c.name)")}
+
     def finished_since(self, since: float, limit: int) -> list:
         """[(name, status, started, finished)] of the tasks finished since then, the newest
         first, at most `limit` (the dashboard's statistics; the index of finished times)."""
@@ -3154,7 +3165,7 @@ class _PgStore:
                 for statement in _PG_SCHEMA:
                     con.execute(statement)
                 con.execute("INSERT INTO meta (version) VALUES (%s)", (_PG_SCHEMA_VERSION,))
-
+            con.execute(_CRON_RUNS_INDEX)
     def _check_existing(self) -> None:
         con = self._connection()
         try:
@@ -3587,6 +3598,11 @@ class _PgStore:
 
     def schema_version(self) -> int:
         return self._version(self._connection())
+
+    def last_runs(self) -> dict:
+        return {name: (status, finished) for name, status, finished in self.read(
+            "SELECT c.name, t.status, t.finished FROM crons c JOIN tasks t ON t.id = "
+            "(SELECT max(id) FROM tasks WHERE cron = c.name)")}
 
     def finished_since(self, since: float, limit: int) -> list:
         return self.read("SELECT name, status, started, finished FROM tasks WHERE finished "
@@ -5898,6 +5914,20 @@ def _minute_chart(finished: list, now: float) -> str:
             f'"finished tasks per minute, the last hour; most {top}">{bars}</svg>')
 
 
+def _day_timeline(schedule: "CronExpression", after: _dt.datetime) -> str:
+    """The due times of the next 24 hours as ticks on an inline SVG (at most 1,440)."""
+    end = after + _dt.timedelta(hours=24)
+    ticks = []
+    for due in itertools.islice(schedule.iter(after), 1440):
+        if due > end:
+            break
+        ticks.append(f'<rect x="{(due - after).total_seconds() / 144:.1f}" y="0" width="1" '
+                     f'height="14" fill="#27c"><title>{due:%a %H:%M}</title></rect>')
+    return (f'<svg width="600" height="14" viewBox="0 0 600 14" role="img" data-timeline '
+            f'aria-label="due times, the next 24 hours: {len(ticks)}">{"".join(ticks)}'
+            f'<rect x="0" y="13" width="600" height="1" fill="#ccc"/></svg>')
+
+
 class _Dashboard:
     """The pages and actions of one database; the HTTP handler calls page() and act()."""
 
@@ -5943,11 +5973,13 @@ class _Dashboard:
             return 303, "/pool"
         return 404, "no such action"
 
-    def _form(self, action: str, label: str, fields: str = "") -> str:
-        """A button that POSTs `action` with the page's secret (and `fields`)."""
-        return (f"<form method='post' action='{_h(action)}'><input type='hidden' name='secret' "
-                f"value='{_h(self.secret)}'>{fields}<button data-action='{_h(label)}'>"
-                f"{_h(label)}</button></form>")
+    def _form(self, action: str, label: str, fields: str = "", ask: str = "") -> str:
+        """A button that POSTs `action` with the page's secret (and `fields`), after the
+        question `ask` if one is given."""
+        confirm = f" onsubmit='return confirm({_h(json.dumps(ask))})'" if ask else ""
+        return (f"<form method='post' action='{_h(action)}'{confirm}><input type='hidden' "
+                f"name='secret' value='{_h(self.secret)}'>{fields}<button data-action="
+                f"'{_h(label)}'>{_h(label)}</button></form>")
 
     # -- the pages
 
@@ -6031,7 +6063,9 @@ class _Dashboard:
         if row.status in ("waiting", "queued", "running"):
             force = "<input type='hidden' name='force' value='1'>" \
                 if row.status == "running" else ""
-            actions = self._form(f"/task/{row.uuid}/cancel", "cancel", force)
+            actions = self._form(f"/task/{row.uuid}/cancel", "cancel", force, ask=(
+                "Stop this running task? Its worker is terminated and replaced."
+                if force else ""))
         return f"<table data-task-id='{_h(row.uuid)}'>{details}</table>{actions}{failure}{output}"
 
     def _pool(self) -> str:
@@ -6065,15 +6099,17 @@ class _Dashboard:
 
     def _crons(self) -> str:
         now = _clock()
-        rows = []
+        rows, last = [], self.store.last_runs()
         for name, expression, schedule, next_due, last_run, running in self.store.cron_rows():
             after = _dt.datetime.fromtimestamp(now, schedule.tz or _local_zone())
             upcoming = ", ".join(t.strftime("%a %Y-%m-%d %H:%M")
                                  for t in itertools.islice(schedule.iter(after), 5))
+            status = "running" if running else last.get(name, ("", None))[0]
             rows.append(f"<tr data-cron='{_h(name)}'><td>{_h(name)}</td><td>{_h(expression)}"
                         f"</td><td>{_h(schedule.describe())}</td><td>{_h(upcoming)}</td><td>"
-                        f"{_local_time(last_run) or 'never'}{' (running)' if running else ''}"
-                        f"</td></tr>")
+                        f"{_local_time(last_run) or 'never'} <span class='{_h(status)}' "
+                        f"data-last-status>{_h(status)}</span></td></tr><tr><td colspan='5'>"
+                        f"{_day_timeline(schedule, after)}</td></tr>")
         return (f"<table><tr><th>job</th><th>expression</th><th>when</th><th>next five runs"
                 f"</th><th>last run</th></tr>{''.join(rows)}</table>")
 

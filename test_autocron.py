@@ -4561,8 +4561,16 @@ def page(chromium, board):
     tab.on("request", lambda request: requests.append(request.url))
     tab.on("console", lambda message: message.type == "error" and errors.append(message.text))
     tab.on("pageerror", lambda error: errors.append(str(error)))
-    tab.on("dialog", lambda dialog: errors.append(f"dialog: {dialog.message}") or
-           dialog.dismiss())
+    tab.accepted = None        # a test that expects questions sets a list: they are accepted
+
+    def on_dialog(dialog):
+        if tab.accepted is None:
+            errors.append(f"dialog: {dialog.message}")
+            dialog.dismiss()
+        else:
+            tab.accepted.append(dialog.message)
+            dialog.accept()
+    tab.on("dialog", on_dialog)
     yield tab
     context.close()
     assert errors == []
@@ -4597,6 +4605,16 @@ class TestDashboard:
         page.click("[data-action='cancel']")
         page.wait_for_selector("span.cancelled", timeout=15_000)
         assert board.later.status == "cancelled"
+
+    def test_force_cancel_asks_first_then_stops_the_running_task(self, board, page, tmp_path):
+        held = hold_until(str(tmp_path / "never"))
+        wait_until(lambda: held.status == "running", what="the task to start")
+        page.goto(board.base + f"task/{held.uuid}")
+        page.accepted = []
+        page.click("[data-action='cancel']")
+        page.wait_for_selector("span.cancelled", timeout=30_000)
+        assert page.accepted == ["Stop this running task? Its worker is terminated and replaced."]
+        assert held.status == "cancelled"
 
     def test_a_payload_in_arguments_and_output_stays_text(self, board, page):
         result = shout(XSS)
@@ -4672,6 +4690,32 @@ class TestDashboard:
             assert server.get("/tasks", {"Cookie": "autocron_token=wrong"})[0] == 401
         finally:
             server.stop()
+
+    def test_the_cron_page_shows_the_next_runs_the_last_status_and_a_day(self, database,
+                                                                          monkeypatch, tmp_path):
+        monkeypatch.setenv("AUTOCRON_TEST_LOG", str(tmp_path / "cron.log"))
+        clock = FakeClock(datetime(2030, 1, 1, 8, 59, 30).timestamp(), monkeypatch, tmp_path)
+        autocron.cron("0 9,15 * * *")(cron_job)
+        try:
+            autocron.start(database, workers=1)
+            clock.now += 60                               # 09:00:30: due
+            wake_pool()
+            wait_until(lambda: query(database, "SELECT status FROM tasks") == [("ready",)],
+                       what="the run")
+            handle = autocron.dashboard()
+            try:
+                with urllib.request.urlopen(handle.url + "crons", timeout=30) as answer:
+                    body = answer.read().decode()
+            finally:
+                handle.stop()
+                autocron._dashboards.clear()
+            assert "data-cron='test_autocron.cron_job'" in body
+            assert "at 09:00 and 15:00 every day" in body
+            assert "Tue 2030-01-01 15:00, Wed 2030-01-02 09:00, Wed 2030-01-02 15:00" in body
+            assert "<span class='ready' data-last-status>ready</span>" in body
+            assert 'aria-label="due times, the next 24 hours: 2"' in body
+        finally:
+            forget_cron("test_autocron.cron_job")
 
     def test_in_a_notebook_dashboard_serves_the_current_database(self, database):
         autocron.start(database, workers=1)
