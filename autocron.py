@@ -2244,6 +2244,7 @@ class _Store:
                                 f"{version}, this one knows {_SCHEMA_VERSION}); upgrade "
                                 "autocron or pass another path", self.path)
         with self.transaction() as con:    # fails now, not later, if the file is read-only
+            con.execute("UPDATE settings SET value = value WHERE 0")
             con.execute(_CRON_RUNS_INDEX)      # added after schema 1 was released: every open
 
     def _check_existing(self) -> None:
