@@ -2066,7 +2066,105 @@ def _wake_path(database: str) -> Optional[str]:
 _links = threading.local()
 
 
-class _Store:
+class _SharedSql:
+    """What both stores read and write with the same SQL, written with SQLite's ?
+    placeholders (the PostgreSQL store's read() and write() turn them into %s)."""
+
+    def set_setting(self, key: str, value: Any) -> None:
+        self.write("INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) "
+                   "DO UPDATE SET value = excluded.value", (key, json.dumps(value)))
+        if key == "synchronous":
+            self._synchronous(value)
+
+    def function_payload(self, digest: str) -> bytes:
+        rows = self.read("SELECT payload FROM functions WHERE hash = ?", (digest,))
+        if not rows:
+            raise LookupError(f"the shipped function {digest} is not in {self.path}; it was "
+                              "deleted with its last task - call the function again")
+        return rows[0][0]
+
+    def result_row(self, uid: str) -> Optional[_ResultRow]:
+        rows = self.read(f"SELECT {_RESULT_COLUMNS} FROM tasks WHERE id = ? AND token = ?",
+                         _row_key(uid))
+        return _ResultRow(*rows[0]) if rows else None
+
+    def result_rows(self, limit: Optional[int] = None, status: Optional[str] = None) -> list:
+        """Results newest first: at most `limit` (None: all), only those with the public
+        `status` (None: any; "waiting" includes "queued"). The newest-first walk of the
+        primary key stops at `limit` rows: memory never grows with the table."""
+        where, params = "", ()
+        if status is not None:
+            params = ("waiting", "queued") if status == "waiting" else (status,)
+            where = f"WHERE status IN ({', '.join('?' * len(params))}) "
+        return [_ResultRow(*row) for row in self.read(
+            f"SELECT {_RESULT_COLUMNS} FROM tasks {where}ORDER BY id DESC LIMIT ?",
+            params + (-1 if limit is None else limit,))]
+
+    def cancel_pending(self, uid: str) -> bool:
+        rows = self.read("SELECT cancel FROM tasks WHERE id = ? AND token = ?", _row_key(uid))
+        return bool(rows and rows[0][0])
+
+    def cancel_requests(self) -> dict:
+        """{task id: 1 (withdraw if not started) or 2 (also stop it)}."""
+        return dict(self.read("SELECT id, cancel FROM tasks WHERE cancel > 0 AND "
+                              "status IN ('queued', 'running')"))
+
+    def cron_rows(self) -> list:
+        """[(name, expression, CronExpression, next due, last run, running)] by name."""
+        return [(name, expression, pickle.loads(blob), next_due, last_run, running)
+                for name, expression, blob, next_due, last_run, running in self.read(
+                    "SELECT name, expression, schedule, next_due, last_run, running FROM crons "
+                    "ORDER BY name")]
+
+    def counts(self, now: float) -> tuple:
+        """({status: number of tasks}, the number of waiting tasks due at `now`)."""
+        counts = dict(self.read("SELECT status, count(*) FROM tasks GROUP BY status"))
+        due = self.read("SELECT count(*) FROM tasks WHERE status = 'waiting' AND due <= ?",
+                        (now,))[0][0]
+        return counts, due
+
+    def task_rows(self, statuses: tuple, limit: int, newest_first: bool) -> list:
+        """[(id, name, args, status, priority, due, created, started, finished, summary,
+        error, worker)] of the tasks with these statuses: the newest first, or in the order
+        the pool takes them."""
+        marks = ", ".join("?" * len(statuses))
+        order = "id DESC" if newest_first else "priority DESC, due, id"
+        return self.read(
+            f"SELECT {_UUID}, name, args, status, priority, due, created, started, finished, "
+            f"summary, error, worker FROM tasks WHERE status IN ({marks}) ORDER BY {order} "
+            "LIMIT ?", statuses + (limit,))
+
+    def finished_since(self, since: float, limit: int) -> list:
+        """[(name, status, started, finished)] of the tasks finished since then, the newest
+        first, at most `limit` (the dashboard's statistics; the index of finished times)."""
+        return self.read("SELECT name, status, started, finished FROM tasks WHERE finished "
+                         ">= ? ORDER BY finished DESC LIMIT ?", (since, limit))
+
+    def task_page(self, status: Optional[str], function: Optional[str],
+                  before: Optional[int], limit: int) -> list:
+        """[_ResultRow] newest first, with this public status and function (None: any) and a
+        row id below `before` (None: from the newest), at most `limit`: a walk of the primary
+        key, as result_rows."""
+        where, params = ["id < ?"], [before if before is not None else 2 ** 62]
+        if status is not None:
+            states = ("waiting", "queued") if status == "waiting" else (status,)
+            where.append(f"status IN ({', '.join('?' * len(states))})")
+            params += states
+        if function:
+            where.append("name = ?")
+            params.append(function)
+        return [_ResultRow(*row) for row in self.read(
+            f"SELECT {_RESULT_COLUMNS} FROM tasks WHERE {' AND '.join(where)} "
+            "ORDER BY id DESC LIMIT ?", tuple(params) + (limit,))]
+
+    def last_runs(self) -> dict:
+        """{cron job: (status, finished)} of each job's newest run (through tasks_cron)."""
+        return {name: (status, finished) for name, status, finished in self.read(
+            "SELECT c.name, t.status, t.finished FROM crons c JOIN tasks t ON t.id = "
+            "(SELECT max(id) FROM tasks WHERE cron = c.name)")}
+
+
+class _Store(_SharedSql):
     """One autocron database file."""
 
     _wal_seen = (-1, 0.0)           # (size, since when) of the -wal as checkpoint() saw it
@@ -2290,12 +2388,6 @@ class _Store:
         self._synchronous(values["synchronous"])
         return values
 
-    def set_setting(self, key: str, value: Any) -> None:
-        self.write("INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) "
-                   "DO UPDATE SET value = excluded.value", (key, json.dumps(value)))
-        if key == "synchronous":
-            self._synchronous(value)
-
     def _synchronous(self, level: Any) -> None:
         try:
             self._use_synchronous(self._link(), level)
@@ -2364,30 +2456,6 @@ class _Store:
         con.execute("INSERT OR IGNORE INTO functions (hash, payload, created) VALUES (?, ?, ?)",
                     (shipped.hash, shipped.payload, _clock()))
 
-    def function_payload(self, digest: str) -> bytes:
-        rows = self.read("SELECT payload FROM functions WHERE hash = ?", (digest,))
-        if not rows:
-            raise LookupError(f"the shipped function {digest} is not in {self.path}; it was "
-                              "deleted with its last task - call the function again")
-        return rows[0][0]
-
-    def result_row(self, uid: str) -> Optional[_ResultRow]:
-        rows = self.read(f"SELECT {_RESULT_COLUMNS} FROM tasks WHERE id = ? AND token = ?",
-                         _row_key(uid))
-        return _ResultRow(*rows[0]) if rows else None
-
-    def result_rows(self, limit: Optional[int] = None, status: Optional[str] = None) -> list:
-        """Results newest first: at most `limit` (None: all), only those with the public
-        `status` (None: any; "waiting" includes "queued"). The newest-first walk of the
-        primary key stops at `limit` rows: memory never grows with the table."""
-        where, params = "", ()
-        if status is not None:
-            params = ("waiting", "queued") if status == "waiting" else (status,)
-            where = f"WHERE status IN ({', '.join('?' * len(params))}) "
-        return [_ResultRow(*row) for row in self.read(
-            f"SELECT {_RESULT_COLUMNS} FROM tasks {where}ORDER BY id DESC LIMIT ?",
-            params + (-1 if limit is None else limit,))]
-
     def cancel(self, con: sqlite3.Connection, uid: str, now: float) -> Optional[list]:
         """Withdraw a waiting task: None if it was not waiting, else the cron run it was, if
         any ([_CronEnd]: its job is free again once the caller gives its next due time)."""
@@ -2423,15 +2491,6 @@ class _Store:
                 return None
             self._mark = os.open(self.path + ".lock", os.O_RDONLY | os.O_CREAT, 0o600)
         return os.pread(self._mark, 8, 0)
-
-    def cancel_pending(self, uid: str) -> bool:
-        rows = self.read("SELECT cancel FROM tasks WHERE id = ? AND token = ?", _row_key(uid))
-        return bool(rows and rows[0][0])
-
-    def cancel_requests(self) -> dict:
-        """{task id: 1 (withdraw if not started) or 2 (also stop it)}."""
-        return dict(self.read("SELECT id, cancel FROM tasks WHERE cancel > 0 AND "
-                              "status IN ('queued', 'running')"))
 
     def refuse_cancel(self, con: sqlite3.Connection, ids: list) -> None:
         """A withdrawal came too late: the task had started."""
@@ -2712,62 +2771,8 @@ class _Store:
     def size_bytes(self) -> int:
         return os.path.getsize(self.path)
 
-    def cron_rows(self) -> list:
-        """[(name, expression, CronExpression, next due, last run, running)] by name."""
-        return [(name, expression, pickle.loads(blob), next_due, last_run, running)
-                for name, expression, blob, next_due, last_run, running in self.read(
-                    "SELECT name, expression, schedule, next_due, last_run, running FROM crons "
-                    "ORDER BY name")]
-
-    def counts(self, now: float) -> tuple:
-        """({status: number of tasks}, the number of waiting tasks due at `now`)."""
-        counts = dict(self.read("SELECT status, count(*) FROM tasks GROUP BY status"))
-        due = self.read("SELECT count(*) FROM tasks WHERE status = 'waiting' AND due <= ?",
-                        (now,))[0][0]
-        return counts, due
-
     def schema_version(self) -> int:
         return self.read("PRAGMA user_version")[0][0]
-
-    def last_runs(self) -> dict:
-        """{cron job: (status, finished)} of each job's newest run (through tasks_cron)."""
-        return {name: (status, finished) for name, status, finished in self.read(
-            "SELECT c.name, t.status, t.finished FROM crons c JOIN tasks t ON t.id = "
-            "(SELECT max(id) FROM tasks WHERE cron = c.name)")}
-
-    def finished_since(self, since: float, limit: int) -> list:
-        """[(name, status, started, finished)] of the tasks finished since then, the newest
-        first, at most `limit` (the dashboard's statistics; the index of finished times)."""
-        return self.read("SELECT name, status, started, finished FROM tasks WHERE finished "
-                         ">= ? ORDER BY finished DESC LIMIT ?", (since, limit))
-
-    def task_page(self, status: Optional[str], function: Optional[str],
-                  before: Optional[int], limit: int) -> list:
-        """[_ResultRow] newest first, with this public status and function (None: any) and a
-        row id below `before` (None: from the newest), at most `limit`: a walk of the primary
-        key, as result_rows."""
-        where, params = ["id < ?"], [before if before is not None else 2 ** 62]
-        if status is not None:
-            states = ("waiting", "queued") if status == "waiting" else (status,)
-            where.append(f"status IN ({', '.join('?' * len(states))})")
-            params += states
-        if function:
-            where.append("name = ?")
-            params.append(function)
-        return [_ResultRow(*row) for row in self.read(
-            f"SELECT {_RESULT_COLUMNS} FROM tasks WHERE {' AND '.join(where)} "
-            "ORDER BY id DESC LIMIT ?", tuple(params) + (limit,))]
-
-    def task_rows(self, statuses: tuple, limit: int, newest_first: bool) -> list:
-        """[(id, name, args, status, priority, due, created, started, finished, summary,
-        error, worker)] of the tasks with these statuses: the newest first, or in the order
-        the pool takes them."""
-        marks = ", ".join("?" * len(statuses))
-        order = "id DESC" if newest_first else "priority DESC, due, id"
-        return self.read(
-            f"SELECT {_UUID}, name, args, status, priority, due, created, started, finished, "
-            f"summary, error, worker FROM tasks WHERE status IN ({marks}) ORDER BY {order} "
-            "LIMIT ?", statuses + (limit,))
 
     def purge(self) -> int:
         """Delete every finished result; how many."""
@@ -2898,7 +2903,7 @@ def _pg_target(url: str) -> _PgTarget:
     import urllib.parse
     try:
         parts = urllib.parse.urlsplit(url)
-        port = parts.port                   # raises on a port that is not a number
+        parts.port                          # raises on a port that is not a number
     except ValueError as error:
         raise ValueError(f"cannot read the database URL ({error}); write it as "
                          "postgresql://user[:password]@host[:port]/database[?schema=name]") \
@@ -2923,7 +2928,6 @@ def _pg_target(url: str) -> _PgTarget:
     shown_query.append(("schema", schema))
     shown = urllib.parse.urlunsplit(parts._replace(
         netloc=netloc, query=urllib.parse.urlencode(shown_query, safe="*")))
-    del port
     return _PgTarget(conninfo, schema, shown, secret)
 
 
@@ -2979,7 +2983,7 @@ class _PgListener:
             self._con.close()
 
 
-class _PgStore:
+class _PgStore(_SharedSql):
     """One autocron schema in a PostgreSQL database."""
 
     leased = True
@@ -3105,14 +3109,15 @@ class _PgStore:
             raise self._error(error) from None
 
     def read(self, sql: str, params: tuple = ()) -> list:
+        """Rows of one statement; ? placeholders (_SharedSql's) become psycopg's %s."""
         try:
-            return self._connection().execute(sql, params).fetchall()
+            return self._connection().execute(sql.replace("?", "%s"), params).fetchall()
         except self._psycopg.Error as error:
             raise self._error(error) from None
 
     def write(self, sql: str, params: tuple = ()) -> int:
         try:
-            return self._connection().execute(sql, params).rowcount
+            return self._connection().execute(sql.replace("?", "%s"), params).rowcount
         except self._psycopg.Error as error:
             raise self._error(error) from None
 
@@ -3196,12 +3201,6 @@ class _PgStore:
             self._synchronous(values["synchronous"])
         return values
 
-    def set_setting(self, key: str, value: Any) -> None:
-        self.write("INSERT INTO settings (key, value) VALUES (%s, %s) ON CONFLICT (key) "
-                   "DO UPDATE SET value = excluded.value", (key, json.dumps(value)))
-        if key == "synchronous":
-            self._synchronous(value)
-
     def _synchronous(self, level: Any) -> None:
         try:
             self._use_synchronous(self._link(), level)
@@ -3264,27 +3263,6 @@ class _PgStore:
         con.execute("INSERT INTO functions (hash, payload, created) VALUES (%s, %s, %s) "
                     "ON CONFLICT (hash) DO NOTHING", (shipped.hash, shipped.payload, _clock()))
 
-    def function_payload(self, digest: str) -> bytes:
-        rows = self.read("SELECT payload FROM functions WHERE hash = %s", (digest,))
-        if not rows:
-            raise LookupError(f"the shipped function {digest} is not in {self.path}; it was "
-                              "deleted with its last task - call the function again")
-        return rows[0][0]
-
-    def result_row(self, uid: str) -> Optional[_ResultRow]:
-        rows = self.read(f"SELECT {_RESULT_COLUMNS} FROM tasks WHERE id = %s AND token = %s",
-                         _row_key(uid))
-        return _ResultRow(*rows[0]) if rows else None
-
-    def result_rows(self, limit: Optional[int] = None, status: Optional[str] = None) -> list:
-        where, params = "", ()
-        if status is not None:
-            params = ("waiting", "queued") if status == "waiting" else (status,)
-            where = f"WHERE status IN ({', '.join(['%s'] * len(params))}) "
-        return [_ResultRow(*row) for row in self.read(
-            f"SELECT {_RESULT_COLUMNS} FROM tasks {where}ORDER BY id DESC LIMIT %s",
-            params + (limit,))]
-
     def cancel(self, con: Any, uid: str, now: float) -> Optional[list]:
         rows = con.execute("UPDATE tasks SET status = 'cancelled', finished = %s, error = %s "
                            "WHERE id = %s AND token = %s AND status = 'waiting' RETURNING cron",
@@ -3307,14 +3285,6 @@ class _PgStore:
         """The withdrawals a pool's listener heard of (see _Store.cancel_mark); None where
         no listener runs (a worker: it reads the requests before each task)."""
         return None if self._listener is None else self._listener.cancels
-
-    def cancel_pending(self, uid: str) -> bool:
-        rows = self.read("SELECT cancel FROM tasks WHERE id = %s AND token = %s", _row_key(uid))
-        return bool(rows and rows[0][0])
-
-    def cancel_requests(self) -> dict:
-        return dict(self.read("SELECT id, cancel FROM tasks WHERE cancel > 0 AND "
-                              "status IN ('queued', 'running')"))
 
     def refuse_cancel(self, con: Any, ids: list) -> None:
         if ids:
@@ -3585,51 +3555,8 @@ class _PgStore:
                              "pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE "
                              "n.nspname = %s AND c.relkind = 'r'", (self.schema,))[0][0])
 
-    def cron_rows(self) -> list:
-        return [(name, expression, pickle.loads(blob), next_due, last_run, running)
-                for name, expression, blob, next_due, last_run, running in self.read(
-                    "SELECT name, expression, schedule, next_due, last_run, running FROM crons "
-                    "ORDER BY name")]
-
-    def counts(self, now: float) -> tuple:
-        counts = dict(self.read("SELECT status, count(*) FROM tasks GROUP BY status"))
-        due = self.read("SELECT count(*) FROM tasks WHERE status = 'waiting' AND due <= %s",
-                        (now,))[0][0]
-        return counts, due
-
     def schema_version(self) -> int:
         return self._version(self._connection())
-
-    def last_runs(self) -> dict:
-        return {name: (status, finished) for name, status, finished in self.read(
-            "SELECT c.name, t.status, t.finished FROM crons c JOIN tasks t ON t.id = "
-            "(SELECT max(id) FROM tasks WHERE cron = c.name)")}
-
-    def finished_since(self, since: float, limit: int) -> list:
-        return self.read("SELECT name, status, started, finished FROM tasks WHERE finished "
-                         ">= %s ORDER BY finished DESC LIMIT %s", (since, limit))
-
-    def task_page(self, status: Optional[str], function: Optional[str],
-                  before: Optional[int], limit: int) -> list:
-        where, params = ["id < %s"], [before if before is not None else 2 ** 62]
-        if status is not None:
-            states = ("waiting", "queued") if status == "waiting" else (status,)
-            where.append(f"status IN ({', '.join(['%s'] * len(states))})")
-            params += states
-        if function:
-            where.append("name = %s")
-            params.append(function)
-        return [_ResultRow(*row) for row in self.read(
-            f"SELECT {_RESULT_COLUMNS} FROM tasks WHERE {' AND '.join(where)} "
-            "ORDER BY id DESC LIMIT %s", tuple(params) + (limit,))]
-
-    def task_rows(self, statuses: tuple, limit: int, newest_first: bool) -> list:
-        marks = ", ".join(["%s"] * len(statuses))
-        order = "id DESC" if newest_first else "priority DESC, due, id"
-        return self.read(
-            f"SELECT {_UUID}, name, args, status, priority, due, created, started, finished, "
-            f"summary, error, worker FROM tasks WHERE status IN ({marks}) ORDER BY {order} "
-            "LIMIT %s", statuses + (limit,))
 
     def purge(self) -> int:
         with self.transaction() as con:
