@@ -2096,9 +2096,10 @@ class _SharedSql:
         if status is not None:
             params = ("waiting", "queued") if status == "waiting" else (status,)
             where = f"WHERE status IN ({', '.join('?' * len(params))}) "
+        bound = "" if limit is None else " LIMIT ?"     # SQL has no "no limit" both agree on
         return [_ResultRow(*row) for row in self.read(
-            f"SELECT {_RESULT_COLUMNS} FROM tasks {where}ORDER BY id DESC LIMIT ?",
-            params + (-1 if limit is None else limit,))]
+            f"SELECT {_RESULT_COLUMNS} FROM tasks {where}ORDER BY id DESC{bound}",
+            params + (() if limit is None else (limit,)))]
 
     def cancel_pending(self, uid: str) -> bool:
         rows = self.read("SELECT cancel FROM tasks WHERE id = ? AND token = ?", _row_key(uid))
