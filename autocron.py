@@ -131,7 +131,7 @@ _SEARCH_YEARS = 50
 _MAX_EXPRESSION = 1024
 _MAX_NUMBER_DIGITS = 10
 
-_SCHEMA_VERSION = 1
+_SCHEMA_VERSION = 2
 _PICKLE_PROTOCOL = 4            # readable by every Python that autocron supports (3.9+)
 _DEFAULT_SETTINGS = {"workers": 1, "result_ttl": 1800, "disabled": 0, "synchronous": "normal"}
 # "normal": a committed call survives a crash of the application, "full": also power loss or
@@ -168,6 +168,7 @@ _WAITER_LOOK = 0.25             # a caller with an event looks at the database t
 _CANCEL_WAIT = 10.0             # cancel() of a handed-over task waits this long for the pool
 _ACK_BATCH = 32                 # a busy worker is told about committed outcomes this often
 _MAX_OUTPUT = 64 * 1024
+_RETRIES_SHOWN = 20             # a task's page links to this many of the tasks that retry it
 _MISFIRE_GRACE = 60.0           # a cron due time missed by less than this still runs (a pool
                                 # taken over after its owner ended); older ones follow catch_up
 _MIN_SQLITE = (3, 24, 0)        # INSERT ... ON CONFLICT DO UPDATE (UPSERT) arrived in 3.24
@@ -1326,6 +1327,18 @@ class _CronEnd(NamedTuple):
     ended: float                     # when the run ended: the next due time counts from it
 
 
+class _CronRow(NamedTuple):
+    """A cron job as the admin tool and the dashboard show it."""
+
+    name: str
+    expression: str                  # as registered, with its zone
+    schedule: "CronExpression"
+    next_due: Optional[float]
+    last_run: Optional[float]
+    running: Optional[str]           # the id of its current run, if any
+    paused: bool                     # no runs start until it is resumed
+
+
 class _CronState(NamedTuple):
     """A cron job as a pool that ended left it (see _resume_due)."""
 
@@ -1816,6 +1829,10 @@ def _error_info(error: BaseException) -> dict:
 #     counts, size_bytes,
 #     schema_version, task_rows,
 #     purge
+#   finished_since, task_page,      the dashboard's statistics and lists; its     dashboard,
+#     last_runs, retry_links,       retry (a new task, linked to the old one);    admin
+#     retry, pause_cron,            a cron job's pause
+#     resume_cron
 #   path, wake_path, lock_path,     where it is (a URL is shown without its       all
 #     leased, machine, lease,       password); where its pool listens and locks;
 #     close                         whether it has leases; which machine and lease
@@ -1845,7 +1862,8 @@ _SCHEMA = (
         value BLOB,
         summary TEXT,
         error TEXT,
-        output TEXT)""",
+        output TEXT,
+        retry_of TEXT)                       -- the task this one retries (the dashboard's retry)""",
     "CREATE INDEX tasks_queue ON tasks (priority DESC, due, id) WHERE status = 'waiting'",
     "CREATE INDEX tasks_finished ON tasks (finished) WHERE finished IS NOT NULL",
     "CREATE INDEX tasks_cancel ON tasks (id) WHERE cancel > 0",
@@ -1860,7 +1878,8 @@ _SCHEMA = (
         catch_up INTEGER NOT NULL DEFAULT 0,
         next_due REAL,
         last_run REAL,
-        running TEXT)""",
+        running TEXT,
+        paused INTEGER NOT NULL DEFAULT 0)""",
     """CREATE TABLE pool (
         id INTEGER PRIMARY KEY CHECK (id = 1),
         owner INTEGER NOT NULL,
@@ -1869,10 +1888,18 @@ _SCHEMA = (
         workers TEXT NOT NULL DEFAULT '[]')""",
 )
 
-# Each cron job's newest run (the dashboard): an index that came after schema 1, so every
-# opening for writing makes sure it is there.
-_CRON_RUNS_INDEX = ("CREATE INDEX IF NOT EXISTS tasks_cron ON tasks (cron, id) "
-                    "WHERE cron IS NOT NULL")
+# Schema 2 over schema 1, for both stores (the same SQL): the dashboard's retry link and a
+# cron job's pause; each job's newest run and each task's retries found through an index. A
+# store opened for writing upgrades an older schema in one transaction; one opened for
+# reading leaves it as it is and reads around what it lacks (see `version`).
+_UPGRADE_TO_2 = (
+    "ALTER TABLE tasks ADD COLUMN retry_of TEXT",
+    "ALTER TABLE crons ADD COLUMN paused INTEGER NOT NULL DEFAULT 0",
+)
+_INDEXES_2 = (
+    "CREATE INDEX IF NOT EXISTS tasks_cron ON tasks (cron, id) WHERE cron IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS tasks_retry ON tasks (retry_of) WHERE retry_of IS NOT NULL",
+)
 
 # A task's public id is "<token>-<row id>": found through the primary key, so an enqueue
 # updates no extra index, and a random token keeps a recycled row id from matching an old id.
@@ -1893,6 +1920,13 @@ _INSERT_SHIPPED_TASK = ("INSERT INTO tasks (token, name, args, status, priority,
                         "retry_delay, backoff, timeout, due, created, record, function) "
                         "SELECT ?, ?, ?, 'waiting', ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE EXISTS "
                         "(SELECT 1 FROM functions WHERE hash = ?)")
+
+# The dashboard's retry: a new task with the call of a failed or cancelled one, linked to it.
+_RETRY_TASK = ("INSERT INTO tasks (token, name, args, status, priority, retries, retry_delay, "
+               "backoff, timeout, due, created, record, function, retry_of) SELECT ?, name, "
+               "args, 'waiting', priority, retries, retry_delay, backoff, timeout, ?, ?, record, "
+               f"function, {_UUID} FROM tasks WHERE id = ? AND token = ? AND status IN "
+               "('error', 'cancelled')")
 
 
 def _row_key(uid: str) -> tuple:
@@ -2110,12 +2144,47 @@ class _SharedSql:
         return dict(self.read("SELECT id, cancel FROM tasks WHERE cancel > 0 AND "
                               "status IN ('queued', 'running')"))
 
+    # Opened for reading, a schema older than 2 stays as it is: what it lacks reads as
+    # nothing paused and nothing retried.
+    version = _SCHEMA_VERSION
+
     def cron_rows(self) -> list:
-        """[(name, expression, CronExpression, next due, last run, running)] by name."""
-        return [(name, expression, pickle.loads(blob), next_due, last_run, running)
-                for name, expression, blob, next_due, last_run, running in self.read(
-                    "SELECT name, expression, schedule, next_due, last_run, running FROM crons "
-                    "ORDER BY name")]
+        """[_CronRow] by name."""
+        paused = "paused" if self.version >= 2 else "0"
+        return [_CronRow(name, expression, pickle.loads(blob), next_due, last_run, running,
+                         bool(stopped))
+                for name, expression, blob, next_due, last_run, running, stopped in self.read(
+                    "SELECT name, expression, schedule, next_due, last_run, running, "
+                    f"{paused} FROM crons ORDER BY name")]
+
+    def pause_cron(self, name: str) -> bool:
+        """Start no more runs of a job until it is resumed (one running goes on); False if
+        there is no such job."""
+        return self.write("UPDATE crons SET paused = 1 WHERE name = ?", (name,)) == 1
+
+    def resume_cron(self, name: str, now: float) -> Optional[float]:
+        """Let a paused job run again, from its first due time after `now`: the times it
+        missed while paused are skipped, catch_up or not (a job that is not paused keeps its
+        own). Its next due time; None if there is no such job."""
+        rows = self.read("SELECT schedule, paused, next_due FROM crons WHERE name = ?",
+                         (name,))
+        if not rows:
+            return None
+        blob, paused, due = rows[0]
+        if paused:
+            due = _next_due(pickle.loads(blob), now)
+            self.write("UPDATE crons SET paused = 0, next_due = ? WHERE name = ?", (due, name))
+        return due
+
+    def retry_links(self, uid: str) -> tuple:
+        """(the id of the task this one retries or None, [ids of the tasks that retry it],
+        oldest first, at most _RETRIES_SHOWN)."""
+        if self.version < 2:
+            return None, []
+        rows = self.read("SELECT retry_of FROM tasks WHERE id = ? AND token = ?", _row_key(uid))
+        later = self.read(f"SELECT {_UUID} FROM tasks WHERE retry_of = ? ORDER BY id LIMIT ?",
+                          (uid, _RETRIES_SHOWN))
+        return (rows[0][0] if rows else None), [row[0] for row in later]
 
     def counts(self, now: float) -> tuple:
         """({status: number of tasks}, the number of waiting tasks due at `now`)."""
@@ -2344,7 +2413,7 @@ class _Store(_SharedSql):
                                 "autocron or pass another path", self.path)
         with self.transaction() as con:    # fails now, not later, if the file is read-only
             con.execute("UPDATE settings SET value = value WHERE 0")
-            con.execute(_CRON_RUNS_INDEX)      # added after schema 1 was released: every open
+            self._upgrade(con)
 
     def _check_existing(self) -> None:
         if not os.path.isfile(self.path):
@@ -2364,6 +2433,19 @@ class _Store(_SharedSql):
             raise DatabaseError(f"{self.path} was written by a newer autocron (schema "
                                 f"{version}, this one knows {_SCHEMA_VERSION}); upgrade "
                                 "autocron", self.path)
+        self.version = version
+        if self._write and version < _SCHEMA_VERSION:
+            with self.transaction() as con:
+                self._upgrade(con)
+
+    def _upgrade(self, con: sqlite3.Connection) -> None:
+        """Bring an older schema up to this one's, in the caller's transaction."""
+        self.version = con.execute("PRAGMA user_version").fetchone()[0]
+        if self.version < 2:
+            for statement in _UPGRADE_TO_2 + _INDEXES_2:
+                con.execute(statement)
+            con.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+            self.version = _SCHEMA_VERSION
 
     def _create_schema(self) -> None:
         with self.transaction() as con:
@@ -2375,7 +2457,7 @@ class _Store(_SharedSql):
                 raise DatabaseError(f"{self.path} is an SQLite database but not autocron's "
                                     f"(it has the tables {', '.join(sorted(tables))}); pass "
                                     "another path to start()", self.path)
-            for statement in _SCHEMA:
+            for statement in _SCHEMA + _INDEXES_2:
                 con.execute(statement)
             con.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
 
@@ -2482,6 +2564,15 @@ class _Store(_SharedSql):
                 os.close(descriptor)
         return True
 
+    def retry(self, uid: str, now: float) -> Optional[str]:
+        """Store the call of a failed or cancelled task again, as a new task due at `now`
+        that names the old one (retry_of); its id, None if that task is not failed or
+        cancelled (or not there)."""
+        token = _token()
+        with self.transaction() as con:
+            cursor = con.execute(_RETRY_TASK, (token, now, now, *_row_key(uid)))
+            return f"{token}-{cursor.lastrowid}" if cursor.rowcount == 1 else None
+
     def cancel_mark(self) -> Optional[bytes]:
         """What changes whenever a withdrawal is asked for (request_cancel writes 8 random
         bytes into the lock file after its commit), so that a worker reads cancel_requests()
@@ -2570,7 +2661,7 @@ class _Store(_SharedSql):
         started = []
         for name, record, function in con.execute(
                 "SELECT name, record, function FROM crons WHERE running IS NULL "
-                "AND next_due <= ?", (now,)).fetchall():
+                "AND paused = 0 AND next_due <= ?", (now,)).fetchall():
             token = _token()
             row = con.execute("INSERT INTO tasks (token, name, status, due, created, record, "
                               "cron, function) VALUES (?, ?, 'waiting', ?, ?, ?, ?, ?)",
@@ -2657,12 +2748,12 @@ class _Store(_SharedSql):
         """(a task is due, a cron job is due), read without taking the write lock."""
         return self.read(
             "SELECT EXISTS (SELECT 1 FROM tasks WHERE status = 'waiting' AND due <= ?), "
-            "EXISTS (SELECT 1 FROM crons WHERE running IS NULL AND next_due <= ?)",
+            "EXISTS (SELECT 1 FROM crons WHERE running IS NULL AND paused = 0 AND next_due <= ?)",
             (now, now))[0]
 
     def next_due(self) -> Optional[float]:
         rows = self.read("SELECT min(due) FROM tasks WHERE status = 'waiting'")
-        crons = self.read("SELECT min(next_due) FROM crons WHERE running IS NULL")
+        crons = self.read("SELECT min(next_due) FROM crons WHERE running IS NULL AND paused = 0")
         times = [t for t in (rows[0][0], crons[0][0]) if t is not None]
         return min(times) if times else None
 
@@ -2804,7 +2895,7 @@ class _Store(_SharedSql):
 #   that another role owns is refused.
 
 _PG_SCHEMES = ("postgresql://", "postgres://")
-_PG_SCHEMA_VERSION = 1
+_PG_SCHEMA_VERSION = 2
 _PG_DEFAULT_SCHEMA = "autocron"
 _PG_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}\Z")
 _PG_CONNECT_TIMEOUT = 5         # seconds to reach the server, unless the URL says otherwise
@@ -2841,7 +2932,8 @@ _PG_SCHEMA = (
         value BYTEA,
         summary TEXT,
         error TEXT,
-        output TEXT)""",
+        output TEXT,
+        retry_of TEXT)""",
     "CREATE INDEX tasks_queue ON tasks (priority DESC, due, id) WHERE status = 'waiting'",
     "CREATE INDEX tasks_finished ON tasks (finished) WHERE finished IS NOT NULL",
     "CREATE INDEX tasks_cancel ON tasks (id) WHERE cancel > 0",
@@ -2858,7 +2950,8 @@ _PG_SCHEMA = (
         catch_up INTEGER NOT NULL DEFAULT 0,
         next_due DOUBLE PRECISION,
         last_run DOUBLE PRECISION,
-        running TEXT)""",
+        running TEXT,
+        paused INTEGER NOT NULL DEFAULT 0)""",
     """CREATE TABLE machines (
         name TEXT PRIMARY KEY,
         lease BIGINT NOT NULL,
@@ -3169,10 +3262,21 @@ class _PgStore(_SharedSql):
                     raise DatabaseError(f"{self.path}: the schema {self.schema} has tables "
                                         f"that are not autocron's ({', '.join(sorted(tables))});"
                                         " choose another with ?schema=name", self.path)
-                for statement in _PG_SCHEMA:
+                for statement in _PG_SCHEMA + _INDEXES_2:
                     con.execute(statement)
                 con.execute("INSERT INTO meta (version) VALUES (%s)", (_PG_SCHEMA_VERSION,))
-            con.execute(_CRON_RUNS_INDEX)
+                version = _PG_SCHEMA_VERSION
+            self.version = self._upgrade(con, version)
+
+    def _upgrade(self, con: Any, version: int) -> int:
+        """Bring an older schema up to this one's, in the caller's transaction (which holds
+        the creators' lock); the version it is at then."""
+        if version < 2:
+            for statement in _UPGRADE_TO_2 + _INDEXES_2:
+                con.execute(statement)
+            con.execute("UPDATE meta SET version = %s", (_PG_SCHEMA_VERSION,))
+        return _PG_SCHEMA_VERSION
+
     def _check_existing(self) -> None:
         con = self._connection()
         try:
@@ -3190,6 +3294,11 @@ class _PgStore(_SharedSql):
             raise DatabaseError(f"{self.path} was written by a newer autocron (schema "
                                 f"{version}, this one knows {_PG_SCHEMA_VERSION}); upgrade "
                                 "autocron", self.path)
+        self.version = version
+        if self._write and version < _PG_SCHEMA_VERSION:
+            with self.transaction() as con:
+                con.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (self._channel,))
+                self.version = self._upgrade(con, self._version(con))
 
     # -- settings
 
@@ -3281,6 +3390,13 @@ class _PgStore(_SharedSql):
             f"WITH u AS (UPDATE tasks SET cancel = %s WHERE id = %s AND token = %s AND status "
             f"IN {statuses} RETURNING id) SELECT pg_notify(%s, '') FROM u",
             (2 if force else 1, *_row_key(uid), self._channel + ".cancel")))
+
+    def retry(self, uid: str, now: float) -> Optional[str]:
+        """See _Store.retry; the pools are woken in the same statement."""
+        token = _token()
+        rows = self.read(f"WITH t AS ({_RETRY_TASK} RETURNING id) SELECT id, pg_notify(?, '') "
+                         "FROM t", (token, now, now, *_row_key(uid), self._channel))
+        return f"{token}-{rows[0][0]}" if rows else None
 
     def cancel_mark(self) -> Optional[int]:
         """The withdrawals a pool's listener heard of (see _Store.cancel_mark); None where
@@ -3393,7 +3509,7 @@ class _PgStore(_SharedSql):
         started = []
         for name, record, function in con.execute(
                 "SELECT name, record, function FROM crons WHERE running IS NULL "
-                "AND next_due <= %s FOR UPDATE SKIP LOCKED", (now,)).fetchall():
+                "AND paused = 0 AND next_due <= %s FOR UPDATE SKIP LOCKED", (now,)).fetchall():
             token = _token()
             row = con.execute("INSERT INTO tasks (token, name, status, due, created, record, "
                               "cron, function) VALUES (%s, %s, 'waiting', %s, %s, %s, %s, %s) "
@@ -3486,13 +3602,13 @@ class _PgStore(_SharedSql):
         (the pool's own runs it knows of sooner: they end in its commits)."""
         if time.monotonic() >= self._crons_read + _SETTINGS_LOOK:
             self._crons_read = time.monotonic()
-            self._cron_due = self.read("SELECT min(next_due) FROM crons WHERE running IS NULL")[
-                0][0]
+            self._cron_due = self.read("SELECT min(next_due) FROM crons WHERE running IS NULL "
+                                      "AND paused = 0")[0][0]
         return True, self._cron_due is not None and self._cron_due <= now
 
     def next_due(self) -> Optional[float]:
         rows = self.read("SELECT (SELECT min(due) FROM tasks WHERE status = 'waiting'), "
-                         "(SELECT min(next_due) FROM crons WHERE running IS NULL)")
+                         "(SELECT min(next_due) FROM crons WHERE running IS NULL AND paused = 0)")
         times = [t for t in rows[0] if t is not None]
         return min(times) if times else None
 
@@ -5890,6 +6006,24 @@ class _Dashboard:
         if len(parts) == 3 and parts[0] == "task" and parts[2] == "cancel":
             Result(parts[1], self.store).cancel(force=form.get("force") == "1")
             return 303, f"/task/{parts[1]}"
+        if len(parts) == 3 and parts[0] == "task" and parts[2] == "retry":
+            row = self.store.result_row(parts[1])
+            if row is None:
+                return 404, "no such task"
+            fresh = self.store.retry(parts[1], _clock())
+            if fresh is None:
+                return 409, ("only a failed or cancelled task can be retried; this one is "
+                             f"{row.status}")
+            _notify(self.store.wake_path)
+            return 303, f"/task/{fresh}"
+        if path in ("/cron/pause", "/cron/resume"):
+            name = form.get("name", "")
+            if path == "/cron/pause":
+                found = self.store.pause_cron(name)
+            else:
+                found = self.store.resume_cron(name, _clock()) is not None
+                _notify(self.store.wake_path)     # its pool counts the new due time in
+            return (303, "/crons") if found else (404, f"no cron job named {name!r}")
         if path == "/purge":
             self.store.purge()
             return 303, "/tasks"
@@ -5995,7 +6129,19 @@ class _Dashboard:
             actions = self._form(f"/task/{row.uuid}/cancel", "cancel", force, ask=(
                 "Stop this running task? Its worker is terminated and replaced."
                 if force else ""))
-        return f"<table data-task-id='{_h(row.uuid)}'>{details}</table>{actions}{failure}{output}"
+        elif row.status in ("error", "cancelled"):
+            actions = self._form(f"/task/{row.uuid}/retry", "retry") + \
+                " stores the same call again, as a new task."
+        earlier, later = self.store.retry_links(row.uuid)
+        links = ""
+        if earlier:
+            links += (f"<p data-retry-of>A retry of <a href='/task/{_h(earlier)}'>"
+                      f"{_h(earlier)}</a>.</p>")
+        if later:
+            links += "<p data-retried-as>Retried as " + ", ".join(
+                f"<a href='/task/{_h(uid)}'>{_h(uid)}</a>" for uid in later) + ".</p>"
+        return (f"<table data-task-id='{_h(row.uuid)}'>{details}</table>{links}{actions}"
+                f"{failure}{output}")
 
     def _pool(self) -> str:
         now = _clock()
@@ -6029,18 +6175,26 @@ class _Dashboard:
     def _crons(self) -> str:
         now = _clock()
         rows, last = [], self.store.last_runs()
-        for name, expression, schedule, next_due, last_run, running in self.store.cron_rows():
-            after = _dt.datetime.fromtimestamp(now, schedule.tz or _local_zone())
-            upcoming = ", ".join(t.strftime("%a %Y-%m-%d %H:%M")
-                                 for t in itertools.islice(schedule.iter(after), 5))
-            status = "running" if running else last.get(name, ("", None))[0]
-            rows.append(f"<tr data-cron='{_h(name)}'><td>{_h(name)}</td><td>{_h(expression)}"
-                        f"</td><td>{_h(schedule.describe())}</td><td>{_h(upcoming)}</td><td>"
-                        f"{_local_time(last_run) or 'never'} <span class='{_h(status)}' "
-                        f"data-last-status>{_h(status)}</span></td></tr><tr><td colspan='5'>"
-                        f"{_day_timeline(schedule, after)}</td></tr>")
+        for job in self.store.cron_rows():
+            after = _dt.datetime.fromtimestamp(now, job.schedule.tz or _local_zone())
+            status = "running" if job.running else last.get(job.name, ("", None))[0]
+            field = f"<input type='hidden' name='name' value='{_h(job.name)}'>"
+            if job.paused:
+                upcoming, day = "paused: no runs until it is resumed", ""
+                switch = self._form("/cron/resume", "resume", field)
+            else:
+                upcoming = ", ".join(t.strftime("%a %Y-%m-%d %H:%M")
+                                     for t in itertools.islice(job.schedule.iter(after), 5))
+                day = _day_timeline(job.schedule, after)
+                switch = self._form("/cron/pause", "pause", field)
+            rows.append(f"<tr data-cron='{_h(job.name)}' data-paused='{int(job.paused)}'><td>"
+                        f"{_h(job.name)}</td><td>{_h(job.expression)}</td><td>"
+                        f"{_h(job.schedule.describe())}</td><td>{_h(upcoming)}</td><td>"
+                        f"{_local_time(job.last_run) or 'never'} <span class='{_h(status)}' "
+                        f"data-last-status>{_h(status)}</span></td><td>{switch}</td></tr>"
+                        f"<tr><td colspan='6'>{day}</td></tr>")
         return (f"<table><tr><th>job</th><th>expression</th><th>when</th><th>next five runs"
-                f"</th><th>last run</th></tr>{''.join(rows)}</table>")
+                f"</th><th>last run</th><th></th></tr>{''.join(rows)}</table>")
 
 
 def _dashboard_handler(board: _Dashboard) -> type:
@@ -6260,13 +6414,15 @@ def _pool_state(store: _Store) -> dict:
 
 def _cron_jobs(store: _Store, count: int = 3) -> list:
     jobs = []
-    for name, expression, schedule, next_due, last_run, running in store.cron_rows():
-        after = _dt.datetime.fromtimestamp(_clock(), schedule.tz or _local_zone())
-        jobs.append({"name": name, "expression": expression, "description": schedule.describe(),
-                     "next": [t.isoformat() for t in itertools.islice(schedule.iter(after),
-                                                                         count)],
-                     "due": _iso(next_due), "last_run": _iso(last_run),
-                     "running": bool(running)})
+    for job in store.cron_rows():
+        after = _dt.datetime.fromtimestamp(_clock(), job.schedule.tz or _local_zone())
+        upcoming = [] if job.paused else itertools.islice(job.schedule.iter(after), count)
+        jobs.append({"name": job.name, "expression": job.expression,
+                     "description": job.schedule.describe(),
+                     "next": [t.isoformat() for t in upcoming],
+                     "due": None if job.paused else _iso(job.next_due),
+                     "last_run": _iso(job.last_run), "running": bool(job.running),
+                     "paused": job.paused})
     return jobs
 
 
@@ -6320,6 +6476,8 @@ def _print_info(info: dict) -> None:
         last = _local_time(_dt.datetime.fromisoformat(job["last_run"]).timestamp()) \
             if job["last_run"] else "never"
         print(f"  {job['name']}  {job['expression']}  {job['description']}")
+        if job["paused"]:
+            times = f"paused (autocron resume {job['name']})"
         print(f"    next: {times}; last run: {last}{' (running)' if job['running'] else ''}")
 
 
@@ -6417,6 +6575,26 @@ def _command_purge(args) -> int:
     return 0
 
 
+def _command_pause(args, paused: bool) -> int:
+    store = _open_existing(args)
+    if paused:
+        found = store.pause_cron(args.name)
+    else:
+        due = store.resume_cron(args.name, _clock())
+        found = due is not None
+        _notify(store.wake_path)           # its pool counts the new due time in
+    if not found:
+        known = ", ".join(job.name for job in store.cron_rows()) or "none"
+        raise _UsageError(f"no cron job named {args.name!r} in {store.path} (its jobs: "
+                          f"{known})")
+    if paused:
+        print(f"paused {args.name}: no runs start until `autocron resume {args.name}` (a run "
+              "that is running goes on)")
+    else:
+        print(f"resumed {args.name}: next run {_local_time(due)}")
+    return 0
+
+
 def _command_next(args) -> int:
     schedule = CronExpression(args.expression, tz=args.tz)
     zone = schedule.tz or _local_zone()
@@ -6497,8 +6675,14 @@ def _parser():
         run=lambda args: _command_enable(args, False))
     commands.add_parser("purge", help="remove all finished results") \
         .set_defaults(run=_command_purge)
+    for verb, paused, what in (("pause", True, "start no more runs of a cron job"),
+                               ("resume", False, "let a paused cron job run again, from its "
+                                                 "next due time")):
+        switch = commands.add_parser(verb, help=what)
+        switch.add_argument("name", help="the job, as `autocron info` names it")
+        switch.set_defaults(run=lambda args, paused=paused: _command_pause(args, paused))
     board = commands.add_parser("dashboard", help="serve the dashboard: overview, tasks, "
-                                "cron jobs; cancel from the page")
+                                "cron jobs, pool; cancel, retry, pause from the page")
     board.add_argument("--port", type=int, default=8000, help="default: %(default)s")
     board.add_argument("--host", default="127.0.0.1", help="the address to bind (default: "
                        "%(default)s; any other needs a token)")

@@ -1452,6 +1452,21 @@ def query(database, sql, params=()):
     return store.read(sql, params)
 
 
+def as_schema_1(database):
+    """Turn a database of this autocron back into one of schema 1, as the release before
+    the dashboard's retry and pause made it."""
+    store = autocron._open_store(database, existing=True, write=True)
+    for statement in ("DROP INDEX tasks_retry", "DROP INDEX tasks_cron",
+                      "ALTER TABLE tasks DROP COLUMN retry_of",
+                      "ALTER TABLE crons DROP COLUMN paused"):
+        store.write(statement)
+    if isinstance(store, autocron._PgStore):
+        store.write("UPDATE meta SET version = 1")
+    else:
+        store.write("PRAGMA user_version = 1")
+    store.close()
+
+
 def other_database(database):
     """Another database on the same backend: a file beside it, or another schema."""
     if autocron._is_postgres(database):
@@ -2249,7 +2264,31 @@ class TestStore:
         with pytest.raises(autocron.DatabaseError) as caught:
             autocron.start(path)
         assert str(caught.value) == (f"{path} was written by a newer autocron (schema 99, this "
-                                     "one knows 1); upgrade autocron or pass another path")
+                                     "one knows 2); upgrade autocron or pass another path")
+
+    def test_a_schema_1_database_is_upgraded_by_the_first_writer(self, database):
+        autocron.cron("0 9 * * *")(cron_job)
+        try:
+            autocron.start(database, workers=1)
+            kept = add(1, 2)
+            assert kept.get(timeout=30) == 3
+            autocron.stop()
+            as_schema_1(database)
+            shown = cli("info", "--json", db=database)        # reading: left at schema 1
+            assert shown.returncode == 0, shown.stderr
+            info = json.loads(shown.stdout)
+            assert info["schema"] == 1 and info["cron_jobs"][0]["paused"] is False
+            assert cli("info", db=database).returncode == 0
+            assert json.loads(cli("info", "--json", db=database).stdout)["schema"] == 1
+            paused = cli("pause", "test_autocron.cron_job", db=database)   # writing
+            assert paused.returncode == 0, paused.stderr
+            info = json.loads(cli("info", "--json", db=database).stdout)
+            assert info["schema"] == 2 and info["cron_jobs"][0]["paused"] is True
+            autocron.start(database, workers=1)
+            assert autocron.get_result(kept.uuid).get() == 3
+            assert add(2, 3).get(timeout=30) == 5
+        finally:
+            forget_cron("test_autocron.cron_job")
 
     def test_reports_a_folder_it_cannot_create(self, tmp_path):
         (tmp_path / "file").write_text("")
@@ -2711,7 +2750,7 @@ class TestPostgresStore:
                        (pg.schema,))
         assert sorted(t for t, in tables) == ["crons", "functions", "machines", "meta",
                                               "settings", "tasks"]
-        assert query(pg_url(pg), "SELECT version FROM meta") == [(1,)]
+        assert query(pg_url(pg), "SELECT version FROM meta") == [(2,)]
         assert query(pg_url(pg), "SELECT count(*) FROM public.app_users") == [(0,)]
         autocron.stop()
         other = pg_url(pg, schema=pg.schema + "_b")
@@ -2797,12 +2836,12 @@ class TestPostgresStore:
         autocron._open_store(pg_url(pg)).close()
         pg_run(pg, f"UPDATE {pg.schema}.meta SET version = 99")
         with pytest.raises(autocron.DatabaseError, match=re.escape(
-                "was written by a newer autocron (schema 99, this one knows 1); upgrade "
+                "was written by a newer autocron (schema 99, this one knows 2); upgrade "
                 "autocron or choose another schema")):
             autocron.start(pg_url(pg))
         done = run_python("import sys, autocron; sys.exit(autocron._main(['--db', sys.argv[1], 'info']))",
                           pg_url(pg))
-        assert "(schema 99, this one knows 1); upgrade autocron" in done.stderr
+        assert "(schema 99, this one knows 2); upgrade autocron" in done.stderr
 
     def test_reading_commands_never_make_a_schema(self, pg):
         done = run_python("import sys, autocron; sys.exit(autocron._main(['--db', sys.argv[1], 'info']))",
@@ -3209,6 +3248,38 @@ class TestCronJobs:
             run = wait_until(lambda: self.runs(name), what="the run")[0]
             assert run.get(timeout=30) == "ran async"
             assert log.read_text() == "run\n"
+        finally:
+            forget_cron(name)
+
+    def test_a_paused_job_starts_no_runs_until_resumed(self, database, monkeypatch, tmp_path):
+        monkeypatch.setenv("AUTOCRON_TEST_LOG", str(tmp_path / "cron.log"))
+        clock = FakeClock(datetime(2030, 1, 1, 8, 59, 30).timestamp(), monkeypatch, tmp_path)
+        autocron.cron("0 9 * * *", catch_up=True)(cron_job)
+        name = "test_autocron.cron_job"
+        try:
+            autocron.start(database, workers=1)
+            store = autocron._open_store(database)
+            assert store.pause_cron(name) is True
+            autocron.stop()
+            autocron.start(database, workers=1)           # registered again: still paused
+            assert [job.paused for job in store.cron_rows()] == [True]
+            clock.now += 60                               # 09:00:30: due, but paused
+            wake_pool()
+            settle()
+            assert self.runs(name) == []
+            clock.now += 2 * 86400                        # two more due times missed
+            due = store.resume_cron(name, clock.now)
+            assert due == datetime(2030, 1, 4, 9, 0).timestamp()
+            wake_pool()
+            settle()
+            assert self.runs(name) == []                  # missed while paused: skipped
+            assert store.resume_cron(name, clock.now) == due      # not paused: unchanged
+            clock.now = due + 30
+            wake_pool()
+            run = wait_until(lambda: self.runs(name), what="the run after resuming")[0]
+            assert run.get(timeout=30) == "ran"
+            assert store.pause_cron("nope") is False
+            assert store.resume_cron("nope", clock.now) is None
         finally:
             forget_cron(name)
 
@@ -4478,12 +4549,45 @@ def shout(text):
 
 
 @autocron.delay
+def fail_until(path):
+    """Fail until `path` exists."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(path)
+    return "found"
+
+
+@autocron.delay
 def hold_until(path):
     """Run until `path` exists (a minute at most)."""
     end = time.monotonic() + 60
     while not os.path.exists(path) and time.monotonic() < end:
         time.sleep(0.01)
     return "released"
+
+
+def http_get(url, headers=None):
+    """(status, body, headers) of a GET, an error status included."""
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return answer.status, answer.read().decode(), answer.headers
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode(), error.headers
+
+
+def post_form(url, fields):
+    """(status, body) of a form's POST (a redirect followed), an error status included."""
+    request = urllib.request.Request(url, data=urllib.parse.urlencode(fields).encode())
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def page_secret(body):
+    """The secret that the forms of a dashboard page carry."""
+    return re.search(r"name='secret' value='([^']+)'", body).group(1)
 
 
 class DashboardServer:
@@ -4502,21 +4606,10 @@ class DashboardServer:
         self.base = re.sub(r"/\?.*", "/", self.url).replace("0.0.0.0", "127.0.0.1")
 
     def get(self, path, headers=None):
-        request = urllib.request.Request(self.base.rstrip("/") + path, headers=headers or {})
-        try:
-            with urllib.request.urlopen(request, timeout=30) as answer:
-                return answer.status, answer.read().decode(), answer.headers
-        except urllib.error.HTTPError as error:
-            return error.code, error.read().decode(), error.headers
+        return http_get(self.base.rstrip("/") + path, headers)
 
     def post(self, path, fields):
-        data = urllib.parse.urlencode(fields).encode()
-        request = urllib.request.Request(self.base.rstrip("/") + path, data=data)
-        try:
-            with urllib.request.urlopen(request, timeout=30) as answer:
-                return answer.status, answer.read().decode()
-        except urllib.error.HTTPError as error:
-            return error.code, error.read().decode()
+        return post_form(self.base.rstrip("/") + path, fields)
 
     def stop(self):
         self.process.terminate()
@@ -4551,10 +4644,10 @@ def chromium():
         browser.close()
 
 
-@pytest.fixture
-def page(chromium, board):
-    """A browser page on the board; afterwards no request may have left 127.0.0.1 and no
-    script error may have happened."""
+@contextlib.contextmanager
+def browsing(chromium, base):
+    """A browser page for the dashboard at `base`; afterwards no request may have left it
+    and no script error may have happened."""
     context = chromium.new_context()
     tab = context.new_page()
     requests, errors = [], []
@@ -4574,7 +4667,14 @@ def page(chromium, board):
     yield tab
     context.close()
     assert errors == []
-    assert requests and all(url.startswith(board.base) for url in requests), requests
+    assert requests and all(url.startswith(base) for url in requests), requests
+
+
+@pytest.fixture
+def page(chromium, board):
+    """A browser page on the board (see browsing)."""
+    with browsing(chromium, board.base) as tab:
+        yield tab
 
 
 class TestDashboard:
@@ -4616,6 +4716,75 @@ class TestDashboard:
         assert page.accepted == ["Stop this running task? Its worker is terminated and replaced."]
         assert held.status == "cancelled"
 
+    def test_retry_from_the_page_runs_the_call_again_linked_to_the_old_task(self, board, page,
+                                                                            database, tmp_path):
+        ticket = tmp_path / "ticket"
+        failed = fail_until(str(ticket))
+        wait_until(lambda: not failed.waiting, what="the first attempt")
+        assert failed.status == "error"
+        page.goto(board.base + f"task/{failed.uuid}")
+        assert page.locator("[data-action='cancel']").count() == 0
+        ticket.touch()
+        page.click("[data-action='retry']")
+        page.wait_for_selector("[data-retry-of]", timeout=15_000)
+        fresh = page.locator("table[data-task-id]").get_attribute("data-task-id")
+        assert fresh != failed.uuid
+        assert page.locator("[data-retry-of] a").get_attribute("href") == f"/task/{failed.uuid}"
+        page.wait_for_selector("span.ready", timeout=30_000)      # live: no reload
+        rows = {row[0]: row[1:] for row in query(
+            database, "SELECT retry_of, name, args, record, attempts, status FROM tasks "
+                      "WHERE name = 'test_autocron.fail_until'")}
+        assert rows[failed.uuid][:3] == rows[None][:3]           # the same call
+        assert (rows[failed.uuid][3:], rows[None][3:]) == ((1, "ready"), (1, "error"))
+        page.goto(board.base + f"task/{failed.uuid}")
+        assert page.locator("[data-retried-as] a").get_attribute("href") == f"/task/{fresh}"
+        assert failed.status == "error"                           # the old one stays as it was
+
+    def test_retry_is_refused_for_a_task_that_did_not_fail(self, board):
+        body = board.get(f"/task/{board.later.uuid}")[1]
+        assert "data-action='retry'" not in body
+        secret = page_secret(body)
+        assert board.post(f"/task/{board.later.uuid}/retry", {"secret": secret}) == (
+            409, "only a failed or cancelled task can be retried; this one is waiting")
+        assert board.post("/task/nothing-1/retry", {"secret": secret}) == (404, "no such task")
+        assert board.post(f"/task/{board.later.uuid}/retry", {"secret": "guess"})[0] == 403
+
+    def test_pause_and_resume_a_cron_job_from_the_page(self, database, chromium, monkeypatch,
+                                                       tmp_path):
+        clock = FakeClock(datetime(2030, 1, 1, 8, 59, 30).timestamp(), monkeypatch, tmp_path)
+        autocron.cron("0 9,15 * * *")(cron_job)
+        name = "test_autocron.cron_job"
+        try:
+            autocron.start(database, workers=1)
+            handle = autocron.dashboard()
+            try:
+                with browsing(chromium, handle.url) as page:
+                    page.goto(handle.url + "crons")
+                    row = page.locator(f"[data-cron='{name}']")
+                    assert row.get_attribute("data-paused") == "0"
+                    row.locator("[data-action='pause']").click()
+                    page.wait_for_selector(f"[data-cron='{name}'][data-paused='1']",
+                                           timeout=15_000)
+                    assert "paused: no runs until it is resumed" in row.inner_text()
+                    assert page.locator("[data-timeline]").count() == 0
+                    assert query(database, "SELECT paused FROM crons") == [(1,)]
+                    clock.now += 7 * 3600                 # 15:59:30
+                    row.locator("[data-action='resume']").click()
+                    page.wait_for_selector(f"[data-cron='{name}'][data-paused='0']",
+                                           timeout=15_000)
+                    assert query(database, "SELECT paused, next_due FROM crons") == [
+                        (0, datetime(2030, 1, 2, 9, 0).timestamp())]
+                    assert "Wed 2030-01-02 09:00, Wed 2030-01-02 15:00" in row.inner_text()
+                secret = page_secret(http_get(handle.url + "crons")[1])
+                status, body = post_form(handle.url + "cron/pause", {"secret": secret,
+                                                                     "name": "nope"})
+                assert (status, body) == (404, "no cron job named 'nope'")
+            finally:
+                handle.stop()
+                autocron._dashboards.clear()
+        finally:
+            forget_cron(name)
+
     def test_a_payload_in_arguments_and_output_stays_text(self, board, page):
         result = shout(XSS)
         assert result.get(timeout=30) == XSS
@@ -4650,7 +4819,7 @@ class TestDashboard:
         assert held.get(timeout=30) == "released"
 
     def test_purge_from_the_page_deletes_the_finished_results(self, board, database):
-        secret = re.search(r"name='secret' value='([^']+)'", board.get("/tasks")[1]).group(1)
+        secret = page_secret(board.get("/tasks")[1])
         assert board.post("/purge", {"secret": secret})[0] == 200     # followed to /tasks
         assert query(database, "SELECT status FROM tasks") == [("waiting",)]
         assert board.post("/pool/workers", {"secret": secret, "workers": "0"}) == (
@@ -4811,7 +4980,8 @@ class TestAdmin:
                                         "positive whole number (see autocron set --help)"),
         (["frobnicate"], 2, "autocron: argument COMMAND: invalid choice: 'frobnicate' (choose "
                             "from 'demo', 'info', 'tasks', 'results', 'set', 'disable', "
-                            "'enable', 'purge', 'dashboard', 'next') (see autocron --help)"),
+                            "'enable', 'purge', 'pause', 'resume', 'dashboard', 'next') (see "
+                            "autocron --help)"),
     ])
     def test_bad_input_is_one_line_and_exit_2(self, args, status, message):
         out = cli(*args)
@@ -4851,7 +5021,7 @@ class TestAdmin:
         out = cli("info", db=database)
         assert out.returncode == 0, out.stderr
         lines = out.stdout.splitlines()
-        assert lines[0].startswith(f"database   {database} (schema 1, ")
+        assert lines[0].startswith(f"database   {database} (schema 2, ")
         assert lines[1] == "settings   workers 2, result-ttl 1800 s, enabled"
         assert lines[2].startswith(f"pool       running: owner pid {owner.pid}, manager pid ")
         assert lines[3] == "queue      0 waiting (0 due now), 0 queued in workers, 0 running"
@@ -4925,6 +5095,27 @@ class TestAdmin:
         assert out.stdout == f"autocron enabled for {database}: the next start() starts a pool\n"
         assert autocron.start(database) is True
         autocron.stop()
+
+    def test_pause_and_resume_a_cron_job(self, live_pool):
+        database, _ = live_pool
+        name = "test_autocron.cron_job"
+        paused = cli("pause", name, db=database)
+        assert (paused.returncode, paused.stdout) == (0, f"paused {name}: no runs start until "
+                                                         f"`autocron resume {name}` (a run that "
+                                                         "is running goes on)\n")
+        assert f"    next: paused (autocron resume {name}); last run: never" in \
+            cli("info", db=database).stdout.splitlines()
+        job = json.loads(cli("info", "--json", db=database).stdout)["cron_jobs"][0]
+        assert (job["paused"], job["next"], job["due"]) == (True, [], None)
+        resumed = cli("resume", name, db=database)
+        due = query(database, "SELECT next_due FROM crons")[0][0]
+        assert (resumed.returncode, resumed.stdout) == (
+            0, f"resumed {name}: next run {autocron._local_time(due)}\n")
+        job = json.loads(cli("info", "--json", db=database).stdout)["cron_jobs"][0]
+        assert job["paused"] is False and len(job["next"]) == 3
+        unknown = cli("resume", "nope", db=database)
+        assert (unknown.returncode, unknown.stderr) == (
+            2, f"autocron: no cron job named 'nope' in {database} (its jobs: {name})\n")
 
     def test_purge_deletes_finished_results(self, live_pool):
         database, _ = live_pool
