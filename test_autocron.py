@@ -4427,8 +4427,9 @@ def kernel(tmp_path):
     return manager, client
 
 
-def run_cell(client, code, timeout=60):
-    """Execute code; (text output, error name or None)."""
+def run_cell(client, code, timeout=60, shown=None):
+    """Execute code; (text output, error name or None). `shown`, a list, gets the data
+    ({mime type: text}) of what the cell displays."""
     reply_id = client.execute(code)
     out, error = [], None
     end = time.monotonic() + timeout
@@ -4437,6 +4438,8 @@ def run_cell(client, code, timeout=60):
         if message["parent_header"].get("msg_id") != reply_id:
             continue
         kind, content = message["msg_type"], message["content"]
+        if kind in ("execute_result", "display_data") and shown is not None:
+            shown.append(content["data"])
         if kind == "stream":
             out.append(content["text"])
         elif kind == "execute_result":
@@ -4471,6 +4474,7 @@ class TestJupyter:
         assert "7.0710678118654755]" in text
         assert "every 15 minutes from 09:00 to 17:59, Monday through Friday" in text
         assert "('ready', 2.0)" in text
+        assert re.search(r"<autocron dashboard at http://127\.0\.0\.1:\d+/>", text)
         assert "route_length" in outputs[-1]
         assert (tmp_path / "tour.db").exists()
 
@@ -4501,6 +4505,35 @@ class TestJupyter:
             manager.shutdown_kernel(now=True)
             with contextlib.suppress(FileNotFoundError):     # the restart gave no time to tidy
                 os.unlink(autocron._wake_path(str(tmp_path / "autocron.db")))
+
+    def test_the_dashboard_shows_in_the_cell_and_ends_with_the_kernel(self, tmp_path):
+        manager, client = kernel(tmp_path)
+        try:
+            out, error = run_cell(client, textwrap.dedent("""
+                import autocron, test_autocron
+                autocron.start("k.db", workers=1)
+                result = test_autocron.add(2, 3)
+                print(result.uuid, result.get(timeout=30))
+            """))
+            assert error is None, out
+            uid = out.split()[0]
+            shown = []
+            out, error = run_cell(client, "board = autocron.dashboard()\nboard", shown=shown)
+            assert error is None, out
+            url = re.fullmatch(r"<autocron dashboard at (http://127\.0\.0\.1:\d+/)>",
+                               shown[0]["text/plain"]).group(1)
+            assert f"<iframe src='{url}'" in shown[0]["text/html"]
+            status, body, _ = http_get(url + "tasks")
+            assert status == 200 and f"data-task-id='{uid}'" in body
+            out, error = run_cell(client, "print(autocron.dashboard() is board)")
+            assert (out.strip(), error) == ("True", None)
+            run_cell(client, "autocron.stop()")
+        finally:
+            client.stop_channels()
+            manager.shutdown_kernel(now=True)
+        port = urllib.parse.urlsplit(url).port
+        with socket.socket() as probe:            # the server ended with its kernel
+            assert probe.connect_ex(("127.0.0.1", port)) != 0
 
     def test_interrupting_get_leaves_the_pool_running(self, tmp_path):
         manager, client = kernel(tmp_path)
