@@ -1339,6 +1339,14 @@ class _CronRow(NamedTuple):
     paused: bool                     # no runs start until it is resumed
 
 
+class _TaskPage(NamedTuple):
+    """A page of the dashboard's task list."""
+
+    rows: list                       # [_ResultRow], newest first
+    lowest: Optional[int]            # a filtered walk stopped at this row id, short of a
+                                     # full page (None: it reached the oldest, or filled it)
+
+
 class _CronState(NamedTuple):
     """A cron job as a pool that ended left it (see _resume_due)."""
 
@@ -1896,9 +1904,16 @@ _UPGRADE_TO_2 = (
     "ALTER TABLE tasks ADD COLUMN retry_of TEXT",
     "ALTER TABLE crons ADD COLUMN paused INTEGER NOT NULL DEFAULT 0",
 )
+# The tasks that workers hold. PostgreSQL finds them through an index (tasks_held); SQLite
+# reads the table for them: an index of them cost 4% of the pool's throughput (it changes at
+# every claim, start and end), more than the dashboard's pool page and counts are worth.
+_HELD = "status IN ('queued', 'running')"
 _INDEXES_2 = (
     "CREATE INDEX IF NOT EXISTS tasks_cron ON tasks (cron, id) WHERE cron IS NOT NULL",
-    "CREATE INDEX IF NOT EXISTS tasks_retry ON tasks (retry_of) WHERE retry_of IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS tasks_retry ON tasks (retry_of, id) WHERE retry_of IS NOT NULL",
+    # the counts and lists of finished tasks by status (one entry when a task ends; it
+    # cost no throughput that could be measured)
+    "CREATE INDEX IF NOT EXISTS tasks_outcome ON tasks (status, id) WHERE finished IS NOT NULL",
 )
 
 # A task's public id is "<token>-<row id>": found through the primary key, so an enqueue
@@ -2187,22 +2202,38 @@ class _SharedSql:
         return (rows[0][0] if rows else None), [row[0] for row in later]
 
     def counts(self, now: float) -> tuple:
-        """({status: number of tasks}, the number of waiting tasks due at `now`)."""
-        counts = dict(self.read("SELECT status, count(*) FROM tasks GROUP BY status"))
-        due = self.read("SELECT count(*) FROM tasks WHERE status = 'waiting' AND due <= ?",
-                        (now,))[0][0]
+        """({status: number of tasks}, the number of waiting tasks due at `now`): each group
+        of statuses counted through its own index."""
+        counts = dict(self.read("SELECT status, count(*) FROM tasks WHERE finished IS NOT "
+                                "NULL GROUP BY status"))
+        counts.update(self.read(f"SELECT status, count(*) FROM tasks WHERE {_HELD} GROUP BY "
+                                "status"))
+        waiting, due = self.read("SELECT count(*), coalesce(sum(CASE WHEN due <= ? THEN 1 "
+                                 "ELSE 0 END), 0) FROM tasks WHERE status = 'waiting'",
+                                 (now,))[0]
+        if waiting:
+            counts["waiting"] = waiting
         return counts, due
 
     def task_rows(self, statuses: tuple, limit: int, newest_first: bool) -> list:
         """[(id, name, args, status, priority, due, created, started, finished, summary,
         error, worker)] of the tasks with these statuses: the newest first, or in the order
-        the pool takes them."""
-        marks = ", ".join("?" * len(statuses))
+        the pool takes them. Each group of statuses is read through its own index, at most
+        `limit` rows of each: the finished, the held, the queue (tasks_queue)."""
         order = "id DESC" if newest_first else "priority DESC, due, id"
-        return self.read(
-            f"SELECT {_UUID}, name, args, status, priority, due, created, started, finished, "
-            f"summary, error, worker FROM tasks WHERE status IN ({marks}) ORDER BY {order} "
-            "LIMIT ?", statuses + (limit,))
+        rows = []
+        for group, where in ((_FINISHED, "finished IS NOT NULL"), (("queued", "running"),
+                                                                   _HELD), (("waiting",), "")):
+            wanted = tuple(s for s in statuses if s in group)
+            if wanted:
+                terms = ([where] if where else []) + [
+                    f"status IN ({', '.join('?' * len(wanted))})"]
+                rows += self.read(
+                    f"SELECT {_UUID}, name, args, status, priority, due, created, started, "
+                    f"finished, summary, error, worker, id FROM tasks WHERE "
+                    f"{' AND '.join(terms)} ORDER BY {order} LIMIT ?", wanted + (limit,))
+        rows.sort(key=(lambda r: -r[-1]) if newest_first else (lambda r: (-r[4], r[5], r[-1])))
+        return [row[:-1] for row in rows[:limit]]
 
     def finished_since(self, since: float, limit: int) -> list:
         """[(name, status, started, finished)] of the tasks finished since then, the newest
@@ -2211,11 +2242,17 @@ class _SharedSql:
                          ">= ? ORDER BY finished DESC LIMIT ?", (since, limit))
 
     def task_page(self, status: Optional[str], function: Optional[str],
-                  before: Optional[int], limit: int) -> list:
-        """[_ResultRow] newest first, with this public status and function (None: any) and a
+                  before: Optional[int], limit: int, scan: int) -> _TaskPage:
+        """The tasks newest first with this public status and function (None: any) and a
         row id below `before` (None: from the newest), at most `limit`: a walk of the primary
-        key, as result_rows."""
-        where, params = ["id < ?"], [before if before is not None else 2 ** 62]
+        key, as result_rows, or of the finished tasks' index by status. A walk that no index
+        serves (a function, a status of unfinished tasks) looks at the `scan` row ids below
+        `before` at most, so that a filter few rows match costs no more than one many do."""
+        top = before if before is not None else \
+            self.read("SELECT coalesce(max(id), 0) + 1 FROM tasks")[0][0]
+        where, params = ["id < ?"], [top]
+        if status in _FINISHED:
+            where.append("finished IS NOT NULL")      # tasks_outcome: any page is bounded
         if status is not None:
             states = ("waiting", "queued") if status == "waiting" else (status,)
             where.append(f"status IN ({', '.join('?' * len(states))})")
@@ -2223,9 +2260,13 @@ class _SharedSql:
         if function:
             where.append("name = ?")
             params.append(function)
-        return [_ResultRow(*row) for row in self.read(
+        low = top - scan if function or status not in _FINISHED + (None,) else 0
+        where.append("id >= ?")
+        params.append(low)
+        rows = [_ResultRow(*row) for row in self.read(
             f"SELECT {_RESULT_COLUMNS} FROM tasks WHERE {' AND '.join(where)} "
             "ORDER BY id DESC LIMIT ?", tuple(params) + (limit,))]
+        return _TaskPage(rows, low if low > 1 and len(rows) < limit else None)
 
     def last_runs(self) -> dict:
         """{cron job: (status, finished)} of each job's newest run (through tasks_cron)."""
@@ -5914,6 +5955,7 @@ setInterval(function () {
 
 _DASH_PAGE = 50                  # rows a list shows at once
 _DASH_STATS = 5000               # finished tasks the statistics read at most
+_DASH_SCAN = 20000               # rows a filtered list looks at, at most, for one page
 
 
 def _h(value: Any) -> str:
@@ -6085,7 +6127,9 @@ class _Dashboard:
         status = query.get("status") if query.get("status") in _STATUSES else None
         function = query.get("function") or None
         before = int(query["before"]) if query.get("before", "").isdigit() else None
-        rows = self.store.task_page(status, function, before, _DASH_PAGE)
+        import urllib.parse
+        page = self.store.task_page(status, function, before, _DASH_PAGE, _DASH_SCAN)
+        rows = page.rows
         lines = "".join(
             f"<tr data-task-id='{_h(row.uuid)}'><td><a href='/task/{_h(row.uuid)}'>"
             f"{_h(row.uuid.split('-')[0][:8])}</a></td><td>{_h(row.name)}</td><td>"
@@ -6094,11 +6138,14 @@ class _Dashboard:
             f"<td>{_local_time(row.finished)}</td></tr>" for row in rows)
         choices = "".join(f"<option{' selected' if s == status else ''}>{s}</option>"
                           for s in _STATUSES)
-        more = ""
+        more, link = "", (f"<a data-page='next' href='/tasks?status={_h(status or '')}&"
+                          f"function={_h(urllib.parse.quote(function or ''))}&before=")
         if len(rows) == _DASH_PAGE:
-            last = _row_key(rows[-1].uuid)[0]
-            more = (f"<p><a data-page='next' href='/tasks?status={_h(status or '')}&function="
-                    f"{_h(function or '')}&before={last}'>older</a></p>")
+            more = f"<p>{link}{_row_key(rows[-1].uuid)[0]}'>older</a></p>"
+        elif page.lowest is not None:
+            more = (f"<p>{'No more matches' if rows else 'No match'} among the "
+                    f"{_DASH_SCAN:,} rows above id {page.lowest}: {link}{page.lowest}'>look "
+                    "further</a></p>")
         return (f"<p>{self._form('/purge', 'purge')} deletes every finished result.</p>"
                 f"<form method='get' action='/tasks'><select name='status'><option value=''>"
                 f"any status</option>{choices}</select> <input name='function' placeholder="

@@ -1457,6 +1457,7 @@ def as_schema_1(database):
     the dashboard's retry and pause made it."""
     store = autocron._open_store(database, existing=True, write=True)
     for statement in ("DROP INDEX tasks_retry", "DROP INDEX tasks_cron",
+                      "DROP INDEX tasks_outcome",
                       "ALTER TABLE tasks DROP COLUMN retry_of",
                       "ALTER TABLE crons DROP COLUMN paused"):
         store.write(statement)
@@ -4836,6 +4837,26 @@ class TestDashboard:
         newest = re.findall(r"data-task-id='([^']+)'", board.get("/tasks")[1])
         older = board.get(f"/tasks?before={newest[1].rsplit('-', 1)[1]}")[1]
         assert re.findall(r"data-task-id='([^']+)'", older) == newest[2:]
+
+    def test_a_filter_reads_a_bounded_stretch_of_the_table(self, board, database, monkeypatch):
+        monkeypatch.setattr(autocron, "_DASH_SCAN", 3)
+        store = autocron._open_store(database)
+        uids = dict(query(database, "SELECT id, token || '-' || id FROM tasks"))
+        top = max(uids) + 1
+        page = store.task_page(None, "test_autocron.add", None, 50, scan=3)
+        assert [r.uuid for r in page.rows] == [uids[i] for i in sorted(uids, reverse=True)
+                                               if i >= top - 3]
+        assert page.lowest == top - 3
+        further = store.task_page(None, "test_autocron.add", top - 3, 50, scan=3)
+        assert [r.uuid for r in further.rows] == [uids[i] for i in sorted(uids, reverse=True)
+                                                  if i < top - 3]
+        assert further.lowest == (top - 6 if top - 6 > 1 else None)
+        # a status has an index: the walk is exact, whatever the stretch
+        assert len(store.task_page("ready", None, None, 50, scan=1).rows) == 3
+        assert store.task_page("cancelled", None, None, 50, scan=1) == ([], None)
+        shown = autocron._Dashboard(store, None).page("/tasks", {"function": "nothing"})[1]
+        assert f"No match among the 3 rows above id {top - 3}: " in shown
+        assert f"before={top - 3}'>look further</a>" in shown
 
     def test_the_pool_page_shows_what_runs_and_sets_the_worker_count(self, board, page,
                                                                      tmp_path):
