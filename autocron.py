@@ -5979,6 +5979,13 @@ def _duration(seconds: float) -> str:
     return " ".join(shown[:2]) or "0s"
 
 
+def _took(row: _ResultRow) -> str:
+    """How long a finished task ran, in seconds ("" if it did not run to an end)."""
+    if row.started is None or row.finished is None:
+        return ""
+    return f"{row.finished - row.started:.3f}"
+
+
 def _percentile(values: list, share: float) -> Optional[float]:
     if not values:
         return None
@@ -5997,8 +6004,19 @@ def _minute_chart(finished: list, now: float) -> str:
     bars = "".join(f'<rect x="{i * 10}" y="{60 - 60 * c / top:.1f}" width="8" '
                    f'height="{60 * c / top:.1f}" fill="#27c"><title>{c}</title></rect>'
                    for i, c in enumerate(counts))
-    return (f'<svg width="600" height="60" viewBox="0 0 600 60" role="img" aria-label='
-            f'"finished tasks per minute, the last hour; most {top}">{bars}</svg>')
+    return (f'<svg width="600" height="60" viewBox="0 0 600 60" role="img" data-chart='
+            f'"minutes" aria-label="finished tasks per minute, the last hour; most {top}">'
+            f'{bars}</svg>')
+
+
+def _run_time_bar(p50: float, p95: float, top: float) -> str:
+    """A function's p50 (dark) and p95 (light) run times as bars of an inline SVG, to the
+    scale of the slowest p95 shown (`top`)."""
+    scale = 300 / top if top > 0 else 0.0
+    return (f'<svg width="300" height="12" viewBox="0 0 300 12" role="img" data-chart='
+            f'"run-time" aria-label="p50 {p50:.3f} s, p95 {p95:.3f} s"><rect x="0" y="0" '
+            f'width="{p95 * scale:.1f}" height="12" fill="#9bd"/><rect x="0" y="0" '
+            f'width="{p50 * scale:.1f}" height="12" fill="#27c"/></svg>')
 
 
 def _day_timeline(schedule: "CronExpression", after: _dt.datetime) -> str:
@@ -6114,14 +6132,16 @@ class _Dashboard:
         for name, _, started, end in finished:
             if started is not None:
                 times.setdefault(name, []).append(end - started)
-        rows = "".join(f"<tr><td>{_h(name)}</td><td>{len(t)}</td><td>{_percentile(t, .5):.3f}"
-                       f"</td><td>{_percentile(t, .95):.3f}</td></tr>"
-                       for name, t in sorted(times.items()))
+        spans = {name: (_percentile(t, .5), _percentile(t, .95)) for name, t in times.items()}
+        top = max((p95 for _, p95 in spans.values()), default=0.0)
+        rows = "".join(f"<tr><td>{_h(name)}</td><td>{len(times[name])}</td><td>{p50:.3f}</td>"
+                       f"<td>{p95:.3f}</td><td>{_run_time_bar(p50, p95, top)}</td></tr>"
+                       for name, (p50, p95) in sorted(spans.items()))
         return (f"<div class='cards'>{cards}</div><h2>Finished per minute, the last hour"
                 f"</h2>{_minute_chart(finished, now)}<p>Error rate in the last hour: "
                 f"<b data-error-rate>{rate}</b></p><h2>Run time per function (s), the last "
                 f"hour</h2><table><tr><th>function</th><th>runs</th><th>p50</th><th>p95</th>"
-                f"</tr>{rows}</table>")
+                f"<th></th></tr>{rows}</table>")
 
     def _tasks(self, query: dict) -> str:
         status = query.get("status") if query.get("status") in _STATUSES else None
@@ -6135,7 +6155,7 @@ class _Dashboard:
             f"{_h(row.uuid.split('-')[0][:8])}</a></td><td>{_h(row.name)}</td><td>"
             f"{_h(_shorten(row.args, 60))}</td><td class='{_h(row.status)}'>"
             f"{_h(row.status)}</td><td>{row.attempts}</td><td>{_local_time(row.created)}</td>"
-            f"<td>{_local_time(row.finished)}</td></tr>" for row in rows)
+            f"<td>{_local_time(row.finished)}</td><td>{_took(row)}</td></tr>" for row in rows)
         choices = "".join(f"<option{' selected' if s == status else ''}>{s}</option>"
                           for s in _STATUSES)
         more, link = "", (f"<a data-page='next' href='/tasks?status={_h(status or '')}&"
@@ -6151,7 +6171,8 @@ class _Dashboard:
                 f"any status</option>{choices}</select> <input name='function' placeholder="
                 f"'function' value='{_h(function or '')}'> <button>show</button></form>"
                 f"<table><tr><th>id</th><th>function</th><th>arguments</th><th>status</th>"
-                f"<th>attempts</th><th>created</th><th>finished</th></tr>{lines}</table>{more}")
+                f"<th>attempts</th><th>created</th><th>finished</th><th>took (s)</th></tr>"
+                f"{lines}</table>{more}")
 
     def _task(self, uid: str) -> Optional[str]:
         row = self.store.result_row(uid)

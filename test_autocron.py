@@ -4720,7 +4720,9 @@ class TestDashboard:
                   for card in page.locator("[data-count]").all()}
         assert counts["finished"] == "3" and counts["waiting"] == "1"
         assert counts["due now"] == "0" and counts["failed"] == "0"
-        assert page.locator("svg rect").count() == 60
+        assert page.locator("svg[data-chart='minutes'] rect").count() == 60
+        bar = page.locator("svg[data-chart='run-time']")
+        assert bar.count() == 1 and bar.get_attribute("aria-label").startswith("p50 ")
         assert page.locator("[data-error-rate]").inner_text() == "0.0%"
         assert "test_autocron.add" in page.locator("table").last.inner_text()
         docs = Path(HERE) / "docs"
