@@ -5956,6 +5956,8 @@ setInterval(function () {
 _DASH_PAGE = 50                  # rows a list shows at once
 _DASH_STATS = 5000               # finished tasks the statistics read at most
 _DASH_SCAN = 20000               # rows a filtered list looks at, at most, for one page
+_DASH_THREADS = 8                # requests answered at once (each thread keeps a connection)
+_DASH_IDLE = 10.0                # seconds a connection may keep a thread waiting for a request
 
 
 def _h(value: Any) -> str:
@@ -6271,6 +6273,7 @@ def _dashboard_handler(board: _Dashboard) -> type:
 
     class Handler(http.server.BaseHTTPRequestHandler):
         server_version = "autocron"
+        timeout = _DASH_IDLE            # a connection that sends nothing frees its thread
 
         def log_message(self, *args) -> None:       # quiet: the page polls every 2 s
             pass
@@ -6336,13 +6339,38 @@ def _dashboard_server(store: Any, host: str, port: int, token: Optional[str]) ->
     """(a threaded HTTP server of the dashboard, bound but not serving yet, the token it
     needs or None). Bound elsewhere than the loopback it needs a token: `token`, or one it
     makes."""
+    import concurrent.futures
     import http.server
+
+    class Server(http.server.HTTPServer):
+        """Requests answered by a few long-lived threads: each keeps its connection to the
+        database (a thread per request would connect to PostgreSQL anew every time, without
+        a bound on how many at once)."""
+
+        def server_activate(self) -> None:
+            super().server_activate()
+            self.threads = concurrent.futures.ThreadPoolExecutor(
+                _DASH_THREADS, "autocron-dashboard")
+
+        def process_request(self, request, client_address) -> None:
+            self.threads.submit(self.answer, request, client_address)
+
+        def answer(self, request, client_address) -> None:
+            try:
+                self.finish_request(request, client_address)
+            except Exception:
+                self.handle_error(request, client_address)
+            finally:
+                self.shutdown_request(request)
+
+        def server_close(self) -> None:
+            super().server_close()
+            if hasattr(self, "threads"):
+                self.threads.shutdown(wait=False)
+
     if token is None and host not in _LOOPBACK:
         token = secrets.token_urlsafe(18)
-    server = http.server.ThreadingHTTPServer((host, port), _dashboard_handler(
-        _Dashboard(store, token)))
-    server.daemon_threads = True
-    return server, token
+    return Server((host, port), _dashboard_handler(_Dashboard(store, token))), token
 
 
 class _DashboardHandle:

@@ -4942,6 +4942,25 @@ class TestDashboard:
         finally:
             forget_cron("test_autocron.cron_job")
 
+    def test_requests_share_a_few_connections_to_the_database(self, database, monkeypatch):
+        autocron.start(database, workers=1)
+        store = autocron._current_store()
+        opened = []
+        real_open = type(store)._open
+
+        def counting_open(self):
+            opened.append(threading.get_ident())
+            return real_open(self)
+        monkeypatch.setattr(type(store), "_open", counting_open)
+        handle = autocron.dashboard()
+        try:
+            for _ in range(40):
+                assert http_get(handle.url + "tasks")[0] == 200
+        finally:
+            handle.stop()
+            autocron._dashboards.clear()
+        assert 1 <= len(opened) <= autocron._DASH_THREADS
+
     def test_in_a_notebook_dashboard_serves_the_current_database(self, database):
         autocron.start(database, workers=1)
         assert add(1, 1).get(timeout=30) == 2
