@@ -6139,8 +6139,11 @@ class _Dashboard:
         rows = "".join(f"<tr><td>{_h(name)}</td><td>{len(times[name])}</td><td>{p50:.3f}</td>"
                        f"<td>{p95:.3f}</td><td>{_run_time_bar(p50, p95, top)}</td></tr>"
                        for name, (p50, p95) in sorted(spans.items()))
+        sample = "" if len(finished) < _DASH_STATS else (
+            f"<p data-sample>Counted over the newest {_DASH_STATS:,} tasks that finished in "
+            "the last hour.</p>")
         return (f"<div class='cards'>{cards}</div><h2>Finished per minute, the last hour"
-                f"</h2>{_minute_chart(finished, now)}<p>Error rate in the last hour: "
+                f"</h2>{_minute_chart(finished, now)}{sample}<p>Error rate in the last hour: "
                 f"<b data-error-rate>{rate}</b></p><h2>Run time per function (s), the last "
                 f"hour</h2><table><tr><th>function</th><th>runs</th><th>p50</th><th>p95</th>"
                 f"<th></th></tr>{rows}</table>")

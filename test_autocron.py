@@ -4840,6 +4840,13 @@ class TestDashboard:
         older = board.get(f"/tasks?before={newest[1].rsplit('-', 1)[1]}")[1]
         assert re.findall(r"data-task-id='([^']+)'", older) == newest[2:]
 
+    def test_the_statistics_say_when_they_read_a_sample(self, board, database, monkeypatch):
+        store = autocron._open_store(database)
+        assert "data-sample" not in autocron._Dashboard(store, None).page("/", {})[1]
+        monkeypatch.setattr(autocron, "_DASH_STATS", 2)
+        shown = autocron._Dashboard(store, None).page("/", {})[1]
+        assert "Counted over the newest 2 tasks that finished in the last hour." in shown
+
     def test_a_filter_reads_a_bounded_stretch_of_the_table(self, board, database, monkeypatch):
         monkeypatch.setattr(autocron, "_DASH_SCAN", 3)
         store = autocron._open_store(database)
