@@ -1545,7 +1545,7 @@ def pg_binaries() -> Tuple[str, str]:
     )
 
 
-def pgpg_version_key(folder: str) -> Tuple[int, ...]:
+def pg_version_key(folder: str) -> Tuple[int, ...]:
     # "/usr/lib/postgresql/9.6/bin" must sort below ".../15/bin".
     version = os.path.basename(os.path.dirname(folder))
     return tuple(int(part) for part in re.findall(r"\d+", version)) or (-1,)
@@ -2742,6 +2742,18 @@ class TestPostgresStore:
                                            'install "autocron[postgres]"')):
             autocron.start(pg_url(pg))
         assert not is_active()
+
+    def test_the_newest_server_binaries_are_found_off_the_path(self, tmp_path, monkeypatch):
+        for version in ("9.6", "15", "13"):          # as Debian keeps them: not on PATH
+            folder = tmp_path / version / "bin"
+            folder.mkdir(parents=True)
+            for name in ("initdb", "pg_ctl"):
+                (folder / name).write_text("#!/bin/sh\n")
+                os.chmod(folder / name, 0o755)
+        monkeypatch.setattr(sys.modules[__name__], "PG_LIB_GLOB", str(tmp_path / "*" / "bin"))
+        monkeypatch.setattr(shutil, "which", lambda name: None)
+        newest = tmp_path / "15" / "bin"
+        assert pg_binaries() == (str(newest / "initdb"), str(newest / "pg_ctl"))
 
     def test_the_schema_is_made_on_first_use_beside_the_applications_tables(self, pg):
         pg_run(pg, "CREATE TABLE IF NOT EXISTS public.app_users (name TEXT)")
