@@ -2119,6 +2119,10 @@ class _SharedSql:
     """What both stores read and write with the same SQL, written with SQLite's ?
     placeholders (the PostgreSQL store's read() and write() turn them into %s)."""
 
+    # The schema version. Opened for reading, an older schema stays as it is: what it lacks
+    # reads as nothing paused and nothing retried.
+    version = _SCHEMA_VERSION
+
     def set_setting(self, key: str, value: Any) -> None:
         self.write("INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) "
                    "DO UPDATE SET value = excluded.value", (key, json.dumps(value)))
@@ -2158,10 +2162,6 @@ class _SharedSql:
         """{task id: 1 (withdraw if not started) or 2 (also stop it)}."""
         return dict(self.read("SELECT id, cancel FROM tasks WHERE cancel > 0 AND "
                               "status IN ('queued', 'running')"))
-
-    # Opened for reading, a schema older than 2 stays as it is: what it lacks reads as
-    # nothing paused and nothing retried.
-    version = _SCHEMA_VERSION
 
     def cron_rows(self) -> list:
         """[_CronRow] by name."""
@@ -2248,9 +2248,11 @@ class _SharedSql:
         key, as result_rows, or of the finished tasks' index by status. A walk that no index
         serves (a function, a status of unfinished tasks) looks at the `scan` row ids below
         `before` at most, so that a filter few rows match costs no more than one many do."""
-        top = before if before is not None else \
+        bounded = bool(function) or status not in _FINISHED + (None,)
+        top = before if before is not None else 2 ** 62 if not bounded else \
             self.read("SELECT coalesce(max(id), 0) + 1 FROM tasks")[0][0]
-        where, params = ["id < ?"], [top]
+        low = top - scan if bounded else 0
+        where, params = ["id < ?", "id >= ?"], [top, low]
         if status in _FINISHED:
             where.append("finished IS NOT NULL")      # tasks_outcome: any page is bounded
         if status is not None:
@@ -2260,9 +2262,6 @@ class _SharedSql:
         if function:
             where.append("name = ?")
             params.append(function)
-        low = top - scan if function or status not in _FINISHED + (None,) else 0
-        where.append("id >= ?")
-        params.append(low)
         rows = [_ResultRow(*row) for row in self.read(
             f"SELECT {_RESULT_COLUMNS} FROM tasks WHERE {' AND '.join(where)} "
             "ORDER BY id DESC LIMIT ?", tuple(params) + (limit,))]
@@ -2480,13 +2479,13 @@ class _Store(_SharedSql):
                 self._upgrade(con)
 
     def _upgrade(self, con: sqlite3.Connection) -> None:
-        """Bring an older schema up to this one's, in the caller's transaction."""
-        self.version = con.execute("PRAGMA user_version").fetchone()[0]
-        if self.version < 2:
+        """Bring an older schema up to this one's, in the caller's transaction (the version
+        is read again in it: another process may have upgraded it meanwhile)."""
+        if con.execute("PRAGMA user_version").fetchone()[0] < 2:
             for statement in _UPGRADE_TO_2 + _INDEXES_2:
                 con.execute(statement)
             con.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
-            self.version = _SCHEMA_VERSION
+        self.version = _SCHEMA_VERSION
 
     def _create_schema(self) -> None:
         with self.transaction() as con:
@@ -6011,6 +6010,14 @@ def _minute_chart(finished: list, now: float) -> str:
             f'{bars}</svg>')
 
 
+def _resume_cron(store: Any, name: str) -> Optional[float]:
+    """Resume a paused cron job (the store's resume_cron) and wake this machine's pool, which
+    counts its new due time in; the job's next due time, None if there is no such job."""
+    due = store.resume_cron(name, _clock())
+    _notify(store.wake_path)
+    return due
+
+
 def _run_time_bar(p50: float, p95: float, top: float) -> str:
     """A function's p50 (dark) and p95 (light) run times as bars of an inline SVG, to the
     scale of the slowest p95 shown (`top`)."""
@@ -6080,11 +6087,8 @@ class _Dashboard:
             return 303, f"/task/{fresh}"
         if path in ("/cron/pause", "/cron/resume"):
             name = form.get("name", "")
-            if path == "/cron/pause":
-                found = self.store.pause_cron(name)
-            else:
-                found = self.store.resume_cron(name, _clock()) is not None
-                _notify(self.store.wake_path)     # its pool counts the new due time in
+            found = self.store.pause_cron(name) if path == "/cron/pause" else \
+                _resume_cron(self.store, name) is not None
             return (303, "/crons") if found else (404, f"no cron job named {name!r}")
         if path == "/purge":
             self.store.purge()
@@ -6679,9 +6683,8 @@ def _command_pause(args, paused: bool) -> int:
     if paused:
         found = store.pause_cron(args.name)
     else:
-        due = store.resume_cron(args.name, _clock())
+        due = _resume_cron(store, args.name)
         found = due is not None
-        _notify(store.wake_path)           # its pool counts the new due time in
     if not found:
         known = ", ".join(job.name for job in store.cron_rows()) or "none"
         raise _UsageError(f"no cron job named {args.name!r} in {store.path} (its jobs: "
