@@ -90,6 +90,7 @@ import pickle
 import random
 import re
 import secrets
+import select
 import selectors
 import signal
 import socket
@@ -153,7 +154,9 @@ _QUICK_TASK = 0.002             # runs dry announces its next start alone, which
                                 # dispatcher a round of its own (4 made that common)
 _HANDOVER_WAIT = 10.0           # a new pool waits this long for the processes of one that
                                 # ended abruptly to write what only they know
-_COMMIT_RETRY = 1.0             # a pool whose database refused a write tries again after this
+_OUTAGE_PAUSES = (0.05, 2.0)    # a pool whose database is unavailable tries again after the
+                                # first pause, doubled after each failure up to the second
+_OUTAGE_REPORT = 60.0           # and says every this many seconds that it still cannot write
 _FALLBACK_REAP = 0.5            # without SIGCHLD a pool looks for ended workers this often
 _READ_SIZE = 1 << 16            # the dispatcher reads a worker's pipe in pieces this large
 _START_COMMIT_DELAY = 0.02      # a start is written with the next outcome, or after this
@@ -256,6 +259,13 @@ class DatabaseError(AutocronError):
     def __init__(self, message: str, path: str = ""):
         super().__init__(message)
         self.path = path
+
+
+class _DataRefused(DatabaseError):
+    """The database refused this data (a value too large for it, text it cannot hold), as
+    opposed to the database being unavailable for a while (a full disk, a server restarting):
+    writing the same again would fail again. The pool fails the one task whose outcome it is;
+    every other DatabaseError is weather that the pool waits out (_Pool._outage)."""
 
 
 # ==============================================================================================
@@ -2381,7 +2391,15 @@ class _Store(_SharedSql):
 
     def _error(self, error: sqlite3.Error) -> DatabaseError:
         text = str(error)
-        if "not a database" in text or "malformed" in text or "corrupt" in text:
+        if "too big" in text or "too large" in text:      # SQLITE_TOOBIG: this value alone
+            return _DataRefused(f"{self.path}: a value is larger than SQLite stores (1 GB); "
+                                f"pass or return less (sqlite3: {text})", self.path)
+        if "disk is full" in text:
+            hint = "the disk is full; free space on it, then call again (nothing was stored)"
+        elif "disk I/O error" in text:
+            hint = "the disk failed to read or write (an I/O error); check it, then call " \
+                   "again (nothing was stored)"
+        elif "not a database" in text or "malformed" in text or "corrupt" in text:
             hint = "it is not an SQLite database or it is damaged; move it aside or pass " \
                    "another path to start()"
         elif "readonly" in text or "read-only" in text or "unable to open" in text:
@@ -2942,6 +2960,9 @@ _PG_CONNECT_TIMEOUT = 5         # seconds to reach the server, unless the URL sa
 _LEASE_TTL = 30.0               # the others settle a pool's tasks once it missed its lease
 _LEASE_RENEWALS = 6             # renewals for this long; which it renews this many times in
                                 # it (the pool's processes get it in their start configuration)
+# SQLSTATEs of a value that PostgreSQL cannot hold: text it cannot encode (22021, 22P05), too
+# long (22001), past a size limit (54000). The same write fails again: not weather.
+_PG_DATA_REFUSED = ("22021", "22P05", "22001", "54000")
 _PG_LARGEST_VALUE = 500_000_000  # bytes in a value or a call: bytea goes out as hex text, twice
                                  # as long, and the server allocates at most 1 GiB for it
 
@@ -3093,9 +3114,10 @@ class _PgListener:
         con.execute(f'LISTEN "{channel}"')
         con.execute(f'LISTEN "{channel}.cancel"')
         self.cancels = 0               # withdrawals heard of so far: the pool's cancel mark
+        self._socket = con.pgconn.socket   # kept: a lost connection no longer tells it
 
     def fileno(self) -> int:
-        return self._con.pgconn.socket
+        return self._socket
 
     def drain(self) -> bool:
         """Take what arrived; False if the connection broke (listen again)."""
@@ -3158,6 +3180,10 @@ class _PgStore(_SharedSql):
             else str(error)
         text = " ".join(text.split())
         lower = text.lower()
+        if getattr(error, "sqlstate", None) in _PG_DATA_REFUSED:
+            return _DataRefused(f"{self.path}: PostgreSQL cannot store a value of this call "
+                                f"or outcome; pass or return other data (psycopg: {text})",
+                                self.path)
         if "password authentication failed" in lower or "no password supplied" in lower:
             hint = ("the server refused the user name or password; check them in the URL, "
                     "PGPASSWORD or ~/.pgpass")
@@ -3167,7 +3193,9 @@ class _PgStore(_SharedSql):
                                               "timeout expired", "translate host name",
                                               "failed to resolve", "no route to host",
                                               "server closed the connection", "connection to "
-                                              "server", "network is unreachable")):
+                                              "server", "network is unreachable",
+                                              "terminating connection", "connection is lost",
+                                              "the connection is closed")):
             hint = ("cannot reach the PostgreSQL server; is it running, and are the host and "
                     "port in the URL right?")
         elif "permission denied" in lower:
@@ -3218,9 +3246,25 @@ class _PgStore(_SharedSql):
             links = _pg_links.by_url = {}
             _pg_links.pid = os.getpid()
         link = links.get(self._key)
-        if link is None or link[0].closed or link[0].broken:
+        if link is None or link[0].closed or link[0].broken or self._cut_off(link[0]):
+            if link is not None:
+                with contextlib.suppress(Exception):
+                    link[0].close()
             link = links[self._key] = self._open()
         return link
+
+    @staticmethod
+    def _cut_off(con: Any) -> bool:
+        """Whether the server ended this idle connection (a restart, a failover, an
+        administrator): it then said so and closed its end, which leaves the socket readable,
+        while a live idle connection has nothing to read. One poll, instead of a failed
+        statement (and an error for the caller) after every restart of the server. What
+        else an idle connection may hear (a changed server setting) is rare enough to cost a
+        new connection."""
+        try:
+            return bool(select.select([con.pgconn.socket], [], [], 0)[0])
+        except Exception:            # psycopg.OperationalError: it is gone
+            return True
 
     def _connection(self) -> Any:
         return self._link()[0]
@@ -3405,9 +3449,9 @@ class _PgStore(_SharedSql):
 
     def _check_size(self, data: Optional[bytes], what: str) -> None:
         if data is not None and len(data) > _PG_LARGEST_VALUE:
-            raise DatabaseError(f"{self.path}: {what} takes {len(data):,} bytes, more than the "
-                                f"{_PG_LARGEST_VALUE:,} that PostgreSQL can hand back; pass or "
-                                "return less (write it to a file, pass its name)", self.path)
+            raise _DataRefused(f"{self.path}: {what} takes {len(data):,} bytes, more than the "
+                               f"{_PG_LARGEST_VALUE:,} that PostgreSQL can hand back; pass or "
+                               "return less (write it to a file, pass its name)", self.path)
 
     def keep_function(self, con: Any, shipped: _Shipped) -> None:
         con.execute("INSERT INTO functions (hash, payload, created) VALUES (%s, %s, %s) "
@@ -4102,18 +4146,31 @@ class _WorkerState:
         return self._store
 
     def payload(self, digest: str) -> bytes:
-        return self.store().function_payload(digest)
+        """A shipped function's pickle, waiting out an unavailable database (the task has
+        started: its timeout, if it has one, still ends the wait)."""
+        pause = _OUTAGE_PAUSES[0]
+        while True:
+            try:
+                return self.store().function_payload(digest)
+            except DatabaseError as error:
+                if not _weather(error):
+                    raise
+            time.sleep(pause)
+            pause = min(pause * 2, _OUTAGE_PAUSES[1])
 
     def cancel_requested(self, task: _Run) -> bool:
         """Whether a withdrawal of this task was asked for before now (as far as the store's
         cancel mark, or else the pool's, tells: then the pool takes back what it hears of
         later, and a task that started meanwhile refuses its withdrawal)."""
-        mark = self.store().cancel_mark()
-        if mark is None:
-            mark = task.withdrawals
-        if mark is None or mark != self._mark:
-            self._mark = mark
-            self._withdrawn = set(self.store().cancel_requests())
+        try:
+            mark = self.store().cancel_mark()
+            if mark is None:
+                mark = task.withdrawals
+            if mark is None or mark != self._mark:
+                self._withdrawn = set(self.store().cancel_requests())
+                self._mark = mark
+        except DatabaseError:   # unavailable: not known to be withdrawn; the pool's
+            return False        # withdrawal then finds it started (refused)
         return task.id in self._withdrawn
 
     def acknowledged(self, number: int) -> None:
@@ -4404,7 +4461,8 @@ class _Pool:
         self._refused: list = []       # ids whose withdrawal came after they started
         self._respawn_at = 0.0         # no new worker before this monotonic time
         self._respawn_delay = _RESTART_PAUSE[0]   # the pause after the next early death
-        self._retry_at = 0.0           # a failed commit is tried again from then on
+        self._retry_at = 0.0           # the database is unavailable: tried again from then on
+        self._outage: Optional[_Outage] = None   # since when, how long the next pause is
         self._settings = store.settings()        # workers, result_ttl, ... as last read
         self._settings_read = time.monotonic()   # when
         self._ready: set = set()       # workers whose pipe the last wait found readable
@@ -4459,7 +4517,10 @@ class _Pool:
         """From the control thread: a caller in the owner waits for this task."""
         with self._notices_lock:
             self._watched.add(uid)
-        row = self.store.result_row(uid)      # finished before the wish arrived?
+        try:
+            row = self.store.result_row(uid)      # finished before the wish arrived?
+        except DatabaseError:     # unavailable: the caller looks again by itself (_poll)
+            return
         if row is None or row.status in _FINISHED:
             self._notify_done([uid])
 
@@ -4490,33 +4551,81 @@ class _Pool:
 
     def run(self) -> None:
         try:
-            self.store.checkpoint_as_pool()
-            self._await_previous_pool()
-            with self.store.transaction() as con:
-                self.store.take_lease(con, self._owner)
-                _recover(self.store, con, _clock())
+            if not self._begin():
+                return
             self._adjust_workers()
             last_cleanup = 0.0
             while True:
-                if self._stopping:
-                    self._wind_down()
-                    if self._drained():
-                        break
-                self._round()
-                if self.store.leased and time.monotonic() >= self._lease_due:
-                    self._keep_lease()
-                if time.monotonic() - last_cleanup > _CLEANUP_INTERVAL:
-                    last_cleanup = time.monotonic()
-                    self._settings = self.store.settings()
-                    with contextlib.suppress(DatabaseError):   # next time, then
+                try:
+                    if self._stopping:
+                        self._wind_down()
+                        if self._drained():
+                            break
+                    self._round()
+                    if self.store.leased and time.monotonic() >= self._lease_due:
+                        self._keep_lease()
+                    if time.monotonic() - last_cleanup > _CLEANUP_INTERVAL and \
+                            time.monotonic() >= self._retry_at:
+                        last_cleanup = time.monotonic()
+                        self._settings = self.store.settings()
                         self.store.cleanup(_clock(), self._settings["result_ttl"])
-                self.store.checkpoint()
+                    if time.monotonic() >= self._retry_at:
+                        self.store.checkpoint()
+                except DatabaseError as error:     # weather: wait it out, keep everything
+                    self._unavailable(error)
                 self._sleep()
         except Exception:
             _log.exception("autocron pool for %s failed; its workers stop", self.store.path)
         finally:
             self._shutdown_workers()
             self._release()
+
+    def _begin(self) -> bool:
+        """Take over from the last pool (its lease, what it left behind), waiting out an
+        unavailable database; False if stop() came first."""
+        while not self._stopping:
+            try:
+                self.store.checkpoint_as_pool()
+                self._await_previous_pool()
+                with self.store.transaction() as con:
+                    self.store.take_lease(con, self._owner)
+                    _recover(self.store, con, _clock())
+                self._available()
+                return True
+            except DatabaseError as error:
+                self._unavailable(error)
+                time.sleep(max(0.0, self._retry_at - time.monotonic()))
+        return False
+
+    # -- an unavailable database: weather, not an outcome
+
+    def _unavailable(self, error: DatabaseError) -> None:
+        """The database refused a read or write for a reason of its own (a full disk, an I/O
+        error, a server restarting or out of reach): nothing learnt is dropped, and the pool
+        tries again after a pause that doubles up to _OUTAGE_PAUSES[1]. Its workers go on
+        with the tasks they hold and keep their outcomes until they are committed."""
+        now = time.monotonic()
+        outage = self._outage
+        if outage is None:
+            outage = self._outage = _Outage(now, _OUTAGE_PAUSES[0], now)
+            _log.warning("autocron pool for %s cannot write to its database; it keeps what "
+                         "its workers report and tries again: %s", self.store.path, error)
+        elif now - outage.reported >= _OUTAGE_REPORT:
+            outage = self._outage = outage._replace(reported=now)
+            _log.warning("autocron pool for %s still cannot write to its database (since "
+                         "%.0f s; %d outcomes kept): %s", self.store.path, now - outage.since,
+                         len(self._outcomes), error)
+        self._retry_at = now + outage.pause
+        self._outage = outage._replace(pause=min(outage.pause * 2, _OUTAGE_PAUSES[1]))
+
+    def _available(self) -> None:
+        """A write went through: an outage, if there was one, is over."""
+        if self._outage is not None:
+            _log.warning("autocron pool for %s writes to its database again (after %.1f s)",
+                         self.store.path, time.monotonic() - self._outage.since)
+            self._outage, self._retry_at = None, 0.0
+            if self.store.leased and self._heard is None:
+                self._listen_again()
 
     def _listen_again(self) -> None:
         """The LISTEN connection broke: open another (until then, and if that fails until
@@ -4585,12 +4694,14 @@ class _Pool:
     def _round(self) -> None:
         """Collect what the workers report; in one transaction write it and claim the next
         tasks; hand them out."""
-        if time.monotonic() - self._settings_read > _SETTINGS_LOOK:    # the admin tool's
-            self._settings_read = time.monotonic()
+        reachable = time.monotonic() >= self._retry_at    # else: an outage, wait it out
+        if reachable and time.monotonic() - self._settings_read > _SETTINGS_LOOK:
+            self._settings_read = time.monotonic()        # the admin tool's
             self._settings = self.store.settings()
         self._collect()
         self._enforce_timeouts()
-        self._cancel_requested()
+        if reachable:
+            self._cancel_requested()
         # A start alone changes nothing that a claim needs (the worker's places were
         # counted when it got the task): claiming then would only cut batches smaller.
         news, self._news = self._news, False
@@ -4647,17 +4758,20 @@ class _Pool:
         except Exception as error:
             self._started, self._outcomes = started + self._started, outcomes + self._outcomes
             self._requeue, self._refused = requeue + self._requeue, refused + self._refused
-            if not outcomes or _transient(error) or not self._store_one_by_one():
-                _log.warning("autocron pool for %s cannot write to its database, trying "
-                             "again in %g s: %s", self.store.path, _COMMIT_RETRY, error)
-                self._retry_at = time.monotonic() + _COMMIT_RETRY
+            if _weather(error) or not outcomes or not self._store_one_by_one():
+                if isinstance(error, DatabaseError):
+                    raise
+                raise DatabaseError(f"{self.store.path}: {type(error).__name__}: {error}",
+                                    self.store.path) from error
             return []
+        self._available()
         self._acknowledge(outcomes)
         return claimed
 
     def _store_one_by_one(self) -> bool:
-        """After a failed commit: write each outcome alone, failing those that cannot be
-        stored; False if the database refuses even that (then everything waits)."""
+        """After a commit that the database refused for its data: write each outcome alone,
+        failing those that cannot be stored (a value too large); False if the database
+        refuses even that, or turns out to be unavailable (then everything waits)."""
         started, self._started = self._started, []
         try:
             with self.store.transaction() as con:
@@ -4671,7 +4785,7 @@ class _Pool:
                 with self.store.transaction() as con:
                     _write_outcomes(self.store, con, [outcome], _clock())
             except Exception as error:
-                if _transient(error):
+                if _weather(error):
                     self._outcomes = outcomes[position:] + self._outcomes
                     return False
                 _log.error("autocron task %d: its outcome could not be stored: %s",
@@ -4946,8 +5060,12 @@ class _Pool:
             else:
                 self._selector.unregister(self._wake)
             self._listening = room
-        if room and self._idle:
-            due = self.store.next_due()
+        if room and self._idle and time.monotonic() >= self._retry_at:
+            try:
+                due = self.store.next_due()
+            except DatabaseError as error:
+                self._unavailable(error)
+                due = None
             if due is not None:
                 timeout = min(timeout, max(0.0, due - _clock()))
         elif room:
@@ -5024,10 +5142,18 @@ def _frames(buffer: bytearray) -> list:
     return messages
 
 
-def _transient(error: Exception) -> bool:
-    """A database error that goes away by itself (another process holds the write lock)."""
-    text = str(error)
-    return isinstance(error, DatabaseError) and ("locked" in text or "busy" in text)
+def _weather(error: Exception) -> bool:
+    """A database error that goes away by itself: the database is unavailable for a while
+    (locked by another process, a full disk, a server restarting), as opposed to one that
+    refuses this data (_DataRefused) or an error of autocron's own."""
+    return isinstance(error, DatabaseError) and not isinstance(error, _DataRefused)
+
+
+class _Outage(NamedTuple):
+    """The database has been unavailable to the pool since `since` (monotonic time)."""
+    since: float
+    pause: float           # before the next try
+    reported: float        # when the pool last said so
 
 
 def _child_signals() -> Optional[int]:
@@ -5445,7 +5571,7 @@ def wait(results: Iterable["Result"], timeout: Optional[float] = None) -> list:
     pending = list(results)
     try:
         while True:
-            pending = [r for r in pending if r.waiting]
+            pending = [r for r in pending if r._unfinished()]
             progress.show(len(results) - len(pending),
                           sum(1 for r in results if r not in pending and r.has_error))
             if not pending:
@@ -5517,6 +5643,9 @@ def _complete(value: Any) -> Any:
         return asyncio.run(value)
     with concurrent.futures.ThreadPoolExecutor(1, "autocron-async") as thread:
         return thread.submit(asyncio.run, value).result()
+
+
+_said = threading.local()      # what a thread has said in the log already (once is enough)
 
 
 class Result:
@@ -5620,8 +5749,8 @@ class Result:
         """Block until finished; return the value or raise TaskError (or TimeoutError)."""
         if self._wait(timeout):
             return self._value()
-        raise TimeoutError(f"task {self.uuid} ({self._fetch().name}) did not finish within "
-                           f"{timeout} s")
+        name = self._row.name if self._row is not None else "?"   # read by the wait
+        raise TimeoutError(f"task {self.uuid} ({name}) did not finish within {timeout} s")
 
     def _value(self) -> Any:
         if self.status == "ready":
@@ -5634,7 +5763,7 @@ class Result:
         pool = _state.pool
         if pool is None or self._store is None or pool.store.path != self._store.path:
             return self._poll(timeout)
-        if not self.waiting:
+        if not self._unfinished():
             return True
         try:
             return self._poll(timeout, pool.waiter(self.uuid))
@@ -5647,7 +5776,7 @@ class Result:
         events), or by reading the database, backing off, when another process runs it."""
         end = None if timeout is None else time.monotonic() + timeout
         pauses = _pauses()
-        while self.waiting:
+        while self._unfinished():
             left = None if end is None else end - time.monotonic()
             if left is not None and left <= 0:
                 return False
@@ -5660,9 +5789,23 @@ class Result:
     def __await__(self):
         import asyncio      # costs milliseconds at import: only an awaiting caller pays
         pauses = _pauses()
-        while self.waiting:
+        while self._unfinished():
             yield from asyncio.sleep(next(pauses)).__await__()
         return self._value()
+
+    def _unfinished(self) -> bool:
+        """`waiting` for a caller that waits: a database that cannot be read for a while (a
+        full disk, a server restarting) is waited out, and said once in the log."""
+        try:
+            waiting = self.waiting
+        except DatabaseError as error:
+            if not getattr(_said, "outage", False):
+                _said.outage = True
+                _log.warning("autocron: waiting for task %s, whose database cannot be read "
+                             "now; waiting on: %s", self.uuid, error)
+            return True
+        _said.outage = False
+        return waiting
 
     @property
     def attempts(self) -> int:

@@ -1641,6 +1641,17 @@ class PostgresServer:
                 self.root_dir = None
             self._remove_os_user()
 
+    def halt(self) -> None:
+        """Stop the server as a restart does: every connection cut, every commit kept (an
+        immediate stop would lose those not yet flushed, as autocron's default allows)."""
+        self._stop_server(mode="fast")
+
+    def resume(self) -> None:
+        """Start a halted server again on its port."""
+        proc = self._run(self._start_command(self.port), check=False)
+        if proc.returncode:
+            raise RuntimeError(f"PostgreSQL did not start again\n{self._log_tail()}")
+
     def url(self, dbname: str = "postgres", **query: str) -> str:
         url = (
             f"postgresql://{quote(self.user)}:{quote(self.password, safe='')}"
@@ -1779,12 +1790,11 @@ class PostgresServer:
 
     # -- teardown -----------------------------------------------------------
 
-    def _stop_server(self) -> None:
+    def _stop_server(self, mode: str = "immediate") -> None:
         pid = self._postmaster_pid()
         if pid is None:
             return
-        self._run([self._pg_ctl, "-D", self.data_dir, "-m", "immediate", "-w", "stop"],
-                  check=False)
+        self._run([self._pg_ctl, "-D", self.data_dir, "-m", mode, "-w", "stop"], check=False)
         if not pg_wait(lambda: not pg_running(pid), timeout=10):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
@@ -1882,6 +1892,33 @@ def postgres_server():
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def own_postgres():
+    """A PostgreSQL server of the test's own, which it may halt and resume."""
+    import importlib.util
+    if importlib.util.find_spec("psycopg") is None:
+        unavailable("psycopg is not installed: pip install -e '.[test]'")
+    server = PostgresServer()
+    try:
+        server.start()
+    except (RuntimeError, OSError) as exc:
+        server.stop()
+        unavailable(f"cannot start a PostgreSQL test server: {exc}")
+    try:
+        yield server
+    finally:
+        autocron.stop(timeout=5)
+        close_postgres_connections()
+        server.stop()
+
+
+def pg_listeners(server):
+    """How many connections of autocron's LISTEN for notifications on the server."""
+    with server.connect() as con:
+        return con.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+                           "'autocron' AND query ILIKE 'LISTEN%'").fetchone()[0]
 
 
 _schemas = itertools.count(1)
@@ -3535,6 +3572,22 @@ def start_sleeper(folder, wait=False):
     return sleeper.pid
 
 
+@autocron.delay
+def wide_after(gate, log, number):
+    """Wait for the file `gate`, note `number` in `log`, return a value too wide for a full
+    disk (100 kB: its write needs new room in the database)."""
+    while not os.path.exists(gate):
+        time.sleep(0.01)
+    with open(log, "a") as file:
+        file.write(f"{number}\n")
+    return f"{number}:" + "x" * 100_000
+
+
+def logged(path):
+    """The lines a task wrote to `path` so far."""
+    return Path(path).read_text().split() if os.path.exists(path) else []
+
+
 def read_pid(path):
     """The pid a task wrote to `path`, once it is there."""
     return int(wait_until(lambda: path.exists() and path.read_text(), what=f"{path.name}"))
@@ -3760,6 +3813,77 @@ class TestNothingLostNothingTwice:
         for thread in threads:
             thread.join(180)
         assert [values.get(r.uuid) for r in results] == list(range(4000))
+
+
+class TestDatabaseOutages:
+    """A database that cannot be written for a while is weather: the pool keeps its workers
+    and what they report, and writes it, once, when the database is back."""
+
+    def test_a_full_disk_holds_outcomes_until_there_is_room_again(self, small_disk, tmp_path,
+                                                                  caplog):
+        caplog.set_level(logging.INFO, logger="autocron")
+        database, gate, log = small_disk.path("autocron.db"), tmp_path / "gate", tmp_path / "log"
+        assert autocron.start(database, workers=2) is True
+        wait_until(lambda: len(worker_pids()) == 2, what="two workers")
+        manager, workers = pool_pids()
+        results = [wide_after(str(gate), str(log), i) for i in range(6)]
+        wait_until(lambda: all(row_status(database, r) != "waiting" for r in results[:2]),
+                   what="the workers to take tasks")
+        small_disk.fill()
+        gate.write_text("")
+        wait_until(lambda: len(logged(log)) >= 2, what="tasks to end while the disk is full")
+        with pytest.raises(TimeoutError):           # a caller waits through it
+            results[-1].get(timeout=0.5)
+        with pytest.raises(autocron.DatabaseError) as caught:
+            echo("y" * 1_000_000)
+        assert str(caught.value) == (
+            f"{database}: the disk is full; free space on it, then call again (nothing was "
+            "stored) (sqlite3: database or disk is full)")
+        wait_until(lambda: "cannot write to its database" in caplog.text, what="the pool to "
+                   "try to write the outcomes")
+        assert pool_pids() == (manager, workers) and all(map(alive, [manager, *workers]))
+        small_disk.free()
+        assert [r.get(timeout=60) for r in results] == [f"{i}:" + "x" * 100_000
+                                                        for i in range(6)]
+        assert sorted(map(int, logged(log))) == list(range(6))        # each ran once
+        assert {r.attempts for r in results} == {1}
+        assert pool_pids() == (manager, workers)
+        assert query(database, "SELECT count(*) FROM tasks") == [(6,)]
+
+    def test_a_postgresql_restart_loses_nothing_and_runs_nothing_twice(self, own_postgres,
+                                                                        tmp_path, caplog):
+        caplog.set_level(logging.INFO, logger="autocron")
+        server, gate, log = own_postgres, tmp_path / "gate", tmp_path / "log"
+        url = server.url(schema="restart")
+        assert autocron.start(url, workers=2) is True
+        wait_until(lambda: len(worker_pids()) == 2, what="two workers")
+        manager, workers = pool_pids()
+        wait_until(lambda: pg_listeners(server) == 1, what="the pool to listen")
+        results = [wide_after(str(gate), str(log), i) for i in range(6)]
+        wait_until(lambda: all(row_status(url, r) != "waiting" for r in results[:2]),
+                   what="the workers to take tasks")
+        server.halt()
+        try:
+            gate.write_text("")
+            wait_until(lambda: len(logged(log)) >= 2, what="tasks to end while it is down")
+            with pytest.raises(TimeoutError):           # a caller waits through it
+                results[-1].get(timeout=0.5)
+            with pytest.raises(autocron.DatabaseError) as caught:
+                add(1, 2)
+            assert "cannot reach the PostgreSQL server" in str(caught.value)
+            wait_until(lambda: "cannot write to its database" in caplog.text,
+                       what="the pool to try to write the outcomes")
+        finally:
+            server.resume()
+        assert [r.get(timeout=60) for r in results] == [f"{i}:" + "x" * 100_000
+                                                        for i in range(6)]
+        assert sorted(map(int, logged(log))) == list(range(6))        # each ran once
+        assert {r.attempts for r in results} == {1}
+        wait_until(lambda: pg_listeners(server) == 1, 30, "the pool to listen again")
+        assert add(2, 3).get(timeout=30) == 5
+        assert pool_pids() == (manager, workers) and "writes to its database again" in \
+            caplog.text
+        assert query(url, "SELECT count(*) FROM tasks") == [(7,)]
 
 
 # ---- the public API: delayed calls, results and how they show ------------------------------
