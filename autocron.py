@@ -156,6 +156,7 @@ _HANDOVER_WAIT = 10.0           # a new pool waits this long for the processes o
                                 # ended abruptly to write what only they know
 _OUTAGE_PAUSES = (0.05, 2.0)    # a pool whose database is unavailable tries again after the
                                 # first pause, doubled after each failure up to the second
+_CLOCK_STEP = 1.0               # the wall clock going back by more than this is a step back
 _OUTAGE_REPORT = 60.0           # and says every this many seconds that it still cannot write
 _FALLBACK_REAP = 0.5            # without SIGCHLD a pool looks for ended workers this often
 _READ_SIZE = 1 << 16            # the dispatcher reads a worker's pipe in pieces this large
@@ -2163,6 +2164,14 @@ class _SharedSql:
         return [_ResultRow(*row) for row in self.read(
             f"SELECT {_RESULT_COLUMNS} FROM tasks {where}ORDER BY id DESC{bound}",
             params + (() if limit is None else (limit,)))]
+
+    def clock_went_back(self, now: float) -> int:
+        """The wall clock stepped back (NTP, a VM restored from a snapshot): calls that were
+        due when they were made (not delayed) become due at `now`, instead of waiting until
+        the clock catches up with the time they were made. Delayed calls and retries keep
+        their times, which are times of the wall clock. How many there were."""
+        return self.write("UPDATE tasks SET due = ? WHERE status = 'waiting' AND due > ? AND "
+                          "due <= created", (now, now))
 
     def cancel_pending(self, uid: str) -> bool:
         rows = self.read("SELECT cancel FROM tasks WHERE id = ? AND token = ?", _row_key(uid))
@@ -4463,6 +4472,7 @@ class _Pool:
         self._respawn_delay = _RESTART_PAUSE[0]   # the pause after the next early death
         self._retry_at = 0.0           # the database is unavailable: tried again from then on
         self._outage: Optional[_Outage] = None   # since when, how long the next pause is
+        self._clock_seen = 0.0         # the wall clock at the last round (a step back: below)
         self._settings = store.settings()        # workers, result_ttl, ... as last read
         self._settings_read = time.monotonic()   # when
         self._ready: set = set()       # workers whose pipe the last wait found readable
@@ -4678,6 +4688,18 @@ class _Pool:
             with contextlib.suppress(OSError):
                 os.killpg(pid, signal.SIGKILL) if _CAN_KILL_GROUPS else os.kill(pid, 9)
 
+    def _watch_clock(self) -> None:
+        """Calls made before the wall clock stepped back become due at once (at the start
+        too: the step may have come while no pool ran)."""
+        now = _clock()
+        if now < self._clock_seen - _CLOCK_STEP or not self._clock_seen:
+            stalled = self.store.clock_went_back(now)
+            if stalled and self._clock_seen:
+                _log.warning("autocron: the clock stepped back by %.0f s; %d calls made before "
+                             "are due now", self._clock_seen - now, stalled)
+            self._news, self._dry = True, False
+        self._clock_seen = now
+
     def _depth(self) -> int:
         """How many tasks a worker holds: more while the recent ones were quick."""
         return _PREFETCH_QUICK if self._run_time < _QUICK_TASK else _PREFETCH
@@ -4695,6 +4717,8 @@ class _Pool:
         """Collect what the workers report; in one transaction write it and claim the next
         tasks; hand them out."""
         reachable = time.monotonic() >= self._retry_at    # else: an outage, wait it out
+        if reachable:
+            self._watch_clock()
         if reachable and time.monotonic() - self._settings_read > _SETTINGS_LOOK:
             self._settings_read = time.monotonic()        # the admin tool's
             self._settings = self.store.settings()

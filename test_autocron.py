@@ -3815,9 +3815,10 @@ class TestNothingLostNothingTwice:
         assert [values.get(r.uuid) for r in results] == list(range(4000))
 
 
-class TestDatabaseOutages:
+class TestFaults:
     """A database that cannot be written for a while is weather: the pool keeps its workers
-    and what they report, and writes it, once, when the database is back."""
+    and what they report, and writes it, once, when the database is back. A clock that
+    steps back stalls nothing."""
 
     def test_a_full_disk_holds_outcomes_until_there_is_room_again(self, small_disk, tmp_path,
                                                                   caplog):
@@ -3884,6 +3885,35 @@ class TestDatabaseOutages:
         assert pool_pids() == (manager, workers) and "writes to its database again" in \
             caplog.text
         assert query(url, "SELECT count(*) FROM tasks") == [(7,)]
+
+    def test_calls_made_before_the_clock_stepped_back_run_at_once(self, database, tmp_path,
+                                                                  monkeypatch):
+        clock = FakeClock(time.time(), monkeypatch, tmp_path)
+        assert autocron.start(database, workers=1) is True
+        blocker = block(str(tmp_path))
+        read_pid(tmp_path / "task.pid")
+        behind = [add(i, i) for i in range(10)]     # most of them wait in the database
+        wait_until(lambda: [row_status(database, r) for r in behind].count("waiting") >= 5,
+                   what="calls waiting behind the busy worker")
+        clock.now -= 3600                           # NTP, a VM restored from a snapshot
+        (tmp_path / "task.go").write_text("")
+        assert blocker.get(timeout=30) > 0
+        assert [r.get(timeout=30) for r in behind] == [2 * i for i in range(10)]
+
+    def test_calls_made_before_a_step_back_while_no_pool_ran_run_at_once(self, database,
+                                                                         tmp_path, monkeypatch):
+        clock = FakeClock(time.time(), monkeypatch, tmp_path)
+        made = run_python("""
+            import os, sys, autocron, test_autocron
+            autocron._clock_file = os.environ["TEST_CLOCK_FILE"]
+            autocron.start(sys.argv[1], workers=0)
+            print(" ".join(test_autocron.add(i, 1).uuid for i in range(3)))
+        """, database)
+        assert made.returncode == 0, made.stderr
+        clock.now -= 3600
+        assert autocron.start(database, workers=1) is True
+        later = [autocron.get_result(uid) for uid in made.stdout.split()]
+        assert [r.get(timeout=30) for r in later] == [1, 2, 3]
 
 
 # ---- the public API: delayed calls, results and how they show ------------------------------
