@@ -1267,6 +1267,16 @@ def _safe_text(text: str) -> str:
     return text
 
 
+class _Claimed(NamedTuple):
+    """A task a claim handed to a worker (the stores' claim())."""
+    id: int
+    uuid: str
+    record: bytes
+    cron: Optional[str]
+    timeout: Optional[float]
+    priority: int
+
+
 class _Options:
     """How a delayed function's calls run: retries, timeout, priority (checked at decoration)."""
 
@@ -2743,14 +2753,14 @@ class _Store(_SharedSql):
         """Hand the most urgent due tasks to workers: higher priority first, then in order.
 
         A task for each worker pid in `pids`; they are "queued" until their worker says it
-        started one. Returns [(id, uuid, record, cron, timeout)].
+        started one. Returns [_Claimed].
         """
-        rows = con.execute(f"SELECT id, {_UUID}, record, cron, timeout FROM tasks WHERE "
-                           "status = 'waiting' AND due <= ? ORDER BY priority DESC, due, id "
-                           "LIMIT ?", (now, len(pids))).fetchall()
+        rows = con.execute(f"SELECT id, {_UUID}, record, cron, timeout, priority FROM tasks "
+                           "WHERE status = 'waiting' AND due <= ? ORDER BY priority DESC, due, "
+                           "id LIMIT ?", (now, len(pids))).fetchall()
         con.executemany("UPDATE tasks SET status = 'queued', worker = ? WHERE id = ?",
                         [(pid, row[0]) for pid, row in zip(pids, rows)])
-        return rows
+        return [_Claimed(*row) for row in rows]
 
     def mark_started(self, con: sqlite3.Connection, started: list) -> None:
         """Workers started these tasks ([_Started]: id, wall-clock start): an attempt each; a
@@ -3039,11 +3049,11 @@ _PG_INSERT_COLUMNS = ("token, name, args, status, priority, retries, retry_delay
                       "timeout, due, created, record, function")
 _PG_INSERT_TASK = (f"WITH t AS (INSERT INTO tasks ({_PG_INSERT_COLUMNS}) VALUES (%s, %s, %s, "
                    "'waiting', %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id) "
-                   "SELECT id, pg_notify(%s, '') FROM t")
+                   "SELECT id, pg_notify(%s, %s) FROM t")
 _PG_INSERT_SHIPPED_TASK = (f"WITH t AS (INSERT INTO tasks ({_PG_INSERT_COLUMNS}) SELECT %s, %s, "
                            "%s, 'waiting', %s, %s, %s, %s, %s, %s, %s, %s, %s WHERE EXISTS "
                            "(SELECT 1 FROM functions WHERE hash = %s) RETURNING id) "
-                           "SELECT id, pg_notify(%s, '') FROM t")
+                           "SELECT id, pg_notify(%s, %s) FROM t")
 _PG_INSERT_TASK_AT = ("INSERT INTO tasks (id, args, record, function, token, name, status, "
                       "priority, retries, retry_delay, backoff, timeout, due, created) "
                       "VALUES (%s, %s, %s, %s, %s, %s, 'waiting', %s, %s, %s, %s, %s, %s, %s)")
@@ -3123,6 +3133,7 @@ class _PgListener:
         con.execute(f'LISTEN "{channel}"')
         con.execute(f'LISTEN "{channel}.cancel"')
         self.cancels = 0               # withdrawals heard of so far: the pool's cancel mark
+        self.priority: Optional[int] = None   # the highest priority of the calls heard of
         self._socket = con.pgconn.socket   # kept: a lost connection no longer tells it
 
     def fileno(self) -> int:
@@ -3139,6 +3150,8 @@ class _PgListener:
                     return True
                 if notice.relname.endswith(b".cancel"):
                     self.cancels += 1
+                else:
+                    self.priority = _outranking(self.priority, notice.extra)
         except Exception:              # psycopg.OperationalError: the server went away
             self.cancels += 1          # a withdrawal may have been missed meanwhile
             return False
@@ -3422,14 +3435,15 @@ class _PgStore(_SharedSql):
         values = (token, name, args, options.priority, options.retries, options.retry_delay,
                   options.backoff, options.timeout, due, _clock(), record,
                   shipped and shipped.hash)
+        notice = (self._channel, str(options.priority))   # the pools hear its priority
         if shipped is None:
-            rows = self.read(_PG_INSERT_TASK, values + (self._channel,))
+            rows = self.read(_PG_INSERT_TASK, values + notice)
         else:
-            rows = self.read(_PG_INSERT_SHIPPED_TASK, values + (shipped.hash, self._channel))
+            rows = self.read(_PG_INSERT_SHIPPED_TASK, values + (shipped.hash,) + notice)
             if not rows:
                 with self.transaction() as con:
                     self.keep_function(con, shipped)
-                    rows = con.execute(_PG_INSERT_TASK, values + (self._channel,)).fetchall()
+                    rows = con.execute(_PG_INSERT_TASK, values + notice).fetchall()
         return f"{token}-{rows[0][0]}"
 
     def add_tasks(self, name: str, calls: list, due: float, options: "_Options" = None,
@@ -3453,7 +3467,7 @@ class _PgStore(_SharedSql):
                 cursor.executemany(_PG_INSERT_TASK_AT, [
                     (task_id, text, record, digest) + fixed
                     for task_id, (text, record) in zip(ids, calls)])
-            con.execute("SELECT pg_notify(%s, '')", (self._channel,))
+            con.execute("SELECT pg_notify(%s, %s)", (self._channel, str(options.priority)))
         return [f"{token}-{task_id}" for task_id in ids]
 
     def _check_size(self, data: Optional[bytes], what: str) -> None:
@@ -3625,8 +3639,9 @@ class _PgStore(_SharedSql):
             "UPDATE tasks SET status = 'queued', worker = places.pid, machine = %s, lease = %s "
             "FROM picked JOIN places USING (n) WHERE tasks.id = picked.id "
             "RETURNING picked.n, tasks.id, tasks.token || '-' || tasks.id, record, cron, "
-            "timeout", (now, len(pids), list(pids), self.machine, self.lease)).fetchall()
-        return [row[1:] for row in sorted(rows)]
+            "timeout, priority", (now, len(pids), list(pids), self.machine, self.lease)
+        ).fetchall()
+        return [_Claimed(*row[1:]) for row in sorted(rows)]
 
     def mark_started(self, con: Any, started: list) -> None:
         if started:
@@ -3982,8 +3997,10 @@ def _bind_wake(path: str) -> socket.socket:
 _sender_local = threading.local()
 
 
-def _notify(path: Optional[str]) -> None:
-    """Wake the pool that listens at `path`; nothing happens if none does."""
+def _notify(path: Optional[str], priority: int = 0) -> None:
+    """Wake the pool that listens at `path`, telling it the priority of the new call (a
+    busy pool gives back calls of a lower one that its workers hold: _Pool._make_room);
+    nothing happens if no pool listens."""
     if not path or not _HAS_UNIX_SOCKETS:  # the pool's fallback check sees it
         return
     sender = getattr(_sender_local, "socket", None)
@@ -3992,7 +4009,18 @@ def _notify(path: Optional[str]) -> None:
         sender.setblocking(False)
         _sender_local.socket, _sender_local.pid = sender, os.getpid()
     with contextlib.suppress(OSError):   # no pool listening, or its queue is full: it is awake
-        sender.sendto(b"!", path)
+        sender.sendto(b"!%d" % priority if priority else b"!", path)
+
+
+def _outranking(highest: Optional[int], heard: Union[bytes, str]) -> Optional[int]:
+    """The highest priority of the calls a pool heard of, after hearing `heard` (a wake-up's
+    "!<priority>" or a notification's payload; nothing after "!" or "": priority 0)."""
+    text = heard.decode("ascii", "replace") if isinstance(heard, bytes) else heard
+    try:
+        priority = int(text.lstrip("!") or 0)
+    except ValueError:        # not ours: a wake-up all the same
+        priority = 0
+    return priority if highest is None else max(highest, priority)
 
 
 # What the pool and a worker tell each other over their pipes, one record a message.
@@ -4360,14 +4388,15 @@ def _exit_text(code: Optional[int]) -> str:
 class _Task:
     """A claimed task on its way through the pool."""
 
-    __slots__ = ("id", "uuid", "cron", "record", "timeout", "returning", "started", "cancel",
-                 "running")
+    __slots__ = ("id", "uuid", "cron", "record", "timeout", "priority", "returning", "started",
+                 "cancel", "running", "outranked")
 
-    def __init__(self, task_id: int, uid: str, record: bytes, cron: Optional[str],
-                 timeout: Optional[float]):
-        self.id, self.uuid, self.record, self.cron = task_id, uid, record, cron
-        self.timeout = timeout
+    def __init__(self, claimed: _Claimed):
+        self.id, self.uuid, self.record, self.cron = claimed.id, claimed.uuid, claimed.record, \
+            claimed.cron
+        self.timeout, self.priority = claimed.timeout, claimed.priority
         self.returning = False      # asked its worker to give it back
+        self.outranked = False      # because a call of a higher priority came: it waits again
         self.cancel = 0             # 1: withdraw it unless started, 2: stop it in any case
         self.running = False        # its worker said it started it
         self.started = 0.0          # monotonic time the worker said so (timeouts)
@@ -4473,6 +4502,7 @@ class _Pool:
         self._retry_at = 0.0           # the database is unavailable: tried again from then on
         self._outage: Optional[_Outage] = None   # since when, how long the next pause is
         self._clock_seen = 0.0         # the wall clock at the last round (a step back: below)
+        self._announced: Optional[int] = None   # the highest priority of new calls heard of
         self._settings = store.settings()        # workers, result_ttl, ... as last read
         self._settings_read = time.monotonic()   # when
         self._ready: set = set()       # workers whose pipe the last wait found readable
@@ -4688,6 +4718,24 @@ class _Pool:
             with contextlib.suppress(OSError):
                 os.killpg(pid, signal.SIGKILL) if _CAN_KILL_GROUPS else os.kill(pid, 9)
 
+    def _make_room(self) -> None:
+        """A call came with a higher priority than some that workers hold and have not
+        started: those go back to the database (_receive: requeued), where the next claim
+        puts the new call first. A call waiting in the database never loses its place to one
+        a worker merely holds."""
+        announced, self._announced = self._announced, None
+        heard = self._heard                  # and from other machines' calls (PostgreSQL)
+        if heard is not None and heard.priority is not None:
+            announced = heard.priority if announced is None else max(announced, heard.priority)
+            heard.priority = None
+        if announced is None:
+            return
+        for worker in self._workers:
+            for task in worker.queue:
+                if not task.running and not task.returning and task.priority < announced:
+                    task.outranked = True
+                    self._take_back(worker, task)
+
     def _watch_clock(self) -> None:
         """Calls made before the wall clock stepped back become due at once (at the start
         too: the step may have come while no pool ran)."""
@@ -4719,6 +4767,7 @@ class _Pool:
         reachable = time.monotonic() >= self._retry_at    # else: an outage, wait it out
         if reachable:
             self._watch_clock()
+        self._make_room()
         if reachable and time.monotonic() - self._settings_read > _SETTINGS_LOOK:
             self._settings_read = time.monotonic()        # the admin tool's
             self._settings = self.store.settings()
@@ -4744,7 +4793,7 @@ class _Pool:
             claimed = self._commit(pids, due[1])
             if pids:
                 self._dry = len(claimed) < len(pids)
-        placed += [(place, _Task(*row)) for place, row in zip(places, claimed)]
+        placed += [(place, _Task(row)) for place, row in zip(places, claimed)]
         handed: dict = {}
         for worker, task in placed:
             handed.setdefault(worker, []).append(task)
@@ -4998,7 +5047,7 @@ class _Pool:
         if task.cancel or message.skipped:
             self._end(task, "cancelled", "cancelled")
         else:
-            (self._requeue if self._stopping else self._returned).append(task)
+            (self._requeue if self._stopping or task.outranked else self._returned).append(task)
 
     def _bury(self, worker: _Worker) -> None:
         """A worker process ended: settle its tasks, end what its tasks left running."""
@@ -5078,12 +5127,15 @@ class _Pool:
         timeout = _FALLBACK_WAKE
         depth = self._depth()
         room = any(len(w.queue) < depth and not w.retiring for w in self._workers)
-        if room != self._listening:    # while every worker is full, new tasks can wait
-            if room:
+        # While every worker is full, new calls can wait, unless they outrank one that a
+        # worker holds (_make_room): the pool hears of them while a worker holds any.
+        held = room or any(len(w.queue) > 1 for w in self._workers)
+        if held != self._listening:
+            if held:
                 self._selector.register(self._wake, selectors.EVENT_READ)
             else:
                 self._selector.unregister(self._wake)
-            self._listening = room
+            self._listening = held
         if room and self._idle and time.monotonic() >= self._retry_at:
             try:
                 due = self.store.next_due()
@@ -5111,9 +5163,12 @@ class _Pool:
         for key, _ in events:
             if key.fileobj is self._wake:
                 self._news, self._dry = True, False
-                with contextlib.suppress(OSError):
-                    while self._wake.recv(64):
-                        pass
+                with contextlib.suppress(OSError):     # until none is left (EAGAIN)
+                    while True:
+                        heard = self._wake.recv(64)
+                        if not heard:
+                            break
+                        self._announced = _outranking(self._announced, heard)
             elif key.fileobj is self._heard:
                 self._news, self._dry = True, False
                 if not self._heard.drain():
@@ -6008,7 +6063,7 @@ def delay(func: Optional[Callable] = None, *, weeks: float = 0, days: float = 0,
         record, shipped = _dump_call(func, args, kwargs)
         uid = store.add_task(name, _call_text(args, kwargs), record, due(), options, shipped)
         if not store.wakes_pools:
-            _notify(store.wake_path)
+            _notify(store.wake_path, options.priority)
         return Result(uid, store)
 
     delayed.map = functools.partial(_map, func, name, due, options)
@@ -6032,7 +6087,7 @@ def _map(func: Callable, name: str, due: Callable[[], float], options: _Options,
     rows = [(_call_text(args, {}), _dump_record(func, ref, args, {})) for args in calls]
     uids = store.add_tasks(name, rows, due(), options, shipped)
     if not store.wakes_pools:
-        _notify(store.wake_path)
+        _notify(store.wake_path, options.priority)
     return [Result(uid, store) for uid in uids]
 
 

@@ -3472,8 +3472,10 @@ class TestTaskOptions:
         assert running.cancel(force=True) is False
         assert add(2, 2).get(timeout=30) == 4
 
-    def test_higher_priority_runs_first_and_equal_priorities_keep_their_order(
+    def test_higher_priority_runs_first_even_before_calls_a_busy_worker_holds(
             self, database, tmp_path):
+        # The fillers were handed to the busy worker before the higher calls came: they go
+        # back to the database and wait their turn (equal priorities keep their order).
         log = str(tmp_path / "order")
         autocron.start(database, workers=1)
         first = block(str(tmp_path))
@@ -3485,10 +3487,13 @@ class TestTaskOptions:
         high = autocron.delay(priority=5)(log_line.__wrapped__)
         calls = [low(log, "low1"), low(log, "low2"), high(log, "high1"), low(log, "low3"),
                  high(log, "high2")]
+        wait_until(lambda: all(row_status(database, c) == "queued" for c in calls[2::2]),
+                   what="the worker to give the outranked calls back for the higher ones")
         (tmp_path / "task.go").write_text("")
         autocron.wait([first] + fillers + calls, timeout=60)
-        order = Path(log).read_text().split()
-        assert order[len(fillers):] == ["high1", "high2", "low1", "low2", "low3"]
+        assert Path(log).read_text().split() == ["high1", "high2", "filler0", "filler1",
+                                                 "filler2", "low1", "low2", "low3"]
+        assert {c.attempts for c in fillers + calls} == {1}
 
     @pytest.mark.parametrize("options, message", [
         (dict(retries=-1), "retries must be a whole number, 0 or more, got -1"),
