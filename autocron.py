@@ -4150,7 +4150,8 @@ class _Output:
     task's own subprocesses print lands in the same file, in order (line buffering). What a
     task prints goes into its result rather than to the worker's terminal, which nobody sees
     from Jupyter (and which ipykernel would otherwise mix into whatever cell runs). A task
-    that prints nothing costs two lseek calls.
+    that prints nothing costs two lseek calls, and two fstat calls to see that fds 1 and 2
+    are still the file (a task may have closed them or pointed them elsewhere).
     """
 
     def __init__(self):
@@ -4162,16 +4163,30 @@ class _Output:
             os.unlink(path)
         os.dup2(self.fd, 1)
         os.dup2(self.fd, 2)
+        self.identity = os.fstat(self.fd)
         self.stdout = self.stderr = None
 
     def begin(self) -> None:
         """Before a task: the worker's streams (a task may have replaced or closed them) and
         an empty file (a background child of an earlier task may have written since)."""
+        self._reattach()
         if self.stdout is None or self.stdout.closed or self.stderr.closed:
             self.stdout, self.stderr = self._stream(1), self._stream(2)
         sys.stdout, sys.stderr = self.stdout, self.stderr
         if os.lseek(self.fd, 0, os.SEEK_END):
             os.ftruncate(self.fd, 0)
+
+    def _reattach(self) -> None:
+        """Put the file back under fds 1 and 2 where an earlier task closed them (os.close)
+        or replaced them (dup2 of /dev/null): else every later task on this worker would
+        fail at its first print, or print into nowhere. One fstat each when they are fine."""
+        for fd in (1, 2):
+            try:
+                if os.path.samestat(os.fstat(fd), self.identity):
+                    continue
+            except OSError:            # closed
+                pass
+            os.dup2(self.fd, fd)
 
     @staticmethod
     def _stream(fd: int) -> io.TextIOWrapper:

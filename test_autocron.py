@@ -4390,6 +4390,34 @@ class TestResultDisplay:
         assert sorted(results[0].output.split()) == ["bytes", "child", "newline", "no", "raw"]
         assert [r.output for r in results[1:]] == ["", "loud\n", ""]
 
+    def test_a_task_that_closes_or_redirects_fds_1_and_2_leaves_the_next_ones_captured(
+            self, database):
+        autocron.start(database, workers=1)
+
+        def closes():
+            os.close(1)
+            os.close(2)
+            return os.getpid()
+
+        def redirects():
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, 1)
+            os.dup2(null, 2)
+            os.close(null)
+            return os.getpid()
+
+        def prints(n):
+            print("out", n)
+            print("err", n, file=sys.stderr)
+            subprocess.run(["echo", "child", str(n)], check=True)
+            return os.getpid()
+        results = [autocron.delay(closes)(), autocron.delay(prints)(1),
+                   autocron.delay(redirects)(), autocron.delay(prints)(2)]
+        assert len({r.get(timeout=30) for r in results}) == 1           # one worker
+        assert [r.status for r in results] == ["ready"] * 4
+        assert [r.output for r in results] == ["", "out 1\nerr 1\nchild 1\n",
+                                               "", "out 2\nerr 2\nchild 2\n"]
+
     def test_output_cut_inside_a_character_starts_at_the_next_one(self, pool):
         def wide():
             print("é" * 40_000, end="")        # 80,000 bytes: the cut falls on a character
