@@ -167,7 +167,10 @@ _MANAGER_GRACE = 15.0           # stop(timeout) waits this much longer for the m
 _WAITER_LOOK = 0.25             # a caller with an event looks at the database this often too
 _CANCEL_WAIT = 10.0             # cancel() of a handed-over task waits this long for the pool
 _ACK_BATCH = 32                 # a busy worker is told about committed outcomes this often
-_MAX_OUTPUT = 64 * 1024
+_MAX_OUTPUT = 64 * 1024         # bytes of what a task printed that are kept: the last ones
+_MAX_ERROR_TEXT = 64 * 1024     # characters of a task's error message, and of its traceback,
+                                # that are kept: the start and the end, saying how much was cut
+_MAX_SUMMARY = 200              # characters of a value's repr kept for tables
 _RETRIES_SHOWN = 20             # a task's page links to this many of the tasks that retry it
 _MISFIRE_GRACE = 60.0           # a cron due time missed by less than this still runs (a pool
                                 # taken over after its owner ended); older ones follow catch_up
@@ -1288,6 +1291,18 @@ def _shorten(text: str, limit: int, tail: bool = False) -> str:
     return "..." + text[-(limit - 3):] if tail else text[:limit - 3] + "..."
 
 
+def _cut_middle(text: str, limit: int = _MAX_ERROR_TEXT) -> str:
+    """`text` in at most `limit` characters: its start and its end, and between them how
+    many characters were cut. An error's start says what went wrong and its end where (the
+    innermost frame, the exception's line); a 20 MB message stored whole would be read by
+    every Result and every refresh of the dashboard."""
+    if len(text) <= limit:
+        return text
+    keep = (limit - 64) // 2     # the marker takes fewer than 64 characters
+    marker = f"\n... [{len(text) - 2 * keep:,} characters cut] ...\n"
+    return text[:keep] + marker + text[-keep:]
+
+
 def _function_name(func: Callable) -> str:
     return _safe_text(f"{getattr(func, '__module__', '?')}."
                       f"{getattr(func, '__qualname__', repr(func))}")
@@ -1773,7 +1788,8 @@ def _error_info(error: BaseException) -> dict:
 
     A task's exception may have a __str__ that raises (even a BaseException, which the
     traceback module lets through), a __module__ that is no text, or lone surrogates; the
-    worker reports all of them and lives on.
+    worker reports all of them and lives on. A message or traceback of megabytes keeps its
+    start and its end (_cut_middle).
     """
     kind = type(error)
     module = kind.__module__ if isinstance(kind.__module__, str) else "<unknown>"
@@ -1787,8 +1803,8 @@ def _error_info(error: BaseException) -> dict:
     except BaseException:    # the frames at least, and what we know of the exception
         text = "".join(["Traceback (most recent call last):\n",
                         *traceback.format_tb(error.__traceback__), f"{name}: {message}\n"])
-    return {"type": _safe_text(name), "message": _safe_text(message),
-            "traceback": _safe_text(text)}
+    return {"type": _cut_middle(_safe_text(name)), "message": _cut_middle(_safe_text(message)),
+            "traceback": _cut_middle(_safe_text(text))}
 
 
 # ==============================================================================================
@@ -4284,7 +4300,7 @@ def _run_task(task: _Run, functions: dict, load_payload: Callable) -> _Outcome:
             raise TypeError(f"the return value of {_function_name(func)} cannot be pickled "
                             f"({type(value).__name__}: {error}); return plain data") from None
         try:
-            summary = _shorten(_safe_text(repr(value)), 200)
+            summary = _shorten(_safe_text(repr(value)), _MAX_SUMMARY)
         except BaseException:  # a broken __repr__ must not fail the task
             summary = f"<{type(value).__name__}>"
         return _Outcome(task.id, "ready", payload, None, started, _clock(), _output.collect(),

@@ -4452,6 +4452,35 @@ class TestResultDisplay:
         assert add(1, 2).get(timeout=30) == 3
         assert pool_pids()[0] == manager
 
+    def test_a_huge_error_is_stored_bounded_keeping_both_ends_and_saying_how_much_was_cut(
+            self, database):
+        autocron.start(database, workers=1)
+        full = "start-of-message " + "x" * 20_000_000 + " end-of-message"
+
+        def loud(text):
+            raise ValueError(text)
+        result = autocron.delay(loud)(full)
+        with pytest.raises(autocron.TaskError) as caught:
+            result.get(timeout=120)
+        (stored,), = query(database, "SELECT error FROM tasks WHERE id = ?",
+                           (int(result.uuid.rsplit("-", 1)[1]),))
+        size = len(stored)
+        assert size < 3 * 64 * 1024                      # message and traceback, 64 KiB each
+        error = json.loads(stored)
+        cut = re.compile(r"(.*)\n\.\.\. \[([0-9,]+) characters cut\] \.\.\.\n(.*)\Z", re.S)
+        head, count, tail = cut.match(error["message"]).groups()
+        assert len(error["message"]) <= 64 * 1024
+        assert head.startswith("start-of-message xxx") and tail.endswith("xxx end-of-message")
+        assert len(head) > 30_000 and len(tail) > 30_000
+        assert len(head) + int(count.replace(",", "")) + len(tail) == len(full)
+        head, count, tail = cut.match(error["traceback"]).groups()
+        assert len(error["traceback"]) <= 64 * 1024
+        assert head.startswith("Traceback (most recent call last):\n") and "in loud\n" in head
+        assert tail.endswith("xxx end-of-message\n")
+        assert (caught.value.message, caught.value.traceback) == (error["message"],
+                                                                  error["traceback"])
+        assert caught.value.type_name == "ValueError"
+
 
 # ---- Jupyter -------------------------------------------------------------------------------
 
