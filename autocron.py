@@ -183,6 +183,8 @@ _STATUSES = ("waiting", "running", "ready", "error", "cancelled")
 _FINISHED = ("ready", "error", "cancelled")
 
 _IN_WORKER = False              # True in a worker process: a delayed call runs directly
+_IN_POOL = False                # True in a pool's manager and workers: the owner's start()
+                                # admitted the database they open
 
 # What the platform offers, in one place (Linux and macOS have it all; Windows may degrade
 # but must not crash on import):
@@ -2053,6 +2055,25 @@ def _check_private(path: str) -> None:
                             f"make the workers run code. Fix it with: chmod 600 {path}", path)
 
 
+def _check_one_name(path: str) -> None:
+    """Refuse a database file that has other names (hard links). SQLite keeps its
+    write-ahead log and shared memory beside the name it was given, so processes that open
+    one file by two names each see their own log: calls written under one name are lost to
+    the other, and their checkpoints corrupt the file. A pool lock by the file's inode would
+    stop a second pool, not that (a symbolic link is harmless: realpath resolves it). The
+    pool's own processes are exempt: their owner was admitted, and a link made later must not
+    make the running pool's new workers fail."""
+    if _IN_POOL:
+        return
+    names = os.stat(path).st_nlink
+    if names > 1:
+        raise DatabaseError(f"{path} has {names} names (hard links); SQLite keeps a write-ahead "
+                            "log beside each name, so processes that open the file by different "
+                            "names lose calls and corrupt it. Keep one name (find the others "
+                            f"with: find / -samefile {path}), or give autocron a copy of "
+                            "the file", path)
+
+
 def _execute(con: sqlite3.Connection, sql: str, params: tuple = ()) -> sqlite3.Cursor:
     """Run one statement, retrying while another connection holds the write lock."""
     pause, end = 0.0001, time.monotonic() + _BUSY_TIMEOUT
@@ -2460,6 +2481,7 @@ class _Store(_SharedSql):
             raise DatabaseError(f"cannot create {self.path} ({error.strerror}); check the "
                                 "folder's permissions or pass another path", self.path) from None
         _check_private(self.path)
+        _check_one_name(self.path)
         version = self.read("PRAGMA user_version")[0][0]
         if version == 0:
             self._create_schema()
@@ -2477,6 +2499,7 @@ class _Store(_SharedSql):
                                     "creates one; reading commands never do)")
         _check_folder(os.path.dirname(self.path))
         _check_private(self.path)
+        _check_one_name(self.path)
         try:      # read-only even for the writing commands: a foreign file stays untouched
             with contextlib.closing(sqlite3.connect(self._read_only_uri(True), uri=True)) as con:
                 version = _execute(con, "PRAGMA user_version").fetchone()[0]
@@ -3861,7 +3884,8 @@ def _spawn(entry: str, settings: dict) -> tuple:
 def _boot(entry: str, config_text: str) -> None:
     """The first call in a new pool process: put the caller's sys.path after this
     interpreter's own (the standard library first), then run `entry`."""
-    global _clock_file, _LEASE_TTL
+    global _clock_file, _LEASE_TTL, _IN_POOL
+    _IN_POOL = True
     config = json.loads(config_text)
     config["path"] = sys.path + [folder for folder in config["path"] if folder not in sys.path]
     _clock_file, _LEASE_TTL = config["clock"], config["lease_ttl"]

@@ -2606,6 +2606,43 @@ class TestIsolation:
         assert running.get(timeout=30) == pid
         assert running.attempts == 1
 
+    @pytest.mark.sqlite_only      # a file's names
+    def test_a_hard_linked_database_is_refused_and_the_running_pool_goes_on(self, pool,
+                                                                            tmp_path):
+        # SQLite keeps a write-ahead log beside each name: a process on a second name of the
+        # file would write into a log that the pool never reads (and a second pool would
+        # run there); so a file with two names is refused before anything is opened.
+        running = block(tmp_path)
+        pid = int(wait_until(lambda: (tmp_path / "task.pid").exists() and
+                             (tmp_path / "task.pid").read_text(), what="the task to start"))
+        link = tmp_path / "link.db"
+        os.link(pool, link)
+        refused = (f"{link} has 2 names (hard links); SQLite keeps a write-ahead log beside "
+                   "each name, so processes that open the file by different names lose calls "
+                   "and corrupt it. Keep one name (find the others with: find / "
+                   f"-samefile {link}), or give autocron a copy of the file")
+        for name in (link, pool):
+            out = self.python("""
+                import sys, autocron
+                try:
+                    print(autocron.start(sys.argv[1]))
+                except autocron.DatabaseError as error:
+                    print(error)
+                autocron.stop()
+            """, name)
+            assert out.stdout == refused.replace(str(link), str(name)) + "\n", out.stderr
+        assert sorted(p.name for p in tmp_path.glob("link.db*")) == ["link.db"]
+        assert running.status == "running"
+        (tmp_path / "task.go").touch()
+        assert running.get(timeout=30) == pid
+        assert running.attempts == 1
+        link.unlink()
+        assert self.python("""
+            import sys, autocron
+            print(autocron.start(sys.argv[1]))
+            autocron.stop()
+        """, pool).stdout == "False\n"
+
     # -- start(): all or nothing
 
     def test_a_start_that_fails_leaves_autocron_inactive(self, database, monkeypatch):
