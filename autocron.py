@@ -2976,7 +2976,12 @@ class _Store(_SharedSql):
 _PG_SCHEMES = ("postgresql://", "postgres://")
 _PG_SCHEMA_VERSION = 2
 _PG_DEFAULT_SCHEMA = "autocron"
-_PG_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}\Z")
+_PG_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]*\Z")
+_PG_CHANNEL = "autocron."       # + schema: the channel a call wakes the pools on
+_PG_CANCEL = ".cancel"          # + this: the one a withdrawal does
+_PG_NAME_BYTES = 63             # PostgreSQL cuts longer names (NAMEDATALEN - 1), channels too
+_PG_LONGEST_SCHEMA = _PG_NAME_BYTES - len(_PG_CHANNEL) - len(_PG_CANCEL)   # 47: the longest
+                                # name derived from a schema's is its cancel channel
 _PG_CONNECT_TIMEOUT = 5         # seconds to reach the server, unless the URL says otherwise
 _LEASE_TTL = 30.0               # the others settle a pool's tasks once it missed its lease
 _LEASE_RENEWALS = 6             # renewals for this long; which it renews this many times in
@@ -3086,8 +3091,13 @@ def _pg_target(url: str) -> _PgTarget:
     schema = schemas[-1] if schemas else _PG_DEFAULT_SCHEMA
     if not _PG_SCHEMA_NAME.match(schema):
         raise ValueError(f"schema={schema!r} in the database URL is not a plain SQL name; use "
-                         "lower-case letters, digits and _ (at most 63), such as "
-                         "?schema=autocron or ?schema=jobs_2")
+                         f"lower-case letters, digits and _ (at most {_PG_LONGEST_SCHEMA}), "
+                         "such as ?schema=autocron or ?schema=jobs_2")
+    if len(schema) > _PG_LONGEST_SCHEMA:      # refused before anything is made on the server
+        raise ValueError(f"schema={schema!r} in the database URL is {len(schema)} characters "
+                         f"long; PostgreSQL cuts names at {_PG_NAME_BYTES} bytes, and the pools' "
+                         f"channel {_PG_CHANNEL}<schema>{_PG_CANCEL} must fit, so use at most "
+                         f"{_PG_LONGEST_SCHEMA}, such as ?schema=autocron or ?schema=jobs_2")
     rest = [(key, value) for key, value in query if key != "schema"]
     secret = parts.password or ""
     secret_query = [value for key, value in rest if key == "password" and value]
@@ -3130,7 +3140,7 @@ class _PgListener:
         self._con = con
         self._channel = channel
         con.execute(f'LISTEN "{channel}"')
-        con.execute(f'LISTEN "{channel}.cancel"')
+        con.execute(f'LISTEN "{channel}{_PG_CANCEL}"')
         self.cancels = 0               # withdrawals heard of so far: the pool's cancel mark
 
     def fileno(self) -> int:
@@ -3145,7 +3155,7 @@ class _PgListener:
                 notice = pgconn.notifies()
                 if notice is None:
                     return True
-                if notice.relname.endswith(b".cancel"):
+                if notice.relname.endswith(_PG_CANCEL.encode()):
                     self.cancels += 1
         except Exception:              # psycopg.OperationalError: the server went away
             self.cancels += 1          # a withdrawal may have been missed meanwhile
@@ -3177,7 +3187,7 @@ class _PgStore(_SharedSql):
         self._psycopg = _psycopg(target.shown)
         self._write = not existing if write is None else write
         self._key = (target.conninfo, target.schema, "rw" if self._write else "ro")
-        self._channel = f"autocron.{target.schema}"
+        self._channel = _PG_CHANNEL + target.schema
         self._listener: Optional[_PgListener] = None
         self._crons_read, self._cron_due = -_SETTINGS_LOOK, None   # see anything_due
         key = f"{self.path}\0{self.machine}"     # this machine's pool: where it listens, and
@@ -3468,7 +3478,7 @@ class _PgStore(_SharedSql):
         return bool(self.read(
             f"WITH u AS (UPDATE tasks SET cancel = %s WHERE id = %s AND token = %s AND status "
             f"IN {statuses} RETURNING id) SELECT pg_notify(%s, '') FROM u",
-            (2 if force else 1, *_row_key(uid), self._channel + ".cancel")))
+            (2 if force else 1, *_row_key(uid), self._channel + _PG_CANCEL)))
 
     def retry(self, uid: str, now: float) -> Optional[str]:
         """See _Store.retry; the pools are woken in the same statement."""

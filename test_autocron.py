@@ -2816,13 +2816,40 @@ class TestPostgresStore:
          "integer value as 'port'); write it as postgresql://user[:password]@host[:port]/"
          "database[?schema=name]"),
         ("postgresql://u@h/db?schema=Jobs-2", "schema='Jobs-2' in the database URL is not a "
-         "plain SQL name; use lower-case letters, digits and _ (at most 63), such as "
+         "plain SQL name; use lower-case letters, digits and _ (at most 47), such as "
          "?schema=autocron or ?schema=jobs_2"),
     ])
     def test_a_malformed_url_says_how_to_write_it(self, url, message):
         with pytest.raises(ValueError, match=re.escape(message)):
             autocron.start(url)
         assert not is_active()
+
+    def test_a_schema_name_too_long_for_its_channels_is_refused_before_anything_is_made(
+            self, pg):
+        # the pools LISTEN on "autocron.<schema>.cancel", which PostgreSQL would cut at 63
+        # bytes: 63 - len("autocron.") - len(".cancel") = 47 characters fit
+        longest, too_long = "s" * 46 + "x", "s" * 47 + "x"
+
+        def schemas():
+            with pg.connect(pg.database) as con:
+                return [name for name, in con.execute(
+                    "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'sss%'").fetchall()]
+        with pytest.raises(ValueError) as caught:
+            autocron.start(pg_url(pg, schema=too_long), workers=1)
+        assert str(caught.value) == (
+            f"schema='{too_long}' in the database URL is 48 characters long; PostgreSQL cuts "
+            "names at 63 bytes, and the pools' channel autocron.<schema>.cancel must fit, so "
+            "use at most 47, such as ?schema=autocron or ?schema=jobs_2")
+        assert not is_active()
+        assert schemas() == []
+        try:
+            assert autocron.start(pg_url(pg, schema=longest), workers=1) is True
+            assert add(2, 3).get(timeout=30) == 5
+            assert schemas() == [longest]
+        finally:
+            autocron.stop()
+            close_postgres_connections()
+            pg_run(pg, f"DROP SCHEMA IF EXISTS {longest} CASCADE")
 
     def test_an_unreachable_server_is_named_within_seconds(self, pg):
         started = time.monotonic()
