@@ -163,6 +163,8 @@ _YOUNG = 2.0                    # pause that doubles up to its maximum (young: a
 _YOUNG_MANAGER = 10.0           # lived less than this, a manager less than this)
 _SETTINGS_LOOK = 1.0            # the pool reads its settings (the admin tool's) this often
 _SHUTDOWN_WAIT = 5.0            # workers told to exit get this long before they are killed
+_LEFTOVER_WAIT = 1.0            # killed processes of a task get this long to end and be reaped
+_PR_SET_CHILD_SUBREAPER = 36    # prctl option (Linux 3.4+): orphans below come to this process
 _MANAGER_GRACE = 15.0           # stop(timeout) waits this much longer for the manager
 _WAITER_LOOK = 0.25             # a caller with an event looks at the database this often too
 _CANCEL_WAIT = 10.0             # cancel() of a handed-over task waits this long for the pool
@@ -195,6 +197,10 @@ _CAN_KILL_GROUPS = hasattr(os, "killpg")       # a worker and what its tasks sta
 _HAS_PREAD = hasattr(os, "pread")              # the cancel mark, else the database every time
 _HAS_SIGCHLD = hasattr(signal, "SIGCHLD")      # a worker's end wakes the pool, else it looks
 _HAS_FORK_HOOKS = hasattr(os, "register_at_fork")   # a forked child drops the pool's pipes
+# Linux: /proc names every process's parent, and prctl makes the pool's processes child
+# subreapers, so that whatever a task started (a session of its own, a daemon's double fork)
+# stays below its worker and ends with the task; elsewhere (macOS) only the process group.
+_HAS_PROCESS_TREE = sys.platform.startswith("linux") and os.path.isdir("/proc")
 
 _log = logging.getLogger("autocron")
 _log.addHandler(logging.NullHandler())   # a library logs; the application decides where to
@@ -3803,8 +3809,9 @@ def _database_key(database: Union[str, os.PathLike]) -> str:
 # control pipe closes, a worker when its task pipe closes (it first writes what the manager
 # had not committed: _WorkerState.hand_over). The manager notices a worker's end by its
 # process (SIGCHLD, in the manager, which runs no user code), since a task's own child may
-# hold the pipe open; a worker dies together with its process group. No signal handler is
-# ever installed in the user's process.
+# hold the pipe open; a worker dies together with what its tasks started (below it, and its
+# process group: see _end_leftovers). No signal handler is ever installed in the user's
+# process.
 
 def _write_outcomes(store: _Store, con: Any, outcomes: list, now: float) -> None:
     """Write outcomes in the caller's transaction, deciding first which failures run again
@@ -4051,6 +4058,7 @@ def _worker_main(config_text: str) -> None:
     config = json.loads(config_text)
     os.chdir(config["cwd"])
     sys.path[:] = config["path"]
+    _become_subreaper()
     _capture_output()
     state = _WorkerState(config["database"], _Connection(config["up"], readable=False),
                          config.get("lease"))
@@ -4067,6 +4075,7 @@ def _worker_main(config_text: str) -> None:
         while task is not None:
             # One message says that a task ended and (if one waits) that the next started.
             outcome = _run_task(task, functions, state.payload)
+            _end_leftovers()           # before the outcome: when it is known, they are gone
             skipped = []
             with state.ready:
                 state.sent += 1
@@ -4186,10 +4195,92 @@ class _WorkerState:
 
 
 def _end_process_group() -> None:
-    """End this worker and every process its tasks started (they share its group)."""
+    """End this worker and every process its tasks started (below it, or in its group)."""
+    _kill_descendants(os.getpid())
     if _CAN_KILL_GROUPS and os.getpgid(0) == os.getpid():
         os.killpg(os.getpid(), signal.SIGKILL)
     os._exit(0)
+
+
+# What a task starts ends with it. On Linux the worker and the manager are child subreapers:
+# a process whose parent ended is reparented to the nearest of them rather than to init, so
+# every process a task started stays below its worker (or, once the worker died, below the
+# manager), whatever session or group it made; /proc tells who is below whom. A task that
+# ended leaves nothing (_end_leftovers), a killed worker takes everything below it along
+# (_kill_group), and the manager ends what dead workers left (_Pool._end_orphans). macOS has
+# neither prctl nor /proc: there the worker's process group is all that is killed, so a
+# process that a task put into a session of its own survives it.
+
+def _become_subreaper() -> None:
+    """Linux: orphans below this process are reparented to it, not to init (see above)."""
+    if not _HAS_PROCESS_TREE:
+        return
+    import ctypes      # only the pool's processes need it, and only here
+    with contextlib.suppress(OSError, AttributeError):   # no libc to load: the group only
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def _process_tree() -> dict:
+    """{parent pid: [(pid, ended)]} of every process /proc shows (`ended`: a zombie)."""
+    tree: dict = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat", "rb") as stat:   # "pid (comm) state ppid"
+                    state, parent = stat.read().rsplit(b")", 1)[1].split()[:2]
+            except (OSError, ValueError):     # it ended meanwhile
+                continue
+            tree.setdefault(int(parent), []).append((int(name), state == b"Z"))
+    return tree
+
+
+def _descendants(pid: int, tree: Optional[dict] = None) -> list:
+    """The living processes below `pid`, parents first ([] without /proc)."""
+    if not _HAS_PROCESS_TREE:
+        return []
+    tree = _process_tree() if tree is None else tree
+    found, parents = [], [pid]
+    while parents:
+        for child, ended in tree.get(parents.pop(), ()):
+            parents.append(child)
+            if not ended:
+                found.append(child)
+    return found
+
+
+def _kill_descendants(pid: int) -> None:
+    """SIGKILL every process below `pid`, looking again until none lives (one may have
+    forked meanwhile), for _LEFTOVER_WAIT s at most."""
+    end = time.monotonic() + _LEFTOVER_WAIT
+    living = _descendants(pid)
+    while living and time.monotonic() < end:
+        for child in living:
+            with contextlib.suppress(OSError):
+                os.kill(child, signal.SIGKILL)
+        time.sleep(0.001)
+        living = _descendants(pid)
+
+
+def _end_leftovers() -> None:
+    """In a worker, after a task: end every process the task started and left running, and
+    reap them (they are this worker's children now). A task that left no child costs one
+    system call."""
+    if not _HAS_PROCESS_TREE:
+        return                     # macOS: they end with the worker's group
+    try:
+        os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:      # no child at all, so nothing below: the common case
+        return
+    _kill_descendants(os.getpid())
+    end = time.monotonic() + _LEFTOVER_WAIT
+    while True:
+        try:
+            if os.waitpid(-1, os.WNOHANG)[0] == 0:    # some still dying
+                if time.monotonic() > end:
+                    return         # reaped after the next task
+                time.sleep(0.001)
+        except ChildProcessError:
+            return
 
 
 class _Output:
@@ -4427,7 +4518,9 @@ class _Worker:
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
-    """SIGKILL a worker and every process in its group (a worker leads its own)."""
+    """SIGKILL a worker, every process below it and every process in its group (a worker
+    leads its own)."""
+    _kill_descendants(proc.pid)      # first: killed, the worker would leave them to us
     try:
         if _CAN_KILL_GROUPS:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -4935,6 +5028,7 @@ class _Pool:
         worker.close()
         code = worker.proc.wait()
         _kill_group(worker.proc)         # what its tasks started dies with it
+        self._end_orphans()
         for task in worker.queue:
             if not task.running:
                 self._settle_unstarted(task)
@@ -4952,6 +5046,24 @@ class _Pool:
         else:
             self._respawn_delay = _RESTART_PAUSE[0]
         self._publish()
+
+    def _end_orphans(self) -> None:
+        """Kill and reap what a dead worker's tasks left: reparented to the manager (a
+        subreaper), these are its children that are no worker of its own."""
+        if not _HAS_PROCESS_TREE:
+            return
+        workers = {w.proc.pid for w in self._workers}
+        tree = _process_tree()
+        orphans = [pid for pid, _ in tree.get(os.getpid(), ()) if pid not in workers]
+        for pid in orphans:
+            _kill_descendants(pid)
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        end = time.monotonic() + _LEFTOVER_WAIT
+        for pid in orphans:              # by pid: a wait for any child would take a worker's
+            with contextlib.suppress(ChildProcessError):         # status from its Popen
+                while os.waitpid(pid, os.WNOHANG)[0] == 0 and time.monotonic() < end:
+                    time.sleep(0.001)
 
     def _adjust_workers(self) -> None:
         """Spawn or retire workers until their number matches the setting."""
@@ -5062,6 +5174,7 @@ class _Pool:
             worker.proc.wait()
             worker.close()
         self._workers = []
+        self._end_orphans()
 
 
 def _frame(data: bytes) -> bytes:
@@ -5154,6 +5267,7 @@ def _manager_main(config_text: str) -> None:
     os.chdir(config["cwd"])
     sys.path[:] = config["path"]
     control = _Connection(config["down"], writable=False)
+    _become_subreaper()                # before any worker: what their tasks leave comes here
     pool = _Pool(_open_store(config["database"]), config["owner"],
                  _Connection(config["up"], readable=False))
     _log.addHandler(_NoticeHandler(pool))

@@ -3599,6 +3599,37 @@ def start_sleeper(folder, wait=False):
     return sleeper.pid
 
 
+@autocron.delay
+def start_session_sleeper(folder, wait=False):
+    """Start a `sleep 300` in a session of its own (out of the worker's process group), and
+    one that a shell leaves behind in another (an orphan: its parent is gone at once); write
+    their pids, then return them (or wait to be stopped)."""
+    sleeper = subprocess.Popen(["sleep", "300"], start_new_session=True)
+    subprocess.run(["sh", "-c", f"setsid sleep 300 >/dev/null 2>&1 & echo $! >{folder}/orphan"],
+                   check=True)
+    pids = [sleeper.pid, int(Path(folder, "orphan").read_text())]
+    (Path(folder) / "sleepers.pid").write_text(" ".join(map(str, pids)))
+    if wait:
+        time.sleep(300)
+    return pids
+
+
+@contextlib.contextmanager
+def sleepers_ended(folder, what):
+    """The pids of start_session_sleeper's processes, once written; after the block they must
+    end within seconds (and are killed in any case, so that a failure leaves none)."""
+    path = Path(folder) / "sleepers.pid"
+    pids = [int(p) for p in wait_until(lambda: path.exists() and path.read_text().split(),
+                                       what="the sleepers' pids")]
+    try:
+        yield pids
+        wait_until(lambda: not any(alive(p) for p in pids), 10, what)
+    finally:
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+
+
 def read_pid(path):
     """The pid a task wrote to `path`, once it is there."""
     return int(wait_until(lambda: path.exists() and path.read_text(), what=f"{path.name}"))
@@ -3748,9 +3779,39 @@ class TestNothingLostNothingTwice:
                    "the sleeper of a timed-out task to end")
         (tmp_path / "sleeper.pid").unlink()
         left = start_sleeper(str(tmp_path)).get(timeout=30)
-        assert alive(left)                      # a task may leave a process for a while ...
-        autocron.stop(timeout=5)
-        wait_until(lambda: not alive(left), 10, "the sleeper to end with the pool")
+        # ... and one that a task leaves running ends with the task (issue 20, item 14:
+        # before, it lived on until the pool stopped)
+        wait_until(lambda: not alive(left), 10, "the sleeper to end with its task")
+
+    @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="macOS: the group only")
+    def test_processes_in_sessions_of_their_own_die_when_their_task_times_out(self, pool,
+                                                                              tmp_path):
+        result = autocron.delay(timeout=1)(start_session_sleeper.__wrapped__)(str(tmp_path),
+                                                                               True)
+        with sleepers_ended(tmp_path, "the sleepers of a timed-out task to end"):
+            with pytest.raises(autocron.TaskError, match="^timed out after 1 s$"):
+                result.get(timeout=30)
+        assert add(1, 2).get(timeout=30) == 3
+
+    @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="macOS: the group only")
+    def test_processes_in_sessions_of_their_own_die_when_the_pool_stops(self, pool, tmp_path):
+        result = start_session_sleeper(str(tmp_path), True)
+        with sleepers_ended(tmp_path, "the sleepers of a stopped task to end"):
+            wait_until(lambda: result.status == "running", what="the task to run")
+            autocron.stop(timeout=0.5)
+        assert result.status == "error"
+
+    @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="macOS: the group only")
+    def test_processes_a_task_leaves_behind_die_at_its_end_and_its_worker_goes_on(self,
+                                                                               database,
+                                                                               tmp_path):
+        autocron.start(database, workers=1)
+        worker = wait_until(lambda: worker_pids(), what="the worker")[0]
+        result = start_session_sleeper(str(tmp_path))
+        with sleepers_ended(tmp_path, "the sleepers to end with their task") as pids:
+            assert result.get(timeout=30) == pids
+        assert add(1, 2).get(timeout=30) == 3
+        assert worker_pids() == [worker]
 
     def test_a_kill_meant_for_a_finished_task_spares_the_next_one(self, database, tmp_path):
         autocron.start(database, workers=1)
