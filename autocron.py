@@ -167,11 +167,16 @@ _YOUNG = 2.0                    # pause that doubles up to its maximum (young: a
 _YOUNG_MANAGER = 10.0           # lived less than this, a manager less than this)
 _SETTINGS_LOOK = 1.0            # the pool reads its settings (the admin tool's) this often
 _SHUTDOWN_WAIT = 5.0            # workers told to exit get this long before they are killed
+_LEFTOVER_WAIT = 1.0            # killed processes of a task get this long to end and be reaped
+_PR_SET_CHILD_SUBREAPER = 36    # prctl option (Linux 3.4+): orphans below come to this process
 _MANAGER_GRACE = 15.0           # stop(timeout) waits this much longer for the manager
 _WAITER_LOOK = 0.25             # a caller with an event looks at the database this often too
 _CANCEL_WAIT = 10.0             # cancel() of a handed-over task waits this long for the pool
 _ACK_BATCH = 32                 # a busy worker is told about committed outcomes this often
-_MAX_OUTPUT = 64 * 1024
+_MAX_OUTPUT = 64 * 1024         # bytes of what a task printed that are kept: the last ones
+_MAX_ERROR_TEXT = 64 * 1024     # characters of a task's error message, and of its traceback,
+                                # that are kept: the start and the end, saying how much was cut
+_MAX_SUMMARY = 200              # characters of a value's repr kept for tables
 _RETRIES_SHOWN = 20             # a task's page links to this many of the tasks that retry it
 _MISFIRE_GRACE = 60.0           # a cron due time missed by less than this still runs (a pool
                                 # taken over after its owner ended); older ones follow catch_up
@@ -184,6 +189,8 @@ _STATUSES = ("waiting", "running", "ready", "error", "cancelled")
 _FINISHED = ("ready", "error", "cancelled")
 
 _IN_WORKER = False              # True in a worker process: a delayed call runs directly
+_IN_POOL = False                # True in a pool's manager and workers: the owner's start()
+                                # admitted the database they open
 
 # What the platform offers, in one place (Linux and macOS have it all; Windows may degrade
 # but must not crash on import):
@@ -194,6 +201,10 @@ _CAN_KILL_GROUPS = hasattr(os, "killpg")       # a worker and what its tasks sta
 _HAS_PREAD = hasattr(os, "pread")              # the cancel mark, else the database every time
 _HAS_SIGCHLD = hasattr(signal, "SIGCHLD")      # a worker's end wakes the pool, else it looks
 _HAS_FORK_HOOKS = hasattr(os, "register_at_fork")   # a forked child drops the pool's pipes
+# Linux: /proc names every process's parent, and prctl makes the pool's processes child
+# subreapers, so that whatever a task started (a session of its own, a daemon's double fork)
+# stays below its worker and ends with the task; elsewhere (macOS) only the process group.
+_HAS_PROCESS_TREE = sys.platform.startswith("linux") and os.path.isdir("/proc")
 
 _log = logging.getLogger("autocron")
 _log.addHandler(logging.NullHandler())   # a library logs; the application decides where to
@@ -1309,6 +1320,18 @@ def _shorten(text: str, limit: int, tail: bool = False) -> str:
     return "..." + text[-(limit - 3):] if tail else text[:limit - 3] + "..."
 
 
+def _cut_middle(text: str, limit: int = _MAX_ERROR_TEXT) -> str:
+    """`text` in at most `limit` characters: its start and its end, and between them how
+    many characters were cut. An error's start says what went wrong and its end where (the
+    innermost frame, the exception's line); a 20 MB message stored whole would be read by
+    every Result and every refresh of the dashboard."""
+    if len(text) <= limit:
+        return text
+    keep = (limit - 64) // 2     # the marker takes fewer than 64 characters
+    marker = f"\n... [{len(text) - 2 * keep:,} characters cut] ...\n"
+    return text[:keep] + marker + text[-keep:]
+
+
 def _function_name(func: Callable) -> str:
     return _safe_text(f"{getattr(func, '__module__', '?')}."
                       f"{getattr(func, '__qualname__', repr(func))}")
@@ -1794,7 +1817,8 @@ def _error_info(error: BaseException) -> dict:
 
     A task's exception may have a __str__ that raises (even a BaseException, which the
     traceback module lets through), a __module__ that is no text, or lone surrogates; the
-    worker reports all of them and lives on.
+    worker reports all of them and lives on. A message or traceback of megabytes keeps its
+    start and its end (_cut_middle).
     """
     kind = type(error)
     module = kind.__module__ if isinstance(kind.__module__, str) else "<unknown>"
@@ -1808,8 +1832,8 @@ def _error_info(error: BaseException) -> dict:
     except BaseException:    # the frames at least, and what we know of the exception
         text = "".join(["Traceback (most recent call last):\n",
                         *traceback.format_tb(error.__traceback__), f"{name}: {message}\n"])
-    return {"type": _safe_text(name), "message": _safe_text(message),
-            "traceback": _safe_text(text)}
+    return {"type": _cut_middle(_safe_text(name)), "message": _cut_middle(_safe_text(message)),
+            "traceback": _cut_middle(_safe_text(text))}
 
 
 # ==============================================================================================
@@ -2056,6 +2080,25 @@ def _check_private(path: str) -> None:
         raise DatabaseError(f"{path} can be written by other users (mode "
                             f"{info.st_mode & 0o777:03o}); whoever can write the database can "
                             f"make the workers run code. Fix it with: chmod 600 {path}", path)
+
+
+def _check_one_name(path: str) -> None:
+    """Refuse a database file that has other names (hard links). SQLite keeps its
+    write-ahead log and shared memory beside the name it was given, so processes that open
+    one file by two names each see their own log: calls written under one name are lost to
+    the other, and their checkpoints corrupt the file. A pool lock by the file's inode would
+    stop a second pool, not that (a symbolic link is harmless: realpath resolves it). The
+    pool's own processes are exempt: their owner was admitted, and a link made later must not
+    make the running pool's new workers fail."""
+    if _IN_POOL:
+        return
+    names = os.stat(path).st_nlink
+    if names > 1:
+        raise DatabaseError(f"{path} has {names} names (hard links); SQLite keeps a write-ahead "
+                            "log beside each name, so processes that open the file by different "
+                            "names lose calls and corrupt it. Keep one name (find the others "
+                            f"with: find / -samefile {path}), or give autocron a copy of "
+                            "the file", path)
 
 
 def _execute(con: sqlite3.Connection, sql: str, params: tuple = ()) -> sqlite3.Cursor:
@@ -2481,6 +2524,7 @@ class _Store(_SharedSql):
             raise DatabaseError(f"cannot create {self.path} ({error.strerror}); check the "
                                 "folder's permissions or pass another path", self.path) from None
         _check_private(self.path)
+        _check_one_name(self.path)
         version = self.read("PRAGMA user_version")[0][0]
         if version == 0:
             self._create_schema()
@@ -2498,6 +2542,7 @@ class _Store(_SharedSql):
                                     "creates one; reading commands never do)")
         _check_folder(os.path.dirname(self.path))
         _check_private(self.path)
+        _check_one_name(self.path)
         try:      # read-only even for the writing commands: a foreign file stays untouched
             with contextlib.closing(sqlite3.connect(self._read_only_uri(True), uri=True)) as con:
                 version = _execute(con, "PRAGMA user_version").fetchone()[0]
@@ -2974,7 +3019,12 @@ class _Store(_SharedSql):
 _PG_SCHEMES = ("postgresql://", "postgres://")
 _PG_SCHEMA_VERSION = 2
 _PG_DEFAULT_SCHEMA = "autocron"
-_PG_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}\Z")
+_PG_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]*\Z")
+_PG_CHANNEL = "autocron."       # + schema: the channel a call wakes the pools on
+_PG_CANCEL = ".cancel"          # + this: the one a withdrawal does
+_PG_NAME_BYTES = 63             # PostgreSQL cuts longer names (NAMEDATALEN - 1), channels too
+_PG_LONGEST_SCHEMA = _PG_NAME_BYTES - len(_PG_CHANNEL) - len(_PG_CANCEL)   # 47: the longest
+                                # name derived from a schema's is its cancel channel
 _PG_CONNECT_TIMEOUT = 5         # seconds to reach the server, unless the URL says otherwise
 _LEASE_TTL = 30.0               # the others settle a pool's tasks once it missed its lease
 _LEASE_RENEWALS = 6             # renewals for this long; which it renews this many times in
@@ -3087,8 +3137,13 @@ def _pg_target(url: str) -> _PgTarget:
     schema = schemas[-1] if schemas else _PG_DEFAULT_SCHEMA
     if not _PG_SCHEMA_NAME.match(schema):
         raise ValueError(f"schema={schema!r} in the database URL is not a plain SQL name; use "
-                         "lower-case letters, digits and _ (at most 63), such as "
-                         "?schema=autocron or ?schema=jobs_2")
+                         f"lower-case letters, digits and _ (at most {_PG_LONGEST_SCHEMA}), "
+                         "such as ?schema=autocron or ?schema=jobs_2")
+    if len(schema) > _PG_LONGEST_SCHEMA:      # refused before anything is made on the server
+        raise ValueError(f"schema={schema!r} in the database URL is {len(schema)} characters "
+                         f"long; PostgreSQL cuts names at {_PG_NAME_BYTES} bytes, and the pools' "
+                         f"channel {_PG_CHANNEL}<schema>{_PG_CANCEL} must fit, so use at most "
+                         f"{_PG_LONGEST_SCHEMA}, such as ?schema=autocron or ?schema=jobs_2")
     rest = [(key, value) for key, value in query if key != "schema"]
     secret = parts.password or ""
     secret_query = [value for key, value in rest if key == "password" and value]
@@ -3131,7 +3186,7 @@ class _PgListener:
         self._con = con
         self._channel = channel
         con.execute(f'LISTEN "{channel}"')
-        con.execute(f'LISTEN "{channel}.cancel"')
+        con.execute(f'LISTEN "{channel}{_PG_CANCEL}"')
         self.cancels = 0               # withdrawals heard of so far: the pool's cancel mark
         self.priority: Optional[int] = None   # the highest priority of the calls heard of
         self._socket = con.pgconn.socket   # kept: a lost connection no longer tells it
@@ -3148,7 +3203,7 @@ class _PgListener:
                 notice = pgconn.notifies()
                 if notice is None:
                     return True
-                if notice.relname.endswith(b".cancel"):
+                if notice.relname.endswith(_PG_CANCEL.encode()):
                     self.cancels += 1
                 else:
                     self.priority = _outranking(self.priority, notice.extra)
@@ -3182,7 +3237,7 @@ class _PgStore(_SharedSql):
         self._psycopg = _psycopg(target.shown)
         self._write = not existing if write is None else write
         self._key = (target.conninfo, target.schema, "rw" if self._write else "ro")
-        self._channel = f"autocron.{target.schema}"
+        self._channel = _PG_CHANNEL + target.schema
         self._listener: Optional[_PgListener] = None
         self._crons_read, self._cron_due = -_SETTINGS_LOOK, None   # see anything_due
         key = f"{self.path}\0{self.machine}"     # this machine's pool: where it listens, and
@@ -3496,7 +3551,7 @@ class _PgStore(_SharedSql):
         return bool(self.read(
             f"WITH u AS (UPDATE tasks SET cancel = %s WHERE id = %s AND token = %s AND status "
             f"IN {statuses} RETURNING id) SELECT pg_notify(%s, '') FROM u",
-            (2 if force else 1, *_row_key(uid), self._channel + ".cancel")))
+            (2 if force else 1, *_row_key(uid), self._channel + _PG_CANCEL)))
 
     def retry(self, uid: str, now: float) -> Optional[str]:
         """See _Store.retry; the pools are woken in the same statement."""
@@ -3822,8 +3877,9 @@ def _database_key(database: Union[str, os.PathLike]) -> str:
 # control pipe closes, a worker when its task pipe closes (it first writes what the manager
 # had not committed: _WorkerState.hand_over). The manager notices a worker's end by its
 # process (SIGCHLD, in the manager, which runs no user code), since a task's own child may
-# hold the pipe open; a worker dies together with its process group. No signal handler is
-# ever installed in the user's process.
+# hold the pipe open; a worker dies together with what its tasks started (below it, and its
+# process group: see _end_leftovers). No signal handler is ever installed in the user's
+# process.
 
 def _write_outcomes(store: _Store, con: Any, outcomes: list, now: float) -> None:
     """Write outcomes in the caller's transaction, deciding first which failures run again
@@ -3913,7 +3969,8 @@ def _spawn(entry: str, settings: dict) -> tuple:
 def _boot(entry: str, config_text: str) -> None:
     """The first call in a new pool process: put the caller's sys.path after this
     interpreter's own (the standard library first), then run `entry`."""
-    global _clock_file, _LEASE_TTL
+    global _clock_file, _LEASE_TTL, _IN_POOL
+    _IN_POOL = True
     config = json.loads(config_text)
     config["path"] = sys.path + [folder for folder in config["path"] if folder not in sys.path]
     _clock_file, _LEASE_TTL = config["clock"], config["lease_ttl"]
@@ -4082,6 +4139,7 @@ def _worker_main(config_text: str) -> None:
     config = json.loads(config_text)
     os.chdir(config["cwd"])
     sys.path[:] = config["path"]
+    _become_subreaper()
     _capture_output()
     state = _WorkerState(config["database"], _Connection(config["up"], readable=False),
                          config.get("lease"))
@@ -4098,6 +4156,7 @@ def _worker_main(config_text: str) -> None:
         while task is not None:
             # One message says that a task ended and (if one waits) that the next started.
             outcome = _run_task(task, functions, state.payload)
+            _end_leftovers()           # before the outcome: when it is known, they are gone
             skipped = []
             with state.ready:
                 state.sent += 1
@@ -4230,10 +4289,92 @@ class _WorkerState:
 
 
 def _end_process_group() -> None:
-    """End this worker and every process its tasks started (they share its group)."""
+    """End this worker and every process its tasks started (below it, or in its group)."""
+    _kill_descendants(os.getpid())
     if _CAN_KILL_GROUPS and os.getpgid(0) == os.getpid():
         os.killpg(os.getpid(), signal.SIGKILL)
     os._exit(0)
+
+
+# What a task starts ends with it. On Linux the worker and the manager are child subreapers:
+# a process whose parent ended is reparented to the nearest of them rather than to init, so
+# every process a task started stays below its worker (or, once the worker died, below the
+# manager), whatever session or group it made; /proc tells who is below whom. A task that
+# ended leaves nothing (_end_leftovers), a killed worker takes everything below it along
+# (_kill_group), and the manager ends what dead workers left (_Pool._end_orphans). macOS has
+# neither prctl nor /proc: there the worker's process group is all that is killed, so a
+# process that a task put into a session of its own survives it.
+
+def _become_subreaper() -> None:
+    """Linux: orphans below this process are reparented to it, not to init (see above)."""
+    if not _HAS_PROCESS_TREE:
+        return
+    import ctypes      # only the pool's processes need it, and only here
+    with contextlib.suppress(OSError, AttributeError):   # no libc to load: the group only
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def _process_tree() -> dict:
+    """{parent pid: [(pid, ended)]} of every process /proc shows (`ended`: a zombie)."""
+    tree: dict = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat", "rb") as stat:   # "pid (comm) state ppid"
+                    state, parent = stat.read().rsplit(b")", 1)[1].split()[:2]
+            except (OSError, ValueError):     # it ended meanwhile
+                continue
+            tree.setdefault(int(parent), []).append((int(name), state == b"Z"))
+    return tree
+
+
+def _descendants(pid: int, tree: Optional[dict] = None) -> list:
+    """The living processes below `pid`, parents first ([] without /proc)."""
+    if not _HAS_PROCESS_TREE:
+        return []
+    tree = _process_tree() if tree is None else tree
+    found, parents = [], [pid]
+    while parents:
+        for child, ended in tree.get(parents.pop(), ()):
+            parents.append(child)
+            if not ended:
+                found.append(child)
+    return found
+
+
+def _kill_descendants(pid: int) -> None:
+    """SIGKILL every process below `pid`, looking again until none lives (one may have
+    forked meanwhile), for _LEFTOVER_WAIT s at most."""
+    end = time.monotonic() + _LEFTOVER_WAIT
+    living = _descendants(pid)
+    while living and time.monotonic() < end:
+        for child in living:
+            with contextlib.suppress(OSError):
+                os.kill(child, signal.SIGKILL)
+        time.sleep(0.001)
+        living = _descendants(pid)
+
+
+def _end_leftovers() -> None:
+    """In a worker, after a task: end every process the task started and left running, and
+    reap them (they are this worker's children now). A task that left no child costs one
+    system call."""
+    if not _HAS_PROCESS_TREE:
+        return                     # macOS: they end with the worker's group
+    try:
+        os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:      # no child at all, so nothing below: the common case
+        return
+    _kill_descendants(os.getpid())
+    end = time.monotonic() + _LEFTOVER_WAIT
+    while True:
+        try:
+            if os.waitpid(-1, os.WNOHANG)[0] == 0:    # some still dying
+                if time.monotonic() > end:
+                    return         # reaped after the next task
+                time.sleep(0.001)
+        except ChildProcessError:
+            return
 
 
 class _Output:
@@ -4244,7 +4385,8 @@ class _Output:
     task's own subprocesses print lands in the same file, in order (line buffering). What a
     task prints goes into its result rather than to the worker's terminal, which nobody sees
     from Jupyter (and which ipykernel would otherwise mix into whatever cell runs). A task
-    that prints nothing costs two lseek calls.
+    that prints nothing costs two lseek calls, and two fstat calls to see that fds 1 and 2
+    are still the file (a task may have closed them or pointed them elsewhere).
     """
 
     def __init__(self):
@@ -4256,16 +4398,30 @@ class _Output:
             os.unlink(path)
         os.dup2(self.fd, 1)
         os.dup2(self.fd, 2)
+        self.identity = os.fstat(self.fd)
         self.stdout = self.stderr = None
 
     def begin(self) -> None:
         """Before a task: the worker's streams (a task may have replaced or closed them) and
         an empty file (a background child of an earlier task may have written since)."""
+        self._reattach()
         if self.stdout is None or self.stdout.closed or self.stderr.closed:
             self.stdout, self.stderr = self._stream(1), self._stream(2)
         sys.stdout, sys.stderr = self.stdout, self.stderr
         if os.lseek(self.fd, 0, os.SEEK_END):
             os.ftruncate(self.fd, 0)
+
+    def _reattach(self) -> None:
+        """Put the file back under fds 1 and 2 where an earlier task closed them (os.close)
+        or replaced them (dup2 of /dev/null): else every later task on this worker would
+        fail at its first print, or print into nowhere. One fstat each when they are fine."""
+        for fd in (1, 2):
+            try:
+                if os.path.samestat(os.fstat(fd), self.identity):
+                    continue
+            except OSError:            # closed
+                pass
+            os.dup2(self.fd, fd)
 
     @staticmethod
     def _stream(fd: int) -> io.TextIOWrapper:
@@ -4363,7 +4519,7 @@ def _run_task(task: _Run, functions: dict, load_payload: Callable) -> _Outcome:
             raise TypeError(f"the return value of {_function_name(func)} cannot be pickled "
                             f"({type(value).__name__}: {error}); return plain data") from None
         try:
-            summary = _shorten(_safe_text(repr(value)), 200)
+            summary = _shorten(_safe_text(repr(value)), _MAX_SUMMARY)
         except BaseException:  # a broken __repr__ must not fail the task
             summary = f"<{type(value).__name__}>"
         return _Outcome(task.id, "ready", payload, None, started, _clock(), _output.collect(),
@@ -4457,7 +4613,9 @@ class _Worker:
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
-    """SIGKILL a worker and every process in its group (a worker leads its own)."""
+    """SIGKILL a worker, every process below it and every process in its group (a worker
+    leads its own)."""
+    _kill_descendants(proc.pid)      # first: killed, the worker would leave them to us
     try:
         if _CAN_KILL_GROUPS:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -5057,6 +5215,7 @@ class _Pool:
         worker.close()
         code = worker.proc.wait()
         _kill_group(worker.proc)         # what its tasks started dies with it
+        self._end_orphans()
         for task in worker.queue:
             if not task.running:
                 self._settle_unstarted(task)
@@ -5074,6 +5233,24 @@ class _Pool:
         else:
             self._respawn_delay = _RESTART_PAUSE[0]
         self._publish()
+
+    def _end_orphans(self) -> None:
+        """Kill and reap what a dead worker's tasks left: reparented to the manager (a
+        subreaper), these are its children that are no worker of its own."""
+        if not _HAS_PROCESS_TREE:
+            return
+        workers = {w.proc.pid for w in self._workers}
+        tree = _process_tree()
+        orphans = [pid for pid, _ in tree.get(os.getpid(), ()) if pid not in workers]
+        for pid in orphans:
+            _kill_descendants(pid)
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        end = time.monotonic() + _LEFTOVER_WAIT
+        for pid in orphans:              # by pid: a wait for any child would take a worker's
+            with contextlib.suppress(ChildProcessError):         # status from its Popen
+                while os.waitpid(pid, os.WNOHANG)[0] == 0 and time.monotonic() < end:
+                    time.sleep(0.001)
 
     def _adjust_workers(self) -> None:
         """Spawn or retire workers until their number matches the setting."""
@@ -5194,6 +5371,7 @@ class _Pool:
             worker.proc.wait()
             worker.close()
         self._workers = []
+        self._end_orphans()
 
 
 def _frame(data: bytes) -> bytes:
@@ -5294,6 +5472,7 @@ def _manager_main(config_text: str) -> None:
     os.chdir(config["cwd"])
     sys.path[:] = config["path"]
     control = _Connection(config["down"], writable=False)
+    _become_subreaper()                # before any worker: what their tasks leave comes here
     pool = _Pool(_open_store(config["database"]), config["owner"],
                  _Connection(config["up"], readable=False))
     _log.addHandler(_NoticeHandler(pool))

@@ -2643,6 +2643,43 @@ class TestIsolation:
         assert running.get(timeout=30) == pid
         assert running.attempts == 1
 
+    @pytest.mark.sqlite_only      # a file's names
+    def test_a_hard_linked_database_is_refused_and_the_running_pool_goes_on(self, pool,
+                                                                            tmp_path):
+        # SQLite keeps a write-ahead log beside each name: a process on a second name of the
+        # file would write into a log that the pool never reads (and a second pool would
+        # run there); so a file with two names is refused before anything is opened.
+        running = block(tmp_path)
+        pid = int(wait_until(lambda: (tmp_path / "task.pid").exists() and
+                             (tmp_path / "task.pid").read_text(), what="the task to start"))
+        link = tmp_path / "link.db"
+        os.link(pool, link)
+        refused = (f"{link} has 2 names (hard links); SQLite keeps a write-ahead log beside "
+                   "each name, so processes that open the file by different names lose calls "
+                   "and corrupt it. Keep one name (find the others with: find / "
+                   f"-samefile {link}), or give autocron a copy of the file")
+        for name in (link, pool):
+            out = self.python("""
+                import sys, autocron
+                try:
+                    print(autocron.start(sys.argv[1]))
+                except autocron.DatabaseError as error:
+                    print(error)
+                autocron.stop()
+            """, name)
+            assert out.stdout == refused.replace(str(link), str(name)) + "\n", out.stderr
+        assert sorted(p.name for p in tmp_path.glob("link.db*")) == ["link.db"]
+        assert running.status == "running"
+        (tmp_path / "task.go").touch()
+        assert running.get(timeout=30) == pid
+        assert running.attempts == 1
+        link.unlink()
+        assert self.python("""
+            import sys, autocron
+            print(autocron.start(sys.argv[1]))
+            autocron.stop()
+        """, pool).stdout == "False\n"
+
     # -- start(): all or nothing
 
     def test_a_start_that_fails_leaves_autocron_inactive(self, database, monkeypatch):
@@ -2816,13 +2853,40 @@ class TestPostgresStore:
          "integer value as 'port'); write it as postgresql://user[:password]@host[:port]/"
          "database[?schema=name]"),
         ("postgresql://u@h/db?schema=Jobs-2", "schema='Jobs-2' in the database URL is not a "
-         "plain SQL name; use lower-case letters, digits and _ (at most 63), such as "
+         "plain SQL name; use lower-case letters, digits and _ (at most 47), such as "
          "?schema=autocron or ?schema=jobs_2"),
     ])
     def test_a_malformed_url_says_how_to_write_it(self, url, message):
         with pytest.raises(ValueError, match=re.escape(message)):
             autocron.start(url)
         assert not is_active()
+
+    def test_a_schema_name_too_long_for_its_channels_is_refused_before_anything_is_made(
+            self, pg):
+        # the pools LISTEN on "autocron.<schema>.cancel", which PostgreSQL would cut at 63
+        # bytes: 63 - len("autocron.") - len(".cancel") = 47 characters fit
+        longest, too_long = "s" * 46 + "x", "s" * 47 + "x"
+
+        def schemas():
+            with pg.connect(pg.database) as con:
+                return [name for name, in con.execute(
+                    "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'sss%'").fetchall()]
+        with pytest.raises(ValueError) as caught:
+            autocron.start(pg_url(pg, schema=too_long), workers=1)
+        assert str(caught.value) == (
+            f"schema='{too_long}' in the database URL is 48 characters long; PostgreSQL cuts "
+            "names at 63 bytes, and the pools' channel autocron.<schema>.cancel must fit, so "
+            "use at most 47, such as ?schema=autocron or ?schema=jobs_2")
+        assert not is_active()
+        assert schemas() == []
+        try:
+            assert autocron.start(pg_url(pg, schema=longest), workers=1) is True
+            assert add(2, 3).get(timeout=30) == 5
+            assert schemas() == [longest]
+        finally:
+            autocron.stop()
+            close_postgres_connections()
+            pg_run(pg, f"DROP SCHEMA IF EXISTS {longest} CASCADE")
 
     def test_an_unreachable_server_is_named_within_seconds(self, pg):
         started = time.monotonic()
@@ -3593,6 +3657,37 @@ def logged(path):
     return Path(path).read_text().split() if os.path.exists(path) else []
 
 
+@autocron.delay
+def start_session_sleeper(folder, wait=False):
+    """Start a `sleep 300` in a session of its own (out of the worker's process group), and
+    one that a shell leaves behind in another (an orphan: its parent is gone at once); write
+    their pids, then return them (or wait to be stopped)."""
+    sleeper = subprocess.Popen(["sleep", "300"], start_new_session=True)
+    subprocess.run(["sh", "-c", f"setsid sleep 300 >/dev/null 2>&1 & echo $! >{folder}/orphan"],
+                   check=True)
+    pids = [sleeper.pid, int(Path(folder, "orphan").read_text())]
+    (Path(folder) / "sleepers.pid").write_text(" ".join(map(str, pids)))
+    if wait:
+        time.sleep(300)
+    return pids
+
+
+@contextlib.contextmanager
+def sleepers_ended(folder, what):
+    """The pids of start_session_sleeper's processes, once written; after the block they must
+    end within seconds (and are killed in any case, so that a failure leaves none)."""
+    path = Path(folder) / "sleepers.pid"
+    pids = [int(p) for p in wait_until(lambda: path.exists() and path.read_text().split(),
+                                       what="the sleepers' pids")]
+    try:
+        yield pids
+        wait_until(lambda: not any(alive(p) for p in pids), 10, what)
+    finally:
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+
+
 def read_pid(path):
     """The pid a task wrote to `path`, once it is there."""
     return int(wait_until(lambda: path.exists() and path.read_text(), what=f"{path.name}"))
@@ -3742,9 +3837,39 @@ class TestNothingLostNothingTwice:
                    "the sleeper of a timed-out task to end")
         (tmp_path / "sleeper.pid").unlink()
         left = start_sleeper(str(tmp_path)).get(timeout=30)
-        assert alive(left)                      # a task may leave a process for a while ...
-        autocron.stop(timeout=5)
-        wait_until(lambda: not alive(left), 10, "the sleeper to end with the pool")
+        # ... and one that a task leaves running ends with the task (issue 20, item 14:
+        # before, it lived on until the pool stopped)
+        wait_until(lambda: not alive(left), 10, "the sleeper to end with its task")
+
+    @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="macOS: the group only")
+    def test_processes_in_sessions_of_their_own_die_when_their_task_times_out(self, pool,
+                                                                              tmp_path):
+        result = autocron.delay(timeout=1)(start_session_sleeper.__wrapped__)(str(tmp_path),
+                                                                               True)
+        with sleepers_ended(tmp_path, "the sleepers of a timed-out task to end"):
+            with pytest.raises(autocron.TaskError, match="^timed out after 1 s$"):
+                result.get(timeout=30)
+        assert add(1, 2).get(timeout=30) == 3
+
+    @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="macOS: the group only")
+    def test_processes_in_sessions_of_their_own_die_when_the_pool_stops(self, pool, tmp_path):
+        result = start_session_sleeper(str(tmp_path), True)
+        with sleepers_ended(tmp_path, "the sleepers of a stopped task to end"):
+            wait_until(lambda: result.status == "running", what="the task to run")
+            autocron.stop(timeout=0.5)
+        assert result.status == "error"
+
+    @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="macOS: the group only")
+    def test_processes_a_task_leaves_behind_die_at_its_end_and_its_worker_goes_on(self,
+                                                                               database,
+                                                                               tmp_path):
+        autocron.start(database, workers=1)
+        worker = wait_until(lambda: worker_pids(), what="the worker")[0]
+        result = start_session_sleeper(str(tmp_path))
+        with sleepers_ended(tmp_path, "the sleepers to end with their task") as pids:
+            assert result.get(timeout=30) == pids
+        assert add(1, 2).get(timeout=30) == 3
+        assert worker_pids() == [worker]
 
     def test_a_kill_meant_for_a_finished_task_spares_the_next_one(self, database, tmp_path):
         autocron.start(database, workers=1)
@@ -4549,6 +4674,34 @@ class TestResultDisplay:
         assert sorted(results[0].output.split()) == ["bytes", "child", "newline", "no", "raw"]
         assert [r.output for r in results[1:]] == ["", "loud\n", ""]
 
+    def test_a_task_that_closes_or_redirects_fds_1_and_2_leaves_the_next_ones_captured(
+            self, database):
+        autocron.start(database, workers=1)
+
+        def closes():
+            os.close(1)
+            os.close(2)
+            return os.getpid()
+
+        def redirects():
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, 1)
+            os.dup2(null, 2)
+            os.close(null)
+            return os.getpid()
+
+        def prints(n):
+            print("out", n)
+            print("err", n, file=sys.stderr)
+            subprocess.run(["echo", "child", str(n)], check=True)
+            return os.getpid()
+        results = [autocron.delay(closes)(), autocron.delay(prints)(1),
+                   autocron.delay(redirects)(), autocron.delay(prints)(2)]
+        assert len({r.get(timeout=30) for r in results}) == 1           # one worker
+        assert [r.status for r in results] == ["ready"] * 4
+        assert [r.output for r in results] == ["", "out 1\nerr 1\nchild 1\n",
+                                               "", "out 2\nerr 2\nchild 2\n"]
+
     def test_output_cut_inside_a_character_starts_at_the_next_one(self, pool):
         def wide():
             print("é" * 40_000, end="")        # 80,000 bytes: the cut falls on a character
@@ -4582,6 +4735,35 @@ class TestResultDisplay:
         assert caught.value.message == "bad \\udcff"
         assert add(1, 2).get(timeout=30) == 3
         assert pool_pids()[0] == manager
+
+    def test_a_huge_error_is_stored_bounded_keeping_both_ends_and_saying_how_much_was_cut(
+            self, database):
+        autocron.start(database, workers=1)
+        full = "start-of-message " + "x" * 20_000_000 + " end-of-message"
+
+        def loud(text):
+            raise ValueError(text)
+        result = autocron.delay(loud)(full)
+        with pytest.raises(autocron.TaskError) as caught:
+            result.get(timeout=120)
+        (stored,), = query(database, "SELECT error FROM tasks WHERE id = ?",
+                           (int(result.uuid.rsplit("-", 1)[1]),))
+        size = len(stored)
+        assert size < 3 * 64 * 1024                      # message and traceback, 64 KiB each
+        error = json.loads(stored)
+        cut = re.compile(r"(.*)\n\.\.\. \[([0-9,]+) characters cut\] \.\.\.\n(.*)\Z", re.S)
+        head, count, tail = cut.match(error["message"]).groups()
+        assert len(error["message"]) <= 64 * 1024
+        assert head.startswith("start-of-message xxx") and tail.endswith("xxx end-of-message")
+        assert len(head) > 30_000 and len(tail) > 30_000
+        assert len(head) + int(count.replace(",", "")) + len(tail) == len(full)
+        head, count, tail = cut.match(error["traceback"]).groups()
+        assert len(error["traceback"]) <= 64 * 1024
+        assert head.startswith("Traceback (most recent call last):\n") and "in loud\n" in head
+        assert tail.endswith("xxx end-of-message\n")
+        assert (caught.value.message, caught.value.traceback) == (error["message"],
+                                                                  error["traceback"])
+        assert caught.value.type_name == "ValueError"
 
 
 # ---- Jupyter -------------------------------------------------------------------------------
