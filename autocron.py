@@ -2441,13 +2441,21 @@ class _Store(_SharedSql):
         -wal file no connection has the database open, so immutable=1 reads the file alone,
         for a snapshot: such a connection never sees a later change (and a writer that
         starts meanwhile could show it a torn state; the admin tool only displays it).
+
+        The file itself is opened only for a snapshot of a database without a -wal file: its
+        SQLite locks belong to the process, and closing any descriptor of the file drops
+        them all. This process's connections would then hold the file without a lock, and
+        another process's last connection to close, a pool's, would take itself for the
+        last user and delete the -wal under them: what they commit later is lost, and a new
+        connection here reads "disk I/O error". A -wal file means that the database is open
+        somewhere, perhaps in this process, and so no snapshot either way.
         """
         quoted = self.path.replace("%", "%25").replace("?", "%3f").replace("#", "%23")
+        if not (self._snapshot if snapshot is None else snapshot) or \
+                os.path.exists(self.path + "-wal"):
+            return f"file:{quoted}?mode=ro"
         with contextlib.suppress(OSError), open(self.path, "rb") as file:
-            if not (self._snapshot if snapshot is None else snapshot):
-                return f"file:{quoted}?mode=ro"
-            header = file.read(20)
-            if header[18:20] == b"\x02\x02" and not os.path.exists(self.path + "-wal"):
+            if file.read(20)[18:20] == b"\x02\x02":
                 return f"file:{quoted}?mode=ro&immutable=1"
         return f"file:{quoted}?mode=ro"
 

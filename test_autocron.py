@@ -2348,6 +2348,53 @@ class TestStore:
             "(chmod u+w) or pass another path (sqlite3: ")
         assert not is_active()
 
+    @pytest.mark.parametrize("reader", ["this thread", "another thread"])
+    def test_a_reader_beside_start_loses_no_call(self, tmp_path, reader):
+        """A read-only store in a process that has the file open (a notebook's dashboard or
+        reads beside its start()) leaves the process's SQLite locks alone: else the pool,
+        ending, takes itself for the file's last user, deletes the log under this process's
+        connection, and the calls this process then adds are lost."""
+        path = str(tmp_path / "autocron.db")
+        opened, done = threading.Event(), threading.Event()
+
+        def read_and_stay():       # like the dashboard's thread: its connection stays open
+            store = autocron._open_store(path, existing=True)
+            assert store.read("SELECT count(*) FROM tasks") == [(3,)]
+            opened.set()
+            done.wait(60)
+            store.close()
+
+        reading = threading.Thread(target=read_and_stay)
+        try:
+            assert autocron.start(path, workers=1) is True
+            assert [r.get(timeout=30) for r in [add(i, 1) for i in range(3)]] == [1, 2, 3]
+            if reader == "this thread":
+                assert query(path, "SELECT count(*) FROM tasks") == [(3,)]
+            else:
+                reading.start()
+                assert opened.wait(30)
+            autocron.stop(timeout=5)
+            assert autocron.start(path, workers=0) is False       # this process only adds
+            kept = [add(i, 10) for i in range(3)]
+            autocron.stop(timeout=5)
+            with contextlib.closing(sqlite3.connect(path)) as con:  # readable, all of it
+                assert con.execute("SELECT count(*) FROM tasks").fetchone() == (6,)
+            ran = run_python("""
+                import sys, autocron
+                assert autocron.start(sys.argv[1], workers=1) is True
+                print([autocron.get_result(uid).get(timeout=15) for uid in sys.argv[2:]])
+                autocron.stop()
+                """, path, *[r.uuid for r in kept])
+            assert ran.returncode == 0, ran.stderr
+            assert ran.stdout.split() == ["[10,", "11,", "12]"]
+        finally:
+            autocron.stop(timeout=5)
+            done.set()
+            if reading.is_alive():
+                reading.join(10)
+            if os.path.exists(path):
+                autocron._open_store(path, existing=True).close()   # this thread's reader
+
 
 class TestIsolation:
     """Another local user, a hostile file or an odd server: refused clearly, or harmless."""
