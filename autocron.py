@@ -95,6 +95,7 @@ import selectors
 import signal
 import socket
 import sqlite3
+import struct
 import subprocess
 import sys
 import tempfile
@@ -1288,6 +1289,25 @@ class _Claimed(NamedTuple):
     priority: int
 
 
+def _outranking(highest: Optional[int], heard: Union[bytes, str]) -> Optional[int]:
+    """The highest priority of the calls a pool heard of, after hearing `heard` (a wake-up's
+    "!<priority>" or a notification's payload; nothing after "!" or "": priority 0)."""
+    text = heard.decode("ascii", "replace") if isinstance(heard, bytes) else heard
+    try:
+        priority = int(text.lstrip("!") or 0)
+    except ValueError:        # not ours: a wake-up all the same
+        priority = 0
+    return priority if highest is None else max(highest, priority)
+
+
+class _PoolId(NamedTuple):
+    """A pool among those of a PostgreSQL database: its machine's name (as shown) and its
+    lease, which no other pool has; when it last renewed the lease (server time), if known."""
+    name: str
+    lease: int
+    heartbeat: Optional[float] = None
+
+
 class _Options:
     """How a delayed function's calls run: retries, timeout, priority (checked at decoration)."""
 
@@ -1369,6 +1389,8 @@ class _CronEnd(NamedTuple):
     name: str
     schedule: "CronExpression"
     ended: float                     # when the run ended: the next due time counts from it
+    due: Optional[float] = None      # the due time the run was for: never due again, even
+                                     # where a lagging clock ended the run before it
 
 
 class _CronRow(NamedTuple):
@@ -1450,8 +1472,11 @@ def _next_due(schedule: "CronExpression", after: float) -> float:
 
 def _next_runs(ended: list, now: float) -> list:
     """[(job name, next due time)] for cron jobs whose run ended (_CronEnd): counted from the
-    end of the run (else from `now`), so that runs never overlap."""
-    return [(end.name, _next_due(end.schedule, end.ended or now)) for end in ended]
+    end of the run (else from `now`), so that runs never overlap, and from no earlier than
+    the due time the run was for: a machine whose clock lags never makes a due time that a
+    run was started for due again."""
+    return [(end.name, _next_due(end.schedule, max(end.ended or now, end.due or 0.0)))
+            for end in ended]
 
 
 def _resume_due(job: _CronState, now: float) -> Optional[float]:
@@ -2752,23 +2777,27 @@ class _Store(_SharedSql):
     def take_lease(self, con: sqlite3.Connection, owner: int) -> None:
         """Nothing to take: the pool's flock is its lease."""
 
-    def renew_lease(self) -> bool:
+    def renew_lease(self, lease: Optional[int] = None) -> bool:
         return True
+
+    def claimed(self) -> list:
+        """No claim's reply can be lost: the database is a file of this machine."""
+        return []
 
     def lost_machines(self, con: sqlite3.Connection) -> list:
         return []
 
-    def forget_machine(self, con: sqlite3.Connection, name: str) -> None:
-        """No other machines to forget."""
+    def forget_machine(self, con: sqlite3.Connection, pool: "_PoolId") -> None:
+        """No other pools to forget."""
 
     def listener(self) -> None:
         """No LISTEN: producers on this machine wake the pool with datagrams."""
         return None
 
-    def recover(self, con: sqlite3.Connection, machine: Optional[str] = None) -> list:
+    def recover(self, con: sqlite3.Connection, pool: Optional["_PoolId"] = None) -> list:
         """After a pool ended without finishing its tasks: what it had handed over but not
         started waits again; the ones it had started are returned, [(id, cron job)], for the
-        caller to settle (_recover). There is one machine: `machine` is ignored."""
+        caller to settle (_recover). There is one pool: `pool` is ignored."""
         con.execute("UPDATE tasks SET status = 'waiting', worker = NULL, cancel = 0 "
                     "WHERE status = 'queued'")
         return con.execute("SELECT id, cron FROM tasks WHERE status = 'running'").fetchall()
@@ -2867,11 +2896,11 @@ class _Store(_SharedSql):
         run (an older run, taken over from a pool that ended, is not)."""
         ended = []
         for name, task_id, at in runs:
-            rows = con.execute(f"SELECT schedule FROM crons WHERE name = ? AND running = "
-                               f"(SELECT {_UUID} FROM tasks WHERE id = ?)",
+            rows = con.execute(f"SELECT schedule, next_due FROM crons WHERE name = ? AND "
+                               f"running = (SELECT {_UUID} FROM tasks WHERE id = ?)",
                                (name, task_id)).fetchall()
             if rows:
-                ended.append(_CronEnd(name, pickle.loads(rows[0][0]), at))
+                ended.append(_CronEnd(name, pickle.loads(rows[0][0]), at, rows[0][1]))
         return ended
 
     def anything_due(self, now: float) -> tuple:
@@ -2958,10 +2987,18 @@ class _Store(_SharedSql):
                        "excluded.owner THEN pool.started ELSE excluded.started END",
                        (owner, manager, _clock(), json.dumps(list(workers))))
 
-    def pool_pids(self) -> tuple:
-        """(owner, manager, [workers]) as the pool last published them, or (None, None, [])."""
+    def pool_pids(self, pool: Optional[_PoolId] = None) -> tuple:
+        """(owner, manager, [workers]) as the pool last published them, or (None, None, []);
+        there is one pool: `pool` is ignored."""
         rows = self.read("SELECT owner, manager, workers FROM pool")
         return (rows[0][0], rows[0][1], json.loads(rows[0][2])) if rows else (None, None, [])
+
+    def previous_pool(self) -> Optional[_PoolId]:
+        """None: the pool that ended is found by what it left (recover takes it all)."""
+        return None
+
+    def remember_pool(self) -> None:
+        """Nothing to remember: there is one pool a file."""
 
     def checkpoint_as_pool(self) -> None:
         """The pool's connection copies the log into the database as it goes (producers'
@@ -3025,7 +3062,7 @@ class _Store(_SharedSql):
 #   that another role owns is refused.
 
 _PG_SCHEMES = ("postgresql://", "postgres://")
-_PG_SCHEMA_VERSION = 2
+_PG_SCHEMA_VERSION = 3
 _PG_DEFAULT_SCHEMA = "autocron"
 _PG_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]*\Z")
 _PG_CHANNEL = "autocron."       # + schema: the channel a call wakes the pools on
@@ -3037,6 +3074,8 @@ _PG_CONNECT_TIMEOUT = 5         # seconds to reach the server, unless the URL sa
 _LEASE_TTL = 30.0               # the others settle a pool's tasks once it missed its lease
 _LEASE_RENEWALS = 6             # renewals for this long; which it renews this many times in
                                 # it (the pool's processes get it in their start configuration)
+_LEASE_MARGIN = 0.25            # a worker starts tasks until this part of the lease is left
+_LEASE_LOOK = 0.01              # a worker whose lease is not known valid looks again this often
 # SQLSTATEs of a value that PostgreSQL cannot hold: text it cannot encode (22021, 22P05), too
 # long (22001), past a size limit (54000). The same write fails again: not weather.
 _PG_DATA_REFUSED = ("22021", "22P05", "22001", "54000")
@@ -3091,8 +3130,8 @@ _PG_SCHEMA = (
         running TEXT,
         paused INTEGER NOT NULL DEFAULT 0)""",
     """CREATE TABLE machines (
-        name TEXT PRIMARY KEY,
-        lease BIGINT NOT NULL,
+        name TEXT NOT NULL,                  -- as shown: AUTOCRON_HOST or the host name
+        lease BIGINT PRIMARY KEY,            -- a pool's identity: new at every start
         owner INTEGER NOT NULL,
         manager INTEGER,
         started DOUBLE PRECISION NOT NULL,
@@ -3100,6 +3139,15 @@ _PG_SCHEMA = (
         heartbeat DOUBLE PRECISION NOT NULL)""",
     "CREATE SEQUENCE leases",
     "CREATE TABLE meta (version INTEGER NOT NULL)",
+)
+
+# Schema 3 over 2 (PostgreSQL): a pool is known by its lease, not by its machine's name, so
+# that two pools whose machines have one name (two containers, AUTOCRON_HOST set alike, one
+# server reached as 127.0.0.1 and as localhost) work side by side instead of fencing each
+# other off.
+_PG_UPGRADE_TO_3 = (
+    "ALTER TABLE machines DROP CONSTRAINT machines_pkey",
+    "ALTER TABLE machines ADD PRIMARY KEY (lease)",
 )
 
 _PG_NOW = "extract(epoch FROM clock_timestamp())"   # leases go by the server's clock
@@ -3443,7 +3491,10 @@ class _PgStore(_SharedSql):
         if version < 2:
             for statement in _UPGRADE_TO_2 + _INDEXES_2:
                 con.execute(statement)
-            con.execute("UPDATE meta SET version = %s", (_PG_SCHEMA_VERSION,))
+        if version < 3:
+            for statement in _PG_UPGRADE_TO_3:
+                con.execute(statement)
+        con.execute("UPDATE meta SET version = %s", (_PG_SCHEMA_VERSION,))
         return _PG_SCHEMA_VERSION
 
     def _check_existing(self) -> None:
@@ -3603,28 +3654,34 @@ class _PgStore(_SharedSql):
     # -- the pool's side: its machine's lease
 
     def take_lease(self, con: Any, owner: int) -> None:
-        """Start this machine's lease with a new number (a pool starting)."""
+        """Start a lease with a new number, this pool's identity (a pool starting, or one
+        whose lease the others took over)."""
         self.lease = con.execute(
             "INSERT INTO machines (name, lease, owner, manager, started, heartbeat) VALUES "
-            f"(%s, nextval('leases'), %s, %s, %s, {_PG_NOW}) ON CONFLICT (name) DO UPDATE SET "
-            "lease = excluded.lease, owner = excluded.owner, manager = excluded.manager, "
-            "started = excluded.started, heartbeat = excluded.heartbeat, workers = '[]' "
-            "RETURNING lease", (self.machine, owner, os.getpid(), _clock())).fetchone()[0]
+            f"(%s, nextval('leases'), %s, %s, %s, {_PG_NOW}) RETURNING lease",
+            (self.machine, owner, os.getpid(), _clock())).fetchone()[0]
 
-    def renew_lease(self) -> bool:
-        """Renew this machine's lease; False if another pool took it over meanwhile."""
-        return self.write(f"UPDATE machines SET heartbeat = {_PG_NOW} WHERE name = %s AND "
-                          "lease = %s", (self.machine, self.lease)) == 1
+    def renew_lease(self, lease: Optional[int] = None) -> bool:
+        """Renew this pool's lease (`lease`, else its current one); False if another pool
+        took it over meanwhile."""
+        return self.write(f"UPDATE machines SET heartbeat = {_PG_NOW} WHERE lease = %s",
+                          (self.lease if lease is None else lease,)) == 1
+
+    def claimed(self) -> list:
+        """Ids of the calls claimed under this pool's lease and not started (tasks_held)."""
+        return [row[0] for row in self.read(
+            "SELECT id FROM tasks WHERE status = 'queued' AND machine = %s AND lease = %s",
+            (self.machine, self.lease))]
 
     def lost_machines(self, con: Any) -> list:
-        """[(name, last heartbeat)] of the machines that missed their renewals for
-        _LEASE_TTL s (taken: no other pool settles them at the same time)."""
-        return con.execute(f"SELECT name, heartbeat FROM machines WHERE heartbeat < {_PG_NOW} "
-                           "- %s AND name <> %s FOR UPDATE SKIP LOCKED",
-                           (_LEASE_TTL, self.machine)).fetchall()
+        """[_Pool] of the pools that missed their renewals for _LEASE_TTL s (taken: no
+        other pool settles them at the same time)."""
+        return [_PoolId(*row) for row in con.execute(
+            f"SELECT name, lease, heartbeat FROM machines WHERE heartbeat < {_PG_NOW} - %s "
+            "AND lease <> %s FOR UPDATE SKIP LOCKED", (_LEASE_TTL, self.lease)).fetchall()]
 
-    def forget_machine(self, con: Any, name: str) -> None:
-        con.execute("DELETE FROM machines WHERE name = %s", (name,))
+    def forget_machine(self, con: Any, pool: "_PoolId") -> None:
+        con.execute("DELETE FROM machines WHERE lease = %s", (pool.lease,))
 
     def listener(self, again: bool = False) -> Optional[_PgListener]:
         """The pool's LISTEN connection (made once; `again`: anew, the old one broke)."""
@@ -3644,17 +3701,19 @@ class _PgStore(_SharedSql):
 
     # -- the pool's side: tasks (called from the pool manager only)
 
-    def recover(self, con: Any, machine: Optional[str] = None) -> list:
-        """The tasks a pool that ended left behind (this machine's, or a lost one's): what
-        it had handed over but not started waits again; the ones it had started become this
-        pool's (under its lease) and are returned, [(id, cron job)], for the caller to settle."""
-        machine = machine or self.machine
+    def recover(self, con: Any, pool: Optional["_PoolId"] = None) -> list:
+        """The tasks a pool that ended left behind (the one before this on this machine,
+        known from the lock file, or a lost one): what it had handed over but not started
+        waits again; the ones it had started become this pool's (under its lease) and are
+        returned, [(id, cron job)], for the caller to settle."""
+        if pool is None:
+            return []
         con.execute("UPDATE tasks SET status = 'waiting', worker = NULL, machine = NULL, "
-                    "lease = NULL, cancel = 0 WHERE status = 'queued' AND machine = %s",
-                    (machine,))
+                    "lease = NULL, cancel = 0 WHERE status = 'queued' AND machine = %s AND "
+                    "lease = %s", (pool.name, pool.lease))
         return con.execute("UPDATE tasks SET machine = %s, lease = %s, worker = NULL WHERE "
-                           "status = 'running' AND machine = %s RETURNING id, cron",
-                           (self.machine, self.lease, machine)).fetchall()
+                           "status = 'running' AND machine = %s AND lease = %s RETURNING id, "
+                           "cron", (self.machine, self.lease, pool.name, pool.lease)).fetchall()
 
     def cron_states(self, con: Any) -> list:
         """Every cron job as it is (_CronState); a run counts as live while it is not
@@ -3694,16 +3753,22 @@ class _PgStore(_SharedSql):
     def claim(self, con: Any, now: float, pids: list) -> list:
         """Hand the most urgent due tasks to workers (see _Store.claim); rows another pool is
         taking at the same moment are skipped, never waited for."""
+        # Only under a lease that is valid at the server now (held in key-share mode, so
+        # that no other machine settles it until this commits): a machine resumed after its
+        # lease ran out claims nothing, and takes a new lease (see _Pool._keep_lease).
         rows = con.execute(
-            "WITH picked AS (SELECT id, row_number() OVER (ORDER BY priority DESC, due, id) AS n "
+            "WITH valid AS (SELECT lease FROM machines WHERE lease = %s AND heartbeat >= "
+            f"{_PG_NOW} - %s FOR KEY SHARE), "
+            "picked AS (SELECT id, row_number() OVER (ORDER BY priority DESC, due, id) AS n "
             "FROM (SELECT id, priority, due FROM tasks WHERE status = 'waiting' AND due <= %s "
+            "AND EXISTS (SELECT 1 FROM valid) "
             "ORDER BY priority DESC, due, id LIMIT %s FOR UPDATE SKIP LOCKED) AS due_tasks), "
             "places AS (SELECT pid, n FROM unnest(%s::integer[]) WITH ORDINALITY AS p(pid, n)) "
             "UPDATE tasks SET status = 'queued', worker = places.pid, machine = %s, lease = %s "
             "FROM picked JOIN places USING (n) WHERE tasks.id = picked.id "
             "RETURNING picked.n, tasks.id, tasks.token || '-' || tasks.id, record, cron, "
-            "timeout, priority", (now, len(pids), list(pids), self.machine, self.lease)
-        ).fetchall()
+            "timeout, priority", (self.lease, _LEASE_TTL, now, len(pids), list(pids),
+                                  self.machine, self.lease)).fetchall()
         return [_Claimed(*row[1:]) for row in sorted(rows)]
 
     def mark_started(self, con: Any, started: list) -> None:
@@ -3759,11 +3824,11 @@ class _PgStore(_SharedSql):
     def _current_runs(self, con: Any, runs: list) -> list:
         ended = []
         for name, task_id, at in runs:
-            rows = con.execute(f"SELECT schedule FROM crons WHERE name = %s AND running = "
-                               f"(SELECT {_UUID} FROM tasks WHERE id = %s)",
+            rows = con.execute(f"SELECT schedule, next_due FROM crons WHERE name = %s AND "
+                               f"running = (SELECT {_UUID} FROM tasks WHERE id = %s)",
                                (name, task_id)).fetchall()
             if rows:
-                ended.append(_CronEnd(name, pickle.loads(rows[0][0]), at))
+                ended.append(_CronEnd(name, pickle.loads(rows[0][0]), at, rows[0][1]))
         return ended
 
     def anything_due(self, now: float) -> tuple:
@@ -3805,18 +3870,36 @@ class _PgStore(_SharedSql):
                  workers: tuple = ()) -> None:
         """Say which processes run this machine's pool; None: none does (its lease ends)."""
         if owner is None:
-            self.write("DELETE FROM machines WHERE name = %s AND lease = %s",
-                       (self.machine, self.lease))
+            self.write("DELETE FROM machines WHERE lease = %s", (self.lease,))
         else:
             self.write("UPDATE machines SET owner = %s, manager = %s, workers = %s WHERE "
-                       "name = %s AND lease = %s",
-                       (owner, manager, json.dumps(list(workers)), self.machine, self.lease))
+                       "lease = %s", (owner, manager, json.dumps(list(workers)), self.lease))
 
-    def pool_pids(self) -> tuple:
-        """(owner, manager, [workers]) of this machine's pool as published, or (None, None, [])."""
-        rows = self.read("SELECT owner, manager, workers FROM machines WHERE name = %s",
-                         (self.machine,))
+    def pool_pids(self, pool: Optional[_PoolId] = None) -> tuple:
+        """(owner, manager, [workers]) of a pool as published (by default the newest of this
+        machine's name), or (None, None, [])."""
+        if pool is None:
+            rows = self.read("SELECT owner, manager, workers FROM machines WHERE name = %s "
+                             "ORDER BY lease DESC LIMIT 1", (self.machine,))
+        else:
+            rows = self.read("SELECT owner, manager, workers FROM machines WHERE lease = %s",
+                             (pool.lease,))
         return (rows[0][0], rows[0][1], json.loads(rows[0][2])) if rows else (None, None, [])
+
+    def previous_pool(self) -> Optional[_PoolId]:
+        """The pool that last ran on this machine, as it wrote in the pool lock's file (whose
+        lock the caller's owner holds, so that pool has ended): its tasks are this pool's to
+        settle at once. None if unknown (the lost pools' way settles them then)."""
+        with contextlib.suppress(OSError), open(self.lock_path, "rb") as file:
+            text = file.read(32).decode("ascii", "replace").strip()
+            if text.isdigit():
+                return _PoolId(self.machine, int(text))
+        return None
+
+    def remember_pool(self) -> None:
+        """Write this pool's lease into the pool lock's file (see previous_pool)."""
+        with contextlib.suppress(OSError), open(self.lock_path, "r+b") as file:
+            file.write(f"{self.lease:<31}\n".encode("ascii"))
 
     # -- what the admin tool shows and does
 
@@ -3828,7 +3911,7 @@ class _PgStore(_SharedSql):
     def pool_row(self) -> Optional[tuple]:
         """(owner, manager, started, [workers]) of this machine's pool, or None."""
         rows = self.read("SELECT owner, manager, started, workers FROM machines WHERE "
-                         "name = %s", (self.machine,))
+                         "name = %s ORDER BY lease DESC LIMIT 1", (self.machine,))
         return rows[0][:3] + (json.loads(rows[0][3]),) if rows else None
 
     def machine_rows(self) -> list:
@@ -3899,7 +3982,7 @@ def _write_outcomes(store: _Store, con: Any, outcomes: list, now: float) -> None
         store.end_cron_runs(con, _next_runs(ended, now))
 
 
-def _recover(store: _Store, con: Any, now: float) -> None:
+def _recover(store: _Store, con: Any, now: float, previous: Optional[_PoolId] = None) -> None:
     """After a pool ended without finishing its tasks: settle what it left behind.
 
     A task it had started was interrupted: it runs again while it has retries left, like one
@@ -3908,7 +3991,9 @@ def _recover(store: _Store, con: Any, now: float) -> None:
     """
     lost = _failure("interrupted: the pool ended while the task was running")
     _write_outcomes(store, con, [_Outcome(task_id, "error", error=lost, finished=now, cron=job)
-                                 for task_id, job in store.recover(con)], now)
+                                 for task_id, job in store.recover(con, previous)], now)
+    if previous is not None:
+        store.forget_machine(con, previous)
     resumed = [(job.name, _resume_due(job, now)) for job in store.cron_states(con)]
     store.end_cron_runs(con, [(name, due) for name, due in resumed if due is not None])
 
@@ -3916,15 +4001,16 @@ def _recover(store: _Store, con: Any, now: float) -> None:
 def _settle_lost(store: _Store, con: Any, now: float) -> None:
     """Settle the tasks of machines that stopped renewing their leases (PostgreSQL): what
     they had started fails, or runs again while it has retries left; the rest waits again."""
-    for machine, heartbeat in store.lost_machines(con):
-        since = _dt.datetime.fromtimestamp(heartbeat, _UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-        lost = _failure(f"machine {machine} lost (no heartbeat since {since})")
+    for pool in store.lost_machines(con):
+        since = _dt.datetime.fromtimestamp(pool.heartbeat, _UTC).strftime(
+            "%Y-%m-%d %H:%M:%S UTC")
+        lost = _failure(f"machine {pool.name} lost (no heartbeat since {since})")
         _log.warning("autocron: machine %s of %s lost (no heartbeat since %s); its tasks are "
-                     "settled here", machine, store.path, since)
+                     "settled here", pool.name, store.path, since)
         _write_outcomes(store, con, [
             _Outcome(task_id, "error", error=lost, finished=now, cron=job)
-            for task_id, job in store.recover(con, machine)], now)
-        store.forget_machine(con, machine)
+            for task_id, job in store.recover(con, pool)], now)
+        store.forget_machine(con, pool)
 
 
 def _withdraw(store: _Store, uid: str) -> bool:
@@ -3962,10 +4048,11 @@ def _spawn(entry: str, settings: dict) -> tuple:
              if f not in ("-I", "-E", "-s")]      # -X utf8, -W, -O... (isolation: below)
     secret = _pg_urls.get(settings.get("database"))
     environment = dict(os.environ, _AUTOCRON_URL=secret) if secret else None
+    inherited = (down_read, up_write) + tuple(fd for fd in [settings.get("lease_clock")] if fd)
     try:
         process = subprocess.Popen([python, *flags, "-I", "-c", boot, os.path.abspath(__file__),
                                     entry, json.dumps(config)], env=environment,
-                                   pass_fds=(down_read, up_write), stdin=subprocess.DEVNULL,
+                                   pass_fds=inherited, stdin=subprocess.DEVNULL,
                                    start_new_session=True)   # a terminal's Ctrl-C: owner only
     finally:
         os.close(down_read)
@@ -4077,15 +4164,40 @@ def _notify(path: Optional[str], priority: int = 0) -> None:
         sender.sendto(b"!%d" % priority if priority else b"!", path)
 
 
-def _outranking(highest: Optional[int], heard: Union[bytes, str]) -> Optional[int]:
-    """The highest priority of the calls a pool heard of, after hearing `heard` (a wake-up's
-    "!<priority>" or a notification's payload; nothing after "!" or "": priority 0)."""
-    text = heard.decode("ascii", "replace") if isinstance(heard, bytes) else heard
-    try:
-        priority = int(text.lstrip("!") or 0)
-    except ValueError:        # not ours: a wake-up all the same
-        priority = 0
-    return priority if highest is None else max(highest, priority)
+
+class _LeaseClock:
+    """Until when this pool's lease is certainly valid at the server (PostgreSQL), as a
+    time.monotonic() time that the manager's lease keeper moves on at every renewal and its
+    workers read before they start a task (_WorkerState.take): a task never starts under a
+    lease that the other machines may have taken over (a machine paused, cut off, or slower
+    than its lease), whatever the manager is busy with.
+
+    Kept in an unlinked file whose descriptor the workers inherit; each value is written
+    twice and read as valid only when both copies agree, so a read never sees half a write.
+    CLOCK_MONOTONIC goes on while a process is stopped (SIGSTOP): a resumed worker finds the
+    time past. A virtual machine paused whole may stop that clock too; then only the fencing
+    of the writes holds (see the README).
+    """
+
+    def __init__(self, fd: Optional[int] = None):
+        if fd is None:
+            fd, path = tempfile.mkstemp(prefix="autocron-lease-")
+            os.unlink(path)
+            self.fd = fd
+            self.set(0.0, 0)
+        self.fd = fd
+
+    def set(self, until: float, lease: int) -> None:
+        """Tasks handed over under `lease` may start until `until` (monotonic time)."""
+        os.pwrite(self.fd, struct.pack("=dqdq", until, lease, until, lease), 0)
+
+    def valid(self, lease: Optional[int]) -> bool:
+        """Whether a task handed over under `lease` may start now (a task of an older lease
+        never does: the other machines settled it when they took that lease over)."""
+        while True:
+            data = struct.unpack("=dqdq", os.pread(self.fd, 32, 0))
+            if data[:2] == data[2:]:
+                return data[1] == lease and time.monotonic() < data[0]
 
 
 # What the pool and a worker tell each other over their pipes, one record a message.
@@ -4098,6 +4210,7 @@ class _Run(NamedTuple):
     acknowledged: int      # the worker's outcomes committed so far: it may forget them
     withdrawals: Any = None   # the pool's cancel mark when it handed the task over (for a
                               # worker whose store has none of its own: PostgreSQL)
+    lease: Optional[int] = None   # the pool's lease then (PostgreSQL): fences hand_over
 
 
 class _Ack(NamedTuple):
@@ -4151,6 +4264,8 @@ def _worker_main(config_text: str) -> None:
     _capture_output()
     state = _WorkerState(config["database"], _Connection(config["up"], readable=False),
                          config.get("lease"))
+    if config.get("lease_clock"):
+        state.lease_clock = _LeaseClock(config["lease_clock"])
     threading.Thread(target=state.read_pipe, args=(_Connection(config["down"], writable=False),),
                      name="autocron-lifeline", daemon=True).start()
     functions: dict = {}
@@ -4191,6 +4306,7 @@ class _WorkerState:
         self._mark: Any = False           # the store's cancel mark when last looked at
         self._withdrawn: set = set()      # ids whose withdrawal was asked for by then
         self._store: Optional[_Store] = None
+        self.lease_clock: Optional[_LeaseClock] = None   # PostgreSQL: see take()
 
     def reply(self, message: NamedTuple) -> None:
         """Send the pool a message; never while holding `ready` (the pool may be sending)."""
@@ -4237,9 +4353,21 @@ class _WorkerState:
             if type(message) is _Exit:
                 self.hand_over()
                 os._exit(0)
+            if self.lease_clock is not None and not self.lease_clock.valid(message.lease):
+                # The lease may be gone (this machine was paused): not started until the
+                # keeper renews it, or the pool takes the task back (the others have it).
+                self.inbox.insert(0, message)
+                if not wait:
+                    return None
+                self.ready.wait(_LEASE_LOOK)
+                continue
             if self.cancel_requested(message):   # cancel() came first: it never starts
                 skipped.append(_Returned(message.id, skipped=True))
                 continue
+            if message.lease is not None and message.lease != self.lease:
+                self.lease = message.lease       # the pool took a new lease
+                if self._store is not None:
+                    self._store.lease = message.lease
             self.current = _Started(message.id, _clock())
             return message
 
@@ -4553,7 +4681,7 @@ class _Task:
     """A claimed task on its way through the pool."""
 
     __slots__ = ("id", "uuid", "cron", "record", "timeout", "priority", "returning", "started",
-                 "cancel", "running", "outranked")
+                 "cancel", "running", "outranked", "forfeit")
 
     def __init__(self, claimed: _Claimed):
         self.id, self.uuid, self.record, self.cron = claimed.id, claimed.uuid, claimed.record, \
@@ -4561,6 +4689,7 @@ class _Task:
         self.timeout, self.priority = claimed.timeout, claimed.priority
         self.returning = False      # asked its worker to give it back
         self.outranked = False      # because a call of a higher priority came: it waits again
+        self.forfeit = False        # its lease was lost: the other machines settled it
         self.cancel = 0             # 1: withdraw it unless started, 2: stop it in any case
         self.running = False        # its worker said it started it
         self.started = 0.0          # monotonic time the worker said so (timeouts)
@@ -4572,9 +4701,11 @@ class _Worker:
     __slots__ = ("proc", "tasks", "results", "queue", "retiring", "born", "kill_reason",
                  "killed_for", "reported", "acknowledged", "told", "closed", "inbox")
 
-    def __init__(self, database: str, lease: Optional[int] = None):
-        self.proc, self.tasks, self.results = _spawn("_worker_main", {"database": database,
-                                                                      "lease": lease})
+    def __init__(self, database: str, lease: Optional[int] = None,
+                 lease_clock: Optional[_LeaseClock] = None):
+        self.proc, self.tasks, self.results = _spawn("_worker_main", {
+            "database": database, "lease": lease,
+            "lease_clock": lease_clock.fd if lease_clock is not None else None})
         self.queue: list = []          # the first one runs, the rest wait in the worker
         self.retiring = False
         self.born = time.monotonic()
@@ -4593,13 +4724,13 @@ class _Worker:
             self.kill_reason, self.killed_for = reason, task.id
             _kill_group(self.proc)
 
-    def push(self, tasks: list, withdrawals: Any = None) -> None:
+    def push(self, tasks: list, withdrawals: Any = None, lease: Optional[int] = None) -> None:
         """Hand tasks over in one write (one system call, not one a task); each message
         also acknowledges the committed outcomes."""
         self.queue.extend(tasks)
         self._write(b"".join(_frame(pickle.dumps(
-            _Run(t.id, t.record, t.cron, self.acknowledged, withdrawals), _PICKLE_PROTOCOL))
-            for t in tasks))
+            _Run(t.id, t.record, t.cron, self.acknowledged, withdrawals, lease),
+            _PICKLE_PROTOCOL)) for t in tasks))
         self.told = self.acknowledged
 
     def send(self, message: NamedTuple) -> None:
@@ -4656,7 +4787,10 @@ class _Pool:
         self._wake_path = store.wake_path   # where producers' wake-ups arrive ("" if nowhere)
         self._wake = self._listen()    # the socket they arrive on
         self._heard = store.listener()      # and notifications from other machines (or None)
-        self._lease_due = 0.0          # monotonic time of the next lease renewal
+        self._lease_due = 0.0          # monotonic time of the next look at the others' leases
+        self._lease_clock = _LeaseClock() if store.leased else None   # shared with workers
+        self._lease_lost = threading.Event()   # the lease keeper found it taken over
+        self._ending = threading.Event()       # the pool ends: so does the keeper
         self._started: list = []       # _Started messages to mark running
         self._started_since = 0.0      # when the first of them arrived
         self._outcomes: list = []      # (_Outcome, task uuid, worker or None, its number)
@@ -4744,6 +4878,7 @@ class _Pool:
         _notify(self._wake_path)
 
     def _release(self) -> None:
+        self._ending.set()
         self._selector.close()
         self._wake.close()
         if self._heard is not None:
@@ -4768,7 +4903,8 @@ class _Pool:
                         if self._drained():
                             break
                     self._round()
-                    if self.store.leased and time.monotonic() >= self._lease_due:
+                    if self.store.leased and (time.monotonic() >= self._lease_due or
+                                              self._lease_lost.is_set()):
                         self._keep_lease()
                     if time.monotonic() - last_cleanup > _CLEANUP_INTERVAL and \
                             time.monotonic() >= self._retry_at:
@@ -4792,11 +4928,19 @@ class _Pool:
         while not self._stopping:
             try:
                 self.store.checkpoint_as_pool()
-                self._await_previous_pool()
+                previous = self.store.previous_pool()
+                self._await_previous_pool(previous)
+                sent = time.monotonic()
                 with self.store.transaction() as con:
                     self.store.take_lease(con, self._owner)
-                    _recover(self.store, con, _clock())
+                    _recover(self.store, con, _clock(), previous)
+                self.store.remember_pool()
                 self._available()
+                if self._lease_clock is not None:
+                    self._lease_clock.set(sent + _LEASE_TTL * (1 - _LEASE_MARGIN),
+                                          self.store.lease)
+                    threading.Thread(target=self._renew_lease, name="autocron-lease",
+                                     daemon=True).start()
                 return True
             except DatabaseError as error:
                 self._unavailable(error)
@@ -4843,37 +4987,81 @@ class _Pool:
             self._heard = self.store.listener(again=True)
             self._selector.register(self._heard, selectors.EVENT_READ)
 
+    def _renew_lease(self) -> None:
+        """The lease keeper, a thread of the manager (PostgreSQL): renews this pool's lease
+        _LEASE_RENEWALS times a lease, whatever the dispatcher is busy with (a long round, a
+        slow database), and tells the workers until when they may start tasks. A lease found
+        taken over stops every start at once, and the dispatcher takes a new one."""
+        while not self._ending.wait(_LEASE_TTL / _LEASE_RENEWALS):
+            lease, sent = self.store.lease, time.monotonic()
+            try:
+                renewed = self.store.renew_lease(lease)
+            except DatabaseError:      # unavailable: the workers stop starting tasks when
+                continue               # the lease may have run out, until a renewal works
+            if lease != self.store.lease:
+                continue               # the dispatcher took a new lease meanwhile
+            if renewed:
+                self._lease_clock.set(sent + _LEASE_TTL * (1 - _LEASE_MARGIN), lease)
+            else:
+                self._lease_clock.set(0.0, lease)
+                self._lease_lost.set()
+                _notify(self._wake_path)
+
     def _keep_lease(self) -> None:
-        """Renew this machine's lease and settle the machines that stopped renewing theirs.
-        A lease found taken over (this machine was paused or cut off for longer than
-        _LEASE_TTL s) means the others settled its tasks: the ones not started yet are taken
-        back unstarted, and the pool goes on under a new lease; what still runs here writes
-        nothing (its writes are fenced by the old lease)."""
+        """A lease found taken over (this machine was paused or cut off for longer than
+        _LEASE_TTL s) means the others settled its tasks: the ones not started here are given
+        up (the workers never start them: _LeaseClock), and the pool goes on under a new
+        lease; what still runs here writes nothing (its writes are fenced by the old lease).
+        Every _LEASE_TTL / _LEASE_RENEWALS s: the LISTEN connection, calls claimed under this
+        lease that no worker holds (the reply to the claim was lost), and the machines that
+        stopped renewing their leases."""
+        if self._lease_lost.is_set():
+            _log.error("autocron: the pool of machine %s lost its lease on %s (no renewal for "
+                       "%g s: paused or cut off); other machines settled its tasks, and what "
+                       "still runs here will not be written", self.store.machine,
+                       self.store.path, _LEASE_TTL)
+            for worker in self._workers:
+                for task in worker.queue:
+                    if not task.running:
+                        task.forfeit = True
+                        self._take_back(worker, task)
+            self._returned, self._requeue = [], []
+            sent = time.monotonic()
+            with self.store.transaction() as con:
+                self.store.take_lease(con, self._owner)
+            self.store.remember_pool()
+            self._lease_clock.set(sent + _LEASE_TTL * (1 - _LEASE_MARGIN), self.store.lease)
+            self._lease_lost.clear()
+            self._publish()
+        if time.monotonic() < self._lease_due:
+            return
         self._lease_due = time.monotonic() + _LEASE_TTL / _LEASE_RENEWALS
         if self._heard is None:
             self._listen_again()
-        try:
-            if not self.store.renew_lease():
-                _log.error("autocron: the pool of machine %s lost its lease on %s (no renewal "
-                           "for %g s: paused or cut off); other machines settled its tasks, "
-                           "and what still runs here will not be written", self.store.machine,
-                           self.store.path, _LEASE_TTL)
-                for worker in self._workers:
-                    for task in worker.queue:
-                        if not task.running:
-                            self._take_back(worker, task)
-                with self.store.transaction() as con:
-                    self.store.take_lease(con, self._owner)
-                self._publish()
-            with self.store.transaction() as con:
-                _settle_lost(self.store, con, _clock())
-        except DatabaseError as error:
-            _log.warning("autocron pool for %s cannot renew its lease, trying again in %g s: "
-                         "%s", self.store.path, _LEASE_TTL / _LEASE_RENEWALS, error)
+        self._reclaim_strays()
+        with self.store.transaction() as con:
+            _settle_lost(self.store, con, _clock())
 
-    def _await_previous_pool(self) -> None:
+    def _reclaim_strays(self) -> None:
+        """Calls claimed under this pool's lease that it does not hold (the connection broke
+        after the server committed a claim, before its reply came): they wait again."""
+        known = {t.id for w in self._workers for t in w.queue}
+        known.update(t.id for t in self._returned + self._requeue)
+        known.update(o.id for o, _, _, _ in self._outcomes)
+        known.update(started.id for started in self._started)
+        strays = [task_id for task_id in self.store.claimed() if task_id not in known]
+        if strays:
+            _log.warning("autocron: %d calls claimed by the pool of machine %s but never "
+                         "handed to a worker (a reply lost on the way) wait again",
+                         len(strays), self.store.machine)
+            with self.store.transaction() as con:
+                self.store.requeue(con, strays)
+
+    def _await_previous_pool(self, previous: Optional[_PoolId]) -> None:
         """Let the processes of a pool that ended abruptly finish handing over its tasks."""
-        _, manager, workers = self.store.pool_pids()
+        if self.store.leased and previous is None:
+            return           # none known on this machine: the lost pools' way settles it
+        _, manager, workers = self.store.pool_pids(previous)
         left = [p for p in [manager, *workers] if p and p != os.getpid()]
         end = time.monotonic() + _HANDOVER_WAIT
         while left and time.monotonic() < end:
@@ -4964,7 +5152,7 @@ class _Pool:
         for worker, task in placed:
             handed.setdefault(worker, []).append(task)
         for worker, tasks in handed.items():
-            worker.push(tasks, self._cancel_mark)
+            worker.push(tasks, self._cancel_mark, self.store.lease)
         self._tell_acknowledged()
         if news:                       # it looked for due work: what it found counts (fewer
             self._idle = len(claimed) < max(len(places), 1)     # than asked: none is left)
@@ -5210,6 +5398,8 @@ class _Pool:
                 self._receive(worker, message.next)
             return
         task.returning = False          # taken back, or never started (withdrawn)
+        if task.forfeit:
+            return
         if task.cancel or message.skipped:
             self._end(task, "cancelled", "cancelled")
         else:
@@ -5266,7 +5456,7 @@ class _Pool:
         wanted = max(1, int(self._settings["workers"]))
         if len(active) < wanted and time.monotonic() >= self._respawn_at:
             for _ in range(wanted - len(active)):
-                worker = _Worker(self.store.path, self.store.lease)
+                worker = _Worker(self.store.path, self.store.lease, self._lease_clock)
                 self._workers.append(worker)
                 self._selector.register(worker.results, selectors.EVENT_READ)
                 _log.info("autocron worker %d started", worker.proc.pid)

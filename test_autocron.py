@@ -2004,6 +2004,15 @@ class TestPolicy:
         assert autocron._next_runs([autocron._CronEnd("job", schedule, None)], now) == [
             ("job", datetime(2030, 1, 1, 9, 15).timestamp())]
 
+    def test_a_run_ended_by_a_lagging_clock_never_makes_its_own_due_time_due_again(self):
+        # The run for 09:10 ended on a machine whose clock says 09:09:30 (it lags): the
+        # next due time is the one after 09:10, never 09:10 again.
+        schedule = CronExpression("*/5 * * * *")
+        due = datetime(2030, 1, 1, 9, 10).timestamp()
+        lagging = datetime(2030, 1, 1, 9, 9, 30).timestamp()
+        assert autocron._next_runs([autocron._CronEnd("job", schedule, lagging, due)],
+                                   lagging) == [("job", datetime(2030, 1, 1, 9, 15).timestamp())]
+
     @pytest.mark.parametrize("catch_up, missed, running, live, expected", [
         (False, 30, None, False, None),          # missed by less than the grace: runs now
         (True, 30, None, False, None),
@@ -2220,7 +2229,7 @@ class TestShippingByValue:
         assert store.read("SELECT count(*) FROM functions")[0][0] == 0
         old = worker_pids()[0]
         os.kill(old, signal.SIGKILL)                    # a fresh worker has nothing cached
-        wait_until(lambda: worker_pids() and worker_pids()[0] != old, what="a new worker")
+        wait_until(lambda: [pid for pid in worker_pids() if pid != old], what="a new worker")
         assert shipped(2).get(timeout=30) == 6
         assert shipped(3).get(timeout=30) == 9
 
@@ -2321,7 +2330,8 @@ class TestStore:
             paused = cli("pause", "test_autocron.cron_job", db=database)   # writing
             assert paused.returncode == 0, paused.stderr
             info = json.loads(cli("info", "--json", db=database).stdout)
-            assert info["schema"] == 2 and info["cron_jobs"][0]["paused"] is True
+            upgraded = 3 if autocron._is_postgres(database) else 2    # PostgreSQL: schema 3
+            assert info["schema"] == upgraded and info["cron_jobs"][0]["paused"] is True
             autocron.start(database, workers=1)
             assert autocron.get_result(kept.uuid).get() == 3
             assert add(2, 3).get(timeout=30) == 5
@@ -2884,7 +2894,7 @@ class TestPostgresStore:
                        (pg.schema,))
         assert sorted(t for t, in tables) == ["crons", "functions", "machines", "meta",
                                               "settings", "tasks"]
-        assert query(pg_url(pg), "SELECT version FROM meta") == [(2,)]
+        assert query(pg_url(pg), "SELECT version FROM meta") == [(3,)]
         assert query(pg_url(pg), "SELECT count(*) FROM public.app_users") == [(0,)]
         autocron.stop()
         other = pg_url(pg, schema=pg.schema + "_b")
@@ -2993,16 +3003,30 @@ class TestPostgresStore:
                 "another with ?schema=name")):
             autocron.start(pg_url(pg))
 
+    def test_a_schema_2_is_upgraded_to_know_pools_by_their_lease(self, pg):
+        # Schema 2 knew a machine's pool by the machine's name: two pools of one name took
+        # each other's leases. The first writer makes the lease the key.
+        autocron._open_store(pg_url(pg)).close()
+        pg_run(pg, f"ALTER TABLE {pg.schema}.machines DROP CONSTRAINT machines_pkey; "
+                   f"ALTER TABLE {pg.schema}.machines ADD PRIMARY KEY (name); "
+                   f"UPDATE {pg.schema}.meta SET version = 2")
+        assert autocron.start(pg_url(pg), workers=1) is True
+        assert add(1, 1).get(timeout=30) == 2
+        assert query(pg_url(pg), "SELECT version FROM meta") == [(3,)]
+        assert query(pg_url(pg), "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON "
+                     "a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) WHERE i.indisprimary "
+                     "AND i.indrelid = ?::regclass", (f"{pg.schema}.machines",)) == [("lease",)]
+
     def test_a_schema_of_a_newer_autocron_is_refused(self, pg):
         autocron._open_store(pg_url(pg)).close()
         pg_run(pg, f"UPDATE {pg.schema}.meta SET version = 99")
         with pytest.raises(autocron.DatabaseError, match=re.escape(
-                "was written by a newer autocron (schema 99, this one knows 2); upgrade "
+                "was written by a newer autocron (schema 99, this one knows 3); upgrade "
                 "autocron or choose another schema")):
             autocron.start(pg_url(pg))
         done = run_python("import sys, autocron; sys.exit(autocron._main(['--db', sys.argv[1], 'info']))",
                           pg_url(pg))
-        assert "(schema 99, this one knows 2); upgrade autocron" in done.stderr
+        assert "(schema 99, this one knows 3); upgrade autocron" in done.stderr
 
     def test_reading_commands_never_make_a_schema(self, pg):
         done = run_python("import sys, autocron; sys.exit(autocron._main(['--db', sys.argv[1], 'info']))",
@@ -6427,6 +6451,73 @@ class TestManyMachines:
         (value, attempts), = query(machines.url, "SELECT value, attempts FROM tasks")
         assert (pickle.loads(value), attempts) == ("b", 2)
         b.stop()
+
+    def test_two_pools_under_one_machine_name_work_side_by_side(self, machines, tmp_path):
+        # Two containers with one host name, or one pool reaching the server as 127.0.0.1
+        # and another as localhost: each pool is a pool of its own.
+        first, second = machines("twin", workers=1), machines("twin", workers=1)
+        autocron.start(machines.url, workers=0)
+        log = tmp_path / "ran.log"
+        results = [on_machine(f"k{i}", str(log), 0.05) for i in range(40)]
+        assert [r.get(timeout=60) for r in results] == ["twin"] * 40
+        keys = collections.Counter(line.split()[0] for line in log.read_text().splitlines())
+        assert len(keys) == 40 and set(keys.values()) == {1}
+        assert query(machines.url, "SELECT count(*) FROM machines WHERE name = 'twin'") == [(2,)]
+        assert "lost" not in first.stop() + second.stop()
+
+    def test_a_paused_machine_starts_nothing_it_held_and_claims_under_a_new_lease(
+            self, machines, tmp_path):
+        a = machines("a", workers=1)
+        autocron.start(machines.url, workers=0)
+        log = tmp_path / "ran.log"
+        first = on_machine("first", str(log), 2)
+        wait_until(lambda: row_status(machines.url, first) == "running", 30, "a running it")
+        held = [on_machine(f"held{i}", str(log)) for i in range(3)]
+        wait_until(lambda: all(row_status(machines.url, r) == "queued" for r in held), 30,
+                   "a's worker to hold three more")
+        a.signal(signal.SIGSTOP)            # longer than its lease: the others settle it
+        b = machines("b", workers=1)
+        assert [r.get(timeout=60) for r in held] == ["b"] * 3
+        b_log = b.stop()
+        a.signal(signal.SIGCONT)            # it must not start what it held, and must not
+        later = [on_machine(f"later{i}", str(log)) for i in range(5)]   # claim under the
+        assert [r.get(timeout=60) for r in later] == ["a"] * 5         # lease it lost
+        a_log = a.stop()
+        assert "machine a of " in b_log and "the pool of machine a lost its lease" in a_log
+        keys = collections.Counter(line.split()[0] for line in log.read_text().splitlines())
+        assert {key: n for key, n in keys.items() if key != "first"} == dict.fromkeys(
+            [f"held{i}" for i in range(3)] + [f"later{i}" for i in range(5)], 1)
+
+    def test_a_call_claimed_by_a_live_machine_that_never_heard_of_it_runs(self, machines):
+        # The connection dropped after the server committed a claim and before the machine
+        # read the reply: the call is queued under a live lease that no worker holds.
+        machines("a", workers=1)
+        autocron.start(machines.url, workers=0)
+        result = add_in_an_hour(1, 2)
+        (lease,), = query(machines.url, "SELECT lease FROM machines WHERE name = 'a'")
+        autocron._open_store(machines.url, existing=True, write=True).write(
+            "UPDATE tasks SET status = 'queued', machine = 'a', lease = ?, due = ? WHERE id = ?",
+            (lease, time.time(), int(result.uuid.rsplit("-", 1)[1])))
+        assert result.get(timeout=30) == 3 and result.attempts == 1
+
+    def test_a_lease_is_renewed_while_a_round_waits_for_the_database(self, machines,
+                                                                     postgres_server):
+        a = machines("a", workers=1, lease=2.0)
+        autocron.start(machines.url, workers=0)
+        schema = urllib.parse.parse_qs(urllib.parse.urlparse(machines.url).query)["schema"][0]
+        result = add_later(1, 2)             # due in half a second: the round that claims
+        with postgres_server.connect(postgres_server.database) as con:     # it waits
+            con.execute(f"LOCK TABLE {schema}.tasks IN ACCESS EXCLUSIVE MODE")
+            ages, end = [], time.monotonic() + 6
+            while time.monotonic() < end:    # three leases long, a heartbeat's age each tick
+                with postgres_server.connect(postgres_server.database) as look:
+                    ages += look.execute(f"SELECT extract(epoch FROM clock_timestamp()) - "
+                                         f"heartbeat FROM {schema}.machines").fetchone()
+                time.sleep(0.2)
+            con.rollback()
+        assert max(ages) < 2.0, ages
+        assert result.get(timeout=30) == 3
+        assert "lost" not in a.stop()
 
     def test_a_cron_job_on_three_machines_runs_once_per_due_time(self, machines, tmp_path,
                                                                  monkeypatch):
