@@ -4415,13 +4415,22 @@ class _WorkerState:
         started += [_Started(o.id, o.started) for _, o in self.unacknowledged]
         if not started:
             return
-        try:
-            store = self.store()
-            with store.transaction() as con:
-                store.mark_started(con, started)
-                _write_outcomes(store, con, [o for _, o in self.unacknowledged], _clock())
-        except Exception:   # pragma: no cover - nothing left to tell; the next pool recovers
-            pass
+        # An unavailable database (a full disk, a server restarting) is waited out for as
+        # long as the next pool waits for this process (_HANDOVER_WAIT) before it settles
+        # what it finds: what ran here is then written, not run again.
+        end, pause = time.monotonic() + _HANDOVER_WAIT - 1.0, _OUTAGE_PAUSES[0]
+        while True:
+            try:
+                store = self.store()
+                with store.transaction() as con:
+                    store.mark_started(con, started)
+                    _write_outcomes(store, con, [o for _, o in self.unacknowledged], _clock())
+                return
+            except Exception as error:    # nothing left to tell: the next pool recovers
+                if not _weather(error) or time.monotonic() + pause > end:
+                    return
+            time.sleep(pause)
+            pause = min(pause * 2, _OUTAGE_PAUSES[1])
 
 
 def _end_process_group() -> None:

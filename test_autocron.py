@@ -4052,6 +4052,25 @@ class TestFaults:
         assert pool_pids() == (manager, workers)
         assert query(database, "SELECT count(*) FROM tasks") == [(6,)]
 
+    def test_a_worker_whose_manager_died_in_an_outage_writes_what_it_ran_when_it_ends(
+            self, small_disk, tmp_path):
+        database, gate, log = small_disk.path("autocron.db"), tmp_path / "gate", tmp_path / "log"
+        assert autocron.start(database, workers=1) is True
+        wait_until(lambda: len(worker_pids()) == 1, what="the worker")
+        manager, (worker,) = pool_pids()
+        result = wide_after(str(gate), str(log), 0)
+        wait_until(lambda: row_status(database, result) != "waiting", what="the hand-over")
+        small_disk.fill()
+        gate.write_text("")
+        wait_until(lambda: logged(log) == ["0"], what="the task to end while the disk is full")
+        os.kill(manager, signal.SIGKILL)            # its worker must write the outcome itself
+        wait_until(lambda: autocron._state.pool.manager.pid != manager, what="a new manager")
+        assert alive(worker)                        # still trying, not gone with its outcome
+        small_disk.free()
+        assert result.get(timeout=60) == "0:" + "x" * 100_000
+        assert result.attempts == 1 and logged(log) == ["0"]
+        wait_until(lambda: not alive(worker), what="the old worker to end")
+
     def test_a_postgresql_restart_loses_nothing_and_runs_nothing_twice(self, own_postgres,
                                                                         tmp_path, caplog):
         caplog.set_level(logging.INFO, logger="autocron")
