@@ -6308,7 +6308,27 @@ def _dashboard_handler(board: _Dashboard) -> type:
             self.end_headers()
             self.wfile.write(data)
 
+        def _foreign(self, post: bool) -> Optional[tuple]:
+            """(status, text) for a request another site's page made, else None. On the
+            loopback a page of any site can rebind its own name to 127.0.0.1 and reach the
+            dashboard with it: its requests carry that name as Host. A form another site
+            posts carries that site as Origin (scripts send none: the token and the page's
+            secret still hold)."""
+            host = self.headers.get("Host", "")
+            names = self.server.names
+            if names is not None and host.lower() not in names:
+                return 421, (f"this dashboard answers to {' and '.join(names.shown)} only: "
+                             f"open {self.server.home} (the request was for {host!r})")
+            origin = self.headers.get("Origin")
+            if post and origin is not None and origin.lower() != f"http://{host.lower()}":
+                return 403, (f"this action came from another site ({origin}): use the "
+                             "dashboard's own page")
+            return None
+
         def _answer(self, post: bool) -> None:
+            refused = self._foreign(post)
+            if refused:
+                return self._send(*refused)
             url = urllib.parse.urlsplit(self.path)
             query = dict(urllib.parse.parse_qsl(url.query))
             if not self._allowed(query):
@@ -6340,6 +6360,30 @@ def _dashboard_handler(board: _Dashboard) -> type:
 
 
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def _url_host(host: str) -> str:
+    """An address as a URL writes it: an IPv6 one in brackets."""
+    return f"[{host}]" if ":" in host else host
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+class _HostNames(frozenset):
+    """The Host headers a dashboard on the loopback answers: its address and localhost,
+    with its port or without; `shown` names them for a refusal."""
+
+    def __new__(cls, host: str, port: int):
+        names = list(dict.fromkeys((_url_host(host).lower(), "localhost")))
+        made = super().__new__(cls, names + [f"{name}:{port}" for name in names])
+        made.shown = [f"{name}:{port}" for name in names]
+        return made
 
 
 def _dashboard_server(store: Any, host: str, port: int, token: Optional[str]) -> tuple:
@@ -6377,7 +6421,13 @@ def _dashboard_server(store: Any, host: str, port: int, token: Optional[str]) ->
 
     if token is None and host not in _LOOPBACK:
         token = secrets.token_urlsafe(18)
-    return Server((host, port), _dashboard_handler(_Dashboard(store, token))), token
+    server = Server((host, port), _dashboard_handler(_Dashboard(store, token)))
+    port = server.server_address[1]
+    server.home = f"http://{_url_host(host)}:{port}/"          # the address it prints
+    # Elsewhere than the loopback a machine has names that no list here knows; the token
+    # keeps out a page that rebinds one of them.
+    server.names = _HostNames(host, port) if _is_loopback(host) else None
+    return server, token
 
 
 class _DashboardHandle:

@@ -4611,19 +4611,27 @@ def hold_until(path):
     return "released"
 
 
-def http_get(url, headers=None):
-    """(status, body, headers) of a GET, an error status included."""
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None                     # the 3xx comes back as an HTTPError
+
+
+def http_get(url, headers=None, redirect=True):
+    """(status, body, headers) of a GET, an error status included; a redirect followed
+    unless `redirect` is false."""
     request = urllib.request.Request(url, headers=headers or {})
+    opener = urllib.request.build_opener(*(() if redirect else (_NoRedirect,)))
     try:
-        with urllib.request.urlopen(request, timeout=30) as answer:
+        with opener.open(request, timeout=30) as answer:
             return answer.status, answer.read().decode(), answer.headers
     except urllib.error.HTTPError as error:
         return error.code, error.read().decode(), error.headers
 
 
-def post_form(url, fields):
+def post_form(url, fields, headers=None):
     """(status, body) of a form's POST (a redirect followed), an error status included."""
-    request = urllib.request.Request(url, data=urllib.parse.urlencode(fields).encode())
+    request = urllib.request.Request(url, data=urllib.parse.urlencode(fields).encode(),
+                                     headers=headers or {})
     try:
         with urllib.request.urlopen(request, timeout=30) as answer:
             return answer.status, answer.read().decode()
@@ -4634,6 +4642,16 @@ def post_form(url, fields):
 def page_secret(body):
     """The secret that the forms of a dashboard page carry."""
     return re.search(r"name='secret' value='([^']+)'", body).group(1)
+
+
+def signed_in(url):
+    """{"Cookie": ...}: what the dashboard's printed URL (with its ?token=) sets, as a
+    browser keeps it; {} for a URL without a token."""
+    if "token=" not in url:
+        return {}
+    status, _, headers = http_get(url, redirect=False)
+    assert status in (200, 303) and "Set-Cookie" in headers, status
+    return {"Cookie": headers["Set-Cookie"].split(";")[0]}
 
 
 class DashboardServer:
@@ -4650,12 +4668,17 @@ class DashboardServer:
             raise AssertionError(f"no dashboard: {line} {self.process.stderr.read()}")
         self.url, self.database = match.group(1), str(database)
         self.base = re.sub(r"/\?.*", "/", self.url).replace("0.0.0.0", "127.0.0.1")
+        self.port = urllib.parse.urlsplit(self.url).port
+        self.cookie = signed_in(self.url.replace("0.0.0.0", "127.0.0.1"))
 
     def get(self, path, headers=None):
-        return http_get(self.base.rstrip("/") + path, headers)
+        """(status, body, headers) of a GET with the owner's cookie (unless `headers` say
+        otherwise)."""
+        return http_get(self.base.rstrip("/") + path, {**self.cookie, **(headers or {})})
 
-    def post(self, path, fields):
-        return post_form(self.base.rstrip("/") + path, fields)
+    def post(self, path, fields, headers=None):
+        return post_form(self.base.rstrip("/") + path, fields,
+                         {**self.cookie, **(headers or {})})
 
     def stop(self):
         self.process.terminate()
@@ -4924,14 +4947,14 @@ class TestDashboard:
         server = DashboardServer(database, "--host", "0.0.0.0")
         try:
             token = re.search(r"token=(\S+)", server.url).group(1)
-            status, body, _ = server.get("/")
+            status, body, _ = http_get(server.base)
             assert (status, body) == (401, "a token is needed: open the address the "
                                            "dashboard printed, with ?token=...")
-            status, _, headers = server.get(f"/?token={token}")
+            status, _, headers = http_get(f"{server.base}?token={token}")
             assert status == 200
             cookie = headers["Set-Cookie"].split(";")[0]
-            assert server.get("/tasks", {"Cookie": cookie})[0] == 200
-            assert server.get("/tasks", {"Cookie": "autocron_token=wrong"})[0] == 401
+            assert http_get(server.base + "tasks", {"Cookie": cookie})[0] == 200
+            assert http_get(server.base + "tasks", {"Cookie": "autocron_token=wrong"})[0] == 401
         finally:
             server.stop()
 
@@ -4994,6 +5017,46 @@ class TestDashboard:
         finally:
             handle.stop()
             autocron._dashboards.clear()
+
+
+@pytest.fixture
+def lone_board(tmp_path):
+    """The dashboard of an empty SQLite database, no pool: for what its server does with
+    requests, which no store changes."""
+    database = str(tmp_path / "autocron.db")
+    autocron._open_store(database).close()
+    server = DashboardServer(database)
+    yield server
+    server.stop()
+
+
+class TestDashboardAccess:
+    """Who may use the dashboard, and what its server does with bad and slow clients."""
+
+    def test_a_foreign_host_or_origin_is_refused(self, lone_board):
+        port = lone_board.port
+        for host in ("evil.example", f"evil.example:{port}", "127.0.0.2", f"localhost:{port + 1}",
+                     f"localhost.evil.example:{port}", ""):
+            status, body, _ = lone_board.get("/", {"Host": host})
+            assert (status, body) == (421, f"this dashboard answers to 127.0.0.1:{port} and "
+                                           f"localhost:{port} only: open http://127.0.0.1:{port}/"
+                                           f" (the request was for {host!r})")
+        for host in ("127.0.0.1", f"127.0.0.1:{port}", "localhost", f"LocalHost:{port}"):
+            assert lone_board.get("/", {"Host": host})[0] == 200
+        secret = page_secret(lone_board.get("/pool")[1])
+        for origin in ("http://evil.example", f"http://127.0.0.1:{port + 1}", "null",
+                       f"https://127.0.0.1:{port}", f"http://localhost:{port}"):
+            status, body = lone_board.post("/pool/workers", {"secret": secret, "workers": "999"},
+                                           {"Origin": origin})
+            assert (status, body) == (403, f"this action came from another site ({origin}): "
+                                           "use the dashboard's own page")
+            status, body = lone_board.post("/purge", {"secret": secret}, {"Origin": origin})
+            assert status == 403
+        assert autocron._open_store(lone_board.database).settings()["workers"] != 999
+        for name in ("127.0.0.1", "localhost"):            # the page's own origin
+            assert lone_board.post("/pool/workers", {"secret": secret, "workers": "3"}, {
+                "Origin": f"http://{name}:{port}", "Host": f"{name}:{port}"})[0] == 200
+        assert autocron._open_store(lone_board.database).settings()["workers"] == 3
 
 
 # ---- the admin command line ----------------------------------------------------------------
