@@ -5916,11 +5916,14 @@ def cron(expression: Optional[str] = None, *, tz: Union[str, _dt.tzinfo, None] =
 # built from escaped values only (html.escape of everything the database holds), the CSS and
 # the script are the constants below, and nothing is fetched from elsewhere.
 #
-# Safe by default: bound to 127.0.0.1 unless told otherwise; bound elsewhere, every request
-# needs the token (?token= once, then a cookie), else 401. Reading never changes anything;
-# every action is a POST that carries the page's per-server secret (a script or another site
-# cannot read it), else 403. Actions run no user code here: a cancel or a retry is written to
-# the database, and the pool does the rest.
+# Safe by default: bound to 127.0.0.1 unless told otherwise, and every request needs the
+# token, on the loopback too (every user of the machine reaches that): the printed address
+# carries it once, then an HttpOnly cookie, else 401. On the loopback only its own address and
+# localhost are answered as Host (421: a page that rebinds its name to 127.0.0.1), and a POST
+# from another origin is refused (403). Reading never changes anything; every action is a
+# POST that carries the page's per-server secret (a script or another site cannot read it),
+# else 403. Actions run no user code here: a cancel or a retry is written to the database,
+# and the pool does the rest.
 
 _DASH_CSS = """
 body{font:14px system-ui,sans-serif;margin:0;color:#222;background:#fafafa}
@@ -6285,13 +6288,25 @@ def _dashboard_handler(board: _Dashboard) -> type:
         def log_message(self, *args) -> None:       # quiet: the page polls every 2 s
             pass
 
-        def _allowed(self, query: dict) -> bool:
-            if board.token is None:
-                return True
+        def _cookie(self) -> str:
+            """The name of the token's cookie. A browser sends a host's cookies to each of
+            its ports: with the port in the name, two dashboards of one host neither read
+            nor overwrite each other's."""
+            return f"autocron_token_{self.server.server_address[1]}"
+
+        def _signed_in(self) -> bool:
             cookies = dict(part.strip().partition("=")[::2] for part in
                            self.headers.get("Cookie", "").split(";") if "=" in part)
-            given = query.get("token") or cookies.get("autocron_token", "")
-            return hmac.compare_digest(given, board.token)
+            return hmac.compare_digest(cookies.get(self._cookie(), ""), board.token)
+
+        def _sign_in(self, url: Any, query: list) -> None:
+            """The printed address was opened: keep its token in a cookie that no script
+            reads and no other site's request carries, and go on to the address without it
+            (out of the address bar, the history and the next page's Referer)."""
+            rest = urllib.parse.urlencode([(k, v) for k, v in query if k != "token"])
+            self._send(303, "", (("Location", url.path + ("?" + rest if rest else "")),
+                                 ("Set-Cookie", f"{self._cookie()}={board.token}; HttpOnly; "
+                                                "SameSite=Strict; Path=/")))
 
         def _send(self, status: int, body: str, headers: tuple = ()) -> None:
             data = body.encode("utf-8")
@@ -6330,23 +6345,25 @@ def _dashboard_handler(board: _Dashboard) -> type:
             if refused:
                 return self._send(*refused)
             url = urllib.parse.urlsplit(self.path)
-            query = dict(urllib.parse.parse_qsl(url.query))
-            if not self._allowed(query):
-                return self._send(401, "a token is needed: open the address the dashboard "
-                                       "printed, with ?token=...")
-            cookie = () if board.token is None else (
-                ("Set-Cookie", f"autocron_token={board.token}; HttpOnly; SameSite=Strict; "
-                               "Path=/"),)
+            pairs = urllib.parse.parse_qsl(url.query)
+            query = dict(pairs)
+            given = query.get("token")
+            if given is not None and hmac.compare_digest(given, board.token) and not post:
+                return self._sign_in(url, pairs)
+            if not self._signed_in():
+                return self._send(401, "a token is needed: open the address that `autocron "
+                                       "dashboard` printed, with its ?token=... (in a "
+                                       "notebook, the link under autocron.dashboard())")
             try:
                 if post:
                     size = min(int(self.headers.get("Content-Length") or 0), 65536)
                     form = dict(urllib.parse.parse_qsl(self.rfile.read(size).decode()))
                     status, where = board.act(url.path, form)
                     if status == 303:
-                        return self._send(303, "", (("Location", where),) + cookie)
+                        return self._send(303, "", (("Location", where),))
                     return self._send(status, where)
                 status, body = board.page(url.path, query)
-                self._send(status, body, cookie)
+                self._send(status, body)
             except DatabaseError as error:
                 self._send(503, f"the database cannot be read: {error}")
 
@@ -6357,9 +6374,6 @@ def _dashboard_handler(board: _Dashboard) -> type:
             self._answer(post=True)
 
     return Handler
-
-
-_LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def _url_host(host: str) -> str:
@@ -6387,9 +6401,9 @@ class _HostNames(frozenset):
 
 
 def _dashboard_server(store: Any, host: str, port: int, token: Optional[str]) -> tuple:
-    """(a threaded HTTP server of the dashboard, bound but not serving yet, the token it
-    needs or None). Bound elsewhere than the loopback it needs a token: `token`, or one it
-    makes."""
+    """(a threaded HTTP server of the dashboard, bound but not serving yet, the address to
+    open: the token in it). Every request needs the token (`token`, or one it makes), on the
+    loopback too: every user of the machine can reach that."""
     import concurrent.futures
     import http.server
 
@@ -6419,15 +6433,15 @@ def _dashboard_server(store: Any, host: str, port: int, token: Optional[str]) ->
             if hasattr(self, "threads"):
                 self.threads.shutdown(wait=False)
 
-    if token is None and host not in _LOOPBACK:
-        token = secrets.token_urlsafe(18)
+    if token is None:
+        token = secrets.token_urlsafe(32)
     server = Server((host, port), _dashboard_handler(_Dashboard(store, token)))
     port = server.server_address[1]
     server.home = f"http://{_url_host(host)}:{port}/"          # the address it prints
     # Elsewhere than the loopback a machine has names that no list here knows; the token
     # keeps out a page that rebinds one of them.
     server.names = _HostNames(host, port) if _is_loopback(host) else None
-    return server, token
+    return server, f"{server.home}?token={token}"
 
 
 class _DashboardHandle:
@@ -6463,8 +6477,7 @@ def dashboard(port: int = 0, host: str = "127.0.0.1") -> "_DashboardHandle":
     running = _dashboards.get(store.path)
     if running is not None:
         return running
-    server, token = _dashboard_server(store, host, port, None)
-    url = f"http://{host}:{server.server_address[1]}/" + (f"?token={token}" if token else "")
+    server, url = _dashboard_server(store, host, port, None)
     threading.Thread(target=server.serve_forever, name="autocron-dashboard",
                      daemon=True).start()
     _dashboards[store.path] = _DashboardHandle(server, url)
@@ -6837,9 +6850,9 @@ def _parser():
                                 "cron jobs, pool; cancel, retry, pause from the page")
     board.add_argument("--port", type=int, default=8000, help="default: %(default)s")
     board.add_argument("--host", default="127.0.0.1", help="the address to bind (default: "
-                       "%(default)s; any other needs a token)")
-    board.add_argument("--token", help="the token every request must carry (bound elsewhere "
-                       "than 127.0.0.1 without one, a new one is made and printed)")
+                       "%(default)s)")
+    board.add_argument("--token", help="the token every request must carry (without one, a "
+                       "new one is made; the printed address carries it)")
     board.set_defaults(run=_command_dashboard)
     upcoming = reading(commands.add_parser(
         "next", help="when a cron expression fires next, and what it means"))
@@ -6854,12 +6867,10 @@ def _parser():
 def _command_dashboard(args) -> int:
     store = _open_existing(args)
     try:
-        server, token = _dashboard_server(store, args.host, args.port, args.token)
+        server, url = _dashboard_server(store, args.host, args.port, args.token)
     except OSError as error:
         raise AutocronError(f"cannot serve the dashboard on {args.host}:{args.port} "
                             f"({error.strerror}); choose another --port") from None
-    url = f"http://{args.host}:{server.server_address[1]}/" + (f"?token={token}" if token
-                                                               else "")
     print(f"autocron dashboard of {store.path} at {url} (Ctrl-C stops it)", flush=True)
     try:
         server.serve_forever()

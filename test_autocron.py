@@ -4487,7 +4487,8 @@ class TestJupyter:
         assert "7.0710678118654755]" in text
         assert "every 15 minutes from 09:00 to 17:59, Monday through Friday" in text
         assert "('ready', 2.0)" in text
-        assert re.search(r"<autocron dashboard at http://127\.0\.0\.1:\d+/>", text)
+        assert re.search(r"<autocron dashboard at http://127\.0\.0\.1:\d+/\?token=[\w-]+>",
+                         text)
         assert "route_length" in outputs[-1]
         assert (tmp_path / "tour.db").exists()
 
@@ -4533,10 +4534,11 @@ class TestJupyter:
             shown = []
             out, error = run_cell(client, "board = autocron.dashboard()\nboard", shown=shown)
             assert error is None, out
-            url = re.fullmatch(r"<autocron dashboard at (http://127\.0\.0\.1:\d+/)>",
-                               shown[0]["text/plain"]).group(1)
-            assert f"<iframe src='{url}'" in shown[0]["text/html"]
-            status, body, _ = http_get(url + "tasks")
+            url = re.fullmatch(r"<autocron dashboard at (http://127\.0\.0\.1:\d+/)\?token="
+                               r"[\w-]+>", shown[0]["text/plain"]).group(1)
+            printed = shown[0]["text/plain"][len("<autocron dashboard at "):-1]
+            assert f"<iframe src='{printed}'" in shown[0]["text/html"]
+            status, body, _ = http_get(url + "tasks", signed_in(printed))
             assert status == 200 and f"data-task-id='{uid}'" in body
             out, error = run_cell(client, "print(autocron.dashboard() is board)")
             assert (out.strip(), error) == ("True", None)
@@ -4650,7 +4652,7 @@ def signed_in(url):
     if "token=" not in url:
         return {}
     status, _, headers = http_get(url, redirect=False)
-    assert status in (200, 303) and "Set-Cookie" in headers, status
+    assert status == 303, status
     return {"Cookie": headers["Set-Cookie"].split(";")[0]}
 
 
@@ -4743,6 +4745,7 @@ def browsing(chromium, base):
 def page(chromium, board):
     """A browser page on the board (see browsing)."""
     with browsing(chromium, board.base) as tab:
+        tab.goto(board.url)               # the printed address: its token becomes a cookie
         yield tab
 
 
@@ -4828,9 +4831,11 @@ class TestDashboard:
         try:
             autocron.start(database, workers=1)
             handle = autocron.dashboard()
+            base = handle.url.split("?")[0]
             try:
-                with browsing(chromium, handle.url) as page:
-                    page.goto(handle.url + "crons")
+                with browsing(chromium, base) as page:
+                    page.goto(handle.url)
+                    page.goto(base + "crons")
                     row = page.locator(f"[data-cron='{name}']")
                     assert row.get_attribute("data-paused") == "0"
                     row.locator("[data-action='pause']").click()
@@ -4846,9 +4851,10 @@ class TestDashboard:
                     assert query(database, "SELECT paused, next_due FROM crons") == [
                         (0, datetime(2030, 1, 2, 9, 0).timestamp())]
                     assert "Wed 2030-01-02 09:00, Wed 2030-01-02 15:00" in row.inner_text()
-                secret = page_secret(http_get(handle.url + "crons")[1])
-                status, body = post_form(handle.url + "cron/pause", {"secret": secret,
-                                                                     "name": "nope"})
+                cookie = signed_in(handle.url)
+                secret = page_secret(http_get(base + "crons", cookie)[1])
+                status, body = post_form(base + "cron/pause", {"secret": secret,
+                                                               "name": "nope"}, cookie)
                 assert (status, body) == (404, "no cron job named 'nope'")
             finally:
                 handle.stop()
@@ -4946,15 +4952,21 @@ class TestDashboard:
         autocron.start(database, workers=1)
         server = DashboardServer(database, "--host", "0.0.0.0")
         try:
+            assert re.fullmatch(r"http://0\.0\.0\.0:\d+/\?token=[\w-]{43}", server.url)
             token = re.search(r"token=(\S+)", server.url).group(1)
             status, body, _ = http_get(server.base)
-            assert (status, body) == (401, "a token is needed: open the address the "
-                                           "dashboard printed, with ?token=...")
-            status, _, headers = http_get(f"{server.base}?token={token}")
-            assert status == 200
+            assert (status, body) == (401, "a token is needed: open the address that `autocron "
+                                           "dashboard` printed, with its ?token=... (in a "
+                                           "notebook, the link under autocron.dashboard())")
+            status, _, headers = http_get(f"{server.base}?token={token}", redirect=False)
+            assert status == 303
             cookie = headers["Set-Cookie"].split(";")[0]
+            assert cookie == f"autocron_token_{server.port}={token}"
             assert http_get(server.base + "tasks", {"Cookie": cookie})[0] == 200
-            assert http_get(server.base + "tasks", {"Cookie": "autocron_token=wrong"})[0] == 401
+            assert http_get(server.base + "tasks", {"Host": "elsewhere.example",
+                                                    "Cookie": cookie})[0] == 200
+            assert http_get(server.base + "tasks", {"Cookie": f"autocron_token_{server.port}="
+                                                              "wrong"})[0] == 401
         finally:
             server.stop()
 
@@ -4971,8 +4983,9 @@ class TestDashboard:
                        what="the run")
             handle = autocron.dashboard()
             try:
-                with urllib.request.urlopen(handle.url + "crons", timeout=30) as answer:
-                    body = answer.read().decode()
+                status, body, _ = http_get(handle.url.split("?")[0] + "crons",
+                                           signed_in(handle.url))
+                assert status == 200
             finally:
                 handle.stop()
                 autocron._dashboards.clear()
@@ -4996,8 +5009,9 @@ class TestDashboard:
         monkeypatch.setattr(type(store), "_open", counting_open)
         handle = autocron.dashboard()
         try:
+            cookie = signed_in(handle.url)
             for _ in range(40):
-                assert http_get(handle.url + "tasks")[0] == 200
+                assert http_get(handle.url.split("?")[0] + "tasks", cookie)[0] == 200
         finally:
             handle.stop()
             autocron._dashboards.clear()
@@ -5009,11 +5023,12 @@ class TestDashboard:
         handle = autocron.dashboard()
         try:
             assert autocron.dashboard() is handle
-            assert re.fullmatch(r"<autocron dashboard at http://127\.0\.0\.1:\d+/>",
-                                repr(handle))
+            assert re.fullmatch(r"<autocron dashboard at http://127\.0\.0\.1:\d+/\?token="
+                                r"[\w-]{43}>", repr(handle))
             assert f"<iframe src='{handle.url}'" in handle._repr_html_()
-            with urllib.request.urlopen(handle.url + "tasks", timeout=30) as answer:
-                assert answer.read().decode().count("data-task-id=") == 1
+            cookie = signed_in(handle.url)
+            status, body, _ = http_get(handle.url.split("?")[0] + "tasks", cookie)
+            assert body.count("data-task-id=") == 1
         finally:
             handle.stop()
             autocron._dashboards.clear()
@@ -5057,6 +5072,45 @@ class TestDashboardAccess:
             assert lone_board.post("/pool/workers", {"secret": secret, "workers": "3"}, {
                 "Origin": f"http://{name}:{port}", "Host": f"{name}:{port}"})[0] == 200
         assert autocron._open_store(lone_board.database).settings()["workers"] == 3
+
+
+    def test_the_loopback_dashboard_lets_in_only_who_has_the_printed_url(self, lone_board):
+        port, base = lone_board.port, lone_board.base
+        assert re.fullmatch(rf"http://127\.0\.0\.1:{port}/\?token=[\w-]{{43}}", lone_board.url)
+        token = lone_board.url.split("token=")[1]
+        needed = ("a token is needed: open the address that `autocron dashboard` printed, with "
+                  "its ?token=... (in a notebook, the link under autocron.dashboard())")
+        for headers in ({}, {"Cookie": f"autocron_token_{port}=wrong"},
+                        {"Cookie": f"autocron_token_{port + 1}={token}"},   # another port's
+                        {"Cookie": f"autocron_token={token}"}):
+            assert http_get(base + "pool", headers)[:2] == (401, needed)
+            assert post_form(base + "purge", {}, headers) == (401, needed)
+        assert http_get(base + "tasks?token=wrong")[:2] == (401, needed)
+        status, body, headers = http_get(f"{base}tasks?status=ready&token={token}&x=1",
+                                         redirect=False)
+        assert (status, headers["Location"]) == (303, "/tasks?status=ready&x=1")
+        assert headers["Set-Cookie"] == (f"autocron_token_{port}={token}; HttpOnly; "
+                                         "SameSite=Strict; Path=/")
+        status, body, headers = http_get(base + "pool", lone_board.cookie)
+        assert status == 200 and "data-pool" in body and "Set-Cookie" not in headers
+
+    def test_two_dashboards_in_one_browser_keep_their_own_cookies(self, lone_board, chromium):
+        other = DashboardServer(lone_board.database)
+        try:
+            with browsing(chromium, "http://127.0.0.1:") as tab:
+                for board in (lone_board, other):
+                    tab.goto(board.url)
+                    assert tab.url == board.base
+                for board in (lone_board, other):
+                    answer = tab.goto(board.base + "pool")
+                    assert answer.status == 200 and tab.locator("[data-pool]").count() == 1
+                cookies = {c["name"]: c for c in tab.context.cookies()}
+                assert sorted(cookies) == sorted(f"autocron_token_{b.port}"
+                                                 for b in (lone_board, other))
+                assert all(c["httpOnly"] and c["sameSite"] == "Strict"
+                           for c in cookies.values())
+        finally:
+            other.stop()
 
 
 # ---- the admin command line ----------------------------------------------------------------
