@@ -6400,10 +6400,19 @@ class _HostNames(frozenset):
         return made
 
 
+def _check_token(token: Optional[str]) -> None:
+    """Refuse a token that can be guessed (or that a URL or a cookie would mangle): it is
+    all that keeps other users, and anyone on the network, from the pages and actions."""
+    if token is not None and not re.fullmatch(r"[A-Za-z0-9_-]{22,}", token):
+        raise ValueError('the token must be 22 or more letters, digits, "-" or "_"; make one '
+                         'with: python -c "import secrets; print(secrets.token_urlsafe(32))"')
+
+
 def _dashboard_server(store: Any, host: str, port: int, token: Optional[str]) -> tuple:
     """(a threaded HTTP server of the dashboard, bound but not serving yet, the address to
     open: the token in it). Every request needs the token (`token`, or one it makes), on the
     loopback too: every user of the machine can reach that."""
+    _check_token(token)
     import concurrent.futures
     import http.server
 
@@ -6466,10 +6475,13 @@ class _DashboardHandle:
 _dashboards: dict = {}           # {database path: _DashboardHandle} of this process
 
 
-def dashboard(port: int = 0, host: str = "127.0.0.1") -> "_DashboardHandle":
+def dashboard(port: int = 0, host: str = "127.0.0.1",
+              token: Optional[str] = None) -> "_DashboardHandle":
     """Serve the dashboard of the current database in the background and return a handle
-    whose repr is its address (in a notebook it shows the page). Calling it again returns
-    the running one. `port` 0 picks a free one."""
+    whose repr is its address, with the token every request needs (in a notebook it shows
+    the page). Calling it again returns the running one. `port` 0 picks a free one; `token`
+    None makes one (ValueError for one shorter than 22 letters, digits, "-" and "_")."""
+    _check_token(token)
     store = _current_store()
     if store is None:
         raise AutocronError("no database: call autocron.start() first (or run it where "
@@ -6477,7 +6489,7 @@ def dashboard(port: int = 0, host: str = "127.0.0.1") -> "_DashboardHandle":
     running = _dashboards.get(store.path)
     if running is not None:
         return running
-    server, url = _dashboard_server(store, host, port, None)
+    server, url = _dashboard_server(store, host, port, token)
     threading.Thread(target=server.serve_forever, name="autocron-dashboard",
                      daemon=True).start()
     _dashboards[store.path] = _DashboardHandle(server, url)
@@ -6865,6 +6877,10 @@ def _parser():
 
 
 def _command_dashboard(args) -> int:
+    try:
+        _check_token(args.token)
+    except ValueError as error:
+        raise _UsageError(str(error)) from None
     store = _open_existing(args)
     try:
         server, url = _dashboard_server(store, args.host, args.port, args.token)

@@ -4671,7 +4671,11 @@ class DashboardServer:
         self.url, self.database = match.group(1), str(database)
         self.base = re.sub(r"/\?.*", "/", self.url).replace("0.0.0.0", "127.0.0.1")
         self.port = urllib.parse.urlsplit(self.url).port
-        self.cookie = signed_in(self.url.replace("0.0.0.0", "127.0.0.1"))
+        try:
+            self.cookie = signed_in(self.url.replace("0.0.0.0", "127.0.0.1"))
+        except BaseException:
+            self.stop()
+            raise
 
     def get(self, path, headers=None):
         """(status, body, headers) of a GET with the owner's cookie (unless `headers` say
@@ -5111,6 +5115,45 @@ class TestDashboardAccess:
                            for c in cookies.values())
         finally:
             other.stop()
+
+
+    TOKEN_RULE = ('the token must be 22 or more letters, digits, "-" or "_"; make one with: '
+                  'python -c "import secrets; print(secrets.token_urlsafe(32))"')
+
+    @pytest.mark.parametrize("token", ["", "short", "x" * 21, "a" * 30 + " b", "a" * 30 + ";b",
+                                       "\u00e9" * 30])
+    def test_an_empty_or_weak_token_is_refused(self, lone_board, token):
+        for host in ("0.0.0.0", "127.0.0.1"):
+            refused = cli("dashboard", "--port", "0", "--host", host, "--token", token,
+                          db=lone_board.database, timeout=30)
+            assert (refused.returncode, refused.stdout, refused.stderr) == (
+                2, "", f"autocron: {self.TOKEN_RULE}\n")
+        with pytest.raises(ValueError) as refused:
+            autocron.dashboard(token=token)
+        assert str(refused.value) == self.TOKEN_RULE
+
+    def test_a_given_token_is_the_one_needed(self, tmp_path):
+        token = secrets.token_urlsafe(16)                     # 22 characters
+        autocron._open_store(str(tmp_path / "autocron.db")).close()
+        server = DashboardServer(tmp_path / "autocron.db", "--host", "0.0.0.0", "--token",
+                                 token)
+        try:
+            assert server.url.endswith(f"/?token={token}")
+            assert server.get("/pool")[0] == 200
+        finally:
+            server.stop()
+        autocron.start(str(tmp_path / "autocron.db"), workers=1)
+        try:
+            handle = autocron.dashboard(token="0123456789abcdef" * 2)
+            try:
+                assert handle.url.endswith("/?token=0123456789abcdef0123456789abcdef")
+                assert http_get(handle.url.split("?")[0] + "pool",
+                                signed_in(handle.url))[0] == 200
+            finally:
+                handle.stop()
+                autocron._dashboards.clear()
+        finally:
+            autocron.stop(timeout=5)
 
 
 # ---- the admin command line ----------------------------------------------------------------
