@@ -5959,7 +5959,11 @@ _DASH_PAGE = 50                  # rows a list shows at once
 _DASH_STATS = 5000               # finished tasks the statistics read at most
 _DASH_SCAN = 20000               # rows a filtered list looks at, at most, for one page
 _DASH_THREADS = 8                # requests answered at once (each thread keeps a connection)
-_DASH_IDLE = 10.0                # seconds a connection may keep a thread waiting for a request
+_DASH_READ = 10.0                # seconds a client has to send its whole request (or to take
+                                 # in a write of the answer)
+_DASH_CONNECTIONS = 64           # client connections open at once, at most
+_DASH_HEAD = 65536               # bytes of a request's head read, at most
+_DASH_FORM = 65536               # bytes a form (a POST's body) may have
 
 
 def _h(value: Any) -> str:
@@ -6283,7 +6287,18 @@ def _dashboard_handler(board: _Dashboard) -> type:
 
     class Handler(http.server.BaseHTTPRequestHandler):
         server_version = "autocron"
-        timeout = _DASH_IDLE            # a connection that sends nothing frees its thread
+
+        def setup(self) -> None:
+            # The intake (_Intake) has read the whole request already: the handler reads it
+            # from memory, and only a write can wait on the client, _DASH_READ s at most.
+            self.connection, request = self.request
+            self.connection.settimeout(_DASH_READ)
+            self.rfile = io.BytesIO(request)
+            self.wfile = self.connection.makefile("wb")
+
+        def finish(self) -> None:
+            with contextlib.suppress(OSError):       # a client that went away or reads not
+                self.wfile.close()
 
         def log_message(self, *args) -> None:       # quiet: the page polls every 2 s
             pass
@@ -6356,8 +6371,9 @@ def _dashboard_handler(board: _Dashboard) -> type:
                                        "notebook, the link under autocron.dashboard())")
             try:
                 if post:
-                    size = min(int(self.headers.get("Content-Length") or 0), 65536)
-                    form = dict(urllib.parse.parse_qsl(self.rfile.read(size).decode()))
+                    form, refused = self._form()
+                    if refused:
+                        return self._send(*refused)
                     status, where = board.act(url.path, form)
                     if status == 303:
                         return self._send(303, "", (("Location", where),))
@@ -6367,6 +6383,27 @@ def _dashboard_handler(board: _Dashboard) -> type:
             except DatabaseError as error:
                 self._send(503, f"the database cannot be read: {error}")
 
+        def _form(self) -> tuple:
+            """(the POST's form, None), or (None, (status, text)) for a body it does not
+            read: one without a length, of a length that is no whole number or too large
+            (the intake read no more of it than the head)."""
+            lengths = self.headers.get_all("Content-Length") or []
+            if not lengths or "Transfer-Encoding" in self.headers:
+                return None, (411, "a POST needs a Content-Length header (and no "
+                                   "Transfer-Encoding)")
+            given = ", ".join(lengths)
+            if len(lengths) > 1 or not (given.isascii() and given.strip().isdigit()):
+                return None, (400, f"Content-Length must be a whole number of bytes, got "
+                                   f"{given!r}")
+            if int(given) > _DASH_FORM:
+                return None, (413, f"a form may have {_DASH_FORM} bytes at most, got "
+                                   f"{int(given)}")
+            body = self.rfile.read(int(given))
+            if len(body) < int(given):
+                return None, (400, f"the request ended after {len(body)} of its "
+                                   f"{int(given)} bytes: send the whole form")
+            return dict(urllib.parse.parse_qsl(body.decode("utf-8", "replace"))), None
+
         def do_GET(self) -> None:
             self._answer(post=False)
 
@@ -6374,6 +6411,140 @@ def _dashboard_handler(board: _Dashboard) -> type:
             self._answer(post=True)
 
     return Handler
+
+
+def _request_end(data: bytes) -> Optional[int]:
+    """Where the request that `data` begins with ends: after its head and the body its
+    Content-Length announces; None while more is to come. A length that is no whole number
+    or more than a form may have ends it after the head: the handler refuses it, and
+    nothing reads on (`Content-Length: -1` would read to the end of the stream)."""
+    blank = re.search(rb"\r?\n\r?\n", data)
+    if blank is None:
+        return len(data) if len(data) > _DASH_HEAD else None   # the handler says what is wrong
+    lengths = re.findall(rb"(?im)^content-length:[ \t]*([^\r\n]*)", data[:blank.end()])
+    if len(lengths) != 1 or not lengths[0].strip().isdigit() or int(lengths[0]) > _DASH_FORM:
+        return blank.end()
+    end = blank.end() + int(lengths[0])
+    return end if len(data) >= end else None
+
+
+class _Intake:
+    """Reads the requests of the connections a dashboard accepts, in one thread, and hands
+    each whole one to `answer(connection, address, request bytes)`. A client that sends half
+    a request and waits costs a socket, not a thread that the owner's page needs, and
+    only until its deadline (_DASH_READ s for the whole request: a byte now and then does
+    not extend it). At most _DASH_CONNECTIONS connections are open: beyond, the one that
+    has been sending its request longest is closed (a flood of idle connections can delay
+    a page, not refuse it), or, if every one is being answered, the new one."""
+
+    def __init__(self, answer: Callable):
+        self.answer = answer
+        self.selector = selectors.DefaultSelector()
+        self.waker, self.wake = socket.socketpair()     # add() and close() wake the thread
+        self.waker.setblocking(False)
+        self.wake.setblocking(False)
+        self.selector.register(self.waker, selectors.EVENT_READ)
+        self.lock = threading.Lock()
+        self.arrived: list = []            # (connection, address) accepted, not read yet
+        self.answering = 0                 # connections handed over, not closed yet
+        self.reading: dict = {}            # {connection: [address, deadline, bytes so far]}
+        self.closed = False
+        self.thread = threading.Thread(target=self._run, name="autocron-dashboard-intake",
+                                       daemon=True)
+        self.thread.start()
+
+    def add(self, connection: socket.socket, address: Any) -> None:
+        with self.lock:
+            self.arrived.append((connection, address))
+        self._wake()
+
+    def done(self) -> None:
+        """A connection handed over is closed."""
+        with self.lock:
+            self.answering -= 1
+
+    def close(self) -> None:
+        self.closed = True
+        self._wake()
+        self.thread.join(5)
+
+    def _wake(self) -> None:
+        with contextlib.suppress(OSError):          # a full pipe wakes the thread all the same
+            self.wake.send(b"\0")
+
+    def _run(self) -> None:
+        try:
+            while not self.closed:
+                now = time.monotonic()
+                first = min((entry[1] for entry in self.reading.values()), default=now + 1)
+                for key, _ in self.selector.select(min(max(first - now, 0), 1)):
+                    if key.fileobj is self.waker:
+                        with contextlib.suppress(OSError):
+                            self.waker.recv(4096)
+                        self._admit()
+                    elif key.fileobj in self.reading:
+                        self._read(key.fileobj)
+                self._expire(time.monotonic())
+        finally:
+            for connection in list(self.reading):
+                self._drop(connection)
+            with self.lock:
+                for connection, _ in self.arrived:
+                    connection.close()
+            self.selector.close()
+            self.waker.close()
+            self.wake.close()
+
+    def _admit(self) -> None:
+        with self.lock:
+            arrived, self.arrived = self.arrived, []
+        for connection, address in arrived:
+            if len(self.reading) + self.answering >= _DASH_CONNECTIONS:
+                if not self.reading:
+                    connection.close()
+                    continue
+                self._drop(min(self.reading, key=lambda c: self.reading[c][1]))
+            connection.setblocking(False)
+            self.reading[connection] = [address, time.monotonic() + _DASH_READ, b""]
+            self.selector.register(connection, selectors.EVENT_READ)
+
+    def _read(self, connection: socket.socket) -> None:
+        entry = self.reading[connection]
+        try:
+            chunk = connection.recv(65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            chunk = b""
+        entry[2] += chunk
+        end = _request_end(entry[2]) if chunk else len(entry[2])
+        if end is None:
+            return
+        if not entry[2]:                      # closed without a word: nothing to answer
+            return self._drop(connection)
+        self.selector.unregister(connection)
+        del self.reading[connection]
+        with self.lock:
+            self.answering += 1
+        connection.setblocking(True)
+        self.answer(connection, entry[0], entry[2])
+
+    def _expire(self, now: float) -> None:
+        for connection in [c for c, entry in self.reading.items() if entry[1] <= now]:
+            text = (f"the request took more than {_DASH_READ:.0f} s to arrive: send it at "
+                    "once").encode()
+            with contextlib.suppress(OSError):      # a best effort: the client may be gone
+                connection.send(b"HTTP/1.0 408 Request Timeout\r\nContent-Type: text/plain; "
+                                b"charset=utf-8\r\nContent-Length: %d\r\nConnection: close"
+                                b"\r\n\r\n%s" % (len(text), text))
+            self._drop(connection)
+
+    def _drop(self, connection: socket.socket) -> None:
+        self.selector.unregister(connection)
+        del self.reading[connection]
+        with contextlib.suppress(OSError):
+            connection.shutdown(socket.SHUT_RDWR)
+        connection.close()
 
 
 def _url_host(host: str) -> str:
@@ -6419,27 +6590,36 @@ def _dashboard_server(store: Any, host: str, port: int, token: Optional[str]) ->
     class Server(http.server.HTTPServer):
         """Requests answered by a few long-lived threads: each keeps its connection to the
         database (a thread per request would connect to PostgreSQL anew every time, without
-        a bound on how many at once)."""
+        a bound on how many at once). The intake reads the requests before, so that slow
+        clients hold no thread; one request per connection (HTTP/1.0), so that no idle
+        connection waits for a second one."""
+
+        request_queue_size = _DASH_CONNECTIONS   # a burst of clients is accepted, not dropped
 
         def server_activate(self) -> None:
             super().server_activate()
             self.threads = concurrent.futures.ThreadPoolExecutor(
                 _DASH_THREADS, "autocron-dashboard")
+            self.intake = _Intake(lambda *request: self.threads.submit(self.answer, *request))
 
         def process_request(self, request, client_address) -> None:
-            self.threads.submit(self.answer, request, client_address)
+            self.intake.add(request, client_address)
 
-        def answer(self, request, client_address) -> None:
+        def answer(self, connection: socket.socket, client_address, request: bytes) -> None:
             try:
-                self.finish_request(request, client_address)
+                self.finish_request((connection, request), client_address)
+            except OSError:
+                pass                          # the client went away: nothing to answer
             except Exception:
-                self.handle_error(request, client_address)
+                self.handle_error(connection, client_address)
             finally:
-                self.shutdown_request(request)
+                self.shutdown_request(connection)
+                self.intake.done()
 
         def server_close(self) -> None:
             super().server_close()
             if hasattr(self, "threads"):
+                self.intake.close()
                 self.threads.shutdown(wait=False)
 
     if token is None:

@@ -38,6 +38,7 @@ import pwd
 import random
 import re
 import secrets
+import select
 import shlex
 import shutil
 import signal
@@ -5038,6 +5039,31 @@ class TestDashboard:
             autocron._dashboards.clear()
 
 
+def raw_answer(port, data, timeout=30, host="127.0.0.1"):
+    """What the server answers to these bytes (the connection left open), read until it
+    closes: b"" if it closes without a word."""
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        sock.sendall(data)
+        chunks = []
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+
+
+def status_and_body(answer):
+    """(status, body text) of a raw HTTP answer."""
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body.decode()
+
+
+def open_sockets(pid):
+    """How many sockets a process holds."""
+    return sum(1 for name in os.listdir(f"/proc/{pid}/fd") if os.readlink(
+        f"/proc/{pid}/fd/{name}").startswith("socket:"))
+
+
 @pytest.fixture
 def lone_board(tmp_path):
     """The dashboard of an empty SQLite database, no pool: for what its server does with
@@ -5154,6 +5180,85 @@ class TestDashboardAccess:
                 autocron._dashboards.clear()
         finally:
             autocron.stop(timeout=5)
+
+
+    def timed_page(self, board):
+        start = time.monotonic()
+        status, body, _ = board.get("/pool")
+        assert status == 200 and "data-pool" in body
+        return time.monotonic() - start
+
+    def test_slow_clients_do_not_hold_the_page(self, lone_board):
+        port, head = lone_board.port, f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{lone_board.port}\r\n"
+        alone = max(self.timed_page(lone_board) for _ in range(3))
+        slow = [socket.create_connection(("127.0.0.1", port), timeout=30) for _ in range(50)]
+        trickle = slow[-1]                              # a byte now and then: still too slow
+        try:
+            for sock in slow:
+                sock.sendall(head.encode())             # half a request, then nothing
+            wait_until(lambda: open_sockets(lone_board.process.pid) >= 50, 30,
+                       "the server to take the slow clients")
+            assert self.timed_page(lone_board) < alone + 1.0
+            end = time.monotonic() + 30
+            while time.monotonic() < end:
+                try:
+                    trickle.sendall(b"X")
+                except OSError:
+                    break
+                ready = select.select([trickle], [], [], 0.5)[0]
+                if ready:
+                    break
+            assert time.monotonic() < end - 15           # cut at the read deadline (10 s)
+            answer = trickle.recv(65536)
+            assert status_and_body(answer) == (408, "the request took more than 10 s to "
+                                                    "arrive: send it at once")
+            for sock in slow[:-1]:                      # the waiting ones end too
+                assert sock.recv(65536).startswith(b"HTTP/1.0 408 ")
+        finally:
+            for sock in slow:
+                sock.close()
+
+    def test_connections_beyond_the_limit_are_closed_and_the_server_serves_on(self, lone_board):
+        pid = lone_board.process.pid
+        idle = []
+        try:
+            for _ in range(300):
+                idle.append(socket.create_connection(("127.0.0.1", lone_board.port), timeout=30))
+            assert self.timed_page(lone_board) < 5
+            assert open_sockets(pid) <= autocron._DASH_CONNECTIONS + 2   # + listening, spare
+            closed = [sock for sock in idle if select.select([sock], [], [], 0)[0] and
+                      sock.recv(1) == b""]
+            assert len(closed) >= 300 - autocron._DASH_CONNECTIONS
+        finally:
+            for sock in idle:
+                sock.close()
+        assert self.timed_page(lone_board) < 5
+
+    def test_a_bad_content_length_is_answered_at_once(self, lone_board):
+        port, cookie = lone_board.port, lone_board.cookie["Cookie"]
+        head = f"POST /purge HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nCookie: {cookie}\r\n"
+        for length, status, text in (
+                ("-1", 400, "Content-Length must be a whole number of bytes, got '-1'"),
+                ("12abc", 400, "Content-Length must be a whole number of bytes, got '12abc'"),
+                ("\u00b2", 400, "Content-Length must be a whole number of bytes, got "
+                               "'\u00c2\u00b2'"),
+                ("99999999", 413, "a form may have 65536 bytes at most, got 99999999")):
+            answer = raw_answer(port, (head + f"Content-Length: {length}\r\n\r\n").encode(),
+                                timeout=5)
+            assert status_and_body(answer) == (status, text)
+        twice = head + "Content-Length: 1\r\nContent-Length: 2\r\n\r\nab"
+        assert status_and_body(raw_answer(port, twice.encode(), timeout=5)) == (
+            400, "Content-Length must be a whole number of bytes, got '1, 2'")
+        needed = (411, "a POST needs a Content-Length header (and no Transfer-Encoding)")
+        assert status_and_body(raw_answer(port, (head + "\r\n").encode(), timeout=5)) == needed
+        chunked = head + "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+        assert status_and_body(raw_answer(port, chunked.encode(), timeout=5)) == needed
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall((head + "Content-Length: 10\r\n\r\nabc").encode())
+            sock.shutdown(socket.SHUT_WR)               # the rest never comes
+            assert status_and_body(sock.recv(65536)) == (
+                400, "the request ended after 3 of its 10 bytes: send the whole form")
+        assert self.timed_page(lone_board) < 5
 
 
 # ---- the admin command line ----------------------------------------------------------------
