@@ -5971,6 +5971,27 @@ def _h(value: Any) -> str:
     return html.escape("" if value is None else str(value), quote=True)
 
 
+def _same(given: str, secret: str) -> bool:
+    """Is `given` the secret? Compared in constant time, as bytes: text from a request may
+    be anything (hmac refuses str that is not ASCII)."""
+    return hmac.compare_digest(given.encode("utf-8", "surrogatepass"), secret.encode())
+
+
+def _row_number(text: str) -> Optional[int]:
+    """A row id from a request, None for text that cannot be one (neither "²", which Python
+    counts a digit, nor beyond what SQLite and PostgreSQL store: 2**63)."""
+    if text.isascii() and text.isdigit() and int(text) < 2 ** 63:
+        return int(text)
+    return None
+
+
+def _task_id(text: str) -> bool:
+    """Can `text` be a task's id ("<token>-<row id>")? What cannot gets "no such task"
+    without a question to the store."""
+    token, _, row = text.rpartition("-")
+    return bool(re.fullmatch(r"[0-9A-Za-z]+", token)) and _row_number(row) is not None
+
+
 def _local_time(epoch: Optional[float]) -> str:
     """An epoch time as local wall-clock text (the dashboard and the admin tool)."""
     if epoch is None:
@@ -6064,9 +6085,16 @@ class _Dashboard:
         if path == "/favicon.ico":               # the browser asks; there is none
             return 204, ""
         if path == "/tasks":
+            before, function = query.get("before", ""), query.get("function", "")
+            if before and _row_number(before) is None:
+                return 400, f"before must be a row number from the page's own links, got " \
+                            f"{before!r}"
+            if not function.isprintable():    # PostgreSQL refuses a NUL in text
+                return 400, f"function must be a function's name, got {function!r}"
             return 200, self._layout("Tasks", self._tasks(query))
         if path.startswith("/task/"):
-            body = self._task(path[len("/task/"):])
+            uid = path[len("/task/"):]
+            body = self._task(uid) if _task_id(uid) else None
             return (200, self._layout("Task", body)) if body else (404, "no such task")
         if path == "/crons":
             return 200, self._layout("Cron jobs", self._crons())
@@ -6076,9 +6104,11 @@ class _Dashboard:
 
     def act(self, path: str, form: dict) -> tuple:
         """(status, where to go next) of a POST: 403 without the page's secret."""
-        if not hmac.compare_digest(form.get("secret", ""), self.secret):
+        if not _same(form.get("secret", ""), self.secret):
             return 403, "this action did not come from the dashboard's page"
         parts = path.strip("/").split("/")
+        if len(parts) == 3 and parts[0] == "task" and not _task_id(parts[1]):
+            return 404, "no such task"
         if len(parts) == 3 and parts[0] == "task" and parts[2] == "cancel":
             Result(parts[1], self.store).cancel(force=form.get("force") == "1")
             return 303, f"/task/{parts[1]}"
@@ -6162,7 +6192,7 @@ class _Dashboard:
     def _tasks(self, query: dict) -> str:
         status = query.get("status") if query.get("status") in _STATUSES else None
         function = query.get("function") or None
-        before = int(query["before"]) if query.get("before", "").isdigit() else None
+        before = _row_number(query.get("before", ""))        # page() refused a bad one
         import urllib.parse
         page = self.store.task_page(status, function, before, _DASH_PAGE, _DASH_SCAN)
         rows = page.rows
@@ -6287,6 +6317,9 @@ def _dashboard_handler(board: _Dashboard) -> type:
 
     class Handler(http.server.BaseHTTPRequestHandler):
         server_version = "autocron"
+        # What a request line that cannot be parsed is answered in: the stdlib's default,
+        # HTTP/0.9, has no status line, and a client cannot tell the error.
+        default_request_version = "HTTP/1.0"
 
         def setup(self) -> None:
             # The intake (_Intake) has read the whole request already: the handler reads it
@@ -6312,7 +6345,7 @@ def _dashboard_handler(board: _Dashboard) -> type:
         def _signed_in(self) -> bool:
             cookies = dict(part.strip().partition("=")[::2] for part in
                            self.headers.get("Cookie", "").split(";") if "=" in part)
-            return hmac.compare_digest(cookies.get(self._cookie(), ""), board.token)
+            return _same(cookies.get(self._cookie(), ""), board.token)
 
         def _sign_in(self, url: Any, query: list) -> None:
             """The printed address was opened: keep its token in a cookie that no script
@@ -6363,7 +6396,7 @@ def _dashboard_handler(board: _Dashboard) -> type:
             pairs = urllib.parse.parse_qsl(url.query)
             query = dict(pairs)
             given = query.get("token")
-            if given is not None and hmac.compare_digest(given, board.token) and not post:
+            if given is not None and _same(given, board.token) and not post:
                 return self._sign_in(url, pairs)
             if not self._signed_in():
                 return self._send(401, "a token is needed: open the address that `autocron "

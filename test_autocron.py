@@ -4688,8 +4688,9 @@ class DashboardServer:
                          {**self.cookie, **(headers or {})})
 
     def stop(self):
+        """End the server; what it wrote to stderr."""
         self.process.terminate()
-        self.process.communicate(timeout=30)
+        return self.process.communicate(timeout=30)[1]
 
 
 @pytest.fixture
@@ -5259,6 +5260,54 @@ class TestDashboardAccess:
             assert status_and_body(sock.recv(65536)) == (
                 400, "the request ended after 3 of its 10 bytes: send the whole form")
         assert self.timed_page(lone_board) < 5
+
+
+    def test_malformed_requests_get_a_4xx_and_the_server_serves_on(self, database):
+        autocron._open_store(database).close()
+        board = DashboardServer(database)
+        try:
+            port, cookie = board.port, board.cookie["Cookie"]
+            needed = ("a token is needed: open the address that `autocron dashboard` printed, "
+                      "with its ?token=... (in a notebook, the link under autocron.dashboard())")
+            unknown, beyond = (404, "no such task"), "7f3a-" + str(2 ** 63)
+            forged = (403, "this action did not come from the dashboard's page")
+            secret = b"secret=" + page_secret(board.get("/tasks")[1]).encode()
+            for line, headers, body, expected in (
+                    (b"GET /?token=%C3%A9 HTTP/1.1", b"", b"", (401, needed)),
+                    (b"GET /?token=\xc3\xa9\xff HTTP/1.1", b"", b"", (401, needed)),
+                    (b"GET / HTTP/1.1", b"Cookie: autocron_token_%d=\xc3\xa9\r\n" % port, b"",
+                     (401, needed)),
+                    (b"GET /tasks?before=%C2%B2 HTTP/1.1", None, b"", (
+                        400, "before must be a row number from the page's own links, got "
+                             "'\u00b2'")),
+                    (b"GET /tasks?before=" + str(2 ** 63).encode() + b" HTTP/1.1", None, b"", (
+                        400, f"before must be a row number from the page's own links, got "
+                             f"'{2 ** 63}'")),
+                    (b"GET /task/" + beyond.encode() + b" HTTP/1.1", None, b"", unknown),
+                    (b"GET /task/7f3a-%C2%B2 HTTP/1.1", None, b"", unknown),
+                    (b"GET /task/7f3a-\xc2\xb2 HTTP/1.1", None, b"", unknown),
+                    (b"GET /task/7f\x003a-1 HTTP/1.1", None, b"", unknown),
+                    (b"GET /tasks?function=a%00b HTTP/1.1", None, b"", (
+                        400, "function must be a function's name, got 'a\\x00b'")),
+                    (b"POST /task/" + beyond.encode() + b"/cancel HTTP/1.1", None,
+                     secret, unknown),
+                    (b"POST /task/7f3a-%C2%B2/retry HTTP/1.1", None, secret, unknown),
+                    (b"POST /purge HTTP/1.1", None, b"secret=%C3%A9%FF", forged),
+                    (b"POST /cron/pause HTTP/1.1", None, b"\xff\xfe=\xc3", forged)):
+                if headers is None:
+                    headers = f"Cookie: {cookie}\r\n".encode()
+                if line.startswith(b"POST "):
+                    headers += b"Content-Length: %d\r\n" % len(body)
+                request = (line + b"\r\nHost: 127.0.0.1:%d\r\n" % port + headers + b"\r\n" +
+                           body)
+                answer = raw_answer(port, request, timeout=10)
+                assert answer.startswith(b"HTTP/1.0 4"), (request, answer)
+                assert status_and_body(answer) == expected, request
+            assert raw_answer(port, b"\xff\xfe nonsense\r\n\r\n", timeout=10).startswith(
+                b"HTTP/1.0 400 ")
+            assert board.get("/pool")[0] == 200
+        finally:
+            assert "Traceback" not in board.stop()
 
 
 # ---- the admin command line ----------------------------------------------------------------
