@@ -5955,6 +5955,15 @@ setInterval(function () {
 }, 2000);
 """
 
+# Where the notebook's view (/notebook, what autocron.dashboard() shows in a cell) may be
+# framed: the notebook servers of the machine, at any port (Jupyter prints localhost and
+# 127.0.0.1). Every other page may be framed by none (clickjacking of its buttons). CSP has no
+# way to name [::1].
+_DASH_NOTEBOOKS = ("'self' http://127.0.0.1:* http://localhost:* https://127.0.0.1:* "
+                   "https://localhost:*")
+_DASH_POLICY = ("default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; "
+                "connect-src 'self'; form-action 'self'; img-src 'self'")
+
 _DASH_PAGE = 50                  # rows a list shows at once
 _DASH_STATS = 5000               # finished tasks the statistics read at most
 _DASH_SCAN = 20000               # rows a filtered list looks at, at most, for one page
@@ -6082,6 +6091,8 @@ class _Dashboard:
         """(status, body) of a GET."""
         if path == "/":
             return 200, self._layout("Overview", self._overview())
+        if path == "/notebook":                  # the overview, in a notebook's frame
+            return 200, self._layout("Overview", self._overview(), notebook=True)
         if path == "/favicon.ico":               # the browser asks; there is none
             return 204, ""
         if path == "/tasks":
@@ -6149,8 +6160,11 @@ class _Dashboard:
 
     # -- the pages
 
-    def _layout(self, title: str, body: str) -> str:
-        return (f"<!doctype html><html><head><meta charset='utf-8'><title>autocron: "
+    def _layout(self, title: str, body: str, notebook: bool = False) -> str:
+        # In a notebook's frame the links and buttons open the dashboard in a tab: no other
+        # page may be framed.
+        base = "<base target='_blank'>" if notebook else ""
+        return (f"<!doctype html><html><head><meta charset='utf-8'>{base}<title>autocron: "
                 f"{_h(title)}</title><link rel='icon' href='/favicon.ico'><style>{_DASH_CSS}"
                 f"</style></head><body><header><b>"
                 f"autocron</b><a href='/'>Overview</a><a href='/tasks'>Tasks</a>"
@@ -6352,20 +6366,27 @@ def _dashboard_handler(board: _Dashboard) -> type:
             reads and no other site's request carries, and go on to the address without it
             (out of the address bar, the history and the next page's Referer)."""
             rest = urllib.parse.urlencode([(k, v) for k, v in query if k != "token"])
-            self._send(303, "", (("Location", url.path + ("?" + rest if rest else "")),
-                                 ("Set-Cookie", f"{self._cookie()}={board.token}; HttpOnly; "
-                                                "SameSite=Strict; Path=/")))
+            self._send(303, "", (("Location", url.path + ("?" + rest if rest else "")),) +
+                       self._keep(True))
 
-        def _send(self, status: int, body: str, headers: tuple = ()) -> None:
+        def _keep(self, token: bool) -> tuple:
+            """The header that keeps the token in the cookie, if the request carried it."""
+            return (("Set-Cookie", f"{self._cookie()}={board.token}; HttpOnly; "
+                                   "SameSite=Strict; Path=/"),) if token else ()
+
+        def _send(self, status: int, body: str, headers: tuple = (),
+                  framed: bool = False) -> None:
+            """Answer; `framed`: the notebook's view, which a notebook page may frame."""
             data = body.encode("utf-8")
             self.send_response(status)
             self.send_header("Content-Type", "text/html; charset=utf-8" if status < 300 or
                              status == 404 else "text/plain; charset=utf-8")
             self.send_header("Content-Length", str(len(data)))
-            self.send_header("Content-Security-Policy", "default-src 'none'; style-src "
-                             "'unsafe-inline'; script-src 'unsafe-inline'; connect-src 'self';"
-                             " form-action 'self'; img-src 'self'")
-            self.send_header("X-Frame-Options", "DENY")
+            ancestors = _DASH_NOTEBOOKS if framed else "'none'"
+            self.send_header("Content-Security-Policy",
+                             f"{_DASH_POLICY}; frame-ancestors {ancestors}")
+            if not framed:
+                self.send_header("X-Frame-Options", "DENY")    # browsers without CSP 2
             for name, value in headers:
                 self.send_header(name, value)
             self.end_headers()
@@ -6396,12 +6417,18 @@ def _dashboard_handler(board: _Dashboard) -> type:
             pairs = urllib.parse.parse_qsl(url.query)
             query = dict(pairs)
             given = query.get("token")
-            if given is not None and _same(given, board.token) and not post:
+            token = given is not None and _same(given, board.token)
+            # The notebook's view keeps the token in its address: under a notebook of
+            # another site (localhost, for a dashboard on 127.0.0.1) its frame can neither
+            # set the cookie nor send it, and its live updates fetch that address.
+            framed = url.path == "/notebook" and not post
+            if token and not post and not framed:
                 return self._sign_in(url, pairs)
-            if not self._signed_in():
+            if not (token and framed or self._signed_in()):
                 return self._send(401, "a token is needed: open the address that `autocron "
                                        "dashboard` printed, with its ?token=... (in a "
-                                       "notebook, the link under autocron.dashboard())")
+                                       "notebook, the link under autocron.dashboard())",
+                                  framed=framed)
             try:
                 if post:
                     form, refused = self._form()
@@ -6412,7 +6439,7 @@ def _dashboard_handler(board: _Dashboard) -> type:
                         return self._send(303, "", (("Location", where),))
                     return self._send(status, where)
                 status, body = board.page(url.path, query)
-                self._send(status, body)
+                self._send(status, body, self._keep(token), framed)
             except DatabaseError as error:
                 self._send(503, f"the database cannot be read: {error}")
 
@@ -6628,6 +6655,7 @@ def _dashboard_server(store: Any, host: str, port: int, token: Optional[str]) ->
         connection waits for a second one."""
 
         request_queue_size = _DASH_CONNECTIONS   # a burst of clients is accepted, not dropped
+        address_family = socket.AF_INET6 if ":" in host else socket.AF_INET     # ::1 too
 
         def server_activate(self) -> None:
             super().server_activate()
@@ -6676,7 +6704,10 @@ class _DashboardHandle:
         return f"<autocron dashboard at {self.url}>"
 
     def _repr_html_(self) -> str:
-        return (f"<iframe src='{_h(self.url)}' width='100%' height='600' style='border:1px "
+        """The notebook's view (/notebook, the only page a notebook may frame, with the
+        token in its address) and the address to open the whole dashboard in a tab."""
+        view = self.url.replace("/?", "/notebook?", 1)
+        return (f"<iframe src='{_h(view)}' width='100%' height='600' style='border:1px "
                 f"solid #ddd'></iframe><p><a href='{_h(self.url)}' target='_blank'>"
                 f"{_h(self.url)}</a></p>")
 
@@ -7098,8 +7129,8 @@ def _command_dashboard(args) -> int:
     try:
         server, url = _dashboard_server(store, args.host, args.port, args.token)
     except OSError as error:
-        raise AutocronError(f"cannot serve the dashboard on {args.host}:{args.port} "
-                            f"({error.strerror}); choose another --port") from None
+        raise AutocronError(f"cannot serve the dashboard on {_url_host(args.host)}:"
+                            f"{args.port} ({error.strerror}); choose another --port") from None
     print(f"autocron dashboard of {store.path} at {url} (Ctrl-C stops it)", flush=True)
     try:
         server.serve_forever()

@@ -4538,7 +4538,8 @@ class TestJupyter:
             url = re.fullmatch(r"<autocron dashboard at (http://127\.0\.0\.1:\d+/)\?token="
                                r"[\w-]+>", shown[0]["text/plain"]).group(1)
             printed = shown[0]["text/plain"][len("<autocron dashboard at "):-1]
-            assert f"<iframe src='{printed}'" in shown[0]["text/html"]
+            assert f"<iframe src='{printed.replace('/?', '/notebook?')}'" in \
+                shown[0]["text/html"]
             status, body, _ = http_get(url + "tasks", signed_in(printed))
             assert status == 200 and f"data-task-id='{uid}'" in body
             out, error = run_cell(client, "print(autocron.dashboard() is board)")
@@ -5031,7 +5032,8 @@ class TestDashboard:
             assert autocron.dashboard() is handle
             assert re.fullmatch(r"<autocron dashboard at http://127\.0\.0\.1:\d+/\?token="
                                 r"[\w-]{43}>", repr(handle))
-            assert f"<iframe src='{handle.url}'" in handle._repr_html_()
+            assert f"<iframe src='{handle.url.replace('/?', '/notebook?')}'" in \
+                handle._repr_html_()
             cookie = signed_in(handle.url)
             status, body, _ = http_get(handle.url.split("?")[0] + "tasks", cookie)
             assert body.count("data-task-id=") == 1
@@ -5063,6 +5065,35 @@ def open_sockets(pid):
     """How many sockets a process holds."""
     return sum(1 for name in os.listdir(f"/proc/{pid}/fd") if os.readlink(
         f"/proc/{pid}/fd/{name}").startswith("socket:"))
+
+
+@contextlib.contextmanager
+def notebook_page(html, host="127.0.0.1"):
+    """A page with `html` in it, served from the loopback on a port of its own, as Jupyter
+    serves a notebook with a cell's output; yields its port."""
+    import http.server
+
+    class Page(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = f"<!doctype html><html><body><h1>notebook</h1>{html}</body></html>".encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer((host, 0), Page)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
 
 
 @pytest.fixture
@@ -5308,6 +5339,92 @@ class TestDashboardAccess:
             assert board.get("/pool")[0] == 200
         finally:
             assert "Traceback" not in board.stop()
+
+
+    def test_the_notebook_view_shows_in_a_notebook_on_the_loopback(self, tmp_path, chromium):
+        autocron.start(str(tmp_path / "autocron.db"), workers=1)
+        try:
+            assert add(1, 1).get(timeout=30) == 2
+            handle = autocron.dashboard()
+            base = handle.url.split("?")[0]
+            try:
+                with notebook_page(handle._repr_html_()) as port:
+                    # Jupyter prints both; localhost and 127.0.0.1 are different sites: in
+                    # a frame under localhost no cookie of 127.0.0.1 is set or sent
+                    for origin in (f"http://localhost:{port}", f"http://127.0.0.1:{port}"):
+                        with browsing(chromium, "http://") as tab:
+                            tab.goto(origin + "/")
+                            cards = tab.frame_locator("iframe").locator(
+                                "[data-count='finished'] b")
+                            cards.wait_for(timeout=15_000)
+                            assert cards.inner_text() == str(1 + (origin[7:16] == "127.0.0.1"))
+                            if origin.startswith("http://localhost"):
+                                assert add(2, 2).get(timeout=30) == 4     # live in the frame
+                                tab.frame_locator("iframe").locator(
+                                    "[data-count='finished'] b:text-is('2')").wait_for(
+                                    timeout=15_000)
+                            link = tab.locator("a[target='_blank']")
+                            assert link.get_attribute("href") == handle.url
+            finally:
+                handle.stop()
+                autocron._dashboards.clear()
+        finally:
+            autocron.stop(timeout=5)
+
+    def test_only_the_notebook_view_may_be_framed_and_only_from_the_loopback(self, lone_board,
+                                                                             chromium):
+        token = lone_board.url.split("token=")[1]
+        status, body, headers = http_get(f"{lone_board.base}notebook?token={token}")
+        assert status == 200 and "data-count" in body and "<base target='_blank'>" in body
+        assert headers["X-Frame-Options"] is None
+        assert headers["Content-Security-Policy"].endswith(
+            "; frame-ancestors 'self' http://127.0.0.1:* http://localhost:* "
+            "https://127.0.0.1:* https://localhost:*")
+        assert http_get(lone_board.base + "notebook")[:2][0] == 401
+        for path in ("", "tasks", "pool", "nothing"):
+            status, _, headers = lone_board.get("/" + path)
+            assert headers["X-Frame-Options"] == "DENY"
+            assert headers["Content-Security-Policy"].endswith("; frame-ancestors 'none'")
+        view = f"{lone_board.base}notebook?token={token}"
+        context = chromium.new_context()
+        try:
+            tab = context.new_page()
+            console = []
+            tab.on("console", lambda message: console.append(message.text))
+            # 127.0.0.2 is the loopback too, but no notebook's name: it stands for a site
+            # (a browser of its own blocks a public site's frame of the loopback before
+            # any request)
+            for host, src, refusal in (
+                    ("127.0.0.2", view, f"frame-ancestors {autocron._DASH_NOTEBOOKS}"),
+                    ("127.0.0.1", lone_board.url, "frame-ancestors 'none'")):  # not the view
+                console.clear()
+                with notebook_page(f"<iframe src='{src}'></iframe>", host) as port:
+                    tab.goto(f"http://{host}:{port}/")
+                    frame = tab.frames[1]
+                    frame.wait_for_load_state()
+                    assert frame.url.startswith("chrome-error://"), frame.url
+                    wait_until(lambda: any(refusal in text for text in console), 15,
+                               f"the browser to refuse the frame: {refusal}")
+        finally:
+            context.close()
+
+    def test_on_the_ipv6_loopback(self, tmp_path):
+        autocron._open_store(str(tmp_path / "autocron.db")).close()
+        server = DashboardServer(tmp_path / "autocron.db", "--host", "::1")
+        try:
+            port = server.port
+            assert re.fullmatch(rf"http://\[::1\]:{port}/\?token=[\w-]{{43}}", server.url)
+            assert server.base == f"http://[::1]:{port}/"
+            for host in (f"[::1]:{port}", "[::1]", f"localhost:{port}"):
+                assert server.get("/pool", {"Host": host})[0] == 200
+            assert server.get("/pool", {"Host": f"127.0.0.1:{port}"})[:2] == (
+                421, f"this dashboard answers to [::1]:{port} and localhost:{port} only: open "
+                     f"http://[::1]:{port}/ (the request was for '127.0.0.1:{port}')")
+            secret = page_secret(server.get("/pool")[1])
+            assert server.post("/pool/workers", {"secret": secret, "workers": "2"},
+                               {"Origin": f"http://[::1]:{port}"})[0] == 200
+        finally:
+            server.stop()
 
 
 # ---- the admin command line ----------------------------------------------------------------
