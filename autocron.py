@@ -5923,7 +5923,12 @@ def cron(expression: Optional[str] = None, *, tz: Union[str, _dt.tzinfo, None] =
 # from another origin is refused (403). Reading never changes anything; every action is a
 # POST that carries the page's per-server secret (a script or another site cannot read it),
 # else 403. Actions run no user code here: a cancel or a retry is written to the database,
-# and the pool does the rest.
+# and the pool does the rest. No page may be framed but the notebook's view (/notebook), and
+# that only by a page of the loopback (where Jupyter serves).
+#
+# Slow and broken clients hold no thread: one thread (_Intake) reads every connection's whole
+# request, in 10 s at most, before a worker thread answers it; at most 64 connections are
+# open; every malformed request gets a 4xx status line.
 
 _DASH_CSS = """
 body{font:14px system-ui,sans-serif;margin:0;color:#222;background:#fafafa}
@@ -6524,6 +6529,7 @@ class _Intake:
             self.answering -= 1
 
     def close(self) -> None:
+        """Close every connection not handed over yet, and end the thread."""
         self.closed = True
         self._wake()
         self.thread.join(5)
@@ -6613,6 +6619,7 @@ def _url_host(host: str) -> str:
 
 
 def _is_loopback(host: str) -> bool:
+    """Is `host` (an address or a name to bind) one of the machine's loopback addresses?"""
     import ipaddress
     try:
         return ipaddress.ip_address(host).is_loopback
