@@ -6524,11 +6524,19 @@ def cron(expression: Optional[str] = None, *, tz: Union[str, _dt.tzinfo, None] =
 # built from escaped values only (html.escape of everything the database holds), the CSS and
 # the script are the constants below, and nothing is fetched from elsewhere.
 #
-# Safe by default: bound to 127.0.0.1 unless told otherwise; bound elsewhere, every request
-# needs the token (?token= once, then a cookie), else 401. Reading never changes anything;
-# every action is a POST that carries the page's per-server secret (a script or another site
-# cannot read it), else 403. Actions run no user code here: a cancel or a retry is written to
-# the database, and the pool does the rest.
+# Safe by default: bound to 127.0.0.1 unless told otherwise, and every request needs the
+# token, on the loopback too (every user of the machine reaches that): the printed address
+# carries it once, then an HttpOnly cookie, else 401. On the loopback only its own address and
+# localhost are answered as Host (421: a page that rebinds its name to 127.0.0.1), and a POST
+# from another origin is refused (403). Reading never changes anything; every action is a
+# POST that carries the page's per-server secret (a script or another site cannot read it),
+# else 403. Actions run no user code here: a cancel or a retry is written to the database,
+# and the pool does the rest. No page may be framed but the notebook's view (/notebook), and
+# that only by a page of the loopback (where Jupyter serves).
+#
+# Slow and broken clients hold no thread: one thread (_Intake) reads every connection's whole
+# request, in 10 s at most, before a worker thread answers it; at most 64 connections are
+# open; every malformed request gets a 4xx status line.
 
 _DASH_CSS = """
 body{font:14px system-ui,sans-serif;margin:0;color:#222;background:#fafafa}
@@ -6560,16 +6568,50 @@ setInterval(function () {
 }, 2000);
 """
 
+# Where the notebook's view (/notebook, what autocron.dashboard() shows in a cell) may be
+# framed: the notebook servers of the machine, at any port (Jupyter prints localhost and
+# 127.0.0.1). Every other page may be framed by none (clickjacking of its buttons). CSP has no
+# way to name [::1].
+_DASH_NOTEBOOKS = ("'self' http://127.0.0.1:* http://localhost:* https://127.0.0.1:* "
+                   "https://localhost:*")
+_DASH_POLICY = ("default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; "
+                "connect-src 'self'; form-action 'self'; img-src 'self'")
+
 _DASH_PAGE = 50                  # rows a list shows at once
 _DASH_STATS = 5000               # finished tasks the statistics read at most
 _DASH_SCAN = 20000               # rows a filtered list looks at, at most, for one page
 _DASH_THREADS = 8                # requests answered at once (each thread keeps a connection)
-_DASH_IDLE = 10.0                # seconds a connection may keep a thread waiting for a request
+_DASH_READ = 10.0                # seconds a client has to send its whole request (or to take
+                                 # in a write of the answer)
+_DASH_CONNECTIONS = 64           # client connections open at once, at most
+_DASH_HEAD = 65536               # bytes of a request's head read, at most
+_DASH_FORM = 65536               # bytes a form (a POST's body) may have
 
 
 def _h(value: Any) -> str:
     """Text for HTML: escaped, quotes too."""
     return html.escape("" if value is None else str(value), quote=True)
+
+
+def _same(given: str, secret: str) -> bool:
+    """Is `given` the secret? Compared in constant time, as bytes: text from a request may
+    be anything (hmac refuses str that is not ASCII)."""
+    return hmac.compare_digest(given.encode("utf-8", "surrogatepass"), secret.encode())
+
+
+def _row_number(text: str) -> Optional[int]:
+    """A row id from a request, None for text that cannot be one (neither "²", which Python
+    counts a digit, nor beyond what SQLite and PostgreSQL store: 2**63)."""
+    if text.isascii() and text.isdigit() and int(text) < 2 ** 63:
+        return int(text)
+    return None
+
+
+def _task_id(text: str) -> bool:
+    """Can `text` be a task's id ("<token>-<row id>")? What cannot gets "no such task"
+    without a question to the store."""
+    token, _, row = text.rpartition("-")
+    return bool(re.fullmatch(r"[0-9A-Za-z]+", token)) and _row_number(row) is not None
 
 
 def _local_time(epoch: Optional[float]) -> str:
@@ -6662,12 +6704,21 @@ class _Dashboard:
         """(status, body) of a GET."""
         if path == "/":
             return 200, self._layout("Overview", self._overview())
+        if path == "/notebook":                  # the overview, in a notebook's frame
+            return 200, self._layout("Overview", self._overview(), notebook=True)
         if path == "/favicon.ico":               # the browser asks; there is none
             return 204, ""
         if path == "/tasks":
+            before, function = query.get("before", ""), query.get("function", "")
+            if before and _row_number(before) is None:
+                return 400, f"before must be a row number from the page's own links, got " \
+                            f"{before!r}"
+            if not function.isprintable():    # PostgreSQL refuses a NUL in text
+                return 400, f"function must be a function's name, got {function!r}"
             return 200, self._layout("Tasks", self._tasks(query))
         if path.startswith("/task/"):
-            body = self._task(path[len("/task/"):])
+            uid = path[len("/task/"):]
+            body = self._task(uid) if _task_id(uid) else None
             return (200, self._layout("Task", body)) if body else (404, "no such task")
         if path == "/crons":
             return 200, self._layout("Cron jobs", self._crons())
@@ -6677,9 +6728,11 @@ class _Dashboard:
 
     def act(self, path: str, form: dict) -> tuple:
         """(status, where to go next) of a POST: 403 without the page's secret."""
-        if not hmac.compare_digest(form.get("secret", ""), self.secret):
+        if not _same(form.get("secret", ""), self.secret):
             return 403, "this action did not come from the dashboard's page"
         parts = path.strip("/").split("/")
+        if len(parts) == 3 and parts[0] == "task" and not _task_id(parts[1]):
+            return 404, "no such task"
         if len(parts) == 3 and parts[0] == "task" and parts[2] == "cancel":
             Result(parts[1], self.store).cancel(force=form.get("force") == "1")
             return 303, f"/task/{parts[1]}"
@@ -6720,8 +6773,11 @@ class _Dashboard:
 
     # -- the pages
 
-    def _layout(self, title: str, body: str) -> str:
-        return (f"<!doctype html><html><head><meta charset='utf-8'><title>autocron: "
+    def _layout(self, title: str, body: str, notebook: bool = False) -> str:
+        # In a notebook's frame the links and buttons open the dashboard in a tab: no other
+        # page may be framed.
+        base = "<base target='_blank'>" if notebook else ""
+        return (f"<!doctype html><html><head><meta charset='utf-8'>{base}<title>autocron: "
                 f"{_h(title)}</title><link rel='icon' href='/favicon.ico'><style>{_DASH_CSS}"
                 f"</style></head><body><header><b>"
                 f"autocron</b><a href='/'>Overview</a><a href='/tasks'>Tasks</a>"
@@ -6763,7 +6819,7 @@ class _Dashboard:
     def _tasks(self, query: dict) -> str:
         status = query.get("status") if query.get("status") in _STATUSES else None
         function = query.get("function") or None
-        before = int(query["before"]) if query.get("before", "").isdigit() else None
+        before = _row_number(query.get("before", ""))        # page() refused a bad one
         import urllib.parse
         page = self.store.task_page(status, function, before, _DASH_PAGE, _DASH_SCAN)
         rows = page.rows
@@ -6888,55 +6944,138 @@ def _dashboard_handler(board: _Dashboard) -> type:
 
     class Handler(http.server.BaseHTTPRequestHandler):
         server_version = "autocron"
-        timeout = _DASH_IDLE            # a connection that sends nothing frees its thread
+        # What a request line that cannot be parsed is answered in: the stdlib's default,
+        # HTTP/0.9, has no status line, and a client cannot tell the error.
+        default_request_version = "HTTP/1.0"
+
+        def setup(self) -> None:
+            # The intake (_Intake) has read the whole request already: the handler reads it
+            # from memory, and only a write can wait on the client, _DASH_READ s at most.
+            self.connection, request = self.request
+            self.connection.settimeout(_DASH_READ)
+            self.rfile = io.BytesIO(request)
+            self.wfile = self.connection.makefile("wb")
+
+        def finish(self) -> None:
+            with contextlib.suppress(OSError):       # a client that went away or reads not
+                self.wfile.close()
 
         def log_message(self, *args) -> None:       # quiet: the page polls every 2 s
             pass
 
-        def _allowed(self, query: dict) -> bool:
-            if board.token is None:
-                return True
+        def _cookie(self) -> str:
+            """The name of the token's cookie. A browser sends a host's cookies to each of
+            its ports: with the port in the name, two dashboards of one host neither read
+            nor overwrite each other's."""
+            return f"autocron_token_{self.server.server_address[1]}"
+
+        def _signed_in(self) -> bool:
             cookies = dict(part.strip().partition("=")[::2] for part in
                            self.headers.get("Cookie", "").split(";") if "=" in part)
-            given = query.get("token") or cookies.get("autocron_token", "")
-            return hmac.compare_digest(given, board.token)
+            return _same(cookies.get(self._cookie(), ""), board.token)
 
-        def _send(self, status: int, body: str, headers: tuple = ()) -> None:
+        def _sign_in(self, url: Any, query: list) -> None:
+            """The printed address was opened: keep its token in a cookie that no script
+            reads and no other site's request carries, and go on to the address without it
+            (out of the address bar, the history and the next page's Referer)."""
+            rest = urllib.parse.urlencode([(k, v) for k, v in query if k != "token"])
+            self._send(303, "", (("Location", url.path + ("?" + rest if rest else "")),) +
+                       self._keep(True))
+
+        def _keep(self, token: bool) -> tuple:
+            """The header that keeps the token in the cookie, if the request carried it."""
+            return (("Set-Cookie", f"{self._cookie()}={board.token}; HttpOnly; "
+                                   "SameSite=Strict; Path=/"),) if token else ()
+
+        def _send(self, status: int, body: str, headers: tuple = (),
+                  framed: bool = False) -> None:
+            """Answer; `framed`: the notebook's view, which a notebook page may frame."""
             data = body.encode("utf-8")
             self.send_response(status)
             self.send_header("Content-Type", "text/html; charset=utf-8" if status < 300 or
                              status == 404 else "text/plain; charset=utf-8")
             self.send_header("Content-Length", str(len(data)))
-            self.send_header("Content-Security-Policy", "default-src 'none'; style-src "
-                             "'unsafe-inline'; script-src 'unsafe-inline'; connect-src 'self';"
-                             " form-action 'self'; img-src 'self'")
-            self.send_header("X-Frame-Options", "DENY")
+            ancestors = _DASH_NOTEBOOKS if framed else "'none'"
+            self.send_header("Content-Security-Policy",
+                             f"{_DASH_POLICY}; frame-ancestors {ancestors}")
+            if not framed:
+                self.send_header("X-Frame-Options", "DENY")    # browsers without CSP 2
             for name, value in headers:
                 self.send_header(name, value)
             self.end_headers()
             self.wfile.write(data)
 
+        def _foreign(self, post: bool) -> Optional[tuple]:
+            """(status, text) for a request another site's page made, else None. On the
+            loopback a page of any site can rebind its own name to 127.0.0.1 and reach the
+            dashboard with it: its requests carry that name as Host. A form another site
+            posts carries that site as Origin (scripts send none: the token and the page's
+            secret still hold)."""
+            host = self.headers.get("Host", "")
+            names = self.server.names
+            if names is not None and host.lower() not in names:
+                return 421, (f"this dashboard answers to {' and '.join(names.shown)} only: "
+                             f"open {self.server.home} (the request was for {host!r})")
+            origin = self.headers.get("Origin")
+            if post and origin is not None and origin.lower() != f"http://{host.lower()}":
+                return 403, (f"this action came from another site ({origin}): use the "
+                             "dashboard's own page")
+            return None
+
         def _answer(self, post: bool) -> None:
+            refused = self._foreign(post)
+            if refused:
+                return self._send(*refused)
             url = urllib.parse.urlsplit(self.path)
-            query = dict(urllib.parse.parse_qsl(url.query))
-            if not self._allowed(query):
-                return self._send(401, "a token is needed: open the address the dashboard "
-                                       "printed, with ?token=...")
-            cookie = () if board.token is None else (
-                ("Set-Cookie", f"autocron_token={board.token}; HttpOnly; SameSite=Strict; "
-                               "Path=/"),)
+            pairs = urllib.parse.parse_qsl(url.query)
+            query = dict(pairs)
+            given = query.get("token")
+            token = given is not None and _same(given, board.token)
+            # The notebook's view keeps the token in its address: under a notebook of
+            # another site (localhost, for a dashboard on 127.0.0.1) its frame can neither
+            # set the cookie nor send it, and its live updates fetch that address.
+            framed = url.path == "/notebook" and not post
+            if token and not post and not framed:
+                return self._sign_in(url, pairs)
+            if not (token and framed or self._signed_in()):
+                return self._send(401, "a token is needed: open the address that `autocron "
+                                       "dashboard` printed, with its ?token=... (in a "
+                                       "notebook, the link under autocron.dashboard())",
+                                  framed=framed)
             try:
                 if post:
-                    size = min(int(self.headers.get("Content-Length") or 0), 65536)
-                    form = dict(urllib.parse.parse_qsl(self.rfile.read(size).decode()))
+                    form, refused = self._form()
+                    if refused:
+                        return self._send(*refused)
                     status, where = board.act(url.path, form)
                     if status == 303:
-                        return self._send(303, "", (("Location", where),) + cookie)
+                        return self._send(303, "", (("Location", where),))
                     return self._send(status, where)
                 status, body = board.page(url.path, query)
-                self._send(status, body, cookie)
+                self._send(status, body, self._keep(token), framed)
             except DatabaseError as error:
                 self._send(503, f"the database cannot be read: {error}")
+
+        def _form(self) -> tuple:
+            """(the POST's form, None), or (None, (status, text)) for a body it does not
+            read: one without a length, of a length that is no whole number or too large
+            (the intake read no more of it than the head)."""
+            lengths = self.headers.get_all("Content-Length") or []
+            if not lengths or "Transfer-Encoding" in self.headers:
+                return None, (411, "a POST needs a Content-Length header (and no "
+                                   "Transfer-Encoding)")
+            given = ", ".join(lengths)
+            if len(lengths) > 1 or not (given.isascii() and given.strip().isdigit()):
+                return None, (400, f"Content-Length must be a whole number of bytes, got "
+                                   f"{given!r}")
+            if int(given) > _DASH_FORM:
+                return None, (413, f"a form may have {_DASH_FORM} bytes at most, got "
+                                   f"{int(given)}")
+            body = self.rfile.read(int(given))
+            if len(body) < int(given):
+                return None, (400, f"the request ended after {len(body)} of its "
+                                   f"{int(given)} bytes: send the whole form")
+            return dict(urllib.parse.parse_qsl(body.decode("utf-8", "replace"))), None
 
         def do_GET(self) -> None:
             self._answer(post=False)
@@ -6947,45 +7086,227 @@ def _dashboard_handler(board: _Dashboard) -> type:
     return Handler
 
 
-_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+def _request_end(data: bytes) -> Optional[int]:
+    """Where the request that `data` begins with ends: after its head and the body its
+    Content-Length announces; None while more is to come. A length that is no whole number
+    or more than a form may have ends it after the head: the handler refuses it, and
+    nothing reads on (`Content-Length: -1` would read to the end of the stream)."""
+    blank = re.search(rb"\r?\n\r?\n", data)
+    if blank is None:
+        return len(data) if len(data) > _DASH_HEAD else None   # the handler says what is wrong
+    lengths = re.findall(rb"(?im)^content-length:[ \t]*([^\r\n]*)", data[:blank.end()])
+    if len(lengths) != 1 or not lengths[0].strip().isdigit() or int(lengths[0]) > _DASH_FORM:
+        return blank.end()
+    end = blank.end() + int(lengths[0])
+    return end if len(data) >= end else None
+
+
+class _Intake:
+    """Reads the requests of the connections a dashboard accepts, in one thread, and hands
+    each whole one to `answer(connection, address, request bytes)`. A client that sends half
+    a request and waits costs a socket, not a thread that the owner's page needs, and
+    only until its deadline (_DASH_READ s for the whole request: a byte now and then does
+    not extend it). At most _DASH_CONNECTIONS connections are open: beyond, the one that
+    has been sending its request longest is closed (a flood of idle connections can delay
+    a page, not refuse it), or, if every one is being answered, the new one."""
+
+    def __init__(self, answer: Callable):
+        self.answer = answer
+        self.selector = selectors.DefaultSelector()
+        self.waker, self.wake = socket.socketpair()     # add() and close() wake the thread
+        self.waker.setblocking(False)
+        self.wake.setblocking(False)
+        self.selector.register(self.waker, selectors.EVENT_READ)
+        self.lock = threading.Lock()
+        self.arrived: list = []            # (connection, address) accepted, not read yet
+        self.answering = 0                 # connections handed over, not closed yet
+        self.reading: dict = {}            # {connection: [address, deadline, bytes so far]}
+        self.closed = False
+        self.thread = threading.Thread(target=self._run, name="autocron-dashboard-intake",
+                                       daemon=True)
+        self.thread.start()
+
+    def add(self, connection: socket.socket, address: Any) -> None:
+        with self.lock:
+            self.arrived.append((connection, address))
+        self._wake()
+
+    def done(self) -> None:
+        """A connection handed over is closed."""
+        with self.lock:
+            self.answering -= 1
+
+    def close(self) -> None:
+        """Close every connection not handed over yet, and end the thread."""
+        self.closed = True
+        self._wake()
+        self.thread.join(5)
+
+    def _wake(self) -> None:
+        with contextlib.suppress(OSError):          # a full pipe wakes the thread all the same
+            self.wake.send(b"\0")
+
+    def _run(self) -> None:
+        try:
+            while not self.closed:
+                now = time.monotonic()
+                first = min((entry[1] for entry in self.reading.values()), default=now + 1)
+                for key, _ in self.selector.select(min(max(first - now, 0), 1)):
+                    if key.fileobj is self.waker:
+                        with contextlib.suppress(OSError):
+                            self.waker.recv(4096)
+                        self._admit()
+                    elif key.fileobj in self.reading:
+                        self._read(key.fileobj)
+                self._expire(time.monotonic())
+        finally:
+            for connection in list(self.reading):
+                self._drop(connection)
+            with self.lock:
+                for connection, _ in self.arrived:
+                    connection.close()
+            self.selector.close()
+            self.waker.close()
+            self.wake.close()
+
+    def _admit(self) -> None:
+        with self.lock:
+            arrived, self.arrived = self.arrived, []
+        for connection, address in arrived:
+            if len(self.reading) + self.answering >= _DASH_CONNECTIONS:
+                if not self.reading:
+                    connection.close()
+                    continue
+                self._drop(min(self.reading, key=lambda c: self.reading[c][1]))
+            connection.setblocking(False)
+            self.reading[connection] = [address, time.monotonic() + _DASH_READ, b""]
+            self.selector.register(connection, selectors.EVENT_READ)
+
+    def _read(self, connection: socket.socket) -> None:
+        entry = self.reading[connection]
+        try:
+            chunk = connection.recv(65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            chunk = b""
+        entry[2] += chunk
+        end = _request_end(entry[2]) if chunk else len(entry[2])
+        if end is None:
+            return
+        if not entry[2]:                      # closed without a word: nothing to answer
+            return self._drop(connection)
+        self.selector.unregister(connection)
+        del self.reading[connection]
+        with self.lock:
+            self.answering += 1
+        connection.setblocking(True)
+        self.answer(connection, entry[0], entry[2])
+
+    def _expire(self, now: float) -> None:
+        for connection in [c for c, entry in self.reading.items() if entry[1] <= now]:
+            text = (f"the request took more than {_DASH_READ:.0f} s to arrive: send it at "
+                    "once").encode()
+            with contextlib.suppress(OSError):      # a best effort: the client may be gone
+                connection.send(b"HTTP/1.0 408 Request Timeout\r\nContent-Type: text/plain; "
+                                b"charset=utf-8\r\nContent-Length: %d\r\nConnection: close"
+                                b"\r\n\r\n%s" % (len(text), text))
+            self._drop(connection)
+
+    def _drop(self, connection: socket.socket) -> None:
+        self.selector.unregister(connection)
+        del self.reading[connection]
+        with contextlib.suppress(OSError):
+            connection.shutdown(socket.SHUT_RDWR)
+        connection.close()
+
+
+def _url_host(host: str) -> str:
+    """An address as a URL writes it: an IPv6 one in brackets."""
+    return f"[{host}]" if ":" in host else host
+
+
+def _is_loopback(host: str) -> bool:
+    """Is `host` (an address or a name to bind) one of the machine's loopback addresses?"""
+    import ipaddress
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+class _HostNames(frozenset):
+    """The Host headers a dashboard on the loopback answers: its address and localhost,
+    with its port or without; `shown` names them for a refusal."""
+
+    def __new__(cls, host: str, port: int):
+        names = list(dict.fromkeys((_url_host(host).lower(), "localhost")))
+        made = super().__new__(cls, names + [f"{name}:{port}" for name in names])
+        made.shown = [f"{name}:{port}" for name in names]
+        return made
+
+
+def _check_token(token: Optional[str]) -> None:
+    """Refuse a token that can be guessed (or that a URL or a cookie would mangle): it is
+    all that keeps other users, and anyone on the network, from the pages and actions."""
+    if token is not None and not re.fullmatch(r"[A-Za-z0-9_-]{22,}", token):
+        raise ValueError('the token must be 22 or more letters, digits, "-" or "_"; make one '
+                         'with: python -c "import secrets; print(secrets.token_urlsafe(32))"')
 
 
 def _dashboard_server(store: Any, host: str, port: int, token: Optional[str]) -> tuple:
-    """(a threaded HTTP server of the dashboard, bound but not serving yet, the token it
-    needs or None). Bound elsewhere than the loopback it needs a token: `token`, or one it
-    makes."""
+    """(a threaded HTTP server of the dashboard, bound but not serving yet, the address to
+    open: the token in it). Every request needs the token (`token`, or one it makes), on the
+    loopback too: every user of the machine can reach that."""
+    _check_token(token)
     import concurrent.futures
     import http.server
 
     class Server(http.server.HTTPServer):
         """Requests answered by a few long-lived threads: each keeps its connection to the
         database (a thread per request would connect to PostgreSQL anew every time, without
-        a bound on how many at once)."""
+        a bound on how many at once). The intake reads the requests before, so that slow
+        clients hold no thread; one request per connection (HTTP/1.0), so that no idle
+        connection waits for a second one."""
+
+        request_queue_size = _DASH_CONNECTIONS   # a burst of clients is accepted, not dropped
+        address_family = socket.AF_INET6 if ":" in host else socket.AF_INET     # ::1 too
 
         def server_activate(self) -> None:
             super().server_activate()
             self.threads = concurrent.futures.ThreadPoolExecutor(
                 _DASH_THREADS, "autocron-dashboard")
+            self.intake = _Intake(lambda *request: self.threads.submit(self.answer, *request))
 
         def process_request(self, request, client_address) -> None:
-            self.threads.submit(self.answer, request, client_address)
+            self.intake.add(request, client_address)
 
-        def answer(self, request, client_address) -> None:
+        def answer(self, connection: socket.socket, client_address, request: bytes) -> None:
             try:
-                self.finish_request(request, client_address)
+                self.finish_request((connection, request), client_address)
+            except OSError:
+                pass                          # the client went away: nothing to answer
             except Exception:
-                self.handle_error(request, client_address)
+                self.handle_error(connection, client_address)
             finally:
-                self.shutdown_request(request)
+                self.shutdown_request(connection)
+                self.intake.done()
 
         def server_close(self) -> None:
             super().server_close()
             if hasattr(self, "threads"):
+                self.intake.close()
                 self.threads.shutdown(wait=False)
 
-    if token is None and host not in _LOOPBACK:
-        token = secrets.token_urlsafe(18)
-    return Server((host, port), _dashboard_handler(_Dashboard(store, token))), token
+    if token is None:
+        token = secrets.token_urlsafe(32)
+    server = Server((host, port), _dashboard_handler(_Dashboard(store, token)))
+    port = server.server_address[1]
+    server.home = f"http://{_url_host(host)}:{port}/"          # the address it prints
+    # Elsewhere than the loopback a machine has names that no list here knows; the token
+    # keeps out a page that rebinds one of them.
+    server.names = _HostNames(host, port) if _is_loopback(host) else None
+    return server, f"{server.home}?token={token}"
 
 
 class _DashboardHandle:
@@ -6998,7 +7319,10 @@ class _DashboardHandle:
         return f"<autocron dashboard at {self.url}>"
 
     def _repr_html_(self) -> str:
-        return (f"<iframe src='{_h(self.url)}' width='100%' height='600' style='border:1px "
+        """The notebook's view (/notebook, the only page a notebook may frame, with the
+        token in its address) and the address to open the whole dashboard in a tab."""
+        view = self.url.replace("/?", "/notebook?", 1)
+        return (f"<iframe src='{_h(view)}' width='100%' height='600' style='border:1px "
                 f"solid #ddd'></iframe><p><a href='{_h(self.url)}' target='_blank'>"
                 f"{_h(self.url)}</a></p>")
 
@@ -7010,10 +7334,13 @@ class _DashboardHandle:
 _dashboards: dict = {}           # {database path: _DashboardHandle} of this process
 
 
-def dashboard(port: int = 0, host: str = "127.0.0.1") -> "_DashboardHandle":
+def dashboard(port: int = 0, host: str = "127.0.0.1",
+              token: Optional[str] = None) -> "_DashboardHandle":
     """Serve the dashboard of the current database in the background and return a handle
-    whose repr is its address (in a notebook it shows the page). Calling it again returns
-    the running one. `port` 0 picks a free one."""
+    whose repr is its address, with the token every request needs (in a notebook it shows
+    the page). Calling it again returns the running one. `port` 0 picks a free one; `token`
+    None makes one (ValueError for one shorter than 22 letters, digits, "-" and "_")."""
+    _check_token(token)
     store = _current_store()
     if store is None:
         raise AutocronError("no database: call autocron.start() first (or run it where "
@@ -7021,8 +7348,7 @@ def dashboard(port: int = 0, host: str = "127.0.0.1") -> "_DashboardHandle":
     running = _dashboards.get(store.path)
     if running is not None:
         return running
-    server, token = _dashboard_server(store, host, port, None)
-    url = f"http://{host}:{server.server_address[1]}/" + (f"?token={token}" if token else "")
+    server, url = _dashboard_server(store, host, port, token)
     threading.Thread(target=server.serve_forever, name="autocron-dashboard",
                      daemon=True).start()
     _dashboards[store.path] = _DashboardHandle(server, url)
@@ -7395,9 +7721,9 @@ def _parser():
                                 "cron jobs, pool; cancel, retry, pause from the page")
     board.add_argument("--port", type=int, default=8000, help="default: %(default)s")
     board.add_argument("--host", default="127.0.0.1", help="the address to bind (default: "
-                       "%(default)s; any other needs a token)")
-    board.add_argument("--token", help="the token every request must carry (bound elsewhere "
-                       "than 127.0.0.1 without one, a new one is made and printed)")
+                       "%(default)s)")
+    board.add_argument("--token", help="the token every request must carry (without one, a "
+                       "new one is made; the printed address carries it)")
     board.set_defaults(run=_command_dashboard)
     upcoming = reading(commands.add_parser(
         "next", help="when a cron expression fires next, and what it means"))
@@ -7410,14 +7736,16 @@ def _parser():
 
 
 def _command_dashboard(args) -> int:
+    try:
+        _check_token(args.token)
+    except ValueError as error:
+        raise _UsageError(str(error)) from None
     store = _open_existing(args)
     try:
-        server, token = _dashboard_server(store, args.host, args.port, args.token)
+        server, url = _dashboard_server(store, args.host, args.port, args.token)
     except OSError as error:
-        raise AutocronError(f"cannot serve the dashboard on {args.host}:{args.port} "
-                            f"({error.strerror}); choose another --port") from None
-    url = f"http://{args.host}:{server.server_address[1]}/" + (f"?token={token}" if token
-                                                               else "")
+        raise AutocronError(f"cannot serve the dashboard on {_url_host(args.host)}:"
+                            f"{args.port} ({error.strerror}); choose another --port") from None
     print(f"autocron dashboard of {store.path} at {url} (Ctrl-C stops it)", flush=True)
     try:
         server.serve_forever()

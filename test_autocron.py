@@ -38,6 +38,7 @@ import pwd
 import random
 import re
 import secrets
+import select
 import shlex
 import shutil
 import signal
@@ -4918,7 +4919,8 @@ class TestJupyter:
         assert "7.0710678118654755]" in text
         assert "every 15 minutes from 09:00 to 17:59, Monday through Friday" in text
         assert "('ready', 2.0)" in text
-        assert re.search(r"<autocron dashboard at http://127\.0\.0\.1:\d+/>", text)
+        assert re.search(r"<autocron dashboard at http://127\.0\.0\.1:\d+/\?token=[\w-]+>",
+                         text)
         assert "route_length" in outputs[-1]
         assert (tmp_path / "tour.db").exists()
 
@@ -4964,10 +4966,12 @@ class TestJupyter:
             shown = []
             out, error = run_cell(client, "board = autocron.dashboard()\nboard", shown=shown)
             assert error is None, out
-            url = re.fullmatch(r"<autocron dashboard at (http://127\.0\.0\.1:\d+/)>",
-                               shown[0]["text/plain"]).group(1)
-            assert f"<iframe src='{url}'" in shown[0]["text/html"]
-            status, body, _ = http_get(url + "tasks")
+            url = re.fullmatch(r"<autocron dashboard at (http://127\.0\.0\.1:\d+/)\?token="
+                               r"[\w-]+>", shown[0]["text/plain"]).group(1)
+            printed = shown[0]["text/plain"][len("<autocron dashboard at "):-1]
+            assert f"<iframe src='{printed.replace('/?', '/notebook?')}'" in \
+                shown[0]["text/html"]
+            status, body, _ = http_get(url + "tasks", signed_in(printed))
             assert status == 200 and f"data-task-id='{uid}'" in body
             out, error = run_cell(client, "print(autocron.dashboard() is board)")
             assert (out.strip(), error) == ("True", None)
@@ -5042,19 +5046,27 @@ def hold_until(path):
     return "released"
 
 
-def http_get(url, headers=None):
-    """(status, body, headers) of a GET, an error status included."""
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None                     # the 3xx comes back as an HTTPError
+
+
+def http_get(url, headers=None, redirect=True):
+    """(status, body, headers) of a GET, an error status included; a redirect followed
+    unless `redirect` is false."""
     request = urllib.request.Request(url, headers=headers or {})
+    opener = urllib.request.build_opener(*(() if redirect else (_NoRedirect,)))
     try:
-        with urllib.request.urlopen(request, timeout=30) as answer:
+        with opener.open(request, timeout=30) as answer:
             return answer.status, answer.read().decode(), answer.headers
     except urllib.error.HTTPError as error:
         return error.code, error.read().decode(), error.headers
 
 
-def post_form(url, fields):
+def post_form(url, fields, headers=None):
     """(status, body) of a form's POST (a redirect followed), an error status included."""
-    request = urllib.request.Request(url, data=urllib.parse.urlencode(fields).encode())
+    request = urllib.request.Request(url, data=urllib.parse.urlencode(fields).encode(),
+                                     headers=headers or {})
     try:
         with urllib.request.urlopen(request, timeout=30) as answer:
             return answer.status, answer.read().decode()
@@ -5065,6 +5077,16 @@ def post_form(url, fields):
 def page_secret(body):
     """The secret that the forms of a dashboard page carry."""
     return re.search(r"name='secret' value='([^']+)'", body).group(1)
+
+
+def signed_in(url):
+    """{"Cookie": ...}: what the dashboard's printed URL (with its ?token=) sets, as a
+    browser keeps it; {} for a URL without a token."""
+    if "token=" not in url:
+        return {}
+    status, _, headers = http_get(url, redirect=False)
+    assert status == 303, status
+    return {"Cookie": headers["Set-Cookie"].split(";")[0]}
 
 
 class DashboardServer:
@@ -5081,16 +5103,26 @@ class DashboardServer:
             raise AssertionError(f"no dashboard: {line} {self.process.stderr.read()}")
         self.url, self.database = match.group(1), str(database)
         self.base = re.sub(r"/\?.*", "/", self.url).replace("0.0.0.0", "127.0.0.1")
+        self.port = urllib.parse.urlsplit(self.url).port
+        try:
+            self.cookie = signed_in(self.url.replace("0.0.0.0", "127.0.0.1"))
+        except BaseException:
+            self.stop()
+            raise
 
     def get(self, path, headers=None):
-        return http_get(self.base.rstrip("/") + path, headers)
+        """(status, body, headers) of a GET with the owner's cookie (unless `headers` say
+        otherwise)."""
+        return http_get(self.base.rstrip("/") + path, {**self.cookie, **(headers or {})})
 
-    def post(self, path, fields):
-        return post_form(self.base.rstrip("/") + path, fields)
+    def post(self, path, fields, headers=None):
+        return post_form(self.base.rstrip("/") + path, fields,
+                         {**self.cookie, **(headers or {})})
 
     def stop(self):
+        """End the server; what it wrote to stderr."""
         self.process.terminate()
-        self.process.communicate(timeout=30)
+        return self.process.communicate(timeout=30)[1]
 
 
 @pytest.fixture
@@ -5151,6 +5183,7 @@ def browsing(chromium, base):
 def page(chromium, board):
     """A browser page on the board (see browsing)."""
     with browsing(chromium, board.base) as tab:
+        tab.goto(board.url)               # the printed address: its token becomes a cookie
         yield tab
 
 
@@ -5236,9 +5269,11 @@ class TestDashboard:
         try:
             autocron.start(database, workers=1)
             handle = autocron.dashboard()
+            base = handle.url.split("?")[0]
             try:
-                with browsing(chromium, handle.url) as page:
-                    page.goto(handle.url + "crons")
+                with browsing(chromium, base) as page:
+                    page.goto(handle.url)
+                    page.goto(base + "crons")
                     row = page.locator(f"[data-cron='{name}']")
                     assert row.get_attribute("data-paused") == "0"
                     row.locator("[data-action='pause']").click()
@@ -5254,9 +5289,10 @@ class TestDashboard:
                     assert query(database, "SELECT paused, next_due FROM crons") == [
                         (0, datetime(2030, 1, 2, 9, 0).timestamp())]
                     assert "Wed 2030-01-02 09:00, Wed 2030-01-02 15:00" in row.inner_text()
-                secret = page_secret(http_get(handle.url + "crons")[1])
-                status, body = post_form(handle.url + "cron/pause", {"secret": secret,
-                                                                     "name": "nope"})
+                cookie = signed_in(handle.url)
+                secret = page_secret(http_get(base + "crons", cookie)[1])
+                status, body = post_form(base + "cron/pause", {"secret": secret,
+                                                               "name": "nope"}, cookie)
                 assert (status, body) == (404, "no cron job named 'nope'")
             finally:
                 handle.stop()
@@ -5354,15 +5390,21 @@ class TestDashboard:
         autocron.start(database, workers=1)
         server = DashboardServer(database, "--host", "0.0.0.0")
         try:
+            assert re.fullmatch(r"http://0\.0\.0\.0:\d+/\?token=[\w-]{43}", server.url)
             token = re.search(r"token=(\S+)", server.url).group(1)
-            status, body, _ = server.get("/")
-            assert (status, body) == (401, "a token is needed: open the address the "
-                                           "dashboard printed, with ?token=...")
-            status, _, headers = server.get(f"/?token={token}")
-            assert status == 200
+            status, body, _ = http_get(server.base)
+            assert (status, body) == (401, "a token is needed: open the address that `autocron "
+                                           "dashboard` printed, with its ?token=... (in a "
+                                           "notebook, the link under autocron.dashboard())")
+            status, _, headers = http_get(f"{server.base}?token={token}", redirect=False)
+            assert status == 303
             cookie = headers["Set-Cookie"].split(";")[0]
-            assert server.get("/tasks", {"Cookie": cookie})[0] == 200
-            assert server.get("/tasks", {"Cookie": "autocron_token=wrong"})[0] == 401
+            assert cookie == f"autocron_token_{server.port}={token}"
+            assert http_get(server.base + "tasks", {"Cookie": cookie})[0] == 200
+            assert http_get(server.base + "tasks", {"Host": "elsewhere.example",
+                                                    "Cookie": cookie})[0] == 200
+            assert http_get(server.base + "tasks", {"Cookie": f"autocron_token_{server.port}="
+                                                              "wrong"})[0] == 401
         finally:
             server.stop()
 
@@ -5379,8 +5421,9 @@ class TestDashboard:
                        what="the run")
             handle = autocron.dashboard()
             try:
-                with urllib.request.urlopen(handle.url + "crons", timeout=30) as answer:
-                    body = answer.read().decode()
+                status, body, _ = http_get(handle.url.split("?")[0] + "crons",
+                                           signed_in(handle.url))
+                assert status == 200
             finally:
                 handle.stop()
                 autocron._dashboards.clear()
@@ -5404,8 +5447,9 @@ class TestDashboard:
         monkeypatch.setattr(type(store), "_open", counting_open)
         handle = autocron.dashboard()
         try:
+            cookie = signed_in(handle.url)
             for _ in range(40):
-                assert http_get(handle.url + "tasks")[0] == 200
+                assert http_get(handle.url.split("?")[0] + "tasks", cookie)[0] == 200
         finally:
             handle.stop()
             autocron._dashboards.clear()
@@ -5417,14 +5461,403 @@ class TestDashboard:
         handle = autocron.dashboard()
         try:
             assert autocron.dashboard() is handle
-            assert re.fullmatch(r"<autocron dashboard at http://127\.0\.0\.1:\d+/>",
-                                repr(handle))
-            assert f"<iframe src='{handle.url}'" in handle._repr_html_()
-            with urllib.request.urlopen(handle.url + "tasks", timeout=30) as answer:
-                assert answer.read().decode().count("data-task-id=") == 1
+            assert re.fullmatch(r"<autocron dashboard at http://127\.0\.0\.1:\d+/\?token="
+                                r"[\w-]{43}>", repr(handle))
+            assert f"<iframe src='{handle.url.replace('/?', '/notebook?')}'" in \
+                handle._repr_html_()
+            cookie = signed_in(handle.url)
+            status, body, _ = http_get(handle.url.split("?")[0] + "tasks", cookie)
+            assert body.count("data-task-id=") == 1
         finally:
             handle.stop()
             autocron._dashboards.clear()
+
+
+def raw_answer(port, data, timeout=30, host="127.0.0.1"):
+    """What the server answers to these bytes (the connection left open), read until it
+    closes: b"" if it closes without a word."""
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        sock.sendall(data)
+        chunks = []
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+
+
+def status_and_body(answer):
+    """(status, body text) of a raw HTTP answer."""
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body.decode()
+
+
+def open_sockets(pid):
+    """How many sockets a process holds."""
+    return sum(1 for name in os.listdir(f"/proc/{pid}/fd") if os.readlink(
+        f"/proc/{pid}/fd/{name}").startswith("socket:"))
+
+
+@contextlib.contextmanager
+def notebook_page(html, host="127.0.0.1"):
+    """A page with `html` in it, served from the loopback on a port of its own, as Jupyter
+    serves a notebook with a cell's output; yields its port."""
+    import http.server
+
+    class Page(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = f"<!doctype html><html><body><h1>notebook</h1>{html}</body></html>".encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer((host, 0), Page)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+@pytest.fixture
+def lone_board(tmp_path):
+    """The dashboard of an empty SQLite database, no pool: for what its server does with
+    requests, which no store changes."""
+    database = str(tmp_path / "autocron.db")
+    autocron._open_store(database).close()
+    server = DashboardServer(database)
+    yield server
+    server.stop()
+
+
+class TestDashboardAccess:
+    """Who may use the dashboard, and what its server does with bad and slow clients."""
+
+    def test_a_foreign_host_or_origin_is_refused(self, lone_board):
+        port = lone_board.port
+        for host in ("evil.example", f"evil.example:{port}", "127.0.0.2", f"localhost:{port + 1}",
+                     f"localhost.evil.example:{port}", ""):
+            status, body, _ = lone_board.get("/", {"Host": host})
+            assert (status, body) == (421, f"this dashboard answers to 127.0.0.1:{port} and "
+                                           f"localhost:{port} only: open http://127.0.0.1:{port}/"
+                                           f" (the request was for {host!r})")
+        for host in ("127.0.0.1", f"127.0.0.1:{port}", "localhost", f"LocalHost:{port}"):
+            assert lone_board.get("/", {"Host": host})[0] == 200
+        secret = page_secret(lone_board.get("/pool")[1])
+        for origin in ("http://evil.example", f"http://127.0.0.1:{port + 1}", "null",
+                       f"https://127.0.0.1:{port}", f"http://localhost:{port}"):
+            status, body = lone_board.post("/pool/workers", {"secret": secret, "workers": "999"},
+                                           {"Origin": origin})
+            assert (status, body) == (403, f"this action came from another site ({origin}): "
+                                           "use the dashboard's own page")
+            status, body = lone_board.post("/purge", {"secret": secret}, {"Origin": origin})
+            assert status == 403
+        assert autocron._open_store(lone_board.database).settings()["workers"] != 999
+        for name in ("127.0.0.1", "localhost"):            # the page's own origin
+            assert lone_board.post("/pool/workers", {"secret": secret, "workers": "3"}, {
+                "Origin": f"http://{name}:{port}", "Host": f"{name}:{port}"})[0] == 200
+        assert autocron._open_store(lone_board.database).settings()["workers"] == 3
+
+
+    def test_the_loopback_dashboard_lets_in_only_who_has_the_printed_url(self, lone_board):
+        port, base = lone_board.port, lone_board.base
+        assert re.fullmatch(rf"http://127\.0\.0\.1:{port}/\?token=[\w-]{{43}}", lone_board.url)
+        token = lone_board.url.split("token=")[1]
+        needed = ("a token is needed: open the address that `autocron dashboard` printed, with "
+                  "its ?token=... (in a notebook, the link under autocron.dashboard())")
+        for headers in ({}, {"Cookie": f"autocron_token_{port}=wrong"},
+                        {"Cookie": f"autocron_token_{port + 1}={token}"},   # another port's
+                        {"Cookie": f"autocron_token={token}"}):
+            assert http_get(base + "pool", headers)[:2] == (401, needed)
+            assert post_form(base + "purge", {}, headers) == (401, needed)
+        assert http_get(base + "tasks?token=wrong")[:2] == (401, needed)
+        status, body, headers = http_get(f"{base}tasks?status=ready&token={token}&x=1",
+                                         redirect=False)
+        assert (status, headers["Location"]) == (303, "/tasks?status=ready&x=1")
+        assert headers["Set-Cookie"] == (f"autocron_token_{port}={token}; HttpOnly; "
+                                         "SameSite=Strict; Path=/")
+        status, body, headers = http_get(base + "pool", lone_board.cookie)
+        assert status == 200 and "data-pool" in body and "Set-Cookie" not in headers
+
+    def test_two_dashboards_in_one_browser_keep_their_own_cookies(self, lone_board, chromium):
+        other = DashboardServer(lone_board.database)
+        try:
+            with browsing(chromium, "http://127.0.0.1:") as tab:
+                for board in (lone_board, other):
+                    tab.goto(board.url)
+                    assert tab.url == board.base
+                for board in (lone_board, other):
+                    answer = tab.goto(board.base + "pool")
+                    assert answer.status == 200 and tab.locator("[data-pool]").count() == 1
+                cookies = {c["name"]: c for c in tab.context.cookies()}
+                assert sorted(cookies) == sorted(f"autocron_token_{b.port}"
+                                                 for b in (lone_board, other))
+                assert all(c["httpOnly"] and c["sameSite"] == "Strict"
+                           for c in cookies.values())
+        finally:
+            other.stop()
+
+
+    TOKEN_RULE = ('the token must be 22 or more letters, digits, "-" or "_"; make one with: '
+                  'python -c "import secrets; print(secrets.token_urlsafe(32))"')
+
+    @pytest.mark.parametrize("token", ["", "short", "x" * 21, "a" * 30 + " b", "a" * 30 + ";b",
+                                       "\u00e9" * 30])
+    def test_an_empty_or_weak_token_is_refused(self, lone_board, token):
+        for host in ("0.0.0.0", "127.0.0.1"):
+            refused = cli("dashboard", "--port", "0", "--host", host, "--token", token,
+                          db=lone_board.database, timeout=30)
+            assert (refused.returncode, refused.stdout, refused.stderr) == (
+                2, "", f"autocron: {self.TOKEN_RULE}\n")
+        with pytest.raises(ValueError) as refused:
+            autocron.dashboard(token=token)
+        assert str(refused.value) == self.TOKEN_RULE
+
+    def test_a_given_token_is_the_one_needed(self, tmp_path):
+        token = secrets.token_urlsafe(16)                     # 22 characters
+        autocron._open_store(str(tmp_path / "autocron.db")).close()
+        server = DashboardServer(tmp_path / "autocron.db", "--host", "0.0.0.0", "--token",
+                                 token)
+        try:
+            assert server.url.endswith(f"/?token={token}")
+            assert server.get("/pool")[0] == 200
+        finally:
+            server.stop()
+        autocron.start(str(tmp_path / "autocron.db"), workers=1)
+        try:
+            handle = autocron.dashboard(token="0123456789abcdef" * 2)
+            try:
+                assert handle.url.endswith("/?token=0123456789abcdef0123456789abcdef")
+                assert http_get(handle.url.split("?")[0] + "pool",
+                                signed_in(handle.url))[0] == 200
+            finally:
+                handle.stop()
+                autocron._dashboards.clear()
+        finally:
+            autocron.stop(timeout=5)
+
+
+    def timed_page(self, board):
+        start = time.monotonic()
+        status, body, _ = board.get("/pool")
+        assert status == 200 and "data-pool" in body
+        return time.monotonic() - start
+
+    def test_slow_clients_do_not_hold_the_page(self, lone_board):
+        port, head = lone_board.port, f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{lone_board.port}\r\n"
+        alone = max(self.timed_page(lone_board) for _ in range(3))
+        slow = [socket.create_connection(("127.0.0.1", port), timeout=30) for _ in range(50)]
+        trickle = slow[-1]                              # a byte now and then: still too slow
+        try:
+            for sock in slow:
+                sock.sendall(head.encode())             # half a request, then nothing
+            wait_until(lambda: open_sockets(lone_board.process.pid) >= 50, 30,
+                       "the server to take the slow clients")
+            assert self.timed_page(lone_board) < alone + 1.0
+            end = time.monotonic() + 30
+            while time.monotonic() < end:
+                try:
+                    trickle.sendall(b"X")
+                except OSError:
+                    break
+                ready = select.select([trickle], [], [], 0.5)[0]
+                if ready:
+                    break
+            assert time.monotonic() < end - 15           # cut at the read deadline (10 s)
+            answer = trickle.recv(65536)
+            assert status_and_body(answer) == (408, "the request took more than 10 s to "
+                                                    "arrive: send it at once")
+            for sock in slow[:-1]:                      # the waiting ones end too
+                assert sock.recv(65536).startswith(b"HTTP/1.0 408 ")
+        finally:
+            for sock in slow:
+                sock.close()
+
+    def test_connections_beyond_the_limit_are_closed_and_the_server_serves_on(self, lone_board):
+        pid = lone_board.process.pid
+        idle = []
+        try:
+            for _ in range(300):
+                idle.append(socket.create_connection(("127.0.0.1", lone_board.port), timeout=30))
+            assert self.timed_page(lone_board) < 5
+            # besides the connections: the listening socket, the intake's wake-up pair, and
+            # one accepted a moment before it is counted
+            assert open_sockets(pid) <= autocron._DASH_CONNECTIONS + 4
+            closed = [sock for sock in idle if select.select([sock], [], [], 0)[0] and
+                      sock.recv(1) == b""]
+            assert len(closed) >= 300 - autocron._DASH_CONNECTIONS
+        finally:
+            for sock in idle:
+                sock.close()
+        assert self.timed_page(lone_board) < 5
+
+    def test_a_bad_content_length_is_answered_at_once(self, lone_board):
+        port, cookie = lone_board.port, lone_board.cookie["Cookie"]
+        head = f"POST /purge HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nCookie: {cookie}\r\n"
+        for length, status, text in (
+                ("-1", 400, "Content-Length must be a whole number of bytes, got '-1'"),
+                ("12abc", 400, "Content-Length must be a whole number of bytes, got '12abc'"),
+                ("\u00b2", 400, "Content-Length must be a whole number of bytes, got "
+                               "'\u00c2\u00b2'"),
+                ("99999999", 413, "a form may have 65536 bytes at most, got 99999999")):
+            answer = raw_answer(port, (head + f"Content-Length: {length}\r\n\r\n").encode(),
+                                timeout=5)
+            assert status_and_body(answer) == (status, text)
+        twice = head + "Content-Length: 1\r\nContent-Length: 2\r\n\r\nab"
+        assert status_and_body(raw_answer(port, twice.encode(), timeout=5)) == (
+            400, "Content-Length must be a whole number of bytes, got '1, 2'")
+        needed = (411, "a POST needs a Content-Length header (and no Transfer-Encoding)")
+        assert status_and_body(raw_answer(port, (head + "\r\n").encode(), timeout=5)) == needed
+        chunked = head + "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+        assert status_and_body(raw_answer(port, chunked.encode(), timeout=5)) == needed
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall((head + "Content-Length: 10\r\n\r\nabc").encode())
+            sock.shutdown(socket.SHUT_WR)               # the rest never comes
+            assert status_and_body(sock.recv(65536)) == (
+                400, "the request ended after 3 of its 10 bytes: send the whole form")
+        assert self.timed_page(lone_board) < 5
+
+
+    def test_malformed_requests_get_a_4xx_and_the_server_serves_on(self, database):
+        autocron._open_store(database).close()
+        board = DashboardServer(database)
+        try:
+            port, cookie = board.port, board.cookie["Cookie"]
+            needed = ("a token is needed: open the address that `autocron dashboard` printed, "
+                      "with its ?token=... (in a notebook, the link under autocron.dashboard())")
+            unknown, beyond = (404, "no such task"), "7f3a-" + str(2 ** 63)
+            forged = (403, "this action did not come from the dashboard's page")
+            secret = b"secret=" + page_secret(board.get("/tasks")[1]).encode()
+            for line, headers, body, expected in (
+                    (b"GET /?token=%C3%A9 HTTP/1.1", b"", b"", (401, needed)),
+                    (b"GET /?token=\xc3\xa9\xff HTTP/1.1", b"", b"", (401, needed)),
+                    (b"GET / HTTP/1.1", b"Cookie: autocron_token_%d=\xc3\xa9\r\n" % port, b"",
+                     (401, needed)),
+                    (b"GET /tasks?before=%C2%B2 HTTP/1.1", None, b"", (
+                        400, "before must be a row number from the page's own links, got "
+                             "'\u00b2'")),
+                    (b"GET /tasks?before=" + str(2 ** 63).encode() + b" HTTP/1.1", None, b"", (
+                        400, f"before must be a row number from the page's own links, got "
+                             f"'{2 ** 63}'")),
+                    (b"GET /task/" + beyond.encode() + b" HTTP/1.1", None, b"", unknown),
+                    (b"GET /task/7f3a-%C2%B2 HTTP/1.1", None, b"", unknown),
+                    (b"GET /task/7f3a-\xc2\xb2 HTTP/1.1", None, b"", unknown),
+                    (b"GET /task/7f\x003a-1 HTTP/1.1", None, b"", unknown),
+                    (b"GET /tasks?function=a%00b HTTP/1.1", None, b"", (
+                        400, "function must be a function's name, got 'a\\x00b'")),
+                    (b"POST /task/" + beyond.encode() + b"/cancel HTTP/1.1", None,
+                     secret, unknown),
+                    (b"POST /task/7f3a-%C2%B2/retry HTTP/1.1", None, secret, unknown),
+                    (b"POST /purge HTTP/1.1", None, b"secret=%C3%A9%FF", forged),
+                    (b"POST /cron/pause HTTP/1.1", None, b"\xff\xfe=\xc3", forged)):
+                if headers is None:
+                    headers = f"Cookie: {cookie}\r\n".encode()
+                if line.startswith(b"POST "):
+                    headers += b"Content-Length: %d\r\n" % len(body)
+                request = (line + b"\r\nHost: 127.0.0.1:%d\r\n" % port + headers + b"\r\n" +
+                           body)
+                answer = raw_answer(port, request, timeout=10)
+                assert answer.startswith(b"HTTP/1.0 4"), (request, answer)
+                assert status_and_body(answer) == expected, request
+            assert raw_answer(port, b"\xff\xfe nonsense\r\n\r\n", timeout=10).startswith(
+                b"HTTP/1.0 400 ")
+            assert board.get("/pool")[0] == 200
+        finally:
+            assert "Traceback" not in board.stop()
+
+
+    def test_the_notebook_view_shows_in_a_notebook_on_the_loopback(self, tmp_path, chromium):
+        autocron.start(str(tmp_path / "autocron.db"), workers=1)
+        try:
+            assert add(1, 1).get(timeout=30) == 2
+            handle = autocron.dashboard()
+            base = handle.url.split("?")[0]
+            try:
+                with notebook_page(handle._repr_html_()) as port:
+                    # Jupyter prints both; localhost and 127.0.0.1 are different sites: in
+                    # a frame under localhost no cookie of 127.0.0.1 is set or sent
+                    for origin in (f"http://localhost:{port}", f"http://127.0.0.1:{port}"):
+                        with browsing(chromium, "http://") as tab:
+                            tab.goto(origin + "/")
+                            cards = tab.frame_locator("iframe").locator(
+                                "[data-count='finished'] b")
+                            cards.wait_for(timeout=15_000)
+                            assert cards.inner_text() == str(1 + (origin[7:16] == "127.0.0.1"))
+                            if origin.startswith("http://localhost"):
+                                assert add(2, 2).get(timeout=30) == 4     # live in the frame
+                                tab.frame_locator("iframe").locator(
+                                    "[data-count='finished'] b:text-is('2')").wait_for(
+                                    timeout=15_000)
+                            link = tab.locator("a[target='_blank']")
+                            assert link.get_attribute("href") == handle.url
+            finally:
+                handle.stop()
+                autocron._dashboards.clear()
+        finally:
+            autocron.stop(timeout=5)
+
+    def test_only_the_notebook_view_may_be_framed_and_only_from_the_loopback(self, lone_board,
+                                                                             chromium):
+        token = lone_board.url.split("token=")[1]
+        status, body, headers = http_get(f"{lone_board.base}notebook?token={token}")
+        assert status == 200 and "data-count" in body and "<base target='_blank'>" in body
+        assert headers["X-Frame-Options"] is None
+        assert headers["Content-Security-Policy"].endswith(
+            "; frame-ancestors 'self' http://127.0.0.1:* http://localhost:* "
+            "https://127.0.0.1:* https://localhost:*")
+        assert http_get(lone_board.base + "notebook")[:2][0] == 401
+        for path in ("", "tasks", "pool", "nothing"):
+            status, _, headers = lone_board.get("/" + path)
+            assert headers["X-Frame-Options"] == "DENY"
+            assert headers["Content-Security-Policy"].endswith("; frame-ancestors 'none'")
+        view = f"{lone_board.base}notebook?token={token}"
+        context = chromium.new_context()
+        try:
+            tab = context.new_page()
+            console = []
+            tab.on("console", lambda message: console.append(message.text))
+            # 127.0.0.2 is the loopback too, but no notebook's name: it stands for a site
+            # (a browser of its own blocks a public site's frame of the loopback before
+            # any request)
+            for host, src, refusal in (
+                    ("127.0.0.2", view, f"frame-ancestors {autocron._DASH_NOTEBOOKS}"),
+                    ("127.0.0.1", lone_board.url, "frame-ancestors 'none'")):  # not the view
+                console.clear()
+                with notebook_page(f"<iframe src='{src}'></iframe>", host) as port:
+                    tab.goto(f"http://{host}:{port}/")
+                    frame = tab.frames[1]
+                    frame.wait_for_load_state()
+                    assert frame.url.startswith("chrome-error://"), frame.url
+                    wait_until(lambda: any(refusal in text for text in console), 15,
+                               f"the browser to refuse the frame: {refusal}")
+        finally:
+            context.close()
+
+    def test_on_the_ipv6_loopback(self, tmp_path):
+        autocron._open_store(str(tmp_path / "autocron.db")).close()
+        server = DashboardServer(tmp_path / "autocron.db", "--host", "::1")
+        try:
+            port = server.port
+            assert re.fullmatch(rf"http://\[::1\]:{port}/\?token=[\w-]{{43}}", server.url)
+            assert server.base == f"http://[::1]:{port}/"
+            for host in (f"[::1]:{port}", "[::1]", f"localhost:{port}"):
+                assert server.get("/pool", {"Host": host})[0] == 200
+            assert server.get("/pool", {"Host": f"127.0.0.1:{port}"})[:2] == (
+                421, f"this dashboard answers to [::1]:{port} and localhost:{port} only: open "
+                     f"http://[::1]:{port}/ (the request was for '127.0.0.1:{port}')")
+            secret = page_secret(server.get("/pool")[1])
+            assert server.post("/pool/workers", {"secret": secret, "workers": "2"},
+                               {"Origin": f"http://[::1]:{port}"})[0] == 200
+        finally:
+            server.stop()
 
 
 # ---- the admin command line ----------------------------------------------------------------

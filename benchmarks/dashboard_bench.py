@@ -77,10 +77,14 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+# Keeps the cookie that autocron's dashboard sets for the token of the address it prints.
+OPENER = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
+
+
 def fetch(url: str) -> tuple:
     """(seconds, bytes) of one GET; the page must answer 200."""
     began = time.perf_counter()
-    with urllib.request.urlopen(url, timeout=60) as answer:
+    with OPENER.open(url, timeout=60) as answer:
         body = answer.read()
         if answer.status != 200:
             raise RuntimeError(f"{url} answered {answer.status}")
@@ -158,20 +162,25 @@ autocron.stop()
 
 @contextlib.contextmanager
 def autocron_dashboard(database: str) -> Iterator[str]:
-    port = free_port()
+    """The dashboard's address, signed in: the token of the address it prints (once it
+    listens) kept as a cookie, through a page that reads nothing (the first view stays
+    the first)."""
     process = subprocess.Popen([sys.executable, str(ROOT / "autocron.py"), "--db", database,
-                                "dashboard", "--port", str(port)], stdout=subprocess.PIPE,
+                                "dashboard", "--port", "0"], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
     try:
-        base = f"http://127.0.0.1:{port}/"
-        wait_for(base, process)
+        printed = re.search(r" at (http://\S+) ", process.stdout.readline())
+        if printed is None:
+            raise RuntimeError(f"the dashboard did not start: {process.stderr.read()}")
+        base, _, query = printed.group(1).partition("?")
+        OPENER.open(f"{base}favicon.ico?{query}", timeout=60).close()
         yield base
     finally:
         stop(process)
 
 
 def autocron_views(base: str) -> list:
-    with urllib.request.urlopen(base + "tasks", timeout=60) as answer:
+    with OPENER.open(base + "tasks", timeout=60) as answer:
         newest = re.search(r"data-task-id='([^']+)'", answer.read().decode()).group(1)
     views = [View("overview", base), View("tasks, newest 50", base + "tasks"),
              View("tasks, a status none has", base + "tasks?status=cancelled"),
