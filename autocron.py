@@ -2017,7 +2017,11 @@ _RETRY_TASK = ("INSERT INTO tasks (token, name, args, status, priority, retries,
 def _row_key(uid: str) -> tuple:
     """(row id, token) of a task id; (-1, "") for text that cannot be one."""
     token, _, row = str(uid).rpartition("-")
-    return (int(row), token) if row.isdigit() and token else (-1, "")
+    # ASCII digits only ("²" is a digit to isdigit(), not to int()), and a row id that
+    # fits the databases' 64-bit integers (PostgreSQL refuses a larger parameter)
+    if token and row.isascii() and row.isdigit() and int(row) < 2 ** 63:
+        return int(row), token
+    return -1, ""
 
 
 def _token() -> str:
@@ -6586,6 +6590,7 @@ _DASH_READ = 10.0                # seconds a client has to send its whole reques
 _DASH_CONNECTIONS = 64           # client connections open at once, at most
 _DASH_HEAD = 65536               # bytes of a request's head read, at most
 _DASH_FORM = 65536               # bytes a form (a POST's body) may have
+_DASH_RETRY = 2                 # seconds: a page the database could not answer asks again
 
 
 def _h(value: Any) -> str:
@@ -7053,8 +7058,10 @@ def _dashboard_handler(board: _Dashboard) -> type:
                     return self._send(status, where)
                 status, body = board.page(url.path, query)
                 self._send(status, body, self._keep(token), framed)
-            except DatabaseError as error:
-                self._send(503, f"the database cannot be read: {error}")
+            except DatabaseError as error:     # weather (a server restarting): wait it out
+                self._send(503, f"the database cannot be read now; this page tries again "
+                                f"every {_DASH_RETRY} s: {error}",
+                           (("Refresh", str(_DASH_RETRY)), ("Retry-After", str(_DASH_RETRY))))
 
         def _form(self) -> tuple:
             """(the POST's form, None), or (None, (status, text)) for a body it does not

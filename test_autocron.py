@@ -4107,6 +4107,26 @@ class TestFaults:
             caplog.text
         assert query(url, "SELECT count(*) FROM tasks") == [(7,)]
 
+    def test_the_dashboard_waits_through_a_postgresql_restart(self, own_postgres):
+        url = own_postgres.url(schema="board")
+        assert autocron.start(url, workers=1) is True
+        assert add(1, 1).get(timeout=30) == 2
+        server = DashboardServer(url)
+        try:
+            assert server.get("/")[0] == 200
+            own_postgres.halt()
+            try:
+                status, body, headers = server.get("/")
+                assert status == 503 and headers["Refresh"] == "2" and \
+                    headers["Retry-After"] == "2", (status, body, headers)
+                assert body.startswith("the database cannot be read now; this page tries "
+                                       "again every 2 s: ")
+            finally:
+                own_postgres.resume()
+            wait_until(lambda: server.get("/")[0] == 200, what="the page again")
+        finally:
+            server.stop()
+
     def test_calls_made_before_the_clock_stepped_back_run_at_once(self, database, tmp_path,
                                                                   monkeypatch):
         clock = FakeClock(time.time(), monkeypatch, tmp_path)
@@ -4322,6 +4342,8 @@ class TestDelay:
         found = autocron.get_result(first.uuid)
         assert found.get() == 2 and found.uuid == first.uuid
         assert autocron.get_result("no-such-id") is None
+        for text in ("abc-\u00b2", f"abc-{2 ** 63}", "abc-99999999999999999999", "abc--1"):
+            assert autocron.get_result(text) is None, text    # no id: nothing, not a crash
 
     def test_cancel_a_waiting_task(self, pool):
         waiting = add_in_an_hour(1, 2)
