@@ -1876,19 +1876,27 @@ def unavailable(reason):
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="session")
-def postgres_server():
-    """A running PostgresServer shared by the whole session, with a database for the tests."""
+def started_postgres(database=None):
+    """A started PostgresServer (with `database` made in it, if named), or the reason why
+    not through unavailable()."""
     import importlib.util
     if importlib.util.find_spec("psycopg") is None:
         unavailable("psycopg is not installed: pip install -e '.[test]'")
     server = PostgresServer()
     try:
         server.start()
-        server.database = server.create_database("autocron_tests")
+        if database:
+            server.database = server.create_database(database)
     except (RuntimeError, OSError) as exc:
         server.stop()
         unavailable(f"cannot start a PostgreSQL test server: {exc}")
+    return server
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A running PostgresServer shared by the whole session, with a database for the tests."""
+    server = started_postgres("autocron_tests")
     try:
         yield server
     finally:
@@ -1898,15 +1906,7 @@ def postgres_server():
 @pytest.fixture
 def own_postgres():
     """A PostgreSQL server of the test's own, which it may halt and resume."""
-    import importlib.util
-    if importlib.util.find_spec("psycopg") is None:
-        unavailable("psycopg is not installed: pip install -e '.[test]'")
-    server = PostgresServer()
-    try:
-        server.start()
-    except (RuntimeError, OSError) as exc:
-        server.stop()
-        unavailable(f"cannot start a PostgreSQL test server: {exc}")
+    server = started_postgres()
     try:
         yield server
     finally:
