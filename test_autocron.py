@@ -6670,6 +6670,7 @@ class Storm:
         self.notes = []               # (monotonic time, text): restarts, for the report
         self.count = itertools.count()
         self.t0 = time.time()         # when the faults began (run() sets it)
+        self.before_stop = ""         # summary() before the owners stopped
 
     # -- processes ---------------------------------------------------------------------
 
@@ -6916,8 +6917,10 @@ class Storm:
                      if "autocron" in line or "Error" in line or "Traceback" in line]
             if lines:
                 logs.append(f"--- {path.name}\n" + "\n".join(lines[-15:]))
+        with contextlib.suppress(Exception):    # the database may be what failed
+            self.before_stop = self.before_stop or self.summary()
         return (f"{text}\n{len(problems)} broken promises:\n" + "\n".join(problems[:40])
-                + f"\n{self.summary()}\nlogs (autocron's lines):\n" + "\n".join(logs)[-12000:])
+                + f"\n{self.before_stop}\nlogs (autocron's lines):\n" + "\n".join(logs)[-12000:])
 
 
 def chaos_seed():
@@ -6971,6 +6974,7 @@ class TestChaos:
                                 "call (listed below as stuck)")
             runner.note("every call finished" if not problems else "gave up waiting")
             problems += storm.problems()
+            storm.before_stop = storm.summary()      # the machines table is gone after
             storm.shut_down(30)
             runner.note("owners told to stop")
             left = storm.leftovers()
