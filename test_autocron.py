@@ -71,6 +71,7 @@ from hypothesis import strategies as st
 
 import autocron
 from autocron import CronError, CronExpression
+from conftest import ChaosRunner, Fault
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 NOW = datetime(2024, 1, 1)
@@ -6539,6 +6540,14 @@ class ChaosRun:
                      for key, pids in sorted(runs.items()) if key not in table]
         return problems
 
+    def row(self, uid):
+        """The columns of a task's row that tell who holds it."""
+        columns = "status, worker, machine, lease" if autocron._is_postgres(self.direct) \
+            else "status, worker"
+        rows = query(self.direct, f"SELECT {columns} FROM tasks WHERE id = ?",
+                     (int(uid.rsplit("-", 1)[1]),))
+        return dict(zip(columns.split(", "), rows[0])) if rows else None
+
     def summary(self):
         """How the tasks ended, for the failure message."""
         table, runs = task_table(self.database), runs_in(self.log)
@@ -6551,7 +6560,7 @@ class ChaosRun:
                 + " ".join(lost[:20]))
 
 
-class TestChaos:
+class TestRandomKills:
     """kill -9 at random while calls come in: nothing lost, nothing run twice, nothing left."""
 
     def test_random_kills_lose_no_acknowledged_call_and_run_none_twice(self, tmp_path):
@@ -7109,3 +7118,564 @@ class TestWSGIServer:
                        "every process of the server to end")
         finally:
             server.kill_everything()
+
+
+# ---- the chaos test of issue 20: every fault at once, from a seed --------------------------
+
+# The tasks of the chaos test, imported by the producers and the workers: a run appends
+# "start <key> <pid> <host>" when it begins and "end <key> <pid> <host>" when its work is done,
+# to a log outside the database, and returns its key (its own value).
+STORM_TASKS = """
+    import os, random, time, autocron
+
+    LOG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "runs.log")
+
+
+    def note(what, key):
+        fd = os.open(LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, f"{what} {key} {os.getpid()} "
+                         f"{os.environ.get('AUTOCRON_HOST', '-')} {time.time():.3f}\\n"
+                     .encode())
+        finally:
+            os.close(fd)
+
+
+    def work(key):
+        note("start", key)
+        time.sleep(random.Random(key).random() * 0.1)
+        note("end", key)
+        return key
+
+
+    @autocron.delay(retries=3)
+    def again(key):
+        return work(key)
+
+
+    @autocron.delay
+    def once(key):
+        return work(key)
+"""
+
+# An owner: calls start() (it owns the pool, or stands by) and lives until its stdin closes.
+STORM_OWNER = """
+    import logging, sys, autocron
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s pid %(process)d %(message)s")
+    database, lease = sys.argv[1:3]
+    if float(lease):
+        autocron._LEASE_TTL = float(lease)
+    autocron.start(database, workers=2)
+    sys.stdin.read()
+    autocron.stop(timeout=5)
+"""
+
+# A producer: makes calls for `seconds`, each with a key of its own; it writes "try <key>"
+# before a call, "ack <key> <uuid>" once it returned (acknowledged), "fail <key> <error>" if
+# it raised DatabaseError (not acknowledged), and "done" at the end.
+STORM_PRODUCER = """
+    import logging, os, sys, time, autocron, storm_tasks
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s pid %(process)d %(message)s")
+    database, log, prefix, seconds, pause = sys.argv[1:6]
+    autocron.start(database, workers=0)
+    fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    end, i = time.monotonic() + float(seconds), 0
+    while time.monotonic() < end:
+        key = f"{prefix}-{i}"
+        os.write(fd, f"try {key}\\n".encode())
+        try:
+            result = (storm_tasks.once if i % 4 == 0 else storm_tasks.again)(key)
+        except autocron.DatabaseError as error:
+            os.write(fd, f"fail {key} {str(error)[:300]!r}\\n".encode())
+        else:
+            os.write(fd, f"ack {key} {result.uuid}\\n".encode())
+        i += 1
+        time.sleep(float(pause))
+    os.write(fd, b"done\\n")
+"""
+
+INTERRUPTED = re.compile(r"worker died|interrupted: the pool ended|machine \S+ lost")
+
+
+def children_of():
+    """{pid: [child pid, ...]} of every process now."""
+    tree = collections.defaultdict(list)
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            parent = parent_of(name)
+            if parent:
+                tree[parent].append(int(name))
+    return tree
+
+
+class Storm:
+    """The processes of a chaos run in `folder`: owners in named slots (an SQLite database's
+    two candidates, or PostgreSQL's machines), each started again when it ends, and
+    producers; what they did, and every check of the end."""
+
+    PAUSE = 0.12                  # seconds between a producer's calls
+    RESTART = 1.5                 # seconds from an owner's end to its replacement's start
+
+    def __init__(self, folder, database, direct=None, lease=0.0):
+        self.folder, self.database = folder, database     # the one its processes use
+        self.direct = direct or database                  # the one the test reads at the end
+        self.lease = lease
+        self.log = str(folder / "runs.log")
+        (folder / "storm_tasks.py").write_text(textwrap.dedent(STORM_TASKS))
+        self.env = {k: v for k, v in os.environ.items()
+                    if k not in ("TEST_CLOCK_FILE", "AUTOCRON_DATABASE", "XDG_RUNTIME_DIR",
+                                 "AUTOCRON_HOST")}
+        self.env["PYTHONPATH"] = os.pathsep.join([str(folder), HERE] + sys.path)
+        self.slots = {}               # name: [Popen or None, its extra environment]
+        self.procs = []               # every process started, in order
+        self.producers = []
+        self.seen = set()             # every pid of an owner, manager or worker seen
+        self.stopped = set()          # pids SIGSTOPped now
+        self.folders = []             # the machines' private folders
+        self.notes = []               # (monotonic time, text): restarts, for the report
+        self.count = itertools.count()
+        self.t0 = time.time()         # when the faults began (run() sets it)
+        self.before_stop = ""         # summary() before the owners stopped
+
+    # -- processes ---------------------------------------------------------------------
+
+    def spawn(self, code, *args, name, env=None):
+        with open(self.folder / f"{name}.out", "ab") as out:
+            proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code),
+                                     *map(str, args)], stdin=subprocess.PIPE, stdout=out,
+                                    stderr=subprocess.STDOUT, cwd=self.folder,
+                                    env=dict(self.env, **(env or {})), start_new_session=True)
+        self.procs.append(proc)
+        return proc
+
+    def slot(self, name, machine=False):
+        """An owner slot; a machine (PostgreSQL) has its own host name and private folder."""
+        env = {}
+        if machine:
+            own = tempfile.mkdtemp(prefix=f"chaos-{name}-")     # short: a socket's path fits
+            self.folders.append(own)
+            env = {"AUTOCRON_HOST": name, "TMPDIR": own}
+        self.slots[name] = [None, env]
+
+    def produce(self, n, seconds):
+        self.producers.append(self.spawn(STORM_PRODUCER, self.database,
+                                         self.folder / f"calls{n}.txt", f"p{n}", seconds,
+                                         self.PAUSE, name=f"producer{n}"))
+
+    def supervise(self):
+        """Start an owner again in every slot whose owner ended; note the pools' pids."""
+        tree, now = children_of(), time.monotonic()
+        for name, entry in self.slots.items():
+            proc, env = entry[:2]
+            if proc is not None and proc.poll() is not None and len(entry) == 2:
+                entry.append(now + self.RESTART)
+                self.notes.append((now, f"owner {proc.pid} of {name} ended "
+                                   f"({proc.returncode}); another starts in {self.RESTART} s"))
+            if proc is None or len(entry) == 3 and entry[2] <= now:
+                entry[:] = [self.spawn(STORM_OWNER, self.database, self.lease, env=env,
+                                       name=f"{name}.{next(self.count)}"), env]
+            if entry[0].poll() is None:
+                self.seen.update(self.tree(entry[0].pid, tree))
+
+    def tree(self, pid, tree=None):
+        tree = tree if tree is not None else children_of()
+        found, todo = [], [pid]
+        while todo:
+            found.append(todo.pop())
+            todo += tree.get(found[-1], [])
+        return found
+
+    def pool(self, name, tree=None):
+        """(owner, manager, workers) of a slot, from the process tree: the owner's child
+        is its manager, the manager's children are its workers; (None, None, []) for a
+        stand-by or a gone owner."""
+        tree = tree if tree is not None else children_of()
+        proc = self.slots[name][0]
+        if proc is None or proc.poll() is not None:
+            return None, None, []
+        managers = [pid for pid in tree.get(proc.pid, []) if alive(pid)]
+        if not managers:
+            return proc.pid, None, []
+        return proc.pid, managers[0], [pid for pid in tree.get(managers[0], []) if alive(pid)]
+
+    def active(self):
+        """The slot names whose owner runs a pool now."""
+        tree = children_of()
+        return [name for name in self.slots if self.pool(name, tree)[1]]
+
+    def ready(self, pools):
+        tree = children_of()
+        return sum(len(self.pool(name, tree)[2]) == 2 for name in self.slots) >= pools
+
+    def signal(self, pids, number):
+        done = []
+        for pid in pids:
+            if pid and alive(pid) and belongs(pid, self.folder, str(self.folder)):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, number)
+                    done.append(pid)
+        return done
+
+    def leftovers(self):
+        """{pid: command line} of the run's processes still alive."""
+        left = processes_of(self.folder, str(self.folder))
+        left.update({pid: cmdline(pid) for pid in self.seen if alive(pid) and
+                     belongs(pid, self.folder, str(self.folder))})
+        return left
+
+    def shut_down(self, timeout=30):
+        """Close every owner's stdin: it stops its pool and exits; wait for every process."""
+        self.signal(list(self.stopped), signal.SIGCONT)
+        for proc in self.procs:
+            if proc.poll() is None:
+                with contextlib.suppress(OSError):
+                    proc.stdin.close()
+        end = time.monotonic() + timeout
+        for proc in self.procs:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=max(0.1, end - time.monotonic()))
+        with contextlib.suppress(AssertionError):
+            wait_until(lambda: not self.leftovers(), max(1.0, end - time.monotonic()))
+
+    def kill_everything(self):
+        for pid in list(self.leftovers()) + [p.pid for p in self.procs]:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+                os.kill(pid, signal.SIGCONT)
+        for proc in self.procs:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=10)
+            with contextlib.suppress(OSError):
+                proc.stdin.close()
+        for folder in self.folders:
+            shutil.rmtree(folder, ignore_errors=True)
+        if not autocron._is_postgres(self.database):
+            with contextlib.suppress(FileNotFoundError, TypeError):
+                os.unlink(autocron._wake_path(self.database))
+
+    # -- what happened -------------------------------------------------------------------
+
+    def calls(self):
+        """{key: ("ack", uuid) | ("fail", message) | ("try", "")}: what producers saw."""
+        seen = {}
+        for path in sorted(self.folder.glob("calls*.txt")):
+            for line in path.read_text().splitlines():
+                what, _, rest = line.partition(" ")
+                if what in ("try", "ack", "fail"):
+                    key, _, detail = rest.partition(" ")
+                    seen[key] = (what, detail)
+        return seen
+
+    def runs(self):
+        """{key: [("start" | "end", pid, host, seconds since the faults began), ...]} from
+        the tasks' log."""
+        runs = collections.defaultdict(list)
+        if os.path.exists(self.log):
+            with open(self.log) as file:
+                for line in file:
+                    what, key, pid, host, moment = line.split()
+                    runs[key].append((what, int(pid), host, round(float(moment) - self.t0, 2)))
+        return runs
+
+    def unfinished(self):
+        return query(self.direct, "SELECT count(*) FROM tasks WHERE status NOT IN "
+                                  "('ready', 'error', 'cancelled')")[0][0]
+
+    def wait(self, condition, timeout):
+        """Keep the owners running until condition() holds; False after timeout s."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            self.supervise()
+            if condition():
+                return True
+            time.sleep(0.1)
+        return False
+
+    def producers_done(self):
+        return all(p.poll() is not None for p in self.producers)
+
+    def problems(self):
+        """Every broken promise, one line each, with its evidence (see TestChaos)."""
+        table, runs, calls = task_table(self.direct), self.runs(), self.calls()
+        problems = []
+        for n, proc in enumerate(self.producers):
+            if proc.returncode != 0 or not (self.folder / f"calls{n}.txt").read_text() \
+                    .endswith("done\n"):
+                problems.append(f"producer {n} ended with {proc.returncode} before its end: "
+                                + (self.folder / f"producer{n}.out").read_text()[-1500:])
+        for key, (what, detail) in sorted(calls.items()):
+            rows, ran = table.get(key, []), runs.get(key, [])
+            if what == "ack" and (len(rows) != 1 or rows[0][0] != detail):
+                problems.append(f"acknowledged call {key} ({detail}) has {len(rows)} rows: "
+                                f"{rows}; runs {ran}")
+            elif what == "fail" and len(rows) > 1:
+                problems.append(f"failed call {key} stored {len(rows)} times: {rows}")
+            elif what == "fail" and not rows and ran:
+                problems.append(f"failed call {key} ({detail}) ran though not stored: {ran}")
+            elif what == "try" and len(rows) > 1:
+                problems.append(f"call {key} (its producer died in it) has rows {rows}")
+        for key, rows in sorted(table.items()):
+            if key not in calls:
+                problems.append(f"a row no producer made: {key} {rows}")
+            ran = runs.get(key, [])
+            starts = [(pid, host, at) for what, pid, host, at in ran if what == "start"]
+            ends = [(pid, host, at) for what, pid, host, at in ran if what == "end"]
+            for uid, status, attempts, retries, message, value in rows:
+                what = (f"{key} ({uid}, {calls.get(key, ('?',))[0]}, retries {retries}): "
+                        f"{status} after {attempts} attempts"
+                        + (f" ({message!r})" if message else "")
+                        + f"; started {len(starts)} times {starts}, ended {len(ends)} {ends}"
+                        + (f"; row {self.row(uid)}" if status not in ("ready", "error") or
+                           len(starts) > attempts else ""))
+                if status not in ("ready", "error"):
+                    problems.append(f"stuck: {what}")
+                    continue
+                if len(starts) > attempts:
+                    problems.append(f"ran more often than the attempts it was given: {what}")
+                if attempts > retries + 1:
+                    problems.append(f"more attempts than its retries allow: {what}")
+                if status == "ready" and value != key:
+                    problems.append(f"ready with the wrong value {value!r}: {what}")
+                if status == "ready" and not ends:
+                    problems.append(f"ready but no run of it ended: {what}")
+                if status == "error" and not INTERRUPTED.match(message):
+                    problems.append(f"failed, though its work cannot fail: {what}")
+                elif status == "error" and attempts <= retries:
+                    problems.append(f"failed with retries left: {what}")
+        problems += [f"{key} ran but is not in the database: {ran}"
+                     for key, ran in sorted(runs.items()) if key not in table
+                     and calls.get(key, ("?",))[0] != "fail"]
+        return problems
+
+    def row(self, uid):
+        """The columns of a task's row that tell who holds it."""
+        columns = "status, worker, machine, lease" if autocron._is_postgres(self.direct) \
+            else "status, worker"
+        rows = query(self.direct, f"SELECT {columns} FROM tasks WHERE id = ?",
+                     (int(uid.rsplit("-", 1)[1]),))
+        return dict(zip(columns.split(", "), rows[0])) if rows else None
+
+    def summary(self):
+        table, calls = task_table(self.direct), self.calls()
+        outcome = collections.Counter((row[1], row[2], INTERRUPTED.match(row[4]) and
+                                       INTERRUPTED.match(row[4]).group(0) or row[4])
+                                      for rows in table.values() for row in rows)
+        said = collections.Counter(what for what, _ in calls.values())
+        machines = query(self.direct, "SELECT name, lease, owner, manager, workers FROM "
+                         "machines") if autocron._is_postgres(self.direct) else "-"
+        return (f"calls: {dict(said)}; outcomes (status, attempts, error): "
+                + ", ".join(f"{n}x {k}" for k, n in outcome.most_common())
+                + f"\nmachines (name, lease, owner, manager, workers): {machines}")
+
+    def report(self, runner, problems):
+        notes = [(round(t - runner._began, 2) if runner._began else 0, text)
+                 for t, text in self.notes]
+        events = sorted(runner.events + notes, key=lambda e: e[0])
+        runner.events, saved = events, runner.events
+        try:
+            text = runner.report()
+        finally:
+            runner.events = saved
+        logs = []
+        for path in sorted(self.folder.glob("*.out")):
+            lines = [line for line in path.read_text(errors="replace").splitlines()
+                     if "autocron" in line or "Error" in line or "Traceback" in line]
+            if lines:
+                logs.append(f"--- {path.name}\n" + "\n".join(lines[-15:]))
+        with contextlib.suppress(Exception):    # the database may be what failed
+            self.before_stop = self.before_stop or self.summary()
+        return (f"{text}\n{len(problems)} broken promises:\n" + "\n".join(problems[:40])
+                + f"\n{self.before_stop}\nlogs (autocron's lines):\n" + "\n".join(logs)[-12000:])
+
+
+def chaos_seed():
+    return int(os.environ.get("AUTOCRON_CHAOS_SEED") or random.randrange(1, 10 ** 6))
+
+
+class TestChaos:
+    """Producers and two pools under every fault at once, from a seed (AUTOCRON_CHAOS_SEED,
+    else random; printed in every failure with the faults injected, (seconds, fault) each).
+
+    What the end must show, once the faults stopped and everything is healthy again:
+
+    - a call is acknowledged when the producer's call returned its Result (its id written
+      down after that); one that raised DatabaseError is not, and it must either be absent
+      (no row, no run) or, stored all the same, be held to the rules below like the others;
+    - every acknowledged call has exactly one row, with its own id;
+    - no call is stuck: within a generous timeout every row is 'ready' or 'error';
+    - exactly once: a call ends once, with one outcome; a 'ready' one holds its own value
+      (its key) and at least one run of it reached its end. A run is the task's work
+      between its "start" and "end" lines in the log outside the database. A worker killed
+      while it runs a task (kill -9 of the worker, of its manager or owner, or the machine
+      lost: paused past its lease) makes that attempt end: it counts, and the task runs
+      again while it has retries left (the tasks have retries=3; one call in four has none).
+      So a call may start several times, but never more often than the attempts the
+      database counted for it (a run nobody counted is a run twice), never more attempts
+      than its retries allow, and it ends 'error' only with such an interruption as its
+      error, after its last attempt (its work itself cannot fail). A run that reached its
+      "end" line before its worker was killed may thus be followed by another: that is
+      the at-least-once of an interrupted attempt, not a second outcome;
+    - no process of the run is left once its owners were told to stop: no owner, manager,
+      worker or producer, nor anything else that works in the run's folder.
+    """
+
+    DURATION = 45.0               # seconds of faults (and of calls)
+
+    def storm(self, storm, runner, pools):
+        """Run a storm to its end and check it; a failure shows the seed and the faults."""
+        problems = []
+        try:
+            if not storm.wait(lambda: storm.ready(pools), 60):
+                raise AssertionError(f"no {pools} pool(s) with two workers came up")
+            for n in range(2):
+                storm.produce(n, self.DURATION)
+            storm.t0 = time.time()
+            runner.run(storm.supervise)
+            runner.note("faults over: everything healthy again")
+            if not storm.wait(storm.producers_done, 60):
+                problems.append("the producers did not end within 60 s of the last fault")
+            elif not storm.wait(lambda: storm.unfinished() == 0, 60):
+                problems.append(f"{storm.unfinished()} calls unfinished 60 s after the last "
+                                "call (listed below as stuck)")
+            runner.note("every call finished" if not problems else "gave up waiting")
+            problems += storm.problems()
+            storm.before_stop = storm.summary()      # the machines table is gone after
+            storm.shut_down(30)
+            runner.note("owners told to stop")
+            left = storm.leftovers()
+            if left:
+                problems.append(f"processes left after every owner stopped: {left}")
+        except Exception as error:
+            problems.append(f"the test itself failed: {error!r}")
+            raise AssertionError(storm.report(runner, problems)) from error
+        if problems:
+            pytest.fail(storm.report(runner, problems), pytrace=False)
+
+    def pick(self, storm, rng, role, names=None):
+        """A live (name, pid) of a worker, manager or owner of a running pool, or None."""
+        tree = children_of()
+        found = []
+        for name in names or sorted(storm.slots):
+            owner, manager, workers = storm.pool(name, tree)
+            if manager:
+                found += [(name, pid) for pid in {"owner": [owner], "manager": [manager],
+                                                  "worker": sorted(workers)}[role]]
+        return rng.choice(found) if found else None
+
+    def kill(self, storm, role):
+        def inject(rng):
+            victim = self.pick(storm, rng, role)
+            if victim is None:
+                return f"kill -9 {role}: none running", None
+            storm.signal([victim[1]], signal.SIGKILL)
+            return f"kill -9 {role} {victim[1]} of {victim[0]}", None
+        return inject
+
+    def pause(self, storm, role):
+        def inject(rng):
+            victim = self.pick(storm, rng, role)
+            if victim is None:
+                return f"SIGSTOP {role}: none running", None
+            stopped = storm.signal([victim[1]], signal.SIGSTOP)
+            storm.stopped.update(stopped)
+
+            def undo():
+                storm.stopped.difference_update(stopped)
+                return f"SIGCONT {role} {storm.signal(stopped, signal.SIGCONT)} of {victim[0]}"
+            return f"SIGSTOP {role} {victim[1]} of {victim[0]}", undo
+        return inject
+
+    def test_sqlite_full_disk_kills_and_pauses(self, small_disk, tmp_path):
+        """Two owners on one database file on a small disk (one owns the pool, the other
+        stands by; a killed one is replaced), two producers; faults: the disk filled and
+        freed, kill -9 of workers, managers and owners, SIGSTOP/SIGCONT of a manager or a
+        worker. About a minute."""
+        seed = chaos_seed()
+        storm = Storm(tmp_path, small_disk.path("chaos.db"))
+        autocron._Store(storm.database).close()
+        storm.slot("first")
+        storm.slot("second")
+
+        def fill(rng):
+            small_disk.fill()
+            return "disk filled", lambda: small_disk.free() or "disk freed"
+        runner = ChaosRunner(seed, {
+            "fill disk": Fault(2, fill, (1.0, 4.0), "disk"),
+            "kill worker": Fault(3, self.kill(storm, "worker")),
+            "kill manager": Fault(2, self.kill(storm, "manager")),
+            "kill owner": Fault(2, self.kill(storm, "owner")),
+            "stop manager": Fault(1, self.pause(storm, "manager"), (1.0, 4.0), "stop"),
+            "stop worker": Fault(1, self.pause(storm, "worker"), (1.0, 4.0), "stop"),
+        }, self.DURATION)
+        try:
+            self.storm(storm, runner, pools=1)
+        finally:
+            runner.heal()
+            small_disk.free()
+            storm.kill_everything()
+
+    def test_postgresql_restarts_network_faults_pauses_and_kills(self, own_postgres,
+                                                                  tcp_proxy, tmp_path):
+        """Two machines (each an owner with its own host name and pool, leases of 3 s) and
+        two producers, all through a TCP proxy; faults: the server restarted, connections
+        dropped, delayed or held (blackhole) for a few seconds, a whole machine (owner,
+        manager, workers) paused longer than its lease, kill -9 of workers, managers and
+        owners (a killed owner is started again, as a service manager would). About a
+        minute."""
+        seed, server = chaos_seed(), own_postgres
+        direct = server.url(schema="chaos")
+        proxy = tcp_proxy((server.host, server.port))
+        through = direct.replace(f":{server.port}/", f":{proxy.port}/")
+        autocron._open_store(direct).close()
+        close_postgres_connections()
+        lease = 3.0
+        storm = Storm(tmp_path, through, direct, lease=lease)
+        storm.slot("a", machine=True)
+        storm.slot("b", machine=True)
+
+        def restart(rng):
+            server.halt()
+            return "server halted", lambda: server.resume() or "server resumed"
+
+        def drop(rng):
+            return f"proxy dropped {proxy.drop()} connections", None
+
+        def delay(rng):
+            latency = round(rng.uniform(0.05, 0.5), 2)
+            proxy.delay(latency)
+            return f"proxy delays each chunk {latency} s", \
+                lambda: proxy.pass_through() or "proxy passes again"
+
+        def blackhole(rng):
+            proxy.blackhole()
+            return "proxy blackhole", lambda: proxy.pass_through() or "proxy passes again"
+
+        def stop_machine(rng):
+            name = rng.choice(sorted(storm.slots))
+            stopped, tree = [], storm.tree(storm.slots[name][0].pid)
+            while set(tree) - set(stopped):      # the owner first: it then starts nothing
+                stopped += storm.signal([p for p in tree if p not in stopped], signal.SIGSTOP)
+                tree = [p for p in storm.tree(storm.slots[name][0].pid) if alive(p)]
+            storm.stopped.update(stopped)
+
+            def undo():
+                storm.stopped.difference_update(stopped)
+                return f"SIGCONT machine {name}: {storm.signal(stopped, signal.SIGCONT)}"
+            return f"SIGSTOP machine {name}: {stopped}", undo
+        runner = ChaosRunner(seed, {
+            "restart server": Fault(1, restart, (1.0, 4.0), "server"),
+            "proxy drop": Fault(1, drop, (0, 0), "proxy"),
+            "proxy delay": Fault(1, delay, (2.0, 5.0), "proxy"),
+            "proxy blackhole": Fault(1, blackhole, (1.0, 4.0), "proxy"),
+            "stop machine": Fault(1.5, stop_machine, (lease + 1, lease + 3), "machine"),
+            "kill worker": Fault(2, self.kill(storm, "worker")),
+            "kill manager": Fault(1, self.kill(storm, "manager")),
+            "kill owner": Fault(1, self.kill(storm, "owner")),
+        }, self.DURATION)
+        try:
+            self.storm(storm, runner, pools=2)
+        finally:
+            runner.heal()
+            proxy.pass_through()
+            storm.kill_everything()
+            close_postgres_connections()
