@@ -5075,7 +5075,12 @@ class _Pool:
         if self.store.leased and previous is None:
             return           # none known on this machine: the lost pools' way settles it
         _, manager, workers = self.store.pool_pids(previous)
-        left = [p for p in [manager, *workers] if p and p != os.getpid()]
+        left = {p for p in [manager, *workers] if p and p != os.getpid()}
+        if not self.store.leased:
+            # One pool a file on this machine: every other process of a pool of this file
+            # is the last pool's, also a worker it started when it could no longer publish
+            # its pids (a full disk): each hands over what it ran before this pool settles.
+            left.update(_pool_processes(self.store.path) - {os.getpid()})
         end = time.monotonic() + _HANDOVER_WAIT
         while left and time.monotonic() < end:
             left = [p for p in left if _pool_process_alive(p, self.store.path)]
@@ -5638,6 +5643,17 @@ def _child_signals() -> Optional[int]:
     signal.signal(signal.SIGCHLD, lambda *_: None)
     signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
     return read_end
+
+
+def _pool_processes(database: str) -> set:
+    """The pids of the pool processes of `database` on this machine (by their command
+    lines; an empty set without /proc)."""
+    found = set()
+    with contextlib.suppress(OSError):
+        for name in os.listdir("/proc"):
+            if name.isdigit() and _pool_process_alive(int(name), database):
+                found.add(int(name))
+    return found
 
 
 def _pool_process_alive(pid: int, database: str) -> bool:
