@@ -4311,6 +4311,7 @@ class _WorkerState:
         self._withdrawn: set = set()      # ids whose withdrawal was asked for by then
         self._store: Optional[_Store] = None
         self.lease_clock: Optional[_LeaseClock] = None   # PostgreSQL: see take()
+        self.handed_over = False          # the manager is gone: nothing starts any more
 
     def reply(self, message: NamedTuple) -> None:
         """Send the pool a message; never while holding `ready` (the pool may be sending)."""
@@ -4348,7 +4349,9 @@ class _WorkerState:
         """The next task to start, marked current; None if there is none and `wait` is
         False. Called with `ready` held."""
         self.current = None
-        while True:
+        while self.handed_over:           # what it held is written as not started: it ends
+            self.ready.wait()             # before it could start anything (the reader thread
+        while True:                       # kills its process group)
             while not self.inbox:
                 if not wait:
                     return None
@@ -4415,6 +4418,7 @@ class _WorkerState:
 
     def hand_over(self) -> None:
         """The manager ended: write the starts and outcomes it may not have committed."""
+        self.handed_over = True
         started = [self.current] if self.current else []
         started += [_Started(o.id, o.started) for _, o in self.unacknowledged]
         if not started:
