@@ -4808,6 +4808,7 @@ class _Pool:
         self._lease_clock = _LeaseClock() if store.leased else None   # shared with workers
         self._lease_lost = threading.Event()   # the lease keeper found it taken over
         self._ending = threading.Event()       # the pool ends: so does the keeper
+        self._orphaned = False         # the owner is gone: write what is known, then exit
         self._started: list = []       # _Started messages to mark running
         self._started_since = 0.0      # when the first of them arrived
         self._outcomes: list = []      # (_Outcome, task uuid, worker or None, its number)
@@ -4888,6 +4889,29 @@ class _Pool:
         if done:
             self.tell_owner(("done", done))
 
+    def orphaned(self) -> None:
+        """From the control thread: the owner ended, however it ended. The dispatcher
+        writes what it knows and no worker could write (outcomes of workers that died since
+        they reported them) and exits; its workers then hand over what they hold."""
+        self._orphaned = True
+        _notify(self._wake_path)
+
+    def _leave(self) -> None:
+        """The owner is gone: commit what was learnt (waiting out an unavailable database
+        as long as the next pool waits for this process), then end at once, as the owner's
+        end asks (the workers end through their pipes, after their own hand-over)."""
+        end = time.monotonic() + _HANDOVER_WAIT - 1.0
+        self._stopping = True          # no worker starts or comes back in the meantime
+        self._collect()
+        while self._outcomes or self._started or self._requeue or self._refused:
+            try:
+                self._commit([], False)
+            except DatabaseError:
+                if time.monotonic() >= end:
+                    break
+                time.sleep(min(0.2, max(0.0, self._retry_at - time.monotonic())))
+        os._exit(0)
+
     def request_stop(self, timeout: float) -> None:
         """From the manager's control thread: finish within `timeout` seconds."""
         self._deadline = time.monotonic() + max(0.0, timeout)
@@ -4914,6 +4938,8 @@ class _Pool:
             self._adjust_workers()
             last_cleanup = 0.0
             while True:
+                if self._orphaned:
+                    self._leave()
                 try:
                     if self._stopping:
                         self._wind_down()
@@ -5715,7 +5741,9 @@ def _manager_main(config_text: str) -> None:
             try:
                 message = pickle.loads(control.recv_bytes())
             except (EOFError, OSError):
-                os._exit(0)           # the owner is gone
+                pool.orphaned()       # the owner is gone
+                time.sleep(_HANDOVER_WAIT)
+                os._exit(0)           # the dispatcher did not get it done: the workers do
             if message[0] == "watch":
                 pool.watch(message[1])
             elif message[0] == "stop":

@@ -4073,6 +4073,41 @@ class TestFaults:
         assert result.attempts == 1 and logged(log) == ["0"]
         wait_until(lambda: not alive(worker), what="the old worker to end")
 
+    def test_outcomes_only_the_manager_holds_are_written_when_the_owner_dies(
+            self, small_disk, tmp_path):
+        # The disk is full, so the manager holds the outcome; the worker that reported it is
+        # killed; then the owner dies: the manager writes the outcome before it ends.
+        database, gate, log = small_disk.path("autocron.db"), tmp_path / "gate", tmp_path / "log"
+        owner = spawn_python("""
+            import sys, autocron, test_autocron
+            autocron.start(sys.argv[1], workers=1)
+            print(test_autocron.wide_after(sys.argv[2], sys.argv[3], 0).uuid, flush=True)
+            sys.stdin.read()
+        """, database, gate, log, stdin=subprocess.PIPE)
+        try:
+            uid = owner.stdout.readline().strip()
+            manager, (worker,) = wait_until(lambda: autocron._open_store(database).pool_pids()[
+                1:] if len(autocron._open_store(database).pool_pids()[2]) == 1 else None,
+                what="the owner's pool")
+            wait_until(lambda: query(database, "SELECT status FROM tasks") == [("queued",)],
+                       what="the hand-over")
+            small_disk.fill()
+            gate.write_text("")
+            wait_until(lambda: logged(log) == ["0"], what="the task to end while the disk is full")
+            os.kill(worker, signal.SIGKILL)         # the outcome is the manager's alone now
+            wait_until(lambda: not alive(worker), what="the worker's end")
+            owner.kill()
+            owner.wait(timeout=30)
+            small_disk.free()
+            wait_until(lambda: not alive(manager), 30, "the manager to write and end")
+        finally:
+            owner.kill()
+            owner.communicate(timeout=30)
+        assert autocron.start(database, workers=1) is True
+        result = autocron.get_result(uid)
+        assert result.get(timeout=30) == "0:" + "x" * 100_000
+        assert result.attempts == 1 and logged(log) == ["0"]
+
     def test_a_postgresql_restart_loses_nothing_and_runs_nothing_twice(self, own_postgres,
                                                                         tmp_path, caplog):
         caplog.set_level(logging.INFO, logger="autocron")
