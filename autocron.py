@@ -2788,6 +2788,11 @@ class _Store(_SharedSql):
         """No claim's reply can be lost: the database is a file of this machine."""
         return []
 
+    def start_now(self, task_id: int, lease: Optional[int], at: float) -> bool:
+        """Nothing to ask first: the pool writes the start (and a worker whose pool ended
+        writes it itself: _WorkerState.hand_over); no other machine settles this file."""
+        return True
+
     def lost_machines(self, con: sqlite3.Connection) -> list:
         return []
 
@@ -3775,6 +3780,18 @@ class _PgStore(_SharedSql):
                                   self.machine, self.lease)).fetchall()
         return [_Claimed(*row[1:]) for row in sorted(rows)]
 
+    def start_now(self, task_id: int, lease: Optional[int], at: float) -> bool:
+        """A worker starts this task now: its start is committed first, and only under its
+        lease while the server holds that lease valid (False: the task is not this pool's
+        any more, or its lease may be gone). Another machine that settles this pool's tasks
+        then finds it running, never waiting: it cannot run twice unseen, whatever happens
+        to this machine between the start and the commit of the outcome."""
+        return self.write(
+            "UPDATE tasks SET status = 'running', started = %s, attempts = attempts + 1, "
+            "cancel = CASE cancel WHEN 1 THEN 0 ELSE cancel END WHERE id = %s AND status = "
+            "'queued' AND lease = %s AND EXISTS (SELECT 1 FROM machines WHERE lease = %s AND "
+            f"heartbeat >= {_PG_NOW} - %s)", (at, task_id, lease, lease, _LEASE_TTL)) == 1
+
     def mark_started(self, con: Any, started: list) -> None:
         if started:
             with con.cursor() as cursor:
@@ -4245,9 +4262,11 @@ class _Done(NamedTuple):
 
 class _Returned(NamedTuple):
     """Worker to pool: the task asked back is back (never started); `skipped`: it never
-    started because its withdrawal was asked for."""
+    started because its withdrawal was asked for; `refused`: because the database refused
+    its start (its lease is gone: the other machines have it)."""
     id: int
     skipped: bool = False
+    refused: bool = False
 
 
 def _worker_main(config_text: str) -> None:
@@ -4375,7 +4394,18 @@ class _WorkerState:
                 self.lease = message.lease       # the pool took a new lease
                 if self._store is not None:
                     self._store.lease = message.lease
-            self.current = _Started(message.id, _clock())
+            at = _clock()
+            try:
+                if not self.store().start_now(message.id, message.lease, at):
+                    skipped.append(_Returned(message.id, refused=True))
+                    continue
+            except DatabaseError:      # unavailable: not started until it can say so
+                self.inbox.insert(0, message)
+                if not wait:
+                    return None
+                self.ready.wait(_OUTAGE_PAUSES[0])
+                continue
+            self.current = _Started(message.id, at)
             return message
 
     def store(self) -> "_Store":
@@ -5446,7 +5476,7 @@ class _Pool:
                 self._receive(worker, message.next)
             return
         task.returning = False          # taken back, or never started (withdrawn)
-        if task.forfeit:
+        if task.forfeit or message.refused:     # the others have it
             return
         if task.cancel or message.skipped:
             self._end(task, "cancelled", "cancelled")

@@ -4118,10 +4118,10 @@ class TestFaults:
         manager, workers = pool_pids()
         wait_until(lambda: pg_listeners(server) == 1, what="the pool to listen")
         results = [wide_after(str(gate), str(log), i) for i in range(6)]
-        wait_until(lambda: all(row_status(url, r) != "waiting" for r in results[:2]),
-                   what="the workers to take tasks")
+        wait_until(lambda: all(row_status(url, r) == "running" for r in results[:2]),
+                   what="the workers to start tasks")
         server.halt()
-        try:
+        try:            # those running end; the others start once a start can be written
             gate.write_text("")
             wait_until(lambda: len(logged(log)) >= 2, what="tasks to end while it is down")
             with pytest.raises(TimeoutError):           # a caller waits through it
