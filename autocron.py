@@ -4331,6 +4331,7 @@ class _WorkerState:
         self._store: Optional[_Store] = None
         self.lease_clock: Optional[_LeaseClock] = None   # PostgreSQL: see take()
         self.handed_over = False          # the manager is gone: nothing starts any more
+        self.manager = os.getppid()       # the worker's parent, while it lives
 
     def reply(self, message: NamedTuple) -> None:
         """Send the pool a message; never while holding `ready` (the pool may be sending)."""
@@ -4375,6 +4376,9 @@ class _WorkerState:
                 if not wait:
                     return None
                 self.ready.wait()
+            while os.getppid() != self.manager:   # it died: the reader thread hands over
+                self.ready.wait()    # and ends the worker (one resumed from SIGSTOP may run
+                                     # on before it hears of that end)
             message = self.inbox.pop(0)
             if type(message) is _Exit:
                 self.hand_over()
