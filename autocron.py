@@ -4189,15 +4189,15 @@ def _notify(path: Optional[str], priority: int = 0) -> None:
 class _LeaseClock:
     """Until when this pool's lease is certainly valid at the server (PostgreSQL), as a
     time.monotonic() time that the manager's lease keeper moves on at every renewal and its
-    workers read before they start a task (_WorkerState.take): a task never starts under a
-    lease that the other machines may have taken over (a machine paused, cut off, or slower
-    than its lease), whatever the manager is busy with.
+    workers read before they start a task (_WorkerState.take): a worker of a machine that was
+    paused, cut off or slower than its lease stops starting tasks at once, without asking the
+    server, and waits until the keeper renewed the lease or the pool took its tasks back.
+    What decides is the start's commit at the server (start_now), under a lease the server
+    holds valid; this clock spares that round trip its refusals, and covers a task of an
+    older lease (which never starts once the pool took a new one).
 
     Kept in an unlinked file whose descriptor the workers inherit; each value is written
     twice and read as valid only when both copies agree, so a read never sees half a write.
-    CLOCK_MONOTONIC goes on while a process is stopped (SIGSTOP): a resumed worker finds the
-    time past. A virtual machine paused whole may stop that clock too; then only the fencing
-    of the writes holds (see the README).
     """
 
     def __init__(self, fd: Optional[int] = None):
