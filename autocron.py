@@ -2894,6 +2894,10 @@ class _Store(_SharedSql):
         return self._current_runs(con, [(o.cron, o.id, o.finished) for o in outcomes
                                         if o.cron and o.retry_at is None])
 
+    def started_unseen(self, con: sqlite3.Connection, ids: list) -> list:
+        """None: here the pool alone writes starts (start_now writes nothing)."""
+        return []
+
     def requeue(self, con: sqlite3.Connection, ids: list) -> None:
         """Tasks handed to a worker that never started them wait again."""
         if ids:
@@ -3833,6 +3837,12 @@ class _PgStore(_SharedSql):
                     "WHERE id = %s AND status IN ('queued', 'running') AND lease = %s", final)
         return self._current_runs(con, [(o.cron, o.id, o.finished) for o in outcomes
                                         if o.cron and o.retry_at is None])
+
+    def started_unseen(self, con: Any, ids: list) -> list:
+        """[(id, cron job)] of these tasks that a worker of this pool started (start_now)
+        although the pool took them for not started: it died before it could say so."""
+        return con.execute("SELECT id, cron FROM tasks WHERE id = ANY(%s) AND status = "
+                           "'running' AND lease = %s", (list(ids), self.lease)).fetchall()
 
     def requeue(self, con: Any, ids: list) -> None:
         if ids:
@@ -5259,7 +5269,7 @@ class _Pool:
             with self.store.transaction() as con:
                 self.store.mark_started(con, [s for s in started if s.id not in ended])
                 _write_outcomes(self.store, con, [o for o, _, _, _ in outcomes], now)
-                self.store.requeue(con, [t.id for t in requeue])
+                self._requeue_or_settle(con, [t.id for t in requeue], now)
                 self.store.refuse_cancel(con, refused)
                 if crons_due:
                     self.store.due_crons(con, now)
@@ -5276,6 +5286,18 @@ class _Pool:
         self._available()
         self._acknowledge(outcomes)
         return claimed
+
+    def _requeue_or_settle(self, con: Any, ids: list, now: float) -> None:
+        """Put back tasks that no worker runs, in the caller's transaction. One whose start
+        a worker committed before it could tell the pool (PostgreSQL: start_now), and that
+        worker died, is settled as interrupted instead (run again while it has retries)."""
+        unseen = self.store.started_unseen(con, ids) if ids else []
+        if unseen:
+            died = _failure("worker died: it ended after it started the task")
+            _write_outcomes(self.store, con, [
+                _Outcome(task_id, "error", error=died, finished=now, cron=job, retryable=True)
+                for task_id, job in unseen], now)
+        self.store.requeue(con, ids)
 
     def _store_one_by_one(self) -> bool:
         """After a commit that the database refused for its data: write each outcome alone,
