@@ -4431,15 +4431,13 @@ class _WorkerState:
     def payload(self, digest: str) -> bytes:
         """A shipped function's pickle, waiting out an unavailable database (the task has
         started: its timeout, if it has one, still ends the wait)."""
-        pause = _OUTAGE_PAUSES[0]
-        while True:
+        for pause in _pauses(*_OUTAGE_PAUSES):
             try:
                 return self.store().function_payload(digest)
             except DatabaseError as error:
                 if not _weather(error):
                     raise
             time.sleep(pause)
-            pause = min(pause * 2, _OUTAGE_PAUSES[1])
 
     def cancel_requested(self, task: _Run) -> bool:
         """Whether a withdrawal of this task was asked for before now (as far as the store's
@@ -4470,8 +4468,8 @@ class _WorkerState:
         # An unavailable database (a full disk, a server restarting) is waited out for as
         # long as the next pool waits for this process (_HANDOVER_WAIT) before it settles
         # what it finds: what ran here is then written, not run again.
-        end, pause = time.monotonic() + _HANDOVER_WAIT - 1.0, _OUTAGE_PAUSES[0]
-        while True:
+        end = time.monotonic() + _HANDOVER_WAIT - 1.0
+        for pause in _pauses(*_OUTAGE_PAUSES):
             try:
                 store = self.store()
                 with store.transaction() as con:
@@ -4482,7 +4480,6 @@ class _WorkerState:
                 if not _weather(error) or time.monotonic() + pause > end:
                     return
             time.sleep(pause)
-            pause = min(pause * 2, _OUTAGE_PAUSES[1])
 
 
 def _end_process_group() -> None:

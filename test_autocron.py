@@ -6403,6 +6403,18 @@ CHAOS_PRODUCER = """
 """
 
 
+def supervised_wait(supervise, condition, timeout):
+    """Call supervise() (which replaces killed processes) until condition() holds; False
+    after timeout s. The chaos runs wait this way, so that their processes stay alive."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        supervise()
+        if condition():
+            return True
+        time.sleep(0.1)
+    return False
+
+
 class ChaosRun:
     """Three application processes and two producers on one database, kept alive (a killed
     one is started again), and a killer that picks its victims from the pool table."""
@@ -6493,13 +6505,7 @@ class ChaosRun:
 
     def wait(self, condition, timeout):
         """Keep the processes running until condition() holds; False after timeout s."""
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            self.supervise()
-            if condition():
-                return True
-            time.sleep(0.1)
-        return False
+        return supervised_wait(self.supervise, condition, timeout)
 
     def pool_ready(self):
         owner, manager, workers = self.store.pool_pids()
@@ -7419,13 +7425,7 @@ class Storm:
 
     def wait(self, condition, timeout):
         """Keep the owners running until condition() holds; False after timeout s."""
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            self.supervise()
-            if condition():
-                return True
-            time.sleep(0.1)
-        return False
+        return supervised_wait(self.supervise, condition, timeout)
 
     def producers_done(self):
         return all(p.poll() is not None for p in self.producers)
