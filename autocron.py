@@ -2490,7 +2490,11 @@ class _Store(_SharedSql):
 
     def _error(self, error: sqlite3.Error) -> DatabaseError:
         text = str(error)
-        if "too big" in text or "too large" in text:      # SQLITE_TOOBIG: this value alone
+        # SQLITE_TOOBIG: this value alone. Python 3.10 and older report it as an
+        # InterfaceError while binding ("probably unsupported type"); autocron binds only
+        # types SQLite takes, so that error is the size too
+        if "too big" in text or "too large" in text or (
+                isinstance(error, sqlite3.InterfaceError) and "binding parameter" in text):
             return _DataRefused(f"{self.path}: a value is larger than SQLite stores (1 GB); "
                                 f"pass or return less (sqlite3: {text})", self.path)
         if "disk is full" in text:
