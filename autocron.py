@@ -220,7 +220,8 @@ def _clock() -> float:
     Tests replace it to run cron logic at fixed moments. The pool's processes cannot see a
     replaced function, so a test also names a file that holds the time in `_clock_file`,
     which travels to them in their start configuration (_spawn). Intervals and timeouts use
-    `time.monotonic()` instead.
+    `time.monotonic()` instead. What a store writes and compares goes by its now(): this
+    clock for SQLite, the server's for PostgreSQL (this clock plus the measured skew).
     """
     if _clock_file is None:
         return time.time()
@@ -2654,7 +2655,7 @@ class _Store(_SharedSql):
         token = _token()
         options = options or _PLAIN
         values = (token, name, args, options.priority, options.retries, options.retry_delay,
-                  options.backoff, options.timeout, due, _clock(), record,
+                  options.backoff, options.timeout, due, self.now(), record,
                   shipped and shipped.hash)
         try:
             if shipped is None:
@@ -2683,7 +2684,7 @@ class _Store(_SharedSql):
         """
         if not calls:
             return []
-        token, options, now = _token(), options or _PLAIN, _clock()
+        token, options, now = _token(), options or _PLAIN, self.now()
         fixed = (token, name, options.priority, options.retries, options.retry_delay,
                  options.backoff, options.timeout, due, now)
         digest = shipped and shipped.hash
@@ -2700,7 +2701,7 @@ class _Store(_SharedSql):
     def keep_function(self, con: sqlite3.Connection, shipped: _Shipped) -> None:
         """Store a shipped function's payload, in the caller's transaction."""
         con.execute("INSERT OR IGNORE INTO functions (hash, payload, created) VALUES (?, ?, ?)",
-                    (shipped.hash, shipped.payload, _clock()))
+                    (shipped.hash, shipped.payload, self.now()))
 
     def cancel(self, con: sqlite3.Connection, uid: str, now: float) -> Optional[list]:
         """Withdraw a waiting task: None if it was not waiting, else the cron run it was, if
@@ -2787,6 +2788,10 @@ class _Store(_SharedSql):
 
     def renew_lease(self, lease: Optional[int] = None) -> bool:
         return True
+
+    def now(self, look: bool = True) -> float:
+        """The time due times go by: this machine's clock, whose file this is."""
+        return _clock()
 
     def claimed(self) -> list:
         """No claim's reply can be lost: the database is a file of this machine."""
@@ -3002,7 +3007,7 @@ class _Store(_SharedSql):
                        "owner = excluded.owner, manager = excluded.manager, "
                        "workers = excluded.workers, started = CASE WHEN pool.owner = "
                        "excluded.owner THEN pool.started ELSE excluded.started END",
-                       (owner, manager, _clock(), json.dumps(list(workers))))
+                       (owner, manager, self.now(), json.dumps(list(workers))))
 
     def pool_pids(self, pool: Optional[_PoolId] = None) -> tuple:
         """(owner, manager, [workers]) as the pool last published them, or (None, None, []);
@@ -3088,6 +3093,10 @@ _PG_NAME_BYTES = 63             # PostgreSQL cuts longer names (NAMEDATALEN - 1)
 _PG_LONGEST_SCHEMA = _PG_NAME_BYTES - len(_PG_CHANNEL) - len(_PG_CANCEL)   # 47: the longest
                                 # name derived from a schema's is its cancel channel
 _PG_CONNECT_TIMEOUT = 5         # seconds to reach the server, unless the URL says otherwise
+_SKEW_LOOK = 60.0               # a machine measures its clock against the server's this often
+_SKEW_IGNORED = 0.5             # a machine's clock this close to the server's is taken as it
+                                # is: each measure is off by up to half a round trip, and
+                                # machines would otherwise disagree by that on every due time
 _LEASE_TTL = 30.0               # the others settle a pool's tasks once it missed its lease
 _LEASE_RENEWALS = 6             # renewals for this long; which it renews this many times in
                                 # it (the pool's processes get it in their start configuration)
@@ -3249,6 +3258,30 @@ _pg_links = threading.local()
 # {URL as shown: URL as given}: the pool's processes get the password in their environment
 # (_spawn), never on their command line, which other users can read.
 _pg_urls: dict = {}
+# {server's conninfo: _Skew}: this machine's clock against the server's (see _PgStore.now)
+_pg_skews: dict = {}
+
+
+class _Skew(NamedTuple):
+    """How far the server's clock is ahead of this machine's, as last measured."""
+
+    seconds: float
+    measured: float            # time.monotonic() of the measure
+
+
+def _measure_skew(con: Any, sql: str = "SELECT " + _PG_NOW,
+                  params: tuple = ()) -> Optional[float]:
+    """The server's clock minus this machine's (time.time(), never the clock seam: a test's
+    fake clock stays the time of every machine), from one statement that returns the
+    server's time, taken at the middle of its round trip (0 within _SKEW_IGNORED); None if
+    it returned no row."""
+    sent = time.time()
+    server = con.execute(sql, params).fetchone()
+    back = time.time()
+    if not server:
+        return None
+    skew = float(server[0]) - (sent + back) / 2
+    return skew if abs(skew) >= _SKEW_IGNORED else 0.0
 
 
 class _PgListener:
@@ -3370,6 +3403,7 @@ class _PgStore(_SharedSql):
             if "connect_timeout" not in self._target.conninfo:
                 options["connect_timeout"] = _PG_CONNECT_TIMEOUT
             link = [psycopg.connect(self._target.conninfo, **options), "normal"]
+            _pg_skews[self._target.conninfo] = _Skew(_measure_skew(link[0]), time.monotonic())
             if not self._write:
                 link[0].execute("SET default_transaction_read_only = on")
                 return link
@@ -3564,7 +3598,7 @@ class _PgStore(_SharedSql):
         options = options or _PLAIN
         self._check_size(record, "the call")
         values = (token, name, args, options.priority, options.retries, options.retry_delay,
-                  options.backoff, options.timeout, due, _clock(), record,
+                  options.backoff, options.timeout, due, self.now(), record,
                   shipped and shipped.hash)
         notice = (self._channel, str(options.priority))   # the pools hear its priority
         if shipped is None:
@@ -3582,7 +3616,7 @@ class _PgStore(_SharedSql):
         """Store many calls of one function in one transaction; their ids (see _Store)."""
         if not calls:
             return []
-        token, options, now = _token(), options or _PLAIN, _clock()
+        token, options, now = _token(), options or _PLAIN, self.now()
         fixed = (token, name, options.priority, options.retries, options.retry_delay,
                  options.backoff, options.timeout, due, now)
         digest = shipped and shipped.hash
@@ -3609,7 +3643,8 @@ class _PgStore(_SharedSql):
 
     def keep_function(self, con: Any, shipped: _Shipped) -> None:
         con.execute("INSERT INTO functions (hash, payload, created) VALUES (%s, %s, %s) "
-                    "ON CONFLICT (hash) DO NOTHING", (shipped.hash, shipped.payload, _clock()))
+                    "ON CONFLICT (hash) DO NOTHING",
+                    (shipped.hash, shipped.payload, self.now()))
 
     def cancel(self, con: Any, uid: str, now: float) -> Optional[list]:
         rows = con.execute("UPDATE tasks SET status = 'cancelled', finished = %s, error = %s "
@@ -3676,13 +3711,39 @@ class _PgStore(_SharedSql):
         self.lease = con.execute(
             "INSERT INTO machines (name, lease, owner, manager, started, heartbeat) VALUES "
             f"(%s, nextval('leases'), %s, %s, %s, {_PG_NOW}) RETURNING lease",
-            (self.machine, owner, os.getpid(), _clock())).fetchone()[0]
+            (self.machine, owner, os.getpid(), self.now())).fetchone()[0]
 
     def renew_lease(self, lease: Optional[int] = None) -> bool:
         """Renew this pool's lease (`lease`, else its current one); False if another pool
         took it over meanwhile."""
-        return self.write(f"UPDATE machines SET heartbeat = {_PG_NOW} WHERE lease = %s",
-                          (self.lease if lease is None else lease,)) == 1
+        try:
+            skew = _measure_skew(self._connection(), "UPDATE machines SET heartbeat = "
+                                 f"{_PG_NOW} WHERE lease = %s RETURNING heartbeat",
+                                 (self.lease if lease is None else lease,))
+        except self._psycopg.Error as error:
+            raise self._error(error) from None
+        if skew is None:
+            return False
+        _pg_skews[self._target.conninfo] = _Skew(skew, time.monotonic())
+        return True
+
+    def now(self, look: bool = True) -> float:
+        """The server's time (every due time on PostgreSQL goes by it, never a machine's
+        clock): this machine's clock and how far the server's is ahead, measured with each
+        new connection, each lease renewal, and else when older than _SKEW_LOOK s (unless
+        not `look`: then never a statement, as last measured)."""
+        skew = _pg_skews.get(self._target.conninfo)
+        if look and (skew is None or time.monotonic() - skew.measured > _SKEW_LOOK):
+            link = self._link()                     # a new connection measures it
+            skew = _pg_skews.get(self._target.conninfo)
+            if (skew is None or time.monotonic() - skew.measured > _SKEW_LOOK) and \
+                    link[0].info.transaction_status == self._psycopg.pq.TransactionStatus.IDLE:
+                try:
+                    skew = _Skew(_measure_skew(link[0]), time.monotonic())
+                except self._psycopg.Error as error:
+                    raise self._error(error) from None
+                _pg_skews[self._target.conninfo] = skew
+        return _clock() + (skew.seconds if skew is not None else 0.0)
 
     def claimed(self) -> list:
         """Ids of the calls claimed under this pool's lease and not started (tasks_held)."""
@@ -4050,7 +4111,7 @@ def _settle_lost(store: _Store, con: Any, now: float) -> None:
 
 def _withdraw(store: _Store, uid: str) -> bool:
     """Withdraw a waiting task (cancel()); True if it was waiting. A cron run's job goes on."""
-    now = _clock()
+    now = store.now()
     with store.transaction() as con:
         ended = store.cancel(con, uid, now)
         if ended:
@@ -4315,7 +4376,7 @@ def _worker_main(config_text: str) -> None:
             state.reply(message)
         while task is not None:
             # One message says that a task ended and (if one waits) that the next started.
-            outcome = _run_task(task, functions, state.payload)
+            outcome = _run_task(task, functions, state.payload, state.now)
             _end_leftovers()           # before the outcome: when it is known, they are gone
             skipped = []
             with state.ready:
@@ -4412,9 +4473,10 @@ class _WorkerState:
                 self.lease = message.lease       # the pool took a new lease
                 if self._store is not None:
                     self._store.lease = message.lease
-            at = _clock()
             try:
-                if not self.store().start_now(message.id, message.lease, at):
+                store = self.store()
+                at = store.now()
+                if not store.start_now(message.id, message.lease, at):
                     skipped.append(_Returned(message.id, refused=True))
                     continue
             except DatabaseError:      # unavailable: not started until it can say so
@@ -4425,6 +4487,10 @@ class _WorkerState:
                 continue
             self.current = _Started(message.id, at)
             return message
+
+    def now(self) -> float:
+        """The time as the store goes by it, without a statement (a task's start and end)."""
+        return self._store.now(look=False) if self._store is not None else _clock()
 
     def store(self) -> "_Store":
         if self._store is None:
@@ -4478,7 +4544,8 @@ class _WorkerState:
                 store = self.store()
                 with store.transaction() as con:
                     store.mark_started(con, started)
-                    _write_outcomes(store, con, [o for _, o in self.unacknowledged], _clock())
+                    _write_outcomes(store, con, [o for _, o in self.unacknowledged],
+                                    store.now())
                 return
             except Exception as error:    # nothing left to tell: the next pool recovers
                 if not _weather(error) or time.monotonic() + pause > end:
@@ -4690,9 +4757,10 @@ def _event_loop() -> Any:
     return _loop
 
 
-def _run_task(task: _Run, functions: dict, load_payload: Callable) -> _Outcome:
-    """Run one task in a worker; how it ended."""
-    started = _clock()
+def _run_task(task: _Run, functions: dict, load_payload: Callable,
+              now: Callable[[], float] = _clock) -> _Outcome:
+    """Run one task in a worker; how it ended (`now`: the time, as the store goes by it)."""
+    started = now()
     worker = os.getpid()
     _output.begin()
     try:
@@ -4720,10 +4788,10 @@ def _run_task(task: _Run, functions: dict, load_payload: Callable) -> _Outcome:
             summary = _shorten(_safe_text(repr(value)), _MAX_SUMMARY)
         except BaseException:  # a broken __repr__ must not fail the task
             summary = f"<{type(value).__name__}>"
-        return _Outcome(task.id, "ready", payload, None, started, _clock(), _output.collect(),
+        return _Outcome(task.id, "ready", payload, None, started, now(), _output.collect(),
                         summary, task.cron)
     except BaseException as error:  # the task's own failure, reported as data
-        return _Outcome(task.id, "error", None, _error_info(error), started, _clock(),
+        return _Outcome(task.id, "error", None, _error_info(error), started, now(),
                         _output.collect(), None, task.cron)
 
 
@@ -4998,7 +5066,7 @@ class _Pool:
                             time.monotonic() >= self._retry_at:
                         last_cleanup = time.monotonic()
                         self._settings = self.store.settings()
-                        self.store.cleanup(_clock(), self._settings["result_ttl"])
+                        self.store.cleanup(self.store.now(), self._settings["result_ttl"])
                     if time.monotonic() >= self._retry_at:
                         self.store.checkpoint()
                 except DatabaseError as error:     # weather: wait it out, keep everything
@@ -5018,10 +5086,10 @@ class _Pool:
                 self.store.checkpoint_as_pool()
                 previous = self.store.previous_pool()
                 self._await_previous_pool(previous)
-                sent = time.monotonic()
+                sent, now = time.monotonic(), self.store.now()
                 with self.store.transaction() as con:
                     self.store.take_lease(con, self._owner)
-                    _recover(self.store, con, _clock(), previous)
+                    _recover(self.store, con, now, previous)
                 self.store.remember_pool()
                 self._available()
                 if self._lease_clock is not None:
@@ -5127,8 +5195,9 @@ class _Pool:
         if self._heard is None:
             self._listen_again()
         self._reclaim_strays()
+        now = self.store.now()
         with self.store.transaction() as con:
-            _settle_lost(self.store, con, _clock())
+            _settle_lost(self.store, con, now)
 
     def _reclaim_strays(self) -> None:
         """Calls claimed under this pool's lease that it does not hold (the connection broke
@@ -5233,7 +5302,7 @@ class _Pool:
                        time.monotonic() - self._started_since >= _START_COMMIT_DELAY)
         due = (False, False)
         if places and not self._dry and time.monotonic() >= self._retry_at:
-            due = self.store.anything_due(_clock())
+            due = self.store.anything_due(self.store.now())
         claimed = []
         if (pending or any(due)) and time.monotonic() >= self._retry_at:
             pids = [w.proc.pid for w in places] if any(due) else []
@@ -5262,7 +5331,7 @@ class _Pool:
         requeue, refused = self._requeue, self._refused
         self._started, self._outcomes, self._requeue, self._refused = [], [], [], []
         self._dry = self._dry and not requeue     # tasks put back are due again
-        now = _clock()
+        now = self.store.now()
         try:
             # A task that started and ended since the last commit is written once, by its
             # outcome (finish); one that may run again needs its start counted first.
@@ -5313,9 +5382,10 @@ class _Pool:
             return False
         outcomes, self._outcomes = self._outcomes, []
         for position, (outcome, uid, worker, number) in enumerate(outcomes):
+            now = self.store.now()
             try:
                 with self.store.transaction() as con:
-                    _write_outcomes(self.store, con, [outcome], _clock())
+                    _write_outcomes(self.store, con, [outcome], now)
             except Exception as error:
                 if _weather(error):
                     self._outcomes = outcomes[position:] + self._outcomes
@@ -5327,7 +5397,7 @@ class _Pool:
                                               f"the task's outcome could not be stored: {error}"))
                 try:
                     with self.store.transaction() as con:
-                        _write_outcomes(self.store, con, [failed], _clock())
+                        _write_outcomes(self.store, con, [failed], now)
                 except Exception:
                     self._outcomes = outcomes[position:] + self._outcomes
                     return False
@@ -5358,7 +5428,8 @@ class _Pool:
 
     def _end(self, task: "_Task", status: str, message: str, retryable: bool = False) -> None:
         """An outcome the pool decides itself: a worker died, a withdrawal, a stop."""
-        self._report(_Outcome(task.id, status, error=_failure(message), finished=_clock(),
+        self._report(_Outcome(task.id, status, error=_failure(message),
+                              finished=self.store.now(),
                               cron=task.cron, retryable=retryable), task)
 
     def _settle_unstarted(self, task: "_Task") -> None:
@@ -5623,7 +5694,7 @@ class _Pool:
                 self._unavailable(error)
                 due = None
             if due is not None:
-                timeout = min(timeout, max(0.0, due - _clock()))
+                timeout = min(timeout, max(0.0, due - self.store.now()))
         elif room:
             timeout = 0.0              # the last round was busy: look again at once
         if self._stopping:
@@ -6012,7 +6083,7 @@ def start(database: Union[str, os.PathLike, None] = None, workers: Optional[int]
             _state.store = _state.last_store = store
             for name, (schedule, func, catch_up) in _state.crons.items():
                 store.register_cron(name, schedule, func, catch_up,
-                                    _next_due(schedule, _clock()))
+                                    _next_due(schedule, store.now()))
             if producer:
                 return False
             if _become_owner(store):
@@ -6502,8 +6573,9 @@ class _ResultList(list):
         return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
 
 
-def _due_time(weeks, days, hours, minutes, seconds, schedule) -> Callable[[], float]:
-    """When a call made now is due, checked at decoration time."""
+def _due_time(weeks, days, hours, minutes, seconds, schedule) -> Callable[[Any], float]:
+    """When a call made now into a store is due (by the store's time), checked at
+    decoration time."""
     offset = _dt.timedelta(weeks=weeks, days=days, hours=hours, minutes=minutes,
                            seconds=seconds).total_seconds()
     if offset < 0:
@@ -6515,8 +6587,8 @@ def _due_time(weeks, days, hours, minutes, seconds, schedule) -> Callable[[], fl
         if not isinstance(schedule, _dt.datetime):
             raise TypeError(f"schedule must be a datetime, not {type(schedule).__name__}")
         at = schedule.timestamp()        # naive: local time; aware: honoured
-        return lambda: at
-    return lambda: _clock() + offset
+        return lambda store: at
+    return lambda store: store.now() + offset
 
 
 def delay(func: Optional[Callable] = None, *, weeks: float = 0, days: float = 0,
@@ -6556,7 +6628,8 @@ def delay(func: Optional[Callable] = None, *, weeks: float = 0, days: float = 0,
         if store is None:
             return Result._run_here(func, args, kwargs)
         record, shipped = _dump_call(func, args, kwargs)
-        uid = store.add_task(name, _call_text(args, kwargs), record, due(), options, shipped)
+        uid = store.add_task(name, _call_text(args, kwargs), record, due(store), options,
+                             shipped)
         if not store.wakes_pools:
             _notify(store.wake_path, options.priority)
         return Result(uid, store)
@@ -6567,7 +6640,7 @@ def delay(func: Optional[Callable] = None, *, weeks: float = 0, days: float = 0,
     return delayed
 
 
-def _map(func: Callable, name: str, due: Callable[[], float], options: _Options,
+def _map(func: Callable, name: str, due: Callable[[Any], float], options: _Options,
          *iterables) -> list:
     """`func.map(*iterables)` of a delayed function: a call for each set of arguments, as
     the builtin map() and Executor.map() make them (up to the shortest iterable), stored in
@@ -6580,7 +6653,7 @@ def _map(func: Callable, name: str, due: Callable[[], float], options: _Options,
         return [Result._run_here(func, args, {}) for args in calls]
     ref, shipped = _reference(func)
     rows = [(_call_text(args, {}), _dump_record(func, ref, args, {})) for args in calls]
-    uids = store.add_tasks(name, rows, due(), options, shipped)
+    uids = store.add_tasks(name, rows, due(store), options, shipped)
     if not store.wakes_pools:
         _notify(store.wake_path, options.priority)
     return [Result(uid, store) for uid in uids]
@@ -6617,7 +6690,7 @@ def cron(expression: Optional[str] = None, *, tz: Union[str, _dt.tzinfo, None] =
             _state.crons[name] = (schedule, func, catch_up)
             if _state.store is not None:
                 _state.store.register_cron(name, schedule, func, catch_up,
-                                           _next_due(schedule, _clock()))
+                                           _next_due(schedule, _state.store.now()))
                 _notify(_state.store.wake_path)
         return func
 
@@ -6773,7 +6846,7 @@ def _minute_chart(finished: list, now: float) -> str:
 def _resume_cron(store: Any, name: str) -> Optional[float]:
     """Resume a paused cron job (the store's resume_cron) and wake this machine's pool, which
     counts its new due time in; the job's next due time, None if there is no such job."""
-    due = store.resume_cron(name, _clock())
+    due = store.resume_cron(name, store.now())
     _notify(store.wake_path)
     return due
 
@@ -6850,7 +6923,7 @@ class _Dashboard:
             row = self.store.result_row(parts[1])
             if row is None:
                 return 404, "no such task"
-            fresh = self.store.retry(parts[1], _clock())
+            fresh = self.store.retry(parts[1], self.store.now())
             if fresh is None:
                 return 409, ("only a failed or cancelled task can be retried; this one is "
                              f"{row.status}")
@@ -6897,7 +6970,7 @@ class _Dashboard:
                 f"</body></html>")
 
     def _overview(self) -> str:
-        now = _clock()
+        now = self.store.now()
         counts, due = self.store.counts(now)
         shown = {"waiting": counts.get("waiting", 0), "due now": due,
                  "queued": counts.get("queued", 0), "running": counts.get("running", 0),
@@ -6995,7 +7068,7 @@ class _Dashboard:
                 f"{failure}{output}")
 
     def _pool(self) -> str:
-        now = _clock()
+        now = self.store.now()
         settings = self.store.settings()
         row = self.store.pool_row() if self.store.pool_running() else None
         if row is None:
@@ -7024,7 +7097,7 @@ class _Dashboard:
                 f"{settings['workers']} per machine. {resize}</p>")
 
     def _crons(self) -> str:
-        now = _clock()
+        now = self.store.now()
         rows, last = [], self.store.last_runs()
         for job in self.store.cron_rows():
             after = _dt.datetime.fromtimestamp(now, job.schedule.tz or _local_zone())
@@ -7558,13 +7631,13 @@ def _pool_state(store: _Store) -> dict:
         return {"running": False}
     owner, manager, started, workers = row
     return {"running": True, "owner": owner, "manager": manager, "workers": workers,
-            "started": _iso(started), "up_seconds": round(_clock() - started, 1)}
+            "started": _iso(started), "up_seconds": round(store.now() - started, 1)}
 
 
 def _cron_jobs(store: _Store, count: int = 3) -> list:
     jobs = []
     for job in store.cron_rows():
-        after = _dt.datetime.fromtimestamp(_clock(), job.schedule.tz or _local_zone())
+        after = _dt.datetime.fromtimestamp(store.now(), job.schedule.tz or _local_zone())
         upcoming = [] if job.paused else itertools.islice(job.schedule.iter(after), count)
         jobs.append({"name": job.name, "expression": job.expression,
                      "description": job.schedule.describe(),
@@ -7576,7 +7649,7 @@ def _cron_jobs(store: _Store, count: int = 3) -> list:
 
 
 def _info(store: _Store) -> dict:
-    counts, due = store.counts(_clock())
+    counts, due = store.counts(store.now())
     settings = store.settings()
     return {
         "database": store.path, "schema": store.schema_version(),
