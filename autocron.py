@@ -85,6 +85,7 @@ import itertools
 import json
 import logging
 import marshal
+import math
 import os
 import pickle
 import random
@@ -4271,6 +4272,11 @@ class _LeaseClock:
     holds valid; this clock spares that round trip its refusals, and covers a task of an
     older lease (which never starts once the pool took a new one).
 
+    On SQLite, where a pool has no lease, it says whether the pool can write: while it
+    cannot (a full disk), no task starts, since neither its start nor its outcome could be
+    written, and a worker and its manager both killed meanwhile would leave a run that
+    nobody counted, which then runs again (_Pool._unavailable).
+
     Kept in an unlinked file whose descriptor the workers inherit; each value is written
     twice and read as valid only when both copies agree, so a read never sees half a write.
     """
@@ -4283,8 +4289,9 @@ class _LeaseClock:
             self.set(0.0, 0)
         self.fd = fd
 
-    def set(self, until: float, lease: int) -> None:
+    def set(self, until: float, lease: Optional[int]) -> None:
         """Tasks handed over under `lease` may start until `until` (monotonic time)."""
+        lease = lease or 0                   # SQLite: no leases, the clock alone decides
         os.pwrite(self.fd, struct.pack("=dqdq", until, lease, until, lease), 0)
 
     def valid(self, lease: Optional[int]) -> bool:
@@ -4293,7 +4300,7 @@ class _LeaseClock:
         while True:
             data = struct.unpack("=dqdq", os.pread(self.fd, 32, 0))
             if data[:2] == data[2:]:
-                return data[1] == lease and time.monotonic() < data[0]
+                return data[1] == (lease or 0) and time.monotonic() < data[0]
 
 
 # What the pool and a worker tell each other over their pipes, one record a message.
@@ -4404,7 +4411,7 @@ class _WorkerState:
         self._mark: Any = False           # the store's cancel mark when last looked at
         self._withdrawn: set = set()      # ids whose withdrawal was asked for by then
         self._store: Optional[_Store] = None
-        self.lease_clock: Optional[_LeaseClock] = None   # PostgreSQL: see take()
+        self.lease_clock: Optional[_LeaseClock] = None   # when it may start: see take()
         self.handed_over = False          # the manager is gone: nothing starts any more
         self.manager = os.getppid()       # the worker's parent, while it lives
 
@@ -4461,6 +4468,7 @@ class _WorkerState:
             if self.lease_clock is not None and not self.lease_clock.valid(message.lease):
                 # The lease may be gone (this machine was paused): not started until the
                 # keeper renews it, or the pool takes the task back (the others have it).
+                # SQLite: the pool cannot write (a full disk): not started until it can.
                 self.inbox.insert(0, message)
                 if not wait:
                     return None
@@ -4918,13 +4926,15 @@ class _Pool:
         self._wake = self._listen()    # the socket they arrive on
         self._heard = store.listener()      # and notifications from other machines (or None)
         self._lease_due = 0.0          # monotonic time of the next look at the others' leases
-        self._lease_clock = _LeaseClock() if store.leased else None   # shared with workers
+        self._lease_clock = _LeaseClock()     # shared with workers: when they may start tasks
+        if not store.leased:
+            self._lease_clock.set(math.inf, None)    # SQLite: until the database refuses
         self._lease_lost = threading.Event()   # the lease keeper found it taken over
         self._ending = threading.Event()       # the pool ends: so does the keeper
         self._orphaned = False         # the owner is gone: write what is known, then exit
         self._started: list = []       # _Started messages to mark running
         self._started_since = 0.0      # when the first of them arrived
-        self._outcomes: list = []      # (_Outcome, task uuid, worker or None, its number)
+        self._outcomes: list = []      # [_Reported]
         self._returned: list = []      # claimed tasks handed back by a worker, to place again
         self._requeue: list = []       # claimed tasks to put back into the queue
         self._refused: list = []       # ids whose withdrawal came after they started
@@ -5092,7 +5102,7 @@ class _Pool:
                     _recover(self.store, con, now, previous)
                 self.store.remember_pool()
                 self._available()
-                if self._lease_clock is not None:
+                if self.store.leased:
                     self._lease_clock.set(sent + _LEASE_TTL * (1 - _LEASE_MARGIN),
                                           self.store.lease)
                     threading.Thread(target=self._renew_lease, name="autocron-lease",
@@ -5123,6 +5133,8 @@ class _Pool:
                          len(self._outcomes), error)
         self._retry_at = now + outage.pause
         self._outage = outage._replace(pause=min(outage.pause * 2, _OUTAGE_PAUSES[1]))
+        if not self.store.leased:
+            self._lease_clock.set(0.0, None)          # no starts until a write works
 
     def _available(self) -> None:
         """A write went through: an outage, if there was one, is over."""
@@ -5130,6 +5142,8 @@ class _Pool:
             _log.warning("autocron pool for %s writes to its database again (after %.1f s)",
                          self.store.path, time.monotonic() - self._outage.since)
             self._outage, self._retry_at = None, 0.0
+            if not self.store.leased:
+                self._lease_clock.set(math.inf, None)
             if self.store.leased and self._heard is None:
                 self._listen_again()
 
@@ -5298,8 +5312,11 @@ class _Pool:
         placed = []
         while places and self._returned:
             placed.append((places.pop(0), self._returned.pop(0)))
+        # In an outage a commit is tried even with nothing to write: the one that works ends
+        # it, and lets the workers start tasks again.
         pending = bool(self._outcomes or self._requeue or self._refused or self._started and
-                       time.monotonic() - self._started_since >= _START_COMMIT_DELAY)
+                       time.monotonic() - self._started_since >= _START_COMMIT_DELAY or
+                       self._outage is not None)
         due = (False, False)
         if places and not self._dry and time.monotonic() >= self._retry_at:
             due = self.store.anything_due(self.store.now())
