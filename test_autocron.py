@@ -4069,8 +4069,10 @@ class TestFaults:
         wait_until(lambda: len(worker_pids()) == 2, what="two workers")
         manager, workers = pool_pids()
         results = [wide_after(str(gate), str(log), i) for i in range(6)]
-        wait_until(lambda: all(row_status(database, r) != "waiting" for r in results[:2]),
-                   what="the workers to take tasks")
+        # started, and said so: a task not started yet waits for the disk (nothing starts
+        # while the pool cannot write)
+        wait_until(lambda: all(row_status(database, r) == "running" for r in results[:2]),
+                   what="the workers to start tasks")
         small_disk.fill()
         gate.write_text("")
         wait_until(lambda: len(logged(log)) >= 2, what="tasks to end while the disk is full")
