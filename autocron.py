@@ -17,19 +17,26 @@ processes, SQLite keeps the tasks, and a notebook works as well as a script::
     result = send_mail("ada@example.org", "hello")   # stored, returns at once
     result.get(timeout=10)
 
-How a call travels::
+How a call travels, with the names to read at each step::
 
-    caller: send_mail(...) --INSERT, commit--> SQLite "tasks" --wake-up datagram--+
+    caller: send_mail(...)  (delay's `delayed`)
+        store.add_task: INSERT, commit --> "tasks" row, status waiting
+        _notify: a wake-up datagram (PostgreSQL: NOTIFY in the same statement) --+
                                                                                  v
-    pool manager (a process started by the owner, whose start() took the flock):
-        claim due rows (one transaction) --pipe--> worker process (a fresh interpreter)
-                                                   says it starts the task, imports or
-                                                   unpickles the function, runs it,
-                                                   captures what it prints
-        write starts and outcomes        <--pipe-- value or error as data
-        (one transaction), acknowledge them --pipe--> the worker forgets them
-        tell the owner which awaited tasks finished --pipe--> owner sets their events
-    caller: result.get() / result.waiting / await result --reads--> SQLite
+    pool manager (_manager_main; a process started by the owner, whose start() took the
+    flock), its dispatcher _Pool.run, one _Pool._round after another:
+        _Pool._commit: in one transaction write what the workers reported and
+            store.claim the due rows --> _Worker.push: a _Run down the pipe
+                                                   worker process (_worker_main, a fresh
+                                                   interpreter): _WorkerState.take says
+                                                   it starts the task (_Started), and
+                                                   _run_task imports or unpickles the
+                                                   function, runs it, captures its output
+        _Pool._collect  <--pipe-- _Done: the _Outcome, value or error as data
+        _Pool._commit writes it (_write_outcomes), then _Pool._acknowledge: _Ack down
+            the pipe (the worker forgets it), _Finished up to the owner
+    owner (_PoolHandle._on_notice) sets the events of waiting callers:
+    caller: result.get() (Result._wait) / result.waiting / await result --reads--> the row
 
 The owner holds the lock and a pipe to the manager; when the owner ends, however it ends,
 the pipe closes and the manager exits, and with it every worker through its own pipe, after
@@ -42,10 +49,23 @@ pools hold (FOR UPDATE SKIP LOCKED), a call NOTIFYs the pools that LISTEN, and e
 renews a lease that fences its writes; the pools settle the tasks of a machine whose lease
 ran out.
 
-Sections, in dependency order: constants, exceptions, cron expressions (a pure engine that
-never reads the clock), task records and serialisation (functions by reference or by value),
-the SQLite store, the PostgreSQL store, workers and the pool, the public API, the admin
-command line.
+Sections, in dependency order, each under a banner, with about how many lines it takes
+(test_the_module_docstring_maps_the_sections keeps this list true)::
+
+    Constants                        100  limits, pauses and timeouts; _clock, the clock seam
+    Exceptions                        50  DatabaseError, TaskError, CronError
+    Cron expressions                 900  CronExpression: a pure engine, never reads the clock
+    Task records and serialisation   650  the named records; policy (retries, misfires, next
+                                          due times); functions by reference or by value
+    The SQLite store                1300  the _Store protocol, _SharedSql, _SqliteStore
+    The PostgreSQL store            1000  _PgStore: leases, LISTEN/NOTIFY, the server's clock
+    Workers and the pool            2000  _worker_main, _Pool (the dispatcher), _PoolHandle
+    Public API                       700  start, stop, delay, cron, Result, get_results
+    Dashboard                        850  the pages the module serves itself
+    Admin command line               450  python autocron.py / autocron ...
+
+To follow one call from `delay` to its result, read `delay` (Public API), `_Pool._round`
+(Workers and the pool) and `_run_task`, then `Result.get`.
 """
 
 from __future__ import annotations
@@ -107,7 +127,8 @@ import types
 import uuid as _uuid
 from bisect import bisect_left
 from multiprocessing.connection import Connection as _Connection
-from typing import Any, Callable, Iterable, Iterator, NamedTuple, Optional, Union
+from typing import (Any, Callable, ContextManager, Iterable, Iterator, NamedTuple, Optional,
+                    Protocol, Union)
 
 try:  # POSIX: the pool lock is an flock that dies with its holder
     import fcntl as _fcntl
@@ -1407,6 +1428,67 @@ class _CronRow(NamedTuple):
     paused: bool                     # no runs start until it is resumed
 
 
+class _Interrupted(NamedTuple):
+    """A task that had started when its pool ended (or its worker, unseen): it is settled."""
+
+    id: int
+    cron: Optional[str]              # the cron job it is a run of, if any
+
+
+class _PoolPids(NamedTuple):
+    """The processes of a pool as it last published them (none known: None, None, [])."""
+
+    owner: Optional[int]
+    manager: Optional[int]
+    workers: list
+
+
+class _PoolRow(NamedTuple):
+    """This machine's pool as the admin tool and the dashboard show it."""
+
+    owner: int
+    manager: Optional[int]
+    started: float                   # when it took the database
+    workers: list                    # their pids
+
+
+class _MachineRow(NamedTuple):
+    """A machine's pool on a shared database (PostgreSQL), with its last heartbeat."""
+
+    name: str
+    owner: int
+    manager: Optional[int]
+    workers: list
+    heartbeat: float
+    since: float                     # seconds since, by the server's clock
+
+
+class _TaskRow(NamedTuple):
+    """A task as the admin tool's lists and the dashboard's pool page show it."""
+
+    uid: str
+    name: str
+    args: str
+    status: str
+    priority: int
+    due: float
+    created: float
+    started: Optional[float]
+    finished: Optional[float]
+    summary: Optional[str]           # of its value
+    error: Optional[str]             # as stored (JSON)
+    worker: Optional[int]
+
+
+class _FinishedRow(NamedTuple):
+    """A task that finished, for the dashboard's statistics."""
+
+    name: str
+    status: str
+    started: Optional[float]
+    finished: float
+
+
 class _TaskPage(NamedTuple):
     """A page of the dashboard's task list."""
 
@@ -1762,7 +1844,7 @@ def _function_ref(func: Callable) -> tuple:
 def _dump_call(func: Callable, args: tuple, kwargs: dict) -> tuple:
     """The pickled record of a call, and the _Shipped payload of its function (or None).
 
-    The payload is stored together with the task (_Store.add_task), never apart from it:
+    The payload is stored together with the task (_SqliteStore.add_task), never apart from it:
     a payload stored earlier may have been deleted by the cleanup since.
     """
     ref, shipped = _reference(func)
@@ -1867,55 +1949,178 @@ def _error_info(error: BaseException) -> dict:
 # The SQLite store
 # ==============================================================================================
 #
-# Every statement goes through `_Store.transaction()` (writes, BEGIN IMMEDIATE) or
-# `_Store.read()`, which open one connection per thread and process (never inherited across
+# Every statement goes through `_SqliteStore.transaction()` (writes, BEGIN IMMEDIATE) or
+# `_SqliteStore.read()`, which open one connection per thread and process (never inherited across
 # fork), set WAL and a busy timeout, and turn sqlite3 errors into DatabaseError with the path.
 #
-# The interface: what the rest of the module asks of a store, and so what another backend
-# (PostgreSQL) implements. Methods taking `con` run inside the caller's `transaction()`, so
-# that a round of the pool is one atomic write. The store decides nothing: when a failed task
-# runs again and when a cron job is next due are the policy functions' (records section),
-# which the pool and the callers apply (_write_outcomes, _recover, _withdraw) before they hand
-# the store the values to write.
-#
-#   method                          what it does                                  called by
-#   ------------------------------  --------------------------------------------  -----------
-#   settings, set_setting           the stored settings (workers, ttl, ...)       caller, pool,
-#                                                                                 admin
-#   add_task                        store a call (with its shipped function)      caller
-#   result_row, result_rows         one result / the newest results              caller, pool
-#   cancel(con), request_cancel,    withdraw a waiting task / ask the pool to     caller
-#     cancel_pending                withdraw one a worker holds, and wait
-#   register_cron                   add or replace a cron job (due when told)     caller
-#   function_payload                a shipped function's bytes                    worker
-#   cancel_mark, cancel_requests    has a withdrawal been asked for; which        worker, pool
-#   transaction                     one atomic write (a pool round, a cancel)     all
-#   recover, cron_states (con)      what a pool that ended left behind (or a      pool
-#                                   lost machine, on PostgreSQL)
-#   take_lease (con), renew_lease,  a pool's lease, the machines that lost        pool
-#     lost_machines,                theirs (PostgreSQL; here the flock is the
-#     forget_machine (con)          lease, and there is one machine)
-#   listener                        wake-ups from other machines (or None)        pool
-#   mark_started, retry_terms,      starts; the retry terms of failed tasks;      pool, worker
-#     finish, end_cron_runs (con)   outcomes as decided; cron jobs' next runs
-#   claim, requeue, refuse_cancel,  hand out due tasks; put back unstarted ones;  pool
-#     due_crons (con)               refuse late withdrawals; start cron runs
-#   anything_due, next_due          is work due; when is the next                 pool
-#   cleanup, checkpoint,            results past their ttl; keep the log small    pool, caller
-#     checkpoint_as_pool
-#   set_pool, pool_pids             who runs the pool (for the admin tool)        pool
-#   pool_running, pool_row,         what `autocron info/tasks/results/purge`      admin
-#     machine_rows, cron_rows,      show and do
-#     counts, size_bytes,
-#     schema_version, task_rows,
-#     purge
-#   finished_since, task_page,      the dashboard's statistics and lists; its     dashboard,
-#     last_runs, retry_links,       retry (a new task, linked to the old one);    admin
-#     retry, pause_cron,            a cron job's pause
-#     resume_cron
-#   path, wake_path, lock_path,     where it is (a URL is shown without its       all
-#     leased, machine, lease,       password); where its pool listens and locks;
-#     close                         whether it has leases; which machine and lease
+# The interface is the protocol _Store, just below: what the rest of the module asks of a
+# store, and so what the PostgreSQL store implements too.
+
+
+class _Store(Protocol):
+    """What the rest of the module asks of a store, the one list: _SqliteStore (a file) and
+    _PgStore (a schema on a server) implement it (test_both_stores_implement_the_protocol).
+    Methods taking `con` run inside the caller's transaction(), so that a round of the pool
+    is one atomic write. The store decides nothing: when a failed task runs again and when a
+    cron job is next due are the policy functions' (records section), which the pool and the
+    callers apply (_write_outcomes, _recover, _withdraw) before they hand it the values."""
+
+    # -- where it is, and its kind
+    path: str             # what start() compares, messages and info show (no password)
+    wake_path: Optional[str]    # where this machine's pool hears of new calls, if it can
+    lock_path: str        # the pool's lock file
+    leased: bool          # pools hold leases (PostgreSQL: many machines)
+    wakes_pools: bool     # a stored call wakes every pool by itself (NOTIFY)
+    machine: Optional[str]      # this machine's name (PostgreSQL)
+    lease: Optional[int]  # the lease of this process's pool (PostgreSQL)
+    version: int          # the schema version of the database as opened
+
+    # -- statements and time
+    def transaction(self) -> ContextManager[Any]:
+        """A write transaction: committed when the block ends, rolled back if it raises."""
+    def read(self, sql: str, params: tuple = ()) -> list:
+        """Rows of one statement (SQLite's ? placeholders)."""
+    def write(self, sql: str, params: tuple = ()) -> int:
+        """One statement in its own transaction; the number of rows it changed."""
+    def now(self, look: bool = True) -> float:
+        """The time every due time goes by (the server's, for PostgreSQL)."""
+    def close(self) -> None:
+        """Close this thread's connection; the next use opens another."""
+    def schema_version(self) -> int:
+        """The schema version stored in the database."""
+
+    # -- settings
+    def settings(self) -> dict:
+        """The stored settings over the defaults."""
+    def set_setting(self, key: str, value: Any) -> None:
+        """Store one setting (the admin tool's `set`, start()'s workers)."""
+
+    # -- calls, as producers and readers see them
+    def add_task(self, name: str, args: str, record: bytes, due: float,
+                 options: _Options = None, shipped: Optional[_Shipped] = None) -> str:
+        """Store a call (committed when this returns); its id."""
+    def add_tasks(self, name: str, calls: list, due: float, options: _Options = None,
+                  shipped: Optional[_Shipped] = None) -> list:
+        """Store many calls of one function in one transaction; their ids."""
+    def keep_function(self, con: Any, shipped: _Shipped) -> None:
+        """Store a shipped function's payload, in the caller's transaction."""
+    def function_payload(self, digest: str) -> bytes:
+        """A shipped function's pickle (a worker loads it)."""
+    def result_row(self, uid: str) -> Optional[_ResultRow]:
+        """One task as a Result reads it, or None."""
+    def result_rows(self, limit: Optional[int] = None,
+                    status: Optional[str] = None) -> list:
+        """[_ResultRow] newest first (get_results)."""
+    def cancel(self, con: Any, uid: str, now: float) -> Optional[list]:
+        """Withdraw a waiting task: None if it was not waiting, else its cron run's end."""
+    def request_cancel(self, uid: str, force: bool) -> bool:
+        """Ask the pool holding a task to withdraw it (force: also a running one)."""
+    def cancel_pending(self, uid: str) -> bool:
+        """Whether a withdrawal of this task is still asked for."""
+    def cancel_mark(self) -> Optional[bytes]:
+        """What changes whenever a withdrawal is asked for (a worker looks at it)."""
+    def cancel_requests(self) -> dict:
+        """{task id: 1 (withdraw if not started) or 2 (also stop it)}."""
+    def retry(self, uid: str, now: float) -> Optional[str]:
+        """Store a failed or cancelled task's call again (the dashboard); the new id."""
+
+    # -- cron jobs
+    def register_cron(self, name: str, schedule: CronExpression, func: Callable,
+                      catch_up: bool, next_due: float) -> None:
+        """Add or replace a job, due at `next_due`; an unchanged schedule keeps its own."""
+    def due_crons(self, con: Any, now: float) -> list:
+        """Start a run of every job due and not running (each due time once)."""
+    def end_cron_runs(self, con: Any, jobs: list) -> None:
+        """These jobs run no more and are next due then: [(name, due time)]."""
+    def cron_states(self, con: Any) -> list:
+        """[_CronState] of every job, for the caller to settle after a pool ended."""
+    def cron_rows(self) -> list:
+        """[_CronRow] by name (the admin tool, the dashboard)."""
+    def last_runs(self) -> dict:
+        """{job: (status, finished)} of each job's newest run."""
+    def pause_cron(self, name: str) -> bool:
+        """Start no more runs of a job until it is resumed; False if there is none."""
+    def resume_cron(self, name: str, now: float) -> Optional[float]:
+        """Let a paused job run again; its next due time, None if there is no such job."""
+
+    # -- the pool's round
+    def anything_due(self, now: float) -> tuple:
+        """(a task may be due, a cron job is due)."""
+    def next_due(self) -> Optional[float]:
+        """When the next waiting task is due, if any."""
+    def claim(self, con: Any, now: float, pids: list) -> list:
+        """Hand the most urgent due tasks to these workers: [_Claimed]."""
+    def claimed(self) -> list:
+        """Ids of the calls claimed under this pool's lease and not started."""
+    def start_now(self, task_id: int, lease: Optional[int], at: float) -> bool:
+        """A worker starts a task: False if it may not (PostgreSQL commits the start)."""
+    def mark_started(self, con: Any, started: list) -> None:
+        """Workers started these tasks ([_Started]): an attempt each."""
+    def started_unseen(self, con: Any, ids: list) -> list:
+        """[_Interrupted] of these that a worker started without telling the pool."""
+    def retry_terms(self, con: Any, ids: list) -> dict:
+        """{task id: _RetryTerms} of these tasks, as stored."""
+    def finish(self, con: Any, outcomes: list) -> list:
+        """Write outcomes ([_Outcome]) of live tasks; [_CronEnd] of the runs that ended."""
+    def requeue(self, con: Any, ids: list) -> None:
+        """Tasks handed to a worker that never started them wait again."""
+    def refuse_cancel(self, con: Any, ids: list) -> None:
+        """A withdrawal came too late: the task had started."""
+    def clock_went_back(self, now: float) -> int:
+        """The wall clock stepped back: calls due when made are due at `now`; how many."""
+    def cleanup(self, now: float, ttl: float) -> int:
+        """Delete finished results past their time-to-live; how many."""
+    def checkpoint(self, limit: int = ..., quiet_too: bool = True) -> bool:
+        """Keep the write-ahead log small (SQLite); whether it was emptied."""
+    def checkpoint_as_pool(self) -> None:
+        """The pool's connection copies the log into the database as it goes (SQLite)."""
+
+    # -- pools, machines and leases
+    def set_pool(self, owner: Optional[int], manager: Optional[int] = None,
+                 workers: tuple = ()) -> None:
+        """Say which processes run this machine's pool; None: none does."""
+    def pool_pids(self, pool: Optional[_PoolId] = None) -> _PoolPids:
+        """The processes of a pool as it last published them."""
+    def pool_row(self) -> Optional[_PoolRow]:
+        """This machine's pool, or None."""
+    def pool_running(self) -> bool:
+        """Whether a pool runs (SQLite: holds the lock; PostgreSQL: a live lease)."""
+    def machine_rows(self) -> list:
+        """[_MachineRow] by name (PostgreSQL; none for SQLite)."""
+    def take_lease(self, con: Any, owner: int) -> None:
+        """Start a lease with a new number: this pool's identity."""
+    def renew_lease(self, lease: Optional[int] = None) -> bool:
+        """Renew this pool's lease; False if another pool took it over."""
+    def previous_pool(self) -> Optional[_PoolId]:
+        """The pool that last ran on this machine, if it must be settled."""
+    def remember_pool(self) -> None:
+        """Write down this pool's lease for the next pool on this machine."""
+    def recover(self, con: Any, pool: Optional[_PoolId] = None) -> list:
+        """[_Interrupted] of what a pool that ended had started; the rest waits again."""
+    def lost_machines(self, con: Any) -> list:
+        """[_PoolId] of the pools that missed their lease renewals (taken)."""
+    def forget_machine(self, con: Any, pool: _PoolId) -> None:
+        """Remove a settled pool's row."""
+    def listener(self, again: bool = False) -> Any:
+        """The pool's LISTEN connection (PostgreSQL), or None."""
+
+    # -- the admin tool and the dashboard
+    def counts(self, now: float) -> tuple:
+        """({status: number}, the number of waiting tasks due at `now`)."""
+    def size_bytes(self) -> int:
+        """What the database takes on disk (or on the server)."""
+    def task_rows(self, statuses: tuple, limit: int, newest_first: bool) -> list:
+        """[_TaskRow] with these statuses, the newest first or in the order of the queue."""
+    def task_page(self, status: Optional[str], function: Optional[str],
+                  before: Optional[int], limit: int, scan: int) -> _TaskPage:
+        """A page of the dashboard's task list."""
+    def finished_since(self, since: float, limit: int) -> list:
+        """[_FinishedRow] of the tasks finished since then, the newest first."""
+    def retry_links(self, uid: str) -> tuple:
+        """(the id of the task this one retries or None, [ids of those that retry it])."""
+    def purge(self) -> int:
+        """Delete every finished result; how many."""
+
 
 _SCHEMA = (
     """CREATE TABLE tasks (
@@ -2205,8 +2410,8 @@ def _wake_path(database: str) -> Optional[str]:
 
 
 # This thread's connections, {database path: [connection, synchronous level]}: shared by
-# every _Store of the same file, so that a _Store per start() (kept alive by the Results it
-# made) costs no descriptors.
+# every _SqliteStore of the same file, so that a _SqliteStore per start() (kept alive by the
+# Results it made) costs no descriptors.
 _links = threading.local()
 
 
@@ -2319,8 +2524,7 @@ class _SharedSql:
         return counts, due
 
     def task_rows(self, statuses: tuple, limit: int, newest_first: bool) -> list:
-        """[(id, name, args, status, priority, due, created, started, finished, summary,
-        error, worker)] of the tasks with these statuses: the newest first, or in the order
+        """[_TaskRow] of the tasks with these statuses: the newest first, or in the order
         the pool takes them. Each group of statuses is read through its own index, at most
         `limit` rows of each: the finished, the held, the queue (tasks_queue)."""
         order = "id DESC" if newest_first else "priority DESC, due, id"
@@ -2336,13 +2540,14 @@ class _SharedSql:
                     f"finished, summary, error, worker, id FROM tasks WHERE "
                     f"{' AND '.join(terms)} ORDER BY {order} LIMIT ?", wanted + (limit,))
         rows.sort(key=(lambda r: -r[-1]) if newest_first else (lambda r: (-r[4], r[5], r[-1])))
-        return [row[:-1] for row in rows[:limit]]
+        return [_TaskRow(*row[:-1]) for row in rows[:limit]]
 
     def finished_since(self, since: float, limit: int) -> list:
-        """[(name, status, started, finished)] of the tasks finished since then, the newest
-        first, at most `limit` (the dashboard's statistics; the index of finished times)."""
-        return self.read("SELECT name, status, started, finished FROM tasks WHERE finished "
-                         ">= ? ORDER BY finished DESC LIMIT ?", (since, limit))
+        """[_FinishedRow] of the tasks finished since then, the newest first, at most
+        `limit` (the dashboard's statistics; the index of finished times)."""
+        return [_FinishedRow(*row) for row in self.read(
+            "SELECT name, status, started, finished FROM tasks WHERE finished >= ? ORDER BY "
+            "finished DESC LIMIT ?", (since, limit))]
 
     def task_page(self, status: Optional[str], function: Optional[str],
                   before: Optional[int], limit: int, scan: int) -> _TaskPage:
@@ -2377,7 +2582,7 @@ class _SharedSql:
             "(SELECT max(id) FROM tasks WHERE cron = c.name)")}
 
 
-class _Store(_SharedSql):
+class _SqliteStore(_SharedSql):
     """One autocron database file."""
 
     _wal_seen = (-1, 0.0)           # (size, since when) of the -wal as checkpoint() saw it
@@ -2809,17 +3014,18 @@ class _Store(_SharedSql):
     def forget_machine(self, con: sqlite3.Connection, pool: "_PoolId") -> None:
         """No other pools to forget."""
 
-    def listener(self) -> None:
+    def listener(self, again: bool = False) -> None:
         """No LISTEN: producers on this machine wake the pool with datagrams."""
         return None
 
     def recover(self, con: sqlite3.Connection, pool: Optional["_PoolId"] = None) -> list:
         """After a pool ended without finishing its tasks: what it had handed over but not
-        started waits again; the ones it had started are returned, [(id, cron job)], for the
+        started waits again; the ones it had started are returned, [_Interrupted], for the
         caller to settle (_recover). There is one pool: `pool` is ignored."""
         con.execute("UPDATE tasks SET status = 'waiting', worker = NULL, cancel = 0 "
                     "WHERE status = 'queued'")
-        return con.execute("SELECT id, cron FROM tasks WHERE status = 'running'").fetchall()
+        return [_Interrupted(*row) for row in con.execute(
+            "SELECT id, cron FROM tasks WHERE status = 'running'").fetchall()]
 
     def cron_states(self, con: sqlite3.Connection) -> list:
         """Every cron job as it is (_CronState), for the caller to settle after a pool ended."""
@@ -3010,11 +3216,12 @@ class _Store(_SharedSql):
                        "excluded.owner THEN pool.started ELSE excluded.started END",
                        (owner, manager, self.now(), json.dumps(list(workers))))
 
-    def pool_pids(self, pool: Optional[_PoolId] = None) -> tuple:
-        """(owner, manager, [workers]) as the pool last published them, or (None, None, []);
-        there is one pool: `pool` is ignored."""
+    def pool_pids(self, pool: Optional[_PoolId] = None) -> _PoolPids:
+        """The processes of the pool as it last published them; there is one pool:
+        `pool` is ignored."""
         rows = self.read("SELECT owner, manager, workers FROM pool")
-        return (rows[0][0], rows[0][1], json.loads(rows[0][2])) if rows else (None, None, [])
+        return _PoolPids(rows[0][0], rows[0][1], json.loads(rows[0][2])) if rows else \
+            _PoolPids(None, None, [])
 
     def previous_pool(self) -> Optional[_PoolId]:
         """None: the pool that ended is found by what it left (recover takes it all)."""
@@ -3041,10 +3248,10 @@ class _Store(_SharedSql):
                 return True
         return False
 
-    def pool_row(self) -> Optional[tuple]:
-        """(owner, manager, started, [workers]) as the pool last published them, or None."""
+    def pool_row(self) -> Optional[_PoolRow]:
+        """The pool as it last published itself, or None."""
         rows = self.read("SELECT owner, manager, started, workers FROM pool")
-        return rows[0][:3] + (json.loads(rows[0][3]),) if rows else None
+        return _PoolRow(*rows[0][:3], json.loads(rows[0][3])) if rows else None
 
     def machine_rows(self) -> list:
         """No machines table: one machine, whose pool is pool_row()."""
@@ -3067,7 +3274,7 @@ class _Store(_SharedSql):
 # The PostgreSQL store
 # ==============================================================================================
 #
-# The same interface as _Store (see the table there), for a postgresql:// URL: many machines
+# The store protocol (_Store) for a postgresql:// URL: many machines
 # share one database, each running its own pool. psycopg 3 is imported only here, when such
 # a URL is opened. The tables live in a schema of their own (?schema=, default "autocron").
 #
@@ -3077,9 +3284,9 @@ class _Store(_SharedSql):
 # - A call NOTIFYs in its own statement; a pool LISTENs on a connection of its own
 #   (listener()), besides the wake-up datagrams of its own machine.
 # - A pool holds a lease (the machines table): a number taken when it starts, renewed every
-#   _LEASE_TTL / _LEASE_RENEWALS s. The tasks it claims carry the number, and every write of a start or an
-#   outcome is fenced by it: a pool whose lease another took over (lost_machines: no renewal
-#   for _LEASE_TTL s, by the server's clock) writes nothing more, and learns so at its next
+#   _lease_ttl / _LEASE_RENEWALS s. The tasks it claims carry the number, and every write of
+#   a start or an outcome is fenced by it: a pool whose lease another took over (lost_machines: no renewal
+#   for _lease_ttl s, by the server's clock) writes nothing more, and learns so at its next
 #   renewal.
 # - Whoever can write the schema can make the workers run code, like the SQLite file: a schema
 #   that another role owns is refused.
@@ -3098,9 +3305,10 @@ _SKEW_LOOK = 60.0               # a machine measures its clock against the serve
 _SKEW_IGNORED = 0.5             # a machine's clock this close to the server's is taken as it
                                 # is: each measure is off by up to half a round trip, and
                                 # machines would otherwise disagree by that on every due time
-_LEASE_TTL = 30.0               # the others settle a pool's tasks once it missed its lease
-_LEASE_RENEWALS = 6             # renewals for this long; which it renews this many times in
-                                # it (the pool's processes get it in their start configuration)
+_LEASE_RENEWALS = 6             # a pool renews its lease this many times a lease
+# A setting, not a constant (tests shorten it; the pool's processes get it in their start
+# configuration): the others settle a pool's tasks once it missed its renewals this long.
+_lease_ttl = 30.0
 _LEASE_MARGIN = 0.25            # a worker starts tasks until this part of the lease is left
 _LEASE_LOOK = 0.01              # a worker whose lease is not known valid looks again this often
 # SQLSTATEs of a value that PostgreSQL cannot hold: text it cannot encode (22021, 22P05), too
@@ -3332,7 +3540,7 @@ class _PgStore(_SharedSql):
     def __init__(self, url: str, existing: bool = False, write: Optional[bool] = None,
                  snapshot: bool = False):
         """Open (and create, unless `existing`) the schema; `existing` changes nothing and
-        fails if it is missing (the admin tool), as with _Store."""
+        fails if it is missing (the admin tool), as with _SqliteStore."""
         url = _pg_urls.get(url, url)
         target = _pg_target(url)
         _pg_urls[target.shown] = url
@@ -3614,7 +3822,7 @@ class _PgStore(_SharedSql):
 
     def add_tasks(self, name: str, calls: list, due: float, options: "_Options" = None,
                   shipped: Optional[_Shipped] = None) -> list:
-        """Store many calls of one function in one transaction; their ids (see _Store)."""
+        """Store many calls of one function in one transaction; their ids (see _SqliteStore)."""
         if not calls:
             return []
         token, options, now = _token(), options or _PLAIN, self.now()
@@ -3666,14 +3874,14 @@ class _PgStore(_SharedSql):
             (2 if force else 1, *_row_key(uid), self._channel + _PG_CANCEL)))
 
     def retry(self, uid: str, now: float) -> Optional[str]:
-        """See _Store.retry; the pools are woken in the same statement."""
+        """See _SqliteStore.retry; the pools are woken in the same statement."""
         token = _token()
         rows = self.read(f"WITH t AS ({_RETRY_TASK} RETURNING id) SELECT id, pg_notify(?, '') "
                          "FROM t", (token, now, now, *_row_key(uid), self._channel))
         return f"{token}-{rows[0][0]}" if rows else None
 
     def cancel_mark(self) -> Optional[int]:
-        """The withdrawals a pool's listener heard of (see _Store.cancel_mark); None where
+        """The withdrawals a pool's listener heard of (see _SqliteStore.cancel_mark); None where
         no listener runs (a worker: it reads the requests before each task)."""
         return None if self._listener is None else self._listener.cancels
 
@@ -3753,11 +3961,11 @@ class _PgStore(_SharedSql):
             (self.machine, self.lease))]
 
     def lost_machines(self, con: Any) -> list:
-        """[_Pool] of the pools that missed their renewals for _LEASE_TTL s (taken: no
+        """[_Pool] of the pools that missed their renewals for _lease_ttl s (taken: no
         other pool settles them at the same time)."""
         return [_PoolId(*row) for row in con.execute(
             f"SELECT name, lease, heartbeat FROM machines WHERE heartbeat < {_PG_NOW} - %s "
-            "AND lease <> %s FOR UPDATE SKIP LOCKED", (_LEASE_TTL, self.lease)).fetchall()]
+            "AND lease <> %s FOR UPDATE SKIP LOCKED", (_lease_ttl, self.lease)).fetchall()]
 
     def forget_machine(self, con: Any, pool: "_PoolId") -> None:
         con.execute("DELETE FROM machines WHERE lease = %s", (pool.lease,))
@@ -3784,15 +3992,16 @@ class _PgStore(_SharedSql):
         """The tasks a pool that ended left behind (the one before this on this machine,
         known from the lock file, or a lost one): what it had handed over but not started
         waits again; the ones it had started become this pool's (under its lease) and are
-        returned, [(id, cron job)], for the caller to settle."""
+        returned, [_Interrupted], for the caller to settle."""
         if pool is None:
             return []
         con.execute("UPDATE tasks SET status = 'waiting', worker = NULL, machine = NULL, "
                     "lease = NULL, cancel = 0 WHERE status = 'queued' AND machine = %s AND "
                     "lease = %s", (pool.name, pool.lease))
-        return con.execute("UPDATE tasks SET machine = %s, lease = %s, worker = NULL WHERE "
-                           "status = 'running' AND machine = %s AND lease = %s RETURNING id, "
-                           "cron", (self.machine, self.lease, pool.name, pool.lease)).fetchall()
+        return [_Interrupted(*row) for row in con.execute(
+            "UPDATE tasks SET machine = %s, lease = %s, worker = NULL WHERE status = "
+            "'running' AND machine = %s AND lease = %s RETURNING id, cron",
+            (self.machine, self.lease, pool.name, pool.lease)).fetchall()]
 
     def cron_states(self, con: Any) -> list:
         """Every cron job as it is (_CronState); a run counts as live while it is not
@@ -3830,7 +4039,7 @@ class _PgStore(_SharedSql):
         return started
 
     def claim(self, con: Any, now: float, pids: list) -> list:
-        """Hand the most urgent due tasks to workers (see _Store.claim); rows another pool is
+        """Hand the most urgent due tasks to workers (see _SqliteStore.claim); rows another pool is
         taking at the same moment are skipped, never waited for."""
         # Only under a lease that is valid at the server now (held in key-share mode, so
         # that no other machine settles it until this commits): a machine resumed after its
@@ -3846,7 +4055,7 @@ class _PgStore(_SharedSql):
             "UPDATE tasks SET status = 'queued', worker = places.pid, machine = %s, lease = %s "
             "FROM picked JOIN places USING (n) WHERE tasks.id = picked.id "
             "RETURNING picked.n, tasks.id, tasks.token || '-' || tasks.id, record, cron, "
-            "timeout, priority", (self.lease, _LEASE_TTL, now, len(pids), list(pids),
+            "timeout, priority", (self.lease, _lease_ttl, now, len(pids), list(pids),
                                   self.machine, self.lease)).fetchall()
         return [_Claimed(*row[1:]) for row in sorted(rows)]
 
@@ -3860,7 +4069,7 @@ class _PgStore(_SharedSql):
             "UPDATE tasks SET status = 'running', started = %s, attempts = attempts + 1, "
             "cancel = CASE cancel WHEN 1 THEN 0 ELSE cancel END WHERE id = %s AND status = "
             "'queued' AND lease = %s AND EXISTS (SELECT 1 FROM machines WHERE lease = %s AND "
-            f"heartbeat >= {_PG_NOW} - %s)", (at, task_id, lease, lease, _LEASE_TTL)) == 1
+            f"heartbeat >= {_PG_NOW} - %s)", (at, task_id, lease, lease, _lease_ttl)) == 1
 
     def mark_started(self, con: Any, started: list) -> None:
         if started:
@@ -3877,7 +4086,7 @@ class _PgStore(_SharedSql):
             (list(ids),))}
 
     def finish(self, con: Any, outcomes: list) -> list:
-        """Write outcomes of tasks this pool still holds under its lease (see _Store.finish):
+        """Write outcomes of tasks this pool still holds under its lease (see _SqliteStore.finish):
         a pool that lost its lease writes nothing."""
         final, again = [], []
         for outcome in outcomes:
@@ -3905,10 +4114,11 @@ class _PgStore(_SharedSql):
                                         if o.cron and o.retry_at is None])
 
     def started_unseen(self, con: Any, ids: list) -> list:
-        """[(id, cron job)] of these tasks that a worker of this pool started (start_now)
+        """[_Interrupted] of these tasks that a worker of this pool started (start_now)
         although the pool took them for not started: it died before it could say so."""
-        return con.execute("SELECT id, cron FROM tasks WHERE id = ANY(%s) AND status = "
-                           "'running' AND lease = %s", (list(ids), self.lease)).fetchall()
+        return [_Interrupted(*row) for row in con.execute(
+            "SELECT id, cron FROM tasks WHERE id = ANY(%s) AND status = 'running' AND "
+            "lease = %s", (list(ids), self.lease)).fetchall()]
 
     def requeue(self, con: Any, ids: list) -> None:
         if ids:
@@ -3972,16 +4182,17 @@ class _PgStore(_SharedSql):
             self.write("UPDATE machines SET owner = %s, manager = %s, workers = %s WHERE "
                        "lease = %s", (owner, manager, json.dumps(list(workers)), self.lease))
 
-    def pool_pids(self, pool: Optional[_PoolId] = None) -> tuple:
-        """(owner, manager, [workers]) of a pool as published (by default the newest of this
-        machine's name), or (None, None, [])."""
+    def pool_pids(self, pool: Optional[_PoolId] = None) -> _PoolPids:
+        """The processes of a pool as it published them (by default the newest of this
+        machine's name)."""
         if pool is None:
             rows = self.read("SELECT owner, manager, workers FROM machines WHERE name = %s "
                              "ORDER BY lease DESC LIMIT 1", (self.machine,))
         else:
             rows = self.read("SELECT owner, manager, workers FROM machines WHERE lease = %s",
                              (pool.lease,))
-        return (rows[0][0], rows[0][1], json.loads(rows[0][2])) if rows else (None, None, [])
+        return _PoolPids(rows[0][0], rows[0][1], json.loads(rows[0][2])) if rows else \
+            _PoolPids(None, None, [])
 
     def previous_pool(self) -> Optional[_PoolId]:
         """The pool that last ran on this machine, as it wrote in the pool lock's file (whose
@@ -4001,19 +4212,19 @@ class _PgStore(_SharedSql):
     # -- what the admin tool shows and does
 
     def pool_running(self) -> bool:
-        """Whether a pool runs on any machine: a lease renewed within _LEASE_TTL s."""
+        """Whether a pool runs on any machine: a lease renewed within _lease_ttl s."""
         return bool(self.read(f"SELECT 1 FROM machines WHERE heartbeat >= {_PG_NOW} - %s",
-                              (_LEASE_TTL,)))
+                              (_lease_ttl,)))
 
-    def pool_row(self) -> Optional[tuple]:
-        """(owner, manager, started, [workers]) of this machine's pool, or None."""
+    def pool_row(self) -> Optional[_PoolRow]:
+        """This machine's pool, or None."""
         rows = self.read("SELECT owner, manager, started, workers FROM machines WHERE "
                          "name = %s ORDER BY lease DESC LIMIT 1", (self.machine,))
-        return rows[0][:3] + (json.loads(rows[0][3]),) if rows else None
+        return _PoolRow(*rows[0][:3], json.loads(rows[0][3])) if rows else None
 
     def machine_rows(self) -> list:
-        """[(name, owner, manager, [workers], last heartbeat, seconds since)] by name."""
-        return [row[:3] + (json.loads(row[3]),) + row[4:] for row in self.read(
+        """[_MachineRow] by name."""
+        return [_MachineRow(*row[:3], json.loads(row[3]), *row[4:]) for row in self.read(
             f"SELECT name, owner, manager, workers, heartbeat, {_PG_NOW} - heartbeat "
             "FROM machines ORDER BY name")]
 
@@ -4034,11 +4245,11 @@ class _PgStore(_SharedSql):
 
 
 def _open_store(database: Union[str, os.PathLike], existing: bool = False,
-                write: Optional[bool] = None, snapshot: bool = False) -> Any:
+                write: Optional[bool] = None, snapshot: bool = False) -> _Store:
     """The store of a database: PostgreSQL for a postgresql:// URL, else an SQLite file."""
     if _is_postgres(database):
         return _PgStore(database, existing, write, snapshot)
-    return _Store(database, existing, write, snapshot)
+    return _SqliteStore(database, existing, write, snapshot)
 
 
 def _database_key(database: Union[str, os.PathLike]) -> str:
@@ -4087,8 +4298,9 @@ def _recover(store: _Store, con: Any, now: float, previous: Optional[_PoolId] = 
     jobs go on as _resume_due says.
     """
     lost = _failure("interrupted: the pool ended while the task was running")
-    _write_outcomes(store, con, [_Outcome(task_id, "error", error=lost, finished=now, cron=job)
-                                 for task_id, job in store.recover(con, previous)], now)
+    _write_outcomes(store, con, [_Outcome(task.id, "error", error=lost, finished=now,
+                                          cron=task.cron)
+                                 for task in store.recover(con, previous)], now)
     if previous is not None:
         store.forget_machine(con, previous)
     resumed = [(job.name, _resume_due(job, now)) for job in store.cron_states(con)]
@@ -4105,8 +4317,8 @@ def _settle_lost(store: _Store, con: Any, now: float) -> None:
         _log.warning("autocron: machine %s of %s lost (no heartbeat since %s); its tasks are "
                      "settled here", pool.name, store.path, since)
         _write_outcomes(store, con, [
-            _Outcome(task_id, "error", error=lost, finished=now, cron=job)
-            for task_id, job in store.recover(con, pool)], now)
+            _Outcome(task.id, "error", error=lost, finished=now, cron=task.cron)
+            for task in store.recover(con, pool)], now)
         store.forget_machine(con, pool)
 
 
@@ -4136,7 +4348,7 @@ def _spawn(entry: str, settings: dict) -> tuple:
     down_read, down_write = os.pipe()
     up_read, up_write = os.pipe()
     config = dict(settings, cwd=os.getcwd(), path=sys.path, down=down_read, up=up_write,
-                  clock=_clock_file, lease_ttl=_LEASE_TTL)
+                  clock=_clock_file, lease_ttl=_lease_ttl)
     boot = ("import sys, importlib.util as u; "
             "s = u.spec_from_file_location('autocron', sys.argv[1]); "
             "m = sys.modules['autocron'] = u.module_from_spec(s); s.loader.exec_module(m); "
@@ -4161,11 +4373,11 @@ def _spawn(entry: str, settings: dict) -> tuple:
 def _boot(entry: str, config_text: str) -> None:
     """The first call in a new pool process: put the caller's sys.path after this
     interpreter's own (the standard library first), then run `entry`."""
-    global _clock_file, _LEASE_TTL, _IN_POOL
+    global _clock_file, _lease_ttl, _IN_POOL
     _IN_POOL = True
     config = json.loads(config_text)
     config["path"] = sys.path + [folder for folder in config["path"] if folder not in sys.path]
-    _clock_file, _LEASE_TTL = config["clock"], config["lease_ttl"]
+    _clock_file, _lease_ttl = config["clock"], config["lease_ttl"]
     secret = os.environ.pop("_AUTOCRON_URL", None)    # before any user code can see it
     if secret:
         _pg_urls[config["database"]] = secret
@@ -4349,6 +4561,37 @@ class _Returned(NamedTuple):
     id: int
     skipped: bool = False
     refused: bool = False
+
+
+class _Reported(NamedTuple):
+    """An outcome that the pool holds until it has committed it, and who reported it."""
+    outcome: _Outcome
+    uid: str                          # the task's id, for the owner's waiting callers
+    worker: Optional["_Worker"]       # None: the pool decided it (a worker died, a stop)
+    number: int                       # the worker's count of its outcomes (see _Ack)
+
+
+# What the owner and its pool's manager tell each other over their pipes.
+
+class _Watch(NamedTuple):
+    """Owner to manager: a caller waits for this task; say when it has finished."""
+    uid: str
+
+
+class _Stop(NamedTuple):
+    """Owner to manager: stop, giving running tasks up to `timeout` s to end."""
+    timeout: Optional[float]
+
+
+class _Finished(NamedTuple):
+    """Manager to owner: these watched tasks have finished."""
+    uids: list
+
+
+class _LogLine(NamedTuple):
+    """Manager to owner: a line of autocron's log, for the owner's logging to handle."""
+    level: int
+    text: str
 
 
 def _worker_main(config_text: str) -> None:
@@ -4902,6 +5145,60 @@ def _kill_group(proc: subprocess.Popen) -> None:
         pass   # already gone
 
 
+class _Batch:
+    """What the pool has learnt and not yet written, which its next commit writes all at
+    once: starts, outcomes, tasks to put back, withdrawals that came too late. take() hands
+    the commit everything and leaves the batch empty for what arrives meanwhile; a commit
+    that fails gives it back with restore(), in front of that, so that nothing is lost and
+    the order holds."""
+
+    __slots__ = ("started", "outcomes", "requeue", "refused", "started_since")
+
+    def __init__(self, started: Optional[list] = None, outcomes: Optional[list] = None,
+                 requeue: Optional[list] = None, refused: Optional[list] = None,
+                 started_since: float = 0.0):
+        self.started: list = started or []       # [_Started]: mark them running
+        self.outcomes: list = outcomes or []     # [_Reported]
+        self.requeue: list = requeue or []       # [_Task] claimed, to put back in the queue
+        self.refused: list = refused or []       # ids whose withdrawal came after they started
+        self.started_since = started_since       # monotonic time of the oldest start here
+
+    def empty(self) -> bool:
+        return not (self.started or self.outcomes or self.requeue or self.refused)
+
+    def due(self, now: float) -> bool:
+        """Whether it is worth a commit now: anything but starts at once; starts alone wait
+        _START_COMMIT_DELAY for company (a task that ends meanwhile is written once)."""
+        return bool(self.outcomes or self.requeue or self.refused or self.started and
+                    now - self.started_since >= _START_COMMIT_DELAY)
+
+    def add_start(self, message: _Started, at: float) -> None:
+        if not self.started:
+            self.started_since = at
+        self.started.append(message)
+
+    def ids(self) -> set:
+        """The task ids it holds."""
+        return ({r.outcome.id for r in self.outcomes} | {s.id for s in self.started} |
+                {t.id for t in self.requeue} | set(self.refused))
+
+    def take(self) -> "_Batch":
+        """Everything, for one commit; this batch is empty afterwards."""
+        taken = _Batch(self.started, self.outcomes, self.requeue, self.refused,
+                       self.started_since)
+        self.started, self.outcomes, self.requeue, self.refused = [], [], [], []
+        return taken
+
+    def restore(self, taken: "_Batch") -> None:
+        """A commit of `taken` failed: it comes back, before what arrived since."""
+        if taken.started:
+            self.started_since = taken.started_since
+        self.started = taken.started + self.started
+        self.outcomes = taken.outcomes + self.outcomes
+        self.requeue = taken.requeue + self.requeue
+        self.refused = taken.refused + self.refused
+
+
 class _Pool:
     """The worker processes of one database and the dispatcher that feeds them; it runs in
     the pool manager process (see _manager_main).
@@ -4923,8 +5220,8 @@ class _Pool:
         self._stopping = False         # stop() was asked for
         self._deadline = 0.0           # monotonic time when running tasks are stopped
         self._wake_path = store.wake_path   # where producers' wake-ups arrive ("" if nowhere)
-        self._wake = self._listen()    # the socket they arrive on
-        self._heard = store.listener()      # and notifications from other machines (or None)
+        self._wake = self._bind_wake_socket()    # the socket they arrive on
+        self._pg_listener = store.listener()      # and notifications from other machines (or None)
         self._lease_due = 0.0          # monotonic time of the next look at the others' leases
         self._lease_clock = _LeaseClock()     # shared with workers: when they may start tasks
         if not store.leased:
@@ -4932,12 +5229,8 @@ class _Pool:
         self._lease_lost = threading.Event()   # the lease keeper found it taken over
         self._ending = threading.Event()       # the pool ends: so does the keeper
         self._orphaned = False         # the owner is gone: write what is known, then exit
-        self._started: list = []       # _Started messages to mark running
-        self._started_since = 0.0      # when the first of them arrived
-        self._outcomes: list = []      # [_Reported]
+        self._batch = _Batch()         # what it learnt and has not written yet
         self._returned: list = []      # claimed tasks handed back by a worker, to place again
-        self._requeue: list = []       # claimed tasks to put back into the queue
-        self._refused: list = []       # ids whose withdrawal came after they started
         self._respawn_at = 0.0         # no new worker before this monotonic time
         self._respawn_delay = _RESTART_PAUSE[0]   # the pause after the next early death
         self._retry_at = 0.0           # the database is unavailable: tried again from then on
@@ -4959,10 +5252,10 @@ class _Pool:
         self._run_time = _QUICK_TASK   # how long recent tasks ran, a moving average (s)
         if self._children is not None:
             self._selector.register(self._children, selectors.EVENT_READ)
-        if self._heard is not None:
-            self._selector.register(self._heard, selectors.EVENT_READ)
+        if self._pg_listener is not None:
+            self._selector.register(self._pg_listener, selectors.EVENT_READ)
 
-    def _listen(self) -> socket.socket:
+    def _bind_wake_socket(self) -> socket.socket:
         """The socket that producers' datagrams wake; without a safe place for one, a socket
         that never wakes (producers are then seen by the fallback check) and one warning."""
         if not _HAS_UNIX_SOCKETS:  # pragma: no cover - Windows
@@ -4976,7 +5269,7 @@ class _Pool:
                 return listener
             except OSError as error:
                 problems = [f"{self._wake_path}: {error.strerror or error}"]
-        self.tell_owner(("log", logging.WARNING,
+        self.tell_owner(_LogLine(logging.WARNING,
                          f"autocron: no wake-up socket for the pool of {self.store.path}: "
                          f"{'; '.join(problems)}; new tasks start within {_FALLBACK_WAKE:g} s "
                          "instead of at once. Set XDG_RUNTIME_DIR or TMPDIR to a private "
@@ -4988,8 +5281,8 @@ class _Pool:
 
     # -- talking to the owner
 
-    def tell_owner(self, message: tuple) -> None:
-        """Send the owner process a notice: ("done", [uuids]) or ("log", level, text)."""
+    def tell_owner(self, message: Union[_Finished, _LogLine]) -> None:
+        """Send the owner process a notice."""
         data = pickle.dumps(message, _PICKLE_PROTOCOL)
         with self._notices_lock, contextlib.suppress(OSError):
             self._notices.send_bytes(data)
@@ -5010,13 +5303,16 @@ class _Pool:
             done = [uid for uid in uids if uid in self._watched]
             self._watched.difference_update(done)
         if done:
-            self.tell_owner(("done", done))
+            self.tell_owner(_Finished(done))
 
     def orphaned(self) -> None:
         """From the control thread: the owner ended, however it ended. The dispatcher
         writes what it knows and no worker could write (outcomes of workers that died since
-        they reported them) and exits; its workers then hand over what they hold."""
+        they reported them) and exits; its workers then hand over what they hold. From now
+        on no worker starts a task: the next pool settles what this one held, and a start
+        here, which nobody would write, would run that task twice."""
         self._orphaned = True
+        self._lease_clock.set(0.0, self.store.lease)
         _notify(self._wake_path)
 
     def _leave(self) -> None:
@@ -5025,8 +5321,12 @@ class _Pool:
         end asks (the workers end through their pipes, after their own hand-over)."""
         end = time.monotonic() + _HANDOVER_WAIT - 1.0
         self._stopping = True          # no worker starts or comes back in the meantime
+        # every pipe read to its end, whatever the selector last said (this process may
+        # have been paused while its workers reported), and the ended workers buried
+        self._ready = {w.results for w in self._workers if not w.closed}
+        self._child_ended = True
         self._collect()
-        while self._outcomes or self._started or self._requeue or self._refused:
+        while not self._batch.empty():
             try:
                 self._commit([], False)
             except DatabaseError:
@@ -5045,8 +5345,8 @@ class _Pool:
         self._ending.set()
         self._selector.close()
         self._wake.close()
-        if self._heard is not None:
-            self._heard.close()
+        if self._pg_listener is not None:
+            self._pg_listener.close()
         with contextlib.suppress(OSError):
             os.unlink(self._wake_path)
         with contextlib.suppress(DatabaseError):
@@ -5103,7 +5403,7 @@ class _Pool:
                 self.store.remember_pool()
                 self._available()
                 if self.store.leased:
-                    self._lease_clock.set(sent + _LEASE_TTL * (1 - _LEASE_MARGIN),
+                    self._lease_clock.set(sent + _lease_ttl * (1 - _LEASE_MARGIN),
                                           self.store.lease)
                     threading.Thread(target=self._renew_lease, name="autocron-lease",
                                      daemon=True).start()
@@ -5130,7 +5430,7 @@ class _Pool:
             outage = self._outage = outage._replace(reported=now)
             _log.warning("autocron pool for %s still cannot write to its database (since "
                          "%.0f s; %d outcomes kept): %s", self.store.path, now - outage.since,
-                         len(self._outcomes), error)
+                         len(self._batch.outcomes), error)
         self._retry_at = now + outage.pause
         self._outage = outage._replace(pause=min(outage.pause * 2, _OUTAGE_PAUSES[1]))
         if not self.store.leased:
@@ -5142,36 +5442,36 @@ class _Pool:
             _log.warning("autocron pool for %s writes to its database again (after %.1f s)",
                          self.store.path, time.monotonic() - self._outage.since)
             self._outage, self._retry_at = None, 0.0
-            if not self.store.leased:
+            if not self.store.leased and not self._orphaned:
                 self._lease_clock.set(math.inf, None)
-            if self.store.leased and self._heard is None:
-                self._listen_again()
+            if self.store.leased and self._pg_listener is None:
+                self._listen_anew()
 
-    def _listen_again(self) -> None:
+    def _listen_anew(self) -> None:
         """The LISTEN connection broke: open another (until then, and if that fails until
         the next lease renewal, the fallback check finds new tasks)."""
-        if self._heard is not None:
-            self._selector.unregister(self._heard)
-        self._heard = None
+        if self._pg_listener is not None:
+            self._selector.unregister(self._pg_listener)
+        self._pg_listener = None
         with contextlib.suppress(DatabaseError):
-            self._heard = self.store.listener(again=True)
-            self._selector.register(self._heard, selectors.EVENT_READ)
+            self._pg_listener = self.store.listener(again=True)
+            self._selector.register(self._pg_listener, selectors.EVENT_READ)
 
     def _renew_lease(self) -> None:
         """The lease keeper, a thread of the manager (PostgreSQL): renews this pool's lease
         _LEASE_RENEWALS times a lease, whatever the dispatcher is busy with (a long round, a
         slow database), and tells the workers until when they may start tasks. A lease found
         taken over stops every start at once, and the dispatcher takes a new one."""
-        while not self._ending.wait(_LEASE_TTL / _LEASE_RENEWALS):
+        while not self._ending.wait(_lease_ttl / _LEASE_RENEWALS):
             lease, sent = self.store.lease, time.monotonic()
             try:
                 renewed = self.store.renew_lease(lease)
             except DatabaseError:      # unavailable: the workers stop starting tasks when
                 continue               # the lease may have run out, until a renewal works
-            if lease != self.store.lease:
-                continue               # the dispatcher took a new lease meanwhile
+            if lease != self.store.lease or self._orphaned:
+                continue               # a new lease meanwhile; or no more starts at all
             if renewed:
-                self._lease_clock.set(sent + _LEASE_TTL * (1 - _LEASE_MARGIN), lease)
+                self._lease_clock.set(sent + _lease_ttl * (1 - _LEASE_MARGIN), lease)
             else:
                 self._lease_clock.set(0.0, lease)
                 self._lease_lost.set()
@@ -5179,35 +5479,35 @@ class _Pool:
 
     def _keep_lease(self) -> None:
         """A lease found taken over (this machine was paused or cut off for longer than
-        _LEASE_TTL s) means the others settled its tasks: the ones not started here are given
+        _lease_ttl s) means the others settled its tasks: the ones not started here are given
         up (the workers never start them: _LeaseClock), and the pool goes on under a new
         lease; what still runs here writes nothing (its writes are fenced by the old lease).
-        Every _LEASE_TTL / _LEASE_RENEWALS s: the LISTEN connection, calls claimed under this
+        Every _lease_ttl / _LEASE_RENEWALS s: the LISTEN connection, calls claimed under this
         lease that no worker holds (the reply to the claim was lost), and the machines that
         stopped renewing their leases."""
         if self._lease_lost.is_set():
             _log.error("autocron: the pool of machine %s lost its lease on %s (no renewal for "
                        "%g s: paused or cut off); other machines settled its tasks, and what "
                        "still runs here will not be written", self.store.machine,
-                       self.store.path, _LEASE_TTL)
+                       self.store.path, _lease_ttl)
             for worker in self._workers:
                 for task in worker.queue:
                     if not task.running:
                         task.forfeit = True
                         self._take_back(worker, task)
-            self._returned, self._requeue = [], []
+            self._returned, self._batch.requeue = [], []
             sent = time.monotonic()
             with self.store.transaction() as con:
                 self.store.take_lease(con, self._owner)
             self.store.remember_pool()
-            self._lease_clock.set(sent + _LEASE_TTL * (1 - _LEASE_MARGIN), self.store.lease)
+            self._lease_clock.set(sent + _lease_ttl * (1 - _LEASE_MARGIN), self.store.lease)
             self._lease_lost.clear()
             self._publish()
         if time.monotonic() < self._lease_due:
             return
-        self._lease_due = time.monotonic() + _LEASE_TTL / _LEASE_RENEWALS
-        if self._heard is None:
-            self._listen_again()
+        self._lease_due = time.monotonic() + _lease_ttl / _LEASE_RENEWALS
+        if self._pg_listener is None:
+            self._listen_anew()
         self._reclaim_strays()
         now = self.store.now()
         with self.store.transaction() as con:
@@ -5217,9 +5517,8 @@ class _Pool:
         """Calls claimed under this pool's lease that it does not hold (the connection broke
         after the server committed a claim, before its reply came): they wait again."""
         known = {t.id for w in self._workers for t in w.queue}
-        known.update(t.id for t in self._returned + self._requeue)
-        known.update(o.id for o, _, _, _ in self._outcomes)
-        known.update(started.id for started in self._started)
+        known.update(t.id for t in self._returned)
+        known.update(self._batch.ids())
         strays = [task_id for task_id in self.store.claimed() if task_id not in known]
         if strays:
             _log.warning("autocron: %d calls claimed by the pool of machine %s but never "
@@ -5232,18 +5531,22 @@ class _Pool:
         """Let the processes of a pool that ended abruptly finish handing over its tasks."""
         if self.store.leased and previous is None:
             return           # none known on this machine: the lost pools' way settles it
-        _, manager, workers = self.store.pool_pids(previous)
-        left = {p for p in [manager, *workers] if p and p != os.getpid()}
+        pids = self.store.pool_pids(previous)
+        left = {p for p in [pids.manager, *pids.workers] if p and p != os.getpid()}
         if not self.store.leased:
             # One pool a file on this machine: every other process of a pool of this file
             # is the last pool's, also a worker it started when it could no longer publish
             # its pids (a full disk): each hands over what it ran before this pool settles.
             left.update(_pool_processes(self.store.path) - {os.getpid()})
         end = time.monotonic() + _HANDOVER_WAIT
-        while left and time.monotonic() < end:
-            left = [p for p in left if _pool_process_alive(p, self.store.path)]
-            if left:
-                time.sleep(0.01)
+        for look in itertools.count(1):
+            left = {p for p in left if _pool_process_alive(p, self.store.path)}
+            if left and not self.store.leased and look % 10 == 0:
+                # a worker that its manager started meanwhile (one paused until now)
+                left.update(_pool_processes(self.store.path) - {os.getpid()})
+            if not left or time.monotonic() >= end:
+                break
+            time.sleep(0.01)
         for pid in left:      # stuck: they have had their chance
             with contextlib.suppress(OSError):
                 os.killpg(pid, signal.SIGKILL) if _CAN_KILL_GROUPS else os.kill(pid, 9)
@@ -5254,7 +5557,7 @@ class _Pool:
         puts the new call first. A call waiting in the database never loses its place to one
         a worker merely holds."""
         announced, self._announced = self._announced, None
-        heard = self._heard                  # and from other machines' calls (PostgreSQL)
+        heard = self._pg_listener                  # and from other machines' calls (PostgreSQL)
         if heard is not None and heard.priority is not None:
             announced = heard.priority if announced is None else max(announced, heard.priority)
             heard.priority = None
@@ -5314,9 +5617,7 @@ class _Pool:
             placed.append((places.pop(0), self._returned.pop(0)))
         # In an outage a commit is tried even with nothing to write: the one that works ends
         # it, and lets the workers start tasks again.
-        pending = bool(self._outcomes or self._requeue or self._refused or self._started and
-                       time.monotonic() - self._started_since >= _START_COMMIT_DELAY or
-                       self._outage is not None)
+        pending = self._batch.due(time.monotonic()) or self._outage is not None
         due = (False, False)
         if places and not self._dry and time.monotonic() >= self._retry_at:
             due = self.store.anything_due(self.store.now())
@@ -5344,33 +5645,38 @@ class _Pool:
         Nothing learnt is dropped when the write fails: a busy database is tried again a
         moment later, an outcome that cannot be stored fails its own task with the reason.
         """
-        started, outcomes = self._started, self._outcomes
-        requeue, refused = self._requeue, self._refused
-        self._started, self._outcomes, self._requeue, self._refused = [], [], [], []
+        batch = self._batch.take()
+        started, outcomes, requeue = batch.started, batch.outcomes, batch.requeue
         self._dry = self._dry and not requeue     # tasks put back are due again
         now = self.store.now()
         try:
             # A task that started and ended since the last commit is written once, by its
             # outcome (finish); one that may run again needs its start counted first.
-            ended = {o.id for o, _, _, _ in outcomes if o.status == "ready" and o.started}
+            ended = {r.outcome.id for r in outcomes if r.outcome.status == "ready" and
+                     r.outcome.started}
             with self.store.transaction() as con:
                 self.store.mark_started(con, [s for s in started if s.id not in ended])
-                _write_outcomes(self.store, con, [o for o, _, _, _ in outcomes], now)
+                _write_outcomes(self.store, con, [r.outcome for r in outcomes], now)
                 self._requeue_or_settle(con, [t.id for t in requeue], now)
-                self.store.refuse_cancel(con, refused)
+                self.store.refuse_cancel(con, batch.refused)
                 if crons_due:
                     self.store.due_crons(con, now)
                 claimed = self.store.claim(con, now, pids) if pids else []
         except Exception as error:
-            self._started, self._outcomes = started + self._started, outcomes + self._outcomes
-            self._requeue, self._refused = requeue + self._requeue, refused + self._refused
+            self._batch.restore(batch)
             if _weather(error) or not outcomes or not self._store_one_by_one():
                 if isinstance(error, DatabaseError):
                     raise
                 raise DatabaseError(f"{self.store.path}: {type(error).__name__}: {error}",
                                     self.store.path) from error
             return []
-        self._available()
+        if batch.empty() and not claimed and self._outage is not None:
+            # An empty commit went through: the workers may start again (their starts will
+            # tell), but the outage ends with a write that carried something
+            if not self.store.leased and not self._orphaned:
+                self._lease_clock.set(math.inf, None)
+        else:
+            self._available()
         self._acknowledge(outcomes)
         return claimed
 
@@ -5382,30 +5688,31 @@ class _Pool:
         if unseen:
             died = _failure("worker died: it ended after it started the task")
             _write_outcomes(self.store, con, [
-                _Outcome(task_id, "error", error=died, finished=now, cron=job, retryable=True)
-                for task_id, job in unseen], now)
+                _Outcome(task.id, "error", error=died, finished=now, cron=task.cron,
+                         retryable=True) for task in unseen], now)
         self.store.requeue(con, ids)
 
     def _store_one_by_one(self) -> bool:
         """After a commit that the database refused for its data: write each outcome alone,
         failing those that cannot be stored (a value too large); False if the database
         refuses even that, or turns out to be unavailable (then everything waits)."""
-        started, self._started = self._started, []
+        started, self._batch.started = self._batch.started, []
         try:
             with self.store.transaction() as con:
                 self.store.mark_started(con, started)
         except Exception:
-            self._started = started + self._started
+            self._batch.restore(_Batch(started=started,
+                                       started_since=self._batch.started_since))
             return False
-        outcomes, self._outcomes = self._outcomes, []
-        for position, (outcome, uid, worker, number) in enumerate(outcomes):
-            now = self.store.now()
+        outcomes, self._batch.outcomes = self._batch.outcomes, []
+        for position, reported in enumerate(outcomes):
+            outcome, now = reported.outcome, self.store.now()
             try:
                 with self.store.transaction() as con:
                     _write_outcomes(self.store, con, [outcome], now)
             except Exception as error:
                 if _weather(error):
-                    self._outcomes = outcomes[position:] + self._outcomes
+                    self._batch.restore(_Batch(outcomes=outcomes[position:]))
                     return False
                 _log.error("autocron task %d: its outcome could not be stored: %s",
                            outcome.id, error)
@@ -5416,19 +5723,20 @@ class _Pool:
                     with self.store.transaction() as con:
                         _write_outcomes(self.store, con, [failed], now)
                 except Exception:
-                    self._outcomes = outcomes[position:] + self._outcomes
+                    self._batch.restore(_Batch(outcomes=outcomes[position:]))
                     return False
-            self._acknowledge([(outcome, uid, worker, number)])
+            self._acknowledge([reported])
         return True
 
     def _acknowledge(self, outcomes: list) -> None:
         """Outcomes are committed: wake the owner's callers; their workers learn it with
         their next task (or from _tell_acknowledged)."""
-        for _, _, worker, number in outcomes:
-            if worker is not None and number > worker.acknowledged:
-                worker.acknowledged = number
+        for reported in outcomes:
+            worker = reported.worker
+            if worker is not None and reported.number > worker.acknowledged:
+                worker.acknowledged = reported.number
         if outcomes and self._watched:
-            self._notify_done([uid for _, uid, _, _ in outcomes])
+            self._notify_done([reported.uid for reported in outcomes])
 
     def _tell_acknowledged(self) -> None:
         """A worker that gets no task soon, or holds many outcomes, is told on its own."""
@@ -5441,7 +5749,7 @@ class _Pool:
     def _report(self, outcome: _Outcome, task: "_Task", worker: Optional[_Worker] = None,
                 number: int = 0) -> None:
         """An outcome to write in the next commit (from `worker`, its `number`-th)."""
-        self._outcomes.append((outcome, task.uuid, worker, number))
+        self._batch.outcomes.append(_Reported(outcome, task.uuid, worker, number))
 
     def _end(self, task: "_Task", status: str, message: str, retryable: bool = False) -> None:
         """An outcome the pool decides itself: a worker died, a withdrawal, a stop."""
@@ -5454,7 +5762,7 @@ class _Pool:
         if task.cancel:
             self._end(task, "cancelled", "cancelled")
         else:
-            self._requeue.append(task)
+            self._batch.requeue.append(task)
 
     def _enforce_timeouts(self) -> None:
         now = time.monotonic()
@@ -5492,7 +5800,7 @@ class _Pool:
                 if task.running and level == 2:
                     self._kill(worker, task, "cancelled")
                 elif task.running:
-                    self._refused.append(task.id)
+                    self._batch.refused.append(task.id)
                 else:                       # the worker gives it back, or says it started
                     self._take_back(worker, task)
 
@@ -5568,9 +5876,7 @@ class _Pool:
             return
         if type(message) is _Started:
             task.started, task.running = time.monotonic(), True
-            if not self._started:
-                self._started_since = task.started
-            self._started.append(message)
+            self._batch.add_start(message, task.started)
             if task.cancel == 1:          # the withdrawal came too late
                 task.cancel = 0
             elif task.cancel == 2:
@@ -5596,7 +5902,8 @@ class _Pool:
         if task.cancel or message.skipped:
             self._end(task, "cancelled", "cancelled")
         else:
-            (self._requeue if self._stopping or task.outranked else self._returned).append(task)
+            (self._batch.requeue if self._stopping or task.outranked else
+             self._returned).append(task)
 
     def _bury(self, worker: _Worker) -> None:
         """A worker process ended: settle its tasks, end what its tasks left running."""
@@ -5687,8 +5994,8 @@ class _Pool:
 
     def _drained(self) -> bool:
         """No worker holds a task and everything learnt is written: the pool may end."""
-        return not any(w.queue for w in self._workers) and not self._outcomes and \
-            not self._requeue and not self._started
+        return not any(w.queue for w in self._workers) and not self._batch.outcomes and \
+            not self._batch.requeue and not self._batch.started
 
     def _sleep(self) -> None:
         """Wait for a message, a wake-up, a worker's end, the next due time or the deadline."""
@@ -5719,8 +6026,8 @@ class _Pool:
         now = time.monotonic()
         waits = [t - now for t in (self._respawn_at, self._retry_at) if t > now]
         waits.append(self._next_timeout())
-        if self._started:              # starts alone wait a moment for company in a commit
-            waits.append(max(0.0, self._started_since + _START_COMMIT_DELAY - now))
+        if self._batch.started:        # starts alone wait a moment for company in a commit
+            waits.append(max(0.0, self._batch.started_since + _START_COMMIT_DELAY - now))
         if self._children is None and self._workers:
             waits.append(_FALLBACK_REAP)        # no signal tells of a worker's end: look
         timeout = min([timeout] + [w for w in waits if w is not None])
@@ -5737,10 +6044,10 @@ class _Pool:
                         if not heard:
                             break
                         self._announced = _outranking(self._announced, heard)
-            elif key.fileobj is self._heard:
+            elif key.fileobj is self._pg_listener:
                 self._news, self._dry = True, False
-                if not self._heard.drain():
-                    self._listen_again()
+                if not self._pg_listener.drain():
+                    self._listen_anew()
             elif key.fileobj is self._children:
                 self._news = self._child_ended = True
                 with contextlib.suppress(OSError):
@@ -5860,7 +6167,7 @@ class _NoticeHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         with contextlib.suppress(Exception):
-            self._pool.tell_owner(("log", record.levelno, self.format(record)))
+            self._pool.tell_owner(_LogLine(record.levelno, self.format(record)))
 
 
 def _manager_main(config_text: str) -> None:
@@ -5889,10 +6196,10 @@ def _manager_main(config_text: str) -> None:
                 pool.orphaned()       # the owner is gone
                 time.sleep(_HANDOVER_WAIT)
                 os._exit(0)           # the dispatcher did not get it done: the workers do
-            if message[0] == "watch":
-                pool.watch(message[1])
-            elif message[0] == "stop":
-                pool.request_stop(message[1])
+            if type(message) is _Watch:
+                pool.watch(message.uid)
+            elif type(message) is _Stop:
+                pool.request_stop(message.timeout)
 
     threading.Thread(target=obey_owner, name="autocron-control", daemon=True).start()
     pool.run()
@@ -5914,21 +6221,22 @@ class _PoolHandle:
         self._stopping = False
         self._lifecycle = threading.Lock()     # stop() and a manager's restart never overlap
         self._start_manager()
-        self._listener = threading.Thread(target=self._listen, name="autocron-notices",
-                                          daemon=True)
-        self._listener.start()
+        self._follower = threading.Thread(target=self._follow_manager,
+                                          name="autocron-notices", daemon=True)
+        self._follower.start()
 
     def _start_manager(self) -> None:
         self.manager, self._control, self._notices = _spawn(
             "_manager_main", {"database": self.store.path, "owner": os.getpid()})
 
-    def _listen(self) -> None:
+    def _follow_manager(self) -> None:
+        """Read the manager's notices; start another manager when it dies."""
         pause = _RESTART_PAUSE[0]
         while True:
             born = time.monotonic()
             with contextlib.suppress(EOFError, OSError):
                 while True:
-                    self._hear(pickle.loads(self._notices.recv_bytes()))
+                    self._on_notice(pickle.loads(self._notices.recv_bytes()))
             if self._stopping:
                 return
             code = self.manager.wait()
@@ -5943,12 +6251,12 @@ class _PoolHandle:
                 self._close_pipes()
                 self._start_manager()
 
-    def _hear(self, message: tuple) -> None:
-        if message[0] == "log":
-            _log.log(message[1], message[2])
+    def _on_notice(self, message: Union[_Finished, _LogLine]) -> None:
+        if type(message) is _LogLine:
+            _log.log(message.level, message.text)
             return
         with self._waiters_lock:
-            for uid in message[1]:
+            for uid in message.uids:
                 event = self._waiters.pop(uid, None)
                 if event is not None:
                     event.set()
@@ -5961,14 +6269,14 @@ class _PoolHandle:
             if new:
                 event = self._waiters[uid] = threading.Event()
         if new:   # not under the lock: the thread that sets events needs it to go on
-            self._tell_manager(("watch", uid))
+            self._tell_manager(_Watch(uid))
         return event
 
     def forget(self, uid: str) -> None:
         with self._waiters_lock:
             self._waiters.pop(uid, None)
 
-    def _tell_manager(self, message: tuple) -> None:
+    def _tell_manager(self, message: Union[_Watch, _Stop]) -> None:
         data = pickle.dumps(message, _PICKLE_PROTOCOL)
         with self._sending, contextlib.suppress(OSError):
             self._control.send_bytes(data)
@@ -5980,13 +6288,13 @@ class _PoolHandle:
         """Let running tasks finish within `timeout` s, end the manager, release the lock."""
         with self._lifecycle:
             self._stopping = True
-            self._tell_manager(("stop", timeout))
+            self._tell_manager(_Stop(timeout))
         try:
             self.manager.wait(timeout + _MANAGER_GRACE)
         except subprocess.TimeoutExpired:
             self.manager.kill()
             self.manager.wait()
-        self._listener.join(5)
+        self._follower.join(5)
         self._close_pipes()
         if self._lock is not None:
             self._lock.close()
@@ -6271,7 +6579,6 @@ class _Progress:
                 f"{failures}, {time.monotonic() - self.started:.1f} s")
 
     def _html(self, done: int, failed: int) -> str:
-        import html         # only the displays need it
         return (f'<progress value="{done}" max="{max(self.total, 1)}" style="width: 20em">'
                 f"</progress> <code>{html.escape(self._text(done, failed)[33:])}</code>")
 
@@ -6518,16 +6825,15 @@ class Result:
         return text + ">"
 
     def _repr_html_(self) -> str:
-        import html         # only the displays need it
         info = self._summary()
-        row = (f"<b>{_escape(info['function'])}</b>({_escape(info['args'])}) "
-               f"{_status_badge(info['status'])} <code>{_escape(info['value'])}</code>")
+        row = (f"<b>{_h(info['function'], False)}</b>({_h(info['args'], False)}) "
+               f"{_status_badge(info['status'])} <code>{_h(info['value'], False)}</code>")
         if info["took"]:
             row += f" <small>in {info['took']}</small>"
         error = self.error_message if self.status == "error" else ""
         details = ""
         if error or info["output"]:
-            body = _escape((error + "\n" if error else "") + info["output"])
+            body = _h((error + "\n" if error else "") + info["output"], False)
             details = (f"<details><summary>{'traceback and ' if error else ''}output</summary>"
                        f"<pre>{body}</pre></details>")
         return f'<div title="{html.escape(self.uuid)}">{row}{details}</div>'
@@ -6537,15 +6843,16 @@ _STATUS_COLOURS = {"waiting": "#888", "running": "#1f6feb", "ready": "#1a7f37",
                    "error": "#cf222e", "cancelled": "#bc4c00"}
 
 
+def _h(value: Any, quote: bool = True) -> str:
+    """Text for HTML, the one escaper of the results' views and the dashboard: escaped,
+    quotes too unless it only stands between tags (None: nothing)."""
+    return html.escape("" if value is None else str(value), quote=quote)
+
+
 def _status_badge(status: str) -> str:
     colour = _STATUS_COLOURS.get(status, "#888")
     return (f'<span style="color: white; background: {colour}; padding: 0 0.4em; '
-            f'border-radius: 0.3em">{status}</span>')
-
-
-def _escape(text: str) -> str:
-    import html             # only the displays need it
-    return html.escape(text, quote=False)
+            f'border-radius: 0.3em">{_h(status)}</span>')
 
 
 class _ResultList(list):
@@ -6580,12 +6887,12 @@ class _ResultList(list):
         rows = []
         for result in self[:self._SHOWN]:
             info = result._summary()
-            cells = [_escape(info["id"][:8]), _escape(info["function"]),
-                     _escape(_shorten(info["args"], 60)), _status_badge(info["status"]),
-                     _escape(info["value"]), _escape(info["took"])]
+            cells = [_h(info["id"][:8], False), _h(info["function"], False),
+                     _h(_shorten(info["args"], 60), False), _status_badge(info["status"]),
+                     _h(info["value"], False), _h(info["took"], False)]
             rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
         if self._more():
-            rows.append(f'<tr><td colspan="{len(self._COLUMNS)}">{_escape(self._more())}'
+            rows.append(f'<tr><td colspan="{len(self._COLUMNS)}">{_h(self._more(), False)}'
                         "</td></tr>")
         return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
 
@@ -6788,11 +7095,6 @@ _DASH_FORM = 65536               # bytes a form (a POST's body) may have
 _DASH_RETRY = 2                 # seconds: a page the database could not answer asks again
 
 
-def _h(value: Any) -> str:
-    """Text for HTML: escaped, quotes too."""
-    return html.escape("" if value is None else str(value), quote=True)
-
-
 def _same(given: str, secret: str) -> bool:
     """Is `given` the secret? Compared in constant time, as bytes: text from a request may
     be anything (hmac refuses str that is not ASCII)."""
@@ -6847,8 +7149,8 @@ def _percentile(values: list, share: float) -> Optional[float]:
 def _minute_chart(finished: list, now: float) -> str:
     """Finished tasks per minute over the last hour, as an inline SVG bar chart."""
     counts = [0] * 60
-    for _, _, _, end in finished:
-        minute = int((now - end) // 60)
+    for row in finished:
+        minute = int((now - row.finished) // 60)
         if 0 <= minute < 60:
             counts[59 - minute] += 1
     top = max(counts) or 1
@@ -6996,12 +7298,12 @@ class _Dashboard:
         cards = "".join(f"<div class='card' data-count='{_h(k)}'><b>{v}</b>{_h(k)}</div>"
                         for k, v in shown.items())
         finished = self.store.finished_since(now - 3600, _DASH_STATS)
-        errors = sum(1 for _, status, _, _ in finished if status == "error")
+        errors = sum(1 for row in finished if row.status == "error")
         rate = f"{errors / len(finished) * 100:.1f}%" if finished else "-"
         times: dict = {}
-        for name, _, started, end in finished:
-            if started is not None:
-                times.setdefault(name, []).append(end - started)
+        for row in finished:
+            if row.started is not None:
+                times.setdefault(row.name, []).append(row.finished - row.started)
         spans = {name: (_percentile(t, .5), _percentile(t, .95)) for name, t in times.items()}
         top = max((p95 for _, p95 in spans.values()), default=0.0)
         rows = "".join(f"<tr><td>{_h(name)}</td><td>{len(times[name])}</td><td>{p50:.3f}</td>"
@@ -7091,22 +7393,22 @@ class _Dashboard:
         if row is None:
             head = "<p data-pool='stopped'>No pool runs.</p>"
         else:
-            owner, manager, started, workers = row
-            head = (f"<p data-pool='running'>Owner pid {owner}, manager pid {manager}, up "
-                    f"{_h(_duration(now - started))}; worker pids "
-                    f"{_h(' '.join(map(str, workers)) or '-')}.</p>")
+            head = (f"<p data-pool='running'>Owner pid {row.owner}, manager pid "
+                    f"{row.manager}, up {_h(_duration(now - row.started))}; worker pids "
+                    f"{_h(' '.join(map(str, row.workers)) or '-')}.</p>")
         machines = "".join(
-            f"<tr data-machine='{_h(name)}'><td>{_h(name)}</td><td>{owner}</td><td>"
-            f"{len(workers)}</td><td>{_local_time(beat)} ({since:.0f} s ago)</td></tr>"
-            for name, owner, _, workers, beat, since in self.store.machine_rows())
+            f"<tr data-machine='{_h(m.name)}'><td>{_h(m.name)}</td><td>{m.owner}</td><td>"
+            f"{len(m.workers)}</td><td>{_local_time(m.heartbeat)} ({m.since:.0f} s ago)"
+            "</td></tr>" for m in self.store.machine_rows())
         if machines:
             head += (f"<h2>Machines</h2><table><tr><th>machine</th><th>owner pid</th><th>"
                      f"workers</th><th>last heartbeat</th></tr>{machines}</table>")
         running = "".join(
-            f"<tr data-task-id='{_h(uid)}'><td>{worker}</td><td><a href='/task/{_h(uid)}'>"
-            f"{_h(name)}</a></td><td>{_h(_duration(now - started))}</td></tr>"
-            for uid, name, _, _, _, _, _, started, _, _, _, worker in self.store.task_rows(
-                ("running",), _DASH_PAGE, True) if started is not None)
+            f"<tr data-task-id='{_h(task.uid)}'><td>{task.worker}</td><td><a href='/task/"
+            f"{_h(task.uid)}'>{_h(task.name)}</a></td><td>"
+            f"{_h(_duration(now - task.started))}</td></tr>"
+            for task in self.store.task_rows(("running",), _DASH_PAGE, True)
+            if task.started is not None)
         resize = self._form("/pool/workers", "set workers",
                             f"<input name='workers' size='4' value='{settings['workers']}'> ")
         return (f"{head}<h2>Running now</h2><table><tr><th>worker pid</th><th>task</th><th>"
@@ -7646,9 +7948,9 @@ def _pool_state(store: _Store) -> dict:
     row = store.pool_row() if store.pool_running() else None
     if row is None:
         return {"running": False}
-    owner, manager, started, workers = row
-    return {"running": True, "owner": owner, "manager": manager, "workers": workers,
-            "started": _iso(started), "up_seconds": round(store.now() - started, 1)}
+    return {"running": True, "owner": row.owner, "manager": row.manager,
+            "workers": row.workers, "started": _iso(row.started),
+            "up_seconds": round(store.now() - row.started, 1)}
 
 
 def _cron_jobs(store: _Store, count: int = 3) -> list:
@@ -7674,10 +7976,10 @@ def _info(store: _Store) -> dict:
         "settings": {"workers": settings["workers"], "result_ttl": settings["result_ttl"],
                      "disabled": bool(settings["disabled"])},
         "pool": _pool_state(store),
-        "machines": [{"name": name, "owner": owner, "manager": manager, "workers": workers,
-                      "heartbeat": _iso(beat), "seconds_since": round(since, 1),
-                      "lost": since > _LEASE_TTL}
-                     for name, owner, manager, workers, beat, since in store.machine_rows()],
+        "machines": [{"name": m.name, "owner": m.owner, "manager": m.manager,
+                      "workers": m.workers, "heartbeat": _iso(m.heartbeat),
+                      "seconds_since": round(m.since, 1), "lost": m.since > _lease_ttl}
+                     for m in store.machine_rows()],
         "queue": {"waiting": counts.get("waiting", 0), "due_now": due,
                   "queued": counts.get("queued", 0), "running": counts.get("running", 0)},
         "results": {s: counts.get(s, 0) for s in _FINISHED},
@@ -7731,15 +8033,17 @@ def _command_info(args) -> int:
 
 def _task_rows(store: _Store, statuses: tuple, limit: int, newest_first: bool) -> list:
     out = []
-    for uid, name, args, status, priority, due, created, started, finished, summary, error, \
-            worker in store.task_rows(statuses, limit, newest_first):
-        if error:
-            error = json.loads(error)
+    for task in store.task_rows(statuses, limit, newest_first):
+        summary = task.summary
+        if task.error:
+            error = json.loads(task.error)
             summary = f"{error['type']}: {error['message']}" if error["type"] \
                 else error["message"]
-        out.append({"id": uid, "function": name, "args": args, "status": status,
-                    "priority": priority, "due": due, "created": created, "started": started,
-                    "finished": finished, "worker": worker, "value": summary,
+        started, finished = task.started, task.finished
+        out.append({"id": task.uid, "function": task.name, "args": task.args,
+                    "status": task.status, "priority": task.priority, "due": task.due,
+                    "created": task.created, "started": started, "finished": finished,
+                    "worker": task.worker, "value": summary,
                     "took": None if started is None or finished is None
                     else round(finished - started, 3)})
     return out

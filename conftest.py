@@ -1,5 +1,6 @@
-"""Machines and faults the tests of autocron use: a small disk that fills up, a TCP proxy
-that delays, drops and swallows connections, and a seeded injector of such faults.
+"""What every test of autocron gets (its module state restored afterwards), and the machines
+and faults the tests use: a small disk that fills up, a TCP proxy that delays, drops and
+swallows connections, and a seeded injector of such faults.
 
 Everything here is real: a tmpfs mounted for the test (root only, as in CI) and unmounted
 after it, whatever the test left in it; sockets on 127.0.0.1, closed with their threads.
@@ -17,6 +18,24 @@ import threading
 import time
 
 import pytest
+
+import autocron
+
+
+@pytest.fixture(autouse=True)
+def autocron_state():
+    """autocron's module state as each test found it, restored after it: no pool of the
+    test left running in this process, no cron job it registered, and the settings tests
+    shorten (the clock file, the lease time) as they were."""
+    crons = dict(autocron._state.crons)
+    settings = {name: getattr(autocron, name) for name in ("_clock_file", "_lease_ttl")}
+    yield
+    if autocron._state.store is not None or autocron._state.pool is not None:
+        autocron.stop(timeout=5)
+    autocron._state.crons.clear()
+    autocron._state.crons.update(crons)
+    for name, value in settings.items():
+        setattr(autocron, name, value)
 
 
 class SmallDisk:

@@ -30,6 +30,7 @@ import glob
 import importlib.util
 import io
 import itertools
+import inspect
 import json
 import logging
 import os
@@ -2258,9 +2259,31 @@ class TestShippingByValue:
 class TestStore:
     """The SQLite file: created private, refused when unsafe or not ours, never half-written."""
 
+    def test_both_stores_implement_the_protocol(self, database):
+        # every method of the protocol, with its parameters in order (names, kinds, which
+        # have defaults), and every attribute it names, on an opened store of each kind
+        protocol = autocron._Store
+        store = autocron._open_store(database)
+        methods = sorted(name for name, member in vars(protocol).items()
+                         if callable(member) and not name.startswith("_"))
+        assert len(methods) > 60
+        for name in methods:
+            implemented = getattr(type(store), name, None)
+            assert callable(implemented), f"{type(store).__name__} lacks {name}()"
+            shapes = [[(p.name, p.kind, p.default is p.empty)
+                       for p in inspect.signature(function).parameters.values()]
+                      for function in (getattr(protocol, name), implemented)]
+            assert shapes[0] == shapes[1], f"{type(store).__name__}.{name}"
+        for name in protocol.__annotations__:
+            assert hasattr(store, name), f"{type(store).__name__} lacks .{name}"
+        # and the module asks nothing of a store that the protocol does not list
+        source = Path(autocron.__file__).read_text()
+        asked = set(re.findall(r"\bstore(?:\(\))?\.(\w+)", source))
+        assert asked - set(methods) - set(protocol.__annotations__) == set()
+
     def test_database_and_folder_are_private(self, tmp_path):
         path = tmp_path / "new" / "folder" / "tasks.db"
-        store = autocron._Store(path)
+        store = autocron._SqliteStore(path)
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
         assert stat.S_IMODE(os.stat(path.parent).st_mode) == 0o700
         assert store.settings() == {"workers": 1, "result_ttl": 1800, "disabled": 0,
@@ -2268,7 +2291,7 @@ class TestStore:
 
     def test_refuses_a_database_other_users_can_write(self, tmp_path):
         path = tmp_path / "shared.db"
-        autocron._Store(path)
+        autocron._SqliteStore(path)
         os.chmod(path, 0o666)
         with pytest.raises(autocron.DatabaseError) as caught:
             autocron.start(path)
@@ -2281,7 +2304,7 @@ class TestStore:
         if os.geteuid() != 0:
             pytest.skip("only root can give a file to another user")
         path = tmp_path / "theirs.db"
-        autocron._Store(path)
+        autocron._SqliteStore(path)
         os.chown(path, 65534, -1)
         with pytest.raises(autocron.DatabaseError, match=r"belongs to another user \(uid 65534\)"
                            r"; whoever can write the database can make the workers run code"):
@@ -2310,7 +2333,7 @@ class TestStore:
 
     def test_reports_a_damaged_database(self, tmp_path):
         path = tmp_path / "damaged.db"
-        store = autocron._Store(path)
+        store = autocron._SqliteStore(path)
         store.add_task("u1", "f", "", b"x" * 5000, 0.0)
         store.close()
         data = bytearray(path.read_bytes())
@@ -2325,7 +2348,7 @@ class TestStore:
 
     def test_refuses_a_database_of_a_newer_autocron(self, tmp_path):
         path = tmp_path / "future.db"
-        autocron._Store(path).write("PRAGMA user_version = 99")
+        autocron._SqliteStore(path).write("PRAGMA user_version = 99")
         with pytest.raises(autocron.DatabaseError) as caught:
             autocron.start(path)
         assert str(caught.value) == (f"{path} was written by a newer autocron (schema 99, this "
@@ -2367,7 +2390,7 @@ class TestStore:
 
     def test_reports_a_read_only_database(self, tmp_path):
         path = tmp_path / "ro.db"
-        autocron._Store(path).close()
+        autocron._SqliteStore(path).close()
         with read_only(path):
             with pytest.raises(autocron.DatabaseError) as caught:
                 autocron.start(path)
@@ -2486,7 +2509,7 @@ class TestIsolation:
         (tmp_path / "scratch").mkdir()
         copy = tmp_path / "scratch" / "autocron.db"
         copy.write_bytes(database.read_bytes())
-        planter = autocron._Store(copy)
+        planter = autocron._SqliteStore(copy)
         planter.add_task("planted", "", pickle.dumps(Planted()), 0.0)
         wal = Path(str(copy) + "-wal").read_bytes()       # read while the log is still live
         planter.close()
@@ -2558,7 +2581,7 @@ class TestIsolation:
         import tempfile
         for folder in (tmp_path, tempfile.mkdtemp()):
             try:
-                autocron._Store(os.path.join(folder, "autocron.db")).close()
+                autocron._SqliteStore(os.path.join(folder, "autocron.db")).close()
                 assert autocron._folder_problem(str(folder), os.geteuid()) is None
             finally:
                 if folder != tmp_path:
@@ -2566,6 +2589,7 @@ class TestIsolation:
 
     # -- the wake-up channel
 
+    @pytest.mark.slow
     def test_a_wake_folder_made_by_another_user_leaves_the_pool_running(self, tmp_path,
                                                                          other_user):
         import hashlib
@@ -2698,7 +2722,7 @@ class TestIsolation:
     def test_a_symlinked_path_shares_the_pool_of_the_real_file(self, pool, tmp_path):
         link = tmp_path / "link.db"
         link.symlink_to(pool)
-        assert autocron._Store(link).path == autocron._state.store.path == str(pool)
+        assert autocron._SqliteStore(link).path == autocron._state.store.path == str(pool)
         running = block(tmp_path)
         pid = int(wait_until(lambda: (tmp_path / "task.pid").exists() and
                              (tmp_path / "task.pid").read_text(), what="the task to start"))
@@ -2819,7 +2843,7 @@ class TestIsolation:
 
     def test_reading_commands_leave_no_files_beside_an_idle_database(self, tmp_path):
         path = tmp_path / "autocron.db"
-        store = autocron._Store(path)
+        store = autocron._SqliteStore(path)
         store.add_task("test_autocron.add", "1, 2", b"record", 0.0)
         store.close()
         listing, before = sorted(os.listdir(tmp_path)), path.read_bytes()
@@ -3137,6 +3161,46 @@ class TestPostgresStore:
 
 
 # ---- the pool ------------------------------------------------------------------------------
+
+
+class TestBatch:
+    """The pool's batch of what it has not written yet, without a process: a commit takes it
+    all, and one that fails gives it back in front of what arrived meanwhile."""
+
+    @staticmethod
+    def reported(task_id):
+        return autocron._Reported(autocron._Outcome(task_id, "ready"), f"t-{task_id}", None,
+                                  task_id)
+
+    def test_a_failed_commit_restores_everything_before_what_came_meanwhile(self):
+        batch = autocron._Batch()
+        batch.add_start(autocron._Started(1, 100.0), at=5.0)
+        batch.outcomes.append(self.reported(2))
+        batch.refused.append(3)
+        taken = batch.take()
+        assert batch.empty() and not taken.empty()
+        batch.add_start(autocron._Started(4, 101.0), at=7.0)      # while the commit runs
+        batch.outcomes.append(self.reported(5))
+        batch.restore(taken)                                      # the commit failed
+        assert [s.id for s in batch.started] == [1, 4]
+        assert [r.outcome.id for r in batch.outcomes] == [2, 5]
+        assert batch.refused == [3] and batch.started_since == 5.0
+        assert batch.ids() == {1, 2, 3, 4, 5}
+        assert batch.take().ids() == {1, 2, 3, 4, 5} and batch.empty()
+
+    def test_starts_alone_wait_for_company_and_the_rest_is_written_at_once(self):
+        batch = autocron._Batch()
+        assert not batch.due(10.0)
+        batch.add_start(autocron._Started(1, 100.0), at=10.0)
+        batch.add_start(autocron._Started(2, 100.0), at=10.5)     # the oldest one counts
+        assert not batch.due(10.0 + autocron._START_COMMIT_DELAY / 2)
+        assert batch.due(10.0 + autocron._START_COMMIT_DELAY * 1.01)
+        for add in (lambda b: b.outcomes.append(self.reported(3)),
+                    lambda b: b.requeue.append(object()), lambda b: b.refused.append(4)):
+            fresh = autocron._Batch()
+            add(fresh)
+            assert fresh.due(0.0) and not fresh.empty()
+
 
 
 class TestPool:
@@ -3889,6 +3953,7 @@ class TestNothingLostNothingTwice:
         finally:
             forget_cron(name)
 
+    @pytest.mark.slow
     def test_a_task_queued_behind_another_can_always_be_cancelled(self, database, tmp_path):
         counter = str(tmp_path / "count")
         log = str(tmp_path / "log")
@@ -4015,6 +4080,7 @@ class TestNothingLostNothingTwice:
         finally:
             sys.modules.pop("starts_on_import", None)
 
+    @pytest.mark.slow
     def test_an_outcome_that_cannot_be_stored_fails_only_its_task(self, pool):
         def too_big():
             return b"x" * (1_000_000_000 + 1)      # over SQLite's largest value
@@ -4177,6 +4243,86 @@ class TestFaults:
         assert result.get(timeout=30) == "0:" + "x" * 100_000
         assert result.attempts == 1 and logged(log) == ["0"]
 
+    def test_a_paused_manager_whose_owner_died_writes_what_its_dead_worker_said(self,
+                                                                                tmp_path):
+        # The worker reported an outcome to a manager paused (SIGSTOP); the worker was killed
+        # and the owner too; the manager, resumed, reads its pipes before it leaves (the
+        # chaos test's seed 16 ran such tasks twice)
+        database = str(tmp_path / "autocron.db")
+        owner = spawn_python("""
+            import sys, autocron, test_autocron
+            autocron.start(sys.argv[1], workers=1)
+            print(autocron.delay(test_autocron.block)(sys.argv[2]).uuid, flush=True)
+            sys.stdin.read()
+        """, database, tmp_path, stdin=subprocess.PIPE)
+        try:
+            uid = owner.stdout.readline().strip()
+            worker = read_pid(tmp_path / "task.pid")
+            manager = autocron._open_store(database).pool_pids().manager
+            wait_until(lambda: query(database, "SELECT status FROM tasks") == [("running",)],
+                       what="the task's start to be written")
+            os.kill(manager, signal.SIGSTOP)
+            sent = bytes_written(worker)
+            (tmp_path / "task.go").write_text("")
+            wait_until(lambda: bytes_written(worker) - sent > 50,
+                       what="the outcome to leave the worker")
+            for pid in (worker, owner.pid):
+                os.kill(pid, signal.SIGKILL)
+            wait_until(lambda: not alive(worker), what="the worker's end")
+            owner.wait(timeout=30)
+            os.kill(manager, signal.SIGCONT)
+            wait_until(lambda: not alive(manager), 30, "the manager to write and end")
+        finally:
+            owner.kill()
+            owner.communicate(timeout=30)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(manager, signal.SIGCONT)
+        assert autocron.start(database, workers=1) is True
+        result = autocron.get_result(uid)
+        assert result.get(timeout=30) == worker and result.attempts == 1
+
+    def test_a_pool_whose_owner_died_starts_nothing_more(self, small_disk, tmp_path):
+        # Its manager stays to write what it holds (here: until the disk has room), and a
+        # task a worker holds must not start meanwhile: the next pool runs it, and nobody
+        # would write this start (the chaos test's seed 16 ran such a task twice)
+        database, gate, log = small_disk.path("autocron.db"), tmp_path / "gate", tmp_path / "log"
+        pool_log = tmp_path / "pool.log"
+        owner = spawn_python("""
+            import logging, sys, autocron, test_autocron
+            logging.basicConfig(filename=sys.argv[4], level=logging.INFO)
+            autocron.start(sys.argv[1], workers=1)
+            first = test_autocron.wide_after(sys.argv[2], sys.argv[3], 0)
+            held = test_autocron.wide_after(sys.argv[2], sys.argv[3], 1)
+            test_autocron.add_later(1, 2)      # due in half a second: its claim meets the disk
+            print(first.uuid, held.uuid, flush=True)
+            sys.stdin.read()
+        """, database, gate, log, pool_log, stdin=subprocess.PIPE)
+        try:
+            first, held = owner.stdout.readline().split()
+            manager, (worker,) = wait_until(lambda: autocron._open_store(database).pool_pids()[
+                1:] if len(autocron._open_store(database).pool_pids()[2]) == 1 else None,
+                what="the owner's pool")
+            wait_until(lambda: query(database, "SELECT status FROM tasks ORDER BY id LIMIT 2")
+                       == [("running",), ("queued",)], what="a task running, one held")
+            small_disk.fill()
+            wait_until(lambda: "cannot write" in pool_log.read_text(), what="the full disk")
+            gate.write_text("")           # the first ends; its outcome stays with the manager
+            wait_until(lambda: "0" in logged(log), what="the first task to end")
+            owner.kill()
+            owner.wait(timeout=30)
+            small_disk.free()             # the manager writes the outcome, and ends
+            wait_until(lambda: not alive(manager) and not alive(worker), 30,
+                       "the pool to write what it ran and end")
+        finally:
+            owner.kill()
+            owner.communicate(timeout=30)
+        assert logged(log) == ["0"]              # the held task never started there
+        assert autocron.start(database, workers=1) is True
+        results = [autocron.get_result(uid) for uid in (first, held)]
+        assert [r.get(timeout=30) for r in results] == [f"{i}:" + "x" * 100_000
+                                                        for i in range(2)]
+        assert logged(log) == ["0", "1"] and [r.attempts for r in results] == [1, 1]
+
     def test_a_postgresql_restart_loses_nothing_and_runs_nothing_twice(self, own_postgres,
                                                                         tmp_path, caplog):
         caplog.set_level(logging.INFO, logger="autocron")
@@ -4232,6 +4378,7 @@ class TestFaults:
         finally:
             server.stop()
 
+    @pytest.mark.slow
     def test_due_times_go_by_the_server_s_clock_never_a_machine_s(self, own_postgres):
         url = own_postgres.url(schema="skew")
         now = "extract(epoch FROM clock_timestamp())"
@@ -4654,6 +4801,7 @@ def open_descriptors():
 class TestResults:
     """The store under load: descriptors, the write-ahead log, bounded reads, durability."""
 
+    @pytest.mark.slow
     @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts /proc/self/fd")
     def test_start_and_stop_cycles_keep_the_descriptor_count_flat(self, database):
         kept = []
@@ -4671,7 +4819,7 @@ class TestResults:
     def test_full_synchronous_is_stored_and_used_by_every_connection(self, database):
         def level(path):
             """PRAGMA synchronous of this process's connection: 1 NORMAL, 2 FULL."""
-            return autocron._Store(path).read("PRAGMA synchronous")[0][0]
+            return autocron._SqliteStore(path).read("PRAGMA synchronous")[0][0]
         assert autocron.start(database, workers=1) is True
         assert level(database) == 1
         autocron.stop()
@@ -4680,7 +4828,7 @@ class TestResults:
         assert autocron.delay(level)(database).get(timeout=30) == 2     # in a worker
         autocron.stop()
         assert autocron._open_store(database).settings()["synchronous"] == "full"
-        assert run_python("import sys, autocron; print(autocron._Store(sys.argv[1])"
+        assert run_python("import sys, autocron; print(autocron._SqliteStore(sys.argv[1])"
                           ".read('PRAGMA synchronous')[0][0])", database).stdout == "2\n"
         assert autocron.start(database) is True                # None keeps the stored value
         assert autocron.delay(level)(database).get(timeout=30) == 2
@@ -4694,7 +4842,7 @@ class TestResults:
         (15,000 commits beside readers and checkpoints saw none). Where the file system
         cannot do WAL and SQLite keeps a rollback journal, COMMIT waits for the readers."""
         path = tmp_path / "journal.db"
-        store = autocron._Store(path)
+        store = autocron._SqliteStore(path)
         assert store.read("PRAGMA journal_mode=DELETE") == [("delete",)]
         reader = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         reader.execute("BEGIN")
@@ -4712,7 +4860,7 @@ class TestResults:
 
     def stored_results(self, tmp_path, monkeypatch, statuses):
         """Results with these statuses, oldest first, in a database without a pool."""
-        store = autocron._Store(tmp_path / "results.db")
+        store = autocron._SqliteStore(tmp_path / "results.db")
         uids = [store.add_task(f"module.f{i}", str(i), b"", 0.0) for i in range(len(statuses))]
         with store.transaction() as con:
             con.executemany("UPDATE tasks SET status = ?, summary = 'x' WHERE id = ?",
@@ -5059,6 +5207,7 @@ def run_cell(client, code, timeout=60, shown=None):
 class TestJupyter:
     """The tour notebook and life in a real kernel."""
 
+    @pytest.mark.slow
     def test_the_tour_notebook_runs_top_to_bottom(self, tmp_path):
         import nbclient
         import nbformat
@@ -5822,6 +5971,7 @@ class TestDashboardAccess:
         assert status == 200 and "data-pool" in body
         return time.monotonic() - start
 
+    @pytest.mark.slow
     def test_slow_clients_do_not_hold_the_page(self, lone_board):
         port, head = lone_board.port, f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{lone_board.port}\r\n"
         alone = max(self.timed_page(lone_board) for _ in range(3))
@@ -6364,7 +6514,7 @@ def global_reads(node, local=frozenset()):
 
 class TestModuleLayout:
     """autocron.py reads top to bottom: no section uses what a later one defines, and SQL
-    lives in the store's section only (the seam the PostgreSQL store will implement)."""
+    lives in the store sections only (the seam both stores implement)."""
 
     def layout(self):
         text = Path(autocron.__file__).read_text()
@@ -6376,6 +6526,26 @@ class TestModuleLayout:
             "Constants", "Exceptions", "Cron expressions", "Task records and serialisation",
             "The SQLite store", "The PostgreSQL store", "Workers and the pool", "Public API",
             "Dashboard", "Admin command line"]
+
+    def test_the_module_docstring_maps_the_sections(self):
+        # its map names every banner, in order, with its length within a factor of two,
+        # and every name it points a newcomer to exists
+        lines = Path(autocron.__file__).read_text().splitlines()
+        sections = module_sections(lines)
+        ends = [first for first, _ in sections[1:]] + [len(lines)]
+        doc = autocron.__doc__
+        mapped = re.findall(r"^    (\S.*?\S) +(\d+)  ", doc.split("Sections, in dependency")[1],
+                            re.MULTILINE)
+        assert [title for title, _ in mapped] == [title for _, title in sections]
+        for (title, said), (first, _), end in zip(mapped, sections, ends):
+            assert 0.5 <= (end - first) / int(said) <= 2, (title, said, end - first)
+        named = set(re.findall(r"(?<![\w.])(_?[A-Z]\w*\.\w+|_[a-z]\w*)",
+                               doc.split("How a call travels")[1]))
+        assert len(named) > 10
+        for name in named:
+            owner, _, member = name.partition(".")
+            assert hasattr(autocron, owner) and (
+                not member or hasattr(getattr(autocron, owner), member)), name
 
     def test_no_section_uses_a_name_that_a_later_section_defines(self):
         tree, sections = self.layout()
@@ -6547,8 +6717,8 @@ class WSGIServer:
         for name, text in [("wsgi_tasks.py", WSGI_TASKS), ("wsgi_app.py", WSGI_APP),
                            ("gunicorn_preload.py", WSGI_PRELOAD_CONFIG)]:
             (folder / name).write_text(textwrap.dedent(text))
-        autocron._Store(self.database).close()
-        self.store = autocron._Store(self.database, existing=True)
+        autocron._SqliteStore(self.database).close()
+        self.store = autocron._SqliteStore(self.database, existing=True)
         command = [sys.executable, "-m", "gunicorn", "--workers", "4", "--worker-class",
                    "sync", "--bind", "127.0.0.1:0", "--chdir", str(folder)]
         help_text = subprocess.run(command[:3] + ["--help"], capture_output=True,
@@ -6651,7 +6821,7 @@ class Machine:
         import logging, sys, autocron, test_autocron
         logging.basicConfig(level=logging.INFO, format="%(message)s")
         url, lease, workers, clock, cron = sys.argv[1:]
-        autocron._LEASE_TTL = float(lease)
+        autocron._lease_ttl = float(lease)
         autocron._clock_file = clock or None
         if cron:
             autocron.cron(cron)(test_autocron.cron_job)
@@ -6767,6 +6937,7 @@ class TestManyMachines:
         assert query(machines.url, "SELECT DISTINCT attempts FROM tasks") == [(1,)]
         assert "lost" not in a.stop() + b.stop()
 
+    @pytest.mark.slow
     def test_a_machine_killed_whole_has_its_tasks_finished_elsewhere(self, machines, tmp_path):
         a = machines("a")
         autocron.start(machines.url, workers=0)
@@ -6785,6 +6956,7 @@ class TestManyMachines:
         assert query(machines.url, "SELECT name FROM machines") == [("b",)]
         assert "machine a of " in b.stop()
 
+    @pytest.mark.slow
     def test_a_paused_machine_cannot_overwrite_the_rerun_of_its_task(self, machines, tmp_path):
         a = machines("a", workers=1)
         autocron.start(machines.url, workers=0)
@@ -6813,6 +6985,7 @@ class TestManyMachines:
         assert query(machines.url, "SELECT count(*) FROM machines WHERE name = 'twin'") == [(2,)]
         assert "lost" not in first.stop() + second.stop()
 
+    @pytest.mark.slow
     def test_a_paused_machine_starts_nothing_it_held_and_claims_under_a_new_lease(
             self, machines, tmp_path):
         a = machines("a", workers=1)
@@ -6848,6 +7021,7 @@ class TestManyMachines:
             (lease, time.time(), int(result.uuid.rsplit("-", 1)[1])))
         assert result.get(timeout=30) == 3 and result.attempts == 1
 
+    @pytest.mark.slow
     def test_a_lease_is_renewed_while_a_round_waits_for_the_database(self, machines,
                                                                      postgres_server):
         a = machines("a", workers=1, lease=2.0)
@@ -6867,6 +7041,7 @@ class TestManyMachines:
         assert result.get(timeout=30) == 3
         assert "lost" not in a.stop()
 
+    @pytest.mark.slow
     def test_a_cron_job_on_three_machines_runs_once_per_due_time(self, machines, tmp_path,
                                                                  monkeypatch):
         log = tmp_path / "cron.log"
@@ -6913,6 +7088,7 @@ class TestWSGIServer:
     """A real gunicorn (-w 4) whose every process calls start(): one pool, each request's task
     run once, a pool that outlives its owner, cron once per due time, nothing left behind."""
 
+    @pytest.mark.slow
     def test_gunicorn_workers_share_one_pool_that_outlives_its_owner(self, tmp_path,
                                                                      monkeypatch):
         needs("gunicorn")
@@ -7029,7 +7205,7 @@ STORM_OWNER = """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s pid %(process)d %(message)s")
     database, lease = sys.argv[1:3]
     if float(lease):
-        autocron._LEASE_TTL = float(lease)
+        autocron._lease_ttl = float(lease)
     autocron.start(database, workers=2)
     sys.stdin.read()
     autocron.stop(timeout=5)
@@ -7451,6 +7627,7 @@ class TestChaos:
             return f"SIGSTOP {role} {victim[1]} of {victim[0]}", undo
         return inject
 
+    @pytest.mark.slow
     def test_sqlite_full_disk_kills_and_pauses(self, small_disk, tmp_path):
         """Two owners on one database file on a small disk (one owns the pool, the other
         stands by; a killed one is replaced), two producers; faults: the disk filled and
@@ -7458,7 +7635,7 @@ class TestChaos:
         worker. About a minute."""
         seed = chaos_seed()
         storm = Storm(tmp_path, small_disk.path("chaos.db"))
-        autocron._Store(storm.database).close()
+        autocron._SqliteStore(storm.database).close()
         storm.slot("first")
         storm.slot("second")
 
@@ -7480,6 +7657,7 @@ class TestChaos:
             small_disk.free()
             storm.kill_everything()
 
+    @pytest.mark.slow
     def test_postgresql_restarts_network_faults_pauses_and_kills(self, own_postgres,
                                                                   tcp_proxy, tmp_path):
         """Two machines (each an owner with its own host name and pool, leases of 3 s) and
