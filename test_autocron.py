@@ -7224,9 +7224,14 @@ STORM_PRODUCER = """
     import logging, os, sys, time, autocron, storm_tasks
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s pid %(process)d %(message)s")
     database, log, prefix, seconds, pause = sys.argv[1:6]
-    autocron.start(database, workers=0)
-    fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     end, i = time.monotonic() + float(seconds), 0
+    while True:         # the faults may start with it: an application tries again, as this
+        try:
+            autocron.start(database, workers=0)
+            break
+        except autocron.DatabaseError:
+            time.sleep(0.2)
+    fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     while time.monotonic() < end:
         key = f"{prefix}-{i}"
         os.write(fd, f"try {key}\\n".encode())
