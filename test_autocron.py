@@ -4272,11 +4272,11 @@ class TestFaults:
             owner.wait(timeout=30)
             os.kill(manager, signal.SIGCONT)
             wait_until(lambda: not alive(manager), 30, "the manager to write and end")
-        finally:
-            owner.kill()
-            owner.communicate(timeout=30)
+        finally:          # the manager first: a paused one holds the owner's output open
             with contextlib.suppress(ProcessLookupError):
                 os.kill(manager, signal.SIGCONT)
+            owner.kill()
+            owner.communicate(timeout=30)
         assert autocron.start(database, workers=1) is True
         result = autocron.get_result(uid)
         assert result.get(timeout=30) == worker and result.attempts == 1
