@@ -3285,9 +3285,9 @@ class _SqliteStore(_SharedSql):
 #   (listener()), besides the wake-up datagrams of its own machine.
 # - A pool holds a lease (the machines table): a number taken when it starts, renewed every
 #   _lease_ttl / _LEASE_RENEWALS s. The tasks it claims carry the number, and every write of
-#   a start or an outcome is fenced by it: a pool whose lease another took over (lost_machines: no renewal
-#   for _lease_ttl s, by the server's clock) writes nothing more, and learns so at its next
-#   renewal.
+#   a start or an outcome is fenced by it: a pool whose lease another took over
+#   (lost_machines: no renewal for _lease_ttl s, by the server's clock) writes nothing more,
+#   and learns so at its next renewal.
 # - Whoever can write the schema can make the workers run code, like the SQLite file: a schema
 #   that another role owns is refused.
 
@@ -3941,17 +3941,18 @@ class _PgStore(_SharedSql):
         clock): this machine's clock and how far the server's is ahead, measured with each
         new connection, each lease renewal, and else when older than _SKEW_LOOK s (unless
         not `look`: then never a statement, as last measured)."""
-        skew = _pg_skews.get(self._target.conninfo)
-        if look and (skew is None or time.monotonic() - skew.measured > _SKEW_LOOK):
-            link = self._link()                     # a new connection measures it
+        def stale() -> bool:
             skew = _pg_skews.get(self._target.conninfo)
-            if (skew is None or time.monotonic() - skew.measured > _SKEW_LOOK) and \
-                    link[0].info.transaction_status == self._psycopg.pq.TransactionStatus.IDLE:
+            return skew is None or time.monotonic() - skew.measured > _SKEW_LOOK
+        if look and stale():
+            con = self._connection()                # a new connection measures it
+            if stale() and con.info.transaction_status == self._psycopg.pq.TransactionStatus.IDLE:
                 try:
-                    skew = _Skew(_measure_skew(link[0]), time.monotonic())
+                    _pg_skews[self._target.conninfo] = _Skew(_measure_skew(con),
+                                                             time.monotonic())
                 except self._psycopg.Error as error:
                     raise self._error(error) from None
-                _pg_skews[self._target.conninfo] = skew
+        skew = _pg_skews.get(self._target.conninfo)
         return _clock() + (skew.seconds if skew is not None else 0.0)
 
     def claimed(self) -> list:
@@ -5433,8 +5434,13 @@ class _Pool:
                          len(self._batch.outcomes), error)
         self._retry_at = now + outage.pause
         self._outage = outage._replace(pause=min(outage.pause * 2, _OUTAGE_PAUSES[1]))
+        self._may_start(False)                        # no starts until a write works
+
+    def _may_start(self, writable: bool) -> None:
+        """SQLite: whether the workers may start tasks, which they may while the pool can
+        write and its owner lives (PostgreSQL: the lease keeper decides, by the lease)."""
         if not self.store.leased:
-            self._lease_clock.set(0.0, None)          # no starts until a write works
+            self._lease_clock.set(math.inf if writable and not self._orphaned else 0.0, None)
 
     def _available(self) -> None:
         """A write went through: an outage, if there was one, is over."""
@@ -5442,8 +5448,7 @@ class _Pool:
             _log.warning("autocron pool for %s writes to its database again (after %.1f s)",
                          self.store.path, time.monotonic() - self._outage.since)
             self._outage, self._retry_at = None, 0.0
-            if not self.store.leased and not self._orphaned:
-                self._lease_clock.set(math.inf, None)
+            self._may_start(True)
             if self.store.leased and self._pg_listener is None:
                 self._listen_anew()
 
@@ -5673,8 +5678,7 @@ class _Pool:
         if batch.empty() and not claimed and self._outage is not None:
             # An empty commit went through: the workers may start again (their starts will
             # tell), but the outage ends with a write that carried something
-            if not self.store.leased and not self._orphaned:
-                self._lease_clock.set(math.inf, None)
+            self._may_start(True)
         else:
             self._available()
         self._acknowledge(outcomes)
