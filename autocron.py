@@ -7085,7 +7085,13 @@ setInterval(function () {
 _DASH_NOTEBOOKS = ("'self' http://127.0.0.1:* http://localhost:* https://127.0.0.1:* "
                    "https://localhost:*")
 _DASH_POLICY = ("default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; "
-                "connect-src 'self'; form-action 'self'; img-src 'self'")
+                "connect-src 'self'; form-action 'self'; img-src 'self' data:")
+# The icon, inside every page: an icon the browser fetches races the next navigation, and
+# Chromium then checks it against the next page's policy (another dashboard, another port).
+_DASH_ICON = ("data:image/svg+xml,%3Csvg xmlns=%22http://www.w3.org/2000/svg%22 viewBox=%220 0 "
+              "16 16%22%3E%3Ccircle cx=%228%22 cy=%228%22 r=%227%22 fill=%22%23357%22/%3E%3Cpath "
+              "d=%22M8 4v4l3 2%22 stroke=%22white%22 stroke-width=%221.6%22 fill=%22none%22/%3E"
+              "%3C/svg%3E")
 
 _DASH_PAGE = 50                  # rows a list shows at once
 _DASH_STATS = 5000               # finished tasks the statistics read at most
@@ -7284,7 +7290,7 @@ class _Dashboard:
         # page may be framed.
         base = "<base target='_blank'>" if notebook else ""
         return (f"<!doctype html><html><head><meta charset='utf-8'>{base}<title>autocron: "
-                f"{_h(title)}</title><link rel='icon' href='/favicon.ico'><style>{_DASH_CSS}"
+                f"{_h(title)}</title><link rel='icon' href='{_DASH_ICON}'><style>{_DASH_CSS}"
                 f"</style></head><body><header><b>"
                 f"autocron</b><a href='/'>Overview</a><a href='/tasks'>Tasks</a>"
                 f"<a href='/crons'>Cron jobs</a><a href='/pool'>Pool</a><span>"
