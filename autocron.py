@@ -1310,6 +1310,7 @@ class _Claimed(NamedTuple):
     cron: Optional[str]
     timeout: Optional[float]
     priority: int
+    attempts: int = 0      # attempts counted before this claim (see _StartLog)
 
 
 def _outranking(highest: Optional[int], heard: Union[bytes, str]) -> Optional[int]:
@@ -2054,6 +2055,8 @@ class _Store(Protocol):
         """Ids of the calls claimed under this pool's lease and not started."""
     def start_now(self, task_id: int, lease: Optional[int], at: float) -> bool:
         """A worker starts a task: False if it may not (PostgreSQL commits the start)."""
+    def start_log(self) -> Optional[_StartLog]:
+        """Where workers note starts the pool writes later (SQLite), or None."""
     def mark_started(self, con: Any, started: list) -> None:
         """Workers started these tasks ([_Started]): an attempt each."""
     def started_unseen(self, con: Any, ids: list) -> list:
@@ -2582,6 +2585,70 @@ class _SharedSql:
             "(SELECT max(id) FROM tasks WHERE cron = c.name)")}
 
 
+class _LoggedStart(NamedTuple):
+    """A start a worker noted in its start log (_StartLog)."""
+    id: int
+    token: str
+    attempts: int          # counted before it
+    at: float
+
+
+class _StartLog:
+    """The starts of an SQLite pool's workers, noted where no database write is needed: in
+    the pool's lock file beside the database, in room the pool set aside for each worker
+    before it started it. A worker notes a start there (one pwrite, which a full disk does
+    not refuse) before the task runs; the pool writes starts into the database a moment
+    later with the outcomes (_Pool._commit). If a worker and its manager both end before
+    that write (kill -9; a full disk stretches the moment to the whole outage), the next
+    pool counts the starts its predecessor left unwritten (_SqliteStore.recover): the run
+    is an interrupted attempt, never a run nobody counted, which would run again as if it
+    had never started.
+
+    Each worker owns a slot of RING entries, written in turn by the number of its outcome;
+    it starts nothing while it holds RING outcomes the pool has not committed, so an entry
+    is overwritten only once its start is written. An entry names its task by row id, token
+    and the attempts counted before it: the next pool counts it only for a row that is
+    still "queued" with that many attempts, so an old entry counts nothing. A machine that
+    loses power loses these with the page cache, as it does the last commits.
+    """
+
+    ENTRY = struct.Struct("=qQid4x")      # id, token, attempts before, start time
+    RING = 256
+    START = 4096                           # past the cancel mark (request_cancel)
+
+    def __init__(self, path: str):
+        self.path = path
+        self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+
+    def reserve(self, slots: int) -> None:
+        """Set room aside for `slots` workers (written, so that a full disk cannot refuse
+        a note later); OSError if there is none."""
+        size = self.START + slots * self.RING * self.ENTRY.size
+        end = os.fstat(self.fd).st_size
+        if end < size:
+            os.pwrite(self.fd, bytes(size - end), end)
+
+    def note(self, slot: int, number: int, run: "_Run", at: float) -> None:
+        """A worker's start of `run`, its `number`-th; OSError if it cannot be noted."""
+        token = run.uuid.rpartition("-")[0]
+        entry = self.ENTRY.pack(run.id, int(token, 16) if len(token) == 16 else 0,
+                                run.attempts, at)
+        os.pwrite(self.fd, entry, self.START + (slot * self.RING + number % self.RING) *
+                  self.ENTRY.size)
+
+    def starts(self) -> list:
+        """[_LoggedStart] of every entry, old ones too."""
+        size = os.fstat(self.fd).st_size - self.START
+        data = os.pread(self.fd, max(0, size), self.START)
+        return [_LoggedStart(task_id, f"{token:016x}", attempts, at) for task_id, token,
+                attempts, at in self.ENTRY.iter_unpack(data[:len(data) - len(data) %
+                                                             self.ENTRY.size]) if task_id]
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
+
+
 class _SqliteStore(_SharedSql):
     """One autocron database file."""
 
@@ -2607,6 +2674,7 @@ class _SqliteStore(_SharedSql):
         self._write = not existing if write is None else write
         self._snapshot = snapshot
         self._mark: Optional[int] = None       # the lock file, read by cancel_mark()
+        self._start_log: Optional[_StartLog] = None
         # connections are shared per thread by the stores of a file that open it alike
         self._key = (self.path, "rw" if self._write else "snapshot" if snapshot else "ro")
         self.wake_path = _wake_path(self.path)   # where its pool listens, if one can
@@ -3018,10 +3086,24 @@ class _SqliteStore(_SharedSql):
         """No LISTEN: producers on this machine wake the pool with datagrams."""
         return None
 
+    def start_log(self) -> Optional[_StartLog]:
+        """Where this file's workers note their starts (in the lock file); None where the
+        file system cannot pwrite (Windows)."""
+        if self._start_log is None and _HAS_PREAD:
+            self._start_log = _StartLog(self.lock_path)
+        return self._start_log
+
     def recover(self, con: sqlite3.Connection, pool: Optional["_PoolId"] = None) -> list:
-        """After a pool ended without finishing its tasks: what it had handed over but not
-        started waits again; the ones it had started are returned, [_Interrupted], for the
-        caller to settle (_recover). There is one pool: `pool` is ignored."""
+        """After a pool ended without finishing its tasks: the starts its workers noted that
+        it never wrote count (_StartLog); what it had handed over but not started waits
+        again; the ones it had started are returned, [_Interrupted], for the caller to
+        settle (_recover). There is one pool: `pool` is ignored."""
+        log = self.start_log()
+        if log is not None:
+            con.executemany("UPDATE tasks SET status = 'running', started = ?, attempts = "
+                            "attempts + 1 WHERE id = ? AND token = ? AND status = 'queued' "
+                            "AND attempts = ?", [(entry.at, entry.id, entry.token,
+                                                  entry.attempts) for entry in log.starts()])
         con.execute("UPDATE tasks SET status = 'waiting', worker = NULL, cancel = 0 "
                     "WHERE status = 'queued'")
         return [_Interrupted(*row) for row in con.execute(
@@ -3062,9 +3144,9 @@ class _SqliteStore(_SharedSql):
         A task for each worker pid in `pids`; they are "queued" until their worker says it
         started one. Returns [_Claimed].
         """
-        rows = con.execute(f"SELECT id, {_UUID}, record, cron, timeout, priority FROM tasks "
-                           "WHERE status = 'waiting' AND due <= ? ORDER BY priority DESC, due, "
-                           "id LIMIT ?", (now, len(pids))).fetchall()
+        rows = con.execute(f"SELECT id, {_UUID}, record, cron, timeout, priority, attempts "
+                           "FROM tasks WHERE status = 'waiting' AND due <= ? ORDER BY priority "
+                           "DESC, due, id LIMIT ?", (now, len(pids))).fetchall()
         con.executemany("UPDATE tasks SET status = 'queued', worker = ? WHERE id = ?",
                         [(pid, row[0]) for pid, row in zip(pids, rows)])
         return [_Claimed(*row) for row in rows]
@@ -4056,9 +4138,13 @@ class _PgStore(_SharedSql):
             "UPDATE tasks SET status = 'queued', worker = places.pid, machine = %s, lease = %s "
             "FROM picked JOIN places USING (n) WHERE tasks.id = picked.id "
             "RETURNING picked.n, tasks.id, tasks.token || '-' || tasks.id, record, cron, "
-            "timeout, priority", (self.lease, _lease_ttl, now, len(pids), list(pids),
+            "timeout, priority, attempts", (self.lease, _lease_ttl, now, len(pids), list(pids),
                                   self.machine, self.lease)).fetchall()
         return [_Claimed(*row[1:]) for row in sorted(rows)]
+
+    def start_log(self) -> None:
+        """None: a start is committed before its task runs (start_now)."""
+        return None
 
     def start_now(self, task_id: int, lease: Optional[int], at: float) -> bool:
         """A worker starts this task now: its start is committed first, and only under its
@@ -4487,8 +4573,7 @@ class _LeaseClock:
 
     On SQLite, where a pool has no lease, it says whether the pool can write: while it
     cannot (a full disk), no task starts, since neither its start nor its outcome could be
-    written, and a worker and its manager both killed meanwhile would leave a run that
-    nobody counted, which then runs again (_Pool._unavailable).
+    written (a start is noted outside the database all the same: _StartLog).
 
     Kept in an unlinked file whose descriptor the workers inherit; each value is written
     twice and read as valid only when both copies agree, so a read never sees half a write.
@@ -4527,6 +4612,8 @@ class _Run(NamedTuple):
     withdrawals: Any = None   # the pool's cancel mark when it handed the task over (for a
                               # worker whose store has none of its own: PostgreSQL)
     lease: Optional[int] = None   # the pool's lease then (PostgreSQL): fences hand_over
+    uuid: str = ""         # the task's id and the attempts counted before it: what a
+    attempts: int = 0      # worker notes in its start log (SQLite: _StartLog)
 
 
 class _Ack(NamedTuple):
@@ -4613,6 +4700,7 @@ def _worker_main(config_text: str) -> None:
     _capture_output()
     state = _WorkerState(config["database"], _Connection(config["up"], readable=False),
                          config.get("lease"))
+    state.slot = config.get("slot")
     if config.get("lease_clock"):
         state.lease_clock = _LeaseClock(config["lease_clock"])
     threading.Thread(target=state.read_pipe, args=(_Connection(config["down"], writable=False),),
@@ -4658,6 +4746,7 @@ class _WorkerState:
         self.lease_clock: Optional[_LeaseClock] = None   # when it may start: see take()
         self.handed_over = False          # the manager is gone: nothing starts any more
         self.manager = os.getppid()       # the worker's parent, while it lives
+        self.slot: Optional[int] = None   # its part of the start log (SQLite), if it has one
 
     def reply(self, message: NamedTuple) -> None:
         """Send the pool a message; never while holding `ready` (the pool may be sending)."""
@@ -4678,6 +4767,7 @@ class _WorkerState:
             with self.ready:
                 if type(message) is _Ack:
                     self.acknowledged(message.number)
+                    self.ready.notify()        # a start may have waited for room in the log
                 elif type(message) is _Return:        # not started yet? give it back
                     queued = [m for m in self.inbox if type(m) is _Run and m.id == message.id]
                     if queued:
@@ -4705,6 +4795,11 @@ class _WorkerState:
             while os.getppid() != self.manager:   # it died: the reader thread hands over
                 self.ready.wait()    # and ends the worker (one resumed from SIGSTOP may run
                                      # on before it hears of that end)
+            if self.slot is not None and len(self.unacknowledged) >= _StartLog.RING:
+                if not wait:       # its start log holds no more: the pool commits first
+                    return None
+                self.ready.wait(_LEASE_LOOK)
+                continue
             message = self.inbox.pop(0)
             if type(message) is _Exit:
                 self.hand_over()
@@ -4731,7 +4826,10 @@ class _WorkerState:
                 if not store.start_now(message.id, message.lease, at):
                     skipped.append(_Returned(message.id, refused=True))
                     continue
-            except DatabaseError:      # unavailable: not started until it can say so
+                log = store.start_log() if self.slot is not None else None
+                if log is not None:
+                    log.note(self.slot, self.sent + 1, message, at)
+            except (DatabaseError, OSError):   # unavailable: not started until it can say so
                 self.inbox.insert(0, message)
                 if not wait:
                     return None
@@ -5062,13 +5160,14 @@ def _exit_text(code: Optional[int]) -> str:
 class _Task:
     """A claimed task on its way through the pool."""
 
-    __slots__ = ("id", "uuid", "cron", "record", "timeout", "priority", "returning", "started",
-                 "cancel", "running", "outranked", "forfeit")
+    __slots__ = ("id", "uuid", "cron", "record", "timeout", "priority", "attempts", "returning",
+                 "started", "cancel", "running", "outranked", "forfeit")
 
     def __init__(self, claimed: _Claimed):
         self.id, self.uuid, self.record, self.cron = claimed.id, claimed.uuid, claimed.record, \
             claimed.cron
         self.timeout, self.priority = claimed.timeout, claimed.priority
+        self.attempts = claimed.attempts
         self.returning = False      # asked its worker to give it back
         self.outranked = False      # because a call of a higher priority came: it waits again
         self.forfeit = False        # its lease was lost: the other machines settled it
@@ -5081,13 +5180,14 @@ class _Worker:
     """The pool's handle on one worker process and the tasks handed to it, in order."""
 
     __slots__ = ("proc", "tasks", "results", "queue", "retiring", "born", "kill_reason",
-                 "killed_for", "reported", "acknowledged", "told", "closed", "inbox")
+                 "killed_for", "reported", "acknowledged", "told", "closed", "inbox", "slot")
 
     def __init__(self, database: str, lease: Optional[int] = None,
-                 lease_clock: Optional[_LeaseClock] = None):
+                 lease_clock: Optional[_LeaseClock] = None, slot: Optional[int] = None):
         self.proc, self.tasks, self.results = _spawn("_worker_main", {
-            "database": database, "lease": lease,
+            "database": database, "lease": lease, "slot": slot,
             "lease_clock": lease_clock.fd if lease_clock is not None else None})
+        self.slot = slot            # its part of the start log (SQLite: _StartLog)
         self.queue: list = []          # the first one runs, the rest wait in the worker
         self.retiring = False
         self.born = time.monotonic()
@@ -5111,7 +5211,8 @@ class _Worker:
         also acknowledges the committed outcomes."""
         self.queue.extend(tasks)
         self._write(b"".join(_frame(pickle.dumps(
-            _Run(t.id, t.record, t.cron, self.acknowledged, withdrawals, lease),
+            _Run(t.id, t.record, t.cron, self.acknowledged, withdrawals, lease, t.uuid,
+                 t.attempts),
             _PICKLE_PROTOCOL)) for t in tasks))
         self.told = self.acknowledged
 
@@ -5229,6 +5330,8 @@ class _Pool:
             self._lease_clock.set(math.inf, None)    # SQLite: until the database refuses
         self._lease_lost = threading.Event()   # the lease keeper found it taken over
         self._ending = threading.Event()       # the pool ends: so does the keeper
+        self._start_log = store.start_log()    # where workers note starts (SQLite), or None
+        self._dirty_slots: set = set()  # its slots whose worker died since the last commit
         self._orphaned = False         # the owner is gone: write what is known, then exit
         self._batch = _Batch()         # what it learnt and has not written yet
         self._returned: list = []      # claimed tasks handed back by a worker, to place again
@@ -5675,6 +5778,7 @@ class _Pool:
                 raise DatabaseError(f"{self.store.path}: {type(error).__name__}: {error}",
                                     self.store.path) from error
             return []
+        self._dirty_slots.clear()         # what their workers started is written now
         if batch.empty() and not claimed and self._outage is not None:
             # An empty commit went through: the workers may start again (their starts will
             # tell), but the outage ends with a write that carried something
@@ -5912,6 +6016,8 @@ class _Pool:
     def _bury(self, worker: _Worker) -> None:
         """A worker process ended: settle its tasks, end what its tasks left running."""
         self._workers.remove(worker)
+        if worker.slot is not None:
+            self._dirty_slots.add(worker.slot)
         if not worker.closed:
             self._selector.unregister(worker.results)
         worker.close()
@@ -5960,7 +6066,11 @@ class _Pool:
         wanted = max(1, int(self._settings["workers"]))
         if len(active) < wanted and time.monotonic() >= self._respawn_at:
             for _ in range(wanted - len(active)):
-                worker = _Worker(self.store.path, self.store.lease, self._lease_clock)
+                slot = self._free_slot()
+                if slot is False:          # no room for its start log: a full disk
+                    self._respawn_at = time.monotonic() + _OUTAGE_PAUSES[1]
+                    break
+                worker = _Worker(self.store.path, self.store.lease, self._lease_clock, slot)
                 self._workers.append(worker)
                 self._selector.register(worker.results, selectors.EVENT_READ)
                 _log.info("autocron worker %d started", worker.proc.pid)
@@ -5970,6 +6080,23 @@ class _Pool:
             for task in worker.queue[1:]:
                 self._take_back(worker, task)
             worker.send(_Exit())
+
+    def _free_slot(self) -> Union[int, None, bool]:
+        """The start log's slot for a new worker: the first that no worker holds, nor one
+        that died since the last commit (its starts may be unwritten: they stay until the
+        next pool counts them); None without a start log, False if no room can be set
+        aside."""
+        if self._start_log is None:
+            return None
+        taken = {w.slot for w in self._workers} | self._dirty_slots
+        slot = next(n for n in itertools.count() if n not in taken)
+        try:
+            self._start_log.reserve(slot + 1)
+        except OSError as error:
+            _log.warning("autocron: no room for a worker's start log in %s (%s); its start "
+                         "waits", self._start_log.path, error.strerror or error)
+            return False
+        return slot
 
     def _publish(self) -> None:
         with contextlib.suppress(DatabaseError):
