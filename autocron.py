@@ -57,8 +57,11 @@ Sections, in dependency order, each under a banner, with about how many lines it
     Cron expressions                 900  CronExpression: a pure engine, never reads the clock
     Task records and serialisation   650  the named records; policy (retries, misfires, next
                                           due times); functions by reference or by value
-    The SQLite store                1300  the _Store protocol, _SharedSql, _SqliteStore
-    The PostgreSQL store            1000  _PgStore: leases, LISTEN/NOTIFY, the server's clock
+    The SQLite store                1300  the _Store protocol; the SQL both stores share
+                                          (_SharedReads, _SharedSql); _StartLog; _SqliteStore
+                                          of _SqliteFile (the doorway) and _SqlitePool
+    The PostgreSQL store            1000  _PgStore of _PgLink (the doorway) and _PgMachines
+                                          (leases, LISTEN/NOTIFY, the server's clock)
     Workers and the pool            2000  _worker_main, _Pool (the dispatcher), _PoolHandle
     Public API                       700  start, stop, delay, cron, Result, get_results
     Dashboard                        850  the pages the module serves itself
@@ -2418,13 +2421,9 @@ def _wake_path(database: str) -> Optional[str]:
 _links = threading.local()
 
 
-class _SharedSql:
-    """What both stores read and write with the same SQL, written with SQLite's ?
-    placeholders (the PostgreSQL store's read() and write() turn them into %s)."""
-
-    # The schema version. Opened for reading, an older schema stays as it is: what it lacks
-    # reads as nothing paused and nothing retried.
-    version = _SCHEMA_VERSION
+class _SharedReads:
+    """What both stores read for callers, the admin tool and the dashboard with the same SQL
+    (and the few writes they make from outside the pool), with SQLite's ? placeholders."""
 
     def set_setting(self, key: str, value: Any) -> None:
         self.write("INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) "
@@ -2585,6 +2584,195 @@ class _SharedSql:
             "(SELECT max(id) FROM tasks WHERE cron = c.name)")}
 
 
+class _SharedSql(_SharedReads):
+    """What both stores read and write with the same SQL, written with SQLite's ?
+    placeholders (the PostgreSQL store's read(), write(), _run() and _run_many() turn them
+    into %s). Where their SQL differs in a few words, the words are named below and each
+    store sets its own, so that a fix here lands in both."""
+
+    # The schema version. Opened for reading, an older schema stays as it is: what it lacks
+    # reads as nothing paused and nothing retried.
+    version = _SCHEMA_VERSION
+
+    # -- the differences, named
+    _FENCE = ""        # PostgreSQL: " AND lease = ?": a pool writes only rows it holds under
+                       # its lease (the parameter: _fence())
+    _LET_GO = ""       # PostgreSQL: ", machine = NULL, lease = NULL": a row that waits again
+                       # is no machine's
+    _TAKE = ""         # PostgreSQL: " FOR UPDATE SKIP LOCKED": rows another pool is taking
+                       # are left to it
+    _NEW_ID = ""       # PostgreSQL: " RETURNING id" after an INSERT (SQLite: lastrowid)
+
+    def _fence(self) -> tuple:
+        """The parameters of _FENCE: none here (one pool, whose flock is its lease)."""
+        return ()
+
+    def _run(self, con: Any, sql: str, params: Any = ()) -> Any:
+        """One statement in the caller's transaction; its cursor."""
+        return con.execute(sql, params)
+
+    def _run_many(self, con: Any, sql: str, rows: list) -> None:
+        """One statement for each of `rows`, in the caller's transaction."""
+        if rows:
+            con.executemany(sql, rows)
+
+    def _new_id(self, cursor: Any) -> int:
+        """The id of the row an INSERT (ending in _NEW_ID) made."""
+        return cursor.lastrowid
+
+    def _deleted(self, con: Any, sql: str, params: tuple = ()) -> int:
+        """Run a DELETE in the caller's transaction; how many rows it deleted."""
+        return con.execute(sql, params).rowcount
+
+    def _check_size(self, data: Optional[bytes], what: str) -> None:
+        """Refuse a value the database could not hand back (_DataRefused); SQLite refuses
+        such a value itself."""
+
+    # -- settings and shipped functions
+
+    def settings(self) -> dict:
+        """The stored settings over the defaults; this thread's connection takes up a changed
+        synchronous level (the pool reads them every second)."""
+        values = dict(_DEFAULT_SETTINGS)
+        values.update((k, json.loads(v)) for k, v in self.read("SELECT key, value FROM settings"))
+        if self._write:
+            self._synchronous(values["synchronous"])
+        return values
+
+    def keep_function(self, con: Any, shipped: _Shipped) -> None:
+        """Store a shipped function's payload, in the caller's transaction."""
+        self._run(con, "INSERT INTO functions (hash, payload, created) VALUES (?, ?, ?) "
+                       "ON CONFLICT (hash) DO NOTHING", (shipped.hash, shipped.payload,
+                                                         self.now()))
+
+    # -- cron jobs
+
+    def register_cron(self, name: str, schedule: "CronExpression", func: Callable,
+                      catch_up: bool, next_due: float) -> None:
+        """Add or replace a job, due at `next_due`; an unchanged schedule keeps its own."""
+        text = f"{schedule}" + (f" ({schedule.tz})" if schedule.tz is not None else "")
+        ref, shipped = _reference(func)
+        record = _dumps({"v": 1, "function": ref, "args": (), "kwargs": {}})
+        with self.transaction() as con:     # the job and its payload, never one without the other
+            if shipped is not None:
+                self.keep_function(con, shipped)
+            self._run(
+                con, "INSERT INTO crons (name, expression, schedule, record, function, "
+                "catch_up, next_due) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE "
+                "SET record = excluded.record, catch_up = excluded.catch_up, "
+                "function = excluded.function, "
+                "schedule = excluded.schedule, next_due = CASE WHEN crons.expression = "
+                "excluded.expression THEN crons.next_due ELSE excluded.next_due END, "
+                "expression = excluded.expression",
+                (name, text, pickle.dumps(schedule, _PICKLE_PROTOCOL), record,
+                 shipped and shipped.hash, int(catch_up), next_due))
+
+    def due_crons(self, con: Any, now: float) -> list:
+        """Start a run of every job that is due and not running (each due time once, across
+        all machines on PostgreSQL: the rows are taken); their new task ids."""
+        started = []
+        for name, record, function in self._run(
+                con, "SELECT name, record, function FROM crons WHERE running IS NULL AND "
+                f"paused = 0 AND next_due <= ?{self._TAKE}", (now,)).fetchall():
+            token = _token()
+            row = self._new_id(self._run(
+                con, "INSERT INTO tasks (token, name, status, due, created, record, cron, "
+                f"function) VALUES (?, ?, 'waiting', ?, ?, ?, ?, ?){self._NEW_ID}",
+                (token, name, now, now, record, name, function)))
+            uid = f"{token}-{row}"
+            self._run(con, "UPDATE crons SET running = ?, last_run = ? WHERE name = ?",
+                      (uid, now, name))
+            started.append(uid)
+        return started
+
+    def _current_runs(self, con: Any, runs: list) -> list:
+        """[_CronEnd] of the runs [(job name, task id, ended)] that are their job's current
+        run (an older run, taken over from a pool that ended, is not)."""
+        ended = []
+        for name, task_id, at in runs:
+            rows = self._run(con, f"SELECT schedule, next_due FROM crons WHERE name = ? AND "
+                                  f"running = (SELECT {_UUID} FROM tasks WHERE id = ?)",
+                             (name, task_id)).fetchall()
+            if rows:
+                ended.append(_CronEnd(name, pickle.loads(rows[0][0]), at, rows[0][1]))
+        return ended
+
+    # -- the pool's round
+
+    def mark_started(self, con: Any, started: list) -> None:
+        """Workers started these tasks ([_Started]: id, wall-clock start): an attempt each; a
+        withdrawal asked for too late is refused."""
+        self._run_many(con, "UPDATE tasks SET status = 'running', started = ?, attempts = "
+                            "attempts + 1, cancel = CASE cancel WHEN 1 THEN 0 ELSE cancel END "
+                            f"WHERE id = ? AND status = 'queued'{self._FENCE}",
+                       [(at, task_id) + self._fence() for task_id, at in started])
+
+    def finish(self, con: Any, outcomes: list) -> list:
+        """Write outcomes (_Outcome) of tasks that are still live (PostgreSQL: that this pool
+        holds under its lease; one that lost it writes nothing): one with `retry_at` waits
+        for its next attempt, the others are final. A final outcome of a task whose start is
+        not written yet ("queued") counts that start as an attempt: the pool writes a start
+        and an outcome that reach one commit together as one statement. Returns the cron
+        jobs whose current run this ended ([_CronEnd]), for the caller to give their next
+        due times."""
+        final, again = [], []
+        for outcome in outcomes:
+            self._check_size(outcome.value, "the task's value")
+            error = outcome.error and json.dumps(outcome.error)
+            if outcome.retry_at is not None:
+                again.append((error, outcome.output, outcome.retry_at, outcome.id) +
+                             self._fence())
+            else:
+                final.append((outcome.status, outcome.value, error, outcome.started,
+                              outcome.finished, outcome.output, outcome.summary, outcome.id) +
+                             self._fence())
+        self._run_many(con, "UPDATE tasks SET status = 'waiting', error = ?, output = ?, "
+                            f"due = ?, worker = NULL{self._LET_GO}, cancel = 0 WHERE id = ? "
+                            f"AND status IN ('queued', 'running'){self._FENCE}", again)
+        self._run_many(con, "UPDATE tasks SET status = ?, value = ?, error = ?, "
+                            "started = coalesce(?, started), finished = ?, output = ?, "
+                            "summary = ?, cancel = 0, attempts = attempts + CASE status WHEN "
+                            "'queued' THEN 1 ELSE 0 END WHERE id = ? AND status IN ('queued', "
+                            f"'running'){self._FENCE}", final)
+        return self._current_runs(con, [(o.cron, o.id, o.finished) for o in outcomes
+                                        if o.cron and o.retry_at is None])
+
+    def requeue(self, con: Any, ids: list) -> None:
+        """Tasks handed to a worker that never started them wait again."""
+        self._run_many(con, f"UPDATE tasks SET status = 'waiting', worker = NULL{self._LET_GO} "
+                            f"WHERE id = ? AND status = 'queued'{self._FENCE}",
+                       [(i,) + self._fence() for i in ids])
+
+    def refuse_cancel(self, con: Any, ids: list) -> None:
+        """A withdrawal came too late: the task had started."""
+        self._run_many(con, f"UPDATE tasks SET cancel = 0 WHERE id = ?{self._FENCE}",
+                       [(i,) + self._fence() for i in ids])
+
+    def next_due(self) -> Optional[float]:
+        """When the next waiting task or cron job is due, if any."""
+        rows = self.read("SELECT (SELECT min(due) FROM tasks WHERE status = 'waiting'), "
+                         "(SELECT min(next_due) FROM crons WHERE running IS NULL AND paused = 0)")
+        times = [t for t in rows[0] if t is not None]
+        return min(times) if times else None
+
+    def cleanup(self, now: float, ttl: float) -> int:
+        """Delete finished results past their time-to-live, and payloads nobody needs."""
+        with self.transaction() as con:
+            count = self._deleted(con, "DELETE FROM tasks WHERE finished IS NOT NULL AND "
+                                       "finished < ? AND status IN ('ready', 'error', "
+                                       "'cancelled')", (now - ttl,))
+            self._run(con, "DELETE FROM functions WHERE created < ? AND hash NOT IN (SELECT "
+                           "function FROM tasks WHERE function IS NOT NULL UNION SELECT "
+                           "function FROM crons WHERE function IS NOT NULL)", (now - ttl,))
+        return count
+
+    def purge(self) -> int:
+        """Delete every finished result; how many."""
+        with self.transaction() as con:
+            return self._deleted(con, "DELETE FROM tasks WHERE status IN ('ready', 'error', "
+                                      "'cancelled')")
+
+
 class _LoggedStart(NamedTuple):
     """A start a worker noted in its start log (_StartLog)."""
     id: int
@@ -2649,11 +2837,9 @@ class _StartLog:
             os.close(self.fd)
 
 
-class _SqliteStore(_SharedSql):
-    """One autocron database file."""
-
-    _wal_seen = (-1, 0.0)           # (size, since when) of the -wal as checkpoint() saw it
-    _checkpoint_after = 0.0         # no checkpoint before this time.monotonic()
+class _SqliteFile:
+    """The doorway to one database file: its connections (one per thread), transactions,
+    errors turned into DatabaseError, and the schema."""
 
     def __init__(self, path: Union[str, os.PathLike], existing: bool = False,
                  write: Optional[bool] = None, snapshot: bool = False):
@@ -2683,8 +2869,6 @@ class _SqliteStore(_SharedSql):
             self._check_existing()
         else:
             self._prepare()
-
-    # -- the doorway
 
     def _connection(self) -> sqlite3.Connection:
         return self._link()[0]
@@ -2828,8 +3012,6 @@ class _SqliteStore(_SharedSql):
         if link is not None:
             link[0].close()
 
-    # -- opening
-
     def _prepare(self) -> None:
         _private_folder(os.path.dirname(self.path))
         try:
@@ -2899,163 +3081,31 @@ class _SqliteStore(_SharedSql):
                 con.execute(statement)
             con.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
 
-    # -- settings
-
-    def settings(self) -> dict:
-        """The stored settings over the defaults; this thread's connection takes up a changed
-        synchronous level (the pool reads them every second)."""
-        values = dict(_DEFAULT_SETTINGS)
-        values.update((k, json.loads(v)) for k, v in self.read("SELECT key, value FROM settings"))
-        self._synchronous(values["synchronous"])
-        return values
-
     def _synchronous(self, level: Any) -> None:
         try:
             self._use_synchronous(self._link(), level)
         except sqlite3.Error as error:
             raise self._error(error) from None
 
-    # -- tasks as producers and readers see them
+    def size_bytes(self) -> int:
+        return os.path.getsize(self.path)
 
-    def add_task(self, name: str, args: str, record: bytes, due: float,
-                 options: "_Options" = None, shipped: Optional[_Shipped] = None) -> str:
-        """Store a call (committed when this returns); its id.
+    def schema_version(self) -> int:
+        return self.read("PRAGMA user_version")[0][0]
 
-        A call of a function shipped by value needs its payload in the database for as long
-        as the task exists. One statement inserts the task only if the payload is there (so
-        the cleanup cannot delete it in between); if it is not (a first call, or the cleanup
-        deleted it after its last task), the payload and the task go in together.
-        """
-        token = _token()
-        options = options or _PLAIN
-        values = (token, name, args, options.priority, options.retries, options.retry_delay,
-                  options.backoff, options.timeout, due, self.now(), record,
-                  shipped and shipped.hash)
-        try:
-            if shipped is None:
-                row = _execute(self._connection(), _INSERT_TASK, values).lastrowid
-            else:
-                cursor = _execute(self._connection(), _INSERT_SHIPPED_TASK,
-                                  values + (shipped.hash,))
-                row = cursor.lastrowid if cursor.rowcount == 1 else None
-        except sqlite3.Error as error:
-            raise self._error(error) from None
-        if row is None:
-            with self.transaction() as con:
-                self.keep_function(con, shipped)
-                row = con.execute(_INSERT_TASK, values).lastrowid
-        if row % _WAL_LOOK == 0:
-            self.checkpoint(_WAL_URGENT, quiet_too=False)
-        return f"{token}-{row}"
 
-    def add_tasks(self, name: str, calls: list, due: float, options: "_Options" = None,
-                  shipped: Optional[_Shipped] = None) -> list:
-        """Store many calls of one function, [(args text, record)], in one transaction
-        (committed when this returns, with the shipped function's payload); their ids.
-
-        The rows get consecutive ids after the largest, given explicitly (this transaction
-        holds the write lock), and share one random token: an id is still never reused.
-        """
-        if not calls:
-            return []
-        token, options, now = _token(), options or _PLAIN, self.now()
-        fixed = (token, name, options.priority, options.retries, options.retry_delay,
-                 options.backoff, options.timeout, due, now)
-        digest = shipped and shipped.hash
-        with self.transaction() as con:
-            if shipped is not None:
-                self.keep_function(con, shipped)
-            first = con.execute("SELECT coalesce(max(id), 0) + 1 FROM tasks").fetchone()[0]
-            con.executemany(_INSERT_TASK_AT, [
-                (first + i, text, record, digest) + fixed
-                for i, (text, record) in enumerate(calls)])
-        self.checkpoint(_WAL_URGENT, quiet_too=False)
-        return [f"{token}-{first + i}" for i in range(len(calls))]
-
-    def keep_function(self, con: sqlite3.Connection, shipped: _Shipped) -> None:
-        """Store a shipped function's payload, in the caller's transaction."""
-        con.execute("INSERT OR IGNORE INTO functions (hash, payload, created) VALUES (?, ?, ?)",
-                    (shipped.hash, shipped.payload, self.now()))
-
-    def cancel(self, con: sqlite3.Connection, uid: str, now: float) -> Optional[list]:
-        """Withdraw a waiting task: None if it was not waiting, else the cron run it was, if
-        any ([_CronEnd]: its job is free again once the caller gives its next due time)."""
-        if con.execute("UPDATE tasks SET status = 'cancelled', finished = ?, error = ? "
-                       "WHERE id = ? AND token = ? AND status = 'waiting'",
-                       (now, json.dumps(_failure("cancelled")), *_row_key(uid))
-                       ).rowcount != 1:
-            return None
-        job = con.execute("SELECT cron FROM tasks WHERE id = ?", _row_key(uid)[:1]).fetchone()[0]
-        return self._current_runs(con, [(job, _row_key(uid)[0], now)] if job else [])
-
-    def request_cancel(self, uid: str, force: bool) -> bool:
-        """Ask the pool to withdraw a task a worker holds (force: also a running one)."""
-        statuses = "('queued', 'running')" if force else "('queued')"
-        if self.write(f"UPDATE tasks SET cancel = ? WHERE id = ? AND token = ? AND "
-                      f"status IN {statuses}", (2 if force else 1, *_row_key(uid))) != 1:
-            return False
-        with contextlib.suppress(OSError):   # after the commit: see cancel_mark()
-            descriptor = os.open(self.path + ".lock", os.O_WRONLY | os.O_CREAT, 0o600)
-            try:
-                os.write(descriptor, os.urandom(8))
-            finally:
-                os.close(descriptor)
-        return True
-
-    def retry(self, uid: str, now: float) -> Optional[str]:
-        """Store the call of a failed or cancelled task again, as a new task due at `now`
-        that names the old one (retry_of); its id, None if that task is not failed or
-        cancelled (or not there)."""
-        token = _token()
-        with self.transaction() as con:
-            cursor = con.execute(_RETRY_TASK, (token, now, now, *_row_key(uid)))
-            return f"{token}-{cursor.lastrowid}" if cursor.rowcount == 1 else None
-
-    def cancel_mark(self) -> Optional[bytes]:
-        """What changes whenever a withdrawal is asked for (request_cancel writes 8 random
-        bytes into the lock file after its commit), so that a worker reads cancel_requests()
-        before starting a task only when it changed: a read of the database per task would
-        cost it a tenth of its time. None: no mark here, read every time."""
-        if self._mark is None:
-            if not _HAS_PREAD:    # pragma: no cover - Windows
-                return None
-            self._mark = os.open(self.path + ".lock", os.O_RDONLY | os.O_CREAT, 0o600)
-        return os.pread(self._mark, 8, 0)
-
-    def refuse_cancel(self, con: sqlite3.Connection, ids: list) -> None:
-        """A withdrawal came too late: the task had started."""
-        if ids:
-            con.executemany("UPDATE tasks SET cancel = 0 WHERE id = ?", [(i,) for i in ids])
-
-    # -- cron jobs
-
-    def register_cron(self, name: str, schedule: "CronExpression", func: Callable,
-                      catch_up: bool, next_due: float) -> None:
-        """Add or replace a job, due at `next_due`; an unchanged schedule keeps its own."""
-        text = f"{schedule}" + (f" ({schedule.tz})" if schedule.tz is not None else "")
-        ref, shipped = _reference(func)
-        record = _dumps({"v": 1, "function": ref, "args": (), "kwargs": {}})
-        with self.transaction() as con:     # the job and its payload, never one without the other
-            if shipped is not None:
-                self.keep_function(con, shipped)
-            con.execute(
-                "INSERT INTO crons (name, expression, schedule, record, function, catch_up, "
-                "next_due) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
-                "record = excluded.record, catch_up = excluded.catch_up, "
-                "function = excluded.function, "
-                "schedule = excluded.schedule, next_due = CASE WHEN crons.expression = "
-                "excluded.expression THEN crons.next_due ELSE excluded.next_due END, "
-                "expression = excluded.expression",
-                (name, text, pickle.dumps(schedule, _PICKLE_PROTOCOL), record,
-                 shipped and shipped.hash, int(catch_up), next_due))
-
-    # -- the pool's side (called from the pool manager only)
+class _SqlitePool:
+    """One machine, one pool: the pool's lock file (its flock is the lease), the processes
+    it publishes, the time due times go by, and the write-ahead log it keeps small."""
 
     # One machine, one pool: the flock on lock_path is its lease, and it has no others.
     leased = False
     machine = None
     lease = None
     wakes_pools = False      # the caller wakes its machine's pool (a datagram) after a call
+
+    _wal_seen = (-1, 0.0)           # (size, since when) of the -wal as checkpoint() saw it
+    _checkpoint_after = 0.0         # no checkpoint before this time.monotonic()
 
     def take_lease(self, con: sqlite3.Connection, owner: int) -> None:
         """Nothing to take: the pool's flock is its lease."""
@@ -3071,11 +3121,6 @@ class _SqliteStore(_SharedSql):
         """No claim's reply can be lost: the database is a file of this machine."""
         return []
 
-    def start_now(self, task_id: int, lease: Optional[int], at: float) -> bool:
-        """Nothing to ask first: the pool writes the start (and a worker whose pool ended
-        writes it itself: _WorkerState.hand_over); no other machine settles this file."""
-        return True
-
     def lost_machines(self, con: sqlite3.Connection) -> list:
         return []
 
@@ -3085,158 +3130,6 @@ class _SqliteStore(_SharedSql):
     def listener(self, again: bool = False) -> None:
         """No LISTEN: producers on this machine wake the pool with datagrams."""
         return None
-
-    def start_log(self) -> Optional[_StartLog]:
-        """Where this file's workers note their starts (in the lock file); None where the
-        file system cannot pwrite (Windows)."""
-        if self._start_log is None and _HAS_PREAD:
-            self._start_log = _StartLog(self.lock_path)
-        return self._start_log
-
-    def recover(self, con: sqlite3.Connection, pool: Optional["_PoolId"] = None) -> list:
-        """After a pool ended without finishing its tasks: the starts its workers noted that
-        it never wrote count (_StartLog); what it had handed over but not started waits
-        again; the ones it had started are returned, [_Interrupted], for the caller to
-        settle (_recover). There is one pool: `pool` is ignored."""
-        log = self.start_log()
-        if log is not None:
-            con.executemany("UPDATE tasks SET status = 'running', started = ?, attempts = "
-                            "attempts + 1 WHERE id = ? AND token = ? AND status = 'queued' "
-                            "AND attempts = ?", [(entry.at, entry.id, entry.token,
-                                                  entry.attempts) for entry in log.starts()])
-        con.execute("UPDATE tasks SET status = 'waiting', worker = NULL, cancel = 0 "
-                    "WHERE status = 'queued'")
-        return [_Interrupted(*row) for row in con.execute(
-            "SELECT id, cron FROM tasks WHERE status = 'running'").fetchall()]
-
-    def cron_states(self, con: sqlite3.Connection) -> list:
-        """Every cron job as it is (_CronState), for the caller to settle after a pool ended."""
-        return [_CronState(name, pickle.loads(blob), bool(catch_up), next_due, running,
-                           bool(live)) for name, blob, catch_up, next_due, running, live in
-                con.execute("SELECT name, schedule, catch_up, next_due, running, EXISTS "
-                            f"(SELECT 1 FROM tasks WHERE {_UUID} = crons.running AND "
-                            "status = 'waiting') FROM crons").fetchall()]
-
-    def end_cron_runs(self, con: sqlite3.Connection, jobs: list) -> None:
-        """These jobs run no more and are next due then: [(name, due time)]."""
-        con.executemany("UPDATE crons SET running = NULL, next_due = ? WHERE name = ?",
-                        [(due, name) for name, due in jobs])
-
-    def due_crons(self, con: sqlite3.Connection, now: float) -> list:
-        """Start a run of every job that is due and not running; their new task ids."""
-        started = []
-        for name, record, function in con.execute(
-                "SELECT name, record, function FROM crons WHERE running IS NULL "
-                "AND paused = 0 AND next_due <= ?", (now,)).fetchall():
-            token = _token()
-            row = con.execute("INSERT INTO tasks (token, name, status, due, created, record, "
-                              "cron, function) VALUES (?, ?, 'waiting', ?, ?, ?, ?, ?)",
-                              (token, name, now, now, record, name, function)).lastrowid
-            uid = f"{token}-{row}"
-            con.execute("UPDATE crons SET running = ?, last_run = ? WHERE name = ?",
-                        (uid, now, name))
-            started.append(uid)
-        return started
-
-    def claim(self, con: sqlite3.Connection, now: float, pids: list) -> list:
-        """Hand the most urgent due tasks to workers: higher priority first, then in order.
-
-        A task for each worker pid in `pids`; they are "queued" until their worker says it
-        started one. Returns [_Claimed].
-        """
-        rows = con.execute(f"SELECT id, {_UUID}, record, cron, timeout, priority, attempts "
-                           "FROM tasks WHERE status = 'waiting' AND due <= ? ORDER BY priority "
-                           "DESC, due, id LIMIT ?", (now, len(pids))).fetchall()
-        con.executemany("UPDATE tasks SET status = 'queued', worker = ? WHERE id = ?",
-                        [(pid, row[0]) for pid, row in zip(pids, rows)])
-        return [_Claimed(*row) for row in rows]
-
-    def mark_started(self, con: sqlite3.Connection, started: list) -> None:
-        """Workers started these tasks ([_Started]: id, wall-clock start): an attempt each; a
-        withdrawal asked for too late is refused."""
-        if started:
-            con.executemany("UPDATE tasks SET status = 'running', started = ?, "
-                            "attempts = attempts + 1, cancel = CASE cancel WHEN 1 THEN 0 "
-                            "ELSE cancel END WHERE id = ? AND status = 'queued'",
-                            [(at, task_id) for task_id, at in started])
-
-    def retry_terms(self, con: sqlite3.Connection, ids: list) -> dict:
-        """{task id: _RetryTerms} of these tasks, as stored."""
-        return {row[0]: _RetryTerms(*row[1:]) for task_id in ids for row in con.execute(
-            "SELECT id, attempts, retries, retry_delay, backoff FROM tasks WHERE id = ?",
-            (task_id,))}
-
-    def finish(self, con: sqlite3.Connection, outcomes: list) -> list:
-        """Write outcomes (_Outcome) of tasks that are still live: one with `retry_at` waits
-        for its next attempt, the others are final. A final outcome of a task whose start is
-        not written yet ("queued") counts that start as an attempt: the pool writes a start
-        and an outcome that reach one commit together as one statement. Returns the cron
-        jobs whose current run this ended ([_CronEnd]), for the caller to give their next
-        due times."""
-        final, again = [], []
-        for outcome in outcomes:
-            error = outcome.error and json.dumps(outcome.error)
-            if outcome.retry_at is not None:
-                again.append((error, outcome.output, outcome.retry_at, outcome.id))
-            else:
-                final.append((outcome.status, outcome.value, error, outcome.started,
-                              outcome.finished, outcome.output, outcome.summary, outcome.id))
-        if again:
-            con.executemany("UPDATE tasks SET status = 'waiting', error = ?, output = ?, "
-                            "due = ?, worker = NULL, cancel = 0 WHERE id = ? AND status IN "
-                            "('queued', 'running')", again)
-        con.executemany("UPDATE tasks SET status = ?, value = ?, error = ?, "
-                        "started = coalesce(?, started), finished = ?, output = ?, "
-                        "summary = ?, cancel = 0, attempts = attempts + (status = 'queued') "
-                        "WHERE id = ? AND status IN ('queued', 'running')", final)
-        return self._current_runs(con, [(o.cron, o.id, o.finished) for o in outcomes
-                                        if o.cron and o.retry_at is None])
-
-    def started_unseen(self, con: sqlite3.Connection, ids: list) -> list:
-        """None: here the pool alone writes starts (start_now writes nothing)."""
-        return []
-
-    def requeue(self, con: sqlite3.Connection, ids: list) -> None:
-        """Tasks handed to a worker that never started them wait again."""
-        if ids:
-            con.executemany("UPDATE tasks SET status = 'waiting', worker = NULL "
-                            "WHERE id = ? AND status = 'queued'", [(i,) for i in ids])
-
-    def _current_runs(self, con: sqlite3.Connection, runs: list) -> list:
-        """[_CronEnd] of the runs [(job name, task id, ended)] that are their job's current
-        run (an older run, taken over from a pool that ended, is not)."""
-        ended = []
-        for name, task_id, at in runs:
-            rows = con.execute(f"SELECT schedule, next_due FROM crons WHERE name = ? AND "
-                               f"running = (SELECT {_UUID} FROM tasks WHERE id = ?)",
-                               (name, task_id)).fetchall()
-            if rows:
-                ended.append(_CronEnd(name, pickle.loads(rows[0][0]), at, rows[0][1]))
-        return ended
-
-    def anything_due(self, now: float) -> tuple:
-        """(a task is due, a cron job is due), read without taking the write lock."""
-        return self.read(
-            "SELECT EXISTS (SELECT 1 FROM tasks WHERE status = 'waiting' AND due <= ?), "
-            "EXISTS (SELECT 1 FROM crons WHERE running IS NULL AND paused = 0 AND next_due <= ?)",
-            (now, now))[0]
-
-    def next_due(self) -> Optional[float]:
-        rows = self.read("SELECT min(due) FROM tasks WHERE status = 'waiting'")
-        crons = self.read("SELECT min(next_due) FROM crons WHERE running IS NULL AND paused = 0")
-        times = [t for t in (rows[0][0], crons[0][0]) if t is not None]
-        return min(times) if times else None
-
-    def cleanup(self, now: float, ttl: float) -> int:
-        """Delete finished results past their time-to-live, and payloads nobody needs."""
-        with self.transaction() as con:
-            count = con.execute("DELETE FROM tasks WHERE finished IS NOT NULL AND finished < ? "
-                                "AND status IN ('ready', 'error', 'cancelled')",
-                                (now - ttl,)).rowcount
-            con.execute("DELETE FROM functions WHERE created < ? AND hash NOT IN (SELECT "
-                        "function FROM tasks WHERE function IS NOT NULL UNION SELECT "
-                        "function FROM crons WHERE function IS NOT NULL)", (now - ttl,))
-        return count
 
     def checkpoint(self, limit: int = _WAL_LIMIT, quiet_too: bool = True) -> bool:
         """Keep the write-ahead log small: empty it when it passes `limit` bytes or (with
@@ -3317,8 +3210,6 @@ class _SqliteStore(_SharedSql):
         never do: it would cost them a sync now and then)."""
         self.read("PRAGMA wal_autocheckpoint=1000")
 
-    # -- what the admin tool shows and does
-
     def pool_running(self) -> bool:
         """Whether a pool holds this database's lock: the flock is the truth."""
         if not _HAS_FLOCK or not os.path.exists(self.path + ".lock"):
@@ -3339,17 +3230,186 @@ class _SqliteStore(_SharedSql):
         """No machines table: one machine, whose pool is pool_row()."""
         return []
 
-    def size_bytes(self) -> int:
-        return os.path.getsize(self.path)
 
-    def schema_version(self) -> int:
-        return self.read("PRAGMA user_version")[0][0]
+class _SqliteStore(_SqliteFile, _SqlitePool, _SharedSql):
+    """One autocron database file: its doorway (_SqliteFile), its one pool (_SqlitePool),
+    the SQL both stores share (_SharedSql), and here what SQLite says in words of its own:
+    storing calls, withdrawals, the claim and what a pool that ended left behind."""
 
-    def purge(self) -> int:
-        """Delete every finished result; how many."""
+    # -- tasks as producers and readers see them
+
+    def add_task(self, name: str, args: str, record: bytes, due: float,
+                 options: "_Options" = None, shipped: Optional[_Shipped] = None) -> str:
+        """Store a call (committed when this returns); its id.
+
+        A call of a function shipped by value needs its payload in the database for as long
+        as the task exists. One statement inserts the task only if the payload is there (so
+        the cleanup cannot delete it in between); if it is not (a first call, or the cleanup
+        deleted it after its last task), the payload and the task go in together.
+        """
+        token = _token()
+        options = options or _PLAIN
+        values = (token, name, args, options.priority, options.retries, options.retry_delay,
+                  options.backoff, options.timeout, due, self.now(), record,
+                  shipped and shipped.hash)
+        try:
+            if shipped is None:
+                row = _execute(self._connection(), _INSERT_TASK, values).lastrowid
+            else:
+                cursor = _execute(self._connection(), _INSERT_SHIPPED_TASK,
+                                  values + (shipped.hash,))
+                row = cursor.lastrowid if cursor.rowcount == 1 else None
+        except sqlite3.Error as error:
+            raise self._error(error) from None
+        if row is None:
+            with self.transaction() as con:
+                self.keep_function(con, shipped)
+                row = con.execute(_INSERT_TASK, values).lastrowid
+        if row % _WAL_LOOK == 0:
+            self.checkpoint(_WAL_URGENT, quiet_too=False)
+        return f"{token}-{row}"
+
+    def add_tasks(self, name: str, calls: list, due: float, options: "_Options" = None,
+                  shipped: Optional[_Shipped] = None) -> list:
+        """Store many calls of one function, [(args text, record)], in one transaction
+        (committed when this returns, with the shipped function's payload); their ids.
+
+        The rows get consecutive ids after the largest, given explicitly (this transaction
+        holds the write lock), and share one random token: an id is still never reused.
+        """
+        if not calls:
+            return []
+        token, options, now = _token(), options or _PLAIN, self.now()
+        fixed = (token, name, options.priority, options.retries, options.retry_delay,
+                 options.backoff, options.timeout, due, now)
+        digest = shipped and shipped.hash
         with self.transaction() as con:
-            return con.execute("DELETE FROM tasks WHERE status IN ('ready', 'error', "
-                               "'cancelled')").rowcount
+            if shipped is not None:
+                self.keep_function(con, shipped)
+            first = con.execute("SELECT coalesce(max(id), 0) + 1 FROM tasks").fetchone()[0]
+            con.executemany(_INSERT_TASK_AT, [
+                (first + i, text, record, digest) + fixed
+                for i, (text, record) in enumerate(calls)])
+        self.checkpoint(_WAL_URGENT, quiet_too=False)
+        return [f"{token}-{first + i}" for i in range(len(calls))]
+
+    def cancel(self, con: sqlite3.Connection, uid: str, now: float) -> Optional[list]:
+        """Withdraw a waiting task: None if it was not waiting, else the cron run it was, if
+        any ([_CronEnd]: its job is free again once the caller gives its next due time)."""
+        if con.execute("UPDATE tasks SET status = 'cancelled', finished = ?, error = ? "
+                       "WHERE id = ? AND token = ? AND status = 'waiting'",
+                       (now, json.dumps(_failure("cancelled")), *_row_key(uid))
+                       ).rowcount != 1:
+            return None
+        job = con.execute("SELECT cron FROM tasks WHERE id = ?", _row_key(uid)[:1]).fetchone()[0]
+        return self._current_runs(con, [(job, _row_key(uid)[0], now)] if job else [])
+
+    def request_cancel(self, uid: str, force: bool) -> bool:
+        """Ask the pool to withdraw a task a worker holds (force: also a running one)."""
+        statuses = "('queued', 'running')" if force else "('queued')"
+        if self.write(f"UPDATE tasks SET cancel = ? WHERE id = ? AND token = ? AND "
+                      f"status IN {statuses}", (2 if force else 1, *_row_key(uid))) != 1:
+            return False
+        with contextlib.suppress(OSError):   # after the commit: see cancel_mark()
+            descriptor = os.open(self.path + ".lock", os.O_WRONLY | os.O_CREAT, 0o600)
+            try:
+                os.write(descriptor, os.urandom(8))
+            finally:
+                os.close(descriptor)
+        return True
+
+    def retry(self, uid: str, now: float) -> Optional[str]:
+        """Store the call of a failed or cancelled task again, as a new task due at `now`
+        that names the old one (retry_of); its id, None if that task is not failed or
+        cancelled (or not there)."""
+        token = _token()
+        with self.transaction() as con:
+            cursor = con.execute(_RETRY_TASK, (token, now, now, *_row_key(uid)))
+            return f"{token}-{cursor.lastrowid}" if cursor.rowcount == 1 else None
+
+    def cancel_mark(self) -> Optional[bytes]:
+        """What changes whenever a withdrawal is asked for (request_cancel writes 8 random
+        bytes into the lock file after its commit), so that a worker reads cancel_requests()
+        before starting a task only when it changed: a read of the database per task would
+        cost it a tenth of its time. None: no mark here, read every time."""
+        if self._mark is None:
+            if not _HAS_PREAD:    # pragma: no cover - Windows
+                return None
+            self._mark = os.open(self.path + ".lock", os.O_RDONLY | os.O_CREAT, 0o600)
+        return os.pread(self._mark, 8, 0)
+
+    # -- the pool's side (called from the pool manager only)
+
+    def start_now(self, task_id: int, lease: Optional[int], at: float) -> bool:
+        """Nothing to ask first: the pool writes the start (and a worker whose pool ended
+        writes it itself: _WorkerState.hand_over); no other machine settles this file."""
+        return True
+
+    def start_log(self) -> Optional[_StartLog]:
+        """Where this file's workers note their starts (in the lock file); None where the
+        file system cannot pwrite (Windows)."""
+        if self._start_log is None and _HAS_PREAD:
+            self._start_log = _StartLog(self.lock_path)
+        return self._start_log
+
+    def recover(self, con: sqlite3.Connection, pool: Optional["_PoolId"] = None) -> list:
+        """After a pool ended without finishing its tasks: the starts its workers noted that
+        it never wrote count (_StartLog); what it had handed over but not started waits
+        again; the ones it had started are returned, [_Interrupted], for the caller to
+        settle (_recover). There is one pool: `pool` is ignored."""
+        log = self.start_log()
+        if log is not None:
+            con.executemany("UPDATE tasks SET status = 'running', started = ?, attempts = "
+                            "attempts + 1 WHERE id = ? AND token = ? AND status = 'queued' "
+                            "AND attempts = ?", [(entry.at, entry.id, entry.token,
+                                                  entry.attempts) for entry in log.starts()])
+        con.execute("UPDATE tasks SET status = 'waiting', worker = NULL, cancel = 0 "
+                    "WHERE status = 'queued'")
+        return [_Interrupted(*row) for row in con.execute(
+            "SELECT id, cron FROM tasks WHERE status = 'running'").fetchall()]
+
+    def cron_states(self, con: sqlite3.Connection) -> list:
+        """Every cron job as it is (_CronState), for the caller to settle after a pool ended."""
+        return [_CronState(name, pickle.loads(blob), bool(catch_up), next_due, running,
+                           bool(live)) for name, blob, catch_up, next_due, running, live in
+                con.execute("SELECT name, schedule, catch_up, next_due, running, EXISTS "
+                            f"(SELECT 1 FROM tasks WHERE {_UUID} = crons.running AND "
+                            "status = 'waiting') FROM crons").fetchall()]
+
+    def end_cron_runs(self, con: sqlite3.Connection, jobs: list) -> None:
+        """These jobs run no more and are next due then: [(name, due time)]."""
+        con.executemany("UPDATE crons SET running = NULL, next_due = ? WHERE name = ?",
+                        [(due, name) for name, due in jobs])
+
+    def claim(self, con: sqlite3.Connection, now: float, pids: list) -> list:
+        """Hand the most urgent due tasks to workers: higher priority first, then in order.
+
+        A task for each worker pid in `pids`; they are "queued" until their worker says it
+        started one. Returns [_Claimed].
+        """
+        rows = con.execute(f"SELECT id, {_UUID}, record, cron, timeout, priority, attempts "
+                           "FROM tasks WHERE status = 'waiting' AND due <= ? ORDER BY priority "
+                           "DESC, due, id LIMIT ?", (now, len(pids))).fetchall()
+        con.executemany("UPDATE tasks SET status = 'queued', worker = ? WHERE id = ?",
+                        [(pid, row[0]) for pid, row in zip(pids, rows)])
+        return [_Claimed(*row) for row in rows]
+
+    def retry_terms(self, con: sqlite3.Connection, ids: list) -> dict:
+        """{task id: _RetryTerms} of these tasks, as stored."""
+        return {row[0]: _RetryTerms(*row[1:]) for task_id in ids for row in con.execute(
+            "SELECT id, attempts, retries, retry_delay, backoff FROM tasks WHERE id = ?",
+            (task_id,))}
+
+    def started_unseen(self, con: sqlite3.Connection, ids: list) -> list:
+        """None: here the pool alone writes starts (start_now writes nothing)."""
+        return []
+
+    def anything_due(self, now: float) -> tuple:
+        """(a task is due, a cron job is due), read without taking the write lock."""
+        return self.read(
+            "SELECT EXISTS (SELECT 1 FROM tasks WHERE status = 'waiting' AND due <= ?), "
+            "EXISTS (SELECT 1 FROM crons WHERE running IS NULL AND paused = 0 AND next_due <= ?)",
+            (now, now))[0]
 
 
 # ==============================================================================================
@@ -3613,11 +3673,26 @@ class _PgListener:
             self._con.close()
 
 
-class _PgStore(_SharedSql):
-    """One autocron schema in a PostgreSQL database."""
+class _PgLink:
+    """The doorway to one autocron schema on a PostgreSQL server: connections (one per
+    thread and process), transactions in pipeline mode, errors turned into DatabaseError,
+    the schema, and the ? placeholders of the shared SQL turned into psycopg's %s."""
 
-    leased = True
-    wakes_pools = True       # a call NOTIFYs every machine's pool itself (its own too)
+    def _run(self, con: Any, sql: str, params: Any = ()) -> Any:
+        return con.execute(sql.replace("?", "%s"), params)
+
+    def _run_many(self, con: Any, sql: str, rows: list) -> None:
+        if rows:
+            with con.cursor() as cursor:
+                cursor.executemany(sql.replace("?", "%s"), rows)
+
+    def _new_id(self, cursor: Any) -> int:
+        return cursor.fetchone()[0]
+
+    def _deleted(self, con: Any, sql: str, params: tuple = ()) -> int:
+        """Counted by a read: a pipeline has no row count yet."""
+        return self._run(con, f"WITH gone AS ({sql} RETURNING 1) SELECT count(*) FROM gone",
+                         params).fetchone()[0]
 
     def __init__(self, url: str, existing: bool = False, write: Optional[bool] = None,
                  snapshot: bool = False):
@@ -3646,8 +3721,6 @@ class _PgStore(_SharedSql):
             self._check_existing()
         else:
             self._prepare()
-
-    # -- the doorway
 
     def _error(self, error: Exception) -> DatabaseError:
         text = str(error).replace(self._target.secret, "***") if self._target.secret \
@@ -3783,8 +3856,6 @@ class _PgStore(_SharedSql):
             self._listener.close()
             self._listener = None
 
-    # -- opening
-
     def _owner_problem(self, con: Any) -> Optional[str]:
         rows = con.execute("SELECT pg_get_userbyid(nspowner), current_user FROM pg_namespace "
                            "WHERE nspname = %s", (self.schema,)).fetchall()
@@ -3862,139 +3933,28 @@ class _PgStore(_SharedSql):
                 con.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (self._channel,))
                 self.version = self._upgrade(con, self._version(con))
 
-    # -- settings
-
-    def settings(self) -> dict:
-        """The stored settings over the defaults; this thread's connection takes up a changed
-        synchronous level (see _open)."""
-        values = dict(_DEFAULT_SETTINGS)
-        values.update((k, json.loads(v)) for k, v in self.read("SELECT key, value FROM settings"))
-        if self._write:
-            self._synchronous(values["synchronous"])
-        return values
-
     def _synchronous(self, level: Any) -> None:
         try:
             self._use_synchronous(self._link(), level)
         except self._psycopg.Error as error:
             raise self._error(error) from None
 
-    # -- tasks as producers and readers see them
+    def size_bytes(self) -> int:
+        """What the schema's tables and indexes take on the server."""
+        return int(self.read("SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM "
+                             "pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE "
+                             "n.nspname = %s AND c.relkind = 'r'", (self.schema,))[0][0])
 
-    def add_task(self, name: str, args: str, record: bytes, due: float,
-                 options: "_Options" = None, shipped: Optional[_Shipped] = None) -> str:
-        """Store a call and wake the pools, in one statement (one with a shipped function
-        whose payload is not there yet: in a transaction with the payload); its id."""
-        token = _token()
-        options = options or _PLAIN
-        self._check_size(record, "the call")
-        values = (token, name, args, options.priority, options.retries, options.retry_delay,
-                  options.backoff, options.timeout, due, self.now(), record,
-                  shipped and shipped.hash)
-        notice = (self._channel, str(options.priority))   # the pools hear its priority
-        if shipped is None:
-            rows = self.read(_PG_INSERT_TASK, values + notice)
-        else:
-            rows = self.read(_PG_INSERT_SHIPPED_TASK, values + (shipped.hash,) + notice)
-            if not rows:
-                with self.transaction() as con:
-                    self.keep_function(con, shipped)
-                    rows = con.execute(_PG_INSERT_TASK, values + notice).fetchall()
-        return f"{token}-{rows[0][0]}"
+    def schema_version(self) -> int:
+        return self._version(self._connection())
 
-    def add_tasks(self, name: str, calls: list, due: float, options: "_Options" = None,
-                  shipped: Optional[_Shipped] = None) -> list:
-        """Store many calls of one function in one transaction; their ids (see _SqliteStore)."""
-        if not calls:
-            return []
-        token, options, now = _token(), options or _PLAIN, self.now()
-        fixed = (token, name, options.priority, options.retries, options.retry_delay,
-                 options.backoff, options.timeout, due, now)
-        digest = shipped and shipped.hash
-        for _, record in calls:
-            self._check_size(record, "a call")
-        with self.transaction() as con:
-            if shipped is not None:
-                self.keep_function(con, shipped)
-            ids = [row[0] for row in con.execute(
-                "SELECT nextval(pg_get_serial_sequence('tasks', 'id')) FROM "
-                "generate_series(1, %s) ORDER BY 1", (len(calls),))]
-            with con.cursor() as cursor:
-                cursor.executemany(_PG_INSERT_TASK_AT, [
-                    (task_id, text, record, digest) + fixed
-                    for task_id, (text, record) in zip(ids, calls)])
-            con.execute("SELECT pg_notify(%s, %s)", (self._channel, str(options.priority)))
-        return [f"{token}-{task_id}" for task_id in ids]
 
-    def _check_size(self, data: Optional[bytes], what: str) -> None:
-        if data is not None and len(data) > _PG_LARGEST_VALUE:
-            raise _DataRefused(f"{self.path}: {what} takes {len(data):,} bytes, more than the "
-                               f"{_PG_LARGEST_VALUE:,} that PostgreSQL can hand back; pass or "
-                               "return less (write it to a file, pass its name)", self.path)
+class _PgMachines:
+    """Many machines, a pool on each: leases that fence every write, the server's clock,
+    the pools' LISTEN connection, and the machines table."""
 
-    def keep_function(self, con: Any, shipped: _Shipped) -> None:
-        con.execute("INSERT INTO functions (hash, payload, created) VALUES (%s, %s, %s) "
-                    "ON CONFLICT (hash) DO NOTHING",
-                    (shipped.hash, shipped.payload, self.now()))
-
-    def cancel(self, con: Any, uid: str, now: float) -> Optional[list]:
-        rows = con.execute("UPDATE tasks SET status = 'cancelled', finished = %s, error = %s "
-                           "WHERE id = %s AND token = %s AND status = 'waiting' RETURNING cron",
-                           (now, json.dumps(_failure("cancelled")), *_row_key(uid))).fetchall()
-        if not rows:
-            return None
-        job = rows[0][0]
-        return self._current_runs(con, [(job, _row_key(uid)[0], now)] if job else [])
-
-    def request_cancel(self, uid: str, force: bool) -> bool:
-        """Ask the pool holding the task to withdraw it (force: also a running one), and wake
-        the pools' listeners."""
-        statuses = "('queued', 'running')" if force else "('queued')"
-        return bool(self.read(
-            f"WITH u AS (UPDATE tasks SET cancel = %s WHERE id = %s AND token = %s AND status "
-            f"IN {statuses} RETURNING id) SELECT pg_notify(%s, '') FROM u",
-            (2 if force else 1, *_row_key(uid), self._channel + _PG_CANCEL)))
-
-    def retry(self, uid: str, now: float) -> Optional[str]:
-        """See _SqliteStore.retry; the pools are woken in the same statement."""
-        token = _token()
-        rows = self.read(f"WITH t AS ({_RETRY_TASK} RETURNING id) SELECT id, pg_notify(?, '') "
-                         "FROM t", (token, now, now, *_row_key(uid), self._channel))
-        return f"{token}-{rows[0][0]}" if rows else None
-
-    def cancel_mark(self) -> Optional[int]:
-        """The withdrawals a pool's listener heard of (see _SqliteStore.cancel_mark); None where
-        no listener runs (a worker: it reads the requests before each task)."""
-        return None if self._listener is None else self._listener.cancels
-
-    def refuse_cancel(self, con: Any, ids: list) -> None:
-        if ids:
-            with con.cursor() as cursor:
-                cursor.executemany("UPDATE tasks SET cancel = 0 WHERE id = %s AND lease = %s",
-                                   [(i, self.lease) for i in ids])
-
-    # -- cron jobs
-
-    def register_cron(self, name: str, schedule: "CronExpression", func: Callable,
-                      catch_up: bool, next_due: float) -> None:
-        text = f"{schedule}" + (f" ({schedule.tz})" if schedule.tz is not None else "")
-        ref, shipped = _reference(func)
-        record = _dumps({"v": 1, "function": ref, "args": (), "kwargs": {}})
-        with self.transaction() as con:
-            if shipped is not None:
-                self.keep_function(con, shipped)
-            con.execute(
-                "INSERT INTO crons (name, expression, schedule, record, function, catch_up, "
-                "next_due) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (name) DO UPDATE SET "
-                "record = excluded.record, catch_up = excluded.catch_up, "
-                "function = excluded.function, "
-                "schedule = excluded.schedule, next_due = CASE WHEN crons.expression = "
-                "excluded.expression THEN crons.next_due ELSE excluded.next_due END, "
-                "expression = excluded.expression",
-                (name, text, pickle.dumps(schedule, _PICKLE_PROTOCOL), record,
-                 shipped and shipped.hash, int(catch_up), next_due))
-
-    # -- the pool's side: its machine's lease
+    leased = True
+    wakes_pools = True       # a call NOTIFYs every machine's pool itself (its own too)
 
     def take_lease(self, con: Any, owner: int) -> None:
         """Start a lease with a new number, this pool's identity (a pool starting, or one
@@ -4069,190 +4029,6 @@ class _PgStore(_SharedSql):
             self._listener.cancels = cancels + 1
         return self._listener
 
-    # -- the pool's side: tasks (called from the pool manager only)
-
-    def recover(self, con: Any, pool: Optional["_PoolId"] = None) -> list:
-        """The tasks a pool that ended left behind (the one before this on this machine,
-        known from the lock file, or a lost one): what it had handed over but not started
-        waits again; the ones it had started become this pool's (under its lease) and are
-        returned, [_Interrupted], for the caller to settle."""
-        if pool is None:
-            return []
-        con.execute("UPDATE tasks SET status = 'waiting', worker = NULL, machine = NULL, "
-                    "lease = NULL, cancel = 0 WHERE status = 'queued' AND machine = %s AND "
-                    "lease = %s", (pool.name, pool.lease))
-        return [_Interrupted(*row) for row in con.execute(
-            "UPDATE tasks SET machine = %s, lease = %s, worker = NULL WHERE status = "
-            "'running' AND machine = %s AND lease = %s RETURNING id, cron",
-            (self.machine, self.lease, pool.name, pool.lease)).fetchall()]
-
-    def cron_states(self, con: Any) -> list:
-        """Every cron job as it is (_CronState); a run counts as live while it is not
-        finished (it may be another machine's)."""
-        return [_CronState(name, pickle.loads(blob), bool(catch_up), next_due, running,
-                           bool(live)) for name, blob, catch_up, next_due, running, live in
-                con.execute("SELECT name, schedule, catch_up, next_due, running, EXISTS "
-                            f"(SELECT 1 FROM tasks WHERE {_UUID} = crons.running AND status IN "
-                            "('waiting', 'queued', 'running')) FROM crons FOR UPDATE"
-                            ).fetchall()]
-
-    def end_cron_runs(self, con: Any, jobs: list) -> None:
-        self._crons_read = -_SETTINGS_LOOK          # the next anything_due reads them again
-        if jobs:
-            with con.cursor() as cursor:
-                cursor.executemany("UPDATE crons SET running = NULL, next_due = %s "
-                                   "WHERE name = %s", [(due, name) for name, due in jobs])
-
-    def due_crons(self, con: Any, now: float) -> list:
-        """Start a run of every job that is due and not running (each due time once, across
-        all machines: the rows are taken); their new task ids."""
-        started = []
-        for name, record, function in con.execute(
-                "SELECT name, record, function FROM crons WHERE running IS NULL "
-                "AND paused = 0 AND next_due <= %s FOR UPDATE SKIP LOCKED", (now,)).fetchall():
-            token = _token()
-            row = con.execute("INSERT INTO tasks (token, name, status, due, created, record, "
-                              "cron, function) VALUES (%s, %s, 'waiting', %s, %s, %s, %s, %s) "
-                              "RETURNING id", (token, name, now, now, record, name, function)
-                              ).fetchone()[0]
-            uid = f"{token}-{row}"
-            con.execute("UPDATE crons SET running = %s, last_run = %s WHERE name = %s",
-                        (uid, now, name))
-            started.append(uid)
-        return started
-
-    def claim(self, con: Any, now: float, pids: list) -> list:
-        """Hand the most urgent due tasks to workers (see _SqliteStore.claim); rows another pool is
-        taking at the same moment are skipped, never waited for."""
-        # Only under a lease that is valid at the server now (held in key-share mode, so
-        # that no other machine settles it until this commits): a machine resumed after its
-        # lease ran out claims nothing, and takes a new lease (see _Pool._keep_lease).
-        rows = con.execute(
-            "WITH valid AS (SELECT lease FROM machines WHERE lease = %s AND heartbeat >= "
-            f"{_PG_NOW} - %s FOR KEY SHARE), "
-            "picked AS (SELECT id, row_number() OVER (ORDER BY priority DESC, due, id) AS n "
-            "FROM (SELECT id, priority, due FROM tasks WHERE status = 'waiting' AND due <= %s "
-            "AND EXISTS (SELECT 1 FROM valid) "
-            "ORDER BY priority DESC, due, id LIMIT %s FOR UPDATE SKIP LOCKED) AS due_tasks), "
-            "places AS (SELECT pid, n FROM unnest(%s::integer[]) WITH ORDINALITY AS p(pid, n)) "
-            "UPDATE tasks SET status = 'queued', worker = places.pid, machine = %s, lease = %s "
-            "FROM picked JOIN places USING (n) WHERE tasks.id = picked.id "
-            "RETURNING picked.n, tasks.id, tasks.token || '-' || tasks.id, record, cron, "
-            "timeout, priority, attempts", (self.lease, _lease_ttl, now, len(pids), list(pids),
-                                  self.machine, self.lease)).fetchall()
-        return [_Claimed(*row[1:]) for row in sorted(rows)]
-
-    def start_log(self) -> None:
-        """None: a start is committed before its task runs (start_now)."""
-        return None
-
-    def start_now(self, task_id: int, lease: Optional[int], at: float) -> bool:
-        """A worker starts this task now: its start is committed first, and only under its
-        lease while the server holds that lease valid (False: the task is not this pool's
-        any more, or its lease may be gone). Another machine that settles this pool's tasks
-        then finds it running, never waiting: it cannot run twice unseen, whatever happens
-        to this machine between the start and the commit of the outcome."""
-        return self.write(
-            "UPDATE tasks SET status = 'running', started = %s, attempts = attempts + 1, "
-            "cancel = CASE cancel WHEN 1 THEN 0 ELSE cancel END WHERE id = %s AND status = "
-            "'queued' AND lease = %s AND EXISTS (SELECT 1 FROM machines WHERE lease = %s AND "
-            f"heartbeat >= {_PG_NOW} - %s)", (at, task_id, lease, lease, _lease_ttl)) == 1
-
-    def mark_started(self, con: Any, started: list) -> None:
-        if started:
-            with con.cursor() as cursor:
-                cursor.executemany(
-                    "UPDATE tasks SET status = 'running', started = %s, attempts = attempts + 1, "
-                    "cancel = CASE cancel WHEN 1 THEN 0 ELSE cancel END WHERE id = %s AND "
-                    "status = 'queued' AND lease = %s",
-                    [(at, task_id, self.lease) for task_id, at in started])
-
-    def retry_terms(self, con: Any, ids: list) -> dict:
-        return {row[0]: _RetryTerms(*row[1:]) for row in con.execute(
-            "SELECT id, attempts, retries, retry_delay, backoff FROM tasks WHERE id = ANY(%s)",
-            (list(ids),))}
-
-    def finish(self, con: Any, outcomes: list) -> list:
-        """Write outcomes of tasks this pool still holds under its lease (see _SqliteStore.finish):
-        a pool that lost its lease writes nothing."""
-        final, again = [], []
-        for outcome in outcomes:
-            self._check_size(outcome.value, "the task's value")
-            error = outcome.error and json.dumps(outcome.error)
-            if outcome.retry_at is not None:
-                again.append((error, outcome.output, outcome.retry_at, outcome.id, self.lease))
-            else:
-                final.append((outcome.status, outcome.value, error, outcome.started,
-                              outcome.finished, outcome.output, outcome.summary, outcome.id,
-                              self.lease))
-        with con.cursor() as cursor:
-            if again:
-                cursor.executemany(
-                    "UPDATE tasks SET status = 'waiting', error = %s, output = %s, due = %s, "
-                    "worker = NULL, machine = NULL, lease = NULL, cancel = 0 WHERE id = %s "
-                    "AND status IN ('queued', 'running') AND lease = %s", again)
-            if final:
-                cursor.executemany(
-                    "UPDATE tasks SET status = %s, value = %s, error = %s, "
-                    "started = coalesce(%s, started), finished = %s, output = %s, summary = %s, "
-                    "cancel = 0, attempts = attempts + (status = 'queued')::integer "
-                    "WHERE id = %s AND status IN ('queued', 'running') AND lease = %s", final)
-        return self._current_runs(con, [(o.cron, o.id, o.finished) for o in outcomes
-                                        if o.cron and o.retry_at is None])
-
-    def started_unseen(self, con: Any, ids: list) -> list:
-        """[_Interrupted] of these tasks that a worker of this pool started (start_now)
-        although the pool took them for not started: it died before it could say so."""
-        return [_Interrupted(*row) for row in con.execute(
-            "SELECT id, cron FROM tasks WHERE id = ANY(%s) AND status = 'running' AND "
-            "lease = %s", (list(ids), self.lease)).fetchall()]
-
-    def requeue(self, con: Any, ids: list) -> None:
-        if ids:
-            with con.cursor() as cursor:
-                cursor.executemany("UPDATE tasks SET status = 'waiting', worker = NULL, "
-                                   "machine = NULL, lease = NULL WHERE id = %s AND "
-                                   "status = 'queued' AND lease = %s",
-                                   [(i, self.lease) for i in ids])
-
-    def _current_runs(self, con: Any, runs: list) -> list:
-        ended = []
-        for name, task_id, at in runs:
-            rows = con.execute(f"SELECT schedule, next_due FROM crons WHERE name = %s AND "
-                               f"running = (SELECT {_UUID} FROM tasks WHERE id = %s)",
-                               (name, task_id)).fetchall()
-            if rows:
-                ended.append(_CronEnd(name, pickle.loads(rows[0][0]), at, rows[0][1]))
-        return ended
-
-    def anything_due(self, now: float) -> tuple:
-        """(maybe a task is due, a cron job is due). Asking whether a task is due costs a
-        round trip to the server, as much as the claim that answers it: the answer is
-        always "maybe". The cron jobs' next due time is read at most every _SETTINGS_LOOK s
-        (the pool's own runs it knows of sooner: they end in its commits)."""
-        if time.monotonic() >= self._crons_read + _SETTINGS_LOOK:
-            self._crons_read = time.monotonic()
-            self._cron_due = self.read("SELECT min(next_due) FROM crons WHERE running IS NULL "
-                                      "AND paused = 0")[0][0]
-        return True, self._cron_due is not None and self._cron_due <= now
-
-    def next_due(self) -> Optional[float]:
-        rows = self.read("SELECT (SELECT min(due) FROM tasks WHERE status = 'waiting'), "
-                         "(SELECT min(next_due) FROM crons WHERE running IS NULL AND paused = 0)")
-        times = [t for t in rows[0] if t is not None]
-        return min(times) if times else None
-
-    def cleanup(self, now: float, ttl: float) -> int:
-        with self.transaction() as con:     # counted by a read: a pipeline has no rowcount yet
-            count = con.execute("WITH gone AS (DELETE FROM tasks WHERE finished IS NOT NULL AND "
-                                "finished < %s AND status IN ('ready', 'error', 'cancelled') "
-                                "RETURNING 1) SELECT count(*) FROM gone",
-                                (now - ttl,)).fetchone()[0]
-            con.execute("DELETE FROM functions WHERE created < %s AND hash NOT IN (SELECT "
-                        "function FROM tasks WHERE function IS NOT NULL UNION SELECT "
-                        "function FROM crons WHERE function IS NOT NULL)", (now - ttl,))
-        return count
-
     def checkpoint(self, limit: int = 0, quiet_too: bool = True) -> bool:
         """Nothing to do: the server keeps its own log."""
         return False
@@ -4296,8 +4072,6 @@ class _PgStore(_SharedSql):
         with contextlib.suppress(OSError), open(self.lock_path, "r+b") as file:
             file.write(f"{self.lease:<31}\n".encode("ascii"))
 
-    # -- what the admin tool shows and does
-
     def pool_running(self) -> bool:
         """Whether a pool runs on any machine: a lease renewed within _lease_ttl s."""
         return bool(self.read(f"SELECT 1 FROM machines WHERE heartbeat >= {_PG_NOW} - %s",
@@ -4315,20 +4089,197 @@ class _PgStore(_SharedSql):
             f"SELECT name, owner, manager, workers, heartbeat, {_PG_NOW} - heartbeat "
             "FROM machines ORDER BY name")]
 
-    def size_bytes(self) -> int:
-        """What the schema's tables and indexes take on the server."""
-        return int(self.read("SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM "
-                             "pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE "
-                             "n.nspname = %s AND c.relkind = 'r'", (self.schema,))[0][0])
 
-    def schema_version(self) -> int:
-        return self._version(self._connection())
+class _PgStore(_PgLink, _PgMachines, _SharedSql):
+    """One autocron schema in a PostgreSQL database: its doorway (_PgLink), the machines
+    and their leases (_PgMachines), the SQL both stores share (_SharedSql), and here what
+    PostgreSQL says in words of its own: storing calls and waking the pools in one
+    statement, withdrawals, the claim under a valid lease, and the settling of lost pools."""
 
-    def purge(self) -> int:
+    _FENCE = " AND lease = ?"
+    _LET_GO = ", machine = NULL, lease = NULL"
+    _TAKE = " FOR UPDATE SKIP LOCKED"
+    _NEW_ID = " RETURNING id"
+
+    def _fence(self) -> tuple:
+        return (self.lease,)
+
+    # -- tasks as producers and readers see them
+
+    def add_task(self, name: str, args: str, record: bytes, due: float,
+                 options: "_Options" = None, shipped: Optional[_Shipped] = None) -> str:
+        """Store a call and wake the pools, in one statement (one with a shipped function
+        whose payload is not there yet: in a transaction with the payload); its id."""
+        token = _token()
+        options = options or _PLAIN
+        self._check_size(record, "the call")
+        values = (token, name, args, options.priority, options.retries, options.retry_delay,
+                  options.backoff, options.timeout, due, self.now(), record,
+                  shipped and shipped.hash)
+        notice = (self._channel, str(options.priority))   # the pools hear its priority
+        if shipped is None:
+            rows = self.read(_PG_INSERT_TASK, values + notice)
+        else:
+            rows = self.read(_PG_INSERT_SHIPPED_TASK, values + (shipped.hash,) + notice)
+            if not rows:
+                with self.transaction() as con:
+                    self.keep_function(con, shipped)
+                    rows = con.execute(_PG_INSERT_TASK, values + notice).fetchall()
+        return f"{token}-{rows[0][0]}"
+
+    def add_tasks(self, name: str, calls: list, due: float, options: "_Options" = None,
+                  shipped: Optional[_Shipped] = None) -> list:
+        """Store many calls of one function in one transaction; their ids (see _SqliteStore)."""
+        if not calls:
+            return []
+        token, options, now = _token(), options or _PLAIN, self.now()
+        fixed = (token, name, options.priority, options.retries, options.retry_delay,
+                 options.backoff, options.timeout, due, now)
+        digest = shipped and shipped.hash
+        for _, record in calls:
+            self._check_size(record, "a call")
         with self.transaction() as con:
-            return con.execute("WITH gone AS (DELETE FROM tasks WHERE status IN ('ready', "
-                               "'error', 'cancelled') RETURNING 1) SELECT count(*) FROM gone"
-                               ).fetchone()[0]
+            if shipped is not None:
+                self.keep_function(con, shipped)
+            ids = [row[0] for row in con.execute(
+                "SELECT nextval(pg_get_serial_sequence('tasks', 'id')) FROM "
+                "generate_series(1, %s) ORDER BY 1", (len(calls),))]
+            with con.cursor() as cursor:
+                cursor.executemany(_PG_INSERT_TASK_AT, [
+                    (task_id, text, record, digest) + fixed
+                    for task_id, (text, record) in zip(ids, calls)])
+            con.execute("SELECT pg_notify(%s, %s)", (self._channel, str(options.priority)))
+        return [f"{token}-{task_id}" for task_id in ids]
+
+    def _check_size(self, data: Optional[bytes], what: str) -> None:
+        if data is not None and len(data) > _PG_LARGEST_VALUE:
+            raise _DataRefused(f"{self.path}: {what} takes {len(data):,} bytes, more than the "
+                               f"{_PG_LARGEST_VALUE:,} that PostgreSQL can hand back; pass or "
+                               "return less (write it to a file, pass its name)", self.path)
+
+    def cancel(self, con: Any, uid: str, now: float) -> Optional[list]:
+        rows = con.execute("UPDATE tasks SET status = 'cancelled', finished = %s, error = %s "
+                           "WHERE id = %s AND token = %s AND status = 'waiting' RETURNING cron",
+                           (now, json.dumps(_failure("cancelled")), *_row_key(uid))).fetchall()
+        if not rows:
+            return None
+        job = rows[0][0]
+        return self._current_runs(con, [(job, _row_key(uid)[0], now)] if job else [])
+
+    def request_cancel(self, uid: str, force: bool) -> bool:
+        """Ask the pool holding the task to withdraw it (force: also a running one), and wake
+        the pools' listeners."""
+        statuses = "('queued', 'running')" if force else "('queued')"
+        return bool(self.read(
+            f"WITH u AS (UPDATE tasks SET cancel = %s WHERE id = %s AND token = %s AND status "
+            f"IN {statuses} RETURNING id) SELECT pg_notify(%s, '') FROM u",
+            (2 if force else 1, *_row_key(uid), self._channel + _PG_CANCEL)))
+
+    def retry(self, uid: str, now: float) -> Optional[str]:
+        """See _SqliteStore.retry; the pools are woken in the same statement."""
+        token = _token()
+        rows = self.read(f"WITH t AS ({_RETRY_TASK} RETURNING id) SELECT id, pg_notify(?, '') "
+                         "FROM t", (token, now, now, *_row_key(uid), self._channel))
+        return f"{token}-{rows[0][0]}" if rows else None
+
+    def cancel_mark(self) -> Optional[int]:
+        """The withdrawals a pool's listener heard of (see _SqliteStore.cancel_mark); None where
+        no listener runs (a worker: it reads the requests before each task)."""
+        return None if self._listener is None else self._listener.cancels
+
+    # -- the pool's side: tasks (called from the pool manager only)
+
+    def recover(self, con: Any, pool: Optional["_PoolId"] = None) -> list:
+        """The tasks a pool that ended left behind (the one before this on this machine,
+        known from the lock file, or a lost one): what it had handed over but not started
+        waits again; the ones it had started become this pool's (under its lease) and are
+        returned, [_Interrupted], for the caller to settle."""
+        if pool is None:
+            return []
+        con.execute("UPDATE tasks SET status = 'waiting', worker = NULL, machine = NULL, "
+                    "lease = NULL, cancel = 0 WHERE status = 'queued' AND machine = %s AND "
+                    "lease = %s", (pool.name, pool.lease))
+        return [_Interrupted(*row) for row in con.execute(
+            "UPDATE tasks SET machine = %s, lease = %s, worker = NULL WHERE status = "
+            "'running' AND machine = %s AND lease = %s RETURNING id, cron",
+            (self.machine, self.lease, pool.name, pool.lease)).fetchall()]
+
+    def cron_states(self, con: Any) -> list:
+        """Every cron job as it is (_CronState); a run counts as live while it is not
+        finished (it may be another machine's)."""
+        return [_CronState(name, pickle.loads(blob), bool(catch_up), next_due, running,
+                           bool(live)) for name, blob, catch_up, next_due, running, live in
+                con.execute("SELECT name, schedule, catch_up, next_due, running, EXISTS "
+                            f"(SELECT 1 FROM tasks WHERE {_UUID} = crons.running AND status IN "
+                            "('waiting', 'queued', 'running')) FROM crons FOR UPDATE"
+                            ).fetchall()]
+
+    def end_cron_runs(self, con: Any, jobs: list) -> None:
+        self._crons_read = -_SETTINGS_LOOK          # the next anything_due reads them again
+        if jobs:
+            with con.cursor() as cursor:
+                cursor.executemany("UPDATE crons SET running = NULL, next_due = %s "
+                                   "WHERE name = %s", [(due, name) for name, due in jobs])
+
+    def claim(self, con: Any, now: float, pids: list) -> list:
+        """Hand the most urgent due tasks to workers (see _SqliteStore.claim); rows another pool is
+        taking at the same moment are skipped, never waited for."""
+        # Only under a lease that is valid at the server now (held in key-share mode, so
+        # that no other machine settles it until this commits): a machine resumed after its
+        # lease ran out claims nothing, and takes a new lease (see _Pool._keep_lease).
+        rows = con.execute(
+            "WITH valid AS (SELECT lease FROM machines WHERE lease = %s AND heartbeat >= "
+            f"{_PG_NOW} - %s FOR KEY SHARE), "
+            "picked AS (SELECT id, row_number() OVER (ORDER BY priority DESC, due, id) AS n "
+            "FROM (SELECT id, priority, due FROM tasks WHERE status = 'waiting' AND due <= %s "
+            "AND EXISTS (SELECT 1 FROM valid) "
+            "ORDER BY priority DESC, due, id LIMIT %s FOR UPDATE SKIP LOCKED) AS due_tasks), "
+            "places AS (SELECT pid, n FROM unnest(%s::integer[]) WITH ORDINALITY AS p(pid, n)) "
+            "UPDATE tasks SET status = 'queued', worker = places.pid, machine = %s, lease = %s "
+            "FROM picked JOIN places USING (n) WHERE tasks.id = picked.id "
+            "RETURNING picked.n, tasks.id, tasks.token || '-' || tasks.id, record, cron, "
+            "timeout, priority, attempts", (self.lease, _lease_ttl, now, len(pids), list(pids),
+                                  self.machine, self.lease)).fetchall()
+        return [_Claimed(*row[1:]) for row in sorted(rows)]
+
+    def start_log(self) -> None:
+        """None: a start is committed before its task runs (start_now)."""
+        return None
+
+    def start_now(self, task_id: int, lease: Optional[int], at: float) -> bool:
+        """A worker starts this task now: its start is committed first, and only under its
+        lease while the server holds that lease valid (False: the task is not this pool's
+        any more, or its lease may be gone). Another machine that settles this pool's tasks
+        then finds it running, never waiting: it cannot run twice unseen, whatever happens
+        to this machine between the start and the commit of the outcome."""
+        return self.write(
+            "UPDATE tasks SET status = 'running', started = %s, attempts = attempts + 1, "
+            "cancel = CASE cancel WHEN 1 THEN 0 ELSE cancel END WHERE id = %s AND status = "
+            "'queued' AND lease = %s AND EXISTS (SELECT 1 FROM machines WHERE lease = %s AND "
+            f"heartbeat >= {_PG_NOW} - %s)", (at, task_id, lease, lease, _lease_ttl)) == 1
+
+    def retry_terms(self, con: Any, ids: list) -> dict:
+        return {row[0]: _RetryTerms(*row[1:]) for row in con.execute(
+            "SELECT id, attempts, retries, retry_delay, backoff FROM tasks WHERE id = ANY(%s)",
+            (list(ids),))}
+
+    def started_unseen(self, con: Any, ids: list) -> list:
+        """[_Interrupted] of these tasks that a worker of this pool started (start_now)
+        although the pool took them for not started: it died before it could say so."""
+        return [_Interrupted(*row) for row in con.execute(
+            "SELECT id, cron FROM tasks WHERE id = ANY(%s) AND status = 'running' AND "
+            "lease = %s", (list(ids), self.lease)).fetchall()]
+
+    def anything_due(self, now: float) -> tuple:
+        """(maybe a task is due, a cron job is due). Asking whether a task is due costs a
+        round trip to the server, as much as the claim that answers it: the answer is
+        always "maybe". The cron jobs' next due time is read at most every _SETTINGS_LOOK s
+        (the pool's own runs it knows of sooner: they end in its commits)."""
+        if time.monotonic() >= self._crons_read + _SETTINGS_LOOK:
+            self._crons_read = time.monotonic()
+            self._cron_due = self.read("SELECT min(next_due) FROM crons WHERE running IS NULL "
+                                      "AND paused = 0")[0][0]
+        return True, self._cron_due is not None and self._cron_due <= now
 
 
 def _open_store(database: Union[str, os.PathLike], existing: bool = False,
@@ -4558,7 +4509,6 @@ def _notify(path: Optional[str], priority: int = 0) -> None:
         _sender_local.socket, _sender_local.pid = sender, os.getpid()
     with contextlib.suppress(OSError):   # no pool listening, or its queue is full: it is awake
         sender.sendto(b"!%d" % priority if priority else b"!", path)
-
 
 
 class _LeaseClock:
