@@ -62,7 +62,9 @@ Sections, in dependency order, each under a banner, with about how many lines it
                                           of _SqliteFile (the doorway) and _SqlitePool
     The PostgreSQL store            1000  _PgStore of _PgLink (the doorway) and _PgMachines
                                           (leases, LISTEN/NOTIFY, the server's clock)
-    Workers and the pool            2000  _worker_main, _Pool (the dispatcher), _PoolHandle
+    Workers and the pool            2000  _worker_main; _Pool (the dispatcher) of its parts
+                                          _PoolWakeups, _PoolLease, _PoolCrew, _PoolWrites;
+                                          _PoolHandle (the owner's side)
     Public API                       700  start, stop, delay, cron, Result, get_results
     Dashboard                        850  the pages the module serves itself
     Admin command line               450  python autocron.py / autocron ...
@@ -5251,63 +5253,11 @@ class _Batch:
         self.refused = taken.refused + self.refused
 
 
-class _Pool:
-    """The worker processes of one database and the dispatcher that feeds them; it runs in
-    the pool manager process (see _manager_main).
-
-    Each worker holds up to _PREFETCH tasks (_PREFETCH_QUICK while tasks are quick) so that
-    it never waits for the dispatcher between two tasks; a task queued behind a long one is
-    taken back when another worker falls idle.
-    What a round learns (starts, outcomes, tasks to put back) is kept until it is committed,
-    and a worker forgets its outcomes only once the pool acknowledges them.
-    """
-
-    def __init__(self, store: _Store, owner: int, notices: _Connection):
-        self.store = store
-        self._owner = owner            # pid of the process that owns the pool (published)
-        self._notices = notices        # the pipe up to the owner: finished tasks, log records
-        self._notices_lock = threading.Lock()   # the control thread and the dispatcher share
-        self._watched: set = set()     # ids of tasks that callers in the owner wait for
-        self._workers: list = []       # _Worker, in the order they were started
-        self._stopping = False         # stop() was asked for
-        self._deadline = 0.0           # monotonic time when running tasks are stopped
-        self._wake_path = store.wake_path   # where producers' wake-ups arrive ("" if nowhere)
-        self._wake = self._bind_wake_socket()    # the socket they arrive on
-        self._pg_listener = store.listener()      # and notifications from other machines (or None)
-        self._lease_due = 0.0          # monotonic time of the next look at the others' leases
-        self._lease_clock = _LeaseClock()     # shared with workers: when they may start tasks
-        if not store.leased:
-            self._lease_clock.set(math.inf, None)    # SQLite: until the database refuses
-        self._lease_lost = threading.Event()   # the lease keeper found it taken over
-        self._ending = threading.Event()       # the pool ends: so does the keeper
-        self._start_log = store.start_log()    # where workers note starts (SQLite), or None
-        self._dirty_slots: set = set()  # its slots whose worker died since the last commit
-        self._orphaned = False         # the owner is gone: write what is known, then exit
-        self._batch = _Batch()         # what it learnt and has not written yet
-        self._returned: list = []      # claimed tasks handed back by a worker, to place again
-        self._respawn_at = 0.0         # no new worker before this monotonic time
-        self._respawn_delay = _RESTART_PAUSE[0]   # the pause after the next early death
-        self._retry_at = 0.0           # the database is unavailable: tried again from then on
-        self._outage: Optional[_Outage] = None   # since when, how long the next pause is
-        self._clock_seen = 0.0         # the wall clock at the last round (a step back: below)
-        self._announced: Optional[int] = None   # the highest priority of new calls heard of
-        self._settings = store.settings()        # workers, result_ttl, ... as last read
-        self._settings_read = time.monotonic()   # when
-        self._ready: set = set()       # workers whose pipe the last wait found readable
-        self._cancel_mark: Any = False   # the store's cancel mark when last looked at
-        self._requested: dict = {}     # and the withdrawals asked for by then
-        self._idle = True              # the last round left nothing due: look for the next due time
-        self._dry = False              # and nothing woke the pool since: no need to ask again
-        self._selector = selectors.DefaultSelector()   # worker pipes, wake-ups, child ends
-        self._listening = False        # is the wake socket in the selector?
-        self._children = _child_signals()   # readable when a worker process ends
-        self._child_ended = False      # it was: look which one
-        self._news = True              # something since the last round besides starts
-        self._run_time = _QUICK_TASK   # how long recent tasks ran, a moving average (s)
-        if self._children is not None:
-            self._selector.register(self._children, selectors.EVENT_READ)
-        if self._pg_listener is not None:
-            self._selector.register(self._pg_listener, selectors.EVENT_READ)
+class _PoolWakeups:
+    """The pool's part that waits: the wake-up channel producers' datagrams arrive on, the
+    PostgreSQL listener, and the one wait of a round for whichever comes first of a
+    message, a wake-up, a worker's end, a due time or a deadline. (Its state is kept by
+    _Pool.__init__, as is every part's.)"""
 
     def _bind_wake_socket(self) -> socket.socket:
         """The socket that producers' datagrams wake; without a safe place for one, a socket
@@ -5333,68 +5283,6 @@ class _Pool:
         listener.setblocking(False)
         return listener
 
-    # -- talking to the owner
-
-    def tell_owner(self, message: Union[_Finished, _LogLine]) -> None:
-        """Send the owner process a notice."""
-        data = pickle.dumps(message, _PICKLE_PROTOCOL)
-        with self._notices_lock, contextlib.suppress(OSError):
-            self._notices.send_bytes(data)
-
-    def watch(self, uid: str) -> None:
-        """From the control thread: a caller in the owner waits for this task."""
-        with self._notices_lock:
-            self._watched.add(uid)
-        try:
-            row = self.store.result_row(uid)      # finished before the wish arrived?
-        except DatabaseError:     # unavailable: the caller looks again by itself (_poll)
-            return
-        if row is None or row.status in _FINISHED:
-            self._notify_done([uid])
-
-    def _notify_done(self, uids: list) -> None:
-        with self._notices_lock:
-            done = [uid for uid in uids if uid in self._watched]
-            self._watched.difference_update(done)
-        if done:
-            self.tell_owner(_Finished(done))
-
-    def orphaned(self) -> None:
-        """From the control thread: the owner ended, however it ended. The dispatcher
-        writes what it knows and no worker could write (outcomes of workers that died since
-        they reported them) and exits; its workers then hand over what they hold. From now
-        on no worker starts a task: the next pool settles what this one held, and a start
-        here, which nobody would write, would run that task twice."""
-        self._orphaned = True
-        self._lease_clock.set(0.0, self.store.lease)
-        _notify(self._wake_path)
-
-    def _leave(self) -> None:
-        """The owner is gone: commit what was learnt (waiting out an unavailable database
-        as long as the next pool waits for this process), then end at once, as the owner's
-        end asks (the workers end through their pipes, after their own hand-over)."""
-        end = time.monotonic() + _HANDOVER_WAIT - 1.0
-        self._stopping = True          # no worker starts or comes back in the meantime
-        # every pipe read to its end, whatever the selector last said (this process may
-        # have been paused while its workers reported), and the ended workers buried
-        self._ready = {w.results for w in self._workers if not w.closed}
-        self._child_ended = True
-        self._collect()
-        while not self._batch.empty():
-            try:
-                self._commit([], False)
-            except DatabaseError:
-                if time.monotonic() >= end:
-                    break
-                time.sleep(min(0.2, max(0.0, self._retry_at - time.monotonic())))
-        os._exit(0)
-
-    def request_stop(self, timeout: float) -> None:
-        """From the manager's control thread: finish within `timeout` seconds."""
-        self._deadline = time.monotonic() + max(0.0, timeout)
-        self._stopping = True
-        _notify(self._wake_path)
-
     def _release(self) -> None:
         self._ending.set()
         self._selector.close()
@@ -5406,41 +5294,80 @@ class _Pool:
         with contextlib.suppress(DatabaseError):
             self.store.set_pool(None)
 
-    # -- the dispatcher
+    def _listen_anew(self) -> None:
+        """The LISTEN connection broke: open another (until then, and if that fails until
+        the next lease renewal, the fallback check finds new tasks)."""
+        if self._pg_listener is not None:
+            self._selector.unregister(self._pg_listener)
+        self._pg_listener = None
+        with contextlib.suppress(DatabaseError):
+            self._pg_listener = self.store.listener(again=True)
+            self._selector.register(self._pg_listener, selectors.EVENT_READ)
 
-    def run(self) -> None:
-        try:
-            if not self._begin():
-                return
-            self._adjust_workers()
-            last_cleanup = 0.0
-            while True:
-                if self._orphaned:
-                    self._leave()
-                try:
-                    if self._stopping:
-                        self._wind_down()
-                        if self._drained():
+    def _sleep(self) -> None:
+        """Wait for a message, a wake-up, a worker's end, the next due time or the deadline."""
+        timeout = _FALLBACK_WAKE
+        depth = self._depth()
+        room = any(len(w.queue) < depth and not w.retiring for w in self._workers)
+        # While every worker is full, new calls can wait, unless they outrank one that a
+        # worker holds (_make_room): the pool hears of them while a worker holds any.
+        held = room or any(len(w.queue) > 1 for w in self._workers)
+        if held != self._listening:
+            if held:
+                self._selector.register(self._wake, selectors.EVENT_READ)
+            else:
+                self._selector.unregister(self._wake)
+            self._listening = held
+        if room and self._idle and time.monotonic() >= self._retry_at:
+            try:
+                due = self.store.next_due()
+            except DatabaseError as error:
+                self._unavailable(error)
+                due = None
+            if due is not None:
+                timeout = min(timeout, max(0.0, due - self.store.now()))
+        elif room:
+            timeout = 0.0              # the last round was busy: look again at once
+        if self._stopping:
+            timeout = min(timeout, max(0.0, self._deadline - time.monotonic()))
+        now = time.monotonic()
+        waits = [t - now for t in (self._respawn_at, self._retry_at) if t > now]
+        waits.append(self._next_timeout())
+        if self._batch.started:        # starts alone wait a moment for company in a commit
+            waits.append(max(0.0, self._batch.started_since + _START_COMMIT_DELAY - now))
+        if self._children is None and self._workers:
+            waits.append(_FALLBACK_REAP)        # no signal tells of a worker's end: look
+        timeout = min([timeout] + [w for w in waits if w is not None])
+        events = self._selector.select(timeout)
+        if not events:
+            self._news = True          # a due time, a deadline or the fallback look
+            self._dry = False
+        for key, _ in events:
+            if key.fileobj is self._wake:
+                self._news, self._dry = True, False
+                with contextlib.suppress(OSError):     # until none is left (EAGAIN)
+                    while True:
+                        heard = self._wake.recv(64)
+                        if not heard:
                             break
-                    self._round()
-                    if self.store.leased and (time.monotonic() >= self._lease_due or
-                                              self._lease_lost.is_set()):
-                        self._keep_lease()
-                    if time.monotonic() - last_cleanup > _CLEANUP_INTERVAL and \
-                            time.monotonic() >= self._retry_at:
-                        last_cleanup = time.monotonic()
-                        self._settings = self.store.settings()
-                        self.store.cleanup(self.store.now(), self._settings["result_ttl"])
-                    if time.monotonic() >= self._retry_at:
-                        self.store.checkpoint()
-                except DatabaseError as error:     # weather: wait it out, keep everything
-                    self._unavailable(error)
-                self._sleep()
-        except Exception:
-            _log.exception("autocron pool for %s failed; its workers stop", self.store.path)
-        finally:
-            self._shutdown_workers()
-            self._release()
+                        self._announced = _outranking(self._announced, heard)
+            elif key.fileobj is self._pg_listener:
+                self._news, self._dry = True, False
+                if not self._pg_listener.drain():
+                    self._listen_anew()
+            elif key.fileobj is self._children:
+                self._news = self._child_ended = True
+                with contextlib.suppress(OSError):
+                    while os.read(self._children, 512):
+                        pass
+            else:
+                self._ready.add(key.fileobj)
+
+
+class _PoolLease:
+    """The pool's part that keeps its right to run: taking over from the last pool, the
+    lease and its keeper thread (PostgreSQL), and an unavailable database, which is
+    weather: waited out, never an outcome."""
 
     def _begin(self) -> bool:
         """Take over from the last pool (its lease, what it left behind), waiting out an
@@ -5466,8 +5393,6 @@ class _Pool:
                 self._unavailable(error)
                 time.sleep(max(0.0, self._retry_at - time.monotonic()))
         return False
-
-    # -- an unavailable database: weather, not an outcome
 
     def _unavailable(self, error: DatabaseError) -> None:
         """The database refused a read or write for a reason of its own (a full disk, an I/O
@@ -5504,16 +5429,6 @@ class _Pool:
             self._may_start(True)
             if self.store.leased and self._pg_listener is None:
                 self._listen_anew()
-
-    def _listen_anew(self) -> None:
-        """The LISTEN connection broke: open another (until then, and if that fails until
-        the next lease renewal, the fallback check finds new tasks)."""
-        if self._pg_listener is not None:
-            self._selector.unregister(self._pg_listener)
-        self._pg_listener = None
-        with contextlib.suppress(DatabaseError):
-            self._pg_listener = self.store.listener(again=True)
-            self._selector.register(self._pg_listener, selectors.EVENT_READ)
 
     def _renew_lease(self) -> None:
         """The lease keeper, a thread of the manager (PostgreSQL): renews this pool's lease
@@ -5609,278 +5524,11 @@ class _Pool:
             with contextlib.suppress(OSError):
                 os.killpg(pid, signal.SIGKILL) if _CAN_KILL_GROUPS else os.kill(pid, 9)
 
-    def _make_room(self) -> None:
-        """A call came with a higher priority than some that workers hold and have not
-        started: those go back to the database (_receive: requeued), where the next claim
-        puts the new call first. A call waiting in the database never loses its place to one
-        a worker merely holds."""
-        announced, self._announced = self._announced, None
-        heard = self._pg_listener                  # and from other machines' calls (PostgreSQL)
-        if heard is not None and heard.priority is not None:
-            announced = heard.priority if announced is None else max(announced, heard.priority)
-            heard.priority = None
-        if announced is None:
-            return
-        for worker in self._workers:
-            for task in worker.queue:
-                if not task.running and not task.returning and task.priority < announced:
-                    task.outranked = True
-                    self._take_back(worker, task)
 
-    def _watch_clock(self) -> None:
-        """Calls made before the wall clock stepped back become due at once (at the start
-        too: the step may have come while no pool ran)."""
-        now = _clock()
-        if now < self._clock_seen - _CLOCK_STEP or not self._clock_seen:
-            stalled = self.store.clock_went_back(now)
-            if stalled and self._clock_seen:
-                _log.warning("autocron: the clock stepped back by %.0f s; %d calls made before "
-                             "are due now", self._clock_seen - now, stalled)
-            self._news, self._dry = True, False
-        self._clock_seen = now
-
-    def _depth(self) -> int:
-        """How many tasks a worker holds: more while the recent ones were quick."""
-        return _PREFETCH_QUICK if self._run_time < _QUICK_TASK else _PREFETCH
-
-    def _places(self) -> list:
-        """A worker for every task the workers can take now: idle workers first, then places
-        behind a running task."""
-        active = [w for w in self._workers if not w.retiring and not w.closed]
-        places = [w for w in active if not w.queue]
-        for depth in range(1, self._depth()):
-            places += [w for w in active if max(len(w.queue), 1) <= depth]
-        return places
-
-    def _round(self) -> None:
-        """Collect what the workers report; in one transaction write it and claim the next
-        tasks; hand them out."""
-        reachable = time.monotonic() >= self._retry_at    # else: an outage, wait it out
-        if reachable:
-            self._watch_clock()
-        self._make_room()
-        if reachable and time.monotonic() - self._settings_read > _SETTINGS_LOOK:
-            self._settings_read = time.monotonic()        # the admin tool's
-            self._settings = self.store.settings()
-        self._collect()
-        self._enforce_timeouts()
-        if reachable:
-            self._cancel_requested()
-        # A start alone changes nothing that a claim needs (the worker's places were
-        # counted when it got the task): claiming then would only cut batches smaller.
-        news, self._news = self._news, False
-        places = [] if self._stopping or not news else self._places()
-        placed = []
-        while places and self._returned:
-            placed.append((places.pop(0), self._returned.pop(0)))
-        # In an outage a commit is tried even with nothing to write: the one that works ends
-        # it, and lets the workers start tasks again.
-        pending = self._batch.due(time.monotonic()) or self._outage is not None
-        due = (False, False)
-        if places and not self._dry and time.monotonic() >= self._retry_at:
-            due = self.store.anything_due(self.store.now())
-        claimed = []
-        if (pending or any(due)) and time.monotonic() >= self._retry_at:
-            pids = [w.proc.pid for w in places] if any(due) else []
-            claimed = self._commit(pids, due[1])
-            if pids:
-                self._dry = len(claimed) < len(pids)
-        placed += [(place, _Task(row)) for place, row in zip(places, claimed)]
-        handed: dict = {}
-        for worker, task in placed:
-            handed.setdefault(worker, []).append(task)
-        for worker, tasks in handed.items():
-            worker.push(tasks, self._cancel_mark, self.store.lease)
-        self._tell_acknowledged()
-        if news:                       # it looked for due work: what it found counts (fewer
-            self._idle = len(claimed) < max(len(places), 1)     # than asked: none is left)
-            if not claimed and not placed:
-                self._take_back_queued()
-
-    def _commit(self, pids: list, crons_due: bool) -> list:
-        """Write what the round learnt and claim a task for each worker pid; the claimed rows.
-
-        Nothing learnt is dropped when the write fails: a busy database is tried again a
-        moment later, an outcome that cannot be stored fails its own task with the reason.
-        """
-        batch = self._batch.take()
-        started, outcomes, requeue = batch.started, batch.outcomes, batch.requeue
-        self._dry = self._dry and not requeue     # tasks put back are due again
-        now = self.store.now()
-        try:
-            # A task that started and ended since the last commit is written once, by its
-            # outcome (finish); one that may run again needs its start counted first.
-            ended = {r.outcome.id for r in outcomes if r.outcome.status == "ready" and
-                     r.outcome.started}
-            with self.store.transaction() as con:
-                self.store.mark_started(con, [s for s in started if s.id not in ended])
-                _write_outcomes(self.store, con, [r.outcome for r in outcomes], now)
-                self._requeue_or_settle(con, [t.id for t in requeue], now)
-                self.store.refuse_cancel(con, batch.refused)
-                if crons_due:
-                    self.store.due_crons(con, now)
-                claimed = self.store.claim(con, now, pids) if pids else []
-        except Exception as error:
-            self._batch.restore(batch)
-            if _weather(error) or not outcomes or not self._store_one_by_one():
-                if isinstance(error, DatabaseError):
-                    raise
-                raise DatabaseError(f"{self.store.path}: {type(error).__name__}: {error}",
-                                    self.store.path) from error
-            return []
-        self._dirty_slots.clear()         # what their workers started is written now
-        if batch.empty() and not claimed and self._outage is not None:
-            # An empty commit went through: the workers may start again (their starts will
-            # tell), but the outage ends with a write that carried something
-            self._may_start(True)
-        else:
-            self._available()
-        self._acknowledge(outcomes)
-        return claimed
-
-    def _requeue_or_settle(self, con: Any, ids: list, now: float) -> None:
-        """Put back tasks that no worker runs, in the caller's transaction. One whose start
-        a worker committed before it could tell the pool (PostgreSQL: start_now), and that
-        worker died, is settled as interrupted instead (run again while it has retries)."""
-        unseen = self.store.started_unseen(con, ids) if ids else []
-        if unseen:
-            died = _failure("worker died: it ended after it started the task")
-            _write_outcomes(self.store, con, [
-                _Outcome(task.id, "error", error=died, finished=now, cron=task.cron,
-                         retryable=True) for task in unseen], now)
-        self.store.requeue(con, ids)
-
-    def _store_one_by_one(self) -> bool:
-        """After a commit that the database refused for its data: write each outcome alone,
-        failing those that cannot be stored (a value too large); False if the database
-        refuses even that, or turns out to be unavailable (then everything waits)."""
-        started, self._batch.started = self._batch.started, []
-        try:
-            with self.store.transaction() as con:
-                self.store.mark_started(con, started)
-        except Exception:
-            self._batch.restore(_Batch(started=started,
-                                       started_since=self._batch.started_since))
-            return False
-        outcomes, self._batch.outcomes = self._batch.outcomes, []
-        for position, reported in enumerate(outcomes):
-            outcome, now = reported.outcome, self.store.now()
-            try:
-                with self.store.transaction() as con:
-                    _write_outcomes(self.store, con, [outcome], now)
-            except Exception as error:
-                if _weather(error):
-                    self._batch.restore(_Batch(outcomes=outcomes[position:]))
-                    return False
-                _log.error("autocron task %d: its outcome could not be stored: %s",
-                           outcome.id, error)
-                failed = outcome._replace(status="error", value=None, output="", summary=None,
-                                          retryable=False, error=_failure(
-                                              f"the task's outcome could not be stored: {error}"))
-                try:
-                    with self.store.transaction() as con:
-                        _write_outcomes(self.store, con, [failed], now)
-                except Exception:
-                    self._batch.restore(_Batch(outcomes=outcomes[position:]))
-                    return False
-            self._acknowledge([reported])
-        return True
-
-    def _acknowledge(self, outcomes: list) -> None:
-        """Outcomes are committed: wake the owner's callers; their workers learn it with
-        their next task (or from _tell_acknowledged)."""
-        for reported in outcomes:
-            worker = reported.worker
-            if worker is not None and reported.number > worker.acknowledged:
-                worker.acknowledged = reported.number
-        if outcomes and self._watched:
-            self._notify_done([reported.uid for reported in outcomes])
-
-    def _tell_acknowledged(self) -> None:
-        """A worker that gets no task soon, or holds many outcomes, is told on its own."""
-        for worker in self._workers:
-            if worker.acknowledged > worker.told and not worker.closed and (
-                    not worker.queue or worker.acknowledged - worker.told >= _ACK_BATCH):
-                worker.send(_Ack(worker.acknowledged))
-                worker.told = worker.acknowledged
-
-    def _report(self, outcome: _Outcome, task: "_Task", worker: Optional[_Worker] = None,
-                number: int = 0) -> None:
-        """An outcome to write in the next commit (from `worker`, its `number`-th)."""
-        self._batch.outcomes.append(_Reported(outcome, task.uuid, worker, number))
-
-    def _end(self, task: "_Task", status: str, message: str, retryable: bool = False) -> None:
-        """An outcome the pool decides itself: a worker died, a withdrawal, a stop."""
-        self._report(_Outcome(task.id, status, error=_failure(message),
-                              finished=self.store.now(),
-                              cron=task.cron, retryable=retryable), task)
-
-    def _settle_unstarted(self, task: "_Task") -> None:
-        """A task its worker never started: withdrawn if that was asked, else it runs later."""
-        if task.cancel:
-            self._end(task, "cancelled", "cancelled")
-        else:
-            self._batch.requeue.append(task)
-
-    def _enforce_timeouts(self) -> None:
-        now = time.monotonic()
-        for worker in self._workers:
-            head = worker.queue[0] if worker.queue else None
-            if head is not None and head.timeout and head.running and \
-                    now - head.started >= head.timeout:
-                self._kill(worker, head, f"timed out after {head.timeout:g} s")
-
-    def _kill(self, worker: _Worker, task: "_Task", reason: str) -> None:
-        """Kill the worker running `task`, unless its pipe says the task has just ended."""
-        self._drain(worker)
-        if worker.queue and worker.queue[0] is task:
-            worker.kill(reason, task)
-
-    def _cancel_requested(self) -> None:
-        """cancel() from any process: withdraw what has not started; force: stop it."""
-        if not (any(w.queue for w in self._workers) or self._returned):
-            return
-        mark = self.store.cancel_mark()
-        if mark is None or mark != self._cancel_mark:
-            self._cancel_mark, self._requested = mark, self.store.cancel_requests()
-        requested = self._requested
-        if not requested:
-            return
-        for task in [t for t in self._returned if t.id in requested]:
-            self._returned.remove(task)
-            self._end(task, "cancelled", "cancelled")
-        for worker in self._workers:
-            for task in list(worker.queue):
-                level = requested.get(task.id, 0)
-                if level <= task.cancel:
-                    continue
-                task.cancel = level
-                if task.running and level == 2:
-                    self._kill(worker, task, "cancelled")
-                elif task.running:
-                    self._batch.refused.append(task.id)
-                else:                       # the worker gives it back, or says it started
-                    self._take_back(worker, task)
-
-    def _next_timeout(self) -> Optional[float]:
-        ends = [w.queue[0].started + w.queue[0].timeout for w in self._workers
-                if w.queue and w.queue[0].timeout and w.queue[0].running]
-        return max(0.0, min(ends) - time.monotonic()) if ends else None
-
-    def _take_back(self, worker: _Worker, task: "_Task") -> None:
-        """Ask a worker for a task it holds; it answers "returned" unless it started it."""
-        if not task.returning:
-            task.returning = True
-            worker.send(_Return(task.id))
-
-    def _take_back_queued(self) -> None:
-        """An idle worker and nothing due: ask for tasks queued behind running ones."""
-        idle = sum(1 for w in self._workers if not w.queue and not w.retiring and not w.closed)
-        for worker in self._workers:
-            for task in worker.queue[1:]:
-                if idle and not task.returning:
-                    self._take_back(worker, task)
-                    idle -= 1
+class _PoolCrew:
+    """The pool's part that keeps its workers: spawning and retiring them (each with its
+    slot of the start log), reading what they say, burying the ones that ended with their
+    tasks settled, and winding them down."""
 
     def _collect(self) -> None:
         """Read every message the workers have sent; bury the workers whose process ended."""
@@ -6078,65 +5726,6 @@ class _Pool:
         return not any(w.queue for w in self._workers) and not self._batch.outcomes and \
             not self._batch.requeue and not self._batch.started
 
-    def _sleep(self) -> None:
-        """Wait for a message, a wake-up, a worker's end, the next due time or the deadline."""
-        timeout = _FALLBACK_WAKE
-        depth = self._depth()
-        room = any(len(w.queue) < depth and not w.retiring for w in self._workers)
-        # While every worker is full, new calls can wait, unless they outrank one that a
-        # worker holds (_make_room): the pool hears of them while a worker holds any.
-        held = room or any(len(w.queue) > 1 for w in self._workers)
-        if held != self._listening:
-            if held:
-                self._selector.register(self._wake, selectors.EVENT_READ)
-            else:
-                self._selector.unregister(self._wake)
-            self._listening = held
-        if room and self._idle and time.monotonic() >= self._retry_at:
-            try:
-                due = self.store.next_due()
-            except DatabaseError as error:
-                self._unavailable(error)
-                due = None
-            if due is not None:
-                timeout = min(timeout, max(0.0, due - self.store.now()))
-        elif room:
-            timeout = 0.0              # the last round was busy: look again at once
-        if self._stopping:
-            timeout = min(timeout, max(0.0, self._deadline - time.monotonic()))
-        now = time.monotonic()
-        waits = [t - now for t in (self._respawn_at, self._retry_at) if t > now]
-        waits.append(self._next_timeout())
-        if self._batch.started:        # starts alone wait a moment for company in a commit
-            waits.append(max(0.0, self._batch.started_since + _START_COMMIT_DELAY - now))
-        if self._children is None and self._workers:
-            waits.append(_FALLBACK_REAP)        # no signal tells of a worker's end: look
-        timeout = min([timeout] + [w for w in waits if w is not None])
-        events = self._selector.select(timeout)
-        if not events:
-            self._news = True          # a due time, a deadline or the fallback look
-            self._dry = False
-        for key, _ in events:
-            if key.fileobj is self._wake:
-                self._news, self._dry = True, False
-                with contextlib.suppress(OSError):     # until none is left (EAGAIN)
-                    while True:
-                        heard = self._wake.recv(64)
-                        if not heard:
-                            break
-                        self._announced = _outranking(self._announced, heard)
-            elif key.fileobj is self._pg_listener:
-                self._news, self._dry = True, False
-                if not self._pg_listener.drain():
-                    self._listen_anew()
-            elif key.fileobj is self._children:
-                self._news = self._child_ended = True
-                with contextlib.suppress(OSError):
-                    while os.read(self._children, 512):
-                        pass
-            else:
-                self._ready.add(key.fileobj)
-
     def _shutdown_workers(self) -> None:
         for worker in self._workers:
             worker.send(_Exit())
@@ -6151,6 +5740,448 @@ class _Pool:
             worker.close()
         self._workers = []
         self._end_orphans()
+
+    def _take_back(self, worker: _Worker, task: "_Task") -> None:
+        """Ask a worker for a task it holds; it answers "returned" unless it started it."""
+        if not task.returning:
+            task.returning = True
+            worker.send(_Return(task.id))
+
+    def _take_back_queued(self) -> None:
+        """An idle worker and nothing due: ask for tasks queued behind running ones."""
+        idle = sum(1 for w in self._workers if not w.queue and not w.retiring and not w.closed)
+        for worker in self._workers:
+            for task in worker.queue[1:]:
+                if idle and not task.returning:
+                    self._take_back(worker, task)
+                    idle -= 1
+
+
+class _PoolWrites:
+    """The pool's part that writes: what a round learnt goes to the database in one
+    transaction with the next claim (the batch is taken, and given back if the commit
+    fails), outcomes the pool decides itself, and the acknowledgements to the workers."""
+
+    def _commit(self, pids: list, crons_due: bool) -> list:
+        """Write what the round learnt and claim a task for each worker pid; the claimed rows.
+
+        Nothing learnt is dropped when the write fails: a busy database is tried again a
+        moment later, an outcome that cannot be stored fails its own task with the reason.
+        """
+        batch = self._batch.take()
+        started, outcomes, requeue = batch.started, batch.outcomes, batch.requeue
+        self._dry = self._dry and not requeue     # tasks put back are due again
+        now = self.store.now()
+        try:
+            # A task that started and ended since the last commit is written once, by its
+            # outcome (finish); one that may run again needs its start counted first.
+            ended = {r.outcome.id for r in outcomes if r.outcome.status == "ready" and
+                     r.outcome.started}
+            with self.store.transaction() as con:
+                self.store.mark_started(con, [s for s in started if s.id not in ended])
+                _write_outcomes(self.store, con, [r.outcome for r in outcomes], now)
+                self._requeue_or_settle(con, [t.id for t in requeue], now)
+                self.store.refuse_cancel(con, batch.refused)
+                if crons_due:
+                    self.store.due_crons(con, now)
+                claimed = self.store.claim(con, now, pids) if pids else []
+        except Exception as error:
+            self._batch.restore(batch)
+            if _weather(error) or not outcomes or not self._store_one_by_one():
+                if isinstance(error, DatabaseError):
+                    raise
+                raise DatabaseError(f"{self.store.path}: {type(error).__name__}: {error}",
+                                    self.store.path) from error
+            return []
+        self._dirty_slots.clear()         # what their workers started is written now
+        if batch.empty() and not claimed and self._outage is not None:
+            # An empty commit went through: the workers may start again (their starts will
+            # tell), but the outage ends with a write that carried something
+            self._may_start(True)
+        else:
+            self._available()
+        self._acknowledge(outcomes)
+        return claimed
+
+    def _requeue_or_settle(self, con: Any, ids: list, now: float) -> None:
+        """Put back tasks that no worker runs, in the caller's transaction. One whose start
+        a worker committed before it could tell the pool (PostgreSQL: start_now), and that
+        worker died, is settled as interrupted instead (run again while it has retries)."""
+        unseen = self.store.started_unseen(con, ids) if ids else []
+        if unseen:
+            died = _failure("worker died: it ended after it started the task")
+            _write_outcomes(self.store, con, [
+                _Outcome(task.id, "error", error=died, finished=now, cron=task.cron,
+                         retryable=True) for task in unseen], now)
+        self.store.requeue(con, ids)
+
+    def _store_one_by_one(self) -> bool:
+        """After a commit that the database refused for its data: write each outcome alone,
+        failing those that cannot be stored (a value too large); False if the database
+        refuses even that, or turns out to be unavailable (then everything waits)."""
+        started, self._batch.started = self._batch.started, []
+        try:
+            with self.store.transaction() as con:
+                self.store.mark_started(con, started)
+        except Exception:
+            self._batch.restore(_Batch(started=started,
+                                       started_since=self._batch.started_since))
+            return False
+        outcomes, self._batch.outcomes = self._batch.outcomes, []
+        for position, reported in enumerate(outcomes):
+            outcome, now = reported.outcome, self.store.now()
+            try:
+                with self.store.transaction() as con:
+                    _write_outcomes(self.store, con, [outcome], now)
+            except Exception as error:
+                if _weather(error):
+                    self._batch.restore(_Batch(outcomes=outcomes[position:]))
+                    return False
+                _log.error("autocron task %d: its outcome could not be stored: %s",
+                           outcome.id, error)
+                failed = outcome._replace(status="error", value=None, output="", summary=None,
+                                          retryable=False, error=_failure(
+                                              f"the task's outcome could not be stored: {error}"))
+                try:
+                    with self.store.transaction() as con:
+                        _write_outcomes(self.store, con, [failed], now)
+                except Exception:
+                    self._batch.restore(_Batch(outcomes=outcomes[position:]))
+                    return False
+            self._acknowledge([reported])
+        return True
+
+    def _acknowledge(self, outcomes: list) -> None:
+        """Outcomes are committed: wake the owner's callers; their workers learn it with
+        their next task (or from _tell_acknowledged)."""
+        for reported in outcomes:
+            worker = reported.worker
+            if worker is not None and reported.number > worker.acknowledged:
+                worker.acknowledged = reported.number
+        if outcomes and self._watched:
+            self._notify_done([reported.uid for reported in outcomes])
+
+    def _tell_acknowledged(self) -> None:
+        """A worker that gets no task soon, or holds many outcomes, is told on its own."""
+        for worker in self._workers:
+            if worker.acknowledged > worker.told and not worker.closed and (
+                    not worker.queue or worker.acknowledged - worker.told >= _ACK_BATCH):
+                worker.send(_Ack(worker.acknowledged))
+                worker.told = worker.acknowledged
+
+    def _report(self, outcome: _Outcome, task: "_Task", worker: Optional[_Worker] = None,
+                number: int = 0) -> None:
+        """An outcome to write in the next commit (from `worker`, its `number`-th)."""
+        self._batch.outcomes.append(_Reported(outcome, task.uuid, worker, number))
+
+    def _end(self, task: "_Task", status: str, message: str, retryable: bool = False) -> None:
+        """An outcome the pool decides itself: a worker died, a withdrawal, a stop."""
+        self._report(_Outcome(task.id, status, error=_failure(message),
+                              finished=self.store.now(),
+                              cron=task.cron, retryable=retryable), task)
+
+    def _settle_unstarted(self, task: "_Task") -> None:
+        """A task its worker never started: withdrawn if that was asked, else it runs later."""
+        if task.cancel:
+            self._end(task, "cancelled", "cancelled")
+        else:
+            self._batch.requeue.append(task)
+
+
+class _Pool(_PoolWrites, _PoolCrew, _PoolLease, _PoolWakeups):
+    """The worker processes of one database and the dispatcher that feeds them; it runs in
+    the pool manager process (see _manager_main).
+
+    Each worker holds up to _PREFETCH tasks (_PREFETCH_QUICK while tasks are quick) so that
+    it never waits for the dispatcher between two tasks; a task queued behind a long one is
+    taken back when another worker falls idle.
+    What a round learns (starts, outcomes, tasks to put back) is kept until it is committed,
+    and a worker forgets its outcomes only once the pool acknowledges them.
+
+    Its parts, each a class of one job: _PoolWakeups (waiting), _PoolLease (its right to
+    run, and outages), _PoolCrew (the workers), _PoolWrites (the commit of a round's
+    batch); here: the state they share, the run loop and the round.
+    """
+
+    def __init__(self, store: _Store, owner: int, notices: _Connection):
+        self.store = store
+        self._owner = owner            # pid of the process that owns the pool (published)
+        self._notices = notices        # the pipe up to the owner: finished tasks, log records
+        self._notices_lock = threading.Lock()   # the control thread and the dispatcher share
+        self._watched: set = set()     # ids of tasks that callers in the owner wait for
+        self._workers: list = []       # _Worker, in the order they were started
+        self._stopping = False         # stop() was asked for
+        self._deadline = 0.0           # monotonic time when running tasks are stopped
+        self._wake_path = store.wake_path   # where producers' wake-ups arrive ("" if nowhere)
+        self._wake = self._bind_wake_socket()    # the socket they arrive on
+        self._pg_listener = store.listener()      # and notifications from other machines (or None)
+        self._lease_due = 0.0          # monotonic time of the next look at the others' leases
+        self._lease_clock = _LeaseClock()     # shared with workers: when they may start tasks
+        if not store.leased:
+            self._lease_clock.set(math.inf, None)    # SQLite: until the database refuses
+        self._lease_lost = threading.Event()   # the lease keeper found it taken over
+        self._ending = threading.Event()       # the pool ends: so does the keeper
+        self._start_log = store.start_log()    # where workers note starts (SQLite), or None
+        self._dirty_slots: set = set()  # its slots whose worker died since the last commit
+        self._orphaned = False         # the owner is gone: write what is known, then exit
+        self._batch = _Batch()         # what it learnt and has not written yet
+        self._returned: list = []      # claimed tasks handed back by a worker, to place again
+        self._respawn_at = 0.0         # no new worker before this monotonic time
+        self._respawn_delay = _RESTART_PAUSE[0]   # the pause after the next early death
+        self._retry_at = 0.0           # the database is unavailable: tried again from then on
+        self._outage: Optional[_Outage] = None   # since when, how long the next pause is
+        self._clock_seen = 0.0         # the wall clock at the last round (a step back: below)
+        self._announced: Optional[int] = None   # the highest priority of new calls heard of
+        self._settings = store.settings()        # workers, result_ttl, ... as last read
+        self._settings_read = time.monotonic()   # when
+        self._ready: set = set()       # workers whose pipe the last wait found readable
+        self._cancel_mark: Any = False   # the store's cancel mark when last looked at
+        self._requested: dict = {}     # and the withdrawals asked for by then
+        self._idle = True              # the last round left nothing due: look for the next due time
+        self._dry = False              # and nothing woke the pool since: no need to ask again
+        self._selector = selectors.DefaultSelector()   # worker pipes, wake-ups, child ends
+        self._listening = False        # is the wake socket in the selector?
+        self._children = _child_signals()   # readable when a worker process ends
+        self._child_ended = False      # it was: look which one
+        self._news = True              # something since the last round besides starts
+        self._run_time = _QUICK_TASK   # how long recent tasks ran, a moving average (s)
+        if self._children is not None:
+            self._selector.register(self._children, selectors.EVENT_READ)
+        if self._pg_listener is not None:
+            self._selector.register(self._pg_listener, selectors.EVENT_READ)
+
+    # -- talking to the owner
+
+    def tell_owner(self, message: Union[_Finished, _LogLine]) -> None:
+        """Send the owner process a notice."""
+        data = pickle.dumps(message, _PICKLE_PROTOCOL)
+        with self._notices_lock, contextlib.suppress(OSError):
+            self._notices.send_bytes(data)
+
+    def watch(self, uid: str) -> None:
+        """From the control thread: a caller in the owner waits for this task."""
+        with self._notices_lock:
+            self._watched.add(uid)
+        try:
+            row = self.store.result_row(uid)      # finished before the wish arrived?
+        except DatabaseError:     # unavailable: the caller looks again by itself (_poll)
+            return
+        if row is None or row.status in _FINISHED:
+            self._notify_done([uid])
+
+    def _notify_done(self, uids: list) -> None:
+        with self._notices_lock:
+            done = [uid for uid in uids if uid in self._watched]
+            self._watched.difference_update(done)
+        if done:
+            self.tell_owner(_Finished(done))
+
+    def orphaned(self) -> None:
+        """From the control thread: the owner ended, however it ended. The dispatcher
+        writes what it knows and no worker could write (outcomes of workers that died since
+        they reported them) and exits; its workers then hand over what they hold. From now
+        on no worker starts a task: the next pool settles what this one held, and a start
+        here, which nobody would write, would run that task twice."""
+        self._orphaned = True
+        self._lease_clock.set(0.0, self.store.lease)
+        _notify(self._wake_path)
+
+    def _leave(self) -> None:
+        """The owner is gone: commit what was learnt (waiting out an unavailable database
+        as long as the next pool waits for this process), then end at once, as the owner's
+        end asks (the workers end through their pipes, after their own hand-over)."""
+        end = time.monotonic() + _HANDOVER_WAIT - 1.0
+        self._stopping = True          # no worker starts or comes back in the meantime
+        # every pipe read to its end, whatever the selector last said (this process may
+        # have been paused while its workers reported), and the ended workers buried
+        self._ready = {w.results for w in self._workers if not w.closed}
+        self._child_ended = True
+        self._collect()
+        while not self._batch.empty():
+            try:
+                self._commit([], False)
+            except DatabaseError:
+                if time.monotonic() >= end:
+                    break
+                time.sleep(min(0.2, max(0.0, self._retry_at - time.monotonic())))
+        os._exit(0)
+
+    def request_stop(self, timeout: float) -> None:
+        """From the manager's control thread: finish within `timeout` seconds."""
+        self._deadline = time.monotonic() + max(0.0, timeout)
+        self._stopping = True
+        _notify(self._wake_path)
+
+    # -- the dispatcher
+
+    def run(self) -> None:
+        try:
+            if not self._begin():
+                return
+            self._adjust_workers()
+            last_cleanup = 0.0
+            while True:
+                if self._orphaned:
+                    self._leave()
+                try:
+                    if self._stopping:
+                        self._wind_down()
+                        if self._drained():
+                            break
+                    self._round()
+                    if self.store.leased and (time.monotonic() >= self._lease_due or
+                                              self._lease_lost.is_set()):
+                        self._keep_lease()
+                    if time.monotonic() - last_cleanup > _CLEANUP_INTERVAL and \
+                            time.monotonic() >= self._retry_at:
+                        last_cleanup = time.monotonic()
+                        self._settings = self.store.settings()
+                        self.store.cleanup(self.store.now(), self._settings["result_ttl"])
+                    if time.monotonic() >= self._retry_at:
+                        self.store.checkpoint()
+                except DatabaseError as error:     # weather: wait it out, keep everything
+                    self._unavailable(error)
+                self._sleep()
+        except Exception:
+            _log.exception("autocron pool for %s failed; its workers stop", self.store.path)
+        finally:
+            self._shutdown_workers()
+            self._release()
+
+    # -- the round
+
+    def _make_room(self) -> None:
+        """A call came with a higher priority than some that workers hold and have not
+        started: those go back to the database (_receive: requeued), where the next claim
+        puts the new call first. A call waiting in the database never loses its place to one
+        a worker merely holds."""
+        announced, self._announced = self._announced, None
+        heard = self._pg_listener                  # and from other machines' calls (PostgreSQL)
+        if heard is not None and heard.priority is not None:
+            announced = heard.priority if announced is None else max(announced, heard.priority)
+            heard.priority = None
+        if announced is None:
+            return
+        for worker in self._workers:
+            for task in worker.queue:
+                if not task.running and not task.returning and task.priority < announced:
+                    task.outranked = True
+                    self._take_back(worker, task)
+
+    def _watch_clock(self) -> None:
+        """Calls made before the wall clock stepped back become due at once (at the start
+        too: the step may have come while no pool ran)."""
+        now = _clock()
+        if now < self._clock_seen - _CLOCK_STEP or not self._clock_seen:
+            stalled = self.store.clock_went_back(now)
+            if stalled and self._clock_seen:
+                _log.warning("autocron: the clock stepped back by %.0f s; %d calls made before "
+                             "are due now", self._clock_seen - now, stalled)
+            self._news, self._dry = True, False
+        self._clock_seen = now
+
+    def _depth(self) -> int:
+        """How many tasks a worker holds: more while the recent ones were quick."""
+        return _PREFETCH_QUICK if self._run_time < _QUICK_TASK else _PREFETCH
+
+    def _places(self) -> list:
+        """A worker for every task the workers can take now: idle workers first, then places
+        behind a running task."""
+        active = [w for w in self._workers if not w.retiring and not w.closed]
+        places = [w for w in active if not w.queue]
+        for depth in range(1, self._depth()):
+            places += [w for w in active if max(len(w.queue), 1) <= depth]
+        return places
+
+    def _round(self) -> None:
+        """Collect what the workers report; in one transaction write it and claim the next
+        tasks; hand them out."""
+        reachable = time.monotonic() >= self._retry_at    # else: an outage, wait it out
+        if reachable:
+            self._watch_clock()
+        self._make_room()
+        if reachable and time.monotonic() - self._settings_read > _SETTINGS_LOOK:
+            self._settings_read = time.monotonic()        # the admin tool's
+            self._settings = self.store.settings()
+        self._collect()
+        self._enforce_timeouts()
+        if reachable:
+            self._cancel_requested()
+        # A start alone changes nothing that a claim needs (the worker's places were
+        # counted when it got the task): claiming then would only cut batches smaller.
+        news, self._news = self._news, False
+        places = [] if self._stopping or not news else self._places()
+        placed = []
+        while places and self._returned:
+            placed.append((places.pop(0), self._returned.pop(0)))
+        # In an outage a commit is tried even with nothing to write: the one that works ends
+        # it, and lets the workers start tasks again.
+        pending = self._batch.due(time.monotonic()) or self._outage is not None
+        due = (False, False)
+        if places and not self._dry and time.monotonic() >= self._retry_at:
+            due = self.store.anything_due(self.store.now())
+        claimed = []
+        if (pending or any(due)) and time.monotonic() >= self._retry_at:
+            pids = [w.proc.pid for w in places] if any(due) else []
+            claimed = self._commit(pids, due[1])
+            if pids:
+                self._dry = len(claimed) < len(pids)
+        placed += [(place, _Task(row)) for place, row in zip(places, claimed)]
+        handed: dict = {}
+        for worker, task in placed:
+            handed.setdefault(worker, []).append(task)
+        for worker, tasks in handed.items():
+            worker.push(tasks, self._cancel_mark, self.store.lease)
+        self._tell_acknowledged()
+        if news:                       # it looked for due work: what it found counts (fewer
+            self._idle = len(claimed) < max(len(places), 1)     # than asked: none is left)
+            if not claimed and not placed:
+                self._take_back_queued()
+
+    def _enforce_timeouts(self) -> None:
+        now = time.monotonic()
+        for worker in self._workers:
+            head = worker.queue[0] if worker.queue else None
+            if head is not None and head.timeout and head.running and \
+                    now - head.started >= head.timeout:
+                self._kill(worker, head, f"timed out after {head.timeout:g} s")
+
+    def _kill(self, worker: _Worker, task: "_Task", reason: str) -> None:
+        """Kill the worker running `task`, unless its pipe says the task has just ended."""
+        self._drain(worker)
+        if worker.queue and worker.queue[0] is task:
+            worker.kill(reason, task)
+
+    def _cancel_requested(self) -> None:
+        """cancel() from any process: withdraw what has not started; force: stop it."""
+        if not (any(w.queue for w in self._workers) or self._returned):
+            return
+        mark = self.store.cancel_mark()
+        if mark is None or mark != self._cancel_mark:
+            self._cancel_mark, self._requested = mark, self.store.cancel_requests()
+        requested = self._requested
+        if not requested:
+            return
+        for task in [t for t in self._returned if t.id in requested]:
+            self._returned.remove(task)
+            self._end(task, "cancelled", "cancelled")
+        for worker in self._workers:
+            for task in list(worker.queue):
+                level = requested.get(task.id, 0)
+                if level <= task.cancel:
+                    continue
+                task.cancel = level
+                if task.running and level == 2:
+                    self._kill(worker, task, "cancelled")
+                elif task.running:
+                    self._batch.refused.append(task.id)
+                else:                       # the worker gives it back, or says it started
+                    self._take_back(worker, task)
+
+    def _next_timeout(self) -> Optional[float]:
+        ends = [w.queue[0].started + w.queue[0].timeout for w in self._workers
+                if w.queue and w.queue[0].timeout and w.queue[0].running]
+        return max(0.0, min(ends) - time.monotonic()) if ends else None
 
 
 def _frame(data: bytes) -> bytes:
