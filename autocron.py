@@ -5156,7 +5156,11 @@ class _Worker:
         """End the process and what its task started (it cannot be interrupted otherwise)."""
         if not self.kill_reason:
             self.kill_reason, self.killed_for = reason, task.id
-            _kill_group(self.proc)
+            self.end()
+
+    def end(self) -> None:
+        """Kill the process and every process below it (see _kill_group)."""
+        _kill_group(self.proc)
 
     def push(self, tasks: list, withdrawals: Any = None, lease: Optional[int] = None) -> None:
         """Hand tasks over in one write (one system call, not one a task); each message
@@ -5318,7 +5322,7 @@ class _PoolWakeups:
             else:
                 self._selector.unregister(self._wake)
             self._listening = held
-        if room and self._idle and time.monotonic() >= self._retry_at:
+        if room and self._idle and self._clock() >= self._retry_at:
             try:
                 due = self.store.next_due()
             except DatabaseError as error:
@@ -5329,8 +5333,8 @@ class _PoolWakeups:
         elif room:
             timeout = 0.0              # the last round was busy: look again at once
         if self._stopping:
-            timeout = min(timeout, max(0.0, self._deadline - time.monotonic()))
-        now = time.monotonic()
+            timeout = min(timeout, max(0.0, self._deadline - self._clock()))
+        now = self._clock()
         waits = [t - now for t in (self._respawn_at, self._retry_at) if t > now]
         waits.append(self._next_timeout())
         if self._batch.started:        # starts alone wait a moment for company in a commit
@@ -5391,7 +5395,7 @@ class _PoolLease:
                 return True
             except DatabaseError as error:
                 self._unavailable(error)
-                time.sleep(max(0.0, self._retry_at - time.monotonic()))
+                time.sleep(max(0.0, self._retry_at - self._clock()))
         return False
 
     def _unavailable(self, error: DatabaseError) -> None:
@@ -5399,7 +5403,7 @@ class _PoolLease:
         error, a server restarting or out of reach): nothing learnt is dropped, and the pool
         tries again after a pause that doubles up to _OUTAGE_PAUSES[1]. Its workers go on
         with the tasks they hold and keep their outcomes until they are committed."""
-        now = time.monotonic()
+        now = self._clock()
         outage = self._outage
         if outage is None:
             outage = self._outage = _Outage(now, _OUTAGE_PAUSES[0], now)
@@ -5424,7 +5428,7 @@ class _PoolLease:
         """A write went through: an outage, if there was one, is over."""
         if self._outage is not None:
             _log.warning("autocron pool for %s writes to its database again (after %.1f s)",
-                         self.store.path, time.monotonic() - self._outage.since)
+                         self.store.path, self._clock() - self._outage.since)
             self._outage, self._retry_at = None, 0.0
             self._may_start(True)
             if self.store.leased and self._pg_listener is None:
@@ -5476,9 +5480,9 @@ class _PoolLease:
             self._lease_clock.set(sent + _lease_ttl * (1 - _LEASE_MARGIN), self.store.lease)
             self._lease_lost.clear()
             self._publish()
-        if time.monotonic() < self._lease_due:
+        if self._clock() < self._lease_due:
             return
-        self._lease_due = time.monotonic() + _lease_ttl / _LEASE_RENEWALS
+        self._lease_due = self._clock() + _lease_ttl / _LEASE_RENEWALS
         if self._pg_listener is None:
             self._listen_anew()
         self._reclaim_strays()
@@ -5570,7 +5574,7 @@ class _PoolCrew:
             worker.closed = True         # its process ends next (or has): see _collect
             self._selector.unregister(worker.results)
             if worker.proc.poll() is None:
-                _kill_group(worker.proc)     # a worker never closes its pipe by itself
+                worker.end()     # a worker never closes its pipe by itself
 
     def _receive(self, worker: _Worker, message: NamedTuple) -> None:
         """One message of a worker's: _Started, _Done or _Returned."""
@@ -5581,7 +5585,7 @@ class _PoolCrew:
                          "ignored", worker.proc.pid, task_id)
             return
         if type(message) is _Started:
-            task.started, task.running = time.monotonic(), True
+            task.started, task.running = self._clock(), True
             self._batch.add_start(message, task.started)
             if task.cancel == 1:          # the withdrawal came too late
                 task.cancel = 0
@@ -5620,7 +5624,7 @@ class _PoolCrew:
             self._selector.unregister(worker.results)
         worker.close()
         code = worker.proc.wait()
-        _kill_group(worker.proc)         # what its tasks started dies with it
+        worker.end()         # what its tasks started dies with it
         self._end_orphans()
         for task in worker.queue:
             if not task.running:
@@ -5633,8 +5637,8 @@ class _PoolCrew:
                 self._end(task, "error", text, retryable=True)
         if not worker.queue and not worker.retiring and not self._stopping:
             _log.warning("autocron worker %d died: %s", worker.proc.pid, _exit_text(code))
-        if time.monotonic() - worker.born < _YOUNG and not worker.retiring:
-            self._respawn_at = time.monotonic() + self._respawn_delay   # failing at start-up
+        if self._clock() - worker.born < _YOUNG and not worker.retiring:
+            self._respawn_at = self._clock() + self._respawn_delay   # failing at start-up
             self._respawn_delay = min(self._respawn_delay * 2, _RESTART_PAUSE[1])
         else:
             self._respawn_delay = _RESTART_PAUSE[0]
@@ -5643,7 +5647,7 @@ class _PoolCrew:
     def _end_orphans(self) -> None:
         """Kill and reap what a dead worker's tasks left: reparented to the manager (a
         subreaper), these are its children that are no worker of its own."""
-        if not _HAS_PROCESS_TREE:
+        if not _HAS_PROCESS_TREE or not self._own_processes:
             return
         workers = {w.proc.pid for w in self._workers}
         tree = _process_tree()
@@ -5662,13 +5666,15 @@ class _PoolCrew:
         """Spawn or retire workers until their number matches the setting."""
         active = [w for w in self._workers if not w.retiring]
         wanted = max(1, int(self._settings["workers"]))
-        if len(active) < wanted and time.monotonic() >= self._respawn_at:
+        if len(active) < wanted and self._clock() >= self._respawn_at:
             for _ in range(wanted - len(active)):
                 slot = self._free_slot()
                 if slot is False:          # no room for its start log: a full disk
-                    self._respawn_at = time.monotonic() + _OUTAGE_PAUSES[1]
+                    self._respawn_at = self._clock() + _OUTAGE_PAUSES[1]
                     break
-                worker = _Worker(self.store.path, self.store.lease, self._lease_clock, slot)
+                worker = self._spawn_worker(self.store.path, self.store.lease, self._lease_clock,
+                                            slot)
+                worker.born = self._clock()
                 self._workers.append(worker)
                 self._selector.register(worker.results, selectors.EVENT_READ)
                 _log.info("autocron worker %d started", worker.proc.pid)
@@ -5707,9 +5713,9 @@ class _PoolCrew:
             for task in worker.queue[1:]:
                 self._take_back(worker, task)
         busy = [w for w in self._workers if w.queue]
-        if busy and time.monotonic() >= self._deadline:
+        if busy and self._clock() >= self._deadline:
             for worker in busy:
-                _kill_group(worker.proc)
+                worker.end()
                 worker.proc.wait()
                 self._drain(worker)
                 for task in worker.queue:
@@ -5735,7 +5741,7 @@ class _PoolCrew:
                 worker.proc.wait(timeout=max(0.1, end - time.monotonic()))
             except subprocess.TimeoutExpired:
                 pass
-            _kill_group(worker.proc)     # and what its tasks left running
+            worker.end()     # and what its tasks left running
             worker.proc.wait()
             worker.close()
         self._workers = []
@@ -5903,8 +5909,15 @@ class _Pool(_PoolWrites, _PoolCrew, _PoolLease, _PoolWakeups):
     batch); here: the state they share, the run loop and the round.
     """
 
-    def __init__(self, store: _Store, owner: int, notices: _Connection):
+    def __init__(self, store: _Store, owner: int, notices: _Connection,
+                 spawn: Optional[Callable] = None, clock: Callable[[], float] = time.monotonic):
+        """`spawn` and `clock` are for the tests that drive the round in-process: a factory
+        of worker handles in place of _Worker (no process is started: nothing is reaped or
+        signalled), and the monotonic clock the round goes by."""
         self.store = store
+        self._spawn_worker = spawn or _Worker
+        self._own_processes = spawn is None     # its workers' orphans are its children
+        self._clock = clock
         self._owner = owner            # pid of the process that owns the pool (published)
         self._notices = notices        # the pipe up to the owner: finished tasks, log records
         self._notices_lock = threading.Lock()   # the control thread and the dispatcher share
@@ -5933,7 +5946,7 @@ class _Pool(_PoolWrites, _PoolCrew, _PoolLease, _PoolWakeups):
         self._clock_seen = 0.0         # the wall clock at the last round (a step back: below)
         self._announced: Optional[int] = None   # the highest priority of new calls heard of
         self._settings = store.settings()        # workers, result_ttl, ... as last read
-        self._settings_read = time.monotonic()   # when
+        self._settings_read = self._clock()   # when
         self._ready: set = set()       # workers whose pipe the last wait found readable
         self._cancel_mark: Any = False   # the store's cancel mark when last looked at
         self._requested: dict = {}     # and the withdrawals asked for by then
@@ -5941,7 +5954,8 @@ class _Pool(_PoolWrites, _PoolCrew, _PoolLease, _PoolWakeups):
         self._dry = False              # and nothing woke the pool since: no need to ask again
         self._selector = selectors.DefaultSelector()   # worker pipes, wake-ups, child ends
         self._listening = False        # is the wake socket in the selector?
-        self._children = _child_signals()   # readable when a worker process ends
+        self._children = _child_signals() if self._own_processes else None
+                                       # readable when a worker process ends
         self._child_ended = False      # it was: look which one
         self._news = True              # something since the last round besides starts
         self._run_time = _QUICK_TASK   # how long recent tasks ran, a moving average (s)
@@ -6003,12 +6017,12 @@ class _Pool(_PoolWrites, _PoolCrew, _PoolLease, _PoolWakeups):
             except DatabaseError:
                 if time.monotonic() >= end:
                     break
-                time.sleep(min(0.2, max(0.0, self._retry_at - time.monotonic())))
+                time.sleep(min(0.2, max(0.0, self._retry_at - self._clock())))
         os._exit(0)
 
     def request_stop(self, timeout: float) -> None:
         """From the manager's control thread: finish within `timeout` seconds."""
-        self._deadline = time.monotonic() + max(0.0, timeout)
+        self._deadline = self._clock() + max(0.0, timeout)
         self._stopping = True
         _notify(self._wake_path)
 
@@ -6029,15 +6043,15 @@ class _Pool(_PoolWrites, _PoolCrew, _PoolLease, _PoolWakeups):
                         if self._drained():
                             break
                     self._round()
-                    if self.store.leased and (time.monotonic() >= self._lease_due or
+                    if self.store.leased and (self._clock() >= self._lease_due or
                                               self._lease_lost.is_set()):
                         self._keep_lease()
-                    if time.monotonic() - last_cleanup > _CLEANUP_INTERVAL and \
-                            time.monotonic() >= self._retry_at:
-                        last_cleanup = time.monotonic()
+                    if self._clock() - last_cleanup > _CLEANUP_INTERVAL and \
+                            self._clock() >= self._retry_at:
+                        last_cleanup = self._clock()
                         self._settings = self.store.settings()
                         self.store.cleanup(self.store.now(), self._settings["result_ttl"])
-                    if time.monotonic() >= self._retry_at:
+                    if self._clock() >= self._retry_at:
                         self.store.checkpoint()
                 except DatabaseError as error:     # weather: wait it out, keep everything
                     self._unavailable(error)
@@ -6096,12 +6110,12 @@ class _Pool(_PoolWrites, _PoolCrew, _PoolLease, _PoolWakeups):
     def _round(self) -> None:
         """Collect what the workers report; in one transaction write it and claim the next
         tasks; hand them out."""
-        reachable = time.monotonic() >= self._retry_at    # else: an outage, wait it out
+        reachable = self._clock() >= self._retry_at    # else: an outage, wait it out
         if reachable:
             self._watch_clock()
         self._make_room()
-        if reachable and time.monotonic() - self._settings_read > _SETTINGS_LOOK:
-            self._settings_read = time.monotonic()        # the admin tool's
+        if reachable and self._clock() - self._settings_read > _SETTINGS_LOOK:
+            self._settings_read = self._clock()        # the admin tool's
             self._settings = self.store.settings()
         self._collect()
         self._enforce_timeouts()
@@ -6116,12 +6130,12 @@ class _Pool(_PoolWrites, _PoolCrew, _PoolLease, _PoolWakeups):
             placed.append((places.pop(0), self._returned.pop(0)))
         # In an outage a commit is tried even with nothing to write: the one that works ends
         # it, and lets the workers start tasks again.
-        pending = self._batch.due(time.monotonic()) or self._outage is not None
+        pending = self._batch.due(self._clock()) or self._outage is not None
         due = (False, False)
-        if places and not self._dry and time.monotonic() >= self._retry_at:
+        if places and not self._dry and self._clock() >= self._retry_at:
             due = self.store.anything_due(self.store.now())
         claimed = []
-        if (pending or any(due)) and time.monotonic() >= self._retry_at:
+        if (pending or any(due)) and self._clock() >= self._retry_at:
             pids = [w.proc.pid for w in places] if any(due) else []
             claimed = self._commit(pids, due[1])
             if pids:
@@ -6139,7 +6153,7 @@ class _Pool(_PoolWrites, _PoolCrew, _PoolLease, _PoolWakeups):
                 self._take_back_queued()
 
     def _enforce_timeouts(self) -> None:
-        now = time.monotonic()
+        now = self._clock()
         for worker in self._workers:
             head = worker.queue[0] if worker.queue else None
             if head is not None and head.timeout and head.running and \
@@ -6181,7 +6195,7 @@ class _Pool(_PoolWrites, _PoolCrew, _PoolLease, _PoolWakeups):
     def _next_timeout(self) -> Optional[float]:
         ends = [w.queue[0].started + w.queue[0].timeout for w in self._workers
                 if w.queue and w.queue[0].timeout and w.queue[0].running]
-        return max(0.0, min(ends) - time.monotonic()) if ends else None
+        return max(0.0, min(ends) - self._clock()) if ends else None
 
 
 def _frame(data: bytes) -> bytes:

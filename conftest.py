@@ -9,7 +9,9 @@ after it, whatever the test left in it; sockets on 127.0.0.1, closed with their 
 import collections
 import contextlib
 import errno
+import fcntl
 import os
+import pickle
 import random
 import selectors
 import socket
@@ -319,3 +321,132 @@ def tcp_proxy():
     yield start
     for proxy in proxies:
         proxy.close()
+
+
+# -- the dispatcher in-process: fake workers, a fake clock
+
+
+class FakeProcess:
+    """A worker process as the dispatcher sees one, with no process behind it: a pid no
+    process has (beyond the kernel's largest), and whether it ended and how."""
+
+    def __init__(self, pid: int):
+        self.pid = pid
+        self.returncode = None
+
+    def poll(self):
+        return self.returncode
+
+    def wait(self, timeout=None):
+        if self.returncode is None:
+            raise subprocess.TimeoutExpired("fake worker", timeout)
+        return self.returncode
+
+
+class FakeWorker(autocron._Worker):
+    """A worker handle whose process is the test: the pool writes its messages into a real
+    pipe, which runs() reads; the test says what a worker would (say(), exit()), framed
+    as a worker frames it, into the pipe the pool reads."""
+
+    def __init__(self, pid: int, slot=None):
+        down_read, down_write = os.pipe()
+        up_read, up_write = os.pipe()
+        self.proc = FakeProcess(pid)
+        self.tasks = autocron._Connection(down_write, readable=False)
+        self.results = autocron._Connection(up_read, writable=False)
+        self.down, self.up = down_read, up_write       # the worker's ends
+        os.set_blocking(down_read, False)
+        os.set_blocking(up_read, False)
+        with contextlib.suppress(OSError):      # room for a large outcome said at once
+            fcntl.fcntl(up_write, getattr(fcntl, "F_SETPIPE_SZ", 1031), 1 << 20)
+        self.queue, self.retiring, self.born, self.slot = [], False, 0.0, slot
+        self.kill_reason, self.killed_for = "", -1
+        self.reported = self.acknowledged = self.told = 0
+        self.closed, self.inbox = False, bytearray()
+        self.heard = bytearray()
+
+    def say(self, *messages) -> None:
+        for message in messages:
+            os.write(self.up, autocron._frame(pickle.dumps(message)))
+
+    def runs(self) -> list:
+        """What the pool sent since the last look: [_Run, _Ack, _Return, _Exit]."""
+        with contextlib.suppress(BlockingIOError, OSError):
+            while True:
+                chunk = os.read(self.down, 65536)
+                if not chunk:
+                    break
+                self.heard += chunk
+        return [pickle.loads(m) for m in autocron._frames(self.heard)]
+
+    def exit(self, code: int) -> None:
+        """The process ends (a negative code: killed by that signal); its pipe closes."""
+        if self.proc.returncode is None:
+            self.proc.returncode = code
+            with contextlib.suppress(OSError):
+                os.close(self.up)
+
+    def end(self) -> None:
+        self.exit(-9)
+
+    def close(self) -> None:
+        super().close()
+        self.exit(self.proc.returncode if self.proc.returncode is not None else -9)
+        with contextlib.suppress(OSError):
+            os.close(self.down)
+
+
+class Dispatcher:
+    """A _Pool of an SQLite file, driven round by round in this process: fake workers, a
+    clock the test moves (`now`, monotonic seconds), the owner's notices in a pipe."""
+
+    def __init__(self, database: str, workers: int = 2):
+        self.store = autocron._SqliteStore(database)
+        self.store.set_setting("workers", workers)
+        self.now = 1000.0
+        self.workers = []
+        self.notice_end, write_end = os.pipe()
+        self.pool = autocron._Pool(self.store, os.getpid(), autocron._Connection(
+            write_end, readable=False), spawn=self.spawn, clock=lambda: self.now)
+        assert self.pool._begin()
+        self.pool._adjust_workers()
+
+    def spawn(self, database, lease, lease_clock, slot):
+        worker = FakeWorker(2 ** 30 + len(self.workers), slot)
+        self.workers.append(worker)
+        return worker
+
+    def round(self):
+        """One round, as the run loop makes it after a wait that ended without an event (a
+        due time: the pool looks for work) or with messages from every worker; an
+        unavailable database is weather."""
+        self.pool._ready = {w.results for w in self.pool._workers if not w.closed}
+        self.pool._news, self.pool._dry = True, False
+        try:
+            self.pool._round()
+        except autocron.DatabaseError as error:
+            self.pool._unavailable(error)
+
+    def later(self, seconds: float):
+        self.now += seconds
+        self.round()
+
+    def close(self):
+        self.pool._shutdown_workers()
+        self.pool._release()
+        self.pool._lease_clock and os.close(self.pool._lease_clock.fd)
+        os.close(self.notice_end)
+        self.store.close()
+
+
+@pytest.fixture
+def dispatcher(tmp_path):
+    """A Dispatcher of two fake workers on a fresh database (see Dispatcher)."""
+    made = []
+
+    def make(database=None, workers=2):
+        made.append(Dispatcher(database or str(tmp_path / "autocron.db"), workers))
+        return made[-1]
+    yield make
+    for each in made:
+        each.close()

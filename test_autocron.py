@@ -3292,6 +3292,119 @@ class TestStartLog:
         os.close(read_end)
 
 
+def store_calls(store, *options):
+    """Store a call for each _Options (all due now); their row ids."""
+    return [autocron._row_key(store.add_task("f", "()", b"", autocron._clock(), option))[0]
+            for option in options]
+
+
+class TestDispatcher:
+    """The pool's round driven in this process: fake workers (pipes, no process), a clock
+    the test moves (conftest's Dispatcher)."""
+
+    @staticmethod
+    def ids(messages):
+        return [m.id for m in messages if type(m) is autocron._Run]
+
+    def test_higher_priority_first_and_each_worker_holds_its_depth(self, dispatcher):
+        pool = dispatcher(workers=2)
+        rows = store_calls(pool.store, *[autocron._Options(priority=p)
+                                         for p in (0, 3, 1, 3, 2, 0, 5, 1, 0, 4)])
+        pool.round()
+        first, second = (self.ids(w.runs()) for w in pool.workers)
+        depth = pool.pool._depth()
+        assert len(first) == len(second) == depth          # 2 workers x depth, of 10
+        # the claim hands them out in turn: idle workers first, then places behind
+        handed = [task for pair in zip(first, second) for task in pair]
+        priority = dict(zip(rows, (0, 3, 1, 3, 2, 0, 5, 1, 0, 4)))
+        assert [priority[t] for t in handed] == sorted(priority.values(), reverse=True)[
+            :2 * depth]
+        waiting = query(pool.store.path, "SELECT count(*) FROM tasks WHERE status = 'waiting'")
+        assert waiting == [(10 - 2 * depth,)]
+
+    def test_a_call_that_outranks_one_only_held_takes_its_place(self, dispatcher):
+        pool = dispatcher(workers=1)
+        running, held = store_calls(pool.store, autocron._Options(), autocron._Options())
+        pool.round()
+        (worker,) = pool.workers
+        assert self.ids(worker.runs()) == [running, held]
+        worker.say(autocron._Started(running, autocron._clock()))
+        pool.round()
+        (urgent,) = store_calls(pool.store, autocron._Options(priority=5))
+        pool.pool._announced = 5                 # as the wake-up datagram "!5" says
+        pool.round()
+        # held is asked back, and the new call goes behind it, to start in its place
+        assert [(type(m), m.id) for m in worker.runs()] == [
+            (autocron._Return, held), (autocron._Run, urgent)]
+        worker.say(autocron._Returned(held))     # not started: given back
+        pool.round()                             # written: it waits again
+        pool.round()
+        # in the database again, it comes back behind the call that outranked it
+        assert self.ids(worker.runs()) == [held]
+        assert [t.id for t in pool.pool._workers[0].queue] == [running, urgent, held]
+
+    def test_a_task_past_its_timeout_is_killed_and_fails_with_the_reason(self, dispatcher):
+        pool = dispatcher(workers=1)
+        (task,) = store_calls(pool.store, autocron._Options(timeout=5))
+        pool.round()
+        (worker,) = pool.workers
+        worker.say(autocron._Started(task, autocron._clock()))
+        pool.round()
+        pool.later(4.9)
+        assert worker.proc.returncode is None
+        pool.later(0.2)
+        assert worker.kill_reason == "timed out after 5 s" and worker.proc.returncode == -9
+        pool.round()                             # buried: its task fails, another worker
+        (row,) = query(pool.store.path, "SELECT status, attempts, error FROM tasks")
+        assert row[:2] == ("error", 1)
+        assert json.loads(row[2])["message"] == "timed out after 5 s"
+        assert len(pool.workers) == 2 and pool.workers[1].proc.returncode is None
+
+    def test_a_failed_commit_gives_the_batch_back_and_it_is_written_once(self, dispatcher,
+                                                                         small_disk):
+        pool = dispatcher(small_disk.path("autocron.db"), workers=1)
+        (task,) = store_calls(pool.store, autocron._Options())
+        pool.round()
+        (worker,) = pool.workers
+        start = autocron._clock()
+        value = pickle.dumps("x" * 200_000)      # a write that needs new room
+        worker.say(autocron._Started(task, start),
+                   autocron._Done(autocron._Outcome(task, "ready", value, started=start,
+                                                    finished=start + 0.01)))
+        small_disk.fill()
+        try:
+            pool.round()
+            assert pool.pool._outage is not None and not pool.pool._lease_clock.valid(None)
+            assert [r.outcome.id for r in pool.pool._batch.outcomes] == [task]
+            pool.later(0.01)                     # before the pause ends: not tried
+            assert [r.outcome.id for r in pool.pool._batch.outcomes] == [task]
+        finally:
+            small_disk.free()
+        pool.later(0.1)
+        assert pool.pool._outage is None and pool.pool._lease_clock.valid(None)
+        assert pool.pool._batch.empty() and worker.acknowledged == 1
+        pool.later(1.0)
+        assert query(pool.store.path, "SELECT status, attempts, length(value) FROM tasks") == [
+            ("ready", 1, len(value))]
+
+    def test_a_worker_that_dies_fails_its_task_and_another_takes_its_place(self, dispatcher):
+        pool = dispatcher(workers=1)
+        task, later = store_calls(pool.store, autocron._Options(), autocron._Options())
+        pool.round()
+        (worker,) = pool.workers
+        worker.say(autocron._Started(task, autocron._clock()))
+        pool.later(autocron._YOUNG)               # not a worker failing at its start
+        worker.exit(-9)
+        pool.round()
+        assert query(pool.store.path, "SELECT status, error FROM tasks ORDER BY id")[0][0] == \
+            "error"
+        (error,) = query(pool.store.path, f"SELECT error FROM tasks WHERE id = {task}")[0]
+        assert json.loads(error)["message"] == "worker died: killed by signal 9 (SIGKILL)"
+        assert len(pool.workers) == 2 and pool.workers[1].slot != worker.slot
+        pool.round()
+        assert self.ids(pool.workers[1].runs()) == [later]   # the one it held runs again
+
+
 class TestPool:
     """One pool per database, workers that die with their owner, crashes reported at once."""
 
