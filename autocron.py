@@ -63,7 +63,8 @@ Sections, in dependency order, each under a banner, with about how many lines it
     The PostgreSQL store            1000  _PgStore of _PgLink (the doorway) and _PgMachines
                                           (leases, LISTEN/NOTIFY, the server's clock)
     Workers and the pool            2000  _worker_main; _Pool (the dispatcher) of its parts
-                                          _PoolWakeups, _PoolLease, _PoolCrew, _PoolWrites;
+                                          _PoolWakeups, _PoolLease, _PoolDeadlines,
+                                          _PoolCrew, _PoolWrites;
                                           _PoolHandle (the owner's side)
     Public API                       700  start, stop, delay, cron, Result, get_results
     Dashboard                        850  the pages the module serves itself
@@ -5894,7 +5895,31 @@ class _PoolWrites:
             self._batch.requeue.append(task)
 
 
-class _Pool(_PoolWrites, _PoolCrew, _PoolLease, _PoolWakeups):
+class _PoolDeadlines:
+    """The pool's part that keeps time for the tasks: a task past its timeout is ended with
+    its worker, and the round's wait ends by the next such deadline."""
+
+    def _enforce_timeouts(self) -> None:
+        now = self._clock()
+        for worker in self._workers:
+            head = worker.queue[0] if worker.queue else None
+            if head is not None and head.timeout and head.running and \
+                    now - head.started >= head.timeout:
+                self._kill(worker, head, f"timed out after {head.timeout:g} s")
+
+    def _kill(self, worker: _Worker, task: "_Task", reason: str) -> None:
+        """Kill the worker running `task`, unless its pipe says the task has just ended."""
+        self._drain(worker)
+        if worker.queue and worker.queue[0] is task:
+            worker.kill(reason, task)
+
+    def _next_timeout(self) -> Optional[float]:
+        ends = [w.queue[0].started + w.queue[0].timeout for w in self._workers
+                if w.queue and w.queue[0].timeout and w.queue[0].running]
+        return max(0.0, min(ends) - self._clock()) if ends else None
+
+
+class _Pool(_PoolWrites, _PoolCrew, _PoolDeadlines, _PoolLease, _PoolWakeups):
     """The worker processes of one database and the dispatcher that feeds them; it runs in
     the pool manager process (see _manager_main).
 
@@ -5905,8 +5930,8 @@ class _Pool(_PoolWrites, _PoolCrew, _PoolLease, _PoolWakeups):
     and a worker forgets its outcomes only once the pool acknowledges them.
 
     Its parts, each a class of one job: _PoolWakeups (waiting), _PoolLease (its right to
-    run, and outages), _PoolCrew (the workers), _PoolWrites (the commit of a round's
-    batch); here: the state they share, the run loop and the round.
+    run, and outages), _PoolDeadlines (timeouts), _PoolCrew (the workers), _PoolWrites (the
+    commit of a round's batch); here: the state they share, the run loop and the round.
     """
 
     def __init__(self, store: _Store, owner: int, notices: _Connection,
@@ -6152,20 +6177,6 @@ class _Pool(_PoolWrites, _PoolCrew, _PoolLease, _PoolWakeups):
             if not claimed and not placed:
                 self._take_back_queued()
 
-    def _enforce_timeouts(self) -> None:
-        now = self._clock()
-        for worker in self._workers:
-            head = worker.queue[0] if worker.queue else None
-            if head is not None and head.timeout and head.running and \
-                    now - head.started >= head.timeout:
-                self._kill(worker, head, f"timed out after {head.timeout:g} s")
-
-    def _kill(self, worker: _Worker, task: "_Task", reason: str) -> None:
-        """Kill the worker running `task`, unless its pipe says the task has just ended."""
-        self._drain(worker)
-        if worker.queue and worker.queue[0] is task:
-            worker.kill(reason, task)
-
     def _cancel_requested(self) -> None:
         """cancel() from any process: withdraw what has not started; force: stop it."""
         if not (any(w.queue for w in self._workers) or self._returned):
@@ -6191,11 +6202,6 @@ class _Pool(_PoolWrites, _PoolCrew, _PoolLease, _PoolWakeups):
                     self._batch.refused.append(task.id)
                 else:                       # the worker gives it back, or says it started
                     self._take_back(worker, task)
-
-    def _next_timeout(self) -> Optional[float]:
-        ends = [w.queue[0].started + w.queue[0].timeout for w in self._workers
-                if w.queue and w.queue[0].timeout and w.queue[0].running]
-        return max(0.0, min(ends) - self._clock()) if ends else None
 
 
 def _frame(data: bytes) -> bytes:

@@ -6248,6 +6248,13 @@ class TestModuleLayout:
                         for name, line in global_reads(node) if defined.get(name, -1) > here]
         assert forward == []
 
+    def test_no_class_is_longer_than_300_lines(self):
+        # a room a newcomer can enter: the pool and the stores are made of parts
+        tree, _ = self.layout()
+        long = [(node.name, node.end_lineno - node.lineno + 1) for node in ast.walk(tree)
+                if isinstance(node, ast.ClassDef) and node.end_lineno - node.lineno >= 300]
+        assert long == []
+
     def test_sql_lives_in_the_store_section_only(self):
         tree, sections = self.layout()
         outside = [f"line {node.lineno} in {sections[section_of(sections, node.lineno)][1]!r}: "
