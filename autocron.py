@@ -7578,154 +7578,163 @@ class _Dashboard:
                 f"</th><th>last run</th><th></th></tr>{''.join(rows)}</table>")
 
 
+class _DashboardRequest:
+    """One request to the dashboard, answered by its _Dashboard (`board`): the token, the
+    page's own site only, the form read from memory. http.server's request handler, imported
+    only when a dashboard is served, completes it (_dashboard_handler)."""
+
+    board: "_Dashboard"
+    server_version = "autocron"
+    # What a request line that cannot be parsed is answered in: the stdlib's default,
+    # HTTP/0.9, has no status line, and a client cannot tell the error.
+    default_request_version = "HTTP/1.0"
+
+    def setup(self) -> None:
+        # The intake (_Intake) has read the whole request already: the handler reads it
+        # from memory, and only a write can wait on the client, _DASH_READ s at most.
+        self.connection, request = self.request
+        self.connection.settimeout(_DASH_READ)
+        self.rfile = io.BytesIO(request)
+        self.wfile = self.connection.makefile("wb")
+
+    def finish(self) -> None:
+        with contextlib.suppress(OSError):       # a client that went away or reads not
+            self.wfile.close()
+
+    def log_message(self, *args) -> None:       # quiet: the page polls every 2 s
+        pass
+
+    def _cookie(self) -> str:
+        """The name of the token's cookie. A browser sends a host's cookies to each of
+        its ports: with the port in the name, two dashboards of one host neither read
+        nor overwrite each other's."""
+        return f"autocron_token_{self.server.server_address[1]}"
+
+    def _signed_in(self) -> bool:
+        cookies = dict(part.strip().partition("=")[::2] for part in
+                       self.headers.get("Cookie", "").split(";") if "=" in part)
+        return _same(cookies.get(self._cookie(), ""), self.board.token)
+
+    def _sign_in(self, url: Any, query: list) -> None:
+        """The printed address was opened: keep its token in a cookie that no script
+        reads and no other site's request carries, and go on to the address without it
+        (out of the address bar, the history and the next page's Referer)."""
+        import urllib.parse
+        rest = urllib.parse.urlencode([(k, v) for k, v in query if k != "token"])
+        self._send(303, "", (("Location", url.path + ("?" + rest if rest else "")),) +
+                   self._keep(True))
+
+    def _keep(self, token: bool) -> tuple:
+        """The header that keeps the token in the cookie, if the request carried it."""
+        return (("Set-Cookie", f"{self._cookie()}={self.board.token}; HttpOnly; "
+                               "SameSite=Strict; Path=/"),) if token else ()
+
+    def _send(self, status: int, body: str, headers: tuple = (),
+              framed: bool = False) -> None:
+        """Answer; `framed`: the notebook's view, which a notebook page may frame."""
+        data = body.encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", "text/html; charset=utf-8" if status < 300 or
+                         status == 404 else "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        ancestors = _DASH_NOTEBOOKS if framed else "'none'"
+        self.send_header("Content-Security-Policy",
+                         f"{_DASH_POLICY}; frame-ancestors {ancestors}")
+        if not framed:
+            self.send_header("X-Frame-Options", "DENY")    # browsers without CSP 2
+        for name, value in headers:
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _foreign(self, post: bool) -> Optional[tuple]:
+        """(status, text) for a request another site's page made, else None. On the
+        loopback a page of any site can rebind its own name to 127.0.0.1 and reach the
+        dashboard with it: its requests carry that name as Host. A form another site
+        posts carries that site as Origin (scripts send none: the token and the page's
+        secret still hold)."""
+        host = self.headers.get("Host", "")
+        names = self.server.names
+        if names is not None and host.lower() not in names:
+            return 421, (f"this dashboard answers to {' and '.join(names.shown)} only: "
+                         f"open {self.server.home} (the request was for {host!r})")
+        origin = self.headers.get("Origin")
+        if post and origin is not None and origin.lower() != f"http://{host.lower()}":
+            return 403, (f"this action came from another site ({origin}): use the "
+                         "dashboard's own page")
+        return None
+
+    def _answer(self, post: bool) -> None:
+        import urllib.parse
+        refused = self._foreign(post)
+        if refused:
+            return self._send(*refused)
+        url = urllib.parse.urlsplit(self.path)
+        pairs = urllib.parse.parse_qsl(url.query)
+        query = dict(pairs)
+        given = query.get("token")
+        token = given is not None and _same(given, self.board.token)
+        # The notebook's view keeps the token in its address: under a notebook of
+        # another site (localhost, for a dashboard on 127.0.0.1) its frame can neither
+        # set the cookie nor send it, and its live updates fetch that address.
+        framed = url.path == "/notebook" and not post
+        if token and not post and not framed:
+            return self._sign_in(url, pairs)
+        if not (token and framed or self._signed_in()):
+            return self._send(401, "a token is needed: open the address that `autocron "
+                                   "dashboard` printed, with its ?token=... (in a "
+                                   "notebook, the link under autocron.dashboard())",
+                              framed=framed)
+        try:
+            if post:
+                form, refused = self._form()
+                if refused:
+                    return self._send(*refused)
+                status, where = self.board.act(url.path, form)
+                if status == 303:
+                    return self._send(303, "", (("Location", where),))
+                return self._send(status, where)
+            status, body = self.board.page(url.path, query)
+            self._send(status, body, self._keep(token), framed)
+        except DatabaseError as error:     # weather (a server restarting): wait it out
+            self._send(503, f"the database cannot be read now; this page tries again "
+                            f"every {_DASH_RETRY} s: {error}",
+                       (("Refresh", str(_DASH_RETRY)), ("Retry-After", str(_DASH_RETRY))))
+
+    def _form(self) -> tuple:
+        """(the POST's form, None), or (None, (status, text)) for a body it does not
+        read: one without a length, of a length that is no whole number or too large
+        (the intake read no more of it than the head)."""
+        import urllib.parse
+        lengths = self.headers.get_all("Content-Length") or []
+        if not lengths or "Transfer-Encoding" in self.headers:
+            return None, (411, "a POST needs a Content-Length header (and no "
+                               "Transfer-Encoding)")
+        given = ", ".join(lengths)
+        if len(lengths) > 1 or not (given.isascii() and given.strip().isdigit()):
+            return None, (400, f"Content-Length must be a whole number of bytes, got "
+                               f"{given!r}")
+        if int(given) > _DASH_FORM:
+            return None, (413, f"a form may have {_DASH_FORM} bytes at most, got "
+                               f"{int(given)}")
+        body = self.rfile.read(int(given))
+        if len(body) < int(given):
+            return None, (400, f"the request ended after {len(body)} of its "
+                               f"{int(given)} bytes: send the whole form")
+        return dict(urllib.parse.parse_qsl(body.decode("utf-8", "replace"))), None
+
+    def do_GET(self) -> None:
+        self._answer(post=False)
+
+    def do_POST(self) -> None:
+        self._answer(post=True)
+
+
 def _dashboard_handler(board: _Dashboard) -> type:
+    """The request handler class of a dashboard server answered by `board`."""
     import http.server
-    import urllib.parse
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        server_version = "autocron"
-        # What a request line that cannot be parsed is answered in: the stdlib's default,
-        # HTTP/0.9, has no status line, and a client cannot tell the error.
-        default_request_version = "HTTP/1.0"
-
-        def setup(self) -> None:
-            # The intake (_Intake) has read the whole request already: the handler reads it
-            # from memory, and only a write can wait on the client, _DASH_READ s at most.
-            self.connection, request = self.request
-            self.connection.settimeout(_DASH_READ)
-            self.rfile = io.BytesIO(request)
-            self.wfile = self.connection.makefile("wb")
-
-        def finish(self) -> None:
-            with contextlib.suppress(OSError):       # a client that went away or reads not
-                self.wfile.close()
-
-        def log_message(self, *args) -> None:       # quiet: the page polls every 2 s
-            pass
-
-        def _cookie(self) -> str:
-            """The name of the token's cookie. A browser sends a host's cookies to each of
-            its ports: with the port in the name, two dashboards of one host neither read
-            nor overwrite each other's."""
-            return f"autocron_token_{self.server.server_address[1]}"
-
-        def _signed_in(self) -> bool:
-            cookies = dict(part.strip().partition("=")[::2] for part in
-                           self.headers.get("Cookie", "").split(";") if "=" in part)
-            return _same(cookies.get(self._cookie(), ""), board.token)
-
-        def _sign_in(self, url: Any, query: list) -> None:
-            """The printed address was opened: keep its token in a cookie that no script
-            reads and no other site's request carries, and go on to the address without it
-            (out of the address bar, the history and the next page's Referer)."""
-            rest = urllib.parse.urlencode([(k, v) for k, v in query if k != "token"])
-            self._send(303, "", (("Location", url.path + ("?" + rest if rest else "")),) +
-                       self._keep(True))
-
-        def _keep(self, token: bool) -> tuple:
-            """The header that keeps the token in the cookie, if the request carried it."""
-            return (("Set-Cookie", f"{self._cookie()}={board.token}; HttpOnly; "
-                                   "SameSite=Strict; Path=/"),) if token else ()
-
-        def _send(self, status: int, body: str, headers: tuple = (),
-                  framed: bool = False) -> None:
-            """Answer; `framed`: the notebook's view, which a notebook page may frame."""
-            data = body.encode("utf-8")
-            self.send_response(status)
-            self.send_header("Content-Type", "text/html; charset=utf-8" if status < 300 or
-                             status == 404 else "text/plain; charset=utf-8")
-            self.send_header("Content-Length", str(len(data)))
-            ancestors = _DASH_NOTEBOOKS if framed else "'none'"
-            self.send_header("Content-Security-Policy",
-                             f"{_DASH_POLICY}; frame-ancestors {ancestors}")
-            if not framed:
-                self.send_header("X-Frame-Options", "DENY")    # browsers without CSP 2
-            for name, value in headers:
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(data)
-
-        def _foreign(self, post: bool) -> Optional[tuple]:
-            """(status, text) for a request another site's page made, else None. On the
-            loopback a page of any site can rebind its own name to 127.0.0.1 and reach the
-            dashboard with it: its requests carry that name as Host. A form another site
-            posts carries that site as Origin (scripts send none: the token and the page's
-            secret still hold)."""
-            host = self.headers.get("Host", "")
-            names = self.server.names
-            if names is not None and host.lower() not in names:
-                return 421, (f"this dashboard answers to {' and '.join(names.shown)} only: "
-                             f"open {self.server.home} (the request was for {host!r})")
-            origin = self.headers.get("Origin")
-            if post and origin is not None and origin.lower() != f"http://{host.lower()}":
-                return 403, (f"this action came from another site ({origin}): use the "
-                             "dashboard's own page")
-            return None
-
-        def _answer(self, post: bool) -> None:
-            refused = self._foreign(post)
-            if refused:
-                return self._send(*refused)
-            url = urllib.parse.urlsplit(self.path)
-            pairs = urllib.parse.parse_qsl(url.query)
-            query = dict(pairs)
-            given = query.get("token")
-            token = given is not None and _same(given, board.token)
-            # The notebook's view keeps the token in its address: under a notebook of
-            # another site (localhost, for a dashboard on 127.0.0.1) its frame can neither
-            # set the cookie nor send it, and its live updates fetch that address.
-            framed = url.path == "/notebook" and not post
-            if token and not post and not framed:
-                return self._sign_in(url, pairs)
-            if not (token and framed or self._signed_in()):
-                return self._send(401, "a token is needed: open the address that `autocron "
-                                       "dashboard` printed, with its ?token=... (in a "
-                                       "notebook, the link under autocron.dashboard())",
-                                  framed=framed)
-            try:
-                if post:
-                    form, refused = self._form()
-                    if refused:
-                        return self._send(*refused)
-                    status, where = board.act(url.path, form)
-                    if status == 303:
-                        return self._send(303, "", (("Location", where),))
-                    return self._send(status, where)
-                status, body = board.page(url.path, query)
-                self._send(status, body, self._keep(token), framed)
-            except DatabaseError as error:     # weather (a server restarting): wait it out
-                self._send(503, f"the database cannot be read now; this page tries again "
-                                f"every {_DASH_RETRY} s: {error}",
-                           (("Refresh", str(_DASH_RETRY)), ("Retry-After", str(_DASH_RETRY))))
-
-        def _form(self) -> tuple:
-            """(the POST's form, None), or (None, (status, text)) for a body it does not
-            read: one without a length, of a length that is no whole number or too large
-            (the intake read no more of it than the head)."""
-            lengths = self.headers.get_all("Content-Length") or []
-            if not lengths or "Transfer-Encoding" in self.headers:
-                return None, (411, "a POST needs a Content-Length header (and no "
-                                   "Transfer-Encoding)")
-            given = ", ".join(lengths)
-            if len(lengths) > 1 or not (given.isascii() and given.strip().isdigit()):
-                return None, (400, f"Content-Length must be a whole number of bytes, got "
-                                   f"{given!r}")
-            if int(given) > _DASH_FORM:
-                return None, (413, f"a form may have {_DASH_FORM} bytes at most, got "
-                                   f"{int(given)}")
-            body = self.rfile.read(int(given))
-            if len(body) < int(given):
-                return None, (400, f"the request ended after {len(body)} of its "
-                                   f"{int(given)} bytes: send the whole form")
-            return dict(urllib.parse.parse_qsl(body.decode("utf-8", "replace"))), None
-
-        def do_GET(self) -> None:
-            self._answer(post=False)
-
-        def do_POST(self) -> None:
-            self._answer(post=True)
-
-    return Handler
+    return type("Handler", (_DashboardRequest, http.server.BaseHTTPRequestHandler),
+                {"board": board})
 
 
 def _request_end(data: bytes) -> Optional[int]:
@@ -7896,53 +7905,56 @@ def _check_token(token: Optional[str]) -> None:
                          'with: python -c "import secrets; print(secrets.token_urlsafe(32))"')
 
 
+class _DashboardServing:
+    """The dashboard's server, completed by http.server's (imported only when a dashboard is
+    served: _dashboard_server). Requests are answered by a few long-lived threads: each
+    keeps its connection to the database (a thread per request would connect to PostgreSQL
+    anew every time, without a bound on how many at once). The intake reads the requests
+    before, so that slow clients hold no thread; one request per connection (HTTP/1.0), so
+    that no idle connection waits for a second one."""
+
+    request_queue_size = _DASH_CONNECTIONS   # a burst of clients is accepted, not dropped
+
+    def server_activate(self) -> None:
+        import concurrent.futures
+        super().server_activate()
+        self.threads = concurrent.futures.ThreadPoolExecutor(
+            _DASH_THREADS, "autocron-dashboard")
+        self.intake = _Intake(lambda *request: self.threads.submit(self.answer, *request))
+
+    def process_request(self, request, client_address) -> None:
+        self.intake.add(request, client_address)
+
+    def answer(self, connection: socket.socket, client_address, request: bytes) -> None:
+        try:
+            self.finish_request((connection, request), client_address)
+        except OSError:
+            pass                          # the client went away: nothing to answer
+        except Exception:
+            self.handle_error(connection, client_address)
+        finally:
+            self.shutdown_request(connection)
+            self.intake.done()
+
+    def server_close(self) -> None:
+        super().server_close()
+        if hasattr(self, "threads"):
+            self.intake.close()
+            self.threads.shutdown(wait=False)
+
+
 def _dashboard_server(store: Any, host: str, port: int, token: Optional[str]) -> tuple:
     """(a threaded HTTP server of the dashboard, bound but not serving yet, the address to
     open: the token in it). Every request needs the token (`token`, or one it makes), on the
     loopback too: every user of the machine can reach that."""
     _check_token(token)
-    import concurrent.futures
     import http.server
-
-    class Server(http.server.HTTPServer):
-        """Requests answered by a few long-lived threads: each keeps its connection to the
-        database (a thread per request would connect to PostgreSQL anew every time, without
-        a bound on how many at once). The intake reads the requests before, so that slow
-        clients hold no thread; one request per connection (HTTP/1.0), so that no idle
-        connection waits for a second one."""
-
-        request_queue_size = _DASH_CONNECTIONS   # a burst of clients is accepted, not dropped
-        address_family = socket.AF_INET6 if ":" in host else socket.AF_INET     # ::1 too
-
-        def server_activate(self) -> None:
-            super().server_activate()
-            self.threads = concurrent.futures.ThreadPoolExecutor(
-                _DASH_THREADS, "autocron-dashboard")
-            self.intake = _Intake(lambda *request: self.threads.submit(self.answer, *request))
-
-        def process_request(self, request, client_address) -> None:
-            self.intake.add(request, client_address)
-
-        def answer(self, connection: socket.socket, client_address, request: bytes) -> None:
-            try:
-                self.finish_request((connection, request), client_address)
-            except OSError:
-                pass                          # the client went away: nothing to answer
-            except Exception:
-                self.handle_error(connection, client_address)
-            finally:
-                self.shutdown_request(connection)
-                self.intake.done()
-
-        def server_close(self) -> None:
-            super().server_close()
-            if hasattr(self, "threads"):
-                self.intake.close()
-                self.threads.shutdown(wait=False)
-
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET     # ::1 too
+    server_class = type("Server", (_DashboardServing, http.server.HTTPServer),
+                        {"address_family": family})
     if token is None:
         token = secrets.token_urlsafe(32)
-    server = Server((host, port), _dashboard_handler(_Dashboard(store, token)))
+    server = server_class((host, port), _dashboard_handler(_Dashboard(store, token)))
     port = server.server_address[1]
     server.home = f"http://{_url_host(host)}:{port}/"          # the address it prints
     # Elsewhere than the loopback a machine has names that no list here knows; the token
