@@ -7332,6 +7332,13 @@ def _day_timeline(schedule: "CronExpression", after: _dt.datetime) -> str:
             f'<rect x="0" y="13" width="600" height="1" fill="#ccc"/></svg>')
 
 
+def _html_table(headings: Iterable[str], rows: str) -> str:
+    """A table of the dashboard: a row of headings (escaped here), then `rows`, the <tr>
+    elements a page made (each escaping what it shows)."""
+    head = "".join(f"<th>{_h(heading)}</th>" for heading in headings)
+    return f"<table><tr>{head}</tr>{rows}</table>"
+
+
 class _Dashboard:
     """The pages and actions of one database; the HTTP handler calls page() and act()."""
 
@@ -7453,8 +7460,7 @@ class _Dashboard:
         return (f"<div class='cards'>{cards}</div><h2>Finished per minute, the last hour"
                 f"</h2>{_minute_chart(finished, now)}{sample}<p>Error rate in the last hour: "
                 f"<b data-error-rate>{rate}</b></p><h2>Run time per function (s), the last "
-                f"hour</h2><table><tr><th>function</th><th>runs</th><th>p50</th><th>p95</th>"
-                f"<th></th></tr>{rows}</table>")
+                f"hour</h2>" + _html_table(("function", "runs", "p50", "p95", ""), rows))
 
     def _tasks(self, query: dict) -> str:
         status = query.get("status") if query.get("status") in _STATUSES else None
@@ -7482,10 +7488,9 @@ class _Dashboard:
         return (f"<p>{self._form('/purge', 'purge')} deletes every finished result.</p>"
                 f"<form method='get' action='/tasks'><select name='status'><option value=''>"
                 f"any status</option>{choices}</select> <input name='function' placeholder="
-                f"'function' value='{_h(function or '')}'> <button>show</button></form>"
-                f"<table><tr><th>id</th><th>function</th><th>arguments</th><th>status</th>"
-                f"<th>attempts</th><th>created</th><th>finished</th><th>took (s)</th></tr>"
-                f"{lines}</table>{more}")
+                f"'function' value='{_h(function or '')}'> <button>show</button></form>" +
+                _html_table(("id", "function", "arguments", "status", "attempts", "created",
+                             "finished", "took (s)"), lines) + more)
 
     def _task(self, uid: str) -> Optional[str]:
         row = self.store.result_row(uid)
@@ -7539,8 +7544,8 @@ class _Dashboard:
             f"{len(m.workers)}</td><td>{_local_time(m.heartbeat)} ({m.since:.0f} s ago)"
             "</td></tr>" for m in self.store.machine_rows())
         if machines:
-            head += (f"<h2>Machines</h2><table><tr><th>machine</th><th>owner pid</th><th>"
-                     f"workers</th><th>last heartbeat</th></tr>{machines}</table>")
+            head += "<h2>Machines</h2>" + _html_table(
+                ("machine", "owner pid", "workers", "last heartbeat"), machines)
         running = "".join(
             f"<tr data-task-id='{_h(task.uid)}'><td>{task.worker}</td><td><a href='/task/"
             f"{_h(task.uid)}'>{_h(task.name)}</a></td><td>"
@@ -7549,9 +7554,9 @@ class _Dashboard:
             if task.started is not None)
         resize = self._form("/pool/workers", "set workers",
                             f"<input name='workers' size='4' value='{settings['workers']}'> ")
-        return (f"{head}<h2>Running now</h2><table><tr><th>worker pid</th><th>task</th><th>"
-                f"running for</th></tr>{running}</table><h2>Workers</h2><p>"
-                f"{settings['workers']} per machine. {resize}</p>")
+        return (f"{head}<h2>Running now</h2>" +
+                _html_table(("worker pid", "task", "running for"), running) +
+                f"<h2>Workers</h2><p>{settings['workers']} per machine. {resize}</p>")
 
     def _crons(self) -> str:
         now = self.store.now()
@@ -7574,8 +7579,8 @@ class _Dashboard:
                         f"{_local_time(job.last_run) or 'never'} <span class='{_h(status)}' "
                         f"data-last-status>{_h(status)}</span></td><td>{switch}</td></tr>"
                         f"<tr><td colspan='6'>{day}</td></tr>")
-        return (f"<table><tr><th>job</th><th>expression</th><th>when</th><th>next five runs"
-                f"</th><th>last run</th><th></th></tr>{''.join(rows)}</table>")
+        return _html_table(("job", "expression", "when", "next five runs", "last run", ""),
+                           "".join(rows))
 
 
 class _DashboardRequest:
