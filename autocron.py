@@ -21,7 +21,7 @@ How a call travels, with the names to read at each step::
 
     caller: send_mail(...)  (delay's `delayed`)
         store.add_task: INSERT, commit --> "tasks" row, status waiting
-        _notify: a wake-up datagram (PostgreSQL: NOTIFY in the same statement) --+
+        _wake_pool: a wake-up datagram (PostgreSQL: NOTIFY in the same statement) --+
                                                                                  v
     pool manager (_manager_main; a process started by the owner, whose start() took the
     flock), its dispatcher _Pool.run, one _Pool._round after another:
@@ -4499,7 +4499,7 @@ def _bind_wake(path: str) -> socket.socket:
 _sender_local = threading.local()
 
 
-def _notify(path: Optional[str], priority: int = 0) -> None:
+def _wake_pool(path: Optional[str], priority: int = 0) -> None:
     """Wake the pool that listens at `path`, telling it the priority of the new call (a
     busy pool gives back calls of a lower one that its workers hold: _Pool._make_room);
     nothing happens if no pool listens."""
@@ -5283,7 +5283,7 @@ class _PoolWakeups:
                          f"{'; '.join(problems)}; new tasks start within {_FALLBACK_WAKE:g} s "
                          "instead of at once. Set XDG_RUNTIME_DIR or TMPDIR to a private "
                          "folder with a short path"))
-        self._wake_path = ""           # nothing of ours to notify or to remove when stopping
+        self._wake_path = ""           # nothing of ours to wake or to remove when stopping
         listener, self._wake_peer = socket.socketpair()   # the peer stays open and silent
         listener.setblocking(False)
         return listener
@@ -5453,7 +5453,7 @@ class _PoolLease:
             else:
                 self._lease_clock.set(0.0, lease)
                 self._lease_lost.set()
-                _notify(self._wake_path)
+                _wake_pool(self._wake_path)
 
     def _keep_lease(self) -> None:
         """A lease found taken over (this machine was paused or cut off for longer than
@@ -5866,7 +5866,7 @@ class _PoolWrites:
             if worker is not None and reported.number > worker.acknowledged:
                 worker.acknowledged = reported.number
         if outcomes and self._watched:
-            self._notify_done([reported.uid for reported in outcomes])
+            self._tell_done([reported.uid for reported in outcomes])
 
     def _tell_acknowledged(self) -> None:
         """A worker that gets no task soon, or holds many outcomes, is told on its own."""
@@ -6006,9 +6006,9 @@ class _Pool(_PoolWrites, _PoolCrew, _PoolDeadlines, _PoolLease, _PoolWakeups):
         except DatabaseError:     # unavailable: the caller looks again by itself (_poll)
             return
         if row is None or row.status in _FINISHED:
-            self._notify_done([uid])
+            self._tell_done([uid])
 
-    def _notify_done(self, uids: list) -> None:
+    def _tell_done(self, uids: list) -> None:
         with self._notices_lock:
             done = [uid for uid in uids if uid in self._watched]
             self._watched.difference_update(done)
@@ -6023,7 +6023,7 @@ class _Pool(_PoolWrites, _PoolCrew, _PoolDeadlines, _PoolLease, _PoolWakeups):
         here, which nobody would write, would run that task twice."""
         self._orphaned = True
         self._lease_clock.set(0.0, self.store.lease)
-        _notify(self._wake_path)
+        _wake_pool(self._wake_path)
 
     def _leave(self) -> None:
         """The owner is gone: commit what was learnt (waiting out an unavailable database
@@ -6049,7 +6049,7 @@ class _Pool(_PoolWrites, _PoolCrew, _PoolDeadlines, _PoolLease, _PoolWakeups):
         """From the manager's control thread: finish within `timeout` seconds."""
         self._deadline = self._clock() + max(0.0, timeout)
         self._stopping = True
-        _notify(self._wake_path)
+        _wake_pool(self._wake_path)
 
     # -- the dispatcher
 
@@ -6414,7 +6414,7 @@ class _PoolHandle:
             self._control.send_bytes(data)
 
     def wake(self) -> None:
-        _notify(self.store.wake_path)
+        _wake_pool(self.store.wake_path)
 
     def stop(self, timeout: float) -> None:
         """Let running tasks finish within `timeout` s, end the manager, release the lock."""
@@ -6522,7 +6522,7 @@ def start(database: Union[str, os.PathLike, None] = None, workers: Optional[int]
                                     "autocron.stop() before starting on another database")
             if workers is not None:
                 _state.store.set_setting("workers", workers)
-                _notify(_state.store.wake_path)     # the pool reads settings when woken
+                _wake_pool(_state.store.wake_path)     # the pool reads settings when woken
             if synchronous is not None:
                 _state.store.set_setting("synchronous", synchronous)
             if _state.pool is None and _state.standby is None and not producer:
@@ -6923,7 +6923,7 @@ class Result:
             return True
         if not self._store.request_cancel(self.uuid, force):   # a worker holds it
             return False
-        _notify(self._store.wake_path)
+        _wake_pool(self._store.wake_path)
         end, pauses = time.monotonic() + _CANCEL_WAIT, _pauses(most=0.005)
         while self._store.cancel_pending(self.uuid) and self.waiting and \
                 time.monotonic() < end:
@@ -7087,7 +7087,7 @@ def delay(func: Optional[Callable] = None, *, weeks: float = 0, days: float = 0,
         uid = store.add_task(name, _call_text(args, kwargs), record, due(store), options,
                              shipped)
         if not store.wakes_pools:
-            _notify(store.wake_path, options.priority)
+            _wake_pool(store.wake_path, options.priority)
         return Result(uid, store)
 
     delayed.map = functools.partial(_map, func, name, due, options)
@@ -7111,7 +7111,7 @@ def _map(func: Callable, name: str, due: Callable[[Any], float], options: _Optio
     rows = [(_call_text(args, {}), _dump_record(func, ref, args, {})) for args in calls]
     uids = store.add_tasks(name, rows, due(store), options, shipped)
     if not store.wakes_pools:
-        _notify(store.wake_path, options.priority)
+        _wake_pool(store.wake_path, options.priority)
     return [Result(uid, store) for uid in uids]
 
 
@@ -7147,7 +7147,7 @@ def cron(expression: Optional[str] = None, *, tz: Union[str, _dt.tzinfo, None] =
             if _state.store is not None:
                 _state.store.register_cron(name, schedule, func, catch_up,
                                            _next_due(schedule, _state.store.now()))
-                _notify(_state.store.wake_path)
+                _wake_pool(_state.store.wake_path)
         return func
 
     return register
@@ -7304,7 +7304,7 @@ def _resume_cron(store: Any, name: str) -> Optional[float]:
     """Resume a paused cron job (the store's resume_cron) and wake this machine's pool, which
     counts its new due time in; the job's next due time, None if there is no such job."""
     due = store.resume_cron(name, store.now())
-    _notify(store.wake_path)
+    _wake_pool(store.wake_path)
     return due
 
 
@@ -7391,7 +7391,7 @@ class _Dashboard:
             if fresh is None:
                 return 409, ("only a failed or cancelled task can be retried; this one is "
                              f"{row.status}")
-            _notify(self.store.wake_path)
+            _wake_pool(self.store.wake_path)
             return 303, f"/task/{fresh}"
         if path in ("/cron/pause", "/cron/resume"):
             name = form.get("name", "")
@@ -7406,7 +7406,7 @@ class _Dashboard:
             if not workers.isdigit() or not 1 <= int(workers) <= 1000:
                 return 400, f"workers must be a whole number from 1 to 1000, got {workers!r}"
             self.store.set_setting("workers", int(workers))
-            _notify(self.store.wake_path)         # a pool on this machine reads it at once
+            _wake_pool(self.store.wake_path)         # a pool on this machine reads it at once
             return 303, "/pool"
         return 404, "no such action"
 
@@ -8244,7 +8244,7 @@ def _command_set(args) -> int:
         print(f"synchronous set to {args.value}; the running pool (owner pid {pool['owner']}) "
               "applies it within a second, other running processes at their next start()")
     elif key == "workers":
-        _notify(store.wake_path)
+        _wake_pool(store.wake_path)
         print(f"workers set to {args.value}; the running pool (owner pid {pool['owner']}) "
               "adjusts within a few seconds")
     else:
