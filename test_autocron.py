@@ -3740,7 +3740,7 @@ class TestNothingLostNothingTwice:
         assert add(1, 2).get(timeout=30) == 3
 
     def test_no_process_a_task_started_outlives_its_worker(self, pool, tmp_path):
-        stopped = autocron.delay(timeout=0.5)(start_sleeper.__wrapped__)(str(tmp_path), True)
+        stopped = autocron.delay(timeout=2)(start_sleeper.__wrapped__)(str(tmp_path), True)
         with pytest.raises(autocron.TaskError, match="timed out"):
             stopped.get(timeout=30)
         wait_until(lambda: not alive(read_pid(tmp_path / "sleeper.pid")), 10,
