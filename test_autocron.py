@@ -1315,6 +1315,11 @@ def nested_map(n):
     return add.map(range(n), range(n))
 
 
+async def awaited(result):
+    """A Result's value, awaited."""
+    return await result
+
+
 @autocron.delay
 async def async_add(a, b):
     await asyncio.sleep(0.001)
@@ -1796,6 +1801,17 @@ class TestShippingByValue:
 
 class TestStore:
     """The SQLite file: created private, refused when unsafe or not ours, never half-written."""
+
+    def test_an_io_error_is_weather_with_its_own_hint(self, tmp_path):
+        # what SQLite says when the file system fails a read or a write (EIO): the pool
+        # waits it out like a full disk, and a caller is told to check the disk
+        store = autocron._SqliteStore(tmp_path / "a.db")
+        error = store._error(sqlite3.OperationalError("disk I/O error"))
+        assert str(error) == (f"{store.path}: the disk failed to read or write (an I/O error); "
+                              "check it, then call again (nothing was stored) (sqlite3: disk "
+                              "I/O error)")
+        assert autocron._weather(error)
+        assert not autocron._weather(store._error(sqlite3.DataError("string or blob too big")))
 
     def test_both_stores_implement_the_protocol(self, database):
         # every method of the protocol, with its parameters in order (names, kinds, which
@@ -4136,6 +4152,10 @@ class TestFaults:
             wait_until(lambda: len(logged(log)) >= 2, what="tasks to end while it is down")
             with pytest.raises(TimeoutError):           # a caller waits through it
                 results[-1].get(timeout=0.5)
+            with pytest.raises(TimeoutError):           # so does wait(), and await
+                autocron.wait(results[-2:], timeout=0.5)
+            with pytest.raises(asyncio.TimeoutError):
+                asyncio.run(asyncio.wait_for(awaited(results[-1]), 0.5))
             with pytest.raises(autocron.DatabaseError) as caught:
                 add(1, 2)
             assert "cannot reach the PostgreSQL server" in str(caught.value)
@@ -4143,8 +4163,9 @@ class TestFaults:
                        what="the pool to try to write the outcomes")
         finally:
             server.resume()
-        assert [r.get(timeout=60) for r in results] == [f"{i}:" + "x" * 100_000
-                                                        for i in range(6)]
+        assert autocron.wait(results, timeout=60) == [f"{i}:" + "x" * 100_000
+                                                      for i in range(6)]
+        assert asyncio.run(awaited(results[-1])) == "5:" + "x" * 100_000
         assert sorted(map(int, logged(log))) == list(range(6))        # each ran once
         assert {r.attempts for r in results} == {1}
         wait_until(lambda: pg_listeners(server) == 1, 30, "the pool to listen again")
