@@ -3925,6 +3925,9 @@ class TestFaults:
         assert {r.attempts for r in results} == {1}
         assert pool_pids() == (manager, workers)
         assert query(database, "SELECT count(*) FROM tasks") == [(6,)]
+        # a 100 kB value is shown in tables by the start of its repr (item 13: bounded)
+        assert query(database, "SELECT max(length(summary)) FROM tasks")[0][0] <= \
+            autocron._MAX_SUMMARY
 
     def test_no_task_starts_while_the_pool_cannot_write(self, small_disk, tmp_path, caplog):
         # A task started then would have neither its start nor its outcome written: its
