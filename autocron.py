@@ -8415,10 +8415,22 @@ def _command_dashboard(args) -> int:
     return 0
 
 
+def _token_joined(argv: list) -> list:
+    """`--token VALUE` as `--token=VALUE`: a token may start with "-" (secrets.token_urlsafe
+    makes one in 64 so), which argparse would take for an option of its own."""
+    joined: list = []
+    for arg in argv:
+        if joined and joined[-1] == "--token":
+            joined[-1] = f"--token={arg}"
+        else:
+            joined.append(arg)
+    return joined
+
+
 def _main(argv: Optional[list] = None) -> int:
     """The admin tool: `python autocron.py`, `python -m autocron` and `autocron`."""
     parser = _parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_token_joined(sys.argv[1:] if argv is None else list(argv)))
     if args.verbose:
         logging.basicConfig(level=logging.DEBUG if args.verbose > 1 else logging.INFO,
                             format="%(asctime)s %(name)s %(levelname)s %(message)s")

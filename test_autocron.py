@@ -5645,6 +5645,18 @@ class TestDashboardAccess:
             autocron.dashboard(token=token)
         assert str(refused.value) == self.TOKEN_RULE
 
+    def test_a_token_that_starts_with_a_dash_is_taken_as_written(self, tmp_path):
+        # token_urlsafe, as the hint says to make one, starts one token in 64 with "-",
+        # which argparse took for an option ("expected one argument")
+        token = "-" + secrets.token_urlsafe(24)
+        autocron._open_store(str(tmp_path / "autocron.db")).close()
+        server = DashboardServer(tmp_path / "autocron.db", "--token", token)
+        try:
+            assert server.url.endswith(f"/?token={token}")
+            assert server.get("/pool")[0] == 200
+        finally:
+            server.stop()
+
     def test_a_given_token_is_the_one_needed(self, tmp_path):
         token = secrets.token_urlsafe(16)                     # 22 characters
         autocron._open_store(str(tmp_path / "autocron.db")).close()
