@@ -101,6 +101,7 @@ import calendar
 import contextlib
 import datetime as _dt
 import dis
+import errno
 import functools
 import hashlib
 import hmac
@@ -2240,8 +2241,16 @@ def _row_key(uid: str) -> tuple:
     return -1, ""
 
 
+# The tokens of task ids come from a generator of autocron's own, seeded anew in every child
+# process: an application that seeds `random` (random.seed(7) at start, in each process)
+# would otherwise give a recreated or purged database the ids and tokens of earlier calls.
+_tokens = random.Random()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_tokens.seed)
+
+
 def _token() -> str:
-    return f"{random.getrandbits(64):016x}"
+    return f"{_tokens.getrandbits(64):016x}"
 
 
 def _private_folder(folder: str) -> None:
@@ -2788,8 +2797,9 @@ class _StartLog:
     """The starts of an SQLite pool's workers, noted where no database write is needed: in
     the pool's lock file beside the database, in room the pool set aside for each worker
     before it started it. A worker notes a start there (one pwrite, which a full disk does
-    not refuse) before the task runs; the pool writes starts into the database a moment
-    later with the outcomes (_Pool._commit). If a worker and its manager both end before
+    not refuse where the file system writes in place) after it told the pool and just
+    before the task runs; the pool writes starts into the database a moment later with
+    the outcomes (_Pool._commit), and then forgets the notes of workers that died. If a worker and its manager both end before
     that write (kill -9; a full disk stretches the moment to the whole outage), the next
     pool counts the starts its predecessor left unwritten (_SqliteStore.recover): the run
     is an interrupted attempt, never a run nobody counted, which would run again as if it
@@ -2811,13 +2821,28 @@ class _StartLog:
         self.path = path
         self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
 
+    SLOTS = 4096                           # more than any pool has workers (1000)
+
     def reserve(self, slots: int) -> None:
         """Set room aside for `slots` workers (written, so that a full disk cannot refuse
-        a note later); OSError if there is none."""
+        a note later, where the file system writes in place); OSError if there is none."""
         size = self.START + slots * self.RING * self.ENTRY.size
         end = os.fstat(self.fd).st_size
-        if end < size:
-            os.pwrite(self.fd, bytes(size - end), end)
+        while end < size:
+            written = os.pwrite(self.fd, bytes(size - end), end)
+            if not written:
+                raise OSError(errno.ENOSPC, "no room for the start log", self.path)
+            end += written
+
+    def clear(self, slot: Optional[int] = None) -> None:
+        """Forget the notes of one slot (its worker's starts are written) or of all (the
+        next pool counted them), in place: an old note never meets a new call."""
+        size = os.fstat(self.fd).st_size - self.START
+        first, length = (0, size) if slot is None else (
+            slot * self.RING * self.ENTRY.size, self.RING * self.ENTRY.size)
+        length = max(0, min(length, size - first, self.SLOTS * self.RING * self.ENTRY.size))
+        if length:
+            os.pwrite(self.fd, bytes(length), self.START + first)
 
     def note(self, slot: int, number: int, run: "_Run", at: float) -> None:
         """A worker's start of `run`, its `number`-th; OSError if it cannot be noted."""
@@ -2829,7 +2854,8 @@ class _StartLog:
 
     def starts(self) -> list:
         """[_LoggedStart] of every entry, old ones too."""
-        size = os.fstat(self.fd).st_size - self.START
+        size = min(os.fstat(self.fd).st_size - self.START,
+                   self.SLOTS * self.RING * self.ENTRY.size)     # a file grown by others
         data = os.pread(self.fd, max(0, size), self.START)
         return [_LoggedStart(task_id, f"{token:016x}", attempts, at) for task_id, token,
                 attempts, at in self.ENTRY.iter_unpack(data[:len(data) - len(data) %
@@ -4668,6 +4694,7 @@ def _worker_main(config_text: str) -> None:
             state.reply(message)
         while task is not None:
             # One message says that a task ended and (if one waits) that the next started.
+            state.note(task)
             outcome = _run_task(task, functions, state.payload, state.now)
             _end_leftovers()           # before the outcome: when it is known, they are gone
             skipped = []
@@ -4779,10 +4806,7 @@ class _WorkerState:
                 if not store.start_now(message.id, message.lease, at):
                     skipped.append(_Returned(message.id, refused=True))
                     continue
-                log = store.start_log() if self.slot is not None else None
-                if log is not None:
-                    log.note(self.slot, self.sent + 1, message, at)
-            except (DatabaseError, OSError):   # unavailable: not started until it can say so
+            except DatabaseError:      # unavailable: not started until it can say so
                 self.inbox.insert(0, message)
                 if not wait:
                     return None
@@ -4790,6 +4814,18 @@ class _WorkerState:
                 continue
             self.current = _Started(message.id, at)
             return message
+
+    def note(self, task: _Run) -> None:
+        """Note the start of `task` in the start log (SQLite: _StartLog) just before it runs,
+        after the pool was told: a worker blocked in telling it (a large outcome, a pool
+        that does not read) has run nothing, and a start noted is a start made. A note that
+        cannot be written costs that one task the cover: the pool has its start."""
+        if self.slot is None or self.current is None:
+            return
+        with contextlib.suppress(OSError, DatabaseError):
+            log = self.store().start_log()
+            if log is not None:
+                log.note(self.slot, self.sent + 1, task, self.current.at)
 
     def now(self) -> float:
         """The time as the store goes by it, without a statement (a task's start and end)."""
@@ -5386,6 +5422,9 @@ class _PoolLease:
                 with self.store.transaction() as con:
                     self.store.take_lease(con, self._owner)
                     _recover(self.store, con, now, previous)
+                if self._start_log is not None:      # counted now: forgotten
+                    with contextlib.suppress(OSError):
+                        self._start_log.clear()
                 self.store.remember_pool()
                 self._available()
                 if self.store.leased:
@@ -5800,7 +5839,10 @@ class _PoolWrites:
                 raise DatabaseError(f"{self.store.path}: {type(error).__name__}: {error}",
                                     self.store.path) from error
             return []
-        self._dirty_slots.clear()         # what their workers started is written now
+        for slot in self._dirty_slots:    # what their workers started is written now
+            with contextlib.suppress(OSError):
+                self._start_log.clear(slot)
+        self._dirty_slots.clear()
         if batch.empty() and not claimed and self._outage is not None:
             # An empty commit went through: the workers may start again (their starts will
             # tell), but the outage ends with a write that carried something

@@ -32,6 +32,7 @@ import json
 import logging
 import os
 import pickle
+import random
 import re
 import secrets
 import select
@@ -2783,6 +2784,29 @@ class TestStartLog:
         finally:
             log.close()
 
+    def test_a_slot_or_all_of_it_is_forgotten_in_place(self, tmp_path):
+        log = autocron._StartLog(str(tmp_path / "x.lock"))
+        try:
+            log.reserve(3)
+            for slot in range(3):
+                log.note(slot, 1, self.run(10 + slot), 1.0)
+            log.clear(1)
+            assert sorted(s.id for s in log.starts()) == [10, 12]
+            log.clear()
+            assert log.starts() == [] and os.path.getsize(tmp_path / "x.lock") == \
+                log.START + 3 * log.RING * log.ENTRY.size
+        finally:
+            log.close()
+
+    def test_tokens_do_not_follow_the_application_s_random_seed(self):
+        # a database recreated or purged gets ids again from 1: their tokens tell its calls
+        # from the earlier ones' (whose notes may be left in a start log)
+        random.seed(7)
+        first = [autocron._token() for _ in range(3)]
+        random.seed(7)
+        assert [autocron._token() for _ in range(3)] != first
+        assert all(len(t) == 16 and int(t, 16) >= 0 for t in first)
+
     def test_a_full_disk_refuses_room_but_not_a_note_in_room_set_aside(self, small_disk):
         log = autocron._StartLog(small_disk.path("x.lock"))
         try:
@@ -2839,7 +2863,9 @@ class TestStartLog:
         with state.ready:
             assert state.take(False, []) is None and len(state.inbox) == 1
             state.acknowledged(1)                            # one entry is free again
-            assert state.take(False, []).id == task.id
+            taken = state.take(False, [])
+        assert taken.id == task.id and store.start_log().starts() == []
+        state.note(taken)                                    # just before it runs
         assert [s.id for s in store.start_log().starts()] == [task.id]
         up.close()
         os.close(read_end)
@@ -4094,6 +4120,50 @@ class TestFaults:
                 result.get(timeout=30)
             assert result.attempts == 1
         assert logged(log) == ["0", "1"]
+        assert autocron._SqliteStore(database).start_log().starts() == []   # counted: gone
+
+    def test_a_start_is_noted_only_once_the_pool_was_told(self, tmp_path):
+        # A worker tells the pool that a task ended and the next started in one message; a
+        # large outcome blocks it while the pool does not read (here: paused). The next task
+        # has not run then, and must not count as an interrupted attempt when the worker,
+        # the manager and the owner are all killed: it runs, once, in the next pool
+        database, gate, log = str(tmp_path / "autocron.db"), tmp_path / "gate", tmp_path / "log"
+        owner = spawn_python("""
+            import sys, autocron, test_autocron
+            autocron.start(sys.argv[1], workers=1)
+            calls = [test_autocron.wide_after(sys.argv[2], sys.argv[3], n) for n in range(2)]
+            print(*[call.uuid for call in calls], flush=True)
+            sys.stdin.read()
+        """, database, gate, log, stdin=subprocess.PIPE)
+        manager = None
+        try:
+            first, second = owner.stdout.readline().split()
+            manager, (worker,) = wait_until(lambda: autocron._open_store(database).pool_pids()[
+                1:] if len(autocron._open_store(database).pool_pids()[2]) == 1 else None,
+                what="the owner's pool")
+            wait_until(lambda: query(database, "SELECT status FROM tasks ORDER BY id")
+                       == [("running",), ("queued",)], what="a task running, one held")
+            os.kill(manager, signal.SIGSTOP)
+            gate.write_text("")
+            wait_until(lambda: logged(log) == ["0"] and "pipe_write" in Path(
+                f"/proc/{worker}/wchan").read_text(),          # (anon_)pipe_write
+                what="the worker to block in telling of the first outcome")
+            for pid in (worker, manager, owner.pid):
+                os.kill(pid, signal.SIGKILL)
+            owner.wait(timeout=30)
+            wait_until(lambda: not alive(worker) and not alive(manager), what="their ends")
+        finally:
+            if manager is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(manager, signal.SIGKILL)
+            owner.kill()
+            owner.communicate(timeout=30)
+        assert logged(log) == ["0"]
+        assert autocron.start(database, workers=1) is True
+        assert autocron.get_result(second).get(timeout=30) == "1:" + "x" * 100_000
+        assert autocron.get_result(second).attempts == 1 and logged(log) == ["0", "1"]
+        with pytest.raises(autocron.TaskError, match="interrupted: the pool ended"):
+            autocron.get_result(first).get(timeout=30)
 
     def test_a_pool_whose_owner_died_starts_nothing_more(self, small_disk, tmp_path):
         # Its manager stays to write what it holds (here: until the disk has room), and a
