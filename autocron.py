@@ -2799,11 +2799,11 @@ class _StartLog:
     before it started it. A worker notes a start there (one pwrite, which a full disk does
     not refuse where the file system writes in place) after it told the pool and just
     before the task runs; the pool writes starts into the database a moment later with
-    the outcomes (_Pool._commit), and then forgets the notes of workers that died. If a worker and its manager both end before
-    that write (kill -9; a full disk stretches the moment to the whole outage), the next
-    pool counts the starts its predecessor left unwritten (_SqliteStore.recover): the run
-    is an interrupted attempt, never a run nobody counted, which would run again as if it
-    had never started.
+    the outcomes (_Pool._commit), and then forgets the notes of workers that died. If a
+    worker and its manager both end before that write (kill -9; a full disk stretches the
+    moment to the whole outage), the next pool counts the starts its predecessor left
+    unwritten (_SqliteStore.recover), and forgets them: the run is an interrupted attempt,
+    never a run nobody counted, which would run again as if it had never started.
 
     Each worker owns a slot of RING entries, written in turn by the number of its outcome;
     it starts nothing while it holds RING outcomes the pool has not committed, so an entry

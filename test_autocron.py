@@ -66,7 +66,11 @@ from hypothesis import strategies as st
 
 import autocron
 from autocron import CronError, CronExpression
-from conftest import (ChaosRunner, Fault, AUTOCRON, DashboardServer, HERE, Storm, WSGIServer, _schemas, alive, belongs, browser_wait, browsing, chaos_seed, children_of, close_postgres_connections, cmdline, free_tcp_port, http_get, libfaketime, pg_binaries, post_form, processes_of, query, signed_in, started_postgres, wait_until)
+from conftest import (ChaosRunner, Fault, AUTOCRON, DashboardServer, HERE, Storm, WSGIServer,
+                      _schemas, alive, belongs, browser_wait, browsing, chaos_seed, children_of,
+                      close_postgres_connections, cmdline, free_tcp_port, http_get, libfaketime,
+                      pg_binaries, post_form, processes_of, query, signed_in, started_postgres,
+                      wait_until)
 
 NOW = datetime(2024, 1, 1)
 UTC = timezone.utc
