@@ -10,6 +10,7 @@ Everything here is real: a tmpfs mounted for the test (root only, as in CI) and 
 after it, whatever the test left in it; sockets on 127.0.0.1, closed with their threads.
 """
 
+import asyncio
 import collections
 import contextlib
 import errno
@@ -473,6 +474,15 @@ def dispatcher(tmp_path):
     yield make
     for each in made:
         each.close()
+
+
+def run_async(coroutine):
+    """asyncio.run(coroutine) in a thread of its own: a test before it in this process may
+    have left this thread an event loop that counts as running (nbclient's, through
+    jupyter_core, did on Python 3.13), and asyncio.run refuses to start under one."""
+    import concurrent.futures
+    with concurrent.futures.ThreadPoolExecutor(1) as runner:
+        return runner.submit(asyncio.run, coroutine).result()
 
 
 # -- helpers, servers and machines the tests share (moved from test_autocron.py)

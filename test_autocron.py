@@ -66,11 +66,11 @@ from hypothesis import strategies as st
 
 import autocron
 from autocron import CronError, CronExpression
-from conftest import (ChaosRunner, Fault, AUTOCRON, DashboardServer, HERE, Storm, WSGIServer,
-                      _schemas, alive, belongs, browser_wait, browsing, chaos_seed, children_of,
-                      close_postgres_connections, cmdline, free_tcp_port, http_get, libfaketime,
-                      pg_binaries, post_form, processes_of, query, signed_in, started_postgres,
-                      wait_until)
+from conftest import (ChaosRunner, Fault, run_async, AUTOCRON, DashboardServer, HERE, Storm,
+                      WSGIServer, _schemas, alive, belongs, browser_wait, browsing, chaos_seed,
+                      children_of, close_postgres_connections, cmdline, free_tcp_port, http_get,
+                      libfaketime, pg_binaries, post_form, processes_of, query, signed_in,
+                      started_postgres, wait_until)
 
 NOW = datetime(2024, 1, 1)
 UTC = timezone.utc
@@ -4232,7 +4232,7 @@ class TestFaults:
             with pytest.raises(TimeoutError):           # so does wait(), and await
                 autocron.wait(results[-2:], timeout=0.5)
             with pytest.raises(asyncio.TimeoutError):
-                asyncio.run(asyncio.wait_for(awaited(results[-1]), 0.5))
+                run_async(asyncio.wait_for(awaited(results[-1]), 0.5))
             with pytest.raises(autocron.DatabaseError) as caught:
                 add(1, 2)
             assert "cannot reach the PostgreSQL server" in str(caught.value)
@@ -4242,7 +4242,7 @@ class TestFaults:
             server.resume()
         assert autocron.wait(results, timeout=60) == [f"{i}:" + "x" * 100_000
                                                       for i in range(6)]
-        assert asyncio.run(awaited(results[-1])) == "5:" + "x" * 100_000
+        assert run_async(awaited(results[-1])) == "5:" + "x" * 100_000
         assert sorted(map(int, logged(log))) == list(range(6))        # each ran once
         assert {r.attempts for r in results} == {1}
         wait_until(lambda: pg_listeners(server) == 1, 30, "the pool to listen again")
@@ -4439,7 +4439,7 @@ class TestDelay:
     def test_an_async_result_can_be_awaited(self, pool):
         async def main():
             return await async_add(20, 22)
-        assert asyncio.run(main()) == 42
+        assert run_async(main()) == 42
 
     def test_an_async_function_runs_here_when_autocron_is_inactive(self):
         assert async_add(1, 1).get() == 2
@@ -4447,7 +4447,7 @@ class TestDelay:
 
         async def inside_a_running_loop():      # a notebook: the call may not block its loop
             return async_add(4, 4).get()
-        assert asyncio.run(inside_a_running_loop()) == 8
+        assert run_async(inside_a_running_loop()) == 8
 
     def test_waiting_leaves_nothing_behind(self, pool):
         results = [add(i, i) for i in range(50)]
@@ -4505,13 +4505,13 @@ class TestDelay:
     def test_await_a_result(self, pool):
         async def main():
             return await add(20, 22), await asyncio.wait_for(add(1, 1), 30)
-        assert asyncio.run(main()) == (42, 2)
+        assert run_async(main()) == (42, 2)
 
     def test_await_a_failed_result_raises(self, pool):
         async def main():
             return await fail("async")
         with pytest.raises(autocron.TaskError, match="async"):
-            asyncio.run(main())
+            run_async(main())
 
     def test_results_are_found_again_newest_first(self, pool):
         first, second = add(1, 1), add(2, 2)
