@@ -458,7 +458,9 @@ class Dispatcher:
     def close(self):
         self.pool._shutdown_workers()
         self.pool._release()
-        self.pool._lease_clock and os.close(self.pool._lease_clock.fd)
+        os.close(self.pool._lease_clock.fd)
+        if self.store._start_log is not None:
+            self.store._start_log.close()
         os.close(self.notice_end)
         self.store.close()
 

@@ -3648,6 +3648,42 @@ def read_pid(path):
     return int(wait_until(lambda: path.exists() and path.read_text(), what=f"{path.name}"))
 
 
+def kill_a_paused_pool(database, gate, log, task, ready):
+    """An owner's one-worker pool and two calls of test_autocron.`task`(gate, log, n): once
+    the first runs and the second waits behind it, the manager is paused and the gate
+    opened; once ready(worker pid) says so, the worker, the manager and the owner are
+    killed (kill -9), and all three have ended. The two calls' ids."""
+    owner = spawn_python(f"""
+        import sys, autocron, test_autocron
+        autocron.start(sys.argv[1], workers=1)
+        calls = [test_autocron.{task}(sys.argv[2], sys.argv[3], n) for n in range(2)]
+        print(*[call.uuid for call in calls], flush=True)
+        sys.stdin.read()
+    """, database, gate, log, stdin=subprocess.PIPE)
+    manager = None
+    try:
+        uids = owner.stdout.readline().split()
+        manager, (worker,) = wait_until(lambda: autocron._open_store(database).pool_pids()[
+            1:] if len(autocron._open_store(database).pool_pids()[2]) == 1 else None,
+            what="the owner's pool")
+        wait_until(lambda: query(database, "SELECT status FROM tasks ORDER BY id")
+                   == [("running",), ("queued",)], what="a task running, one held")
+        os.kill(manager, signal.SIGSTOP)
+        Path(gate).write_text("")
+        wait_until(lambda: ready(worker), what="the worker to be where the test wants it")
+        for pid in (worker, manager, owner.pid):
+            os.kill(pid, signal.SIGKILL)
+        owner.wait(timeout=30)
+        wait_until(lambda: not alive(worker) and not alive(manager), what="their ends")
+    finally:
+        if manager is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(manager, signal.SIGKILL)
+        owner.kill()
+        owner.communicate(timeout=30)
+    return uids
+
+
 class TestNothingLostNothingTwice:
     """Crashes of the manager, the owner or a worker never run a task twice or lose an outcome."""
 
@@ -4085,39 +4121,13 @@ class TestFaults:
         # the chaos test's seed 20, a full disk); then the worker, the manager and the owner
         # were killed. The next pool must count that run: the task ran, and nobody wrote it
         # (it ran twice, once uncounted). The call has no retries: it ends interrupted.
-        database, gate, log = str(tmp_path / "autocron.db"), tmp_path / "gate", tmp_path / "log"
-        owner = spawn_python("""
-            import sys, autocron, test_autocron
-            autocron.start(sys.argv[1], workers=1)
-            calls = [test_autocron.note_after(sys.argv[2], sys.argv[3], n) for n in range(2)]
-            print(*[call.uuid for call in calls], flush=True)
-            sys.stdin.read()
-        """, database, gate, log, stdin=subprocess.PIPE)
-        manager = None
-        try:
-            first, second = owner.stdout.readline().split()
-            manager, (worker,) = wait_until(lambda: autocron._open_store(database).pool_pids()[
-                1:] if len(autocron._open_store(database).pool_pids()[2]) == 1 else None,
-                what="the owner's pool")
-            wait_until(lambda: query(database, "SELECT status FROM tasks ORDER BY id")
-                       == [("running",), ("queued",)], what="a task running, one held")
-            os.kill(manager, signal.SIGSTOP)
-            gate.write_text("")
-            wait_until(lambda: logged(log) == ["0", "1"], what="both tasks to run")
-            for pid in (worker, manager, owner.pid):
-                os.kill(pid, signal.SIGKILL)
-            owner.wait(timeout=30)
-            wait_until(lambda: not alive(worker) and not alive(manager), what="their ends")
-        finally:
-            if manager is not None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(manager, signal.SIGKILL)
-            owner.kill()
-            owner.communicate(timeout=30)
+        database, log = str(tmp_path / "autocron.db"), tmp_path / "log"
+        first, second = kill_a_paused_pool(database, tmp_path / "gate", log, "note_after",
+                                           lambda worker: logged(log) == ["0", "1"])
         assert query(database, "SELECT status, attempts FROM tasks ORDER BY id") == [
             ("running", 1), ("queued", 0)]         # the second start: only outside the database
         assert autocron.start(database, workers=1) is True
-        gate.unlink()                              # a run now would wait: none may start
+        (tmp_path / "gate").unlink()               # a run now would wait: none may start
         for uid in (first, second):
             result = autocron.get_result(uid)
             with pytest.raises(autocron.TaskError, match="interrupted: the pool ended"):
@@ -4131,37 +4141,10 @@ class TestFaults:
         # large outcome blocks it while the pool does not read (here: paused). The next task
         # has not run then, and must not count as an interrupted attempt when the worker,
         # the manager and the owner are all killed: it runs, once, in the next pool
-        database, gate, log = str(tmp_path / "autocron.db"), tmp_path / "gate", tmp_path / "log"
-        owner = spawn_python("""
-            import sys, autocron, test_autocron
-            autocron.start(sys.argv[1], workers=1)
-            calls = [test_autocron.wide_after(sys.argv[2], sys.argv[3], n) for n in range(2)]
-            print(*[call.uuid for call in calls], flush=True)
-            sys.stdin.read()
-        """, database, gate, log, stdin=subprocess.PIPE)
-        manager = None
-        try:
-            first, second = owner.stdout.readline().split()
-            manager, (worker,) = wait_until(lambda: autocron._open_store(database).pool_pids()[
-                1:] if len(autocron._open_store(database).pool_pids()[2]) == 1 else None,
-                what="the owner's pool")
-            wait_until(lambda: query(database, "SELECT status FROM tasks ORDER BY id")
-                       == [("running",), ("queued",)], what="a task running, one held")
-            os.kill(manager, signal.SIGSTOP)
-            gate.write_text("")
-            wait_until(lambda: logged(log) == ["0"] and "pipe_write" in Path(
-                f"/proc/{worker}/wchan").read_text(),          # (anon_)pipe_write
-                what="the worker to block in telling of the first outcome")
-            for pid in (worker, manager, owner.pid):
-                os.kill(pid, signal.SIGKILL)
-            owner.wait(timeout=30)
-            wait_until(lambda: not alive(worker) and not alive(manager), what="their ends")
-        finally:
-            if manager is not None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(manager, signal.SIGKILL)
-            owner.kill()
-            owner.communicate(timeout=30)
+        database, log = str(tmp_path / "autocron.db"), tmp_path / "log"
+        first, second = kill_a_paused_pool(   # blocked in telling of the first outcome
+            database, tmp_path / "gate", log, "wide_after", lambda worker: logged(log) == [
+                "0"] and "pipe_write" in Path(f"/proc/{worker}/wchan").read_text())
         assert logged(log) == ["0"]
         assert autocron.start(database, workers=1) is True
         assert autocron.get_result(second).get(timeout=30) == "1:" + "x" * 100_000
