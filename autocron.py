@@ -2132,9 +2132,12 @@ class _Store(Protocol):
         """Delete every finished result; how many."""
 
 
-_SCHEMA = (
+# The tables both stores make, in the words each database has for a row id, a number with a
+# fraction and bytes; where a store has columns or tables of its own, it names them
+# (_SqliteStore: the pool table; _PgStore: each task's machine and lease, the machines table).
+_TABLES = (
     """CREATE TABLE tasks (
-        id INTEGER PRIMARY KEY,
+        id {id},
         token TEXT NOT NULL,
         name TEXT NOT NULL,
         args TEXT NOT NULL DEFAULT '',
@@ -2142,19 +2145,19 @@ _SCHEMA = (
         priority INTEGER NOT NULL DEFAULT 0,
         attempts INTEGER NOT NULL DEFAULT 0,
         retries INTEGER NOT NULL DEFAULT 0,
-        retry_delay REAL NOT NULL DEFAULT 0,
-        backoff REAL NOT NULL DEFAULT 1,
-        timeout REAL,
+        retry_delay {real} NOT NULL DEFAULT 0,
+        backoff {real} NOT NULL DEFAULT 1,
+        timeout {real},
         cancel INTEGER NOT NULL DEFAULT 0,   -- 1: if not started yet, 2: also if running
-        due REAL NOT NULL,
-        created REAL NOT NULL,
-        started REAL,
-        finished REAL,
-        worker INTEGER,
+        due {real} NOT NULL,
+        created {real} NOT NULL,
+        started {real},
+        finished {real},
+        worker INTEGER,{held_by}
         cron TEXT,
         function TEXT,
-        record BLOB NOT NULL,
-        value BLOB,
+        record {blob} NOT NULL,
+        value {blob},
         summary TEXT,
         error TEXT,
         output TEXT,
@@ -2163,18 +2166,21 @@ _SCHEMA = (
     "CREATE INDEX tasks_finished ON tasks (finished) WHERE finished IS NOT NULL",
     "CREATE INDEX tasks_cancel ON tasks (id) WHERE cancel > 0",
     "CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-    "CREATE TABLE functions (hash TEXT PRIMARY KEY, payload BLOB NOT NULL, created REAL)",
+    "CREATE TABLE functions (hash TEXT PRIMARY KEY, payload {blob} NOT NULL, created {real})",
     """CREATE TABLE crons (
         name TEXT PRIMARY KEY,
         expression TEXT NOT NULL,
-        schedule BLOB NOT NULL,
-        record BLOB NOT NULL,
+        schedule {blob} NOT NULL,
+        record {blob} NOT NULL,
         function TEXT,
         catch_up INTEGER NOT NULL DEFAULT 0,
-        next_due REAL,
-        last_run REAL,
+        next_due {real},
+        last_run {real},
         running TEXT,
         paused INTEGER NOT NULL DEFAULT 0)""",
+)
+_SCHEMA = tuple(t.format(id="INTEGER PRIMARY KEY", real="REAL", blob="BLOB", held_by="")
+                for t in _TABLES) + (
     """CREATE TABLE pool (
         id INTEGER PRIMARY KEY CHECK (id = 1),
         owner INTEGER NOT NULL,
@@ -2229,6 +2235,12 @@ _RETRY_TASK = ("INSERT INTO tasks (token, name, args, status, priority, retries,
                "args, 'waiting', priority, retries, retry_delay, backoff, timeout, ?, ?, record, "
                f"function, {_UUID} FROM tasks WHERE id = ? AND token = ? AND status IN "
                "('error', 'cancelled')")
+
+
+def _newer_schema(path: str, version: int, known: int, instead: str = "") -> DatabaseError:
+    """The error for a database that a newer autocron wrote."""
+    return DatabaseError(f"{path} was written by a newer autocron (schema {version}, this one "
+                         f"knows {known}); upgrade autocron{instead}", path)
 
 
 def _row_key(uid: str) -> tuple:
@@ -2614,6 +2626,8 @@ class _SharedSql(_SharedReads):
     _TAKE = ""         # PostgreSQL: " FOR UPDATE SKIP LOCKED": rows another pool is taking
                        # are left to it
     _NEW_ID = ""       # PostgreSQL: " RETURNING id" after an INSERT (SQLite: lastrowid)
+    _LOCK = ""         # PostgreSQL: " FOR UPDATE": the rows read are written next, and
+                       # no other pool's transaction may change them in between
 
     def _fence(self) -> tuple:
         """The parameters of _FENCE: none here (one pool, whose flock is its lease)."""
@@ -2697,6 +2711,17 @@ class _SharedSql(_SharedReads):
             started.append(uid)
         return started
 
+    def cron_states(self, con: Any) -> list:
+        """Every cron job as it is (_CronState), for the caller to settle after a pool ended
+        (its own tasks settled first); a run counts as live while it is not finished (it may
+        be another machine's)."""
+        return [_CronState(name, pickle.loads(blob), bool(catch_up), next_due, running,
+                           bool(live)) for name, blob, catch_up, next_due, running, live in
+                self._run(con, "SELECT name, schedule, catch_up, next_due, running, EXISTS "
+                               f"(SELECT 1 FROM tasks WHERE {_UUID} = crons.running AND status "
+                               f"IN ('waiting', 'queued', 'running')) FROM crons{self._LOCK}"
+                          ).fetchall()]
+
     def _current_runs(self, con: Any, runs: list) -> list:
         """[_CronEnd] of the runs [(job name, task id, ended)] that are their job's current
         run (an older run, taken over from a pool that ended, is not)."""
@@ -2708,6 +2733,20 @@ class _SharedSql(_SharedReads):
             if rows:
                 ended.append(_CronEnd(name, pickle.loads(rows[0][0]), at, rows[0][1]))
         return ended
+
+    # -- withdrawals
+
+    def cancel(self, con: Any, uid: str, now: float) -> Optional[list]:
+        """Withdraw a waiting task: None if it was not waiting, else the cron run it was, if
+        any ([_CronEnd]: its job is free again once the caller gives its next due time)."""
+        rows = self._run(con, "SELECT cron FROM tasks WHERE id = ? AND token = ? AND status = "
+                              f"'waiting'{self._LOCK}", _row_key(uid)).fetchall()
+        if not rows:
+            return None
+        self._run(con, "UPDATE tasks SET status = 'cancelled', finished = ?, error = ? WHERE "
+                       "id = ?", (now, json.dumps(_failure("cancelled")), _row_key(uid)[0]))
+        job = rows[0][0]
+        return self._current_runs(con, [(job, _row_key(uid)[0], now)] if job else [])
 
     # -- the pool's round
 
@@ -3056,9 +3095,7 @@ class _SqliteFile:
         if version == 0:
             self._create_schema()
         elif version > _SCHEMA_VERSION:
-            raise DatabaseError(f"{self.path} was written by a newer autocron (schema "
-                                f"{version}, this one knows {_SCHEMA_VERSION}); upgrade "
-                                "autocron or pass another path", self.path)
+            raise _newer_schema(self.path, version, _SCHEMA_VERSION, " or pass another path")
         with self.transaction() as con:    # fails now, not later, if the file is read-only
             con.execute("UPDATE settings SET value = value WHERE 0")
             self._upgrade(con)
@@ -3079,9 +3116,7 @@ class _SqliteFile:
             raise DatabaseError(f"{self.path} is not an autocron database; pass --db PATH",
                                 self.path)
         if version > _SCHEMA_VERSION:
-            raise DatabaseError(f"{self.path} was written by a newer autocron (schema "
-                                f"{version}, this one knows {_SCHEMA_VERSION}); upgrade "
-                                "autocron", self.path)
+            raise _newer_schema(self.path, version, _SCHEMA_VERSION)
         self.version = version
         if self._write and version < _SCHEMA_VERSION:
             with self.transaction() as con:
@@ -3322,17 +3357,6 @@ class _SqliteStore(_SqliteFile, _SqlitePool, _SharedSql):
         self.checkpoint(_WAL_URGENT, quiet_too=False)
         return [f"{token}-{first + i}" for i in range(len(calls))]
 
-    def cancel(self, con: sqlite3.Connection, uid: str, now: float) -> Optional[list]:
-        """Withdraw a waiting task: None if it was not waiting, else the cron run it was, if
-        any ([_CronEnd]: its job is free again once the caller gives its next due time)."""
-        if con.execute("UPDATE tasks SET status = 'cancelled', finished = ?, error = ? "
-                       "WHERE id = ? AND token = ? AND status = 'waiting'",
-                       (now, json.dumps(_failure("cancelled")), *_row_key(uid))
-                       ).rowcount != 1:
-            return None
-        job = con.execute("SELECT cron FROM tasks WHERE id = ?", _row_key(uid)[:1]).fetchone()[0]
-        return self._current_runs(con, [(job, _row_key(uid)[0], now)] if job else [])
-
     def request_cancel(self, uid: str, force: bool) -> bool:
         """Ask the pool to withdraw a task a worker holds (force: also a running one)."""
         statuses = "('queued', 'running')" if force else "('queued')"
@@ -3396,14 +3420,6 @@ class _SqliteStore(_SqliteFile, _SqlitePool, _SharedSql):
                     "WHERE status = 'queued'")
         return [_Interrupted(*row) for row in con.execute(
             "SELECT id, cron FROM tasks WHERE status = 'running'").fetchall()]
-
-    def cron_states(self, con: sqlite3.Connection) -> list:
-        """Every cron job as it is (_CronState), for the caller to settle after a pool ended."""
-        return [_CronState(name, pickle.loads(blob), bool(catch_up), next_due, running,
-                           bool(live)) for name, blob, catch_up, next_due, running, live in
-                con.execute("SELECT name, schedule, catch_up, next_due, running, EXISTS "
-                            f"(SELECT 1 FROM tasks WHERE {_UUID} = crons.running AND "
-                            "status = 'waiting') FROM crons").fetchall()]
 
     def end_cron_runs(self, con: sqlite3.Connection, jobs: list) -> None:
         """These jobs run no more and are next due then: [(name, due time)]."""
@@ -3488,53 +3504,12 @@ _PG_DATA_REFUSED = ("22021", "22P05", "22001", "54000")
 _PG_LARGEST_VALUE = 500_000_000  # bytes in a value or a call: bytea goes out as hex text, twice
                                  # as long, and the server allocates at most 1 GiB for it
 
-_PG_SCHEMA = (
-    """CREATE TABLE tasks (
-        id BIGSERIAL PRIMARY KEY,
-        token TEXT NOT NULL,
-        name TEXT NOT NULL,
-        args TEXT NOT NULL DEFAULT '',
-        status TEXT NOT NULL,
-        priority INTEGER NOT NULL DEFAULT 0,
-        attempts INTEGER NOT NULL DEFAULT 0,
-        retries INTEGER NOT NULL DEFAULT 0,
-        retry_delay DOUBLE PRECISION NOT NULL DEFAULT 0,
-        backoff DOUBLE PRECISION NOT NULL DEFAULT 1,
-        timeout DOUBLE PRECISION,
-        cancel INTEGER NOT NULL DEFAULT 0,
-        due DOUBLE PRECISION NOT NULL,
-        created DOUBLE PRECISION NOT NULL,
-        started DOUBLE PRECISION,
-        finished DOUBLE PRECISION,
-        worker INTEGER,
+_PG_SCHEMA = tuple(t.format(
+    id="BIGSERIAL PRIMARY KEY", real="DOUBLE PRECISION", blob="BYTEA", held_by="""
         machine TEXT,                        -- the machine whose pool holds it
-        lease BIGINT,                        -- and that pool's lease: its writes are fenced
-        cron TEXT,
-        function TEXT,
-        record BYTEA NOT NULL,
-        value BYTEA,
-        summary TEXT,
-        error TEXT,
-        output TEXT,
-        retry_of TEXT)""",
-    "CREATE INDEX tasks_queue ON tasks (priority DESC, due, id) WHERE status = 'waiting'",
-    "CREATE INDEX tasks_finished ON tasks (finished) WHERE finished IS NOT NULL",
-    "CREATE INDEX tasks_cancel ON tasks (id) WHERE cancel > 0",
+        lease BIGINT,                        -- and that pool's lease: its writes are fenced""")
+    for t in _TABLES) + (
     "CREATE INDEX tasks_held ON tasks (machine) WHERE status IN ('queued', 'running')",
-    "CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-    "CREATE TABLE functions (hash TEXT PRIMARY KEY, payload BYTEA NOT NULL, "
-    "created DOUBLE PRECISION)",
-    """CREATE TABLE crons (
-        name TEXT PRIMARY KEY,
-        expression TEXT NOT NULL,
-        schedule BYTEA NOT NULL,
-        record BYTEA NOT NULL,
-        function TEXT,
-        catch_up INTEGER NOT NULL DEFAULT 0,
-        next_due DOUBLE PRECISION,
-        last_run DOUBLE PRECISION,
-        running TEXT,
-        paused INTEGER NOT NULL DEFAULT 0)""",
     """CREATE TABLE machines (
         name TEXT NOT NULL,                  -- as shown: AUTOCRON_HOST or the host name
         lease BIGINT PRIMARY KEY,            -- a pool's identity: new at every start
@@ -3557,18 +3532,10 @@ _PG_UPGRADE_TO_3 = (
 )
 
 _PG_NOW = "extract(epoch FROM clock_timestamp())"   # leases go by the server's clock
-_PG_INSERT_COLUMNS = ("token, name, args, status, priority, retries, retry_delay, backoff, "
-                      "timeout, due, created, record, function")
-_PG_INSERT_TASK = (f"WITH t AS (INSERT INTO tasks ({_PG_INSERT_COLUMNS}) VALUES (%s, %s, %s, "
-                   "'waiting', %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id) "
-                   "SELECT id, pg_notify(%s, %s) FROM t")
-_PG_INSERT_SHIPPED_TASK = (f"WITH t AS (INSERT INTO tasks ({_PG_INSERT_COLUMNS}) SELECT %s, %s, "
-                           "%s, 'waiting', %s, %s, %s, %s, %s, %s, %s, %s, %s WHERE EXISTS "
-                           "(SELECT 1 FROM functions WHERE hash = %s) RETURNING id) "
-                           "SELECT id, pg_notify(%s, %s) FROM t")
-_PG_INSERT_TASK_AT = ("INSERT INTO tasks (id, args, record, function, token, name, status, "
-                      "priority, retries, retry_delay, backoff, timeout, due, created) "
-                      "VALUES (%s, %s, %s, %s, %s, %s, 'waiting', %s, %s, %s, %s, %s, %s, %s)")
+# A call wakes the pools in its own statement (the shared INSERTs, with a notice).
+_PG_INSERT_TASK = f"WITH t AS ({_INSERT_TASK} RETURNING id) SELECT id, pg_notify(?, ?) FROM t"
+_PG_INSERT_SHIPPED_TASK = (f"WITH t AS ({_INSERT_SHIPPED_TASK} RETURNING id) "
+                           "SELECT id, pg_notify(?, ?) FROM t")
 
 
 def _is_postgres(database: Any) -> bool:
@@ -3910,9 +3877,8 @@ class _PgLink:
                 raise DatabaseError(f"{self.path}: {problem}", self.path)
             version = self._version(con)
             if version > _PG_SCHEMA_VERSION:
-                raise DatabaseError(f"{self.path} was written by a newer autocron (schema "
-                                    f"{version}, this one knows {_PG_SCHEMA_VERSION}); upgrade "
-                                    "autocron or choose another schema", self.path)
+                raise _newer_schema(self.path, version, _PG_SCHEMA_VERSION,
+                                    " or choose another schema")
             if version == 0:
                 con.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
                 tables = [r[0] for r in con.execute(
@@ -3953,9 +3919,7 @@ class _PgLink:
         if problem:
             raise DatabaseError(f"{self.path}: {problem}", self.path)
         if version > _PG_SCHEMA_VERSION:
-            raise DatabaseError(f"{self.path} was written by a newer autocron (schema "
-                                f"{version}, this one knows {_PG_SCHEMA_VERSION}); upgrade "
-                                "autocron", self.path)
+            raise _newer_schema(self.path, version, _PG_SCHEMA_VERSION)
         self.version = version
         if self._write and version < _PG_SCHEMA_VERSION:
             with self.transaction() as con:
@@ -4129,6 +4093,7 @@ class _PgStore(_PgLink, _PgMachines, _SharedSql):
     _LET_GO = ", machine = NULL, lease = NULL"
     _TAKE = " FOR UPDATE SKIP LOCKED"
     _NEW_ID = " RETURNING id"
+    _LOCK = " FOR UPDATE"
 
     def _fence(self) -> tuple:
         return (self.lease,)
@@ -4153,7 +4118,7 @@ class _PgStore(_PgLink, _PgMachines, _SharedSql):
             if not rows:
                 with self.transaction() as con:
                     self.keep_function(con, shipped)
-                    rows = con.execute(_PG_INSERT_TASK, values + notice).fetchall()
+                    rows = self._run(con, _PG_INSERT_TASK, values + notice).fetchall()
         return f"{token}-{rows[0][0]}"
 
     def add_tasks(self, name: str, calls: list, due: float, options: "_Options" = None,
@@ -4173,10 +4138,8 @@ class _PgStore(_PgLink, _PgMachines, _SharedSql):
             ids = [row[0] for row in con.execute(
                 "SELECT nextval(pg_get_serial_sequence('tasks', 'id')) FROM "
                 "generate_series(1, %s) ORDER BY 1", (len(calls),))]
-            with con.cursor() as cursor:
-                cursor.executemany(_PG_INSERT_TASK_AT, [
-                    (task_id, text, record, digest) + fixed
-                    for task_id, (text, record) in zip(ids, calls)])
+            self._run_many(con, _INSERT_TASK_AT, [(task_id, text, record, digest) + fixed
+                                                  for task_id, (text, record) in zip(ids, calls)])
             con.execute("SELECT pg_notify(%s, %s)", (self._channel, str(options.priority)))
         return [f"{token}-{task_id}" for task_id in ids]
 
@@ -4185,15 +4148,6 @@ class _PgStore(_PgLink, _PgMachines, _SharedSql):
             raise _DataRefused(f"{self.path}: {what} takes {len(data):,} bytes, more than the "
                                f"{_PG_LARGEST_VALUE:,} that PostgreSQL can hand back; pass or "
                                "return less (write it to a file, pass its name)", self.path)
-
-    def cancel(self, con: Any, uid: str, now: float) -> Optional[list]:
-        rows = con.execute("UPDATE tasks SET status = 'cancelled', finished = %s, error = %s "
-                           "WHERE id = %s AND token = %s AND status = 'waiting' RETURNING cron",
-                           (now, json.dumps(_failure("cancelled")), *_row_key(uid))).fetchall()
-        if not rows:
-            return None
-        job = rows[0][0]
-        return self._current_runs(con, [(job, _row_key(uid)[0], now)] if job else [])
 
     def request_cancel(self, uid: str, force: bool) -> bool:
         """Ask the pool holding the task to withdraw it (force: also a running one), and wake
@@ -4232,16 +4186,6 @@ class _PgStore(_PgLink, _PgMachines, _SharedSql):
             "UPDATE tasks SET machine = %s, lease = %s, worker = NULL WHERE status = "
             "'running' AND machine = %s AND lease = %s RETURNING id, cron",
             (self.machine, self.lease, pool.name, pool.lease)).fetchall()]
-
-    def cron_states(self, con: Any) -> list:
-        """Every cron job as it is (_CronState); a run counts as live while it is not
-        finished (it may be another machine's)."""
-        return [_CronState(name, pickle.loads(blob), bool(catch_up), next_due, running,
-                           bool(live)) for name, blob, catch_up, next_due, running, live in
-                con.execute("SELECT name, schedule, catch_up, next_due, running, EXISTS "
-                            f"(SELECT 1 FROM tasks WHERE {_UUID} = crons.running AND status IN "
-                            "('waiting', 'queued', 'running')) FROM crons FOR UPDATE"
-                            ).fetchall()]
 
     def end_cron_runs(self, con: Any, jobs: list) -> None:
         self._crons_read = -_SETTINGS_LOOK          # the next anything_due reads them again
