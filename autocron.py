@@ -57,10 +57,10 @@ Sections, in dependency order, each under a banner, with about how many lines it
     Cron expressions                 900  CronExpression: a pure engine, never reads the clock
     Task records and serialisation   650  the named records; policy (retries, misfires, next
                                           due times); functions by reference or by value
-    The SQLite store                1300  the _Store protocol; the SQL both stores share
+    The SQLite store                1500  the _Store protocol; the SQL both stores share
                                           (_SharedReads, _SharedSql); _StartLog; _SqliteStore
                                           of _SqliteFile (the doorway) and _SqlitePool
-    The PostgreSQL store            1000  _PgStore of _PgLink (the doorway) and _PgMachines
+    The PostgreSQL store             800  _PgStore of _PgLink (the doorway) and _PgMachines
                                           (leases, LISTEN/NOTIFY, the server's clock)
     Workers and the pool            2000  _worker_main; _Pool (the dispatcher) of its parts
                                           _PoolWakeups, _PoolLease, _PoolDeadlines,
@@ -4224,12 +4224,18 @@ class _PgStore(_PgLink, _PgMachines, _SharedSql):
         lease while the server holds that lease valid (False: the task is not this pool's
         any more, or its lease may be gone). Another machine that settles this pool's tasks
         then finds it running, never waiting: it cannot run twice unseen, whatever happens
-        to this machine between the start and the commit of the outcome."""
+        to this machine between the start and the commit of the outcome.
+
+        The same start tried again (the same `at`: a worker whose connection broke before
+        the answer came back cannot know whether the server committed it) is True once, an
+        attempt counted once."""
         return self.write(
-            "UPDATE tasks SET status = 'running', started = %s, attempts = attempts + 1, "
-            "cancel = CASE cancel WHEN 1 THEN 0 ELSE cancel END WHERE id = %s AND status = "
-            "'queued' AND lease = %s AND EXISTS (SELECT 1 FROM machines WHERE lease = %s AND "
-            f"heartbeat >= {_PG_NOW} - %s)", (at, task_id, lease, lease, _lease_ttl)) == 1
+            "UPDATE tasks SET status = 'running', started = %s, attempts = attempts + CASE "
+            "status WHEN 'queued' THEN 1 ELSE 0 END, cancel = CASE cancel WHEN 1 THEN 0 ELSE "
+            "cancel END WHERE id = %s AND (status = 'queued' OR status = 'running' AND "
+            "started = %s) AND lease = %s AND EXISTS (SELECT 1 FROM machines WHERE lease = %s "
+            f"AND heartbeat >= {_PG_NOW} - %s)", (at, task_id, at, lease, lease, _lease_ttl)
+        ) == 1
 
     def retry_terms(self, con: Any, ids: list) -> dict:
         return {row[0]: _RetryTerms(*row[1:]) for row in con.execute(
@@ -4671,6 +4677,7 @@ class _WorkerState:
         self.handed_over = False          # the manager is gone: nothing starts any more
         self.manager = os.getppid()       # the worker's parent, while it lives
         self.slot: Optional[int] = None   # its part of the start log (SQLite), if it has one
+        self.tried: dict = {}             # {task id: start time}: starts sent, not answered
 
     def reply(self, message: NamedTuple) -> None:
         """Send the pool a message; never while holding `ready` (the pool may be sending)."""
@@ -4746,10 +4753,14 @@ class _WorkerState:
                     self._store.lease = message.lease
             try:
                 store = self.store()
-                at = store.now()
+                # tried before and not answered: the same start (the server may have it)
+                at = self.tried.get(message.id) or store.now()
+                self.tried[message.id] = at
                 if not store.start_now(message.id, message.lease, at):
+                    del self.tried[message.id]
                     skipped.append(_Returned(message.id, refused=True))
                     continue
+                del self.tried[message.id]
             except DatabaseError:      # unavailable: not started until it can say so
                 self.inbox.insert(0, message)
                 if not wait:

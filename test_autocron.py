@@ -2487,6 +2487,23 @@ class TestPostgresStore:
         newest = tmp_path / "15" / "bin"
         assert pg_binaries() == (str(newest / "initdb"), str(newest / "pg_ctl"))
 
+    def test_a_start_whose_answer_was_lost_is_taken_when_tried_again(self, pg):
+        # The server commits a worker's start and the connection breaks before the answer
+        # comes back (chaos seed 993909): the worker tries again with the same start time,
+        # and that start is its own, not one refused (refused, the pool would forget the
+        # task and it would stay "running" under a live lease forever).
+        store = autocron._open_store(pg_url(pg))
+        store.add_task("f", "()", b"", 0.0)
+        with store.transaction() as con:
+            store.take_lease(con, os.getpid())
+            (task,) = store.claim(con, store.now(), [1])
+        at = store.now()
+        assert store.start_now(task.id, store.lease, at) is True      # committed, unanswered
+        assert store.start_now(task.id, store.lease, at) is True      # the same start
+        assert store.start_now(task.id, store.lease, at + 1) is False  # another one
+        assert query(pg_url(pg), "SELECT status, attempts, started FROM tasks") == [
+            ("running", 1, at)]
+
     def test_the_schema_is_made_on_first_use_beside_the_applications_tables(self, pg):
         pg_run(pg, "CREATE TABLE IF NOT EXISTS public.app_users (name TEXT)")
         assert autocron.start(pg_url(pg), workers=1) is True
