@@ -163,6 +163,7 @@ _MAX_EXPRESSION = 1024
 _MAX_NUMBER_DIGITS = 10
 
 _SCHEMA_VERSION = 2
+_RETIRED = 2                    # crons.paused of a job its code no longer declares (0, 1: paused)
 _PICKLE_PROTOCOL = 4            # readable by every Python that autocron supports (3.9+)
 _DEFAULT_SETTINGS = {"workers": 1, "result_ttl": 1800, "disabled": 0, "synchronous": "normal"}
 # "normal": a committed call survives a crash of the application, "full": also power loss or
@@ -1264,6 +1265,7 @@ class _Outcome(NamedTuple):
     cron: Optional[str] = None       # the cron job this run belongs to
     retryable: bool = True           # an error may run again while retries are left
     retry_at: Optional[float] = None  # decided by the pool (_decide_retries): it runs again
+    retire: bool = False             # a cron run found its job no longer declared (_JobRetired)
 
 
 class _ResultRow(NamedTuple):
@@ -1434,6 +1436,7 @@ class _CronRow(NamedTuple):
     last_run: Optional[float]
     running: Optional[str]           # the id of its current run, if any
     paused: bool                     # no runs start until it is resumed
+    retired: bool = False            # its code no longer declares it (_JobRetired)
 
 
 class _Interrupted(NamedTuple):
@@ -1486,6 +1489,7 @@ class _TaskRow(NamedTuple):
     summary: Optional[str]           # of its value
     error: Optional[str]             # as stored (JSON)
     worker: Optional[int]
+    value: Optional[bytes] = None    # the pickled value (the admin tool's JSON)
 
 
 class _FinishedRow(NamedTuple):
@@ -1899,8 +1903,20 @@ def _machine_name() -> str:
     return os.environ.get("AUTOCRON_HOST") or socket.gethostname()
 
 
-def _resolve_function(ref: tuple, load_payload: Callable[[str], bytes]) -> Callable:
-    """The undecorated function behind a reference (in a worker)."""
+class _JobRetired(Exception):
+    """A cron run found that the code no longer declares its job (see _resolve_function)."""
+
+
+def _resolve_function(ref: tuple, load_payload: Callable[[str], bytes],
+                      job: Optional[str] = None, declared: Optional[str] = None) -> Callable:
+    """The undecorated function behind a reference (in a worker).
+
+    For a run of the cron job `job`, declared by a cron() call in the module `declared`:
+    once the function's module imports, a function that is gone, or one that its own module
+    declared and declares no more (no @cron on it), is _JobRetired. A job declared elsewhere
+    (an application module that a worker does not import) is retired only when its function
+    is gone; one shipped by value (__main__, a notebook) never is.
+    """
     if ref[0] == "value":
         obj = pickle.loads(load_payload(ref[1]))
     elif ref[0] == "import":
@@ -1910,8 +1926,16 @@ def _resolve_function(ref: tuple, load_payload: Callable[[str], bytes]) -> Calla
             raise ImportError(f"cannot import the module {ref[1]} (of {ref[2]}) on machine "
                               f"{_machine_name()}: {error}; install it there, or start the "
                               "pool where it can be imported") from None
-        for part in ref[2].split("."):
-            obj = getattr(obj, part)
+        try:
+            for part in ref[2].split("."):
+                obj = getattr(obj, part)
+        except AttributeError:
+            if job is None:
+                raise
+            raise _JobRetired(f"the module {ref[1]} has no {ref[2]} any more") from None
+        if job is not None and declared == ref[1] and \
+                getattr(obj, "_autocron_cron", None) != job:
+            raise _JobRetired(f"{ref[1]}.{ref[2]} is no longer decorated with @cron") from None
     else:
         raise TypeError(f"unknown kind of function reference {ref[0]!r}; this task was "
                         "stored by a newer autocron")
@@ -2034,8 +2058,10 @@ class _Store(Protocol):
 
     # -- cron jobs
     def register_cron(self, name: str, schedule: CronExpression, func: Callable,
-                      catch_up: bool, next_due: float) -> None:
-        """Add or replace a job, due at `next_due`; an unchanged schedule keeps its own."""
+                      catch_up: bool, next_due: float, declared: Optional[str] = None) -> None:
+        """Add, replace or revive a job, due at `next_due`; an unchanged schedule keeps its own."""
+    def remove_cron(self, name: str) -> bool:
+        """Delete a job (its runs stay); False if there is none."""
     def due_crons(self, con: Any, now: float) -> list:
         """Start a run of every job due and not running (each due time once)."""
     def end_cron_runs(self, con: Any, jobs: list) -> None:
@@ -2501,7 +2527,7 @@ class _SharedReads:
         """[_CronRow] by name."""
         paused = "paused" if self.version >= 2 else "0"
         return [_CronRow(name, expression, pickle.loads(blob), next_due, last_run, running,
-                         bool(stopped))
+                         stopped == 1, stopped == _RETIRED)
                 for name, expression, blob, next_due, last_run, running, stopped in self.read(
                     "SELECT name, expression, schedule, next_due, last_run, running, "
                     f"{paused} FROM crons ORDER BY name")]
@@ -2563,7 +2589,7 @@ class _SharedReads:
                     f"status IN ({', '.join('?' * len(wanted))})"]
                 rows += self.read(
                     f"SELECT {_UUID}, name, args, status, priority, due, created, started, "
-                    f"finished, summary, error, worker, id FROM tasks WHERE "
+                    f"finished, summary, error, worker, value, id FROM tasks WHERE "
                     f"{' AND '.join(terms)} ORDER BY {order} LIMIT ?", wanted + (limit,))
         rows.sort(key=(lambda r: -r[-1]) if newest_first else (lambda r: (-r[4], r[5], r[-1])))
         return [_TaskRow(*row[:-1]) for row in rows[:limit]]
@@ -2674,11 +2700,14 @@ class _SharedSql(_SharedReads):
     # -- cron jobs
 
     def register_cron(self, name: str, schedule: "CronExpression", func: Callable,
-                      catch_up: bool, next_due: float) -> None:
-        """Add or replace a job, due at `next_due`; an unchanged schedule keeps its own."""
+                      catch_up: bool, next_due: float, declared: Optional[str] = None) -> None:
+        """Add or replace a job, due at `next_due`; an unchanged schedule keeps its own. A
+        retired job is revived (a paused one stays paused). `declared`: the module that
+        called cron(), where a worker looks for the declaration (_JobRetired)."""
         text = f"{schedule}" + (f" ({schedule.tz})" if schedule.tz is not None else "")
         ref, shipped = _reference(func)
-        record = _dumps({"v": 1, "function": ref, "args": (), "kwargs": {}})
+        record = _dumps({"v": 1, "function": ref, "args": (), "kwargs": {},
+                         "declared": declared})
         with self.transaction() as con:     # the job and its payload, never one without the other
             if shipped is not None:
                 self.keep_function(con, shipped)
@@ -2689,9 +2718,16 @@ class _SharedSql(_SharedReads):
                 "function = excluded.function, "
                 "schedule = excluded.schedule, next_due = CASE WHEN crons.expression = "
                 "excluded.expression THEN crons.next_due ELSE excluded.next_due END, "
-                "expression = excluded.expression",
+                "expression = excluded.expression, paused = CASE crons.paused WHEN "
+                f"{_RETIRED} THEN 0 ELSE crons.paused END",
                 (name, text, pickle.dumps(schedule, _PICKLE_PROTOCOL), record,
                  shipped and shipped.hash, int(catch_up), next_due))
+
+    def remove_cron(self, name: str) -> bool:
+        """Delete a job (its runs stay); False if there is none. Code that still declares
+        it registers it again at the next start()."""
+        with self.transaction() as con:
+            return self._deleted(con, "DELETE FROM crons WHERE name = ?", (name,)) == 1
 
     def due_crons(self, con: Any, now: float) -> list:
         """Start a run of every job that is due and not running (each due time once, across
@@ -2785,6 +2821,8 @@ class _SharedSql(_SharedReads):
                             "summary = ?, cancel = 0, attempts = attempts + CASE status WHEN "
                             "'queued' THEN 1 ELSE 0 END WHERE id = ? AND status IN ('queued', "
                             f"'running'){self._FENCE}", final)
+        self._run_many(con, f"UPDATE crons SET paused = {_RETIRED} WHERE name = ?",
+                       [(o.cron,) for o in outcomes if o.retire and o.cron])
         return self._current_runs(con, [(o.cron, o.id, o.finished) for o in outcomes
                                         if o.cron and o.retry_at is None])
 
@@ -2807,7 +2845,10 @@ class _SharedSql(_SharedReads):
         return min(times) if times else None
 
     def cleanup(self, now: float, ttl: float) -> int:
-        """Delete finished results past their time-to-live, and payloads nobody needs."""
+        """Delete finished results past their time-to-live (0: kept until purged), and
+        payloads nobody needs."""
+        if ttl <= 0:
+            return 0
         with self.transaction() as con:
             count = self._deleted(con, "DELETE FROM tasks WHERE finished IS NOT NULL AND "
                                        "finished < ? AND status IN ('ready', 'error', "
@@ -5060,9 +5101,11 @@ def _run_task(task: _Run, functions: dict, load_payload: Callable,
     try:
         record = _load_record(task.record)
         ref = record["function"]
-        func = functions.get(ref)
+        key = (ref, task.cron)          # a cron run looks for its declaration once
+        func = functions.get(key)
         if func is None:
-            func = functions[ref] = _resolve_function(ref, load_payload)
+            func = functions[key] = _resolve_function(ref, load_payload, task.cron,
+                                                      record.get("declared"))
         try:
             value = func(*record["args"], **record["kwargs"])
             if isinstance(value, types.CoroutineType):    # an async def task
@@ -5084,6 +5127,12 @@ def _run_task(task: _Run, functions: dict, load_payload: Callable,
             summary = f"<{type(value).__name__}>"
         return _Outcome(task.id, "ready", payload, None, started, now(), _output.collect(),
                         summary, task.cron)
+    except _JobRetired as error:
+        text = (f"cron job {task.cron} retired: {error}; it starts no more runs (registering "
+                f"it again revives it; autocron cron remove {task.cron} deletes it)")
+        return _Outcome(task.id, "error", None, {"type": "autocron.JobRetired", "message": text,
+                                                 "traceback": ""}, started, now(),
+                        _output.collect(), None, task.cron, retryable=False, retire=True)
     except BaseException as error:  # the task's own failure, reported as data
         return _Outcome(task.id, "error", None, _error_info(error), started, now(),
                         _output.collect(), None, task.cron)
@@ -5595,7 +5644,9 @@ class _PoolCrew:
             if outcome.started is not None and outcome.finished is not None:
                 self._run_time += (outcome.finished - outcome.started - self._run_time) / 8
             self._report(outcome, task, worker, worker.reported)
-            if outcome.status == "error":
+            if outcome.retire:
+                _log.warning("autocron: %s", outcome.error["message"])
+            elif outcome.status == "error":
                 _log.error("autocron task %s failed:\n%s", task.uuid,
                            outcome.error["traceback"] or outcome.error["message"])
             if message.next is not None:    # and the next one started
@@ -6469,6 +6520,14 @@ def _try_lock(store: _Store) -> Any:
 # ==============================================================================================
 
 
+class _Job(NamedTuple):
+    """A cron job as this process declared it (cron())."""
+    schedule: CronExpression
+    func: Callable
+    catch_up: bool
+    declared: Optional[str]          # the module whose code called cron()
+
+
 class _State:
     """What autocron knows in this process: the active store and, if it owns it, the pool."""
 
@@ -6478,7 +6537,7 @@ class _State:
         self.last_store: Optional[_Store] = None   # for get_results() after stop()
         self.pool: Optional[_PoolHandle] = None     # set while this process owns the pool
         self.standby: Optional[threading.Event] = None
-        self.crons: dict = {}                      # name -> (schedule, function, catch_up)
+        self.crons: dict = {}                      # name -> _Job
 
 
 _state = _State()
@@ -6535,9 +6594,9 @@ def start(database: Union[str, os.PathLike, None] = None, workers: Optional[int]
                 _log.info("autocron is disabled in %s; calls run synchronously", store.path)
                 return False
             _state.store = _state.last_store = store
-            for name, (schedule, func, catch_up) in _state.crons.items():
-                store.register_cron(name, schedule, func, catch_up,
-                                    _next_due(schedule, store.now()))
+            for name, job in _state.crons.items():
+                store.register_cron(name, job.schedule, job.func, job.catch_up,
+                                    _next_due(job.schedule, store.now()), job.declared)
             if producer:
                 return False
             if _become_owner(store):
@@ -7118,11 +7177,22 @@ def cron(expression: Optional[str] = None, *, tz: Union[str, _dt.tzinfo, None] =
 
     `@cron("30 9 * * 1,3")` or `@cron(minutes=[30], hours=[9], dow=[0, 2])` (dow as
     `datetime.weekday()`); `tz` an IANA name or tzinfo (None: local time). A bad expression
-    raises CronError here. The function is returned unchanged and registered as the job
-    `module.qualname`; decorating again under that name replaces the schedule.
+    raises CronError here, a function that requires arguments TypeError. The function is
+    returned unchanged and registered as the job `module.qualname`; decorating again under
+    that name replaces the schedule. A job runs while code declares it: a worker that
+    imports the function's module and finds it gone, or no longer decorated there, retires
+    the job (registering it again revives it).
     """
+    declared = sys._getframe(1).f_globals.get("__name__")      # where a worker looks for it
     if callable(expression):     # used bare: @cron
-        return cron()(expression)
+        return _cron_register(_firing_schedule(None, tz, fields), catch_up,
+                              declared)(expression)
+    return _cron_register(_firing_schedule(expression, tz, fields), catch_up, declared)
+
+
+def _firing_schedule(expression: Optional[str], tz: Any, fields: dict) -> CronExpression:
+    """The schedule of cron(); CronError also for one that fires only in a daylight-saving
+    gap of its zone."""
     schedule = CronExpression(expression, tz=tz, **fields)
     zone = schedule.tz or _local_zone()
     if zone is not None:           # a rule can parse and yet fire only in a daylight-saving gap
@@ -7135,15 +7205,38 @@ def cron(expression: Optional[str] = None, *, tz: Union[str, _dt.tzinfo, None] =
                             "falls into the gap when the clocks skip ahead for daylight "
                             "saving time; give a fixed minute and hour (a job due in the gap "
                             "runs right after it) or choose another time") from None
+    return schedule
 
+
+def _check_no_arguments(func: Callable, name: str) -> None:
+    """Refuse a function that a cron run could not call: one that requires arguments."""
+    import inspect          # only here: a worker never needs it
+    try:
+        parameters = inspect.signature(func).parameters.values()
+    except (TypeError, ValueError):     # no signature to read (a builtin): its run will say
+        return
+    required = [p.name for p in parameters if p.default is p.empty and p.kind not in (
+        p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    if required:
+        them = "it a default" if len(required) == 1 else "them defaults"
+        raise TypeError(f"a cron job takes no arguments, and {name}() requires "
+                        f"{', '.join(required)}; give {them}, or schedule a function that "
+                        f"calls it (@cron(...) def job(): {getattr(func, '__name__', 'f')}(...))")
+
+
+def _cron_register(schedule: CronExpression, catch_up: bool,
+                   declared: Optional[str]) -> Callable:
     def register(func: Callable) -> Callable:
         name = _function_name(func)
+        _check_no_arguments(func, name)
         _function_ref(func)    # cannot be sent to the workers? say so now
+        with contextlib.suppress(AttributeError, TypeError):
+            func._autocron_cron = name      # declared: what a worker looks for
         with _state.lock:
-            _state.crons[name] = (schedule, func, catch_up)
+            _state.crons[name] = _Job(schedule, func, catch_up, declared)
             if _state.store is not None:
                 _state.store.register_cron(name, schedule, func, catch_up,
-                                           _next_due(schedule, _state.store.now()))
+                                           _next_due(schedule, _state.store.now()), declared)
                 _wake_pool(_state.store.wake_path)
         return func
 
@@ -7395,6 +7488,10 @@ class _Dashboard:
             found = self.store.pause_cron(name) if path == "/cron/pause" else \
                 _resume_cron(self.store, name) is not None
             return (303, "/crons") if found else (404, f"no cron job named {name!r}")
+        if path == "/cron/remove":
+            name = form.get("name", "")
+            return (303, "/crons") if self.store.remove_cron(name) else \
+                (404, f"no cron job named {name!r}")
         if path == "/purge":
             self.store.purge()
             return 303, "/tasks"
@@ -7562,7 +7659,12 @@ class _Dashboard:
             after = _dt.datetime.fromtimestamp(now, job.schedule.tz or _local_zone())
             status = "running" if job.running else last.get(job.name, ("", None))[0]
             field = f"<input type='hidden' name='name' value='{_h(job.name)}'>"
-            if job.paused:
+            remove = (f"Remove the cron job {job.name}? Its runs stay; code that still "
+                      "declares it registers it again at its next start().")
+            if job.retired:
+                upcoming, day = "retired: its code no longer declares it", ""
+                switch = self._form("/cron/resume", "resume", field)
+            elif job.paused:
                 upcoming, day = "paused: no runs until it is resumed", ""
                 switch = self._form("/cron/resume", "resume", field)
             else:
@@ -7574,7 +7676,8 @@ class _Dashboard:
                         f"{_h(job.name)}</td><td>{_h(job.expression)}</td><td>"
                         f"{_h(job.schedule.describe())}</td><td>{_h(upcoming)}</td><td>"
                         f"{_local_time(job.last_run) or 'never'} <span class='{_h(status)}' "
-                        f"data-last-status>{_h(status)}</span></td><td>{switch}</td></tr>"
+                        f"data-last-status>{_h(status)}</span></td><td>{switch}"
+                        f"{self._form('/cron/remove', 'remove', field, ask=remove)}</td></tr>"
                         f"<tr><td colspan='6'>{day}</td></tr>")
         return _html_table(("job", "expression", "when", "next five runs", "last run", ""),
                            "".join(rows))
@@ -8052,7 +8155,7 @@ def _demo(args) -> int:
                 print(f"  {result.uuid[:8]}  {result.status:<6} {shown}")
             time.sleep(0.02)
         job = cron("*/15 9-17 * * mon-fri")(_demo_report)
-        schedule = _state.crons[_function_name(job)][0]
+        schedule = _state.crons[_function_name(job)].schedule
         print(f'A cron job "{schedule}" runs {schedule.describe()}; its next runs:')
         for moment in itertools.islice(schedule.iter(), 3):
             print(f"  {moment:%a %Y-%m-%d %H:%M}")
@@ -8109,13 +8212,16 @@ def _cron_jobs(store: _Store, count: int = 3) -> list:
     jobs = []
     for job in store.cron_rows():
         after = _dt.datetime.fromtimestamp(store.now(), job.schedule.tz or _local_zone())
-        upcoming = [] if job.paused else itertools.islice(job.schedule.iter(after), count)
-        jobs.append({"name": job.name, "expression": job.expression,
+        stopped = job.paused or job.retired
+        upcoming = [] if stopped else itertools.islice(job.schedule.iter(after), count)
+        zone = job.schedule.tz
+        jobs.append({"name": job.name, "expression": str(job.schedule),
+                     "tz": None if zone is None else str(zone),
                      "description": job.schedule.describe(),
                      "next": [t.isoformat() for t in upcoming],
-                     "due": None if job.paused else _iso(job.next_due),
+                     "due": None if stopped else _iso(job.next_due),
                      "last_run": _iso(job.last_run), "running": bool(job.running),
-                     "paused": job.paused})
+                     "paused": job.paused, "retired": job.retired})
     return jobs
 
 
@@ -8168,8 +8274,12 @@ def _print_info(info: dict) -> None:
                           for t in job["next"])
         last = _local_time(_dt.datetime.fromisoformat(job["last_run"]).timestamp()) \
             if job["last_run"] else "never"
-        print(f"  {job['name']}  {job['expression']}  {job['description']}")
-        if job["paused"]:
+        zone = f" ({job['tz']})" if job["tz"] else ""
+        print(f"  {job['name']}  {job['expression']}{zone}  {job['description']}")
+        if job["retired"]:
+            times = (f"retired: its code no longer declares it (autocron cron remove "
+                     f"{job['name']})")
+        elif job["paused"]:
             times = f"paused (autocron resume {job['name']})"
         print(f"    next: {times}; last run: {last}{' (running)' if job['running'] else ''}")
 
@@ -8195,10 +8305,43 @@ def _task_rows(store: _Store, statuses: tuple, limit: int, newest_first: bool) -
         out.append({"id": task.uid, "function": task.name, "args": task.args,
                     "status": task.status, "priority": task.priority, "due": task.due,
                     "created": task.created, "started": started, "finished": finished,
-                    "worker": task.worker, "value": summary,
+                    "worker": task.worker, "value": _json_value(task.value),
+                    "value_repr": task.summary, "error": summary if task.error else None,
                     "took": None if started is None or finished is None
                     else round(finished - started, 3)})
     return out
+
+
+class _PlainUnpickler(pickle.Unpickler):
+    """Loads plain data only: a pickle that names any class or function is refused, so that
+    reading a value runs no code (the admin tool imports none of the application's)."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        raise pickle.UnpicklingError(f"{module}.{name} is not plain data")
+
+
+def _is_json(value: Any) -> bool:
+    if value is None or isinstance(value, (bool, int, str)):
+        return True
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, (list, tuple)):
+        return all(map(_is_json, value))
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _is_json(v) for k, v in value.items())
+    return False
+
+
+def _json_value(data: Optional[bytes]) -> Any:
+    """A stored value as JSON data where it is JSON's kind of data (None, true and false,
+    numbers, text, lists, objects with text keys), else None (its repr says what it is)."""
+    if data is None:
+        return None
+    try:
+        value = _PlainUnpickler(io.BytesIO(data)).load()
+    except Exception:
+        return None
+    return value if _is_json(value) else None
 
 
 def _print_rows(rows: list, columns: list, as_json: bool, times: tuple) -> None:
@@ -8210,6 +8353,8 @@ def _print_rows(rows: list, columns: list, as_json: bool, times: tuple) -> None:
         print("(none)")
         return
     shown = [{k: _local_time(v) if k in times else v for k, v in row.items()} for row in rows]
+    for row in shown:       # the table shows the value's repr, or the error
+        row["value"] = row["error"] or row["value_repr"]
     print(_table(shown, columns))
 
 
@@ -8234,8 +8379,17 @@ def _command_set(args) -> int:
     store = _open_existing(args)
     key = args.setting.replace("-", "_")
     store.set_setting(key, args.value)
+    cpus = os.cpu_count() or 1
+    if key == "workers" and args.value > 4 * cpus:
+        print(f"autocron: warning: {args.value} workers on a machine with {cpus} CPUs: each "
+              f"worker is a process of its own, and more than {4 * cpus} rarely helps unless "
+              "the tasks mostly wait (then consider async def tasks)", file=sys.stderr)
     pool = _pool_state(store)
-    if not pool["running"]:
+    if key == "result_ttl" and args.value == 0:
+        print("result-ttl set to 0 (results are kept until purged)" + (
+            "" if not pool["running"] else f"; the running pool (owner pid {pool['owner']}) "
+            "applies it at its next cleanup, within a minute"))
+    elif not pool["running"]:
         print(f"{args.setting} set to {args.value}; used from the next start()")
     elif key == "synchronous":
         print(f"synchronous set to {args.value}; the running pool (owner pid {pool['owner']}) "
@@ -8270,22 +8424,37 @@ def _command_purge(args) -> int:
     return 0
 
 
+def _no_such_job(store: _Store, name: str) -> _UsageError:
+    known = ", ".join(job.name for job in store.cron_rows()) or "none"
+    return _UsageError(f"no cron job named {name!r} in {store.path} (its jobs: {known})")
+
+
 def _command_pause(args, paused: bool) -> int:
     store = _open_existing(args)
+    was = {job.name: job.paused or job.retired for job in store.cron_rows()}.get(args.name)
     if paused:
         found = store.pause_cron(args.name)
     else:
         due = _resume_cron(store, args.name)
         found = due is not None
     if not found:
-        known = ", ".join(job.name for job in store.cron_rows()) or "none"
-        raise _UsageError(f"no cron job named {args.name!r} in {store.path} (its jobs: "
-                          f"{known})")
+        raise _no_such_job(store, args.name)
     if paused:
         print(f"paused {args.name}: no runs start until `autocron resume {args.name}` (a run "
               "that is running goes on)")
+    elif was is False:
+        print(f"{args.name} is not paused: next run {_local_time(due)}")
     else:
         print(f"resumed {args.name}: next run {_local_time(due)}")
+    return 0
+
+
+def _command_cron_remove(args) -> int:
+    store = _open_existing(args)
+    if not store.remove_cron(args.name):
+        raise _no_such_job(store, args.name)
+    print(f"removed the cron job {args.name}; code that still declares it (@cron) registers it "
+          "again at its next start()")
     return 0
 
 
@@ -8319,8 +8488,14 @@ def _parser():
         def error(self, message):       # one line, not the usage block
             self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
-    def reading(sub):
-        sub.add_argument("--json", action="store_true", help="print JSON for scripts")
+    def command(group, name, text, run, reads=False):
+        """A command, described in its own --help too, that takes --db after its name."""
+        sub = group.add_parser(name, help=text, description=text[:1].upper() + text[1:] + ".")
+        sub.add_argument("--db", default=argparse.SUPPRESS, metavar="PATH|URL",
+                         help="the database (also accepted before the command)")
+        if reads:
+            sub.add_argument("--json", action="store_true", help="print JSON for scripts")
+        sub.set_defaults(run=run)
         return sub
 
     parser = Parser(prog="autocron", description="See and steer an autocron database, or run "
@@ -8332,23 +8507,25 @@ def _parser():
                         help="show autocron's log (-vv: debug)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
                                      parser_class=Parser)
-    commands.add_parser("demo", help="run the whole flow on a temporary database") \
-        .set_defaults(run=_demo)
-    reading(commands.add_parser(
-        "info", help="settings, pool, queue, results and cron jobs at a glance")) \
-        .set_defaults(run=_command_info)
-    tasks = reading(commands.add_parser("tasks", help="waiting and running tasks"))
-    tasks.add_argument("--limit", type=_positive_int, default=50, metavar="N")
-    tasks.set_defaults(run=_command_tasks)
-    results = reading(commands.add_parser("results", help="finished results, newest first"))
+    command(commands, "demo", "run the whole flow on a temporary database", _demo)
+    command(commands, "info", "settings, pool, queue, results and cron jobs at a glance",
+            _command_info, reads=True)
+    limit = {"type": _positive_int, "default": 50, "metavar": "N",
+             "help": "at most N rows (default: %(default)s)"}
+    command(commands, "tasks", "waiting and running tasks", _command_tasks, reads=True) \
+        .add_argument("--limit", **limit)
+    results = command(commands, "results", "finished results, newest first", _command_results,
+                      reads=True)
     results.add_argument("--status", choices=_STATUSES, help="only results with this status")
-    results.add_argument("--limit", type=_positive_int, default=50, metavar="N")
-    results.set_defaults(run=_command_results)
+    results.add_argument("--limit", **limit)
+
     class SettingValue(argparse.Action):    # its type depends on the setting before it
         def __call__(self, parser, namespace, value, option_string=None):
             if namespace.setting == "synchronous":
                 if value not in _SYNCHRONOUS:
                     parser.error(f"argument value: {value!r} is not normal or full")
+            elif namespace.setting == "result-ttl" and value == "0":
+                value = 0
             else:
                 try:
                     value = _positive_int(value)
@@ -8356,40 +8533,42 @@ def _parser():
                     parser.error(f"argument value: {error}")
             setattr(namespace, self.dest, value)
 
-    setting = commands.add_parser("set", help="change a setting (workers, result-ttl, "
-                                  "synchronous)")
+    setting = command(commands, "set", "change a setting (workers, result-ttl, synchronous)",
+                      _command_set)
     setting.add_argument("setting", choices=("workers", "result-ttl", "synchronous"))
     setting.add_argument("value", action=SettingValue,
-                         help="a positive whole number; for synchronous: normal (a call "
-                              "survives a crash of the application) or full (also power loss)")
-    setting.set_defaults(run=_command_set)
-    commands.add_parser("disable", help="make start() start nothing; calls run synchronously") \
-        .set_defaults(run=lambda args: _command_enable(args, True))
-    commands.add_parser("enable", help="undo disable").set_defaults(
-        run=lambda args: _command_enable(args, False))
-    commands.add_parser("purge", help="remove all finished results") \
-        .set_defaults(run=_command_purge)
+                         help="a positive whole number (result-ttl: seconds, 0 keeps results "
+                              "until purged); for synchronous: normal (a call survives a "
+                              "crash of the application) or full (also power loss)")
+    command(commands, "disable", "make start() start nothing; calls run synchronously",
+            lambda args: _command_enable(args, True))
+    command(commands, "enable", "undo disable", lambda args: _command_enable(args, False))
+    command(commands, "purge", "remove all finished results", _command_purge)
     for verb, paused, what in (("pause", True, "start no more runs of a cron job"),
                                ("resume", False, "let a paused cron job run again, from its "
                                                  "next due time")):
-        switch = commands.add_parser(verb, help=what)
-        switch.add_argument("name", help="the job, as `autocron info` names it")
-        switch.set_defaults(run=lambda args, paused=paused: _command_pause(args, paused))
-    board = commands.add_parser("dashboard", help="serve the dashboard: overview, tasks, "
-                                "cron jobs, pool; cancel, retry, pause from the page")
+        command(commands, verb, what, lambda args, paused=paused: _command_pause(args, paused)) \
+            .add_argument("name", help="the job, as `autocron info` names it")
+    jobs = command(commands, "cron", "manage cron jobs: remove one that code no longer "
+                   "declares", None)
+    actions = jobs.add_subparsers(dest="action", metavar="ACTION", required=True,
+                                  parser_class=Parser)
+    command(actions, "remove", "delete a cron job (its runs stay; code that still declares it "
+            "registers it again at its next start())", _command_cron_remove) \
+        .add_argument("name", help="the job, as `autocron info` names it")
+    board = command(commands, "dashboard", "serve the dashboard: overview, tasks, cron jobs, "
+                    "pool; cancel, retry, pause from the page", _command_dashboard)
     board.add_argument("--port", type=int, default=8000, help="default: %(default)s")
     board.add_argument("--host", default="127.0.0.1", help="the address to bind (default: "
                        "%(default)s)")
     board.add_argument("--token", help="the token every request must carry (without one, a "
                        "new one is made; the printed address carries it)")
-    board.set_defaults(run=_command_dashboard)
-    upcoming = reading(commands.add_parser(
-        "next", help="when a cron expression fires next, and what it means"))
+    upcoming = command(commands, "next", "when a cron expression fires next, and what it means",
+                       _command_next, reads=True)
     upcoming.add_argument("expression", help='a cron expression, e.g. "30 9 * * 1,3"')
     upcoming.add_argument("-n", type=_positive_int, default=5, metavar="N",
                           help="how many fire times (default: %(default)s)")
     upcoming.add_argument("--tz", metavar="ZONE", help="an IANA time zone, e.g. Europe/Berlin")
-    upcoming.set_defaults(run=_command_next)
     return parser
 
 
@@ -8441,6 +8620,10 @@ def _main(argv: Optional[list] = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:         # `autocron info | head`: the reader has what it wanted
+        devnull = os.open(os.devnull, os.O_WRONLY)   # and Python's flush at exit fails not
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ import random
 import re
 import secrets
 import select
+import shlex
 import shutil
 import signal
 import socket
@@ -1257,6 +1258,11 @@ def echo(*args, **kwargs):
 
 
 @autocron.delay
+def same(value):
+    return value
+
+
+@autocron.delay
 def fail(text):
     raise ValueError(text)
 
@@ -1510,6 +1516,14 @@ def own_postgres():
 
 def cron_job_too():
     return "ran too"
+
+
+# The cron jobs this module declares, as the pool's workers see them: the tests register
+# them at test time, each with the schedule it needs, and a worker retires a job that the
+# module of its function registered and no longer declares (api.md, "cron").
+if autocron._IN_POOL:
+    for _job in (cron_job, async_cron_job, cron_job_too):
+        autocron.cron()(_job)
 
 
 def pg_listeners(server):
@@ -3303,6 +3317,67 @@ class TestCronJobs:
             assert log.read_text() == "run\nrun\n"
         finally:
             forget_cron(name)
+
+    def test_a_function_that_requires_arguments_is_refused_as_a_job(self):
+        def report(day, *rest, kind, verbose=False, **more):
+            return day
+        with pytest.raises(TypeError, match=re.escape(
+                "a cron job takes no arguments, and test_autocron.TestCronJobs.test_a_function_"
+                "that_requires_arguments_is_refused_as_a_job.<locals>.report() requires day, "
+                "kind; give them defaults, or schedule a function that calls it (@cron(...) "
+                "def job(): report(...))")):
+            autocron.cron("@daily")(report)
+        assert autocron._state.crons == {}
+
+    @pytest.mark.parametrize("new_code, why", [
+        ("def report():\n    return 'ran'\n", "nightly.report is no longer decorated with @cron"),
+        ("def other():\n    return 'ran'\n", "the module nightly has no report any more"),
+        ("raise ImportError('the new code is broken')\n", None),      # fails that run only
+    ])
+    def test_a_job_its_code_no_longer_declares_is_retired_until_registered_again(
+            self, database, monkeypatch, tmp_path, new_code, why):
+        clock = FakeClock(datetime(2030, 1, 1, 8, 59, 30).timestamp(), monkeypatch, tmp_path)
+        source = tmp_path / "code" / "nightly.py"
+        source.parent.mkdir()
+        source.write_text("import autocron\n\n@autocron.cron('0 9 * * *')\n"
+                          "def report():\n    return 'ran'\n")
+        monkeypatch.syspath_prepend(str(source.parent))
+        name = "nightly.report"
+        try:
+            import nightly                      # declares the job, as an application does
+            autocron.start(database, workers=1)
+            clock.now += 60                                   # 09:00:30: due
+            wake_pool()
+            assert wait_until(lambda: self.runs(name))[0].get(timeout=30) == "ran"
+            autocron.stop()
+            forget_cron(name)                   # the new code: the job is gone from it
+            source.write_text(new_code)
+            autocron.start(database, workers=1)
+            clock.now += 86400                                # the next day's run
+            wake_pool()
+            run = wait_until(lambda: [r for r in self.runs(name) if r.status == "error"])[0]
+            with pytest.raises(autocron.TaskError) as failed:
+                run.get(timeout=30)
+            store = autocron._open_store(database)
+            if why is None:
+                assert "the new code is broken" in str(failed.value)
+                assert [job.retired for job in store.cron_rows()] == [False]
+                return
+            assert run.error_message == (
+                f"autocron.JobRetired: cron job {name} retired: {why}; it starts no more runs "
+                f"(registering it again revives it; autocron cron remove {name} deletes it)")
+            wait_until(lambda: [job.retired for job in store.cron_rows()] == [True])
+            assert [job.paused for job in store.cron_rows()] == [False]
+            last_run = [job.last_run for job in store.cron_rows()]
+            clock.now += 86400                                # due again: no run
+            wake_pool()
+            settle()
+            assert [job.last_run for job in store.cron_rows()] == last_run
+            autocron.cron("0 9 * * *")(nightly.report)        # declared again: revived
+            assert [job.retired for job in store.cron_rows()] == [False]
+        finally:
+            forget_cron(name)
+            sys.modules.pop("nightly", None)
 
     def test_an_async_job_runs_like_any_other(self, database, monkeypatch, tmp_path):
         log = tmp_path / "cron.log"
@@ -5348,7 +5423,7 @@ class TestDashboard:
         assert board.post("/task/nothing-1/retry", {"secret": secret}) == (404, "no such task")
         assert board.post(f"/task/{board.later.uuid}/retry", {"secret": "guess"})[0] == 403
 
-    def test_pause_and_resume_a_cron_job_from_the_page(self, database, chromium, monkeypatch,
+    def test_pause_resume_and_remove_a_cron_job_from_the_page(self, database, chromium, monkeypatch,
                                                        tmp_path):
         clock = FakeClock(datetime(2030, 1, 1, 8, 59, 30).timestamp(), monkeypatch, tmp_path)
         autocron.cron("0 9,15 * * *")(cron_job)
@@ -5376,8 +5451,16 @@ class TestDashboard:
                     assert query(database, "SELECT paused, next_due FROM crons") == [
                         (0, datetime(2030, 1, 2, 9, 0).timestamp())]
                     assert "Wed 2030-01-02 09:00, Wed 2030-01-02 15:00" in row.inner_text()
+                    page.accepted = []                    # the question is answered yes
+                    row.locator("[data-action='remove']").click()
+                    page.wait_for_selector(f"[data-cron='{name}']", state="detached",
+                                           timeout=15_000)
+                    assert page.accepted == [f"Remove the cron job {name}? Its runs stay; code "
+                                             "that still declares it registers it again at "
+                                             "its next start()."]
+                    assert query(database, "SELECT count(*) FROM crons") == [(0,)]
                 cookie = signed_in(handle.url)
-                secret = page_secret(http_get(base + "crons", cookie)[1])
+                secret = page_secret(http_get(base + "tasks", cookie)[1])
                 status, body = post_form(base + "cron/pause", {"secret": secret,
                                                                "name": "nope"}, cookie)
                 assert (status, body) == (404, "no cron job named 'nope'")
@@ -6012,10 +6095,18 @@ class TestAdmin:
 
     @pytest.mark.parametrize("command", [[], ["demo"], ["info"], ["tasks"], ["results"],
                                          ["set"], ["disable"], ["enable"], ["purge"], ["next"],
+                                         ["pause"], ["resume"], ["cron"], ["cron", "remove"],
                                          ["dashboard"]])
     def test_every_command_has_help(self, command):
         out = cli(*command, "--help")
         assert out.returncode == 0 and out.stdout.startswith("usage: autocron")
+        described = out.stdout.split("\n\n")[1]        # the paragraph after the usage
+        assert described[:1].isupper() and not described.startswith(
+            ("positional", "options")), out.stdout
+
+    def test_the_defaults_of_options_are_shown(self):
+        for command in ("tasks", "results"):
+            assert "at most N rows (default: 50)" in " ".join(cli(command, "--help").stdout.split())
 
     def test_module_and_console_script_are_the_same_program(self):
         as_module = subprocess.run([sys.executable, "-m", "autocron", "next", "@daily", "-n",
@@ -6053,8 +6144,8 @@ class TestAdmin:
                                         "positive whole number (see autocron set --help)"),
         (["frobnicate"], 2, "autocron: argument COMMAND: invalid choice: 'frobnicate' (choose "
                             "from 'demo', 'info', 'tasks', 'results', 'set', 'disable', "
-                            "'enable', 'purge', 'pause', 'resume', 'dashboard', 'next') (see "
-                            "autocron --help)"),
+                            "'enable', 'purge', 'pause', 'resume', 'cron', 'dashboard', 'next') "
+                            "(see autocron --help)"),
     ])
     def test_bad_input_is_one_line_and_exit_2(self, args, status, message):
         out = cli(*args)
@@ -6118,7 +6209,7 @@ class TestAdmin:
         assert len(lines) == 3 and "ValueError: on purpose" in lines[1]
         assert lines[2].split()[1:5] == ["test_autocron.add", "2,", "2", "ready"]
         rows = json.loads(cli("results", "--status", "ready", "--json", db=database).stdout)
-        assert [r["value"] for r in rows] == ["4", "2", "0"]
+        assert [r["value"] for r in rows] == [4, 2, 0]
         assert datetime.fromisoformat(rows[0]["finished"]).tzinfo is not None
         assert cli("tasks", db=database).stdout == "(none)\n"
         try:
@@ -6189,6 +6280,103 @@ class TestAdmin:
         unknown = cli("resume", "nope", db=database)
         assert (unknown.returncode, unknown.stderr) == (
             2, f"autocron: no cron job named 'nope' in {database} (its jobs: {name})\n")
+
+    def test_cron_remove_deletes_a_job(self, live_pool):
+        database, _ = live_pool
+        name = "test_autocron.cron_job"
+        removed = cli("cron", "remove", name, db=database)
+        assert (removed.returncode, removed.stdout) == (
+            0, f"removed the cron job {name}; code that still declares it (@cron) registers "
+               "it again at its next start()\n")
+        assert query(database, "SELECT count(*) FROM crons") == [(0,)]
+        again = cli("cron", "remove", name, db=database)
+        assert (again.returncode, again.stderr) == (
+            2, f"autocron: no cron job named {name!r} in {database} (its jobs: none)\n")
+
+    def test_resume_of_a_job_that_is_not_paused_says_so(self, live_pool):
+        database, _ = live_pool
+        name = "test_autocron.cron_job"
+        due = query(database, "SELECT next_due FROM crons")[0][0]
+        out = cli("resume", name, db=database)
+        assert (out.returncode, out.stdout) == (
+            0, f"{name} is not paused: next run {autocron._local_time(due)}\n")
+
+    def test_the_database_may_follow_the_command(self, live_pool):
+        database, _ = live_pool
+        before = cli("info", "--json", db=database)
+        after = subprocess.run([sys.executable, AUTOCRON, "info", "--json", "--db",
+                                str(database)], capture_output=True, text=True, timeout=120,
+                               cwd=HERE)
+        assert after.returncode == 0, after.stderr
+        assert json.loads(after.stdout)["database"] == json.loads(before.stdout)["database"]
+        removed = subprocess.run([sys.executable, AUTOCRON, "cron", "remove", "nope", "--db",
+                                  str(database)], capture_output=True, text=True, timeout=120,
+                                 cwd=HERE)
+        assert f"no cron job named 'nope' in {database}" in removed.stderr
+
+    def test_results_json_gives_values_as_json_with_their_repr_beside(self, live_pool):
+        database, _ = live_pool
+        rows = json.loads(cli("results", "--json", db=database).stdout)
+        by_value = {row["value_repr"]: row["value"] for row in rows if row["status"] == "ready"}
+        assert by_value == {"0": 0, "2": 2, "4": 4}
+        failed = [row for row in rows if row["status"] == "error"]
+        assert [(row["value"], row["value_repr"]) for row in failed] == [(None, None)]
+        assert failed[0]["error"].startswith("ValueError: on purpose")
+
+    def test_a_value_that_is_not_json_is_null_beside_its_repr(self, tmp_path):
+        database = tmp_path / "a.db"
+        assert run_python("""
+            import sys, datetime, autocron, test_autocron
+            autocron.start(sys.argv[1], workers=1)
+            print(test_autocron.same({1, 2}).get(timeout=30))
+            print(test_autocron.same(datetime.date(2030, 1, 2)).get(timeout=30))
+            print(test_autocron.same([1.5, "x", None, True]).get(timeout=30))
+            autocron.stop()
+        """, database).returncode == 0
+        rows = json.loads(cli("results", "--json", db=database).stdout)
+        assert [(row["value"], row["value_repr"]) for row in rows] == [
+            ([1.5, "x", None, True], "[1.5, 'x', None, True]"),
+            (None, "datetime.date(2030, 1, 2)"), (None, "{1, 2}")]
+
+    def test_info_json_gives_the_zone_apart_from_the_expression(self, tmp_path):
+        database = tmp_path / "a.db"
+        assert run_python("""
+            import sys, autocron, test_autocron
+            autocron.cron("0 8 * * *", tz="Europe/Berlin")(test_autocron.cron_job)
+            autocron.start(sys.argv[1], workers=0)
+        """, database).returncode == 0
+        (job,) = json.loads(cli("info", "--json", db=database).stdout)["cron_jobs"]
+        assert (job["expression"], job["tz"]) == ("0 8 * * *", "Europe/Berlin")
+        assert "0 8 * * * (Europe/Berlin)" in cli("info", db=database).stdout
+
+    def test_a_reader_that_closes_the_pipe_ends_it_quietly(self, live_pool):
+        database, _ = live_pool
+        shell = subprocess.run(f"{shlex.quote(sys.executable)} {shlex.quote(AUTOCRON)} --db "
+                               f"{shlex.quote(str(database))} info | head -1", shell=True,
+                               capture_output=True, text=True, timeout=120, cwd=HERE)
+        assert shell.stdout.startswith("database ") and shell.stderr == ""
+
+    def test_a_worker_count_far_above_the_cpus_is_taken_with_a_warning(self, tmp_path):
+        database = tmp_path / "a.db"
+        autocron._open_store(database)
+        out = cli("set", "workers", "1000", db=database)
+        cpus = os.cpu_count()
+        assert out.returncode == 0 and out.stdout.startswith("workers set to 1000")
+        assert out.stderr == (
+            f"autocron: warning: 1000 workers on a machine with {cpus} CPUs: each worker is "
+            f"a process of its own, and more than {4 * cpus} rarely helps unless the tasks "
+            "mostly wait (then consider async def tasks)\n")
+        assert cli("set", "workers", str(4 * cpus), db=database).stderr == ""
+
+    def test_a_result_ttl_of_zero_keeps_results_forever(self, tmp_path):
+        database = tmp_path / "a.db"
+        store = autocron._open_store(database)
+        assert cli("set", "result-ttl", "0", db=database).stdout.startswith(
+            "result-ttl set to 0 (results are kept until purged)")
+        uid = store.add_task("f", "()", b"", 0.0)
+        store.write("UPDATE tasks SET status = 'ready', finished = 1.0")
+        assert store.cleanup(10 ** 10, store.settings()["result_ttl"]) == 0
+        assert store.result_row(uid) is not None
 
     def test_purge_deletes_finished_results(self, live_pool):
         database, _ = live_pool
