@@ -241,6 +241,19 @@ _log = logging.getLogger("autocron")
 _log.addHandler(logging.NullHandler())   # a library logs; the application decides where to
 
 
+def _tell(text: str) -> None:
+    """Something the user must hear of (no task found, calls left waiting): a warning in
+    autocron's log where the application has set up logging, else a line on stderr, as
+    Python itself does for a logger without handlers."""
+    logger: Optional[logging.Logger] = _log
+    while logger is not None:
+        if any(not isinstance(h, logging.NullHandler) for h in logger.handlers):
+            _log.warning("autocron: %s", text)
+            return
+        logger = logger.parent if logger.propagate else None
+    print(f"autocron: {text}", file=sys.stderr)
+
+
 _clock_file: Optional[str] = None   # tests: a file that holds the time (see _clock)
 
 
@@ -1390,6 +1403,13 @@ def _function_name(func: Callable) -> str:
                       f"{getattr(func, '__qualname__', repr(func))}")
 
 
+def _short_id(uid: str) -> str:
+    """A task's id as tables show it: the start of its token and its row id ("3f9a1c-1042"),
+    which tell apart the calls of one map() (they share a token); get_result() takes it."""
+    token, _, row = uid.rpartition("-")
+    return f"{token[:6]}-{row}" if token else uid
+
+
 def _importable(obj: Any) -> bool:
     """True when a worker finds `obj` by importing its module and walking its qualname."""
     module, qualname = getattr(obj, "__module__", None), getattr(obj, "__qualname__", None)
@@ -2043,6 +2063,8 @@ class _Store(Protocol):
     def result_rows(self, limit: Optional[int] = None,
                     status: Optional[str] = None) -> list:
         """[_ResultRow] newest first (get_results)."""
+    def ids_named(self, text: str, limit: int) -> list:
+        """Up to `limit` task ids that `text` names: the start of an id, or a short id."""
     def cancel(self, con: Any, uid: str, now: float) -> Optional[list]:
         """Withdraw a waiting task: None if it was not waiting, else its cron run's end."""
     def request_cancel(self, uid: str, force: bool) -> bool:
@@ -2505,6 +2527,19 @@ class _SharedReads:
         return [_ResultRow(*row) for row in self.read(
             f"SELECT {_RESULT_COLUMNS} FROM tasks {where}ORDER BY id DESC{bound}",
             params + (() if limit is None else (limit,)))]
+
+    def ids_named(self, text: str, limit: int) -> list:
+        """Up to `limit` ids of the tasks that `text` names: the start of their id, or a
+        short id (_short_id: the start of the token, "-", the row id)."""
+        token, dash, row = text.rpartition("-")
+        if dash and re.fullmatch("[0-9a-f]+", token) and row.isascii() and row.isdigit() and \
+                int(row) < 2 ** 63:
+            return [r[0] for r in self.read(f"SELECT {_UUID} FROM tasks WHERE id = ? AND token "
+                                            "LIKE ?", (int(row), token + "%"))]
+        if not re.fullmatch("[0-9a-f]+", text):
+            return []
+        return [r[0] for r in self.read(f"SELECT {_UUID} FROM tasks WHERE token LIKE ? ORDER "
+                                        "BY id LIMIT ?", (text + "%", limit))]
 
     def clock_went_back(self, now: float) -> int:
         """The wall clock stepped back (NTP, a VM restored from a snapshot): calls that were
@@ -6477,10 +6512,25 @@ class _PoolHandle:
         self._follower.join(5)
         self._close_pipes()
         if self._lock is not None:
+            if self.manager.returncode == 0:
+                self._remove_lock_file()
             self._lock.close()
         with self._waiters_lock:
             for event in self._waiters.values():
                 event.set()
+
+    def _remove_lock_file(self) -> None:
+        """After a clean stop, still holding the flock: remove an SQLite database's lock
+        file, if the database holds no task that its start log could still speak for (one
+        handed to a worker or running: see _SqliteStore.recover). A process that opened the
+        file before and locks it after finds it gone (_try_lock). A server's lock
+        (PostgreSQL) stays: it names the pool to settle after a crash."""
+        if self.store.leased or not _HAS_FLOCK:
+            return
+        with contextlib.suppress(Exception):    # unreadable: the next pool reads the log
+            counts, _ = self.store.counts(self.store.now())
+            if not counts.get("queued") and not counts.get("running"):
+                os.unlink(self.store.lock_path)
 
     def _close_pipes(self) -> None:
         for end in (self._control, self._notices):
@@ -6505,14 +6555,23 @@ def _try_lock(store: _Store) -> Any:
             raise DatabaseError(f"{store.path}: no private folder for this machine's pool "
                                 f"lock ({error}); set XDG_RUNTIME_DIR or TMPDIR to a private "
                                 "folder with a short path", store.path) from None
-    fd = os.open(store.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-    file = os.fdopen(fd, "r+b")
-    try:
-        _fcntl.flock(file.fileno(), _fcntl.LOCK_EX | _fcntl.LOCK_NB)
-    except OSError:
+    for _ in range(10):
+        fd = os.open(store.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        file = os.fdopen(fd, "r+b")
+        try:
+            _fcntl.flock(file.fileno(), _fcntl.LOCK_EX | _fcntl.LOCK_NB)
+        except OSError:
+            file.close()
+            return None
+        # The owner's clean stop removes the file (_remove_lock_file): a lock taken on a
+        # file opened before that is no lock; the file there now is the one to lock.
+        held = os.fstat(file.fileno())
+        with contextlib.suppress(OSError):
+            there = os.stat(store.lock_path)
+            if (there.st_dev, there.st_ino) == (held.st_dev, held.st_ino):
+                return file
         file.close()
-        return None
-    return file
+    return None
 
 
 # ==============================================================================================
@@ -6538,6 +6597,7 @@ class _State:
         self.pool: Optional[_PoolHandle] = None     # set while this process owns the pool
         self.standby: Optional[threading.Event] = None
         self.crons: dict = {}                      # name -> _Job
+        self.readers: dict = {}                    # database key -> _Store (database=)
 
 
 _state = _State()
@@ -6660,6 +6720,12 @@ def stop(timeout: float = 10.0) -> None:
         standby.set()
     if pool is not None:
         pool.stop(timeout)
+        with contextlib.suppress(Exception):    # a database gone: nothing more to say
+            counts, _ = pool.store.counts(pool.store.now())
+            left = counts.get("waiting", 0) + counts.get("queued", 0)
+            if left:
+                _tell(f"{left} call{' is' if left == 1 else 's are'} still waiting in "
+                      f"{pool.store.path}; they run when a pool runs for it (the next start())")
 
 
 def _after_fork_in_child() -> None:
@@ -6689,10 +6755,28 @@ def _current_store() -> Optional[_Store]:
     return _state.store or _state.last_store
 
 
-def get_results(limit: Optional[int] = None, status: Optional[str] = None) -> "_ResultList":
+def _reading_store(database: Union[str, os.PathLike, None]) -> Optional[_Store]:
+    """The store of `database` for get_result(s): this process's (None: see _current_store),
+    one opened before, or the database opened now; None if there is no such database."""
+    if database is None:
+        return _current_store()
+    key = _database_key(database)
+    for store in (_state.store, _state.last_store, _state.readers.get(key)):
+        if store is not None and store.path == key:
+            return store
+    try:
+        store = _state.readers[key] = _open_store(database, existing=True)
+    except FileNotFoundError:
+        return None
+    return store
+
+
+def get_results(limit: Optional[int] = None, status: Optional[str] = None,
+                database: Union[str, os.PathLike, None] = None) -> "_ResultList":
     """The results stored in the database, newest first (also of earlier runs): at most
     `limit` of them (None: all), only those with `status` (None: any): "waiting",
-    "running", "ready", "error" or "cancelled".
+    "running", "ready", "error" or "cancelled". `database`: another than this process's
+    (None: the one of start(), else $AUTOCRON_DATABASE or ./autocron.db).
 
     The list renders as a table in Jupyter and in a terminal (the first 50 rows).
     """
@@ -6703,17 +6787,40 @@ def get_results(limit: Optional[int] = None, status: Optional[str] = None) -> "_
     if status is not None and (not isinstance(status, str) or status not in _STATUSES):
         raise ValueError(f"status must be one of {', '.join(map(repr, _STATUSES))} (None: "
                          f"any), got {status!r}")
-    store = _current_store()
+    store = _reading_store(database)
     if store is None:
         return _ResultList()
     return _ResultList(Result(row.uuid, store, row) for row in store.result_rows(limit, status))
 
 
-def get_result(uuid: str) -> Optional["Result"]:
-    """The result with this id, or None (deleted after its time-to-live, or never stored)."""
-    store = _current_store()
-    row = store.result_row(uuid) if store is not None else None
-    return Result(uuid, store, row) if row else None
+def get_result(uuid: str, database: Union[str, os.PathLike, None] = None) -> Optional["Result"]:
+    """The result with this id, or None (deleted after its time-to-live, or never stored;
+    which database was read is then said). `uuid` may be the start of an id, or the short
+    id that tables show, if it names one task (else ValueError). `database` as for
+    get_results()."""
+    store = _reading_store(database)
+    if store is None:
+        shown = os.fspath(database) if database is not None else (
+            os.environ.get("AUTOCRON_DATABASE") or "autocron.db")
+        _tell(f"no task {uuid} in {shown}: there is no such database here (pass database= "
+              "to read another)")
+        return None
+    row = store.result_row(uuid)
+    if row is None:
+        named = store.ids_named(str(uuid), 3)
+        if len(named) > 1:
+            many = f"{len(named)} or more" if len(named) == 3 else str(len(named))
+            raise ValueError(f"{uuid!r} is the start of the ids of {many} tasks; give more of "
+                             f"it (as shown: {_short_id(named[0])})")
+        if named:
+            uuid, row = named[0], store.result_row(named[0])
+    if row is None:
+        ttl = store.settings()["result_ttl"]
+        _tell(f"no task {uuid} in {store.path} (" + (
+            f"finished results are deleted after the result time-to-live, {ttl:g} s)" if ttl
+            else "finished results are kept until purged)"))
+        return None
+    return Result(uuid, store, row)
 
 
 def wait(results: Iterable["Result"], timeout: Optional[float] = None) -> list:
@@ -6907,7 +7014,14 @@ class Result:
         if self._wait(timeout):
             return self._value()
         name = self._row.name if self._row is not None else "?"   # read by the wait
-        raise TimeoutError(f"task {self.uuid} ({name}) did not finish within {timeout} s")
+        text = f"task {self.uuid} ({name}) did not finish within {timeout} s"
+        with contextlib.suppress(Exception):    # the database may be what is down
+            if self._store is not None and self.status == "waiting" and \
+                    not self._store.pool_running():
+                text += (f", and no pool is running for {self._store.path}: call "
+                         "autocron.start() in a process that runs the workers (workers=0 "
+                         "only stores calls)")
+        raise TimeoutError(text)
 
     def _value(self) -> Any:
         if self.status == "ready":
@@ -7005,7 +7119,7 @@ class Result:
 
     def __repr__(self) -> str:
         info = self._summary()
-        text = f"<Result {info['id'][:8]} {info['function']}({info['args']}) {info['status']}"
+        text = f"<Result {_short_id(info['id'])} {info['function']}({info['args']}) {info['status']}"
         if info["value"]:
             text += f": {info['value']}"
         if info["output"]:
@@ -7047,7 +7161,7 @@ class _ResultList(list):
     """The list get_results() returns: a table in Jupyter and in a terminal, of the first
     _SHOWN results (a notebook cell must not render 200,000 rows)."""
 
-    _COLUMNS = (("id", 8), ("function", 20), ("args", 24), ("status", 9), ("value", 36),
+    _COLUMNS = (("id", 16), ("function", 20), ("args", 24), ("status", 9), ("value", 36),
                 ("took", 9))
     _SHOWN = 50
 
@@ -7065,7 +7179,7 @@ class _ResultList(list):
         lines = ["  ".join(name.ljust(width) for name, width in self._COLUMNS).rstrip()]
         for result in self[:self._SHOWN]:
             info = result._summary()
-            info["id"] = info["id"][:8]
+            info["id"] = _short_id(info["id"])
             lines.append("  ".join(_shorten(str(info[name]), width).ljust(width)
                                    for name, width in self._COLUMNS).rstrip())
         return "\n".join(lines + ([self._more()] if self._more() else []))
@@ -7075,7 +7189,7 @@ class _ResultList(list):
         rows = []
         for result in self[:self._SHOWN]:
             info = result._summary()
-            cells = [_h(info["id"][:8], False), _h(info["function"], False),
+            cells = [_h(_short_id(info["id"]), False), _h(info["function"], False),
                      _h(_shorten(info["args"], 60), False), _status_badge(info["status"]),
                      _h(info["value"], False), _h(info["took"], False)]
             rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
@@ -7565,7 +7679,7 @@ class _Dashboard:
         rows = page.rows
         lines = "".join(
             f"<tr data-task-id='{_h(row.uuid)}'><td><a href='/task/{_h(row.uuid)}'>"
-            f"{_h(row.uuid.split('-')[0][:8])}</a></td><td>{_h(row.name)}</td><td>"
+            f"{_h(_short_id(row.uuid))}</a></td><td>{_h(row.name)}</td><td>"
             f"{_h(_shorten(row.args, 60))}</td><td class='{_h(row.status)}'>"
             f"{_h(row.status)}</td><td>{row.attempts}</td><td>{_local_time(row.created)}</td>"
             f"<td>{_local_time(row.finished)}</td><td>{_took(row)}</td></tr>" for row in rows)
@@ -8152,7 +8266,7 @@ def _demo(args) -> int:
                 pending.remove(result)
                 shown = result.function_result if not result.has_error else \
                     result.error_message.splitlines()[0]
-                print(f"  {result.uuid[:8]}  {result.status:<6} {shown}")
+                print(f"  {_short_id(result.uuid)}  {result.status:<6} {shown}")
             time.sleep(0.02)
         job = cron("*/15 9-17 * * mon-fri")(_demo_report)
         schedule = _state.crons[_function_name(job)].schedule

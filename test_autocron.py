@@ -1394,9 +1394,9 @@ def forget_cron(name):
 def run_python(code, *args, timeout=60, **kwargs):
     """Run a snippet in a fresh interpreter with this test module importable."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([HERE] + sys.path))
+    kwargs.setdefault("cwd", HERE)
     return subprocess.run([sys.executable, "-c", textwrap.dedent(code), *map(str, args)],
-                          capture_output=True, text=True, timeout=timeout, env=env, cwd=HERE,
-                          **kwargs)
+                          capture_output=True, text=True, timeout=timeout, env=env, **kwargs)
 
 
 def spawn_python(code, *args, **kwargs):
@@ -4768,6 +4768,114 @@ def open_descriptors():
 
 class TestResults:
     """The store under load: descriptors, the write-ahead log, bounded reads, durability."""
+
+    def test_get_result_reads_the_database_it_is_given_and_says_which_when_nothing_is_found(
+            self, tmp_path):
+        database = tmp_path / "jobs" / "elsewhere.db"
+        made = run_python("""
+            import sys, autocron, test_autocron
+            autocron.start(sys.argv[1], workers=1)
+            result = test_autocron.add(2, 3)
+            print(result.uuid, result.get(timeout=30))
+            autocron.stop()
+        """, database)
+        uid = made.stdout.split()[0]
+        (tmp_path / "fresh").mkdir()
+        found = run_python("""
+            import sys, autocron
+            uid, database = sys.argv[1:]
+            print(autocron.get_result(uid))                           # ./autocron.db: none
+            print(autocron.get_result(uid, database=database).get())
+            print([r.uuid for r in autocron.get_results(database=database)] == [uid])
+            print(autocron.get_result("ffff-99", database=database))
+        """, uid, database, cwd=tmp_path / "fresh")
+        assert found.stdout.split() == ["None", "5", "True", "None"]
+        assert found.stderr == (
+            f"autocron: no task {uid} in autocron.db: there is no such database here (pass "
+            "database= to read another)\n"
+            f"autocron: no task ffff-99 in {database} (finished results are deleted after the "
+            "result time-to-live, 1800 s)\n")
+
+    def test_map_results_show_ids_that_tell_them_apart_and_a_short_id_finds_one(self, database):
+        autocron.start(database, workers=1)
+        batch = add.map([1, 2, 3], [1, 1, 1])
+        assert [r.get(timeout=30) for r in batch] == [2, 3, 4]
+        shown = [autocron._short_id(r.uuid) for r in batch]
+        assert len(set(shown)) == 3 and all(len(text) <= 16 for text in shown)
+        listing = repr(autocron.get_results())
+        assert all(text in listing for text in shown)
+        assert all(text in repr(r) for text, r in zip(shown, batch))
+        assert [autocron.get_result(text).uuid for text in shown] == [r.uuid for r in batch]
+        with pytest.raises(ValueError, match=re.escape(
+                f"{batch[0].uuid[:6]!r} is the start of the ids of 3 or more tasks; give more "
+                f"of it (as shown: {shown[0]})")):
+            autocron.get_result(batch[0].uuid[:6])
+        single = add(5, 5)
+        assert autocron.get_result(single.uuid[:8]).get(timeout=30) == 10
+
+    def test_a_script_that_exits_with_calls_waiting_says_so(self, tmp_path):
+        database = tmp_path / "a.db"
+        done = run_python("""
+            import sys, autocron
+            def later(x):
+                return x
+            autocron.start(sys.argv[1], workers=1)
+            for i in range(3):
+                autocron.delay(hours=1)(later)(i)
+        """, database)
+        assert done.returncode == 0
+        assert done.stderr == (f"autocron: 3 calls are still waiting in {database}; they run "
+                               "when a pool runs for it (the next start())\n")
+        quiet = run_python("import sys, autocron; autocron.start(sys.argv[1]); "
+                           "autocron.get_results()", tmp_path / "b.db")
+        assert quiet.stderr == ""
+
+    def test_get_with_no_pool_running_says_so(self, database):
+        autocron.start(database, workers=0)               # this process only enqueues
+        result = add(1, 2)
+        with pytest.raises(TimeoutError, match=re.escape(
+                f"task {result.uuid} (test_autocron.add) did not finish within 0.2 s, and no "
+                f"pool is running for {autocron._current_store().path}: call "
+                "autocron.start() in a process that runs the workers (workers=0 only stores "
+                "calls)")):
+            result.get(timeout=0.2)
+        autocron.stop()
+        autocron.start(database, workers=1)
+        assert result.get(timeout=30) == 3
+
+    @pytest.mark.sqlite_only
+    def test_a_clean_stop_removes_the_lock_file(self, database):
+        lock = database + ".lock"
+        autocron.start(database, workers=1)
+        assert add(1, 1).get(timeout=30) == 2
+        assert os.path.exists(lock)
+        autocron.stop()
+        assert not os.path.exists(lock)
+        assert autocron.start(database, workers=1) is True        # and a new one is made
+        assert add(1, 2).get(timeout=30) == 3
+
+    @pytest.mark.sqlite_only
+    def test_a_lock_file_removed_before_it_was_locked_is_not_a_lock(self, database,
+                                                                    monkeypatch):
+        # A process opens the lock file, the owner's clean stop removes it, then the process
+        # locks what it opened: a file that is gone. Locking that would let it run a pool
+        # beside one that locks the new file; it locks the file that is there instead.
+        lock = database + ".lock"
+        store = autocron._open_store(database)
+        open(lock, "ab").close()
+        flock, removed = autocron._fcntl.flock, []
+
+        def removed_in_between(fd, operation):
+            if not removed:
+                removed.append(os.fstat(fd).st_ino)
+                os.unlink(lock)                     # the owner's stop, at the worst moment
+            return flock(fd, operation)
+        monkeypatch.setattr(autocron._fcntl, "flock", removed_in_between)
+        held = autocron._try_lock(store)
+        try:
+            assert removed and os.fstat(held.fileno()).st_ino == os.stat(lock).st_ino
+        finally:
+            held.close()
 
     @pytest.mark.slow
     @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts /proc/self/fd")
