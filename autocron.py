@@ -3670,7 +3670,8 @@ def _psycopg(shown: str) -> Any:
         import psycopg
     except ImportError:
         raise DatabaseError(f"{shown}: a postgresql:// database needs psycopg 3, which is not "
-                            'installed: pip install "autocron[postgres]"', shown) from None
+                            'installed: pip install "psycopg[binary]" (the package index\'s '
+                            '"autocron" is another project)', shown) from None
     return psycopg
 
 
@@ -6608,7 +6609,7 @@ def start(database: Union[str, os.PathLike, None] = None, workers: Optional[int]
     """Make autocron active in this process and start the worker pool of `database`.
 
     `database` is an SQLite file (created if missing) or a postgresql:// URL (psycopg 3:
-    pip install "autocron[postgres]"; every machine then runs its own pool); None takes
+    pip install "psycopg[binary]"; every machine then runs its own pool); None takes
     $AUTOCRON_DATABASE, else "autocron.db". Returns True when this process started the pool,
     False when a pool for the database already runs on this machine (in this or another
     process; this process then only enqueues, and takes the pool over if its owner ends).
@@ -7119,7 +7120,8 @@ class Result:
 
     def __repr__(self) -> str:
         info = self._summary()
-        text = f"<Result {_short_id(info['id'])} {info['function']}({info['args']}) {info['status']}"
+        text = (f"<Result {_short_id(info['id'])} {info['function']}({info['args']}) "
+                f"{info['status']}")
         if info["value"]:
             text += f": {info['value']}"
         if info["output"]:

@@ -2485,7 +2485,8 @@ class TestPostgresStore:
         monkeypatch.setitem(sys.modules, "psycopg", None)      # import psycopg fails
         with pytest.raises(autocron.DatabaseError,
                            match=re.escape('needs psycopg 3, which is not installed: pip '
-                                           'install "autocron[postgres]"')):
+                                           'install "psycopg[binary]" (the package index\'s '
+                                           '"autocron" is another project)')):
             autocron.start(pg_url(pg))
         assert not is_active()
 
@@ -4562,10 +4563,11 @@ class TestDelay:
         wait_until(lambda: (tmp_path / "task.pid").exists(), what="the task to start")
         assert running.status == "running" and running.waiting
         assert running.function_result is None
-        assert repr(running) == f"<Result {running.uuid[:8]} block({str(tmp_path)!r}) running>"
+        shown = autocron._short_id(running.uuid)
+        assert repr(running) == f"<Result {shown} block({str(tmp_path)!r}) running>"
         (tmp_path / "task.go").write_text("")
         assert running.get(timeout=30) == int((tmp_path / "task.pid").read_text())
-        assert repr(running) == (f"<Result {running.uuid[:8]} block({str(tmp_path)!r}) ready: "
+        assert repr(running) == (f"<Result {shown} block({str(tmp_path)!r}) ready: "
                                  f"{running.result}>")
 
     def test_get_times_out(self, pool, tmp_path):
@@ -4731,8 +4733,8 @@ class TestDelay:
         odd_name.__qualname__ = "odd_name\udcff"
         result = autocron.delay(odd_name)(Odd())
         assert result.get(timeout=30) == "Odd"
-        assert repr(result) == (f"<Result {result.uuid[:8]} odd_name\\udcff(Odd(\\udcff)) "
-                                "ready: 'Odd'>")
+        assert repr(result) == (f"<Result {autocron._short_id(result.uuid)} "
+                                "odd_name\\udcff(Odd(\\udcff)) ready: 'Odd'>")
 
 
 class TestInactive:
@@ -5035,8 +5037,8 @@ class TestResultDisplay:
         result = autocron.delay(chatty)(3)
         assert result.get(timeout=30) == 3
         assert result.output == "line 3\nwarning\n"
-        assert repr(result) == (f"<Result {result.uuid[:8]} chatty(3) ready: 3 | output: "
-                                "'line 3\\nwarning'>")
+        assert repr(result) == (f"<Result {autocron._short_id(result.uuid)} chatty(3) ready: 3 "
+                                "| output: 'line 3\\nwarning'>")
 
     def test_output_keeps_the_last_64_kib(self, pool):
         def flood():
@@ -6545,6 +6547,43 @@ class TestDemo:
         assert "ready  25" in out.stdout
         assert 'A cron job "*/15 9-17 * * 1-5" runs every 15 minutes' in out.stdout
 
+
+    @pytest.mark.slow
+    def test_the_readme_s_install_commands_install_this_project(self, tmp_path):
+        # as written, in a fresh venv, from a copy of the repository as a user gets it: a
+        # clone's files (git archive of HEAD), else the folder without what tests leave
+        blocks = re.findall(r"```install\n(.*?)```", Path(HERE, "README.md").read_text(),
+                            re.S)
+        commands = [line.split("  #")[0].strip() for block in blocks
+                    for line in block.splitlines() if line.strip()]
+        assert commands == ["pip install .", 'pip install ".[postgres]"']
+        clone = tmp_path / "autocron"
+        clone.mkdir()
+        archive = subprocess.run(["git", "-C", HERE, "archive", "HEAD"], capture_output=True) \
+            if shutil.which("git") else None
+        if archive is not None and archive.returncode == 0:
+            subprocess.run(["tar", "-x", "-C", str(clone)], input=archive.stdout, check=True)
+        else:
+            shutil.copytree(HERE, clone, dirs_exist_ok=True, ignore=shutil.ignore_patterns(
+                ".git", ".venv*", "__pycache__", "*.db", "*.db-*", "*.lock"))
+        venv = tmp_path / "venv"
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+        env = dict(os.environ, PATH=f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}",
+                   VIRTUAL_ENV=str(venv))
+        env.pop("PYTHONPATH", None)
+        for command in commands:
+            done = subprocess.run(command, shell=True, cwd=clone, env=env, capture_output=True,
+                                  text=True, timeout=600)
+            assert done.returncode == 0, (command, done.stdout[-2000:], done.stderr[-2000:])
+        check = subprocess.run([str(venv / "bin" / "python"), "-c", "import autocron, psycopg; "
+                                "print(autocron.__file__, autocron.CronExpression)"],
+                               capture_output=True, text=True, cwd=tmp_path, env=env)
+        assert check.stdout.startswith(str(venv)), check
+        assert Path(check.stdout.split()[0]).read_bytes() == \
+            Path(clone, "autocron.py").read_bytes()            # this project's module
+        command = subprocess.run([str(venv / "bin" / "autocron"), "next", "@daily", "-n", "1"],
+                                 capture_output=True, text=True, cwd=tmp_path, env=env)
+        assert command.stdout.startswith("0 0 * * *: at 00:00 every day\n"), command
 
 # ---- the module's layout ---------------------------------------------------------------------
 
