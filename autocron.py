@@ -8727,7 +8727,13 @@ def _main(argv: Optional[list] = None) -> int:
         logging.basicConfig(level=logging.DEBUG if args.verbose > 1 else logging.INFO,
                             format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
-        return args.run(args)
+        code = args.run(args)
+        sys.stdout.flush()          # a reader gone shows here, not in the flush at exit
+        return code
+    except BrokenPipeError:         # `autocron info | head`: the reader has what it wanted
+        devnull = os.open(os.devnull, os.O_WRONLY)   # and Python's flush at exit fails not
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except (_UsageError, CronError) as error:
         print(f"autocron: {error}", file=sys.stderr)
         return 2
@@ -8736,10 +8742,6 @@ def _main(argv: Optional[list] = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
-    except BrokenPipeError:         # `autocron info | head`: the reader has what it wanted
-        devnull = os.open(os.devnull, os.O_WRONLY)   # and Python's flush at exit fails not
-        os.dup2(devnull, sys.stdout.fileno())
-        return 0
 
 
 if __name__ == "__main__":
