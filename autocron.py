@@ -165,7 +165,8 @@ _MAX_NUMBER_DIGITS = 10
 _SCHEMA_VERSION = 2
 _RETIRED = 2                    # crons.paused of a job its code no longer declares (0, 1: paused)
 _PICKLE_PROTOCOL = 4            # readable by every Python that autocron supports (3.9+)
-_DEFAULT_SETTINGS = {"workers": 1, "result_ttl": 1800, "disabled": 0, "synchronous": "normal"}
+_DEFAULT_SETTINGS = {"workers": 1, "result_ttl": 1800, "disabled": 0, "synchronous": "normal",
+                     "initializer_error": None}
 # "normal": a committed call survives a crash of the application, "full": also power loss or
 # an OS crash (the log is synced at every commit, not only at checkpoints).
 _SYNCHRONOUS = ("normal", "full")
@@ -193,6 +194,8 @@ _FALLBACK_REAP = 0.5            # without SIGCHLD a pool looks for ended workers
 _READ_SIZE = 1 << 16            # the dispatcher reads a worker's pipe in pieces this large
 _START_COMMIT_DELAY = 0.02      # a start is written with the next outcome, or after this
                                 # (a worker that loses its manager writes its own starts)
+_INIT_PAUSES = (1.0, 300.0)     # after a failed initializer no worker starts for a pause that
+                                # doubles from the first to the second (api.md: 1 s to 5 min)
 _RESTART_PAUSE = (0.5, 30.0)    # a worker or manager that dies young is restarted after a
 _YOUNG = 2.0                    # pause that doubles up to its maximum (young: a worker that
 _YOUNG_MANAGER = 10.0           # lived less than this, a manager less than this)
@@ -3572,6 +3575,9 @@ _LEASE_RENEWALS = 6             # a pool renews its lease this many times a leas
 # A setting, not a constant (tests shorten it; the pool's processes get it in their start
 # configuration): the others settle a pool's tasks once it missed its renewals this long.
 _lease_ttl = 30.0
+# A setting too (tests shorten it; it travels like _lease_ttl): how long a worker's
+# initializer may run before it counts as failed (api.md: 60 s).
+_init_timeout = 60.0
 _LEASE_MARGIN = 0.25            # a worker starts tasks until this part of the lease is left
 _LEASE_LOOK = 0.01              # a worker whose lease is not known valid looks again this often
 # SQLSTATEs of a value that PostgreSQL cannot hold: text it cannot encode (22021, 22P05), too
@@ -4442,7 +4448,7 @@ def _spawn(entry: str, settings: dict) -> tuple:
     down_read, down_write = os.pipe()
     up_read, up_write = os.pipe()
     config = dict(settings, cwd=os.getcwd(), path=sys.path, down=down_read, up=up_write,
-                  clock=_clock_file, lease_ttl=_lease_ttl)
+                  clock=_clock_file, lease_ttl=_lease_ttl, init_timeout=_init_timeout)
     boot = ("import sys, importlib.util as u; "
             "s = u.spec_from_file_location('autocron', sys.argv[1]); "
             "m = sys.modules['autocron'] = u.module_from_spec(s); s.loader.exec_module(m); "
@@ -4467,11 +4473,12 @@ def _spawn(entry: str, settings: dict) -> tuple:
 def _boot(entry: str, config_text: str) -> None:
     """The first call in a new pool process: put the caller's sys.path after this
     interpreter's own (the standard library first), then run `entry`."""
-    global _clock_file, _lease_ttl, _IN_POOL
+    global _clock_file, _lease_ttl, _init_timeout, _IN_POOL
     _IN_POOL = True
     config = json.loads(config_text)
     config["path"] = sys.path + [folder for folder in config["path"] if folder not in sys.path]
     _clock_file, _lease_ttl = config["clock"], config["lease_ttl"]
+    _init_timeout = config.get("init_timeout", _init_timeout)
     secret = os.environ.pop("_AUTOCRON_URL", None)    # before any user code can see it
     if secret:
         _pg_urls[config["database"]] = secret
@@ -4636,6 +4643,21 @@ class _Exit(NamedTuple):
     """Pool to worker: hand over what is not committed and exit."""
 
 
+class _Init(NamedTuple):
+    """Owner to manager, then pool to each worker, first of all: the initializer's call
+    record (_dump_record; None: none), which a worker runs before its first task, after
+    django.setup() where DJANGO_SETTINGS_MODULE is set; and the payload of a function
+    shipped by value (it travels with the record: the cleanup may delete stored ones)."""
+    record: Optional[bytes] = None
+    payload: Optional[bytes] = None
+
+
+class _InitDone(NamedTuple):
+    """Worker to pool: its initialization ended; `error` (_error_info) if it failed, and
+    then the worker exits without running a task."""
+    error: Optional[dict] = None
+
+
 class _Started(NamedTuple):
     """Worker to pool: it starts this task now."""
     id: int
@@ -4712,17 +4734,25 @@ def _worker_main(config_text: str) -> None:
     threading.Thread(target=state.read_pipe, args=(_Connection(config["down"], writable=False),),
                      name="autocron-lifeline", daemon=True).start()
     functions: dict = {}
+    django = None
     while True:
         skipped: list = []
         with state.ready:
             task = state.take(True, skipped)
             started = state.current
+        if type(task) is _Init:
+            django = _initialize(task, state)
+            continue
         for message in skipped + [started]:
             state.reply(message)
         while task is not None:
             # One message says that a task ended and (if one waits) that the next started.
             state.note(task)
+            if django is not None:        # as Django's request cycle does around a request
+                django.close_old_connections()
             outcome = _run_task(task, functions, state.payload, state.now)
+            if django is not None:
+                django.close_old_connections()
             _end_leftovers()           # before the outcome: when it is known, they are gone
             skipped = []
             with state.ready:
@@ -4732,6 +4762,37 @@ def _worker_main(config_text: str) -> None:
                 started = state.current
             for message in skipped + [_Done(outcome, started)]:
                 state.reply(message)
+
+
+def _initialize(init: _Init, state: "_WorkerState") -> Any:
+    """Set a worker up before its first task: django.setup() where the starting process
+    set DJANGO_SETTINGS_MODULE, then the initializer. Tells the pool how it went; a failure,
+    or one that runs past _init_timeout s, ends the worker (the pool then starts none for a
+    while: _PoolCrew._initialized). Returns django.db where Django was set up, else None."""
+    def too_long() -> None:
+        state.reply(_InitDone({"type": "TimeoutError", "message": f"the initializer ran past "
+                               f"{_init_timeout:g} s", "traceback": ""}))
+        os._exit(3)
+    watchdog = threading.Timer(_init_timeout, too_long)
+    watchdog.daemon = True
+    watchdog.start()
+    django = None
+    try:
+        if os.environ.get("DJANGO_SETTINGS_MODULE"):
+            import django as _django        # only where the application is a Django project
+            _django.setup()
+            import django.db as django      # for close_old_connections()
+        if init.record is not None:
+            record = _load_record(init.record)
+            func = _resolve_function(record["function"], lambda digest: init.payload)
+            func(*record["args"], **record["kwargs"])
+    except BaseException as error:
+        watchdog.cancel()
+        state.reply(_InitDone(_error_info(error)))
+        os._exit(3)
+    watchdog.cancel()
+    state.reply(_InitDone())
+    return django
 
 
 class _WorkerState:
@@ -4812,6 +4873,8 @@ class _WorkerState:
             if type(message) is _Exit:
                 self.hand_over()
                 os._exit(0)
+            if type(message) is _Init:
+                return message
             if self.lease_clock is not None and not self.lease_clock.valid(message.lease):
                 # The lease may be gone (this machine was paused): not started until the
                 # keeper renews it, or the pool takes the task back (the others have it).
@@ -5209,7 +5272,8 @@ class _Worker:
     """The pool's handle on one worker process and the tasks handed to it, in order."""
 
     __slots__ = ("proc", "tasks", "results", "queue", "retiring", "born", "kill_reason",
-                 "killed_for", "reported", "acknowledged", "told", "closed", "inbox", "slot")
+                 "killed_for", "reported", "acknowledged", "told", "closed", "inbox", "slot",
+                 "init_failed")
 
     def __init__(self, database: str, lease: Optional[int] = None,
                  lease_clock: Optional[_LeaseClock] = None, slot: Optional[int] = None):
@@ -5227,6 +5291,7 @@ class _Worker:
         self.told = 0               # and it has been told so about this many
         self.closed = False         # its pipe ended; its process may not have yet
         self.inbox = bytearray()    # what was read from its pipe and is not a whole message yet
+        self.init_failed = False    # its initializer failed: it ends without running a task
         os.set_blocking(self.results.fileno(), False)    # see _Pool._drain
 
     def kill(self, reason: str, task: "_Task") -> None:
@@ -5657,7 +5722,10 @@ class _PoolCrew:
                 worker.end()     # a worker never closes its pipe by itself
 
     def _receive(self, worker: _Worker, message: NamedTuple) -> None:
-        """One message of a worker's: _Started, _Done or _Returned."""
+        """One message of a worker's: _InitDone, _Started, _Done or _Returned."""
+        if type(message) is _InitDone:
+            self._initialized(worker, message.error)
+            return
         task_id = message.outcome.id if type(message) is _Done else message.id
         task = next((t for t in worker.queue if t.id == task_id), None)
         if task is None:
@@ -5697,6 +5765,29 @@ class _PoolCrew:
             (self._batch.requeue if self._stopping or task.outranked else
              self._returned).append(task)
 
+    def _initialized(self, worker: _Worker, error: Optional[dict]) -> None:
+        """A worker's initialization ended. Failed: it ends, and no worker starts for a pause
+        that doubles (_INIT_PAUSES) while calls wait, the failure in the log and in the
+        settings (info, the dashboard); done: the pause and the failure are forgotten."""
+        if error is None:
+            if self._init_failures:
+                _log.warning("autocron: the initializer works again; workers start")
+                self._init_failures = 0
+                with contextlib.suppress(Exception):     # only what info shows
+                    self.store.set_setting("initializer_error", None)
+            return
+        worker.init_failed = True
+        self._init_failures += 1
+        pause = min(_INIT_PAUSES[0] * 2 ** (self._init_failures - 1), _INIT_PAUSES[1])
+        self._respawn_at = self._clock() + pause
+        text = f"{error['type']}: {error['message']}"
+        _log.error("autocron: the initializer failed in worker %d; no worker starts until it "
+                   "works (trying again in %g s, calls wait):\n%s", worker.proc.pid, pause,
+                   error["traceback"] or text)
+        with contextlib.suppress(Exception):
+            self.store.set_setting("initializer_error", {
+                "machine": _machine_name(), "at": self.store.now(), "message": text})
+
     def _bury(self, worker: _Worker) -> None:
         """A worker process ended: settle its tasks, end what its tasks left running."""
         self._workers.remove(worker)
@@ -5717,6 +5808,9 @@ class _PoolCrew:
                 text = worker.kill_reason if task.id == worker.killed_for else _exit_text(code)
                 _log.error("autocron task %s failed: %s", task.uuid, text)
                 self._end(task, "error", text, retryable=True)
+        if worker.init_failed:       # its pause is set (_initialized)
+            self._publish()
+            return
         if not worker.queue and not worker.retiring and not self._stopping:
             _log.warning("autocron worker %d died: %s", worker.proc.pid, _exit_text(code))
         if self._clock() - worker.born < _YOUNG and not worker.retiring:
@@ -5756,6 +5850,7 @@ class _PoolCrew:
                     break
                 worker = self._spawn_worker(self.store.path, self.store.lease, self._lease_clock,
                                             slot)
+                worker.send(self._init)      # first of all: its set-up
                 worker.born = self._clock()
                 self._workers.append(worker)
                 self._selector.register(worker.results, selectors.EVENT_READ)
@@ -6019,11 +6114,15 @@ class _Pool(_PoolWrites, _PoolCrew, _PoolDeadlines, _PoolLease, _PoolWakeups):
     """
 
     def __init__(self, store: _Store, owner: int, notices: _Connection,
-                 spawn: Optional[Callable] = None, clock: Callable[[], float] = time.monotonic):
+                 spawn: Optional[Callable] = None, clock: Callable[[], float] = time.monotonic,
+                 init: Optional[_Init] = None):
         """`spawn` and `clock` are for the tests that drive the round in-process: a factory
         of worker handles in place of _Worker (no process is started: nothing is reaped or
-        signalled), and the monotonic clock the round goes by."""
+        signalled), and the monotonic clock the round goes by. `init`: what every worker
+        runs first (_Init)."""
         self.store = store
+        self._init = init or _Init()
+        self._init_failures = 0        # initializers failed in a row (_initialized)
         self._spawn_worker = spawn or _Worker
         self._own_processes = spawn is None     # its workers' orphans are its children
         self._clock = clock
@@ -6398,8 +6497,12 @@ def _manager_main(config_text: str) -> None:
     sys.path[:] = config["path"]
     control = _Connection(config["down"], writable=False)
     _become_subreaper()                # before any worker: what their tasks leave comes here
+    try:
+        init = pickle.loads(control.recv_bytes())      # the owner's first word: _Init
+    except (EOFError, OSError):
+        os._exit(0)                    # the owner is gone already
     pool = _Pool(_open_store(config["database"]), config["owner"],
-                 _Connection(config["up"], readable=False))
+                 _Connection(config["up"], readable=False), init=init)
     _log.addHandler(_NoticeHandler(pool))
     _log.setLevel(logging.DEBUG)
     _log.propagate = False
@@ -6429,8 +6532,8 @@ class _PoolHandle:
     records over a pipe; if it dies unexpectedly, a new one takes its place.
     """
 
-    def __init__(self, store: _Store, lock: Any):
-        self.store, self._lock = store, lock
+    def __init__(self, store: _Store, lock: Any, init: Optional[_Init] = None):
+        self.store, self._lock, self._init = store, lock, init or _Init()
         self._waiters: dict = {}
         self._waiters_lock = threading.Lock()
         self._sending = threading.Lock()      # one message at a time on the control pipe
@@ -6444,6 +6547,7 @@ class _PoolHandle:
     def _start_manager(self) -> None:
         self.manager, self._control, self._notices = _spawn(
             "_manager_main", {"database": self.store.path, "owner": os.getpid()})
+        self._tell_manager(self._init)     # through the pipe: no command line shows it
 
     def _follow_manager(self) -> None:
         """Read the manager's notices; start another manager when it dies."""
@@ -6492,7 +6596,7 @@ class _PoolHandle:
         with self._waiters_lock:
             self._waiters.pop(uid, None)
 
-    def _tell_manager(self, message: Union[_Watch, _Stop]) -> None:
+    def _tell_manager(self, message: Union[_Init, _Watch, _Stop]) -> None:
         data = pickle.dumps(message, _PICKLE_PROTOCOL)
         with self._sending, contextlib.suppress(OSError):
             self._control.send_bytes(data)
@@ -6599,13 +6703,15 @@ class _State:
         self.standby: Optional[threading.Event] = None
         self.crons: dict = {}                      # name -> _Job
         self.readers: dict = {}                    # database key -> _Store (database=)
+        self.init: Optional[_Init] = None          # start()'s initializer (_Init)
 
 
 _state = _State()
 
 
 def start(database: Union[str, os.PathLike, None] = None, workers: Optional[int] = None,
-          synchronous: Optional[str] = None) -> bool:
+          synchronous: Optional[str] = None, initializer: Optional[Callable] = None,
+          initargs: Iterable = ()) -> bool:
     """Make autocron active in this process and start the worker pool of `database`.
 
     `database` is an SQLite file (created if missing) or a postgresql:// URL (psycopg 3:
@@ -6618,6 +6724,12 @@ def start(database: Union[str, os.PathLike, None] = None, workers: Optional[int]
     pool, and stores nothing. `synchronous` is stored likewise: "normal" (the default: a
     committed call survives a crash of the application) or "full" (it also survives power
     loss or an OS crash, at a cost per call). Starting twice is harmless.
+
+    `initializer(*initargs)` runs in every worker before its first task, as in
+    ProcessPoolExecutor (after django.setup() where DJANGO_SETTINGS_MODULE is set); it
+    travels like a task's function and never counts against a task's timeout. If it raises
+    or runs past 60 s, no worker starts for a pause (1 s, doubling up to 5 minutes) while
+    calls wait; the log, `autocron info` and the dashboard say why.
     """
     if _IN_WORKER:      # a module that calls start() when imported, imported by a worker:
         return False    # its delayed calls run directly there, it needs no store or pool
@@ -6629,6 +6741,7 @@ def start(database: Union[str, os.PathLike, None] = None, workers: Optional[int]
         database = os.environ.get("AUTOCRON_DATABASE") or "autocron.db"
     producer = workers == 0
     workers = None if producer else workers
+    init = _initializer_call(initializer, initargs)
     if synchronous is not None and synchronous not in _SYNCHRONOUS:
         raise ValueError(f"synchronous must be 'normal' (a call survives a crash of the "
                          f"application) or 'full' (also power loss), got {synchronous!r}")
@@ -6655,6 +6768,7 @@ def start(database: Union[str, os.PathLike, None] = None, workers: Optional[int]
                 _log.info("autocron is disabled in %s; calls run synchronously", store.path)
                 return False
             _state.store = _state.last_store = store
+            _state.init = init
             for name, job in _state.crons.items():
                 store.register_cron(name, job.schedule, job.func, job.catch_up,
                                     _next_due(job.schedule, store.now()), job.declared)
@@ -6673,12 +6787,27 @@ def start(database: Union[str, os.PathLike, None] = None, workers: Optional[int]
             raise
 
 
+def _initializer_call(initializer: Optional[Callable], initargs: Iterable) -> Optional[_Init]:
+    """start()'s initializer as what a worker runs first (_Init); None without one."""
+    if initializer is None:
+        return None
+    if not callable(initializer):
+        raise TypeError(f"initializer must be a function, called in every worker before its "
+                        f"first task, got {initializer!r}")
+    if isinstance(initargs, (str, bytes)) or not isinstance(initargs, Iterable):
+        raise TypeError(f"initargs must be a tuple of the initializer's arguments, got "
+                        f"{initargs!r}")
+    ref, shipped = _reference(initializer)
+    record = _dump_record(initializer, ref, tuple(initargs), {})
+    return _Init(record, shipped and shipped.payload)
+
+
 def _become_owner(store: _Store) -> bool:
     lock = _try_lock(store)
     if lock is None:
         return False
     try:
-        _state.pool = _PoolHandle(store, lock)
+        _state.pool = _PoolHandle(store, lock, _state.init)
     except BaseException:
         lock.close()                   # or this process could never take the pool again
         raise
@@ -7749,6 +7878,12 @@ class _Dashboard:
             head = (f"<p data-pool='running'>Owner pid {row.owner}, manager pid "
                     f"{row.manager}, up {_h(_duration(now - row.started))}; worker pids "
                     f"{_h(' '.join(map(str, row.workers)) or '-')}.</p>")
+        failed = settings["initializer_error"]
+        if failed:
+            head += (f"<p class='error' data-problem='initializer'>The initializer failed on "
+                     f"{_h(failed['machine'])} at {_local_time(failed['at'])}: "
+                     f"{_h(failed['message'])}. No worker starts until it works; calls wait."
+                     "</p>")
         machines = "".join(
             f"<tr data-machine='{_h(m.name)}'><td>{_h(m.name)}</td><td>{m.owner}</td><td>"
             f"{len(m.workers)}</td><td>{_local_time(m.heartbeat)} ({m.since:.0f} s ago)"
@@ -8349,6 +8484,7 @@ def _info(store: _Store) -> dict:
         "size_bytes": store.size_bytes(),
         "settings": {"workers": settings["workers"], "result_ttl": settings["result_ttl"],
                      "disabled": bool(settings["disabled"])},
+        "initializer_error": settings["initializer_error"],
         "pool": _pool_state(store),
         "machines": [{"name": m.name, "owner": m.owner, "manager": m.manager,
                       "workers": m.workers, "heartbeat": _iso(m.heartbeat),
@@ -8375,6 +8511,11 @@ def _print_info(info: dict) -> None:
               f"{_duration(pool['up_seconds'])}")
     else:
         print("pool       not running")
+    failed = info["initializer_error"]
+    if failed:
+        print(f"problem    the initializer failed on {failed['machine']} at "
+              f"{_local_time(failed['at'])}: {failed['message']}; no worker starts until it "
+              "works (calls wait)")
     for machine in info["machines"]:
         state = "LOST" if machine["lost"] else "alive"
         print(f"machine    {machine['name']}: {state}, owner pid {machine['owner']}, "

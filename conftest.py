@@ -386,7 +386,7 @@ class FakeWorker(autocron._Worker):
         self.queue, self.retiring, self.born, self.slot = [], False, 0.0, slot
         self.kill_reason, self.killed_for = "", -1
         self.reported = self.acknowledged = self.told = 0
-        self.closed, self.inbox = False, bytearray()
+        self.closed, self.inbox, self.init_failed = False, bytearray(), False
         self.heard = bytearray()
 
     def say(self, *messages) -> None:

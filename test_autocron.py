@@ -1257,6 +1257,23 @@ def echo(*args, **kwargs):
     return args, kwargs
 
 
+def fail_twice(tries, failures=2):
+    """An initializer that fails the first `failures` times (counted in the file `tries`)."""
+    with open(tries, "a") as file:
+        file.write("x")
+    count = len(Path(tries).read_text())
+    if count <= failures:
+        raise RuntimeError(f"not yet (try {count})")
+
+
+def slow_once(tries):
+    """An initializer that takes a minute the first time, no time after."""
+    with open(tries, "a") as file:
+        file.write("x")
+    if len(Path(tries).read_text()) == 1:
+        time.sleep(60)
+
+
 @autocron.delay
 def same(value):
     return value
@@ -3020,8 +3037,107 @@ class TestDispatcher:
         assert self.ids(pool.workers[1].runs()) == [later]   # the one it held runs again
 
 
+    def test_a_failed_initializer_pauses_the_workers_start_doubling_and_fails_no_call(
+            self, dispatcher):
+        pool = dispatcher(workers=1)
+        task, = store_calls(pool.store, autocron._Options())
+        pool.round()
+        failure = {"type": "RuntimeError", "message": "no config", "traceback": ""}
+        for pause in (1, 2, 4):
+            worker = pool.workers[-1]
+            assert type(worker.runs()[0]) is autocron._Init     # what it hears first
+            worker.say(autocron._InitDone(failure))
+            worker.exit(3)
+            pool.round()
+            spawned = len(pool.workers)
+            pool.later(pause - 0.01)
+            assert len(pool.workers) == spawned             # none during the pause
+            pool.later(0.02)
+            assert len(pool.workers) == spawned + 1         # one after it
+        assert query(pool.store.path, "SELECT status, attempts FROM tasks") == [("queued", 0)]
+        assert pool.store.settings()["initializer_error"]["message"] == "RuntimeError: no config"
+        pool.workers[-1].say(autocron._InitDone())          # it works now
+        pool.round()
+        assert pool.store.settings()["initializer_error"] is None
+        pool.round()
+        assert self.ids(pool.workers[-1].runs()) == [task]
+
 class TestPool:
     """One pool per database, workers that die with their owner, crashes reported at once."""
+
+    def test_the_initializer_runs_in_every_worker_before_its_first_task(self, database,
+                                                                       tmp_path):
+        folder = tmp_path / "inits"
+        folder.mkdir()
+
+        def set_up(word, pause):            # a closure: it travels by value
+            (folder / str(os.getpid())).write_text(word)
+            os.environ["TEST_GREETING"] = word
+            time.sleep(pause)               # never counts against a task's timeout
+        assert autocron.start(database, workers=2, initializer=set_up,
+                              initargs=("hello", 1.0)) is True
+        quick = autocron.delay(timeout=0.8)(environment_of_a_task._autocron_function)
+        assert [r.get(timeout=60) for r in quick.map(["TEST_GREETING"] * 4)] == ["hello"] * 4
+        wait_until(lambda: sorted(int(p.name) for p in folder.iterdir()) == sorted(
+            worker_pids()), what="each worker's initializer")
+
+    def test_a_failing_initializer_starts_no_worker_and_its_calls_wait(self, database,
+                                                                      tmp_path, caplog):
+        caplog.set_level(logging.INFO, logger="autocron")
+        tries = tmp_path / "tries"
+        autocron.start(database, workers=1, initializer=fail_twice, initargs=(str(tries),))
+        result = add(2, 2)
+        assert result.get(timeout=60) == 4                   # after two pauses: 1 s, 2 s
+        assert result.attempts == 1 and tries.read_text() == "xxx"
+        failures = [r.getMessage() for r in caplog.records if "initializer failed" in
+                    r.getMessage()]
+        assert len(failures) == 2 and "no worker starts until it works (trying again in 1 s, " \
+            "calls wait)" in failures[0] and "(trying again in 2 s, " in failures[1]
+        assert "RuntimeError: not yet (try 2)" in failures[1]
+        assert any("the initializer works again" in r.getMessage() for r in caplog.records)
+        assert autocron._open_store(database).settings()["initializer_error"] is None
+
+    def test_a_failed_initializer_is_shown_by_info(self, tmp_path):
+        database = tmp_path / "a.db"
+        owner = spawn_python("""
+            import sys, autocron, test_autocron
+            autocron.start(sys.argv[1], workers=1, initializer=test_autocron.fail_twice,
+                           initargs=(sys.argv[1] + ".tries", 99))
+            print("ready", flush=True)
+            sys.stdin.read()
+        """, database, stdin=subprocess.PIPE)
+        try:
+            assert owner.stdout.readline().strip() == "ready"
+            line = wait_until(lambda: [text for text in cli("info", db=database).stdout
+                                       .splitlines() if text.startswith("problem")],
+                              what="the problem in info")[0]
+            assert re.fullmatch(
+                r"problem    the initializer failed on \S+ at \d\d\d\d-\d\d-\d\d \d\d:\d\d:\d\d: "
+                r"RuntimeError: not yet \(try \d\); no worker starts until it works \(calls "
+                r"wait\)", line), line
+        finally:
+            owner.communicate(timeout=60)
+
+    def test_an_initializer_that_runs_too_long_counts_as_failed(self, database, tmp_path,
+                                                                caplog, monkeypatch):
+        monkeypatch.setattr(autocron, "_init_timeout", 0.5)   # travels to the pool's processes
+        caplog.set_level(logging.INFO, logger="autocron")
+        tries = tmp_path / "tries"
+        autocron.start(database, workers=1, initializer=slow_once, initargs=(str(tries),))
+        assert add(1, 2).get(timeout=60) == 3
+        assert any("TimeoutError: the initializer ran past 0.5 s" in r.getMessage()
+                   for r in caplog.records)
+
+    @pytest.mark.parametrize("initializer, initargs, message", [
+        ("setup", (), "initializer must be a function, called in every worker before its "
+                      "first task, got 'setup'"),
+        (print, "ab", "initargs must be a tuple of the initializer's arguments, got 'ab'"),
+        (print, 5, "initargs must be a tuple of the initializer's arguments, got 5"),
+    ])
+    def test_a_bad_initializer_is_refused(self, tmp_path, initializer, initargs, message):
+        with pytest.raises(TypeError, match=re.escape(message)):
+            autocron.start(tmp_path / "a.db", initializer=initializer, initargs=initargs)
+        assert not is_active()
 
     def test_start_twice_is_harmless(self, pool):
         assert autocron.start(pool) is False
