@@ -194,6 +194,8 @@ _FALLBACK_REAP = 0.5            # without SIGCHLD a pool looks for ended workers
 _READ_SIZE = 1 << 16            # the dispatcher reads a worker's pipe in pieces this large
 _START_COMMIT_DELAY = 0.02      # a start is written with the next outcome, or after this
                                 # (a worker that loses its manager writes its own starts)
+_RELOAD_EXIT = 4                # a worker's exit status when its code changed (_watch_code)
+_SOURCE_LOOK = 1.0              # how often a watching worker looks at its source files
 _INIT_PAUSES = (1.0, 300.0)     # after a failed initializer no worker starts for a pause that
                                 # doubles from the first to the second (api.md: 1 s to 5 min)
 _RESTART_PAUSE = (0.5, 30.0)    # a worker or manager that dies young is restarted after a
@@ -3578,6 +3580,9 @@ _lease_ttl = 30.0
 # A setting too (tests shorten it; it travels like _lease_ttl): how long a worker's
 # initializer may run before it counts as failed (api.md: 60 s).
 _init_timeout = 60.0
+# Under a reloading development server (_reloading): workers watch the source files they
+# imported and end, between tasks, once one changed (it travels like _lease_ttl).
+_watch_sources = False
 _LEASE_MARGIN = 0.25            # a worker starts tasks until this part of the lease is left
 _LEASE_LOOK = 0.01              # a worker whose lease is not known valid looks again this often
 # SQLSTATEs of a value that PostgreSQL cannot hold: text it cannot encode (22021, 22P05), too
@@ -4448,7 +4453,8 @@ def _spawn(entry: str, settings: dict) -> tuple:
     down_read, down_write = os.pipe()
     up_read, up_write = os.pipe()
     config = dict(settings, cwd=os.getcwd(), path=sys.path, down=down_read, up=up_write,
-                  clock=_clock_file, lease_ttl=_lease_ttl, init_timeout=_init_timeout)
+                  clock=_clock_file, lease_ttl=_lease_ttl, init_timeout=_init_timeout,
+                  watch=_watch_sources)
     boot = ("import sys, importlib.util as u; "
             "s = u.spec_from_file_location('autocron', sys.argv[1]); "
             "m = sys.modules['autocron'] = u.module_from_spec(s); s.loader.exec_module(m); "
@@ -4473,12 +4479,13 @@ def _spawn(entry: str, settings: dict) -> tuple:
 def _boot(entry: str, config_text: str) -> None:
     """The first call in a new pool process: put the caller's sys.path after this
     interpreter's own (the standard library first), then run `entry`."""
-    global _clock_file, _lease_ttl, _init_timeout, _IN_POOL
+    global _clock_file, _lease_ttl, _init_timeout, _watch_sources, _IN_POOL
     _IN_POOL = True
     config = json.loads(config_text)
     config["path"] = sys.path + [folder for folder in config["path"] if folder not in sys.path]
     _clock_file, _lease_ttl = config["clock"], config["lease_ttl"]
     _init_timeout = config.get("init_timeout", _init_timeout)
+    _watch_sources = config.get("watch", False)
     secret = os.environ.pop("_AUTOCRON_URL", None)    # before any user code can see it
     if secret:
         _pg_urls[config["database"]] = secret
@@ -4733,6 +4740,9 @@ def _worker_main(config_text: str) -> None:
         state.lease_clock = _LeaseClock(config["lease_clock"])
     threading.Thread(target=state.read_pipe, args=(_Connection(config["down"], writable=False),),
                      name="autocron-lifeline", daemon=True).start()
+    if _watch_sources:
+        threading.Thread(target=_watch_code, args=(state,), name="autocron-sources",
+                         daemon=True).start()
     functions: dict = {}
     django = None
     while True:
@@ -4762,6 +4772,38 @@ def _worker_main(config_text: str) -> None:
                 started = state.current
             for message in skipped + [_Done(outcome, started)]:
                 state.reply(message)
+
+
+def _watch_code(state: "_WorkerState") -> None:
+    """Under a reloading development server: look at the source files of the modules this
+    worker imported (not the standard library's, the installed packages' or autocron's)
+    every _SOURCE_LOOK s, and mark the worker stale once one changed: it ends between tasks
+    (_WorkerState.take) and the pool starts a fresh one on the new code."""
+    import sysconfig        # only here: the development server's workers need it
+    skipped = tuple({os.path.join(os.path.realpath(path), "") for name, path in
+                     sysconfig.get_paths().items() if name in ("stdlib", "platstdlib",
+                                                               "purelib", "platlib")})
+    own = os.path.realpath(__file__)
+    seen: dict = {}
+    while not state.stale:
+        for module in list(sys.modules.values()):
+            path = getattr(module, "__file__", None)
+            if not isinstance(path, str) or not path.endswith(".py"):
+                continue
+            path = os.path.realpath(path)
+            if path == own or path.startswith(skipped):
+                continue
+            try:
+                info = os.stat(path)
+                stamp = (info.st_mtime_ns, info.st_size)
+            except OSError:
+                stamp = None                  # removed: a change too
+            if seen.setdefault(path, stamp) != stamp:
+                with state.ready:
+                    state.stale = True
+                    state.ready.notify_all()
+                return
+        time.sleep(_SOURCE_LOOK)
 
 
 def _initialize(init: _Init, state: "_WorkerState") -> Any:
@@ -4816,6 +4858,7 @@ class _WorkerState:
         self.manager = os.getppid()       # the worker's parent, while it lives
         self.slot: Optional[int] = None   # its part of the start log (SQLite), if it has one
         self.tried: dict = {}             # {task id: start time}: starts sent, not answered
+        self.stale = False                # a source file it imported changed (_watch_code)
 
     def reply(self, message: NamedTuple) -> None:
         """Send the pool a message; never while holding `ready` (the pool may be sending)."""
@@ -4854,6 +4897,12 @@ class _WorkerState:
         """The next task to start, marked current; None if there is none and `wait` is
         False. Called with `ready` held."""
         self.current = None
+        while self.stale:                 # its code changed (_watch_code): once the pool has
+            if not self.unacknowledged:   # committed what it ran, it ends; what it holds and
+                os._exit(_RELOAD_EXIT)    # never started runs in a fresh worker, on new code
+            if not wait:
+                return None
+            self.ready.wait(_LEASE_LOOK)
         while self.handed_over:           # what it held is written as not started: it ends
             self.ready.wait()             # before it could start anything (the reader thread
         while True:                       # kills its process group)
@@ -5811,6 +5860,10 @@ class _PoolCrew:
         if worker.init_failed:       # its pause is set (_initialized)
             self._publish()
             return
+        if code == _RELOAD_EXIT:     # its code changed: a fresh worker takes its place
+            _log.info("autocron worker %d ended: its source files changed", worker.proc.pid)
+            self._publish()
+            return
         if not worker.queue and not worker.retiring and not self._stopping:
             _log.warning("autocron worker %d died: %s", worker.proc.pid, _exit_text(code))
         if self._clock() - worker.born < _YOUNG and not worker.retiring:
@@ -6742,6 +6795,8 @@ def start(database: Union[str, os.PathLike, None] = None, workers: Optional[int]
     producer = workers == 0
     workers = None if producer else workers
     init = _initializer_call(initializer, initargs)
+    global _watch_sources
+    _watch_sources = _reloading(sys.argv, os.environ)
     if synchronous is not None and synchronous not in _SYNCHRONOUS:
         raise ValueError(f"synchronous must be 'normal' (a call survives a crash of the "
                          f"application) or 'full' (also power loss), got {synchronous!r}")
@@ -6785,6 +6840,22 @@ def start(database: Union[str, os.PathLike, None] = None, workers: Optional[int]
             _state.last_store = last_store
             store.close()
             raise
+
+
+def _reloading(argv: list, environ: Any) -> bool:
+    """Whether this process runs a reloading development server or runs under one: Django's
+    runserver (its reloader or its served child), uvicorn --reload, flask --debug or
+    --reload (werkzeug's reloader), or AUTOCRON_RELOAD=1. Its pool's workers then watch
+    their source files (_watch_code)."""
+    if environ.get("AUTOCRON_RELOAD") == "1" or environ.get("RUN_MAIN") == "true" or \
+            environ.get("WERKZEUG_RUN_MAIN") == "true":
+        return True
+    program = argv[0] if argv else ""      # a console script, or python -m's __main__.py
+    if len(argv) > 1 and argv[1] == "runserver":
+        return "--noreload" not in argv
+    if "uvicorn" in program or "flask" in program:
+        return "--reload" in argv or "--debug" in argv and "--no-reload" not in argv
+    return False
 
 
 def _initializer_call(initializer: Optional[Callable], initargs: Iterable) -> Optional[_Init]:

@@ -1877,7 +1877,7 @@ class TestStore:
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
         assert stat.S_IMODE(os.stat(path.parent).st_mode) == 0o700
         assert store.settings() == {"workers": 1, "result_ttl": 1800, "disabled": 0,
-                                    "synchronous": "normal"}
+                                    "synchronous": "normal", "initializer_error": None}
 
     def test_refuses_a_database_other_users_can_write(self, tmp_path):
         path = tmp_path / "shared.db"
@@ -7108,6 +7108,254 @@ class TestWSGIServer:
 
 
 # ---- the chaos test of issue 20: every fault at once, from a seed --------------------------
+
+
+DJANGO_SETTINGS = """
+    SECRET_KEY = "test"
+    USE_TZ = True
+    INSTALLED_APPS = ["django.contrib.contenttypes", "django.contrib.auth"]
+    DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3",
+                             "NAME": __file__.rsplit("/", 2)[0] + "/app.sqlite3"}}
+"""
+
+DJANGO_TASKS = """
+    import autocron
+    from django.db import connection
+
+
+    @autocron.delay
+    def add_user(name):
+        from django.contrib.auth.models import User      # needs django.setup()
+        User.objects.create(username=name)
+        return User.objects.count()
+
+
+    @autocron.delay
+    def connection_closed():
+        closed = connection.connection is None             # closed since the last task?
+        from django.contrib.auth.models import User
+        User.objects.count()
+        return closed
+"""
+
+
+@pytest.fixture
+def django_project(tmp_path):
+    """A Django project in a folder of its own: settings, a tasks module, its tables made."""
+    pytest.importorskip("django")
+    project = tmp_path / "site"
+    (project / "proj").mkdir(parents=True)
+    (project / "proj" / "__init__.py").write_text("")
+    (project / "proj" / "settings.py").write_text(textwrap.dedent(DJANGO_SETTINGS))
+    (project / "proj" / "tasks.py").write_text(textwrap.dedent(DJANGO_TASKS))
+    env = dict(os.environ, DJANGO_SETTINGS_MODULE="proj.settings",
+               PYTHONPATH=os.pathsep.join([str(project), HERE]))
+    made = subprocess.run([sys.executable, "-c", "import django; django.setup(); from django."
+                           "core.management import call_command; call_command('migrate', "
+                           "verbosity=0)"], cwd=project, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert made.returncode == 0, made.stderr
+    return project, env
+
+
+class TestFrameworks:
+    """Where users live: Django projects, ASGI and WSGI apps."""
+
+    @pytest.mark.parametrize("argv, environ, reloading", [
+        (["manage.py", "runserver", "127.0.0.1:8000"], {}, True),            # the reloader
+        (["manage.py", "runserver"], {"RUN_MAIN": "true"}, True),           # its served child
+        (["manage.py", "runserver", "--noreload"], {}, False),
+        (["manage.py", "migrate"], {}, False),
+        (["/venv/bin/uvicorn", "app:app", "--reload"], {}, True),
+        (["/venv/lib/python3.12/site-packages/uvicorn/__main__.py", "app:app", "--reload"],
+         {}, True),
+        (["/venv/bin/uvicorn", "app:app"], {}, False),
+        (["/venv/bin/flask", "run", "--debug"], {}, True),
+        (["/venv/bin/flask", "run", "--debug", "--no-reload"], {}, False),
+        (["/venv/bin/flask", "run"], {"WERKZEUG_RUN_MAIN": "true"}, True),
+        (["/venv/bin/gunicorn", "app:app"], {}, False),
+        (["app.py"], {"AUTOCRON_RELOAD": "1"}, True),
+        (["app.py"], {}, False),
+    ])
+    def test_a_reloading_development_server_is_recognised(self, argv, environ, reloading):
+        assert autocron._reloading(argv, environ) is reloading
+
+    @pytest.mark.slow
+    def test_runserver_runs_the_new_code_after_an_edit(self, tmp_path):
+        pytest.importorskip("django")
+        site = tmp_path / "site"
+        for folder in ("proj", "jobs"):
+            (site / folder).mkdir(parents=True)
+            (site / folder / "__init__.py").write_text("")
+        (site / "manage.py").write_text(textwrap.dedent("""
+            import sys
+            from django.core.management import execute_from_command_line
+            execute_from_command_line(sys.argv)
+        """))
+        (site / "proj" / "settings.py").write_text(textwrap.dedent("""
+            SECRET_KEY = "test"
+            DEBUG = True
+            ALLOWED_HOSTS = ["127.0.0.1"]
+            ROOT_URLCONF = "proj.urls"
+            INSTALLED_APPS = ["jobs"]
+            DATABASES = {}
+        """))
+        (site / "proj" / "urls.py").write_text(textwrap.dedent("""
+            from django.http import HttpResponse
+            from django.urls import path
+
+
+            def call(request, name):
+                from jobs import tasks
+                return HttpResponse(getattr(tasks, name)().get(timeout=20))
+
+
+            urlpatterns = [path("call/<name>", call)]
+        """))
+        (site / "jobs" / "apps.py").write_text(textwrap.dedent("""
+            import os
+            import autocron
+            from django.apps import AppConfig
+
+
+            class JobsConfig(AppConfig):
+                name = "jobs"
+
+                def ready(self):                 # where Django projects start things
+                    autocron.start(os.path.join(os.path.dirname(__file__), "jobs.db"),
+                                   workers=1)
+        """))
+        tasks = site / "jobs" / "tasks.py"
+        tasks.write_text(textwrap.dedent(RELOADED_TASKS_V1))
+        port = free_tcp_port()
+        env = dict(os.environ, DJANGO_SETTINGS_MODULE="proj.settings", PYTHONPATH=HERE)
+        server = subprocess.Popen([sys.executable, "manage.py", "runserver",
+                                   f"127.0.0.1:{port}"], cwd=site, env=env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                  start_new_session=True)
+        base = f"http://127.0.0.1:{port}/call/"
+        try:
+            assert wait_for_answer(base + "version", "v1") == "v1"
+            time.sleep(1.1)                  # a new modification time, whatever the clock's grain
+            tasks.write_text(textwrap.dedent(RELOADED_TASKS_V2))
+            assert wait_for_answer(base + "version", "v2", timeout=30) == "v2"
+            assert wait_for_answer(base + "added", "added", timeout=30) == "added"
+        finally:
+            end_server(server)
+        store = autocron._open_store(site / "jobs" / "jobs.db")
+        wait_until(lambda: not store.pool_running(), what="no pool left behind")
+
+    @pytest.mark.slow
+    def test_uvicorn_reload_runs_the_new_code_after_an_edit(self, tmp_path):
+        uvicorn = os.path.join(os.path.dirname(sys.executable), "uvicorn")
+        if not os.path.exists(uvicorn):
+            pytest.skip("uvicorn is not installed (the test extra has it)")
+        site = tmp_path / "site"
+        site.mkdir()
+        (site / "app.py").write_text(textwrap.dedent("""
+            import os
+            import autocron
+            import tasks
+
+            autocron.start(os.path.join(os.path.dirname(__file__), "jobs.db"), workers=1)
+
+
+            async def app(scope, receive, send):     # ASGI, no framework
+                if scope["type"] == "lifespan":
+                    while True:
+                        message = await receive()
+                        await send({"type": message["type"] + ".complete"})
+                        if message["type"] == "lifespan.shutdown":
+                            return
+                name = scope["path"].rsplit("/", 1)[1]
+                value = await getattr(tasks, name)()        # awaits the Result
+                await send({"type": "http.response.start", "status": 200,
+                            "headers": [(b"content-type", b"text/plain")]})
+                await send({"type": "http.response.body", "body": value.encode()})
+        """))
+        tasks = site / "tasks.py"
+        tasks.write_text(textwrap.dedent(RELOADED_TASKS_V1))
+        port = free_tcp_port()
+        env = dict(os.environ, PYTHONPATH=HERE)
+        server = subprocess.Popen([uvicorn, "app:app", "--reload", "--port", str(port),
+                                   "--reload-dir", str(site)], cwd=site, env=env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                  start_new_session=True)
+        base = f"http://127.0.0.1:{port}/call/"
+        try:
+            assert wait_for_answer(base + "version", "v1") == "v1"
+            time.sleep(1.1)                  # a new modification time, whatever the clock's grain
+            tasks.write_text(textwrap.dedent(RELOADED_TASKS_V2))
+            assert wait_for_answer(base + "version", "v2", timeout=30) == "v2"
+            assert wait_for_answer(base + "added", "added", timeout=30) == "added"
+        finally:
+            end_server(server)
+        store = autocron._open_store(site / "jobs.db")
+        wait_until(lambda: not store.pool_running(), what="no pool left behind")
+
+    def test_django_s_orm_works_in_tasks_and_connections_close_between_them(
+            self, django_project):
+        project, env = django_project
+        done = subprocess.run([sys.executable, "-c", textwrap.dedent("""
+            import django, autocron
+            django.setup()
+            from proj import tasks
+            autocron.start("jobs.db", workers=1)
+            print(tasks.add_user("ada").get(timeout=60), tasks.add_user("bob").get(timeout=60))
+            print(tasks.connection_closed().get(timeout=60),
+                  tasks.connection_closed().get(timeout=60))
+            autocron.stop()
+        """)], cwd=project, env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.split() == ["1", "2", "True", "True"]
+
+
+RELOADED_TASKS_V1 = """
+    import autocron
+
+
+    @autocron.delay
+    def version():
+        return "v1"
+"""
+
+RELOADED_TASKS_V2 = """
+    import autocron
+
+
+    @autocron.delay
+    def version():
+        return "v2"
+
+
+    @autocron.delay
+    def added():
+        return "added"
+"""
+
+
+def wait_for_answer(url, expected, timeout=60.0):
+    """Poll `url` until it answers `expected` (200); the last answer otherwise."""
+    end, last = time.monotonic() + timeout, None
+    while time.monotonic() < end:
+        with contextlib.suppress(OSError):
+            with urllib.request.urlopen(url, timeout=30) as answer:
+                last = answer.read().decode()
+                if last == expected:
+                    return last
+        time.sleep(0.2)
+    return last
+
+
+def end_server(server):
+    """End a development server and what it started (its reloader's child too)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(server.pid, signal.SIGINT)
+    try:
+        server.wait(30)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait(30)
 
 
 class TestChaos:
