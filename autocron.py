@@ -2070,6 +2070,8 @@ class _Store(Protocol):
         """[_ResultRow] newest first (get_results)."""
     def ids_named(self, text: str, limit: int) -> list:
         """Up to `limit` task ids that `text` names: the start of an id, or a short id."""
+    def call_record(self, uid: str) -> Optional[bytes]:
+        """The pickled call of a task (_dump_record), or None."""
     def cancel(self, con: Any, uid: str, now: float) -> Optional[list]:
         """Withdraw a waiting task: None if it was not waiting, else its cron run's end."""
     def request_cancel(self, uid: str, force: bool) -> bool:
@@ -2532,6 +2534,12 @@ class _SharedReads:
         return [_ResultRow(*row) for row in self.read(
             f"SELECT {_RESULT_COLUMNS} FROM tasks {where}ORDER BY id DESC{bound}",
             params + (() if limit is None else (limit,)))]
+
+    def call_record(self, uid: str) -> Optional[bytes]:
+        """The pickled call of a task (_dump_record), or None (DjangoBackend reads its
+        arguments)."""
+        rows = self.read("SELECT record FROM tasks WHERE id = ? AND token = ?", _row_key(uid))
+        return bytes(rows[0][0]) if rows else None
 
     def ids_named(self, text: str, limit: int) -> list:
         """Up to `limit` ids of the tasks that `text` names: the start of their id, or a
@@ -5240,9 +5248,14 @@ def _event_loop() -> Any:
     return _loop
 
 
+_running: Optional[_Run] = None    # in a worker: the task it runs now (_run_django_task)
+
+
 def _run_task(task: _Run, functions: dict, load_payload: Callable,
               now: Callable[[], float] = _clock) -> _Outcome:
     """Run one task in a worker; how it ended (`now`: the time, as the store goes by it)."""
+    global _running
+    _running = task
     started = now()
     worker = os.getpid()
     _output.begin()
@@ -7557,6 +7570,168 @@ def _cron_register(schedule: CronExpression, catch_up: bool,
         return func
 
     return register
+
+
+# ---- Django's tasks framework -----------------------------------------------------------------
+#
+# settings.TASKS = {"default": {"BACKEND": "autocron.DjangoBackend", "OPTIONS": {...}}}: Django's
+# own @task functions (django.tasks, Django 6) stored and run by autocron. Django is imported
+# only when Django asks for the class (the module's __getattr__ makes it then).
+
+_DJANGO_STATUS = {"waiting": "READY", "queued": "READY", "running": "RUNNING",
+                  "ready": "SUCCESSFUL", "error": "FAILED", "cancelled": "FAILED"}
+
+
+def _django_starts(argv: list, environ: Any) -> bool:
+    """Whether DjangoBackend starts the pool in this process: in server processes (WSGI and
+    ASGI servers, runserver's serving child) and `manage.py shell`; other management
+    commands and the test runner only store calls."""
+    program = os.path.basename(argv[0]) if argv else ""
+    if program in ("manage.py", "django-admin") or program.startswith("django-admin"):
+        command = argv[1] if len(argv) > 1 else ""
+        if command == "runserver":     # its serving process, not the reloader's
+            return environ.get("RUN_MAIN") == "true" or "--noreload" in argv
+        return command == "shell"
+    return True
+
+
+def _django_time(epoch: Optional[float]) -> Optional[_dt.datetime]:
+    return None if epoch is None else _dt.datetime.fromtimestamp(epoch, _dt.timezone.utc)
+
+
+def _run_django_task(path: str, takes_context: bool, args: list, kwargs: dict) -> Any:
+    """In a worker: run a Django task that DjangoBackend stored, with Django's task_started
+    and task_finished signals; its return value as Django's JSON."""
+    from django.tasks.base import TaskContext, TaskResultStatus
+    from django.tasks.signals import task_finished, task_started
+    from django.utils.json import normalize_json
+    from django.utils.module_loading import import_string
+    task = import_string(path)
+    backend = task.get_backend()
+    current = _running
+    uid = current.uuid if current is not None else ""
+    result = backend._result(task, uid, "running", args, kwargs, created=None,
+                             started=_clock(), attempts=(current.attempts if current else 0) + 1)
+    sender = type(backend)
+    task_started.send(sender=sender, task_result=result)
+    try:
+        value = task.call(*([TaskContext(task_result=result)] if takes_context else []), *args,
+                          **kwargs)
+        value = normalize_json(value)
+    except BaseException:
+        object.__setattr__(result, "status", TaskResultStatus.FAILED)
+        task_finished.send(sender=sender, task_result=result)
+        raise
+    object.__setattr__(result, "status", TaskResultStatus.SUCCESSFUL)
+    object.__setattr__(result, "_return_value", value)
+    task_finished.send(sender=sender, task_result=result)
+    return value
+
+
+def _django_backend() -> type:
+    """The class DjangoBackend, made when Django first asks for it."""
+    import django
+    if django.VERSION < (6,):
+        raise ImportError(f"autocron.DjangoBackend needs Django 6 or later (its tasks "
+                          f"framework, django.tasks); this is Django {django.__version__}. "
+                          "Call autocron's @delay functions directly instead")
+    from django.tasks.backends.base import BaseTaskBackend
+    from django.tasks.base import TaskError, TaskResult, TaskResultStatus
+    from django.tasks.exceptions import TaskResultDoesNotExist
+    from django.tasks.signals import task_enqueued
+    from django.utils.json import normalize_json
+    from django.utils.module_loading import import_string
+
+    class DjangoBackend(BaseTaskBackend):
+        """Django's tasks framework on autocron. OPTIONS: "database" (a path or a
+        postgresql:// URL; default $AUTOCRON_DATABASE, else autocron.db), "workers", and
+        "start" (True or False: whether this process starts the pool; by default server
+        processes and `manage.py shell` do, other management commands only store calls).
+        A TaskResult's id is the autocron id: autocron.get_result(id) finds it too."""
+
+        supports_defer = True
+        supports_async_task = True
+        supports_get_result = True
+        supports_priority = True
+
+        def __init__(self, alias: str, params: dict):
+            super().__init__(alias, params)
+            self.database = self.options.get("database")
+            self.workers = self.options.get("workers")
+            self.starts = self.options.get("start")
+
+        def _store(self) -> _Store:
+            if _state.store is None:
+                starts = self.starts if self.starts is not None else \
+                    _django_starts(sys.argv, os.environ)
+                start(self.database, workers=self.workers if starts else 0)
+            if _state.store is None:
+                raise AutocronError("autocron is disabled for this database (autocron "
+                                    "enable turns it on again); Django's tasks cannot be "
+                                    "stored")
+            return _state.store
+
+        def _result(self, task: Any, uid: str, status: str, args: list, kwargs: dict,
+                    created: Optional[float] = None, started: Optional[float] = None,
+                    finished: Optional[float] = None, attempts: int = 0,
+                    error: Optional[dict] = None) -> Any:
+            errors = []
+            if error is not None:
+                kind = error.get("type") or "autocron.TaskError"
+                errors.append(TaskError(exception_class_path=kind if "." in kind else
+                                        f"builtins.{kind}",
+                                        traceback=error.get("traceback") or
+                                        error.get("message", "")))
+            return TaskResult(task=task, id=uid, status=TaskResultStatus(_DJANGO_STATUS[status]),
+                              enqueued_at=_django_time(created),
+                              started_at=_django_time(started),
+                              finished_at=_django_time(finished),
+                              last_attempted_at=_django_time(started), args=args,
+                              kwargs=kwargs, backend=self.alias, errors=errors,
+                              worker_ids=[_machine_name()] * attempts)
+
+        def enqueue(self, task: Any, args: Any, kwargs: Any) -> Any:
+            self.validate_task(task)
+            store = self._store()
+            args, kwargs = normalize_json(list(args)), normalize_json(dict(kwargs))
+            record, shipped = _dump_call(_run_django_task, (task.module_path,
+                                         task.takes_context, args, kwargs), {})
+            now = store.now()
+            due = now if task.run_after is None else task.run_after.timestamp()
+            options = _Options(priority=task.priority)
+            uid = store.add_task(task.module_path, _call_text(tuple(args), kwargs), record,
+                                 due, options, shipped)
+            if not store.wakes_pools:
+                _wake_pool(store.wake_path, options.priority)
+            result = self._result(task, uid, "waiting", args, kwargs, created=now)
+            task_enqueued.send(type(self), task_result=result)
+            return result
+
+        def get_result(self, result_id: str) -> Any:
+            store = self._store()
+            row = store.result_row(str(result_id))
+            record = store.call_record(str(result_id)) if row is not None else None
+            if record is None:
+                raise TaskResultDoesNotExist(result_id)
+            path, _, args, kwargs = _load_record(record)["args"]
+            error = json.loads(row.error) if row.error else None
+            result = self._result(import_string(path), row.uuid, row.status, args, kwargs,
+                                  row.created, row.started, row.finished, row.attempts, error)
+            if row.status == "ready":
+                object.__setattr__(result, "_return_value",
+                                   Result(row.uuid, store, row).function_result)
+            return result
+
+    DjangoBackend.__module__ = __name__
+    return DjangoBackend
+
+
+def __getattr__(name: str) -> Any:
+    """autocron.DjangoBackend, made on first use: Django is imported only then."""
+    if name == "DjangoBackend":
+        backend = globals()["DjangoBackend"] = _django_backend()
+        return backend
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # ==============================================================================================

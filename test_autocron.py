@@ -7212,21 +7212,9 @@ class TestFrameworks:
 
             urlpatterns = [path("call/<name>", call)]
         """))
-        (site / "jobs" / "apps.py").write_text(textwrap.dedent("""
-            import os
-            import autocron
-            from django.apps import AppConfig
-
-
-            class JobsConfig(AppConfig):
-                name = "jobs"
-
-                def ready(self):                 # where Django projects start things
-                    autocron.start(os.path.join(os.path.dirname(__file__), "jobs.db"),
-                                   workers=1)
-        """))
+        (site / "jobs" / "apps.py").write_text(readme_file("jobs/apps.py"))      # as written
         tasks = site / "jobs" / "tasks.py"
-        tasks.write_text(textwrap.dedent(RELOADED_TASKS_V1))
+        tasks.write_text(readme_file("jobs/tasks.py"))
         port = free_tcp_port()
         env = dict(os.environ, DJANGO_SETTINGS_MODULE="proj.settings", PYTHONPATH=HERE)
         server = subprocess.Popen([sys.executable, "manage.py", "runserver",
@@ -7252,29 +7240,9 @@ class TestFrameworks:
             pytest.skip("uvicorn is not installed (the test extra has it)")
         site = tmp_path / "site"
         site.mkdir()
-        (site / "app.py").write_text(textwrap.dedent("""
-            import os
-            import autocron
-            import tasks
-
-            autocron.start(os.path.join(os.path.dirname(__file__), "jobs.db"), workers=1)
-
-
-            async def app(scope, receive, send):     # ASGI, no framework
-                if scope["type"] == "lifespan":
-                    while True:
-                        message = await receive()
-                        await send({"type": message["type"] + ".complete"})
-                        if message["type"] == "lifespan.shutdown":
-                            return
-                name = scope["path"].rsplit("/", 1)[1]
-                value = await getattr(tasks, name)()        # awaits the Result
-                await send({"type": "http.response.start", "status": 200,
-                            "headers": [(b"content-type", b"text/plain")]})
-                await send({"type": "http.response.body", "body": value.encode()})
-        """))
+        (site / "app.py").write_text(readme_file("app.py"))           # as written
         tasks = site / "tasks.py"
-        tasks.write_text(textwrap.dedent(RELOADED_TASKS_V1))
+        tasks.write_text(readme_file("jobs/tasks.py"))
         port = free_tcp_port()
         env = dict(os.environ, PYTHONPATH=HERE)
         server = subprocess.Popen([uvicorn, "app:app", "--reload", "--port", str(port),
@@ -7293,6 +7261,136 @@ class TestFrameworks:
         store = autocron._open_store(site / "jobs.db")
         wait_until(lambda: not store.pool_running(), what="no pool left behind")
 
+    @pytest.mark.parametrize("argv, environ, starts", [
+        (["manage.py", "runserver"], {"RUN_MAIN": "true"}, True),          # its serving child
+        (["manage.py", "runserver"], {}, False),                           # its reloader
+        (["manage.py", "runserver", "--noreload"], {}, True),
+        (["manage.py", "shell"], {}, True),
+        (["manage.py", "migrate"], {}, False),
+        (["manage.py", "test"], {}, False),
+        (["/venv/bin/django-admin", "check"], {}, False),
+        (["/venv/bin/gunicorn", "proj.wsgi"], {}, True),
+        (["/venv/bin/uvicorn", "proj.asgi:application"], {}, True),
+    ])
+    def test_the_django_backend_starts_the_pool_in_server_processes_only(self, argv, environ,
+                                                                         starts):
+        assert autocron._django_starts(argv, environ) is starts
+
+    def test_django_is_imported_only_when_its_backend_is_asked_for(self):
+        done = run_python("""
+            import sys, autocron
+            print("django" in sys.modules)
+            import django
+            try:
+                autocron.DjangoBackend
+            except ImportError as error:      # Django before 6 has no tasks framework
+                assert django.VERSION < (6,) and str(error) == (
+                    "autocron.DjangoBackend needs Django 6 or later (its tasks framework, "
+                    f"django.tasks); this is Django {django.__version__}. Call autocron's "
+                    "@delay functions directly instead"), error
+            print("django" in sys.modules)
+            try:
+                autocron.NoSuchThing
+            except AttributeError as error:
+                print(error)
+        """)
+        assert done.stdout.splitlines() == [
+            "False", "True", "module 'autocron' has no attribute 'NoSuchThing'"], done.stderr
+
+    @pytest.mark.skipif(sys.version_info < (3, 12), reason="Django 6 (django.tasks) needs "
+                        "Python 3.12 or later")
+    def test_django_s_own_tasks_run_on_autocron(self, tmp_path):
+        pytest.importorskip("django.tasks")
+        site = tmp_path / "site"
+        (site / "proj").mkdir(parents=True)
+        (site / "proj" / "__init__.py").write_text("")
+        (site / "proj" / "settings.py").write_text(textwrap.dedent("""
+            import os
+            SECRET_KEY = "test"
+            USE_TZ = True
+            INSTALLED_APPS = []
+            DATABASES = {}
+            TASKS = {"default": {"BACKEND": "autocron.DjangoBackend", "OPTIONS": {
+                "database": os.path.join(os.path.dirname(__file__), "jobs.db"),
+                "workers": 1}}}
+        """))
+        (site / "proj" / "tasks.py").write_text(textwrap.dedent("""
+            import os
+            from django.dispatch import receiver
+            from django.tasks import task
+            from django.tasks.signals import task_finished, task_started
+
+
+            @task
+            def add(a, b):
+                return {"sum": a + b}
+
+
+            @task(priority=5)
+            async def shout(text):
+                return text.upper()
+
+
+            @task(takes_context=True)
+            def attempt(context):
+                return [context.attempt, context.task_result.id]
+
+
+            @task
+            def broken():
+                raise KeyError("missing")
+
+
+            @receiver(task_started)
+            @receiver(task_finished)
+            def heard(sender, task_result, **kwargs):     # sent in the worker
+                with open(os.environ["HEARD"], "a") as file:
+                    file.write(f"{task_result.task.name} {task_result.status}\\n")
+        """))
+        env = dict(os.environ, DJANGO_SETTINGS_MODULE="proj.settings", HEARD=str(tmp_path /
+                   "heard.log"), PYTHONPATH=os.pathsep.join([str(site), HERE]))
+        done = subprocess.run([sys.executable, "-c", textwrap.dedent("""
+            import datetime, json, time, django
+            django.setup()
+            import autocron
+            from django.tasks.signals import task_enqueued
+            from proj import tasks
+            enqueued = []
+
+            def on_enqueued(sender, task_result, **kwargs):       # sent in the caller
+                enqueued.append(task_result.id)
+            task_enqueued.connect(on_enqueued)
+
+            def finished(result):
+                while not result.is_finished:
+                    time.sleep(0.05)
+                    result.refresh()
+                return result
+
+            added = tasks.add.enqueue(2, b=3)
+            print(added.status, type(autocron.get_result(added.id)).__name__)
+            print(json.dumps(finished(added).return_value), added.attempts)
+            print(finished(tasks.shout.enqueue("hi")).return_value)
+            attempt = finished(tasks.attempt.enqueue())
+            print(attempt.return_value == [1, attempt.id])
+            broken = finished(tasks.broken.enqueue())
+            print(broken.status, broken.errors[0].exception_class.__name__)
+            later = tasks.add.using(run_after=datetime.datetime.now(datetime.timezone.utc)
+                                    + datetime.timedelta(hours=1)).enqueue(1, 1)
+            print(tasks.add.get_result(later.id).status)
+            print(len(enqueued))
+            try:
+                tasks.add.get_result("nope-1")
+            except Exception as error:
+                print(type(error).__name__)
+        """)], cwd=site, env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.splitlines() == [
+            "READY Result", '{"sum": 5} 1', "HI", "True", "FAILED KeyError", "READY", "5",
+            "TaskResultDoesNotExist"], done.stdout
+        heard = (tmp_path / "heard.log").read_text().splitlines()
+        assert "add RUNNING" in heard and "add SUCCESSFUL" in heard and "broken FAILED" in heard
+
     def test_django_s_orm_works_in_tasks_and_connections_close_between_them(
             self, django_project):
         project, env = django_project
@@ -7310,15 +7408,6 @@ class TestFrameworks:
         assert done.stdout.split() == ["1", "2", "True", "True"]
 
 
-RELOADED_TASKS_V1 = """
-    import autocron
-
-
-    @autocron.delay
-    def version():
-        return "v1"
-"""
-
 RELOADED_TASKS_V2 = """
     import autocron
 
@@ -7332,6 +7421,17 @@ RELOADED_TASKS_V2 = """
     def added():
         return "added"
 """
+
+
+def readme_file(name):
+    """The README's code block that starts with the line "# <name>", as written (the
+    examples of its Django and ASGI sections, which the tests run)."""
+    for block in re.findall(r"```python\n(.*?)```", Path(HERE, "README.md").read_text(),
+                            re.S):
+        first, _, rest = block.partition("\n")
+        if first == f"# {name}":
+            return rest
+    raise AssertionError(f"the README has no example # {name}")
 
 
 def wait_for_answer(url, expected, timeout=60.0):
