@@ -134,8 +134,14 @@ import types
 import uuid as _uuid
 from bisect import bisect_left
 from multiprocessing.connection import Connection as _Connection
-from typing import (Any, Callable, ContextManager, Iterable, Iterator, NamedTuple, Optional,
-                    Protocol, Union)
+from typing import (TYPE_CHECKING, Any, Callable, ContextManager, Generic, Iterable, Iterator,
+                    NamedTuple, Optional, Protocol, TypeVar, Union, overload)
+
+_T = TypeVar("_T")
+if TYPE_CHECKING:       # for type checkers only: nothing of this is imported at run time
+    from typing import Coroutine, Generator
+    from typing_extensions import ParamSpec      # typing's own from Python 3.10
+    _P = ParamSpec("_P")
 
 try:  # POSIX: the pool lock is an flock that dies with its holder
     import fcntl as _fcntl
@@ -7126,7 +7132,7 @@ def _complete(value: Any) -> Any:
 _said = threading.local()      # what a thread has said in the log already (once is enough)
 
 
-class Result:
+class Result(Generic[_T]):
     """The handle of one delayed call: poll it, block on it or await it.
 
     `waiting` reads the database; `get(timeout)` blocks and returns the value or raises
@@ -7194,7 +7200,7 @@ class Result:
         return self.status in ("error", "cancelled")
 
     @property
-    def function_result(self) -> Any:
+    def function_result(self) -> Optional[_T]:
         """The returned value, or None while waiting or after an error."""
         row = self._fetch()
         if row.status != "ready" or row.value is None:
@@ -7223,7 +7229,7 @@ class Result:
 
     # -- waiting
 
-    def get(self, timeout: Optional[float] = None) -> Any:
+    def get(self, timeout: Optional[float] = None) -> _T:
         """Block until finished; return the value or raise TaskError (or TimeoutError)."""
         if self._wait(timeout):
             return self._value()
@@ -7271,7 +7277,7 @@ class Result:
                 time.sleep(next(pauses) if left is None else min(next(pauses), left))
         return True
 
-    def __await__(self):
+    def __await__(self) -> Generator[Any, None, _T]:
         import asyncio      # costs milliseconds at import: only an awaiting caller pays
         pauses = _pauses()
         while self._unfinished():
@@ -7432,10 +7438,38 @@ def _due_time(weeks, days, hours, minutes, seconds, schedule) -> Callable[[Any],
     return lambda store: store.now() + offset
 
 
-def delay(func: Optional[Callable] = None, *, weeks: float = 0, days: float = 0,
+if TYPE_CHECKING:
+    class _Delayed(Protocol[_P, _T]):
+        """What @delay makes of a function returning _T (or awaiting to it): a call with its
+        parameters returns a Result[_T]."""
+
+        def __call__(self, *args: _P.args, **kwargs: _P.kwargs) -> Result[_T]: ...
+        def map(self, *iterables: Iterable[Any]) -> list[Result[_T]]: ...
+
+    class _DelayDecorator(Protocol):
+        """@delay(...) with options: what it makes of the function it decorates."""
+
+        @overload
+        def __call__(self, func: Callable[_P, Coroutine[Any, Any, _T]]) -> _Delayed[_P, _T]: ...
+        @overload
+        def __call__(self, func: Callable[_P, _T]) -> _Delayed[_P, _T]: ...
+
+
+@overload
+def delay(func: Callable[_P, Coroutine[Any, Any, _T]]) -> _Delayed[_P, _T]: ...
+@overload
+def delay(func: Callable[_P, _T]) -> _Delayed[_P, _T]: ...
+@overload
+def delay(func: None = None, *, weeks: float = 0, days: float = 0, hours: float = 0,
+          minutes: float = 0, seconds: float = 0, schedule: Optional[_dt.datetime] = None,
+          retries: int = 0, retry_delay: float = 0, backoff: float = 1.0,
+          timeout: Optional[float] = None, priority: int = 0) -> _DelayDecorator: ...
+
+
+def delay(func: Optional[Callable[..., Any]] = None, *, weeks: float = 0, days: float = 0,
           hours: float = 0, minutes: float = 0, seconds: float = 0,
           schedule: Optional[_dt.datetime] = None, retries: int = 0, retry_delay: float = 0,
-          backoff: float = 1.0, timeout: Optional[float] = None, priority: int = 0) -> Callable:
+          backoff: float = 1.0, timeout: Optional[float] = None, priority: int = 0) -> Any:
     """Make calls of `func` run in a worker: each call is stored and returns a Result.
 
     Usable as `@delay` or with options: a later start (`minutes=5`, or

@@ -5575,6 +5575,90 @@ def page(chromium, board):
         yield tab
 
 
+TYPED_SAMPLE = """
+    import asyncio
+
+    import autocron
+
+
+    @autocron.delay
+    def add(a: int, b: int) -> int:
+        return a + b
+
+
+    @autocron.delay(retries=2, timeout=30)
+    async def fetch(url: str) -> bytes:
+        return url.encode()
+
+
+    result = add(1, 2)
+    reveal_type(result)
+    reveal_type(result.get(timeout=10))
+    reveal_type(add.map([1, 2], [3, 4]))
+    reveal_type(fetch("https://example.org").get())
+    reveal_type(result.function_result)
+
+
+    async def main() -> None:
+        value = await add(1, 2)
+        reveal_type(value)
+
+
+    add("one", 2)
+    asyncio.run(main())
+"""
+
+
+def typed_project(tmp_path):
+    """A project with a copy of autocron.py and the typed sample, as a user has it."""
+    shutil.copy(AUTOCRON, tmp_path / "autocron.py")
+    (tmp_path / "sample.py").write_text(textwrap.dedent(TYPED_SAMPLE).lstrip())
+    return tmp_path
+
+
+class TestTypes:
+    """The public API keeps the types of the functions it runs (api.md, "Types")."""
+
+    def test_mypy_strict_sees_the_parameters_and_the_return_types(self, tmp_path):
+        pytest.importorskip("mypy")
+        project = typed_project(tmp_path)
+        done = subprocess.run([sys.executable, "-m", "mypy", "--strict", "--no-incremental",
+                               "sample.py"], cwd=project, capture_output=True, text=True,
+                              timeout=600)
+        said = [re.sub(r"Union\[(.*), None\]", r"\1 | None", line.replace("builtins.", ""))
+                for line in done.stdout.splitlines() if line.startswith("sample.py")]
+        # (mypy before 2, the newest on Python 3.9, says builtins.int and Union[int, None])
+        assert said == [
+            'sample.py:17: note: Revealed type is "autocron.Result[int]"',
+            'sample.py:18: note: Revealed type is "int"',
+            'sample.py:19: note: Revealed type is "list[autocron.Result[int]]"',
+            'sample.py:20: note: Revealed type is "bytes"',
+            'sample.py:21: note: Revealed type is "int | None"',
+            'sample.py:26: note: Revealed type is "int"',
+            'sample.py:29: error: Argument 1 to "__call__" of "_Delayed" has incompatible '
+            'type "str"; expected "int"  [arg-type]'], done.stdout
+
+    def test_pyright_at_python_3_9_sees_the_same(self, tmp_path):
+        pyright = os.path.join(os.path.dirname(sys.executable), "pyright")
+        if not os.path.exists(pyright):
+            pytest.skip("pyright is not installed (the test extra has it)")
+        project = typed_project(tmp_path)
+        done = subprocess.run([pyright, "--pythonversion", "3.9", "--outputjson", "sample.py"],
+                              cwd=project, capture_output=True, text=True, timeout=600)
+        said = [(d["range"]["start"]["line"] + 1, d["severity"], d["message"].splitlines()[0])
+                for d in json.loads(done.stdout)["generalDiagnostics"]
+                if d["file"].endswith("sample.py")]
+        assert said == [
+            (17, "information", 'Type of "result" is "Result[int]"'),
+            (18, "information", 'Type of "result.get(timeout=10)" is "int"'),
+            (19, "information", 'Type of "add.map([1, 2], [3, 4])" is "list[Result[int]]"'),
+            (20, "information", 'Type of "fetch("https://example.org").get()" is "bytes"'),
+            (21, "information", 'Type of "result.function_result" is "int | None"'),
+            (26, "information", 'Type of "value" is "int"'),
+            (29, "error", 'Argument of type "Literal[\'one\']" cannot be assigned to '
+                          'parameter "a" of type "int" in function "__call__"')], done.stdout
+
+
 class TestDashboard:
     """The dashboard as a person would use it, in a real browser, and as a script would."""
 
