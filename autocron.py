@@ -501,12 +501,12 @@ class _Spec:
 
     def __init__(self):
         self.last_day = self.last_weekday = False
-        self.nearest: set = set()       # nW: n
-        self.last_dows: set = set()     # nL: weekday (0 = Sunday)
-        self.nth_dows: set = set()      # n#k: (weekday, k)
+        self.nearest: set[Any] = set()       # nW: n
+        self.last_dows: set[Any] = set()     # nL: weekday (0 = Sunday)
+        self.nth_dows: set[Any] = set()      # n#k: (weekday, k)
 
 
-def _parse_dom_item(spec: _Spec, field: _Field, item: str, values: set) -> None:
+def _parse_dom_item(spec: _Spec, field: _Field, item: str, values: set[Any]) -> None:
     if "L" not in item and "W" not in item:       # the common case: a plain item
         values.update(_read_range(field, item))
     elif item == "L":
@@ -526,7 +526,7 @@ def _parse_dom_item(spec: _Spec, field: _Field, item: str, values: set) -> None:
         values.update(_read_range(field, item))
 
 
-def _parse_dow_item(spec: _Spec, field: _Field, item: str, values: set) -> None:
+def _parse_dow_item(spec: _Spec, field: _Field, item: str, values: set[Any]) -> None:
     if "L" not in item and "#" not in item:       # the common case: a plain item
         values.update(v % 7 for v in _read_range(field, item))
         return
@@ -550,7 +550,7 @@ def _parse_dow_item(spec: _Spec, field: _Field, item: str, values: set) -> None:
         values.update(v % 7 for v in _read_range(field, item))
 
 
-def _parse_field(spec: _Spec, field: _Field, text: str) -> tuple:
+def _parse_field(spec: _Spec, field: _Field, text: str) -> tuple[Any, ...]:
     """The sorted values of one field; day extensions go into `spec`."""
     if text == "*":
         return _EVERY[field.index]
@@ -567,7 +567,7 @@ def _parse_field(spec: _Spec, field: _Field, text: str) -> tuple:
         bad = next(ch for ch in text if not _ITEM_CHARS.match(ch))
         raise _fail(field, f"unexpected character {bad!r} in {_quote(text)}; {field.hint}",
                     text)
-    values: set = set()
+    values: set[Any] = set()
     upper = text.upper()
     for item in upper.split(","):
         if not item:
@@ -602,7 +602,7 @@ def _check_characters(text: str) -> None:
         raise CronError(f"{kind} {code} at position {position}; {hint}", "", ch)
 
 
-def _split(text: str) -> list:
+def _split(text: str) -> list[Any]:
     if not isinstance(text, str):
         raise TypeError(f"a cron expression must be a str, not {type(text).__name__}")
     if len(text) > _MAX_EXPRESSION:
@@ -621,7 +621,7 @@ def _split(text: str) -> list:
     return parts
 
 
-def _expand_macro(parts: list) -> list:
+def _expand_macro(parts: list[Any]) -> list[Any]:
     macro = parts[0].lower()
     if macro == "@reboot":
         raise CronError("@reboot has no calendar schedule; run start-up work yourself after "
@@ -635,7 +635,7 @@ def _expand_macro(parts: list) -> list:
     return _MACROS[macro].split()
 
 
-def _count_message(parts: list) -> str:
+def _count_message(parts: list[Any]) -> str:
     message = (f"expected 5 fields (minute hour day-of-month month day-of-week), "
                f"got {len(parts)}")
     glued = any(p[-1] in ",-/" for p in parts[:-1]) or any(p[0] in ",-/" for p in parts[1:])
@@ -646,7 +646,7 @@ def _count_message(parts: list) -> str:
     return message
 
 
-def _dom_zero_hint(parts: list) -> Optional[str]:
+def _dom_zero_hint(parts: list[Any]) -> Optional[str]:
     """The seed documentation of autocron 1.x wrote weekdays into the third field."""
     try:
         days = [int(v) for v in parts[2].split(",")]
@@ -688,7 +688,7 @@ def _month_length(year: int, month: int) -> int:
     return _MONTH_DAYS[month]
 
 
-def _matching_days(spec: _Spec, length: int, first_weekday: int) -> tuple:
+def _matching_days(spec: _Spec, length: int, first_weekday: int) -> tuple[Any, ...]:
     """Days 1..length that match, for a month whose 1st is `first_weekday` (0 = Sunday)."""
     doms, dows = set(spec.doms), set(spec.dows)
     weekday_of = lambda day: (first_weekday + day - 1) % 7  # noqa: E731 - local shorthand
@@ -757,7 +757,7 @@ _KEYWORDS = (("minutes", 0, 59), ("hours", 0, 23), ("days", 1, 31), ("months", 1
 _PY_DAY_NAMES = ("MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN")
 
 
-def _keyword_values(name: str, low: int, high: int, value) -> list:
+def _keyword_values(name: str, low: int, high: int, value) -> list[Any]:
     items = [value] if isinstance(value, (int, str)) else value
     try:
         items = list(items)
@@ -782,7 +782,7 @@ def _keyword_values(name: str, low: int, high: int, value) -> list:
     return sorted(set(numbers))
 
 
-def _keyword_expression(fields: dict) -> str:
+def _keyword_expression(fields: dict[Any, Any]) -> str:
     parts = []
     for name, low, high in _KEYWORDS:
         value = fields.pop(name, None)
@@ -805,7 +805,7 @@ def _keyword_expression(fields: dict) -> str:
 # ---- the normalised text ----------------------------------------------------------------------
 
 
-def _render_values(values: list) -> str:
+def _render_values(values: list[Any]) -> str:
     """Values as a compact list of runs (1-5,7) or one arithmetic progression (0-45/15)."""
     if len(values) >= 3:
         step = values[1] - values[0]
@@ -824,7 +824,7 @@ def _render_values(values: list) -> str:
     return ",".join(out)
 
 
-def _render_star(values: tuple, low: int, span: int) -> str:
+def _render_star(values: tuple[Any, ...], low: int, span: int) -> str:
     """A set whose text started with '*': it must keep a leading '*' (it decides semantics)."""
     for step in range(1, span + 1):
         stepped = list(range(low, low + span, step))
@@ -857,15 +857,15 @@ def _render_field(spec: _Spec, index: int) -> str:
 # ---- English ----------------------------------------------------------------------------------
 
 
-def _join_words(words: list, conjunction: str = "and") -> str:
+def _join_words(words: list[Any], conjunction: str = "and") -> str:
     if len(words) <= 1:
         return "".join(words)
     return f"{', '.join(words[:-1])} {conjunction} {words[-1]}"
 
 
-def _runs(values: tuple) -> list:
+def _runs(values: tuple[Any, ...]) -> list[Any]:
     """Consecutive runs of values as (first, last) pairs."""
-    runs: list = []
+    runs: list[Any] = []
     for v in values:
         if runs and v == runs[-1][1] + 1:
             runs[-1][1] = v
@@ -874,7 +874,7 @@ def _runs(values: tuple) -> list:
     return runs
 
 
-def _describe_set(values: tuple, word, through: str = "through") -> str:
+def _describe_set(values: tuple[Any, ...], word, through: str = "through") -> str:
     parts = [word(a) if a == b else f"{word(a)} {through} {word(b)}" if b > a + 1
              else f"{word(a)} and {word(b)}" for a, b in _runs(values)]
     return _join_words(parts)
@@ -906,7 +906,7 @@ def _ordinal(n: int) -> str:
     return f"{n}{suffix}"
 
 
-def _uniform_step(values: tuple, span: int) -> int:
+def _uniform_step(values: tuple[Any, ...], span: int) -> int:
     """n when values are exactly 0, n, 2n, ... over the whole span (n > 1)."""
     if len(values) < 2 or values[0] != 0:
         return 0
@@ -1033,9 +1033,9 @@ class CronExpression:
         self._spec = spec
         self._text = ""        # the normalised text, rendered when first asked for
         self._tz = _resolve_zone(tz)
-        self._day_cache: dict = {}
-        self._month_cache: dict = {}
-        self._transitions: dict = {}     # (zone, year, month, day) -> fire instants
+        self._day_cache: dict[Any, Any] = {}
+        self._month_cache: dict[Any, Any] = {}
+        self._transitions: dict[Any, Any] = {}     # (zone, year, month, day) -> fire instants
 
     # -- identity
 
@@ -1110,7 +1110,7 @@ class CronExpression:
 
     # -- the walk
 
-    def _days(self, year: int, month: int) -> tuple:
+    def _days(self, year: int, month: int) -> tuple[Any, ...]:
         """The matching days of one month, cached by (length, weekday of the 1st)."""
         key = (year, month)
         days = self._month_cache.get(key)
@@ -1205,7 +1205,7 @@ class CronExpression:
                     for minute in minutes:
                         yield datetime(year, month, day, hour, minute, tzinfo=zone)
 
-    def _transition_day(self, year, month, day, zone) -> list:
+    def _transition_day(self, year, month, day, zone) -> list[Any]:
         """Every fire instant of a local day with a daylight-saving transition, sorted.
 
         Fixed-time jobs run a time in a gap at the first instant after it and a repeated time
@@ -1220,7 +1220,7 @@ class CronExpression:
             out = self._transitions[key] = self._transition_instants(year, month, day, zone)
         return out
 
-    def _transition_instants(self, year, month, day, zone) -> list:
+    def _transition_instants(self, year, month, day, zone) -> list[Any]:
         out = []
         for hour in self._spec.hours:
             for minute in self._spec.minutes:
@@ -1281,7 +1281,7 @@ class _Outcome(NamedTuple):
     id: int                          # the task's row id
     status: str                      # "ready", "error" or "cancelled"
     value: Optional[bytes] = None    # the pickled return value ("ready")
-    error: Optional[dict] = None     # {"type", "message", "traceback"} (otherwise)
+    error: Optional[dict[Any, Any]] = None     # {"type", "message", "traceback"} (otherwise)
     started: Optional[float] = None  # wall-clock times of the attempt
     finished: Optional[float] = None
     output: str = ""                 # what the task printed, the tail
@@ -1318,7 +1318,7 @@ def _pauses(first: float = 0.0005, most: float = 0.05) -> Iterator[float]:
         pause = min(pause * 2, most)
 
 
-def _failure(message: str) -> dict:
+def _failure(message: str) -> dict[Any, Any]:
     return {"type": "", "message": message, "traceback": ""}
 
 
@@ -1409,7 +1409,7 @@ def _cut_middle(text: str, limit: int = _MAX_ERROR_TEXT) -> str:
     return text[:keep] + marker + text[-keep:]
 
 
-def _function_name(func: Callable) -> str:
+def _function_name(func: Callable[..., Any]) -> str:
     return _safe_text(f"{getattr(func, '__module__', '?')}."
                       f"{getattr(func, '__qualname__', repr(func))}")
 
@@ -1482,7 +1482,7 @@ class _PoolPids(NamedTuple):
 
     owner: Optional[int]
     manager: Optional[int]
-    workers: list
+    workers: list[Any]
 
 
 class _PoolRow(NamedTuple):
@@ -1491,7 +1491,7 @@ class _PoolRow(NamedTuple):
     owner: int
     manager: Optional[int]
     started: float                   # when it took the database
-    workers: list                    # their pids
+    workers: list[Any]                    # their pids
 
 
 class _MachineRow(NamedTuple):
@@ -1500,7 +1500,7 @@ class _MachineRow(NamedTuple):
     name: str
     owner: int
     manager: Optional[int]
-    workers: list
+    workers: list[Any]
     heartbeat: float
     since: float                     # seconds since, by the server's clock
 
@@ -1535,7 +1535,7 @@ class _FinishedRow(NamedTuple):
 class _TaskPage(NamedTuple):
     """A page of the dashboard's task list."""
 
-    rows: list                       # [_ResultRow], newest first
+    rows: list[Any]                       # [_ResultRow], newest first
     lowest: Optional[int]            # a filtered walk stopped at this row id, short of a
                                      # full page (None: it reached the oldest, or filled it)
 
@@ -1559,7 +1559,7 @@ def _retry_due(attempts: int, retries: int, retry_delay: float, backoff: float,
     return now + retry_delay * backoff ** max(attempts - 1, 0)
 
 
-def _decide_retries(outcomes: list, terms: dict, now: float) -> list:
+def _decide_retries(outcomes: list[Any], terms: dict[Any, Any], now: float) -> list[Any]:
     """The outcomes as they are written: a retryable failure of a task with retries left
     gets `retry_at`, when it runs again (`terms`: {task id: _RetryTerms} as stored)."""
     decided = []
@@ -1597,7 +1597,7 @@ def _next_due(schedule: "CronExpression", after: float) -> float:
     return schedule.next(_dt.datetime.fromtimestamp(after, zone)).timestamp()
 
 
-def _next_runs(ended: list, now: float) -> list:
+def _next_runs(ended: list[Any], now: float) -> list[Any]:
     """[(job name, next due time)] for cron jobs whose run ended (_CronEnd): counted from the
     end of the run (else from `now`), so that runs never overlap, and from no earlier than
     the due time the run was for: a machine whose clock lags never makes a due time that a
@@ -1637,10 +1637,10 @@ class _EmptyCell:
 
 
 _GLOBAL_OPS = frozenset(("LOAD_GLOBAL", "STORE_GLOBAL", "DELETE_GLOBAL", "LOAD_NAME"))
-_global_names_cache: dict = {}
+_global_names_cache: dict[Any, Any] = {}
 
 
-def _global_names(code: types.CodeType) -> tuple:
+def _global_names(code: types.CodeType) -> tuple[Any, ...]:
     """The global names a code object and the code nested in it use, sorted."""
     names = _global_names_cache.get(code)
     if names is None:
@@ -1654,7 +1654,7 @@ def _global_names(code: types.CodeType) -> tuple:
     return names
 
 
-def _function_parts(func: types.FunctionType) -> list:
+def _function_parts(func: types.FunctionType) -> list[Any]:
     """(label, value) of everything a function needs besides its code, for messages."""
     base = func.__globals__
     parts = [(f"global {name!r}", base[name]) for name in _global_names(func.__code__)
@@ -1669,7 +1669,7 @@ def _function_parts(func: types.FunctionType) -> list:
     return parts
 
 
-def _referenced(func: types.FunctionType) -> list:
+def _referenced(func: types.FunctionType) -> list[Any]:
     """The values of _function_parts without their labels (cheap: checked on every call)."""
     base = func.__globals__
     values = [base[name] for name in _global_names(func.__code__) if name in base]
@@ -1683,7 +1683,7 @@ def _referenced(func: types.FunctionType) -> list:
     return values
 
 
-def _reduce_function(func: types.FunctionType) -> tuple:
+def _reduce_function(func: types.FunctionType) -> tuple[Any, ...]:
     base = func.__globals__
     names = [n for n in _global_names(func.__code__) if n in base and n != "__builtins__"]
     cells = []
@@ -1699,7 +1699,7 @@ def _reduce_function(func: types.FunctionType) -> tuple:
     return (_make_function, skeleton, state, None, None, _fill_function)
 
 
-def _make_function(version: tuple, code: bytes, name: str, module: str, cells: int):
+def _make_function(version: tuple[Any, ...], code: bytes, name: str, module: str, cells: int):
     if tuple(version) != sys.version_info[:2]:
         raise TypeError(f"{name} was shipped by Python {version[0]}.{version[1]} and cannot "
                         f"run on Python {sys.version_info[0]}.{sys.version_info[1]}; call it "
@@ -1709,7 +1709,7 @@ def _make_function(version: tuple, code: bytes, name: str, module: str, cells: i
     return types.FunctionType(marshal.loads(code), namespace, name, None, closure)
 
 
-def _fill_function(func: types.FunctionType, state: tuple) -> None:
+def _fill_function(func: types.FunctionType, state: tuple[Any, ...]) -> None:
     names, defaults, kwdefaults, cells, qualname, doc, attributes = state
     func.__globals__.update(names)
     func.__defaults__, func.__kwdefaults__ = defaults, kwdefaults
@@ -1720,7 +1720,7 @@ def _fill_function(func: types.FunctionType, state: tuple) -> None:
     func.__dict__.update(attributes)
 
 
-def _reduce_class(cls: type) -> tuple:
+def _reduce_class(cls: type) -> tuple[Any, ...]:
     slots = cls.__dict__.get("__slots__")
     slot_names = {slots} if isinstance(slots, str) else set(slots or ())
     state = {k: v for k, v in cls.__dict__.items()
@@ -1729,7 +1729,8 @@ def _reduce_class(cls: type) -> tuple:
     return (_make_class, skeleton, state, None, None, _fill_class)
 
 
-def _make_class(metaclass: type, name: str, bases: tuple, module: str, qualname: str, slots):
+def _make_class(metaclass: type, name: str, bases: tuple[Any, ...], module: str, qualname: str,
+                slots):
     namespace = {"__module__": module, "__qualname__": qualname}
     if slots is not None:
         namespace["__slots__"] = slots
@@ -1741,13 +1742,13 @@ def _make_class(metaclass: type, name: str, bases: tuple, module: str, qualname:
     return cls
 
 
-def _fill_class(cls: type, state: dict) -> None:
+def _fill_class(cls: type, state: dict[Any, Any]) -> None:
     for key, value in state.items():
         if key not in ("__module__", "__qualname__"):
             setattr(cls, key, value)
 
 
-def _sentinel_reducers() -> dict:
+def _sentinel_reducers() -> dict[Any, Any]:
     """Module-level singletons that must stay themselves (dataclasses compares by identity)."""
     import dataclasses      # only needed once something is shipped by value
     names = ("MISSING", "KW_ONLY", "_FIELD", "_FIELD_CLASSVAR", "_FIELD_INITVAR")
@@ -1755,11 +1756,11 @@ def _sentinel_reducers() -> dict:
             for n in names if hasattr(dataclasses, n)}
 
 
-_SENTINELS: dict = {}
+_SENTINELS: dict[Any, Any] = {}
 _HEAP_TYPE = 1 << 9     # Py_TPFLAGS_HEAPTYPE: a class made by a class statement
 
 
-def _mapping_proxy(mapping: dict) -> types.MappingProxyType:
+def _mapping_proxy(mapping: dict[Any, Any]) -> types.MappingProxyType:
     return types.MappingProxyType(mapping)
 
 
@@ -1791,7 +1792,7 @@ def _dumps(obj: Any) -> bytes:
     return buffer.getvalue()
 
 
-def _fingerprint(obj: Any, seen: Optional[set] = None) -> Any:
+def _fingerprint(obj: Any, seen: Optional[set[Any]] = None) -> Any:
     """What must stay the same for a shipped function's payload to stay valid, or None.
 
     Identity for functions, classes and modules, the value for immutable scalars and tuples;
@@ -1809,7 +1810,7 @@ def _fingerprint(obj: Any, seen: Optional[set] = None) -> Any:
     return None
 
 
-def _function_fingerprint(func: types.FunctionType, seen: set) -> Any:
+def _function_fingerprint(func: types.FunctionType, seen: set[Any]) -> Any:
     """_fingerprint of a function shipped by value: its code and what it references."""
     if id(func) in seen:
         return id(func)
@@ -1827,10 +1828,10 @@ class _Shipped:
         self.fingerprint, self.hash, self.payload = fingerprint, digest, payload
 
 
-_shipped: dict = {}        # function -> _Shipped (the last payload made for it)
+_shipped: dict[Any, Any] = {}        # function -> _Shipped (the last payload made for it)
 
 
-def _ship(func: Callable) -> _Shipped:
+def _ship(func: Callable[..., Any]) -> _Shipped:
     """The payload of `func`, made again only when what it references has changed."""
     fingerprint = _function_fingerprint(func, set()) \
         if isinstance(func, types.FunctionType) else None
@@ -1848,7 +1849,7 @@ def _ship(func: Callable) -> _Shipped:
     return shipped
 
 
-def _first_unpicklable(parts: list) -> Optional[tuple]:
+def _first_unpicklable(parts: list[Any]) -> Optional[tuple[Any, ...]]:
     """(label, value, error) of the first (label, value) part that cannot be pickled."""
     for label, value in parts:
         try:
@@ -1858,7 +1859,7 @@ def _first_unpicklable(parts: list) -> Optional[tuple]:
     return None
 
 
-def _unshippable(func: Callable, error: Exception) -> TypeError:
+def _unshippable(func: Callable[..., Any], error: Exception) -> TypeError:
     """A TypeError naming the global (or default, or closure variable) that cannot travel."""
     found = _first_unpicklable(_function_parts(func) if isinstance(func, types.FunctionType)
                                else [])
@@ -1870,7 +1871,7 @@ def _unshippable(func: Callable, error: Exception) -> TypeError:
                      "pass plain data as an argument")
 
 
-def _reference(func: Callable) -> tuple:
+def _reference(func: Callable[..., Any]) -> tuple[Any, ...]:
     """(how a worker finds `func`, its _Shipped payload or None): ("import", module,
     qualname) for a function the workers can import, else ("value", hash)."""
     if _importable(func):
@@ -1879,12 +1880,13 @@ def _reference(func: Callable) -> tuple:
     return ("value", shipped.hash), shipped
 
 
-def _function_ref(func: Callable) -> tuple:
+def _function_ref(func: Callable[..., Any]) -> tuple[Any, ...]:
     """How a worker finds `func`: ("import", module, qualname) or ("value", hash)."""
     return _reference(func)[0]
 
 
-def _dump_call(func: Callable, args: tuple, kwargs: dict) -> tuple:
+def _dump_call(func: Callable[..., Any], args: tuple[Any, ...],
+               kwargs: dict[Any, Any]) -> tuple[Any, ...]:
     """The pickled record of a call, and the _Shipped payload of its function (or None).
 
     The payload is stored together with the task (_SqliteStore.add_task), never apart from it:
@@ -1898,7 +1900,8 @@ def _dump_call(func: Callable, args: tuple, kwargs: dict) -> tuple:
 _ATOMS = frozenset({int, float, str, bytes, bool, type(None)})
 
 
-def _dump_record(func: Callable, ref: tuple, args: tuple, kwargs: dict) -> bytes:
+def _dump_record(func: Callable[..., Any], ref: tuple[Any, ...], args: tuple[Any, ...],
+                 kwargs: dict[Any, Any]) -> bytes:
     """The pickled record of one call of `func`, found by `ref` (see _reference)."""
     record = {"v": 1, "function": ref, "args": args, "kwargs": kwargs}
     try:
@@ -1910,7 +1913,8 @@ def _dump_record(func: Callable, ref: tuple, args: tuple, kwargs: dict) -> bytes
         raise _unpicklable(func, args, kwargs, error) from None
 
 
-def _unpicklable(func: Callable, args: tuple, kwargs: dict, error: Exception) -> TypeError:
+def _unpicklable(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[Any, Any],
+                 error: Exception) -> TypeError:
     """A TypeError naming the argument that cannot be pickled."""
     named = [(f"argument {i + 1}", v) for i, v in enumerate(args)]
     named += [(f"keyword argument {k!r}", v) for k, v in kwargs.items()]
@@ -1923,7 +1927,7 @@ def _unpicklable(func: Callable, args: tuple, kwargs: dict, error: Exception) ->
                      "locks or connections inside the task")
 
 
-def _load_record(data: bytes) -> dict:
+def _load_record(data: bytes) -> dict[Any, Any]:
     record = dict(_RECORD_DEFAULTS)
     record.update(pickle.loads(data))
     return record
@@ -1938,8 +1942,9 @@ class _JobRetired(Exception):
     """A cron run found that the code no longer declares its job (see _resolve_function)."""
 
 
-def _resolve_function(ref: tuple, load_payload: Callable[[str], bytes],
-                      job: Optional[str] = None, declared: Optional[str] = None) -> Callable:
+def _resolve_function(ref: tuple[Any, ...], load_payload: Callable[[str], bytes],
+                      job: Optional[str] = None,
+                      declared: Optional[str] = None) -> Callable[..., Any]:
     """The undecorated function behind a reference (in a worker).
 
     For a run of the cron job `job`, declared by a cron() call in the module `declared`:
@@ -1973,7 +1978,7 @@ def _resolve_function(ref: tuple, load_payload: Callable[[str], bytes],
     return getattr(obj, "_autocron_function", obj)
 
 
-def _call_text(args: tuple, kwargs: dict, limit: int = 200) -> str:
+def _call_text(args: tuple[Any, ...], kwargs: dict[Any, Any], limit: int = 200) -> str:
     """The arguments of a call as the user would have written them, shortened."""
     try:
         text = ", ".join(map(repr, args)) if not kwargs else ", ".join(
@@ -1984,7 +1989,7 @@ def _call_text(args: tuple, kwargs: dict, limit: int = 200) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
-def _error_info(error: BaseException) -> dict:
+def _error_info(error: BaseException) -> dict[Any, Any]:
     """An exception as data: its type's name, its text and its traceback, whatever they hold.
 
     A task's exception may have a __str__ that raises (even a BaseException, which the
@@ -2041,9 +2046,9 @@ class _Store(Protocol):
     # -- statements and time
     def transaction(self) -> ContextManager[Any]:
         """A write transaction: committed when the block ends, rolled back if it raises."""
-    def read(self, sql: str, params: tuple = ()) -> list:
+    def read(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
         """Rows of one statement (SQLite's ? placeholders)."""
-    def write(self, sql: str, params: tuple = ()) -> int:
+    def write(self, sql: str, params: tuple[Any, ...] = ()) -> int:
         """One statement in its own transaction; the number of rows it changed."""
     def now(self, look: bool = True) -> float:
         """The time every due time goes by (the server's, for PostgreSQL)."""
@@ -2053,7 +2058,7 @@ class _Store(Protocol):
         """The schema version stored in the database."""
 
     # -- settings
-    def settings(self) -> dict:
+    def settings(self) -> dict[Any, Any]:
         """The stored settings over the defaults."""
     def set_setting(self, key: str, value: Any) -> None:
         """Store one setting (the admin tool's `set`, start()'s workers)."""
@@ -2062,8 +2067,8 @@ class _Store(Protocol):
     def add_task(self, name: str, args: str, record: bytes, due: float,
                  options: _Options = None, shipped: Optional[_Shipped] = None) -> str:
         """Store a call (committed when this returns); its id."""
-    def add_tasks(self, name: str, calls: list, due: float, options: _Options = None,
-                  shipped: Optional[_Shipped] = None) -> list:
+    def add_tasks(self, name: str, calls: list[Any], due: float, options: _Options = None,
+                  shipped: Optional[_Shipped] = None) -> list[Any]:
         """Store many calls of one function in one transaction; their ids."""
     def keep_function(self, con: Any, shipped: _Shipped) -> None:
         """Store a shipped function's payload, in the caller's transaction."""
@@ -2072,13 +2077,13 @@ class _Store(Protocol):
     def result_row(self, uid: str) -> Optional[_ResultRow]:
         """One task as a Result reads it, or None."""
     def result_rows(self, limit: Optional[int] = None,
-                    status: Optional[str] = None) -> list:
+                    status: Optional[str] = None) -> list[Any]:
         """[_ResultRow] newest first (get_results)."""
-    def ids_named(self, text: str, limit: int) -> list:
+    def ids_named(self, text: str, limit: int) -> list[Any]:
         """Up to `limit` task ids that `text` names: the start of an id, or a short id."""
     def call_record(self, uid: str) -> Optional[bytes]:
         """The pickled call of a task (_dump_record), or None."""
-    def cancel(self, con: Any, uid: str, now: float) -> Optional[list]:
+    def cancel(self, con: Any, uid: str, now: float) -> Optional[list[Any]]:
         """Withdraw a waiting task: None if it was not waiting, else its cron run's end."""
     def request_cancel(self, uid: str, force: bool) -> bool:
         """Ask the pool holding a task to withdraw it (force: also a running one)."""
@@ -2086,26 +2091,26 @@ class _Store(Protocol):
         """Whether a withdrawal of this task is still asked for."""
     def cancel_mark(self) -> Optional[bytes]:
         """What changes whenever a withdrawal is asked for (a worker looks at it)."""
-    def cancel_requests(self) -> dict:
+    def cancel_requests(self) -> dict[Any, Any]:
         """{task id: 1 (withdraw if not started) or 2 (also stop it)}."""
     def retry(self, uid: str, now: float) -> Optional[str]:
         """Store a failed or cancelled task's call again (the dashboard); the new id."""
 
     # -- cron jobs
-    def register_cron(self, name: str, schedule: CronExpression, func: Callable,
+    def register_cron(self, name: str, schedule: CronExpression, func: Callable[..., Any],
                       catch_up: bool, next_due: float, declared: Optional[str] = None) -> None:
         """Add, replace or revive a job, due at `next_due`; an unchanged schedule keeps its own."""
     def remove_cron(self, name: str) -> bool:
         """Delete a job (its runs stay); False if there is none."""
-    def due_crons(self, con: Any, now: float) -> list:
+    def due_crons(self, con: Any, now: float) -> list[Any]:
         """Start a run of every job due and not running (each due time once)."""
-    def end_cron_runs(self, con: Any, jobs: list) -> None:
+    def end_cron_runs(self, con: Any, jobs: list[Any]) -> None:
         """These jobs run no more and are next due then: [(name, due time)]."""
-    def cron_states(self, con: Any) -> list:
+    def cron_states(self, con: Any) -> list[Any]:
         """[_CronState] of every job, for the caller to settle after a pool ended."""
-    def cron_rows(self) -> list:
+    def cron_rows(self) -> list[Any]:
         """[_CronRow] by name (the admin tool, the dashboard)."""
-    def last_runs(self) -> dict:
+    def last_runs(self) -> dict[Any, Any]:
         """{job: (status, finished)} of each job's newest run."""
     def pause_cron(self, name: str) -> bool:
         """Start no more runs of a job until it is resumed; False if there is none."""
@@ -2113,29 +2118,29 @@ class _Store(Protocol):
         """Let a paused job run again; its next due time, None if there is no such job."""
 
     # -- the pool's round
-    def anything_due(self, now: float) -> tuple:
+    def anything_due(self, now: float) -> tuple[Any, ...]:
         """(a task may be due, a cron job is due)."""
     def next_due(self) -> Optional[float]:
         """When the next waiting task is due, if any."""
-    def claim(self, con: Any, now: float, pids: list) -> list:
+    def claim(self, con: Any, now: float, pids: list[Any]) -> list[Any]:
         """Hand the most urgent due tasks to these workers: [_Claimed]."""
-    def claimed(self) -> list:
+    def claimed(self) -> list[Any]:
         """Ids of the calls claimed under this pool's lease and not started."""
     def start_now(self, task_id: int, lease: Optional[int], at: float) -> bool:
         """A worker starts a task: False if it may not (PostgreSQL commits the start)."""
     def start_log(self) -> Optional[_StartLog]:
         """Where workers note starts the pool writes later (SQLite), or None."""
-    def mark_started(self, con: Any, started: list) -> None:
+    def mark_started(self, con: Any, started: list[Any]) -> None:
         """Workers started these tasks ([_Started]): an attempt each."""
-    def started_unseen(self, con: Any, ids: list) -> list:
+    def started_unseen(self, con: Any, ids: list[Any]) -> list[Any]:
         """[_Interrupted] of these that a worker started without telling the pool."""
-    def retry_terms(self, con: Any, ids: list) -> dict:
+    def retry_terms(self, con: Any, ids: list[Any]) -> dict[Any, Any]:
         """{task id: _RetryTerms} of these tasks, as stored."""
-    def finish(self, con: Any, outcomes: list) -> list:
+    def finish(self, con: Any, outcomes: list[Any]) -> list[Any]:
         """Write outcomes ([_Outcome]) of live tasks; [_CronEnd] of the runs that ended."""
-    def requeue(self, con: Any, ids: list) -> None:
+    def requeue(self, con: Any, ids: list[Any]) -> None:
         """Tasks handed to a worker that never started them wait again."""
-    def refuse_cancel(self, con: Any, ids: list) -> None:
+    def refuse_cancel(self, con: Any, ids: list[Any]) -> None:
         """A withdrawal came too late: the task had started."""
     def clock_went_back(self, now: float) -> int:
         """The wall clock stepped back: calls due when made are due at `now`; how many."""
@@ -2148,7 +2153,7 @@ class _Store(Protocol):
 
     # -- pools, machines and leases
     def set_pool(self, owner: Optional[int], manager: Optional[int] = None,
-                 workers: tuple = ()) -> None:
+                 workers: tuple[Any, ...] = ()) -> None:
         """Say which processes run this machine's pool; None: none does."""
     def pool_pids(self, pool: Optional[_PoolId] = None) -> _PoolPids:
         """The processes of a pool as it last published them."""
@@ -2156,7 +2161,7 @@ class _Store(Protocol):
         """This machine's pool, or None."""
     def pool_running(self) -> bool:
         """Whether a pool runs (SQLite: holds the lock; PostgreSQL: a live lease)."""
-    def machine_rows(self) -> list:
+    def machine_rows(self) -> list[Any]:
         """[_MachineRow] by name (PostgreSQL; none for SQLite)."""
     def take_lease(self, con: Any, owner: int) -> None:
         """Start a lease with a new number: this pool's identity."""
@@ -2166,9 +2171,9 @@ class _Store(Protocol):
         """The pool that last ran on this machine, if it must be settled."""
     def remember_pool(self) -> None:
         """Write down this pool's lease for the next pool on this machine."""
-    def recover(self, con: Any, pool: Optional[_PoolId] = None) -> list:
+    def recover(self, con: Any, pool: Optional[_PoolId] = None) -> list[Any]:
         """[_Interrupted] of what a pool that ended had started; the rest waits again."""
-    def lost_machines(self, con: Any) -> list:
+    def lost_machines(self, con: Any) -> list[Any]:
         """[_PoolId] of the pools that missed their lease renewals (taken)."""
     def forget_machine(self, con: Any, pool: _PoolId) -> None:
         """Remove a settled pool's row."""
@@ -2176,18 +2181,18 @@ class _Store(Protocol):
         """The pool's LISTEN connection (PostgreSQL), or None."""
 
     # -- the admin tool and the dashboard
-    def counts(self, now: float) -> tuple:
+    def counts(self, now: float) -> tuple[Any, ...]:
         """({status: number}, the number of waiting tasks due at `now`)."""
     def size_bytes(self) -> int:
         """What the database takes on disk (or on the server)."""
-    def task_rows(self, statuses: tuple, limit: int, newest_first: bool) -> list:
+    def task_rows(self, statuses: tuple[Any, ...], limit: int, newest_first: bool) -> list[Any]:
         """[_TaskRow] with these statuses, the newest first or in the order of the queue."""
     def task_page(self, status: Optional[str], function: Optional[str],
                   before: Optional[int], limit: int, scan: int) -> _TaskPage:
         """A page of the dashboard's task list."""
-    def finished_since(self, since: float, limit: int) -> list:
+    def finished_since(self, since: float, limit: int) -> list[Any]:
         """[_FinishedRow] of the tasks finished since then, the newest first."""
-    def retry_links(self, uid: str) -> tuple:
+    def retry_links(self, uid: str) -> tuple[Any, ...]:
         """(the id of the task this one retries or None, [ids of those that retry it])."""
     def purge(self) -> int:
         """Delete every finished result; how many."""
@@ -2304,7 +2309,7 @@ def _newer_schema(path: str, version: int, known: int, instead: str = "") -> Dat
                          f"knows {known}); upgrade autocron{instead}", path)
 
 
-def _row_key(uid: str) -> tuple:
+def _row_key(uid: str) -> tuple[Any, ...]:
     """(row id, token) of a task id; (-1, "") for text that cannot be one."""
     token, _, row = str(uid).rpartition("-")
     # ASCII digits only ("²" is a digit to isdigit(), not to int()), and a row id that
@@ -2338,7 +2343,7 @@ def _private_folder(folder: str) -> None:
     _check_folder(folder or os.curdir)
 
 
-def _group_members(gid: int) -> tuple:
+def _group_members(gid: int) -> tuple[Any, ...]:
     """(name, member names) of a group: its listed members and whose primary group it is."""
     import grp      # POSIX-only modules, imported where they are used
     import pwd
@@ -2428,7 +2433,7 @@ def _check_one_name(path: str) -> None:
                             "the file", path)
 
 
-def _execute(con: sqlite3.Connection, sql: str, params: tuple = ()) -> sqlite3.Cursor:
+def _execute(con: sqlite3.Connection, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Cursor:
     """Run one statement, retrying while another connection holds the write lock."""
     pause, end = 0.0001, time.monotonic() + _BUSY_TIMEOUT
     while True:
@@ -2442,7 +2447,7 @@ def _execute(con: sqlite3.Connection, sql: str, params: tuple = ()) -> sqlite3.C
         pause = min(pause * 2, 0.01)
 
 
-def _wake_folders(uid: int) -> list:
+def _wake_folders(uid: int) -> list[Any]:
     """Where wake-up sockets may live, best first: the user's private runtime folder
     ($XDG_RUNTIME_DIR, which the login manager makes), else a folder of the user's own in
     the temporary folder. Producers and the pool compute the same list from the same
@@ -2478,7 +2483,7 @@ def _runtime_name(database: str) -> str:
     return hashlib.sha256(database.encode("utf-8", "surrogateescape")).hexdigest()[:24]
 
 
-def _wake_choice(database: str) -> tuple:
+def _wake_choice(database: str) -> tuple[Any, ...]:
     """(the wake-up socket path of a database's pool or None, why each folder was passed over)."""
     name = _runtime_name(database)
     uid = os.geteuid() if _POSIX else 0
@@ -2506,7 +2511,27 @@ def _wake_path(database: str) -> Optional[str]:
 _links = threading.local()
 
 
-class _SharedReads:
+class _StoreParts:
+    """What the parts of a store (_SharedReads, _SharedSql, _SqlitePool, _PgMachines) use of
+    its doorway (_SqliteFile, _PgLink), declared for the reader and the type checker."""
+
+    path: str
+    version: int
+    lock_path: str
+    _write: bool
+
+    if TYPE_CHECKING:       # the doorway's, called by the parts
+        def read(self, sql: str, params: Any = ()) -> list[Any]: ...
+        def write(self, sql: str, params: Any = ()) -> int: ...
+        def transaction(self) -> ContextManager[Any]: ...
+        def now(self, look: bool = True) -> float: ...
+        def _synchronous(self, level: Any) -> None: ...
+        def _connection(self) -> Any: ...
+        def _error(self, error: Any) -> DatabaseError: ...
+        def _open(self) -> list[Any]: ...
+
+
+class _SharedReads(_StoreParts):
     """What both stores read for callers, the admin tool and the dashboard with the same SQL
     (and the few writes they make from outside the pool), with SQLite's ? placeholders."""
 
@@ -2528,7 +2553,7 @@ class _SharedReads:
                          _row_key(uid))
         return _ResultRow(*rows[0]) if rows else None
 
-    def result_rows(self, limit: Optional[int] = None, status: Optional[str] = None) -> list:
+    def result_rows(self, limit: Optional[int] = None, status: Optional[str] = None) -> list[Any]:
         """Results newest first: at most `limit` (None: all), only those with the public
         `status` (None: any; "waiting" includes "queued"). The newest-first walk of the
         primary key stops at `limit` rows: memory never grows with the table."""
@@ -2547,7 +2572,7 @@ class _SharedReads:
         rows = self.read("SELECT record FROM tasks WHERE id = ? AND token = ?", _row_key(uid))
         return bytes(rows[0][0]) if rows else None
 
-    def ids_named(self, text: str, limit: int) -> list:
+    def ids_named(self, text: str, limit: int) -> list[Any]:
         """Up to `limit` ids of the tasks that `text` names: the start of their id, or a
         short id (_short_id: the start of the token, "-", the row id)."""
         token, dash, row = text.rpartition("-")
@@ -2572,12 +2597,12 @@ class _SharedReads:
         rows = self.read("SELECT cancel FROM tasks WHERE id = ? AND token = ?", _row_key(uid))
         return bool(rows and rows[0][0])
 
-    def cancel_requests(self) -> dict:
+    def cancel_requests(self) -> dict[Any, Any]:
         """{task id: 1 (withdraw if not started) or 2 (also stop it)}."""
         return dict(self.read("SELECT id, cancel FROM tasks WHERE cancel > 0 AND "
                               "status IN ('queued', 'running')"))
 
-    def cron_rows(self) -> list:
+    def cron_rows(self) -> list[Any]:
         """[_CronRow] by name."""
         paused = "paused" if self.version >= 2 else "0"
         return [_CronRow(name, expression, pickle.loads(blob), next_due, last_run, running,
@@ -2605,7 +2630,7 @@ class _SharedReads:
             self.write("UPDATE crons SET paused = 0, next_due = ? WHERE name = ?", (due, name))
         return due
 
-    def retry_links(self, uid: str) -> tuple:
+    def retry_links(self, uid: str) -> tuple[Any, ...]:
         """(the id of the task this one retries or None, [ids of the tasks that retry it],
         oldest first, at most _RETRIES_SHOWN)."""
         if self.version < 2:
@@ -2615,7 +2640,7 @@ class _SharedReads:
                           (uid, _RETRIES_SHOWN))
         return (rows[0][0] if rows else None), [row[0] for row in later]
 
-    def counts(self, now: float) -> tuple:
+    def counts(self, now: float) -> tuple[Any, ...]:
         """({status: number of tasks}, the number of waiting tasks due at `now`): each group
         of statuses counted through its own index."""
         counts = dict(self.read("SELECT status, count(*) FROM tasks WHERE finished IS NOT "
@@ -2629,7 +2654,7 @@ class _SharedReads:
             counts["waiting"] = waiting
         return counts, due
 
-    def task_rows(self, statuses: tuple, limit: int, newest_first: bool) -> list:
+    def task_rows(self, statuses: tuple[Any, ...], limit: int, newest_first: bool) -> list[Any]:
         """[_TaskRow] of the tasks with these statuses: the newest first, or in the order
         the pool takes them. Each group of statuses is read through its own index, at most
         `limit` rows of each: the finished, the held, the queue (tasks_queue)."""
@@ -2648,7 +2673,7 @@ class _SharedReads:
         rows.sort(key=(lambda r: -r[-1]) if newest_first else (lambda r: (-r[4], r[5], r[-1])))
         return [_TaskRow(*row[:-1]) for row in rows[:limit]]
 
-    def finished_since(self, since: float, limit: int) -> list:
+    def finished_since(self, since: float, limit: int) -> list[Any]:
         """[_FinishedRow] of the tasks finished since then, the newest first, at most
         `limit` (the dashboard's statistics; the index of finished times)."""
         return [_FinishedRow(*row) for row in self.read(
@@ -2681,7 +2706,7 @@ class _SharedReads:
             "ORDER BY id DESC LIMIT ?", tuple(params) + (limit,))]
         return _TaskPage(rows, low if low > 1 and len(rows) < limit else None)
 
-    def last_runs(self) -> dict:
+    def last_runs(self) -> dict[Any, Any]:
         """{cron job: (status, finished)} of each job's newest run (through tasks_cron)."""
         return {name: (status, finished) for name, status, finished in self.read(
             "SELECT c.name, t.status, t.finished FROM crons c JOIN tasks t ON t.id = "
@@ -2709,7 +2734,7 @@ class _SharedSql(_SharedReads):
     _LOCK = ""         # PostgreSQL: " FOR UPDATE": the rows read are written next, and
                        # no other pool's transaction may change them in between
 
-    def _fence(self) -> tuple:
+    def _fence(self) -> tuple[Any, ...]:
         """The parameters of _FENCE: none here (one pool, whose flock is its lease)."""
         return ()
 
@@ -2717,7 +2742,7 @@ class _SharedSql(_SharedReads):
         """One statement in the caller's transaction; its cursor."""
         return con.execute(sql, params)
 
-    def _run_many(self, con: Any, sql: str, rows: list) -> None:
+    def _run_many(self, con: Any, sql: str, rows: list[Any]) -> None:
         """One statement for each of `rows`, in the caller's transaction."""
         if rows:
             con.executemany(sql, rows)
@@ -2726,7 +2751,7 @@ class _SharedSql(_SharedReads):
         """The id of the row an INSERT (ending in _NEW_ID) made."""
         return cursor.lastrowid
 
-    def _deleted(self, con: Any, sql: str, params: tuple = ()) -> int:
+    def _deleted(self, con: Any, sql: str, params: tuple[Any, ...] = ()) -> int:
         """Run a DELETE in the caller's transaction; how many rows it deleted."""
         return con.execute(sql, params).rowcount
 
@@ -2736,7 +2761,7 @@ class _SharedSql(_SharedReads):
 
     # -- settings and shipped functions
 
-    def settings(self) -> dict:
+    def settings(self) -> dict[Any, Any]:
         """The stored settings over the defaults; this thread's connection takes up a changed
         synchronous level (the pool reads them every second)."""
         values = dict(_DEFAULT_SETTINGS)
@@ -2753,7 +2778,7 @@ class _SharedSql(_SharedReads):
 
     # -- cron jobs
 
-    def register_cron(self, name: str, schedule: "CronExpression", func: Callable,
+    def register_cron(self, name: str, schedule: "CronExpression", func: Callable[..., Any],
                       catch_up: bool, next_due: float, declared: Optional[str] = None) -> None:
         """Add or replace a job, due at `next_due`; an unchanged schedule keeps its own. A
         retired job is revived (a paused one stays paused). `declared`: the module that
@@ -2783,7 +2808,7 @@ class _SharedSql(_SharedReads):
         with self.transaction() as con:
             return self._deleted(con, "DELETE FROM crons WHERE name = ?", (name,)) == 1
 
-    def due_crons(self, con: Any, now: float) -> list:
+    def due_crons(self, con: Any, now: float) -> list[Any]:
         """Start a run of every job that is due and not running (each due time once, across
         all machines on PostgreSQL: the rows are taken); their new task ids."""
         started = []
@@ -2801,7 +2826,7 @@ class _SharedSql(_SharedReads):
             started.append(uid)
         return started
 
-    def cron_states(self, con: Any) -> list:
+    def cron_states(self, con: Any) -> list[Any]:
         """Every cron job as it is (_CronState), for the caller to settle after a pool ended
         (its own tasks settled first); a run counts as live while it is not finished (it may
         be another machine's)."""
@@ -2812,7 +2837,7 @@ class _SharedSql(_SharedReads):
                                f"IN ('waiting', 'queued', 'running')) FROM crons{self._LOCK}"
                           ).fetchall()]
 
-    def _current_runs(self, con: Any, runs: list) -> list:
+    def _current_runs(self, con: Any, runs: list[Any]) -> list[Any]:
         """[_CronEnd] of the runs [(job name, task id, ended)] that are their job's current
         run (an older run, taken over from a pool that ended, is not)."""
         ended = []
@@ -2826,7 +2851,7 @@ class _SharedSql(_SharedReads):
 
     # -- withdrawals
 
-    def cancel(self, con: Any, uid: str, now: float) -> Optional[list]:
+    def cancel(self, con: Any, uid: str, now: float) -> Optional[list[Any]]:
         """Withdraw a waiting task: None if it was not waiting, else the cron run it was, if
         any ([_CronEnd]: its job is free again once the caller gives its next due time)."""
         rows = self._run(con, "SELECT cron FROM tasks WHERE id = ? AND token = ? AND status = "
@@ -2840,7 +2865,7 @@ class _SharedSql(_SharedReads):
 
     # -- the pool's round
 
-    def mark_started(self, con: Any, started: list) -> None:
+    def mark_started(self, con: Any, started: list[Any]) -> None:
         """Workers started these tasks ([_Started]: id, wall-clock start): an attempt each; a
         withdrawal asked for too late is refused."""
         self._run_many(con, "UPDATE tasks SET status = 'running', started = ?, attempts = "
@@ -2848,7 +2873,7 @@ class _SharedSql(_SharedReads):
                             f"WHERE id = ? AND status = 'queued'{self._FENCE}",
                        [(at, task_id) + self._fence() for task_id, at in started])
 
-    def finish(self, con: Any, outcomes: list) -> list:
+    def finish(self, con: Any, outcomes: list[Any]) -> list[Any]:
         """Write outcomes (_Outcome) of tasks that are still live (PostgreSQL: that this pool
         holds under its lease; one that lost it writes nothing): one with `retry_at` waits
         for its next attempt, the others are final. A final outcome of a task whose start is
@@ -2880,13 +2905,13 @@ class _SharedSql(_SharedReads):
         return self._current_runs(con, [(o.cron, o.id, o.finished) for o in outcomes
                                         if o.cron and o.retry_at is None])
 
-    def requeue(self, con: Any, ids: list) -> None:
+    def requeue(self, con: Any, ids: list[Any]) -> None:
         """Tasks handed to a worker that never started them wait again."""
         self._run_many(con, f"UPDATE tasks SET status = 'waiting', worker = NULL{self._LET_GO} "
                             f"WHERE id = ? AND status = 'queued'{self._FENCE}",
                        [(i,) + self._fence() for i in ids])
 
-    def refuse_cancel(self, con: Any, ids: list) -> None:
+    def refuse_cancel(self, con: Any, ids: list[Any]) -> None:
         """A withdrawal came too late: the task had started."""
         self._run_many(con, f"UPDATE tasks SET cancel = 0 WHERE id = ?{self._FENCE}",
                        [(i,) + self._fence() for i in ids])
@@ -2986,7 +3011,7 @@ class _StartLog:
         os.pwrite(self.fd, entry, self.START + (slot * self.RING + number % self.RING) *
                   self.ENTRY.size)
 
-    def starts(self) -> list:
+    def starts(self) -> list[Any]:
         """[_LoggedStart] of every entry, old ones too."""
         size = min(os.fstat(self.fd).st_size - self.START,
                    self.SLOTS * self.RING * self.ENTRY.size)     # a file grown by others
@@ -3036,7 +3061,7 @@ class _SqliteFile:
     def _connection(self) -> sqlite3.Connection:
         return self._link()[0]
 
-    def _link(self) -> list:
+    def _link(self) -> list[Any]:
         """This thread's [connection, synchronous level] for the database."""
         links = getattr(_links, "by_path", None)
         if links is None or _links.pid != os.getpid():   # never a connection made before fork
@@ -3047,7 +3072,7 @@ class _SqliteFile:
             link = links[self._key] = self._open()
         return link
 
-    def _open(self) -> list:
+    def _open(self) -> list[Any]:
         """A new connection and the synchronous level it uses: [connection, level]."""
         if not self._write:
             try:
@@ -3076,7 +3101,7 @@ class _SqliteFile:
         return link
 
     @staticmethod
-    def _use_synchronous(link: list, level: Any) -> None:
+    def _use_synchronous(link: list[Any], level: Any) -> None:
         """Make a connection sync as the setting says ("normal", or "full": also at every
         commit); a missing or unknown stored value counts as the default."""
         level = level if level in _SYNCHRONOUS else _DEFAULT_SETTINGS["synchronous"]
@@ -3155,13 +3180,13 @@ class _SqliteFile:
                 con.execute("ROLLBACK")
             raise self._error(error) from None
 
-    def read(self, sql: str, params: tuple = ()) -> list:
+    def read(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
         try:
             return _execute(self._connection(), sql, params).fetchall()
         except sqlite3.Error as error:
             raise self._error(error) from None
 
-    def write(self, sql: str, params: tuple = ()) -> int:
+    def write(self, sql: str, params: tuple[Any, ...] = ()) -> int:
         """One statement in its own transaction; the number of rows it changed."""
         try:
             return _execute(self._connection(), sql, params).rowcount
@@ -3253,7 +3278,7 @@ class _SqliteFile:
         return self.read("PRAGMA user_version")[0][0]
 
 
-class _SqlitePool:
+class _SqlitePool(_StoreParts):
     """One machine, one pool: the pool's lock file (its flock is the lease), the processes
     it publishes, the time due times go by, and the write-ahead log it keeps small."""
 
@@ -3276,11 +3301,11 @@ class _SqlitePool:
         """The time due times go by: this machine's clock, whose file this is."""
         return _clock()
 
-    def claimed(self) -> list:
+    def claimed(self) -> list[Any]:
         """No claim's reply can be lost: the database is a file of this machine."""
         return []
 
-    def lost_machines(self, con: sqlite3.Connection) -> list:
+    def lost_machines(self, con: sqlite3.Connection) -> list[Any]:
         return []
 
     def forget_machine(self, con: sqlite3.Connection, pool: "_PoolId") -> None:
@@ -3338,7 +3363,7 @@ class _SqlitePool:
             pause = min(pause * 2, 0.005)
 
     def set_pool(self, owner: Optional[int], manager: Optional[int] = None,
-                 workers: tuple = ()) -> None:
+                 workers: tuple[Any, ...] = ()) -> None:
         """Say which processes run the pool (for the admin tool); None: none does."""
         if owner is None:
             self.write("DELETE FROM pool")
@@ -3385,7 +3410,7 @@ class _SqlitePool:
         rows = self.read("SELECT owner, manager, started, workers FROM pool")
         return _PoolRow(*rows[0][:3], json.loads(rows[0][3])) if rows else None
 
-    def machine_rows(self) -> list:
+    def machine_rows(self) -> list[Any]:
         """No machines table: one machine, whose pool is pool_row()."""
         return []
 
@@ -3428,8 +3453,8 @@ class _SqliteStore(_SqliteFile, _SqlitePool, _SharedSql):
             self.checkpoint(_WAL_URGENT, quiet_too=False)
         return f"{token}-{row}"
 
-    def add_tasks(self, name: str, calls: list, due: float, options: "_Options" = None,
-                  shipped: Optional[_Shipped] = None) -> list:
+    def add_tasks(self, name: str, calls: list[Any], due: float, options: "_Options" = None,
+                  shipped: Optional[_Shipped] = None) -> list[Any]:
         """Store many calls of one function, [(args text, record)], in one transaction
         (committed when this returns, with the shipped function's payload); their ids.
 
@@ -3500,7 +3525,7 @@ class _SqliteStore(_SqliteFile, _SqlitePool, _SharedSql):
             self._start_log = _StartLog(self.lock_path)
         return self._start_log
 
-    def recover(self, con: sqlite3.Connection, pool: Optional["_PoolId"] = None) -> list:
+    def recover(self, con: sqlite3.Connection, pool: Optional["_PoolId"] = None) -> list[Any]:
         """After a pool ended without finishing its tasks: the starts its workers noted that
         it never wrote count (_StartLog); what it had handed over but not started waits
         again; the ones it had started are returned, [_Interrupted], for the caller to
@@ -3516,12 +3541,12 @@ class _SqliteStore(_SqliteFile, _SqlitePool, _SharedSql):
         return [_Interrupted(*row) for row in con.execute(
             "SELECT id, cron FROM tasks WHERE status = 'running'").fetchall()]
 
-    def end_cron_runs(self, con: sqlite3.Connection, jobs: list) -> None:
+    def end_cron_runs(self, con: sqlite3.Connection, jobs: list[Any]) -> None:
         """These jobs run no more and are next due then: [(name, due time)]."""
         con.executemany("UPDATE crons SET running = NULL, next_due = ? WHERE name = ?",
                         [(due, name) for name, due in jobs])
 
-    def claim(self, con: sqlite3.Connection, now: float, pids: list) -> list:
+    def claim(self, con: sqlite3.Connection, now: float, pids: list[Any]) -> list[Any]:
         """Hand the most urgent due tasks to workers: higher priority first, then in order.
 
         A task for each worker pid in `pids`; they are "queued" until their worker says it
@@ -3534,17 +3559,17 @@ class _SqliteStore(_SqliteFile, _SqlitePool, _SharedSql):
                         [(pid, row[0]) for pid, row in zip(pids, rows)])
         return [_Claimed(*row) for row in rows]
 
-    def retry_terms(self, con: sqlite3.Connection, ids: list) -> dict:
+    def retry_terms(self, con: sqlite3.Connection, ids: list[Any]) -> dict[Any, Any]:
         """{task id: _RetryTerms} of these tasks, as stored."""
         return {row[0]: _RetryTerms(*row[1:]) for task_id in ids for row in con.execute(
             "SELECT id, attempts, retries, retry_delay, backoff FROM tasks WHERE id = ?",
             (task_id,))}
 
-    def started_unseen(self, con: sqlite3.Connection, ids: list) -> list:
+    def started_unseen(self, con: sqlite3.Connection, ids: list[Any]) -> list[Any]:
         """None: here the pool alone writes starts (start_now writes nothing)."""
         return []
 
-    def anything_due(self, now: float) -> tuple:
+    def anything_due(self, now: float) -> tuple[Any, ...]:
         """(a task is due, a cron job is due), read without taking the write lock."""
         return self.read(
             "SELECT EXISTS (SELECT 1 FROM tasks WHERE status = 'waiting' AND due <= ?), "
@@ -3706,9 +3731,9 @@ def _psycopg(shown: str) -> Any:
 _pg_links = threading.local()
 # {URL as shown: URL as given}: the pool's processes get the password in their environment
 # (_spawn), never on their command line, which other users can read.
-_pg_urls: dict = {}
+_pg_urls: dict[Any, Any] = {}
 # {server's conninfo: _Skew}: this machine's clock against the server's (see _PgStore.now)
-_pg_skews: dict = {}
+_pg_skews: dict[Any, Any] = {}
 
 
 class _Skew(NamedTuple):
@@ -3719,7 +3744,7 @@ class _Skew(NamedTuple):
 
 
 def _measure_skew(con: Any, sql: str = "SELECT " + _PG_NOW,
-                  params: tuple = ()) -> Optional[float]:
+                  params: tuple[Any, ...] = ()) -> Optional[float]:
     """The server's clock minus this machine's (time.time(), never the clock seam: a test's
     fake clock stays the time of every machine), from one statement that returns the
     server's time, taken at the middle of its round trip (0 within _SKEW_IGNORED); None if
@@ -3779,7 +3804,7 @@ class _PgLink:
     def _run(self, con: Any, sql: str, params: Any = ()) -> Any:
         return con.execute(sql.replace("?", "%s"), params)
 
-    def _run_many(self, con: Any, sql: str, rows: list) -> None:
+    def _run_many(self, con: Any, sql: str, rows: list[Any]) -> None:
         if rows:
             with con.cursor() as cursor:
                 cursor.executemany(sql.replace("?", "%s"), rows)
@@ -3787,7 +3812,7 @@ class _PgLink:
     def _new_id(self, cursor: Any) -> int:
         return cursor.fetchone()[0]
 
-    def _deleted(self, con: Any, sql: str, params: tuple = ()) -> int:
+    def _deleted(self, con: Any, sql: str, params: tuple[Any, ...] = ()) -> int:
         """Counted by a read: a pipeline has no row count yet."""
         return self._run(con, f"WITH gone AS ({sql} RETURNING 1) SELECT count(*) FROM gone",
                          params).fetchone()[0]
@@ -3850,7 +3875,7 @@ class _PgLink:
             hint = "see the PostgreSQL message"
         return DatabaseError(f"{self.path}: {hint} (psycopg: {text})", self.path)
 
-    def _open(self) -> list:
+    def _open(self) -> list[Any]:
         """A new connection and the synchronous level it uses: [connection, level].
 
         As with SQLite, "normal" (the default) commits without waiting for the disk
@@ -3880,13 +3905,13 @@ class _PgLink:
         return link
 
     @staticmethod
-    def _use_synchronous(link: list, level: Any) -> None:
+    def _use_synchronous(link: list[Any], level: Any) -> None:
         level = level if level in _SYNCHRONOUS else _DEFAULT_SETTINGS["synchronous"]
         if link[1] != level:
             link[0].execute(f"SET synchronous_commit TO {'on' if level == 'full' else 'off'}")
             link[1] = level
 
-    def _link(self) -> list:
+    def _link(self) -> list[Any]:
         links = getattr(_pg_links, "by_url", None)
         if links is None or _pg_links.pid != os.getpid():
             links = _pg_links.by_url = {}
@@ -3932,14 +3957,14 @@ class _PgLink:
         except self._psycopg.Error as error:
             raise self._error(error) from None
 
-    def read(self, sql: str, params: tuple = ()) -> list:
+    def read(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
         """Rows of one statement; ? placeholders (_SharedSql's) become psycopg's %s."""
         try:
             return self._connection().execute(sql.replace("?", "%s"), params).fetchall()
         except self._psycopg.Error as error:
             raise self._error(error) from None
 
-    def write(self, sql: str, params: tuple = ()) -> int:
+    def write(self, sql: str, params: tuple[Any, ...] = ()) -> int:
         try:
             return self._connection().execute(sql.replace("?", "%s"), params).rowcount
         except self._psycopg.Error as error:
@@ -4044,7 +4069,7 @@ class _PgLink:
         return self._version(self._connection())
 
 
-class _PgMachines:
+class _PgMachines(_StoreParts):
     """Many machines, a pool on each: leases that fence every write, the server's clock,
     the pools' LISTEN connection, and the machines table."""
 
@@ -4092,13 +4117,13 @@ class _PgMachines:
         skew = _pg_skews.get(self._target.conninfo)
         return _clock() + (skew.seconds if skew is not None else 0.0)
 
-    def claimed(self) -> list:
+    def claimed(self) -> list[Any]:
         """Ids of the calls claimed under this pool's lease and not started (tasks_held)."""
         return [row[0] for row in self.read(
             "SELECT id FROM tasks WHERE status = 'queued' AND machine = %s AND lease = %s",
             (self.machine, self.lease))]
 
-    def lost_machines(self, con: Any) -> list:
+    def lost_machines(self, con: Any) -> list[Any]:
         """[_Pool] of the pools that missed their renewals for _lease_ttl s (taken: no
         other pool settles them at the same time)."""
         return [_PoolId(*row) for row in con.execute(
@@ -4132,7 +4157,7 @@ class _PgMachines:
         """Nothing to do (see checkpoint)."""
 
     def set_pool(self, owner: Optional[int], manager: Optional[int] = None,
-                 workers: tuple = ()) -> None:
+                 workers: tuple[Any, ...] = ()) -> None:
         """Say which processes run this machine's pool; None: none does (its lease ends)."""
         if owner is None:
             self.write("DELETE FROM machines WHERE lease = %s", (self.lease,))
@@ -4178,7 +4203,7 @@ class _PgMachines:
                          "name = %s ORDER BY lease DESC LIMIT 1", (self.machine,))
         return _PoolRow(*rows[0][:3], json.loads(rows[0][3])) if rows else None
 
-    def machine_rows(self) -> list:
+    def machine_rows(self) -> list[Any]:
         """[_MachineRow] by name."""
         return [_MachineRow(*row[:3], json.loads(row[3]), *row[4:]) for row in self.read(
             f"SELECT name, owner, manager, workers, heartbeat, {_PG_NOW} - heartbeat "
@@ -4197,7 +4222,7 @@ class _PgStore(_PgLink, _PgMachines, _SharedSql):
     _NEW_ID = " RETURNING id"
     _LOCK = " FOR UPDATE"
 
-    def _fence(self) -> tuple:
+    def _fence(self) -> tuple[Any, ...]:
         return (self.lease,)
 
     # -- tasks as producers and readers see them
@@ -4223,8 +4248,8 @@ class _PgStore(_PgLink, _PgMachines, _SharedSql):
                     rows = self._run(con, _PG_INSERT_TASK, values + notice).fetchall()
         return f"{token}-{rows[0][0]}"
 
-    def add_tasks(self, name: str, calls: list, due: float, options: "_Options" = None,
-                  shipped: Optional[_Shipped] = None) -> list:
+    def add_tasks(self, name: str, calls: list[Any], due: float, options: "_Options" = None,
+                  shipped: Optional[_Shipped] = None) -> list[Any]:
         """Store many calls of one function in one transaction; their ids (see _SqliteStore)."""
         if not calls:
             return []
@@ -4274,7 +4299,7 @@ class _PgStore(_PgLink, _PgMachines, _SharedSql):
 
     # -- the pool's side: tasks (called from the pool manager only)
 
-    def recover(self, con: Any, pool: Optional["_PoolId"] = None) -> list:
+    def recover(self, con: Any, pool: Optional["_PoolId"] = None) -> list[Any]:
         """The tasks a pool that ended left behind (the one before this on this machine,
         known from the lock file, or a lost one): what it had handed over but not started
         waits again; the ones it had started become this pool's (under its lease) and are
@@ -4289,14 +4314,14 @@ class _PgStore(_PgLink, _PgMachines, _SharedSql):
             "'running' AND machine = %s AND lease = %s RETURNING id, cron",
             (self.machine, self.lease, pool.name, pool.lease)).fetchall()]
 
-    def end_cron_runs(self, con: Any, jobs: list) -> None:
+    def end_cron_runs(self, con: Any, jobs: list[Any]) -> None:
         self._crons_read = -_SETTINGS_LOOK          # the next anything_due reads them again
         if jobs:
             with con.cursor() as cursor:
                 cursor.executemany("UPDATE crons SET running = NULL, next_due = %s "
                                    "WHERE name = %s", [(due, name) for name, due in jobs])
 
-    def claim(self, con: Any, now: float, pids: list) -> list:
+    def claim(self, con: Any, now: float, pids: list[Any]) -> list[Any]:
         """Hand the most urgent due tasks to workers (see _SqliteStore.claim); rows another pool is
         taking at the same moment are skipped, never waited for."""
         # Only under a lease that is valid at the server now (held in key-share mode, so
@@ -4339,19 +4364,19 @@ class _PgStore(_PgLink, _PgMachines, _SharedSql):
             f"AND heartbeat >= {_PG_NOW} - %s)", (at, task_id, at, lease, lease, _lease_ttl)
         ) == 1
 
-    def retry_terms(self, con: Any, ids: list) -> dict:
+    def retry_terms(self, con: Any, ids: list[Any]) -> dict[Any, Any]:
         return {row[0]: _RetryTerms(*row[1:]) for row in con.execute(
             "SELECT id, attempts, retries, retry_delay, backoff FROM tasks WHERE id = ANY(%s)",
             (list(ids),))}
 
-    def started_unseen(self, con: Any, ids: list) -> list:
+    def started_unseen(self, con: Any, ids: list[Any]) -> list[Any]:
         """[_Interrupted] of these tasks that a worker of this pool started (start_now)
         although the pool took them for not started: it died before it could say so."""
         return [_Interrupted(*row) for row in con.execute(
             "SELECT id, cron FROM tasks WHERE id = ANY(%s) AND status = 'running' AND "
             "lease = %s", (list(ids), self.lease)).fetchall()]
 
-    def anything_due(self, now: float) -> tuple:
+    def anything_due(self, now: float) -> tuple[Any, ...]:
         """(maybe a task is due, a cron job is due). Asking whether a task is due costs a
         round trip to the server, as much as the claim that answers it: the answer is
         always "maybe". The cron jobs' next due time is read at most every _SETTINGS_LOOK s
@@ -4399,7 +4424,7 @@ def _database_key(database: Union[str, os.PathLike]) -> str:
 # process group: see _end_leftovers). No signal handler is ever installed in the user's
 # process.
 
-def _write_outcomes(store: _Store, con: Any, outcomes: list, now: float) -> None:
+def _write_outcomes(store: _Store, con: Any, outcomes: list[Any], now: float) -> None:
     """Write outcomes in the caller's transaction, deciding first which failures run again
     (_decide_retries) and then when the cron jobs whose run ended are next due."""
     retryable = [o.id for o in outcomes if o.status == "error" and o.retryable]
@@ -4451,7 +4476,7 @@ def _withdraw(store: _Store, uid: str) -> bool:
     return ended is not None
 
 
-def _spawn(entry: str, settings: dict) -> tuple:
+def _spawn(entry: str, settings: dict[Any, Any]) -> tuple[Any, ...]:
     """A fresh interpreter (never a fork) running `autocron.<entry>(config)`.
 
     It gets the caller's working directory and sys.path, and a pipe each way whose other
@@ -4676,7 +4701,7 @@ class _Init(NamedTuple):
 class _InitDone(NamedTuple):
     """Worker to pool: its initialization ended; `error` (_error_info) if it failed, and
     then the worker exits without running a task."""
-    error: Optional[dict] = None
+    error: Optional[dict[Any, Any]] = None
 
 
 class _Started(NamedTuple):
@@ -4722,7 +4747,7 @@ class _Stop(NamedTuple):
 
 class _Finished(NamedTuple):
     """Manager to owner: these watched tasks have finished."""
-    uids: list
+    uids: list[Any]
 
 
 class _LogLine(NamedTuple):
@@ -4757,10 +4782,10 @@ def _worker_main(config_text: str) -> None:
     if _watch_sources:
         threading.Thread(target=_watch_code, args=(state,), name="autocron-sources",
                          daemon=True).start()
-    functions: dict = {}
+    functions: dict[Any, Any] = {}
     django = None
     while True:
-        skipped: list = []
+        skipped: list[Any] = []
         with state.ready:
             task = state.take(True, skipped)
             started = state.current
@@ -4798,7 +4823,7 @@ def _watch_code(state: "_WorkerState") -> None:
                      sysconfig.get_paths().items() if name in ("stdlib", "platstdlib",
                                                                "purelib", "platlib")})
     own = os.path.realpath(__file__)
-    seen: dict = {}
+    seen: dict[Any, Any] = {}
     while not state.stale:
         for module in list(sys.modules.values()):
             path = getattr(module, "__file__", None)
@@ -4858,20 +4883,20 @@ class _WorkerState:
         self.database = database
         self.lease = lease                # its pool's lease (PostgreSQL): fences hand_over
         self.ready = threading.Condition()   # guards the inbox and what follows
-        self.inbox: list = []             # messages not handled yet, in order
+        self.inbox: list[Any] = []             # messages not handled yet, in order
         self.current: Optional[_Started] = None   # the running task and when it started
         self.sent = 0                     # outcomes reported so far
-        self.unacknowledged: list = []    # (number, _Outcome) not yet committed by the pool
+        self.unacknowledged: list[Any] = []    # (number, _Outcome) not yet committed by the pool
         self._results = results           # the pipe up to the pool
         self._sending = threading.Lock()  # one message at a time on it
         self._mark: Any = False           # the store's cancel mark when last looked at
-        self._withdrawn: set = set()      # ids whose withdrawal was asked for by then
+        self._withdrawn: set[Any] = set()      # ids whose withdrawal was asked for by then
         self._store: Optional[_Store] = None
         self.lease_clock: Optional[_LeaseClock] = None   # when it may start: see take()
         self.handed_over = False          # the manager is gone: nothing starts any more
         self.manager = os.getppid()       # the worker's parent, while it lives
         self.slot: Optional[int] = None   # its part of the start log (SQLite), if it has one
-        self.tried: dict = {}             # {task id: start time}: starts sent, not answered
+        self.tried: dict[Any, Any] = {}   # {task id: start time}: starts sent, not answered
         self.stale = False                # a source file it imported changed (_watch_code)
 
     def reply(self, message: NamedTuple) -> None:
@@ -4907,7 +4932,7 @@ class _WorkerState:
             if returned:
                 self.reply(_Returned(message.id))
 
-    def take(self, wait: bool, skipped: list) -> Optional[_Run]:
+    def take(self, wait: bool, skipped: list[Any]) -> Optional[_Run]:
         """The next task to start, marked current; None if there is none and `wait` is
         False. Called with `ready` held."""
         self.current = None
@@ -5076,9 +5101,9 @@ def _become_subreaper() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
 
-def _process_tree() -> dict:
+def _process_tree() -> dict[Any, Any]:
     """{parent pid: [(pid, ended)]} of every process /proc shows (`ended`: a zombie)."""
-    tree: dict = {}
+    tree: dict[Any, Any] = {}
     for name in os.listdir("/proc"):
         if name.isdigit():
             try:
@@ -5090,7 +5115,7 @@ def _process_tree() -> dict:
     return tree
 
 
-def _descendants(pid: int, tree: Optional[dict] = None) -> list:
+def _descendants(pid: int, tree: Optional[dict[Any, Any]] = None) -> list[Any]:
     """The living processes below `pid`, parents first ([] without /proc)."""
     if not _HAS_PROCESS_TREE:
         return []
@@ -5257,7 +5282,7 @@ def _event_loop() -> Any:
 _running: Optional[_Run] = None    # in a worker: the task it runs now (_run_django_task)
 
 
-def _run_task(task: _Run, functions: dict, load_payload: Callable,
+def _run_task(task: _Run, functions: dict[Any, Any], load_payload: Callable[..., Any],
               now: Callable[[], float] = _clock) -> _Outcome:
     """Run one task in a worker; how it ended (`now`: the time, as the store goes by it)."""
     global _running
@@ -5349,7 +5374,7 @@ class _Worker:
             "database": database, "lease": lease, "slot": slot,
             "lease_clock": lease_clock.fd if lease_clock is not None else None})
         self.slot = slot            # its part of the start log (SQLite: _StartLog)
-        self.queue: list = []          # the first one runs, the rest wait in the worker
+        self.queue: list[Any] = []          # the first one runs, the rest wait in the worker
         self.retiring = False
         self.born = time.monotonic()
         self.kill_reason = ""       # why the pool killed it: a timeout, a forced cancel ...
@@ -5372,7 +5397,7 @@ class _Worker:
         """Kill the process and every process below it (see _kill_group)."""
         _kill_group(self.proc)
 
-    def push(self, tasks: list, withdrawals: Any = None, lease: Optional[int] = None) -> None:
+    def push(self, tasks: list[Any], withdrawals: Any = None, lease: Optional[int] = None) -> None:
         """Hand tasks over in one write (one system call, not one a task); each message
         also acknowledges the committed outcomes."""
         self.queue.extend(tasks)
@@ -5422,13 +5447,13 @@ class _Batch:
 
     __slots__ = ("started", "outcomes", "requeue", "refused", "started_since")
 
-    def __init__(self, started: Optional[list] = None, outcomes: Optional[list] = None,
-                 requeue: Optional[list] = None, refused: Optional[list] = None,
+    def __init__(self, started: Optional[list[Any]] = None, outcomes: Optional[list[Any]] = None,
+                 requeue: Optional[list[Any]] = None, refused: Optional[list[Any]] = None,
                  started_since: float = 0.0):
-        self.started: list = started or []       # [_Started]: mark them running
-        self.outcomes: list = outcomes or []     # [_Reported]
-        self.requeue: list = requeue or []       # [_Task] claimed, to put back in the queue
-        self.refused: list = refused or []       # ids whose withdrawal came after they started
+        self.started: list[Any] = started or []       # [_Started]: mark them running
+        self.outcomes: list[Any] = outcomes or []     # [_Reported]
+        self.requeue: list[Any] = requeue or []       # [_Task] claimed, to put back in the queue
+        self.refused: list[Any] = refused or []       # ids whose withdrawal came after they started
         self.started_since = started_since       # monotonic time of the oldest start here
 
     def empty(self) -> bool:
@@ -5445,7 +5470,7 @@ class _Batch:
             self.started_since = at
         self.started.append(message)
 
-    def ids(self) -> set:
+    def ids(self) -> set[Any]:
         """The task ids it holds."""
         return ({r.outcome.id for r in self.outcomes} | {s.id for s in self.started} |
                 {t.id for t in self.requeue} | set(self.refused))
@@ -5467,7 +5492,77 @@ class _Batch:
         self.refused = taken.refused + self.refused
 
 
-class _PoolWakeups:
+class _PoolState:
+    """The state that the pool's parts share, declared once for the reader and the type
+    checker (_Pool.__init__ sets it, with a comment on each), and the parts' methods that
+    the others call."""
+
+    store: _Store
+    _init: _Init
+    _init_failures: int
+    _spawn_worker: Callable[..., Any]
+    _own_processes: bool
+    _clock: Callable[[], float]
+    _owner: int
+    _notices: _Connection
+    _notices_lock: threading.Lock
+    _watched: set[str]
+    _workers: list[Any]
+    _stopping: bool
+    _deadline: float
+    _wake_path: str
+    _wake: Optional[socket.socket]
+    _pg_listener: Any
+    _lease_due: float
+    _lease_clock: _LeaseClock
+    _lease_lost: threading.Event
+    _ending: threading.Event
+    _start_log: Optional[_StartLog]
+    _dirty_slots: set[int]
+    _orphaned: bool
+    _batch: _Batch
+    _returned: list[Any]
+    _respawn_at: float
+    _respawn_delay: float
+    _retry_at: float
+    _outage: Optional[_Outage]
+    _clock_seen: float
+    _announced: Optional[int]
+    _settings: dict[str, Any]
+    _settings_read: float
+    _ready: set[Any]
+    _cancel_mark: Any
+    _requested: dict[int, int]
+    _idle: bool
+    _dry: bool
+    _selector: selectors.BaseSelector
+    _listening: bool
+    _children: Any
+    _child_ended: bool
+    _news: bool
+    _run_time: float
+
+    if TYPE_CHECKING:       # defined by one part, called by another
+        def _publish(self) -> None: ...
+        def _take_back(self, worker: _Worker, task: _Task) -> None: ...
+        def _end(self, task: _Task, status: str, message: str,
+                 retryable: bool = False) -> None: ...
+        def _report(self, outcome: _Outcome, task: _Task, worker: Optional[_Worker] = None,
+                    number: int = 0) -> None: ...
+        def _settle_unstarted(self, task: _Task) -> None: ...
+        def _drain(self, worker: _Worker) -> None: ...
+        def _listen_anew(self) -> None: ...
+        def _unavailable(self, error: DatabaseError) -> None: ...
+        def _may_start(self, writable: bool) -> None: ...
+        def _available(self) -> None: ...
+        def _next_timeout(self) -> Optional[float]: ...
+        def tell_owner(self, message: Union[_Finished, _LogLine]) -> None: ...
+        def _tell_done(self, uids: list[Any]) -> None: ...
+        def _depth(self) -> int: ...
+        def _round(self) -> None: ...
+
+
+class _PoolWakeups(_PoolState):
     """The pool's part that waits: the wake-up channel producers' datagrams arrive on, the
     PostgreSQL listener, and the one wait of a round for whichever comes first of a
     message, a wake-up, a worker's end, a due time or a deadline. (Its state is kept by
@@ -5578,7 +5673,7 @@ class _PoolWakeups:
                 self._ready.add(key.fileobj)
 
 
-class _PoolLease:
+class _PoolLease(_PoolState):
     """The pool's part that keeps its right to run: taking over from the last pool, the
     lease and its keeper thread (PostgreSQL), and an unavailable database, which is
     weather: waited out, never an outcome."""
@@ -5742,7 +5837,7 @@ class _PoolLease:
                 os.killpg(pid, signal.SIGKILL) if _CAN_KILL_GROUPS else os.kill(pid, 9)
 
 
-class _PoolCrew:
+class _PoolCrew(_PoolState):
     """The pool's part that keeps its workers: spawning and retiring them (each with its
     slot of the start log), reading what they say, burying the ones that ended with their
     tasks settled, and winding them down."""
@@ -5833,7 +5928,7 @@ class _PoolCrew:
             (self._batch.requeue if self._stopping or task.outranked else
              self._returned).append(task)
 
-    def _initialized(self, worker: _Worker, error: Optional[dict]) -> None:
+    def _initialized(self, worker: _Worker, error: Optional[dict[Any, Any]]) -> None:
         """A worker's initialization ended. Failed: it ends, and no worker starts for a pause
         that doubles (_INIT_PAUSES) while calls wait, the failure in the log and in the
         settings (info, the dashboard); done: the pause and the failure are forgotten."""
@@ -6012,12 +6107,12 @@ class _PoolCrew:
                     idle -= 1
 
 
-class _PoolWrites:
+class _PoolWrites(_PoolState):
     """The pool's part that writes: what a round learnt goes to the database in one
     transaction with the next claim (the batch is taken, and given back if the commit
     fails), outcomes the pool decides itself, and the acknowledgements to the workers."""
 
-    def _commit(self, pids: list, crons_due: bool) -> list:
+    def _commit(self, pids: list[Any], crons_due: bool) -> list[Any]:
         """Write what the round learnt and claim a task for each worker pid; the claimed rows.
 
         Nothing learnt is dropped when the write fails: a busy database is tried again a
@@ -6061,7 +6156,7 @@ class _PoolWrites:
         self._acknowledge(outcomes)
         return claimed
 
-    def _requeue_or_settle(self, con: Any, ids: list, now: float) -> None:
+    def _requeue_or_settle(self, con: Any, ids: list[Any], now: float) -> None:
         """Put back tasks that no worker runs, in the caller's transaction. One whose start
         a worker committed before it could tell the pool (PostgreSQL: start_now), and that
         worker died, is settled as interrupted instead (run again while it has retries)."""
@@ -6109,7 +6204,7 @@ class _PoolWrites:
             self._acknowledge([reported])
         return True
 
-    def _acknowledge(self, outcomes: list) -> None:
+    def _acknowledge(self, outcomes: list[Any]) -> None:
         """Outcomes are committed: wake the owner's callers; their workers learn it with
         their next task (or from _tell_acknowledged)."""
         for reported in outcomes:
@@ -6146,7 +6241,7 @@ class _PoolWrites:
             self._batch.requeue.append(task)
 
 
-class _PoolDeadlines:
+class _PoolDeadlines(_PoolState):
     """The pool's part that keeps time for the tasks: a task past its timeout is ended with
     its worker, and the round's wait ends by the next such deadline."""
 
@@ -6186,7 +6281,8 @@ class _Pool(_PoolWrites, _PoolCrew, _PoolDeadlines, _PoolLease, _PoolWakeups):
     """
 
     def __init__(self, store: _Store, owner: int, notices: _Connection,
-                 spawn: Optional[Callable] = None, clock: Callable[[], float] = time.monotonic,
+                 spawn: Optional[Callable[..., Any]] = None,
+                 clock: Callable[[], float] = time.monotonic,
                  init: Optional[_Init] = None):
         """`spawn` and `clock` are for the tests that drive the round in-process: a factory
         of worker handles in place of _Worker (no process is started: nothing is reaped or
@@ -6201,8 +6297,8 @@ class _Pool(_PoolWrites, _PoolCrew, _PoolDeadlines, _PoolLease, _PoolWakeups):
         self._owner = owner            # pid of the process that owns the pool (published)
         self._notices = notices        # the pipe up to the owner: finished tasks, log records
         self._notices_lock = threading.Lock()   # the control thread and the dispatcher share
-        self._watched: set = set()     # ids of tasks that callers in the owner wait for
-        self._workers: list = []       # _Worker, in the order they were started
+        self._watched: set[Any] = set()     # ids of tasks that callers in the owner wait for
+        self._workers: list[Any] = []       # _Worker, in the order they were started
         self._stopping = False         # stop() was asked for
         self._deadline = 0.0           # monotonic time when running tasks are stopped
         self._wake_path = store.wake_path   # where producers' wake-ups arrive ("" if nowhere)
@@ -6215,10 +6311,10 @@ class _Pool(_PoolWrites, _PoolCrew, _PoolDeadlines, _PoolLease, _PoolWakeups):
         self._lease_lost = threading.Event()   # the lease keeper found it taken over
         self._ending = threading.Event()       # the pool ends: so does the keeper
         self._start_log = store.start_log()    # where workers note starts (SQLite), or None
-        self._dirty_slots: set = set()  # its slots whose worker died since the last commit
+        self._dirty_slots: set[Any] = set()  # its slots whose worker died since the last commit
         self._orphaned = False         # the owner is gone: write what is known, then exit
         self._batch = _Batch()         # what it learnt and has not written yet
-        self._returned: list = []      # claimed tasks handed back by a worker, to place again
+        self._returned: list[Any] = []      # claimed tasks handed back by a worker, to place again
         self._respawn_at = 0.0         # no new worker before this monotonic time
         self._respawn_delay = _RESTART_PAUSE[0]   # the pause after the next early death
         self._retry_at = 0.0           # the database is unavailable: tried again from then on
@@ -6227,9 +6323,9 @@ class _Pool(_PoolWrites, _PoolCrew, _PoolDeadlines, _PoolLease, _PoolWakeups):
         self._announced: Optional[int] = None   # the highest priority of new calls heard of
         self._settings = store.settings()        # workers, result_ttl, ... as last read
         self._settings_read = self._clock()   # when
-        self._ready: set = set()       # workers whose pipe the last wait found readable
+        self._ready: set[Any] = set()       # workers whose pipe the last wait found readable
         self._cancel_mark: Any = False   # the store's cancel mark when last looked at
-        self._requested: dict = {}     # and the withdrawals asked for by then
+        self._requested: dict[Any, Any] = {}     # and the withdrawals asked for by then
         self._idle = True              # the last round left nothing due: look for the next due time
         self._dry = False              # and nothing woke the pool since: no need to ask again
         self._selector = selectors.DefaultSelector()   # worker pipes, wake-ups, child ends
@@ -6263,7 +6359,7 @@ class _Pool(_PoolWrites, _PoolCrew, _PoolDeadlines, _PoolLease, _PoolWakeups):
         if row is None or row.status in _FINISHED:
             self._tell_done([uid])
 
-    def _tell_done(self, uids: list) -> None:
+    def _tell_done(self, uids: list[Any]) -> None:
         with self._notices_lock:
             done = [uid for uid in uids if uid in self._watched]
             self._watched.difference_update(done)
@@ -6378,7 +6474,7 @@ class _Pool(_PoolWrites, _PoolCrew, _PoolDeadlines, _PoolLease, _PoolWakeups):
         """How many tasks a worker holds: more while the recent ones were quick."""
         return _PREFETCH_QUICK if self._run_time < _QUICK_TASK else _PREFETCH
 
-    def _places(self) -> list:
+    def _places(self) -> list[Any]:
         """A worker for every task the workers can take now: idle workers first, then places
         behind a running task."""
         active = [w for w in self._workers if not w.retiring and not w.closed]
@@ -6421,7 +6517,7 @@ class _Pool(_PoolWrites, _PoolCrew, _PoolDeadlines, _PoolLease, _PoolWakeups):
             if pids:
                 self._dry = len(claimed) < len(pids)
         placed += [(place, _Task(row)) for place, row in zip(places, claimed)]
-        handed: dict = {}
+        handed: dict[Any, Any] = {}
         for worker, task in placed:
             handed.setdefault(worker, []).append(task)
         for worker, tasks in handed.items():
@@ -6466,7 +6562,7 @@ def _frame(data: bytes) -> bytes:
     return len(data).to_bytes(4, "big") + data
 
 
-def _frames(buffer: bytearray) -> list:
+def _frames(buffer: bytearray) -> list[Any]:
     """Take the whole messages off the front of `buffer`, as Connection.send_bytes() frames
     them: a 4-byte big-endian size (-1: an 8-byte size follows), then the bytes."""
     messages, start, end = [], 0, len(buffer)
@@ -6514,7 +6610,7 @@ def _child_signals() -> Optional[int]:
     return read_end
 
 
-def _pool_processes(database: str) -> set:
+def _pool_processes(database: str) -> set[Any]:
     """The pids of the pool processes of `database` on this machine (by their command
     lines; an empty set without /proc)."""
     found = set()
@@ -6606,7 +6702,7 @@ class _PoolHandle:
 
     def __init__(self, store: _Store, lock: Any, init: Optional[_Init] = None):
         self.store, self._lock, self._init = store, lock, init or _Init()
-        self._waiters: dict = {}
+        self._waiters: dict[Any, Any] = {}
         self._waiters_lock = threading.Lock()
         self._sending = threading.Lock()      # one message at a time on the control pipe
         self._stopping = False
@@ -6759,7 +6855,7 @@ def _try_lock(store: _Store) -> Any:
 class _Job(NamedTuple):
     """A cron job as this process declared it (cron())."""
     schedule: CronExpression
-    func: Callable
+    func: Callable[..., Any]
     catch_up: bool
     declared: Optional[str]          # the module whose code called cron()
 
@@ -6773,8 +6869,8 @@ class _State:
         self.last_store: Optional[_Store] = None   # for get_results() after stop()
         self.pool: Optional[_PoolHandle] = None     # set while this process owns the pool
         self.standby: Optional[threading.Event] = None
-        self.crons: dict = {}                      # name -> _Job
-        self.readers: dict = {}                    # database key -> _Store (database=)
+        self.crons: dict[Any, Any] = {}                      # name -> _Job
+        self.readers: dict[Any, Any] = {}                    # database key -> _Store (database=)
         self.init: Optional[_Init] = None          # start()'s initializer (_Init)
 
 
@@ -6782,8 +6878,8 @@ _state = _State()
 
 
 def start(database: Union[str, os.PathLike, None] = None, workers: Optional[int] = None,
-          synchronous: Optional[str] = None, initializer: Optional[Callable] = None,
-          initargs: Iterable = ()) -> bool:
+          synchronous: Optional[str] = None, initializer: Optional[Callable[..., Any]] = None,
+          initargs: Iterable[Any] = ()) -> bool:
     """Make autocron active in this process and start the worker pool of `database`.
 
     `database` is an SQLite file (created if missing) or a postgresql:// URL (psycopg 3:
@@ -6861,7 +6957,7 @@ def start(database: Union[str, os.PathLike, None] = None, workers: Optional[int]
             raise
 
 
-def _reloading(argv: list, environ: Any) -> bool:
+def _reloading(argv: list[Any], environ: Any) -> bool:
     """Whether this process runs a reloading development server or runs under one: Django's
     runserver (its reloader or its served child), uvicorn --reload, flask --debug or
     --reload (werkzeug's reloader), or AUTOCRON_RELOAD=1. Its pool's workers then watch
@@ -6877,7 +6973,8 @@ def _reloading(argv: list, environ: Any) -> bool:
     return False
 
 
-def _initializer_call(initializer: Optional[Callable], initargs: Iterable) -> Optional[_Init]:
+def _initializer_call(initializer: Optional[Callable[..., Any]],
+                      initargs: Iterable[Any]) -> Optional[_Init]:
     """start()'s initializer as what a worker runs first (_Init); None without one."""
     if initializer is None:
         return None
@@ -7043,7 +7140,7 @@ def get_result(uuid: str, database: Union[str, os.PathLike, None] = None) -> Opt
     return Result(uuid, store, row)
 
 
-def wait(results: Iterable["Result"], timeout: Optional[float] = None) -> list:
+def wait(results: Iterable["Result"], timeout: Optional[float] = None) -> list[Any]:
     """Wait for several results and return their values in order.
 
     Shows a live progress line: an updating display in Jupyter, a line on stderr in a
@@ -7148,7 +7245,8 @@ class Result(Generic[_T]):
         self._row = row
 
     @classmethod
-    def _run_here(cls, func: Callable, args: tuple, kwargs: dict) -> "Result":
+    def _run_here(cls, func: Callable[..., Any], args: tuple[Any, ...],
+                  kwargs: dict[Any, Any]) -> "Result":
         """Inactive autocron: run the call synchronously, as a finished Result."""
         started = _clock()
         try:
@@ -7209,7 +7307,7 @@ class Result(Generic[_T]):
 
     result = function_result
 
-    def _error(self) -> dict:
+    def _error(self) -> dict[Any, Any]:
         text = self._fetch().error
         return json.loads(text) if text else {}
 
@@ -7320,7 +7418,7 @@ class Result(Generic[_T]):
             time.sleep(next(pauses))
         return self.status == "cancelled"
 
-    def _summary(self) -> dict:
+    def _summary(self) -> dict[Any, Any]:
         """What repr, the HTML view and the result tables show."""
         row = self._fetch()
         status = self.status
@@ -7515,8 +7613,8 @@ def delay(func: Optional[Callable[..., Any]] = None, *, weeks: float = 0, days: 
     return delayed
 
 
-def _map(func: Callable, name: str, due: Callable[[Any], float], options: _Options,
-         *iterables) -> list:
+def _map(func: Callable[..., Any], name: str, due: Callable[[Any], float], options: _Options,
+         *iterables) -> list[Any]:
     """`func.map(*iterables)` of a delayed function: a call for each set of arguments, as
     the builtin map() and Executor.map() make them (up to the shortest iterable), stored in
     one transaction; if one cannot be pickled (TypeError) none is. A list of Results."""
@@ -7535,7 +7633,7 @@ def _map(func: Callable, name: str, due: Callable[[Any], float], options: _Optio
 
 
 def cron(expression: Optional[str] = None, *, tz: Union[str, _dt.tzinfo, None] = None,
-         catch_up: bool = False, **fields) -> Callable:
+         catch_up: bool = False, **fields) -> Callable[..., Any]:
     """Run the decorated function periodically, per standard cron semantics.
 
     `@cron("30 9 * * 1,3")` or `@cron(minutes=[30], hours=[9], dow=[0, 2])` (dow as
@@ -7553,7 +7651,7 @@ def cron(expression: Optional[str] = None, *, tz: Union[str, _dt.tzinfo, None] =
     return _cron_register(_firing_schedule(expression, tz, fields), catch_up, declared)
 
 
-def _firing_schedule(expression: Optional[str], tz: Any, fields: dict) -> CronExpression:
+def _firing_schedule(expression: Optional[str], tz: Any, fields: dict[Any, Any]) -> CronExpression:
     """The schedule of cron(); CronError also for one that fires only in a daylight-saving
     gap of its zone."""
     schedule = CronExpression(expression, tz=tz, **fields)
@@ -7571,7 +7669,7 @@ def _firing_schedule(expression: Optional[str], tz: Any, fields: dict) -> CronEx
     return schedule
 
 
-def _check_no_arguments(func: Callable, name: str) -> None:
+def _check_no_arguments(func: Callable[..., Any], name: str) -> None:
     """Refuse a function that a cron run could not call: one that requires arguments."""
     import inspect          # only here: a worker never needs it
     try:
@@ -7588,8 +7686,8 @@ def _check_no_arguments(func: Callable, name: str) -> None:
 
 
 def _cron_register(schedule: CronExpression, catch_up: bool,
-                   declared: Optional[str]) -> Callable:
-    def register(func: Callable) -> Callable:
+                   declared: Optional[str]) -> Callable[..., Any]:
+    def register(func: Callable[..., Any]) -> Callable[..., Any]:
         name = _function_name(func)
         _check_no_arguments(func, name)
         _function_ref(func)    # cannot be sent to the workers? say so now
@@ -7616,7 +7714,7 @@ _DJANGO_STATUS = {"waiting": "READY", "queued": "READY", "running": "RUNNING",
                   "ready": "SUCCESSFUL", "error": "FAILED", "cancelled": "FAILED"}
 
 
-def _django_starts(argv: list, environ: Any) -> bool:
+def _django_starts(argv: list[Any], environ: Any) -> bool:
     """Whether DjangoBackend starts the pool in this process: in server processes (WSGI and
     ASGI servers, runserver's serving child) and `manage.py shell`; other management
     commands and the test runner only store calls."""
@@ -7633,7 +7731,8 @@ def _django_time(epoch: Optional[float]) -> Optional[_dt.datetime]:
     return None if epoch is None else _dt.datetime.fromtimestamp(epoch, _dt.timezone.utc)
 
 
-def _run_django_task(path: str, takes_context: bool, args: list, kwargs: dict) -> Any:
+def _run_django_task(path: str, takes_context: bool, args: list[Any],
+                     kwargs: dict[Any, Any]) -> Any:
     """In a worker: run a Django task that DjangoBackend stored, with Django's task_started
     and task_finished signals; its return value as Django's JSON."""
     from django.tasks.base import TaskContext, TaskResultStatus
@@ -7688,7 +7787,7 @@ def _django_backend() -> type:
         supports_get_result = True
         supports_priority = True
 
-        def __init__(self, alias: str, params: dict):
+        def __init__(self, alias: str, params: dict[Any, Any]):
             super().__init__(alias, params)
             self.database = self.options.get("database")
             self.workers = self.options.get("workers")
@@ -7705,10 +7804,10 @@ def _django_backend() -> type:
                                     "stored")
             return _state.store
 
-        def _result(self, task: Any, uid: str, status: str, args: list, kwargs: dict,
+        def _result(self, task: Any, uid: str, status: str, args: list[Any], kwargs: dict[Any, Any],
                     created: Optional[float] = None, started: Optional[float] = None,
                     finished: Optional[float] = None, attempts: int = 0,
-                    error: Optional[dict] = None) -> Any:
+                    error: Optional[dict[Any, Any]] = None) -> Any:
             errors = []
             if error is not None:
                 kind = error.get("type") or "autocron.TaskError"
@@ -7892,14 +7991,14 @@ def _took(row: _ResultRow) -> str:
     return f"{row.finished - row.started:.3f}"
 
 
-def _percentile(values: list, share: float) -> Optional[float]:
+def _percentile(values: list[Any], share: float) -> Optional[float]:
     if not values:
         return None
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
-def _minute_chart(finished: list, now: float) -> str:
+def _minute_chart(finished: list[Any], now: float) -> str:
     """Finished tasks per minute over the last hour, as an inline SVG bar chart."""
     counts = [0] * 60
     for row in finished:
@@ -7962,7 +8061,7 @@ class _Dashboard:
         self.token = token             # required on every request, if set
         self.secret = secrets.token_urlsafe(24)   # carried by every action's form
 
-    def page(self, path: str, query: dict) -> tuple:
+    def page(self, path: str, query: dict[Any, Any]) -> tuple[Any, ...]:
         """(status, body) of a GET."""
         if path == "/":
             return 200, self._layout("Overview", self._overview())
@@ -7988,7 +8087,7 @@ class _Dashboard:
             return 200, self._layout("Pool", self._pool())
         return 404, "no such page"
 
-    def act(self, path: str, form: dict) -> tuple:
+    def act(self, path: str, form: dict[Any, Any]) -> tuple[Any, ...]:
         """(status, where to go next) of a POST: 403 without the page's secret."""
         if not _same(form.get("secret", ""), self.secret):
             return 403, "this action did not come from the dashboard's page"
@@ -8064,7 +8163,7 @@ class _Dashboard:
         finished = self.store.finished_since(now - 3600, _DASH_STATS)
         errors = sum(1 for row in finished if row.status == "error")
         rate = f"{errors / len(finished) * 100:.1f}%" if finished else "-"
-        times: dict = {}
+        times: dict[Any, Any] = {}
         for row in finished:
             if row.started is not None:
                 times.setdefault(row.name, []).append(row.finished - row.started)
@@ -8081,7 +8180,7 @@ class _Dashboard:
                 f"<b data-error-rate>{rate}</b></p><h2>Run time per function (s), the last "
                 f"hour</h2>" + _html_table(("function", "runs", "p50", "p95", ""), rows))
 
-    def _tasks(self, query: dict) -> str:
+    def _tasks(self, query: dict[Any, Any]) -> str:
         status = query.get("status") if query.get("status") in _STATUSES else None
         function = query.get("function") or None
         before = _row_number(query.get("before", ""))        # page() refused a bad one
@@ -8251,7 +8350,7 @@ class _DashboardRequest:
                        self.headers.get("Cookie", "").split(";") if "=" in part)
         return _same(cookies.get(self._cookie(), ""), self.board.token)
 
-    def _sign_in(self, url: Any, query: list) -> None:
+    def _sign_in(self, url: Any, query: list[Any]) -> None:
         """The printed address was opened: keep its token in a cookie that no script
         reads and no other site's request carries, and go on to the address without it
         (out of the address bar, the history and the next page's Referer)."""
@@ -8260,12 +8359,12 @@ class _DashboardRequest:
         self._send(303, "", (("Location", url.path + ("?" + rest if rest else "")),) +
                    self._keep(True))
 
-    def _keep(self, token: bool) -> tuple:
+    def _keep(self, token: bool) -> tuple[Any, ...]:
         """The header that keeps the token in the cookie, if the request carried it."""
         return (("Set-Cookie", f"{self._cookie()}={self.board.token}; HttpOnly; "
                                "SameSite=Strict; Path=/"),) if token else ()
 
-    def _send(self, status: int, body: str, headers: tuple = (),
+    def _send(self, status: int, body: str, headers: tuple[Any, ...] = (),
               framed: bool = False) -> None:
         """Answer; `framed`: the notebook's view, which a notebook page may frame."""
         data = body.encode("utf-8")
@@ -8283,7 +8382,7 @@ class _DashboardRequest:
         self.end_headers()
         self.wfile.write(data)
 
-    def _foreign(self, post: bool) -> Optional[tuple]:
+    def _foreign(self, post: bool) -> Optional[tuple[Any, ...]]:
         """(status, text) for a request another site's page made, else None. On the
         loopback a page of any site can rebind its own name to 127.0.0.1 and reach the
         dashboard with it: its requests carry that name as Host. A form another site
@@ -8337,7 +8436,7 @@ class _DashboardRequest:
                             f"every {_DASH_RETRY} s: {error}",
                        (("Refresh", str(_DASH_RETRY)), ("Retry-After", str(_DASH_RETRY))))
 
-    def _form(self) -> tuple:
+    def _form(self) -> tuple[Any, ...]:
         """(the POST's form, None), or (None, (status, text)) for a body it does not
         read: one without a length, of a length that is no whole number or too large
         (the intake read no more of it than the head)."""
@@ -8397,7 +8496,7 @@ class _Intake:
     has been sending its request longest is closed (a flood of idle connections can delay
     a page, not refuse it), or, if every one is being answered, the new one."""
 
-    def __init__(self, answer: Callable):
+    def __init__(self, answer: Callable[..., Any]):
         self.answer = answer
         self.selector = selectors.DefaultSelector()
         self.waker, self.wake = socket.socketpair()     # add() and close() wake the thread
@@ -8405,9 +8504,9 @@ class _Intake:
         self.wake.setblocking(False)
         self.selector.register(self.waker, selectors.EVENT_READ)
         self.lock = threading.Lock()
-        self.arrived: list = []            # (connection, address) accepted, not read yet
+        self.arrived: list[Any] = []            # (connection, address) accepted, not read yet
         self.answering = 0                 # connections handed over, not closed yet
-        self.reading: dict = {}            # {connection: [address, deadline, bytes so far]}
+        self.reading: dict[Any, Any] = {}   # {connection: [address, deadline, bytes so far]}
         self.closed = False
         self.thread = threading.Thread(target=self._run, name="autocron-dashboard-intake",
                                        daemon=True)
@@ -8579,7 +8678,7 @@ class _DashboardServing:
             self.threads.shutdown(wait=False)
 
 
-def _dashboard_server(store: Any, host: str, port: int, token: Optional[str]) -> tuple:
+def _dashboard_server(store: Any, host: str, port: int, token: Optional[str]) -> tuple[Any, ...]:
     """(a threaded HTTP server of the dashboard, bound but not serving yet, the address to
     open: the token in it). Every request needs the token (`token`, or one it makes), on the
     loopback too: every user of the machine can reach that."""
@@ -8621,7 +8720,7 @@ class _DashboardHandle:
         self.server.server_close()
 
 
-_dashboards: dict = {}           # {database path: _DashboardHandle} of this process
+_dashboards: dict[Any, Any] = {}           # {database path: _DashboardHandle} of this process
 
 
 def dashboard(port: int = 0, host: str = "127.0.0.1",
@@ -8710,7 +8809,7 @@ def _iso(epoch: Optional[float]) -> Optional[str]:
     return None if epoch is None else _dt.datetime.fromtimestamp(epoch).astimezone().isoformat()
 
 
-def _table(rows: list, columns: list) -> str:
+def _table(rows: list[Any], columns: list[Any]) -> str:
     """Aligned columns; values longer than their column's limit end in '...'."""
     cells = [[_shorten(str(row.get(key, "") if row.get(key) is not None else ""), limit)
               for key, limit in columns] for row in rows]
@@ -8729,7 +8828,7 @@ def _open_existing(args) -> _Store:
         raise _UsageError(str(error)) from None
 
 
-def _pool_state(store: _Store) -> dict:
+def _pool_state(store: _Store) -> dict[Any, Any]:
     """Whether a pool runs: the flock is the truth, the pool row the details."""
     row = store.pool_row() if store.pool_running() else None
     if row is None:
@@ -8739,7 +8838,7 @@ def _pool_state(store: _Store) -> dict:
             "up_seconds": round(store.now() - row.started, 1)}
 
 
-def _cron_jobs(store: _Store, count: int = 3) -> list:
+def _cron_jobs(store: _Store, count: int = 3) -> list[Any]:
     jobs = []
     for job in store.cron_rows():
         after = _dt.datetime.fromtimestamp(store.now(), job.schedule.tz or _local_zone())
@@ -8756,7 +8855,7 @@ def _cron_jobs(store: _Store, count: int = 3) -> list:
     return jobs
 
 
-def _info(store: _Store) -> dict:
+def _info(store: _Store) -> dict[Any, Any]:
     counts, due = store.counts(store.now())
     settings = store.settings()
     return {
@@ -8777,7 +8876,7 @@ def _info(store: _Store) -> dict:
     }
 
 
-def _print_info(info: dict) -> None:
+def _print_info(info: dict[Any, Any]) -> None:
     settings, pool, queue = info["settings"], info["pool"], info["queue"]
     print(f"database   {info['database']} (schema {info['schema']}, "
           f"{info['size_bytes'] / 1024:.0f} KiB)")
@@ -8830,7 +8929,8 @@ def _command_info(args) -> int:
     return 0
 
 
-def _task_rows(store: _Store, statuses: tuple, limit: int, newest_first: bool) -> list:
+def _task_rows(store: _Store, statuses: tuple[Any, ...], limit: int,
+               newest_first: bool) -> list[Any]:
     out = []
     for task in store.task_rows(statuses, limit, newest_first):
         summary = task.summary
@@ -8881,7 +8981,7 @@ def _json_value(data: Optional[bytes]) -> Any:
     return value if _is_json(value) else None
 
 
-def _print_rows(rows: list, columns: list, as_json: bool, times: tuple) -> None:
+def _print_rows(rows: list[Any], columns: list[Any], as_json: bool, times: tuple[Any, ...]) -> None:
     if as_json:
         print(json.dumps([{k: _iso(v) if k in times else v for k, v in row.items()}
                           for row in rows], indent=2))
@@ -9128,10 +9228,10 @@ def _command_dashboard(args) -> int:
     return 0
 
 
-def _token_joined(argv: list) -> list:
+def _token_joined(argv: list[Any]) -> list[Any]:
     """`--token VALUE` as `--token=VALUE`: a token may start with "-" (secrets.token_urlsafe
     makes one in 64 so), which argparse would take for an option of its own."""
-    joined: list = []
+    joined: list[Any] = []
     for arg in argv:
         if joined and joined[-1] == "--token":
             joined[-1] = f"--token={arg}"
@@ -9140,7 +9240,7 @@ def _token_joined(argv: list) -> list:
     return joined
 
 
-def _main(argv: Optional[list] = None) -> int:
+def _main(argv: Optional[list[Any]] = None) -> int:
     """The admin tool: `python autocron.py`, `python -m autocron` and `autocron`."""
     parser = _parser()
     args = parser.parse_args(_token_joined(sys.argv[1:] if argv is None else list(argv)))
