@@ -498,6 +498,15 @@ class _Spec:
     __slots__ = ("minutes", "hours", "doms", "months", "dows", "last_day", "last_weekday",
                  "nearest", "last_dows", "nth_dows", "dom_star", "dow_star", "wildcard",
                  "texts")
+    minutes: tuple[int, ...]         # the values each field allows, ascending
+    hours: tuple[int, ...]
+    doms: tuple[int, ...]
+    months: tuple[int, ...]
+    dows: tuple[int, ...]
+    texts: tuple[str, ...]           # the five fields as written (macros expanded)
+    dom_star: bool                   # day-of-month starts with * (or is ?): the day rule
+    dow_star: bool
+    wildcard: bool                   # minute or hour starts with *: follows the real clock
 
     def __init__(self):
         self.last_day = self.last_weekday = False
@@ -4072,6 +4081,11 @@ class _PgLink:
 class _PgMachines(_StoreParts):
     """Many machines, a pool on each: leases that fence every write, the server's clock,
     the pools' LISTEN connection, and the machines table."""
+
+    machine: str                     # this machine's name (_machine_name)
+    _target: _PgTarget
+    _psycopg: Any                    # the psycopg module
+    _channel: str                    # what a call NOTIFYs the pools on
 
     leased = True
     wakes_pools = True       # a call NOTIFYs every machine's pool itself (its own too)
@@ -8320,6 +8334,14 @@ class _DashboardRequest:
 
     board: "_Dashboard"
     server_version = "autocron"
+    if TYPE_CHECKING:       # http.server.BaseHTTPRequestHandler's, which completes it
+        server: Any
+        request: Any
+        path: str
+        headers: Any
+        def send_response(self, code: int, message: Optional[str] = None) -> None: ...
+        def send_header(self, keyword: str, value: str) -> None: ...
+        def end_headers(self) -> None: ...
     # What a request line that cannot be parsed is answered in: the stdlib's default,
     # HTTP/0.9, has no status line, and a client cannot tell the error.
     default_request_version = "HTTP/1.0"
@@ -8621,9 +8643,11 @@ def _is_loopback(host: str) -> bool:
         return host == "localhost"
 
 
-class _HostNames(frozenset):
+class _HostNames(frozenset[str]):
     """The Host headers a dashboard on the loopback answers: its address and localhost,
     with its port or without; `shown` names them for a refusal."""
+
+    shown: list[str]
 
     def __new__(cls, host: str, port: int):
         names = list(dict.fromkeys((_url_host(host).lower(), "localhost")))
@@ -8649,6 +8673,10 @@ class _DashboardServing:
     that no idle connection waits for a second one."""
 
     request_queue_size = _DASH_CONNECTIONS   # a burst of clients is accepted, not dropped
+    if TYPE_CHECKING:       # socketserver's, which completes it
+        def finish_request(self, request: Any, client_address: Any) -> None: ...
+        def handle_error(self, request: Any, client_address: Any) -> None: ...
+        def shutdown_request(self, request: Any) -> None: ...
 
     def server_activate(self) -> None:
         import concurrent.futures
