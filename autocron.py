@@ -2323,7 +2323,7 @@ def _row_key(uid: str) -> tuple[Any, ...]:
     token, _, row = str(uid).rpartition("-")
     # ASCII digits only ("²" is a digit to isdigit(), not to int()), and a row id that
     # fits the databases' 64-bit integers (PostgreSQL refuses a larger parameter)
-    if token and row.isascii() and row.isdigit() and int(row) < 2 ** 63:
+    if token and row.isascii() and row.isdigit() and len(row) <= 19 and int(row) < 2 ** 63:
         return int(row), token
     return -1, ""
 
@@ -2584,9 +2584,11 @@ class _SharedReads(_StoreParts):
     def ids_named(self, text: str, limit: int) -> list[Any]:
         """Up to `limit` ids of the tasks that `text` names: the start of their id, or a
         short id (_short_id: the start of the token, "-", the row id)."""
+        if len(text) > 40:          # longer than any id (16 + 1 + 19)
+            return []
         token, dash, row = text.rpartition("-")
         if dash and re.fullmatch("[0-9a-f]+", token) and row.isascii() and row.isdigit() and \
-                int(row) < 2 ** 63:
+                len(row) <= 19 and int(row) < 2 ** 63:
             return [r[0] for r in self.read(f"SELECT {_UUID} FROM tasks WHERE id = ? AND token "
                                             "LIKE ?", (int(row), token + "%"))]
         if not re.fullmatch("[0-9a-f]+", text):
@@ -4950,12 +4952,11 @@ class _WorkerState:
         """The next task to start, marked current; None if there is none and `wait` is
         False. Called with `ready` held."""
         self.current = None
-        while self.stale:                 # its code changed (_watch_code): once the pool has
-            if not self.unacknowledged:   # committed what it ran, it ends; what it holds and
-                os._exit(_RELOAD_EXIT)    # never started runs in a fresh worker, on new code
-            if not wait:
-                return None
-            self.ready.wait(_LEASE_LOOK)
+        if self.stale:                    # its code changed (_watch_code): it ends between
+            if not wait:                  # tasks, once the pool heard of the last one; what
+                return None               # the pool has not committed it writes itself, as
+            self.hand_over()              # when told to exit; what it holds and never
+            os._exit(_RELOAD_EXIT)        # started runs in a fresh worker, on the new code
         while self.handed_over:           # what it held is written as not started: it ends
             self.ready.wait()             # before it could start anything (the reader thread
         while True:                       # kills its process group)
@@ -5380,7 +5381,7 @@ class _Worker:
 
     __slots__ = ("proc", "tasks", "results", "queue", "retiring", "born", "kill_reason",
                  "killed_for", "reported", "acknowledged", "told", "closed", "inbox", "slot",
-                 "init_failed")
+                 "init_failed", "initialized")
 
     def __init__(self, database: str, lease: Optional[int] = None,
                  lease_clock: Optional[_LeaseClock] = None, slot: Optional[int] = None):
@@ -5399,6 +5400,7 @@ class _Worker:
         self.closed = False         # its pipe ended; its process may not have yet
         self.inbox = bytearray()    # what was read from its pipe and is not a whole message yet
         self.init_failed = False    # its initializer failed: it ends without running a task
+        self.initialized = False    # it said it is set up (_InitDone)
         os.set_blocking(self.results.fileno(), False)    # see _Pool._drain
 
     def kill(self, reason: str, task: "_Task") -> None:
@@ -5947,6 +5949,7 @@ class _PoolCrew(_PoolState):
         that doubles (_INIT_PAUSES) while calls wait, the failure in the log and in the
         settings (info, the dashboard); done: the pause and the failure are forgotten."""
         if error is None:
+            worker.initialized = True
             if self._init_failures:
                 _log.warning("autocron: the initializer works again; workers start")
                 self._init_failures = 0
@@ -5985,6 +5988,12 @@ class _PoolCrew(_PoolState):
                 text = worker.kill_reason if task.id == worker.killed_for else _exit_text(code)
                 _log.error("autocron task %s failed: %s", task.uuid, text)
                 self._end(task, "error", text, retryable=True)
+        if self._init.record is not None and not worker.init_failed and \
+                not worker.initialized and not worker.retiring and not self._stopping and \
+                not any(task.running for task in worker.queue):
+            self._initialized(worker, {"type": "SystemExit", "message": "the worker ended "
+                                       f"while it was being set up ({_exit_text(code)[13:]})",
+                                       "traceback": ""})
         if worker.init_failed:       # its pause is set (_initialized)
             self._publish()
             return
@@ -7136,9 +7145,10 @@ def get_result(uuid: str, database: Union[str, os.PathLike, None] = None) -> Opt
         _tell(f"no task {uuid} in {shown}: there is no such database here (pass database= "
               "to read another)")
         return None
+    uuid = str(uuid).strip().lower()    # as it was copied: ids are lower-case hex
     row = store.result_row(uuid)
     if row is None:
-        named = store.ids_named(str(uuid), 3)
+        named = store.ids_named(uuid, 3)
         if len(named) > 1:
             many = f"{len(named)} or more" if len(named) == 3 else str(len(named))
             raise ValueError(f"{uuid!r} is the start of the ids of {many} tasks; give more of "
@@ -7658,7 +7668,12 @@ def cron(expression: Optional[str] = None, *, tz: Union[str, _dt.tzinfo, None] =
     imports the function's module and finds it gone, or no longer decorated there, retires
     the job (registering it again revives it).
     """
-    declared = sys._getframe(1).f_globals.get("__name__")      # where a worker looks for it
+    caller = sys._getframe(1)
+    # A declaration made while its module is imported (at its top level) is what a worker
+    # that imports the module looks for; one made when the program runs (in main(), a
+    # startup hook) is not there to be found, and only a function gone retires its job.
+    declared = caller.f_globals.get("__name__") if caller.f_code.co_name == "<module>" \
+        else None
     if callable(expression):     # used bare: @cron
         return _cron_register(_firing_schedule(None, tz, fields), catch_up,
                               declared)(expression)
@@ -8985,16 +9000,32 @@ class _PlainUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"{module}.{name} is not plain data")
 
 
-def _is_json(value: Any) -> bool:
-    if value is None or isinstance(value, (bool, int, str)):
-        return True
-    if isinstance(value, float):
-        return math.isfinite(value)
-    if isinstance(value, (list, tuple)):
-        return all(map(_is_json, value))
-    if isinstance(value, dict):
-        return all(isinstance(k, str) and _is_json(v) for k, v in value.items())
-    return False
+def _is_json(value: Any, most: int = 100_000, deepest: int = 100) -> bool:
+    """Whether a value is JSON's kind of data, looked at without recursion: at most `most`
+    parts, `deepest` levels, and no list or dict twice (a pickle can share one part
+    2**60 times in 184 bytes)."""
+    seen: set[int] = set()
+    todo = [(value, 0)]
+    while todo:
+        item, depth = todo.pop()
+        if item is None or isinstance(item, (bool, int, str)):
+            continue
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                return False
+            continue
+        if not isinstance(item, (list, tuple, dict)) or depth >= deepest or id(item) in seen:
+            return False
+        seen.add(id(item))
+        if len(seen) + len(item) > most:
+            return False
+        if isinstance(item, dict):
+            if not all(isinstance(key, str) for key in item):
+                return False
+            todo.extend((part, depth + 1) for part in item.values())
+        else:
+            todo.extend((part, depth + 1) for part in item)
+    return True
 
 
 def _json_value(data: Optional[bytes]) -> Any:
@@ -9004,9 +9035,9 @@ def _json_value(data: Optional[bytes]) -> Any:
         return None
     try:
         value = _PlainUnpickler(io.BytesIO(data)).load()
-    except Exception:
+        return value if _is_json(value) else None
+    except Exception:       # a pickle of classes, or one too deep to load
         return None
-    return value if _is_json(value) else None
 
 
 def _print_rows(rows: list[Any], columns: list[Any], as_json: bool, times: tuple[Any, ...]) -> None:

@@ -387,6 +387,7 @@ class FakeWorker(autocron._Worker):
         self.kill_reason, self.killed_for = "", -1
         self.reported = self.acknowledged = self.told = 0
         self.closed, self.inbox, self.init_failed = False, bytearray(), False
+        self.initialized = True         # as if it had said so: the tests say what they test
         self.heard = bytearray()
 
     def say(self, *messages) -> None:

@@ -1266,6 +1266,14 @@ def fail_twice(tries, failures=2):
         raise RuntimeError(f"not yet (try {count})")
 
 
+def exit_twice(tries):
+    """An initializer that ends its process the first two times, without a word."""
+    with open(tries, "a") as file:
+        file.write("x")
+    if len(Path(tries).read_text()) <= 2:
+        os._exit(0)
+
+
 def slow_once(tries):
     """An initializer that takes a minute the first time, no time after."""
     with open(tries, "a") as file:
@@ -1410,7 +1418,8 @@ def forget_cron(name):
 
 def run_python(code, *args, timeout=60, **kwargs):
     """Run a snippet in a fresh interpreter with this test module importable."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([HERE] + sys.path))
+    env = kwargs.pop("env", None) or dict(os.environ,
+                                          PYTHONPATH=os.pathsep.join([HERE] + sys.path))
     kwargs.setdefault("cwd", HERE)
     return subprocess.run([sys.executable, "-c", textwrap.dedent(code), *map(str, args)],
                           capture_output=True, text=True, timeout=timeout, env=env, **kwargs)
@@ -3071,6 +3080,7 @@ class TestPool:
         folder.mkdir()
 
         def set_up(word, pause):            # a closure: it travels by value
+            import test_autocron            # the tasks' module: its import is no task's time
             (folder / str(os.getpid())).write_text(word)
             os.environ["TEST_GREETING"] = word
             time.sleep(pause)               # never counts against a task's timeout
@@ -3096,6 +3106,17 @@ class TestPool:
         assert "RuntimeError: not yet (try 2)" in failures[1]
         assert any("the initializer works again" in r.getMessage() for r in caplog.records)
         assert autocron._open_store(database).settings()["initializer_error"] is None
+
+    def test_an_initializer_that_ends_its_worker_counts_as_failed(self, database, tmp_path,
+                                                                  caplog):
+        caplog.set_level(logging.INFO, logger="autocron")
+        autocron.start(database, workers=1, initializer=exit_twice,
+                       initargs=(str(tmp_path / "tries"),))
+        assert add(2, 2).get(timeout=60) == 4
+        failures = [r.getMessage() for r in caplog.records if "initializer failed" in
+                    r.getMessage()]
+        assert len(failures) == 2 and "the worker ended while it was being set up (exited " \
+            "with status 0)" in failures[0]
 
     def test_a_failed_initializer_is_shown_by_info(self, tmp_path):
         database = tmp_path / "a.db"
@@ -3497,6 +3518,33 @@ class TestCronJobs:
         finally:
             forget_cron(name)
             sys.modules.pop("nightly", None)
+
+    def test_a_job_registered_when_the_program_runs_is_not_retired(self, database,
+                                                                    monkeypatch, tmp_path):
+        # review: cron() called in main(), in the function's own module: a worker that
+        # imports the module finds no @cron on it, and the job was retired after its first run
+        clock = FakeClock(datetime(2030, 1, 1, 8, 59, 30).timestamp(), monkeypatch, tmp_path)
+        source = tmp_path / "code" / "cli_main.py"
+        source.parent.mkdir()
+        source.write_text("import autocron\n\n\ndef job():\n    return 'ran'\n\n\n"
+                          "def main():\n    autocron.cron('0 9 * * *')(job)\n")
+        monkeypatch.syspath_prepend(str(source.parent))
+        name = "cli_main.job"
+        try:
+            import cli_main
+            cli_main.main()
+            autocron.start(database, workers=1)
+            for day in range(2):
+                clock.now += 60 if day == 0 else 86400
+                wake_pool()
+                run = wait_until(lambda: [r for r in self.runs(name) if r._fetch().started
+                                          and r._fetch().started >= clock.now - 60])[0]
+                assert run.get(timeout=30) == "ran"
+            assert [job.retired for job in autocron._open_store(database).cron_rows()] == [
+                False]
+        finally:
+            forget_cron(name)
+            sys.modules.pop("cli_main", None)
 
     def test_an_async_job_runs_like_any_other(self, database, monkeypatch, tmp_path):
         log = tmp_path / "cron.log"
@@ -4932,6 +4980,16 @@ class TestResults:
             autocron.get_result(batch[0].uuid[:6])
         single = add(5, 5)
         assert autocron.get_result(single.uuid[:8]).get(timeout=30) == 10
+
+    @pytest.mark.parametrize("text", ["0-" + "1" * 5000, "a" * 2_000_000, "%", "_-1", ""])
+    def test_get_result_of_text_that_names_no_task_is_none(self, database, text):
+        autocron.start(database, workers=0)
+        assert autocron.get_result(text) is None
+
+    def test_get_result_takes_an_id_in_capitals_or_with_spaces_around(self, database):
+        autocron.start(database, workers=0)
+        uid = add(1, 2).uuid
+        assert autocron.get_result(f" {uid.upper()}\n").uuid == uid
 
     def test_a_script_that_exits_with_calls_waiting_says_so(self, tmp_path):
         database = tmp_path / "a.db"
@@ -6650,6 +6708,21 @@ class TestAdmin:
             ([1.5, "x", None, True], "[1.5, 'x', None, True]"),
             (None, "datetime.date(2030, 1, 2)"), (None, "{1, 2}")]
 
+    def test_a_hostile_value_cannot_hang_or_break_the_json_listing(self, tmp_path):
+        # review: a 184-byte pickle of 2**60 shared leaves hung it; 200,000 nested lists
+        # broke it with a RecursionError
+        database = tmp_path / "a.db"
+        store = autocron._open_store(database)
+        shared = b"\x80\x04]\x94" + b"h\x00h\x00\x86\x94" * 60 + b"."   # each level twice
+        deep = b"\x80\x04" + b"]" * 200_000 + b"a" * 199_999 + b"."
+        for value in (shared, deep, pickle.dumps([1, "x"])):
+            uid = store.add_task("f", "()", b"", 0.0)
+            store.write("UPDATE tasks SET status = 'ready', finished = 1.0, value = ?, "
+                        "summary = 'v' WHERE id = ?", (value, autocron._row_key(uid)[0]))
+        out = cli("results", "--json", db=database, timeout=60)
+        assert out.returncode == 0, out.stderr
+        assert [row["value"] for row in json.loads(out.stdout)] == [[1, "x"], None, None]
+
     def test_info_json_gives_the_zone_apart_from_the_expression(self, tmp_path):
         database = tmp_path / "a.db"
         assert run_python("""
@@ -7265,6 +7338,29 @@ class TestFrameworks:
     ])
     def test_a_reloading_development_server_is_recognised(self, argv, environ, reloading):
         assert autocron._reloading(argv, environ) is reloading
+
+    def test_calls_held_by_a_worker_whose_code_changed_run_on_the_new_code(self, tmp_path):
+        # review: the worker waited for acknowledgements that only travel with new calls
+        (tmp_path / "slowmod.py").write_text("import time\n\n\ndef work(n):\n"
+                                             "    time.sleep(1)\n    return n\n")
+        done = run_python("""
+            import sys, time, autocron
+            sys.path.insert(0, sys.argv[2])
+            import slowmod
+            work = autocron.delay(slowmod.work)
+            autocron.start(sys.argv[1], workers=1)
+            results = [work(i) for i in range(6)]
+            time.sleep(1.5)
+            with open(slowmod.__file__, "a") as source:
+                source.write("# edited\\n")
+            print([r.get(timeout=30) for r in results])
+            print(sorted(r.attempts for r in results))
+        """, tmp_path / "a.db", tmp_path, env=dict(os.environ, AUTOCRON_RELOAD="1",
+                                                   PYTHONPATH=os.pathsep.join([HERE] +
+                                                                              sys.path)),
+            timeout=120)
+        assert done.stdout.splitlines() == ["[0, 1, 2, 3, 4, 5]", "[1, 1, 1, 1, 1, 1]"], \
+            done.stderr
 
     @pytest.mark.slow
     def test_runserver_runs_the_new_code_after_an_edit(self, tmp_path):
