@@ -76,6 +76,10 @@ To follow one call from `delay` to its result, read `delay` (Public API), `_Pool
 
 from __future__ import annotations
 
+# Django is optional and ships no type information: a project's type checker reads autocron
+# without django-stubs, and without Django at all.
+# mypy: disable-error-code="import-untyped, import-not-found"
+
 __version__ = "2.0.0.dev0"
 
 __all__ = [
@@ -379,7 +383,8 @@ class _Field:
 
     __slots__ = ("index", "name", "low", "high", "names", "hint")
 
-    def __init__(self, index, name, low, high, names, hint):
+    def __init__(self, index: int, name: str, low: int, high: int, names: Any,
+                 hint: str) -> None:
         self.index, self.name, self.low, self.high = index, name, low, high
         self.names, self.hint = names, hint
 
@@ -508,7 +513,7 @@ class _Spec:
     dow_star: bool
     wildcard: bool                   # minute or hour starts with *: follows the real clock
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.last_day = self.last_weekday = False
         self.nearest: set[Any] = set()       # nW: n
         self.last_dows: set[Any] = set()     # nL: weekday (0 = Sunday)
@@ -766,7 +771,7 @@ _KEYWORDS = (("minutes", 0, 59), ("hours", 0, 23), ("days", 1, 31), ("months", 1
 _PY_DAY_NAMES = ("MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN")
 
 
-def _keyword_values(name: str, low: int, high: int, value) -> list[Any]:
+def _keyword_values(name: str, low: int, high: int, value: Any) -> list[Any]:
     items = [value] if isinstance(value, (int, str)) else value
     try:
         items = list(items)
@@ -883,7 +888,8 @@ def _runs(values: tuple[Any, ...]) -> list[Any]:
     return runs
 
 
-def _describe_set(values: tuple[Any, ...], word, through: str = "through") -> str:
+def _describe_set(values: tuple[Any, ...], word: Callable[[int], str],
+                  through: str = "through") -> str:
     parts = [word(a) if a == b else f"{word(a)} {through} {word(b)}" if b > a + 1
              else f"{word(a)} and {word(b)}" for a, b in _runs(values)]
     return _join_words(parts)
@@ -992,7 +998,7 @@ def _utc_naive(moment: _dt.datetime) -> _dt.datetime:
     return moment.replace(tzinfo=None) - moment.utcoffset()
 
 
-def _resolve_zone(tz) -> Optional[_dt.tzinfo]:
+def _resolve_zone(tz: Any) -> Optional[_dt.tzinfo]:
     if tz is None or isinstance(tz, _dt.tzinfo):
         return tz
     if not isinstance(tz, str):
@@ -1057,7 +1063,7 @@ class CronExpression:
         zone = f", tz={str(self._tz)!r}" if self._tz is not None else ""
         return f"CronExpression({str(self)!r}{zone})"
 
-    def __eq__(self, other) -> bool:
+    def __eq__(self, other: object) -> bool:
         if not isinstance(other, CronExpression):
             return NotImplemented
         return str(self) == str(other) and self._tz == other._tz
@@ -1175,7 +1181,8 @@ class CronExpression:
                         yield datetime(year, month, day, hour, minute)
 
     @staticmethod
-    def _rest_of_day(start, hours, minutes, zone) -> Iterator[_dt.datetime]:
+    def _rest_of_day(start: _dt.datetime, hours: tuple[int, ...], minutes: tuple[int, ...],
+                     zone: Any) -> Iterator[_dt.datetime]:
         """The fire times of the start's own day, from its minute on."""
         year, month, day = start.year, start.month, start.day
         for hour in hours[bisect_left(hours, start.hour):]:
@@ -1214,7 +1221,7 @@ class CronExpression:
                     for minute in minutes:
                         yield datetime(year, month, day, hour, minute, tzinfo=zone)
 
-    def _transition_day(self, year, month, day, zone) -> list[Any]:
+    def _transition_day(self, year: int, month: int, day: int, zone: Any) -> list[Any]:
         """Every fire instant of a local day with a daylight-saving transition, sorted.
 
         Fixed-time jobs run a time in a gap at the first instant after it and a repeated time
@@ -1229,7 +1236,7 @@ class CronExpression:
             out = self._transitions[key] = self._transition_instants(year, month, day, zone)
         return out
 
-    def _transition_instants(self, year, month, day, zone) -> list[Any]:
+    def _transition_instants(self, year: int, month: int, day: int, zone: Any) -> list[Any]:
         out = []
         for hour in self._spec.hours:
             for minute in self._spec.minutes:
@@ -1257,7 +1264,8 @@ def _exists(wall: _dt.datetime) -> bool:
     return back.replace(tzinfo=None, fold=0) == wall.replace(tzinfo=None, fold=0)
 
 
-def _plain(zone, year, month, day, end_year, end_month, end_day) -> bool:
+def _plain(zone: Any, year: int, month: int, day: int, end_year: int, end_month: int,
+           end_day: int) -> bool:
     """True when local time has one UTC offset from a day's start to another day's end.
 
     Such a span has no daylight-saving gap and no repeated time, so wall-clock times map to
@@ -1381,7 +1389,7 @@ class _Options:
 
     def __init__(self, retries: int = 0, retry_delay: float = 0, backoff: float = 1.0,
                  timeout: Optional[float] = None, priority: int = 0):
-        def number(name, value, low, strict=False):
+        def number(name: str, value: Any, low: float, strict: bool = False) -> float:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or \
                     value != value or (value <= low if strict else value < low):
                 bound = f"greater than {low}" if strict else f"at least {low}"
@@ -5191,7 +5199,7 @@ class _Output:
     are still the file (a task may have closed them or pointed them elsewhere).
     """
 
-    def __init__(self):
+    def __init__(self) -> None:
         fd, path = tempfile.mkstemp(prefix="autocron-output-")
         try:    # O_APPEND: after a truncation, every writer (children too) starts at 0 again
             self.fd = os.open(path, os.O_RDWR | os.O_APPEND)
@@ -6886,7 +6894,7 @@ class _Job(NamedTuple):
 class _State:
     """What autocron knows in this process: the active store and, if it owns it, the pool."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.lock = threading.RLock()
         self.store: Optional[_Store] = None        # set while active (start() .. stop())
         self.last_store: Optional[_Store] = None   # for get_results() after stop()
@@ -7542,7 +7550,8 @@ class _ResultList(list):
         return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
 
 
-def _due_time(weeks, days, hours, minutes, seconds, schedule) -> Callable[[Any], float]:
+def _due_time(weeks: float, days: float, hours: float, minutes: float, seconds: float,
+              schedule: Optional[_dt.datetime]) -> Callable[[Any], float]:
     """When a call made now into a store is due (by the store's time), checked at
     decoration time."""
     offset = _dt.timedelta(weeks=weeks, days=days, hours=hours, minutes=minutes,
@@ -7618,7 +7627,7 @@ def delay(func: Optional[Callable[..., Any]] = None, *, weeks: float = 0, days: 
     name = _function_name(func)
 
     @functools.wraps(func)
-    def delayed(*args, **kwargs):
+    def delayed(*args: Any, **kwargs: Any) -> Any:
         if _IN_WORKER:
             return func(*args, **kwargs)
         store = _state.store
@@ -8373,7 +8382,7 @@ class _DashboardRequest:
         with contextlib.suppress(OSError):       # a client that went away or reads not
             self.wfile.close()
 
-    def log_message(self, *args) -> None:       # quiet: the page polls every 2 s
+    def log_message(self, *args: Any) -> None:       # quiet: the page polls every 2 s
         pass
 
     def _cookie(self) -> str:
@@ -8700,10 +8709,10 @@ class _DashboardServing:
             _DASH_THREADS, "autocron-dashboard")
         self.intake = _Intake(lambda *request: self.threads.submit(self.answer, *request))
 
-    def process_request(self, request, client_address) -> None:
+    def process_request(self, request: Any, client_address: Any) -> None:
         self.intake.add(request, client_address)
 
-    def answer(self, connection: socket.socket, client_address, request: bytes) -> None:
+    def answer(self, connection: socket.socket, client_address: Any, request: bytes) -> None:
         try:
             self.finish_request((connection, request), client_address)
         except OSError:
@@ -8805,7 +8814,7 @@ def _demo_report() -> str:
     return "report sent"
 
 
-def _demo(args) -> int:
+def _demo(args: Any) -> int:
     """The whole flow on a temporary database, in a few seconds."""
     square, fail = delay(_demo_square), delay(_demo_fail)
     folder = tempfile.mkdtemp(prefix="autocron-demo-")
@@ -8862,7 +8871,7 @@ def _table(rows: list[Any], columns: list[Any]) -> str:
     return "\n".join(lines)
 
 
-def _open_existing(args) -> _Store:
+def _open_existing(args: Any) -> _Store:
     """The database of --db; read-only for the reading commands, which change nothing."""
     try:
         reading = args.command in ("info", "tasks", "results")
@@ -8963,7 +8972,7 @@ def _print_info(info: dict[Any, Any]) -> None:
         print(f"    next: {times}; last run: {last}{' (running)' if job['running'] else ''}")
 
 
-def _command_info(args) -> int:
+def _command_info(args: Any) -> int:
     info = _info(_open_existing(args))
     if args.json:
         print(json.dumps(info, indent=2))
@@ -9054,7 +9063,7 @@ def _print_rows(rows: list[Any], columns: list[Any], as_json: bool, times: tuple
     print(_table(shown, columns))
 
 
-def _command_tasks(args) -> int:
+def _command_tasks(args: Any) -> int:
     rows = _task_rows(_open_existing(args), ("waiting", "queued", "running"), args.limit,
                       False)
     _print_rows(rows, [("id", 24), ("function", 32), ("args", 30), ("status", 7), ("due", 19),
@@ -9062,7 +9071,7 @@ def _command_tasks(args) -> int:
     return 0
 
 
-def _command_results(args) -> int:
+def _command_results(args: Any) -> int:
     statuses = (args.status,) if args.status else _FINISHED
     rows = _task_rows(_open_existing(args), statuses, args.limit, True)
     _print_rows(rows, [("id", 24), ("function", 32), ("args", 30), ("status", 9),
@@ -9071,7 +9080,7 @@ def _command_results(args) -> int:
     return 0
 
 
-def _command_set(args) -> int:
+def _command_set(args: Any) -> int:
     store = _open_existing(args)
     key = args.setting.replace("-", "_")
     store.set_setting(key, args.value)
@@ -9100,7 +9109,7 @@ def _command_set(args) -> int:
     return 0
 
 
-def _command_enable(args, disabled: bool) -> int:
+def _command_enable(args: Any, disabled: bool) -> int:
     store = _open_existing(args)
     store.set_setting("disabled", int(disabled))
     pool = _pool_state(store)
@@ -9114,7 +9123,7 @@ def _command_enable(args, disabled: bool) -> int:
     return 0
 
 
-def _command_purge(args) -> int:
+def _command_purge(args: Any) -> int:
     count = _open_existing(args).purge()
     print(f"deleted {count} finished result{'s' if count != 1 else ''}")
     return 0
@@ -9125,7 +9134,7 @@ def _no_such_job(store: _Store, name: str) -> _UsageError:
     return _UsageError(f"no cron job named {name!r} in {store.path} (its jobs: {known})")
 
 
-def _command_pause(args, paused: bool) -> int:
+def _command_pause(args: Any, paused: bool) -> int:
     store = _open_existing(args)
     was = {job.name: job.paused or job.retired for job in store.cron_rows()}.get(args.name)
     if paused:
@@ -9145,7 +9154,7 @@ def _command_pause(args, paused: bool) -> int:
     return 0
 
 
-def _command_cron_remove(args) -> int:
+def _command_cron_remove(args: Any) -> int:
     store = _open_existing(args)
     if not store.remove_cron(args.name):
         raise _no_such_job(store, args.name)
@@ -9154,7 +9163,7 @@ def _command_cron_remove(args) -> int:
     return 0
 
 
-def _command_next(args) -> int:
+def _command_next(args: Any) -> int:
     schedule = CronExpression(args.expression, tz=args.tz)
     zone = schedule.tz or _local_zone()
     after = _dt.datetime.fromtimestamp(_clock(), zone)
@@ -9177,14 +9186,14 @@ def _positive_int(text: str) -> int:
     return int(text)
 
 
-def _parser():
+def _parser() -> Any:
     import argparse         # only the admin command line needs it
 
     class Parser(argparse.ArgumentParser):
-        def error(self, message):       # one line, not the usage block
+        def error(self, message: str) -> Any:       # one line, not the usage block
             self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
-    def command(group, name, text, run, reads=False):
+    def command(group: Any, name: str, text: str, run: Any, reads: bool = False) -> Any:
         """A command, described in its own --help too, that takes --db after its name."""
         sub = group.add_parser(name, help=text, description=text[:1].upper() + text[1:] + ".")
         sub.add_argument("--db", default=argparse.SUPPRESS, metavar="PATH|URL",
@@ -9216,7 +9225,8 @@ def _parser():
     results.add_argument("--limit", **limit)
 
     class SettingValue(argparse.Action):    # its type depends on the setting before it
-        def __call__(self, parser, namespace, value, option_string=None):
+        def __call__(self, parser: Any, namespace: Any, value: Any,
+                     option_string: Optional[str] = None) -> None:
             if namespace.setting == "synchronous":
                 if value not in _SYNCHRONOUS:
                     parser.error(f"argument value: {value!r} is not normal or full")
@@ -9268,7 +9278,7 @@ def _parser():
     return parser
 
 
-def _command_dashboard(args) -> int:
+def _command_dashboard(args: Any) -> int:
     try:
         _check_token(args.token)
     except ValueError as error:
