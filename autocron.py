@@ -4847,8 +4847,10 @@ def _watch_code(state: "_WorkerState") -> None:
                      sysconfig.get_paths().items() if name in ("stdlib", "platstdlib",
                                                                "purelib", "platlib")})
     own = os.path.realpath(__file__)
-    seen: dict[Any, Any] = {}
-    while not state.stale:
+    seen: dict[str, Any] = {}
+    since = None                   # when the look before began: a module first seen now was
+    while not state.stale:         # imported since, and a file changed since may be newer
+        began = time.time()        # than what it imported
         for module in list(sys.modules.values()):
             path = getattr(module, "__file__", None)
             if not isinstance(path, str) or not path.endswith(".py"):
@@ -4861,11 +4863,17 @@ def _watch_code(state: "_WorkerState") -> None:
                 stamp = (info.st_mtime_ns, info.st_size)
             except OSError:
                 stamp = None                  # removed: a change too
-            if seen.setdefault(path, stamp) != stamp:
-                with state.ready:
-                    state.stale = True
-                    state.ready.notify_all()
-                return
+            if path not in seen:
+                seen[path] = stamp
+                if since is None or stamp is None or info.st_mtime <= since:
+                    continue
+            elif seen[path] == stamp:
+                continue
+            with state.ready:
+                state.stale = True
+                state.ready.notify_all()
+            return
+        since = began
         time.sleep(_SOURCE_LOOK)
 
 
@@ -9259,7 +9267,7 @@ def _parser() -> Any:
                    "declares", None)
     actions = jobs.add_subparsers(dest="action", metavar="ACTION", required=True,
                                   parser_class=Parser)
-    command(actions, "remove", "delete a cron job (its runs stay; code that still declares it "
+    command(actions, "remove", "remove a cron job (its runs stay; code that still declares it "
             "registers it again at its next start())", _command_cron_remove) \
         .add_argument("name", help="the job, as `autocron info` names it")
     board = command(commands, "dashboard", "serve the dashboard: overview, tasks, cron jobs, "
