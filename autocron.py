@@ -79,6 +79,7 @@ from __future__ import annotations
 # Django is optional and ships no type information: a project's type checker reads autocron
 # without django-stubs, and without Django at all.
 # mypy: disable-error-code="import-untyped, import-not-found"
+# pyright: reportMissingImports=false
 
 __version__ = "2.0.0.dev0"
 
@@ -139,23 +140,20 @@ import uuid as _uuid
 from bisect import bisect_left
 from multiprocessing.connection import Connection as _Connection
 from typing import (TYPE_CHECKING, Any, Callable, ContextManager, Generic, Iterable, Iterator,
-                    NamedTuple, Optional, Protocol, TypeVar, Union, overload)
+                    NamedTuple, NoReturn, Optional, Protocol, TypeVar, Union, cast, overload)
 
 _T = TypeVar("_T")
+_Database = Union[str, "os.PathLike[str]"]    # a PostgreSQL URL or an SQLite file
 if TYPE_CHECKING:       # for type checkers only: nothing of this is imported at run time
     from typing import Coroutine, Generator
-    from typing_extensions import ParamSpec      # typing's own from Python 3.10
+    from typing_extensions import ParamSpec, TypeGuard     # typing's own from Python 3.10
     _P = ParamSpec("_P")
 
-try:  # POSIX: the pool lock is an flock that dies with its holder
-    import fcntl as _fcntl
-except ImportError:  # pragma: no cover - Windows degrades to one pool per process, unlocked
+if sys.platform == "win32":  # pragma: no cover - one pool per process there, unlocked
     _fcntl = None
-
-try:  # zoneinfo arrived in Python 3.9; a build without tzdata still imports the module
-    import zoneinfo as _zoneinfo
-except ImportError:  # pragma: no cover - Python 3.9+ always has it
-    _zoneinfo = None
+else:  # POSIX: the pool lock is an flock that dies with its holder
+    import fcntl as _fcntl
+import zoneinfo as _zoneinfo     # a build without tzdata still imports it
 
 
 # ==============================================================================================
@@ -383,8 +381,8 @@ class _Field:
 
     __slots__ = ("index", "name", "low", "high", "names", "hint")
 
-    def __init__(self, index: int, name: str, low: int, high: int, names: Any,
-                 hint: str) -> None:
+    def __init__(self, index: int, name: str, low: int, high: int,
+                 names: Optional[tuple[str, ...]], hint: str) -> None:
         self.index, self.name, self.low, self.high = index, name, low, high
         self.names, self.hint = names, hint
 
@@ -705,7 +703,8 @@ def _month_length(year: int, month: int) -> int:
 def _matching_days(spec: _Spec, length: int, first_weekday: int) -> tuple[Any, ...]:
     """Days 1..length that match, for a month whose 1st is `first_weekday` (0 = Sunday)."""
     doms, dows = set(spec.doms), set(spec.dows)
-    weekday_of = lambda day: (first_weekday + day - 1) % 7  # noqa: E731 - local shorthand
+    def weekday_of(day: int) -> int:
+        return (first_weekday + day - 1) % 7
     dom_days = {d for d in doms if d <= length}
     if spec.last_day:
         dom_days.add(length)
@@ -947,7 +946,8 @@ def _describe_dows(spec: _Spec) -> str:
     if spec.dows:
         ordered = tuple(sorted(spec.dows, key=lambda d: (d + 6) % 7))  # Monday first
         runs = _runs(tuple((d + 6) % 7 for d in ordered))
-        word = lambda i: _DAY_WORDS[(i + 1) % 7]  # noqa: E731 - Monday-first index to name
+        def word(i: int) -> str:          # a Monday-first index to its name
+            return _DAY_WORDS[(i + 1) % 7]
         parts.append(_join_words([word(a) if a == b else f"{word(a)} through {word(b)}"
                                   if b > a + 1 else f"{word(a)} and {word(b)}"
                                   for a, b in runs]))
@@ -995,7 +995,7 @@ def _utc_naive(moment: _dt.datetime) -> _dt.datetime:
     Python compares two datetimes that share a tzinfo by their wall-clock fields and ignores
     `fold`, which would confuse the two passes of a repeated hour.
     """
-    return moment.replace(tzinfo=None) - moment.utcoffset()
+    return moment.replace(tzinfo=None) - (moment.utcoffset() or _dt.timedelta())
 
 
 def _resolve_zone(tz: Any) -> Optional[_dt.tzinfo]:
@@ -1003,8 +1003,6 @@ def _resolve_zone(tz: Any) -> Optional[_dt.tzinfo]:
         return tz
     if not isinstance(tz, str):
         raise TypeError(f"tz must be an IANA zone name or a tzinfo, not {type(tz).__name__}")
-    if _zoneinfo is None:  # pragma: no cover
-        raise CronError("time zones need the zoneinfo module (Python 3.9 or later)", "tz", tz)
     try:
         return _zoneinfo.ZoneInfo(tz)
     except (_zoneinfo.ZoneInfoNotFoundError, ValueError):
@@ -1071,7 +1069,7 @@ class CronExpression:
     def __hash__(self) -> int:
         return hash((str(self), str(self._tz)))
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, ...]:
         return (CronExpression, (str(self), self._tz))
 
     @property
@@ -1140,7 +1138,8 @@ class CronExpression:
             self._month_cache[key] = days
         return days
 
-    def _walk_months(self, year: int, month: int, day: int) -> Iterator[tuple]:
+    def _walk_months(self, year: int, month: int,
+                     day: int) -> Iterator[tuple[int, int, tuple[int, ...]]]:
         """(year, month, matching days) of every month from the given date on, in order."""
         months, days_of, cached = self._spec.months, self._days, self._month_cache.get
         month_list = months[bisect_left(months, month):]
@@ -1576,7 +1575,8 @@ def _retry_due(attempts: int, retries: int, retry_delay: float, backoff: float,
     return now + retry_delay * backoff ** max(attempts - 1, 0)
 
 
-def _decide_retries(outcomes: list[Any], terms: dict[Any, Any], now: float) -> list[Any]:
+def _decide_retries(outcomes: list[Any], terms: dict[Any, _RetryTerms],
+                    now: float) -> list[Any]:
     """The outcomes as they are written: a retryable failure of a task with retries left
     gets `retry_at`, when it runs again (`terms`: {task id: _RetryTerms} as stored)."""
     decided = []
@@ -1600,7 +1600,8 @@ def _local_zone() -> Optional[_dt.tzinfo]:
             elif os.path.exists("/etc/localtime"):
                 with open("/etc/localtime", "rb") as file:
                     _LOCAL_ZONE = _zoneinfo.ZoneInfo.from_file(file, key="localtime")
-    return _LOCAL_ZONE
+    zone: Optional[_dt.tzinfo] = _LOCAL_ZONE
+    return zone
 
 
 _LOCAL_ZONE: Any = False
@@ -1716,7 +1717,8 @@ def _reduce_function(func: types.FunctionType) -> tuple[Any, ...]:
     return (_make_function, skeleton, state, None, None, _fill_function)
 
 
-def _make_function(version: tuple[Any, ...], code: bytes, name: str, module: str, cells: int):
+def _make_function(version: tuple[Any, ...], code: bytes, name: str, module: str,
+                   cells: int) -> types.FunctionType:
     if tuple(version) != sys.version_info[:2]:
         raise TypeError(f"{name} was shipped by Python {version[0]}.{version[1]} and cannot "
                         f"run on Python {sys.version_info[0]}.{sys.version_info[1]}; call it "
@@ -1747,11 +1749,11 @@ def _reduce_class(cls: type) -> tuple[Any, ...]:
 
 
 def _make_class(metaclass: type, name: str, bases: tuple[Any, ...], module: str, qualname: str,
-                slots):
-    namespace = {"__module__": module, "__qualname__": qualname}
+                slots: Any) -> type:
+    namespace: dict[str, Any] = {"__module__": module, "__qualname__": qualname}
     if slots is not None:
         namespace["__slots__"] = slots
-    cls = metaclass(name, bases, namespace)
+    cls: type = metaclass(name, bases, namespace)
     if _IN_WORKER and module == "__main__" and qualname.isidentifier():
         # so that values of this class pickle by reference on the way back to the caller,
         # whose __main__ holds the original
@@ -1777,7 +1779,7 @@ _SENTINELS: dict[Any, Any] = {}
 _HEAP_TYPE = 1 << 9     # Py_TPFLAGS_HEAPTYPE: a class made by a class statement
 
 
-def _mapping_proxy(mapping: dict[Any, Any]) -> types.MappingProxyType:
+def _mapping_proxy(mapping: dict[Any, Any]) -> "types.MappingProxyType[Any, Any]":
     return types.MappingProxyType(mapping)
 
 
@@ -1788,7 +1790,8 @@ class _Pickler(pickle.Pickler):
         if isinstance(obj, types.FunctionType):
             wrapped = getattr(obj, "_autocron_function", None)
             if wrapped is not None and not _importable(obj):   # a @delay wrapper: made
-                return (obj._autocron_decorator, (wrapped,), None, None, None, None)  # again
+                return (getattr(obj, "_autocron_decorator"), (wrapped,),  # again
+                        None, None, None, None)
             return NotImplemented if _importable(obj) else _reduce_function(obj)
         if isinstance(obj, type):
             if _importable(obj) or not obj.__flags__ & _HEAP_TYPE:   # C types pickle by name
@@ -1852,7 +1855,7 @@ def _ship(func: Callable[..., Any]) -> _Shipped:
     """The payload of `func`, made again only when what it references has changed."""
     fingerprint = _function_fingerprint(func, set()) \
         if isinstance(func, types.FunctionType) else None
-    known = _shipped.get(func)
+    known: Optional[_Shipped] = _shipped.get(func)
     if known is not None and fingerprint is not None and known.fingerprint == fingerprint:
         return known
     try:
@@ -1888,7 +1891,7 @@ def _unshippable(func: Callable[..., Any], error: Exception) -> TypeError:
                      "pass plain data as an argument")
 
 
-def _reference(func: Callable[..., Any]) -> tuple[Any, ...]:
+def _reference(func: Callable[..., Any]) -> "tuple[tuple[Any, ...], Optional[_Shipped]]":
     """(how a worker finds `func`, its _Shipped payload or None): ("import", module,
     qualname) for a function the workers can import, else ("value", hash)."""
     if _importable(func):
@@ -1970,6 +1973,7 @@ def _resolve_function(ref: tuple[Any, ...], load_payload: Callable[[str], bytes]
     (an application module that a worker does not import) is retired only when its function
     is gone; one shipped by value (__main__, a notebook) never is.
     """
+    obj: Any
     if ref[0] == "value":
         obj = pickle.loads(load_payload(ref[1]))
     elif ref[0] == "import":
@@ -1992,7 +1996,8 @@ def _resolve_function(ref: tuple[Any, ...], load_payload: Callable[[str], bytes]
     else:
         raise TypeError(f"unknown kind of function reference {ref[0]!r}; this task was "
                         "stored by a newer autocron")
-    return getattr(obj, "_autocron_function", obj)
+    function: Callable[..., Any] = getattr(obj, "_autocron_function", obj)
+    return function
 
 
 def _call_text(args: tuple[Any, ...], kwargs: dict[Any, Any], limit: int = 200) -> str:
@@ -2056,163 +2061,234 @@ class _Store(Protocol):
     lock_path: str        # the pool's lock file
     leased: bool          # pools hold leases (PostgreSQL: many machines)
     wakes_pools: bool     # a stored call wakes every pool by itself (NOTIFY)
-    machine: Optional[str]      # this machine's name (PostgreSQL)
+    @property
+    def machine(self) -> Optional[str]:
+        """This machine's name (PostgreSQL)."""
+        ...
     lease: Optional[int]  # the lease of this process's pool (PostgreSQL)
     version: int          # the schema version of the database as opened
 
     # -- statements and time
     def transaction(self) -> ContextManager[Any]:
         """A write transaction: committed when the block ends, rolled back if it raises."""
+        ...
     def read(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
         """Rows of one statement (SQLite's ? placeholders)."""
+        ...
     def write(self, sql: str, params: tuple[Any, ...] = ()) -> int:
         """One statement in its own transaction; the number of rows it changed."""
+        ...
     def now(self, look: bool = True) -> float:
         """The time every due time goes by (the server's, for PostgreSQL)."""
+        ...
     def close(self) -> None:
         """Close this thread's connection; the next use opens another."""
+        ...
     def schema_version(self) -> int:
         """The schema version stored in the database."""
+        ...
 
     # -- settings
     def settings(self) -> dict[Any, Any]:
         """The stored settings over the defaults."""
+        ...
     def set_setting(self, key: str, value: Any) -> None:
         """Store one setting (the admin tool's `set`, start()'s workers)."""
+        ...
 
     # -- calls, as producers and readers see them
     def add_task(self, name: str, args: str, record: bytes, due: float,
-                 options: _Options = None, shipped: Optional[_Shipped] = None) -> str:
+                 options: Optional[_Options] = None,
+                 shipped: Optional[_Shipped] = None) -> str:
         """Store a call (committed when this returns); its id."""
-    def add_tasks(self, name: str, calls: list[Any], due: float, options: _Options = None,
-                  shipped: Optional[_Shipped] = None) -> list[Any]:
+        ...
+    def add_tasks(self, name: str, calls: list[Any], due: float,
+                  options: Optional[_Options] = None, shipped: Optional[_Shipped] = None) -> list[Any]:
         """Store many calls of one function in one transaction; their ids."""
+        ...
     def keep_function(self, con: Any, shipped: _Shipped) -> None:
         """Store a shipped function's payload, in the caller's transaction."""
+        ...
     def function_payload(self, digest: str) -> bytes:
         """A shipped function's pickle (a worker loads it)."""
+        ...
     def result_row(self, uid: str) -> Optional[_ResultRow]:
         """One task as a Result reads it, or None."""
+        ...
     def result_rows(self, limit: Optional[int] = None,
                     status: Optional[str] = None) -> list[Any]:
         """[_ResultRow] newest first (get_results)."""
+        ...
     def ids_named(self, text: str, limit: int) -> list[Any]:
         """Up to `limit` task ids that `text` names: the start of an id, or a short id."""
+        ...
     def call_record(self, uid: str) -> Optional[bytes]:
         """The pickled call of a task (_dump_record), or None."""
+        ...
     def cancel(self, con: Any, uid: str, now: float) -> Optional[list[Any]]:
         """Withdraw a waiting task: None if it was not waiting, else its cron run's end."""
+        ...
     def request_cancel(self, uid: str, force: bool) -> bool:
         """Ask the pool holding a task to withdraw it (force: also a running one)."""
+        ...
     def cancel_pending(self, uid: str) -> bool:
         """Whether a withdrawal of this task is still asked for."""
-    def cancel_mark(self) -> Optional[bytes]:
+        ...
+    def cancel_mark(self) -> Union[bytes, int, None]:
         """What changes whenever a withdrawal is asked for (a worker looks at it)."""
+        ...
     def cancel_requests(self) -> dict[Any, Any]:
         """{task id: 1 (withdraw if not started) or 2 (also stop it)}."""
+        ...
     def retry(self, uid: str, now: float) -> Optional[str]:
         """Store a failed or cancelled task's call again (the dashboard); the new id."""
+        ...
 
     # -- cron jobs
     def register_cron(self, name: str, schedule: CronExpression, func: Callable[..., Any],
                       catch_up: bool, next_due: float, declared: Optional[str] = None) -> None:
         """Add, replace or revive a job, due at `next_due`; an unchanged schedule keeps its own."""
+        ...
     def remove_cron(self, name: str) -> bool:
         """Delete a job (its runs stay); False if there is none."""
+        ...
     def due_crons(self, con: Any, now: float) -> list[Any]:
         """Start a run of every job due and not running (each due time once)."""
+        ...
     def end_cron_runs(self, con: Any, jobs: list[Any]) -> None:
         """These jobs run no more and are next due then: [(name, due time)]."""
+        ...
     def cron_states(self, con: Any) -> list[Any]:
         """[_CronState] of every job, for the caller to settle after a pool ended."""
+        ...
     def cron_rows(self) -> list[Any]:
         """[_CronRow] by name (the admin tool, the dashboard)."""
+        ...
     def last_runs(self) -> dict[Any, Any]:
         """{job: (status, finished)} of each job's newest run."""
+        ...
     def pause_cron(self, name: str) -> bool:
         """Start no more runs of a job until it is resumed; False if there is none."""
+        ...
     def resume_cron(self, name: str, now: float) -> Optional[float]:
         """Let a paused job run again; its next due time, None if there is no such job."""
+        ...
 
     # -- the pool's round
     def anything_due(self, now: float) -> tuple[Any, ...]:
         """(a task may be due, a cron job is due)."""
+        ...
     def next_due(self) -> Optional[float]:
         """When the next waiting task is due, if any."""
+        ...
     def claim(self, con: Any, now: float, pids: list[Any]) -> list[Any]:
         """Hand the most urgent due tasks to these workers: [_Claimed]."""
+        ...
     def claimed(self) -> list[Any]:
         """Ids of the calls claimed under this pool's lease and not started."""
+        ...
     def start_now(self, task_id: int, lease: Optional[int], at: float) -> bool:
         """A worker starts a task: False if it may not (PostgreSQL commits the start)."""
+        ...
     def start_log(self) -> Optional[_StartLog]:
         """Where workers note starts the pool writes later (SQLite), or None."""
+        ...
     def mark_started(self, con: Any, started: list[Any]) -> None:
         """Workers started these tasks ([_Started]): an attempt each."""
+        ...
     def started_unseen(self, con: Any, ids: list[Any]) -> list[Any]:
         """[_Interrupted] of these that a worker started without telling the pool."""
+        ...
     def retry_terms(self, con: Any, ids: list[Any]) -> dict[Any, Any]:
         """{task id: _RetryTerms} of these tasks, as stored."""
+        ...
     def finish(self, con: Any, outcomes: list[Any]) -> list[Any]:
         """Write outcomes ([_Outcome]) of live tasks; [_CronEnd] of the runs that ended."""
+        ...
     def requeue(self, con: Any, ids: list[Any]) -> None:
         """Tasks handed to a worker that never started them wait again."""
+        ...
     def refuse_cancel(self, con: Any, ids: list[Any]) -> None:
         """A withdrawal came too late: the task had started."""
+        ...
     def clock_went_back(self, now: float) -> int:
         """The wall clock stepped back: calls due when made are due at `now`; how many."""
+        ...
     def cleanup(self, now: float, ttl: float) -> int:
         """Delete finished results past their time-to-live; how many."""
+        ...
     def checkpoint(self, limit: int = ..., quiet_too: bool = True) -> bool:
         """Keep the write-ahead log small (SQLite); whether it was emptied."""
+        ...
     def checkpoint_as_pool(self) -> None:
         """The pool's connection copies the log into the database as it goes (SQLite)."""
+        ...
 
     # -- pools, machines and leases
     def set_pool(self, owner: Optional[int], manager: Optional[int] = None,
                  workers: tuple[Any, ...] = ()) -> None:
         """Say which processes run this machine's pool; None: none does."""
+        ...
     def pool_pids(self, pool: Optional[_PoolId] = None) -> _PoolPids:
         """The processes of a pool as it last published them."""
+        ...
     def pool_row(self) -> Optional[_PoolRow]:
         """This machine's pool, or None."""
+        ...
     def pool_running(self) -> bool:
         """Whether a pool runs (SQLite: holds the lock; PostgreSQL: a live lease)."""
+        ...
     def machine_rows(self) -> list[Any]:
         """[_MachineRow] by name (PostgreSQL; none for SQLite)."""
+        ...
     def take_lease(self, con: Any, owner: int) -> None:
         """Start a lease with a new number: this pool's identity."""
+        ...
     def renew_lease(self, lease: Optional[int] = None) -> bool:
         """Renew this pool's lease; False if another pool took it over."""
+        ...
     def previous_pool(self) -> Optional[_PoolId]:
         """The pool that last ran on this machine, if it must be settled."""
+        ...
     def remember_pool(self) -> None:
         """Write down this pool's lease for the next pool on this machine."""
+        ...
     def recover(self, con: Any, pool: Optional[_PoolId] = None) -> list[Any]:
         """[_Interrupted] of what a pool that ended had started; the rest waits again."""
+        ...
     def lost_machines(self, con: Any) -> list[Any]:
         """[_PoolId] of the pools that missed their lease renewals (taken)."""
+        ...
     def forget_machine(self, con: Any, pool: _PoolId) -> None:
         """Remove a settled pool's row."""
+        ...
     def listener(self, again: bool = False) -> Any:
         """The pool's LISTEN connection (PostgreSQL), or None."""
+        ...
 
     # -- the admin tool and the dashboard
     def counts(self, now: float) -> tuple[Any, ...]:
         """({status: number}, the number of waiting tasks due at `now`)."""
+        ...
     def size_bytes(self) -> int:
         """What the database takes on disk (or on the server)."""
+        ...
     def task_rows(self, statuses: tuple[Any, ...], limit: int, newest_first: bool) -> list[Any]:
         """[_TaskRow] with these statuses, the newest first or in the order of the queue."""
+        ...
     def task_page(self, status: Optional[str], function: Optional[str],
                   before: Optional[int], limit: int, scan: int) -> _TaskPage:
         """A page of the dashboard's task list."""
+        ...
     def finished_since(self, since: float, limit: int) -> list[Any]:
         """[_FinishedRow] of the tasks finished since then, the newest first."""
+        ...
     def retry_links(self, uid: str) -> tuple[Any, ...]:
         """(the id of the task this one retries or None, [ids of those that retry it])."""
+        ...
     def purge(self) -> int:
         """Delete every finished result; how many."""
+        ...
 
 
 # The tables both stores make, in the words each database has for a row id, a number with a
@@ -2504,7 +2580,7 @@ def _wake_choice(database: str) -> tuple[Any, ...]:
     """(the wake-up socket path of a database's pool or None, why each folder was passed over)."""
     name = _runtime_name(database)
     uid = os.geteuid() if _POSIX else 0
-    problems = []
+    problems: list[str] = []
     for folder in _wake_folders(uid):
         path = os.path.join(folder, f"{name}.wake")
         problem = _wake_folder_problem(folder, uid)
@@ -2519,7 +2595,8 @@ def _wake_choice(database: str) -> tuple[Any, ...]:
 
 def _wake_path(database: str) -> Optional[str]:
     """Where the pool of a database listens for wake-up datagrams; None if nowhere safe."""
-    return _wake_choice(database)[0]
+    path: Optional[str] = _wake_choice(database)[0]
+    return path
 
 
 # This thread's connections, {database path: [connection, synchronous level]}: shared by
@@ -2563,7 +2640,8 @@ class _SharedReads(_StoreParts):
         if not rows:
             raise LookupError(f"the shipped function {digest} is not in {self.path}; it was "
                               "deleted with its last task - call the function again")
-        return rows[0][0]
+        payload: bytes = rows[0][0]
+        return payload
 
     def result_row(self, uid: str) -> Optional[_ResultRow]:
         rows = self.read(f"SELECT {_RESULT_COLUMNS} FROM tasks WHERE id = ? AND token = ?",
@@ -2574,7 +2652,7 @@ class _SharedReads(_StoreParts):
         """Results newest first: at most `limit` (None: all), only those with the public
         `status` (None: any; "waiting" includes "queued"). The newest-first walk of the
         primary key stops at `limit` rows: memory never grows with the table."""
-        where, params = "", ()
+        where, params = "", cast("tuple[Any, ...]", ())
         if status is not None:
             params = ("waiting", "queued") if status == "waiting" else (status,)
             where = f"WHERE status IN ({', '.join('?' * len(params))}) "
@@ -2647,7 +2725,7 @@ class _SharedReads(_StoreParts):
         if paused:
             due = _next_due(pickle.loads(blob), now)
             self.write("UPDATE crons SET paused = 0, next_due = ? WHERE name = ?", (due, name))
-        return due
+        return float(due)
 
     def retry_links(self, uid: str) -> tuple[Any, ...]:
         """(the id of the task this one retries or None, [ids of the tasks that retry it],
@@ -2768,11 +2846,11 @@ class _SharedSql(_SharedReads):
 
     def _new_id(self, cursor: Any) -> int:
         """The id of the row an INSERT (ending in _NEW_ID) made."""
-        return cursor.lastrowid
+        return int(cursor.lastrowid)
 
     def _deleted(self, con: Any, sql: str, params: tuple[Any, ...] = ()) -> int:
         """Run a DELETE in the caller's transaction; how many rows it deleted."""
-        return con.execute(sql, params).rowcount
+        return int(con.execute(sql, params).rowcount)
 
     def _check_size(self, data: Optional[bytes], what: str) -> None:
         """Refuse a value the database could not hand back (_DataRefused); SQLite refuses
@@ -3048,7 +3126,7 @@ class _SqliteFile:
     """The doorway to one database file: its connections (one per thread), transactions,
     errors turned into DatabaseError, and the schema."""
 
-    def __init__(self, path: Union[str, os.PathLike], existing: bool = False,
+    def __init__(self, path: _Database, existing: bool = False,
                  write: Optional[bool] = None, snapshot: bool = False):
         """Open (and create, unless `existing`) the database.
 
@@ -3078,7 +3156,8 @@ class _SqliteFile:
             self._prepare()
 
     def _connection(self) -> sqlite3.Connection:
-        return self._link()[0]
+        con: sqlite3.Connection = self._link()[0]
+        return con
 
     def _link(self) -> list[Any]:
         """This thread's [connection, synchronous level] for the database."""
@@ -3294,7 +3373,7 @@ class _SqliteFile:
         return os.path.getsize(self.path)
 
     def schema_version(self) -> int:
-        return self.read("PRAGMA user_version")[0][0]
+        return int(self.read("PRAGMA user_version")[0][0])
 
 
 class _SqlitePool(_StoreParts):
@@ -3303,8 +3382,8 @@ class _SqlitePool(_StoreParts):
 
     # One machine, one pool: the flock on lock_path is its lease, and it has no others.
     leased = False
-    machine = None
-    lease = None
+    machine: Optional[str] = None
+    lease: Optional[int] = None
     wakes_pools = False      # the caller wakes its machine's pool (a datagram) after a call
 
     _wal_seen = (-1, 0.0)           # (size, since when) of the -wal as checkpoint() saw it
@@ -3427,7 +3506,7 @@ class _SqlitePool(_StoreParts):
     def pool_row(self) -> Optional[_PoolRow]:
         """The pool as it last published itself, or None."""
         rows = self.read("SELECT owner, manager, started, workers FROM pool")
-        return _PoolRow(*rows[0][:3], json.loads(rows[0][3])) if rows else None
+        return _PoolRow(rows[0][0], rows[0][1], rows[0][2], json.loads(rows[0][3])) if rows else None
 
     def machine_rows(self) -> list[Any]:
         """No machines table: one machine, whose pool is pool_row()."""
@@ -3442,7 +3521,8 @@ class _SqliteStore(_SqliteFile, _SqlitePool, _SharedSql):
     # -- tasks as producers and readers see them
 
     def add_task(self, name: str, args: str, record: bytes, due: float,
-                 options: "_Options" = None, shipped: Optional[_Shipped] = None) -> str:
+                 options: Optional[_Options] = None,
+                 shipped: Optional[_Shipped] = None) -> str:
         """Store a call (committed when this returns); its id.
 
         A call of a function shipped by value needs its payload in the database for as long
@@ -3464,15 +3544,16 @@ class _SqliteStore(_SqliteFile, _SqlitePool, _SharedSql):
                 row = cursor.lastrowid if cursor.rowcount == 1 else None
         except sqlite3.Error as error:
             raise self._error(error) from None
-        if row is None:
+        if row is None and shipped is not None:     # its payload was not stored yet
             with self.transaction() as con:
                 self.keep_function(con, shipped)
                 row = con.execute(_INSERT_TASK, values).lastrowid
-        if row % _WAL_LOOK == 0:
+        if row is not None and row % _WAL_LOOK == 0:
             self.checkpoint(_WAL_URGENT, quiet_too=False)
         return f"{token}-{row}"
 
-    def add_tasks(self, name: str, calls: list[Any], due: float, options: "_Options" = None,
+    def add_tasks(self, name: str, calls: list[Any], due: float,
+                  options: Optional[_Options] = None,
                   shipped: Optional[_Shipped] = None) -> list[Any]:
         """Store many calls of one function, [(args text, record)], in one transaction
         (committed when this returns, with the shipped function's payload); their ids.
@@ -3590,10 +3671,10 @@ class _SqliteStore(_SqliteFile, _SqlitePool, _SharedSql):
 
     def anything_due(self, now: float) -> tuple[Any, ...]:
         """(a task is due, a cron job is due), read without taking the write lock."""
-        return self.read(
+        return tuple(self.read(
             "SELECT EXISTS (SELECT 1 FROM tasks WHERE status = 'waiting' AND due <= ?), "
             "EXISTS (SELECT 1 FROM crons WHERE running IS NULL AND paused = 0 AND next_due <= ?)",
-            (now, now))[0]
+            (now, now))[0])
 
 
 # ==============================================================================================
@@ -3683,7 +3764,7 @@ _PG_INSERT_SHIPPED_TASK = (f"WITH t AS ({_INSERT_SHIPPED_TASK} RETURNING id) "
                            "SELECT id, pg_notify(?, ?) FROM t")
 
 
-def _is_postgres(database: Any) -> bool:
+def _is_postgres(database: Any) -> "TypeGuard[str]":
     return isinstance(database, str) and database[:13].lower().startswith(_PG_SCHEMES)
 
 
@@ -3791,7 +3872,7 @@ class _PgListener:
         self._socket = con.pgconn.socket   # kept: a lost connection no longer tells it
 
     def fileno(self) -> int:
-        return self._socket
+        return int(self._socket)
 
     def drain(self) -> bool:
         """Take what arrived; False if the connection broke (listen again)."""
@@ -3829,12 +3910,12 @@ class _PgLink:
                 cursor.executemany(sql.replace("?", "%s"), rows)
 
     def _new_id(self, cursor: Any) -> int:
-        return cursor.fetchone()[0]
+        return int(cursor.fetchone()[0])
 
     def _deleted(self, con: Any, sql: str, params: tuple[Any, ...] = ()) -> int:
         """Counted by a read: a pipeline has no row count yet."""
-        return self._run(con, f"WITH gone AS ({sql} RETURNING 1) SELECT count(*) FROM gone",
-                         params).fetchone()[0]
+        return int(self._run(con, f"WITH gone AS ({sql} RETURNING 1) SELECT count(*) "
+                             "FROM gone", params).fetchone()[0])
 
     def __init__(self, url: str, existing: bool = False, write: Optional[bool] = None,
                  snapshot: bool = False):
@@ -3909,7 +3990,8 @@ class _PgLink:
             if "connect_timeout" not in self._target.conninfo:
                 options["connect_timeout"] = _PG_CONNECT_TIMEOUT
             link = [psycopg.connect(self._target.conninfo, **options), "normal"]
-            _pg_skews[self._target.conninfo] = _Skew(_measure_skew(link[0]), time.monotonic())
+            _pg_skews[self._target.conninfo] = _Skew(_measure_skew(link[0]) or 0.0,
+                                                     time.monotonic())
             if not self._write:
                 link[0].execute("SET default_transaction_read_only = on")
                 return link
@@ -3979,13 +4061,15 @@ class _PgLink:
     def read(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
         """Rows of one statement; ? placeholders (_SharedSql's) become psycopg's %s."""
         try:
-            return self._connection().execute(sql.replace("?", "%s"), params).fetchall()
+            rows: list[Any] = self._connection().execute(sql.replace("?", "%s"),
+                                                         params).fetchall()
+            return rows
         except self._psycopg.Error as error:
             raise self._error(error) from None
 
     def write(self, sql: str, params: tuple[Any, ...] = ()) -> int:
         try:
-            return self._connection().execute(sql.replace("?", "%s"), params).rowcount
+            return int(self._connection().execute(sql.replace("?", "%s"), params).rowcount)
         except self._psycopg.Error as error:
             raise self._error(error) from None
 
@@ -4096,6 +4180,7 @@ class _PgMachines(_StoreParts):
     _target: _PgTarget
     _psycopg: Any                    # the psycopg module
     _channel: str                    # what a call NOTIFYs the pools on
+    _listener: Optional[_PgListener]
 
     leased = True
     wakes_pools = True       # a call NOTIFYs every machine's pool itself (its own too)
@@ -4134,7 +4219,7 @@ class _PgMachines(_StoreParts):
             con = self._connection()                # a new connection measures it
             if stale() and con.info.transaction_status == self._psycopg.pq.TransactionStatus.IDLE:
                 try:
-                    _pg_skews[self._target.conninfo] = _Skew(_measure_skew(con),
+                    _pg_skews[self._target.conninfo] = _Skew(_measure_skew(con) or 0.0,
                                                              time.monotonic())
                 except self._psycopg.Error as error:
                     raise self._error(error) from None
@@ -4225,11 +4310,15 @@ class _PgMachines(_StoreParts):
         """This machine's pool, or None."""
         rows = self.read("SELECT owner, manager, started, workers FROM machines WHERE "
                          "name = %s ORDER BY lease DESC LIMIT 1", (self.machine,))
-        return _PoolRow(*rows[0][:3], json.loads(rows[0][3])) if rows else None
+        if not rows:
+            return None
+        owner, manager, started, workers = rows[0]
+        return _PoolRow(owner, manager, started, json.loads(workers))
 
     def machine_rows(self) -> list[Any]:
         """[_MachineRow] by name."""
-        return [_MachineRow(*row[:3], json.loads(row[3]), *row[4:]) for row in self.read(
+        return [_MachineRow(row[0], row[1], row[2], json.loads(row[3]), row[4], row[5])
+                for row in self.read(
             f"SELECT name, owner, manager, workers, heartbeat, {_PG_NOW} - heartbeat "
             "FROM machines ORDER BY name")]
 
@@ -4252,7 +4341,8 @@ class _PgStore(_PgLink, _PgMachines, _SharedSql):
     # -- tasks as producers and readers see them
 
     def add_task(self, name: str, args: str, record: bytes, due: float,
-                 options: "_Options" = None, shipped: Optional[_Shipped] = None) -> str:
+                 options: Optional[_Options] = None,
+                 shipped: Optional[_Shipped] = None) -> str:
         """Store a call and wake the pools, in one statement (one with a shipped function
         whose payload is not there yet: in a transaction with the payload); its id."""
         token = _token()
@@ -4272,7 +4362,8 @@ class _PgStore(_PgLink, _PgMachines, _SharedSql):
                     rows = self._run(con, _PG_INSERT_TASK, values + notice).fetchall()
         return f"{token}-{rows[0][0]}"
 
-    def add_tasks(self, name: str, calls: list[Any], due: float, options: "_Options" = None,
+    def add_tasks(self, name: str, calls: list[Any], due: float,
+                  options: Optional[_Options] = None,
                   shipped: Optional[_Shipped] = None) -> list[Any]:
         """Store many calls of one function in one transaction; their ids (see _SqliteStore)."""
         if not calls:
@@ -4412,7 +4503,7 @@ class _PgStore(_PgLink, _PgMachines, _SharedSql):
         return True, self._cron_due is not None and self._cron_due <= now
 
 
-def _open_store(database: Union[str, os.PathLike], existing: bool = False,
+def _open_store(database: _Database, existing: bool = False,
                 write: Optional[bool] = None, snapshot: bool = False) -> _Store:
     """The store of a database: PostgreSQL for a postgresql:// URL, else an SQLite file."""
     if _is_postgres(database):
@@ -4420,7 +4511,7 @@ def _open_store(database: Union[str, os.PathLike], existing: bool = False,
     return _SqliteStore(database, existing, write, snapshot)
 
 
-def _database_key(database: Union[str, os.PathLike]) -> str:
+def _database_key(database: _Database) -> str:
     """What a store's `path` will be for this database, without opening it."""
     if _is_postgres(database):
         return _pg_target(database).shown
@@ -4681,7 +4772,7 @@ class _LeaseClock:
         while True:
             data = struct.unpack("=dqdq", os.pread(self.fd, 32, 0))
             if data[:2] == data[2:]:
-                return data[1] == (lease or 0) and time.monotonic() < data[0]
+                return bool(data[1] == (lease or 0) and time.monotonic() < data[0])
 
 
 # What the pool and a worker tell each other over their pipes, one record a message.
@@ -4766,7 +4857,7 @@ class _Watch(NamedTuple):
 
 class _Stop(NamedTuple):
     """Owner to manager: stop, giving running tasks up to `timeout` s to end."""
-    timeout: Optional[float]
+    timeout: float
 
 
 class _Finished(NamedTuple):
@@ -4813,12 +4904,12 @@ def _worker_main(config_text: str) -> None:
         with state.ready:
             task = state.take(True, skipped)
             started = state.current
-        if type(task) is _Init:
+        if isinstance(task, _Init):
             django = _initialize(task, state)
             continue
         for message in skipped + [started]:
             state.reply(message)
-        while task is not None:
+        while isinstance(task, _Run):
             # One message says that a task ended and (if one waits) that the next started.
             state.note(task)
             if django is not None:        # as Django's request cycle does around a request
@@ -4865,7 +4956,7 @@ def _watch_code(state: "_WorkerState") -> None:
                 stamp = None                  # removed: a change too
             if path not in seen:
                 seen[path] = stamp
-                if since is None or stamp is None or info.st_mtime <= since:
+                if since is None or stamp is None or stamp[0] / 1e9 <= since:
                     continue
             elif seen[path] == stamp:
                 continue
@@ -4894,10 +4985,10 @@ def _initialize(init: _Init, state: "_WorkerState") -> Any:
         if os.environ.get("DJANGO_SETTINGS_MODULE"):
             import django as _django        # only where the application is a Django project
             _django.setup()
-            import django.db as django      # for close_old_connections()
+            django = importlib.import_module("django.db")   # for close_old_connections()
         if init.record is not None:
             record = _load_record(init.record)
-            func = _resolve_function(record["function"], lambda digest: init.payload)
+            func = _resolve_function(record["function"], lambda digest: init.payload or b"")
             func(*record["args"], **record["kwargs"])
     except BaseException as error:
         watchdog.cancel()
@@ -4946,7 +5037,7 @@ class _WorkerState:
                 with self.ready:           # the main thread cannot change the state now
                     self.hand_over()
                 _end_process_group()
-            returned = False
+            returned = None            # the id of a call given back
             with self.ready:
                 if type(message) is _Ack:
                     self.acknowledged(message.number)
@@ -4955,16 +5046,16 @@ class _WorkerState:
                     queued = [m for m in self.inbox if type(m) is _Run and m.id == message.id]
                     if queued:
                         self.inbox.remove(queued[0])
-                        returned = True
+                        returned = message.id
                 else:
                     if type(message) is _Run:
                         self.acknowledged(message.acknowledged)
                     self.inbox.append(message)
                     self.ready.notify()
-            if returned:
-                self.reply(_Returned(message.id))
+            if returned is not None:
+                self.reply(_Returned(returned))
 
-    def take(self, wait: bool, skipped: list[Any]) -> Optional[_Run]:
+    def take(self, wait: bool, skipped: list[Any]) -> Union[_Run, _Init, None]:
         """The next task to start, marked current; None if there is none and `wait` is
         False. Called with `ready` held."""
         self.current = None
@@ -5027,7 +5118,8 @@ class _WorkerState:
                 self.ready.wait(_OUTAGE_PAUSES[0])
                 continue
             self.current = _Started(message.id, at)
-            return message
+            task: _Run = message
+            return task
 
     def note(self, task: _Run) -> None:
         """Note the start of `task` in the start log (SQLite: _StartLog) just before it runs,
@@ -5061,6 +5153,7 @@ class _WorkerState:
                 if not _weather(error):
                     raise
             time.sleep(pause)
+        raise AssertionError("_pauses() never ends")
 
     def cancel_requested(self, task: _Run) -> bool:
         """Whether a withdrawal of this task was asked for before now (as far as the store's
@@ -5106,7 +5199,7 @@ class _WorkerState:
             time.sleep(pause)
 
 
-def _end_process_group() -> None:
+def _end_process_group() -> NoReturn:
     """End this worker and every process its tasks started (below it, or in its group)."""
     _kill_descendants(os.getpid())
     if _CAN_KILL_GROUPS and os.getpgid(0) == os.getpid():
@@ -5217,13 +5310,15 @@ class _Output:
         os.dup2(self.fd, 1)
         os.dup2(self.fd, 2)
         self.identity = os.fstat(self.fd)
-        self.stdout = self.stderr = None
+        self.stdout: Optional[io.TextIOWrapper] = None
+        self.stderr: Optional[io.TextIOWrapper] = None
 
     def begin(self) -> None:
         """Before a task: the worker's streams (a task may have replaced or closed them) and
         an empty file (a background child of an earlier task may have written since)."""
         self._reattach()
-        if self.stdout is None or self.stdout.closed or self.stderr.closed:
+        if self.stdout is None or self.stderr is None or self.stdout.closed or \
+                self.stderr.closed:
             self.stdout, self.stderr = self._stream(1), self._stream(2)
         sys.stdout, sys.stderr = self.stdout, self.stderr
         if os.lseek(self.fd, 0, os.SEEK_END):
@@ -5251,7 +5346,8 @@ class _Output:
         """After a task: the last _MAX_OUTPUT bytes it printed, as text that SQLite takes."""
         for stream in (self.stdout, self.stderr):
             try:
-                stream.flush()
+                if stream is not None:
+                    stream.flush()
             except (OSError, ValueError):    # a full disk, or closed by the task
                 pass
         size = os.lseek(self.fd, 0, os.SEEK_END)
@@ -5266,7 +5362,7 @@ class _Output:
         return data[skip:].decode("utf-8", "replace")
 
 
-_output: Optional[_Output] = None
+_output: _Output        # the worker's, made by _capture_output()
 
 
 def _capture_output() -> _Output:
@@ -5457,7 +5553,7 @@ class _Worker:
                 end.close()
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
+def _kill_group(proc: "subprocess.Popen[bytes]") -> None:
     """SIGKILL a worker, every process below it and every process in its group (a worker
     leads its own)."""
     _kill_descendants(proc.pid)      # first: killed, the worker would leave them to us
@@ -5543,8 +5639,8 @@ class _PoolState:
     _stopping: bool
     _deadline: float
     _wake_path: str
-    _wake: Optional[socket.socket]
-    _pg_listener: Any
+    _wake: socket.socket
+    _pg_listener: Optional[_PgListener]
     _lease_due: float
     _lease_clock: _LeaseClock
     _lease_lost: threading.Event
@@ -5643,7 +5739,8 @@ class _PoolWakeups(_PoolState):
         self._pg_listener = None
         with contextlib.suppress(DatabaseError):
             self._pg_listener = self.store.listener(again=True)
-            self._selector.register(self._pg_listener, selectors.EVENT_READ)
+            if self._pg_listener is not None:
+                self._selector.register(self._pg_listener, selectors.EVENT_READ)
 
     def _sleep(self) -> None:
         """Wait for a message, a wake-up, a worker's end, the next due time or the deadline."""
@@ -5673,12 +5770,14 @@ class _PoolWakeups(_PoolState):
             timeout = min(timeout, max(0.0, self._deadline - self._clock()))
         now = self._clock()
         waits = [t - now for t in (self._respawn_at, self._retry_at) if t > now]
-        waits.append(self._next_timeout())
+        timeout_due = self._next_timeout()
+        if timeout_due is not None:
+            waits.append(timeout_due)
         if self._batch.started:        # starts alone wait a moment for company in a commit
             waits.append(max(0.0, self._batch.started_since + _START_COMMIT_DELAY - now))
         if self._children is None and self._workers:
             waits.append(_FALLBACK_REAP)        # no signal tells of a worker's end: look
-        timeout = min([timeout] + [w for w in waits if w is not None])
+        timeout = min([timeout] + waits)
         events = self._selector.select(timeout)
         if not events:
             self._news = True          # a due time, a deadline or the fallback look
@@ -5692,14 +5791,14 @@ class _PoolWakeups(_PoolState):
                         if not heard:
                             break
                         self._announced = _outranking(self._announced, heard)
-            elif key.fileobj is self._pg_listener:
+            elif self._pg_listener is not None and key.fileobj is self._pg_listener:
                 self._news, self._dry = True, False
                 if not self._pg_listener.drain():
                     self._listen_anew()
             elif key.fileobj is self._children:
                 self._news = self._child_ended = True
                 with contextlib.suppress(OSError):
-                    while os.read(self._children, 512):
+                    while os.read(key.fd, 512):
                         pass
             else:
                 self._ready.add(key.fileobj)
@@ -5916,18 +6015,19 @@ class _PoolCrew(_PoolState):
             if worker.proc.poll() is None:
                 worker.end()     # a worker never closes its pipe by itself
 
-    def _receive(self, worker: _Worker, message: NamedTuple) -> None:
+    def _receive(self, worker: _Worker,
+                 message: "Union[_InitDone, _Started, _Done, _Returned]") -> None:
         """One message of a worker's: _InitDone, _Started, _Done or _Returned."""
-        if type(message) is _InitDone:
+        if isinstance(message, _InitDone):
             self._initialized(worker, message.error)
             return
-        task_id = message.outcome.id if type(message) is _Done else message.id
+        task_id = message.outcome.id if isinstance(message, _Done) else message.id
         task = next((t for t in worker.queue if t.id == task_id), None)
         if task is None:
             _log.warning("autocron worker %d reported task %r, which it does not hold; "
                          "ignored", worker.proc.pid, task_id)
             return
-        if type(message) is _Started:
+        if isinstance(message, _Started):
             task.started, task.running = self._clock(), True
             self._batch.add_start(message, task.started)
             if task.cancel == 1:          # the withdrawal came too late
@@ -5937,15 +6037,15 @@ class _PoolCrew(_PoolState):
             return
         self._news = True
         worker.queue.remove(task)
-        if type(message) is _Done:
+        if isinstance(message, _Done):
             worker.reported += 1
             outcome = message.outcome
             if outcome.started is not None and outcome.finished is not None:
                 self._run_time += (outcome.finished - outcome.started - self._run_time) / 8
             self._report(outcome, task, worker, worker.reported)
-            if outcome.retire:
+            if outcome.error is not None and outcome.retire:
                 _log.warning("autocron: %s", outcome.error["message"])
-            elif outcome.status == "error":
+            elif outcome.error is not None and outcome.status == "error":
                 _log.error("autocron task %s failed:\n%s", task.uuid,
                            outcome.error["traceback"] or outcome.error["message"])
             if message.next is not None:    # and the next one started
@@ -6087,7 +6187,8 @@ class _PoolCrew(_PoolState):
 
     def _publish(self) -> None:
         with contextlib.suppress(DatabaseError):
-            self.store.set_pool(self._owner, os.getpid(), [w.proc.pid for w in self._workers])
+            self.store.set_pool(self._owner, os.getpid(),
+                                tuple(w.proc.pid for w in self._workers))
 
     def _wind_down(self) -> None:
         """While stopping: take back what has not started; past the deadline, kill the
@@ -6184,7 +6285,8 @@ class _PoolWrites(_PoolState):
             return []
         for slot in self._dirty_slots:    # what their workers started is written now
             with contextlib.suppress(OSError):
-                self._start_log.clear(slot)
+                if self._start_log is not None:
+                    self._start_log.clear(slot)
         self._dirty_slots.clear()
         if batch.empty() and not claimed and self._outage is not None:
             # An empty commit went through: the workers may start again (their starts will
@@ -6340,7 +6442,7 @@ class _Pool(_PoolWrites, _PoolCrew, _PoolDeadlines, _PoolLease, _PoolWakeups):
         self._workers: list[Any] = []       # _Worker, in the order they were started
         self._stopping = False         # stop() was asked for
         self._deadline = 0.0           # monotonic time when running tasks are stopped
-        self._wake_path = store.wake_path   # where producers' wake-ups arrive ("" if nowhere)
+        self._wake_path = store.wake_path or ""   # where producers' wake-ups arrive
         self._wake = self._bind_wake_socket()    # the socket they arrive on
         self._pg_listener = store.listener()      # and notifications from other machines (or None)
         self._lease_due = 0.0          # monotonic time of the next look at the others' leases
@@ -6779,7 +6881,7 @@ class _PoolHandle:
                 self._start_manager()
 
     def _on_notice(self, message: Union[_Finished, _LogLine]) -> None:
-        if type(message) is _LogLine:
+        if isinstance(message, _LogLine):
             _log.log(message.level, message.text)
             return
         with self._waiters_lock:
@@ -6791,10 +6893,10 @@ class _PoolHandle:
     def waiter(self, uid: str) -> threading.Event:
         """An event set when the task finishes; the manager is asked to say so."""
         with self._waiters_lock:
-            event = self._waiters.get(uid)
-            new = event is None
+            new = uid not in self._waiters
             if new:
-                event = self._waiters[uid] = threading.Event()
+                self._waiters[uid] = threading.Event()
+            event: threading.Event = self._waiters[uid]
         if new:   # not under the lock: the thread that sets events needs it to go on
             self._tell_manager(_Watch(uid))
         return event
@@ -6916,7 +7018,7 @@ class _State:
 _state = _State()
 
 
-def start(database: Union[str, os.PathLike, None] = None, workers: Optional[int] = None,
+def start(database: Optional[_Database] = None, workers: Optional[int] = None,
           synchronous: Optional[str] = None, initializer: Optional[Callable[..., Any]] = None,
           initargs: Iterable[Any] = ()) -> bool:
     """Make autocron active in this process and start the worker pool of `database`.
@@ -7025,7 +7127,7 @@ def _initializer_call(initializer: Optional[Callable[..., Any]],
                         f"{initargs!r}")
     ref, shipped = _reference(initializer)
     record = _dump_record(initializer, ref, tuple(initargs), {})
-    return _Init(record, shipped and shipped.payload)
+    return _Init(record, shipped.payload if shipped is not None else None)
 
 
 def _become_owner(store: _Store) -> bool:
@@ -7111,7 +7213,7 @@ def _current_store() -> Optional[_Store]:
     return _state.store or _state.last_store
 
 
-def _reading_store(database: Union[str, os.PathLike, None]) -> Optional[_Store]:
+def _reading_store(database: Optional[_Database]) -> Optional[_Store]:
     """The store of `database` for get_result(s): this process's (None: see _current_store),
     one opened before, or the database opened now; None if there is no such database."""
     if database is None:
@@ -7128,7 +7230,7 @@ def _reading_store(database: Union[str, os.PathLike, None]) -> Optional[_Store]:
 
 
 def get_results(limit: Optional[int] = None, status: Optional[str] = None,
-                database: Union[str, os.PathLike, None] = None) -> "_ResultList":
+                database: Optional[_Database] = None) -> "_ResultList":
     """The results stored in the database, newest first (also of earlier runs): at most
     `limit` of them (None: all), only those with `status` (None: any): "waiting",
     "running", "ready", "error" or "cancelled". `database`: another than this process's
@@ -7149,7 +7251,8 @@ def get_results(limit: Optional[int] = None, status: Optional[str] = None,
     return _ResultList(Result(row.uuid, store, row) for row in store.result_rows(limit, status))
 
 
-def get_result(uuid: str, database: Union[str, os.PathLike, None] = None) -> Optional["Result"]:
+def get_result(uuid: str,
+               database: Optional[_Database] = None) -> "Optional[Result[Any]]":
     """The result with this id, or None (deleted after its time-to-live, or never stored;
     which database was read is then said). `uuid` may be the start of an id, or the short
     id that tables show, if it names one task (else ValueError). `database` as for
@@ -7180,7 +7283,7 @@ def get_result(uuid: str, database: Union[str, os.PathLike, None] = None) -> Opt
     return Result(uuid, store, row)
 
 
-def wait(results: Iterable["Result"], timeout: Optional[float] = None) -> list[Any]:
+def wait(results: "Iterable[Result[Any]]", timeout: Optional[float] = None) -> list[Any]:
     """Wait for several results and return their values in order.
 
     Shows a live progress line: an updating display in Jupyter, a line on stderr in a
@@ -7286,7 +7389,7 @@ class Result(Generic[_T]):
 
     @classmethod
     def _run_here(cls, func: Callable[..., Any], args: tuple[Any, ...],
-                  kwargs: dict[Any, Any]) -> "Result":
+                  kwargs: dict[Any, Any]) -> "Result[Any]":
         """Inactive autocron: run the call synchronously, as a finished Result."""
         started = _clock()
         try:
@@ -7303,16 +7406,13 @@ class Result(Generic[_T]):
         row = self._row
         if row is not None and (row.status in _FINISHED or self._store is None):
             return row
-        if self._store is not None:
-            fresh = self._store.result_row(self.uuid)
-            if fresh is not None:
-                self._row = fresh
-            elif row is None or row.status not in _FINISHED:
-                self._row = _ResultRow(self.uuid, "?", "", "error", None, None, None, None,
-                                       json.dumps(_failure(
-                                           "the result is no longer in the database (deleted "
-                                           "after its time-to-live)")))
-        return self._row
+        fresh = None if self._store is None else self._store.result_row(self.uuid)
+        if fresh is None:
+            fresh = _ResultRow(self.uuid, "?", "", "error", None, None, None, None,
+                               json.dumps(_failure("the result is no longer in the database "
+                                                   "(deleted after its time-to-live)")))
+        self._row = fresh
+        return fresh
 
     # -- status
 
@@ -7343,7 +7443,8 @@ class Result(Generic[_T]):
         row = self._fetch()
         if row.status != "ready" or row.value is None:
             return None
-        return pickle.loads(row.value) if row.pickled else row.value
+        value: _T = pickle.loads(row.value) if row.pickled else row.value
+        return value
 
     result = function_result
 
@@ -7381,9 +7482,9 @@ class Result(Generic[_T]):
                          "only stores calls)")
         raise TimeoutError(text)
 
-    def _value(self) -> Any:
+    def _value(self) -> _T:
         if self.status == "ready":
-            return self.function_result
+            return cast(_T, self.function_result)
         error = self._error()
         raise TaskError(error.get("message", self.status), error.get("type", ""),
                         error.get("traceback", ""), self.uuid)
@@ -7516,7 +7617,7 @@ def _status_badge(status: str) -> str:
             f'border-radius: 0.3em">{_h(status)}</span>')
 
 
-class _ResultList(list):
+class _ResultList(list):  # type: ignore[type-arg]  # of Result, and list[...] is 3.9+ only
     """The list get_results() returns: a table in Jupyter and in a terminal, of the first
     _SHOWN results (a notebook cell must not render 200,000 rows)."""
 
@@ -7648,14 +7749,15 @@ def delay(func: Optional[Callable[..., Any]] = None, *, weeks: float = 0, days: 
             _wake_pool(store.wake_path, options.priority)
         return Result(uid, store)
 
-    delayed.map = functools.partial(_map, func, name, due, options)
-    delayed._autocron_function = func
-    delayed._autocron_decorator = decorator    # a shipped wrapper is made again with it
-    return delayed
+    wrapper: Any = delayed
+    wrapper.map = functools.partial(_map, func, name, due, options)
+    wrapper._autocron_function = func
+    wrapper._autocron_decorator = decorator    # a shipped wrapper is made again with it
+    return wrapper
 
 
 def _map(func: Callable[..., Any], name: str, due: Callable[[Any], float], options: _Options,
-         *iterables) -> list[Any]:
+         *iterables: Iterable[Any]) -> list[Any]:
     """`func.map(*iterables)` of a delayed function: a call for each set of arguments, as
     the builtin map() and Executor.map() make them (up to the shortest iterable), stored in
     one transaction; if one cannot be pickled (TypeError) none is. A list of Results."""
@@ -7674,7 +7776,7 @@ def _map(func: Callable[..., Any], name: str, due: Callable[[Any], float], optio
 
 
 def cron(expression: Optional[str] = None, *, tz: Union[str, _dt.tzinfo, None] = None,
-         catch_up: bool = False, **fields) -> Callable[..., Any]:
+         catch_up: bool = False, **fields: Any) -> Callable[..., Any]:
     """Run the decorated function periodically, per standard cron semantics.
 
     `@cron("30 9 * * 1,3")` or `@cron(minutes=[30], hours=[9], dow=[0, 2])` (dow as
@@ -7738,7 +7840,7 @@ def _cron_register(schedule: CronExpression, catch_up: bool,
         _check_no_arguments(func, name)
         _function_ref(func)    # cannot be sent to the workers? say so now
         with contextlib.suppress(AttributeError, TypeError):
-            func._autocron_cron = name      # declared: what a worker looks for
+            setattr(func, "_autocron_cron", name)      # declared: what a worker looks for
         with _state.lock:
             _state.crons[name] = _Job(schedule, func, catch_up, declared)
             if _state.store is not None:
@@ -7810,7 +7912,7 @@ def _run_django_task(path: str, takes_context: bool, args: list[Any],
 def _django_backend() -> type:
     """The class DjangoBackend, made when Django first asks for it."""
     import django
-    if django.VERSION < (6,):
+    if django.VERSION[0] < 6:
         raise ImportError(f"autocron.DjangoBackend needs Django 6 or later (its tasks "
                           f"framework, django.tasks); this is Django {django.__version__}. "
                           "Call autocron's @delay functions directly instead")
@@ -7821,7 +7923,7 @@ def _django_backend() -> type:
     from django.utils.json import normalize_json
     from django.utils.module_loading import import_string
 
-    class DjangoBackend(BaseTaskBackend):
+    class DjangoBackend(BaseTaskBackend):  # type: ignore[misc, unused-ignore]  # (untyped)
         """Django's tasks framework on autocron. OPTIONS: "database" (a path or a
         postgresql:// URL; default $AUTOCRON_DATABASE, else autocron.db), "workers", and
         "start" (True or False: whether this process starts the pool; by default server
@@ -7890,7 +7992,7 @@ def _django_backend() -> type:
             store = self._store()
             row = store.result_row(str(result_id))
             record = store.call_record(str(result_id)) if row is not None else None
-            if record is None:
+            if row is None or record is None:
                 raise TaskResultDoesNotExist(result_id)
             path, _, args, kwargs = _load_record(record)["args"]
             error = json.loads(row.error) if row.error else None
@@ -7993,9 +8095,11 @@ _DASH_FORM = 65536               # bytes a form (a POST's body) may have
 _DASH_RETRY = 2                 # seconds: a page the database could not answer asks again
 
 
-def _same(given: str, secret: str) -> bool:
-    """Is `given` the secret? Compared in constant time, as bytes: text from a request may
-    be anything (hmac refuses str that is not ASCII)."""
+def _same(given: str, secret: Optional[str]) -> bool:
+    """Is `given` the secret (never when there is none)? Compared in constant time, as
+    bytes: text from a request may be anything (hmac refuses str that is not ASCII)."""
+    if secret is None:
+        return False
     return hmac.compare_digest(given.encode("utf-8", "surrogatepass"), secret.encode())
 
 
@@ -8037,9 +8141,8 @@ def _took(row: _ResultRow) -> str:
     return f"{row.finished - row.started:.3f}"
 
 
-def _percentile(values: list[Any], share: float) -> Optional[float]:
-    if not values:
-        return None
+def _percentile(values: list[float], share: float) -> float:
+    """Of a list that is not empty."""
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
@@ -8063,7 +8166,7 @@ def _minute_chart(finished: list[Any], now: float) -> str:
 def _resume_cron(store: Any, name: str) -> Optional[float]:
     """Resume a paused cron job (the store's resume_cron) and wake this machine's pool, which
     counts its new due time in; the job's next due time, None if there is no such job."""
-    due = store.resume_cron(name, store.now())
+    due: Optional[float] = store.resume_cron(name, store.now())
     _wake_pool(store.wake_path)
     return due
 
@@ -8209,9 +8312,9 @@ class _Dashboard:
         finished = self.store.finished_since(now - 3600, _DASH_STATS)
         errors = sum(1 for row in finished if row.status == "error")
         rate = f"{errors / len(finished) * 100:.1f}%" if finished else "-"
-        times: dict[Any, Any] = {}
+        times: dict[str, list[float]] = {}
         for row in finished:
-            if row.started is not None:
+            if row.started is not None and row.finished is not None:
                 times.setdefault(row.name, []).append(row.finished - row.started)
         spans = {name: (_percentile(t, .5), _percentile(t, .95)) for name, t in times.items()}
         top = max((p95 for _, p95 in spans.values()), default=0.0)
@@ -8597,7 +8700,7 @@ class _Intake:
                             self.waker.recv(4096)
                         self._admit()
                     elif key.fileobj in self.reading:
-                        self._read(key.fileobj)
+                        self._read(cast(socket.socket, key.fileobj))
                 self._expire(time.monotonic())
         finally:
             for connection in list(self.reading):
@@ -8681,7 +8784,7 @@ class _HostNames(frozenset[str]):
 
     shown: list[str]
 
-    def __new__(cls, host: str, port: int):
+    def __new__(cls, host: str, port: int) -> "_HostNames":
         names = list(dict.fromkeys((_url_host(host).lower(), "localhost")))
         made = super().__new__(cls, names + [f"{name}:{port}" for name in names])
         made.shown = [f"{name}:{port}" for name in names]
@@ -8696,7 +8799,13 @@ def _check_token(token: Optional[str]) -> None:
                          'with: python -c "import secrets; print(secrets.token_urlsafe(32))"')
 
 
-class _DashboardServing:
+if TYPE_CHECKING:       # what completes it at run time (_dashboard_server)
+    from http.server import HTTPServer as _ServerBase
+else:
+    _ServerBase = object
+
+
+class _DashboardServing(_ServerBase):
     """The dashboard's server, completed by http.server's (imported only when a dashboard is
     served: _dashboard_server). Requests are answered by a few long-lived threads: each
     keeps its connection to the database (a thread per request would connect to PostgreSQL
@@ -8705,10 +8814,8 @@ class _DashboardServing:
     that no idle connection waits for a second one."""
 
     request_queue_size = _DASH_CONNECTIONS   # a burst of clients is accepted, not dropped
-    if TYPE_CHECKING:       # socketserver's, which completes it
-        def finish_request(self, request: Any, client_address: Any) -> None: ...
-        def handle_error(self, request: Any, client_address: Any) -> None: ...
-        def shutdown_request(self, request: Any) -> None: ...
+    home: str                     # the address it prints
+    names: Optional[_HostNames]   # the Host headers it answers (None: any)
 
     def server_activate(self) -> None:
         import concurrent.futures
@@ -8722,7 +8829,8 @@ class _DashboardServing:
 
     def answer(self, connection: socket.socket, client_address: Any, request: bytes) -> None:
         try:
-            self.finish_request((connection, request), client_address)
+            # the request travels whole, read by the intake: _DashboardRequest.setup
+            self.finish_request(cast(Any, (connection, request)), client_address)
         except OSError:
             pass                          # the client went away: nothing to answer
         except Exception:
@@ -8751,7 +8859,7 @@ def _dashboard_server(store: Any, host: str, port: int, token: Optional[str]) ->
         token = secrets.token_urlsafe(32)
     server = server_class((host, port), _dashboard_handler(_Dashboard(store, token)))
     port = server.server_address[1]
-    server.home = f"http://{_url_host(host)}:{port}/"          # the address it prints
+    server.home = f"http://{_url_host(host)}:{port}/"
     # Elsewhere than the loopback a machine has names that no list here knows; the token
     # keeps out a page that rebinds one of them.
     server.names = _HostNames(host, port) if _is_loopback(host) else None
@@ -8780,7 +8888,7 @@ class _DashboardHandle:
         self.server.server_close()
 
 
-_dashboards: dict[Any, Any] = {}           # {database path: _DashboardHandle} of this process
+_dashboards: "dict[str, _DashboardHandle]" = {}           # {database path: _DashboardHandle} of this process
 
 
 def dashboard(port: int = 0, host: str = "127.0.0.1",
@@ -9145,6 +9253,7 @@ def _no_such_job(store: _Store, name: str) -> _UsageError:
 def _command_pause(args: Any, paused: bool) -> int:
     store = _open_existing(args)
     was = {job.name: job.paused or job.retired for job in store.cron_rows()}.get(args.name)
+    due: Optional[float] = None
     if paused:
         found = store.pause_cron(args.name)
     else:
@@ -9325,7 +9434,7 @@ def _main(argv: Optional[list[Any]] = None) -> int:
         logging.basicConfig(level=logging.DEBUG if args.verbose > 1 else logging.INFO,
                             format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
-        code = args.run(args)
+        code: int = args.run(args)
         sys.stdout.flush()          # a reader gone shows here, not in the flush at exit
         return code
     except BrokenPipeError:         # `autocron info | head`: the reader has what it wanted

@@ -1865,12 +1865,14 @@ class TestStore:
                        for p in inspect.signature(function).parameters.values()]
                       for function in (getattr(protocol, name), implemented)]
             assert shapes[0] == shapes[1], f"{type(store).__name__}.{name}"
-        for name in protocol.__annotations__:
+        attributes = set(protocol.__annotations__) | {
+            name for name, member in vars(protocol).items() if isinstance(member, property)}
+        for name in attributes:
             assert hasattr(store, name), f"{type(store).__name__} lacks .{name}"
         # and the module asks nothing of a store that the protocol does not list
         source = Path(autocron.__file__).read_text()
         asked = set(re.findall(r"\bstore(?:\(\))?\.(\w+)", source))
-        assert asked - set(methods) - set(protocol.__annotations__) == set()
+        assert asked - set(methods) - attributes == set()
 
     def test_database_and_folder_are_private(self, tmp_path):
         path = tmp_path / "new" / "folder" / "tasks.db"
@@ -5709,6 +5711,33 @@ class TestTypes:
             (26, "information", 'Type of "value" is "int"'),
             (29, "error", 'Argument of type "Literal[\'one\']" cannot be assigned to '
                           'parameter "a" of type "int" in function "__call__"')], done.stdout
+
+
+    @pytest.mark.parametrize("packages", ["installed", "absent"])
+    def test_mypy_strict_finds_no_error_in_a_copy_of_the_module(self, tmp_path, packages):
+        """A project that copies autocron.py gets no error from it, with psycopg and Django
+        installed (the test extra has both) or without them (no site-packages at all)."""
+        pytest.importorskip("mypy")
+        project = typed_project(tmp_path)
+        absent = ["--no-site-packages"] if packages == "absent" else []
+        done = subprocess.run([sys.executable, "-m", "mypy", "--strict", "--no-incremental",
+                               *absent, "autocron.py"], cwd=project, capture_output=True,
+                              text=True, timeout=600)
+        assert done.stdout.startswith("Success: no issues found"), done.stdout + done.stderr
+
+    @pytest.mark.parametrize("version", ["3.9", "3.13"])
+    def test_pyright_finds_no_error_in_a_copy_of_the_module(self, tmp_path, version):
+        pyright = os.path.join(os.path.dirname(sys.executable), "pyright")
+        if not os.path.exists(pyright):
+            pytest.skip("pyright is not installed (the test extra has it)")
+        project = typed_project(tmp_path)
+        done = subprocess.run([pyright, "--pythonversion", version, "--pythonpath",
+                               sys.executable, "--outputjson", "autocron.py"], cwd=project,
+                              capture_output=True, text=True, timeout=600)
+        found = json.loads(done.stdout)
+        said = [(d["range"]["start"]["line"] + 1, d["message"].splitlines()[0])
+                for d in found["generalDiagnostics"] if d["severity"] == "error"]
+        assert said == [] and found["summary"]["errorCount"] == 0, done.stdout
 
 
 class TestDashboard:
