@@ -97,6 +97,10 @@ __all__ = [
     "AutocronError",
     "CronError",
     "TaskError",
+    "TaskTimeout",
+    "WorkerLost",
+    "Cancelled",
+    "DependencyFailed",
     "DatabaseError",
 ]
 
@@ -204,6 +208,9 @@ _START_COMMIT_DELAY = 0.02      # a start is written with the next outcome, or a
                                 # (a worker that loses its manager writes its own starts)
 _RELOAD_EXIT = 4                # a worker's exit status when its code changed (_watch_code)
 _SOURCE_LOOK = 1.0              # how often a watching worker looks at its source files
+_LINGER_STOP = 10.0             # a pool handed over at a reload (_PoolHandle.linger) stops as
+                                # stop() does, with this timeout, once its reloader ended
+_LINGER_LOOK = 1.0              # and looks this often whether the reloader still runs
 _INIT_PAUSES = (1.0, 300.0)     # after a failed initializer no worker starts for a pause that
                                 # doubles from the first to the second (api.md: 1 s to 5 min)
 _RESTART_PAUSE = (0.5, 30.0)    # a worker or manager that dies young is restarted after a
@@ -319,8 +326,32 @@ class TaskError(AutocronError):
         self.message, self.type_name, self.traceback, self.uuid = message, type_name, traceback, uuid
 
     def __str__(self) -> str:
-        head = f"{self.type_name}: {self.message}" if self.type_name else self.message
+        own = self.type_name == f"autocron.{type(self).__name__}"   # the class says it
+        head = f"{self.type_name}: {self.message}" if self.type_name and not own \
+            else self.message
         return f"{head}\n\nRemote traceback:\n{self.traceback}" if self.traceback else head
+
+
+class TaskTimeout(TaskError):
+    """The task ran past its timeout, and its worker was ended."""
+
+
+class WorkerLost(TaskError):
+    """The task's worker or machine died, or its pool ended, while the task was running."""
+
+
+class Cancelled(TaskError):
+    """The call was withdrawn (Result.cancel, the admin tool, the dashboard)."""
+
+
+class DependencyFailed(TaskError):
+    """A call this one depends on failed or was cancelled, so this one never ran."""
+
+
+# The endings that autocron decides itself, by the type name their error carries.
+_ENDINGS: "dict[str, type[TaskError]]" = {
+    f"autocron.{kind.__name__}": kind
+    for kind in (TaskTimeout, WorkerLost, Cancelled, DependencyFailed)}
 
 
 class DatabaseError(AutocronError):
@@ -1334,8 +1365,10 @@ def _pauses(first: float = 0.0005, most: float = 0.05) -> Iterator[float]:
         pause = min(pause * 2, most)
 
 
-def _failure(message: str) -> dict[Any, Any]:
-    return {"type": "", "message": message, "traceback": ""}
+def _failure(message: str, ending: Optional[type] = None) -> dict[Any, Any]:
+    """An error autocron states itself; `ending`: its TaskError class (TaskTimeout, ...)."""
+    kind = "" if ending is None else f"autocron.{ending.__name__}"
+    return {"type": kind, "message": message, "traceback": ""}
 
 
 def _safe_text(text: str) -> str:
@@ -2103,7 +2136,8 @@ class _Store(Protocol):
         """Store a call (committed when this returns); its id."""
         ...
     def add_tasks(self, name: str, calls: list[Any], due: float,
-                  options: Optional[_Options] = None, shipped: Optional[_Shipped] = None) -> list[Any]:
+                  options: Optional[_Options] = None,
+                  shipped: Optional[_Shipped] = None) -> list[Any]:
         """Store many calls of one function in one transaction; their ids."""
         ...
     def keep_function(self, con: Any, shipped: _Shipped) -> None:
@@ -2114,6 +2148,10 @@ class _Store(Protocol):
         ...
     def result_row(self, uid: str) -> Optional[_ResultRow]:
         """One task as a Result reads it, or None."""
+        ...
+    def attempt_errors(self, uid: str) -> list[Any]:
+        """The errors of a task's failed attempts, the first first ({"type", "message",
+        "traceback"}, those that ran again with "started" and "finished")."""
         ...
     def result_rows(self, limit: Optional[int] = None,
                     status: Optional[str] = None) -> list[Any]:
@@ -2320,7 +2358,8 @@ _TABLES = (
         summary TEXT,
         error TEXT,
         output TEXT,
-        retry_of TEXT)                       -- the task this one retries (the dashboard's retry)""",
+        retry_of TEXT,                       -- the task this one retries (the dashboard's retry)
+        errors TEXT)                         -- the errors of its attempts that ran again""",
     "CREATE INDEX tasks_queue ON tasks (priority DESC, due, id) WHERE status = 'waiting'",
     "CREATE INDEX tasks_finished ON tasks (finished) WHERE finished IS NOT NULL",
     "CREATE INDEX tasks_cancel ON tasks (id) WHERE cancel > 0",
@@ -2356,6 +2395,12 @@ _UPGRADE_TO_2 = (
     "ALTER TABLE tasks ADD COLUMN retry_of TEXT",
     "ALTER TABLE crons ADD COLUMN paused INTEGER NOT NULL DEFAULT 0",
 )
+# A column that an older release of the same schema does without (it names the columns it
+# reads and writes), added by the first writer that finds it missing: the errors of a task's
+# attempts that ran again, as JSON objects separated by commas, the first first, kept up to
+# _MAX_ATTEMPT_ERRORS characters (the later ones are not kept).
+_ADD_ERRORS = "ALTER TABLE tasks ADD COLUMN errors TEXT"
+_MAX_ATTEMPT_ERRORS = 256 * 1024
 # The tasks that workers hold. PostgreSQL finds them through an index (tasks_held); SQLite
 # reads the table for them: an index of them cost 4% of the pool's throughput (it changes at
 # every claim, start and end), more than the dashboard's pool page and counts are worth.
@@ -2647,6 +2692,23 @@ class _SharedReads(_StoreParts):
         rows = self.read(f"SELECT {_RESULT_COLUMNS} FROM tasks WHERE id = ? AND token = ?",
                          _row_key(uid))
         return _ResultRow(*rows[0]) if rows else None
+
+    def attempt_errors(self, uid: str) -> list[Any]:
+        """The errors of a task's failed attempts, the first first: those that ran again
+        (each with its "started" and "finished"), then the final one (or a cancel)."""
+        sql = "SELECT errors, error, status FROM tasks WHERE id = ? AND token = ?"
+        try:
+            rows = self.read(sql, _row_key(uid))
+        except DatabaseError as error:    # an older release's file, opened for reading
+            if "errors" not in str(error):
+                raise
+            rows = self.read(sql.replace("errors,", "NULL,"), _row_key(uid))
+        if not rows:
+            return []
+        earlier, last, status = rows[0]
+        found: list[Any] = json.loads(f"[{earlier or ''}]")
+        return found + [json.loads(last)] if last and status in ("error", "cancelled") \
+            else found
 
     def result_rows(self, limit: Optional[int] = None, status: Optional[str] = None) -> list[Any]:
         """Results newest first: at most `limit` (None: all), only those with the public
@@ -2956,7 +3018,8 @@ class _SharedSql(_SharedReads):
         if not rows:
             return None
         self._run(con, "UPDATE tasks SET status = 'cancelled', finished = ?, error = ? WHERE "
-                       "id = ?", (now, json.dumps(_failure("cancelled")), _row_key(uid)[0]))
+                       "id = ?", (now, json.dumps(_failure("cancelled", Cancelled)),
+                                  _row_key(uid)[0]))
         job = rows[0][0]
         return self._current_runs(con, [(job, _row_key(uid)[0], now)] if job else [])
 
@@ -2983,13 +3046,20 @@ class _SharedSql(_SharedReads):
             self._check_size(outcome.value, "the task's value")
             error = outcome.error and json.dumps(outcome.error)
             if outcome.retry_at is not None:
-                again.append((error, outcome.output, outcome.retry_at, outcome.id) +
-                             self._fence())
+                earlier = outcome.error or {}
+                kept = json.dumps(dict(earlier, started=outcome.started,
+                                       finished=outcome.finished, **{
+                                           part: _cut_middle(earlier.get(part) or "", 8192)
+                                           for part in ("message", "traceback")}))
+                again.append((error, _MAX_ATTEMPT_ERRORS, kept, outcome.output,
+                               outcome.retry_at, outcome.id) + self._fence())
             else:
                 final.append((outcome.status, outcome.value, error, outcome.started,
                               outcome.finished, outcome.output, outcome.summary, outcome.id) +
                              self._fence())
-        self._run_many(con, "UPDATE tasks SET status = 'waiting', error = ?, output = ?, "
+        self._run_many(con, "UPDATE tasks SET status = 'waiting', error = ?, errors = CASE "
+                            "WHEN length(errors) > ? THEN errors ELSE "
+                            "coalesce(errors || ',', '') || ? END, output = ?, "
                             f"due = ?, worker = NULL{self._LET_GO}, cancel = 0 WHERE id = ? "
                             f"AND status IN ('queued', 'running'){self._FENCE}", again)
         self._run_many(con, "UPDATE tasks SET status = ?, value = ?, error = ?, "
@@ -3347,6 +3417,8 @@ class _SqliteFile:
             for statement in _UPGRADE_TO_2 + _INDEXES_2:
                 con.execute(statement)
             con.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+        if "errors" not in {row[1] for row in con.execute("PRAGMA table_info(tasks)")}:
+            con.execute(_ADD_ERRORS)
         self.version = _SCHEMA_VERSION
 
     def _create_schema(self) -> None:
@@ -3506,7 +3578,10 @@ class _SqlitePool(_StoreParts):
     def pool_row(self) -> Optional[_PoolRow]:
         """The pool as it last published itself, or None."""
         rows = self.read("SELECT owner, manager, started, workers FROM pool")
-        return _PoolRow(rows[0][0], rows[0][1], rows[0][2], json.loads(rows[0][3])) if rows else None
+        if not rows:
+            return None
+        owner, manager, started, workers = rows[0]
+        return _PoolRow(owner, manager, started, json.loads(workers))
 
     def machine_rows(self) -> list[Any]:
         """No machines table: one machine, whose pool is pool_row()."""
@@ -3517,6 +3592,7 @@ class _SqliteStore(_SqliteFile, _SqlitePool, _SharedSql):
     """One autocron database file: its doorway (_SqliteFile), its one pool (_SqlitePool),
     the SQL both stores share (_SharedSql), and here what SQLite says in words of its own:
     storing calls, withdrawals, the claim and what a pool that ended left behind."""
+
 
     # -- tasks as producers and readers see them
 
@@ -3722,6 +3798,9 @@ _init_timeout = 60.0
 # Under a reloading development server (_reloading): workers watch the source files they
 # imported and end, between tasks, once one changed (it travels like _lease_ttl).
 _watch_sources = False
+# In the process a reloader restarts after an edit (_restarted_by_reloader): its stop()
+# hands the pool over rather than waiting for the running calls (_PoolHandle.linger).
+_lingers = False
 _LEASE_MARGIN = 0.25            # a worker starts tasks until this part of the lease is left
 _LEASE_LOOK = 0.01              # a worker whose lease is not known valid looks again this often
 # SQLSTATEs of a value that PostgreSQL cannot hold: text it cannot encode (22021, 22P05), too
@@ -4132,6 +4211,10 @@ class _PgLink:
         if version < 3:
             for statement in _PG_UPGRADE_TO_3:
                 con.execute(statement)
+        if not con.execute("SELECT 1 FROM information_schema.columns WHERE table_schema = %s "
+                           "AND table_name = 'tasks' AND column_name = 'errors'",
+                           (self.schema,)).fetchall():
+            con.execute(_ADD_ERRORS)
         con.execute("UPDATE meta SET version = %s", (_PG_SCHEMA_VERSION,))
         return _PG_SCHEMA_VERSION
 
@@ -4556,7 +4639,7 @@ def _recover(store: _Store, con: Any, now: float, previous: Optional[_PoolId] = 
     whose worker died; one it had only handed over waits again (it never started). Its cron
     jobs go on as _resume_due says.
     """
-    lost = _failure("interrupted: the pool ended while the task was running")
+    lost = _failure("interrupted: the pool ended while the task was running", WorkerLost)
     _write_outcomes(store, con, [_Outcome(task.id, "error", error=lost, finished=now,
                                           cron=task.cron)
                                  for task in store.recover(con, previous)], now)
@@ -4572,7 +4655,7 @@ def _settle_lost(store: _Store, con: Any, now: float) -> None:
     for pool in store.lost_machines(con):
         since = _dt.datetime.fromtimestamp(pool.heartbeat, _UTC).strftime(
             "%Y-%m-%d %H:%M:%S UTC")
-        lost = _failure(f"machine {pool.name} lost (no heartbeat since {since})")
+        lost = _failure(f"machine {pool.name} lost (no heartbeat since {since})", WorkerLost)
         _log.warning("autocron: machine %s of %s lost (no heartbeat since %s); its tasks are "
                      "settled here", pool.name, store.path, since)
         _write_outcomes(store, con, [
@@ -4596,7 +4679,8 @@ def _spawn(entry: str, settings: dict[Any, Any]) -> tuple[Any, ...]:
 
     It gets the caller's working directory and sys.path, and a pipe each way whose other
     ends only it holds: (process, connection down to it, connection up from it). When the
-    caller ends, however it ends, the child reads end-of-file on the way down.
+    caller ends, however it ends, the child reads end-of-file on the way down. The
+    descriptors named "lease_clock" and "lock" in `settings`, if any, are inherited too.
 
     The child runs isolated (-I: neither the working directory nor PYTHONPATH comes before
     the standard library) and loads autocron from this very file, so that a `calendar.py`
@@ -4617,7 +4701,8 @@ def _spawn(entry: str, settings: dict[Any, Any]) -> tuple[Any, ...]:
              if f not in ("-I", "-E", "-s")]      # -X utf8, -W, -O... (isolation: below)
     secret = _pg_urls.get(settings.get("database"))
     environment = dict(os.environ, _AUTOCRON_URL=secret) if secret else None
-    inherited = (down_read, up_write) + tuple(fd for fd in [settings.get("lease_clock")] if fd)
+    inherited = (down_read, up_write) + tuple(
+        fd for fd in [settings.get("lease_clock"), settings.get("lock")] if fd is not None)
     try:
         process = subprocess.Popen([python, *flags, "-I", "-c", boot, os.path.abspath(__file__),
                                     entry, json.dumps(config)], env=environment,
@@ -5492,7 +5577,8 @@ class _Worker:
     """The pool's handle on one worker process and the tasks handed to it, in order."""
 
     __slots__ = ("proc", "tasks", "results", "queue", "retiring", "born", "kill_reason",
-                 "killed_for", "reported", "acknowledged", "told", "closed", "inbox", "slot",
+                 "kill_ending", "killed_for", "reported", "acknowledged", "told", "closed",
+                 "inbox", "slot",
                  "init_failed", "initialized")
 
     def __init__(self, database: str, lease: Optional[int] = None,
@@ -5505,6 +5591,7 @@ class _Worker:
         self.retiring = False
         self.born = time.monotonic()
         self.kill_reason = ""       # why the pool killed it: a timeout, a forced cancel ...
+        self.kill_ending: type = TaskError     # ... and the TaskError class that ending is
         self.killed_for = -1        # ... of this task (another one may have started since)
         self.reported = 0           # outcomes received from it (it numbers them alike)
         self.acknowledged = 0       # of which this many are committed
@@ -5515,10 +5602,11 @@ class _Worker:
         self.initialized = False    # it said it is set up (_InitDone)
         os.set_blocking(self.results.fileno(), False)    # see _Pool._drain
 
-    def kill(self, reason: str, task: "_Task") -> None:
+    def kill(self, reason: str, task: "_Task", ending: type) -> None:
         """End the process and what its task started (it cannot be interrupted otherwise)."""
         if not self.kill_reason:
             self.kill_reason, self.killed_for = reason, task.id
+            self.kill_ending = ending
             self.end()
 
     def end(self) -> None:
@@ -5673,8 +5761,8 @@ class _PoolState:
     if TYPE_CHECKING:       # defined by one part, called by another
         def _publish(self) -> None: ...
         def _take_back(self, worker: _Worker, task: _Task) -> None: ...
-        def _end(self, task: _Task, status: str, message: str,
-                 retryable: bool = False) -> None: ...
+        def _end(self, task: _Task, status: str, message: str, retryable: bool = False,
+                 ending: Optional[type] = None) -> None: ...
         def _report(self, outcome: _Outcome, task: _Task, worker: Optional[_Worker] = None,
                     number: int = 0) -> None: ...
         def _settle_unstarted(self, task: _Task) -> None: ...
@@ -6033,7 +6121,7 @@ class _PoolCrew(_PoolState):
             if task.cancel == 1:          # the withdrawal came too late
                 task.cancel = 0
             elif task.cancel == 2:
-                worker.kill("cancelled", task)
+                worker.kill("cancelled", task, Cancelled)
             return
         self._news = True
         worker.queue.remove(task)
@@ -6055,7 +6143,7 @@ class _PoolCrew(_PoolState):
         if task.forfeit or message.refused:     # the others have it
             return
         if task.cancel or message.skipped:
-            self._end(task, "cancelled", "cancelled")
+            self._end(task, "cancelled", "cancelled", ending=Cancelled)
         else:
             (self._batch.requeue if self._stopping or task.outranked else
              self._returned).append(task)
@@ -6099,11 +6187,13 @@ class _PoolCrew(_PoolState):
             if not task.running:
                 self._settle_unstarted(task)
             elif task.id == worker.killed_for and task.cancel == 2:
-                self._end(task, "cancelled", "cancelled while running")
+                self._end(task, "cancelled", "cancelled while running", ending=Cancelled)
             else:
-                text = worker.kill_reason if task.id == worker.killed_for else _exit_text(code)
+                killed = task.id == worker.killed_for
+                text = worker.kill_reason if killed else _exit_text(code)
                 _log.error("autocron task %s failed: %s", task.uuid, text)
-                self._end(task, "error", text, retryable=True)
+                self._end(task, "error", text, retryable=True,
+                          ending=worker.kill_ending if killed else WorkerLost)
         if self._init.record is not None and not worker.init_failed and \
                 not worker.initialized and not worker.retiring and not self._stopping and \
                 not any(task.running for task in worker.queue):
@@ -6205,7 +6295,8 @@ class _PoolCrew(_PoolState):
                 for task in worker.queue:
                     if task.running:
                         self._end(task, "error",
-                                  "stopped: the pool stopped before the task finished")
+                                  "stopped: the pool stopped before the task finished",
+                                  ending=WorkerLost)
                     else:
                         self._settle_unstarted(task)
                 worker.queue = []
@@ -6303,7 +6394,7 @@ class _PoolWrites(_PoolState):
         worker died, is settled as interrupted instead (run again while it has retries)."""
         unseen = self.store.started_unseen(con, ids) if ids else []
         if unseen:
-            died = _failure("worker died: it ended after it started the task")
+            died = _failure("worker died: it ended after it started the task", WorkerLost)
             _write_outcomes(self.store, con, [
                 _Outcome(task.id, "error", error=died, finished=now, cron=task.cron,
                          retryable=True) for task in unseen], now)
@@ -6368,16 +6459,17 @@ class _PoolWrites(_PoolState):
         """An outcome to write in the next commit (from `worker`, its `number`-th)."""
         self._batch.outcomes.append(_Reported(outcome, task.uuid, worker, number))
 
-    def _end(self, task: "_Task", status: str, message: str, retryable: bool = False) -> None:
+    def _end(self, task: "_Task", status: str, message: str, retryable: bool = False,
+             ending: Optional[type] = None) -> None:
         """An outcome the pool decides itself: a worker died, a withdrawal, a stop."""
-        self._report(_Outcome(task.id, status, error=_failure(message),
+        self._report(_Outcome(task.id, status, error=_failure(message, ending),
                               finished=self.store.now(),
                               cron=task.cron, retryable=retryable), task)
 
     def _settle_unstarted(self, task: "_Task") -> None:
         """A task its worker never started: withdrawn if that was asked, else it runs later."""
         if task.cancel:
-            self._end(task, "cancelled", "cancelled")
+            self._end(task, "cancelled", "cancelled", ending=Cancelled)
         else:
             self._batch.requeue.append(task)
 
@@ -6392,13 +6484,13 @@ class _PoolDeadlines(_PoolState):
             head = worker.queue[0] if worker.queue else None
             if head is not None and head.timeout and head.running and \
                     now - head.started >= head.timeout:
-                self._kill(worker, head, f"timed out after {head.timeout:g} s")
+                self._kill(worker, head, f"timed out after {head.timeout:g} s", TaskTimeout)
 
-    def _kill(self, worker: _Worker, task: "_Task", reason: str) -> None:
+    def _kill(self, worker: _Worker, task: "_Task", reason: str, ending: type) -> None:
         """Kill the worker running `task`, unless its pipe says the task has just ended."""
         self._drain(worker)
         if worker.queue and worker.queue[0] is task:
-            worker.kill(reason, task)
+            worker.kill(reason, task, ending)
 
     def _next_timeout(self) -> Optional[float]:
         ends = [w.queue[0].started + w.queue[0].timeout for w in self._workers
@@ -6681,7 +6773,7 @@ class _Pool(_PoolWrites, _PoolCrew, _PoolDeadlines, _PoolLease, _PoolWakeups):
             return
         for task in [t for t in self._returned if t.id in requested]:
             self._returned.remove(task)
-            self._end(task, "cancelled", "cancelled")
+            self._end(task, "cancelled", "cancelled", ending=Cancelled)
         for worker in self._workers:
             for task in list(worker.queue):
                 level = requested.get(task.id, 0)
@@ -6689,7 +6781,7 @@ class _Pool(_PoolWrites, _PoolCrew, _PoolDeadlines, _PoolLease, _PoolWakeups):
                     continue
                 task.cancel = level
                 if task.running and level == 2:
-                    self._kill(worker, task, "cancelled")
+                    self._kill(worker, task, "cancelled", Cancelled)
                 elif task.running:
                     self._batch.refused.append(task.id)
                 else:                       # the worker gives it back, or says it started
@@ -6817,21 +6909,49 @@ def _manager_main(config_text: str) -> None:
     _log.propagate = False
 
     def obey_owner() -> None:
+        reloader = config.get("reloader")
         while True:
             try:
                 message = pickle.loads(control.recv_bytes())
             except (EOFError, OSError):
+                if reloader:          # a reload: this pool goes on (_PoolHandle.linger)
+                    _outlive(reloader, pool)
+                    return
                 pool.orphaned()       # the owner is gone
                 time.sleep(_HANDOVER_WAIT)
                 os._exit(0)           # the dispatcher did not get it done: the workers do
             if type(message) is _Watch:
                 pool.watch(message.uid)
             elif type(message) is _Stop:
+                reloader = None
                 pool.request_stop(message.timeout)
 
     threading.Thread(target=obey_owner, name="autocron-control", daemon=True).start()
     pool.run()
     sys.exit(0)
+
+
+def _outlive(reloader: list[Any], pool: "_Pool") -> None:
+    """In a manager whose owner handed the pool over and ended: the pool goes on (its
+    workers run what the owner's successor stores, on the new code: _watch_code) until the
+    reloader ([pid, start time]) ends (the development server was stopped); then it stops
+    as stop() would. A process that got the pid since is not the reloader."""
+    while True:
+        time.sleep(_LINGER_LOOK)
+        if _started_at(reloader[0]) != reloader[1]:
+            pool.request_stop(_LINGER_STOP)
+            return
+
+
+def _started_at(pid: int) -> Optional[int]:
+    """When a process started, in clock ticks since boot (Linux: /proc); None if there is
+    no such process (or a zombie: it has ended)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as file:
+            fields = file.read().rsplit(b")", 1)[1].split()
+    except OSError:
+        return None
+    return None if fields[0] == b"Z" else int(fields[19])
 
 
 class _PoolHandle:
@@ -6848,14 +6968,19 @@ class _PoolHandle:
         self._sending = threading.Lock()      # one message at a time on the control pipe
         self._stopping = False
         self._lifecycle = threading.Lock()     # stop() and a manager's restart never overlap
+        parent = os.getppid()                  # see linger(): the reloader, [pid, start]
+        self._reloader = [parent, _started_at(parent)]
+        self._lingering = _lingers and _HAS_FLOCK and self._reloader[1] is not None
         self._start_manager()
         self._follower = threading.Thread(target=self._follow_manager,
                                           name="autocron-notices", daemon=True)
         self._follower.start()
 
     def _start_manager(self) -> None:
-        self.manager, self._control, self._notices = _spawn(
-            "_manager_main", {"database": self.store.path, "owner": os.getpid()})
+        settings = {"database": self.store.path, "owner": os.getpid()}
+        if self._lingering:                   # see linger()
+            settings.update(lock=self._lock.fileno(), reloader=self._reloader)
+        self.manager, self._control, self._notices = _spawn("_manager_main", settings)
         self._tell_manager(self._init)     # through the pipe: no command line shows it
 
     def _follow_manager(self) -> None:
@@ -6915,6 +7040,9 @@ class _PoolHandle:
 
     def stop(self, timeout: float) -> None:
         """Let running tasks finish within `timeout` s, end the manager, release the lock."""
+        if self._lingering:
+            self.linger()
+            return
         with self._lifecycle:
             self._stopping = True
             self._tell_manager(_Stop(timeout))
@@ -6929,6 +7057,24 @@ class _PoolHandle:
             if self.manager.returncode == 0:
                 self._remove_lock_file()
             self._lock.close()
+        with self._waiters_lock:
+            for event in self._waiters.values():
+                event.set()
+
+    def linger(self) -> None:
+        """stop() in a process that a reloader restarts (_lingers): leave the pool to its
+        manager and return at once. The manager holds the pool lock too (it was handed it
+        at its start: _start_manager), so the pool goes on when this process ends, by a
+        stop() or not at all (uvicorn ends its server process without the atexit handlers):
+        the running calls finish, and the workers, replaced as the code changes
+        (_watch_code), run what the process the reloader starts next stores (that process
+        stands by: start() found the pool running). A reload thus never waits for a running
+        call and fails none. Once the reloader ends, the manager stops as stop() would
+        (_outlive)."""
+        with self._lifecycle:
+            self._stopping = True
+        self._close_pipes()
+        self._lock.close()
         with self._waiters_lock:
             for event in self._waiters.values():
                 event.set()
@@ -7051,8 +7197,9 @@ def start(database: Optional[_Database] = None, workers: Optional[int] = None,
     producer = workers == 0
     workers = None if producer else workers
     init = _initializer_call(initializer, initargs)
-    global _watch_sources
+    global _watch_sources, _lingers
     _watch_sources = _reloading(sys.argv, os.environ)
+    _lingers = _restarted_by_reloader(sys.argv, os.environ, _command_line(os.getppid()))
     if synchronous is not None and synchronous not in _SYNCHRONOUS:
         raise ValueError(f"synchronous must be 'normal' (a call survives a crash of the "
                          f"application) or 'full' (also power loss), got {synchronous!r}")
@@ -7112,6 +7259,35 @@ def _reloading(argv: list[Any], environ: Any) -> bool:
     if "uvicorn" in program or "flask" in program:
         return "--reload" in argv or "--debug" in argv and "--no-reload" not in argv
     return False
+
+
+def _restarted_by_reloader(argv: list[Any], environ: Any,
+                           parent: Optional[list[str]]) -> bool:
+    """Whether this process is the one a reloader starts again after an edit, as its parent
+    (whose command line is `parent`; None: unknown): Django's and werkzeug's served child,
+    whose parent runs the same command (a program that such a child starts inherits the
+    variable, not the parent), or uvicorn --reload's server process (a multiprocessing
+    child with the reloader's command line). Its pool then outlives it until that parent
+    ends (_PoolHandle.linger). AUTOCRON_RELOAD=1 alone does not say that the parent is a
+    reloader: such a pool stops with its process, as any other."""
+    if parent is None or not argv:
+        return False
+    if environ.get("RUN_MAIN") == "true" or environ.get("WERKZEUG_RUN_MAIN") == "true":
+        own = [os.path.basename(argv[0])] + list(argv[1:])
+        tail = parent[len(parent) - len(own):]
+        return len(parent) > len(own) and [os.path.basename(tail[0])] + tail[1:] == own
+    import multiprocessing
+    born_of = multiprocessing.parent_process()
+    return _reloading(argv, environ) and born_of is not None and born_of.pid == os.getppid()
+
+
+def _command_line(pid: int) -> Optional[list[str]]:
+    """The command line of a process (Linux: /proc); None if it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as file:
+            return [os.fsdecode(part) for part in file.read().split(b"\0")[:-1]]
+    except OSError:
+        return None
 
 
 def _initializer_call(initializer: Optional[Callable[..., Any]],
@@ -7486,8 +7662,13 @@ class Result(Generic[_T]):
         if self.status == "ready":
             return cast(_T, self.function_result)
         error = self._error()
-        raise TaskError(error.get("message", self.status), error.get("type", ""),
-                        error.get("traceback", ""), self.uuid)
+        kind = error.get("type", "")
+        # an ending autocron states has no traceback; one with a traceback is the task's own
+        # exception, though it be a TaskTimeout that an inner get() raised
+        ending = Cancelled if self.status == "cancelled" else TaskError \
+            if error.get("traceback") else _ENDINGS.get(kind, TaskError)
+        raise ending(error.get("message", self.status), kind, error.get("traceback", ""),
+                     self.uuid)
 
     def _wait(self, timeout: Optional[float]) -> bool:
         pool = _state.pool
@@ -7879,11 +8060,20 @@ def _django_time(epoch: Optional[float]) -> Optional[_dt.datetime]:
     return None if epoch is None else _dt.datetime.fromtimestamp(epoch, _dt.timezone.utc)
 
 
+def _class_path(kind: str) -> str:
+    """The importable path of an exception's class, from the type name a task's error
+    carries (a builtin's bare name; none: autocron's TaskError)."""
+    if not kind:
+        return "autocron.TaskError"
+    return kind if "." in kind else f"builtins.{kind}"
+
+
 def _run_django_task(path: str, takes_context: bool, args: list[Any],
                      kwargs: dict[Any, Any]) -> Any:
     """In a worker: run a Django task that DjangoBackend stored, with Django's task_started
     and task_finished signals; its return value as Django's JSON."""
     from django.tasks.base import TaskContext, TaskResultStatus
+    from django.tasks.base import TaskError as DjangoTaskError
     from django.tasks.signals import task_finished, task_started
     from django.utils.json import normalize_json
     from django.utils.module_loading import import_string
@@ -7899,8 +8089,11 @@ def _run_django_task(path: str, takes_context: bool, args: list[Any],
         value = task.call(*([TaskContext(task_result=result)] if takes_context else []), *args,
                           **kwargs)
         value = normalize_json(value)
-    except BaseException:
+    except BaseException as error:
         object.__setattr__(result, "status", TaskResultStatus.FAILED)
+        info = _error_info(error)
+        result.errors.append(DjangoTaskError(exception_class_path=_class_path(info["type"]),
+                                             traceback=info["traceback"]))
         task_finished.send(sender=sender, task_result=result)
         raise
     object.__setattr__(result, "status", TaskResultStatus.SUCCESSFUL)
@@ -7952,17 +8145,13 @@ def _django_backend() -> type:
                                     "stored")
             return _state.store
 
-        def _result(self, task: Any, uid: str, status: str, args: list[Any], kwargs: dict[Any, Any],
-                    created: Optional[float] = None, started: Optional[float] = None,
-                    finished: Optional[float] = None, attempts: int = 0,
-                    error: Optional[dict[Any, Any]] = None) -> Any:
-            errors = []
-            if error is not None:
-                kind = error.get("type") or "autocron.TaskError"
-                errors.append(TaskError(exception_class_path=kind if "." in kind else
-                                        f"builtins.{kind}",
-                                        traceback=error.get("traceback") or
-                                        error.get("message", "")))
+        def _result(self, task: Any, uid: str, status: str, args: list[Any],
+                    kwargs: dict[Any, Any], created: Optional[float] = None,
+                    started: Optional[float] = None, finished: Optional[float] = None,
+                    attempts: int = 0, failures: Iterable[dict[Any, Any]] = ()) -> Any:
+            errors = [TaskError(exception_class_path=_class_path(error.get("type", "")),
+                                traceback=error.get("traceback") or error.get("message", ""))
+                      for error in failures]
             return TaskResult(task=task, id=uid, status=TaskResultStatus(_DJANGO_STATUS[status]),
                               enqueued_at=_django_time(created),
                               started_at=_django_time(started),
@@ -7995,9 +8184,9 @@ def _django_backend() -> type:
             if row is None or record is None:
                 raise TaskResultDoesNotExist(result_id)
             path, _, args, kwargs = _load_record(record)["args"]
-            error = json.loads(row.error) if row.error else None
             result = self._result(import_string(path), row.uuid, row.status, args, kwargs,
-                                  row.created, row.started, row.finished, row.attempts, error)
+                                  row.created, row.started, row.finished, row.attempts,
+                                  store.attempt_errors(row.uuid))
             if row.status == "ready":
                 object.__setattr__(result, "_return_value",
                                    Result(row.uuid, store, row).function_result)
@@ -8888,7 +9077,7 @@ class _DashboardHandle:
         self.server.server_close()
 
 
-_dashboards: "dict[str, _DashboardHandle]" = {}           # {database path: _DashboardHandle} of this process
+_dashboards: "dict[str, _DashboardHandle]" = {}     # {database path: its dashboard} here
 
 
 def dashboard(port: int = 0, host: str = "127.0.0.1",
