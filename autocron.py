@@ -228,6 +228,8 @@ _MAX_OUTPUT = 64 * 1024         # bytes of what a task printed that are kept: th
 _MAX_ERROR_TEXT = 64 * 1024     # characters of a task's error message, and of its traceback,
                                 # that are kept: the start and the end, saying how much was cut
 _MAX_SUMMARY = 200              # characters of a value's repr kept for tables
+_RETRY_JITTER = 0.25            # a retry's delay is lengthened by a random part up to this
+_MAX_KEY = 200                  # characters of a call's unique key (api.md)
 _RETRIES_SHOWN = 20             # a task's page links to this many of the tasks that retry it
 _MISFIRE_GRACE = 60.0           # a cron due time missed by less than this still runs (a pool
                                 # taken over after its owner ended); older ones follow catch_up
@@ -1319,7 +1321,7 @@ def _plain(zone: Any, year: int, month: int, day: int, end_year: int, end_month:
 # errors come back as data: the pickled return value, or the exception's type, message and
 # formatted traceback text - never a pickled exception object.
 
-_RECORD_DEFAULTS = {"v": 1, "args": (), "kwargs": {}}
+_RECORD_DEFAULTS = {"v": 1, "args": (), "kwargs": {}, "retry_on": None}
 
 
 class _Outcome(NamedTuple):
@@ -1601,22 +1603,24 @@ class _CronState(NamedTuple):
 
 
 def _retry_due(attempts: int, retries: int, retry_delay: float, backoff: float,
-               now: float) -> Optional[float]:
-    """When a failed attempt runs again (the attempts so far counted), or None: used up."""
+               now: float, jitter: float = 0.0) -> Optional[float]:
+    """When a failed attempt runs again (the attempts so far counted), or None: used up.
+    `jitter` (0 to _RETRY_JITTER) lengthens the delay by that part, so that calls that
+    failed together do not all run again in the same instant."""
     if attempts > retries:
         return None
-    return now + retry_delay * backoff ** max(attempts - 1, 0)
+    return now + retry_delay * backoff ** max(attempts - 1, 0) * (1 + jitter)
 
 
-def _decide_retries(outcomes: list[Any], terms: dict[Any, _RetryTerms],
-                    now: float) -> list[Any]:
+def _decide_retries(outcomes: list[Any], terms: dict[Any, _RetryTerms], now: float,
+                    jitter: Callable[[], float] = random.random) -> list[Any]:
     """The outcomes as they are written: a retryable failure of a task with retries left
     gets `retry_at`, when it runs again (`terms`: {task id: _RetryTerms} as stored)."""
     decided = []
     for outcome in outcomes:
         term = terms.get(outcome.id) if outcome.status == "error" and outcome.retryable \
             else None
-        due = None if term is None else _retry_due(*term, now)
+        due = None if term is None else _retry_due(*term, now, _RETRY_JITTER * jitter())
         decided.append(outcome if due is None else outcome._replace(retry_at=due))
     return decided
 
@@ -1938,15 +1942,15 @@ def _function_ref(func: Callable[..., Any]) -> tuple[Any, ...]:
     return _reference(func)[0]
 
 
-def _dump_call(func: Callable[..., Any], args: tuple[Any, ...],
-               kwargs: dict[Any, Any]) -> tuple[Any, ...]:
+def _dump_call(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[Any, Any],
+               retry_on: Optional[tuple[type, ...]] = None) -> tuple[Any, ...]:
     """The pickled record of a call, and the _Shipped payload of its function (or None).
 
     The payload is stored together with the task (_SqliteStore.add_task), never apart from it:
     a payload stored earlier may have been deleted by the cleanup since.
     """
     ref, shipped = _reference(func)
-    return _dump_record(func, ref, args, kwargs), shipped
+    return _dump_record(func, ref, args, kwargs, retry_on), shipped
 
 
 # Arguments of these types hold nothing to ship by value: the C pickler alone does.
@@ -1954,11 +1958,14 @@ _ATOMS = frozenset({int, float, str, bytes, bool, type(None)})
 
 
 def _dump_record(func: Callable[..., Any], ref: tuple[Any, ...], args: tuple[Any, ...],
-                 kwargs: dict[Any, Any]) -> bytes:
-    """The pickled record of one call of `func`, found by `ref` (see _reference)."""
+                 kwargs: dict[Any, Any], retry_on: Optional[tuple[type, ...]] = None) -> bytes:
+    """The pickled record of one call of `func`, found by `ref` (see _reference);
+    `retry_on`: the exception classes that may run again (None: any)."""
     record = {"v": 1, "function": ref, "args": args, "kwargs": kwargs}
+    if retry_on is not None:
+        record["retry_on"] = retry_on
     try:
-        if _ATOMS.issuperset(map(type, args)) and \
+        if retry_on is None and _ATOMS.issuperset(map(type, args)) and \
                 (not kwargs or _ATOMS.issuperset(map(type, kwargs.values()))):
             return pickle.dumps(record, _PICKLE_PROTOCOL)   # 4x faster than _Pickler's
         return _dumps(record)
@@ -2139,6 +2146,12 @@ class _Store(Protocol):
                   options: Optional[_Options] = None,
                   shipped: Optional[_Shipped] = None) -> list[Any]:
         """Store many calls of one function in one transaction; their ids."""
+        ...
+    def add_keyed_tasks(self, name: str, calls: list[Any], due: float,
+                        options: Optional[_Options] = None,
+                        shipped: Optional[_Shipped] = None) -> list[Any]:
+        """Store calls with unique keys, [(args text, record, key)], each unless an
+        unfinished call holds its key: [(id, None) if stored, (holder's id, its args)]."""
         ...
     def keep_function(self, con: Any, shipped: _Shipped) -> None:
         """Store a shipped function's payload, in the caller's transaction."""
@@ -2359,7 +2372,8 @@ _TABLES = (
         error TEXT,
         output TEXT,
         retry_of TEXT,                       -- the task this one retries (the dashboard's retry)
-        errors TEXT)                         -- the errors of its attempts that ran again""",
+        errors TEXT,                         -- the errors of its attempts that ran again
+        key TEXT)                            -- its unique key""",
     "CREATE INDEX tasks_queue ON tasks (priority DESC, due, id) WHERE status = 'waiting'",
     "CREATE INDEX tasks_finished ON tasks (finished) WHERE finished IS NOT NULL",
     "CREATE INDEX tasks_cancel ON tasks (id) WHERE cancel > 0",
@@ -2395,11 +2409,15 @@ _UPGRADE_TO_2 = (
     "ALTER TABLE tasks ADD COLUMN retry_of TEXT",
     "ALTER TABLE crons ADD COLUMN paused INTEGER NOT NULL DEFAULT 0",
 )
-# A column that an older release of the same schema does without (it names the columns it
-# reads and writes), added by the first writer that finds it missing: the errors of a task's
-# attempts that ran again, as JSON objects separated by commas, the first first, kept up to
-# _MAX_ATTEMPT_ERRORS characters (the later ones are not kept).
-_ADD_ERRORS = "ALTER TABLE tasks ADD COLUMN errors TEXT"
+# Columns that an older release of the same schema does without (it names the columns it
+# reads and writes), added by the first writer that finds them missing, and their index:
+# - errors: the errors of a task's attempts that ran again, as JSON objects separated by
+#   commas, the first first, kept up to _MAX_ATTEMPT_ERRORS characters (no later ones);
+# - key: a call's unique key, which one unfinished call at most holds (a retry is not
+#   finished). An older release's pool runs such a call as any other.
+_ADDED_COLUMNS = ("errors", "key")
+_ADDED_INDEX = ("CREATE UNIQUE INDEX tasks_key ON tasks (key) WHERE key IS NOT NULL AND "
+                "finished IS NULL")
 _MAX_ATTEMPT_ERRORS = 256 * 1024
 # The tasks that workers hold. PostgreSQL finds them through an index (tasks_held); SQLite
 # reads the table for them: an index of them cost 4% of the pool's throughput (it changes at
@@ -2428,6 +2446,12 @@ _INSERT_TASK = ("INSERT INTO tasks (token, name, args, status, priority, retries
 _INSERT_TASK_AT = ("INSERT INTO tasks (id, args, record, function, token, name, status, "
                    "priority, retries, retry_delay, backoff, timeout, due, created) "
                    "VALUES (?, ?, ?, ?, ?, ?, 'waiting', ?, ?, ?, ?, ?, ?, ?)")
+# A call with a unique key: stored unless an unfinished call holds the key (tasks_key).
+_INSERT_KEYED_TASK = ("INSERT INTO tasks (token, name, args, status, priority, retries, "
+                      "retry_delay, backoff, timeout, due, created, record, function, key) "
+                      "VALUES (?, ?, ?, 'waiting', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                      "ON CONFLICT DO NOTHING")
+_HOLDER = f"SELECT {_UUID}, args FROM tasks WHERE key = ? AND finished IS NULL"
 _INSERT_SHIPPED_TASK = ("INSERT INTO tasks (token, name, args, status, priority, retries, "
                         "retry_delay, backoff, timeout, due, created, record, function) "
                         "SELECT ?, ?, ?, 'waiting', ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE EXISTS "
@@ -2910,6 +2934,15 @@ class _SharedSql(_SharedReads):
         """The id of the row an INSERT (ending in _NEW_ID) made."""
         return int(cursor.lastrowid)
 
+    def _made_id(self, cursor: Any) -> Optional[int]:
+        """The id of the row an INSERT ... ON CONFLICT DO NOTHING (and _NEW_ID) made; None if
+        it made none."""
+        return int(cursor.lastrowid) if cursor.rowcount == 1 else None
+
+    def _notify(self, con: Any, priority: int) -> None:
+        """Wake the pools, in the caller's transaction (PostgreSQL; here the caller wakes
+        its machine's pool after the commit)."""
+
     def _deleted(self, con: Any, sql: str, params: tuple[Any, ...] = ()) -> int:
         """Run a DELETE in the caller's transaction; how many rows it deleted."""
         return int(con.execute(sql, params).rowcount)
@@ -2928,6 +2961,37 @@ class _SharedSql(_SharedReads):
         if self._write:
             self._synchronous(values["synchronous"])
         return values
+
+    def add_keyed_tasks(self, name: str, calls: list[Any], due: float,
+                        options: Optional[_Options] = None,
+                        shipped: Optional[_Shipped] = None) -> list[Any]:
+        """Store calls with unique keys, [(args text, record, key)], in one transaction (with
+        the shipped function's payload), each unless an unfinished call holds its key (the
+        database decides: tasks_key). For each, (its id, None) if it was stored, else (the
+        id of the call that holds the key, that call's args text)."""
+        token, options, now = _token(), options or _PLAIN, self.now()
+        found = []
+        with self.transaction() as con:
+            if shipped is not None:
+                self.keep_function(con, shipped)
+            for args, record, key in calls:
+                self._check_size(record, "the call")
+                values = (token, name, args, options.priority, options.retries,
+                          options.retry_delay, options.backoff, options.timeout, due, now,
+                          record, shipped and shipped.hash, key)
+                while True:       # a holder that ends in between leaves the key free again
+                    made = self._made_id(self._run(con, _INSERT_KEYED_TASK + self._NEW_ID,
+                                                   values))
+                    if made is not None:
+                        found.append((f"{token}-{made}", None))
+                        break
+                    held = self._run(con, _HOLDER, (key,)).fetchall()
+                    if held:
+                        found.append((held[0][0], held[0][1]))
+                        break
+            if any(args is None for _, args in found):
+                self._notify(con, options.priority)
+        return found
 
     def keep_function(self, con: Any, shipped: _Shipped) -> None:
         """Store a shipped function's payload, in the caller's transaction."""
@@ -3417,8 +3481,11 @@ class _SqliteFile:
             for statement in _UPGRADE_TO_2 + _INDEXES_2:
                 con.execute(statement)
             con.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
-        if "errors" not in {row[1] for row in con.execute("PRAGMA table_info(tasks)")}:
-            con.execute(_ADD_ERRORS)
+        have = {row[1] for row in con.execute("PRAGMA table_info(tasks)")}
+        for column in _ADDED_COLUMNS:
+            if column not in have:
+                con.execute(f"ALTER TABLE tasks ADD COLUMN {column} TEXT")
+        con.execute(_ADDED_INDEX.replace("INDEX", "INDEX IF NOT EXISTS", 1))
         self.version = _SCHEMA_VERSION
 
     def _create_schema(self) -> None:
@@ -3991,6 +4058,13 @@ class _PgLink:
     def _new_id(self, cursor: Any) -> int:
         return int(cursor.fetchone()[0])
 
+    def _made_id(self, cursor: Any) -> Optional[int]:
+        row = cursor.fetchone()
+        return None if row is None else int(row[0])
+
+    def _notify(self, con: Any, priority: int) -> None:
+        con.execute("SELECT pg_notify(%s, %s)", (self._channel, str(priority)))
+
     def _deleted(self, con: Any, sql: str, params: tuple[Any, ...] = ()) -> int:
         """Counted by a read: a pipeline has no row count yet."""
         return int(self._run(con, f"WITH gone AS ({sql} RETURNING 1) SELECT count(*) "
@@ -4211,10 +4285,15 @@ class _PgLink:
         if version < 3:
             for statement in _PG_UPGRADE_TO_3:
                 con.execute(statement)
-        if not con.execute("SELECT 1 FROM information_schema.columns WHERE table_schema = %s "
-                           "AND table_name = 'tasks' AND column_name = 'errors'",
-                           (self.schema,)).fetchall():
-            con.execute(_ADD_ERRORS)
+        have = {row[0] for row in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND "
+            "table_name = 'tasks'", (self.schema,))}
+        for column in _ADDED_COLUMNS:
+            if column not in have:
+                con.execute(f"ALTER TABLE tasks ADD COLUMN {column} TEXT")
+        if not con.execute("SELECT 1 FROM pg_indexes WHERE schemaname = %s AND indexname = "
+                           "'tasks_key'", (self.schema,)).fetchall():
+            con.execute(_ADDED_INDEX)       # (IF NOT EXISTS would lock the table each time)
         con.execute("UPDATE meta SET version = %s", (_PG_SCHEMA_VERSION,))
         return _PG_SCHEMA_VERSION
 
@@ -4465,7 +4544,7 @@ class _PgStore(_PgLink, _PgMachines, _SharedSql):
                 "generate_series(1, %s) ORDER BY 1", (len(calls),))]
             self._run_many(con, _INSERT_TASK_AT, [(task_id, text, record, digest) + fixed
                                                   for task_id, (text, record) in zip(ids, calls)])
-            con.execute("SELECT pg_notify(%s, %s)", (self._channel, str(options.priority)))
+            self._notify(con, options.priority)
         return [f"{token}-{task_id}" for task_id in ids]
 
     def _check_size(self, data: Optional[bytes], what: str) -> None:
@@ -5502,8 +5581,10 @@ def _run_task(task: _Run, functions: dict[Any, Any], load_payload: Callable[...,
     started = now()
     worker = os.getpid()
     _output.begin()
+    retry_on = None
     try:
         record = _load_record(task.record)
+        retry_on = record["retry_on"]
         ref = record["function"]
         key = (ref, task.cron)          # a cron run looks for its declaration once
         func = functions.get(key)
@@ -5539,7 +5620,8 @@ def _run_task(task: _Run, functions: dict[Any, Any], load_payload: Callable[...,
                         _output.collect(), None, task.cron, retryable=False, retire=True)
     except BaseException as error:  # the task's own failure, reported as data
         return _Outcome(task.id, "error", None, _error_info(error), started, now(),
-                        _output.collect(), None, task.cron)
+                        _output.collect(), None, task.cron,
+                        retryable=retry_on is None or isinstance(error, retry_on))
 
 
 def _exit_text(code: Optional[int]) -> str:
@@ -7866,6 +7948,13 @@ if TYPE_CHECKING:
 
         def __call__(self, *args: _P.args, **kwargs: _P.kwargs) -> Result[_T]: ...
         def map(self, *iterables: Iterable[Any]) -> list[Result[_T]]: ...
+        def options(self, *, weeks: float = ..., days: float = ..., hours: float = ...,
+                    minutes: float = ..., seconds: float = ...,
+                    schedule: Optional[_dt.datetime] = ..., retries: int = ...,
+                    retry_delay: float = ..., backoff: float = ...,
+                    retry_on: Union[type, tuple[type, ...], None] = ...,
+                    timeout: Optional[float] = ..., priority: int = ...,
+                    key: Union[str, Callable[..., str], None] = ...) -> "_Delayed[_P, _T]": ...
 
     class _DelayDecorator(Protocol):
         """@delay(...) with options: what it makes of the function it decorates."""
@@ -7884,75 +7973,205 @@ def delay(func: Callable[_P, _T]) -> _Delayed[_P, _T]: ...
 def delay(func: None = None, *, weeks: float = 0, days: float = 0, hours: float = 0,
           minutes: float = 0, seconds: float = 0, schedule: Optional[_dt.datetime] = None,
           retries: int = 0, retry_delay: float = 0, backoff: float = 1.0,
+          retry_on: Union[type, tuple[type, ...], None] = None,
           timeout: Optional[float] = None, priority: int = 0) -> _DelayDecorator: ...
 
 
 def delay(func: Optional[Callable[..., Any]] = None, *, weeks: float = 0, days: float = 0,
           hours: float = 0, minutes: float = 0, seconds: float = 0,
           schedule: Optional[_dt.datetime] = None, retries: int = 0, retry_delay: float = 0,
-          backoff: float = 1.0, timeout: Optional[float] = None, priority: int = 0) -> Any:
+          backoff: float = 1.0, retry_on: Union[type, tuple[type, ...], None] = None,
+          timeout: Optional[float] = None, priority: int = 0) -> Any:
     """Make calls of `func` run in a worker: each call is stored and returns a Result.
 
     Usable as `@delay` or with options: a later start (`minutes=5`, or
     `schedule=datetime(...)`), `retries` (a failed attempt, or one whose worker died, runs
-    again after `retry_delay` seconds, multiplied by `backoff` each time), `timeout` (seconds;
-    the pool then terminates the worker and the attempt fails "timed out after N s") and
-    `priority` (higher runs first among due tasks). Inactive autocron (before start(), after
-    stop()) runs the call here and returns a finished Result; inside a worker the call runs
-    directly and returns the value.
+    again after `retry_delay` seconds, multiplied by `backoff` each time, and lengthened by
+    up to a quarter at random), `retry_on` (an exception class or a tuple of them: only
+    those are retried), `timeout` (seconds; the pool then terminates the worker and the
+    attempt fails "timed out after N s") and `priority` (higher runs first among due tasks).
+    A call's arguments are checked against the function's signature (TypeError, nothing
+    stored). Inactive autocron (before start(), after stop()) runs the call here and
+    returns a finished Result; inside a worker the call runs directly and returns the value.
 
-    `func.map(*iterables)` makes many calls at once, in one transaction. An `async def`
-    function runs to its end on the worker's event loop; `await result` waits for any.
+    `func.map(*iterables)` makes many calls at once, in one transaction;
+    `func.options(...)` takes the same keywords for the calls made through it. An
+    `async def` function runs to its end on the worker's event loop; `await result` waits
+    for any.
     """
-    due = _due_time(weeks, days, hours, minutes, seconds, schedule)
-    options = _Options(retries, retry_delay, backoff, timeout, priority)
-    decorator = functools.partial(delay, weeks=weeks, days=days, hours=hours, minutes=minutes,
-                                  seconds=seconds, schedule=schedule, retries=retries,
-                                  retry_delay=retry_delay, backoff=backoff, timeout=timeout,
-                                  priority=priority)
+    settings = {"weeks": weeks, "days": days, "hours": hours, "minutes": minutes,
+                "seconds": seconds, "schedule": schedule, "retries": retries,
+                "retry_delay": retry_delay, "backoff": backoff, "retry_on": retry_on,
+                "timeout": timeout, "priority": priority}
     if func is None:
-        return decorator
+        _Call(settings)                   # bad values are refused here, not at decoration
+        return functools.partial(delay, **settings)
     if not callable(func):
         raise TypeError(f"delay decorates a function, not {type(func).__name__}")
+    return _delayed(func, settings)
+
+
+# How a delayed function's calls are made: the keywords of delay() and options().
+_TIMING = ("weeks", "days", "hours", "minutes", "seconds", "schedule")
+_DELAY_DEFAULTS: dict[str, Any] = {"weeks": 0, "days": 0, "hours": 0, "minutes": 0,
+                                   "seconds": 0, "schedule": None, "retries": 0,
+                                   "retry_delay": 0, "backoff": 1.0, "retry_on": None,
+                                   "timeout": None, "priority": 0}
+
+
+class _Call:
+    """The settings of a delayed function's calls (delay()'s keywords, as options() left
+    them, and options()'s key), checked and made ready: when a call is due, its _Options,
+    its retry_on, its key."""
+
+    __slots__ = ("settings", "due", "options", "retry_on", "key")
+
+    def __init__(self, settings: dict[str, Any]):
+        self.settings = settings
+        self.due = _due_time(*(settings[name] for name in _TIMING))
+        self.options = _Options(settings["retries"], settings["retry_delay"],
+                                settings["backoff"], settings["timeout"], settings["priority"])
+        self.retry_on = _retry_classes(settings["retry_on"])
+        self.key = settings.get("key")
+        if self.key is not None and not callable(self.key):
+            _check_key(self.key)
+
+
+def _check_key(key: Any) -> str:
+    if not isinstance(key, str):
+        raise TypeError(f"key must be a str (at most {_MAX_KEY} characters), got "
+                        f"{type(key).__name__}")
+    if not 0 < len(key) <= _MAX_KEY:
+        raise ValueError(f"key must be 1 to {_MAX_KEY} characters long, got {len(key)}")
+    return key
+
+
+def _retry_classes(retry_on: Any) -> Optional[tuple[type, ...]]:
+    """retry_on as a tuple of exception classes (None: every failure is retried)."""
+    if retry_on is None:
+        return None
+    classes = retry_on if isinstance(retry_on, tuple) else (retry_on,)
+    if not classes or not all(isinstance(c, type) and issubclass(c, BaseException)
+                              for c in classes):
+        raise TypeError(f"retry_on must be an exception class or a tuple of them, got "
+                        f"{retry_on!r}")
+    return classes
+
+
+def _delayed(func: Callable[..., Any], settings: dict[str, Any]) -> Any:
+    """What delay() and options() return: `func` made to store its calls as `settings` say,
+    with .map, .options and __wrapped__ (its attributes copied as functools.wraps does)."""
+    call = _Call(settings)
     name = _function_name(func)
+    bind = _binder(func)
 
     @functools.wraps(func)
     def delayed(*args: Any, **kwargs: Any) -> Any:
+        bind(args, kwargs)
         if _IN_WORKER:
             return func(*args, **kwargs)
         store = _state.store
         if store is None:
             return Result._run_here(func, args, kwargs)
-        record, shipped = _dump_call(func, args, kwargs)
-        uid = store.add_task(name, _call_text(args, kwargs), record, due(store), options,
-                             shipped)
+        record, shipped = _dump_call(func, args, kwargs, call.retry_on)
+        text = _call_text(args, kwargs)
+        if call.key is None:
+            uid = store.add_task(name, text, record, call.due(store), call.options, shipped)
+        else:
+            if callable(call.key):
+                raise ValueError("a key that is a function is for .map(); give a call its "
+                                 "key as a str")
+            [(uid, held)] = store.add_keyed_tasks(name, [(text, record, call.key)],
+                                                  call.due(store), call.options, shipped)
+            _tell_held(name, call.key, uid, held, text)
         if not store.wakes_pools:
-            _wake_pool(store.wake_path, options.priority)
+            _wake_pool(store.wake_path, call.options.priority)
         return Result(uid, store)
 
     wrapper: Any = delayed
-    wrapper.map = functools.partial(_map, func, name, due, options)
+    wrapper.map = functools.partial(_map, func, name, call, bind)
+    wrapper.options = functools.partial(_with_options, func, settings)
     wrapper._autocron_function = func
-    wrapper._autocron_decorator = decorator    # a shipped wrapper is made again with it
+    # a shipped wrapper is made again with it
+    wrapper._autocron_decorator = functools.partial(_delayed, settings=settings)
     return wrapper
 
 
-def _map(func: Callable[..., Any], name: str, due: Callable[[Any], float], options: _Options,
+def _tell_held(name: str, key: str, uid: str, held: Optional[str], text: str) -> None:
+    """Log a call that stored nothing because the call `uid` holds its key, if their
+    arguments differ."""
+    if held is not None and held != text:
+        _log.warning("autocron: %s(%s) stored nothing: the unfinished call %s holds the key "
+                     "%r, with other arguments (%s)", name, text, uid, key, held)
+
+
+def _with_options(func: Callable[..., Any], settings: dict[str, Any], **given: Any) -> Any:
+    """`f.options(...)`: `f` with other settings for the calls made through it. A delay or a
+    schedule replaces the timing as a whole; each other keyword replaces its own."""
+    unknown = sorted(set(given) - set(_DELAY_DEFAULTS) - {"key"})
+    if unknown:
+        raise TypeError(f"options() got {', '.join(map(repr, unknown))}; it takes "
+                        f"{', '.join(_DELAY_DEFAULTS)}, key")
+    merged = dict(settings)
+    if any(name in given for name in _TIMING):
+        merged.update((name, _DELAY_DEFAULTS[name]) for name in _TIMING)
+    merged.update(given)
+    return _delayed(func, merged)
+
+
+def _binder(func: Callable[..., Any]) -> Callable[[tuple[Any, ...], dict[str, Any]], None]:
+    """A check of a call's arguments against `func`'s signature, as a plain call meets it
+    (TypeError; nothing is stored). The signature is read at the first call: inspect is
+    imported only where calls are made. A callable without one is not checked."""
+    known: list[Any] = []
+
+    def bind(args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        if not known:
+            import inspect
+            try:
+                known.append(inspect.signature(func, follow_wrapped=False).bind)
+            except (TypeError, ValueError):      # a builtin without one
+                known.append(None)
+        if known[0] is not None:
+            try:
+                known[0](*args, **kwargs)
+            except TypeError as error:
+                raise TypeError(f"{_function_name(func)}(): {error}; nothing was "
+                                "stored") from None
+    return bind
+
+
+def _map(func: Callable[..., Any], name: str, call: _Call,
+         bind: Callable[[tuple[Any, ...], dict[str, Any]], None],
          *iterables: Iterable[Any]) -> list[Any]:
     """`func.map(*iterables)` of a delayed function: a call for each set of arguments, as
     the builtin map() and Executor.map() make them (up to the shortest iterable), stored in
     one transaction; if one cannot be pickled (TypeError) none is. A list of Results."""
     calls = list(zip(*iterables))
+    if calls:
+        bind(calls[0], {})       # zip makes them all alike: one check stands for all
     if _IN_WORKER:
         return [func(*args) for args in calls]
     store = _state.store
     if store is None:
         return [Result._run_here(func, args, {}) for args in calls]
     ref, shipped = _reference(func)
-    rows = [(_call_text(args, {}), _dump_record(func, ref, args, {})) for args in calls]
-    uids = store.add_tasks(name, rows, due(store), options, shipped)
+    rows = [(_call_text(args, {}), _dump_record(func, ref, args, {}, call.retry_on))
+            for args in calls]
+    if call.key is None:
+        uids = store.add_tasks(name, rows, call.due(store), call.options, shipped)
+    else:
+        if not callable(call.key):
+            raise ValueError("with .map(), key must be a function of each call's arguments "
+                             "that returns its key, not a str")
+        keys = [_check_key(call.key(*args)) for args in calls]
+        found = store.add_keyed_tasks(name, [row + (key,) for row, key in zip(rows, keys)],
+                                      call.due(store), call.options, shipped)
+        for (uid, held), (text, _), key in zip(found, rows, keys):
+            _tell_held(name, key, uid, held, text)
+        uids = [uid for uid, _ in found]
     if not store.wakes_pools:
-        _wake_pool(store.wake_path, options.priority)
+        _wake_pool(store.wake_path, call.options.priority)
     return [Result(uid, store) for uid in uids]
 
 

@@ -1464,6 +1464,7 @@ def as_schema_1(database):
                       "DROP INDEX tasks_outcome",
                       "ALTER TABLE tasks DROP COLUMN retry_of",
                       "ALTER TABLE tasks DROP COLUMN errors",
+                      "DROP INDEX tasks_key", "ALTER TABLE tasks DROP COLUMN key",
                       "ALTER TABLE crons DROP COLUMN paused"):
         store.write(statement)
     if isinstance(store, autocron._PgStore):
@@ -1589,11 +1590,17 @@ class TestPolicy:
         outcome = autocron._Outcome
         terms = {1: autocron._RetryTerms(1, 2, 5.0, 1.0), 2: autocron._RetryTerms(3, 2, 5.0, 1.0),
                  3: autocron._RetryTerms(1, 2, 5.0, 1.0), 4: autocron._RetryTerms(1, 2, 5.0, 1.0)}
-        decided = autocron._decide_retries(
-            [outcome(1, "error"), outcome(2, "error"), outcome(3, "error", retryable=False),
-             outcome(4, "ready"), outcome(5, "error")], terms, 100.0)
+        outcomes = [outcome(1, "error"), outcome(2, "error"),
+                    outcome(3, "error", retryable=False), outcome(4, "ready"), outcome(5, "error")]
+        decided = autocron._decide_retries(outcomes, terms, 100.0, jitter=lambda: 0.0)
         assert [o.retry_at for o in decided] == [105.0, None, None, None, None]
         assert [o.id for o in decided] == [1, 2, 3, 4, 5]
+        # each delay is lengthened by up to a quarter, at random: 5 s becomes 5 to 6.25 s
+        decided = autocron._decide_retries(outcomes, terms, 100.0, jitter=lambda: 1.0)
+        assert decided[0].retry_at == 106.25
+        spread = {autocron._decide_retries(outcomes, terms, 100.0)[0].retry_at
+                  for _ in range(50)}
+        assert len(spread) > 40 and all(105.0 <= due <= 106.25 for due in spread)
 
     def test_a_cron_job_is_next_due_after_its_run_ended(self):
         schedule = CronExpression("*/5 * * * *")
@@ -3543,7 +3550,11 @@ class TestCronJobs:
             wake_pool()
             settle()
             assert [job.last_run for job in store.cron_rows()] == last_run
-            autocron.cron("0 9 * * *")(nightly.report)        # declared again: revived
+            # declared again: revived. With no pool running: a pool would run the job at
+            # once (it is due), find the code still without it, and retire it again
+            autocron.stop()
+            autocron.start(database, workers=0)
+            autocron.cron("0 9 * * *")(nightly.report)
             assert [job.retired for job in store.cron_rows()] == [False]
         finally:
             forget_cron(name)
@@ -3676,6 +3687,21 @@ def count_attempt(path):
         return len(file.read().split())
 
 
+def fails_once(counter):
+    """A task that raises on its first attempt (counted in the file `counter`), then returns
+    "done"."""
+    if count_attempt(counter) == 1:
+        raise OSError("once")
+    return "done"
+
+
+def wait_for_gate(gate, value):
+    """A task that waits until the file `gate` exists, then returns `value`."""
+    while not os.path.exists(gate):
+        time.sleep(0.02)
+    return value
+
+
 class TestTaskOptions:
     """What users of huey, Celery and RQ reach for first."""
 
@@ -3695,14 +3721,14 @@ class TestTaskOptions:
         clock.now += 9
         settle()
         assert result.attempts == 1                    # not due before 10 s
-        clock.now += 1
+        clock.now += 3.5                               # 10 s and up to a quarter more
         wake_pool()
         wait_until(lambda: result.attempts == 2 and result.status == "waiting",
                    what="attempt 2")
-        clock.now += 19                                # the next delay is 20 s
+        clock.now += 19                                # the next delay is 20 s (to 25 s)
         settle()
         assert result.attempts == 2
-        clock.now += 1
+        clock.now += 6
         wake_pool()
         assert result.get(timeout=30) == "finally"
         assert (result.attempts, result.error_message) == (3, "")
@@ -3812,15 +3838,152 @@ class TestTaskOptions:
             autocron.delay(**options)
         assert str(caught.value) == message
 
-    def test_options_combine_with_a_later_start(self, pool, tmp_path):
+    @pytest.mark.parametrize("options, error, message", [
+        (dict(retry_on=ValueError("x")), TypeError,
+         "retry_on must be an exception class or a tuple of them, got ValueError('x')"),
+        (dict(retry_on=(KeyError, int)), TypeError, "retry_on must be an exception class or a "
+         "tuple of them, got (<class 'KeyError'>, <class 'int'>)"),
+        (dict(retry_on=()), TypeError,
+         "retry_on must be an exception class or a tuple of them, got ()"),
+        (dict(minutes=-1), ValueError, "the delay must not be negative, got -60 s"),
+        (dict(schedul=None), TypeError, "options() got 'schedul'; it takes weeks, days, "
+         "hours, minutes, seconds, schedule, retries, retry_delay, backoff, retry_on, "
+         "timeout, priority, key"),
+        (dict(key=5), TypeError, "key must be a str (at most 200 characters), got int"),
+        (dict(key=""), ValueError, "key must be 1 to 200 characters long, got 0"),
+        (dict(key="k" * 201), ValueError, "key must be 1 to 200 characters long, got 201"),
+    ])
+    def test_bad_per_call_options_fail_at_once(self, options, error, message):
+        with pytest.raises(error) as caught:
+            add.options(**options)
+        assert str(caught.value) == message
+        if "schedul" not in options and "key" not in options:    # the decorator: the same
+            with pytest.raises(error) as caught:
+                autocron.delay(**options)
+            assert str(caught.value) == message
+
+    def test_options_apply_to_the_calls_made_through_them_only(self, pool):
+        database = autocron._state.store.path
+
+        def stored(result):
+            return query(database, "SELECT priority, retries, due - created FROM tasks "
+                                   "WHERE id = ?", (int(result.uuid.rsplit("-", 1)[1]),))[0]
+        later = autocron.delay(minutes=5, retries=1)(add.__wrapped__)
+        assert stored(later(1, 1))[:2] == (0, 1) and 299 < stored(later(1, 1))[2] <= 300
+        urgent = later.options(priority=7)
+        assert stored(urgent(1, 1))[:2] == (7, 1)                # the rest kept
+        assert stored(urgent.options(priority=9, retries=0)(1, 1))[:2] == (9, 0)   # chained
+        soon = later.options(seconds=0.2)          # a delay replaces the timing as a whole
+        assert stored(soon(1, 1))[2] < 1 and stored(later(1, 1))[2] > 299     # later kept
+        when = datetime.now() + timedelta(days=2)
+        assert abs(stored(later.options(schedule=when)(1, 1))[2] - 2 * 86400) < 5
+        assert [r.get(timeout=30) for r in soon.map([1, 2], [3, 4])] == [4, 6]
+        assert add.options(priority=3)(2, 2).get(timeout=30) == 4
+        assert add.options().__wrapped__ is add.__wrapped__
+
+    def test_the_readme_s_per_call_options_run_as_written(self, tmp_path):
+        (tmp_path / "options.py").write_text(readme_file("options.py"))
+        done = run_python("import runpy; runpy.run_path('options.py', run_name='__main__')",
+                          cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.splitlines() == [
+            "sent to ada@example.org", "waiting", "True",
+            "__main__.send_mail(): got an unexpected keyword argument 'schedule'; nothing was "
+            "stored"], done.stdout
+
+    def test_a_key_held_by_an_unfinished_call_stores_nothing(self, pool, tmp_path, caplog):
+        gate = tmp_path / "gate"
+        welcome = autocron.delay(wait_for_gate)
+        first = welcome.options(key="welcome:ada")(str(gate), "ada")
+        again = welcome.options(key="welcome:ada")(str(gate), "ada")
+        assert again.uuid == first.uuid
+        with caplog.at_level(logging.WARNING, logger="autocron"):
+            other = welcome.options(key="welcome:ada", priority=5)(str(gate), "bob")
+        assert other.uuid == first.uuid and "holds the key 'welcome:ada'" in caplog.text
+        assert "'bob'" in caplog.text                 # the arguments that were not stored
+        mapped = welcome.options(key=lambda path, name: f"welcome:{name}").map(
+            [str(gate)] * 3, ["ada", "cy", "cy"])
+        assert mapped[0].uuid == first.uuid and mapped[1].uuid == mapped[2].uuid
+        assert len({r.uuid for r in mapped}) == 2
+        gate.write_text("")
+        assert first.get(timeout=30) == "ada" and mapped[1].get(timeout=30) == "cy"
+        later = welcome.options(key="welcome:ada")(str(gate), "ada")   # ended: free again
+        assert later.uuid != first.uuid and later.get(timeout=30) == "ada"
+        with pytest.raises(ValueError, match="with .map.., key must be a function"):
+            welcome.options(key="welcome:dan").map([str(gate)], ["dan"])
+        with pytest.raises(TypeError, match="key must be a str"):
+            welcome.options(key=lambda path, name: 7).map([str(gate)], ["dan"])
+        rows = query(autocron._state.store.path, "SELECT count(*) FROM tasks WHERE args "
+                                                 "LIKE ?", ("%dan%",))
+        assert rows == [(0,)]                       # nothing stored by the refused calls
+
+    def test_a_key_holds_between_retries(self, pool, tmp_path):
+        counter = str(tmp_path / "count")
+        call = autocron.delay(retries=1, retry_delay=2)(fails_once).options(key="flaky")
+        first = call(counter)
+        wait_until(lambda: first.attempts == 1 and first.status == "waiting",
+                   what="the first attempt to fail")
+        assert call(counter).uuid == first.uuid     # waiting for its retry: unfinished
+        assert first.get(timeout=30) == "done"
+
+    def test_callers_racing_with_one_key_store_one_call(self, database):
+        autocron._open_store(database).close()        # the schema, before the race
+        racers = [spawn_python("""
+            import sys, autocron, test_autocron
+            autocron.start(sys.argv[1], workers=0)
+            late = test_autocron.add.options(hours=1)
+            for round in range(40):
+                late.options(key=f"race:{round}")(round, 0)
+        """, database) for _ in range(4)]
+        for racer in racers:
+            _, err = racer.communicate(timeout=120)
+            assert racer.returncode == 0, err
+        rows = query(database, "SELECT key, count(*) FROM tasks WHERE key LIKE ? GROUP BY key",
+                     ("race:%",))
+        assert len(rows) == 40 and {count for _, count in rows} == {1}
+
+    def test_a_call_is_checked_against_the_function_s_signature(self, pool):
+        def send_mail(to, text, *, cc=None):
+            return to
+        send = autocron.delay(send_mail)
+        count = autocron._state.store.counts(autocron._state.store.now())[0]
+        for args, kwargs, problem in [
+                (("ada",), {}, "missing a required argument: 'text'"),
+                (("ada", "hi"), {"schedule": 5}, "got an unexpected keyword argument "
+                                                 "'schedule'"),
+                (("ada", "hi", "bob"), {}, "too many positional arguments")]:
+            with pytest.raises(TypeError) as caught:
+                send(*args, **kwargs)
+            name = f"test_autocron.{send_mail.__qualname__}"
+            assert str(caught.value) == f"{name}(): {problem}; nothing was stored"
+        with pytest.raises(TypeError, match="too many positional arguments; nothing was"):
+            send.map(["a"], ["b"], ["c"])
+        assert autocron._state.store.counts(autocron._state.store.now())[0] == count
+        assert send("ada", "hi", cc="bob").get(timeout=30) == "ada"
+        assert autocron.delay(print)("builtins need no signature").get(timeout=30) is None
+
+    def test_retry_on_retries_only_those_exceptions(self, pool, tmp_path):
         counter = str(tmp_path / "count")
 
-        def flaky():
-            if count_attempt(counter) == 1:
-                raise RuntimeError("first")
-            return "second"
-        result = autocron.delay(seconds=0.3, retries=1)(flaky)()
-        assert result.get(timeout=30) == "second" and result.attempts == 2
+        def fails(kind):
+            count_attempt(counter)
+            raise {"key": KeyError, "value": ValueError}[kind]("no")
+        picky = autocron.delay(retries=2, retry_on=(KeyError, OSError))(fails)
+        with pytest.raises(autocron.TaskError, match="ValueError"):
+            picky("value").get(timeout=30)                      # not retried
+        assert len(Path(counter).read_text().split()) == 1
+        retried = picky("key")
+        with pytest.raises(autocron.TaskError, match="KeyError"):
+            retried.get(timeout=30)                             # retried while it may
+        assert retried.attempts == 3
+        subclass = autocron.delay(retries=1)(fails).options(retry_on=LookupError)("key")
+        with pytest.raises(autocron.TaskError, match="KeyError"):
+            subclass.get(timeout=30)
+        assert subclass.attempts == 2           # a KeyError is a LookupError
+
+    def test_options_combine_with_a_later_start(self, pool, tmp_path):
+        result = autocron.delay(seconds=0.3, retries=1)(fails_once)(str(tmp_path / "count"))
+        assert result.get(timeout=30) == "done" and result.attempts == 2
 
     @pytest.mark.parametrize("catch_up, runs", [(False, 0), (True, 1)])
     def test_missed_cron_runs_are_caught_up_only_when_asked(self, database, monkeypatch,
@@ -5121,7 +5284,7 @@ class TestResults:
     def test_start_and_stop_cycles_keep_the_descriptor_count_flat(self, database):
         kept = []
         counts = []
-        for _ in range(10):
+        for _ in range(6):        # a descriptor lost per cycle shows from the third on
             assert autocron.start(database, workers=1) is True
             kept.append(add(1, 1))
             assert kept[-1].get(timeout=30) == 2
@@ -5727,6 +5890,7 @@ TYPED_SAMPLE = """
 
     add("one", 2)
     asyncio.run(main())
+    reveal_type(add.options(priority=1, retry_on=KeyError)(1, 2))
 """
 
 
@@ -5757,7 +5921,8 @@ class TestTypes:
             'sample.py:21: note: Revealed type is "int | None"',
             'sample.py:26: note: Revealed type is "int"',
             'sample.py:29: error: Argument 1 to "__call__" of "_Delayed" has incompatible '
-            'type "str"; expected "int"  [arg-type]'], done.stdout
+            'type "str"; expected "int"  [arg-type]',
+            'sample.py:31: note: Revealed type is "autocron.Result[int]"'], done.stdout
 
     def test_pyright_at_python_3_9_sees_the_same(self, tmp_path):
         pyright = os.path.join(os.path.dirname(sys.executable), "pyright")
@@ -5777,7 +5942,9 @@ class TestTypes:
             (21, "information", 'Type of "result.function_result" is "int | None"'),
             (26, "information", 'Type of "value" is "int"'),
             (29, "error", 'Argument of type "Literal[\'one\']" cannot be assigned to '
-                          'parameter "a" of type "int" in function "__call__"')], done.stdout
+                          'parameter "a" of type "int" in function "__call__"'),
+            (31, "information", 'Type of "add.options(priority=1, retry_on=KeyError)(1, 2)" '
+                                'is "Result[int]"')], done.stdout
 
 
     @pytest.mark.parametrize("packages", ["installed", "absent"])
