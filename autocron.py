@@ -91,6 +91,8 @@ __all__ = [
     "get_results",
     "get_result",
     "wait",
+    "progress",
+    "current",
     "dashboard",
     "Result",
     "CronExpression",
@@ -229,7 +231,10 @@ _MAX_ERROR_TEXT = 64 * 1024     # characters of a task's error message, and of i
                                 # that are kept: the start and the end, saying how much was cut
 _MAX_SUMMARY = 200              # characters of a value's repr kept for tables
 _RETRY_JITTER = 0.25            # a retry's delay is lengthened by a random part up to this
+_MAX_SPARES = 64                # spare workers for tasks that wait for other calls (api.md)
 _MAX_KEY = 200                  # characters of a call's unique key (api.md)
+_PROGRESS_EVERY = 0.5           # a running call's progress reaches the database this often
+_MAX_PROGRESS_TEXT = 200        # characters of a progress report's text that are kept
 _RETRIES_SHOWN = 20             # a task's page links to this many of the tasks that retry it
 _MISFIRE_GRACE = 60.0           # a cron due time missed by less than this still runs (a pool
                                 # taken over after its owner ended); older ones follow catch_up
@@ -2153,6 +2158,14 @@ class _Store(Protocol):
         """Store calls with unique keys, [(args text, record, key)], each unless an
         unfinished call holds its key: [(id, None) if stored, (holder's id, its args)]."""
         ...
+    def add_task_in(self, connection: Any, name: str, args: str, record: bytes, due: float,
+                    options: Optional[_Options] = None,
+                    shipped: Optional[_Shipped] = None) -> str:
+        """Store a call in the caller's own open transaction (PostgreSQL); its id."""
+        ...
+    def reached_by(self, connection: Any) -> bool:
+        """Whether a psycopg connection reaches this database and schema (PostgreSQL)."""
+        ...
     def keep_function(self, con: Any, shipped: _Shipped) -> None:
         """Store a shipped function's payload, in the caller's transaction."""
         ...
@@ -2165,6 +2178,12 @@ class _Store(Protocol):
     def attempt_errors(self, uid: str) -> list[Any]:
         """The errors of a task's failed attempts, the first first ({"type", "message",
         "traceback"}, those that ran again with "started" and "finished")."""
+        ...
+    def call_state(self, uid: str) -> Optional[tuple[Any, ...]]:
+        """(key, progress JSON) of a call, or None."""
+        ...
+    def set_progress(self, task_id: int, progress: str) -> None:
+        """A running call's report, written by its worker."""
         ...
     def result_rows(self, limit: Optional[int] = None,
                     status: Optional[str] = None) -> list[Any]:
@@ -2373,7 +2392,8 @@ _TABLES = (
         output TEXT,
         retry_of TEXT,                       -- the task this one retries (the dashboard's retry)
         errors TEXT,                         -- the errors of its attempts that ran again
-        key TEXT)                            -- its unique key""",
+        key TEXT,                            -- its unique key
+        progress TEXT)                       -- what it last reported (progress())""",
     "CREATE INDEX tasks_queue ON tasks (priority DESC, due, id) WHERE status = 'waiting'",
     "CREATE INDEX tasks_finished ON tasks (finished) WHERE finished IS NOT NULL",
     "CREATE INDEX tasks_cancel ON tasks (id) WHERE cancel > 0",
@@ -2414,8 +2434,9 @@ _UPGRADE_TO_2 = (
 # - errors: the errors of a task's attempts that ran again, as JSON objects separated by
 #   commas, the first first, kept up to _MAX_ATTEMPT_ERRORS characters (no later ones);
 # - key: a call's unique key, which one unfinished call at most holds (a retry is not
-#   finished). An older release's pool runs such a call as any other.
-_ADDED_COLUMNS = ("errors", "key")
+#   finished). An older release's pool runs such a call as any other;
+# - progress: what a running call last reported (JSON [done, total, text]; progress()).
+_ADDED_COLUMNS = ("errors", "key", "progress")
 _ADDED_INDEX = ("CREATE UNIQUE INDEX tasks_key ON tasks (key) WHERE key IS NOT NULL AND "
                 "finished IS NULL")
 _MAX_ATTEMPT_ERRORS = 256 * 1024
@@ -2716,6 +2737,24 @@ class _SharedReads(_StoreParts):
         rows = self.read(f"SELECT {_RESULT_COLUMNS} FROM tasks WHERE id = ? AND token = ?",
                          _row_key(uid))
         return _ResultRow(*rows[0]) if rows else None
+
+    def call_state(self, uid: str) -> Optional[tuple[Any, ...]]:
+        """(key, progress JSON) of a call; None if there is no such call, or the file is an
+        older release's that has neither (opened for reading)."""
+        try:
+            rows = self.read("SELECT key, progress FROM tasks WHERE id = ? AND token = ?",
+                             _row_key(uid))
+        except DatabaseError as error:
+            if "key" not in str(error) and "progress" not in str(error):
+                raise
+            return None
+        return tuple(rows[0]) if rows else None
+
+    def set_progress(self, task_id: int, progress: str) -> None:
+        """A running call's report, from its worker (whose start the pool may not have
+        written yet: 'queued'); a call that ended keeps its last."""
+        self.write("UPDATE tasks SET progress = ? WHERE id = ? AND status IN ('queued', "
+                   "'running')", (progress, task_id))
 
     def attempt_errors(self, uid: str) -> list[Any]:
         """The errors of a task's failed attempts, the first first: those that ran again
@@ -3121,7 +3160,8 @@ class _SharedSql(_SharedReads):
                 final.append((outcome.status, outcome.value, error, outcome.started,
                               outcome.finished, outcome.output, outcome.summary, outcome.id) +
                              self._fence())
-        self._run_many(con, "UPDATE tasks SET status = 'waiting', error = ?, errors = CASE "
+        self._run_many(con, "UPDATE tasks SET status = 'waiting', progress = NULL, "
+                            "error = ?, errors = CASE "
                             "WHEN length(errors) > ? THEN errors ELSE "
                             "coalesce(errors || ',', '') || ? END, output = ?, "
                             f"due = ?, worker = NULL{self._LET_GO}, cancel = 0 WHERE id = ? "
@@ -3659,6 +3699,15 @@ class _SqliteStore(_SqliteFile, _SqlitePool, _SharedSql):
     """One autocron database file: its doorway (_SqliteFile), its one pool (_SqlitePool),
     the SQL both stores share (_SharedSql), and here what SQLite says in words of its own:
     storing calls, withdrawals, the claim and what a pool that ended left behind."""
+
+    def add_task_in(self, connection: Any, name: str, args: str, record: bytes, due: float,
+                    options: Optional[_Options] = None,
+                    shipped: Optional[_Shipped] = None) -> str:
+        raise ValueError(f"connection= stores a call in your own PostgreSQL transaction; "
+                         f"{self.path} is an SQLite file: call without it")
+
+    def reached_by(self, connection: Any) -> bool:
+        return False
 
 
     # -- tasks as producers and readers see them
@@ -4547,6 +4596,50 @@ class _PgStore(_PgLink, _PgMachines, _SharedSql):
             self._notify(con, options.priority)
         return [f"{token}-{task_id}" for task_id in ids]
 
+    def reached_by(self, connection: Any) -> bool:
+        """Whether a psycopg connection (the caller's, Django's) reaches this database (the
+        same server, found by its start time and port, and database) with this schema."""
+        sql = ("SELECT current_database(), current_setting('port'), "
+               "pg_postmaster_start_time(), to_regclass(%s) IS NOT NULL")
+        tasks = f'"{self.schema}".tasks'
+        try:
+            there = connection.execute(sql, (tasks,)).fetchone()
+        except self._psycopg.Error as error:
+            raise self._error(error) from None
+        return tuple(there) == tuple(self.read(sql, (tasks,))[0])
+
+    def add_task_in(self, connection: Any, name: str, args: str, record: bytes, due: float,
+                    options: Optional[_Options] = None,
+                    shipped: Optional[_Shipped] = None) -> str:
+        """Store a call in the caller's own open psycopg transaction (options(connection=)),
+        so that it commits or rolls back with the caller's work; the pools hear of it at the
+        commit (a NOTIFY is sent then). ValueError unless the connection reaches this
+        store's database, with its schema."""
+        self._check_size(record, "the call")
+        tasks = f'"{self.schema}".tasks'
+        if not self.reached_by(connection):
+            database, port = connection.execute(
+                "SELECT current_database(), current_setting('port')").fetchone()
+            raise ValueError(f"connection= must be a connection to autocron's database "
+                             f"({self.path}); this one reaches the database {database} on the "
+                             f"server at port {port}")
+        token, options = _token(), options or _PLAIN
+        values = (token, name, args, options.priority, options.retries, options.retry_delay,
+                  options.backoff, options.timeout, due, self.now(), record,
+                  shipped and shipped.hash, self._channel, str(options.priority))
+        try:
+            if shipped is not None:
+                connection.execute(
+                    f'INSERT INTO "{self.schema}".functions (hash, payload, created) VALUES '
+                    "(%s, %s, %s) ON CONFLICT (hash) DO NOTHING",
+                    (shipped.hash, shipped.payload, self.now()))
+            row = connection.execute(_PG_INSERT_TASK.replace(
+                "INSERT INTO tasks", f"INSERT INTO {tasks}").replace("?", "%s"),
+                values).fetchone()
+        except self._psycopg.Error as error:
+            raise self._error(error) from None
+        return f"{token}-{row[0]}"
+
     def _check_size(self, data: Optional[bytes], what: str) -> None:
         if data is not None and len(data) > _PG_LARGEST_VALUE:
             raise _DataRefused(f"{self.path}: {what} takes {len(data):,} bytes, more than the "
@@ -4989,6 +5082,13 @@ class _Started(NamedTuple):
     at: float              # wall-clock time
 
 
+class _Waiting(NamedTuple):
+    """Worker to pool: its running task begins (+1) or ends (-1) a wait for another call
+    (Result.get, wait()): meanwhile the pool keeps a spare worker, and the tasks this worker
+    holds behind the waiting one go to others."""
+    change: int
+
+
 class _Done(NamedTuple):
     """Worker to pool: a task ended (its outcome), and the next one started, if any."""
     outcome: _Outcome
@@ -5044,7 +5144,7 @@ def _worker_main(config_text: str) -> None:
     could not commit before it ended, the worker writes itself (_WorkerState.hand_over), so
     nothing that ran is lost or runs again.
     """
-    global _IN_WORKER
+    global _IN_WORKER, _worker_store, _worker_reply
     _IN_WORKER = True
     config = json.loads(config_text)
     os.chdir(config["cwd"])
@@ -5053,6 +5153,7 @@ def _worker_main(config_text: str) -> None:
     _capture_output()
     state = _WorkerState(config["database"], _Connection(config["up"], readable=False),
                          config.get("lease"))
+    _worker_store, _worker_reply = state.store, state.reply
     state.slot = config.get("slot")
     if config.get("lease_clock"):
         state.lease_clock = _LeaseClock(config["lease_clock"])
@@ -5079,6 +5180,7 @@ def _worker_main(config_text: str) -> None:
             if django is not None:        # as Django's request cycle does around a request
                 django.close_old_connections()
             outcome = _run_task(task, functions, state.payload, state.now)
+            _reporter.flush()
             if django is not None:
                 django.close_old_connections()
             _end_leftovers()           # before the outcome: when it is known, they are gone
@@ -5570,14 +5672,56 @@ def _event_loop() -> Any:
     return _loop
 
 
-_running: Optional[_Run] = None    # in a worker: the task it runs now (_run_django_task)
+_running: Optional[_Run] = None    # in a worker: the task whose function runs now
+_worker_store: Optional[Callable[[], "_Store"]] = None   # and its store (current(), progress())
+_worker_reply: Optional[Callable[[Any], None]] = None    # what tells its pool (_Waiting)
+
+
+class _Reporter:
+    """A worker's progress reports (progress()) on their way to the database: a call's last
+    report is written at most every _PROGRESS_EVERY s, by a thread of its own (the task never
+    waits for the database), and at the latest when the call ends (flush)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()          # guards _pending
+        self._writing = threading.Lock()       # one write at a time: the last one lands last
+        self._pending: Optional[tuple[int, str]] = None
+        self._wake = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+
+    def report(self, task_id: int, progress: str) -> None:
+        with self._lock:
+            self._pending = (task_id, progress)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="autocron-progress",
+                                                daemon=True)
+                self._thread.start()
+        self._wake.set()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            self.flush()
+            time.sleep(_PROGRESS_EVERY)
+
+    def flush(self) -> None:
+        """Write the pending report, if any (after a call: before its outcome is sent)."""
+        with self._writing:
+            with self._lock:
+                pending, self._pending = self._pending, None
+            if pending is not None and _worker_store is not None:
+                with contextlib.suppress(DatabaseError, OSError):   # a report is no outcome
+                    _worker_store().set_progress(*pending)
+
+
+_reporter = _Reporter()
 
 
 def _run_task(task: _Run, functions: dict[Any, Any], load_payload: Callable[..., Any],
               now: Callable[[], float] = _clock) -> _Outcome:
     """Run one task in a worker; how it ended (`now`: the time, as the store goes by it)."""
     global _running
-    _running = task
     started = now()
     worker = os.getpid()
     _output.begin()
@@ -5592,6 +5736,7 @@ def _run_task(task: _Run, functions: dict[Any, Any], load_payload: Callable[...,
             func = functions[key] = _resolve_function(ref, load_payload, task.cron,
                                                       record.get("declared"))
         try:
+            _running = task     # after the imports: a delayed call made by one is refused
             value = func(*record["args"], **record["kwargs"])
             if isinstance(value, types.CoroutineType):    # an async def task
                 value = _event_loop().run_until_complete(value)
@@ -5599,6 +5744,8 @@ def _run_task(task: _Run, functions: dict[Any, Any], load_payload: Callable[...,
             if os.getpid() != worker:
                 _leave_forked_child(error)
             raise
+        finally:
+            _running = None
         if os.getpid() != worker:
             _leave_forked_child(None)
         try:
@@ -5660,7 +5807,7 @@ class _Worker:
 
     __slots__ = ("proc", "tasks", "results", "queue", "retiring", "born", "kill_reason",
                  "kill_ending", "killed_for", "reported", "acknowledged", "told", "closed",
-                 "inbox", "slot",
+                 "inbox", "slot", "waiting",
                  "init_failed", "initialized")
 
     def __init__(self, database: str, lease: Optional[int] = None,
@@ -5682,6 +5829,7 @@ class _Worker:
         self.inbox = bytearray()    # what was read from its pipe and is not a whole message yet
         self.init_failed = False    # its initializer failed: it ends without running a task
         self.initialized = False    # it said it is set up (_InitDone)
+        self.waiting = 0            # its running task waits for other calls (_Waiting)
         os.set_blocking(self.results.fileno(), False)    # see _Pool._drain
 
     def kill(self, reason: str, task: "_Task", ending: type) -> None:
@@ -6186,10 +6334,16 @@ class _PoolCrew(_PoolState):
                 worker.end()     # a worker never closes its pipe by itself
 
     def _receive(self, worker: _Worker,
-                 message: "Union[_InitDone, _Started, _Done, _Returned]") -> None:
-        """One message of a worker's: _InitDone, _Started, _Done or _Returned."""
+                 message: "Union[_InitDone, _Started, _Done, _Returned, _Waiting]") -> None:
+        """One message of a worker's: _InitDone, _Started, _Done, _Returned or _Waiting."""
         if isinstance(message, _InitDone):
             self._initialized(worker, message.error)
+            return
+        if isinstance(message, _Waiting):    # a spare worker meanwhile (_adjust_workers)
+            worker.waiting = max(0, worker.waiting + message.change)
+            for task in worker.queue[1:] if worker.waiting else ():
+                self._take_back(worker, task)     # what waits behind it runs elsewhere
+            self._news = True
             return
         task_id = message.outcome.id if isinstance(message, _Done) else message.id
         task = next((t for t in worker.queue if t.id == task_id), None)
@@ -6317,9 +6471,12 @@ class _PoolCrew(_PoolState):
                     time.sleep(0.001)
 
     def _adjust_workers(self) -> None:
-        """Spawn or retire workers until their number matches the setting."""
+        """Spawn or retire workers until their number matches the setting, and a spare for
+        every worker whose task waits for another call (at most _MAX_SPARES), so that the
+        pool always has that many workers that do not wait: nested waits never deadlock."""
         active = [w for w in self._workers if not w.retiring]
-        wanted = max(1, int(self._settings["workers"]))
+        spares = min(_MAX_SPARES, sum(1 for w in active if w.waiting))
+        wanted = max(1, int(self._settings["workers"])) + spares
         if len(active) < wanted and self._clock() >= self._respawn_at:
             for _ in range(wanted - len(active)):
                 slot = self._free_slot()
@@ -6334,7 +6491,8 @@ class _PoolCrew(_PoolState):
                 self._selector.register(worker.results, selectors.EVENT_READ)
                 _log.info("autocron worker %d started", worker.proc.pid)
             self._publish()
-        for worker in active[wanted:]:
+        surplus = [w for w in active if not w.waiting][::-1][:max(0, len(active) - wanted)]
+        for worker in surplus:          # the newest of those that do not wait
             worker.retiring = True
             for task in worker.queue[1:]:
                 self._take_back(worker, task)
@@ -6792,7 +6950,7 @@ class _Pool(_PoolWrites, _PoolCrew, _PoolDeadlines, _PoolLease, _PoolWakeups):
     def _places(self) -> list[Any]:
         """A worker for every task the workers can take now: idle workers first, then places
         behind a running task."""
-        active = [w for w in self._workers if not w.retiring and not w.closed]
+        active = [w for w in self._workers if not w.retiring and not w.closed and not w.waiting]
         places = [w for w in active if not w.queue]
         for depth in range(1, self._depth()):
             places += [w for w in active if max(len(w.queue), 1) <= depth]
@@ -7541,6 +7699,35 @@ def get_result(uuid: str,
     return Result(uuid, store, row)
 
 
+def progress(done: float, total: Optional[float] = None, text: str = "") -> None:
+    """Inside a task: report how far it got (`done` of `total`, and a line of `text`), shown
+    by Result.progress, wait(), the notebook and the dashboard. Reports reach the database a
+    few times a second at most, the last one when the task ends. Outside a task (and where
+    autocron is inactive) it does nothing."""
+    for name, value in (("done", done), ("total", total)):
+        if value is not None and (isinstance(value, bool) or
+                                  not isinstance(value, (int, float)) or value != value):
+            raise TypeError(f"progress() takes numbers for done and total (total may be None), "
+                            f"got {name}={value!r}")
+    if done is None:
+        raise TypeError("progress() takes numbers for done and total (total may be None), "
+                        "got done=None")
+    if not isinstance(text, str):
+        raise TypeError(f"progress() takes a str for text, got {type(text).__name__}")
+    task = _running
+    if task is not None and _IN_WORKER:
+        _reporter.report(task.id, json.dumps([done, total, _shorten(text,
+                                                                    _MAX_PROGRESS_TEXT)]))
+
+
+def current() -> "Optional[Result[Any]]":
+    """The call that this code runs in (in a task, its threads too); None outside one."""
+    task = _running
+    if task is None or not _IN_WORKER or _worker_store is None:
+        return None
+    return Result(task.uuid, _worker_store())
+
+
 def wait(results: "Iterable[Result[Any]]", timeout: Optional[float] = None) -> list[Any]:
     """Wait for several results and return their values in order.
 
@@ -7552,7 +7739,7 @@ def wait(results: "Iterable[Result[Any]]", timeout: Optional[float] = None) -> l
     end = None if timeout is None else time.monotonic() + timeout
     progress = _Progress(len(results))
     pending = list(results)
-    try:
+    with _task_waits(), contextlib.closing(progress):   # in a task: one wait for the pool
         while True:
             pending = [r for r in pending if r._unfinished()]
             progress.show(len(results) - len(pending),
@@ -7564,8 +7751,6 @@ def wait(results: "Iterable[Result[Any]]", timeout: Optional[float] = None) -> l
                 raise TimeoutError(f"{len(pending)} of {len(results)} tasks did not finish "
                                    f"within {timeout} s")
             pending[0]._wait(_WAITER_LOOK if left is None else min(_WAITER_LOOK, left))
-    finally:
-        progress.close()
     return [r._value() for r in results]
 
 
@@ -7637,13 +7822,19 @@ class Result(Generic[_T]):
     `TaskError`; `await result` does the same without blocking an event loop.
     """
 
-    __slots__ = ("uuid", "_store", "_row")
+    __slots__ = ("uuid", "_store", "_row", "_transaction")
 
     def __init__(self, uuid: str, store: Optional[_Store] = None,
-                 row: Optional[_ResultRow] = None):
+                 row: Optional[_ResultRow] = None, transaction: Any = None):
         self.uuid = uuid
         self._store = store
         self._row = row
+        self._transaction = transaction  # the caller's connection it was stored in, if any
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """A Result pickles as its id (a task's return value, an argument): unpickled, it
+        reads the database of the process that unpickles it."""
+        return (_result_handle, (self.uuid,))
 
     @classmethod
     def _run_here(cls, func: Callable[..., Any], args: tuple[Any, ...],
@@ -7665,6 +7856,13 @@ class Result(Generic[_T]):
         if row is not None and (row.status in _FINISHED or self._store is None):
             return row
         fresh = None if self._store is None else self._store.result_row(self.uuid)
+        if fresh is None and self._transaction is not None:    # options(connection=...)
+            if _in_transaction(self._transaction):
+                return row or _ResultRow(self.uuid, "?", "", "waiting", None, None, None,
+                                         None, None)          # not committed yet
+            fresh = _ResultRow(self.uuid, row.name if row else "?", row.args if row else "",
+                               "cancelled", None, None, None, None, json.dumps(_failure(
+                                   "its transaction rolled back", Cancelled)))
         if fresh is None:
             fresh = _ResultRow(self.uuid, "?", "", "error", None, None, None, None,
                                json.dumps(_failure("the result is no longer in the database "
@@ -7724,6 +7922,21 @@ class Result(Generic[_T]):
         """What the task printed (stdout and stderr), the last 64 KiB."""
         return self._fetch().output or ""
 
+    @property
+    def progress(self) -> Optional[tuple[Any, Any, str]]:
+        """(done, total, text) as the task last reported it (autocron.progress()), or None."""
+        state = self._store.call_state(self.uuid) if self._store is not None else None
+        if state is None or state[1] is None:
+            return None
+        done, total, text = json.loads(state[1])
+        return done, total, text
+
+    @property
+    def key(self) -> Optional[str]:
+        """The call's unique key (options(key=...)), or None."""
+        state = self._store.call_state(self.uuid) if self._store is not None else None
+        return None if state is None else state[0]
+
     # -- waiting
 
     def get(self, timeout: Optional[float] = None) -> _T:
@@ -7753,6 +7966,16 @@ class Result(Generic[_T]):
                      self.uuid)
 
     def _wait(self, timeout: Optional[float]) -> bool:
+        if self._transaction is not None and _in_transaction(self._transaction) and \
+                self.status == "waiting" and self._store is not None and \
+                self._store.result_row(self.uuid) is None:
+            raise RuntimeError(f"the call {self.uuid} is stored in your open transaction, and "
+                               "no worker can see it before that commits: commit, then wait")
+        if _IN_WORKER:
+            if _running is not None and self.uuid == _running.uuid:
+                raise RuntimeError("a task cannot wait for its own call")
+            with _task_waits():             # its pool keeps a spare worker meanwhile
+                return self._poll(timeout)
         pool = _state.pool
         if pool is None or self._store is None or pool.store.path != self._store.path:
             return self._poll(timeout)
@@ -7843,6 +8066,8 @@ class Result(Generic[_T]):
         info = self._summary()
         text = (f"<Result {_short_id(info['id'])} {info['function']}({info['args']}) "
                 f"{info['status']}")
+        if info["status"] == "running":
+            text += _progress_text(self.progress)
         if info["value"]:
             text += f": {info['value']}"
         if info["output"]:
@@ -7855,6 +8080,12 @@ class Result(Generic[_T]):
                f"{_status_badge(info['status'])} <code>{_h(info['value'], False)}</code>")
         if info["took"]:
             row += f" <small>in {info['took']}</small>"
+        reported = self.progress if info["status"] == "running" else None
+        if reported is not None:
+            done, total, text = reported
+            bar = f"<progress value='{done:g}' max='{total:g}'></progress>" \
+                if total is not None and total > 0 else ""
+            row += f" {bar} <small>{_h(_progress_text(reported).strip(), False)}</small>"
         error = self.error_message if self.status == "error" else ""
         details = ""
         if error or info["output"]:
@@ -7862,6 +8093,20 @@ class Result(Generic[_T]):
             details = (f"<details><summary>{'traceback and ' if error else ''}output</summary>"
                        f"<pre>{body}</pre></details>")
         return f'<div title="{html.escape(self.uuid)}">{row}{details}</div>'
+
+
+def _progress_text(progress: Optional[tuple[Any, Any, str]]) -> str:
+    """A progress report as a Result's repr shows it: " 3/10 pages" (or " 3 pages")."""
+    if progress is None:
+        return ""
+    done, total, text = progress
+    shown = f"{done:g}" + (f"/{total:g}" if total is not None else "")
+    return f" {shown}" + (f" {text}" if text else "")
+
+
+def _result_handle(uuid: str) -> "Result[Any]":
+    """A pickled Result, made again where it is unpickled (Result.__reduce__)."""
+    return Result(uuid, _worker_store() if _worker_store is not None else _current_store())
 
 
 _STATUS_COLOURS = {"waiting": "#888", "running": "#1f6feb", "ready": "#1a7f37",
@@ -7954,7 +8199,8 @@ if TYPE_CHECKING:
                     retry_delay: float = ..., backoff: float = ...,
                     retry_on: Union[type, tuple[type, ...], None] = ...,
                     timeout: Optional[float] = ..., priority: int = ...,
-                    key: Union[str, Callable[..., str], None] = ...) -> "_Delayed[_P, _T]": ...
+                    key: Union[str, Callable[..., str], None] = ...,
+                    connection: Any = ...) -> "_Delayed[_P, _T]": ...
 
     class _DelayDecorator(Protocol):
         """@delay(...) with options: what it makes of the function it decorates."""
@@ -7992,7 +8238,8 @@ def delay(func: Optional[Callable[..., Any]] = None, *, weeks: float = 0, days: 
     attempt fails "timed out after N s") and `priority` (higher runs first among due tasks).
     A call's arguments are checked against the function's signature (TypeError, nothing
     stored). Inactive autocron (before start(), after stop()) runs the call here and
-    returns a finished Result; inside a worker the call runs directly and returns the value.
+    returns a finished Result. A task's calls are stored like any other (tasks start
+    tasks); while a task waits for one, its pool keeps a spare worker.
 
     `func.map(*iterables)` makes many calls at once, in one transaction;
     `func.options(...)` takes the same keywords for the calls made through it. An
@@ -8019,12 +8266,55 @@ _DELAY_DEFAULTS: dict[str, Any] = {"weeks": 0, "days": 0, "hours": 0, "minutes":
                                    "timeout": None, "priority": 0}
 
 
+_waits = [0]                      # in a worker: the waits its running task is in (any thread)
+_waits_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _task_waits() -> Iterator[None]:
+    """In a worker's task: a wait for other calls, told to the pool when the first begins
+    and the last ends (_Waiting), so that it keeps a spare worker meanwhile."""
+    if not _IN_WORKER or _running is None or _worker_reply is None:
+        yield
+        return
+    reply = _worker_reply
+    with _waits_lock:
+        _waits[0] += 1
+        first = _waits[0] == 1
+    if first:
+        reply(_Waiting(1))
+    try:
+        yield
+    finally:
+        with _waits_lock:
+            _waits[0] -= 1
+            last = _waits[0] == 0
+        if last:
+            reply(_Waiting(-1))
+
+
+def _store_in_worker() -> _Store:
+    """In a worker: the store that a task's delayed calls go to (tasks start tasks);
+    RuntimeError while no task's function runs (the worker imports modules, runs its
+    initializer, or a thread of an ended task calls)."""
+    if _running is None or _worker_store is None:
+        raise RuntimeError("a delayed function was called in a worker while no task runs "
+                           "there (while it imports a module or runs the initializer); call "
+                           "it from a task, or call its __wrapped__ to run it here")
+    return _worker_store()
+
+
+def _in_transaction(connection: Any) -> bool:
+    """Whether a psycopg connection is inside a transaction it has not ended."""
+    return connection.info.transaction_status.name in ("INTRANS", "ACTIVE")
+
+
 class _Call:
     """The settings of a delayed function's calls (delay()'s keywords, as options() left
-    them, and options()'s key), checked and made ready: when a call is due, its _Options,
-    its retry_on, its key."""
+    them, and options()'s key and connection), checked and made ready: when a call is due,
+    its _Options, its retry_on, its key, the caller's connection to store it through."""
 
-    __slots__ = ("settings", "due", "options", "retry_on", "key")
+    __slots__ = ("settings", "due", "options", "retry_on", "key", "connection")
 
     def __init__(self, settings: dict[str, Any]):
         self.settings = settings
@@ -8035,6 +8325,10 @@ class _Call:
         self.key = settings.get("key")
         if self.key is not None and not callable(self.key):
             _check_key(self.key)
+        self.connection = settings.get("connection")
+        if self.connection is not None and not hasattr(self.connection, "info"):
+            raise TypeError(f"connection must be an open psycopg 3 connection to autocron's "
+                            f"PostgreSQL database, got {type(self.connection).__name__}")
 
 
 def _check_key(key: Any) -> str:
@@ -8068,13 +8362,19 @@ def _delayed(func: Callable[..., Any], settings: dict[str, Any]) -> Any:
     @functools.wraps(func)
     def delayed(*args: Any, **kwargs: Any) -> Any:
         bind(args, kwargs)
-        if _IN_WORKER:
-            return func(*args, **kwargs)
-        store = _state.store
+        store = _store_in_worker() if _IN_WORKER else _state.store
         if store is None:
             return Result._run_here(func, args, kwargs)
         record, shipped = _dump_call(func, args, kwargs, call.retry_on)
         text = _call_text(args, kwargs)
+        if call.connection is not None:
+            if call.key is not None:
+                raise ValueError("a call stored in your own transaction (connection=) takes "
+                                 "no key")
+            uid = store.add_task_in(call.connection, name, text, record, call.due(store),
+                                    call.options, shipped)
+            return Result(uid, store, _ResultRow(uid, name, text, "waiting", None, None, None,
+                                                 None, None), call.connection)
         if call.key is None:
             uid = store.add_task(name, text, record, call.due(store), call.options, shipped)
         else:
@@ -8108,10 +8408,10 @@ def _tell_held(name: str, key: str, uid: str, held: Optional[str], text: str) ->
 def _with_options(func: Callable[..., Any], settings: dict[str, Any], **given: Any) -> Any:
     """`f.options(...)`: `f` with other settings for the calls made through it. A delay or a
     schedule replaces the timing as a whole; each other keyword replaces its own."""
-    unknown = sorted(set(given) - set(_DELAY_DEFAULTS) - {"key"})
+    unknown = sorted(set(given) - set(_DELAY_DEFAULTS) - {"key", "connection"})
     if unknown:
         raise TypeError(f"options() got {', '.join(map(repr, unknown))}; it takes "
-                        f"{', '.join(_DELAY_DEFAULTS)}, key")
+                        f"{', '.join(_DELAY_DEFAULTS)}, key, connection")
     merged = dict(settings)
     if any(name in given for name in _TIMING):
         merged.update((name, _DELAY_DEFAULTS[name]) for name in _TIMING)
@@ -8150,9 +8450,7 @@ def _map(func: Callable[..., Any], name: str, call: _Call,
     calls = list(zip(*iterables))
     if calls:
         bind(calls[0], {})       # zip makes them all alike: one check stands for all
-    if _IN_WORKER:
-        return [func(*args) for args in calls]
-    store = _state.store
+    store = _store_in_worker() if _IN_WORKER else _state.store
     if store is None:
         return [Result._run_here(func, args, {}) for args in calls]
     ref, shipped = _reference(func)
@@ -8321,6 +8619,17 @@ def _run_django_task(path: str, takes_context: bool, args: list[Any],
     return value
 
 
+def _django_transaction(store: _Store) -> Any:
+    """Django's own psycopg connection, where DjangoBackend stores a call inside atomic():
+    when that connection is in an atomic block and reaches autocron's PostgreSQL database
+    (the call then commits or rolls back with it); else None."""
+    from django.db import connection
+    if not connection.in_atomic_block or connection.vendor != "postgresql" or \
+            connection.connection is None or not store.reached_by(connection.connection):
+        return None
+    return connection.connection
+
+
 def _django_backend() -> type:
     """The class DjangoBackend, made when Django first asks for it."""
     import django
@@ -8388,8 +8697,13 @@ def _django_backend() -> type:
             now = store.now()
             due = now if task.run_after is None else task.run_after.timestamp()
             options = _Options(priority=task.priority)
-            uid = store.add_task(task.module_path, _call_text(tuple(args), kwargs), record,
-                                 due, options, shipped)
+            text = _call_text(tuple(args), kwargs)
+            inside = _django_transaction(store)
+            if inside is not None:       # inside atomic(): commits or rolls back with it
+                uid = store.add_task_in(inside, task.module_path, text, record, due,
+                                        options, shipped)
+            else:
+                uid = store.add_task(task.module_path, text, record, due, options, shipped)
             if not store.wakes_pools:
                 _wake_pool(store.wake_path, options.priority)
             result = self._result(task, uid, "waiting", args, kwargs, created=now)
@@ -8773,12 +9087,14 @@ class _Dashboard:
             return None
         error = json.loads(row.error) if row.error else None
         value = _h(row.summary) if row.status == "ready" else ""
+        key, reported = self.store.call_state(row.uuid) or (None, None)
+        progress = _progress_text(tuple(json.loads(reported))) if reported else ""
         details = "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in (
             ("id", _h(row.uuid)), ("function", _h(row.name)), ("arguments", _h(row.args)),
             ("status", f"<span class='{_h(row.status)}'>{_h(row.status)}</span>"),
             ("attempts", row.attempts), ("created", _local_time(row.created)),
             ("started", _local_time(row.started)), ("finished", _local_time(row.finished)),
-            ("value", value)))
+            ("value", value), ("key", _h(key or "")), ("progress", _h(progress.strip()))))
         failure = "" if not error else (
             f"<h2>Error</h2><pre data-error>{_h(error.get('type'))}: {_h(error.get('message'))}"
             f"\n\n{_h(error.get('traceback'))}</pre>")

@@ -1293,10 +1293,17 @@ def fail(text):
 
 
 @autocron.delay
-def nested(x):
-    """Calls another delayed function: inside a worker that runs directly."""
-    inner = add(x, 1)
-    return type(inner).__name__, inner
+def nested(x, depth=1):
+    """Calls another delayed function, `depth` levels deep, and waits for it: inside a
+    worker the call is stored like any other (fan-out) and runs in another worker."""
+    inner = nested(x, depth - 1) if depth > 1 else add(x, 1)
+    value = inner.get(timeout=60)
+    return type(inner).__name__, value[1] if depth > 1 else value, inner
+
+
+def wait_for_itself():
+    """A task that waits for its own call."""
+    return autocron.current().get(timeout=5)
 
 
 @autocron.delay
@@ -1348,7 +1355,8 @@ def cron_job():
 
 @autocron.delay
 def nested_map(n):
-    return add.map(range(n), range(n))
+    """Maps another delayed function inside a task (fan-out) and waits for the values."""
+    return autocron.wait(add.map(range(n), range(n)), timeout=60)
 
 
 async def awaited(result):
@@ -2684,6 +2692,46 @@ class TestPostgresStore:
             pg_run(pg, f"DROP SCHEMA {pg.schema} CASCADE")
             pg_run(pg, f"DROP ROLE {role}")
 
+    def test_a_call_stored_in_the_caller_s_transaction_commits_or_rolls_back_with_it(
+            self, pg):
+        assert autocron.start(pg_url(pg), workers=1) is True
+        with pg.connect(pg.database) as con:              # the application's own connection
+            con.execute("CREATE TEMP TABLE orders (id int)")
+            con.execute("INSERT INTO orders VALUES (1)")
+            mail = add.options(connection=con)(2, 3)
+            assert mail.status == "waiting" and repr(mail).startswith("<Result ")
+            with pytest.raises(RuntimeError, match="is stored in your open transaction"):
+                mail.get(timeout=1)
+            assert query(pg_url(pg), "SELECT count(*) FROM tasks") == [(0,)]   # unseen
+            con.commit()                                      # the order and its mail
+            assert mail.get(timeout=30) == 5
+            dropped = add.options(connection=con)(1, 1)
+            con.rollback()                                    # neither
+            assert dropped.status == "cancelled"
+            with pytest.raises(autocron.Cancelled, match="^its transaction rolled back$"):
+                dropped.get(timeout=5)
+            shipped = autocron.delay(lambda n: n * 2).options(connection=con)(21)
+            con.commit()                                      # a function shipped by value
+            assert shipped.get(timeout=30) == 42
+
+    def test_a_transaction_of_another_database_or_schema_is_refused(self, pg):
+        assert autocron.start(pg_url(pg), workers=1) is True
+        other = pg.create_database()
+        try:
+            with pg.connect(other) as con:
+                with pytest.raises(ValueError, match=re.escape(
+                        f"connection= must be a connection to autocron's database "
+                        f"({autocron._state.store.path}); this one reaches the database "
+                        f"{other} on the server at port {pg.port}")):
+                    add.options(connection=con)(1, 1)
+        finally:
+            pg.drop_database(other)
+        with pytest.raises(TypeError, match="connection must be an open psycopg 3 connection"):
+            add.options(connection="postgresql://elsewhere")
+        with pytest.raises(ValueError, match="takes no key"):
+            with pg.connect(pg.database) as con:
+                add.options(connection=con, key="k")(1, 1)
+
     def test_a_schema_with_other_tables_is_refused(self, pg):
         pg_run(pg, f"CREATE SCHEMA {pg.schema}")
         pg_run(pg, f"CREATE TABLE {pg.schema}.users (name TEXT)")
@@ -3702,6 +3750,18 @@ def wait_for_gate(gate, value):
     return value
 
 
+def report_progress(steps, gate, fail_first=None):
+    """A task that reports each of `steps`, then waits for `gate`, and returns the id that
+    current() gives it (`fail_first`: a counter file; its first attempt fails then)."""
+    for step in range(1, steps + 1):
+        autocron.progress(step, steps, f"step {step}")
+    if fail_first is not None and count_attempt(fail_first) == 1:
+        raise OSError("once")
+    while not os.path.exists(gate):
+        time.sleep(0.02)
+    return autocron.current().uuid
+
+
 class TestTaskOptions:
     """What users of huey, Celery and RQ reach for first."""
 
@@ -3848,7 +3908,7 @@ class TestTaskOptions:
         (dict(minutes=-1), ValueError, "the delay must not be negative, got -60 s"),
         (dict(schedul=None), TypeError, "options() got 'schedul'; it takes weeks, days, "
          "hours, minutes, seconds, schedule, retries, retry_delay, backoff, retry_on, "
-         "timeout, priority, key"),
+         "timeout, priority, key, connection"),
         (dict(key=5), TypeError, "key must be a str (at most 200 characters), got int"),
         (dict(key=""), ValueError, "key must be 1 to 200 characters long, got 0"),
         (dict(key="k" * 201), ValueError, "key must be 1 to 200 characters long, got 201"),
@@ -3917,6 +3977,63 @@ class TestTaskOptions:
                                                  "LIKE ?", ("%dan%",))
         assert rows == [(0,)]                       # nothing stored by the refused calls
 
+    def test_a_task_reports_its_progress_and_knows_its_own_call(self, pool, tmp_path):
+        gate = tmp_path / "gate"
+        result = autocron.delay(report_progress)(100_000, str(gate))
+        wait_until(lambda: result.progress == (100_000, 100_000, "step 100000"), 30,
+                   "the last report of a running task")
+        assert result.status == "running" and " 100000/100000 step 100000>" in repr(result)
+        assert "<progress value='100000' max='100000'></progress> <small>100000/100000 step " \
+               "100000</small>" in result._repr_html_()
+        gate.write_text("")
+        assert result.get(timeout=30) == result.uuid          # current(): its own call
+        assert result.progress == (100_000, 100_000, "step 100000")   # kept at its end
+        assert add(1, 1).progress is None and add(1, 1).key is None
+        assert add.options(key="k1", hours=1)(1, 2).key == "k1"
+        # outside a task both do nothing, also where a call runs here (inactive)
+        assert autocron.progress(1, 2, "here") is None and autocron.current() is None
+
+    def test_a_million_reports_reach_the_database_a_few_times_a_second(self, tmp_path,
+                                                                         monkeypatch):
+        # the worker's side in this process: its running call, its store, its reporter
+        store = autocron._SqliteStore(tmp_path / "a.db")
+        written = []
+        monkeypatch.setattr(store, "set_progress", lambda task_id, text: written.append(text))
+        monkeypatch.setattr(autocron, "_worker_store", lambda: store)
+        monkeypatch.setattr(autocron, "_running", autocron._Run(7, b"", None, 0, uuid="a-7"))
+        monkeypatch.setattr(autocron, "_IN_WORKER", True)
+        monkeypatch.setattr(autocron, "_reporter", autocron._Reporter())
+        began, reports = time.monotonic(), 0
+        while reports < 1_000_000 and time.monotonic() - began < 1.5:
+            reports += 1
+            autocron.progress(reports, 1_000_000)
+        took = time.monotonic() - began
+        autocron._reporter.flush()                     # the call ends: its last report
+        assert len(written) <= took / autocron._PROGRESS_EVERY + 2, (len(written), reports)
+        assert json.loads(written[-1]) == [reports, 1_000_000, ""]
+
+    def test_a_new_attempt_starts_with_no_progress(self, pool, tmp_path):
+        gate, counter = tmp_path / "gate", str(tmp_path / "count")
+        result = autocron.delay(retries=1, retry_delay=60)(report_progress)(3, str(gate),
+                                                                            counter)
+        wait_until(lambda: result.attempts == 1 and result.status == "waiting",
+                   what="the first attempt to fail")
+        assert result.progress is None
+
+    @pytest.mark.parametrize("args, message", [
+        (("3",), "progress() takes numbers for done and total (total may be None), "
+                 "got done='3'"),
+        ((None,), "progress() takes numbers for done and total (total may be None), "
+                  "got done=None"),
+        ((1, True), "progress() takes numbers for done and total (total may be None), "
+                    "got total=True"),
+        ((1, 2, 3), "progress() takes a str for text, got int"),
+    ])
+    def test_a_bad_progress_report_is_refused(self, args, message):
+        with pytest.raises(TypeError) as caught:
+            autocron.progress(*args)
+        assert str(caught.value) == message
+
     def test_a_key_holds_between_retries(self, pool, tmp_path):
         counter = str(tmp_path / "count")
         call = autocron.delay(retries=1, retry_delay=2)(fails_once).options(key="flaky")
@@ -3941,6 +4058,30 @@ class TestTaskOptions:
         rows = query(database, "SELECT key, count(*) FROM tasks WHERE key LIKE ? GROUP BY key",
                      ("race:%",))
         assert len(rows) == 40 and {count for _, count in rows} == {1}
+
+    def test_the_readme_s_fan_out_example_runs_as_written(self, tmp_path):
+        (tmp_path / "fanout.py").write_text(readme_file("fanout.py"))
+        done = run_python("import runpy; runpy.run_path('fanout.py', run_name='__main__')",
+                          cwd=tmp_path, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout == "43\n", done.stdout
+
+    def test_the_readme_s_progress_example_runs_as_written(self, tmp_path):
+        (tmp_path / "progress.py").write_text(readme_file("progress.py"))
+        done = run_python("import runpy; runpy.run_path('progress.py', run_name='__main__')",
+                          cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout == "True (2, 2, 'https://example.org/b')\n", done.stdout
+
+    def test_connection_is_for_postgresql(self, tmp_path, postgres_server):
+        assert autocron.start(tmp_path / "a.db", workers=0) is False
+        with postgres_server.connect(postgres_server.database) as con:
+            with pytest.raises(ValueError, match=re.escape(
+                    f"connection= stores a call in your own PostgreSQL transaction; "
+                    f"{tmp_path / 'a.db'} is an SQLite file: call without it")):
+                add.options(connection=con)(1, 1)
+        with pytest.raises(TypeError, match="connection must be an open psycopg 3 connection"):
+            add.options(connection=sqlite3.connect(":memory:"))
 
     def test_a_call_is_checked_against_the_function_s_signature(self, pool):
         def send_mail(to, text, *, cc=None):
@@ -4921,8 +5062,38 @@ class TestDelay:
         assert [r.get(timeout=30) for r in results] == [2 * i for i in range(50)]
         assert autocron._state.pool._waiters == {}
 
-    def test_inside_a_worker_a_delayed_call_runs_directly(self, pool):
-        assert nested(41).get(timeout=30) == ("int", 42)
+    def test_a_task_stores_the_calls_it_makes_and_waits_for_them_without_deadlock(
+            self, database):
+        # one worker, three levels of nested get(): each waiting task's pool starts a spare
+        assert autocron.start(database, workers=1) is True
+        kind, value, inner = nested(41, 3).get(timeout=120)
+        assert (kind, value) == ("Result", 42)
+        assert isinstance(inner, autocron.Result) and inner.get(timeout=30)[:2] == ("Result", 42)
+        assert len(autocron.get_results()) == 3 + 1       # every call stored: 3 nested, 1 add
+        wait_until(lambda: len(worker_pids()) == 1, 60, "the spare workers to retire")
+        with pytest.raises(autocron.TaskError, match="cannot wait for its own call"):
+            autocron.delay(wait_for_itself)().get(timeout=30)
+
+    def test_a_delayed_call_while_a_worker_imports_a_module_is_refused(self, database,
+                                                                        tmp_path,
+                                                                        monkeypatch):
+        (tmp_path / "eager.py").write_text(textwrap.dedent("""
+            import test_autocron
+
+            STORED = test_autocron.add(1, 2)
+
+
+            def job():
+                return "ran"
+        """))
+        monkeypatch.syspath_prepend(str(tmp_path))
+        import eager                          # here (active or not) the call is stored
+        try:
+            assert autocron.start(database, workers=1) is True
+            with pytest.raises(autocron.TaskError, match="while no task runs there"):
+                autocron.delay(eager.job)().get(timeout=30)       # the worker imports it
+        finally:
+            sys.modules.pop("eager", None)
 
     def test_unpicklable_argument_is_named_and_nothing_is_stored(self, pool):
         before = len(autocron.get_results())
@@ -5705,6 +5876,7 @@ class TestJupyter:
         assert "ZeroDivisionError: division by zero" in text
         assert "Point(x=1.0, y=2.0)" in text
         assert "7.0710678118654755]" in text
+        assert "(10.0, (2, 2, 'legs measured'))" in text        # tasks that start tasks
         assert "every 15 minutes from 09:00 to 17:59, Monday through Friday" in text
         assert "('ready', 2.0)" in text
         assert re.search(r"<autocron dashboard at http://127\.0\.0\.1:\d+/\?token=[\w-]+>",
@@ -6037,6 +6209,16 @@ class TestDashboard:
         page.goto(board.base + f"task/{failed.uuid}")
         assert page.locator("[data-retried-as] a").get_attribute("href") == f"/task/{fresh}"
         assert failed.status == "error"                           # the old one stays as it was
+
+    def test_a_task_s_page_shows_its_key_and_progress(self, board, tmp_path):
+        gate = tmp_path / "gate"
+        keyed = autocron.delay(report_progress).options(key="crawl:1")(3, str(gate))
+        wait_until(lambda: keyed.progress == (3, 3, "step 3"), 30, "the report")
+        body = board.get(f"/task/{keyed.uuid}")[1]
+        assert "<tr><th>key</th><td>crawl:1</td></tr>" in body
+        assert "<tr><th>progress</th><td>3/3 step 3</td></tr>" in body
+        gate.write_text("")
+        assert keyed.get(timeout=30) == keyed.uuid
 
     def test_retry_is_refused_for_a_task_that_did_not_fail(self, board):
         body = board.get(f"/task/{board.later.uuid}")[1]
@@ -7933,6 +8115,60 @@ class TestFrameworks:
         heard = (tmp_path / "heard.log").read_text().splitlines()
         assert "add RUNNING" in heard and "add SUCCESSFUL" in heard and "broken FAILED" in heard
         assert "broken FAILED KeyError" in (tmp_path / "errors.log").read_text()
+
+    @pytest.mark.skipif(sys.version_info < (3, 12), reason="Django 6 (django.tasks) needs "
+                        "Python 3.12 or later")
+    def test_django_s_tasks_enqueued_inside_atomic_commit_or_roll_back_with_it(
+            self, tmp_path, pg):
+        pytest.importorskip("django.tasks")
+        site = tmp_path / "site"
+        (site / "proj").mkdir(parents=True)
+        (site / "proj" / "__init__.py").write_text("")
+        (site / "proj" / "settings.py").write_text(textwrap.dedent(f"""
+            SECRET_KEY = "test"
+            USE_TZ = True
+            INSTALLED_APPS = []
+            DATABASES = {{"default": {{
+                "ENGINE": "django.db.backends.postgresql", "NAME": {pg.database!r},
+                "USER": {pg.user!r}, "PASSWORD": {pg.password!r}, "HOST": {pg.host!r},
+                "PORT": {pg.port!r}}}}}
+            TASKS = {{"default": {{"BACKEND": "autocron.DjangoBackend", "OPTIONS": {{
+                "database": {pg_url(pg)!r}, "workers": 1}}}}}}
+        """))
+        (site / "proj" / "tasks.py").write_text(textwrap.dedent("""
+            from django.tasks import task
+
+
+            @task
+            def add(a, b):
+                return a + b
+        """))
+        done = subprocess.run([sys.executable, "-c", textwrap.dedent("""
+            import time, django
+            django.setup()
+            import autocron
+            from django.db import transaction
+            from proj import tasks
+            with transaction.atomic():
+                kept = tasks.add.enqueue(1, 2)
+                print(autocron.get_result(kept.id))          # not committed: unseen
+            try:
+                with transaction.atomic():
+                    dropped = tasks.add.enqueue(3, 4)
+                    raise RuntimeError("the order failed")
+            except RuntimeError:
+                pass
+            print(autocron.get_result(dropped.id))           # rolled back with it
+            while not kept.is_finished:
+                time.sleep(0.05)
+                kept.refresh()
+            print(kept.return_value)
+            print(tasks.add.enqueue(5, 6).status)            # outside atomic: at once
+        """)], cwd=site, env=dict(os.environ, DJANGO_SETTINGS_MODULE="proj.settings",
+                                  PYTHONPATH=os.pathsep.join([str(site), HERE])),
+            capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.splitlines() == ["None", "None", "3", "READY"], done.stdout
 
     def test_django_s_orm_works_in_tasks_and_connections_close_between_them(
             self, django_project):
