@@ -8460,8 +8460,8 @@ def _map(func: Callable[..., Any], name: str, call: _Call,
         uids = store.add_tasks(name, rows, call.due(store), call.options, shipped)
     else:
         if not callable(call.key):
-            raise ValueError("with .map(), key must be a function of each call's arguments "
-                             "that returns its key, not a str")
+            raise ValueError(".map() takes a key that is a function of each call's "
+                             "arguments returning its key, not a str")
         keys = [_check_key(call.key(*args)) for args in calls]
         found = store.add_keyed_tasks(name, [row + (key,) for row, key in zip(rows, keys)],
                                       call.due(store), call.options, shipped)

@@ -3969,7 +3969,7 @@ class TestTaskOptions:
         assert first.get(timeout=30) == "ada" and mapped[1].get(timeout=30) == "cy"
         later = welcome.options(key="welcome:ada")(str(gate), "ada")   # ended: free again
         assert later.uuid != first.uuid and later.get(timeout=30) == "ada"
-        with pytest.raises(ValueError, match="with .map.., key must be a function"):
+        with pytest.raises(ValueError, match="takes a key that is a function of each call"):
             welcome.options(key="welcome:dan").map([str(gate)], ["dan"])
         with pytest.raises(TypeError, match="key must be a str"):
             welcome.options(key=lambda path, name: 7).map([str(gate)], ["dan"])
@@ -7887,27 +7887,16 @@ class TestFrameworks:
 
     @pytest.mark.slow
     def test_uvicorn_reload_runs_the_new_code_after_an_edit(self, tmp_path):
-        uvicorn = os.path.join(os.path.dirname(sys.executable), "uvicorn")
-        if not os.path.exists(uvicorn):
-            pytest.skip("uvicorn is not installed (the test extra has it)")
-        site = tmp_path / "site"
-        site.mkdir()
-        (site / "app.py").write_text(readme_file("app.py"))           # as written
+        uvicorn, site, port = dev_server_site(tmp_path, "uvicorn", readme_file("app.py"))
         tasks = site / "tasks.py"
         tasks.write_text(readme_file("jobs/tasks.py"))
-        port = free_tcp_port()
         serve_edit_and_ask([uvicorn, "app:app", "--reload", "--port", str(port), "--reload-dir",
                             str(site)], port, site, dict(os.environ, PYTHONPATH=HERE), tasks,
                            site / "jobs.db")
 
     @pytest.mark.slow
     def test_flask_debug_runs_the_new_code_after_an_edit(self, tmp_path):
-        flask = os.path.join(os.path.dirname(sys.executable), "flask")
-        if not os.path.exists(flask):
-            pytest.skip("flask is not installed (the test extra has it)")
-        site = tmp_path / "site"
-        site.mkdir()
-        (site / "app.py").write_text(textwrap.dedent("""
+        flask, site, port = dev_server_site(tmp_path, "flask", textwrap.dedent("""
             import os
 
             from flask import Flask
@@ -7925,7 +7914,6 @@ class TestFrameworks:
         """))
         tasks = site / "tasks.py"
         tasks.write_text(readme_file("jobs/tasks.py"))
-        port = free_tcp_port()
         serve_edit_and_ask([flask, "--app", "app", "run", "--debug", "--port", str(port)],
                            port, site, dict(os.environ, PYTHONPATH=HERE), tasks,
                            site / "jobs.db")
@@ -7934,15 +7922,10 @@ class TestFrameworks:
     def test_a_reload_neither_waits_for_a_running_call_nor_fails_it(self, tmp_path):
         # uvicorn's server process owns the pool and ends at each reload: it hands the pool
         # to its manager, whose workers then run the next process's calls on the new code
-        uvicorn = os.path.join(os.path.dirname(sys.executable), "uvicorn")
-        if not os.path.exists(uvicorn):
-            pytest.skip("uvicorn is not installed (the test extra has it)")
-        site = tmp_path / "site"
-        site.mkdir()
-        (site / "app.py").write_text(readme_file("app.py"))           # as written
+        uvicorn, site, port = dev_server_site(tmp_path, "uvicorn", readme_file("app.py"))
         tasks = site / "tasks.py"
         tasks.write_text(textwrap.dedent(GATED_TASKS).replace("VERSION", "v1"))
-        database, gate, port = site / "jobs.db", tmp_path / "gate", free_tcp_port()
+        database, gate = site / "jobs.db", tmp_path / "gate"
         server = subprocess.Popen([uvicorn, "app:app", "--reload", "--port", str(port),
                                    "--reload-dir", str(site)], cwd=site,
                                   env=dict(os.environ, PYTHONPATH=HERE),
@@ -8268,6 +8251,18 @@ def serve_edit_and_ask(command, port, site, env, tasks, database):
         end_server(server)
     store = autocron._open_store(database)
     wait_until(lambda: not store.pool_running(), what="no pool left behind")
+
+
+def dev_server_site(tmp_path, tool, app):
+    """A development server's program in this environment (skipped where the test extra is
+    not installed), a site folder holding `app` as app.py, and a free port."""
+    program = os.path.join(os.path.dirname(sys.executable), tool)
+    if not os.path.exists(program):
+        pytest.skip(f"{tool} is not installed (the test extra has it)")
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "app.py").write_text(app)
+    return program, site, free_tcp_port()
 
 
 def served_by(server):
