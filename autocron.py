@@ -58,7 +58,8 @@ Sections, in dependency order, each under a banner, with about how many lines it
     Task records and serialisation   650  the named records; policy (retries, misfires, next
                                           due times); functions by reference or by value
     The SQLite store                1500  the _Store protocol; the SQL both stores share
-                                          (_SharedReads, _SharedSql); _StartLog; _SqliteStore
+                                          (_SharedReads, _SharedSql, _SharedCalls);
+                                          _StartLog; _SqliteStore
                                           of _SqliteFile (the doorway) and _SqlitePool
     The PostgreSQL store             800  _PgStore of _PgLink (the doorway) and _PgMachines
                                           (leases, LISTEN/NOTIFY, the server's clock)
@@ -66,7 +67,8 @@ Sections, in dependency order, each under a banner, with about how many lines it
                                           _PoolWakeups, _PoolLease, _PoolDeadlines,
                                           _PoolCrew, _PoolWrites;
                                           _PoolHandle (the owner's side)
-    Public API                       700  start, stop, delay, cron, Result, get_results
+    Public API                      1450  start, stop, delay (options, dependencies, steps),
+                                          cron, Result, get_results, DjangoBackend
     Dashboard                        850  the pages the module serves itself
     Admin command line               450  python autocron.py / autocron ...
 
@@ -232,10 +234,12 @@ _MAX_ERROR_TEXT = 64 * 1024     # characters of a task's error message, and of i
 _MAX_SUMMARY = 200              # characters of a value's repr kept for tables
 _RETRY_JITTER = 0.25            # a retry's delay is lengthened by a random part up to this
 _MAX_SPARES = 64                # spare workers for tasks that wait for other calls (api.md)
+_LARGEST_INT = 2 ** 31 - 1      # retries and priority: PostgreSQL's integer column
 _MAX_KEY = 200                  # characters of a call's unique key (api.md)
 _PROGRESS_EVERY = 0.5           # a running call's progress reaches the database this often
 _MAX_PROGRESS_TEXT = 200        # characters of a progress report's text that are kept
 _RETRIES_SHOWN = 20             # a task's page links to this many of the tasks that retry it
+_LINKS_SHOWN = 100              # and to this many of its dependencies, dependents and steps
 _MISFIRE_GRACE = 60.0           # a cron due time missed by less than this still runs (a pool
                                 # taken over after its owner ended); older ones follow catch_up
 _MIN_SQLITE = (3, 24, 0)        # INSERT ... ON CONFLICT DO UPDATE (UPSERT) arrived in 3.24
@@ -244,6 +248,9 @@ _SOCKET_PATH_MAX = 103          # bytes in an AF_UNIX address without its NUL: 1
 # The statuses users see. Inside the database a task handed to a worker that has not started
 # it yet is "queued": users see it as "waiting", the admin tool shows it as it is.
 _STATUSES = ("waiting", "running", "ready", "error", "cancelled")
+# What users see as "waiting": due or not yet, handed to a worker, or waiting for the calls
+# it depends on ("blocked": the admin tool shows it as it is).
+_WAITING = ("waiting", "queued", "blocked")
 _FINISHED = ("ready", "error", "cancelled")
 
 _IN_WORKER = False              # True in a worker process: a delayed call runs directly
@@ -1378,6 +1385,55 @@ def _failure(message: str, ending: Optional[type] = None) -> dict[Any, Any]:
     return {"type": kind, "message": message, "traceback": ""}
 
 
+class _NewCall(NamedTuple):
+    """A call on its way into the database (the stores' add_calls())."""
+    args: str                        # its arguments as text
+    record: bytes
+    key: Optional[str] = None        # its unique key
+    deps: tuple[str, ...] = ()       # the ids of the calls it depends on, each once
+    failed: Optional[dict[Any, Any]] = None   # the error it ends with at once, if any
+    step: Optional[str] = None       # its step in the task that makes it (durable steps)
+
+
+class _Dependency(NamedTuple):
+    """A call that another depends on, as the stores read it."""
+    id: int
+    token: str
+    status: str
+    name: str
+    error: Optional[str]
+
+
+class _Start(NamedTuple):
+    """How a call that depends on others is stored (_starting)."""
+    status: str                         # 'waiting', 'blocked' or 'error'
+    waits: int                          # its dependencies not finished yet
+    error: Optional[dict[Any, Any]]     # why it ended at once
+
+
+def _starting(deps: list[_Dependency], failed: Optional[dict[Any, Any]] = None) -> _Start:
+    """A new call with these dependencies: it ends at once (`failed`, or the first that
+    failed or was cancelled), waits for the unfinished ones ('blocked'), or is due."""
+    bad = next((d for d in deps if d.status in ("error", "cancelled")), None)
+    if bad is not None and failed is None:
+        failed = _dependency_failed(bad.name, f"{bad.token}-{bad.id}", bad.status, bad.error)
+    waits = sum(1 for d in deps if d.status not in _FINISHED)
+    return _Start("error" if failed else "blocked" if waits else "waiting", waits, failed)
+
+
+def _dependency_failed(name: str, uid: str, status: str, error: Optional[str]
+                       ) -> dict[Any, Any]:
+    """The error of a call whose dependency `uid` (of the function `name`) ended with
+    `status` and `error` (JSON): DependencyFailed, naming it and its error's first line."""
+    if status == "cancelled":
+        return _failure(f"its dependency {name} ({uid}) was cancelled", DependencyFailed)
+    found = json.loads(error) if error else {}
+    head = f"{found.get('type')}: {found.get('message', '')}" if found.get("type") \
+        else found.get("message", "")
+    first = head.splitlines()[0] if head.strip() else "no message"
+    return _failure(f"its dependency {name} ({uid}) failed: {first}", DependencyFailed)
+
+
 def _safe_text(text: str) -> str:
     """`text` as SQLite (and any terminal) takes it: a lone surrogate - what `surrogateescape`
     file names give, or a custom __repr__ - becomes its escape, `\\udcff`, instead of an
@@ -1434,10 +1490,15 @@ class _Options:
                 bound = f"greater than {low}" if strict else f"at least {low}"
                 raise ValueError(f"{name} must be a number {bound}, got {value!r}")
             return float(value)
-        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-            raise ValueError(f"retries must be a whole number, 0 or more, got {retries!r}")
-        if isinstance(priority, bool) or not isinstance(priority, int):
-            raise ValueError(f"priority must be an int (higher runs first), got {priority!r}")
+        if isinstance(retries, bool) or not isinstance(retries, int) or \
+                not 0 <= retries <= _LARGEST_INT:
+            raise ValueError(f"retries must be a whole number from 0 to {_LARGEST_INT}, got "
+                             f"{_shorten(repr(retries), 40)}")
+        if isinstance(priority, bool) or not isinstance(priority, int) or \
+                not -_LARGEST_INT - 1 <= priority <= _LARGEST_INT:
+            raise ValueError(f"priority must be an int from {-_LARGEST_INT - 1} to "
+                             f"{_LARGEST_INT} (higher runs first), got "
+                             f"{_shorten(repr(priority), 40)}")
         self.retries, self.priority = retries, priority
         self.retry_delay = number("retry_delay", retry_delay, 0)
         self.backoff = number("backoff", backoff, 1)
@@ -1594,6 +1655,16 @@ class _TaskPage(NamedTuple):
     rows: list[Any]                       # [_ResultRow], newest first
     lowest: Optional[int]            # a filtered walk stopped at this row id, short of a
                                      # full page (None: it reached the oldest, or filled it)
+
+
+class _CallLinks(NamedTuple):
+    """The calls linked to one call, each [(id, function, status)], the first
+    _LINKS_SHOWN of each: what it depends on, what depends on it, the task that made it,
+    and the calls it made (its steps)."""
+    deps: list[Any]
+    dependents: list[Any]
+    parents: list[Any]
+    steps: list[Any]
 
 
 class _CronState(NamedTuple):
@@ -1962,10 +2033,21 @@ def _dump_call(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[Any
 _ATOMS = frozenset({int, float, str, bytes, bool, type(None)})
 
 
+class _Refused(Exception):
+    """What a pickler met that the call must not be stored with (`error`, raised as it is:
+    a ValueError is not a pickling problem)."""
+
+    def __init__(self, error: Exception):
+        super().__init__(str(error))
+        self.error = error
+
+
 def _dump_record(func: Callable[..., Any], ref: tuple[Any, ...], args: tuple[Any, ...],
-                 kwargs: dict[Any, Any], retry_on: Optional[tuple[type, ...]] = None) -> bytes:
+                 kwargs: dict[Any, Any], retry_on: Optional[tuple[type, ...]] = None,
+                 pickler: Optional[Callable[[io.BytesIO], pickle.Pickler]] = None) -> bytes:
     """The pickled record of one call of `func`, found by `ref` (see _reference);
-    `retry_on`: the exception classes that may run again (None: any)."""
+    `retry_on`: the exception classes that may run again (None: any); `pickler`: makes the
+    pickler of arguments that are not plain values (None: _Pickler)."""
     record = {"v": 1, "function": ref, "args": args, "kwargs": kwargs}
     if retry_on is not None:
         record["retry_on"] = retry_on
@@ -1973,9 +2055,22 @@ def _dump_record(func: Callable[..., Any], ref: tuple[Any, ...], args: tuple[Any
         if retry_on is None and _ATOMS.issuperset(map(type, args)) and \
                 (not kwargs or _ATOMS.issuperset(map(type, kwargs.values()))):
             return pickle.dumps(record, _PICKLE_PROTOCOL)   # 4x faster than _Pickler's
-        return _dumps(record)
+        if pickler is None:
+            return _dumps(record)
+        buffer = io.BytesIO()
+        pickler(buffer).dump(record)
+        return buffer.getvalue()
+    except _Refused as refused:
+        raise refused.error from None
     except Exception as error:
         raise _unpicklable(func, args, kwargs, error) from None
+
+
+def _dependent_record(inner: bytes, ref: tuple[Any, ...], deps: list[str]) -> bytes:
+    """The record of a call that depends on others: its own record (`inner`, pickled with
+    the ids of those calls where their Results were) inside a plain one that names them."""
+    return pickle.dumps({"v": 1, "function": ref, "call": inner, "deps": deps},
+                        _PICKLE_PROTOCOL)
 
 
 def _unpicklable(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[Any, Any],
@@ -1992,9 +2087,18 @@ def _unpicklable(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[A
                      "locks or connections inside the task")
 
 
-def _load_record(data: bytes) -> dict[Any, Any]:
+def _load_record(data: bytes, value_of: Optional[Callable[[str], Any]] = None
+                 ) -> dict[Any, Any]:
+    """A call's record; one that depends on other calls gets each one's value from
+    `value_of(its id)` (None: ValueError)."""
     record = dict(_RECORD_DEFAULTS)
     record.update(pickle.loads(data))
+    if "call" in record:
+        if value_of is None:
+            raise ValueError("this call depends on others, and only a worker gets their values")
+        loader = pickle.Unpickler(io.BytesIO(cast(bytes, record["call"])))
+        loader.persistent_load = value_of            # type: ignore[method-assign]
+        record.update(loader.load())
     return record
 
 
@@ -2152,16 +2256,20 @@ class _Store(Protocol):
                   shipped: Optional[_Shipped] = None) -> list[Any]:
         """Store many calls of one function in one transaction; their ids."""
         ...
-    def add_keyed_tasks(self, name: str, calls: list[Any], due: float,
-                        options: Optional[_Options] = None,
-                        shipped: Optional[_Shipped] = None) -> list[Any]:
-        """Store calls with unique keys, [(args text, record, key)], each unless an
-        unfinished call holds its key: [(id, None) if stored, (holder's id, its args)]."""
+    def add_calls(self, name: str, calls: list[Any], due: float,
+                  options: Optional[_Options] = None, shipped: Optional[_Shipped] = None,
+                  parent: Optional[int] = None, connection: Any = None) -> list[Any]:
+        """Store calls, [_NewCall], in one transaction (PostgreSQL: maybe the caller's):
+        [(id, None) if stored, (the id of the call holding its key, its args)]."""
         ...
-    def add_task_in(self, connection: Any, name: str, args: str, record: bytes, due: float,
-                    options: Optional[_Options] = None,
-                    shipped: Optional[_Shipped] = None) -> str:
-        """Store a call in the caller's own open transaction (PostgreSQL); its id."""
+    def depends_on(self, uid: str, task_id: int) -> bool:
+        """Whether the call `uid` depends on the task `task_id`, directly or not."""
+        ...
+    def steps_of(self, parent: int, steps: list[str]) -> dict[str, str]:
+        """{step: call id} of the live steps an earlier attempt of `parent` made."""
+        ...
+    def unfinished_steps(self, parent: int) -> dict[str, str]:
+        """{step: call id} of the unfinished calls the task `parent` made as its steps."""
         ...
     def reached_by(self, connection: Any) -> bool:
         """Whether a psycopg connection reaches this database and schema (PostgreSQL)."""
@@ -2356,6 +2464,9 @@ class _Store(Protocol):
     def retry_links(self, uid: str) -> tuple[Any, ...]:
         """(the id of the task this one retries or None, [ids of those that retry it])."""
         ...
+    def call_links(self, uid: str) -> _CallLinks:
+        """Its dependencies, dependents, parent task and steps (_CallLinks)."""
+        ...
     def purge(self) -> int:
         """Delete every finished result; how many."""
         ...
@@ -2393,7 +2504,8 @@ _TABLES = (
         retry_of TEXT,                       -- the task this one retries (the dashboard's retry)
         errors TEXT,                         -- the errors of its attempts that ran again
         key TEXT,                            -- its unique key
-        progress TEXT)                       -- what it last reported (progress())""",
+        progress TEXT,                       -- what it last reported (progress())
+        waits INTEGER)                       -- its dependencies not finished ('blocked')""",
     "CREATE INDEX tasks_queue ON tasks (priority DESC, due, id) WHERE status = 'waiting'",
     "CREATE INDEX tasks_finished ON tasks (finished) WHERE finished IS NOT NULL",
     "CREATE INDEX tasks_cancel ON tasks (id) WHERE cancel > 0",
@@ -2411,8 +2523,25 @@ _TABLES = (
         running TEXT,
         paused INTEGER NOT NULL DEFAULT 0)""",
 )
-_SCHEMA = tuple(t.format(id="INTEGER PRIMARY KEY", real="REAL", blob="BLOB", held_by="")
-                for t in _TABLES) + (
+# The calls' dependencies and the steps of tasks (durable steps), made where missing too
+# (an older release of the same schema neither reads nor writes them).
+_ADDED_TABLES = (
+    """CREATE TABLE deps (
+        task_id {big} NOT NULL,              -- a call
+        dep_id {big} NOT NULL,               -- and one it depends on
+        done INTEGER NOT NULL DEFAULT 0,     -- 1 once that one's end is counted
+        PRIMARY KEY (task_id, dep_id))""",
+    "CREATE INDEX deps_dep ON deps (dep_id)",
+    """CREATE TABLE steps (
+        parent {big} NOT NULL,               -- a task
+        step TEXT NOT NULL,                  -- the k-th call it made of a function and args
+        task_id {big} NOT NULL,              -- and that call
+        PRIMARY KEY (parent, step))""",
+    "CREATE INDEX steps_task ON steps (task_id)",
+    "CREATE INDEX tasks_blocked ON tasks (id) WHERE status = 'blocked'",
+)
+_SCHEMA = tuple(t.format(id="INTEGER PRIMARY KEY", real="REAL", blob="BLOB", held_by="",
+                         big="INTEGER") for t in _TABLES + _ADDED_TABLES) + (
     """CREATE TABLE pool (
         id INTEGER PRIMARY KEY CHECK (id = 1),
         owner INTEGER NOT NULL,
@@ -2435,8 +2564,10 @@ _UPGRADE_TO_2 = (
 #   commas, the first first, kept up to _MAX_ATTEMPT_ERRORS characters (no later ones);
 # - key: a call's unique key, which one unfinished call at most holds (a retry is not
 #   finished). An older release's pool runs such a call as any other;
-# - progress: what a running call last reported (JSON [done, total, text]; progress()).
-_ADDED_COLUMNS = ("errors", "key", "progress")
+# - progress: what a running call last reported (JSON [done, total, text]; progress());
+# - waits: how many of a call's dependencies have not finished; it is 'blocked' till none.
+_ADDED_COLUMNS = (("errors", "TEXT"), ("key", "TEXT"), ("progress", "TEXT"),
+                  ("waits", "INTEGER"))
 _ADDED_INDEX = ("CREATE UNIQUE INDEX tasks_key ON tasks (key) WHERE key IS NOT NULL AND "
                 "finished IS NULL")
 _MAX_ATTEMPT_ERRORS = 256 * 1024
@@ -2467,12 +2598,27 @@ _INSERT_TASK = ("INSERT INTO tasks (token, name, args, status, priority, retries
 _INSERT_TASK_AT = ("INSERT INTO tasks (id, args, record, function, token, name, status, "
                    "priority, retries, retry_delay, backoff, timeout, due, created) "
                    "VALUES (?, ?, ?, ?, ?, ?, 'waiting', ?, ?, ?, ?, ?, ?, ?)")
-# A call with a unique key: stored unless an unfinished call holds the key (tasks_key).
-_INSERT_KEYED_TASK = ("INSERT INTO tasks (token, name, args, status, priority, retries, "
-                      "retry_delay, backoff, timeout, due, created, record, function, key) "
-                      "VALUES (?, ?, ?, 'waiting', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                      "ON CONFLICT DO NOTHING")
+# A call of add_calls(): with a unique key (stored unless an unfinished call holds the key:
+# tasks_key), dependencies ('blocked' while `waits` of them have not finished), or an error
+# it ends with at once.
+_INSERT_CALL = ("INSERT INTO tasks (token, name, args, status, priority, retries, "
+                "retry_delay, backoff, timeout, due, created, record, function, key, waits, "
+                "finished, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT DO NOTHING")
+_INSERT_CALL_AT = ("INSERT INTO tasks (id, token, name, args, status, priority, retries, "
+                   "retry_delay, backoff, timeout, due, created, record, function, key, "
+                   "waits, finished, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+                   "?, ?, ?)")
 _HOLDER = f"SELECT {_UUID}, args FROM tasks WHERE key = ? AND finished IS NULL"
+# At most this many parameters in one statement (SQLite before 3.32 takes 999).
+_CHUNK = 500
+# A finished call that the cleanup and purge keep: one that a call depends on, or whose
+# task made it as a step, while that call or task has not finished, or finished after the
+# time given (twice): a kept call's time-to-live counts from that end.
+_UNNEEDED = (" AND NOT EXISTS (SELECT 1 FROM deps d JOIN tasks t ON t.id = d.task_id WHERE "
+             "d.dep_id = tasks.id AND (t.finished IS NULL OR t.finished >= ?)) AND NOT EXISTS "
+             "(SELECT 1 FROM steps s JOIN tasks p ON p.id = s.parent WHERE s.task_id = "
+             "tasks.id AND (p.finished IS NULL OR p.finished >= ?))")
 _INSERT_SHIPPED_TASK = ("INSERT INTO tasks (token, name, args, status, priority, retries, "
                         "retry_delay, backoff, timeout, due, created, record, function) "
                         "SELECT ?, ?, ?, 'waiting', ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE EXISTS "
@@ -2779,7 +2925,7 @@ class _SharedReads(_StoreParts):
         primary key stops at `limit` rows: memory never grows with the table."""
         where, params = "", cast("tuple[Any, ...]", ())
         if status is not None:
-            params = ("waiting", "queued") if status == "waiting" else (status,)
+            params = _WAITING if status == "waiting" else (status,)
             where = f"WHERE status IN ({', '.join('?' * len(params))}) "
         bound = "" if limit is None else " LIMIT ?"     # SQL has no "no limit" both agree on
         return [_ResultRow(*row) for row in self.read(
@@ -2852,6 +2998,25 @@ class _SharedReads(_StoreParts):
             self.write("UPDATE crons SET paused = 0, next_due = ? WHERE name = ?", (due, name))
         return float(due)
 
+    def call_links(self, uid: str) -> _CallLinks:
+        """The calls linked to the call `uid` (_CallLinks); none in a file of an older
+        release, opened for reading, that has no dependencies."""
+        row = _row_key(uid)[0]
+        found = []
+        for sql in ("SELECT dep_id FROM deps WHERE task_id = ?",
+                    "SELECT task_id FROM deps WHERE dep_id = ?",
+                    "SELECT parent FROM steps WHERE task_id = ?",
+                    "SELECT task_id FROM steps WHERE parent = ?"):
+            try:
+                found.append([tuple(r) for r in self.read(
+                    f"SELECT {_UUID}, name, status FROM tasks WHERE id IN ({sql}) ORDER BY id "
+                    "LIMIT ?", (row, _LINKS_SHOWN))])
+            except DatabaseError as error:
+                if "deps" not in str(error) and "steps" not in str(error):
+                    raise
+                found.append([])
+        return _CallLinks(*found)
+
     def retry_links(self, uid: str) -> tuple[Any, ...]:
         """(the id of the task this one retries or None, [ids of the tasks that retry it],
         oldest first, at most _RETRIES_SHOWN)."""
@@ -2874,6 +3039,9 @@ class _SharedReads(_StoreParts):
                                  (now,))[0]
         if waiting:
             counts["waiting"] = waiting
+        blocked = self.read("SELECT count(*) FROM tasks WHERE status = 'blocked'")[0][0]
+        if blocked:
+            counts["blocked"] = blocked
         return counts, due
 
     def task_rows(self, statuses: tuple[Any, ...], limit: int, newest_first: bool) -> list[Any]:
@@ -2883,7 +3051,8 @@ class _SharedReads(_StoreParts):
         order = "id DESC" if newest_first else "priority DESC, due, id"
         rows = []
         for group, where in ((_FINISHED, "finished IS NOT NULL"), (("queued", "running"),
-                                                                   _HELD), (("waiting",), "")):
+                                                                   _HELD), (("waiting",), ""),
+                             (("blocked",), "")):
             wanted = tuple(s for s in statuses if s in group)
             if wanted:
                 terms = ([where] if where else []) + [
@@ -2917,7 +3086,7 @@ class _SharedReads(_StoreParts):
         if status in _FINISHED:
             where.append("finished IS NOT NULL")      # tasks_outcome: any page is bounded
         if status is not None:
-            states = ("waiting", "queued") if status == "waiting" else (status,)
+            states = _WAITING if status == "waiting" else (status,)
             where.append(f"status IN ({', '.join('?' * len(states))})")
             params += states
         if function:
@@ -2955,6 +3124,8 @@ class _SharedSql(_SharedReads):
     _NEW_ID = ""       # PostgreSQL: " RETURNING id" after an INSERT (SQLite: lastrowid)
     _LOCK = ""         # PostgreSQL: " FOR UPDATE": the rows read are written next, and
                        # no other pool's transaction may change them in between
+    _SHARE = ""        # PostgreSQL: " FOR SHARE": the rows read may not change until the
+                       # transaction ends (a dependency's end waits for its new dependents)
 
     def _fence(self) -> tuple[Any, ...]:
         """The parameters of _FENCE: none here (one pool, whose flock is its lease)."""
@@ -3001,36 +3172,41 @@ class _SharedSql(_SharedReads):
             self._synchronous(values["synchronous"])
         return values
 
-    def add_keyed_tasks(self, name: str, calls: list[Any], due: float,
-                        options: Optional[_Options] = None,
-                        shipped: Optional[_Shipped] = None) -> list[Any]:
-        """Store calls with unique keys, [(args text, record, key)], in one transaction (with
-        the shipped function's payload), each unless an unfinished call holds its key (the
-        database decides: tasks_key). For each, (its id, None) if it was stored, else (the
-        id of the call that holds the key, that call's args text)."""
-        token, options, now = _token(), options or _PLAIN, self.now()
-        found = []
-        with self.transaction() as con:
-            if shipped is not None:
-                self.keep_function(con, shipped)
-            for args, record, key in calls:
-                self._check_size(record, "the call")
-                values = (token, name, args, options.priority, options.retries,
-                          options.retry_delay, options.backoff, options.timeout, due, now,
-                          record, shipped and shipped.hash, key)
-                while True:       # a holder that ends in between leaves the key free again
-                    made = self._made_id(self._run(con, _INSERT_KEYED_TASK + self._NEW_ID,
-                                                   values))
-                    if made is not None:
-                        found.append((f"{token}-{made}", None))
-                        break
-                    held = self._run(con, _HOLDER, (key,)).fetchall()
-                    if held:
-                        found.append((held[0][0], held[0][1]))
-                        break
-            if any(args is None for _, args in found):
-                self._notify(con, options.priority)
-        return found
+    def _release(self, con: Any, ended: list[Any], now: float) -> None:
+        """Count the ends of these calls (row ids) for the calls that depend on them, in the
+        caller's transaction: a call whose last dependency ended is due ('waiting'); one
+        whose dependency failed or was cancelled ends with DependencyFailed at once, and so
+        do the calls that depend on it in turn."""
+        released = False
+        while ended:
+            rows = []
+            for start in range(0, len(ended), _CHUNK):
+                part = ended[start:start + _CHUNK]
+                rows += self._run(con, "SELECT id, token, status, name, error FROM tasks WHERE "
+                                       f"id IN ({', '.join('?' * len(part))}) AND finished IS "
+                                       "NOT NULL AND EXISTS (SELECT 1 FROM deps WHERE dep_id = "
+                                       "tasks.id AND done = 0)", part).fetchall()
+            ended = []
+            for dep in map(_Dependency._make, rows):
+                waiting = "SELECT task_id FROM deps WHERE dep_id = ? AND done = 0"
+                if dep.status == "ready":
+                    self._run(con, "UPDATE tasks SET waits = waits - 1, status = CASE WHEN "
+                                   "waits <= 1 THEN 'waiting' ELSE status END WHERE status = "
+                                   f"'blocked' AND id IN ({waiting})", (dep.id,))
+                    released = True
+                else:
+                    ended += [r[0] for r in self._run(
+                        con, f"SELECT t.id FROM tasks t WHERE t.status = 'blocked' AND t.id IN "
+                             f"({waiting})", (dep.id,)).fetchall()]
+                    failed = _dependency_failed(dep.name, f"{dep.token}-{dep.id}", dep.status,
+                                                dep.error)
+                    self._run(con, "UPDATE tasks SET status = 'error', finished = ?, error = ? "
+                                   f"WHERE status = 'blocked' AND id IN ({waiting})",
+                              (now, json.dumps(failed), dep.id))
+                self._run(con, "UPDATE deps SET done = 1 WHERE dep_id = ? AND done = 0",
+                          (dep.id,))
+        if released:
+            self._notify(con, 0)
 
     def keep_function(self, con: Any, shipped: _Shipped) -> None:
         """Store a shipped function's payload, in the caller's transaction."""
@@ -3116,13 +3292,14 @@ class _SharedSql(_SharedReads):
     def cancel(self, con: Any, uid: str, now: float) -> Optional[list[Any]]:
         """Withdraw a waiting task: None if it was not waiting, else the cron run it was, if
         any ([_CronEnd]: its job is free again once the caller gives its next due time)."""
-        rows = self._run(con, "SELECT cron FROM tasks WHERE id = ? AND token = ? AND status = "
-                              f"'waiting'{self._LOCK}", _row_key(uid)).fetchall()
+        rows = self._run(con, "SELECT cron FROM tasks WHERE id = ? AND token = ? AND status "
+                              f"IN ('waiting', 'blocked'){self._LOCK}", _row_key(uid)).fetchall()
         if not rows:
             return None
         self._run(con, "UPDATE tasks SET status = 'cancelled', finished = ?, error = ? WHERE "
                        "id = ?", (now, json.dumps(_failure("cancelled", Cancelled)),
                                   _row_key(uid)[0]))
+        self._release(con, [_row_key(uid)[0]], now)
         job = rows[0][0]
         return self._current_runs(con, [(job, _row_key(uid)[0], now)] if job else [])
 
@@ -3173,6 +3350,9 @@ class _SharedSql(_SharedReads):
                             f"'running'){self._FENCE}", final)
         self._run_many(con, f"UPDATE crons SET paused = {_RETIRED} WHERE name = ?",
                        [(o.cron,) for o in outcomes if o.retire and o.cron])
+        if final:
+            self._release(con, [o.id for o in outcomes if o.retry_at is None],
+                          max(o.finished for o in outcomes))
         return self._current_runs(con, [(o.cron, o.id, o.finished) for o in outcomes
                                         if o.cron and o.retry_at is None])
 
@@ -3194,6 +3374,160 @@ class _SharedSql(_SharedReads):
         times = [t for t in rows[0] if t is not None]
         return min(times) if times else None
 
+
+class _SharedCalls(_SharedSql):
+    """How both stores store calls with keys, dependencies and steps, and retry them by
+    hand (the same SQL; see _SharedSql)."""
+
+    def add_calls(self, name: str, calls: list[Any], due: float,
+                  options: Optional[_Options] = None, shipped: Optional[_Shipped] = None,
+                  parent: Optional[int] = None, connection: Any = None) -> list[Any]:
+        """Store calls of one function, [_NewCall], in one transaction with the shipped
+        function's payload (committed when this returns; PostgreSQL: in the caller's own
+        transaction on `connection`); see store_calls."""
+        if connection is not None:
+            raise ValueError(f"connection= stores a call in your own PostgreSQL transaction; "
+                             f"{self.path} is an SQLite file: call without it")
+        with self.transaction() as con:
+            return self.store_calls(con, name, calls, due, options, shipped, parent)
+
+    def store_calls(self, con: Any, name: str, calls: list[Any], due: float,
+                    options: Optional[_Options], shipped: Optional[_Shipped],
+                    parent: Optional[int]) -> list[Any]:
+        """Store calls, [_NewCall], in the caller's transaction; for each, (its id, None),
+        or (the id of the unfinished call that holds its key, that call's args text).
+
+        A call with dependencies counts those not finished yet and is 'blocked' until the
+        last of them ends (_release); one whose dependency failed already ends at once with
+        DependencyFailed. A dependency that is not stored (any more) is a ValueError, and
+        nothing is stored. A call made by the task `parent` (its row id) is that task's
+        step `step` (durable steps: steps_of)."""
+        token, options, now = _token(), options or _PLAIN, self.now()
+        if shipped is not None:
+            self.keep_function(con, shipped)
+        known = self._dependencies(con, {uid for call in calls for uid in call.deps})
+        starts = [_starting([known[uid] for uid in call.deps], call.failed) for call in calls]
+        rows = [(token, name, call.args, start.status, options.priority, options.retries,
+                 options.retry_delay, options.backoff, options.timeout, due, now, call.record,
+                 shipped and shipped.hash, call.key, start.waits, now if start.error else None,
+                 start.error and json.dumps(start.error)) for call, start in zip(calls, starts)]
+        for call in calls:
+            self._check_size(call.record, "the call")
+        # the calls without a key in one statement, with ids of their own; then each keyed
+        # one, stored unless an unfinished call holds its key (one that ends in between
+        # leaves the key free again)
+        ids = iter(self._new_ids(con, sum(1 for call in calls if call.key is None)))
+        made: list[Optional[int]] = [None if call.key else next(ids) for call in calls]
+        self._run_many(con, _INSERT_CALL_AT, [(row_id,) + row for row_id, row in zip(made, rows)
+                                              if row_id is not None])
+        found: list[Any] = [(f"{token}-{row_id}", None) for row_id in made]
+        for index, call in enumerate(calls):
+            while call.key is not None and made[index] is None:
+                made[index] = self._made_id(self._run(con, _INSERT_CALL + self._NEW_ID,
+                                                      rows[index]))
+                held = self._run(con, _HOLDER, (call.key,)).fetchall() \
+                    if made[index] is None else []
+                found[index] = (held[0][0], held[0][1]) if held else \
+                    (f"{token}-{made[index]}", None)
+                if held:
+                    break
+        self._run_many(con, "INSERT INTO deps (task_id, dep_id, done) VALUES (?, ?, ?)", [
+            (row_id, known[uid].id, int(known[uid].status in _FINISHED))
+            for call, row_id in zip(calls, made) if row_id is not None for uid in call.deps])
+        if parent is not None:
+            self._run_many(con, "INSERT INTO steps (parent, step, task_id) VALUES (?, ?, ?) ON "
+                                "CONFLICT (parent, step) DO UPDATE SET task_id = "
+                                "excluded.task_id", [
+                                    (parent, call.step, _row_key(uid)[0])
+                                    for call, (uid, _) in zip(calls, found) if call.step])
+        if any(row_id is not None and start.status == "waiting"
+               for row_id, start in zip(made, starts)):
+            self._notify(con, options.priority)
+        return found
+
+    def _new_ids(self, con: Any, count: int) -> list[int]:
+        """Row ids for `count` new tasks, in the caller's transaction: after the largest
+        (this transaction holds SQLite's write lock; PostgreSQL: from the sequence)."""
+        if not count:
+            return []
+        first = int(self._run(con, "SELECT coalesce(max(id), 0) + 1 FROM tasks").fetchone()[0])
+        return list(range(first, first + count))
+
+    def _dependencies(self, con: Any, uids: set[str]) -> dict[str, _Dependency]:
+        """{id: _Dependency} of the calls that new calls depend on, each locked against an
+        end that would not count them (PostgreSQL: FOR SHARE); ValueError for one that is
+        not stored."""
+        known: dict[str, _Dependency] = {}
+        keys = {uid: _row_key(uid) for uid in uids}
+        rows = sorted({row for row, _ in keys.values()})
+        for start in range(0, len(rows), _CHUNK):
+            part = rows[start:start + _CHUNK]
+            for found in self._run(con, "SELECT id, token, status, name, error FROM tasks "
+                                        f"WHERE id IN ({', '.join('?' * len(part))})"
+                                        f"{self._SHARE}", part).fetchall():
+                known[f"{found[1]}-{found[0]}"] = _Dependency(*found)
+        for uid in uids:
+            if uid not in known:
+                raise ValueError(f"a Result given as an argument is a dependency, and the call "
+                                 f"{uid} is not in {self.path} (deleted after its time-to-live, "
+                                 "or purged): pass its value instead")
+        return known
+
+    def retry(self, uid: str, now: float) -> Optional[str]:
+        """Store the call of a failed or cancelled task again, as a new task due at `now`
+        that names the old one (retry_of) and depends on what it depended on (a step of
+        no task: a retry by hand runs anew); its id, None if that task is not failed or
+        cancelled (or not there). The pools hear of it (PostgreSQL: at the commit)."""
+        token = _token()
+        with self.transaction() as con:
+            made = self._made_id(self._run(con, _RETRY_TASK + self._NEW_ID,
+                                           (token, now, now, *_row_key(uid))))
+            if made is None:
+                return None
+            deps = [_Dependency(*row) for row in self._run(
+                con, "SELECT id, token, status, name, error FROM tasks WHERE id IN (SELECT "
+                     f"dep_id FROM deps WHERE task_id = ?){self._SHARE}",
+                (_row_key(uid)[0],)).fetchall()]
+            self._run_many(con, "INSERT INTO deps (task_id, dep_id, done) VALUES (?, ?, ?)",
+                           [(made, d.id, int(d.status in _FINISHED)) for d in deps])
+            start = _starting(deps)
+            if start.status == "waiting":
+                self._notify(con, 0)
+            else:
+                self._run(con, "UPDATE tasks SET status = ?, waits = ?, finished = ?, error = ? "
+                               "WHERE id = ?", (start.status, start.waits,
+                                                now if start.error else None,
+                                                start.error and json.dumps(start.error), made))
+        return f"{token}-{made}"
+
+    def depends_on(self, uid: str, task_id: int) -> bool:
+        """Whether the call `uid` depends on the task `task_id` (a row id), directly or
+        through others."""
+        return bool(self.read(
+            "WITH RECURSIVE up(id) AS (SELECT dep_id FROM deps WHERE task_id = ? UNION "
+            "SELECT d.dep_id FROM deps d JOIN up ON d.task_id = up.id) "
+            "SELECT 1 FROM up WHERE id = ? LIMIT 1", (_row_key(uid)[0], task_id)))
+
+    def steps_of(self, parent: int, steps: list[str]) -> dict[str, str]:
+        """{step: call id} of the calls the task `parent` (a row id) made as those steps in
+        an earlier attempt that are waiting, running or ready (durable steps)."""
+        found: dict[str, str] = {}
+        for start in range(0, len(steps), _CHUNK):
+            part = steps[start:start + _CHUNK]
+            found.update((step, uid) for step, uid in self.read(
+                "SELECT s.step, t.token || '-' || t.id FROM steps s JOIN tasks t ON t.id = "
+                "s.task_id "
+                f"WHERE s.parent = ? AND s.step IN ({', '.join('?' * len(part))}) AND "
+                "t.status NOT IN ('error', 'cancelled')", [parent] + part))
+        return found
+
+    def unfinished_steps(self, parent: int) -> dict[str, str]:
+        """{step: call id} of the calls the task `parent` (a row id) made as its steps (in
+        any attempt) that have not finished."""
+        return dict(self.read("SELECT s.step, t.token || '-' || t.id FROM steps s JOIN tasks t "
+                              "ON t.id = s.task_id WHERE s.parent = ? AND t.finished IS NULL",
+                              (parent,)))
+
     def cleanup(self, now: float, ttl: float) -> int:
         """Delete finished results past their time-to-live (0: kept until purged), and
         payloads nobody needs."""
@@ -3202,7 +3536,9 @@ class _SharedSql(_SharedReads):
         with self.transaction() as con:
             count = self._deleted(con, "DELETE FROM tasks WHERE finished IS NOT NULL AND "
                                        "finished < ? AND status IN ('ready', 'error', "
-                                       "'cancelled')", (now - ttl,))
+                                       f"'cancelled'){_UNNEEDED}", (now - ttl,) * 3)
+            if count:
+                self._forget_links(con)
             self._run(con, "DELETE FROM functions WHERE created < ? AND hash NOT IN (SELECT "
                            "function FROM tasks WHERE function IS NOT NULL UNION SELECT "
                            "function FROM crons WHERE function IS NOT NULL)", (now - ttl,))
@@ -3211,8 +3547,19 @@ class _SharedSql(_SharedReads):
     def purge(self) -> int:
         """Delete every finished result; how many."""
         with self.transaction() as con:
-            return self._deleted(con, "DELETE FROM tasks WHERE status IN ('ready', 'error', "
-                                      "'cancelled')")
+            count = self._deleted(con, "DELETE FROM tasks WHERE status IN ('ready', 'error', "
+                                       f"'cancelled'){_UNNEEDED}", (float("inf"),) * 2)
+            if count:
+                self._forget_links(con)
+            return count
+
+    def _forget_links(self, con: Any) -> None:
+        """Delete the dependencies and steps of calls that are gone, in the caller's
+        transaction."""
+        for table, column in (("deps", "task_id"), ("deps", "dep_id"), ("steps", "task_id"),
+                              ("steps", "parent")):
+            self._run(con, f"DELETE FROM {table} WHERE NOT EXISTS (SELECT 1 FROM tasks WHERE "
+                           f"tasks.id = {table}.{column})")
 
 
 class _LoggedStart(NamedTuple):
@@ -3522,10 +3869,12 @@ class _SqliteFile:
                 con.execute(statement)
             con.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
         have = {row[1] for row in con.execute("PRAGMA table_info(tasks)")}
-        for column in _ADDED_COLUMNS:
+        for column, kind in _ADDED_COLUMNS:
             if column not in have:
-                con.execute(f"ALTER TABLE tasks ADD COLUMN {column} TEXT")
-        con.execute(_ADDED_INDEX.replace("INDEX", "INDEX IF NOT EXISTS", 1))
+                con.execute(f"ALTER TABLE tasks ADD COLUMN {column} {kind}")
+        for statement in (_ADDED_INDEX,) + _ADDED_TABLES:
+            con.execute(statement.format(big="INTEGER").replace(
+                " INDEX", " INDEX IF NOT EXISTS", 1).replace("TABLE", "TABLE IF NOT EXISTS", 1))
         self.version = _SCHEMA_VERSION
 
     def _create_schema(self) -> None:
@@ -3695,16 +4044,10 @@ class _SqlitePool(_StoreParts):
         return []
 
 
-class _SqliteStore(_SqliteFile, _SqlitePool, _SharedSql):
+class _SqliteStore(_SqliteFile, _SqlitePool, _SharedCalls):
     """One autocron database file: its doorway (_SqliteFile), its one pool (_SqlitePool),
-    the SQL both stores share (_SharedSql), and here what SQLite says in words of its own:
+    the SQL both stores share (_SharedCalls), and here what SQLite says in words of its own:
     storing calls, withdrawals, the claim and what a pool that ended left behind."""
-
-    def add_task_in(self, connection: Any, name: str, args: str, record: bytes, due: float,
-                    options: Optional[_Options] = None,
-                    shipped: Optional[_Shipped] = None) -> str:
-        raise ValueError(f"connection= stores a call in your own PostgreSQL transaction; "
-                         f"{self.path} is an SQLite file: call without it")
 
     def reached_by(self, connection: Any) -> bool:
         return False
@@ -3762,12 +4105,11 @@ class _SqliteStore(_SqliteFile, _SqlitePool, _SharedSql):
         with self.transaction() as con:
             if shipped is not None:
                 self.keep_function(con, shipped)
-            first = con.execute("SELECT coalesce(max(id), 0) + 1 FROM tasks").fetchone()[0]
-            con.executemany(_INSERT_TASK_AT, [
-                (first + i, text, record, digest) + fixed
-                for i, (text, record) in enumerate(calls)])
+            ids = self._new_ids(con, len(calls))
+            con.executemany(_INSERT_TASK_AT, [(task_id, text, record, digest) + fixed
+                                              for task_id, (text, record) in zip(ids, calls)])
         self.checkpoint(_WAL_URGENT, quiet_too=False)
-        return [f"{token}-{first + i}" for i in range(len(calls))]
+        return [f"{token}-{task_id}" for task_id in ids]
 
     def request_cancel(self, uid: str, force: bool) -> bool:
         """Ask the pool to withdraw a task a worker holds (force: also a running one)."""
@@ -3782,15 +4124,6 @@ class _SqliteStore(_SqliteFile, _SqlitePool, _SharedSql):
             finally:
                 os.close(descriptor)
         return True
-
-    def retry(self, uid: str, now: float) -> Optional[str]:
-        """Store the call of a failed or cancelled task again, as a new task due at `now`
-        that names the old one (retry_of); its id, None if that task is not failed or
-        cancelled (or not there)."""
-        token = _token()
-        with self.transaction() as con:
-            cursor = con.execute(_RETRY_TASK, (token, now, now, *_row_key(uid)))
-            return f"{token}-{cursor.lastrowid}" if cursor.rowcount == 1 else None
 
     def cancel_mark(self) -> Optional[bytes]:
         """What changes whenever a withdrawal is asked for (request_cancel writes 8 random
@@ -3928,8 +4261,8 @@ _PG_LARGEST_VALUE = 500_000_000  # bytes in a value or a call: bytea goes out as
 _PG_SCHEMA = tuple(t.format(
     id="BIGSERIAL PRIMARY KEY", real="DOUBLE PRECISION", blob="BYTEA", held_by="""
         machine TEXT,                        -- the machine whose pool holds it
-        lease BIGINT,                        -- and that pool's lease: its writes are fenced""")
-    for t in _TABLES) + (
+        lease BIGINT,                        -- and that pool's lease: its writes are fenced""",
+    big="BIGINT") for t in _TABLES + _ADDED_TABLES) + (
     "CREATE INDEX tasks_held ON tasks (machine) WHERE status IN ('queued', 'running')",
     """CREATE TABLE machines (
         name TEXT NOT NULL,                  -- as shown: AUTOCRON_HOST or the host name
@@ -3957,6 +4290,12 @@ _PG_NOW = "extract(epoch FROM clock_timestamp())"   # leases go by the server's 
 _PG_INSERT_TASK = f"WITH t AS ({_INSERT_TASK} RETURNING id) SELECT id, pg_notify(?, ?) FROM t"
 _PG_INSERT_SHIPPED_TASK = (f"WITH t AS ({_INSERT_SHIPPED_TASK} RETURNING id) "
                            "SELECT id, pg_notify(?, ?) FROM t")
+
+
+def _is_psycopg3(connection: Any) -> bool:
+    """Whether an object is a psycopg 3 connection (psycopg2's has other methods)."""
+    return type(connection).__module__.partition(".")[0] == "psycopg" and \
+        hasattr(connection, "execute")
 
 
 def _is_postgres(database: Any) -> "TypeGuard[str]":
@@ -4337,12 +4676,16 @@ class _PgLink:
         have = {row[0] for row in con.execute(
             "SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND "
             "table_name = 'tasks'", (self.schema,))}
-        for column in _ADDED_COLUMNS:
+        for column, kind in _ADDED_COLUMNS:
             if column not in have:
-                con.execute(f"ALTER TABLE tasks ADD COLUMN {column} TEXT")
+                con.execute(f"ALTER TABLE tasks ADD COLUMN {column} {kind}")
         if not con.execute("SELECT 1 FROM pg_indexes WHERE schemaname = %s AND indexname = "
                            "'tasks_key'", (self.schema,)).fetchall():
             con.execute(_ADDED_INDEX)       # (IF NOT EXISTS would lock the table each time)
+        if not con.execute("SELECT 1 FROM pg_tables WHERE schemaname = %s AND tablename = "
+                           "'deps'", (self.schema,)).fetchall():
+            for statement in _ADDED_TABLES:
+                con.execute(statement.format(big="BIGINT"))
         con.execute("UPDATE meta SET version = %s", (_PG_SCHEMA_VERSION,))
         return _PG_SCHEMA_VERSION
 
@@ -4534,9 +4877,9 @@ class _PgMachines(_StoreParts):
             "FROM machines ORDER BY name")]
 
 
-class _PgStore(_PgLink, _PgMachines, _SharedSql):
+class _PgStore(_PgLink, _PgMachines, _SharedCalls):
     """One autocron schema in a PostgreSQL database: its doorway (_PgLink), the machines
-    and their leases (_PgMachines), the SQL both stores share (_SharedSql), and here what
+    and their leases (_PgMachines), the SQL both stores share (_SharedCalls), and here what
     PostgreSQL says in words of its own: storing calls and waking the pools in one
     statement, withdrawals, the claim under a valid lease, and the settling of lost pools."""
 
@@ -4545,6 +4888,7 @@ class _PgStore(_PgLink, _PgMachines, _SharedSql):
     _TAKE = " FOR UPDATE SKIP LOCKED"
     _NEW_ID = " RETURNING id"
     _LOCK = " FOR UPDATE"
+    _SHARE = " FOR SHARE"
 
     def _fence(self) -> tuple[Any, ...]:
         return (self.lease,)
@@ -4588,17 +4932,23 @@ class _PgStore(_PgLink, _PgMachines, _SharedSql):
         with self.transaction() as con:
             if shipped is not None:
                 self.keep_function(con, shipped)
-            ids = [row[0] for row in con.execute(
-                "SELECT nextval(pg_get_serial_sequence('tasks', 'id')) FROM "
-                "generate_series(1, %s) ORDER BY 1", (len(calls),))]
+            ids = self._new_ids(con, len(calls))
             self._run_many(con, _INSERT_TASK_AT, [(task_id, text, record, digest) + fixed
                                                   for task_id, (text, record) in zip(ids, calls)])
             self._notify(con, options.priority)
         return [f"{token}-{task_id}" for task_id in ids]
 
+    def _new_ids(self, con: Any, count: int) -> list[int]:
+        """Row ids for `count` new tasks, from the sequence."""
+        return [int(row[0]) for row in con.execute(
+            "SELECT nextval(pg_get_serial_sequence('tasks', 'id')) FROM "
+            "generate_series(1, %s) ORDER BY 1", (count,))] if count else []
+
     def reached_by(self, connection: Any) -> bool:
         """Whether a psycopg connection (the caller's, Django's) reaches this database (the
         same server, found by its start time and port, and database) with this schema."""
+        if not _is_psycopg3(connection):      # psycopg2's (Django's, say): not one to use
+            return False
         sql = ("SELECT current_database(), current_setting('port'), "
                "pg_postmaster_start_time(), to_regclass(%s) IS NOT NULL")
         tasks = f'"{self.schema}".tasks'
@@ -4608,37 +4958,35 @@ class _PgStore(_PgLink, _PgMachines, _SharedSql):
             raise self._error(error) from None
         return tuple(there) == tuple(self.read(sql, (tasks,))[0])
 
-    def add_task_in(self, connection: Any, name: str, args: str, record: bytes, due: float,
-                    options: Optional[_Options] = None,
-                    shipped: Optional[_Shipped] = None) -> str:
-        """Store a call in the caller's own open psycopg transaction (options(connection=)),
-        so that it commits or rolls back with the caller's work; the pools hear of it at the
-        commit (a NOTIFY is sent then). ValueError unless the connection reaches this
-        store's database, with its schema."""
-        self._check_size(record, "the call")
-        tasks = f'"{self.schema}".tasks'
+    def add_calls(self, name: str, calls: list[Any], due: float,
+                  options: Optional[_Options] = None, shipped: Optional[_Shipped] = None,
+                  parent: Optional[int] = None, connection: Any = None) -> list[Any]:
+        """See _SharedCalls.add_calls. With `connection` (options(connection=)), in the
+        caller's own open psycopg transaction, so that the calls commit or roll back with
+        the caller's work; the pools hear of them at the commit (a NOTIFY is sent then).
+        ValueError unless the connection reaches this store's database, with its schema."""
+        if connection is None:
+            return super().add_calls(name, calls, due, options, shipped, parent)
         if not self.reached_by(connection):
             database, port = connection.execute(
                 "SELECT current_database(), current_setting('port')").fetchone()
             raise ValueError(f"connection= must be a connection to autocron's database "
                              f"({self.path}); this one reaches the database {database} on the "
                              f"server at port {port}")
-        token, options = _token(), options or _PLAIN
-        values = (token, name, args, options.priority, options.retries, options.retry_delay,
-                  options.backoff, options.timeout, due, self.now(), record,
-                  shipped and shipped.hash, self._channel, str(options.priority))
         try:
-            if shipped is not None:
-                connection.execute(
-                    f'INSERT INTO "{self.schema}".functions (hash, payload, created) VALUES '
-                    "(%s, %s, %s) ON CONFLICT (hash) DO NOTHING",
-                    (shipped.hash, shipped.payload, self.now()))
-            row = connection.execute(_PG_INSERT_TASK.replace(
-                "INSERT INTO tasks", f"INSERT INTO {tasks}").replace("?", "%s"),
-                values).fetchone()
+            # this schema first, for these statements only (set back: the caller's own
+            # statements later in the transaction find their tables as before)
+            with contextlib.ExitStack() as stack:
+                if connection.autocommit:        # no transaction to join: one of its own
+                    stack.enter_context(connection.transaction())
+                path = connection.execute("SELECT current_setting('search_path')").fetchone()[0]
+                connection.execute("SELECT set_config('search_path', %s, true)",
+                                   (f'"{self.schema}"',))
+                stack.callback(connection.execute,
+                               "SELECT set_config('search_path', %s, true)", (path,))
+                return self.store_calls(connection, name, calls, due, options, shipped, parent)
         except self._psycopg.Error as error:
             raise self._error(error) from None
-        return f"{token}-{row[0]}"
 
     def _check_size(self, data: Optional[bytes], what: str) -> None:
         if data is not None and len(data) > _PG_LARGEST_VALUE:
@@ -4654,13 +5002,6 @@ class _PgStore(_PgLink, _PgMachines, _SharedSql):
             f"WITH u AS (UPDATE tasks SET cancel = %s WHERE id = %s AND token = %s AND status "
             f"IN {statuses} RETURNING id) SELECT pg_notify(%s, '') FROM u",
             (2 if force else 1, *_row_key(uid), self._channel + _PG_CANCEL)))
-
-    def retry(self, uid: str, now: float) -> Optional[str]:
-        """See _SqliteStore.retry; the pools are woken in the same statement."""
-        token = _token()
-        rows = self.read(f"WITH t AS ({_RETRY_TASK} RETURNING id) SELECT id, pg_notify(?, '') "
-                         "FROM t", (token, now, now, *_row_key(uid), self._channel))
-        return f"{token}-{rows[0][0]}" if rows else None
 
     def cancel_mark(self) -> Optional[int]:
         """The withdrawals a pool's listener heard of (see _SqliteStore.cancel_mark); None where
@@ -5675,6 +6016,73 @@ def _event_loop() -> Any:
 _running: Optional[_Run] = None    # in a worker: the task whose function runs now
 _worker_store: Optional[Callable[[], "_Store"]] = None   # and its store (current(), progress())
 _worker_reply: Optional[Callable[[Any], None]] = None    # what tells its pool (_Waiting)
+# The steps the running task has made, {digest of a call: how many such calls} (_steps).
+_steps_made: dict[str, int] = {}
+_steps_lock = threading.Lock()
+
+
+def _tell_unmatched_steps(task: _Run) -> None:
+    """Log the unfinished calls that an earlier attempt of `task` made and this one did not
+    make again (durable steps): they keep running."""
+    with _steps_lock:
+        made = {f"{digest}:{k}" for digest, count in _steps_made.items()
+                for k in range(1, count + 1)}
+    with contextlib.suppress(DatabaseError):
+        left = [uid for step, uid in sorted(_worker_store().unfinished_steps(task.id).items())
+                if step not in made] if _worker_store is not None else []
+        if left:
+            _log.warning("autocron: task %s ran again and did not make %d of the calls its "
+                         "earlier attempt made; they keep running: %s", task.uuid, len(left),
+                         ", ".join(left[:10]) + (" ..." if len(left) > 10 else ""))
+
+
+def _dependency_value(uid: str) -> Any:
+    """In a worker: the value of the call `uid` that the task about to run depends on."""
+    row = None if _worker_store is None else _worker_store().result_row(uid)
+    if row is None or row.status != "ready":
+        raise RuntimeError(f"this call depends on the call {uid}, which is "
+                           f"{'not in the database' if row is None else row.status}")
+    return pickle.loads(row.value) if row.pickled else row.value
+
+# In a worker: [the waits its running task is in (any thread), the task's number]: a wait
+# that outlives its task (a thread left behind) ends with it and counts for no later task.
+_waits = [0, 0]
+_waits_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _task_waits() -> Iterator[None]:
+    """In a worker's task: a wait for other calls, told to the pool when the first begins
+    and the last ends (_Waiting), so that it keeps a spare worker meanwhile."""
+    if not _IN_WORKER or _running is None or _worker_reply is None:
+        yield
+        return
+    reply = _worker_reply
+    with _waits_lock:
+        _waits[0] += 1
+        first, task = _waits[0] == 1, _waits[1]
+    if first:
+        reply(_Waiting(1))
+    try:
+        yield
+    finally:
+        with _waits_lock:
+            mine = _waits[1] == task
+            if mine:
+                _waits[0] -= 1
+            last = mine and _waits[0] == 0
+        if last:
+            reply(_Waiting(-1))
+
+
+def _task_ended() -> None:
+    """A task's function returned: the waits its threads are still in end with it."""
+    with _waits_lock:
+        waited, _waits[0] = _waits[0], 0
+        _waits[1] += 1
+    if waited and _worker_reply is not None:
+        _worker_reply(_Waiting(-1))
+
 
 
 class _Reporter:
@@ -5727,7 +6135,7 @@ def _run_task(task: _Run, functions: dict[Any, Any], load_payload: Callable[...,
     _output.begin()
     retry_on = None
     try:
-        record = _load_record(task.record)
+        record = _load_record(task.record, _dependency_value)
         retry_on = record["retry_on"]
         ref = record["function"]
         key = (ref, task.cron)          # a cron run looks for its declaration once
@@ -5736,6 +6144,8 @@ def _run_task(task: _Run, functions: dict[Any, Any], load_payload: Callable[...,
             func = functions[key] = _resolve_function(ref, load_payload, task.cron,
                                                       record.get("declared"))
         try:
+            with _steps_lock:
+                _steps_made.clear()
             _running = task     # after the imports: a delayed call made by one is refused
             value = func(*record["args"], **record["kwargs"])
             if isinstance(value, types.CoroutineType):    # an async def task
@@ -5746,6 +6156,9 @@ def _run_task(task: _Run, functions: dict[Any, Any], load_payload: Callable[...,
             raise
         finally:
             _running = None
+            _task_ended()
+            if task.attempts and _steps_made:
+                _tell_unmatched_steps(task)
         if os.getpid() != worker:
             _leave_forked_child(None)
         try:
@@ -5970,6 +6383,7 @@ class _PoolState:
     _returned: list[Any]
     _respawn_at: float
     _respawn_delay: float
+    _capped: bool
     _retry_at: float
     _outage: Optional[_Outage]
     _clock_seen: float
@@ -6475,7 +6889,15 @@ class _PoolCrew(_PoolState):
         every worker whose task waits for another call (at most _MAX_SPARES), so that the
         pool always has that many workers that do not wait: nested waits never deadlock."""
         active = [w for w in self._workers if not w.retiring]
-        spares = min(_MAX_SPARES, sum(1 for w in active if w.waiting))
+        waiting = sum(1 for w in active if w.waiting)
+        leaving = sum(1 for w in self._workers if w.retiring and w.waiting)   # spares too
+        spares = max(0, min(_MAX_SPARES - leaving, waiting))
+        if waiting + leaving > _MAX_SPARES and not self._capped:
+            _log.warning("autocron: %d tasks wait for other calls, and the pool keeps at most "
+                         "%d spare workers: calls they wait for may wait until one of them "
+                         "ends (wait for fewer calls at once, or with a timeout)",
+                         waiting + leaving, _MAX_SPARES)
+        self._capped = waiting + leaving > _MAX_SPARES
         wanted = max(1, int(self._settings["workers"])) + spares
         if len(active) < wanted and self._clock() >= self._respawn_at:
             for _ in range(wanted - len(active)):
@@ -6789,6 +7211,7 @@ class _Pool(_PoolWrites, _PoolCrew, _PoolDeadlines, _PoolLease, _PoolWakeups):
         self._batch = _Batch()         # what it learnt and has not written yet
         self._returned: list[Any] = []      # claimed tasks handed back by a worker, to place again
         self._respawn_at = 0.0         # no new worker before this monotonic time
+        self._capped = False           # more tasks wait than there may be spares (said once)
         self._respawn_delay = _RESTART_PAUSE[0]   # the pause after the next early death
         self._retry_at = 0.0           # the database is unavailable: tried again from then on
         self._outage: Optional[_Outage] = None   # since when, how long the next pause is
@@ -7712,6 +8135,14 @@ def progress(done: float, total: Optional[float] = None, text: str = "") -> None
     if done is None:
         raise TypeError("progress() takes numbers for done and total (total may be None), "
                         "got done=None")
+    for name, value in (("done", done), ("total", total)):
+        try:
+            finite = value is None or math.isfinite(value)
+        except OverflowError:      # an int past what a float holds
+            finite = False
+        if not finite:
+            raise ValueError(f"progress() takes finite numbers, got {name}="
+                             f"{_shorten(repr(value), 40)}")
     if not isinstance(text, str):
         raise TypeError(f"progress() takes a str for text, got {type(text).__name__}")
     task = _running
@@ -7831,9 +8262,21 @@ class Result(Generic[_T]):
         self._row = row
         self._transaction = transaction  # the caller's connection it was stored in, if any
 
+    def __copy__(self) -> "Result[_T]":
+        return Result(self.uuid, self._store, self._row, self._transaction)
+
+    def __deepcopy__(self, memo: dict[Any, Any]) -> "Result[_T]":
+        return self.__copy__()      # a handle: its store and the caller's connection shared
+
     def __reduce__(self) -> tuple[Any, ...]:
-        """A Result pickles as its id (a task's return value, an argument): unpickled, it
-        reads the database of the process that unpickles it."""
+        """A Result pickles as its id (a task's return value): unpickled, it reads the
+        database of the process that unpickles it. In a call's arguments it is a dependency
+        (_CallPickler), unless an object around it pickles itself by other means."""
+        if getattr(_pickling, "depth", 0):
+            raise TypeError(f"the Result {self.uuid} is inside an object that pickles itself "
+                            "(its own __reduce__ or __getstate__ returning bytes), where it "
+                            "cannot be a dependency: pass it in the arguments themselves (a "
+                            "list, a dict, a dataclass) or pass its id (result.uuid)")
         return (_result_handle, (self.uuid,))
 
     @classmethod
@@ -7876,7 +8319,8 @@ class Result(Generic[_T]):
     def status(self) -> str:
         """"waiting", "running", "ready", "error" or "cancelled"."""
         status = self._fetch().status
-        return "waiting" if status == "queued" else status    # handed over, not started
+        # handed over and not started, or waiting for its dependencies
+        return "waiting" if status in ("queued", "blocked") else status
 
     @property
     def waiting(self) -> bool:
@@ -7972,8 +8416,7 @@ class Result(Generic[_T]):
             raise RuntimeError(f"the call {self.uuid} is stored in your open transaction, and "
                                "no worker can see it before that commits: commit, then wait")
         if _IN_WORKER:
-            if _running is not None and self.uuid == _running.uuid:
-                raise RuntimeError("a task cannot wait for its own call")
+            _check_wait_in_task(self)
             with _task_waits():             # its pool keeps a spare worker meanwhile
                 return self._poll(timeout)
         pool = _state.pool
@@ -8005,8 +8448,9 @@ class Result(Generic[_T]):
     def __await__(self) -> Generator[Any, None, _T]:
         import asyncio      # costs milliseconds at import: only an awaiting caller pays
         pauses = _pauses()
-        while self._unfinished():
-            yield from asyncio.sleep(next(pauses)).__await__()
+        with _task_waits():         # in a task: its pool keeps a spare worker meanwhile
+            while self._unfinished():
+                yield from asyncio.sleep(next(pauses)).__await__()
         return self._value()
 
     def _unfinished(self) -> bool:
@@ -8083,7 +8527,7 @@ class Result(Generic[_T]):
         reported = self.progress if info["status"] == "running" else None
         if reported is not None:
             done, total, text = reported
-            bar = f"<progress value='{done:g}' max='{total:g}'></progress>" \
+            bar = f"<progress value='{done}' max='{total}'></progress>" \
                 if total is not None and total > 0 else ""
             row += f" {bar} <small>{_h(_progress_text(reported).strip(), False)}</small>"
         error = self.error_message if self.status == "error" else ""
@@ -8095,13 +8539,35 @@ class Result(Generic[_T]):
         return f'<div title="{html.escape(self.uuid)}">{row}{details}</div>'
 
 
+def _check_wait_in_task(result: "Result[Any]") -> None:
+    """RuntimeError for a wait in a task that could never end, or would block its event
+    loop."""
+    if _running is None:
+        return
+    if result.uuid == _running.uuid:
+        raise RuntimeError("a task cannot wait for its own call")
+    if "asyncio" in sys.modules and sys.modules["asyncio"]._get_running_loop() is not None:
+        raise RuntimeError("get() and wait() would block the event loop that runs this task "
+                           "and its neighbours: inside an async def task, await the Result "
+                           "instead of calling get()")
+    if result._store is not None and result._unfinished() and \
+            result._store.depends_on(result.uuid, _running.id):
+        raise RuntimeError(f"the call {result.uuid} depends on this task, which would wait "
+                           "for it forever: return its Result instead of waiting")
+
+
 def _progress_text(progress: Optional[tuple[Any, Any, str]]) -> str:
     """A progress report as a Result's repr shows it: " 3/10 pages" (or " 3 pages")."""
     if progress is None:
         return ""
     done, total, text = progress
-    shown = f"{done:g}" + (f"/{total:g}" if total is not None else "")
+    shown = _number_text(done) + (f"/{_number_text(total)}" if total is not None else "")
     return f" {shown}" + (f" {text}" if text else "")
+
+
+def _number_text(number: Any) -> str:
+    """A reported number as shown: a whole number whole, a fraction as %g does."""
+    return str(number) if isinstance(number, int) else f"{number:g}"
 
 
 def _result_handle(uuid: str) -> "Result[Any]":
@@ -8266,33 +8732,6 @@ _DELAY_DEFAULTS: dict[str, Any] = {"weeks": 0, "days": 0, "hours": 0, "minutes":
                                    "timeout": None, "priority": 0}
 
 
-_waits = [0]                      # in a worker: the waits its running task is in (any thread)
-_waits_lock = threading.Lock()
-
-
-@contextlib.contextmanager
-def _task_waits() -> Iterator[None]:
-    """In a worker's task: a wait for other calls, told to the pool when the first begins
-    and the last ends (_Waiting), so that it keeps a spare worker meanwhile."""
-    if not _IN_WORKER or _running is None or _worker_reply is None:
-        yield
-        return
-    reply = _worker_reply
-    with _waits_lock:
-        _waits[0] += 1
-        first = _waits[0] == 1
-    if first:
-        reply(_Waiting(1))
-    try:
-        yield
-    finally:
-        with _waits_lock:
-            _waits[0] -= 1
-            last = _waits[0] == 0
-        if last:
-            reply(_Waiting(-1))
-
-
 def _store_in_worker() -> _Store:
     """In a worker: the store that a task's delayed calls go to (tasks start tasks);
     RuntimeError while no task's function runs (the worker imports modules, runs its
@@ -8326,7 +8765,7 @@ class _Call:
         if self.key is not None and not callable(self.key):
             _check_key(self.key)
         self.connection = settings.get("connection")
-        if self.connection is not None and not hasattr(self.connection, "info"):
+        if self.connection is not None and not _is_psycopg3(self.connection):
             raise TypeError(f"connection must be an open psycopg 3 connection to autocron's "
                             f"PostgreSQL database, got {type(self.connection).__name__}")
 
@@ -8337,6 +8776,11 @@ def _check_key(key: Any) -> str:
                         f"{type(key).__name__}")
     if not 0 < len(key) <= _MAX_KEY:
         raise ValueError(f"key must be 1 to {_MAX_KEY} characters long, got {len(key)}")
+    try:
+        key.encode()
+    except UnicodeEncodeError:
+        raise ValueError(f"key must be text that UTF-8 can encode, got {key!r} (a lone "
+                         "surrogate)") from None
     return key
 
 
@@ -8365,28 +8809,10 @@ def _delayed(func: Callable[..., Any], settings: dict[str, Any]) -> Any:
         store = _store_in_worker() if _IN_WORKER else _state.store
         if store is None:
             return Result._run_here(func, args, kwargs)
-        record, shipped = _dump_call(func, args, kwargs, call.retry_on)
-        text = _call_text(args, kwargs)
-        if call.connection is not None:
-            if call.key is not None:
-                raise ValueError("a call stored in your own transaction (connection=) takes "
-                                 "no key")
-            uid = store.add_task_in(call.connection, name, text, record, call.due(store),
-                                    call.options, shipped)
-            return Result(uid, store, _ResultRow(uid, name, text, "waiting", None, None, None,
-                                                 None, None), call.connection)
-        if call.key is None:
-            uid = store.add_task(name, text, record, call.due(store), call.options, shipped)
-        else:
-            if callable(call.key):
-                raise ValueError("a key that is a function is for .map(); give a call its "
-                                 "key as a str")
-            [(uid, held)] = store.add_keyed_tasks(name, [(text, record, call.key)],
-                                                  call.due(store), call.options, shipped)
-            _tell_held(name, call.key, uid, held, text)
-        if not store.wakes_pools:
-            _wake_pool(store.wake_path, call.options.priority)
-        return Result(uid, store)
+        if callable(call.key):
+            raise ValueError("a key that is a function is for .map(); give a call its "
+                             "key as a str")
+        return _store_calls(func, name, call, store, [(args, kwargs)], single=True)[0]
 
     wrapper: Any = delayed
     wrapper.map = functools.partial(_map, func, name, call, bind)
@@ -8453,24 +8879,124 @@ def _map(func: Callable[..., Any], name: str, call: _Call,
     store = _store_in_worker() if _IN_WORKER else _state.store
     if store is None:
         return [Result._run_here(func, args, {}) for args in calls]
+    if call.key is not None and not callable(call.key):
+        raise ValueError(".map() takes a key that is a function of each call's "
+                         "arguments returning its key, not a str")
+    return _store_calls(func, name, call, store, [(args, {}) for args in calls])
+
+
+_pickling = threading.local()        # depth: a call's arguments are being pickled here
+
+
+class _CallPickler(_Pickler):
+    """Pickles a call's arguments for the database at `path`: a Result met anywhere in them
+    is a dependency, pickled as its id (a persistent id) and loaded as its value where the
+    call runs; a Result of a synchronous run (inactive autocron) is its value at once."""
+
+    def __init__(self, file: io.BytesIO, path: str):
+        super().__init__(file, _PICKLE_PROTOCOL)
+        self.path = path
+        self.deps: dict[str, None] = {}          # their ids in the order met, each once
+        self.failed: Optional[dict[Any, Any]] = None   # a synchronous run that failed
+
+    def persistent_id(self, obj: Any) -> Optional[str]:
+        if not isinstance(obj, Result) or obj._store is None:
+            return None
+        if obj._store.path != self.path:
+            raise _Refused(ValueError(
+                f"a Result as an argument makes the call depend on it, and {obj.uuid} is a "
+                f"call of another database ({obj._store.path}, not {self.path}): pass its "
+                "value (result.get()) or its id (result.uuid)"))
+        self.deps[obj.uuid] = None
+        return obj.uuid
+
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, Result):      # a synchronous run's (a stored one is an id)
+            if obj.has_error and self.failed is None:
+                row = obj._fetch()
+                self.failed = _dependency_failed(row.name, obj.uuid, obj.status, row.error)
+            return (_given, (obj.function_result,))
+        return super().reducer_override(obj)
+
+    def dump(self, obj: Any) -> None:
+        _pickling.depth = getattr(_pickling, "depth", 0) + 1
+        try:
+            super().dump(obj)
+        finally:
+            _pickling.depth -= 1
+
+
+def _given(value: Any) -> Any:
+    """What a Result of a synchronous run unpickles as: its value."""
+    return value
+
+
+def _new_call(func: Callable[..., Any], ref: tuple[Any, ...], args: tuple[Any, ...],
+              kwargs: dict[str, Any], call: _Call, store: _Store) -> _NewCall:
+    """A call made ready for the database: its record, key and dependencies."""
+    found: list[_CallPickler] = []
+
+    def pickler(buffer: io.BytesIO) -> _CallPickler:
+        found.append(_CallPickler(buffer, store.path))
+        return found[-1]
+    record = _dump_record(func, ref, args, kwargs, call.retry_on, pickler)
+    deps = list(found[0].deps) if found else []
+    if deps:
+        record = _dependent_record(record, ref, deps)
+    key = None if call.key is None else call.key if isinstance(call.key, str) else \
+        _check_key(call.key(*args, **kwargs))
+    return _NewCall(_call_text(args, kwargs), record, key, tuple(deps),
+                    found[0].failed if found else None)
+
+
+def _store_calls(func: Callable[..., Any], name: str, call: _Call, store: _Store,
+                 calls: list[tuple[tuple[Any, ...], dict[str, Any]]],
+                 single: bool = False) -> list[Any]:
+    """Store calls of `func` as `call` says; their Results. Plain calls take the fastest
+    way (one statement for a single one); calls with keys, dependencies or the caller's
+    transaction, and a task's calls (its steps: one that an earlier attempt made comes
+    back), go through add_calls."""
     ref, shipped = _reference(func)
-    rows = [(_call_text(args, {}), _dump_record(func, ref, args, {}, call.retry_on))
-            for args in calls]
-    if call.key is None:
-        uids = store.add_tasks(name, rows, call.due(store), call.options, shipped)
+    new = [_new_call(func, ref, args, kwargs, call, store) for args, kwargs in calls]
+    task = _running if _IN_WORKER else None
+    due, options = call.due(store), call.options
+    if task is None and call.connection is None and not any(
+            c.key is not None or c.deps or c.failed for c in new):
+        uids = [store.add_task(name, new[0].args, new[0].record, due, options, shipped)] \
+            if single else store.add_tasks(name, [(c.args, c.record) for c in new], due,
+                                           options, shipped)
+        found: list[Any] = [(uid, None) for uid in uids]
     else:
-        if not callable(call.key):
-            raise ValueError(".map() takes a key that is a function of each call's "
-                             "arguments returning its key, not a str")
-        keys = [_check_key(call.key(*args)) for args in calls]
-        found = store.add_keyed_tasks(name, [row + (key,) for row, key in zip(rows, keys)],
-                                      call.due(store), call.options, shipped)
-        for (uid, held), (text, _), key in zip(found, rows, keys):
-            _tell_held(name, key, uid, held, text)
-        uids = [uid for uid, _ in found]
+        earlier: dict[str, str] = {}
+        if task is not None:
+            new = _steps(new)
+            if task.attempts:      # it ran before: the steps it made come back
+                earlier = store.steps_of(task.id, [c.step for c in new if c.step])
+        made = iter(store.add_calls(name, [c for c in new if c.step not in earlier], due,
+                                    options, shipped, task and task.id, call.connection))
+        found = [(earlier[c.step], None) if c.step in earlier else next(made) for c in new]
+        for (uid, held), c in zip(found, new):
+            if held is not None and c.key is not None:
+                _tell_held(name, c.key, uid, held, c.args)
     if not store.wakes_pools:
-        _wake_pool(store.wake_path, call.options.priority)
-    return [Result(uid, store) for uid in uids]
+        _wake_pool(store.wake_path, options.priority)
+    if call.connection is not None:
+        return [Result(uid, store, _ResultRow(uid, name, c.args, "waiting", None, None, None,
+                                              None, None), call.connection)
+                for (uid, _), c in zip(found, new)]
+    return [Result(uid, store) for uid, _ in found]
+
+
+def _steps(calls: list[_NewCall]) -> list[_NewCall]:
+    """A running task's calls as its steps: the k-th call it makes of a function with the
+    same pickled arguments is step "<digest of the call>:<k>" (threads too)."""
+    with _steps_lock:
+        named = []
+        for each in calls:
+            digest = hashlib.sha256(each.record).hexdigest()[:32]
+            _steps_made[digest] = number = _steps_made.get(digest, 0) + 1
+            named.append(each._replace(step=f"{digest}:{number}"))
+    return named
 
 
 def cron(expression: Optional[str] = None, *, tz: Union[str, _dt.tzinfo, None] = None,
@@ -8700,8 +9226,8 @@ def _django_backend() -> type:
             text = _call_text(tuple(args), kwargs)
             inside = _django_transaction(store)
             if inside is not None:       # inside atomic(): commits or rolls back with it
-                uid = store.add_task_in(inside, task.module_path, text, record, due,
-                                        options, shipped)
+                [(uid, _)] = store.add_calls(task.module_path, [_NewCall(text, record)], due,
+                                             options, shipped, connection=inside)
             else:
                 uid = store.add_task(task.module_path, text, record, due, options, shipped)
             if not store.wakes_pools:
@@ -8917,6 +9443,24 @@ def _day_timeline(schedule: "CronExpression", after: _dt.datetime) -> str:
             f'<rect x="0" y="13" width="600" height="1" fill="#ccc"/></svg>')
 
 
+def _call_links_html(links: _CallLinks) -> str:
+    """A task page's links to the calls linked to its call (both ways), each with its
+    function and status."""
+    parts = []
+    for label, attribute, calls in (
+            ("Depends on", "deps", links.deps), ("Calls that depend on it",
+                                                 "dependents", links.dependents),
+            ("Made by the task", "parent", links.parents), ("Calls it made",
+                                                            "steps", links.steps)):
+        if calls:
+            more = f" (the first {_LINKS_SHOWN})" if len(calls) == _LINKS_SHOWN else ""
+            parts.append(f"<p data-links='{attribute}'>{label}{more}: " + ", ".join(
+                f"<a href='/task/{_h(uid)}'>{_h(_short_id(uid))}</a> {_h(name)} "
+                f"<span class='{_h(status)}'>{_h(status)}</span>"
+                for uid, name, status in calls) + ".</p>")
+    return "".join(parts)
+
+
 def _html_table(headings: Iterable[str], rows: str) -> str:
     """A table of the dashboard: a row of headings (escaped here), then `rows`, the <tr>
     elements a page made (each escaping what it shows)."""
@@ -9026,6 +9570,7 @@ class _Dashboard:
         now = self.store.now()
         counts, due = self.store.counts(now)
         shown = {"waiting": counts.get("waiting", 0), "due now": due,
+                 "on other calls": counts.get("blocked", 0),
                  "queued": counts.get("queued", 0), "running": counts.get("running", 0),
                  "finished": counts.get("ready", 0), "failed": counts.get("error", 0),
                  "cancelled": counts.get("cancelled", 0)}
@@ -9100,7 +9645,7 @@ class _Dashboard:
             f"\n\n{_h(error.get('traceback'))}</pre>")
         output = f"<h2>Output</h2><pre data-output>{_h(row.output)}</pre>" if row.output else ""
         actions = ""
-        if row.status in ("waiting", "queued", "running"):
+        if row.status in _WAITING + ("running",):
             force = "<input type='hidden' name='force' value='1'>" \
                 if row.status == "running" else ""
             actions = self._form(f"/task/{row.uuid}/cancel", "cancel", force, ask=(
@@ -9110,7 +9655,7 @@ class _Dashboard:
             actions = self._form(f"/task/{row.uuid}/retry", "retry") + \
                 " stores the same call again, as a new task."
         earlier, later = self.store.retry_links(row.uuid)
-        links = ""
+        links = _call_links_html(self.store.call_links(row.uuid))
         if earlier:
             links += (f"<p data-retry-of>A retry of <a href='/task/{_h(earlier)}'>"
                       f"{_h(earlier)}</a>.</p>")
@@ -9762,6 +10307,7 @@ def _info(store: _Store) -> dict[Any, Any]:
                       "seconds_since": round(m.since, 1), "lost": m.since > _lease_ttl}
                      for m in store.machine_rows()],
         "queue": {"waiting": counts.get("waiting", 0), "due_now": due,
+                  "waiting_on_calls": counts.get("blocked", 0),
                   "queued": counts.get("queued", 0), "running": counts.get("running", 0)},
         "results": {s: counts.get(s, 0) for s in _FINISHED},
         "cron_jobs": _cron_jobs(store),
@@ -9794,7 +10340,8 @@ def _print_info(info: dict[Any, Any]) -> None:
               f"{_local_time(_dt.datetime.fromisoformat(machine['heartbeat']).timestamp())} "
               f"({machine['seconds_since']:g} s ago)")
     print(f"queue      {queue['waiting']} waiting ({queue['due_now']} due now), "
-          f"{queue['queued']} queued in workers, {queue['running']} running")
+          f"{queue['waiting_on_calls']} waiting on other calls, {queue['queued']} queued in "
+          f"workers, {queue['running']} running")
     print("results    " + ", ".join(f"{n} {s}" for s, n in info["results"].items()))
     print(f"cron jobs  {len(info['cron_jobs'])}")
     for job in info["cron_jobs"]:
@@ -9904,7 +10451,7 @@ def _print_rows(rows: list[Any], columns: list[Any], as_json: bool, times: tuple
 
 
 def _command_tasks(args: Any) -> int:
-    rows = _task_rows(_open_existing(args), ("waiting", "queued", "running"), args.limit,
+    rows = _task_rows(_open_existing(args), _WAITING + ("running",), args.limit,
                       False)
     _print_rows(rows, [("id", 24), ("function", 32), ("args", 30), ("status", 7), ("due", 19),
                        ("worker", 7)], args.json, ("due", "created", "started", "finished"))

@@ -25,6 +25,7 @@ import bisect
 import calendar
 import collections
 import contextlib
+import copy
 import functools
 import io
 import inspect
@@ -1299,6 +1300,86 @@ def nested(x, depth=1):
     inner = nested(x, depth - 1) if depth > 1 else add(x, 1)
     value = inner.get(timeout=60)
     return type(inner).__name__, value[1] if depth > 1 else value, inner
+
+
+@autocron.delay
+async def await_inside(x):
+    """An async task that awaits a call it makes (its worker must take a spare meanwhile)."""
+    return await add(x, 1)
+
+
+@autocron.delay
+async def get_inside_async():
+    """An async task that blocks in get(): refused, it would block its event loop."""
+    return add(1, 1).get(timeout=5)
+
+
+@dataclass
+class Box:
+    """Holds anything (a Result inside a dataclass's pickled state is a dependency)."""
+    item: object
+
+
+class SelfPickled:
+    """Pickles itself as bytes of its own: a Result inside cannot be a dependency."""
+
+    def __init__(self, item):
+        self.item = item
+
+    def __reduce__(self):
+        return (pickle.loads, (pickle.dumps(self.item),))
+
+
+@autocron.delay
+def total(values):
+    return sum(values)
+
+
+@autocron.delay
+def unpack(parts, box, more):
+    """The values that dependencies in a dict, a dataclass and a set became."""
+    return parts["a"] + box.item[0] + sum(more)
+
+
+@autocron.delay
+def log_step(folder, step):
+    """Count this step's runs (a line a run in folder/step<n>); its value is step * 10."""
+    with open(Path(folder) / f"step{step}", "a") as file:
+        file.write("run\n")
+    return step * 10
+
+
+@autocron.delay(retries=1)
+def ten_steps(folder):
+    """Ten steps, each a call it waits for; its first attempt is killed (SIGKILL) just
+    before step 7. The second gets steps 0-6 back, and runs 7-9."""
+    values = []
+    for step in range(10):
+        if step == 7 and not (Path(folder) / "killed").exists():
+            (Path(folder) / "killed").write_text("")
+            os.kill(os.getpid(), signal.SIGKILL)
+        values.append(log_step(folder, step).get(timeout=60))
+    return values
+
+
+@autocron.delay
+def fails_first(folder):
+    """Fails at its first run, then returns "fine" (runs counted in folder/first)."""
+    if count_attempt(str(Path(folder) / "first")) == 1:
+        raise ConnectionError("first run")
+    return "fine"
+
+
+@autocron.delay(retries=1)
+def step_that_failed(folder):
+    """A task whose step fails at its first attempt: its retry stores the step anew."""
+    return fails_first(folder).get(timeout=60)
+
+
+@autocron.delay
+def wait_for_a_dependent():
+    """Waits for a call that depends on this task itself: refused at once."""
+    return add(autocron.current(), 1).get(timeout=5)
 
 
 def wait_for_itself():
@@ -2589,8 +2670,8 @@ class TestPostgresStore:
         assert add(2, 3).get(timeout=30) == 5
         tables = query(pg_url(pg), "SELECT tablename FROM pg_tables WHERE schemaname = ?",
                        (pg.schema,))
-        assert sorted(t for t, in tables) == ["crons", "functions", "machines", "meta",
-                                              "settings", "tasks"]
+        assert sorted(t for t, in tables) == ["crons", "deps", "functions", "machines",
+                                              "meta", "settings", "steps", "tasks"]
         assert query(pg_url(pg), "SELECT version FROM meta") == [(3,)]
         assert query(pg_url(pg), "SELECT count(*) FROM public.app_users") == [(0,)]
         autocron.stop()
@@ -2714,6 +2795,31 @@ class TestPostgresStore:
             con.commit()                                      # a function shipped by value
             assert shipped.get(timeout=30) == 42
 
+    def test_a_map_stored_in_the_caller_s_transaction_commits_or_rolls_back_with_it(
+            self, pg):
+        assert autocron.start(pg_url(pg), workers=1) is True
+        with pg.connect(pg.database) as con:
+            mails = add.options(connection=con).map([1, 2], [10, 20])
+            assert query(pg_url(pg), "SELECT count(*) FROM tasks") == [(0,)]   # unseen
+            con.rollback()
+            assert [r.status for r in mails] == ["cancelled", "cancelled"]
+            mails = add.options(connection=con).map([1, 2], [10, 20])
+            con.commit()
+            assert [r.get(timeout=30) for r in mails] == [11, 22]
+
+    def test_a_psycopg2_connection_is_not_one_autocron_stores_through(self, pg):
+        import psycopg2
+        store = autocron._open_store(pg_url(pg))
+        con = psycopg2.connect(host=pg.host, port=pg.port, user=pg.user,
+                               password=pg.password, dbname=pg.database)
+        try:
+            # Django's atomic() on psycopg2: the call is stored on autocron's own
+            # connection, which the caller's transaction does not hold back
+            assert store.reached_by(con) is False
+        finally:
+            con.close()
+            store.close()
+
     def test_a_transaction_of_another_database_or_schema_is_refused(self, pg):
         assert autocron.start(pg_url(pg), workers=1) is True
         other = pg.create_database()
@@ -2728,9 +2834,6 @@ class TestPostgresStore:
             pg.drop_database(other)
         with pytest.raises(TypeError, match="connection must be an open psycopg 3 connection"):
             add.options(connection="postgresql://elsewhere")
-        with pytest.raises(ValueError, match="takes no key"):
-            with pg.connect(pg.database) as con:
-                add.options(connection=con, key="k")(1, 1)
 
     def test_a_schema_with_other_tables_is_refused(self, pg):
         pg_run(pg, f"CREATE SCHEMA {pg.schema}")
@@ -3041,6 +3144,27 @@ class TestDispatcher:
             :2 * depth]
         waiting = query(pool.store.path, "SELECT count(*) FROM tasks WHERE status = 'waiting'")
         assert waiting == [(10 - 2 * depth,)]
+
+    def test_spare_workers_stay_within_their_cap_also_with_retiring_ones(
+            self, dispatcher, monkeypatch, caplog):
+        monkeypatch.setattr(autocron, "_MAX_SPARES", 2)
+        pool = dispatcher(workers=3)
+        pool.store.set_setting("workers", 1)          # two retire; their tasks go on, and wait
+        pool.pool._settings["workers"] = 1
+        pool.pool._adjust_workers()
+        retiring = [w for w in pool.pool._workers if w.retiring]
+        assert len(retiring) == 2
+        for worker in retiring:
+            worker.say(autocron._Waiting(1))
+        (active,) = [w for w in pool.pool._workers if not w.retiring]
+        active.say(autocron._Waiting(1))
+        with caplog.at_level(logging.WARNING, "autocron"):
+            pool.round()
+            pool.round()
+        live = [w for w in pool.pool._workers if not w.closed]
+        assert len(live) <= 1 + 2                     # the setting and the cap, no more
+        assert "3 tasks wait for other calls, and the pool keeps at most 2 spare workers" in \
+            caplog.text
 
     def test_a_call_that_outranks_one_only_held_takes_its_place(self, dispatcher):
         pool = dispatcher(workers=1)
@@ -3882,16 +4006,18 @@ class TestTaskOptions:
         assert {c.attempts for c in fillers + calls} == {1}
 
     @pytest.mark.parametrize("options, message", [
-        (dict(retries=-1), "retries must be a whole number, 0 or more, got -1"),
-        (dict(retries=1.5), "retries must be a whole number, 0 or more, got 1.5"),
-        (dict(retries=True), "retries must be a whole number, 0 or more, got True"),
+        (dict(retries=-1), "retries must be a whole number from 0 to 2147483647, got -1"),
+        (dict(retries=1.5), "retries must be a whole number from 0 to 2147483647, got 1.5"),
+        (dict(retries=True), "retries must be a whole number from 0 to 2147483647, got True"),
         (dict(retry_delay=-5), "retry_delay must be a number at least 0, got -5"),
         (dict(backoff=0.5), "backoff must be a number at least 1, got 0.5"),
         (dict(timeout=0), "timeout must be a number greater than 0, got 0"),
         (dict(timeout=float("nan")), "timeout must be a number greater than 0, got nan"),
         (dict(timeout="60"), "timeout must be a number greater than 0, got '60'"),
-        (dict(priority=1.5), "priority must be an int (higher runs first), got 1.5"),
-        (dict(priority="high"), "priority must be an int (higher runs first), got 'high'"),
+        (dict(priority=1.5), "priority must be an int from -2147483648 to 2147483647 "
+                             "(higher runs first), got 1.5"),
+        (dict(priority="high"), "priority must be an int from -2147483648 to 2147483647 "
+                                "(higher runs first), got 'high'"),
     ])
     def test_bad_option_values_fail_at_decoration(self, options, message):
         with pytest.raises(ValueError) as caught:
@@ -4034,6 +4160,39 @@ class TestTaskOptions:
             autocron.progress(*args)
         assert str(caught.value) == message
 
+    @pytest.mark.parametrize("args, message", [
+        ((float("inf"),), "progress() takes finite numbers, got done=inf"),
+        ((1, float("-inf")), "progress() takes finite numbers, got total=-inf"),
+        ((10 ** 400,), "progress() takes finite numbers, got done=1000000000000"),
+    ])
+    def test_a_progress_report_beyond_the_numbers_is_refused(self, args, message):
+        with pytest.raises(ValueError) as caught:
+            autocron.progress(*args)
+        assert str(caught.value).startswith(message)
+
+    def test_progress_shows_whole_numbers_whole(self):
+        assert autocron._progress_text((1_000_000, 2_000_000, "rows")) == \
+            " 1000000/2000000 rows"
+        assert autocron._progress_text((0.5, None, "")) == " 0.5"
+
+    @pytest.mark.parametrize("options, message", [
+        ({"key": "a\udc80"}, "key must be text that UTF-8 can encode"),
+        ({"retries": 10 ** 30}, "retries must be a whole number from 0 to"),
+        ({"priority": 2 ** 63}, "priority must be an int from"),
+    ])
+    def test_values_the_database_cannot_hold_are_refused_at_once(self, options, message):
+        with pytest.raises(ValueError, match=message):
+            add.options(**options)
+
+    def test_a_copy_of_a_result_is_the_same_handle(self, tmp_path):
+        autocron.start(str(tmp_path / "first.db"), workers=1)
+        result = add(1, 2)
+        assert result.get(timeout=30) == 3
+        autocron.stop()
+        autocron.start(str(tmp_path / "second.db"), workers=0)   # a copy keeps its database
+        for made in (copy.copy(result), copy.deepcopy(result)):
+            assert made.uuid == result.uuid and made.get(timeout=1) == 3
+
     def test_a_key_holds_between_retries(self, pool, tmp_path):
         counter = str(tmp_path / "count")
         call = autocron.delay(retries=1, retry_delay=2)(fails_once).options(key="flaky")
@@ -4065,6 +4224,14 @@ class TestTaskOptions:
                           cwd=tmp_path, timeout=120)
         assert done.returncode == 0, done.stderr
         assert done.stdout == "43\n", done.stdout
+
+    def test_the_readme_s_pipeline_example_runs_as_written(self, tmp_path):
+        (tmp_path / "pipeline.py").write_text(readme_file("pipeline.py"))
+        done = run_python("import runpy; runpy.run_path('pipeline.py', run_name='__main__')",
+                          cwd=tmp_path, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout == "2 pages, 43 bytes\nits dependency __main__.fetch failed\n", \
+            done.stdout
 
     def test_the_readme_s_progress_example_runs_as_written(self, tmp_path):
         (tmp_path / "progress.py").write_text(readme_file("progress.py"))
@@ -4282,6 +4449,218 @@ def kill_a_paused_pool(database, gate, log, task, ready):
         owner.kill()
         owner.communicate(timeout=30)
     return uids
+
+
+@pytest.fixture
+def call_store(database):
+    """A store of the database (nothing started), and the record of a call of add(1, 1) for
+    its add_calls()."""
+    store = autocron._open_store(database)
+    yield store, autocron._dump_record(add, ("import", "test_autocron", "add"), (1, 1), {})
+    store.close()
+
+
+def row_of(uid):
+    """The row id in a task id."""
+    return int(uid.rsplit("-", 1)[1])
+
+
+class TestDependencies:
+    """A Result as an argument: the call waits for it and runs with its value."""
+
+    def test_chains_fan_ins_and_diamonds_run_with_their_dependencies_values(self, pool):
+        assert add(add(add(1, 1), 1), 1).get(timeout=30) == 4                 # a chain
+        assert total(add.map(range(10), range(10))).get(timeout=30) == 90     # a fan-in
+        top = add(1, 2)
+        assert add(add(top, 10), add(top, 20)).get(timeout=30) == 36          # a diamond
+        nested = unpack({"a": add(1, 1)}, Box((add(2, 2),)), {add(3, 3)})
+        assert nested.get(timeout=30) == 2 + 4 + 6
+        result = autocron.get_result(nested.uuid)
+        assert result.status == "ready"
+
+    def test_a_call_waits_in_the_database_until_its_dependency_ends(self, pool, tmp_path):
+        first = block(str(tmp_path), "first")
+        after = add(first, 1)
+        wait_until(lambda: (tmp_path / "first.pid").exists(), what="the first call to start")
+        assert after.status == "waiting"
+        assert query(pool, "SELECT status, waits FROM tasks WHERE id = ?",
+                     (row_of(after.uuid),)) == [("blocked", 1)]
+        (tmp_path / "first.go").write_text("")
+        assert after.get(timeout=30) == int((tmp_path / "first.pid").read_text()) + 1
+
+    def test_a_failed_dependency_fails_its_dependents_and_theirs(self, pool):
+        failed = fail("no such page")
+        good = add(1, 1)
+        merged = total([failed, good])
+        above = add(merged, 1)
+        with pytest.raises(autocron.DependencyFailed) as caught:
+            merged.get(timeout=30)
+        assert str(caught.value) == (f"its dependency test_autocron.fail ({failed.uuid}) "
+                                     "failed: ValueError: no such page")
+        with pytest.raises(autocron.DependencyFailed, match=re.escape(
+                f"its dependency test_autocron.total ({merged.uuid}) failed: "
+                "autocron.DependencyFailed: its dependency test_autocron.fail")):
+            above.get(timeout=30)
+        assert good.get(timeout=30) == 2           # its other dependencies go on
+        assert merged.attempts == 0                # it never ran
+        late = add(failed, 1)                      # a dependency that failed already
+        with pytest.raises(autocron.DependencyFailed, match="no such page"):
+            late.get(timeout=5)
+
+    def test_cancelling_a_waiting_call_ends_its_dependents(self, pool):
+        later = add_in_an_hour(1, 2)
+        after = add(later, 1)
+        assert later.cancel() is True
+        with pytest.raises(autocron.DependencyFailed, match=re.escape(
+                f"its dependency test_autocron.add_in_an_hour ({later.uuid}) was cancelled")):
+            after.get(timeout=30)
+        blocked = add(add_in_an_hour(1, 1), 1)
+        assert blocked.cancel() is True and blocked.status == "cancelled"
+
+    def test_a_retry_by_hand_depends_on_what_its_call_depended_on(self, pool, tmp_path):
+        first = block(str(tmp_path), "first")
+        after = add(first, 1)
+        assert after.cancel() is True
+        store = autocron._state.store
+        again = autocron.get_result(store.retry(after.uuid, store.now()))
+        assert again.status == "waiting"                 # for first, as after was
+        (tmp_path / "first.go").write_text("")
+        assert again.get(timeout=30) == first.get(timeout=30) + 1
+        failed = fail("x")
+        dependent = add(failed, 1)
+        with pytest.raises(autocron.DependencyFailed):
+            dependent.get(timeout=30)
+        retried = autocron.get_result(store.retry(dependent.uuid, store.now()))
+        with pytest.raises(autocron.DependencyFailed, match=re.escape(failed.uuid)):
+            retried.get(timeout=5)                       # its dependency failed still
+
+    def test_a_dependency_that_finished_counts_at_once(self, pool):
+        done = add(2, 3)
+        assert done.get(timeout=30) == 5
+        assert add(done, 1).get(timeout=30) == 6
+
+    def test_get_of_a_call_that_depends_on_the_waiting_task_is_refused(self, pool):
+        with pytest.raises(autocron.TaskError, match="depends on this task, which would wait "
+                                                     "for it forever"):
+            wait_for_a_dependent().get(timeout=30)
+
+    def test_a_result_that_cannot_be_a_dependency_is_refused_and_nothing_is_stored(
+            self, pool, tmp_path):
+        elsewhere = autocron.get_result(add(1, 1).uuid)
+        elsewhere._store = autocron._open_store(str(tmp_path / "other.db"))
+        with pytest.raises(ValueError, match=re.escape(
+                f"a Result as an argument makes the call depend on it, and {elsewhere.uuid} "
+                f"is a call of another database ({elsewhere._store.path}, not")):
+            total([add(1, 1), elsewhere])
+        with pytest.raises(TypeError, match=r"the call of add\(\) cannot be pickled: the "
+                                            r"Result .* is inside an object that pickles "
+                                            r"itself \(its own __reduce__"):
+            add(SelfPickled(add(1, 1)), 1)
+        with pytest.raises(TypeError, match=r"argument 2 of add\(\) cannot be pickled "
+                                            r"\(list: "):
+            add(add(1, 1), [add(1, 1), threading.Lock()])
+        gone = add(5, 5)
+        assert gone.get(timeout=30) == 10
+        assert autocron._state.store.purge() >= 1           # as the admin tool's purge
+        left = len(autocron.get_results())
+        with pytest.raises(ValueError, match=re.escape(
+                f"the call {gone.uuid} is not in")):
+            add(gone, 1)
+        assert len(autocron.get_results()) == left          # nothing stored
+
+    def test_a_result_of_a_synchronous_run_is_its_value(self, pool):
+        autocron.stop()
+        here, failed = add(1, 2), fail("here")          # inactive: run at once
+        assert autocron.start(pool, workers=1) is True
+        assert add(here, 10).get(timeout=30) == 13
+        with pytest.raises(autocron.DependencyFailed, match=re.escape(
+                f"its dependency test_autocron.fail ({failed.uuid}) failed: ValueError: "
+                "here")):
+            add(failed, 1).get(timeout=30)
+
+    def test_ten_thousand_dependents_become_due_in_the_transaction_that_ends_theirs(
+            self, call_store):
+        store, record = call_store
+        [(first, _)] = store.add_calls("f", [autocron._NewCall("", record)], 0.0)
+        [(second, _)] = store.add_calls("f", [autocron._NewCall("", record)], 0.0)
+        found = store.add_calls("g", [autocron._NewCall("", record, deps=(first, second))
+                                      for _ in range(10_000)], 0.0)
+        ids = [row_of(uid) for uid, _ in found]
+
+        def statuses():
+            return dict(store.read("SELECT status, count(*) FROM tasks WHERE id >= ? "
+                                   "GROUP BY status", (ids[0],)))
+        assert statuses() == {"blocked": 10_000}
+        now = store.now()
+        for uid in (first, second):
+            row = int(uid.rsplit("-", 1)[1])
+            with store.transaction() as con:     # as finish() ends a call (no lease here)
+                store._run(con, "UPDATE tasks SET status = 'ready', finished = ? WHERE "
+                                "id = ?", (now, row))
+                store._release(con, [row], now)
+                after = dict(store._run(con, "SELECT status, count(*) FROM tasks WHERE id "
+                                             ">= ? GROUP BY status", (ids[0],)).fetchall())
+            assert after == ({"blocked": 10_000} if uid == first else {"waiting": 10_000})
+        fan_in = store.add_calls("h", [autocron._NewCall("", record, deps=tuple(
+            uid for uid, _ in found))], 0.0)
+        assert store.read("SELECT status, waits FROM tasks WHERE id = ?",
+                          (row_of(fan_in[0][0]),)) == [("blocked", 10_000)]
+
+    def test_finished_dependencies_and_steps_outlive_their_time_to_live_while_needed(
+            self, call_store):
+        store, record = call_store
+        [(dep, _)] = store.add_calls("f", [autocron._NewCall("", record)], 0.0)
+        [(other, _)] = store.add_calls("f", [autocron._NewCall("", record)], 0.0)
+        [(child, _)] = store.add_calls("c", [autocron._NewCall("", record, step="s:1")],
+                                       0.0, parent=row_of(other))
+        [(waiter, _)] = store.add_calls("g", [autocron._NewCall(
+            "", record, deps=(dep, other))], 0.0)
+        row = {uid: row_of(uid) for uid in (dep, other, child, waiter)}
+        for uid in (dep, child):
+            store.write("UPDATE tasks SET status = 'ready', finished = 100 WHERE id = ?",
+                        (row[uid],))
+        assert store.cleanup(1000.0, 10) == 0          # needed by waiter and by other
+        assert store.purge() == 0
+        store.write("UPDATE tasks SET status = 'ready', finished = 500 WHERE id IN (?, ?)",
+                    (row[other], row[waiter]))
+        assert store.cleanup(505.0, 10) == 0     # their time-to-live counts from 500
+        assert store.cleanup(511.0, 10) == 4
+        assert store.read("SELECT count(*) FROM deps")[0][0] == 0
+        assert store.read("SELECT count(*) FROM steps")[0][0] == 0
+
+
+class TestDurableSteps:
+    """A task that runs again gets back the calls its earlier attempt made."""
+
+    def test_a_task_killed_at_step_7_resumes_at_step_7(self, database, tmp_path):
+        assert autocron.start(database, workers=1) is True
+        result = ten_steps(str(tmp_path))
+        assert result.get(timeout=120) == [step * 10 for step in range(10)]
+        assert result.attempts == 2 and (tmp_path / "killed").exists()
+        assert [(tmp_path / f"step{step}").read_text().count("run") for step in range(10)] \
+            == [1] * 10                            # each step ran once
+
+    def test_calls_an_earlier_attempt_made_and_this_one_did_not_are_logged(
+            self, call_store, monkeypatch, caplog):
+        store, record = call_store
+        [(parent, _)] = store.add_calls("p", [autocron._NewCall("", record)], 0.0)
+        row = row_of(parent)
+        made = store.add_calls("c", [autocron._NewCall("", record, step=step)
+                                     for step in ("d1:1", "d2:1", "d2:2")], 0.0,
+                               parent=row)
+        monkeypatch.setattr(autocron, "_worker_store", lambda: store)
+        monkeypatch.setattr(autocron, "_steps_made", {"d2": 1, "d3": 1})
+        task = autocron._Run(row, record, None, 0, uuid=parent, attempts=1)
+        with caplog.at_level(logging.WARNING, "autocron"):
+            autocron._tell_unmatched_steps(task)
+        assert (f"task {parent} ran again and did not make 2 of the calls its earlier "
+                f"attempt made; they keep running: {made[0][0]}, {made[2][0]}") \
+            in caplog.text
+
+    def test_a_step_that_failed_is_stored_anew(self, database, tmp_path):
+        assert autocron.start(database, workers=1) is True
+        assert step_that_failed(str(tmp_path)).get(timeout=60) == "fine"
+        assert (tmp_path / "first").read_text().count("x") == 2
 
 
 class TestNothingLostNothingTwice:
@@ -5073,6 +5452,29 @@ class TestDelay:
         wait_until(lambda: len(worker_pids()) == 1, 60, "the spare workers to retire")
         with pytest.raises(autocron.TaskError, match="cannot wait for its own call"):
             autocron.delay(wait_for_itself)().get(timeout=30)
+
+    def test_an_async_task_that_awaits_a_call_takes_a_spare_worker(self, database):
+        # one worker: without a spare, the awaited call would never run
+        assert autocron.start(database, workers=1) is True
+        assert await_inside(41).get(timeout=60) == 42
+        wait_until(lambda: len(worker_pids()) == 1, 60, "the spare worker to retire")
+        with pytest.raises(autocron.TaskError, match="inside an async def task, await the "
+                                                     "Result instead of calling get"):
+            get_inside_async().get(timeout=30)
+
+    def test_a_stray_thread_s_wait_ends_with_its_task(self, monkeypatch):
+        told = []
+        monkeypatch.setattr(autocron, "_IN_WORKER", True)
+        monkeypatch.setattr(autocron, "_worker_reply", told.append)
+        monkeypatch.setattr(autocron, "_running", object())
+        stray = autocron._task_waits()
+        stray.__enter__()                     # a thread of the task waits, and outlives it
+        autocron._task_ended()                # the task ends: its waits end with it
+        monkeypatch.setattr(autocron, "_running", object())      # the next task
+        with autocron._task_waits():
+            stray.__exit__(None, None, None)  # the stray thread's wait ends now
+            assert [m.change for m in told] == [1, -1, 1]
+        assert [m.change for m in told] == [1, -1, 1, -1]
 
     def test_a_delayed_call_while_a_worker_imports_a_module_is_refused(self, database,
                                                                         tmp_path,
@@ -5877,6 +6279,7 @@ class TestJupyter:
         assert "Point(x=1.0, y=2.0)" in text
         assert "7.0710678118654755]" in text
         assert "(10.0, (2, 2, 'legs measured'))" in text        # tasks that start tasks
+        assert "\n3.0\n" in f"\n{text}\n"                        # a Result as an argument
         assert "every 15 minutes from 09:00 to 17:59, Monday through Friday" in text
         assert "('ready', 2.0)" in text
         assert re.search(r"<autocron dashboard at http://127\.0\.0\.1:\d+/\?token=[\w-]+>",
@@ -6219,6 +6622,26 @@ class TestDashboard:
         assert "<tr><th>progress</th><td>3/3 step 3</td></tr>" in body
         gate.write_text("")
         assert keyed.get(timeout=30) == keyed.uuid
+
+    def test_a_task_s_page_links_its_dependencies_dependents_and_steps_both_ways(
+            self, board, tmp_path):
+        after = add(board.later, 1)                   # waits for the call due in an hour
+        made = nested(1)                              # a task that makes a call (a step)
+        kind, value, inner = made.get(timeout=30)
+        body = board.get(f"/task/{after.uuid}")[1]
+        assert f"<p data-links='deps'>Depends on: <a href='/task/{board.later.uuid}'>" in body
+        body = board.get(f"/task/{board.later.uuid}")[1]
+        assert (f"<p data-links='dependents'>Calls that depend on it: <a href='/task/"
+                f"{after.uuid}'>{autocron._short_id(after.uuid)}</a> test_autocron.add "
+                "<span class='blocked'>blocked</span>.</p>") in body
+        body = board.get(f"/task/{made.uuid}")[1]
+        assert f"<p data-links='steps'>Calls it made: <a href='/task/{inner.uuid}'>" in body
+        body = board.get(f"/task/{inner.uuid}")[1]
+        assert f"<p data-links='parent'>Made by the task: <a href='/task/{made.uuid}'>" in body
+        counts = board.get("/")[1]
+        assert "<div class='card' data-count='on other calls'><b>1</b>" in counts
+        info = json.loads(cli("info", "--json", db=board.database).stdout)
+        assert info["queue"]["waiting_on_calls"] == 1 and info["queue"]["waiting"] == 1
 
     def test_retry_is_refused_for_a_task_that_did_not_fail(self, board):
         body = board.get(f"/task/{board.later.uuid}")[1]
@@ -6994,7 +7417,8 @@ class TestAdmin:
         assert lines[0].startswith(f"database   {database} (schema 2, ")
         assert lines[1] == "settings   workers 2, result-ttl 1800 s, enabled"
         assert lines[2].startswith(f"pool       running: owner pid {owner.pid}, manager pid ")
-        assert lines[3] == "queue      0 waiting (0 due now), 0 queued in workers, 0 running"
+        assert lines[3] == ("queue      0 waiting (0 due now), 0 waiting on other calls, 0 "
+                            "queued in workers, 0 running")
         assert lines[4] == "results    3 ready, 1 error, 0 cancelled"
         assert lines[5] == "cron jobs  1"
         assert lines[6] == ("  test_autocron.cron_job  */15 9-17 * * 1-5  every 15 minutes "
@@ -7445,6 +7869,13 @@ def on_machine(key, log, seconds=0.0):
     return os.environ.get("AUTOCRON_HOST")
 
 
+@autocron.delay
+def merge_hosts(parts):
+    """The machines named in `parts` (machine names, or lists of them), sorted, once each."""
+    return sorted({host for part in parts for host in ([part] if isinstance(part, str)
+                                                       else part)})
+
+
 def slow_the_first_time(counter, seconds):
     """Sleeps `seconds` on its first attempt only; returns the machine that ran it."""
     if count_attempt(counter) == 1:
@@ -7476,6 +7907,23 @@ class TestManyMachines:
         hosts = collections.Counter(line.split()[1] for line in lines)
         assert set(hosts) == {"a", "b"} and min(hosts.values()) >= 20, hosts
         assert query(machines.url, "SELECT DISTINCT attempts FROM tasks") == [(1,)]
+        assert "lost" not in a.stop() + b.stop()
+
+    def test_calls_wait_for_their_dependencies_across_machines(self, machines, tmp_path):
+        a, b = machines("a"), machines("b")
+        autocron.start(machines.url, workers=0)        # a producer only
+        log = str(tmp_path / "ran.log")
+        # 20 fan-ins of 10 calls each, and a chain through all of them: whichever machine
+        # ends a dependency, the machine that runs the dependent sees its value
+        fan_ins = [merge_hosts([on_machine(f"{group}-{i}", log, 0.005) for i in range(10)])
+                   for group in range(20)]
+        chain = fan_ins[0]
+        for fan_in in fan_ins[1:]:
+            chain = merge_hosts([chain, fan_in])
+        hosts = chain.get(timeout=120)
+        assert set(hosts) == {"a", "b"}, hosts             # both machines ran calls
+        keys = collections.Counter(line.split()[0] for line in open(log).read().splitlines())
+        assert len(keys) == 200 and set(keys.values()) == {1}   # each once
         assert "lost" not in a.stop() + b.stop()
 
     @pytest.mark.slow
