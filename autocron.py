@@ -147,8 +147,9 @@ import types
 import uuid as _uuid
 from bisect import bisect_left
 from multiprocessing.connection import Connection as _Connection
-from typing import (TYPE_CHECKING, Any, Callable, ContextManager, Generic, Iterable, Iterator,
-                    NamedTuple, NoReturn, Optional, Protocol, TypeVar, Union, cast, overload)
+from typing import (TYPE_CHECKING, Any, Callable, ClassVar, ContextManager, Generic, Iterable,
+                    Iterator, NamedTuple, NoReturn, Optional, Protocol, TypeVar, Union, cast,
+                    overload)
 
 _T = TypeVar("_T")
 _Database = Union[str, "os.PathLike[str]"]    # a PostgreSQL URL or an SQLite file
@@ -178,7 +179,7 @@ _SEARCH_YEARS = 50
 _MAX_EXPRESSION = 1024
 _MAX_NUMBER_DIGITS = 10
 
-_SCHEMA_VERSION = 2
+_SCHEMA_VERSION = 3
 _RETIRED = 2                    # crons.paused of a job its code no longer declares (0, 1: paused)
 _PICKLE_PROTOCOL = 4            # readable by every Python that autocron supports (3.9+)
 _DEFAULT_SETTINGS = {"workers": 1, "result_ttl": 1800, "disabled": 0, "synchronous": "normal",
@@ -1425,13 +1426,18 @@ def _dependency_failed(name: str, uid: str, status: str, error: Optional[str]
                        ) -> dict[Any, Any]:
     """The error of a call whose dependency `uid` (of the function `name`) ended with
     `status` and `error` (JSON): DependencyFailed, naming it and its error's first line."""
-    if status == "cancelled":
-        return _failure(f"its dependency {name} ({uid}) was cancelled", DependencyFailed)
     found = json.loads(error) if error else {}
-    head = f"{found.get('type')}: {found.get('message', '')}" if found.get("type") \
-        else found.get("message", "")
-    first = head.splitlines()[0] if head.strip() else "no message"
-    return _failure(f"its dependency {name} ({uid}) failed: {first}", DependencyFailed)
+    if found.get("root"):        # it did not run either: name it and the first that failed
+        failed = _failure(f"its dependency {name} ({uid}) did not run: {found['root']}",
+                          DependencyFailed)
+        return dict(failed, root=found["root"])
+    if status == "cancelled":
+        root = f"{name} ({uid}) was cancelled"
+    else:
+        head = f"{found.get('type')}: {found.get('message', '')}" if found.get("type") \
+            else found.get("message", "")
+        root = f"{name} ({uid}) failed: {head.splitlines()[0] if head.strip() else 'no message'}"
+    return dict(_failure(f"its dependency {root}", DependencyFailed), root=root)
 
 
 def _safe_text(text: str) -> str:
@@ -2149,13 +2155,21 @@ def _resolve_function(ref: tuple[Any, ...], load_payload: Callable[[str], bytes]
     return function
 
 
+# While a call's text is written, a Result shows as its id (no read of the database; what it
+# reads now would be stale later anyway).
+_texting = threading.local()
+
+
 def _call_text(args: tuple[Any, ...], kwargs: dict[Any, Any], limit: int = 200) -> str:
     """The arguments of a call as the user would have written them, shortened."""
+    _texting.on = True
     try:
         text = ", ".join(map(repr, args)) if not kwargs else ", ".join(
             [repr(a) for a in args] + [f"{k}={v!r}" for k, v in kwargs.items()])
     except Exception:  # a broken __repr__ must not stop the call
         text = "..."
+    finally:
+        _texting.on = False
     text = _safe_text(text)
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
@@ -2265,6 +2279,9 @@ class _Store(Protocol):
     def depends_on(self, uid: str, task_id: int) -> bool:
         """Whether the call `uid` depends on the task `task_id`, directly or not."""
         ...
+    def sweep_dependents(self, con: Any, now: float) -> None:
+        """Count the dependency ends that dependents stored meanwhile did not see."""
+        ...
     def steps_of(self, parent: int, steps: list[str]) -> dict[str, str]:
         """{step: call id} of the live steps an earlier attempt of `parent` made."""
         ...
@@ -2273,6 +2290,9 @@ class _Store(Protocol):
         ...
     def reached_by(self, connection: Any) -> bool:
         """Whether a psycopg connection reaches this database and schema (PostgreSQL)."""
+        ...
+    def identity(self) -> tuple[Any, ...]:
+        """What tells this database from another, whatever path or URL spells it."""
         ...
     def keep_function(self, con: Any, shipped: _Shipped) -> None:
         """Store a shipped function's payload, in the caller's transaction."""
@@ -2505,7 +2525,8 @@ _TABLES = (
         errors TEXT,                         -- the errors of its attempts that ran again
         key TEXT,                            -- its unique key
         progress TEXT,                       -- what it last reported (progress())
-        waits INTEGER)                       -- its dependencies not finished ('blocked')""",
+        waits INTEGER,                       -- its dependencies not finished ('blocked')
+        settled {real})                      -- kept for a call stored since (see cleanup)""",
     "CREATE INDEX tasks_queue ON tasks (priority DESC, due, id) WHERE status = 'waiting'",
     "CREATE INDEX tasks_finished ON tasks (finished) WHERE finished IS NOT NULL",
     "CREATE INDEX tasks_cancel ON tasks (id) WHERE cancel > 0",
@@ -2567,7 +2588,7 @@ _UPGRADE_TO_2 = (
 # - progress: what a running call last reported (JSON [done, total, text]; progress());
 # - waits: how many of a call's dependencies have not finished; it is 'blocked' till none.
 _ADDED_COLUMNS = (("errors", "TEXT"), ("key", "TEXT"), ("progress", "TEXT"),
-                  ("waits", "INTEGER"))
+                  ("waits", "INTEGER"), ("settled", "REAL"))
 _ADDED_INDEX = ("CREATE UNIQUE INDEX tasks_key ON tasks (key) WHERE key IS NOT NULL AND "
                 "finished IS NULL")
 _MAX_ATTEMPT_ERRORS = 256 * 1024
@@ -2612,6 +2633,9 @@ _INSERT_CALL_AT = ("INSERT INTO tasks (id, token, name, args, status, priority, 
 _HOLDER = f"SELECT {_UUID}, args FROM tasks WHERE key = ? AND finished IS NULL"
 # At most this many parameters in one statement (SQLite before 3.32 takes 999).
 _CHUNK = 500
+# The notice (PostgreSQL) of calls stored with dependencies in a caller's own transaction:
+# the pools count the ends it did not see (sweep_dependents).
+_SWEEP = "deps"
 # A finished call that the cleanup and purge keep: one that a call depends on, or whose
 # task made it as a step, while that call or task has not finished, or finished after the
 # time given (twice): a kept call's time-to-live counts from that end.
@@ -3149,7 +3173,7 @@ class _SharedSql(_SharedReads):
         it made none."""
         return int(cursor.lastrowid) if cursor.rowcount == 1 else None
 
-    def _notify(self, con: Any, priority: int) -> None:
+    def _notify(self, con: Any, priority: Union[int, str]) -> None:
         """Wake the pools, in the caller's transaction (PostgreSQL; here the caller wakes
         its machine's pool after the commit)."""
 
@@ -3322,7 +3346,8 @@ class _SharedSql(_SharedReads):
         jobs whose current run this ended ([_CronEnd]), for the caller to give their next
         due times."""
         final, again = [], []
-        for outcome in outcomes:
+        # in the order of their ids, as a call stored to depend on some locks them
+        for outcome in sorted(outcomes, key=lambda o: o.id):
             self._check_size(outcome.value, "the task's value")
             error = outcome.error and json.dumps(outcome.error)
             if outcome.retry_at is not None:
@@ -3393,7 +3418,7 @@ class _SharedCalls(_SharedSql):
 
     def store_calls(self, con: Any, name: str, calls: list[Any], due: float,
                     options: Optional[_Options], shipped: Optional[_Shipped],
-                    parent: Optional[int]) -> list[Any]:
+                    parent: Optional[int], caller: bool = False) -> list[Any]:
         """Store calls, [_NewCall], in the caller's transaction; for each, (its id, None),
         or (the id of the unfinished call that holds its key, that call's args text).
 
@@ -3401,11 +3426,15 @@ class _SharedCalls(_SharedSql):
         last of them ends (_release); one whose dependency failed already ends at once with
         DependencyFailed. A dependency that is not stored (any more) is a ValueError, and
         nothing is stored. A call made by the task `parent` (its row id) is that task's
-        step `step` (durable steps: steps_of)."""
+        step `step` (durable steps: steps_of). `caller`: the transaction is the caller's own
+        (PostgreSQL), which may stay open long: no dependency is locked for it; a
+        dependency that ends before it commits is counted by the sweep its commit asks for
+        (sweep_dependents)."""
         token, options, now = _token(), options or _PLAIN, self.now()
         if shipped is not None:
             self.keep_function(con, shipped)
-        known = self._dependencies(con, {uid for call in calls for uid in call.deps})
+        known = self._dependencies(con, {uid for call in calls for uid in call.deps},
+                                   lock=not caller)
         starts = [_starting([known[uid] for uid in call.deps], call.failed) for call in calls]
         rows = [(token, name, call.args, start.status, options.priority, options.retries,
                  options.retry_delay, options.backoff, options.timeout, due, now, call.record,
@@ -3443,6 +3472,8 @@ class _SharedCalls(_SharedSql):
         if any(row_id is not None and start.status == "waiting"
                for row_id, start in zip(made, starts)):
             self._notify(con, options.priority)
+        if caller and any(start.status == "blocked" for start in starts):
+            self._notify(con, _SWEEP)     # at the commit: count the ends it did not see
         return found
 
     def _new_ids(self, con: Any, count: int) -> list[int]:
@@ -3453,25 +3484,49 @@ class _SharedCalls(_SharedSql):
         first = int(self._run(con, "SELECT coalesce(max(id), 0) + 1 FROM tasks").fetchone()[0])
         return list(range(first, first + count))
 
-    def _dependencies(self, con: Any, uids: set[str]) -> dict[str, _Dependency]:
-        """{id: _Dependency} of the calls that new calls depend on, each locked against an
-        end that would not count them (PostgreSQL: FOR SHARE); ValueError for one that is
-        not stored."""
+    def _dependencies(self, con: Any, uids: set[str], lock: bool = True
+                      ) -> dict[str, _Dependency]:
+        """{id: _Dependency} of the calls that new calls depend on, each locked (`lock`;
+        PostgreSQL: FOR SHARE, in the order of their ids, as finish() takes them) against an
+        end that would not count them; the finished ones kept from the cleanup for another
+        time-to-live. ValueError for one that is not stored."""
         known: dict[str, _Dependency] = {}
         keys = {uid: _row_key(uid) for uid in uids}
         rows = sorted({row for row, _ in keys.values()})
         for start in range(0, len(rows), _CHUNK):
             part = rows[start:start + _CHUNK]
             for found in self._run(con, "SELECT id, token, status, name, error FROM tasks "
-                                        f"WHERE id IN ({', '.join('?' * len(part))})"
-                                        f"{self._SHARE}", part).fetchall():
+                                        f"WHERE id IN ({', '.join('?' * len(part))}) "
+                                        f"ORDER BY id{self._SHARE if lock else ''}",
+                                   part).fetchall():
                 known[f"{found[1]}-{found[0]}"] = _Dependency(*found)
         for uid in uids:
             if uid not in known:
                 raise ValueError(f"a Result given as an argument is a dependency, and the call "
                                  f"{uid} is not in {self.path} (deleted after its time-to-live, "
                                  "or purged): pass its value instead")
+        ended = [d.id for d in known.values() if d.status in _FINISHED]
+        if ended and lock:
+            self._keep(con, ended)
+        elif ended:           # not in the caller's transaction: no lock held while it runs
+            with self.transaction() as own:
+                self._keep(own, ended)
         return known
+
+    def _keep(self, con: Any, ids: list[int]) -> None:
+        """Keep these finished calls from the cleanup for another time-to-live, a call
+        being stored to depend on them (a cleanup that is deleting one now looks at it
+        again, and keeps it); ValueError if one was deleted just now."""
+        now = self.now()
+        for start in range(0, len(ids), _CHUNK):
+            part = ids[start:start + _CHUNK]
+            cursor = self._run(con, f"UPDATE tasks SET settled = ? WHERE id IN "
+                                    f"({', '.join('?' * len(part))}) AND finished IS NOT "
+                                    f"NULL{self._NEW_ID}", [now] + part)
+            if (len(cursor.fetchall()) if self._NEW_ID else cursor.rowcount) != len(part):
+                raise ValueError("a Result given as an argument is a dependency, and its call "
+                                 "was deleted just now (its time-to-live passed): pass its "
+                                 "value instead")
 
     def retry(self, uid: str, now: float) -> Optional[str]:
         """Store the call of a failed or cancelled task again, as a new task due at `now`
@@ -3499,6 +3554,16 @@ class _SharedCalls(_SharedSql):
                                                 now if start.error else None,
                                                 start.error and json.dumps(start.error), made))
         return f"{token}-{made}"
+
+    def sweep_dependents(self, con: Any, now: float) -> None:
+        """Count the ends of dependencies that their dependents did not see: calls stored in
+        a caller's own transaction (which locks nothing) whose dependency ended before it
+        committed. In the caller's transaction; told by a notice at that commit, and done
+        when a pool starts or listens again (a notice may have been missed)."""
+        self._release(con, [row[0] for row in self._run(
+            con, "SELECT DISTINCT d.dep_id FROM tasks b JOIN deps d ON d.task_id = b.id JOIN "
+                 "tasks t ON t.id = d.dep_id WHERE b.status = 'blocked' AND d.done = 0 AND "
+                 "t.finished IS NOT NULL").fetchall()], now)
 
     def depends_on(self, uid: str, task_id: int) -> bool:
         """Whether the call `uid` depends on the task `task_id` (a row id), directly or
@@ -3534,32 +3599,39 @@ class _SharedCalls(_SharedSql):
         if ttl <= 0:
             return 0
         with self.transaction() as con:
-            count = self._deleted(con, "DELETE FROM tasks WHERE finished IS NOT NULL AND "
-                                       "finished < ? AND status IN ('ready', 'error', "
-                                       f"'cancelled'){_UNNEEDED}", (now - ttl,) * 3)
-            if count:
-                self._forget_links(con)
+            count = self._delete_finished(con, now - ttl)
             self._run(con, "DELETE FROM functions WHERE created < ? AND hash NOT IN (SELECT "
                            "function FROM tasks WHERE function IS NOT NULL UNION SELECT "
                            "function FROM crons WHERE function IS NOT NULL)", (now - ttl,))
         return count
 
     def purge(self) -> int:
-        """Delete every finished result; how many."""
+        """Delete every finished result (but those still needed, and those a call was
+        stored to depend on in the last minute); how many."""
         with self.transaction() as con:
-            count = self._deleted(con, "DELETE FROM tasks WHERE status IN ('ready', 'error', "
-                                       f"'cancelled'){_UNNEEDED}", (float("inf"),) * 2)
-            if count:
-                self._forget_links(con)
-            return count
+            return self._delete_finished(con, float("inf"), self.now() - 60)
 
-    def _forget_links(self, con: Any) -> None:
-        """Delete the dependencies and steps of calls that are gone, in the caller's
-        transaction."""
-        for table, column in (("deps", "task_id"), ("deps", "dep_id"), ("steps", "task_id"),
-                              ("steps", "parent")):
-            self._run(con, f"DELETE FROM {table} WHERE NOT EXISTS (SELECT 1 FROM tasks WHERE "
-                           f"tasks.id = {table}.{column})")
+    def _delete_finished(self, con: Any, before: float, kept: Optional[float] = None) -> int:
+        """Delete, in the caller's transaction, the calls that finished before `before` and
+        are not needed (_UNNEEDED) nor kept for a call stored since `kept` (default:
+        `before`) to depend on them, with their dependencies and steps; how many.
+
+        PostgreSQL: rows a transaction that stores a dependent holds are skipped, and a row
+        whose `settled` changed since this statement began is looked at again (the
+        locking read re-checks it), so a dependency is never deleted under its new
+        dependent."""
+        ids = [row[0] for row in self._run(
+            con, "SELECT id FROM tasks WHERE finished IS NOT NULL AND finished < ? AND status "
+                 "IN ('ready', 'error', 'cancelled') AND (settled IS NULL OR settled < ?)"
+                 f"{_UNNEEDED}{self._TAKE}", (before, before if kept is None else kept,
+                                              before, before)).fetchall()]
+        for start in range(0, len(ids), _CHUNK):
+            part = ids[start:start + _CHUNK]
+            marks = ", ".join("?" * len(part))
+            for table, column in (("tasks", "id"), ("deps", "task_id"), ("deps", "dep_id"),
+                                  ("steps", "task_id"), ("steps", "parent")):
+                self._run(con, f"DELETE FROM {table} WHERE {column} IN ({marks})", part)
+        return len(ids)
 
 
 class _LoggedStart(NamedTuple):
@@ -3864,9 +3936,11 @@ class _SqliteFile:
     def _upgrade(self, con: sqlite3.Connection) -> None:
         """Bring an older schema up to this one's, in the caller's transaction (the version
         is read again in it: another process may have upgraded it meanwhile)."""
-        if con.execute("PRAGMA user_version").fetchone()[0] < 2:
+        version = con.execute("PRAGMA user_version").fetchone()[0]
+        if version < 2:
             for statement in _UPGRADE_TO_2 + _INDEXES_2:
                 con.execute(statement)
+        if version < _SCHEMA_VERSION:
             con.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
         have = {row[1] for row in con.execute("PRAGMA table_info(tasks)")}
         for column, kind in _ADDED_COLUMNS:
@@ -3899,6 +3973,11 @@ class _SqliteFile:
 
     def size_bytes(self) -> int:
         return os.path.getsize(self.path)
+
+    def identity(self) -> tuple[Any, ...]:
+        """What tells this database from another, whatever path spells it."""
+        info = os.stat(self.path)
+        return info.st_dev, info.st_ino
 
     def schema_version(self) -> int:
         return int(self.read("PRAGMA user_version")[0][0])
@@ -4224,7 +4303,7 @@ class _SqliteStore(_SqliteFile, _SqlitePool, _SharedCalls):
 #   that another role owns is refused.
 
 _PG_SCHEMES = ("postgresql://", "postgres://")
-_PG_SCHEMA_VERSION = 3
+_PG_SCHEMA_VERSION = 4
 _PG_DEFAULT_SCHEMA = "autocron"
 _PG_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]*\Z")
 _PG_CHANNEL = "autocron."       # + schema: the channel a call wakes the pools on
@@ -4402,6 +4481,7 @@ class _PgListener:
         con.execute(f'LISTEN "{channel}"')
         con.execute(f'LISTEN "{channel}{_PG_CANCEL}"')
         self.cancels = 0               # withdrawals heard of so far: the pool's cancel mark
+        self.sweep = True              # calls whose dependencies' ends may be uncounted
         self.priority: Optional[int] = None   # the highest priority of the calls heard of
         self._socket = con.pgconn.socket   # kept: a lost connection no longer tells it
 
@@ -4419,10 +4499,13 @@ class _PgListener:
                     return True
                 if notice.relname.endswith(_PG_CANCEL.encode()):
                     self.cancels += 1
+                elif notice.extra == _SWEEP.encode():
+                    self.sweep = True
                 else:
                     self.priority = _outranking(self.priority, notice.extra)
         except Exception:              # psycopg.OperationalError: the server went away
             self.cancels += 1          # a withdrawal may have been missed meanwhile
+            self.sweep = True
             return False
 
     def close(self) -> None:
@@ -4450,7 +4533,7 @@ class _PgLink:
         row = cursor.fetchone()
         return None if row is None else int(row[0])
 
-    def _notify(self, con: Any, priority: int) -> None:
+    def _notify(self, con: Any, priority: Union[int, str]) -> None:
         con.execute("SELECT pg_notify(%s, %s)", (self._channel, str(priority)))
 
     def _deleted(self, con: Any, sql: str, params: tuple[Any, ...] = ()) -> int:
@@ -4476,6 +4559,7 @@ class _PgLink:
         self._channel = _PG_CHANNEL + target.schema
         self._listener: Optional[_PgListener] = None
         self._crons_read, self._cron_due = -_SETTINGS_LOOK, None   # see anything_due
+        self._identity: Optional[tuple[Any, ...]] = None          # see identity()
         key = f"{self.path}\0{self.machine}"     # this machine's pool: where it listens, and
         self.wake_path = _wake_path(key)       # its lock (beside, or where the socket's path
         self.lock_path = os.path.join(         # would have been too long)
@@ -4944,6 +5028,15 @@ class _PgStore(_PgLink, _PgMachines, _SharedCalls):
             "SELECT nextval(pg_get_serial_sequence('tasks', 'id')) FROM "
             "generate_series(1, %s) ORDER BY 1", (count,))] if count else []
 
+    def identity(self) -> tuple[Any, ...]:
+        """What tells this database and schema from another, whatever URL spells it: the
+        server (its port and start time), the database and the schema."""
+        if self._identity is None:
+            self._identity = tuple(self.read(
+                "SELECT current_database(), current_setting('port'), "
+                "pg_postmaster_start_time()")[0]) + (self.schema,)
+        return self._identity
+
     def reached_by(self, connection: Any) -> bool:
         """Whether a psycopg connection (the caller's, Django's) reaches this database (the
         same server, found by its start time and port, and database) with this schema."""
@@ -4984,7 +5077,8 @@ class _PgStore(_PgLink, _PgMachines, _SharedCalls):
                                    (f'"{self.schema}"',))
                 stack.callback(connection.execute,
                                "SELECT set_config('search_path', %s, true)", (path,))
-                return self.store_calls(connection, name, calls, due, options, shipped, parent)
+                return self.store_calls(connection, name, calls, due, options, shipped, parent,
+                                        caller=True)
         except self._psycopg.Error as error:
             raise self._error(error) from None
 
@@ -6036,12 +6130,19 @@ def _tell_unmatched_steps(task: _Run) -> None:
                          ", ".join(left[:10]) + (" ..." if len(left) > 10 else ""))
 
 
+class _DependencyGone(Exception):
+    """A call about to run finds a dependency's value gone: it fails, and is not retried."""
+
+
 def _dependency_value(uid: str) -> Any:
     """In a worker: the value of the call `uid` that the task about to run depends on."""
     row = None if _worker_store is None else _worker_store().result_row(uid)
     if row is None or row.status != "ready":
-        raise RuntimeError(f"this call depends on the call {uid}, which is "
-                           f"{'not in the database' if row is None else row.status}")
+        raise _DependencyGone(
+            f"its dependency {uid} " + ("is no longer in the database" if row is None else
+                                        f"ended with the status {row.status!r}") +
+            " (a retry by hand of a call whose dependency failed or was deleted since); store "
+            "the call again with that dependency's value")
     return pickle.loads(row.value) if row.pickled else row.value
 
 # In a worker: [the waits its running task is in (any thread), the task's number]: a wait
@@ -6172,6 +6273,9 @@ def _run_task(task: _Run, functions: dict[Any, Any], load_payload: Callable[...,
             summary = f"<{type(value).__name__}>"
         return _Outcome(task.id, "ready", payload, None, started, now(), _output.collect(),
                         summary, task.cron)
+    except _DependencyGone as error:
+        return _Outcome(task.id, "error", None, _failure(str(error), DependencyFailed), started,
+                        now(), _output.collect(), None, task.cron, retryable=False)
     except _JobRetired as error:
         text = (f"cron job {task.cron} retired: {error}; it starts no more runs (registering "
                 f"it again revives it; autocron cron remove {task.cron} deletes it)")
@@ -7027,6 +7131,9 @@ class _PoolWrites(_PoolState):
                 self.store.refuse_cancel(con, batch.refused)
                 if crons_due:
                     self.store.due_crons(con, now)
+                if self._pg_listener is not None and self._pg_listener.sweep:
+                    self._pg_listener.sweep = False
+                    self.store.sweep_dependents(con, now)
                 claimed = self.store.claim(con, now, pids) if pids else []
         except Exception as error:
             self._batch.restore(batch)
@@ -8170,11 +8277,13 @@ def wait(results: "Iterable[Result[Any]]", timeout: Optional[float] = None) -> l
     end = None if timeout is None else time.monotonic() + timeout
     progress = _Progress(len(results))
     pending = list(results)
+    failed = 0
     with _task_waits(), contextlib.closing(progress):   # in a task: one wait for the pool
         while True:
-            pending = [r for r in pending if r._unfinished()]
-            progress.show(len(results) - len(pending),
-                          sum(1 for r in results if r not in pending and r.has_error))
+            # the finished ones at the front (a read each); the first unfinished is waited for
+            while pending and not pending[0]._unfinished():
+                failed += pending.pop(0).has_error
+            progress.show(len(results) - len(pending), failed)
             if not pending:
                 break
             left = None if end is None else end - time.monotonic()
@@ -8448,6 +8557,8 @@ class Result(Generic[_T]):
     def __await__(self) -> Generator[Any, None, _T]:
         import asyncio      # costs milliseconds at import: only an awaiting caller pays
         pauses = _pauses()
+        if _IN_WORKER:
+            _check_wait_in_task(self, blocking=False)
         with _task_waits():         # in a task: its pool keeps a spare worker meanwhile
             while self._unfinished():
                 yield from asyncio.sleep(next(pauses)).__await__()
@@ -8507,6 +8618,8 @@ class Result(Generic[_T]):
                 "created": row.created}
 
     def __repr__(self) -> str:
+        if getattr(_texting, "on", False):      # in a call's text: its id
+            return f"<Result {self.uuid}>"
         info = self._summary()
         text = (f"<Result {_short_id(info['id'])} {info['function']}({info['args']}) "
                 f"{info['status']}")
@@ -8539,14 +8652,15 @@ class Result(Generic[_T]):
         return f'<div title="{html.escape(self.uuid)}">{row}{details}</div>'
 
 
-def _check_wait_in_task(result: "Result[Any]") -> None:
-    """RuntimeError for a wait in a task that could never end, or would block its event
-    loop."""
+def _check_wait_in_task(result: "Result[Any]", blocking: bool = True) -> None:
+    """RuntimeError for a wait in a task that could never end, or (`blocking`: get(),
+    wait()) would block its event loop."""
     if _running is None:
         return
     if result.uuid == _running.uuid:
         raise RuntimeError("a task cannot wait for its own call")
-    if "asyncio" in sys.modules and sys.modules["asyncio"]._get_running_loop() is not None:
+    if blocking and "asyncio" in sys.modules and \
+            sys.modules["asyncio"]._get_running_loop() is not None:
         raise RuntimeError("get() and wait() would block the event loop that runs this task "
                            "and its neighbours: inside an async def task, await the Result "
                            "instead of calling get()")
@@ -8808,7 +8922,7 @@ def _delayed(func: Callable[..., Any], settings: dict[str, Any]) -> Any:
         bind(args, kwargs)
         store = _store_in_worker() if _IN_WORKER else _state.store
         if store is None:
-            return Result._run_here(func, args, kwargs)
+            return _run_here(func, args, kwargs)
         if callable(call.key):
             raise ValueError("a key that is a function is for .map(); give a call its "
                              "key as a str")
@@ -8878,7 +8992,7 @@ def _map(func: Callable[..., Any], name: str, call: _Call,
         bind(calls[0], {})       # zip makes them all alike: one check stands for all
     store = _store_in_worker() if _IN_WORKER else _state.store
     if store is None:
-        return [Result._run_here(func, args, {}) for args in calls]
+        return [_run_here(func, args, {}) for args in calls]
     if call.key is not None and not callable(call.key):
         raise ValueError(".map() takes a key that is a function of each call's "
                          "arguments returning its key, not a str")
@@ -8893,21 +9007,32 @@ class _CallPickler(_Pickler):
     is a dependency, pickled as its id (a persistent id) and loaded as its value where the
     call runs; a Result of a synchronous run (inactive autocron) is its value at once."""
 
-    def __init__(self, file: io.BytesIO, path: str):
+    def __init__(self, file: io.BytesIO, store: Optional[_Store], connection: Any = None):
         super().__init__(file, _PICKLE_PROTOCOL)
-        self.path = path
-        self.deps: dict[str, None] = {}          # their ids in the order met, each once
+        self.store = store                # None: any database's (a run here, inactive)
+        self.connection = connection      # the caller's transaction the call goes into
+        self.deps: dict[str, Result[Any]] = {}   # by id, in the order met, each once
         self.failed: Optional[dict[Any, Any]] = None   # a synchronous run that failed
+        self.values = False               # a synchronous run's Result became its value
 
     def persistent_id(self, obj: Any) -> Optional[str]:
         if not isinstance(obj, Result) or obj._store is None:
             return None
-        if obj._store.path != self.path:
+        store = self.store
+        if store is not None and obj._store.path != store.path and \
+                obj._store.identity() != store.identity():
             raise _Refused(ValueError(
                 f"a Result as an argument makes the call depend on it, and {obj.uuid} is a "
-                f"call of another database ({obj._store.path}, not {self.path}): pass its "
+                f"call of another database ({obj._store.path}, not {store.path}): pass its "
                 "value (result.get()) or its id (result.uuid)"))
-        self.deps[obj.uuid] = None
+        if obj._transaction is not None and obj._transaction is not self.connection and \
+                obj._store.result_row(obj.uuid) is None:
+            raise _Refused(ValueError(
+                f"the call {obj.uuid} is stored in your open transaction: commit it first, or "
+                "store this call in that transaction too (options(connection=...))"
+                if _in_transaction(obj._transaction) else
+                f"the call {obj.uuid} is not in the database: its transaction rolled back"))
+        self.deps[obj.uuid] = obj
         return obj.uuid
 
     def reducer_override(self, obj: Any) -> Any:
@@ -8915,7 +9040,11 @@ class _CallPickler(_Pickler):
             if obj.has_error and self.failed is None:
                 row = obj._fetch()
                 self.failed = _dependency_failed(row.name, obj.uuid, obj.status, row.error)
+            self.values = True
             return (_given, (obj.function_result,))
+        if type(obj) in (set, frozenset):     # in order: a call pickles alike in any process
+            with contextlib.suppress(TypeError):
+                return (type(obj), (sorted(obj),))
         return super().reducer_override(obj)
 
     def dump(self, obj: Any) -> None:
@@ -8931,13 +9060,45 @@ def _given(value: Any) -> Any:
     return value
 
 
+def _run_here(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+              ) -> "Result[Any]":
+    """A call where autocron is inactive: run now, with each Result in its arguments
+    replaced by its value (a stored call's is waited for); one that failed fails the call
+    with DependencyFailed, and it does not run."""
+    if _ATOMS.issuperset(map(type, args)) and _ATOMS.issuperset(map(type, kwargs.values())):
+        return Result._run_here(func, args, kwargs)
+    buffer = io.BytesIO()
+    pickler = _CallPickler(buffer, None)
+    try:
+        pickler.dump((args, kwargs))
+    except Exception:            # arguments that cannot travel may still be used here
+        return Result._run_here(func, args, kwargs)
+    if not pickler.deps and not pickler.values:
+        return Result._run_here(func, args, kwargs)
+    failed = pickler.failed
+    for uid, result in pickler.deps.items():
+        result._wait(None)
+        if failed is None and result.has_error:
+            row = result._fetch()
+            failed = _dependency_failed(row.name, uid, result.status, row.error)
+    if failed is not None:
+        now = _clock()
+        row = _ResultRow(_uuid.uuid4().hex, _function_name(func), _call_text(args, kwargs),
+                         "error", now, None, now, None, json.dumps(failed), pickled=False)
+        return Result(row.uuid, None, row)
+    loader = pickle.Unpickler(io.BytesIO(buffer.getvalue()))
+    loader.persistent_load = lambda uid: pickler.deps[uid].get()   # type: ignore[method-assign]
+    args, kwargs = loader.load()
+    return Result._run_here(func, args, kwargs)
+
+
 def _new_call(func: Callable[..., Any], ref: tuple[Any, ...], args: tuple[Any, ...],
               kwargs: dict[str, Any], call: _Call, store: _Store) -> _NewCall:
     """A call made ready for the database: its record, key and dependencies."""
     found: list[_CallPickler] = []
 
     def pickler(buffer: io.BytesIO) -> _CallPickler:
-        found.append(_CallPickler(buffer, store.path))
+        found.append(_CallPickler(buffer, store, call.connection))
         return found[-1]
     record = _dump_record(func, ref, args, kwargs, call.retry_on, pickler)
     deps = list(found[0].deps) if found else []
@@ -8969,7 +9130,7 @@ def _store_calls(func: Callable[..., Any], name: str, call: _Call, store: _Store
     else:
         earlier: dict[str, str] = {}
         if task is not None:
-            new = _steps(new)
+            new = _steps(new, calls, func)
             if task.attempts:      # it ran before: the steps it made come back
                 earlier = store.steps_of(task.id, [c.step for c in new if c.step])
         made = iter(store.add_calls(name, [c for c in new if c.step not in earlier], due,
@@ -8987,15 +9148,46 @@ def _store_calls(func: Callable[..., Any], name: str, call: _Call, store: _Store
     return [Result(uid, store) for uid, _ in found]
 
 
-def _steps(calls: list[_NewCall]) -> list[_NewCall]:
+class _StepPickler(pickle._Pickler):
+    """Python's own pickler, whose sets are pickled in order (the C pickler takes them in
+    hash order, which differs between processes): a call's step is the same in every
+    attempt's worker. Results are their ids."""
+
+    dispatch: ClassVar[dict[Any, Any]] = dict(pickle._Pickler.dispatch)
+
+    def _save_in_order(self, obj: Any) -> None:
+        try:
+            ordered = sorted(obj)
+        except TypeError:         # no order among them: as they come
+            ordered = list(obj)
+        cast(Any, self).save_reduce(type(obj), (ordered,), obj=obj)
+
+    dispatch[set] = dispatch[frozenset] = _save_in_order
+
+    def persistent_id(self, obj: Any) -> Optional[str]:
+        return obj.uuid if isinstance(obj, Result) else None
+
+    def reducer_override(self, obj: Any) -> Any:
+        return _Pickler.reducer_override(cast(_Pickler, self), obj)
+
+
+def _steps(calls: list[_NewCall], made: list[tuple[tuple[Any, ...], dict[str, Any]]],
+           func: Callable[..., Any]) -> list[_NewCall]:
     """A running task's calls as its steps: the k-th call it makes of a function with the
-    same pickled arguments is step "<digest of the call>:<k>" (threads too)."""
-    with _steps_lock:
-        named = []
-        for each in calls:
-            digest = hashlib.sha256(each.record).hexdigest()[:32]
+    same arguments is step "<digest of the function and the arguments>:<k>" (threads
+    too); the digest is the same in any process."""
+    named = []
+    for each, (args, kwargs) in zip(calls, made):
+        buffer = io.BytesIO()
+        try:
+            _StepPickler(buffer, _PICKLE_PROTOCOL).dump((_function_name(func), args, kwargs))
+            text = buffer.getvalue()
+        except Exception:          # what only the C pickler takes: its pickle
+            text = each.record
+        digest = hashlib.sha256(text).hexdigest()[:32]
+        with _steps_lock:
             _steps_made[digest] = number = _steps_made.get(digest, 0) + 1
-            named.append(each._replace(step=f"{digest}:{number}"))
+        named.append(each._replace(step=f"{digest}:{number}"))
     return named
 
 

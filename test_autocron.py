@@ -1363,6 +1363,31 @@ def ten_steps(folder):
 
 
 @autocron.delay
+def note_words(folder, words):
+    """Count this step's runs (a line a run in folder/words)."""
+    with open(Path(folder) / "words", "a") as file:
+        file.write("run\n")
+    return len(words)
+
+
+@autocron.delay(retries=1)
+def step_with_a_set(folder):
+    """A step whose arguments hold a set of strings (pickled in hash order, which differs
+    between worker processes); its first attempt is killed after the step."""
+    note_words(folder, frozenset(f"word{i}" for i in range(12))).get(timeout=60)
+    if not (Path(folder) / "killed").exists():
+        (Path(folder) / "killed").write_text("")
+        os.kill(os.getpid(), signal.SIGKILL)
+    return "done"
+
+
+@autocron.delay
+async def await_a_dependent():
+    """Awaits a call that depends on this task itself: refused at once."""
+    return await add(autocron.current(), 1)
+
+
+@autocron.delay
 def fails_first(folder):
     """Fails at its first run, then returns "fine" (runs counted in folder/first)."""
     if count_attempt(str(Path(folder) / "first")) == 1:
@@ -1969,8 +1994,8 @@ class TestStore:
         assert [e["message"][:10] for e in kept] == ["attempt 1 ", "attempt 2 "]
         assert all(len(e["message"]) <= 8192 and len(e["traceback"]) <= 8192 for e in kept)
         assert (kept[1]["type"], kept[1]["started"], kept[1]["finished"]) == ("OSError", 2, 2.5)
-        # the column is one an older release of schema 2 does without: no version of its own
-        assert store.read("PRAGMA user_version") == [(2,)]
+        # the column came without a version of its own (schema 3 came with dependencies)
+        assert store.read("PRAGMA user_version") == [(3,)]
 
     def test_both_stores_implement_the_protocol(self, database):
         # every method of the protocol, with its parameters in order (names, kinds, which
@@ -2067,7 +2092,7 @@ class TestStore:
         with pytest.raises(autocron.DatabaseError) as caught:
             autocron.start(path)
         assert str(caught.value) == (f"{path} was written by a newer autocron (schema 99, this "
-                                     "one knows 2); upgrade autocron or pass another path")
+                                     "one knows 3); upgrade autocron or pass another path")
 
     def test_a_schema_1_database_is_upgraded_by_the_first_writer(self, database):
         autocron.cron("0 9 * * *")(cron_job)
@@ -2089,7 +2114,7 @@ class TestStore:
             paused = cli("pause", "test_autocron.cron_job", db=database)   # writing
             assert paused.returncode == 0, paused.stderr
             info = json.loads(cli("info", "--json", db=database).stdout)
-            upgraded = 3 if autocron._is_postgres(database) else 2    # PostgreSQL: schema 3
+            upgraded = 4 if autocron._is_postgres(database) else 3    # PostgreSQL: schema 4
             assert info["schema"] == upgraded and info["cron_jobs"][0]["paused"] is True
             autocron.start(database, workers=1)
             assert autocron.get_result(kept.uuid).get() == 3
@@ -2672,7 +2697,7 @@ class TestPostgresStore:
                        (pg.schema,))
         assert sorted(t for t, in tables) == ["crons", "deps", "functions", "machines",
                                               "meta", "settings", "steps", "tasks"]
-        assert query(pg_url(pg), "SELECT version FROM meta") == [(3,)]
+        assert query(pg_url(pg), "SELECT version FROM meta") == [(4,)]
         assert query(pg_url(pg), "SELECT count(*) FROM public.app_users") == [(0,)]
         autocron.stop()
         other = pg_url(pg, schema=pg.schema + "_b")
@@ -2853,7 +2878,7 @@ class TestPostgresStore:
                    f"UPDATE {pg.schema}.meta SET version = 2")
         assert autocron.start(pg_url(pg), workers=1) is True
         assert add(1, 1).get(timeout=30) == 2
-        assert query(pg_url(pg), "SELECT version FROM meta") == [(3,)]
+        assert query(pg_url(pg), "SELECT version FROM meta") == [(4,)]
         assert query(pg_url(pg), "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON "
                      "a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) WHERE i.indisprimary "
                      "AND i.indrelid = ?::regclass", (f"{pg.schema}.machines",)) == [("lease",)]
@@ -2862,12 +2887,12 @@ class TestPostgresStore:
         autocron._open_store(pg_url(pg)).close()
         pg_run(pg, f"UPDATE {pg.schema}.meta SET version = 99")
         with pytest.raises(autocron.DatabaseError, match=re.escape(
-                "was written by a newer autocron (schema 99, this one knows 3); upgrade "
+                "was written by a newer autocron (schema 99, this one knows 4); upgrade "
                 "autocron or choose another schema")):
             autocron.start(pg_url(pg))
         done = run_python("import sys, autocron; sys.exit(autocron._main(['--db', sys.argv[1], 'info']))",
                           pg_url(pg))
-        assert "(schema 99, this one knows 3); upgrade autocron" in done.stderr
+        assert "(schema 99, this one knows 4); upgrade autocron" in done.stderr
 
     def test_reading_commands_never_make_a_schema(self, pg):
         done = run_python("import sys, autocron; sys.exit(autocron._main(['--db', sys.argv[1], 'info']))",
@@ -4497,10 +4522,11 @@ class TestDependencies:
             merged.get(timeout=30)
         assert str(caught.value) == (f"its dependency test_autocron.fail ({failed.uuid}) "
                                      "failed: ValueError: no such page")
-        with pytest.raises(autocron.DependencyFailed, match=re.escape(
-                f"its dependency test_autocron.total ({merged.uuid}) failed: "
-                "autocron.DependencyFailed: its dependency test_autocron.fail")):
+        with pytest.raises(autocron.DependencyFailed) as caught:
             above.get(timeout=30)
+        assert str(caught.value) == (f"its dependency test_autocron.total ({merged.uuid}) did "
+                                     f"not run: test_autocron.fail ({failed.uuid}) failed: "
+                                     "ValueError: no such page")
         assert good.get(timeout=30) == 2           # its other dependencies go on
         assert merged.attempts == 0                # it never ran
         late = add(failed, 1)                      # a dependency that failed already
@@ -4534,15 +4560,81 @@ class TestDependencies:
         with pytest.raises(autocron.DependencyFailed, match=re.escape(failed.uuid)):
             retried.get(timeout=5)                       # its dependency failed still
 
+    def test_a_result_as_an_argument_is_written_as_its_id(self, pool):
+        first = add(1, 2)
+        both = total([first, add(3, 4)])
+        assert both.get(timeout=30) == 10
+        text = autocron.get_result(both.uuid)._fetch().args
+        assert text.startswith(f"[<Result {first.uuid}>, <Result ")
+
+    def test_a_dependency_of_another_spelling_of_the_same_database_is_accepted(
+            self, database, tmp_path):
+        assert autocron.start(database, workers=1) is True
+        if database.startswith("postgresql"):
+            other = database.replace("127.0.0.1", "localhost")
+        else:
+            (tmp_path / "link").symlink_to(tmp_path)
+            other = str(tmp_path / "link" / "autocron.db")
+        assert other != database
+        first = autocron.get_result(add(1, 1).uuid, database=other)
+        assert add(first, 1).get(timeout=30) == 3
+
+    def test_a_dependency_of_an_open_or_rolled_back_transaction_is_refused(self, pg):
+        assert autocron.start(pg_url(pg), workers=1) is True
+        with pg.connect(pg.database) as con:
+            inside = add.options(connection=con)(1, 1)
+            with pytest.raises(ValueError, match=re.escape(
+                    f"the call {inside.uuid} is stored in your open transaction: commit it "
+                    "first, or store this call in that transaction too")):
+                add(inside, 1)
+            assert add.options(connection=con)(inside, 1) is not None   # the same one
+            con.rollback()
+            with pytest.raises(ValueError, match=re.escape(
+                    f"the call {inside.uuid} is not in the database: its transaction rolled "
+                    "back")):
+                add(inside, 1)
+
+    def test_a_dependent_in_an_open_transaction_holds_up_no_other_call(self, pg, tmp_path):
+        assert autocron.start(pg_url(pg), workers=2) is True
+        first = block(str(tmp_path), "first")
+        wait_until(lambda: first.status == "running", what="the first call to run")
+        with pg.connect(pg.database) as con:
+            after = add.options(connection=con)(first, 1)
+            (tmp_path / "first.go").write_text("")
+            assert first.get(timeout=30) > 0            # it ends while the transaction is open
+            assert add(2, 2).get(timeout=30) == 4       # and other calls run
+            con.commit()
+        assert after.get(timeout=30) == first.get() + 1   # released after the commit
+
+    def test_a_finished_dependency_outlives_a_cleanup_during_its_dependent_s_transaction(
+            self, pg):
+        assert autocron.start(pg_url(pg), workers=1) is True
+        first = add(20, 21)
+        assert first.get(timeout=30) == 41
+        ended = first._fetch().finished
+        wait_until(lambda: time.time() > ended + 1.5, what="its time-to-live of 1 s to pass")
+        other = autocron._open_store(pg_url(pg))
+        with pg.connect(pg.database) as con:
+            after = add.options(connection=con)(first, 1)
+            # a cleanup with a time-to-live of 1 s, while the dependent is not committed
+            cleaner = threading.Thread(target=other.cleanup, args=(time.time(), 1))
+            cleaner.start()
+            cleaner.join(timeout=30)
+            con.commit()
+        other.close()
+        assert after.get(timeout=30) == 42
+
     def test_a_dependency_that_finished_counts_at_once(self, pool):
         done = add(2, 3)
         assert done.get(timeout=30) == 5
         assert add(done, 1).get(timeout=30) == 6
 
-    def test_get_of_a_call_that_depends_on_the_waiting_task_is_refused(self, pool):
+    @pytest.mark.parametrize("waiter", ["wait_for_a_dependent", "await_a_dependent"])
+    def test_get_or_await_of_a_call_that_depends_on_the_waiting_task_is_refused(self, pool,
+                                                                                 waiter):
         with pytest.raises(autocron.TaskError, match="depends on this task, which would wait "
                                                      "for it forever"):
-            wait_for_a_dependent().get(timeout=30)
+            globals()[waiter]().get(timeout=30)
 
     def test_a_result_that_cannot_be_a_dependency_is_refused_and_nothing_is_stored(
             self, pool, tmp_path):
@@ -4567,6 +4659,15 @@ class TestDependencies:
                 f"the call {gone.uuid} is not in")):
             add(gone, 1)
         assert len(autocron.get_results()) == left          # nothing stored
+
+    def test_results_of_synchronous_runs_are_values_also_when_inactive(self):
+        assert add(add(1, 2), 10).get() == 13              # inactive: both run here
+        failed = fail("here")
+        later = add(failed, 1)
+        with pytest.raises(autocron.DependencyFailed, match=re.escape(
+                f"its dependency test_autocron.fail ({failed.uuid}) failed: ValueError: "
+                "here")):
+            later.get()
 
     def test_a_result_of_a_synchronous_run_is_its_value(self, pool):
         autocron.stop()
@@ -4656,6 +4757,11 @@ class TestDurableSteps:
         assert (f"task {parent} ran again and did not make 2 of the calls its earlier "
                 f"attempt made; they keep running: {made[0][0]}, {made[2][0]}") \
             in caplog.text
+
+    def test_a_step_whose_arguments_hold_a_set_comes_back(self, database, tmp_path):
+        assert autocron.start(database, workers=1) is True
+        assert step_with_a_set(str(tmp_path)).get(timeout=120) == "done"
+        assert (tmp_path / "words").read_text().count("run") == 1
 
     def test_a_step_that_failed_is_stored_anew(self, database, tmp_path):
         assert autocron.start(database, workers=1) is True
@@ -7414,7 +7520,7 @@ class TestAdmin:
         out = cli("info", db=database)
         assert out.returncode == 0, out.stderr
         lines = out.stdout.splitlines()
-        assert lines[0].startswith(f"database   {database} (schema 2, ")
+        assert lines[0].startswith(f"database   {database} (schema 3, ")
         assert lines[1] == "settings   workers 2, result-ttl 1800 s, enabled"
         assert lines[2].startswith(f"pool       running: owner pid {owner.pid}, manager pid ")
         assert lines[3] == ("queue      0 waiting (0 due now), 0 waiting on other calls, 0 "
