@@ -236,6 +236,10 @@ _MAX_SUMMARY = 200              # characters of a value's repr kept for tables
 _RETRY_JITTER = 0.25            # a retry's delay is lengthened by a random part up to this
 _MAX_SPARES = 64                # spare workers for tasks that wait for other calls (api.md)
 _LARGEST_INT = 2 ** 31 - 1      # retries and priority: PostgreSQL's integer column
+_DEFAULT_QUEUE = "default"      # the queue of a call that names none
+_MAX_QUEUE = 100                # characters in a queue's name
+_RATE_MARGIN = 1.05             # a rate's window, as claims count it: a claimed call starts a
+                                # moment later, and no window of its starts may hold more
 _MAX_KEY = 200                  # characters of a call's unique key (api.md)
 _PROGRESS_EVERY = 0.5           # a running call's progress reaches the database this often
 _MAX_PROGRESS_TEXT = 200        # characters of a progress report's text that are kept
@@ -1462,6 +1466,7 @@ class _Claimed(NamedTuple):
     timeout: Optional[float]
     priority: int
     attempts: int = 0      # attempts counted before this claim (see _StartLog)
+    queue: str = "default"
 
 
 def _outranking(highest: Optional[int], heard: Union[bytes, str]) -> Optional[int]:
@@ -1483,13 +1488,91 @@ class _PoolId(NamedTuple):
     heartbeat: Optional[float] = None
 
 
-class _Options:
-    """How a delayed function's calls run: retries, timeout, priority (checked at decoration)."""
+def _check_queue(name: Any) -> str:
+    """A queue's name, or ValueError naming the accepted form."""
+    if not isinstance(name, str) or not 0 < len(name) <= _MAX_QUEUE or not name.strip() or \
+            not name.isprintable():
+        raise ValueError(f"a queue's name is printable text of 1 to {_MAX_QUEUE} characters, "
+                         f"got {_shorten(repr(name), 60)}")
+    return name
 
-    __slots__ = ("retries", "retry_delay", "backoff", "timeout", "priority")
+
+class _Limit(NamedTuple):
+    """A queue's limits, as stored (autocron.limit()): None is no limit."""
+    queue: str
+    concurrency: Optional[int]       # at most this many of its calls held or running
+    rate: Optional[int]              # at most this many starts in any window of
+    per: Optional[float]             # this many seconds
+
+
+_RATE_UNITS = {"second": 1.0, "s": 1.0, "minute": 60.0, "m": 60.0, "hour": 3600.0, "h": 3600.0}
+_RATE_FORMS = '"N/second", "N/minute" or "N/hour" (or N/s, N/m, N/h), N 1 or more'
+
+
+def _parse_rate(text: Any) -> tuple[int, float]:
+    """(N, the window in seconds) of a rate "N/second|minute|hour" (or N/s, N/m, N/h)."""
+    found = re.fullmatch(r"\s*([0-9]{1,9})\s*/\s*([a-z]+)\s*", text) \
+        if isinstance(text, str) else None
+    if found is None or found.group(2) not in _RATE_UNITS or int(found.group(1)) < 1:
+        raise ValueError(f"rate must be {_RATE_FORMS}, or None (no rate limit); got "
+                         f"{_shorten(repr(text), 60)}")
+    return int(found.group(1)), _RATE_UNITS[found.group(2)]
+
+
+def _rate_text(rate: Optional[int], per: Optional[float]) -> Optional[str]:
+    """A stored rate as limit() takes it ("100/minute"); None: no rate limit."""
+    if rate is None or per is None:
+        return None
+    unit = {1.0: "second", 60.0: "minute", 3600.0: "hour"}.get(per, f"{per:g} s")
+    return f"{rate}/{unit}"
+
+
+def _allowances(limits: dict[str, _Limit], busy: dict[str, int],
+                recent: dict[str, int]) -> dict[str, int]:
+    """How many more calls of each limited queue a claim may take now: its concurrency less
+    the calls held or running (`busy`), its rate less the starts in the window (`recent`)."""
+    allowed = {}
+    for name, limit in limits.items():
+        room = [_LARGEST_INT]
+        if limit.concurrency is not None:
+            room.append(limit.concurrency - busy.get(name, 0))
+        if limit.rate is not None:
+            room.append(limit.rate - recent.get(name, 0))
+        allowed[name] = max(0, min(room))
+    return allowed
+
+
+def _within(rows: list[Any], allowed: dict[str, int], count: int, idle: int) -> list[Any]:
+    """The first `count` rows (claimed candidates, in order; the queue last) that the
+    queues' allowances let through, a queue's allowance used up as it goes; those of
+    limited queues first, at most `idle` of them (they go to the idle workers: a limited
+    call never waits in a worker behind another)."""
+    left = dict(allowed)
+    limited: list[Any] = []
+    others: list[Any] = []
+    for row in rows:
+        queue = row[-1]
+        if queue in left:
+            if left[queue] < 1 or len(limited) >= idle:
+                continue
+            left[queue] -= 1
+            limited.append(row)
+        else:
+            others.append(row)
+        if len(limited) + len(others) == count:
+            break
+    return limited + others
+
+
+class _Options:
+    """How a delayed function's calls run: retries, timeout, priority, queue (checked at
+    decoration)."""
+
+    __slots__ = ("retries", "retry_delay", "backoff", "timeout", "priority", "queue")
 
     def __init__(self, retries: int = 0, retry_delay: float = 0, backoff: float = 1.0,
-                 timeout: Optional[float] = None, priority: int = 0):
+                 timeout: Optional[float] = None, priority: int = 0,
+                 queue: str = _DEFAULT_QUEUE):
         def number(name: str, value: Any, low: float, strict: bool = False) -> float:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or \
                     value != value or (value <= low if strict else value < low):
@@ -1509,6 +1592,7 @@ class _Options:
         self.retry_delay = number("retry_delay", retry_delay, 0)
         self.backoff = number("backoff", backoff, 1)
         self.timeout = None if timeout is None else number("timeout", timeout, 0, strict=True)
+        self.queue = _check_queue(queue)
 
 
 _PLAIN = _Options()
@@ -2308,7 +2392,7 @@ class _Store(Protocol):
         "traceback"}, those that ran again with "started" and "finished")."""
         ...
     def call_state(self, uid: str) -> Optional[tuple[Any, ...]]:
-        """(key, progress JSON) of a call, or None."""
+        """(key, progress JSON, queue) of a call, or None."""
         ...
     def set_progress(self, task_id: int, progress: str) -> None:
         """A running call's report, written by its worker."""
@@ -2344,7 +2428,8 @@ class _Store(Protocol):
 
     # -- cron jobs
     def register_cron(self, name: str, schedule: CronExpression, func: Callable[..., Any],
-                      catch_up: bool, next_due: float, declared: Optional[str] = None) -> None:
+                      catch_up: bool, next_due: float, declared: Optional[str] = None,
+                      queue: str = _DEFAULT_QUEUE) -> None:
         """Add, replace or revive a job, due at `next_due`; an unchanged schedule keeps its own."""
         ...
     def remove_cron(self, name: str) -> bool:
@@ -2376,11 +2461,21 @@ class _Store(Protocol):
     def anything_due(self, now: float) -> tuple[Any, ...]:
         """(a task may be due, a cron job is due)."""
         ...
-    def next_due(self) -> Optional[float]:
-        """When the next waiting task is due, if any."""
+    def next_due(self, busy: Optional[dict[str, tuple[int, int]]] = None) -> Optional[float]:
+        """When the next waiting task is due, if any (one a limit holds back is not)."""
         ...
-    def claim(self, con: Any, now: float, pids: list[Any]) -> list[Any]:
-        """Hand the most urgent due tasks to these workers: [_Claimed]."""
+    def claim(self, con: Any, now: float, pids: list[Any],
+              queues: Optional[tuple[str, ...]] = None,
+              busy: Optional[dict[str, tuple[int, int]]] = None, idle: Optional[int] = None) -> list[Any]:
+        """Hand the most urgent due tasks (of `queues`; None: any) to these workers, within
+        the queues' limits (`busy`: the calls this pool holds, by queue; SQLite; a limited
+        queue's calls only to the first `idle` pids: None, all): [_Claimed]."""
+        ...
+    def limits(self) -> dict[str, _Limit]:
+        """{queue: _Limit} as stored."""
+        ...
+    def set_limit(self, queue: str, given: dict[str, Any]) -> Optional[_Limit]:
+        """Change a queue's limits (the keywords given); what is stored then."""
         ...
     def claimed(self) -> list[Any]:
         """Ids of the calls claimed under this pool's lease and not started."""
@@ -2393,6 +2488,9 @@ class _Store(Protocol):
         ...
     def mark_started(self, con: Any, started: list[Any]) -> None:
         """Workers started these tasks ([_Started]): an attempt each."""
+        ...
+    def note_starts(self, con: Any, started: list[Any]) -> None:
+        """Workers started these tasks ([_Started]): noted for their queues' rates."""
         ...
     def started_unseen(self, con: Any, ids: list[Any]) -> list[Any]:
         """[_Interrupted] of these that a worker started without telling the pool."""
@@ -2468,6 +2566,9 @@ class _Store(Protocol):
     def counts(self, now: float) -> tuple[Any, ...]:
         """({status: number}, the number of waiting tasks due at `now`)."""
         ...
+    def queue_counts(self) -> dict[str, Any]:
+        """{queue: {"waiting": n, "running": n}} of the unfinished calls."""
+        ...
     def size_bytes(self) -> int:
         """What the database takes on disk (or on the server)."""
         ...
@@ -2525,6 +2626,7 @@ _TABLES = (
         errors TEXT,                         -- the errors of its attempts that ran again
         key TEXT,                            -- its unique key
         progress TEXT,                       -- what it last reported (progress())
+        queue TEXT,                          -- its queue (NULL: "default", an older call)
         waits INTEGER,                       -- its dependencies not finished ('blocked')
         settled {real})                      -- kept for a call stored since (see cleanup)""",
     "CREATE INDEX tasks_queue ON tasks (priority DESC, due, id) WHERE status = 'waiting'",
@@ -2560,6 +2662,15 @@ _ADDED_TABLES = (
         PRIMARY KEY (parent, step))""",
     "CREATE INDEX steps_task ON steps (task_id)",
     "CREATE INDEX tasks_blocked ON tasks (id) WHERE status = 'blocked'",
+    """CREATE TABLE limits (
+        queue TEXT PRIMARY KEY,
+        concurrency INTEGER,                 -- at most this many held or running at once
+        rate INTEGER,                        -- at most this many starts in any window of
+        per {real})                          -- this many seconds""",
+    """CREATE TABLE starts (                 -- the starts of calls of rate-limited queues
+        queue TEXT NOT NULL,
+        at {real} NOT NULL)""",
+    "CREATE INDEX starts_queue ON starts (queue, at)",
 )
 _SCHEMA = tuple(t.format(id="INTEGER PRIMARY KEY", real="REAL", blob="BLOB", held_by="",
                          big="INTEGER") for t in _TABLES + _ADDED_TABLES) + (
@@ -2588,7 +2699,7 @@ _UPGRADE_TO_2 = (
 # - progress: what a running call last reported (JSON [done, total, text]; progress());
 # - waits: how many of a call's dependencies have not finished; it is 'blocked' till none.
 _ADDED_COLUMNS = (("errors", "TEXT"), ("key", "TEXT"), ("progress", "TEXT"),
-                  ("waits", "INTEGER"), ("settled", "REAL"))
+                  ("waits", "INTEGER"), ("settled", "REAL"), ("queue", "TEXT"))
 _ADDED_INDEX = ("CREATE UNIQUE INDEX tasks_key ON tasks (key) WHERE key IS NOT NULL AND "
                 "finished IS NULL")
 _MAX_ATTEMPT_ERRORS = 256 * 1024
@@ -2613,26 +2724,36 @@ _RESULT_COLUMNS = (f"{_UUID}, name, args, status, created, started, finished, va
 
 # A call is one statement (built once here, not per call); a call of a shipped function
 # stores itself only if its payload is there (else add_task stores both in a transaction).
-_INSERT_TASK = ("INSERT INTO tasks (token, name, args, status, priority, retries, retry_delay, "
-                "backoff, timeout, due, created, record, function) "
-                "VALUES (?, ?, ?, 'waiting', ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+_INSERT_TASK = ("INSERT INTO tasks (token, name, args, status, priority, queue, retries, "
+                "retry_delay, backoff, timeout, due, created, record, function) "
+                "VALUES (?, ?, ?, 'waiting', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 _INSERT_TASK_AT = ("INSERT INTO tasks (id, args, record, function, token, name, status, "
-                   "priority, retries, retry_delay, backoff, timeout, due, created) "
-                   "VALUES (?, ?, ?, ?, ?, ?, 'waiting', ?, ?, ?, ?, ?, ?, ?)")
+                   "priority, queue, retries, retry_delay, backoff, timeout, due, created) "
+                   "VALUES (?, ?, ?, ?, ?, ?, 'waiting', ?, ?, ?, ?, ?, ?, ?, ?)")
 # A call of add_calls(): with a unique key (stored unless an unfinished call holds the key:
 # tasks_key), dependencies ('blocked' while `waits` of them have not finished), or an error
 # it ends with at once.
-_INSERT_CALL = ("INSERT INTO tasks (token, name, args, status, priority, retries, "
+_INSERT_CALL = ("INSERT INTO tasks (token, name, args, status, priority, queue, retries, "
                 "retry_delay, backoff, timeout, due, created, record, function, key, waits, "
-                "finished, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "finished, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT DO NOTHING")
-_INSERT_CALL_AT = ("INSERT INTO tasks (id, token, name, args, status, priority, retries, "
-                   "retry_delay, backoff, timeout, due, created, record, function, key, "
-                   "waits, finished, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
-                   "?, ?, ?)")
+_INSERT_CALL_AT = ("INSERT INTO tasks (id, token, name, args, status, priority, queue, "
+                   "retries, retry_delay, backoff, timeout, due, created, record, function, "
+                   "key, waits, finished, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+                   "?, ?, ?, ?, ?, ?)")
 _HOLDER = f"SELECT {_UUID}, args FROM tasks WHERE key = ? AND finished IS NULL"
+# A call starts (each attempt): noted if its queue has a rate limit (the claims count them).
+_STARTED = (f"INSERT INTO starts (queue, at) SELECT coalesce(queue, '{_DEFAULT_QUEUE}'), ? "
+            f"FROM tasks WHERE id = ? AND coalesce(queue, '{_DEFAULT_QUEUE}') IN (SELECT queue "
+            "FROM limits WHERE rate IS NOT NULL)")
 # At most this many parameters in one statement (SQLite before 3.32 takes 999).
 _CHUNK = 500
+
+
+def _not_in_queues(count: int) -> str:
+    """SQL that leaves out calls of `count` queues (their names the parameters)."""
+    return "" if not count else \
+        f" AND coalesce(queue, '{_DEFAULT_QUEUE}') NOT IN ({', '.join('?' * count)})"
 # The notice (PostgreSQL) of calls stored with dependencies in a caller's own transaction:
 # the pools count the ends it did not see (sweep_dependents).
 _SWEEP = "deps"
@@ -2643,17 +2764,17 @@ _UNNEEDED = (" AND NOT EXISTS (SELECT 1 FROM deps d JOIN tasks t ON t.id = d.tas
              "d.dep_id = tasks.id AND (t.finished IS NULL OR t.finished >= ?)) AND NOT EXISTS "
              "(SELECT 1 FROM steps s JOIN tasks p ON p.id = s.parent WHERE s.task_id = "
              "tasks.id AND (p.finished IS NULL OR p.finished >= ?))")
-_INSERT_SHIPPED_TASK = ("INSERT INTO tasks (token, name, args, status, priority, retries, "
-                        "retry_delay, backoff, timeout, due, created, record, function) "
-                        "SELECT ?, ?, ?, 'waiting', ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE EXISTS "
-                        "(SELECT 1 FROM functions WHERE hash = ?)")
+_INSERT_SHIPPED_TASK = ("INSERT INTO tasks (token, name, args, status, priority, queue, "
+                        "retries, retry_delay, backoff, timeout, due, created, record, "
+                        "function) SELECT ?, ?, ?, 'waiting', ?, ?, ?, ?, ?, ?, ?, ?, ?, ? "
+                        "WHERE EXISTS (SELECT 1 FROM functions WHERE hash = ?)")
 
 # The dashboard's retry: a new task with the call of a failed or cancelled one, linked to it.
-_RETRY_TASK = ("INSERT INTO tasks (token, name, args, status, priority, retries, retry_delay, "
-               "backoff, timeout, due, created, record, function, retry_of) SELECT ?, name, "
-               "args, 'waiting', priority, retries, retry_delay, backoff, timeout, ?, ?, record, "
-               f"function, {_UUID} FROM tasks WHERE id = ? AND token = ? AND status IN "
-               "('error', 'cancelled')")
+_RETRY_TASK = ("INSERT INTO tasks (token, name, args, status, priority, queue, retries, "
+               "retry_delay, backoff, timeout, due, created, record, function, retry_of) SELECT "
+               "?, name, args, 'waiting', priority, queue, retries, retry_delay, backoff, "
+               f"timeout, ?, ?, record, function, {_UUID} FROM tasks WHERE id = ? AND token = ? "
+               "AND status IN ('error', 'cancelled')")
 
 
 def _newer_schema(path: str, version: int, known: int, instead: str = "") -> DatabaseError:
@@ -2909,13 +3030,13 @@ class _SharedReads(_StoreParts):
         return _ResultRow(*rows[0]) if rows else None
 
     def call_state(self, uid: str) -> Optional[tuple[Any, ...]]:
-        """(key, progress JSON) of a call; None if there is no such call, or the file is an
-        older release's that has neither (opened for reading)."""
+        """(key, progress JSON, queue) of a call; None if there is no such call, or the file
+        is an older release's that has none of them (opened for reading)."""
         try:
-            rows = self.read("SELECT key, progress FROM tasks WHERE id = ? AND token = ?",
-                             _row_key(uid))
+            rows = self.read(f"SELECT key, progress, coalesce(queue, '{_DEFAULT_QUEUE}') FROM "
+                             "tasks WHERE id = ? AND token = ?", _row_key(uid))
         except DatabaseError as error:
-            if "key" not in str(error) and "progress" not in str(error):
+            if not any(column in str(error) for column in ("key", "progress", "queue")):
                 raise
             return None
         return tuple(rows[0]) if rows else None
@@ -3068,6 +3189,17 @@ class _SharedReads(_StoreParts):
             counts["blocked"] = blocked
         return counts, due
 
+    def queue_counts(self) -> dict[str, Any]:
+        """{queue: {"waiting": n, "running": n}} of the unfinished calls, by queue name
+        ("waiting" as users see it: due or not, handed over, waiting on other calls)."""
+        found: dict[str, Any] = {}
+        for queue, status, count in self.read(
+                f"SELECT coalesce(queue, '{_DEFAULT_QUEUE}'), status, count(*) FROM tasks "
+                "WHERE finished IS NULL GROUP BY 1, 2 ORDER BY 1"):
+            shown = found.setdefault(queue, {"waiting": 0, "running": 0})
+            shown["running" if status == "running" else "waiting"] += count
+        return found
+
     def task_rows(self, statuses: tuple[Any, ...], limit: int, newest_first: bool) -> list[Any]:
         """[_TaskRow] of the tasks with these statuses: the newest first, or in the order
         the pool takes them. Each group of statuses is read through its own index, at most
@@ -3150,6 +3282,8 @@ class _SharedSql(_SharedReads):
                        # no other pool's transaction may change them in between
     _SHARE = ""        # PostgreSQL: " FOR SHARE": the rows read may not change until the
                        # transaction ends (a dependency's end waits for its new dependents)
+    _STARTS_NOTED = True   # PostgreSQL: False: a worker's start_now notes a call's start,
+                           # and the held calls are counted in the database (many pools)
 
     def _fence(self) -> tuple[Any, ...]:
         """The parameters of _FENCE: none here (one pool, whose flock is its lease)."""
@@ -3241,14 +3375,15 @@ class _SharedSql(_SharedReads):
     # -- cron jobs
 
     def register_cron(self, name: str, schedule: "CronExpression", func: Callable[..., Any],
-                      catch_up: bool, next_due: float, declared: Optional[str] = None) -> None:
+                      catch_up: bool, next_due: float, declared: Optional[str] = None,
+                      queue: str = _DEFAULT_QUEUE) -> None:
         """Add or replace a job, due at `next_due`; an unchanged schedule keeps its own. A
         retired job is revived (a paused one stays paused). `declared`: the module that
         called cron(), where a worker looks for the declaration (_JobRetired)."""
         text = f"{schedule}" + (f" ({schedule.tz})" if schedule.tz is not None else "")
         ref, shipped = _reference(func)
         record = _dumps({"v": 1, "function": ref, "args": (), "kwargs": {},
-                         "declared": declared})
+                         "declared": declared, "queue": queue})
         with self.transaction() as con:     # the job and its payload, never one without the other
             if shipped is not None:
                 self.keep_function(con, shipped)
@@ -3278,10 +3413,11 @@ class _SharedSql(_SharedReads):
                 con, "SELECT name, record, function FROM crons WHERE running IS NULL AND "
                 f"paused = 0 AND next_due <= ?{self._TAKE}", (now,)).fetchall():
             token = _token()
+            queue = pickle.loads(record).get("queue", _DEFAULT_QUEUE)   # its runs' queue
             row = self._new_id(self._run(
                 con, "INSERT INTO tasks (token, name, status, due, created, record, cron, "
-                f"function) VALUES (?, ?, 'waiting', ?, ?, ?, ?, ?){self._NEW_ID}",
-                (token, name, now, now, record, name, function)))
+                f"function, queue) VALUES (?, ?, 'waiting', ?, ?, ?, ?, ?, ?){self._NEW_ID}",
+                (token, name, now, now, record, name, function, queue)))
             uid = f"{token}-{row}"
             self._run(con, "UPDATE crons SET running = ?, last_run = ? WHERE name = ?",
                       (uid, now, name))
@@ -3392,15 +3528,106 @@ class _SharedSql(_SharedReads):
         self._run_many(con, f"UPDATE tasks SET cancel = 0 WHERE id = ?{self._FENCE}",
                        [(i,) + self._fence() for i in ids])
 
-    def next_due(self) -> Optional[float]:
-        """When the next waiting task or cron job is due, if any."""
-        rows = self.read("SELECT (SELECT min(due) FROM tasks WHERE status = 'waiting'), "
-                         "(SELECT min(next_due) FROM crons WHERE running IS NULL AND paused = 0)")
-        times = [t for t in rows[0] if t is not None]
+
+class _SharedLimits(_SharedSql):
+    """The queues' limits, as both stores keep them (the same SQL; see _SharedSql): stored
+    limits, the allowances a claim decides by, the starts a rate counts, the next due time
+    a limit leaves."""
+
+    def next_due(self, busy: Optional[dict[str, tuple[int, int]]] = None) -> Optional[float]:
+        """When the next waiting task or cron job is due, if any. A call of a queue whose
+        limit holds it back is not due: its queue's rate window reopens then, or (its
+        concurrency) a call of the queue ends, which the pool hears of. Without limits, a
+        read (it needs no lock: a full disk does not stop it)."""
+        if not self.limits():
+            rows = self.read("SELECT (SELECT min(due) FROM tasks WHERE status = 'waiting'), "
+                             "(SELECT min(next_due) FROM crons WHERE running IS NULL AND "
+                             "paused = 0)")
+            times = [t for t in rows[0] if t is not None]
+            return min(times) if times else None
+        with self.transaction() as con:
+            allowed = self._allowed(con, self.now(), busy, lock=False)
+            blocked = [name for name, room in (allowed or {}).items() if room < 1]
+            rows = self._run(con, "SELECT (SELECT min(due) FROM tasks WHERE status = 'waiting'"
+                                  f"{_not_in_queues(len(blocked))}), (SELECT min(next_due) FROM "
+                                  "crons WHERE running IS NULL AND paused = 0)",
+                             blocked).fetchall()
+            times = [t for t in rows[0] if t is not None]
+            for limit in self._limits(con).values():     # a rate's window reopens then
+                if limit.queue in blocked and limit.rate is not None and limit.per is not None:
+                    rows = self._run(con, "SELECT at FROM starts WHERE queue = ? ORDER BY at "
+                                          "DESC LIMIT 1 OFFSET ?",
+                                     (limit.queue, limit.rate - 1)).fetchall()
+                    times += [rows[0][0] + limit.per * _RATE_MARGIN] if rows else []
         return min(times) if times else None
 
+    def limits(self) -> dict[str, _Limit]:
+        """{queue: _Limit} as stored (none in an older release's file, opened to read)."""
+        try:
+            return {row[0]: _Limit(*row) for row in self.read(
+                "SELECT queue, concurrency, rate, per FROM limits ORDER BY queue")}
+        except DatabaseError as error:
+            if "limits" not in str(error):
+                raise
+            return {}
 
-class _SharedCalls(_SharedSql):
+    def _limits(self, con: Any, lock: bool = False) -> dict[str, _Limit]:
+        """{queue: _Limit}, in the caller's transaction (`lock`: PostgreSQL locks them, so
+        that the claims of all machines are decided one after another)."""
+        return {row[0]: _Limit(*row) for row in self._run(
+            con, "SELECT queue, concurrency, rate, per FROM limits ORDER BY queue"
+                 f"{self._LOCK if lock else ''}").fetchall()}
+
+    def set_limit(self, queue: str, given: dict[str, Any]) -> Optional[_Limit]:
+        """Change a queue's limits: the keywords `given` (concurrency, rate, per; None lifts
+        one), the others kept; what is stored then (None: no limit left)."""
+        with self.transaction() as con:
+            stored = self._limits(con, lock=True).get(queue) or _Limit(queue, None, None, None)
+            changed = stored._replace(**given)
+            self._run(con, "DELETE FROM limits WHERE queue = ?", (queue,))
+            if changed.concurrency is None and changed.rate is None:
+                return None
+            self._run(con, "INSERT INTO limits (queue, concurrency, rate, per) VALUES (?, ?, ?, "
+                           "?)", changed)
+        return changed
+
+    def _allowed(self, con: Any, now: float, busy: Optional[dict[str, tuple[int, int]]],
+                 lock: bool = True) -> Optional[dict[str, int]]:
+        """{queue: how many more of its calls may be claimed now} of the limited queues, in
+        the caller's transaction (PostgreSQL, `lock`: the limits locked until it ends, and
+        the held calls of every machine counted then); None: no queue is limited. `busy`:
+        the calls held, by queue, as the pool knows them (SQLite: its own are all)."""
+        limits = self._limits(con, lock)
+        if not limits:
+            return None
+        if busy is None or not self._STARTS_NOTED:     # PostgreSQL: every machine's
+            busy = {row[0]: (row[1], row[2]) for row in self._run(
+                con, f"SELECT coalesce(queue, '{_DEFAULT_QUEUE}'), count(*), sum(CASE status "
+                     f"WHEN 'queued' THEN 1 ELSE 0 END) FROM tasks WHERE {_HELD} "
+                     "GROUP BY 1").fetchall()}
+        # a rate counts the starts in its window and the calls claimed and not started yet
+        # (each starts now or later)
+        recent = {name: self._run(con, "SELECT count(*) FROM starts WHERE queue = ? AND at > ?",
+                                  (name, now - limit.per * _RATE_MARGIN)).fetchone()[0] +
+                  busy.get(name, (0, 0))[1]
+                  for name, limit in limits.items() if limit.per is not None}
+        return _allowances(limits, {name: held for name, (held, _) in busy.items()}, recent)
+
+    def note_starts(self, con: Any, started: list[Any]) -> None:
+        """Workers started these calls ([_Started]): note those of rate-limited queues
+        (PostgreSQL: a worker's start_now did)."""
+        if self._STARTS_NOTED:
+            self._run_many(con, _STARTED, [(at, task_id) for task_id, at in started])
+
+    def _note_starts(self, con: Any, claimed: list[_Claimed], now: float) -> None:
+        """Forget the starts of rate-limited queues that their windows have passed (a start
+        is noted when a worker starts a call: _STARTED)."""
+        rated = {name: limit for name, limit in self._limits(con).items() if limit.per}
+        self._run_many(con, "DELETE FROM starts WHERE queue = ? AND at <= ?",
+                       [(name, now - limit.per * _RATE_MARGIN) for name, limit in rated.items()
+                        if limit.per is not None])
+
+class _SharedCalls(_SharedLimits):
     """How both stores store calls with keys, dependencies and steps, and retry them by
     hand (the same SQL; see _SharedSql)."""
 
@@ -3436,7 +3663,7 @@ class _SharedCalls(_SharedSql):
         known = self._dependencies(con, {uid for call in calls for uid in call.deps},
                                    lock=not caller)
         starts = [_starting([known[uid] for uid in call.deps], call.failed) for call in calls]
-        rows = [(token, name, call.args, start.status, options.priority, options.retries,
+        rows = [(token, name, call.args, start.status, options.priority, options.queue, options.retries,
                  options.retry_delay, options.backoff, options.timeout, due, now, call.record,
                  shipped and shipped.hash, call.key, start.waits, now if start.error else None,
                  start.error and json.dumps(start.error)) for call, start in zip(calls, starts)]
@@ -3947,7 +4174,7 @@ class _SqliteFile:
             if column not in have:
                 con.execute(f"ALTER TABLE tasks ADD COLUMN {column} {kind}")
         for statement in (_ADDED_INDEX,) + _ADDED_TABLES:
-            con.execute(statement.format(big="INTEGER").replace(
+            con.execute(statement.format(big="INTEGER", real="REAL").replace(
                 " INDEX", " INDEX IF NOT EXISTS", 1).replace("TABLE", "TABLE IF NOT EXISTS", 1))
         self.version = _SCHEMA_VERSION
 
@@ -4146,7 +4373,7 @@ class _SqliteStore(_SqliteFile, _SqlitePool, _SharedCalls):
         """
         token = _token()
         options = options or _PLAIN
-        values = (token, name, args, options.priority, options.retries, options.retry_delay,
+        values = (token, name, args, options.priority, options.queue, options.retries, options.retry_delay,
                   options.backoff, options.timeout, due, self.now(), record,
                   shipped and shipped.hash)
         try:
@@ -4178,7 +4405,7 @@ class _SqliteStore(_SqliteFile, _SqlitePool, _SharedCalls):
         if not calls:
             return []
         token, options, now = _token(), options or _PLAIN, self.now()
-        fixed = (token, name, options.priority, options.retries, options.retry_delay,
+        fixed = (token, name, options.priority, options.queue, options.retries, options.retry_delay,
                  options.backoff, options.timeout, due, now)
         digest = shipped and shipped.hash
         with self.transaction() as con:
@@ -4250,18 +4477,34 @@ class _SqliteStore(_SqliteFile, _SqlitePool, _SharedCalls):
         con.executemany("UPDATE crons SET running = NULL, next_due = ? WHERE name = ?",
                         [(due, name) for name, due in jobs])
 
-    def claim(self, con: sqlite3.Connection, now: float, pids: list[Any]) -> list[Any]:
+    def claim(self, con: sqlite3.Connection, now: float, pids: list[Any],
+              queues: Optional[tuple[str, ...]] = None,
+              busy: Optional[dict[str, tuple[int, int]]] = None, idle: Optional[int] = None) -> list[Any]:
         """Hand the most urgent due tasks to workers: higher priority first, then in order.
 
         A task for each worker pid in `pids`; they are "queued" until their worker says it
-        started one. Returns [_Claimed].
+        started one. Only calls of `queues` (None: any), and of a limited queue only as
+        many as its limits allow now (`busy`: the calls the pool holds, by queue: this pool
+        is the file's only one). Returns [_Claimed].
         """
-        rows = con.execute(f"SELECT id, {_UUID}, record, cron, timeout, priority, attempts "
-                           "FROM tasks WHERE status = 'waiting' AND due <= ? ORDER BY priority "
-                           "DESC, due, id LIMIT ?", (now, len(pids))).fetchall()
+        allowed = self._allowed(con, now, busy)
+        blocked = [name for name, room in (allowed or {}).items() if room < 1]
+        served = "" if queues is None else \
+            f" AND coalesce(queue, '{_DEFAULT_QUEUE}') IN ({', '.join('?' * len(queues))})"
+        rows = con.execute(f"SELECT id, {_UUID}, record, cron, timeout, priority, attempts, "
+                           f"coalesce(queue, '{_DEFAULT_QUEUE}') FROM tasks WHERE status = "
+                           f"'waiting' AND due <= ?{served}{_not_in_queues(len(blocked))} "
+                           "ORDER BY priority DESC, due, id LIMIT ?",
+                           (now, *(queues or ()), *blocked,
+                            len(pids) if allowed is None else 4 * len(pids))).fetchall()
+        if allowed is not None:
+            rows = _within(rows, allowed, len(pids), len(pids) if idle is None else idle)
         con.executemany("UPDATE tasks SET status = 'queued', worker = ? WHERE id = ?",
                         [(pid, row[0]) for pid, row in zip(pids, rows)])
-        return [_Claimed(*row) for row in rows]
+        claimed = [_Claimed(*row) for row in rows]
+        if allowed is not None:
+            self._note_starts(con, claimed, now)
+        return claimed
 
     def retry_terms(self, con: sqlite3.Connection, ids: list[Any]) -> dict[Any, Any]:
         """{task id: _RetryTerms} of these tasks, as stored."""
@@ -4766,10 +5009,12 @@ class _PgLink:
         if not con.execute("SELECT 1 FROM pg_indexes WHERE schemaname = %s AND indexname = "
                            "'tasks_key'", (self.schema,)).fetchall():
             con.execute(_ADDED_INDEX)       # (IF NOT EXISTS would lock the table each time)
-        if not con.execute("SELECT 1 FROM pg_tables WHERE schemaname = %s AND tablename = "
-                           "'deps'", (self.schema,)).fetchall():
-            for statement in _ADDED_TABLES:
-                con.execute(statement.format(big="BIGINT"))
+        there = {row[0] for row in con.execute(
+            "SELECT relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s", (self.schema,))}
+        for statement in _ADDED_TABLES:        # each table and index where missing
+            if statement.split()[2] not in there:
+                con.execute(statement.format(big="BIGINT", real="DOUBLE PRECISION"))
         con.execute("UPDATE meta SET version = %s", (_PG_SCHEMA_VERSION,))
         return _PG_SCHEMA_VERSION
 
@@ -4973,6 +5218,7 @@ class _PgStore(_PgLink, _PgMachines, _SharedCalls):
     _NEW_ID = " RETURNING id"
     _LOCK = " FOR UPDATE"
     _SHARE = " FOR SHARE"
+    _STARTS_NOTED = False
 
     def _fence(self) -> tuple[Any, ...]:
         return (self.lease,)
@@ -4987,7 +5233,7 @@ class _PgStore(_PgLink, _PgMachines, _SharedCalls):
         token = _token()
         options = options or _PLAIN
         self._check_size(record, "the call")
-        values = (token, name, args, options.priority, options.retries, options.retry_delay,
+        values = (token, name, args, options.priority, options.queue, options.retries, options.retry_delay,
                   options.backoff, options.timeout, due, self.now(), record,
                   shipped and shipped.hash)
         notice = (self._channel, str(options.priority))   # the pools hear its priority
@@ -5008,7 +5254,7 @@ class _PgStore(_PgLink, _PgMachines, _SharedCalls):
         if not calls:
             return []
         token, options, now = _token(), options or _PLAIN, self.now()
-        fixed = (token, name, options.priority, options.retries, options.retry_delay,
+        fixed = (token, name, options.priority, options.queue, options.retries, options.retry_delay,
                  options.backoff, options.timeout, due, now)
         digest = shipped and shipped.hash
         for _, record in calls:
@@ -5126,9 +5372,17 @@ class _PgStore(_PgLink, _PgMachines, _SharedCalls):
                 cursor.executemany("UPDATE crons SET running = NULL, next_due = %s "
                                    "WHERE name = %s", [(due, name) for name, due in jobs])
 
-    def claim(self, con: Any, now: float, pids: list[Any]) -> list[Any]:
+    def claim(self, con: Any, now: float, pids: list[Any],
+              queues: Optional[tuple[str, ...]] = None,
+              busy: Optional[dict[str, tuple[int, int]]] = None, idle: Optional[int] = None) -> list[Any]:
         """Hand the most urgent due tasks to workers (see _SqliteStore.claim); rows another pool is
-        taking at the same moment are skipped, never waited for."""
+        taking at the same moment are skipped, never waited for. With limits, the machines'
+        claims are decided one at a time (the limits are locked), counting every machine's
+        held calls then."""
+        allowed = self._allowed(con, now, None)
+        if allowed is not None:
+            return self._claim_within(con, now, pids, queues, allowed,
+                                      len(pids) if idle is None else idle)
         # Only under a lease that is valid at the server now (held in key-share mode, so
         # that no other machine settles it until this commits): a machine resumed after its
         # lease ran out claims nothing, and takes a new lease (see _Pool._keep_lease).
@@ -5137,15 +5391,46 @@ class _PgStore(_PgLink, _PgMachines, _SharedCalls):
             f"{_PG_NOW} - %s FOR KEY SHARE), "
             "picked AS (SELECT id, row_number() OVER (ORDER BY priority DESC, due, id) AS n "
             "FROM (SELECT id, priority, due FROM tasks WHERE status = 'waiting' AND due <= %s "
+            f"AND (%s::text[] IS NULL OR coalesce(queue, '{_DEFAULT_QUEUE}') = ANY(%s)) "
             "AND EXISTS (SELECT 1 FROM valid) "
             "ORDER BY priority DESC, due, id LIMIT %s FOR UPDATE SKIP LOCKED) AS due_tasks), "
             "places AS (SELECT pid, n FROM unnest(%s::integer[]) WITH ORDINALITY AS p(pid, n)) "
             "UPDATE tasks SET status = 'queued', worker = places.pid, machine = %s, lease = %s "
             "FROM picked JOIN places USING (n) WHERE tasks.id = picked.id "
             "RETURNING picked.n, tasks.id, tasks.token || '-' || tasks.id, record, cron, "
-            "timeout, priority, attempts", (self.lease, _lease_ttl, now, len(pids), list(pids),
-                                  self.machine, self.lease)).fetchall()
+            f"timeout, priority, attempts, coalesce(tasks.queue, '{_DEFAULT_QUEUE}')", (
+                self.lease, _lease_ttl, now, queues and list(queues), queues and list(queues),
+                len(pids), list(pids), self.machine, self.lease)).fetchall()
         return [_Claimed(*row[1:]) for row in sorted(rows)]
+
+    def _claim_within(self, con: Any, now: float, pids: list[Any],
+                      queues: Optional[tuple[str, ...]], allowed: dict[str, int],
+                      idle: int) -> list[Any]:
+        """claim() where queues are limited: the candidates in order, as many of each
+        limited queue as `allowed` (counted under the limits' locks), under a valid lease."""
+        blocked = [name for name, room in allowed.items() if room < 1]
+        rows = con.execute(
+            "WITH valid AS (SELECT lease FROM machines WHERE lease = %s AND heartbeat >= "
+            f"{_PG_NOW} - %s FOR KEY SHARE) SELECT id, "
+            f"coalesce(queue, '{_DEFAULT_QUEUE}') FROM tasks WHERE status = 'waiting' AND "
+            f"due <= %s AND (%s::text[] IS NULL OR coalesce(queue, '{_DEFAULT_QUEUE}') = "
+            f"ANY(%s)) AND coalesce(queue, '{_DEFAULT_QUEUE}') <> ALL(%s) AND EXISTS (SELECT 1 "
+            "FROM valid) ORDER BY priority DESC, due, id LIMIT %s FOR UPDATE OF tasks SKIP "
+            "LOCKED", (self.lease, _lease_ttl, now, queues and list(queues),
+                       queues and list(queues), blocked, 4 * len(pids))).fetchall()
+        taken = _within(rows, allowed, len(pids), idle)
+        if not taken:
+            return []
+        rows = con.execute(
+            "UPDATE tasks SET status = 'queued', worker = p.pid, machine = %s, lease = %s "
+            "FROM unnest(%s::bigint[], %s::integer[]) WITH ORDINALITY AS p(id, pid, n) WHERE "
+            "tasks.id = p.id RETURNING p.n, tasks.id, tasks.token || '-' || tasks.id, record, "
+            f"cron, timeout, priority, attempts, coalesce(tasks.queue, '{_DEFAULT_QUEUE}')",
+            (self.machine, self.lease, [row[0] for row in taken],
+             list(pids)[:len(taken)])).fetchall()
+        claimed = [_Claimed(*row[1:]) for row in sorted(rows)]
+        self._note_starts(con, claimed, now)
+        return claimed
 
     def start_log(self) -> None:
         """None: a start is committed before its task runs (start_now)."""
@@ -5161,13 +5446,14 @@ class _PgStore(_PgLink, _PgMachines, _SharedCalls):
         The same start tried again (the same `at`: a worker whose connection broke before
         the answer came back cannot know whether the server committed it) is True once, an
         attempt counted once."""
-        return self.write(
-            "UPDATE tasks SET status = 'running', started = %s, attempts = attempts + CASE "
-            "status WHEN 'queued' THEN 1 ELSE 0 END, cancel = CASE cancel WHEN 1 THEN 0 ELSE "
-            "cancel END WHERE id = %s AND (status = 'queued' OR status = 'running' AND "
+        return bool(self.read(
+            "WITH s AS (UPDATE tasks SET status = 'running', started = %s, attempts = attempts "
+            "+ CASE status WHEN 'queued' THEN 1 ELSE 0 END, cancel = CASE cancel WHEN 1 THEN 0 "
+            "ELSE cancel END WHERE id = %s AND (status = 'queued' OR status = 'running' AND "
             "started = %s) AND lease = %s AND EXISTS (SELECT 1 FROM machines WHERE lease = %s "
-            f"AND heartbeat >= {_PG_NOW} - %s)", (at, task_id, at, lease, lease, _lease_ttl)
-        ) == 1
+            f"AND heartbeat >= {_PG_NOW} - %s) RETURNING id), noted AS ({_STARTED} AND id IN "
+            "(SELECT id FROM s)) SELECT count(*) FROM s",
+            (at, task_id, at, lease, lease, _lease_ttl, at, task_id))[0][0] == 1)
 
     def retry_terms(self, con: Any, ids: list[Any]) -> dict[Any, Any]:
         return {row[0]: _RetryTerms(*row[1:]) for row in con.execute(
@@ -5237,6 +5523,20 @@ def _write_outcomes(store: _Store, con: Any, outcomes: list[Any], now: float) ->
     ended = store.finish(con, _decide_retries(outcomes, terms, now))
     if ended:
         store.end_cron_runs(con, _next_runs(ended, now))
+
+
+def _idle_places(places: list[Any], placed: list[Any]) -> int:
+    """How many of the first `places` (_Pool._places: idle workers first) are workers with
+    nothing to run (`placed`: what they get before the claim): calls of limited queues go
+    to them only, never ahead of time behind another call."""
+    seen = {id(worker) for worker, _ in placed}
+    idle = 0
+    for worker in places:
+        if worker.queue or id(worker) in seen:
+            break
+        seen.add(id(worker))
+        idle += 1
+    return idle
 
 
 def _recover(store: _Store, con: Any, now: float, previous: Optional[_PoolId] = None) -> None:
@@ -5503,6 +5803,7 @@ class _Init(NamedTuple):
     shipped by value (it travels with the record: the cleanup may delete stored ones)."""
     record: Optional[bytes] = None
     payload: Optional[bytes] = None
+    queues: Optional[tuple[str, ...]] = None   # the queues the pool serves (None: all)
 
 
 class _InitDone(NamedTuple):
@@ -6304,11 +6605,12 @@ class _Task:
     """A claimed task on its way through the pool."""
 
     __slots__ = ("id", "uuid", "cron", "record", "timeout", "priority", "attempts", "returning",
-                 "started", "cancel", "running", "outranked", "forfeit")
+                 "started", "cancel", "running", "outranked", "forfeit", "queue")
 
     def __init__(self, claimed: _Claimed):
         self.id, self.uuid, self.record, self.cron = claimed.id, claimed.uuid, claimed.record, \
             claimed.cron
+        self.queue = claimed.queue
         self.timeout, self.priority = claimed.timeout, claimed.priority
         self.attempts = claimed.attempts
         self.returning = False      # asked its worker to give it back
@@ -6523,6 +6825,7 @@ class _PoolState:
         def tell_owner(self, message: Union[_Finished, _LogLine]) -> None: ...
         def _tell_done(self, uids: list[Any]) -> None: ...
         def _depth(self) -> int: ...
+        def _held(self) -> dict[str, tuple[int, int]]: ...
         def _round(self) -> None: ...
 
 
@@ -6594,7 +6897,7 @@ class _PoolWakeups(_PoolState):
             self._listening = held
         if room and self._idle and self._clock() >= self._retry_at:
             try:
-                due = self.store.next_due()
+                due = self.store.next_due(self._held())
             except DatabaseError as error:
                 self._unavailable(error)
                 due = None
@@ -7109,7 +7412,7 @@ class _PoolWrites(_PoolState):
     transaction with the next claim (the batch is taken, and given back if the commit
     fails), outcomes the pool decides itself, and the acknowledgements to the workers."""
 
-    def _commit(self, pids: list[Any], crons_due: bool) -> list[Any]:
+    def _commit(self, pids: list[Any], crons_due: bool, idle: int = 0) -> list[Any]:
         """Write what the round learnt and claim a task for each worker pid; the claimed rows.
 
         Nothing learnt is dropped when the write fails: a busy database is tried again a
@@ -7126,6 +7429,7 @@ class _PoolWrites(_PoolState):
                      r.outcome.started}
             with self.store.transaction() as con:
                 self.store.mark_started(con, [s for s in started if s.id not in ended])
+                self.store.note_starts(con, started)
                 _write_outcomes(self.store, con, [r.outcome for r in outcomes], now)
                 self._requeue_or_settle(con, [t.id for t in requeue], now)
                 self.store.refuse_cancel(con, batch.refused)
@@ -7134,7 +7438,8 @@ class _PoolWrites(_PoolState):
                 if self._pg_listener is not None and self._pg_listener.sweep:
                     self._pg_listener.sweep = False
                     self.store.sweep_dependents(con, now)
-                claimed = self.store.claim(con, now, pids) if pids else []
+                claimed = self.store.claim(con, now, pids, self._init.queues,
+                                           self._held(), idle) if pids else []
         except Exception as error:
             self._batch.restore(batch)
             if _weather(error) or not outcomes or not self._store_one_by_one():
@@ -7477,6 +7782,16 @@ class _Pool(_PoolWrites, _PoolCrew, _PoolDeadlines, _PoolLease, _PoolWakeups):
         """How many tasks a worker holds: more while the recent ones were quick."""
         return _PREFETCH_QUICK if self._run_time < _QUICK_TASK else _PREFETCH
 
+    def _held(self) -> dict[str, tuple[int, int]]:
+        """{queue: (the calls this pool's workers hold, those not started yet)}: an SQLite
+        file's only pool holds them all (its limits count them)."""
+        held: dict[str, tuple[int, int]] = {}
+        for worker in self._workers:
+            for task in worker.queue:
+                count, waiting = held.get(task.queue, (0, 0))
+                held[task.queue] = (count + 1, waiting + (not task.running))
+        return held
+
     def _places(self) -> list[Any]:
         """A worker for every task the workers can take now: idle workers first, then places
         behind a running task."""
@@ -7516,7 +7831,7 @@ class _Pool(_PoolWrites, _PoolCrew, _PoolDeadlines, _PoolLease, _PoolWakeups):
         claimed = []
         if (pending or any(due)) and self._clock() >= self._retry_at:
             pids = [w.proc.pid for w in places] if any(due) else []
-            claimed = self._commit(pids, due[1])
+            claimed = self._commit(pids, due[1], _idle_places(places, placed))
             if pids:
                 self._dry = len(claimed) < len(pids)
         placed += [(place, _Task(row)) for place, row in zip(places, claimed)]
@@ -7915,6 +8230,7 @@ class _Job(NamedTuple):
     func: Callable[..., Any]
     catch_up: bool
     declared: Optional[str]          # the module whose code called cron()
+    queue: str = _DEFAULT_QUEUE      # its runs' queue
 
 
 class _State:
@@ -7936,7 +8252,7 @@ _state = _State()
 
 def start(database: Optional[_Database] = None, workers: Optional[int] = None,
           synchronous: Optional[str] = None, initializer: Optional[Callable[..., Any]] = None,
-          initargs: Iterable[Any] = ()) -> bool:
+          initargs: Iterable[Any] = (), queues: Optional[Iterable[str]] = None) -> bool:
     """Make autocron active in this process and start the worker pool of `database`.
 
     `database` is an SQLite file (created if missing) or a postgresql:// URL (psycopg 3:
@@ -7955,6 +8271,9 @@ def start(database: Optional[_Database] = None, workers: Optional[int] = None,
     travels like a task's function and never counts against a task's timeout. If it raises
     or runs past 60 s, no worker starts for a pause (1 s, doubling up to 5 minutes) while
     calls wait; the log, `autocron info` and the dashboard say why.
+
+    `queues`: the names of the queues this process's pool serves (None: all); a machine with
+    a GPU may serve ["gpu"] alone.
     """
     if _IN_WORKER:      # a module that calls start() when imported, imported by a worker:
         return False    # its delayed calls run directly there, it needs no store or pool
@@ -7967,6 +8286,15 @@ def start(database: Optional[_Database] = None, workers: Optional[int] = None,
     producer = workers == 0
     workers = None if producer else workers
     init = _initializer_call(initializer, initargs)
+    if queues is not None:
+        if isinstance(queues, str) or not isinstance(queues, Iterable):
+            raise ValueError(f"queues takes a list of queue names (None: all), got "
+                             f"{queues!r}")
+        served = tuple(dict.fromkeys(_check_queue(name) for name in queues))
+        if not served:
+            raise ValueError("queues takes a list of queue names (None: all), got an empty "
+                             "one: a pool that serves no queue runs nothing")
+        init = (init or _Init())._replace(queues=served)
     global _watch_sources, _lingers
     _watch_sources = _reloading(sys.argv, os.environ)
     _lingers = _restarted_by_reloader(sys.argv, os.environ, _command_line(os.getppid()))
@@ -7999,7 +8327,8 @@ def start(database: Optional[_Database] = None, workers: Optional[int] = None,
             _state.init = init
             for name, job in _state.crons.items():
                 store.register_cron(name, job.schedule, job.func, job.catch_up,
-                                    _next_due(job.schedule, store.now()), job.declared)
+                                    _next_due(job.schedule, store.now()), job.declared,
+                                    job.queue)
             if producer:
                 return False
             if _become_owner(store):
@@ -8173,6 +8502,41 @@ def _reading_store(database: Optional[_Database]) -> Optional[_Store]:
     except FileNotFoundError:
         return None
     return store
+
+
+_KEEP: Any = object()       # limit()'s keyword left out: the stored value stays
+
+
+def limit(queue: str, *, concurrency: Optional[int] = _KEEP, rate: Optional[str] = _KEEP,
+          database: Optional[_Database] = None) -> dict[str, Any]:
+    """Limit a queue, for every process and machine of the database, across restarts:
+    `concurrency` (at most that many of its calls running at once), `rate` ("N/second",
+    "N/minute" or "N/hour", or N/s, N/m, N/h: at most N starts in any window of that
+    length). A keyword left out keeps the stored value; None lifts that limit. `database`:
+    given, else this process's, else the default. Returns the queue's limits now,
+    {"concurrency": ..., "rate": ...}."""
+    store = _open_store(database) if database is not None else \
+        _current_store() or _open_store(os.environ.get("AUTOCRON_DATABASE") or "autocron.db")
+    return _set_limits(store, queue, concurrency, rate)
+
+
+def _set_limits(store: _Store, queue: str, concurrency: Any, rate: Any) -> dict[str, Any]:
+    """limit() on `store`."""
+    _check_queue(queue)
+    given: dict[str, Any] = {}
+    if concurrency is not _KEEP:
+        if concurrency is not None and (isinstance(concurrency, bool) or not isinstance(
+                concurrency, int) or not 1 <= concurrency <= _LARGEST_INT):
+            raise ValueError(f"concurrency must be a whole number, 1 or more, or None (no "
+                             f"limit); got {_shorten(repr(concurrency), 60)}")
+        given["concurrency"] = concurrency
+    if rate is not _KEEP:
+        given["rate"], given["per"] = (None, None) if rate is None else _parse_rate(rate)
+    stored = store.set_limit(queue, given) if given else store.limits().get(queue)
+    if not store.wakes_pools:       # a lifted or raised limit may let calls run now
+        _wake_pool(store.wake_path)
+    return {"concurrency": stored and stored.concurrency,
+            "rate": stored and _rate_text(stored.rate, stored.per)}
 
 
 def get_results(limit: Optional[int] = None, status: Optional[str] = None,
@@ -8490,6 +8854,12 @@ class Result(Generic[_T]):
         state = self._store.call_state(self.uuid) if self._store is not None else None
         return None if state is None else state[0]
 
+    @property
+    def queue(self) -> str:
+        """The call's queue ("default" unless delay(), cron() or options() named one)."""
+        state = self._store.call_state(self.uuid) if self._store is not None else None
+        return _DEFAULT_QUEUE if state is None else str(state[2])
+
     # -- waiting
 
     def get(self, timeout: Optional[float] = None) -> _T:
@@ -8600,27 +8970,10 @@ class Result(Generic[_T]):
             time.sleep(next(pauses))
         return self.status == "cancelled"
 
-    def _summary(self) -> dict[Any, Any]:
-        """What repr, the HTML view and the result tables show."""
-        row = self._fetch()
-        status = self.status
-        if status == "ready":
-            shown = _shorten(row.summary if row.summary is not None
-                             else repr(self.function_result), 80)
-        elif status in ("error", "cancelled"):
-            shown = self.error_message.splitlines()[0]
-        else:
-            shown = ""
-        took = f"{row.finished - row.started:.3f} s" \
-            if row.started is not None and row.finished is not None else ""
-        return {"id": self.uuid, "function": row.name.rsplit(".", 1)[-1], "args": row.args,
-                "status": status, "value": shown, "output": row.output or "", "took": took,
-                "created": row.created}
-
     def __repr__(self) -> str:
         if getattr(_texting, "on", False):      # in a call's text: its id
             return f"<Result {self.uuid}>"
-        info = self._summary()
+        info = _summary(self)
         text = (f"<Result {_short_id(info['id'])} {info['function']}({info['args']}) "
                 f"{info['status']}")
         if info["status"] == "running":
@@ -8632,7 +8985,7 @@ class Result(Generic[_T]):
         return text + ">"
 
     def _repr_html_(self) -> str:
-        info = self._summary()
+        info = _summary(self)
         row = (f"<b>{_h(info['function'], False)}</b>({_h(info['args'], False)}) "
                f"{_status_badge(info['status'])} <code>{_h(info['value'], False)}</code>")
         if info["took"]:
@@ -8650,6 +9003,24 @@ class Result(Generic[_T]):
             details = (f"<details><summary>{'traceback and ' if error else ''}output</summary>"
                        f"<pre>{body}</pre></details>")
         return f'<div title="{html.escape(self.uuid)}">{row}{details}</div>'
+
+
+def _summary(result: "Result[Any]") -> dict[Any, Any]:
+    """What a Result's repr, its HTML view and the result tables show."""
+    row = result._fetch()
+    status = result.status
+    if status == "ready":
+        shown = _shorten(row.summary if row.summary is not None
+                         else repr(result.function_result), 80)
+    elif status in ("error", "cancelled"):
+        shown = result.error_message.splitlines()[0]
+    else:
+        shown = ""
+    took = f"{row.finished - row.started:.3f} s" \
+        if row.started is not None and row.finished is not None else ""
+    return {"id": result.uuid, "function": row.name.rsplit(".", 1)[-1], "args": row.args,
+            "status": status, "value": shown, "output": row.output or "", "took": took,
+            "created": row.created}
 
 
 def _check_wait_in_task(result: "Result[Any]", blocking: bool = True) -> None:
@@ -8726,7 +9097,7 @@ class _ResultList(list):  # type: ignore[type-arg]  # of Result, and list[...] i
             return "(no results)"
         lines = ["  ".join(name.ljust(width) for name, width in self._COLUMNS).rstrip()]
         for result in self[:self._SHOWN]:
-            info = result._summary()
+            info = _summary(result)
             info["id"] = _short_id(info["id"])
             lines.append("  ".join(_shorten(str(info[name]), width).ljust(width)
                                    for name, width in self._COLUMNS).rstrip())
@@ -8736,7 +9107,7 @@ class _ResultList(list):  # type: ignore[type-arg]  # of Result, and list[...] i
         head = "".join(f"<th>{name}</th>" for name, _ in self._COLUMNS)
         rows = []
         for result in self[:self._SHOWN]:
-            info = result._summary()
+            info = _summary(result)
             cells = [_h(_short_id(info["id"]), False), _h(info["function"], False),
                      _h(_shorten(info["args"], 60), False), _status_badge(info["status"]),
                      _h(info["value"], False), _h(info["took"], False)]
@@ -8778,7 +9149,7 @@ if TYPE_CHECKING:
                     schedule: Optional[_dt.datetime] = ..., retries: int = ...,
                     retry_delay: float = ..., backoff: float = ...,
                     retry_on: Union[type, tuple[type, ...], None] = ...,
-                    timeout: Optional[float] = ..., priority: int = ...,
+                    timeout: Optional[float] = ..., priority: int = ..., queue: str = ...,
                     key: Union[str, Callable[..., str], None] = ...,
                     connection: Any = ...) -> "_Delayed[_P, _T]": ...
 
@@ -8800,14 +9171,16 @@ def delay(func: None = None, *, weeks: float = 0, days: float = 0, hours: float 
           minutes: float = 0, seconds: float = 0, schedule: Optional[_dt.datetime] = None,
           retries: int = 0, retry_delay: float = 0, backoff: float = 1.0,
           retry_on: Union[type, tuple[type, ...], None] = None,
-          timeout: Optional[float] = None, priority: int = 0) -> _DelayDecorator: ...
+          timeout: Optional[float] = None, priority: int = 0,
+          queue: str = _DEFAULT_QUEUE) -> _DelayDecorator: ...
 
 
 def delay(func: Optional[Callable[..., Any]] = None, *, weeks: float = 0, days: float = 0,
           hours: float = 0, minutes: float = 0, seconds: float = 0,
           schedule: Optional[_dt.datetime] = None, retries: int = 0, retry_delay: float = 0,
           backoff: float = 1.0, retry_on: Union[type, tuple[type, ...], None] = None,
-          timeout: Optional[float] = None, priority: int = 0) -> Any:
+          timeout: Optional[float] = None, priority: int = 0,
+          queue: str = _DEFAULT_QUEUE) -> Any:
     """Make calls of `func` run in a worker: each call is stored and returns a Result.
 
     Usable as `@delay` or with options: a later start (`minutes=5`, or
@@ -8815,7 +9188,8 @@ def delay(func: Optional[Callable[..., Any]] = None, *, weeks: float = 0, days: 
     again after `retry_delay` seconds, multiplied by `backoff` each time, and lengthened by
     up to a quarter at random), `retry_on` (an exception class or a tuple of them: only
     those are retried), `timeout` (seconds; the pool then terminates the worker and the
-    attempt fails "timed out after N s") and `priority` (higher runs first among due tasks).
+    attempt fails "timed out after N s"), `priority` (higher runs first among due tasks)
+    and `queue` (its name: pools may serve some queues only, limits hold per queue).
     A call's arguments are checked against the function's signature (TypeError, nothing
     stored). Inactive autocron (before start(), after stop()) runs the call here and
     returns a finished Result. A task's calls are stored like any other (tasks start
@@ -8829,7 +9203,7 @@ def delay(func: Optional[Callable[..., Any]] = None, *, weeks: float = 0, days: 
     settings = {"weeks": weeks, "days": days, "hours": hours, "minutes": minutes,
                 "seconds": seconds, "schedule": schedule, "retries": retries,
                 "retry_delay": retry_delay, "backoff": backoff, "retry_on": retry_on,
-                "timeout": timeout, "priority": priority}
+                "timeout": timeout, "priority": priority, "queue": queue}
     if func is None:
         _Call(settings)                   # bad values are refused here, not at decoration
         return functools.partial(delay, **settings)
@@ -8843,7 +9217,7 @@ _TIMING = ("weeks", "days", "hours", "minutes", "seconds", "schedule")
 _DELAY_DEFAULTS: dict[str, Any] = {"weeks": 0, "days": 0, "hours": 0, "minutes": 0,
                                    "seconds": 0, "schedule": None, "retries": 0,
                                    "retry_delay": 0, "backoff": 1.0, "retry_on": None,
-                                   "timeout": None, "priority": 0}
+                                   "timeout": None, "priority": 0, "queue": _DEFAULT_QUEUE}
 
 
 def _store_in_worker() -> _Store:
@@ -8873,7 +9247,8 @@ class _Call:
         self.settings = settings
         self.due = _due_time(*(settings[name] for name in _TIMING))
         self.options = _Options(settings["retries"], settings["retry_delay"],
-                                settings["backoff"], settings["timeout"], settings["priority"])
+                                settings["backoff"], settings["timeout"], settings["priority"],
+                                settings["queue"])
         self.retry_on = _retry_classes(settings["retry_on"])
         self.key = settings.get("key")
         if self.key is not None and not callable(self.key):
@@ -9192,7 +9567,8 @@ def _steps(calls: list[_NewCall], made: list[tuple[tuple[Any, ...], dict[str, An
 
 
 def cron(expression: Optional[str] = None, *, tz: Union[str, _dt.tzinfo, None] = None,
-         catch_up: bool = False, **fields: Any) -> Callable[..., Any]:
+         catch_up: bool = False, queue: str = _DEFAULT_QUEUE,
+         **fields: Any) -> Callable[..., Any]:
     """Run the decorated function periodically, per standard cron semantics.
 
     `@cron("30 9 * * 1,3")` or `@cron(minutes=[30], hours=[9], dow=[0, 2])` (dow as
@@ -9211,8 +9587,9 @@ def cron(expression: Optional[str] = None, *, tz: Union[str, _dt.tzinfo, None] =
         else None
     if callable(expression):     # used bare: @cron
         return _cron_register(_firing_schedule(None, tz, fields), catch_up,
-                              declared)(expression)
-    return _cron_register(_firing_schedule(expression, tz, fields), catch_up, declared)
+                              _check_queue(queue), declared)(expression)
+    return _cron_register(_firing_schedule(expression, tz, fields), catch_up,
+                          _check_queue(queue), declared)
 
 
 def _firing_schedule(expression: Optional[str], tz: Any, fields: dict[Any, Any]) -> CronExpression:
@@ -9249,7 +9626,7 @@ def _check_no_arguments(func: Callable[..., Any], name: str) -> None:
                         f"calls it (@cron(...) def job(): {getattr(func, '__name__', 'f')}(...))")
 
 
-def _cron_register(schedule: CronExpression, catch_up: bool,
+def _cron_register(schedule: CronExpression, catch_up: bool, queue: str,
                    declared: Optional[str]) -> Callable[..., Any]:
     def register(func: Callable[..., Any]) -> Callable[..., Any]:
         name = _function_name(func)
@@ -9258,10 +9635,11 @@ def _cron_register(schedule: CronExpression, catch_up: bool,
         with contextlib.suppress(AttributeError, TypeError):
             setattr(func, "_autocron_cron", name)      # declared: what a worker looks for
         with _state.lock:
-            _state.crons[name] = _Job(schedule, func, catch_up, declared)
+            _state.crons[name] = _Job(schedule, func, catch_up, declared, queue)
             if _state.store is not None:
                 _state.store.register_cron(name, schedule, func, catch_up,
-                                           _next_due(schedule, _state.store.now()), declared)
+                                           _next_due(schedule, _state.store.now()), declared,
+                                           queue)
                 _wake_pool(_state.store.wake_path)
         return func
 
@@ -9824,14 +10202,15 @@ class _Dashboard:
             return None
         error = json.loads(row.error) if row.error else None
         value = _h(row.summary) if row.status == "ready" else ""
-        key, reported = self.store.call_state(row.uuid) or (None, None)
+        key, reported, queue = self.store.call_state(row.uuid) or (None, None, _DEFAULT_QUEUE)
         progress = _progress_text(tuple(json.loads(reported))) if reported else ""
         details = "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in (
             ("id", _h(row.uuid)), ("function", _h(row.name)), ("arguments", _h(row.args)),
             ("status", f"<span class='{_h(row.status)}'>{_h(row.status)}</span>"),
             ("attempts", row.attempts), ("created", _local_time(row.created)),
             ("started", _local_time(row.started)), ("finished", _local_time(row.finished)),
-            ("value", value), ("key", _h(key or "")), ("progress", _h(progress.strip()))))
+            ("value", value), ("key", _h(key or "")), ("queue", _h(queue)),
+            ("progress", _h(progress.strip()))))
         failure = "" if not error else (
             f"<h2>Error</h2><pre data-error>{_h(error.get('type'))}: {_h(error.get('message'))}"
             f"\n\n{_h(error.get('traceback'))}</pre>")
@@ -10484,6 +10863,19 @@ def _cron_jobs(store: _Store, count: int = 3) -> list[Any]:
     return jobs
 
 
+def _queues_shown(store: _Store) -> dict[str, Any]:
+    """{queue: its waiting and running calls, its concurrency and rate limits}, of the queues
+    with unfinished calls or limits."""
+    shown, limits = store.queue_counts(), store.limits()
+    for name in limits:
+        shown.setdefault(name, {"waiting": 0, "running": 0})
+    for name, counts in shown.items():
+        found = limits.get(name)
+        counts["concurrency"] = found and found.concurrency
+        counts["rate"] = found and _rate_text(found.rate, found.per)
+    return dict(sorted(shown.items()))
+
+
 def _info(store: _Store) -> dict[Any, Any]:
     counts, due = store.counts(store.now())
     settings = store.settings()
@@ -10502,6 +10894,7 @@ def _info(store: _Store) -> dict[Any, Any]:
                   "waiting_on_calls": counts.get("blocked", 0),
                   "queued": counts.get("queued", 0), "running": counts.get("running", 0)},
         "results": {s: counts.get(s, 0) for s in _FINISHED},
+        "queues": _queues_shown(store),
         "cron_jobs": _cron_jobs(store),
     }
 
@@ -10534,6 +10927,12 @@ def _print_info(info: dict[Any, Any]) -> None:
     print(f"queue      {queue['waiting']} waiting ({queue['due_now']} due now), "
           f"{queue['waiting_on_calls']} waiting on other calls, {queue['queued']} queued in "
           f"workers, {queue['running']} running")
+    if set(info["queues"]) - {_DEFAULT_QUEUE} or any(
+            n["concurrency"] or n["rate"] for n in info["queues"].values()):
+        print("queues     " + "; ".join(
+            f"{name}: {n['waiting']} waiting, {n['running']} running" + (
+                " (" + ", ".join(f"{k} {n[k]}" for k in ("concurrency", "rate") if n[k]) + ")"
+                if n["concurrency"] or n["rate"] else "") for name, n in info["queues"].items()))
     print("results    " + ", ".join(f"{n} {s}" for s, n in info["results"].items()))
     print(f"cron jobs  {len(info['cron_jobs'])}")
     for job in info["cron_jobs"]:
@@ -10702,6 +11101,26 @@ def _command_enable(args: Any, disabled: bool) -> int:
     return 0
 
 
+def _command_limit(args: Any) -> int:
+    """autocron limit QUEUE [--concurrency N|none] [--rate R|none]"""
+    given: dict[str, Any] = {name: None if value == "none" else value for name, value in (
+        ("concurrency", args.concurrency), ("rate", args.rate)) if value is not None}
+    number = given.get("concurrency")
+    if number is not None:
+        if not (number.isascii() and number.isdigit()) or int(number) < 1:
+            raise _UsageError(f"--concurrency takes a whole number, 1 or more, or none; got "
+                              f"{number!r}")
+        given["concurrency"] = int(number)
+    try:
+        shown = _set_limits(_open_existing(args), args.queue, given.get("concurrency", _KEEP),
+                            given.get("rate", _KEEP))
+    except ValueError as error:
+        raise _UsageError(str(error)) from None
+    text = ", ".join(f"{name} {value}" for name, value in shown.items() if value is not None)
+    print(f"queue {args.queue}: {text or 'no limit'}")
+    return 0
+
+
 def _command_purge(args: Any) -> int:
     count = _open_existing(args).purge()
     print(f"deleted {count} finished result{'s' if count != 1 else ''}")
@@ -10830,6 +11249,13 @@ def _parser() -> Any:
             lambda args: _command_enable(args, True))
     command(commands, "enable", "undo disable", lambda args: _command_enable(args, False))
     command(commands, "purge", "remove all finished results", _command_purge)
+    limits = command(commands, "limit", "limit a queue, across every pool and machine (an "
+                     "option left out keeps the stored value; none lifts it)", _command_limit)
+    limits.add_argument("queue", help="the queue's name")
+    limits.add_argument("--concurrency", metavar="N|none", help="at most N of its calls "
+                        "running at once")
+    limits.add_argument("--rate", metavar="R|none", help='at most so many starts: "N/second", '
+                        '"N/minute" or "N/hour" (or N/s, N/m, N/h)')
     for verb, paused, what in (("pause", True, "start no more runs of a cron job"),
                                ("resume", False, "let a paused cron job run again, from its "
                                                  "next due time")):

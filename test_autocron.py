@@ -2695,8 +2695,9 @@ class TestPostgresStore:
         assert add(2, 3).get(timeout=30) == 5
         tables = query(pg_url(pg), "SELECT tablename FROM pg_tables WHERE schemaname = ?",
                        (pg.schema,))
-        assert sorted(t for t, in tables) == ["crons", "deps", "functions", "machines",
-                                              "meta", "settings", "steps", "tasks"]
+        assert sorted(t for t, in tables) == ["crons", "deps", "functions", "limits",
+                                              "machines", "meta", "settings", "starts",
+                                              "steps", "tasks"]
         assert query(pg_url(pg), "SELECT version FROM meta") == [(4,)]
         assert query(pg_url(pg), "SELECT count(*) FROM public.app_users") == [(0,)]
         autocron.stop()
@@ -4059,7 +4060,7 @@ class TestTaskOptions:
         (dict(minutes=-1), ValueError, "the delay must not be negative, got -60 s"),
         (dict(schedul=None), TypeError, "options() got 'schedul'; it takes weeks, days, "
          "hours, minutes, seconds, schedule, retries, retry_delay, backoff, retry_on, "
-         "timeout, priority, key, connection"),
+         "timeout, priority, queue, key, connection"),
         (dict(key=5), TypeError, "key must be a str (at most 200 characters), got int"),
         (dict(key=""), ValueError, "key must be 1 to 200 characters long, got 0"),
         (dict(key="k" * 201), ValueError, "key must be 1 to 200 characters long, got 201"),
@@ -4767,6 +4768,198 @@ class TestDurableSteps:
         assert autocron.start(database, workers=1) is True
         assert step_that_failed(str(tmp_path)).get(timeout=60) == "fine"
         assert (tmp_path / "first").read_text().count("x") == 2
+
+
+@autocron.delay(queue="mail")
+def send_note(text):
+    return f"sent {text}"
+
+
+class TestQueues:
+    """Every call has a queue; a pool may serve some queues only."""
+
+    def test_every_call_has_a_queue(self, pool):
+        plain, mail = add(1, 1), send_note("hi")
+        other = add.options(queue="reports")(2, 2)
+        assert (plain.queue, mail.queue, other.queue) == ("default", "mail", "reports")
+        assert send_note.options(queue="urgent")("x").queue == "urgent"
+        assert [plain.get(timeout=30), mail.get(timeout=30), other.get(timeout=30)] == [
+            2, "sent hi", 4]
+        assert autocron.get_result(mail.uuid).queue == "mail"
+        assert add(1, 2).queue == "default" and autocron.delay(add.__wrapped__)(0, 0).queue \
+            == "default"
+
+    def test_a_cron_job_s_runs_have_its_queue(self, database):
+        store = autocron._open_store(database)
+        try:
+            schedule = autocron.CronExpression("* * * * *")
+            store.register_cron("job", schedule, cron_job, False, 0.0, None, "nightly")
+            with store.transaction() as con:
+                (uid,) = store.due_crons(con, store.now())
+            assert autocron.Result(uid, store).queue == "nightly"
+        finally:
+            store.close()
+
+    def test_a_pool_serves_only_its_queues(self, database):
+        assert autocron.start(database, workers=1, queues=["gpu"]) is True
+        other, mine = add(1, 1), add.options(queue="gpu")(2, 2)
+        assert mine.get(timeout=30) == 4
+        with pytest.raises(TimeoutError):
+            other.get(timeout=1)                      # not this pool's queue
+        assert other.status == "waiting"
+        info = json.loads(cli("info", "--json", db=database).stdout)
+        assert info["queues"] == {"default": {"waiting": 1, "running": 0, "concurrency": None,
+                                              "rate": None}}
+        lines = cli("info", db=database).stdout.splitlines()
+        autocron.stop()
+        assert autocron.start(database, workers=1) is True          # serves all queues
+        assert other.get(timeout=30) == 2
+        assert not any(line.startswith("queues ") for line in lines)   # default only
+
+    def test_info_lists_named_queues(self, database):
+        autocron.start(database, workers=0)
+        later = autocron.delay(hours=1)(send_note.__wrapped__)
+        later.options(queue="mail")("a")
+        later.options(queue="mail")("b")
+        later("c")
+        out = cli("info", db=database).stdout.splitlines()
+        assert "queues     default: 1 waiting, 0 running; mail: 2 waiting, 0 running" in out
+
+    @pytest.mark.parametrize("make", [
+        lambda: autocron.delay(queue="")(add.__wrapped__),
+        lambda: autocron.delay(queue="q" * 101)(add.__wrapped__),
+        lambda: autocron.delay(queue=5)(add.__wrapped__),
+        lambda: add.options(queue=" "),
+        lambda: add.options(queue="tab\there"),
+        lambda: autocron.cron("* * * * *", queue="")(cron_job),
+    ])
+    def test_a_bad_queue_name_is_refused(self, make):
+        with pytest.raises(ValueError, match="a queue's name is printable text of 1 to 100 "
+                                             "characters, got "):
+            make()
+
+    @pytest.mark.parametrize("queues, message", [
+        ("gpu", "queues takes a list of queue names (None: all), got 'gpu'"),
+        ([], "queues takes a list of queue names (None: all), got an empty one: a pool that "
+             "serves no queue runs nothing"),
+        ([""], "a queue's name is printable text of 1 to 100 characters, got ''"),
+    ])
+    def test_bad_queues_of_a_pool_are_refused(self, tmp_path, queues, message):
+        with pytest.raises(ValueError) as caught:
+            autocron.start(str(tmp_path / "q.db"), workers=1, queues=queues)
+        assert str(caught.value) == message
+        assert not is_active()
+
+
+@autocron.delay(queue="slow")
+def stamped(log, key, seconds):
+    """Note when this call started and ended (a line "key start end"), in log."""
+    started = time.time()
+    time.sleep(seconds)
+    with open(log, "a") as file:
+        file.write(f"{key} {started!r} {time.time()!r}\n")
+    return key
+
+
+def stamps(log):
+    """[(start, end)] of the calls stamped() noted in log."""
+    return [(float(a), float(b)) for _, a, b in
+            (line.split() for line in Path(log).read_text().splitlines())]
+
+
+def most_at_once(intervals):
+    """The largest number of the intervals [(start, end)] that overlap at one moment."""
+    edges = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals])
+    running = most = 0
+    for _, change in edges:
+        running += change
+        most = max(most, running)
+    return most
+
+
+class TestLimits:
+    """autocron.limit(): stored in the database, holding for every pool."""
+
+    def test_a_concurrency_limit_holds_and_holds_up_no_other_queue(self, database, tmp_path):
+        assert autocron.limit("slow", concurrency=2, database=database) == {
+            "concurrency": 2, "rate": None}
+        assert autocron.start(database, workers=4) is True
+        log = str(tmp_path / "stamps")
+        slow = [stamped(log, i, 0.3) for i in range(8)]
+        quick = [add(i, i) for i in range(20)]            # the default queue runs meanwhile
+        assert [r.get(timeout=60) for r in quick] == [2 * i for i in range(20)]
+        assert any(r.status == "waiting" for r in slow)   # the slow ones still go on
+        assert [r.get(timeout=60) for r in slow] == list(range(8))
+        assert most_at_once(stamps(log)) == 2
+
+    def test_a_rate_limit_holds_in_every_window(self, database, tmp_path):
+        autocron.limit("slow", rate="4/second", database=database)
+        assert autocron.start(database, workers=3) is True
+        log = str(tmp_path / "stamps")
+        calls = [stamped(log, i, 0) for i in range(12)]
+        assert [r.get(timeout=60) for r in calls] == list(range(12))
+        # the starts as autocron counts them (a worker's first call also imports its module)
+        starts = sorted(r._fetch().started for r in calls)
+        windows = [sum(1 for s in starts if first <= s < first + 1) for first in starts]
+        assert max(windows) == 4, starts             # 4 in a second, never more
+        assert starts[-1] - starts[0] >= 2           # 12 starts take 2 windows at least
+
+    def test_the_readme_s_limits_example_runs_as_written(self, tmp_path):
+        (tmp_path / "limits.py").write_text(readme_file("limits.py"))
+        done = run_python("import runpy; runpy.run_path('limits.py', run_name='__main__')",
+                          cwd=tmp_path, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout == ("['sent to ada', 'sent to bob', 'sent to eve']\nmail "
+                               "{'concurrency': 2, 'rate': '100/minute'}\n"), done.stdout
+
+    def test_limits_are_stored_kept_and_lifted(self, tmp_path):
+        database = str(tmp_path / "limits.db")
+        assert autocron.limit("mail", concurrency=2, database=database) == {
+            "concurrency": 2, "rate": None}
+        assert autocron.limit("mail", rate="100/m", database=database) == {
+            "concurrency": 2, "rate": "100/minute"}          # concurrency kept
+        assert autocron.limit("mail", database=database) == {
+            "concurrency": 2, "rate": "100/minute"}          # nothing given: as stored
+        assert autocron.limit("mail", concurrency=None, database=database) == {
+            "concurrency": None, "rate": "100/minute"}
+        assert autocron.limit("mail", rate=None, database=database) == {
+            "concurrency": None, "rate": None}
+        assert autocron._open_store(database).limits() == {}
+
+    @pytest.mark.parametrize("options, message", [
+        (dict(concurrency=0), "concurrency must be a whole number, 1 or more, or None (no "
+                              "limit); got 0"),
+        (dict(concurrency=1.5), "concurrency must be a whole number, 1 or more, or None"),
+        (dict(rate="10/day"), 'rate must be "N/second", "N/minute" or "N/hour" (or N/s, N/m, '
+                              "N/h), N 1 or more, or None (no rate limit); got '10/day'"),
+        (dict(rate="0/s"), "rate must be"),
+        (dict(rate=10), "rate must be"),
+    ])
+    def test_a_bad_limit_is_refused(self, tmp_path, options, message):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            autocron.limit("q", database=str(tmp_path / "bad.db"), **options)
+        with pytest.raises(ValueError, match="a queue's name is printable text"):
+            autocron.limit("", concurrency=1, database=str(tmp_path / "bad.db"))
+
+    def test_the_admin_tool_sets_and_shows_limits(self, tmp_path):
+        database = str(tmp_path / "admin.db")
+        autocron._open_store(database).close()
+        done = cli("limit", "mail", "--concurrency", "3", "--rate", "50/s", db=database)
+        assert (done.returncode, done.stdout) == (0, "queue mail: concurrency 3, rate "
+                                                     "50/second\n"), done.stderr
+        done = cli("limit", "mail", "--rate", "none", db=database)
+        assert done.stdout == "queue mail: concurrency 3\n"
+        info = json.loads(cli("info", "--json", db=database).stdout)
+        assert info["queues"]["mail"] == {"waiting": 0, "running": 0, "concurrency": 3,
+                                          "rate": None}
+        assert "queues     mail: 0 waiting, 0 running (concurrency 3)" in \
+            cli("info", db=database).stdout
+        for args, line in ((("--concurrency", "0"), "--concurrency takes a whole number, 1 "
+                                                    "or more, or none; got '0'"),
+                           (("--rate", "fast"), 'rate must be "N/second"')):
+            done = cli("limit", "mail", *args, db=database)
+            assert done.returncode == 2 and len(done.stderr.splitlines()) == 1, done.stderr
+            assert line in done.stderr
 
 
 class TestNothingLostNothingTwice:
@@ -7479,8 +7672,8 @@ class TestAdmin:
                                         "positive whole number (see autocron set --help)"),
         (["frobnicate"], 2, "autocron: argument COMMAND: invalid choice: 'frobnicate' (choose "
                             "from 'demo', 'info', 'tasks', 'results', 'set', 'disable', "
-                            "'enable', 'purge', 'pause', 'resume', 'cron', 'dashboard', 'next') "
-                            "(see autocron --help)"),
+                            "'enable', 'purge', 'limit', 'pause', 'resume', 'cron', "
+                            "'dashboard', 'next') (see autocron --help)"),
     ])
     def test_bad_input_is_one_line_and_exit_2(self, args, status, message):
         out = cli(*args)
@@ -8030,6 +8223,16 @@ class TestManyMachines:
         assert set(hosts) == {"a", "b"}, hosts             # both machines ran calls
         keys = collections.Counter(line.split()[0] for line in open(log).read().splitlines())
         assert len(keys) == 200 and set(keys.values()) == {1}   # each once
+        assert "lost" not in a.stop() + b.stop()
+
+    def test_a_concurrency_limit_holds_across_machines(self, machines, tmp_path):
+        a, b = machines("a"), machines("b")           # 2 workers each
+        autocron.limit("slow", concurrency=2, database=machines.url)
+        autocron.start(machines.url, workers=0)
+        log = str(tmp_path / "stamps")
+        calls = [stamped(log, i, 0.2) for i in range(12)]
+        assert [r.get(timeout=120) for r in calls] == list(range(12))
+        assert most_at_once(stamps(log)) == 2          # 4 workers, never more than 2
         assert "lost" not in a.stop() + b.stop()
 
     @pytest.mark.slow
