@@ -2177,6 +2177,18 @@ def _unpicklable(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[A
                      "locks or connections inside the task")
 
 
+class _ValuesUnpickler(pickle.Unpickler):
+    """Loads a call pickled with the ids of the calls it depends on: each becomes
+    `value_of(its id)` (a method: Python 3.13's unpickler takes no assigned one)."""
+
+    def __init__(self, data: bytes, value_of: Callable[[str], Any]):
+        super().__init__(io.BytesIO(data))
+        self._value_of = value_of
+
+    def persistent_load(self, pid: Any) -> Any:
+        return self._value_of(pid)
+
+
 def _load_record(data: bytes, value_of: Optional[Callable[[str], Any]] = None
                  ) -> dict[Any, Any]:
     """A call's record; one that depends on other calls gets each one's value from
@@ -2186,9 +2198,7 @@ def _load_record(data: bytes, value_of: Optional[Callable[[str], Any]] = None
     if "call" in record:
         if value_of is None:
             raise ValueError("this call depends on others, and only a worker gets their values")
-        loader = pickle.Unpickler(io.BytesIO(cast(bytes, record["call"])))
-        loader.persistent_load = value_of            # type: ignore[method-assign]
-        record.update(loader.load())
+        record.update(_ValuesUnpickler(cast(bytes, record["call"]), value_of).load())
     return record
 
 
@@ -2392,7 +2402,7 @@ class _Store(Protocol):
         "traceback"}, those that ran again with "started" and "finished")."""
         ...
     def call_state(self, uid: str) -> Optional[tuple[Any, ...]]:
-        """(key, progress JSON, queue) of a call, or None."""
+        """(key, progress JSON, queue, due, waits) of a call, or None."""
         ...
     def set_progress(self, task_id: int, progress: str) -> None:
         """A running call's report, written by its worker."""
@@ -2568,6 +2578,9 @@ class _Store(Protocol):
         ...
     def queue_counts(self) -> dict[str, Any]:
         """{queue: {"waiting": n, "running": n}} of the unfinished calls."""
+        ...
+    def queue_starts(self, since: float) -> dict[str, int]:
+        """{queue: the calls started since then}."""
         ...
     def size_bytes(self) -> int:
         """What the database takes on disk (or on the server)."""
@@ -3030,11 +3043,12 @@ class _SharedReads(_StoreParts):
         return _ResultRow(*rows[0]) if rows else None
 
     def call_state(self, uid: str) -> Optional[tuple[Any, ...]]:
-        """(key, progress JSON, queue) of a call; None if there is no such call, or the file
-        is an older release's that has none of them (opened for reading)."""
+        """(key, progress JSON, queue, due time, dependencies not finished) of a call; None
+        if there is no such call, or the file is an older release's that has none of them
+        (opened for reading)."""
         try:
-            rows = self.read(f"SELECT key, progress, coalesce(queue, '{_DEFAULT_QUEUE}') FROM "
-                             "tasks WHERE id = ? AND token = ?", _row_key(uid))
+            rows = self.read(f"SELECT key, progress, coalesce(queue, '{_DEFAULT_QUEUE}'), due, "
+                             "waits FROM tasks WHERE id = ? AND token = ?", _row_key(uid))
         except DatabaseError as error:
             if not any(column in str(error) for column in ("key", "progress", "queue")):
                 raise
@@ -3199,6 +3213,11 @@ class _SharedReads(_StoreParts):
             shown = found.setdefault(queue, {"waiting": 0, "running": 0})
             shown["running" if status == "running" else "waiting"] += count
         return found
+
+    def queue_starts(self, since: float) -> dict[str, int]:
+        """{queue: how many of its calls started (their last attempt) since then}."""
+        return dict(self.read(f"SELECT coalesce(queue, '{_DEFAULT_QUEUE}'), count(*) FROM "
+                              "tasks WHERE started >= ? GROUP BY 1", (since,)))
 
     def task_rows(self, statuses: tuple[Any, ...], limit: int, newest_first: bool) -> list[Any]:
         """[_TaskRow] of the tasks with these statuses: the newest first, or in the order
@@ -8520,6 +8539,19 @@ def limit(queue: str, *, concurrency: Optional[int] = _KEEP, rate: Optional[str]
     return _set_limits(store, queue, concurrency, rate)
 
 
+def _queues_shown(store: _Store) -> dict[str, Any]:
+    """{queue: its waiting and running calls, its concurrency and rate limits}, of the queues
+    with unfinished calls or limits."""
+    shown, limits = store.queue_counts(), store.limits()
+    for name in limits:
+        shown.setdefault(name, {"waiting": 0, "running": 0})
+    for name, counts in shown.items():
+        found = limits.get(name)
+        counts["concurrency"] = found and found.concurrency
+        counts["rate"] = found and _rate_text(found.rate, found.per)
+    return dict(sorted(shown.items()))
+
+
 def _set_limits(store: _Store, queue: str, concurrency: Any, rate: Any) -> dict[str, Any]:
     """limit() on `store`."""
     _check_queue(queue)
@@ -9461,9 +9493,8 @@ def _run_here(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str,
         row = _ResultRow(_uuid.uuid4().hex, _function_name(func), _call_text(args, kwargs),
                          "error", now, None, now, None, json.dumps(failed), pickled=False)
         return Result(row.uuid, None, row)
-    loader = pickle.Unpickler(io.BytesIO(buffer.getvalue()))
-    loader.persistent_load = lambda uid: pickler.deps[uid].get()   # type: ignore[method-assign]
-    args, kwargs = loader.load()
+    args, kwargs = _ValuesUnpickler(buffer.getvalue(),
+                                    lambda uid: pickler.deps[uid].get()).load()
     return Result._run_here(func, args, kwargs)
 
 
@@ -10013,6 +10044,25 @@ def _day_timeline(schedule: "CronExpression", after: _dt.datetime) -> str:
             f'<rect x="0" y="13" width="600" height="1" fill="#ccc"/></svg>')
 
 
+def _limit_from_form(store: _Store, form: dict[Any, Any]) -> tuple[Any, ...]:
+    """The dashboard's change of a queue's limits: (303, the queues page), or (400, why).
+    A field left empty keeps the stored value; "none" lifts it."""
+    given = {name: _KEEP if form.get(name, "") == "" else None if form[name] == "none"
+             else form[name] for name in ("concurrency", "rate")}
+    concurrency = given["concurrency"]
+    if isinstance(concurrency, str):
+        if not (concurrency.isascii() and concurrency.isdigit()):
+            return 400, (f"concurrency must be a whole number, 1 or more, or none; got "
+                         f"{concurrency!r}")
+        concurrency = int(concurrency)
+    try:
+        _set_limits(store, form.get("queue", ""), concurrency, given["rate"])
+    except ValueError as error:
+        return 400, str(error)
+    _wake_pool(store.wake_path)
+    return 303, "/queues"
+
+
 def _call_links_html(links: _CallLinks) -> str:
     """A task page's links to the calls linked to its call (both ways), each with its
     function and status."""
@@ -10070,6 +10120,8 @@ class _Dashboard:
             return 200, self._layout("Cron jobs", self._crons())
         if path == "/pool":
             return 200, self._layout("Pool", self._pool())
+        if path == "/queues":
+            return 200, self._layout("Queues", self._queues())
         return 404, "no such page"
 
     def act(self, path: str, form: dict[Any, Any]) -> tuple[Any, ...]:
@@ -10104,6 +10156,8 @@ class _Dashboard:
         if path == "/purge":
             self.store.purge()
             return 303, "/tasks"
+        if path == "/queue/limit":
+            return _limit_from_form(self.store, form)
         if path == "/pool/workers":
             workers = form.get("workers", "")
             if not workers.isdigit() or not 1 <= int(workers) <= 1000:
@@ -10131,7 +10185,8 @@ class _Dashboard:
                 f"{_h(title)}</title><link rel='icon' href='{_DASH_ICON}'><style>{_DASH_CSS}"
                 f"</style></head><body><header><b>"
                 f"autocron</b><a href='/'>Overview</a><a href='/tasks'>Tasks</a>"
-                f"<a href='/crons'>Cron jobs</a><a href='/pool'>Pool</a><span>"
+                f"<a href='/crons'>Cron jobs</a><a href='/queues'>Queues</a>"
+                f"<a href='/pool'>Pool</a><span>"
                 f"{_h(self.store.path)}</span></header>"
                 f"<main><h1>{_h(title)}</h1>{body}</main><script>{_DASH_JS}</script>"
                 f"</body></html>")
@@ -10202,15 +10257,25 @@ class _Dashboard:
             return None
         error = json.loads(row.error) if row.error else None
         value = _h(row.summary) if row.status == "ready" else ""
-        key, reported, queue = self.store.call_state(row.uuid) or (None, None, _DEFAULT_QUEUE)
+        key, reported, queue, due, waits = self.store.call_state(row.uuid) or (
+            None, None, _DEFAULT_QUEUE, None, None)
         progress = _progress_text(tuple(json.loads(reported))) if reported else ""
+        limited = self.store.limits().get(queue)
+        why = "" if row.status not in ("waiting", "blocked") else \
+            f"{waits} of the calls it depends on" if row.status == "blocked" else \
+            f"its time, {_local_time(due)}" if due is not None and due > self.store.now() \
+            else "its queue's limit (" + ", ".join(
+                f"{name} {value}" for name, value in (
+                    ("concurrency", limited.concurrency),
+                    ("rate", _rate_text(limited.rate, limited.per))) if value) + ")" \
+            if limited is not None else "a free worker"
         details = "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in (
             ("id", _h(row.uuid)), ("function", _h(row.name)), ("arguments", _h(row.args)),
             ("status", f"<span class='{_h(row.status)}'>{_h(row.status)}</span>"),
             ("attempts", row.attempts), ("created", _local_time(row.created)),
             ("started", _local_time(row.started)), ("finished", _local_time(row.finished)),
             ("value", value), ("key", _h(key or "")), ("queue", _h(queue)),
-            ("progress", _h(progress.strip()))))
+            ("waits for", _h(why)), ("progress", _h(progress.strip()))))
         failure = "" if not error else (
             f"<h2>Error</h2><pre data-error>{_h(error.get('type'))}: {_h(error.get('message'))}"
             f"\n\n{_h(error.get('traceback'))}</pre>")
@@ -10235,6 +10300,23 @@ class _Dashboard:
                 f"<a href='/task/{_h(uid)}'>{_h(uid)}</a>" for uid in later) + ".</p>"
         return (f"<table data-task-id='{_h(row.uuid)}'>{details}</table>{links}{actions}"
                 f"{failure}{output}")
+
+    def _queues(self) -> str:
+        since = self.store.now() - 60
+        started = self.store.queue_starts(since)
+        rows = "".join(
+            f"<tr data-queue='{_h(name)}'><td>{_h(name)}</td><td>{n['waiting']}</td><td>"
+            f"{n['running']}</td><td>{started.get(name, 0)}</td><td>"
+            f"{n['concurrency'] or '-'}</td><td>{_h(n['rate'] or '-')}</td></tr>"
+            for name, n in _queues_shown(self.store).items())
+        change = self._form("/queue/limit", "limit", (
+            "<input name='queue' placeholder='queue' required> <input name='concurrency' "
+            "placeholder='concurrency: N or none'> <input name='rate' placeholder='rate: "
+            "N/minute or none'> "))
+        return (_html_table(("queue", "waiting", "running", "started in the last minute",
+                             "concurrency", "rate"), rows) +
+                f"<p>A field left empty keeps the queue's stored limit; none lifts it.</p>"
+                f"{change}")
 
     def _pool(self) -> str:
         now = self.store.now()
@@ -10861,19 +10943,6 @@ def _cron_jobs(store: _Store, count: int = 3) -> list[Any]:
                      "last_run": _iso(job.last_run), "running": bool(job.running),
                      "paused": job.paused, "retired": job.retired})
     return jobs
-
-
-def _queues_shown(store: _Store) -> dict[str, Any]:
-    """{queue: its waiting and running calls, its concurrency and rate limits}, of the queues
-    with unfinished calls or limits."""
-    shown, limits = store.queue_counts(), store.limits()
-    for name in limits:
-        shown.setdefault(name, {"waiting": 0, "running": 0})
-    for name, counts in shown.items():
-        found = limits.get(name)
-        counts["concurrency"] = found and found.concurrency
-        counts["rate"] = found and _rate_text(found.rate, found.per)
-    return dict(sorted(shown.items()))
 
 
 def _info(store: _Store) -> dict[Any, Any]:

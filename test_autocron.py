@@ -6929,7 +6929,9 @@ class TestDashboard:
         kind, value, inner = made.get(timeout=30)
         body = board.get(f"/task/{after.uuid}")[1]
         assert f"<p data-links='deps'>Depends on: <a href='/task/{board.later.uuid}'>" in body
+        assert "<tr><th>waits for</th><td>1 of the calls it depends on</td></tr>" in body
         body = board.get(f"/task/{board.later.uuid}")[1]
+        assert "<tr><th>waits for</th><td>its time, " in body
         assert (f"<p data-links='dependents'>Calls that depend on it: <a href='/task/"
                 f"{after.uuid}'>{autocron._short_id(after.uuid)}</a> test_autocron.add "
                 "<span class='blocked'>blocked</span>.</p>") in body
@@ -6941,6 +6943,29 @@ class TestDashboard:
         assert "<div class='card' data-count='on other calls'><b>1</b>" in counts
         info = json.loads(cli("info", "--json", db=board.database).stdout)
         assert info["queue"]["waiting_on_calls"] == 1 and info["queue"]["waiting"] == 1
+
+    def test_the_queues_page_lists_queues_and_changes_a_limit(self, board):
+        status, body = board.get("/queues")[:2]
+        assert status == 200
+        assert "<tr data-queue='default'><td>default</td><td>1</td><td>0</td><td>3</td>" \
+               "<td>-</td><td>-</td></tr>" in body          # 3 started in the last minute
+        secret = page_secret(body)
+        assert board.post("/queue/limit", {"secret": secret, "queue": "mail",
+                                           "concurrency": "2", "rate": "10/m"})[0] == 200
+        body = board.get("/queues")[1]
+        assert "<tr data-queue='mail'><td>mail</td><td>0</td><td>0</td><td>0</td><td>2</td>" \
+               "<td>10/minute</td></tr>" in body
+        assert board.post("/queue/limit", {"secret": secret, "queue": "mail",
+                                           "rate": "none"})[0] == 200
+        assert autocron.limit("mail", database=board.database) == {"concurrency": 2,
+                                                                   "rate": None}
+        assert board.post("/queue/limit", {"secret": secret, "queue": "mail",
+                                           "concurrency": "two"}) == (
+            400, "concurrency must be a whole number, 1 or more, or none; got 'two'")
+        status, text = board.post("/queue/limit", {"secret": secret, "queue": "mail",
+                                                   "rate": "10/day"})
+        assert status == 400 and text.startswith('rate must be "N/second"')
+        assert board.post("/queue/limit", {"secret": "guess", "queue": "mail"})[0] == 403
 
     def test_retry_is_refused_for_a_task_that_did_not_fail(self, board):
         body = board.get(f"/task/{board.later.uuid}")[1]
