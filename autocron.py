@@ -3626,9 +3626,10 @@ class _SharedLimits(_SharedSql):
                      "GROUP BY 1").fetchall()}
         # a rate counts the starts in its window and the calls claimed and not started yet
         # (each starts now or later)
-        recent = {name: self._run(con, "SELECT count(*) FROM starts WHERE queue = ? AND at > ?",
-                                  (name, now - limit.per * _RATE_MARGIN)).fetchone()[0] +
-                  busy.get(name, (0, 0))[1]
+        counted = dict(self._run(con, "SELECT s.queue, count(*) FROM starts s JOIN limits l ON "
+                                      "l.queue = s.queue WHERE s.at > ? - l.per * ? GROUP BY "
+                                      "s.queue", (now, _RATE_MARGIN)).fetchall())   # one read
+        recent = {name: counted.get(name, 0) + busy.get(name, (0, 0))[1]
                   for name, limit in limits.items() if limit.per is not None}
         return _allowances(limits, {name: held for name, (held, _) in busy.items()}, recent)
 

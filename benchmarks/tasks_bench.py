@@ -1223,6 +1223,25 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+def run_rounds(doc, quick_help, quick, full, run_all, print_report, argv=None) -> int:
+    """The command line of a benchmark that takes --quick and --postgres URL: measure
+    (run_all(sizes, url)), print the report, stop every pool on Ctrl-C or SIGTERM."""
+    parser = argparse.ArgumentParser(description=doc.split("\n", 1)[0])
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    parser.add_argument("--postgres", metavar="URL",
+                        help="also autocron on this server: postgresql://user:password@host"
+                             "[:port]/database")
+    args = parser.parse_args(argv)
+    sizes = quick if args.quick else full
+    signal.signal(signal.SIGTERM, _interrupt)     # so that the cleanup runs on SIGTERM too
+    try:
+        print_report(run_all(sizes, args.postgres), sizes, args.postgres)
+    except KeyboardInterrupt:
+        print("interrupted; every pool was stopped", file=sys.stderr)
+        return 130
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--quick", action="store_true",

@@ -95,7 +95,6 @@ name, the script itself runs as that module too (see the end of the file).
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import functools
 import operator
@@ -600,22 +599,8 @@ def print_report(results: Results, sizes: Sizes, postgres: Optional[str]) -> Non
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--quick", action="store_true",
-                        help=f"{QUICK.rounds} round, N = {QUICK.width:,}")
-    parser.add_argument("--postgres", metavar="URL",
-                        help="also autocron on this server: postgresql://user:password@host"
-                             "[:port]/database")
-    args = parser.parse_args(argv)
-    sizes = QUICK if args.quick else FULL
-    signal.signal(signal.SIGTERM, bench._interrupt)  # so that the cleanup runs on SIGTERM too
-    try:
-        results = run_all(sizes, args.postgres)
-        print_report(results, sizes, args.postgres)
-    except KeyboardInterrupt:
-        print("interrupted; every pool was stopped", file=sys.stderr)
-        return 130
-    return 0
+    return bench.run_rounds(__doc__, f"{QUICK.rounds} round, N = {QUICK.width:,}",
+                            QUICK, FULL, run_all, print_report, argv)
 
 
 if __name__ == "__main__":
