@@ -112,6 +112,7 @@ import atexit
 import builtins
 import calendar
 import contextlib
+import contextvars
 import datetime as _dt
 import dis
 import errno
@@ -183,7 +184,7 @@ _SCHEMA_VERSION = 3
 _RETIRED = 2                    # crons.paused of a job its code no longer declares (0, 1: paused)
 _PICKLE_PROTOCOL = 4            # readable by every Python that autocron supports (3.9+)
 _DEFAULT_SETTINGS = {"workers": 1, "result_ttl": 1800, "disabled": 0, "synchronous": "normal",
-                     "initializer_error": None}
+                     "initializer_error": None, "async_concurrency": 100}
 # "normal": a committed call survives a crash of the application, "full": also power loss or
 # an OS crash (the log is synced at every commit, not only at checkpoints).
 _SYNCHRONOUS = ("normal", "full")
@@ -235,6 +236,13 @@ _MAX_ERROR_TEXT = 64 * 1024     # characters of a task's error message, and of i
 _MAX_SUMMARY = 200              # characters of a value's repr kept for tables
 _RETRY_JITTER = 0.25            # a retry's delay is lengthened by a random part up to this
 _MAX_SPARES = 64                # spare workers for tasks that wait for other calls (api.md)
+_CO_COROUTINE = 0x80            # inspect.CO_COROUTINE: the code of an async def function
+_MOST_ASYNC = 1000              # async_concurrency at most (a worker's start log holds its
+                                # running and unacknowledged calls: _StartLog.RING)
+_ASYNC_GRACE = 5.0              # an async call cancelled (a timeout, cancel(force=True)) that
+                                # has not ended this long after blocks its loop: the worker ends
+_LOOP_BLOCKED = 1.0             # a worker's loop that answers nothing this long is blocked,
+_LOOP_LOOK = 0.5                # which its watchdog asks this often (and says once a call)
 _LARGEST_INT = 2 ** 31 - 1      # retries and priority: PostgreSQL's integer column
 _DEFAULT_QUEUE = "default"      # the queue of a call that names none
 _MAX_QUEUE = 100                # characters in a queue's name
@@ -1356,6 +1364,8 @@ class _Outcome(NamedTuple):
     retryable: bool = True           # an error may run again while retries are left
     retry_at: Optional[float] = None  # decided by the pool (_decide_retries): it runs again
     retire: bool = False             # a cron run found its job no longer declared (_JobRetired)
+    free: bool = False               # it runs again at once without using a retry: its
+                                     # worker was ended for another call (a blocked loop)
 
 
 class _ResultRow(NamedTuple):
@@ -1466,7 +1476,9 @@ class _Claimed(NamedTuple):
     timeout: Optional[float]
     priority: int
     attempts: int = 0      # attempts counted before this claim (see _StartLog)
+    asynchronous: bool = False   # an async def call (it runs beside others)
     queue: str = "default"
+    place: int = 0         # the index of the place it goes to (claim()'s `pids`)
 
 
 def _outranking(highest: Optional[int], heard: Union[bytes, str]) -> Optional[int]:
@@ -1542,37 +1554,78 @@ def _allowances(limits: dict[str, _Limit], busy: dict[str, int],
     return allowed
 
 
-def _within(rows: list[Any], allowed: dict[str, int], count: int, idle: int) -> list[Any]:
-    """The first `count` rows (claimed candidates, in order; the queue last) that the
-    queues' allowances let through, a queue's allowance used up as it goes; those of
-    limited queues first, at most `idle` of them (they go to the idle workers: a limited
-    call never waits in a worker behind another)."""
+# The places a claim fills (claim()'s `kinds`, a letter a place): an idle worker, room
+# beside a worker's async calls (for an async call only), a place behind a running
+# synchronous call, a place behind a worker's async calls (both for a synchronous call only).
+_IDLE, _ROOM, _BEHIND, _AFTER_ASYNC = "i", "r", "b", "a"
+
+
+def _plain_places(kinds: str) -> bool:
+    """Whether every place of a claim takes any call (idle workers, places behind running
+    calls): the most urgent calls then fill them in order, with no candidate skipped."""
+    return not kinds.strip(_IDLE + _BEHIND)
+
+
+def _kinds_missing(rows: list[Any], kinds: str) -> list[tuple[bool, int]]:
+    """A claim's candidates (`rows`, each ending with its async flag and queue) fill its
+    window, all of one kind, while places take only the other (room for async calls, places
+    for synchronous ones behind running calls): [(asynchronous, how many)] to look for
+    further, so that a flood of one kind never starves the other."""
+    missing = []
+    rooms = kinds.count(_ROOM)
+    if rooms and not any(row[-2] for row in rows):
+        missing.append((True, rooms))
+    sync_places = len(kinds) - rooms
+    if sync_places and all(row[-2] for row in rows):
+        missing.append((False, sync_places))
+    return missing
+
+
+def _assign(rows: list[Any], kinds: str, allowed: dict[str, int]) -> list[tuple[int, Any]]:
+    """Which of the candidate rows (in order of urgency; each ends with its async flag
+    and its queue) a claim takes, and the place each goes to (an index into `kinds`):
+    - an async call goes to room beside other async calls first, else to an idle worker
+      (never behind a running call: its worker would start it beside others);
+    - a call of a limited queue, only while its allowance (`allowed`, used up as it goes)
+      lasts, and only to an idle worker or room: it never waits behind another call;
+    - any other call to an idle worker first, then behind a running call, last behind a
+      worker's async calls.
+    A row that finds no place of its kinds is skipped, and later ones may still fit."""
+    free: dict[str, list[int]] = {_IDLE: [], _ROOM: [], _BEHIND: [], _AFTER_ASYNC: []}
+    for place, letter in enumerate(kinds):
+        free[letter].append(place)
+    for places in free.values():
+        places.reverse()                # popped from the end: the first place first
     left = dict(allowed)
-    limited: list[Any] = []
-    others: list[Any] = []
+    chosen: list[tuple[int, Any]] = []
     for row in rows:
-        queue = row[-1]
-        if queue in left:
-            if left[queue] < 1 or len(limited) >= idle:
-                continue
+        asynchronous, queue = row[-2], row[-1]
+        limited = queue in left
+        if limited and left[queue] < 1:
+            continue
+        order = _ROOM + _IDLE if asynchronous else \
+            _IDLE if limited else _IDLE + _BEHIND + _AFTER_ASYNC
+        kind = next((k for k in order if free[k]), None)
+        if kind is None:
+            continue
+        if limited:
             left[queue] -= 1
-            limited.append(row)
-        else:
-            others.append(row)
-        if len(limited) + len(others) == count:
+        chosen.append((free[kind].pop(), row))
+        if len(chosen) == len(kinds):
             break
-    return limited + others
+    return chosen
 
 
 class _Options:
     """How a delayed function's calls run: retries, timeout, priority, queue (checked at
     decoration)."""
 
-    __slots__ = ("retries", "retry_delay", "backoff", "timeout", "priority", "queue")
+    __slots__ = ("retries", "retry_delay", "backoff", "timeout", "priority", "queue",
+                 "asynchronous")
 
     def __init__(self, retries: int = 0, retry_delay: float = 0, backoff: float = 1.0,
                  timeout: Optional[float] = None, priority: int = 0,
-                 queue: str = _DEFAULT_QUEUE):
+                 queue: str = _DEFAULT_QUEUE, asynchronous: bool = False):
         def number(name: str, value: Any, low: float, strict: bool = False) -> float:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or \
                     value != value or (value <= low if strict else value < low):
@@ -1593,6 +1646,22 @@ class _Options:
         self.backoff = number("backoff", backoff, 1)
         self.timeout = None if timeout is None else number("timeout", timeout, 0, strict=True)
         self.queue = _check_queue(queue)
+        self.asynchronous = asynchronous      # an async def function's: run beside others
+
+    def columns(self) -> tuple[Any, ...]:
+        """Its columns of a stored call: priority, queue, asynchronous, retries, retry_delay,
+        backoff, timeout."""
+        return (self.priority, self.queue, 1 if self.asynchronous else None, self.retries,
+                self.retry_delay, self.backoff, self.timeout)
+
+
+def _is_async(func: Callable[..., Any]) -> bool:
+    """Whether calling `func` makes a coroutine that a worker runs beside other async calls
+    (an async def function; without importing inspect, which a worker does not need). A
+    function taken for the wrong kind still runs: the worker awaits whatever coroutine a
+    call returns."""
+    code = getattr(func, "__code__", None)
+    return isinstance(code, types.CodeType) and bool(code.co_flags & _CO_COROUTINE)
 
 
 _PLAIN = _Options()
@@ -1784,6 +1853,9 @@ def _decide_retries(outcomes: list[Any], terms: dict[Any, _RetryTerms], now: flo
     gets `retry_at`, when it runs again (`terms`: {task id: _RetryTerms} as stored)."""
     decided = []
     for outcome in outcomes:
+        if outcome.free:
+            decided.append(outcome._replace(retry_at=now))
+            continue
         term = terms.get(outcome.id) if outcome.status == "error" and outcome.retryable \
             else None
         due = None if term is None else _retry_due(*term, now, _RETRY_JITTER * jitter())
@@ -2474,12 +2546,12 @@ class _Store(Protocol):
     def next_due(self, busy: Optional[dict[str, tuple[int, int]]] = None) -> Optional[float]:
         """When the next waiting task is due, if any (one a limit holds back is not)."""
         ...
-    def claim(self, con: Any, now: float, pids: list[Any],
-              queues: Optional[tuple[str, ...]] = None,
-              busy: Optional[dict[str, tuple[int, int]]] = None, idle: Optional[int] = None) -> list[Any]:
-        """Hand the most urgent due tasks (of `queues`; None: any) to these workers, within
-        the queues' limits (`busy`: the calls this pool holds, by queue; SQLite; a limited
-        queue's calls only to the first `idle` pids: None, all): [_Claimed]."""
+    def claim(self, con: Any, now: float, pids: list[Any], queues: Optional[tuple[str, ...]]
+              = None, busy: Optional[dict[str, tuple[int, int]]] = None,
+              kinds: Optional[str] = None) -> list[Any]:
+        """Hand the most urgent due tasks (of `queues`; None: any) to places of these workers
+        of `kinds` (_assign; None: idle), within the queues' limits (`busy`: the calls this
+        pool holds, by queue; SQLite): [_Claimed]."""
         ...
     def limits(self) -> dict[str, _Limit]:
         """{queue: _Limit} as stored."""
@@ -2640,6 +2712,7 @@ _TABLES = (
         key TEXT,                            -- its unique key
         progress TEXT,                       -- what it last reported (progress())
         queue TEXT,                          -- its queue (NULL: "default", an older call)
+        asynchronous INTEGER,                -- 1: an async def call (a worker runs many)
         waits INTEGER,                       -- its dependencies not finished ('blocked')
         settled {real})                      -- kept for a call stored since (see cleanup)""",
     "CREATE INDEX tasks_queue ON tasks (priority DESC, due, id) WHERE status = 'waiting'",
@@ -2675,6 +2748,9 @@ _ADDED_TABLES = (
         PRIMARY KEY (parent, step))""",
     "CREATE INDEX steps_task ON steps (task_id)",
     "CREATE INDEX tasks_blocked ON tasks (id) WHERE status = 'blocked'",
+    # the async calls due: found apart where a flood of synchronous ones fills a claim's window
+    "CREATE INDEX tasks_async ON tasks (priority DESC, due, id) WHERE status = 'waiting' AND "
+    "asynchronous IS NOT NULL",
     """CREATE TABLE limits (
         queue TEXT PRIMARY KEY,
         concurrency INTEGER,                 -- at most this many held or running at once
@@ -2712,7 +2788,8 @@ _UPGRADE_TO_2 = (
 # - progress: what a running call last reported (JSON [done, total, text]; progress());
 # - waits: how many of a call's dependencies have not finished; it is 'blocked' till none.
 _ADDED_COLUMNS = (("errors", "TEXT"), ("key", "TEXT"), ("progress", "TEXT"),
-                  ("waits", "INTEGER"), ("settled", "REAL"), ("queue", "TEXT"))
+                  ("waits", "INTEGER"), ("settled", "REAL"), ("queue", "TEXT"),
+                  ("asynchronous", "INTEGER"))
 _ADDED_INDEX = ("CREATE UNIQUE INDEX tasks_key ON tasks (key) WHERE key IS NOT NULL AND "
                 "finished IS NULL")
 _MAX_ATTEMPT_ERRORS = 256 * 1024
@@ -2737,28 +2814,30 @@ _RESULT_COLUMNS = (f"{_UUID}, name, args, status, created, started, finished, va
 
 # A call is one statement (built once here, not per call); a call of a shipped function
 # stores itself only if its payload is there (else add_task stores both in a transaction).
-_INSERT_TASK = ("INSERT INTO tasks (token, name, args, status, priority, queue, retries, "
-                "retry_delay, backoff, timeout, due, created, record, function) "
-                "VALUES (?, ?, ?, 'waiting', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+_INSERT_TASK = ("INSERT INTO tasks (token, name, args, status, priority, queue, asynchronous, "
+                "retries, retry_delay, backoff, timeout, due, created, record, function) "
+                "VALUES (?, ?, ?, 'waiting', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 _INSERT_TASK_AT = ("INSERT INTO tasks (id, args, record, function, token, name, status, "
-                   "priority, queue, retries, retry_delay, backoff, timeout, due, created) "
-                   "VALUES (?, ?, ?, ?, ?, ?, 'waiting', ?, ?, ?, ?, ?, ?, ?, ?)")
+                   "priority, queue, asynchronous, retries, retry_delay, backoff, timeout, due, "
+                   "created) VALUES (?, ?, ?, ?, ?, ?, 'waiting', ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 # A call of add_calls(): with a unique key (stored unless an unfinished call holds the key:
 # tasks_key), dependencies ('blocked' while `waits` of them have not finished), or an error
 # it ends with at once.
-_INSERT_CALL = ("INSERT INTO tasks (token, name, args, status, priority, queue, retries, "
-                "retry_delay, backoff, timeout, due, created, record, function, key, waits, "
-                "finished, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT DO NOTHING")
+_INSERT_CALL = ("INSERT INTO tasks (token, name, args, status, priority, queue, asynchronous, "
+                "retries, retry_delay, backoff, timeout, due, created, record, function, key, "
+                "waits, finished, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+                "?, ?, ?, ?) ON CONFLICT DO NOTHING")
 _INSERT_CALL_AT = ("INSERT INTO tasks (id, token, name, args, status, priority, queue, "
-                   "retries, retry_delay, backoff, timeout, due, created, record, function, "
-                   "key, waits, finished, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
-                   "?, ?, ?, ?, ?, ?)")
+                   "asynchronous, retries, retry_delay, backoff, timeout, due, created, record, "
+                   "function, key, waits, finished, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+                   "?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 _HOLDER = f"SELECT {_UUID}, args FROM tasks WHERE key = ? AND finished IS NULL"
 # A call starts (each attempt): noted if its queue has a rate limit (the claims count them).
 _STARTED = (f"INSERT INTO starts (queue, at) SELECT coalesce(queue, '{_DEFAULT_QUEUE}'), ? "
             f"FROM tasks WHERE id = ? AND coalesce(queue, '{_DEFAULT_QUEUE}') IN (SELECT queue "
             "FROM limits WHERE rate IS NOT NULL)")
+# A claim's candidates of one kind (_kinds_missing): async calls, or synchronous ones.
+_KIND_IS = {True: " AND asynchronous IS NOT NULL", False: " AND asynchronous IS NULL"}
 # At most this many parameters in one statement (SQLite before 3.32 takes 999).
 _CHUNK = 500
 
@@ -2778,14 +2857,16 @@ _UNNEEDED = (" AND NOT EXISTS (SELECT 1 FROM deps d JOIN tasks t ON t.id = d.tas
              "(SELECT 1 FROM steps s JOIN tasks p ON p.id = s.parent WHERE s.task_id = "
              "tasks.id AND (p.finished IS NULL OR p.finished >= ?))")
 _INSERT_SHIPPED_TASK = ("INSERT INTO tasks (token, name, args, status, priority, queue, "
-                        "retries, retry_delay, backoff, timeout, due, created, record, "
-                        "function) SELECT ?, ?, ?, 'waiting', ?, ?, ?, ?, ?, ?, ?, ?, ?, ? "
+                        "asynchronous, retries, retry_delay, backoff, timeout, due, created, "
+                        "record, function) SELECT ?, ?, ?, 'waiting', ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+                        "?, ? "
                         "WHERE EXISTS (SELECT 1 FROM functions WHERE hash = ?)")
 
 # The dashboard's retry: a new task with the call of a failed or cancelled one, linked to it.
-_RETRY_TASK = ("INSERT INTO tasks (token, name, args, status, priority, queue, retries, "
-               "retry_delay, backoff, timeout, due, created, record, function, retry_of) SELECT "
-               "?, name, args, 'waiting', priority, queue, retries, retry_delay, backoff, "
+_RETRY_TASK = ("INSERT INTO tasks (token, name, args, status, priority, queue, asynchronous, "
+               "retries, retry_delay, backoff, timeout, due, created, record, function, retry_of) "
+               "SELECT ?, name, args, 'waiting', priority, queue, asynchronous, retries, "
+               "retry_delay, backoff, "
                f"timeout, ?, ?, record, function, {_UUID} FROM tasks WHERE id = ? AND token = ? "
                "AND status IN ('error', 'cancelled')")
 
@@ -3512,7 +3593,7 @@ class _SharedSql(_SharedReads):
                                            part: _cut_middle(earlier.get(part) or "", 8192)
                                            for part in ("message", "traceback")}))
                 again.append((error, _MAX_ATTEMPT_ERRORS, kept, outcome.output,
-                               outcome.retry_at, outcome.id) + self._fence())
+                              outcome.retry_at, int(outcome.free), outcome.id) + self._fence())
             else:
                 final.append((outcome.status, outcome.value, error, outcome.started,
                               outcome.finished, outcome.output, outcome.summary, outcome.id) +
@@ -3520,8 +3601,9 @@ class _SharedSql(_SharedReads):
         self._run_many(con, "UPDATE tasks SET status = 'waiting', progress = NULL, "
                             "error = ?, errors = CASE "
                             "WHEN length(errors) > ? THEN errors ELSE "
-                            "coalesce(errors || ',', '') || ? END, output = ?, "
-                            f"due = ?, worker = NULL{self._LET_GO}, cancel = 0 WHERE id = ? "
+                            "coalesce(errors || ',', '') || ? END, output = ?, due = ?, "
+                            "attempts = attempts - CASE status WHEN 'running' THEN ? ELSE 0 "
+                            f"END, worker = NULL{self._LET_GO}, cancel = 0 WHERE id = ? "
                             f"AND status IN ('queued', 'running'){self._FENCE}", again)
         self._run_many(con, "UPDATE tasks SET status = ?, value = ?, error = ?, "
                             "started = coalesce(?, started), finished = ?, output = ?, "
@@ -3683,8 +3765,7 @@ class _SharedCalls(_SharedLimits):
         known = self._dependencies(con, {uid for call in calls for uid in call.deps},
                                    lock=not caller)
         starts = [_starting([known[uid] for uid in call.deps], call.failed) for call in calls]
-        rows = [(token, name, call.args, start.status, options.priority, options.queue, options.retries,
-                 options.retry_delay, options.backoff, options.timeout, due, now, call.record,
+        rows = [(token, name, call.args, start.status, *options.columns(), due, now, call.record,
                  shipped and shipped.hash, call.key, start.waits, now if start.error else None,
                  start.error and json.dumps(start.error)) for call, start in zip(calls, starts)]
         for call in calls:
@@ -3901,16 +3982,17 @@ class _StartLog:
     unwritten (_SqliteStore.recover), and forgets them: the run is an interrupted attempt,
     never a run nobody counted, which would run again as if it had never started.
 
-    Each worker owns a slot of RING entries, written in turn by the number of its outcome;
-    it starts nothing while it holds RING outcomes the pool has not committed, so an entry
-    is overwritten only once its start is written. An entry names its task by row id, token
+    Each worker owns a slot of RING entries; a start takes a free one, which is free again
+    once the pool has committed the outcome of that start. A worker starts nothing while
+    none is free (RING running calls and outcomes the pool has not committed), so an
+    entry is overwritten only once its start is written. An entry names its task by row id, token
     and the attempts counted before it: the next pool counts it only for a row that is
     still "queued" with that many attempts, so an old entry counts nothing. A machine that
     loses power loses these with the page cache, as it does the last commits.
     """
 
     ENTRY = struct.Struct("=qQid4x")      # id, token, attempts before, start time
-    RING = 256
+    RING = 1024                            # more than a worker's async calls (_MOST_ASYNC)
     START = 4096                           # past the cancel mark (request_cancel)
 
     def __init__(self, path: str):
@@ -3940,12 +4022,13 @@ class _StartLog:
         if length:
             os.pwrite(self.fd, bytes(length), self.START + first)
 
-    def note(self, slot: int, number: int, run: "_Run", at: float) -> None:
-        """A worker's start of `run`, its `number`-th; OSError if it cannot be noted."""
+    def note(self, slot: int, entry: int, run: "_Run", at: float) -> None:
+        """A worker's start of `run`, in its slot's `entry` (one that no running task holds,
+        nor one whose outcome is unwritten); OSError if it cannot be noted."""
         token = run.uuid.rpartition("-")[0]
-        entry = self.ENTRY.pack(run.id, int(token, 16) if len(token) == 16 else 0,
-                                run.attempts, at)
-        os.pwrite(self.fd, entry, self.START + (slot * self.RING + number % self.RING) *
+        data = self.ENTRY.pack(run.id, int(token, 16) if len(token) == 16 else 0,
+                               run.attempts, at)
+        os.pwrite(self.fd, data, self.START + (slot * self.RING + entry % self.RING) *
                   self.ENTRY.size)
 
     def starts(self) -> list[Any]:
@@ -4393,8 +4476,7 @@ class _SqliteStore(_SqliteFile, _SqlitePool, _SharedCalls):
         """
         token = _token()
         options = options or _PLAIN
-        values = (token, name, args, options.priority, options.queue, options.retries, options.retry_delay,
-                  options.backoff, options.timeout, due, self.now(), record,
+        values = (token, name, args, *options.columns(), due, self.now(), record,
                   shipped and shipped.hash)
         try:
             if shipped is None:
@@ -4425,8 +4507,7 @@ class _SqliteStore(_SqliteFile, _SqlitePool, _SharedCalls):
         if not calls:
             return []
         token, options, now = _token(), options or _PLAIN, self.now()
-        fixed = (token, name, options.priority, options.queue, options.retries, options.retry_delay,
-                 options.backoff, options.timeout, due, now)
+        fixed = (token, name, *options.columns(), due, now)
         digest = shipped and shipped.hash
         with self.transaction() as con:
             if shipped is not None:
@@ -4499,29 +4580,37 @@ class _SqliteStore(_SqliteFile, _SqlitePool, _SharedCalls):
 
     def claim(self, con: sqlite3.Connection, now: float, pids: list[Any],
               queues: Optional[tuple[str, ...]] = None,
-              busy: Optional[dict[str, tuple[int, int]]] = None, idle: Optional[int] = None) -> list[Any]:
+              busy: Optional[dict[str, tuple[int, int]]] = None,
+              kinds: Optional[str] = None) -> list[Any]:
         """Hand the most urgent due tasks to workers: higher priority first, then in order.
 
-        A task for each worker pid in `pids`; they are "queued" until their worker says it
-        started one. Only calls of `queues` (None: any), and of a limited queue only as
-        many as its limits allow now (`busy`: the calls the pool holds, by queue: this pool
-        is the file's only one). Returns [_Claimed].
+        At most a task for each place, a worker pid in `pids` of the kind `kinds` says
+        (_assign; None: idle workers); they are "queued" until their worker says it started
+        one. Only calls of `queues` (None: any), and of a limited queue only as many as its
+        limits allow now (`busy`: the calls the pool holds, by queue: this pool is the
+        file's only one). Returns [_Claimed], each with its place.
         """
+        kinds = kinds or _IDLE * len(pids)
         allowed = self._allowed(con, now, busy)
         blocked = [name for name, room in (allowed or {}).items() if room < 1]
         served = "" if queues is None else \
             f" AND coalesce(queue, '{_DEFAULT_QUEUE}') IN ({', '.join('?' * len(queues))})"
-        rows = con.execute(f"SELECT id, {_UUID}, record, cron, timeout, priority, attempts, "
-                           f"coalesce(queue, '{_DEFAULT_QUEUE}') FROM tasks WHERE status = "
-                           f"'waiting' AND due <= ?{served}{_not_in_queues(len(blocked))} "
-                           "ORDER BY priority DESC, due, id LIMIT ?",
-                           (now, *(queues or ()), *blocked,
-                            len(pids) if allowed is None else 4 * len(pids))).fetchall()
-        if allowed is not None:
-            rows = _within(rows, allowed, len(pids), len(pids) if idle is None else idle)
+        window = len(pids) if allowed is None and _plain_places(kinds) else 4 * len(pids)
+        sql = (f"SELECT id, {_UUID}, record, cron, timeout, priority, attempts, asynchronous "
+               f"IS NOT NULL, coalesce(queue, '{_DEFAULT_QUEUE}') FROM tasks WHERE status = "
+               f"'waiting' AND due <= ?{served}{_not_in_queues(len(blocked))}{{kind}} ORDER BY "
+               "priority DESC, due, id LIMIT ?")
+        given = (now, *(queues or ()), *blocked)
+        rows = con.execute(sql.format(kind=""), given + (window,)).fetchall()
+        if len(rows) == window > len(pids):
+            for asynchronous, count in _kinds_missing(rows, kinds):
+                rows += con.execute(sql.format(kind=_KIND_IS[asynchronous]),
+                                    given + (count,)).fetchall()
+        chosen = _assign(rows, kinds, allowed or {})
         con.executemany("UPDATE tasks SET status = 'queued', worker = ? WHERE id = ?",
-                        [(pid, row[0]) for pid, row in zip(pids, rows)])
-        claimed = [_Claimed(*row) for row in rows]
+                        [(pids[place], row[0]) for place, row in chosen])
+        claimed = [_Claimed._make((*row[:7], bool(row[7]), row[8], place))
+                   for place, row in chosen]
         if allowed is not None:
             self._note_starts(con, claimed, now)
         return claimed
@@ -5253,8 +5342,7 @@ class _PgStore(_PgLink, _PgMachines, _SharedCalls):
         token = _token()
         options = options or _PLAIN
         self._check_size(record, "the call")
-        values = (token, name, args, options.priority, options.queue, options.retries, options.retry_delay,
-                  options.backoff, options.timeout, due, self.now(), record,
+        values = (token, name, args, *options.columns(), due, self.now(), record,
                   shipped and shipped.hash)
         notice = (self._channel, str(options.priority))   # the pools hear its priority
         if shipped is None:
@@ -5274,8 +5362,7 @@ class _PgStore(_PgLink, _PgMachines, _SharedCalls):
         if not calls:
             return []
         token, options, now = _token(), options or _PLAIN, self.now()
-        fixed = (token, name, options.priority, options.queue, options.retries, options.retry_delay,
-                 options.backoff, options.timeout, due, now)
+        fixed = (token, name, *options.columns(), due, now)
         digest = shipped and shipped.hash
         for _, record in calls:
             self._check_size(record, "a call")
@@ -5394,15 +5481,16 @@ class _PgStore(_PgLink, _PgMachines, _SharedCalls):
 
     def claim(self, con: Any, now: float, pids: list[Any],
               queues: Optional[tuple[str, ...]] = None,
-              busy: Optional[dict[str, tuple[int, int]]] = None, idle: Optional[int] = None) -> list[Any]:
+              busy: Optional[dict[str, tuple[int, int]]] = None,
+              kinds: Optional[str] = None) -> list[Any]:
         """Hand the most urgent due tasks to workers (see _SqliteStore.claim); rows another pool is
         taking at the same moment are skipped, never waited for. With limits, the machines'
         claims are decided one at a time (the limits are locked), counting every machine's
         held calls then."""
+        kinds = kinds or _IDLE * len(pids)
         allowed = self._allowed(con, now, None)
-        if allowed is not None:
-            return self._claim_within(con, now, pids, queues, allowed,
-                                      len(pids) if idle is None else idle)
+        if allowed is not None or not _plain_places(kinds):
+            return self._claim_sorted(con, now, pids, queues, allowed, kinds)
         # Only under a lease that is valid at the server now (held in key-share mode, so
         # that no other machine settles it until this commits): a machine resumed after its
         # lease ran out claims nothing, and takes a new lease (see _Pool._keep_lease).
@@ -5418,38 +5506,50 @@ class _PgStore(_PgLink, _PgMachines, _SharedCalls):
             "UPDATE tasks SET status = 'queued', worker = places.pid, machine = %s, lease = %s "
             "FROM picked JOIN places USING (n) WHERE tasks.id = picked.id "
             "RETURNING picked.n, tasks.id, tasks.token || '-' || tasks.id, record, cron, "
-            f"timeout, priority, attempts, coalesce(tasks.queue, '{_DEFAULT_QUEUE}')", (
+            "timeout, priority, attempts, tasks.asynchronous IS NOT NULL, "
+            f"coalesce(tasks.queue, '{_DEFAULT_QUEUE}'), picked.n - 1", (
                 self.lease, _lease_ttl, now, queues and list(queues), queues and list(queues),
                 len(pids), list(pids), self.machine, self.lease)).fetchall()
         return [_Claimed(*row[1:]) for row in sorted(rows)]
 
-    def _claim_within(self, con: Any, now: float, pids: list[Any],
-                      queues: Optional[tuple[str, ...]], allowed: dict[str, int],
-                      idle: int) -> list[Any]:
-        """claim() where queues are limited: the candidates in order, as many of each
-        limited queue as `allowed` (counted under the limits' locks), under a valid lease."""
-        blocked = [name for name, room in allowed.items() if room < 1]
-        rows = con.execute(
-            "WITH valid AS (SELECT lease FROM machines WHERE lease = %s AND heartbeat >= "
-            f"{_PG_NOW} - %s FOR KEY SHARE) SELECT id, "
-            f"coalesce(queue, '{_DEFAULT_QUEUE}') FROM tasks WHERE status = 'waiting' AND "
-            f"due <= %s AND (%s::text[] IS NULL OR coalesce(queue, '{_DEFAULT_QUEUE}') = "
-            f"ANY(%s)) AND coalesce(queue, '{_DEFAULT_QUEUE}') <> ALL(%s) AND EXISTS (SELECT 1 "
-            "FROM valid) ORDER BY priority DESC, due, id LIMIT %s FOR UPDATE OF tasks SKIP "
-            "LOCKED", (self.lease, _lease_ttl, now, queues and list(queues),
-                       queues and list(queues), blocked, 4 * len(pids))).fetchall()
-        taken = _within(rows, allowed, len(pids), idle)
+    def _claim_sorted(self, con: Any, now: float, pids: list[Any],
+                      queues: Optional[tuple[str, ...]], allowed: Optional[dict[str, int]],
+                      kinds: str) -> list[Any]:
+        """claim() where candidates may not fit their places: queues are limited (as many
+        of each as `allowed` says, counted under the limits' locks), or some places are
+        room for async calls only; the candidates in order, each to its place (_assign),
+        under a valid lease."""
+        blocked = [name for name, room in (allowed or {}).items() if room < 1]
+        sql = ("WITH valid AS (SELECT lease FROM machines WHERE lease = %s AND heartbeat >= "
+               f"{_PG_NOW} - %s FOR KEY SHARE) SELECT id, asynchronous IS NOT NULL, "
+               f"coalesce(queue, '{_DEFAULT_QUEUE}') FROM tasks WHERE status = 'waiting' AND "
+               f"due <= %s AND (%s::text[] IS NULL OR coalesce(queue, '{_DEFAULT_QUEUE}') = "
+               f"ANY(%s)) AND coalesce(queue, '{_DEFAULT_QUEUE}') <> ALL(%s) AND EXISTS "
+               "(SELECT 1 FROM valid){kind} ORDER BY priority DESC, due, id LIMIT %s FOR UPDATE "
+               "OF tasks SKIP LOCKED")
+        given = (self.lease, _lease_ttl, now, queues and list(queues), queues and list(queues),
+                 blocked)
+        window = 4 * len(pids)
+        rows = con.execute(sql.format(kind=""), given + (window,)).fetchall()
+        if len(rows) == window:
+            for asynchronous, count in _kinds_missing(rows, kinds):
+                rows += con.execute(sql.format(kind=_KIND_IS[asynchronous]),
+                                    given + (count,)).fetchall()
+        taken = _assign(rows, kinds, allowed or {})
         if not taken:
             return []
         rows = con.execute(
             "UPDATE tasks SET status = 'queued', worker = p.pid, machine = %s, lease = %s "
-            "FROM unnest(%s::bigint[], %s::integer[]) WITH ORDINALITY AS p(id, pid, n) WHERE "
-            "tasks.id = p.id RETURNING p.n, tasks.id, tasks.token || '-' || tasks.id, record, "
-            f"cron, timeout, priority, attempts, coalesce(tasks.queue, '{_DEFAULT_QUEUE}')",
-            (self.machine, self.lease, [row[0] for row in taken],
-             list(pids)[:len(taken)])).fetchall()
+            "FROM unnest(%s::bigint[], %s::integer[], %s::integer[]) WITH ORDINALITY AS "
+            "p(id, pid, place, n) WHERE tasks.id = p.id RETURNING p.n, tasks.id, tasks.token "
+            "|| '-' || tasks.id, record, cron, timeout, priority, attempts, "
+            f"tasks.asynchronous IS NOT NULL, coalesce(tasks.queue, '{_DEFAULT_QUEUE}'), "
+            "p.place", (self.machine, self.lease, [row[0] for _, row in taken],
+                        [pids[place] for place, _ in taken],
+                        [place for place, _ in taken])).fetchall()
         claimed = [_Claimed(*row[1:]) for row in sorted(rows)]
-        self._note_starts(con, claimed, now)
+        if allowed is not None:
+            self._note_starts(con, claimed, now)
         return claimed
 
     def start_log(self) -> None:
@@ -5543,20 +5643,6 @@ def _write_outcomes(store: _Store, con: Any, outcomes: list[Any], now: float) ->
     ended = store.finish(con, _decide_retries(outcomes, terms, now))
     if ended:
         store.end_cron_runs(con, _next_runs(ended, now))
-
-
-def _idle_places(places: list[Any], placed: list[Any]) -> int:
-    """How many of the first `places` (_Pool._places: idle workers first) are workers with
-    nothing to run (`placed`: what they get before the claim): calls of limited queues go
-    to them only, never ahead of time behind another call."""
-    seen = {id(worker) for worker, _ in placed}
-    idle = 0
-    for worker in places:
-        if worker.queue or id(worker) in seen:
-            break
-        seen.add(id(worker))
-        idle += 1
-    return idle
 
 
 def _recover(store: _Store, con: Any, now: float, previous: Optional[_PoolId] = None) -> None:
@@ -5800,6 +5886,7 @@ class _Run(NamedTuple):
     lease: Optional[int] = None   # the pool's lease then (PostgreSQL): fences hand_over
     uuid: str = ""         # the task's id and the attempts counted before it: what a
     attempts: int = 0      # worker notes in its start log (SQLite: _StartLog)
+    asynchronous: bool = False   # an async def call: it runs beside the worker's others
 
 
 class _Ack(NamedTuple):
@@ -5814,6 +5901,16 @@ class _Return(NamedTuple):
 
 class _Exit(NamedTuple):
     """Pool to worker: hand over what is not committed and exit."""
+
+
+class _CancelRun(NamedTuple):
+    """Pool to worker: cancel this running async call (its coroutine only; the attempt
+    that started after `attempts` were counted), which then ends with `reason` as a
+    TaskTimeout (`timeout`) or as cancelled."""
+    id: int
+    attempts: int
+    reason: str
+    timeout: bool
 
 
 class _Init(NamedTuple):
@@ -5849,6 +5946,13 @@ class _Done(NamedTuple):
     """Worker to pool: a task ended (its outcome), and the next one started, if any."""
     outcome: _Outcome
     next: Optional[_Started] = None
+
+
+class _Blocked(NamedTuple):
+    """Worker to pool: this async call has held its event loop for `seconds` (a blocking
+    call inside it: the worker's other async calls wait meanwhile)."""
+    id: int
+    seconds: float
 
 
 class _Returned(NamedTuple):
@@ -5924,29 +6028,36 @@ def _worker_main(config_text: str) -> None:
         skipped: list[Any] = []
         with state.ready:
             task = state.take(True, skipped)
-            started = state.current
         if isinstance(task, _Init):
             django = _initialize(task, state)
             continue
-        for message in skipped + [started]:
+        for message in skipped + [state.start_of(task)]:
             state.reply(message)
         while isinstance(task, _Run):
             # One message says that a task ended and (if one waits) that the next started.
-            state.note(task)
             if django is not None:        # as Django's request cycle does around a request
                 django.close_old_connections()
-            outcome = _run_task(task, functions, state.payload, state.now)
-            _reporter.flush()
+            outcome = None
+            if task.asynchronous:      # it and the async calls after it, together; each
+                _AsyncCalls(state, functions).run(task)     # outcome is sent as it ends
+            else:
+                state.note(task)
+                outcome = _run_task(task, functions, state.payload, state.now)
+                _reporter.flush()
             if django is not None:
                 django.close_old_connections()
             _end_leftovers()           # before the outcome: when it is known, they are gone
             skipped = []
             with state.ready:
-                state.sent += 1
-                state.unacknowledged.append((state.sent, outcome))
+                if outcome is not None:
+                    state.finished(task.id, outcome)
                 task = state.take(False, skipped)
-                started = state.current
-            for message in skipped + [_Done(outcome, started)]:
+            started = state.start_of(task)
+            if outcome is not None:
+                skipped.append(_Done(outcome, started))
+            elif started is not None:
+                skipped.append(started)
+            for message in skipped:
                 state.reply(message)
 
 
@@ -6029,9 +6140,14 @@ class _WorkerState:
         self.lease = lease                # its pool's lease (PostgreSQL): fences hand_over
         self.ready = threading.Condition()   # guards the inbox and what follows
         self.inbox: list[Any] = []             # messages not handled yet, in order
-        self.current: Optional[_Started] = None   # the running task and when it started
+        # {task id: (_Started, its entry in the start log or -1)} of the running tasks
+        self.running: dict[int, tuple[_Started, int]] = {}
         self.sent = 0                     # outcomes reported so far
-        self.unacknowledged: list[Any] = []    # (number, _Outcome) not yet committed by the pool
+        # (number, _Outcome, its start log entry) not yet committed by the pool
+        self.unacknowledged: list[tuple[int, Any, int]] = []
+        self.free_entries = list(range(_StartLog.RING))[::-1]   # of its start log slot
+        self.cancels: dict[int, _CancelRun] = {}     # cancels of async calls, not yet applied
+        self.session: Optional[_AsyncCalls] = None   # the async calls running, if any
         self._results = results           # the pipe up to the pool
         self._sending = threading.Lock()  # one message at a time on it
         self._mark: Any = False           # the store's cancel mark when last looked at
@@ -6061,9 +6177,13 @@ class _WorkerState:
                 _end_process_group()
             returned = None            # the id of a call given back
             with self.ready:
+                if self.session is not None:     # it runs async calls: a look at the inbox
+                    self.session.wake_up()
                 if type(message) is _Ack:
                     self.acknowledged(message.number)
                     self.ready.notify()        # a start may have waited for room in the log
+                elif type(message) is _CancelRun:
+                    self.cancels[message.id] = message
                 elif type(message) is _Return:        # not started yet? give it back
                     queued = [m for m in self.inbox if type(m) is _Run and m.id == message.id]
                     if queued:
@@ -6077,10 +6197,10 @@ class _WorkerState:
             if returned is not None:
                 self.reply(_Returned(returned))
 
-    def take(self, wait: bool, skipped: list[Any]) -> Union[_Run, _Init, None]:
-        """The next task to start, marked current; None if there is none and `wait` is
-        False. Called with `ready` held."""
-        self.current = None
+    def take(self, wait: bool, skipped: list[Any],
+             only_async: bool = False) -> Union[_Run, _Init, None]:
+        """The next task to start, marked running; None if there is none and `wait` is
+        False (`only_async`: if the next is no async call). Called with `ready` held."""
         if self.stale:                    # its code changed (_watch_code): it ends between
             if not wait:                  # tasks, once the pool heard of the last one; what
                 return None               # the pool has not committed it writes itself, as
@@ -6096,7 +6216,9 @@ class _WorkerState:
             while os.getppid() != self.manager:   # it died: the reader thread hands over
                 self.ready.wait()    # and ends the worker (one resumed from SIGSTOP may run
                                      # on before it hears of that end)
-            if self.slot is not None and len(self.unacknowledged) >= _StartLog.RING:
+            if only_async and not (type(self.inbox[0]) is _Run and self.inbox[0].asynchronous):
+                return None
+            if self.slot is not None and not self.free_entries:
                 if not wait:       # its start log holds no more: the pool commits first
                     return None
                 self.ready.wait(_LEASE_LOOK)
@@ -6139,21 +6261,34 @@ class _WorkerState:
                     return None
                 self.ready.wait(_OUTAGE_PAUSES[0])
                 continue
-            self.current = _Started(message.id, at)
+            entry = self.free_entries.pop() if self.slot is not None else -1
+            self.running[message.id] = (_Started(message.id, at), entry)
             task: _Run = message
             return task
+
+    def start_of(self, task: Union[_Run, _Init, None]) -> Optional[_Started]:
+        """What tells the pool that `task` (just taken) started."""
+        return self.running[task.id][0] if isinstance(task, _Run) else None
+
+    def finished(self, task_id: int, outcome: _Outcome) -> None:
+        """A running task ended: its outcome waits for the pool's acknowledgement (with its
+        start log entry). Called with `ready` held."""
+        _, entry = self.running.pop(task_id)
+        self.sent += 1
+        self.unacknowledged.append((self.sent, outcome, entry))
 
     def note(self, task: _Run) -> None:
         """Note the start of `task` in the start log (SQLite: _StartLog) just before it runs,
         after the pool was told: a worker blocked in telling it (a large outcome, a pool
         that does not read) has run nothing, and a start noted is a start made. A note that
         cannot be written costs that one task the cover: the pool has its start."""
-        if self.slot is None or self.current is None:
+        started, entry = self.running.get(task.id, (None, -1))
+        if self.slot is None or started is None or entry < 0:
             return
         with contextlib.suppress(OSError, DatabaseError):
             log = self.store().start_log()
             if log is not None:
-                log.note(self.slot, self.sent + 1, task, self.current.at)
+                log.note(self.slot, entry, task, started.at)
 
     def now(self) -> float:
         """The time as the store goes by it, without a statement (a task's start and end)."""
@@ -6194,13 +6329,15 @@ class _WorkerState:
 
     def acknowledged(self, number: int) -> None:
         while self.unacknowledged and self.unacknowledged[0][0] <= number:
-            self.unacknowledged.pop(0)
+            entry = self.unacknowledged.pop(0)[2]
+            if entry >= 0:
+                self.free_entries.append(entry)
 
     def hand_over(self) -> None:
         """The manager ended: write the starts and outcomes it may not have committed."""
         self.handed_over = True
-        started = [self.current] if self.current else []
-        started += [_Started(o.id, o.started) for _, o in self.unacknowledged]
+        started = [start for start, _ in self.running.values()]
+        started += [_Started(o.id, o.started) for _, o, _ in self.unacknowledged]
         if not started:
             return
         # An unavailable database (a full disk, a server restarting) is waited out for as
@@ -6212,7 +6349,7 @@ class _WorkerState:
                 store = self.store()
                 with store.transaction() as con:
                     store.mark_started(con, started)
-                    _write_outcomes(store, con, [o for _, o in self.unacknowledged],
+                    _write_outcomes(store, con, [o for _, o, _ in self.unacknowledged],
                                     store.now())
                 return
             except Exception as error:    # nothing left to tell: the next pool recovers
@@ -6436,11 +6573,11 @@ _steps_made: dict[str, int] = {}
 _steps_lock = threading.Lock()
 
 
-def _tell_unmatched_steps(task: _Run) -> None:
+def _tell_unmatched_steps(task: _Run, steps: dict[str, int]) -> None:
     """Log the unfinished calls that an earlier attempt of `task` made and this one did not
-    make again (durable steps): they keep running."""
+    make again (durable steps: `steps` it made, {digest: count}): they keep running."""
     with _steps_lock:
-        made = {f"{digest}:{k}" for digest, count in _steps_made.items()
+        made = {f"{digest}:{k}" for digest, count in steps.items()
                 for k in range(1, count + 1)}
     with contextlib.suppress(DatabaseError):
         left = [uid for step, uid in sorted(_worker_store().unfinished_steps(task.id).items())
@@ -6476,6 +6613,14 @@ _waits_lock = threading.Lock()
 def _task_waits() -> Iterator[None]:
     """In a worker's task: a wait for other calls, told to the pool when the first begins
     and the last ends (_Waiting), so that it keeps a spare worker meanwhile."""
+    call = _in_call.get() if _IN_WORKER else None
+    if call is not None:          # one of the async calls that run together
+        call.session.wait_changes(1)
+        try:
+            yield
+        finally:
+            call.session.wait_changes(-1)
+        return
     if not _IN_WORKER or _running is None or _worker_reply is None:
         yield
         return
@@ -6515,13 +6660,13 @@ class _Reporter:
     def __init__(self) -> None:
         self._lock = threading.Lock()          # guards _pending
         self._writing = threading.Lock()       # one write at a time: the last one lands last
-        self._pending: Optional[tuple[int, str]] = None
+        self._pending: dict[int, str] = {}     # {task id: its last report not written}
         self._wake = threading.Event()
         self._thread: Optional[threading.Thread] = None
 
     def report(self, task_id: int, progress: str) -> None:
         with self._lock:
-            self._pending = (task_id, progress)
+            self._pending[task_id] = progress
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="autocron-progress",
                                                 daemon=True)
@@ -6536,16 +6681,63 @@ class _Reporter:
             time.sleep(_PROGRESS_EVERY)
 
     def flush(self) -> None:
-        """Write the pending report, if any (after a call: before its outcome is sent)."""
+        """Write the pending reports, if any (after a call: before its outcome is sent)."""
         with self._writing:
             with self._lock:
-                pending, self._pending = self._pending, None
-            if pending is not None and _worker_store is not None:
-                with contextlib.suppress(DatabaseError, OSError):   # a report is no outcome
-                    _worker_store().set_progress(*pending)
+                pending, self._pending = self._pending, {}
+            if _worker_store is not None:
+                for task_id, progress in pending.items():
+                    with contextlib.suppress(DatabaseError, OSError):   # no outcome
+                        _worker_store().set_progress(task_id, progress)
 
 
 _reporter = _Reporter()
+
+
+def _task_function(task: _Run, functions: dict[Any, Any],
+                   load_payload: Callable[..., Any]) -> tuple[Callable[..., Any], dict[str, Any]]:
+    """The function of a task about to run (each found once: `functions`) and its record,
+    the arguments' dependencies replaced by their values."""
+    record = _load_record(task.record, _dependency_value)
+    ref = record["function"]
+    key = (ref, task.cron)          # a cron run looks for its declaration once
+    func = functions.get(key)
+    if func is None:
+        func = functions[key] = _resolve_function(ref, load_payload, task.cron,
+                                                  record.get("declared"))
+    return func, record
+
+
+def _value_outcome(task: _Run, func: Callable[..., Any], value: Any, started: float,
+                   finished: float, output: str) -> _Outcome:
+    """The outcome of a task whose function returned `value`."""
+    try:
+        payload = _dumps(value)
+    except Exception as error:
+        raise TypeError(f"the return value of {_function_name(func)} cannot be pickled "
+                        f"({type(value).__name__}: {error}); return plain data") from None
+    try:
+        summary = _shorten(_safe_text(repr(value)), _MAX_SUMMARY)
+    except BaseException:  # a broken __repr__ must not fail the task
+        summary = f"<{type(value).__name__}>"
+    return _Outcome(task.id, "ready", payload, None, started, finished, output, summary,
+                    task.cron)
+
+
+def _error_outcome(task: _Run, error: BaseException, retry_on: Optional[tuple[type, ...]],
+                   started: float, finished: float, output: str) -> _Outcome:
+    """The outcome of a task that raised `error` (the task's own failure, as data)."""
+    if isinstance(error, _DependencyGone):
+        return _Outcome(task.id, "error", None, _failure(str(error), DependencyFailed), started,
+                        finished, output, None, task.cron, retryable=False)
+    if isinstance(error, _JobRetired):
+        text = (f"cron job {task.cron} retired: {error}; it starts no more runs (registering "
+                f"it again revives it; autocron cron remove {task.cron} deletes it)")
+        return _Outcome(task.id, "error", None, {"type": "autocron.JobRetired", "message": text,
+                                                 "traceback": ""}, started, finished, output,
+                        None, task.cron, retryable=False, retire=True)
+    return _Outcome(task.id, "error", None, _error_info(error), started, finished, output,
+                    None, task.cron, retryable=retry_on is None or isinstance(error, retry_on))
 
 
 def _run_task(task: _Run, functions: dict[Any, Any], load_payload: Callable[..., Any],
@@ -6557,21 +6749,15 @@ def _run_task(task: _Run, functions: dict[Any, Any], load_payload: Callable[...,
     _output.begin()
     retry_on = None
     try:
-        record = _load_record(task.record, _dependency_value)
+        func, record = _task_function(task, functions, load_payload)
         retry_on = record["retry_on"]
-        ref = record["function"]
-        key = (ref, task.cron)          # a cron run looks for its declaration once
-        func = functions.get(key)
-        if func is None:
-            func = functions[key] = _resolve_function(ref, load_payload, task.cron,
-                                                      record.get("declared"))
         try:
             with _steps_lock:
                 _steps_made.clear()
             _running = task     # after the imports: a delayed call made by one is refused
             value = func(*record["args"], **record["kwargs"])
-            if isinstance(value, types.CoroutineType):    # an async def task
-                value = _event_loop().run_until_complete(value)
+            if isinstance(value, types.CoroutineType):    # an async def task taken for
+                value = _event_loop().run_until_complete(value)     # another kind: alone
         except BaseException as error:
             if os.getpid() != worker:
                 _leave_forked_child(error)
@@ -6580,33 +6766,253 @@ def _run_task(task: _Run, functions: dict[Any, Any], load_payload: Callable[...,
             _running = None
             _task_ended()
             if task.attempts and _steps_made:
-                _tell_unmatched_steps(task)
+                _tell_unmatched_steps(task, _steps_made)
         if os.getpid() != worker:
             _leave_forked_child(None)
+        return _value_outcome(task, func, value, started, now(), _output.collect())
+    except BaseException as error:
+        return _error_outcome(task, error, retry_on, started, now(), _output.collect())
+
+
+class _InCall:
+    """In a worker: an async call that runs beside others (the context variable _in_call
+    holds it in that call's asyncio task, and in what that task starts): its task, the
+    steps it made (durable steps), what it printed."""
+
+    __slots__ = ("run", "session", "steps", "printed", "size")
+
+    def __init__(self, run: _Run, session: "_AsyncCalls"):
+        self.run = run
+        self.session = session
+        self.steps: dict[str, int] = {}
+        self.printed: list[str] = []
+        self.size = 0
+
+    def write(self, text: str) -> int:
+        """What the call printed, the last _MAX_OUTPUT characters of it kept."""
+        self.printed.append(text)
+        self.size += len(text)
+        if self.size > 2 * _MAX_OUTPUT:
+            kept = "".join(self.printed)[-_MAX_OUTPUT:]
+            self.printed, self.size = [kept], len(kept)
+        return len(text)
+
+    def output(self) -> str:
+        return "".join(self.printed)[-_MAX_OUTPUT:]
+
+
+_in_call: "contextvars.ContextVar[Optional[_InCall]]" = contextvars.ContextVar(
+    "autocron_call", default=None)
+
+
+def _task_now() -> Optional[_Run]:
+    """In a worker: the task whose code runs here (an async call's, or the one synchronous
+    call's); None outside a task."""
+    call = _in_call.get()
+    return call.run if call is not None else _running
+
+
+class _CallStream:
+    """sys.stdout or sys.stderr while async calls run together: what a call prints goes to
+    its own output; what is printed outside a call, to the worker's stream. (What a call's
+    subprocesses write to the worker's file descriptors goes to the output of the call
+    that ends next.)"""
+
+    def __init__(self, stream: Any):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        call = _in_call.get()
+        if call is None:
+            return int(self._stream.write(text))
+        if not isinstance(text, str):
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        return call.write(text)
+
+    def writelines(self, lines: Iterable[str]) -> None:
+        for line in lines:
+            self.write(line)
+
+    def __getattr__(self, name: str) -> Any:       # flush, fileno, buffer, encoding ...
+        return getattr(self._stream, name)
+
+
+class _AsyncCalls:
+    """A worker's async def calls, run together on its event loop, and never beside a
+    synchronous call: each starts as it arrives (the pool hands a worker at most
+    async_concurrency of them at once) in an asyncio task of its own, with its own output,
+    current() and progress(); each outcome goes to the pool as the call ends. A _CancelRun
+    (a timeout, cancel(force=True)) cancels one coroutine; a watchdog thread tells the pool
+    when one blocks the loop (_Blocked). It ends when no call runs and the next message is
+    no async call (a synchronous call waits for that)."""
+
+    def __init__(self, state: _WorkerState, functions: dict[Any, Any]):
+        self.state = state
+        self.functions = functions
+        self.loop = _event_loop()
+        self.calls: dict[int, tuple[Any, _Run]] = {}    # task id: its asyncio task, _Run
+        self.stops: dict[int, _CancelRun] = {}   # task id: why it was cancelled
+        self.ended: list[tuple[int, _Outcome]] = []   # outcomes not sent yet
+        self.waits = 0                   # waits for other calls its calls are in
+        self.said_waiting = False        # the pool was told that all its calls wait
+        self.lock = threading.Lock()     # guards waits (threads of calls wait too)
+        self.told_blocked: set[int] = set()   # calls the pool heard block the loop
+        self.over = threading.Event()    # the watchdog ends
+        self.thread = threading.get_ident()
+        self._wake: Any = None           # an asyncio.Event the reader thread sets
+
+    def wake_up(self) -> None:
+        """From the reader thread: a message came (a call, a cancel, an acknowledgement)."""
+        with contextlib.suppress(RuntimeError):       # the loop is closed: nothing waits
+            self.loop.call_soon_threadsafe(self._woken)
+
+    def _woken(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
+
+    def run(self, first: _Run) -> None:
+        streams = sys.stdout, sys.stderr
+        _output.begin()
+        sys.stdout, sys.stderr = _CallStream(sys.stdout), _CallStream(sys.stderr)
+        with self.state.ready:
+            self.state.session = self
+        watchdog = threading.Thread(target=self._watch, name="autocron-loop-watch",
+                                    daemon=True)
+        watchdog.start()
         try:
-            payload = _dumps(value)
-        except Exception as error:
-            raise TypeError(f"the return value of {_function_name(func)} cannot be pickled "
-                            f"({type(value).__name__}: {error}); return plain data") from None
+            self.loop.run_until_complete(self._serve(first))
+        finally:
+            self.over.set()
+            with self.state.ready:
+                self.state.session = None
+                self.state.cancels.clear()      # of calls that ended here
+            sys.stdout, sys.stderr = streams
+            self._tell_waiting(False)
+
+    async def _serve(self, first: _Run) -> None:
+        import asyncio      # a worker with an async task has it imported (_event_loop)
+        self._wake = asyncio.Event()
+        self._begin(first)
+        while True:
+            skipped: list[Any] = []
+            taken = []
+            with self.state.ready:
+                while True:
+                    task = self.state.take(False, skipped, only_async=True)
+                    if not isinstance(task, _Run):
+                        break
+                    taken.append(task)
+                cancels, self.state.cancels = self.state.cancels, {}
+            for message in skipped:
+                self.state.reply(message)
+            for task in taken:
+                self.state.reply(self.state.running[task.id][0])
+                self._begin(task)
+            for cancel in cancels.values():
+                self._cancel(cancel)
+            self._send_ended()
+            if not self.calls:
+                return
+            self._wake.clear()
+            await self._wake.wait()
+
+    def _begin(self, task: _Run) -> None:
+        self.state.note(task)
+        self.calls[task.id] = (self.loop.create_task(self._call(task)), task)
+        self._tell_waiting()
+
+    def _cancel(self, cancel: _CancelRun) -> None:
+        call, task = self.calls.get(cancel.id, (None, None))
+        if call is not None and task is not None and task.attempts == cancel.attempts and \
+                cancel.id not in self.stops:
+            self.stops[cancel.id] = cancel
+            call.cancel()
+
+    def _send_ended(self) -> None:
+        ended, self.ended = self.ended, []
+        for task_id, outcome in ended:
+            self.calls.pop(task_id, None)
+            self.stops.pop(task_id, None)
+            with self.state.ready:
+                self.state.finished(task_id, outcome)
+            self.state.reply(_Done(outcome))
+        if ended:
+            self._tell_waiting()
+
+    async def _call(self, task: _Run) -> None:
+        """One async call, in its own asyncio task (and context)."""
+        call = _InCall(task, self)
+        _in_call.set(call)
+        started, retry_on, func = self.state.now(), None, None
         try:
-            summary = _shorten(_safe_text(repr(value)), _MAX_SUMMARY)
-        except BaseException:  # a broken __repr__ must not fail the task
-            summary = f"<{type(value).__name__}>"
-        return _Outcome(task.id, "ready", payload, None, started, now(), _output.collect(),
-                        summary, task.cron)
-    except _DependencyGone as error:
-        return _Outcome(task.id, "error", None, _failure(str(error), DependencyFailed), started,
-                        now(), _output.collect(), None, task.cron, retryable=False)
-    except _JobRetired as error:
-        text = (f"cron job {task.cron} retired: {error}; it starts no more runs (registering "
-                f"it again revives it; autocron cron remove {task.cron} deletes it)")
-        return _Outcome(task.id, "error", None, {"type": "autocron.JobRetired", "message": text,
-                                                 "traceback": ""}, started, now(),
-                        _output.collect(), None, task.cron, retryable=False, retire=True)
-    except BaseException as error:  # the task's own failure, reported as data
-        return _Outcome(task.id, "error", None, _error_info(error), started, now(),
-                        _output.collect(), None, task.cron,
-                        retryable=retry_on is None or isinstance(error, retry_on))
+            func, record = _task_function(task, self.functions, self.state.payload)
+            retry_on = record["retry_on"]
+            try:
+                value = func(*record["args"], **record["kwargs"])
+                if isinstance(value, types.CoroutineType):
+                    value = await value
+            finally:
+                if task.attempts and call.steps:
+                    _tell_unmatched_steps(task, call.steps)
+            outcome = _value_outcome(task, func, value, started, self.state.now(), "")
+        except BaseException as error:      # CancelledError too: a cancel it asked for
+            outcome = _error_outcome(task, error, retry_on, started, self.state.now(), "")
+        stop = self.stops.get(task.id)
+        if stop is not None:        # ended by its timeout or cancel(force=True), as a
+            outcome = outcome._replace(       # synchronous call's (its worker killed) is
+                status="error" if stop.timeout else "cancelled", value=None, summary=None,
+                error=_failure(stop.reason, TaskTimeout if stop.timeout else Cancelled),
+                retryable=stop.timeout)
+        _reporter.flush()
+        printed = call.output() + _output.collect()
+        self.ended.append((task.id, outcome._replace(output=printed[-_MAX_OUTPUT:])))
+        self._wake.set()
+
+    def wait_changes(self, change: int) -> None:
+        """One of its calls (or a thread of one) begins (+1) or ends (-1) a wait for another
+        call: the pool keeps a spare worker while all its calls wait."""
+        with self.lock:
+            self.waits = max(0, self.waits + change)
+        with contextlib.suppress(RuntimeError):
+            self.loop.call_soon_threadsafe(self._tell_waiting)
+
+    def _tell_waiting(self, running: bool = True) -> None:
+        with self.lock:
+            waiting = running and bool(self.calls) and self.waits >= len(self.calls)
+            told, self.said_waiting = self.said_waiting != waiting, waiting
+        if told:
+            self.state.reply(_Waiting(1 if waiting else -1))
+
+    def _watch(self) -> None:
+        """The watchdog thread: ask the loop for an answer every _LOOP_LOOK s; one that
+        does not come within _LOOP_BLOCKED s means a call holds the loop: the pool hears
+        which (once a call)."""
+        answered = threading.Event()
+        while not self.over.wait(_LOOP_LOOK):
+            answered.clear()
+            asked = time.monotonic()
+            try:
+                self.loop.call_soon_threadsafe(answered.set)
+            except RuntimeError:
+                return
+            if answered.wait(_LOOP_BLOCKED) or self.over.is_set():
+                continue
+            task = self._holding_loop()
+            if task is not None and task.id not in self.told_blocked:
+                self.told_blocked.add(task.id)
+                self.state.reply(_Blocked(task.id, time.monotonic() - asked))
+            while not answered.wait(_LOOP_LOOK) and not self.over.is_set():
+                pass
+
+    def _holding_loop(self) -> Optional[_Run]:
+        """The call whose code the loop's thread runs now (found in its stack), if any."""
+        frame = sys._current_frames().get(self.thread)
+        while frame is not None:
+            if frame.f_code is _AsyncCalls._call.__code__:
+                task = frame.f_locals.get("task")
+                return task if isinstance(task, _Run) else None
+            frame = frame.f_back
+        return None
 
 
 def _exit_text(code: Optional[int]) -> str:
@@ -6625,7 +7031,8 @@ class _Task:
     """A claimed task on its way through the pool."""
 
     __slots__ = ("id", "uuid", "cron", "record", "timeout", "priority", "attempts", "returning",
-                 "started", "cancel", "running", "outranked", "forfeit", "queue")
+                 "started", "cancel", "running", "outranked", "forfeit", "queue", "asynchronous",
+                 "stopping", "stop_reason", "stop_ending")
 
     def __init__(self, claimed: _Claimed):
         self.id, self.uuid, self.record, self.cron = claimed.id, claimed.uuid, claimed.record, \
@@ -6639,6 +7046,10 @@ class _Task:
         self.cancel = 0             # 1: withdraw it unless started, 2: stop it in any case
         self.running = False        # its worker said it started it
         self.started = 0.0          # monotonic time the worker said so (timeouts)
+        self.asynchronous = claimed.asynchronous   # it runs beside its worker's async calls
+        self.stopping = 0.0         # an async call: monotonic time its cancel was sent (a
+        self.stop_reason = ""       # timeout, cancel(force=True)), why, and the ending; its
+        self.stop_ending: type = TaskError    # worker ends if it runs _ASYNC_GRACE s more
 
 
 class _Worker:
@@ -6646,7 +7057,7 @@ class _Worker:
 
     __slots__ = ("proc", "tasks", "results", "queue", "retiring", "born", "kill_reason",
                  "kill_ending", "killed_for", "reported", "acknowledged", "told", "closed",
-                 "inbox", "slot", "waiting",
+                 "inbox", "slot", "waiting", "blocked",
                  "init_failed", "initialized")
 
     def __init__(self, database: str, lease: Optional[int] = None,
@@ -6669,7 +7080,13 @@ class _Worker:
         self.init_failed = False    # its initializer failed: it ends without running a task
         self.initialized = False    # it said it is set up (_InitDone)
         self.waiting = 0            # its running task waits for other calls (_Waiting)
+        self.blocked = False        # ended for an async call that blocked its loop: its
+                                    # other calls run again without using a retry
         os.set_blocking(self.results.fileno(), False)    # see _Pool._drain
+
+    def async_only(self) -> bool:
+        """Whether it holds async calls, and nothing else: there is room beside them."""
+        return bool(self.queue) and all(task.asynchronous for task in self.queue)
 
     def kill(self, reason: str, task: "_Task", ending: type) -> None:
         """End the process and what its task started (it cannot be interrupted otherwise)."""
@@ -6688,7 +7105,7 @@ class _Worker:
         self.queue.extend(tasks)
         self._write(b"".join(_frame(pickle.dumps(
             _Run(t.id, t.record, t.cron, self.acknowledged, withdrawals, lease, t.uuid,
-                 t.attempts),
+                 t.attempts, t.asynchronous),
             _PICKLE_PROTOCOL)) for t in tasks))
         self.told = self.acknowledged
 
@@ -6708,6 +7125,16 @@ class _Worker:
         for end in (self.tasks, self.results):
             with contextlib.suppress(OSError):
                 end.close()
+
+
+def _tell_blocked(worker: _Worker, message: _Blocked) -> None:
+    """Log a worker's word that an async call blocks its event loop."""
+    blocker = next((t.uuid for t in worker.queue if t.id == message.id), message.id)
+    _log.warning("autocron task %s has blocked the event loop of worker %d for %.1f s: a "
+                 "blocking call (time.sleep, a synchronous request) inside an async def task "
+                 "stops the worker's %d other async calls meanwhile; await instead, or run it "
+                 "in a thread (asyncio.to_thread)", blocker, worker.proc.pid, message.seconds,
+                 max(0, len(worker.queue) - 1))
 
 
 def _kill_group(proc: "subprocess.Popen[bytes]") -> None:
@@ -7174,11 +7601,15 @@ class _PoolCrew(_PoolState):
             if worker.proc.poll() is None:
                 worker.end()     # a worker never closes its pipe by itself
 
-    def _receive(self, worker: _Worker,
-                 message: "Union[_InitDone, _Started, _Done, _Returned, _Waiting]") -> None:
-        """One message of a worker's: _InitDone, _Started, _Done, _Returned or _Waiting."""
+    def _receive(self, worker: _Worker, message: Union[_InitDone, _Started, _Done,
+                                                       _Returned, _Waiting, _Blocked]) -> None:
+        """One message of a worker's: _InitDone, _Started, _Done, _Returned, _Waiting or
+        _Blocked."""
         if isinstance(message, _InitDone):
             self._initialized(worker, message.error)
+            return
+        if isinstance(message, _Blocked):
+            _tell_blocked(worker, message)
             return
         if isinstance(message, _Waiting):    # a spare worker meanwhile (_adjust_workers)
             worker.waiting = max(0, worker.waiting + message.change)
@@ -7265,6 +7696,15 @@ class _PoolCrew(_PoolState):
                 self._settle_unstarted(task)
             elif task.id == worker.killed_for and task.cancel == 2:
                 self._end(task, "cancelled", "cancelled while running", ending=Cancelled)
+            elif worker.blocked and task.id != worker.killed_for:
+                # ended for another call's sake: it runs again, and no retry is used
+                blocker = next((t.uuid for t in worker.queue if t.id == worker.killed_for),
+                               "")
+                text = (f"interrupted: its worker was ended because the async call {blocker} "
+                        "blocked its event loop; it runs again without using a retry")
+                self._report(_Outcome(task.id, "error", error=_failure(text, WorkerLost),
+                                      finished=self.store.now(), cron=task.cron, free=True),
+                             task)
             else:
                 killed = task.id == worker.killed_for
                 text = worker.kill_reason if killed else _exit_text(code)
@@ -7411,9 +7851,58 @@ class _PoolCrew(_PoolState):
         self._workers = []
         self._end_orphans()
 
+class _PoolPlaces(_PoolState):
+    """The pool's part that decides where calls go: how many a worker holds, the places of
+    each kind a claim fills (_assign), calls handed back placed again, and calls taken back
+    from busy workers for idle ones."""
+
+    def _depth(self) -> int:
+        """How many tasks a worker holds: more while the recent ones were quick."""
+        return _PREFETCH_QUICK if self._run_time < _QUICK_TASK else _PREFETCH
+
+    def _held(self) -> dict[str, tuple[int, int]]:
+        """{queue: (the calls this pool's workers hold, those not started yet)}: an SQLite
+        file's only pool holds them all (its limits count them)."""
+        held: dict[str, tuple[int, int]] = {}
+        for worker in self._workers:
+            for task in worker.queue:
+                count, waiting = held.get(task.queue, (0, 0))
+                held[task.queue] = (count + 1, waiting + (not task.running))
+        return held
+
+    def _places(self) -> list[tuple[_Worker, str]]:
+        """A worker for every task the workers can take now, and the kind of place (_assign):
+        idle workers first; then room beside workers' async calls, up to async_concurrency
+        each, taken in turn; then places behind a running call; last, one behind each
+        worker's async calls, for a synchronous call (that worker then takes no more async
+        calls until it has run it: a flood of async calls never starves the others)."""
+        active = [w for w in self._workers if not w.retiring and not w.closed and not w.waiting]
+        places = [(w, _IDLE) for w in active if not w.queue]
+        most = int(self._settings["async_concurrency"])
+        beside = [w for w in active if w.async_only()]
+        rooms = [[(w, _ROOM)] * (most - len(w.queue)) for w in beside]
+        places += [p for turn in itertools.zip_longest(*rooms) for p in turn if p is not None]
+        for depth in range(1, self._depth()):
+            places += [(w, _BEHIND) for w in active
+                       if not w.async_only() and max(len(w.queue), 1) <= depth]
+        return places + [(w, _AFTER_ASYNC) for w in beside]
+
+    def _place_returned(self, places: list[tuple[_Worker, str]]) -> list[Any]:
+        """Give the tasks that workers handed back places of their kinds (as _assign
+        would); [(worker, task)], and the places used are gone from `places`."""
+        placed = []
+        for task in list(self._returned):
+            order = _ROOM + _IDLE if task.asynchronous else _IDLE + _BEHIND + _AFTER_ASYNC
+            found = next((i for kind in order for i, place in enumerate(places)
+                          if place[1] == kind), None)
+            if found is not None:
+                self._returned.remove(task)
+                placed.append((places.pop(found)[0], task))
+        return placed
+
     def _take_back(self, worker: _Worker, task: "_Task") -> None:
         """Ask a worker for a task it holds; it answers "returned" unless it started it."""
-        if not task.returning:
+        if not task.returning and not task.running:
             task.returning = True
             worker.send(_Return(task.id))
 
@@ -7422,8 +7911,8 @@ class _PoolCrew(_PoolState):
         idle = sum(1 for w in self._workers if not w.queue and not w.retiring and not w.closed)
         for worker in self._workers:
             for task in worker.queue[1:]:
-                if idle and not task.returning:
-                    self._take_back(worker, task)
+                if idle and not task.returning and not task.running:   # not an async call
+                    self._take_back(worker, task)                       # running beside
                     idle -= 1
 
 
@@ -7432,7 +7921,7 @@ class _PoolWrites(_PoolState):
     transaction with the next claim (the batch is taken, and given back if the commit
     fails), outcomes the pool decides itself, and the acknowledgements to the workers."""
 
-    def _commit(self, pids: list[Any], crons_due: bool, idle: int = 0) -> list[Any]:
+    def _commit(self, pids: list[Any], crons_due: bool, kinds: str = "") -> list[Any]:
         """Write what the round learnt and claim a task for each worker pid; the claimed rows.
 
         Nothing learnt is dropped when the write fails: a busy database is tried again a
@@ -7459,7 +7948,7 @@ class _PoolWrites(_PoolState):
                     self._pg_listener.sweep = False
                     self.store.sweep_dependents(con, now)
                 claimed = self.store.claim(con, now, pids, self._init.queues,
-                                           self._held(), idle) if pids else []
+                                           self._held(), kinds) if pids else []
         except Exception as error:
             self._batch.restore(batch)
             if _weather(error) or not outcomes or not self._store_one_by_one():
@@ -7575,24 +8064,52 @@ class _PoolDeadlines(_PoolState):
     def _enforce_timeouts(self) -> None:
         now = self._clock()
         for worker in self._workers:
-            head = worker.queue[0] if worker.queue else None
-            if head is not None and head.timeout and head.running and \
-                    now - head.started >= head.timeout:
-                self._kill(worker, head, f"timed out after {head.timeout:g} s", TaskTimeout)
+            for task in [t for t in worker.queue if t.running]:
+                if task.stopping and now - task.stopping >= _ASYNC_GRACE:
+                    self._end_blocked(worker, task)
+                elif task.timeout and not task.stopping and now - task.started >= task.timeout:
+                    self._kill(worker, task, f"timed out after {task.timeout:g} s", TaskTimeout)
 
     def _kill(self, worker: _Worker, task: "_Task", reason: str, ending: type) -> None:
-        """Kill the worker running `task`, unless its pipe says the task has just ended."""
+        """Stop a running task: an async call is cancelled alone (its worker and its other
+        calls go on), any other call is ended with its worker (unless its pipe says the task
+        has just ended)."""
         self._drain(worker)
-        if worker.queue and worker.queue[0] is task:
+        if task not in worker.queue or not task.running:
+            return
+        if task.asynchronous:
+            if not task.stopping:
+                task.stopping, task.stop_reason, task.stop_ending = self._clock(), reason, ending
+                worker.send(_CancelRun(task.id, task.attempts, reason, ending is TaskTimeout))
+        elif worker.queue[0] is task:
             worker.kill(reason, task, ending)
 
+    def _end_blocked(self, worker: _Worker, task: "_Task") -> None:
+        """An async call cancelled _ASYNC_GRACE s ago still runs: its coroutine holds the
+        event loop (a blocking call inside it), which nothing but the worker's end stops.
+        Its other calls run again without using a retry (_bury)."""
+        self._drain(worker)
+        if task not in worker.queue or worker.kill_reason:
+            return
+        others = sum(1 for t in worker.queue if t.running) - 1
+        _log.error("autocron task %s did not end %g s after it was cancelled (%s): a blocking "
+                   "call inside the async def task holds its event loop; worker %d is ended, "
+                   "and its %d other running calls run again without using a retry",
+                   task.uuid, _ASYNC_GRACE, task.stop_reason, worker.proc.pid, others)
+        worker.blocked = True
+        worker.kill(f"{task.stop_reason}, and its event loop stayed blocked {_ASYNC_GRACE:g} s "
+                    "after it was cancelled (a blocking call inside the async def task): its "
+                    "worker was ended", task, task.stop_ending)
+
     def _next_timeout(self) -> Optional[float]:
-        ends = [w.queue[0].started + w.queue[0].timeout for w in self._workers
-                if w.queue and w.queue[0].timeout and w.queue[0].running]
+        ends = [t.stopping + _ASYNC_GRACE if t.stopping else t.started + t.timeout
+                for w in self._workers for t in w.queue
+                if t.running and (t.timeout or t.stopping)]
         return max(0.0, min(ends) - self._clock()) if ends else None
 
 
-class _Pool(_PoolWrites, _PoolCrew, _PoolDeadlines, _PoolLease, _PoolWakeups):
+class _Pool(_PoolWrites, _PoolPlaces, _PoolCrew, _PoolDeadlines, _PoolLease,
+            _PoolWakeups):
     """The worker processes of one database and the dispatcher that feeds them; it runs in
     the pool manager process (see _manager_main).
 
@@ -7603,8 +8120,9 @@ class _Pool(_PoolWrites, _PoolCrew, _PoolDeadlines, _PoolLease, _PoolWakeups):
     and a worker forgets its outcomes only once the pool acknowledges them.
 
     Its parts, each a class of one job: _PoolWakeups (waiting), _PoolLease (its right to
-    run, and outages), _PoolDeadlines (timeouts), _PoolCrew (the workers), _PoolWrites (the
-    commit of a round's batch); here: the state they share, the run loop and the round.
+    run, and outages), _PoolDeadlines (timeouts), _PoolCrew (the workers), _PoolPlaces
+    (where calls go), _PoolWrites (the commit of a round's batch); here: the state they
+    share, the run loop and the round.
     """
 
     def __init__(self, store: _Store, owner: int, notices: _Connection,
@@ -7798,29 +8316,6 @@ class _Pool(_PoolWrites, _PoolCrew, _PoolDeadlines, _PoolLease, _PoolWakeups):
             self._news, self._dry = True, False
         self._clock_seen = now
 
-    def _depth(self) -> int:
-        """How many tasks a worker holds: more while the recent ones were quick."""
-        return _PREFETCH_QUICK if self._run_time < _QUICK_TASK else _PREFETCH
-
-    def _held(self) -> dict[str, tuple[int, int]]:
-        """{queue: (the calls this pool's workers hold, those not started yet)}: an SQLite
-        file's only pool holds them all (its limits count them)."""
-        held: dict[str, tuple[int, int]] = {}
-        for worker in self._workers:
-            for task in worker.queue:
-                count, waiting = held.get(task.queue, (0, 0))
-                held[task.queue] = (count + 1, waiting + (not task.running))
-        return held
-
-    def _places(self) -> list[Any]:
-        """A worker for every task the workers can take now: idle workers first, then places
-        behind a running task."""
-        active = [w for w in self._workers if not w.retiring and not w.closed and not w.waiting]
-        places = [w for w in active if not w.queue]
-        for depth in range(1, self._depth()):
-            places += [w for w in active if max(len(w.queue), 1) <= depth]
-        return places
-
     def _round(self) -> None:
         """Collect what the workers report; in one transaction write it and claim the next
         tasks; hand them out."""
@@ -7839,9 +8334,7 @@ class _Pool(_PoolWrites, _PoolCrew, _PoolDeadlines, _PoolLease, _PoolWakeups):
         # counted when it got the task): claiming then would only cut batches smaller.
         news, self._news = self._news, False
         places = [] if self._stopping or not news else self._places()
-        placed = []
-        while places and self._returned:
-            placed.append((places.pop(0), self._returned.pop(0)))
+        placed = self._place_returned(places) if places and self._returned else []
         # In an outage a commit is tried even with nothing to write: the one that works ends
         # it, and lets the workers start tasks again.
         pending = self._batch.due(self._clock()) or self._outage is not None
@@ -7850,11 +8343,14 @@ class _Pool(_PoolWrites, _PoolCrew, _PoolDeadlines, _PoolLease, _PoolWakeups):
             due = self.store.anything_due(self.store.now())
         claimed = []
         if (pending or any(due)) and self._clock() >= self._retry_at:
-            pids = [w.proc.pid for w in places] if any(due) else []
-            claimed = self._commit(pids, due[1], _idle_places(places, placed))
-            if pids:
-                self._dry = len(claimed) < len(pids)
-        placed += [(place, _Task(row)) for place, row in zip(places, claimed)]
+            pids = [w.proc.pid for w, _ in places] if any(due) else []
+            kinds = "".join(kind for _, kind in places)
+            claimed = self._commit(pids, due[1], kinds)
+            if pids:       # fewer than asked: none is due, unless only async calls fit
+                self._dry = len(claimed) < len(pids) and _ROOM not in kinds
+            if any(row.asynchronous for row in claimed):
+                self._news = True      # room beside them: the next round fills it
+        placed += [(places[row.place][0], _Task(row)) for row in claimed]
         handed: dict[Any, Any] = {}
         for worker, task in placed:
             handed.setdefault(worker, []).append(task)
@@ -7886,7 +8382,7 @@ class _Pool(_PoolWrites, _PoolCrew, _PoolDeadlines, _PoolLease, _PoolWakeups):
                     continue
                 task.cancel = level
                 if task.running and level == 2:
-                    self._kill(worker, task, "cancelled", Cancelled)
+                    self._kill(worker, task, "cancelled while running", Cancelled)
                 elif task.running:
                     self._batch.refused.append(task.id)
                 else:                       # the worker gives it back, or says it started
@@ -8272,7 +8768,8 @@ _state = _State()
 
 def start(database: Optional[_Database] = None, workers: Optional[int] = None,
           synchronous: Optional[str] = None, initializer: Optional[Callable[..., Any]] = None,
-          initargs: Iterable[Any] = (), queues: Optional[Iterable[str]] = None) -> bool:
+          initargs: Iterable[Any] = (), async_concurrency: Optional[int] = None,
+          queues: Optional[Iterable[str]] = None) -> bool:
     """Make autocron active in this process and start the worker pool of `database`.
 
     `database` is an SQLite file (created if missing) or a postgresql:// URL (psycopg 3:
@@ -8292,6 +8789,10 @@ def start(database: Optional[_Database] = None, workers: Optional[int] = None,
     or runs past 60 s, no worker starts for a pause (1 s, doubling up to 5 minutes) while
     calls wait; the log, `autocron info` and the dashboard say why.
 
+    `async_concurrency`: how many async def calls one worker runs at once on its event loop
+    (default 100; stored like `workers`). A worker runs either one synchronous call or up
+    to that many async ones, never both at once.
+
     `queues`: the names of the queues this process's pool serves (None: all); a machine with
     a GPU may serve ["gpu"] alone.
     """
@@ -8301,10 +8802,17 @@ def start(database: Optional[_Database] = None, workers: Optional[int] = None,
                                 or workers < 0):
         raise ValueError(f"workers must be an int, 1 or more (or 0: this process only "
                          f"enqueues), got {workers!r}")
+    if async_concurrency is not None and (
+            isinstance(async_concurrency, bool) or not isinstance(async_concurrency, int) or
+            not 1 <= async_concurrency <= _MOST_ASYNC):
+        raise ValueError(f"async_concurrency must be an int from 1 to {_MOST_ASYNC} (how many "
+                         f"async def calls one worker runs at once; None keeps the stored "
+                         f"number, default 100), got {_shorten(repr(async_concurrency), 40)}")
     if database is None:
         database = os.environ.get("AUTOCRON_DATABASE") or "autocron.db"
     producer = workers == 0
-    workers = None if producer else workers
+    stored = {"workers": None if producer else workers, "synchronous": synchronous,
+              "async_concurrency": async_concurrency}
     init = _initializer_call(initializer, initargs)
     if queues is not None:
         if isinstance(queues, str) or not isinstance(queues, Iterable):
@@ -8326,20 +8834,13 @@ def start(database: Optional[_Database] = None, workers: Optional[int] = None,
             if _state.store.path != _database_key(database):
                 raise AutocronError(f"autocron already runs on {_state.store.path}; call "
                                     "autocron.stop() before starting on another database")
-            if workers is not None:
-                _state.store.set_setting("workers", workers)
-                _wake_pool(_state.store.wake_path)     # the pool reads settings when woken
-            if synchronous is not None:
-                _state.store.set_setting("synchronous", synchronous)
+            _store_settings(_state.store, stored)
             if _state.pool is None and _state.standby is None and not producer:
                 _begin_standby(_state.store)             # a forked child's start()
             return False
         store, last_store = _open_store(database), _state.last_store
         try:
-            if workers is not None:
-                store.set_setting("workers", workers)
-            if synchronous is not None:
-                store.set_setting("synchronous", synchronous)
+            _store_settings(store, stored)
             if store.settings()["disabled"]:
                 _log.info("autocron is disabled in %s; calls run synchronously", store.path)
                 return False
@@ -8362,6 +8863,16 @@ def start(database: Optional[_Database] = None, workers: Optional[int] = None,
             _state.last_store = last_store
             store.close()
             raise
+
+
+def _store_settings(store: _Store, given: dict[str, Any]) -> None:
+    """Store the settings that start() was given (None: keep the stored one); a running
+    pool reads them when woken."""
+    changed = {name: value for name, value in given.items() if value is not None}
+    for name, value in changed.items():
+        store.set_setting(name, value)
+    if changed:
+        _wake_pool(store.wake_path)
 
 
 def _reloading(argv: list[Any], environ: Any) -> bool:
@@ -8649,7 +9160,7 @@ def progress(done: float, total: Optional[float] = None, text: str = "") -> None
                              f"{_shorten(repr(value), 40)}")
     if not isinstance(text, str):
         raise TypeError(f"progress() takes a str for text, got {type(text).__name__}")
-    task = _running
+    task = _task_now()
     if task is not None and _IN_WORKER:
         _reporter.report(task.id, json.dumps([done, total, _shorten(text,
                                                                     _MAX_PROGRESS_TEXT)]))
@@ -8657,7 +9168,7 @@ def progress(done: float, total: Optional[float] = None, text: str = "") -> None
 
 def current() -> "Optional[Result[Any]]":
     """The call that this code runs in (in a task, its threads too); None outside one."""
-    task = _running
+    task = _task_now()
     if task is None or not _IN_WORKER or _worker_store is None:
         return None
     return Result(task.uuid, _worker_store())
@@ -8987,8 +9498,9 @@ class Result(Generic[_T]):
         return self._fetch().attempts
 
     def cancel(self, force: bool = False) -> bool:
-        """Withdraw a waiting task; with `force`, also stop a running one (its worker is
-        terminated and replaced). True if it took effect: the status is then "cancelled".
+        """Withdraw a waiting task; with `force`, also stop a running one (a synchronous
+        call's worker is terminated and replaced; an async call's coroutine is cancelled, its
+        worker goes on). True if it took effect: the status is then "cancelled".
         """
         if self._store is None:
             return False
@@ -9059,9 +9571,10 @@ def _summary(result: "Result[Any]") -> dict[Any, Any]:
 def _check_wait_in_task(result: "Result[Any]", blocking: bool = True) -> None:
     """RuntimeError for a wait in a task that could never end, or (`blocking`: get(),
     wait()) would block its event loop."""
-    if _running is None:
+    running = _task_now()
+    if running is None:
         return
-    if result.uuid == _running.uuid:
+    if result.uuid == running.uuid:
         raise RuntimeError("a task cannot wait for its own call")
     if blocking and "asyncio" in sys.modules and \
             sys.modules["asyncio"]._get_running_loop() is not None:
@@ -9069,7 +9582,7 @@ def _check_wait_in_task(result: "Result[Any]", blocking: bool = True) -> None:
                            "and its neighbours: inside an async def task, await the Result "
                            "instead of calling get()")
     if result._store is not None and result._unfinished() and \
-            result._store.depends_on(result.uuid, _running.id):
+            result._store.depends_on(result.uuid, running.id):
         raise RuntimeError(f"the call {result.uuid} depends on this task, which would wait "
                            "for it forever: return its Result instead of waiting")
 
@@ -9257,7 +9770,7 @@ def _store_in_worker() -> _Store:
     """In a worker: the store that a task's delayed calls go to (tasks start tasks);
     RuntimeError while no task's function runs (the worker imports modules, runs its
     initializer, or a thread of an ended task calls)."""
-    if _running is None or _worker_store is None:
+    if _task_now() is None or _worker_store is None:
         raise RuntimeError("a delayed function was called in a worker while no task runs "
                            "there (while it imports a module or runs the initializer); call "
                            "it from a task, or call its __wrapped__ to run it here")
@@ -9276,12 +9789,12 @@ class _Call:
 
     __slots__ = ("settings", "due", "options", "retry_on", "key", "connection")
 
-    def __init__(self, settings: dict[str, Any]):
+    def __init__(self, settings: dict[str, Any], asynchronous: bool = False):
         self.settings = settings
         self.due = _due_time(*(settings[name] for name in _TIMING))
         self.options = _Options(settings["retries"], settings["retry_delay"],
                                 settings["backoff"], settings["timeout"], settings["priority"],
-                                settings["queue"])
+                                settings["queue"], asynchronous)
         self.retry_on = _retry_classes(settings["retry_on"])
         self.key = settings.get("key")
         if self.key is not None and not callable(self.key):
@@ -9321,7 +9834,7 @@ def _retry_classes(retry_on: Any) -> Optional[tuple[type, ...]]:
 def _delayed(func: Callable[..., Any], settings: dict[str, Any]) -> Any:
     """What delay() and options() return: `func` made to store its calls as `settings` say,
     with .map, .options and __wrapped__ (its attributes copied as functools.wraps does)."""
-    call = _Call(settings)
+    call = _Call(settings, _is_async(func))
     name = _function_name(func)
     bind = _binder(func)
 
@@ -9526,7 +10039,7 @@ def _store_calls(func: Callable[..., Any], name: str, call: _Call, store: _Store
     back), go through add_calls."""
     ref, shipped = _reference(func)
     new = [_new_call(func, ref, args, kwargs, call, store) for args, kwargs in calls]
-    task = _running if _IN_WORKER else None
+    task = _task_now() if _IN_WORKER else None
     due, options = call.due(store), call.options
     if task is None and call.connection is None and not any(
             c.key is not None or c.deps or c.failed for c in new):
@@ -9592,8 +10105,10 @@ def _steps(calls: list[_NewCall], made: list[tuple[tuple[Any, ...], dict[str, An
         except Exception:          # what only the C pickler takes: its pickle
             text = each.record
         digest = hashlib.sha256(text).hexdigest()[:32]
+        call = _in_call.get()        # an async call's own steps, else the one running's
+        counts = call.steps if call is not None else _steps_made
         with _steps_lock:
-            _steps_made[digest] = number = _steps_made.get(digest, 0) + 1
+            counts[digest] = number = counts.get(digest, 0) + 1
         named.append(each._replace(step=f"{digest}:{number}"))
     return named
 
@@ -9724,7 +10239,7 @@ def _run_django_task(path: str, takes_context: bool, args: list[Any],
     from django.utils.module_loading import import_string
     task = import_string(path)
     backend = task.get_backend()
-    current = _running
+    current = _task_now()
     uid = current.uuid if current is not None else ""
     result = backend._result(task, uid, "running", args, kwargs, created=None,
                              started=_clock(), attempts=(current.attempts if current else 0) + 1)
@@ -10286,8 +10801,8 @@ class _Dashboard:
             force = "<input type='hidden' name='force' value='1'>" \
                 if row.status == "running" else ""
             actions = self._form(f"/task/{row.uuid}/cancel", "cancel", force, ask=(
-                "Stop this running task? Its worker is terminated and replaced."
-                if force else ""))
+                "Stop this running task? A synchronous task's worker is terminated and "
+                "replaced; an async task's coroutine is cancelled." if force else ""))
         elif row.status in ("error", "cancelled"):
             actions = self._form(f"/task/{row.uuid}/retry", "retry") + \
                 " stores the same call again, as a new task."
@@ -10953,7 +11468,8 @@ def _info(store: _Store) -> dict[Any, Any]:
         "database": store.path, "schema": store.schema_version(),
         "size_bytes": store.size_bytes(),
         "settings": {"workers": settings["workers"], "result_ttl": settings["result_ttl"],
-                     "disabled": bool(settings["disabled"])},
+                     "disabled": bool(settings["disabled"]),
+                     "async_concurrency": settings["async_concurrency"]},
         "initializer_error": settings["initializer_error"],
         "pool": _pool_state(store),
         "machines": [{"name": m.name, "owner": m.owner, "manager": m.manager,
@@ -10975,7 +11491,7 @@ def _print_info(info: dict[Any, Any]) -> None:
           f"{info['size_bytes'] / 1024:.0f} KiB)")
     state = "disabled" if settings["disabled"] else "enabled"
     print(f"settings   workers {settings['workers']}, result-ttl {settings['result_ttl']} s, "
-          f"{state}")
+          f"async-concurrency {settings['async_concurrency']}, {state}")
     if pool["running"]:
         print(f"pool       running: owner pid {pool['owner']}, manager pid {pool['manager']}, "
               f"worker pids "
@@ -11151,6 +11667,11 @@ def _command_set(args: Any) -> int:
         _wake_pool(store.wake_path)
         print(f"workers set to {args.value}; the running pool (owner pid {pool['owner']}) "
               "adjusts within a few seconds")
+    elif key == "async_concurrency":
+        _wake_pool(store.wake_path)
+        print(f"async-concurrency set to {args.value}; the running pool (owner pid "
+              f"{pool['owner']}) hands out async calls by it within a few seconds (calls "
+              "running past it end as they do)")
     else:
         print(f"result-ttl set to {args.value} s; the running pool (owner pid {pool['owner']}) "
               "applies it at its next cleanup, within a minute")
@@ -11306,15 +11827,21 @@ def _parser() -> Any:
                     value = _positive_int(value)
                 except argparse.ArgumentTypeError as error:
                     parser.error(f"argument value: {error}")
+                if namespace.setting == "async-concurrency" and value > _MOST_ASYNC:
+                    parser.error(f"argument value: async-concurrency is at most {_MOST_ASYNC}, "
+                                 f"got {value}")
             setattr(namespace, self.dest, value)
 
-    setting = command(commands, "set", "change a setting (workers, result-ttl, synchronous)",
-                      _command_set)
-    setting.add_argument("setting", choices=("workers", "result-ttl", "synchronous"))
+    setting = command(commands, "set", "change a setting (workers, result-ttl, synchronous, "
+                      "async-concurrency)", _command_set)
+    setting.add_argument("setting", choices=("workers", "result-ttl", "synchronous",
+                                             "async-concurrency"))
     setting.add_argument("value", action=SettingValue,
                          help="a positive whole number (result-ttl: seconds, 0 keeps results "
-                              "until purged); for synchronous: normal (a call survives a "
-                              "crash of the application) or full (also power loss)")
+                              "until purged; async-concurrency: async def calls a worker runs "
+                              f"at once, at most {_MOST_ASYNC}); for synchronous: normal (a "
+                              "call survives a crash of the application) or full (also power "
+                              "loss)")
     command(commands, "disable", "make start() start nothing; calls run synchronously",
             lambda args: _command_enable(args, True))
     command(commands, "enable", "undo disable", lambda args: _command_enable(args, False))

@@ -1497,6 +1497,86 @@ async def async_cron_job():
     return "ran async"
 
 
+def running_marks(folder, kind="async"):
+    """The calls of a kind that mark themselves running in `folder` now."""
+    return sorted(path.name for path in Path(folder).glob(f"{kind}-*"))
+
+
+@autocron.delay
+async def rendezvous(folder, name, expected, seconds=60.0):
+    """Mark itself running, print, and wait until `expected` calls run at once (or
+    `seconds`: calls run one after another never meet); how many it saw at most, its
+    worker, its own id and the progress it reported, as current() tells them."""
+    mark = Path(folder, f"async-{name}")
+    mark.write_text("")
+    print(f"{name} began")
+    autocron.progress(name, 100, f"call {name}")
+    most, end = 0, time.monotonic() + seconds
+    while time.monotonic() < end:
+        most = max(most, len(running_marks(folder)))
+        if most >= expected:
+            break
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)
+    most = max(most, len(running_marks(folder)))
+    print(f"{name} ended", file=sys.stderr)
+    mark.unlink()
+    return most, os.getpid(), autocron.current().uuid
+
+
+@autocron.delay
+async def async_nap(folder, name, seconds):
+    """Mark itself running for `seconds`; whether a synchronous call ran meanwhile."""
+    mark = Path(folder, f"async-{name}")
+    mark.write_text("")
+    await asyncio.sleep(seconds)
+    mark.unlink()
+    return bool(running_marks(folder, "sync")), time.time()
+
+
+@autocron.delay
+def sync_look(folder, name):
+    """A synchronous call: the async calls running beside it (none may), and its end."""
+    mark = Path(folder, f"sync-{name}")
+    mark.write_text("")
+    seen = running_marks(folder)
+    time.sleep(0.05)
+    seen += running_marks(folder)
+    mark.unlink()
+    return seen, time.time()
+
+
+@autocron.delay
+async def async_sleeper(folder, name, seconds=300.0):
+    """Sleep (awaiting) until cancelled; note the cancel in `folder`."""
+    Path(folder, f"async-{name}").write_text("")
+    try:
+        await asyncio.sleep(seconds)
+    except asyncio.CancelledError:
+        Path(folder, f"cancelled-{name}").write_text("")
+        raise
+    return "slept"
+
+
+@autocron.delay
+async def loop_blocker(folder, seconds=300.0):
+    """An async call that blocks its event loop (time.sleep inside async def)."""
+    Path(folder, "async-blocker").write_text("")
+    await asyncio.sleep(0.2)         # its neighbours start meanwhile
+    time.sleep(seconds)
+    return "woke"
+
+
+@autocron.delay
+async def async_count(folder, name, seconds=0.5):
+    """Note each run of it in `folder`, then wait a moment; its value."""
+    with open(Path(folder, f"runs-{name}"), "a") as file:
+        file.write("run\n")
+    Path(folder, f"async-{name}").write_text("")
+    await asyncio.sleep(seconds)
+    return name
+
+
 # ---- helpers for the runtime tests ---------------------------------------------------------
 
 
@@ -1693,6 +1773,40 @@ def pool(database):
 class TestPolicy:
     """When a failed task runs again and when a cron job is next due: plain functions of plain
     values, which the pool applies before it hands the store what to write."""
+
+    def test_claimed_calls_go_to_places_of_their_kind(self):
+        def row(name, asynchronous=False, queue="default"):
+            return (name, asynchronous, queue)
+        rows = [row("s1"), row("a1", True), row("s2"), row("a2", True), row("m", queue="mail")]
+        # places: an idle worker, two rooms beside async calls, one behind a running call,
+        # one behind async calls
+        chosen = autocron._assign(rows, "irrba", {"mail": 1})
+        assert [(place, r[0]) for place, r in chosen] == [(0, "s1"), (1, "a1"), (3, "s2"),
+                                                          (2, "a2")]   # no idle left for "m"
+        # a limited call only to an idle worker, and no more than its allowance
+        chosen = autocron._assign([row("m1", queue="mail"), row("m2", queue="mail"),
+                                   row("s")], "iib", {"mail": 1})
+        assert [(place, r[0]) for place, r in chosen] == [(0, "m1"), (1, "s")]
+        # an async call never waits behind a running call (its worker would run it beside);
+        # a synchronous one takes no room beside async calls
+        assert autocron._assign([row("a", True)], "ba", {}) == []
+        assert autocron._assign([row("s")], "rr", {}) == []
+        assert [p for p, _ in autocron._assign([row("a", True, "mail")], "ir", {"mail": 1})] \
+            == [1]
+        assert autocron._plain_places("iibb") and not autocron._plain_places("ira")
+
+    def test_a_window_of_one_kind_looks_for_the_other(self):
+        flood = [(n, True, "default") for n in range(8)]
+        assert autocron._kinds_missing(flood, "rrra") == [(False, 1)]
+        assert autocron._kinds_missing([(n, False, "q") for n in range(8)], "rrb") == [
+            (True, 2)]
+        assert autocron._kinds_missing(flood[:4] + [(9, False, "q")], "rrra") == []
+
+    def test_a_call_interrupted_for_another_s_sake_runs_again_at_once_and_free(self):
+        free = autocron._Outcome(7, "error", error={"message": "x"}, free=True,
+                                 retryable=False)
+        (decided,) = autocron._decide_retries([free], {}, 50.0)
+        assert decided.retry_at == 50.0
 
     def test_a_retry_waits_the_delay_times_the_backoff_per_earlier_attempt(self):
         assert autocron._retry_due(1, 3, 10, 2.0, 1000.0) == 1010.0
@@ -2027,7 +2141,8 @@ class TestStore:
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
         assert stat.S_IMODE(os.stat(path.parent).st_mode) == 0o700
         assert store.settings() == {"workers": 1, "result_ttl": 1800, "disabled": 0,
-                                    "synchronous": "normal", "initializer_error": None}
+                                    "synchronous": "normal", "initializer_error": None,
+                                    "async_concurrency": 100}
 
     def test_refuses_a_database_other_users_can_write(self, tmp_path):
         path = tmp_path / "shared.db"
@@ -3044,13 +3159,14 @@ class TestStartLog:
             log.note(0, 1, self.run(7), 100.5)
             log.note(1, 1, self.run(8, 2, "ffffffffffffffff"), 101.0)
             log.note(0, 2, self.run(9, 1), 102.0)
-            log.note(0, 1 + log.RING, self.run(10), 103.0)     # the first one's place
+            log.note(0, 1, self.run(10), 103.0)        # the first one's entry, used again
             assert sorted(log.starts()) == [
                 (8, "ffffffffffffffff", 2, 101.0), (9, "00000000000000ab", 1, 102.0),
                 (10, "00000000000000ab", 0, 103.0)]
             size = os.path.getsize(tmp_path / "x.lock")
             log.reserve(1)                                       # never smaller
-            assert os.path.getsize(tmp_path / "x.lock") == size == log.START + 2 * 8192
+            assert os.path.getsize(tmp_path / "x.lock") == size == \
+                log.START + 2 * log.RING * log.ENTRY.size
         finally:
             log.close()
 
@@ -3129,7 +3245,8 @@ class TestStartLog:
         store.start_log().reserve(1)
         state.inbox.append(autocron._Run(task.id, b"", None, 0, uuid=task.uuid))
         state.sent = autocron._StartLog.RING
-        state.unacknowledged = [(n + 1, None) for n in range(autocron._StartLog.RING)]
+        state.unacknowledged = [(n + 1, None, n) for n in range(autocron._StartLog.RING)]
+        state.free_entries = []
         with state.ready:
             assert state.take(False, []) is None and len(state.inbox) == 1
             state.acknowledged(1)                            # one entry is free again
@@ -3229,6 +3346,49 @@ class TestDispatcher:
         assert row[:2] == ("error", 1)
         assert json.loads(row[2])["message"] == "timed out after 5 s"
         assert len(pool.workers) == 2 and pool.workers[1].proc.returncode is None
+
+    def test_an_async_worker_takes_calls_up_to_async_concurrency_and_then_a_sync_one(
+            self, dispatcher):
+        pool = dispatcher(workers=1)
+        pool.store.set_setting("async_concurrency", 3)
+        pool.pool._settings = pool.store.settings()
+        calls = store_calls(pool.store, *[autocron._Options(asynchronous=True)] * 5,
+                            autocron._Options())
+        pool.round()
+        (worker,) = pool.workers
+        assert [(m.id, m.asynchronous) for m in worker.runs() if type(m) is autocron._Run] \
+            == [(calls[0], True)]
+        worker.say(autocron._Started(calls[0], autocron._clock()))
+        pool.round()        # room beside it for two more, and a place after them for the
+        assert TestDispatcher.ids(worker.runs()) == calls[1:3] + [calls[5]]    # sync call
+        worker.say(*[autocron._Started(task, autocron._clock()) for task in calls[1:3]])
+        worker.say(autocron._Done(autocron._Outcome(calls[0], "ready", pickle.dumps(1))))
+        pool.round()           # a call ended, but a sync call waits: no async one beside
+        assert TestDispatcher.ids(worker.runs()) == []
+
+    def test_an_async_call_past_its_timeout_is_cancelled_alone_then_its_worker_ended(
+            self, dispatcher):
+        pool = dispatcher(workers=1)
+        timed, other = store_calls(pool.store, autocron._Options(timeout=5, asynchronous=True),
+                                   autocron._Options(asynchronous=True))
+        pool.round()
+        (worker,) = pool.workers
+        worker.say(autocron._Started(timed, autocron._clock()))
+        pool.round()
+        worker.say(autocron._Started(other, autocron._clock()))
+        pool.later(5.1)
+        assert worker.runs()[-1] == autocron._CancelRun(timed, 0, "timed out after 5 s", True)
+        assert worker.proc.returncode is None
+        pool.later(4.8)
+        assert worker.proc.returncode is None      # its coroutine may still end
+        pool.later(0.3)
+        assert worker.proc.returncode == -9 and "event loop stayed blocked 5 s" in \
+            worker.kill_reason
+        pool.round()                              # buried: the blocker fails, the other waits
+        rows = query(pool.store.path, "SELECT status, attempts, error FROM tasks ORDER BY id")
+        assert [row[:2] for row in rows] == [("error", 1), ("waiting", 0)]
+        assert json.loads(rows[0][2])["message"].startswith(
+            "timed out after 5 s, and its event loop stayed blocked 5 s")
 
     def test_a_failed_commit_gives_the_batch_back_and_it_is_written_once(self, dispatcher,
                                                                          small_disk):
@@ -4094,10 +4254,7 @@ class TestTaskOptions:
         assert add.options().__wrapped__ is add.__wrapped__
 
     def test_the_readme_s_per_call_options_run_as_written(self, tmp_path):
-        (tmp_path / "options.py").write_text(readme_file("options.py"))
-        done = run_python("import runpy; runpy.run_path('options.py', run_name='__main__')",
-                          cwd=tmp_path)
-        assert done.returncode == 0, done.stderr
+        done = run_readme_example(tmp_path, "options.py")
         assert done.stdout.splitlines() == [
             "sent to ada@example.org", "waiting", "True",
             "__main__.send_mail(): got an unexpected keyword argument 'schedule'; nothing was "
@@ -4245,25 +4402,16 @@ class TestTaskOptions:
         assert len(rows) == 40 and {count for _, count in rows} == {1}
 
     def test_the_readme_s_fan_out_example_runs_as_written(self, tmp_path):
-        (tmp_path / "fanout.py").write_text(readme_file("fanout.py"))
-        done = run_python("import runpy; runpy.run_path('fanout.py', run_name='__main__')",
-                          cwd=tmp_path, timeout=120)
-        assert done.returncode == 0, done.stderr
+        done = run_readme_example(tmp_path, "fanout.py")
         assert done.stdout == "43\n", done.stdout
 
     def test_the_readme_s_pipeline_example_runs_as_written(self, tmp_path):
-        (tmp_path / "pipeline.py").write_text(readme_file("pipeline.py"))
-        done = run_python("import runpy; runpy.run_path('pipeline.py', run_name='__main__')",
-                          cwd=tmp_path, timeout=120)
-        assert done.returncode == 0, done.stderr
+        done = run_readme_example(tmp_path, "pipeline.py")
         assert done.stdout == "2 pages, 43 bytes\nits dependency __main__.fetch failed\n", \
             done.stdout
 
     def test_the_readme_s_progress_example_runs_as_written(self, tmp_path):
-        (tmp_path / "progress.py").write_text(readme_file("progress.py"))
-        done = run_python("import runpy; runpy.run_path('progress.py', run_name='__main__')",
-                          cwd=tmp_path)
-        assert done.returncode == 0, done.stderr
+        done = run_readme_example(tmp_path, "progress.py")
         assert done.stdout == "True (2, 2, 'https://example.org/b')\n", done.stdout
 
     def test_connection_is_for_postgresql(self, tmp_path, postgres_server):
@@ -4751,10 +4899,9 @@ class TestDurableSteps:
                                      for step in ("d1:1", "d2:1", "d2:2")], 0.0,
                                parent=row)
         monkeypatch.setattr(autocron, "_worker_store", lambda: store)
-        monkeypatch.setattr(autocron, "_steps_made", {"d2": 1, "d3": 1})
         task = autocron._Run(row, record, None, 0, uuid=parent, attempts=1)
         with caplog.at_level(logging.WARNING, "autocron"):
-            autocron._tell_unmatched_steps(task)
+            autocron._tell_unmatched_steps(task, {"d2": 1, "d3": 1})
         assert (f"task {parent} ran again and did not make 2 of the calls its earlier "
                 f"attempt made; they keep running: {made[0][0]}, {made[2][0]}") \
             in caplog.text
@@ -4905,10 +5052,7 @@ class TestLimits:
         assert starts[-1] - starts[0] >= 2           # 12 starts take 2 windows at least
 
     def test_the_readme_s_limits_example_runs_as_written(self, tmp_path):
-        (tmp_path / "limits.py").write_text(readme_file("limits.py"))
-        done = run_python("import runpy; runpy.run_path('limits.py', run_name='__main__')",
-                          cwd=tmp_path, timeout=120)
-        assert done.returncode == 0, done.stderr
+        done = run_readme_example(tmp_path, "limits.py")
         assert done.stdout == ("['sent to ada', 'sent to bob', 'sent to eve']\nmail "
                                "{'concurrency': 2, 'rate': '100/minute'}\n"), done.stdout
 
@@ -4960,6 +5104,88 @@ class TestLimits:
             done = cli("limit", "mail", *args, db=database)
             assert done.returncode == 2 and len(done.stderr.splitlines()) == 1, done.stderr
             assert line in done.stderr
+
+
+class TestAsyncConcurrency:
+    """A worker runs up to async_concurrency async def calls at once on its event loop,
+    never beside a synchronous call; a timeout or a forced cancel ends one coroutine."""
+
+    def test_a_worker_runs_up_to_async_concurrency_calls_at_once(self, database, tmp_path):
+        assert autocron.start(database, workers=1, async_concurrency=5) is True
+        assert autocron._state.store.settings()["async_concurrency"] == 5     # stored
+        results = rendezvous.map([str(tmp_path)] * 10, range(10), [5] * 10)
+        values = [r.get(timeout=120) for r in results]     # one after another: 10 minutes
+        assert max(most for most, _, _ in values) == 5                 # together ...
+        assert all(most <= 5 for most, _, _ in values)                  # ... never more
+        assert len({pid for _, pid, _ in values}) == 1
+        assert [uid for _, _, uid in values] == [r.uuid for r in results]
+        assert [r.output for r in results] == [f"{n} began\n{n} ended\n" for n in range(10)]
+        assert [r.progress for r in results] == [(n, 100, f"call {n}") for n in range(10)]
+
+    def test_async_calls_never_run_beside_a_synchronous_one_nor_starve_it(self, database,
+                                                                          tmp_path):
+        assert autocron.start(database, workers=1, async_concurrency=10) is True
+        folder = str(tmp_path)
+        flood = async_nap.map([folder] * 100, range(100), [0.2] * 100)
+        looks = [sync_look(folder, n) for n in range(3)]          # stored after the flood
+        seen = [r.get(timeout=120) for r in looks]
+        naps = [r.get(timeout=120) for r in flood]
+        assert [beside for beside, _ in seen] == [[], [], []]
+        assert not any(beside for beside, _ in naps)
+        assert max(end for _, end in seen) < max(end for _, end in naps)    # not starved
+
+    def test_a_timeout_or_a_forced_cancel_ends_that_coroutine_only(self, database, tmp_path):
+        assert autocron.start(database, workers=1) is True
+        folder = str(tmp_path)
+        others = async_count.map([folder] * 3, ["a", "b", "c"], [3.0] * 3)
+        timed = async_sleeper.options(timeout=1)(folder, "timed")
+        forced = async_sleeper(folder, "forced")
+        wait_until(lambda: len(running_marks(folder)) == 5, 60, "the calls to start")
+        pids = worker_pids()
+        assert forced.cancel(force=True) is True
+        with pytest.raises(autocron.TaskTimeout, match="timed out after 1 s"):
+            timed.get(timeout=60)
+        with pytest.raises(autocron.Cancelled):
+            forced.get(timeout=60)
+        assert [r.get(timeout=60) for r in others] == ["a", "b", "c"]
+        assert (tmp_path / "cancelled-timed").exists() and (tmp_path / "cancelled-forced").exists()
+        assert worker_pids() == pids and len(pids) == 1           # its worker went on
+        assert [r.attempts for r in others] == [1, 1, 1]
+
+    def test_a_coroutine_that_blocks_its_loop_is_logged_and_its_timeout_ends_it(
+            self, database, tmp_path, caplog):
+        assert autocron.start(database, workers=1) is True
+        folder = str(tmp_path)
+        with caplog.at_level(logging.WARNING, "autocron"):
+            neighbours = async_count.map([folder] * 3, ["a", "b", "c"], [3.0] * 3)
+            wait_until(lambda: len(running_marks(folder)) == 3, 60, "the neighbours to start")
+            blocker = loop_blocker.options(timeout=1)(folder)
+            with pytest.raises(autocron.TaskTimeout, match="timed out after 1 s, and its event "
+                                                           "loop stayed blocked 5 s"):
+                blocker.get(timeout=60)
+            assert [r.get(timeout=60) for r in neighbours] == ["a", "b", "c"]
+        assert f"task {blocker.uuid} has blocked the event loop of worker" in caplog.text
+        assert (f"task {blocker.uuid} did not end 5 s after it was cancelled (timed out after "
+                "1 s)") in caplog.text
+        for name in "abc":          # they ran again, and used no retry (they have none)
+            assert (tmp_path / f"runs-{name}").read_text() == "run\nrun\n"
+        assert [r.attempts for r in neighbours] == [1, 1, 1]
+        assert "blocked its event loop; it runs again without using a retry" in \
+            autocron._open_store(database).read(
+                "SELECT errors FROM tasks WHERE id = ?",
+                (autocron._row_key(neighbours[0].uuid)[0],))[0][0]
+
+    def test_the_readme_s_async_example_runs_as_written(self, tmp_path):
+        done = run_readme_example(tmp_path, "naps.py")
+        assert done.stdout == "19900 'woke 7\\n'\n", done.stdout
+
+    def test_async_concurrency_is_checked(self, database):
+        for bad in (0, -1, 1001, 2.5, "5", True):
+            with pytest.raises(ValueError, match="async_concurrency must be an int from 1 to "
+                                                 "1000 .how many async def calls one worker "
+                                                 "runs at once"):
+                autocron.start(database, workers=1, async_concurrency=bad)
+            assert not is_active()
 
 
 class TestNothingLostNothingTwice:
@@ -6885,7 +7111,9 @@ class TestDashboard:
         page.accepted = []
         page.click("[data-action='cancel']")
         page.wait_for_selector("span.cancelled", timeout=30_000)
-        assert page.accepted == ["Stop this running task? Its worker is terminated and replaced."]
+        assert page.accepted == ["Stop this running task? A synchronous task's worker is "
+                                 "terminated and replaced; an async task's coroutine is "
+                                 "cancelled."]
         assert held.status == "cancelled"
 
     def test_retry_from_the_page_runs_the_call_again_linked_to_the_old_task(self, board, page,
@@ -7082,6 +7310,20 @@ class TestDashboard:
         wait_until(lambda: len(worker_pids()) == 2, what="a second worker")
         release.touch()
         assert held.get(timeout=30) == "released"
+
+    def test_a_queue_s_limit_is_set_from_the_queues_page(self, board, page):
+        page.goto(board.base + "queues")
+        assert page.locator("tr[data-queue='default'] td").all_inner_texts()[:2] == [
+            "default", "1"]
+        page.fill("input[name='queue']", "mail")
+        page.fill("input[name='concurrency']", "2")
+        page.fill("input[name='rate']", "10/m")
+        page.click("[data-action='limit']")
+        page.wait_for_selector("tr[data-queue='mail']", timeout=15_000)
+        assert page.locator("tr[data-queue='mail'] td").all_inner_texts() == [
+            "mail", "0", "0", "0", "2", "10/minute"]
+        assert autocron.limit("mail", database=board.database) == {"concurrency": 2,
+                                                                   "rate": "10/minute"}
 
     def test_purge_from_the_page_deletes_the_finished_results(self, board, database):
         secret = page_secret(board.get("/tasks")[1])
@@ -7695,6 +7937,12 @@ class TestAdmin:
                                            "whole number (see autocron next --help)"),
         (["set", "workers", "many"], 2, "autocron set: argument value: 'many' is not a "
                                         "positive whole number (see autocron set --help)"),
+        (["set", "async-concurrency", "0"], 2, "autocron set: argument value: '0' is not a "
+                                               "positive whole number (see autocron set "
+                                               "--help)"),
+        (["set", "async-concurrency", "1001"], 2, "autocron set: argument value: "
+                                                  "async-concurrency is at most 1000, got 1001 "
+                                                  "(see autocron set --help)"),
         (["frobnicate"], 2, "autocron: argument COMMAND: invalid choice: 'frobnicate' (choose "
                             "from 'demo', 'info', 'tasks', 'results', 'set', 'disable', "
                             "'enable', 'purge', 'limit', 'pause', 'resume', 'cron', "
@@ -7739,7 +7987,8 @@ class TestAdmin:
         assert out.returncode == 0, out.stderr
         lines = out.stdout.splitlines()
         assert lines[0].startswith(f"database   {database} (schema 3, ")
-        assert lines[1] == "settings   workers 2, result-ttl 1800 s, enabled"
+        assert lines[1] == "settings   workers 2, result-ttl 1800 s, async-concurrency 100, " \
+            "enabled"
         assert lines[2].startswith(f"pool       running: owner pid {owner.pid}, manager pid ")
         assert lines[3] == ("queue      0 waiting (0 due now), 0 waiting on other calls, 0 "
                             "queued in workers, 0 running")
@@ -7794,6 +8043,11 @@ class TestAdmin:
         out = cli("set", "result-ttl", "60", db=database)
         assert out.stdout == (f"result-ttl set to 60 s; the running pool (owner pid "
                               f"{owner.pid}) applies it at its next cleanup, within a minute\n")
+        out = cli("set", "async-concurrency", "20", db=database)
+        assert out.stdout == (f"async-concurrency set to 20; the running pool (owner pid "
+                              f"{owner.pid}) hands out async calls by it within a few seconds "
+                              "(calls running past it end as they do)\n")
+        assert autocron._open_store(database).settings()["async_concurrency"] == 20
 
     def test_settings_without_a_pool_apply_at_the_next_start(self, tmp_path):
         database = tmp_path / "idle.db"
@@ -7987,7 +8241,8 @@ class TestAdmin:
                                         "whole number (see autocron set --help)"),
         (["set", "durability", "full"], "autocron set: argument setting: invalid choice: "
                                         "'durability' (choose from 'workers', 'result-ttl', "
-                                        "'synchronous') (see autocron set --help)"),
+                                        "'synchronous', 'async-concurrency') (see autocron "
+                                        "set --help)"),
     ])
     def test_bad_settings_are_one_line_and_exit_2(self, tmp_path, args, message):
         database = tmp_path / "bad.db"
@@ -8985,6 +9240,15 @@ RELOADED_TASKS_V2 = """
     def added():
         return "added"
 """
+
+
+def run_readme_example(folder, name):
+    """Run the README's example `name` as written, as a script in `folder`; it must end well."""
+    (folder / name).write_text(readme_file(name))
+    done = run_python(f"import runpy; runpy.run_path({name!r}, run_name='__main__')",
+                      cwd=folder, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done
 
 
 def readme_file(name):
