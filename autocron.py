@@ -1584,8 +1584,10 @@ def _kinds_missing(rows: list[Any], kinds: str) -> list[tuple[bool, int]]:
 def _assign(rows: list[Any], kinds: str, allowed: dict[str, int]) -> list[tuple[int, Any]]:
     """Which of the candidate rows (in order of urgency; each ends with its async flag
     and its queue) a claim takes, and the place each goes to (an index into `kinds`):
-    - an async call goes to room beside other async calls first, else to an idle worker
-      (never behind a running call: its worker would start it beside others);
+    - an async call goes to room beside other async calls; an idle worker takes one only
+      once the synchronous calls of the window have had it (they can run nowhere else,
+      while async calls share rooms); never behind a running call (its worker would start
+      it beside others);
     - a call of a limited queue, only while its allowance (`allowed`, used up as it goes)
       lasts, and only to an idle worker or room: it never waits behind another call;
     - any other call to an idle worker first, then behind a running call, last behind a
@@ -1598,21 +1600,25 @@ def _assign(rows: list[Any], kinds: str, allowed: dict[str, int]) -> list[tuple[
         places.reverse()                # popped from the end: the first place first
     left = dict(allowed)
     chosen: list[tuple[int, Any]] = []
-    for row in rows:
-        asynchronous, queue = row[-2], row[-1]
-        limited = queue in left
-        if limited and left[queue] < 1:
-            continue
-        order = _ROOM + _IDLE if asynchronous else \
-            _IDLE if limited else _IDLE + _BEHIND + _AFTER_ASYNC
-        kind = next((k for k in order if free[k]), None)
-        if kind is None:
-            continue
-        if limited:
-            left[queue] -= 1
-        chosen.append((free[kind].pop(), row))
-        if len(chosen) == len(kinds):
-            break
+    later: list[Any] = []               # async calls that found no room: idle workers next
+    for rows_now, idle_too in ((rows, False), (later, True)):
+        for row in rows_now:
+            asynchronous, queue = row[-2], row[-1]
+            limited = queue in left
+            if limited and left[queue] < 1:
+                continue
+            order = (_ROOM + _IDLE if idle_too else _ROOM) if asynchronous else \
+                _IDLE if limited else _IDLE + _BEHIND + _AFTER_ASYNC
+            kind = next((k for k in order if free[k]), None)
+            if kind is None:
+                if asynchronous and not idle_too:
+                    later.append(row)
+                continue
+            if limited:
+                left[queue] -= 1
+            chosen.append((free[kind].pop(), row))
+            if len(chosen) == len(kinds):
+                return chosen
     return chosen
 
 
@@ -4595,14 +4601,14 @@ class _SqliteStore(_SqliteFile, _SqlitePool, _SharedCalls):
         blocked = [name for name, room in (allowed or {}).items() if room < 1]
         served = "" if queues is None else \
             f" AND coalesce(queue, '{_DEFAULT_QUEUE}') IN ({', '.join('?' * len(queues))})"
-        window = len(pids) if allowed is None and _plain_places(kinds) else 4 * len(pids)
+        window = len(pids) if allowed is None else 4 * len(pids)   # limits skip some
         sql = (f"SELECT id, {_UUID}, record, cron, timeout, priority, attempts, asynchronous "
                f"IS NOT NULL, coalesce(queue, '{_DEFAULT_QUEUE}') FROM tasks WHERE status = "
                f"'waiting' AND due <= ?{served}{_not_in_queues(len(blocked))}{{kind}} ORDER BY "
                "priority DESC, due, id LIMIT ?")
         given = (now, *(queues or ()), *blocked)
         rows = con.execute(sql.format(kind=""), given + (window,)).fetchall()
-        if len(rows) == window > len(pids):
+        if len(rows) == window and not _plain_places(kinds):
             for asynchronous, count in _kinds_missing(rows, kinds):
                 rows += con.execute(sql.format(kind=_KIND_IS[asynchronous]),
                                     given + (count,)).fetchall()
@@ -5529,7 +5535,7 @@ class _PgStore(_PgLink, _PgMachines, _SharedCalls):
                "OF tasks SKIP LOCKED")
         given = (self.lease, _lease_ttl, now, queues and list(queues), queues and list(queues),
                  blocked)
-        window = 4 * len(pids)
+        window = len(pids) if allowed is None else 4 * len(pids)   # limits skip some
         rows = con.execute(sql.format(kind=""), given + (window,)).fetchall()
         if len(rows) == window:
             for asynchronous, count in _kinds_missing(rows, kinds):

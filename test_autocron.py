@@ -1794,6 +1794,12 @@ class TestPolicy:
         assert [p for p, _ in autocron._assign([row("a", True, "mail")], "ir", {"mail": 1})] \
             == [1]
         assert autocron._plain_places("iibb") and not autocron._plain_places("ira")
+        # an idle worker goes to a synchronous call before an async one that came first:
+        # the async one can share rooms, the other runs nowhere else
+        assert [(p, r[0]) for p, r in autocron._assign([row("a", True), row("s")], "i", {})] \
+            == [(0, "s")]
+        assert [p for p, _ in autocron._assign([row("a", True), row("b", True)], "ir", {})] \
+            == [1, 0]
 
     def test_a_window_of_one_kind_looks_for_the_other(self):
         flood = [(n, True, "default") for n in range(8)]
