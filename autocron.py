@@ -2476,8 +2476,7 @@ class _Store(Protocol):
         """One task as a Result reads it, or None."""
         ...
     def attempt_errors(self, uid: str) -> list[Any]:
-        """The errors of a task's failed attempts, the first first ({"type", "message",
-        "traceback"}, those that ran again with "started" and "finished")."""
+        """The errors of a task's failed attempts, first first (_error_info, and times)."""
         ...
     def call_state(self, uid: str) -> Optional[tuple[Any, ...]]:
         """(key, progress JSON, queue, due, waits) of a call, or None."""
@@ -2552,13 +2551,14 @@ class _Store(Protocol):
     def next_due(self, busy: Optional[dict[str, tuple[int, int]]] = None) -> Optional[float]:
         """When the next waiting task is due, if any (one a limit holds back is not)."""
         ...
-    def claim(self, con: Any, now: float, pids: list[Any], queues: Optional[tuple[str, ...]]
-              = None, busy: Optional[dict[str, tuple[int, int]]] = None,
+    def claim(self, con: Any, now: float, pids: list[Any],
+              queues: Optional[tuple[str, ...]] = None,
+              busy: Optional[dict[str, tuple[int, int]]] = None,
               kinds: Optional[str] = None) -> list[Any]:
-        """Hand the most urgent due tasks (of `queues`; None: any) to places of these workers
-        of `kinds` (_assign; None: idle), within the queues' limits (`busy`: the calls this
-        pool holds, by queue; SQLite): [_Claimed]."""
+        """The most urgent due tasks (of `queues`) to these workers' places of `kinds`
+        (_assign), within limits (`busy`: the pool's calls by queue; SQLite): [_Claimed]."""
         ...
+    drained: bool         # the last claim placed every due call it saw: none is left
     def limits(self) -> dict[str, _Limit]:
         """{queue: _Limit} as stored."""
         ...
@@ -3094,6 +3094,7 @@ class _StoreParts:
     version: int
     lock_path: str
     _write: bool
+    drained = False       # the last claim placed every due call it saw (_Store.drained)
 
     if TYPE_CHECKING:       # the doorway's, called by the parts
         def read(self, sql: str, params: Any = ()) -> list[Any]: ...
@@ -4608,11 +4609,13 @@ class _SqliteStore(_SqliteFile, _SqlitePool, _SharedCalls):
                "priority DESC, due, id LIMIT ?")
         given = (now, *(queues or ()), *blocked)
         rows = con.execute(sql.format(kind=""), given + (window,)).fetchall()
-        if len(rows) == window and not _plain_places(kinds):
+        seen = len(rows)
+        if seen == window and not _plain_places(kinds):
             for asynchronous, count in _kinds_missing(rows, kinds):
                 rows += con.execute(sql.format(kind=_KIND_IS[asynchronous]),
                                     given + (count,)).fetchall()
         chosen = _assign(rows, kinds, allowed or {})
+        self.drained = seen < window and len(chosen) == len(rows)
         con.executemany("UPDATE tasks SET status = 'queued', worker = ? WHERE id = ?",
                         [(pids[place], row[0]) for place, row in chosen])
         claimed = [_Claimed._make((*row[:7], bool(row[7]), row[8], place))
@@ -5516,6 +5519,7 @@ class _PgStore(_PgLink, _PgMachines, _SharedCalls):
             f"coalesce(tasks.queue, '{_DEFAULT_QUEUE}'), picked.n - 1", (
                 self.lease, _lease_ttl, now, queues and list(queues), queues and list(queues),
                 len(pids), list(pids), self.machine, self.lease)).fetchall()
+        self.drained = len(rows) < len(pids)
         return [_Claimed(*row[1:]) for row in sorted(rows)]
 
     def _claim_sorted(self, con: Any, now: float, pids: list[Any],
@@ -5537,11 +5541,13 @@ class _PgStore(_PgLink, _PgMachines, _SharedCalls):
                  blocked)
         window = len(pids) if allowed is None else 4 * len(pids)   # limits skip some
         rows = con.execute(sql.format(kind=""), given + (window,)).fetchall()
-        if len(rows) == window:
+        seen = len(rows)
+        if seen == window:
             for asynchronous, count in _kinds_missing(rows, kinds):
                 rows += con.execute(sql.format(kind=_KIND_IS[asynchronous]),
                                     given + (count,)).fetchall()
         taken = _assign(rows, kinds, allowed or {})
+        self.drained = seen < window and len(taken) == len(rows)
         if not taken:
             return []
         rows = con.execute(
@@ -8352,8 +8358,8 @@ class _Pool(_PoolWrites, _PoolPlaces, _PoolCrew, _PoolDeadlines, _PoolLease,
             pids = [w.proc.pid for w, _ in places] if any(due) else []
             kinds = "".join(kind for _, kind in places)
             claimed = self._commit(pids, due[1], kinds)
-            if pids:       # fewer than asked: none is due, unless only async calls fit
-                self._dry = len(claimed) < len(pids) and _ROOM not in kinds
+            if pids:       # every due call it saw placed, and fewer than places: none left
+                self._dry = self.store.drained
             if any(row.asynchronous for row in claimed):
                 self._news = True      # room beside them: the next round fills it
         placed += [(places[row.place][0], _Task(row)) for row in claimed]
