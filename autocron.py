@@ -1554,16 +1554,24 @@ def _allowances(limits: dict[str, _Limit], busy: dict[str, int],
     return allowed
 
 
-# The places a claim fills (claim()'s `kinds`, a letter a place): an idle worker, room
-# beside a worker's async calls (for an async call only), a place behind a running
-# synchronous call, a place behind a worker's async calls (both for a synchronous call only).
-_IDLE, _ROOM, _BEHIND, _AFTER_ASYNC = "i", "r", "b", "a"
+# The places a claim fills (claim()'s `kinds`, a letter a place): an idle worker; room
+# beside a worker's async calls, a place behind a running synchronous call for an async
+# call (both for async calls only); a place behind a running synchronous call, one behind
+# a worker's async calls (both for synchronous calls only).
+_IDLE, _ROOM, _AFTER_SYNC, _BEHIND, _AFTER_ASYNC = "i", "r", "c", "b", "a"
 
 
 def _plain_places(kinds: str) -> bool:
-    """Whether every place of a claim takes any call (idle workers, places behind running
-    calls): the most urgent calls then fill them in order, with no candidate skipped."""
-    return not kinds.strip(_IDLE + _BEHIND)
+    """Whether every place of a claim but idle workers takes synchronous calls only: the
+    most urgent calls can go to the places in order, an async one only to an idle worker."""
+    return not kinds.strip(_IDLE + _BEHIND + _AFTER_ASYNC)
+
+
+def _async_left(rows: list[Any], chosen: list[tuple[int, Any]]) -> bool:
+    """Whether a claim left an async call it saw (`rows`, each ending with its async flag
+    and queue) without a place: the pool then offers places behind synchronous calls."""
+    taken = {id(row) for _, row in chosen}
+    return any(row[-2] and id(row) not in taken for row in rows)
 
 
 def _kinds_missing(rows: list[Any], kinds: str) -> list[tuple[bool, int]]:
@@ -1572,7 +1580,7 @@ def _kinds_missing(rows: list[Any], kinds: str) -> list[tuple[bool, int]]:
     for synchronous ones behind running calls): [(asynchronous, how many)] to look for
     further, so that a flood of one kind never starves the other."""
     missing = []
-    rooms = kinds.count(_ROOM)
+    rooms = kinds.count(_ROOM) + kinds.count(_AFTER_SYNC)
     if rooms and not any(row[-2] for row in rows):
         missing.append((True, rooms))
     sync_places = len(kinds) - rooms
@@ -1586,14 +1594,15 @@ def _assign(rows: list[Any], kinds: str, allowed: dict[str, int]) -> list[tuple[
     and its queue) a claim takes, and the place each goes to (an index into `kinds`):
     - an async call goes to room beside other async calls; an idle worker takes one only
       once the synchronous calls of the window have had it (they can run nowhere else,
-      while async calls share rooms); never behind a running call (its worker would start
-      it beside others);
+      while async calls share rooms), and a place behind a synchronous call last (one a
+      worker: never more than async_concurrency);
     - a call of a limited queue, only while its allowance (`allowed`, used up as it goes)
       lasts, and only to an idle worker or room: it never waits behind another call;
     - any other call to an idle worker first, then behind a running call, last behind a
       worker's async calls.
     A row that finds no place of its kinds is skipped, and later ones may still fit."""
-    free: dict[str, list[int]] = {_IDLE: [], _ROOM: [], _BEHIND: [], _AFTER_ASYNC: []}
+    free: dict[str, list[int]] = {kind: [] for kind in (_IDLE, _ROOM, _AFTER_SYNC, _BEHIND,
+                                                       _AFTER_ASYNC)}
     for place, letter in enumerate(kinds):
         free[letter].append(place)
     for places in free.values():
@@ -1607,8 +1616,10 @@ def _assign(rows: list[Any], kinds: str, allowed: dict[str, int]) -> list[tuple[
             limited = queue in left
             if limited and left[queue] < 1:
                 continue
-            order = (_ROOM + _IDLE if idle_too else _ROOM) if asynchronous else \
-                _IDLE if limited else _IDLE + _BEHIND + _AFTER_ASYNC
+            if asynchronous:        # a limited call never waits behind another
+                order = _ROOM + (_IDLE + ("" if limited else _AFTER_SYNC) if idle_too else "")
+            else:
+                order = _IDLE if limited else _IDLE + _BEHIND + _AFTER_ASYNC
             kind = next((k for k in order if free[k]), None)
             if kind is None:
                 if asynchronous and not idle_too:
@@ -2386,9 +2397,8 @@ class _Store(Protocol):
     """What the rest of the module asks of a store, the one list: _SqliteStore (a file) and
     _PgStore (a schema on a server) implement it (test_both_stores_implement_the_protocol).
     Methods taking `con` run inside the caller's transaction(), so that a round of the pool
-    is one atomic write. The store decides nothing: when a failed task runs again and when a
-    cron job is next due are the policy functions' (records section), which the pool and the
-    callers apply (_write_outcomes, _recover, _withdraw) before they hand it the values."""
+    is one atomic write. The store decides nothing: retries and cron due times are the
+    policy functions' (records section), applied before the store is handed the values."""
 
     # -- where it is, and its kind
     path: str             # what start() compares, messages and info show (no password)
@@ -2559,6 +2569,7 @@ class _Store(Protocol):
         (_assign), within limits (`busy`: the pool's calls by queue; SQLite): [_Claimed]."""
         ...
     drained: bool         # the last claim placed every due call it saw: none is left
+    async_left: bool      # it saw an async call it found no place for
     def limits(self) -> dict[str, _Limit]:
         """{queue: _Limit} as stored."""
         ...
@@ -3095,6 +3106,7 @@ class _StoreParts:
     lock_path: str
     _write: bool
     drained = False       # the last claim placed every due call it saw (_Store.drained)
+    async_left = False    # and it saw an async call it found no place for
 
     if TYPE_CHECKING:       # the doorway's, called by the parts
         def read(self, sql: str, params: Any = ()) -> list[Any]: ...
@@ -4616,6 +4628,7 @@ class _SqliteStore(_SqliteFile, _SqlitePool, _SharedCalls):
                                     given + (count,)).fetchall()
         chosen = _assign(rows, kinds, allowed or {})
         self.drained = seen < window and len(chosen) == len(rows)
+        self.async_left = _async_left(rows, chosen)
         con.executemany("UPDATE tasks SET status = 'queued', worker = ? WHERE id = ?",
                         [(pids[place], row[0]) for place, row in chosen])
         claimed = [_Claimed._make((*row[:7], bool(row[7]), row[8], place))
@@ -5503,23 +5516,33 @@ class _PgStore(_PgLink, _PgMachines, _SharedCalls):
         # Only under a lease that is valid at the server now (held in key-share mode, so
         # that no other machine settles it until this commits): a machine resumed after its
         # lease ran out claims nothing, and takes a new lease (see _Pool._keep_lease).
+        # The k-th most urgent call goes to the k-th place, if that takes its kind (an async
+        # call only an idle worker: _plain_places); a last row counts what was seen.
         rows = con.execute(
             "WITH valid AS (SELECT lease FROM machines WHERE lease = %s AND heartbeat >= "
             f"{_PG_NOW} - %s FOR KEY SHARE), "
-            "picked AS (SELECT id, row_number() OVER (ORDER BY priority DESC, due, id) AS n "
-            "FROM (SELECT id, priority, due FROM tasks WHERE status = 'waiting' AND due <= %s "
+            "picked AS (SELECT id, asynchronous IS NOT NULL AS asy, row_number() OVER (ORDER "
+            "BY priority DESC, due, id) AS n FROM (SELECT id, priority, due, asynchronous "
+            "FROM tasks WHERE status = 'waiting' AND due <= %s "
             f"AND (%s::text[] IS NULL OR coalesce(queue, '{_DEFAULT_QUEUE}') = ANY(%s)) "
             "AND EXISTS (SELECT 1 FROM valid) "
             "ORDER BY priority DESC, due, id LIMIT %s FOR UPDATE SKIP LOCKED) AS due_tasks), "
-            "places AS (SELECT pid, n FROM unnest(%s::integer[]) WITH ORDINALITY AS p(pid, n)) "
-            "UPDATE tasks SET status = 'queued', worker = places.pid, machine = %s, lease = %s "
-            "FROM picked JOIN places USING (n) WHERE tasks.id = picked.id "
-            "RETURNING picked.n, tasks.id, tasks.token || '-' || tasks.id, record, cron, "
-            "timeout, priority, attempts, tasks.asynchronous IS NOT NULL, "
-            f"coalesce(tasks.queue, '{_DEFAULT_QUEUE}'), picked.n - 1", (
+            "places AS (SELECT pid, kind, n FROM unnest(%s::integer[], %s::text[]) WITH "
+            "ORDINALITY AS p(pid, kind, n)), "
+            "moved AS (UPDATE tasks SET status = 'queued', worker = places.pid, machine = %s, "
+            "lease = %s FROM picked JOIN places USING (n) WHERE tasks.id = picked.id AND "
+            f"(places.kind = '{_IDLE}' OR NOT picked.asy) RETURNING picked.n, tasks.id, "
+            "tasks.token || '-' || tasks.id AS uid, record, cron, timeout, priority, attempts, "
+            f"picked.asy, coalesce(tasks.queue, '{_DEFAULT_QUEUE}') AS queue, picked.n - 1) "
+            "SELECT * FROM moved UNION ALL SELECT NULL, NULL, NULL, NULL, NULL, NULL, "
+            "(SELECT count(*) FROM picked)::integer, NULL, (SELECT coalesce(bool_or(asy), "
+            "false) FROM picked WHERE id NOT IN (SELECT id FROM moved)), NULL, NULL", (
                 self.lease, _lease_ttl, now, queues and list(queues), queues and list(queues),
-                len(pids), list(pids), self.machine, self.lease)).fetchall()
-        self.drained = len(rows) < len(pids)
+                len(pids), list(pids), list(kinds), self.machine, self.lease)).fetchall()
+        seen = next(row for row in rows if row[1] is None)
+        rows = [row for row in rows if row[1] is not None]
+        self.drained = seen[6] < len(pids) and len(rows) == seen[6]
+        self.async_left = bool(seen[8])
         return [_Claimed(*row[1:]) for row in sorted(rows)]
 
     def _claim_sorted(self, con: Any, now: float, pids: list[Any],
@@ -5548,6 +5571,7 @@ class _PgStore(_PgLink, _PgMachines, _SharedCalls):
                                     given + (count,)).fetchall()
         taken = _assign(rows, kinds, allowed or {})
         self.drained = seen < window and len(taken) == len(rows)
+        self.async_left = _async_left(rows, taken)
         if not taken:
             return []
         rows = con.execute(
@@ -6168,12 +6192,15 @@ class _WorkerState:
         self.lease_clock: Optional[_LeaseClock] = None   # when it may start: see take()
         self.handed_over = False          # the manager is gone: nothing starts any more
         self.manager = os.getppid()       # the worker's parent, while it lives
+        self.pid = os.getpid()            # a child a task forked says nothing to the pool
         self.slot: Optional[int] = None   # its part of the start log (SQLite), if it has one
         self.tried: dict[Any, Any] = {}   # {task id: start time}: starts sent, not answered
         self.stale = False                # a source file it imported changed (_watch_code)
 
     def reply(self, message: NamedTuple) -> None:
         """Send the pool a message; never while holding `ready` (the pool may be sending)."""
+        if os.getpid() != self.pid:      # a child forked by an async call, before it leaves
+            return
         data = pickle.dumps(message, _PICKLE_PROTOCOL)
         with self._sending, contextlib.suppress(OSError):   # the manager is gone: the reader
             self._results.send_bytes(data)                  # thread hands over
@@ -6572,7 +6599,19 @@ def _event_loop() -> Any:
     global _loop
     if _loop is None or _loop.is_closed():
         import asyncio      # costs milliseconds at import: only a worker with an async task
+        import concurrent.futures
+
+        class InContext(concurrent.futures.ThreadPoolExecutor):
+            """The loop's default executor: a function that an async call runs in it
+            (loop.run_in_executor(None, ...)) runs in that call's context, as with
+            asyncio.to_thread: its current(), progress() and delayed calls are the call's."""
+
+            def submit(self, fn: Callable[..., Any], /, *args: Any,
+                       **kwargs: Any) -> "concurrent.futures.Future[Any]":
+                return super().submit(contextvars.copy_context().run, fn, *args, **kwargs)
+
         _loop = asyncio.new_event_loop()
+        _loop.set_default_executor(InContext(thread_name_prefix="autocron-executor"))
         asyncio.set_event_loop(_loop)
     return _loop
 
@@ -6791,11 +6830,12 @@ class _InCall:
     holds it in that call's asyncio task, and in what that task starts): its task, the
     steps it made (durable steps), what it printed."""
 
-    __slots__ = ("run", "session", "steps", "printed", "size")
+    __slots__ = ("run", "session", "steps", "printed", "size", "children")
 
     def __init__(self, run: _Run, session: "_AsyncCalls"):
         self.run = run
         self.session = session
+        self.children: list[subprocess.Popen[Any]] = []   # the processes it started
         self.steps: dict[str, int] = {}
         self.printed: list[str] = []
         self.size = 0
@@ -6821,14 +6861,39 @@ def _task_now() -> Optional[_Run]:
     """In a worker: the task whose code runs here (an async call's, or the one synchronous
     call's); None outside a task."""
     call = _in_call.get()
-    return call.run if call is not None else _running
+    if call is not None:
+        return call.run
+    session = _async_session     # a thread an async call started itself: its call, if it
+    if session is not None and len(session.calls) == 1:     # is the only one running
+        return next(iter(session.calls.values()))[1]
+    return _running
+
+
+_async_session: Optional["_AsyncCalls"] = None    # in a worker: its async calls, if any run
+
+
+def _note_children() -> None:
+    """In a worker that runs async calls: each subprocess a call starts (subprocess.Popen,
+    which asyncio's subprocesses use too) is noted on the call, and ends with it (the
+    processes a synchronous call leaves end with it too: _end_leftovers)."""
+    begin = subprocess.Popen.__init__
+    if getattr(begin, "_autocron", False):
+        return
+
+    def noted(self: "subprocess.Popen[Any]", *args: Any, **kwargs: Any) -> None:
+        begin(self, *args, **kwargs)
+        call = _in_call.get()
+        if call is not None:
+            call.children.append(self)
+    noted._autocron = True      # type: ignore[attr-defined]
+    subprocess.Popen.__init__ = noted     # type: ignore[method-assign]
 
 
 class _CallStream:
-    """sys.stdout or sys.stderr while async calls run together: what a call prints goes to
-    its own output; what is printed outside a call, to the worker's stream. (What a call's
-    subprocesses write to the worker's file descriptors goes to the output of the call
-    that ends next.)"""
+    """sys.stdout or sys.stderr while async calls run together: what a call writes to them
+    (print(), .buffer, a logging handler made then) goes to its own output; what is written
+    outside a call, to the worker's stream. What reaches file descriptors 1 and 2 directly
+    (os.write, subprocesses, C code) goes to the output of the call that ends next."""
 
     def __init__(self, stream: Any):
         self._stream = stream
@@ -6844,6 +6909,26 @@ class _CallStream:
     def writelines(self, lines: Iterable[str]) -> None:
         for line in lines:
             self.write(line)
+
+    @property
+    def buffer(self) -> Any:
+        """The bytes under it: a call's go to its own output too."""
+        call = _in_call.get()
+        return self._stream.buffer if call is None else _CallBytes(call)
+
+
+class _CallBytes:
+    """sys.stdout.buffer (or stderr's) as an async call sees it: into its own output."""
+
+    def __init__(self, call: _InCall):
+        self._call = call
+
+    def write(self, data: Any) -> int:
+        self._call.write(bytes(data).decode("utf-8", "backslashreplace"))
+        return len(data)
+
+    def flush(self) -> None:
+        """Nothing waits: what was written is the call's already."""
 
     def __getattr__(self, name: str) -> Any:       # flush, fileno, buffer, encoding ...
         return getattr(self._stream, name)
@@ -6883,11 +6968,13 @@ class _AsyncCalls:
             self._wake.set()
 
     def run(self, first: _Run) -> None:
+        _note_children()
         streams = sys.stdout, sys.stderr
         _output.begin()
         sys.stdout, sys.stderr = _CallStream(sys.stdout), _CallStream(sys.stderr)
+        global _async_session
         with self.state.ready:
-            self.state.session = self
+            self.state.session = _async_session = self
         watchdog = threading.Thread(target=self._watch, name="autocron-loop-watch",
                                     daemon=True)
         watchdog.start()
@@ -6896,7 +6983,7 @@ class _AsyncCalls:
         finally:
             self.over.set()
             with self.state.ready:
-                self.state.session = None
+                self.state.session = _async_session = None
                 self.state.cancels.clear()      # of calls that ended here
             sys.stdout, sys.stderr = streams
             self._tell_waiting(False)
@@ -6926,7 +7013,13 @@ class _AsyncCalls:
             if not self.calls:
                 return
             self._wake.clear()
-            await self._wake.wait()
+            with self.state.ready:      # a call it could not start yet (the database did
+                held = any(type(m) is _Run and m.asynchronous for m in self.state.inbox[:1])
+            if held:                    # not answer, no room in its start log): look again
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), _OUTAGE_PAUSES[0])
+            else:
+                await self._wake.wait()
 
     def _begin(self, task: _Run) -> None:
         self.state.note(task)
@@ -6955,7 +7048,7 @@ class _AsyncCalls:
         """One async call, in its own asyncio task (and context)."""
         call = _InCall(task, self)
         _in_call.set(call)
-        started, retry_on, func = self.state.now(), None, None
+        started, retry_on, func, worker = self.state.now(), None, None, os.getpid()
         try:
             func, record = _task_function(task, self.functions, self.state.payload)
             retry_on = record["retry_on"]
@@ -6968,7 +7061,16 @@ class _AsyncCalls:
                     _tell_unmatched_steps(task, call.steps)
             outcome = _value_outcome(task, func, value, started, self.state.now(), "")
         except BaseException as error:      # CancelledError too: a cancel it asked for
+            if os.getpid() != worker:
+                _leave_forked_child(error)
             outcome = _error_outcome(task, error, retry_on, started, self.state.now(), "")
+        if os.getpid() != worker:           # a child it forked, which came back here
+            _leave_forked_child(None)
+        for child in call.children:         # what it started and left running ends with it
+            with contextlib.suppress(OSError):
+                if child.poll() is None:
+                    _kill_descendants(child.pid)
+                    child.kill()
         stop = self.stops.get(task.id)
         if stop is not None:        # ended by its timeout or cancel(force=True), as a
             outcome = outcome._replace(       # synchronous call's (its worker killed) is
@@ -7069,7 +7171,7 @@ class _Worker:
 
     __slots__ = ("proc", "tasks", "results", "queue", "retiring", "born", "kill_reason",
                  "kill_ending", "killed_for", "reported", "acknowledged", "told", "closed",
-                 "inbox", "slot", "waiting", "blocked",
+                 "inbox", "slot", "waiting", "blocked", "blocker",
                  "init_failed", "initialized")
 
     def __init__(self, database: str, lease: Optional[int] = None,
@@ -7094,11 +7196,21 @@ class _Worker:
         self.waiting = 0            # its running task waits for other calls (_Waiting)
         self.blocked = False        # ended for an async call that blocked its loop: its
                                     # other calls run again without using a retry
+        self.blocker = -1           # the call it last said blocks its loop (_Blocked)
         os.set_blocking(self.results.fileno(), False)    # see _Pool._drain
 
     def async_only(self) -> bool:
         """Whether it holds async calls, and nothing else: there is room beside them."""
         return bool(self.queue) and all(task.asynchronous for task in self.queue)
+
+    def stop(self, task: "_Task", reason: str, ending: type, now: float) -> None:
+        """Stop a task it runs: an async call is cancelled alone (once; _Pool._end_blocked
+        ends the worker if that does not end it), any other call ends with the worker."""
+        if not task.asynchronous:
+            self.kill(reason, task, ending)
+        elif not task.stopping:
+            task.stopping, task.stop_reason, task.stop_ending = now, reason, ending
+            self.send(_CancelRun(task.id, task.attempts, reason, ending is TaskTimeout))
 
     def kill(self, reason: str, task: "_Task", ending: type) -> None:
         """End the process and what its task started (it cannot be interrupted otherwise)."""
@@ -7142,6 +7254,7 @@ class _Worker:
 def _tell_blocked(worker: _Worker, message: _Blocked) -> None:
     """Log a worker's word that an async call blocks its event loop."""
     blocker = next((t.uuid for t in worker.queue if t.id == message.id), message.id)
+    worker.blocker = message.id
     _log.warning("autocron task %s has blocked the event loop of worker %d for %.1f s: a "
                  "blocking call (time.sleep, a synchronous request) inside an async def task "
                  "stops the worker's %d other async calls meanwhile; await instead, or run it "
@@ -7641,7 +7754,7 @@ class _PoolCrew(_PoolState):
             if task.cancel == 1:          # the withdrawal came too late
                 task.cancel = 0
             elif task.cancel == 2:
-                worker.kill("cancelled", task, Cancelled)
+                worker.stop(task, "cancelled while running", Cancelled, self._clock())
             return
         self._news = True
         worker.queue.remove(task)
@@ -7708,6 +7821,10 @@ class _PoolCrew(_PoolState):
                 self._settle_unstarted(task)
             elif task.id == worker.killed_for and task.cancel == 2:
                 self._end(task, "cancelled", "cancelled while running", ending=Cancelled)
+            elif worker.blocked and task.stopping and task.id != worker.killed_for:
+                self._end(task, "cancelled" if task.stop_ending is Cancelled else "error",
+                          task.stop_reason, retryable=task.stop_ending is TaskTimeout,
+                          ending=task.stop_ending)
             elif worker.blocked and task.id != worker.killed_for:
                 # ended for another call's sake: it runs again, and no retry is used
                 blocker = next((t.uuid for t in worker.queue if t.id == worker.killed_for),
@@ -7887,7 +8004,9 @@ class _PoolPlaces(_PoolState):
         idle workers first; then room beside workers' async calls, up to async_concurrency
         each, taken in turn; then places behind a running call; last, one behind each
         worker's async calls, for a synchronous call (that worker then takes no more async
-        calls until it has run it: a flood of async calls never starves the others)."""
+        calls until it has run it: a flood of async calls never starves the others), and,
+        when the last claim left an async call without a place, one behind each worker's
+        synchronous calls for an async call (a flood of synchronous calls starves none)."""
         active = [w for w in self._workers if not w.retiring and not w.closed and not w.waiting]
         places = [(w, _IDLE) for w in active if not w.queue]
         most = int(self._settings["async_concurrency"])
@@ -7897,14 +8016,19 @@ class _PoolPlaces(_PoolState):
         for depth in range(1, self._depth()):
             places += [(w, _BEHIND) for w in active
                        if not w.async_only() and max(len(w.queue), 1) <= depth]
-        return places + [(w, _AFTER_ASYNC) for w in beside]
+        places += [(w, _AFTER_ASYNC) for w in beside]
+        if self.store.async_left:
+            places += [(w, _AFTER_SYNC) for w in active if w.queue and
+                       not any(task.asynchronous for task in w.queue)]
+        return places
 
     def _place_returned(self, places: list[tuple[_Worker, str]]) -> list[Any]:
         """Give the tasks that workers handed back places of their kinds (as _assign
         would); [(worker, task)], and the places used are gone from `places`."""
         placed = []
         for task in list(self._returned):
-            order = _ROOM + _IDLE if task.asynchronous else _IDLE + _BEHIND + _AFTER_ASYNC
+            order = _ROOM + _IDLE + _AFTER_SYNC if task.asynchronous else \
+                _IDLE + _BEHIND + _AFTER_ASYNC
             found = next((i for kind in order for i, place in enumerate(places)
                           if place[1] == kind), None)
             if found is not None:
@@ -8087,31 +8211,43 @@ class _PoolDeadlines(_PoolState):
         calls go on), any other call is ended with its worker (unless its pipe says the task
         has just ended)."""
         self._drain(worker)
-        if task not in worker.queue or not task.running:
-            return
-        if task.asynchronous:
-            if not task.stopping:
-                task.stopping, task.stop_reason, task.stop_ending = self._clock(), reason, ending
-                worker.send(_CancelRun(task.id, task.attempts, reason, ending is TaskTimeout))
-        elif worker.queue[0] is task:
-            worker.kill(reason, task, ending)
+        if task in worker.queue and task.running and (task.asynchronous or
+                                                      worker.queue[0] is task):
+            worker.stop(task, reason, ending, self._clock())
 
     def _end_blocked(self, worker: _Worker, task: "_Task") -> None:
-        """An async call cancelled _ASYNC_GRACE s ago still runs: its coroutine holds the
-        event loop (a blocking call inside it), which nothing but the worker's end stops.
-        Its other calls run again without using a retry (_bury)."""
+        """An async call cancelled _ASYNC_GRACE s ago still runs: a call holds the event
+        loop (a blocking call inside it; the worker said which: _Blocked), or it caught its
+        CancelledError and went on. Nothing but the worker's end stops that. The call that
+        holds the loop (else this one) is charged with it; the calls that were being
+        stopped end as asked; the others run again without using a retry (_bury)."""
         self._drain(worker)
         if task not in worker.queue or worker.kill_reason:
             return
-        others = sum(1 for t in worker.queue if t.running) - 1
-        _log.error("autocron task %s did not end %g s after it was cancelled (%s): a blocking "
-                   "call inside the async def task holds its event loop; worker %d is ended, "
-                   "and its %d other running calls run again without using a retry",
-                   task.uuid, _ASYNC_GRACE, task.stop_reason, worker.proc.pid, others)
+        blocker = next((t for t in worker.queue if t.id == worker.blocker and t.running), task)
+        others = sum(1 for t in worker.queue if t.running and not t.stopping and
+                     t is not blocker)
         worker.blocked = True
-        worker.kill(f"{task.stop_reason}, and its event loop stayed blocked {_ASYNC_GRACE:g} s "
-                    "after it was cancelled (a blocking call inside the async def task): its "
-                    "worker was ended", task, task.stop_ending)
+        if blocker is task:
+            _log.error("autocron task %s did not end %g s after it was cancelled (%s): a "
+                       "blocking call inside the async def task holds its event loop, or it "
+                       "caught the CancelledError and went on; worker %d is ended, and its %d "
+                       "other running calls run again without using a retry", task.uuid,
+                       _ASYNC_GRACE, task.stop_reason, worker.proc.pid, others)
+            worker.kill(f"{task.stop_reason}, and it did not end {_ASYNC_GRACE:g} s after it "
+                        "was cancelled (a blocking call inside the async def task holds its "
+                        "event loop, or it caught the CancelledError): its worker was ended",
+                        task, task.stop_ending)
+            return
+        _log.error("autocron task %s blocks the event loop of worker %d, so that task %s, "
+                   "cancelled %g s ago (%s), cannot end; the worker is ended: %s fails (a "
+                   "blocking call inside an async def task), %s ends as asked, and %d other "
+                   "running calls run again without using a retry", blocker.uuid,
+                   worker.proc.pid, task.uuid, _ASYNC_GRACE, task.stop_reason, blocker.uuid,
+                   task.uuid, others)
+        worker.kill("it blocked its worker's event loop (a blocking call inside the async def "
+                    f"task) while the cancel of task {task.uuid} waited {_ASYNC_GRACE:g} s: its "
+                    "worker was ended", blocker, WorkerLost)
 
     def _next_timeout(self) -> Optional[float]:
         ends = [t.stopping + _ASYNC_GRACE if t.stopping else t.started + t.timeout
@@ -9782,6 +9918,11 @@ def _store_in_worker() -> _Store:
     """In a worker: the store that a task's delayed calls go to (tasks start tasks);
     RuntimeError while no task's function runs (the worker imports modules, runs its
     initializer, or a thread of an ended task calls)."""
+    if _async_session is not None and _task_now() is None:
+        raise RuntimeError("a delayed function was called in a thread that belongs to none of "
+                           "the async calls running in this worker; start the thread with "
+                           "asyncio.to_thread(), loop.run_in_executor() or "
+                           "contextvars.copy_context().run, so that it belongs to its call")
     if _task_now() is None or _worker_store is None:
         raise RuntimeError("a delayed function was called in a worker while no task runs "
                            "there (while it imports a module or runs the initializer); call "

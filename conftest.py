@@ -384,7 +384,7 @@ class FakeWorker(autocron._Worker):
         with contextlib.suppress(OSError):      # room for a large outcome said at once
             fcntl.fcntl(up_write, getattr(fcntl, "F_SETPIPE_SZ", 1031), 1 << 20)
         self.queue, self.retiring, self.born, self.slot = [], False, 0.0, slot
-        self.kill_reason, self.killed_for, self.blocked = "", -1, False
+        self.kill_reason, self.killed_for, self.blocked, self.blocker = "", -1, False, -1
         self.reported = self.acknowledged = self.told = self.waiting = 0
         self.closed, self.inbox, self.init_failed = False, bytearray(), False
         self.initialized = True         # as if it had said so: the tests say what they test

@@ -1568,6 +1568,39 @@ async def loop_blocker(folder, seconds=300.0):
 
 
 @autocron.delay
+async def in_threads(folder):
+    """current() and a delayed call (a durable step) from a thread of the loop's executor,
+    current() from a plain thread (the call runs alone), bytes on sys.stdout.buffer."""
+    def look():
+        return autocron.current().uuid, add(1, 2).uuid
+    seen, made = await asyncio.get_running_loop().run_in_executor(None, look)
+    plain = []
+    thread = threading.Thread(target=lambda: plain.append(autocron.current().uuid))
+    thread.start()
+    thread.join()
+    sys.stdout.buffer.write(b"bytes\n")
+    return seen, plain[0], autocron.current().uuid, made
+
+
+@autocron.delay(timeout=1)
+async def spawn_and_wait(folder):
+    """Start a subprocess and wait for it, past the call's timeout."""
+    child = await asyncio.create_subprocess_exec("sleep", "300")
+    Path(folder, "child.pid").write_text(str(child.pid))
+    await child.wait()
+
+
+@autocron.delay
+async def forker(folder):
+    """Fork, and return in both processes (as a library that forks a helper may)."""
+    await asyncio.sleep(0.3)
+    pid = os.fork()
+    with open(Path(folder, "forked"), "a") as file:
+        file.write("child\n" if pid == 0 else "parent\n")
+    return pid != 0
+
+
+@autocron.delay
 async def async_count(folder, name, seconds=0.5):
     """Note each run of it in `folder`, then wait a moment; its value."""
     with open(Path(folder, f"runs-{name}"), "a") as file:
@@ -3383,6 +3416,21 @@ class TestDispatcher:
         pool.pool._round()              # as the run loop makes it: the pool is not "dry"
         assert TestDispatcher.ids(worker.runs()) == calls[1:]
 
+    def test_an_async_call_behind_a_flood_of_synchronous_ones_gets_a_place(self, dispatcher):
+        pool = dispatcher(workers=1)
+        flood = store_calls(pool.store, *[autocron._Options()] * 40)
+        pool.round()
+        (worker,) = pool.workers
+        held = TestDispatcher.ids(worker.runs())
+        worker.say(autocron._Started(held[0], autocron._clock()))
+        (urgent,) = store_calls(pool.store, autocron._Options(asynchronous=True, priority=9))
+        for _ in range(2):     # the first claim finds no place for it, the next offers one
+            worker.say(autocron._Done(autocron._Outcome(held.pop(0), "ready", pickle.dumps(1)),
+                                      autocron._Started(held[0], autocron._clock())))
+            pool.round()
+            held += TestDispatcher.ids(worker.runs())
+        assert urgent in held and len(held) < len(flood)
+
     def test_an_async_call_past_its_timeout_is_cancelled_alone_then_its_worker_ended(
             self, dispatcher):
         pool = dispatcher(workers=1)
@@ -3399,13 +3447,56 @@ class TestDispatcher:
         pool.later(4.8)
         assert worker.proc.returncode is None      # its coroutine may still end
         pool.later(0.3)
-        assert worker.proc.returncode == -9 and "event loop stayed blocked 5 s" in \
+        assert worker.proc.returncode == -9 and "did not end 5 s after it was cancelled" in \
             worker.kill_reason
         pool.round()                              # buried: the blocker fails, the other waits
         rows = query(pool.store.path, "SELECT status, attempts, error FROM tasks ORDER BY id")
         assert [row[:2] for row in rows] == [("error", 1), ("waiting", 0)]
         assert json.loads(rows[0][2])["message"].startswith(
-            "timed out after 5 s, and its event loop stayed blocked 5 s")
+            "timed out after 5 s, and it did not end 5 s after it was cancelled")
+
+    def test_the_call_that_blocks_the_loop_is_charged_not_the_one_it_holds_up(self, dispatcher):
+        pool = dispatcher(workers=1)
+        timed, blocker, other = store_calls(
+            pool.store, autocron._Options(timeout=1, asynchronous=True),
+            autocron._Options(asynchronous=True), autocron._Options(asynchronous=True))
+        pool.round()
+        (worker,) = pool.workers
+        worker.say(autocron._Started(timed, autocron._clock()))
+        pool.round()
+        worker.say(*[autocron._Started(task, autocron._clock()) for task in (blocker, other)])
+        pool.round()
+        worker.say(autocron._Blocked(blocker, 1.0))     # its watchdog names the blocker
+        pool.later(1.1)                                 # the timeout: a cancel, which the
+        pool.later(5.1)                                 # blocked loop cannot act on
+        assert worker.proc.returncode == -9
+        pool.round()
+        rows = query(pool.store.path, "SELECT status, attempts, error FROM tasks ORDER BY id")
+        assert [row[:2] for row in rows] == [("error", 1), ("error", 1), ("waiting", 0)]
+        assert json.loads(rows[0][2])["message"] == "timed out after 1 s"   # as asked
+        assert json.loads(rows[1][2])["message"].startswith(
+            "it blocked its worker's event loop")       # charged: it used its attempt
+        assert "async call" in json.loads(rows[2][2] or "{}").get("message", "async call")
+
+    def test_a_forced_cancel_of_an_async_call_as_it_starts_cancels_it_alone(self, dispatcher):
+        pool = dispatcher(workers=1)
+        (other,) = store_calls(pool.store, autocron._Options(asynchronous=True))
+        pool.round()
+        (worker,) = pool.workers
+        worker.say(autocron._Started(other, autocron._clock()))
+        pool.round()
+        (late,) = store_calls(pool.store, autocron._Options(asynchronous=True))
+        pool.round()                                  # room beside it: handed over
+        assert TestDispatcher.ids(worker.runs())[-1] == late
+        uid = f"{query(pool.store.path, 'SELECT token FROM tasks WHERE id = ?', (late,))[0][0]}" \
+              f"-{late}"
+        assert pool.store.request_cancel(uid, True)   # cancel(force=True) before it starts
+        pool.round()                                  # asked back; the worker had started it
+        worker.say(autocron._Started(late, autocron._clock()))
+        pool.round()
+        assert worker.proc.returncode is None
+        assert worker.runs()[-1] == autocron._CancelRun(late, 0, "cancelled while running",
+                                                        False)
 
     def test_a_failed_commit_gives_the_batch_back_and_it_is_written_once(self, dispatcher,
                                                                          small_disk):
@@ -5138,6 +5229,13 @@ class TestAsyncConcurrency:
         assert [r.output for r in results] == [f"{n} began\n{n} ended\n" for n in range(10)]
         assert [r.progress for r in results] == [(n, 100, f"call {n}") for n in range(10)]
 
+    def test_async_concurrency_1_runs_one_at_a_time(self, database, tmp_path):
+        # a fresh worker's places behind its first call take no async call (PostgreSQL's
+        # claim filled them in order once)
+        assert autocron.start(database, workers=1, async_concurrency=1) is True
+        results = rendezvous.map([str(tmp_path)] * 3, range(3), [2] * 3, [1.0] * 3)
+        assert [r.get(timeout=60)[0] for r in results] == [1, 1, 1]
+
     def test_async_calls_never_run_beside_a_synchronous_one_nor_starve_it(self, database,
                                                                           tmp_path):
         assert autocron.start(database, workers=1, async_concurrency=10) is True
@@ -5176,8 +5274,8 @@ class TestAsyncConcurrency:
             neighbours = async_count.map([folder] * 3, ["a", "b", "c"], [3.0] * 3)
             wait_until(lambda: len(running_marks(folder)) == 3, 60, "the neighbours to start")
             blocker = loop_blocker.options(timeout=1)(folder)
-            with pytest.raises(autocron.TaskTimeout, match="timed out after 1 s, and its event "
-                                                           "loop stayed blocked 5 s"):
+            with pytest.raises(autocron.TaskTimeout, match="timed out after 1 s, and it did "
+                                                           "not end 5 s after it was cancelled"):
                 blocker.get(timeout=60)
             assert [r.get(timeout=60) for r in neighbours] == ["a", "b", "c"]
         assert f"task {blocker.uuid} has blocked the event loop of worker" in caplog.text
@@ -5190,6 +5288,26 @@ class TestAsyncConcurrency:
             autocron._open_store(database).read(
                 "SELECT errors FROM tasks WHERE id = ?",
                 (autocron._row_key(neighbours[0].uuid)[0],))[0][0]
+
+    @pytest.mark.sqlite_only           # the worker's side, the same on both stores
+    def test_an_async_call_s_threads_subprocesses_and_forks_are_its_own(self, database,
+                                                                         tmp_path):
+        assert autocron.start(database, workers=1) is True
+        folder = str(tmp_path)
+        threads = in_threads(folder)
+        seen, plain, own, made = threads.get(timeout=60)
+        assert seen == plain == own == threads.uuid and threads.output == "bytes\n"
+        assert autocron.get_result(made).get(timeout=60) == 3
+        neighbour = async_count(folder, "n", 4.0)
+        wait_until(lambda: running_marks(folder) == ["async-n"], 60, "the neighbour to start")
+        with pytest.raises(autocron.TaskTimeout):
+            spawn_and_wait(folder).get(timeout=60)
+        child = int((tmp_path / "child.pid").read_text())
+        wait_until(lambda: not alive(child), 30, "its subprocess to end with it")
+        assert forker(folder).get(timeout=60) is True          # the parent's value
+        assert neighbour.get(timeout=60) == "n"
+        assert sorted((tmp_path / "forked").read_text().split()) == ["child", "parent"]
+        assert (tmp_path / "runs-n").read_text() == "run\n"
 
     def test_the_readme_s_async_example_runs_as_written(self, tmp_path):
         done = run_readme_example(tmp_path, "naps.py")
