@@ -1672,7 +1672,7 @@ class Storm:
         return all(p.poll() is not None for p in self.producers)
 
     def problems(self):
-        """Every broken promise, one line each, with its evidence (see TestChaos)."""
+        """Every broken promise, one line each, with its evidence (see Chaos)."""
         table, runs, calls = task_table(self.direct), self.runs(), self.calls()
         problems = []
         for n, proc in enumerate(self.producers):
