@@ -1609,6 +1609,8 @@ def _assign(rows: list[Any], kinds: str, allowed: dict[str, int]) -> list[tuple[
         places.reverse()                # popped from the end: the first place first
     left = dict(allowed)
     chosen: list[tuple[int, Any]] = []
+    if not allowed and _plain_places(kinds) and not any(row[-2] for row in rows):
+        return list(enumerate(rows[:len(kinds)]))   # synchronous calls, places in order
     later: list[Any] = []               # async calls that found no room: idle workers next
     for rows_now, idle_too in ((rows, False), (later, True)):
         for row in rows_now:
@@ -8009,13 +8011,14 @@ class _PoolPlaces(_PoolState):
         synchronous calls for an async call (a flood of synchronous calls starves none)."""
         active = [w for w in self._workers if not w.retiring and not w.closed and not w.waiting]
         places = [(w, _IDLE) for w in active if not w.queue]
-        most = int(self._settings["async_concurrency"])
         beside = [w for w in active if w.async_only()]
-        rooms = [[(w, _ROOM)] * (most - len(w.queue)) for w in beside]
-        places += [p for turn in itertools.zip_longest(*rooms) for p in turn if p is not None]
+        if beside:
+            most = int(self._settings["async_concurrency"])
+            rooms = [[(w, _ROOM)] * (most - len(w.queue)) for w in beside]
+            places += [p for turn in itertools.zip_longest(*rooms) for p in turn if p is not None]
+        others = [w for w in active if w not in beside]
         for depth in range(1, self._depth()):
-            places += [(w, _BEHIND) for w in active
-                       if not w.async_only() and max(len(w.queue), 1) <= depth]
+            places += [(w, _BEHIND) for w in others if max(len(w.queue), 1) <= depth]
         places += [(w, _AFTER_ASYNC) for w in beside]
         if self.store.async_left:
             places += [(w, _AFTER_SYNC) for w in active if w.queue and
