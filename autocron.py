@@ -6777,6 +6777,21 @@ def _value_outcome(task: _Run, func: Callable[..., Any], value: Any, started: fl
                     task.cron)
 
 
+def _report_failure(task: _Run, func: Optional[Callable[..., Any]], error: BaseException) -> None:
+    """Log a task's own failure in its worker, the exception attached, on the `autocron`
+    logger: an error reporter that the initializer set up (Sentry's logging integration,
+    say) sees it with its traceback; `extra` holds the function, the task's id and the
+    attempt. (Without a handler of the application's, the pool's log says it once.)"""
+    name = _function_name(func) if func is not None else "?"
+    try:        # an exception whose text cannot be made, a handler that fails: the outcome
+        _log.error("autocron task %s (%s) failed, attempt %d: %s: %s", task.uuid,  # goes on
+                   name, task.attempts + 1, type(error).__name__,
+                   _shorten(_error_info(error)["message"], 200), exc_info=error,
+                   extra={"function": name, "task_id": task.uuid, "attempt": task.attempts + 1})
+    except BaseException:
+        pass
+
+
 def _error_outcome(task: _Run, error: BaseException, retry_on: Optional[tuple[type, ...]],
                    started: float, finished: float, output: str) -> _Outcome:
     """The outcome of a task that raised `error` (the task's own failure, as data)."""
@@ -6800,9 +6815,9 @@ def _run_task(task: _Run, functions: dict[Any, Any], load_payload: Callable[...,
     started = now()
     worker = os.getpid()
     _output.begin()
-    retry_on = None
+    retry_on, found = None, None
     try:
-        func, record = _task_function(task, functions, load_payload)
+        func, record = found = _task_function(task, functions, load_payload)
         retry_on = record["retry_on"]
         try:
             with _steps_lock:
@@ -6824,6 +6839,8 @@ def _run_task(task: _Run, functions: dict[Any, Any], load_payload: Callable[...,
             _leave_forked_child(None)
         return _value_outcome(task, func, value, started, now(), _output.collect())
     except BaseException as error:
+        if not isinstance(error, (_DependencyGone, _JobRetired)):
+            _report_failure(task, found and found[0], error)
         return _error_outcome(task, error, retry_on, started, now(), _output.collect())
 
 
@@ -7065,6 +7082,9 @@ class _AsyncCalls:
         except BaseException as error:      # CancelledError too: a cancel it asked for
             if os.getpid() != worker:
                 _leave_forked_child(error)
+            if not isinstance(error, (_DependencyGone, _JobRetired)) and \
+                    task.id not in self.stops:
+                _report_failure(task, func, error)
             outcome = _error_outcome(task, error, retry_on, started, self.state.now(), "")
         if os.getpid() != worker:           # a child it forked, which came back here
             _leave_forked_child(None)

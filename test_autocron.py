@@ -3595,6 +3595,42 @@ class TestPool:
         wait_until(lambda: sorted(int(p.name) for p in folder.iterdir()) == sorted(
             worker_pids()), what="each worker's initializer")
 
+    @pytest.mark.sqlite_only           # the worker's side, the same on both stores
+    def test_a_failed_task_reaches_an_error_reporter_set_up_by_the_initializer(
+            self, database, tmp_path):
+        reports = tmp_path / "reports"
+
+        def set_up_reporter(path):      # as Sentry's logging integration would hook in
+            import json
+            import logging
+
+            class Reporter(logging.Handler):
+                def emit(self, record):
+                    with open(path, "a") as file:
+                        file.write(json.dumps({
+                            "level": record.levelname, "message": record.getMessage(),
+                            "exception": record.exc_info and record.exc_info[0].__name__,
+                            "traceback": self.format(record), "function": record.function,
+                            "task_id": record.task_id, "attempt": record.attempt}) + "\n")
+            logging.getLogger("autocron").addHandler(Reporter(logging.ERROR))
+        assert autocron.start(database, workers=1, initializer=set_up_reporter,
+                              initargs=(str(reports),)) is True
+        failed = fail.options(retries=1)("boom")
+        with pytest.raises(autocron.TaskError):
+            failed.get(timeout=60)
+        with pytest.raises(autocron.TaskError):
+            async_fail("async boom").get(timeout=60)
+        lines = [json.loads(line) for line in reports.read_text().splitlines()]
+        assert [(r["function"], r["task_id"], r["attempt"], r["exception"]) for r in lines] == [
+            ("test_autocron.fail", failed.uuid, 1, "ValueError"),
+            ("test_autocron.fail", failed.uuid, 2, "ValueError"),
+            ("test_autocron.async_fail", lines[2]["task_id"], 1, "LookupError")]
+        assert lines[0]["level"] == "ERROR" and lines[0]["message"] == (
+            f"autocron task {failed.uuid} (test_autocron.fail) failed, attempt 1: ValueError: "
+            "boom")
+        assert "raise ValueError(text)" in lines[0]["traceback"]
+        assert "raise LookupError(text)" in lines[2]["traceback"]
+
     def test_a_failing_initializer_starts_no_worker_and_its_calls_wait(self, database,
                                                                       tmp_path, caplog):
         caplog.set_level(logging.INFO, logger="autocron")
