@@ -3110,6 +3110,23 @@ class _StoreParts:
     drained = False       # the last claim placed every due call it saw (_Store.drained)
     async_left = False    # and it saw an async call it found no place for
 
+    def _place_candidates(self, con: Any, sql: str, given: tuple[Any, ...], window: int,
+                          kinds: str, allowed: Optional[dict[str, int]]) -> list[Any]:
+        """A claim's candidates (`sql`, with {kind} for a kind's condition and the window
+        its last parameter) placed by kind (_assign): [(place, row)]; a window of one kind
+        while places want the other looks further (_kinds_missing). Notes what the claim
+        saw (drained, async_left)."""
+        rows = con.execute(sql.format(kind=""), given + (window,)).fetchall()
+        seen = len(rows)
+        if seen == window and not _plain_places(kinds):
+            for asynchronous, count in _kinds_missing(rows, kinds):
+                rows += con.execute(sql.format(kind=_KIND_IS[asynchronous]),
+                                    given + (count,)).fetchall()
+        chosen = _assign(rows, kinds, allowed or {})
+        self.drained = seen < window and len(chosen) == len(rows)
+        self.async_left = _async_left(rows, chosen)
+        return chosen
+
     if TYPE_CHECKING:       # the doorway's, called by the parts
         def read(self, sql: str, params: Any = ()) -> list[Any]: ...
         def write(self, sql: str, params: Any = ()) -> int: ...
@@ -4621,16 +4638,8 @@ class _SqliteStore(_SqliteFile, _SqlitePool, _SharedCalls):
                f"IS NOT NULL, coalesce(queue, '{_DEFAULT_QUEUE}') FROM tasks WHERE status = "
                f"'waiting' AND due <= ?{served}{_not_in_queues(len(blocked))}{{kind}} ORDER BY "
                "priority DESC, due, id LIMIT ?")
-        given = (now, *(queues or ()), *blocked)
-        rows = con.execute(sql.format(kind=""), given + (window,)).fetchall()
-        seen = len(rows)
-        if seen == window and not _plain_places(kinds):
-            for asynchronous, count in _kinds_missing(rows, kinds):
-                rows += con.execute(sql.format(kind=_KIND_IS[asynchronous]),
-                                    given + (count,)).fetchall()
-        chosen = _assign(rows, kinds, allowed or {})
-        self.drained = seen < window and len(chosen) == len(rows)
-        self.async_left = _async_left(rows, chosen)
+        chosen = self._place_candidates(con, sql, (now, *(queues or ()), *blocked), window,
+                                        kinds, allowed)
         con.executemany("UPDATE tasks SET status = 'queued', worker = ? WHERE id = ?",
                         [(pids[place], row[0]) for place, row in chosen])
         claimed = [_Claimed._make((*row[:7], bool(row[7]), row[8], place))
@@ -5565,15 +5574,7 @@ class _PgStore(_PgLink, _PgMachines, _SharedCalls):
         given = (self.lease, _lease_ttl, now, queues and list(queues), queues and list(queues),
                  blocked)
         window = len(pids) if allowed is None else 4 * len(pids)   # limits skip some
-        rows = con.execute(sql.format(kind=""), given + (window,)).fetchall()
-        seen = len(rows)
-        if seen == window:
-            for asynchronous, count in _kinds_missing(rows, kinds):
-                rows += con.execute(sql.format(kind=_KIND_IS[asynchronous]),
-                                    given + (count,)).fetchall()
-        taken = _assign(rows, kinds, allowed or {})
-        self.drained = seen < window and len(taken) == len(rows)
-        self.async_left = _async_left(rows, taken)
+        taken = self._place_candidates(con, sql, given, window, kinds, allowed)
         if not taken:
             return []
         rows = con.execute(
