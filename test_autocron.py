@@ -8722,6 +8722,10 @@ class TestManyMachines:
         b = machines("b", workers=1)
         assert result.get(timeout=60) == "b" and result.attempts == 2
         a.signal(signal.SIGCONT)    # its first attempt goes on, and ends with "a" while a stops
+        # b forgot a's row when it settled a's task; a, finding its lease taken over, takes a
+        # new one (after saying so): stopping it before then would race that discovery
+        wait_until(lambda: query(machines.url, "SELECT count(*) FROM machines WHERE name = 'a'")
+                   == [(1,)], 60, "machine a to take a new lease")
         log = a.stop()
         assert "the pool of machine a lost its lease" in log
         (value, attempts), = query(machines.url, "SELECT value, attempts FROM tasks")
