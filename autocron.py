@@ -1800,6 +1800,17 @@ class _MachineRow(NamedTuple):
     since: float                     # seconds since, by the server's clock
 
 
+class _MetricValues(NamedTuple):
+    """What GET /metrics shows, as a store reads it (metric_values)."""
+
+    counters: list[Any]      # (function, queue, kind, label, n, total): what the ends added
+    held: list[Any]          # (function, queue, status, n) of the calls handed to workers
+    waiting: list[Any]       # (function, queue, due by now, n, the oldest due time)
+    blocked: list[Any]       # (function, queue, n) of the calls waiting for dependencies
+    limits: dict[str, Any]   # {queue: _Limit}
+    starts: dict[str, int]   # {queue: its starts in its rate's window}
+
+
 class _TaskRow(NamedTuple):
     """A task as the admin tool's lists and the dashboard's pool page show it."""
 
@@ -1933,6 +1944,69 @@ def _resume_due(job: _CronState, now: float) -> Optional[float]:
             return now
         return _next_due(job.schedule, now)
     return None
+
+
+# ---- policy: what an attempt's end adds to the metrics ---------------------------------------
+#
+# GET /metrics counts from the database: the stores add to its counters and histograms in the
+# transaction that writes an attempt's end, so that each end counts once whichever machine
+# writes it, and no cleanup or purge lowers them. Keys: (function, queue, kind, label), where
+# kind "ended" has the final status as its label, "retried" none, and the histograms "run"
+# (started to finished) and "wait" (due to started) the upper bound of a bucket; each value is
+# [how many, their sum]. A histogram's buckets are stored apart and added up when scraped.
+
+_METRIC_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+                   300.0, 900.0, 3600.0)
+
+
+class _Ending(NamedTuple):
+    """A call whose attempt ends, as its row was before the end is written."""
+
+    id: int
+    name: str                        # the function's module.qualname
+    queue: str
+    due: float                       # when the attempt was due
+    status: str                      # "queued" (its start not written yet) or "running"
+
+
+def _bucket(seconds: float) -> str:
+    """The histogram bucket of a duration: its upper bound as the le label writes it."""
+    at = bisect_left(_METRIC_BUCKETS, seconds)
+    return repr(_METRIC_BUCKETS[at]) if at < len(_METRIC_BUCKETS) else "+Inf"
+
+
+def _add_metric(deltas: dict[tuple[str, ...], list[Any]], key: tuple[str, ...], value: float,
+                n: int = 1) -> None:
+    """Add `n` observations that sum to `value` to `deltas` at `key`."""
+    entry = deltas.setdefault(key, [0, 0.0])
+    entry[0] += n
+    entry[1] += value
+
+
+def _metric_deltas(outcomes: list[Any], endings: list[_Ending],
+                   deltas: dict[tuple[str, ...], list[Any]]) -> None:
+    """Add to `deltas` what these outcomes (_Outcome) of the calls `endings` add to the
+    metrics. An outcome without its call among `endings` is not written (not live) and counts
+    nothing; a rerun that uses no retry (_Outcome.free) is no retry."""
+    calls = {ending.id: ending for ending in endings}
+
+    def add(key: tuple[str, ...], value: float) -> None:
+        _add_metric(deltas, key, value)
+
+    for outcome in outcomes:
+        call = calls.get(outcome.id)
+        if call is None:
+            continue
+        if outcome.retry_at is None:
+            add((call.name, call.queue, "ended", outcome.status), 0.0)
+        elif not outcome.free:
+            add((call.name, call.queue, "retried", ""), 0.0)
+        if outcome.started is not None:
+            waited = max(0.0, outcome.started - call.due)
+            add((call.name, call.queue, "wait", _bucket(waited)), waited)
+            if outcome.finished is not None:
+                ran = max(0.0, outcome.finished - outcome.started)
+                add((call.name, call.queue, "run", _bucket(ran)), ran)
 
 
 # ---- functions by value ----------------------------------------------------------------------
@@ -2395,7 +2469,47 @@ def _error_info(error: BaseException) -> dict[Any, Any]:
 # store, and so what the PostgreSQL store implements too.
 
 
-class _Store(Protocol):
+class _StoreViews(Protocol):
+    """What the admin tool, the dashboard and GET /metrics read of a store: the part of
+    the protocol _Store (below) that only shows."""
+
+    def counts(self, now: float) -> tuple[Any, ...]:
+        """({status: number}, the number of waiting tasks due at `now`)."""
+        ...
+    def queue_counts(self) -> dict[str, Any]:
+        """{queue: {"waiting": n, "running": n}} of the unfinished calls."""
+        ...
+    def queue_starts(self, since: float) -> dict[str, int]:
+        """{queue: the calls started since then}."""
+        ...
+    def size_bytes(self) -> int:
+        """What the database takes on disk (or on the server)."""
+        ...
+    def task_rows(self, statuses: tuple[Any, ...], limit: int, newest_first: bool) -> list[Any]:
+        """[_TaskRow] with these statuses, the newest first or in the order of the queue."""
+        ...
+    def task_page(self, status: Optional[str], function: Optional[str],
+                  before: Optional[int], limit: int, scan: int) -> _TaskPage:
+        """A page of the dashboard's task list."""
+        ...
+    def finished_since(self, since: float, limit: int) -> list[Any]:
+        """[_FinishedRow] of the tasks finished since then, the newest first."""
+        ...
+    def retry_links(self, uid: str) -> tuple[Any, ...]:
+        """(the id of the task this one retries or None, [ids of those that retry it])."""
+        ...
+    def call_links(self, uid: str) -> _CallLinks:
+        """Its dependencies, dependents, parent task and steps (_CallLinks)."""
+        ...
+    def purge(self) -> int:
+        """Delete every finished result; how many."""
+        ...
+    def metric_values(self, now: float) -> _MetricValues:
+        """What GET /metrics shows, as stored (_MetricValues)."""
+        ...
+
+
+class _Store(_StoreViews, Protocol):
     """What the rest of the module asks of a store, the one list: _SqliteStore (a file) and
     _PgStore (a schema on a server) implement it (test_both_stores_implement_the_protocol).
     Methods taking `con` run inside the caller's transaction(), so that a round of the pool
@@ -2663,39 +2777,6 @@ class _Store(Protocol):
         """The pool's LISTEN connection (PostgreSQL), or None."""
         ...
 
-    # -- the admin tool and the dashboard
-    def counts(self, now: float) -> tuple[Any, ...]:
-        """({status: number}, the number of waiting tasks due at `now`)."""
-        ...
-    def queue_counts(self) -> dict[str, Any]:
-        """{queue: {"waiting": n, "running": n}} of the unfinished calls."""
-        ...
-    def queue_starts(self, since: float) -> dict[str, int]:
-        """{queue: the calls started since then}."""
-        ...
-    def size_bytes(self) -> int:
-        """What the database takes on disk (or on the server)."""
-        ...
-    def task_rows(self, statuses: tuple[Any, ...], limit: int, newest_first: bool) -> list[Any]:
-        """[_TaskRow] with these statuses, the newest first or in the order of the queue."""
-        ...
-    def task_page(self, status: Optional[str], function: Optional[str],
-                  before: Optional[int], limit: int, scan: int) -> _TaskPage:
-        """A page of the dashboard's task list."""
-        ...
-    def finished_since(self, since: float, limit: int) -> list[Any]:
-        """[_FinishedRow] of the tasks finished since then, the newest first."""
-        ...
-    def retry_links(self, uid: str) -> tuple[Any, ...]:
-        """(the id of the task this one retries or None, [ids of those that retry it])."""
-        ...
-    def call_links(self, uid: str) -> _CallLinks:
-        """Its dependencies, dependents, parent task and steps (_CallLinks)."""
-        ...
-    def purge(self) -> int:
-        """Delete every finished result; how many."""
-        ...
-
 
 # The tables both stores make, in the words each database has for a row id, a number with a
 # fraction and bytes; where a store has columns or tables of its own, it names them
@@ -2779,6 +2860,15 @@ _ADDED_TABLES = (
         queue TEXT NOT NULL,
         at {real} NOT NULL)""",
     "CREATE INDEX starts_queue ON starts (queue, at)",
+    """CREATE TABLE metrics (                -- GET /metrics: what ends added (_metric_deltas)
+        adder TEXT NOT NULL,                 -- PostgreSQL: the machine that added (each its
+        function TEXT NOT NULL,              -- own rows: none waits for another's lock)
+        queue TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        label TEXT NOT NULL,
+        n {big} NOT NULL,
+        total {real} NOT NULL,
+        PRIMARY KEY (adder, function, queue, kind, label))""",
 )
 _SCHEMA = tuple(t.format(id="INTEGER PRIMARY KEY", real="REAL", blob="BLOB", held_by="",
                          big="INTEGER") for t in _TABLES + _ADDED_TABLES) + (
@@ -3457,6 +3547,36 @@ class _SharedSql(_SharedReads):
         """Refuse a value the database could not hand back (_DataRefused); SQLite refuses
         such a value itself."""
 
+    def _adder(self) -> str:
+        """Whose rows of the metrics table this store adds to: SQLite's one pool all;
+        PostgreSQL's machines each their own."""
+        return ""
+
+    # -- the metrics (GET /metrics): added to in the transaction that writes the ends
+
+    def _endings(self, con: Any, ids: list[Any]) -> list[_Ending]:
+        """[_Ending] of the calls among `ids` whose attempts the pool may end now: held, and
+        (PostgreSQL) under its lease; their rows locked until the transaction ends."""
+        rows = []
+        for start in range(0, len(ids), _CHUNK):
+            part = ids[start:start + _CHUNK]
+            rows += self._run(con, "SELECT id, name, coalesce(queue, "
+                                   f"'{_DEFAULT_QUEUE}'), due, status FROM tasks WHERE id IN "
+                                   f"({', '.join('?' * len(part))}) AND {_HELD}{self._FENCE} "
+                                   f"ORDER BY id{self._LOCK}", part + list(self._fence())
+                              ).fetchall()
+        return [_Ending._make(row) for row in rows]
+
+    def _count(self, con: Any, deltas: dict[tuple[str, ...], list[Any]]) -> None:
+        """Add `deltas` (_metric_deltas) to the metrics, in the order of their keys, after
+        every other row the write locks (calls, then their dependents): a transaction that
+        holds a counter's lock waits for no other lock but a counter's, in one order."""
+        self._run_many(con, "INSERT INTO metrics (adder, function, queue, kind, label, n, "
+                            "total) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (adder, function, "
+                            "queue, kind, label) DO UPDATE SET n = metrics.n + excluded.n, "
+                            "total = metrics.total + excluded.total",
+                       [(self._adder(),) + key + tuple(deltas[key]) for key in sorted(deltas)])
+
     # -- settings and shipped functions
 
     def settings(self) -> dict[Any, Any]:
@@ -3467,42 +3587,6 @@ class _SharedSql(_SharedReads):
         if self._write:
             self._synchronous(values["synchronous"])
         return values
-
-    def _release(self, con: Any, ended: list[Any], now: float) -> None:
-        """Count the ends of these calls (row ids) for the calls that depend on them, in the
-        caller's transaction: a call whose last dependency ended is due ('waiting'); one
-        whose dependency failed or was cancelled ends with DependencyFailed at once, and so
-        do the calls that depend on it in turn."""
-        released = False
-        while ended:
-            rows = []
-            for start in range(0, len(ended), _CHUNK):
-                part = ended[start:start + _CHUNK]
-                rows += self._run(con, "SELECT id, token, status, name, error FROM tasks WHERE "
-                                       f"id IN ({', '.join('?' * len(part))}) AND finished IS "
-                                       "NOT NULL AND EXISTS (SELECT 1 FROM deps WHERE dep_id = "
-                                       "tasks.id AND done = 0)", part).fetchall()
-            ended = []
-            for dep in map(_Dependency._make, rows):
-                waiting = "SELECT task_id FROM deps WHERE dep_id = ? AND done = 0"
-                if dep.status == "ready":
-                    self._run(con, "UPDATE tasks SET waits = waits - 1, status = CASE WHEN "
-                                   "waits <= 1 THEN 'waiting' ELSE status END WHERE status = "
-                                   f"'blocked' AND id IN ({waiting})", (dep.id,))
-                    released = True
-                else:
-                    ended += [r[0] for r in self._run(
-                        con, f"SELECT t.id FROM tasks t WHERE t.status = 'blocked' AND t.id IN "
-                             f"({waiting})", (dep.id,)).fetchall()]
-                    failed = _dependency_failed(dep.name, f"{dep.token}-{dep.id}", dep.status,
-                                                dep.error)
-                    self._run(con, "UPDATE tasks SET status = 'error', finished = ?, error = ? "
-                                   f"WHERE status = 'blocked' AND id IN ({waiting})",
-                              (now, json.dumps(failed), dep.id))
-                self._run(con, "UPDATE deps SET done = 1 WHERE dep_id = ? AND done = 0",
-                          (dep.id,))
-        if released:
-            self._notify(con, 0)
 
     def keep_function(self, con: Any, shipped: _Shipped) -> None:
         """Store a shipped function's payload, in the caller's transaction."""
@@ -3585,19 +3669,74 @@ class _SharedSql(_SharedReads):
                 ended.append(_CronEnd(name, pickle.loads(rows[0][0]), at, rows[0][1]))
         return ended
 
+
+class _SharedEnds(_SharedSql):
+    """The writes that end calls or hand them back, as both stores make them (the same SQL;
+    see _SharedSql): withdrawals and the pool's round, each counting its ends in the
+    metrics, and the release of the calls that depend on what ended."""
+
+    def _release(self, con: Any, ended: list[Any], now: float,
+                 counts: Optional[dict[tuple[str, ...], list[Any]]] = None) -> None:
+        """Count the ends of these calls (row ids) for the calls that depend on them, in the
+        caller's transaction: a call whose last dependency ended is due ('waiting'); one
+        whose dependency failed or was cancelled ends with DependencyFailed at once, and so
+        do the calls that depend on it in turn. Their ends are added to `counts` (the
+        metrics), else counted here."""
+        own = counts is None
+        counts = {} if counts is None else counts
+        released = False
+        while ended:
+            rows = []
+            for start in range(0, len(ended), _CHUNK):
+                part = ended[start:start + _CHUNK]
+                rows += self._run(con, "SELECT id, token, status, name, error FROM tasks WHERE "
+                                       f"id IN ({', '.join('?' * len(part))}) AND finished IS "
+                                       "NOT NULL AND EXISTS (SELECT 1 FROM deps WHERE dep_id = "
+                                       "tasks.id AND done = 0)", part).fetchall()
+            ended = []
+            for dep in map(_Dependency._make, rows):
+                waiting = "SELECT task_id FROM deps WHERE dep_id = ? AND done = 0"
+                if dep.status == "ready":
+                    self._run(con, "UPDATE tasks SET waits = waits - 1, status = CASE WHEN "
+                                   "waits <= 1 THEN 'waiting' ELSE status END WHERE status = "
+                                   f"'blocked' AND id IN ({waiting})", (dep.id,))
+                    released = True
+                else:
+                    for task_id, name, queue in self._run(
+                            con, f"SELECT id, name, coalesce(queue, '{_DEFAULT_QUEUE}') FROM "
+                                 f"tasks WHERE status = 'blocked' AND id IN ({waiting})",
+                            (dep.id,)).fetchall():
+                        ended.append(task_id)
+                        _add_metric(counts, (name, queue, "ended", "error"), 0.0)
+                    failed = _dependency_failed(dep.name, f"{dep.token}-{dep.id}", dep.status,
+                                                dep.error)
+                    self._run(con, "UPDATE tasks SET status = 'error', finished = ?, error = ? "
+                                   f"WHERE status = 'blocked' AND id IN ({waiting})",
+                              (now, json.dumps(failed), dep.id))
+                self._run(con, "UPDATE deps SET done = 1 WHERE dep_id = ? AND done = 0",
+                          (dep.id,))
+        if released:
+            self._notify(con, 0)
+        if own:
+            self._count(con, counts)
+
     # -- withdrawals
 
     def cancel(self, con: Any, uid: str, now: float) -> Optional[list[Any]]:
         """Withdraw a waiting task: None if it was not waiting, else the cron run it was, if
         any ([_CronEnd]: its job is free again once the caller gives its next due time)."""
-        rows = self._run(con, "SELECT cron FROM tasks WHERE id = ? AND token = ? AND status "
-                              f"IN ('waiting', 'blocked'){self._LOCK}", _row_key(uid)).fetchall()
+        rows = self._run(con, f"SELECT cron, name, coalesce(queue, '{_DEFAULT_QUEUE}') FROM "
+                              "tasks WHERE id = ? AND token = ? AND status IN ('waiting', "
+                              f"'blocked'){self._LOCK}", _row_key(uid)).fetchall()
         if not rows:
             return None
         self._run(con, "UPDATE tasks SET status = 'cancelled', finished = ?, error = ? WHERE "
                        "id = ?", (now, json.dumps(_failure("cancelled", Cancelled)),
                                   _row_key(uid)[0]))
-        self._release(con, [_row_key(uid)[0]], now)
+        counts: dict[tuple[str, ...], list[Any]] = {}
+        _add_metric(counts, (rows[0][1], rows[0][2], "ended", "cancelled"), 0.0)
+        self._release(con, [_row_key(uid)[0]], now, counts)
+        self._count(con, counts)
         job = rows[0][0]
         return self._current_runs(con, [(job, _row_key(uid)[0], now)] if job else [])
 
@@ -3620,6 +3759,8 @@ class _SharedSql(_SharedReads):
         jobs whose current run this ended ([_CronEnd]), for the caller to give their next
         due times."""
         final, again = [], []
+        counts: dict[tuple[str, ...], list[Any]] = {}
+        _metric_deltas(outcomes, self._endings(con, sorted(o.id for o in outcomes)), counts)
         # in the order of their ids, as a call stored to depend on some locks them
         for outcome in sorted(outcomes, key=lambda o: o.id):
             self._check_size(outcome.value, "the task's value")
@@ -3652,7 +3793,8 @@ class _SharedSql(_SharedReads):
                        [(o.cron,) for o in outcomes if o.retire and o.cron])
         if final:
             self._release(con, [o.id for o in outcomes if o.retry_at is None],
-                          max(o.finished for o in outcomes))
+                          max(o.finished for o in outcomes), counts)
+        self._count(con, counts)
         return self._current_runs(con, [(o.cron, o.id, o.finished) for o in outcomes
                                         if o.cron and o.retry_at is None])
 
@@ -3668,10 +3810,10 @@ class _SharedSql(_SharedReads):
                        [(i,) + self._fence() for i in ids])
 
 
-class _SharedLimits(_SharedSql):
+class _SharedLimits(_SharedEnds):
     """The queues' limits, as both stores keep them (the same SQL; see _SharedSql): stored
     limits, the allowances a claim decides by, the starts a rate counts, the next due time
-    a limit leaves."""
+    a limit leaves; and what GET /metrics reads (the calls a limit holds back among it)."""
 
     def next_due(self, busy: Optional[dict[str, tuple[int, int]]] = None) -> Optional[float]:
         """When the next waiting task or cron job is due, if any. A call of a queue whose
@@ -3699,6 +3841,31 @@ class _SharedLimits(_SharedSql):
                                      (limit.queue, limit.rate - 1)).fetchall()
                     times += [rows[0][0] + limit.per * _RATE_MARGIN] if rows else []
         return min(times) if times else None
+
+    def metric_values(self, now: float) -> _MetricValues:
+        """The counters (none in an older release's file, opened to read) and the gauges'
+        counts: of the unfinished calls only, each group through its own index."""
+        try:
+            counters = self.read("SELECT function, queue, kind, label, sum(n), sum(total) FROM "
+                                 "metrics GROUP BY function, queue, kind, label")
+        except DatabaseError as error:
+            if "metrics" not in str(error):
+                raise
+            counters = []
+        queue = f"coalesce(queue, '{_DEFAULT_QUEUE}')"
+        limits = self.limits()
+        return _MetricValues(
+            counters,
+            self.read(f"SELECT name, {queue}, status, count(*) FROM tasks WHERE {_HELD} GROUP "
+                      "BY 1, 2, 3"),
+            self.read(f"SELECT name, {queue}, due <= ?, count(*), min(due) FROM tasks WHERE "
+                      "status = 'waiting' GROUP BY 1, 2, 3", (now,)),
+            self.read(f"SELECT name, {queue}, count(*) FROM tasks WHERE status = 'blocked' "
+                      "GROUP BY 1, 2"),
+            limits,
+            {limit.queue: self.read("SELECT count(*) FROM starts WHERE queue = ? AND at > ?",
+                                    (limit.queue, now - limit.per))[0][0]
+             for limit in limits.values() if limit.rate is not None and limit.per})
 
     def limits(self) -> dict[str, _Limit]:
         """{queue: _Limit} as stored (none in an older release's file, opened to read)."""
@@ -3840,6 +4007,11 @@ class _SharedCalls(_SharedLimits):
             self._notify(con, options.priority)
         if caller and any(start.status == "blocked" for start in starts):
             self._notify(con, _SWEEP)     # at the commit: count the ends it did not see
+        born: dict[tuple[str, ...], list[Any]] = {}     # ended at once: a dependency failed
+        for row_id, start in zip(made, starts):
+            if row_id is not None and start.error:
+                _add_metric(born, (name, options.queue, "ended", "error"), 0.0)
+        self._count(con, born)
         return found
 
     def _new_ids(self, con: Any, count: int) -> list[int]:
@@ -3919,6 +4091,13 @@ class _SharedCalls(_SharedLimits):
                                "WHERE id = ?", (start.status, start.waits,
                                                 now if start.error else None,
                                                 start.error and json.dumps(start.error), made))
+            if start.error:
+                born: dict[tuple[str, ...], list[Any]] = {}
+                for name, queue in self._run(con, "SELECT name, coalesce(queue, "
+                                                  f"'{_DEFAULT_QUEUE}') FROM tasks WHERE id = ?",
+                                             (made,)).fetchall():
+                    _add_metric(born, (name, queue, "ended", "error"), 0.0)
+                self._count(con, born)
         return f"{token}-{made}"
 
     def sweep_dependents(self, con: Any, now: float) -> None:
@@ -5364,6 +5543,9 @@ class _PgStore(_PgLink, _PgMachines, _SharedCalls):
 
     def _fence(self) -> tuple[Any, ...]:
         return (self.lease,)
+
+    def _adder(self) -> str:
+        return self.machine
 
     # -- tasks as producers and readers see them
 
@@ -10635,6 +10817,7 @@ _DASH_CONNECTIONS = 64           # client connections open at once, at most
 _DASH_HEAD = 65536               # bytes of a request's head read, at most
 _DASH_FORM = 65536               # bytes a form (a POST's body) may have
 _DASH_RETRY = 2                 # seconds: a page the database could not answer asks again
+_METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"     # GET /metrics
 
 
 def _same(given: str, secret: Optional[str]) -> bool:
@@ -10772,6 +10955,118 @@ def _call_links_html(links: _CallLinks) -> str:
                 f"<span class='{_h(status)}'>{_h(status)}</span>"
                 for uid, name, status in calls) + ".</p>")
     return "".join(parts)
+
+
+# GET /metrics, in Prometheus's text format (0.0.4): each family's help, type and samples.
+# The counters and histograms are what the ends added in the database (_metric_deltas); the
+# gauges are counted when scraped, from the unfinished calls only.
+_METRIC_FAMILIES = (
+    ("autocron_calls_ended_total", "counter", "Calls that ended, by status (ready, error, "
+     "cancelled)."),
+    ("autocron_retries_total", "counter", "Attempts that failed and were set to run again."),
+    ("autocron_calls_running", "gauge", "Calls running now."),
+    ("autocron_calls_waiting", "gauge", "Calls waiting, by why: due (for a worker), "
+     "scheduled (not due yet), dependency (on calls they depend on), limit (held back by "
+     "their queue's limit)."),
+    ("autocron_oldest_due_age_seconds", "gauge", "How long the oldest due call of a queue "
+     "has been due (0: none is)."),
+    ("autocron_run_seconds", "histogram", "Run time of attempts, started to finished."),
+    ("autocron_wait_seconds", "histogram", "Wait of attempts, due to started."),
+    ("autocron_machine_workers", "gauge", "Worker processes of a machine's pool."),
+    ("autocron_machine_lease_age_seconds", "gauge", "Seconds since a machine's pool last "
+     "renewed its lease (SQLite: 0 while the pool holds the file's lock)."),
+    ("autocron_pool_running", "gauge", "1 if a pool runs for this database, else 0."),
+)
+
+
+def _sample(name: str, labels: dict[str, str], value: float) -> str:
+    """One sample line; label values escaped as the format wants (backslash, quote, line
+    end)."""
+    inner = ",".join('{}="{}"'.format(key, text.replace("\\", "\\\\").replace('"', '\\"')
+                                       .replace("\n", "\\n")) for key, text in labels.items())
+    return f"{name}{{{inner}}} {value!r}" if inner else f"{name} {value!r}"
+
+
+def _waiting_reasons(values: _MetricValues) -> dict[tuple[str, str, str], int]:
+    """{(function, queue, why): calls} of the waiting calls: a due one of a queue whose
+    limit is reached (its concurrency held, or its rate's starts in the window) is held back
+    by the limit; one handed to a worker is due."""
+    held: dict[str, int] = {}
+    for _, queue, _, n in values.held:
+        held[queue] = held.get(queue, 0) + n
+    full = {queue for queue, limit in values.limits.items()
+            if limit.concurrency is not None and held.get(queue, 0) >= limit.concurrency or
+            limit.rate is not None and values.starts.get(queue, 0) >= limit.rate}
+    reasons: dict[tuple[str, str, str], int] = {}
+    rows = [(f, q, "due", n) for f, q, status, n in values.held if status == "queued"]
+    rows += [(f, q, ("limit" if q in full else "due") if due else "scheduled", n)
+             for f, q, due, n, _ in values.waiting]
+    rows += [(f, q, "dependency", n) for f, q, n in values.blocked]
+    for function, queue, why, n in rows:
+        reasons[(function, queue, why)] = reasons.get((function, queue, why), 0) + n
+    return reasons
+
+
+def _metrics_text(values: _MetricValues, machines: list[Any], running: bool,
+                  now: float) -> str:
+    """The page of GET /metrics. `machines`: [(name, workers, lease age)]."""
+    samples: dict[str, list[str]] = {name: [] for name, _, _ in _METRIC_FAMILIES}
+    histograms: dict[tuple[str, str, str], dict[str, list[Any]]] = {}
+    for function, queue, kind, label, n, total in sorted(values.counters):
+        who = {"function": function, "queue": queue}
+        if kind == "ended":
+            samples["autocron_calls_ended_total"].append(
+                _sample("autocron_calls_ended_total", dict(who, status=label), float(n)))
+        elif kind == "retried":
+            samples["autocron_retries_total"].append(
+                _sample("autocron_retries_total", who, float(n)))
+        elif kind in ("run", "wait"):
+            histograms.setdefault((kind, function, queue), {})[label] = [n, total]
+    for (kind, function, queue), buckets in sorted(histograms.items()):
+        name, who = f"autocron_{kind}_seconds", {"function": function, "queue": queue}
+        count, total = 0, 0.0
+        for bound in [repr(b) for b in _METRIC_BUCKETS] + ["+Inf"]:
+            n, part = buckets.get(bound, (0, 0.0))
+            count, total = count + n, total + part
+            samples[name].append(_sample(f"{name}_bucket", dict(who, le=bound), float(count)))
+        samples[name] += [_sample(f"{name}_sum", who, float(total)),
+                          _sample(f"{name}_count", who, float(count))]
+    for function, queue, status, n in sorted(values.held):
+        if status == "running":
+            samples["autocron_calls_running"].append(_sample(
+                "autocron_calls_running", {"function": function, "queue": queue}, float(n)))
+    for (function, queue, why), n in sorted(_waiting_reasons(values).items()):
+        samples["autocron_calls_waiting"].append(_sample(
+            "autocron_calls_waiting", {"function": function, "queue": queue, "reason": why},
+            float(n)))
+    oldest: dict[str, float] = {queue: now for queue in values.limits}
+    for _, queue, due, _, first in values.waiting:
+        oldest[queue] = min(oldest.get(queue, now), first if due else now)
+    samples["autocron_oldest_due_age_seconds"] = [
+        _sample("autocron_oldest_due_age_seconds", {"queue": queue}, max(0.0, now - first))
+        for queue, first in sorted(oldest.items())]
+    for name, workers, age in machines:
+        samples["autocron_machine_workers"].append(
+            _sample("autocron_machine_workers", {"machine": name}, float(workers)))
+        samples["autocron_machine_lease_age_seconds"].append(
+            _sample("autocron_machine_lease_age_seconds", {"machine": name}, float(age)))
+    samples["autocron_pool_running"].append(
+        _sample("autocron_pool_running", {}, 1.0 if running else 0.0))
+    lines = []
+    for name, kind, text in _METRIC_FAMILIES:
+        lines += [f"# HELP {name} {text}", f"# TYPE {name} {kind}"] + samples[name]
+    return "\n".join(lines) + "\n"
+
+
+def _metrics_page(store: _Store) -> str:
+    """GET /metrics of `store`: its values, and its machines' pools (SQLite: this one's)."""
+    now = store.now()
+    running = store.pool_running()
+    machines = [(m.name, len(m.workers), m.since) for m in store.machine_rows()]
+    row = store.pool_row() if running and not store.leased else None
+    if row is not None:
+        machines.append((_machine_name(), len(row.workers), 0.0))
+    return _metrics_text(store.metric_values(now), machines, running, now)
 
 
 def _html_table(headings: Iterable[str], rows: str) -> str:
@@ -11137,12 +11432,13 @@ class _DashboardRequest:
                                "SameSite=Strict; Path=/"),) if token else ()
 
     def _send(self, status: int, body: str, headers: tuple[Any, ...] = (),
-              framed: bool = False) -> None:
-        """Answer; `framed`: the notebook's view, which a notebook page may frame."""
+              framed: bool = False, kind: Optional[str] = None) -> None:
+        """Answer; `framed`: the notebook's view, which a notebook page may frame; `kind`:
+        the Content-Type, if not a page's or an error's."""
         data = body.encode("utf-8")
         self.send_response(status)
-        self.send_header("Content-Type", "text/html; charset=utf-8" if status < 300 or
-                         status == 404 else "text/plain; charset=utf-8")
+        self.send_header("Content-Type", kind or ("text/html; charset=utf-8" if status < 300 or
+                                                  status == 404 else "text/plain; charset=utf-8"))
         self.send_header("Content-Length", str(len(data)))
         ancestors = _DASH_NOTEBOOKS if framed else "'none'"
         self.send_header("Content-Security-Policy",
@@ -11171,12 +11467,30 @@ class _DashboardRequest:
                          "dashboard's own page")
         return None
 
+    def _scrape(self) -> None:
+        """GET /metrics, for Prometheus: the token as "Authorization: Bearer T" (or the
+        dashboard's cookie)."""
+        scheme, _, given = self.headers.get("Authorization", "").partition(" ")
+        if not (scheme.lower() == "bearer" and _same(given.strip(), self.board.token) or
+                self._signed_in()):
+            return self._send(401, "a token is needed: send it as the header "
+                                   "'Authorization: Bearer TOKEN' (Prometheus: "
+                                   "authorization: {credentials: TOKEN} in the scrape job)",
+                              (("WWW-Authenticate", 'Bearer realm="autocron"'),))
+        try:
+            self._send(200, _metrics_page(self.board.store), kind=_METRICS_TYPE)
+        except DatabaseError as error:
+            self._send(503, f"the database cannot be read now: {error}",
+                       (("Retry-After", str(_DASH_RETRY)),))
+
     def _answer(self, post: bool) -> None:
         import urllib.parse
         refused = self._foreign(post)
         if refused:
             return self._send(*refused)
         url = urllib.parse.urlsplit(self.path)
+        if url.path == "/metrics" and not post:
+            return self._scrape()
         pairs = urllib.parse.parse_qsl(url.query)
         query = dict(pairs)
         given = query.get("token")

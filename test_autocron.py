@@ -2162,7 +2162,9 @@ class TestStore:
         # have defaults), and every attribute it names, on an opened store of each kind
         protocol = autocron._Store
         store = autocron._open_store(database)
-        methods = sorted(name for name, member in vars(protocol).items()
+        members = {name: member for part in (autocron._StoreViews, protocol)   # and its part
+                   for name, member in vars(part).items()}
+        methods = sorted(name for name, member in members.items()
                          if callable(member) and not name.startswith("_"))
         assert len(methods) > 60
         for name in methods:
@@ -2173,7 +2175,7 @@ class TestStore:
                       for function in (getattr(protocol, name), implemented)]
             assert shapes[0] == shapes[1], f"{type(store).__name__}.{name}"
         attributes = set(protocol.__annotations__) | {
-            name for name, member in vars(protocol).items() if isinstance(member, property)}
+            name for name, member in members.items() if isinstance(member, property)}
         for name in attributes:
             assert hasattr(store, name), f"{type(store).__name__} lacks .{name}"
         # and the module asks nothing of a store that the protocol does not list
@@ -8063,6 +8065,149 @@ def live_pool(tmp_path):
     owner.communicate(timeout=60)
 
 
+def scrape(board, headers=None):
+    """(status, families {name: {frozenset of labels: value}}, response headers) of the
+    board's GET /metrics, with its token as a bearer token unless `headers` say otherwise;
+    parsed with prometheus_client's own parser."""
+    from prometheus_client.parser import text_string_to_metric_families
+    token = urllib.parse.parse_qs(urllib.parse.urlsplit(board.url).query)["token"][0]
+    status, body, answer = http_get(board.base + "metrics", headers if headers is not None
+                                    else {"Authorization": f"Bearer {token}"})
+    if status != 200:
+        return status, body, answer
+    families = {}
+    for family in text_string_to_metric_families(body):
+        for sample in family.samples:
+            families.setdefault(sample.name, {})[frozenset(sample.labels.items())] = \
+                sample.value
+    return status, families, answer
+
+
+def sample(families, name, **labels):
+    """The value of one sample (None if there is none)."""
+    return families.get(name, {}).get(frozenset(labels.items()))
+
+
+class TestMetrics:
+    """GET /metrics: Prometheus's text format, parsed by prometheus_client, with the values
+    of a known workload; its counters outlive purge."""
+
+    QUEUE = 'slow "eu"\\1'      # a name the format must escape
+
+    def test_the_metrics_of_a_known_workload(self, database, tmp_path):
+        assert autocron.start(database, workers=2) is True
+        autocron.limit(self.QUEUE, concurrency=1)
+        assert [add(i, i).get(timeout=30) for i in range(3)] == [0, 2, 4]
+        failing = autocron.delay(retries=1, retry_delay=0)(fail)("no")
+        with pytest.raises(autocron.TaskError):
+            failing.get(timeout=30)
+        orphan = add(failing, 1)                     # fails with its dependency
+        with pytest.raises(autocron.DependencyFailed):
+            orphan.get(timeout=30)
+        withdrawn = autocron.delay(hours=1)(add)(7, 7)
+        withdrawn.cancel()
+        scheduled = autocron.delay(hours=1)(add)(8, 8)
+        held = hold_until.options(queue=self.QUEUE)(str(tmp_path / "go"))
+        wait_until(lambda: held.status == "running", what="the held call to start")
+        behind = hold_until.options(queue=self.QUEUE)(str(tmp_path / "go"))
+        dependent = same(held)
+        board = DashboardServer(database)
+        try:
+            status, families, headers = scrape(board)
+            assert status == 200
+            assert headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+            ended = "autocron_calls_ended_total"
+            add_name, fail_name = "test_autocron.add", "test_autocron.fail"
+            assert sample(families, ended, function=add_name, queue="default",
+                          status="ready") == 3
+            assert sample(families, ended, function=fail_name, queue="default",
+                          status="error") == 1
+            assert sample(families, ended, function=add_name, queue="default",
+                          status="error") == 1                       # the dependency failed
+            assert sample(families, ended, function=add_name, queue="default",
+                          status="cancelled") == 1
+            assert sample(families, "autocron_retries_total", function=fail_name,
+                          queue="default") == 1
+            assert sample(families, "autocron_retries_total", function=add_name,
+                          queue="default") is None
+            for kind in ("run", "wait"):                  # every attempt that started
+                for function, attempts in ((add_name, 3), (fail_name, 2)):
+                    who = {"function": function, "queue": "default"}
+                    assert sample(families, f"autocron_{kind}_seconds_count", **who) == attempts
+                    buckets = [sample(families, f"autocron_{kind}_seconds_bucket", le=le, **who)
+                               for le in [repr(b) for b in autocron._METRIC_BUCKETS] + ["+Inf"]]
+                    assert buckets == sorted(buckets) and buckets[-1] == attempts
+                    assert 0 <= sample(families, f"autocron_{kind}_seconds_sum", **who) < 30
+            hold = "test_autocron.hold_until"
+            assert sample(families, "autocron_calls_running", function=hold,
+                          queue=self.QUEUE) == 1
+            waiting = {tuple(sorted(dict(k).items())): v
+                       for k, v in families["autocron_calls_waiting"].items()}
+            assert waiting == {
+                (("function", hold), ("queue", self.QUEUE), ("reason", "limit")): 1,
+                (("function", add_name), ("queue", "default"), ("reason", "scheduled")): 1,
+                (("function", "test_autocron.same"), ("queue", "default"),
+                 ("reason", "dependency")): 1}
+            assert sample(families, "autocron_oldest_due_age_seconds", queue=self.QUEUE) > 0
+            assert sample(families, "autocron_pool_running") == 1
+            workers = families["autocron_machine_workers"]
+            assert list(workers.values()) == [2]
+            assert list(families["autocron_machine_lease_age_seconds"].values())[0] < 30
+            # counters are never lowered: a purge deletes the results, not what they added
+            autocron._open_store(database).purge()
+            assert scrape(board)[1][ended] == families[ended]
+            # the token, as a bearer token only
+            for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic x"}):
+                status, body, answer = scrape(board, headers)
+                assert (status, body) == (401, "a token is needed: send it as the header "
+                                               "'Authorization: Bearer TOKEN' (Prometheus: "
+                                               "authorization: {credentials: TOKEN} in the "
+                                               "scrape job)")
+                assert answer["WWW-Authenticate"] == 'Bearer realm="autocron"'
+        finally:
+            board.stop()
+            Path(tmp_path / "go").touch()
+        assert [held.get(timeout=30), behind.get(timeout=30)] == ["released"] * 2
+        assert dependent.get(timeout=30) == "released" and scheduled.status == "waiting"
+
+    def test_what_an_attempt_s_end_adds(self):
+        Outcome, Ending = autocron._Outcome, autocron._Ending
+        endings = [Ending(1, "m.f", "q", 100.0, "running"), Ending(2, "m.f", "q", 100.0,
+                                                                   "queued")]
+        deltas = {}
+        autocron._metric_deltas([
+            Outcome(1, "ready", started=100.5, finished=101.0),
+            Outcome(2, "error", started=99.0, finished=99.002, retry_at=200.0),
+            Outcome(3, "ready", started=1.0, finished=2.0),          # not live: not written
+        ], endings, deltas)
+        assert deltas == {("m.f", "q", "ended", "ready"): [1, 0.0],
+                          ("m.f", "q", "retried", ""): [1, 0.0],
+                          ("m.f", "q", "wait", "0.5"): [1, 0.5],
+                          ("m.f", "q", "run", "0.5"): [1, 0.5],
+                          ("m.f", "q", "wait", "0.005"): [1, 0.0],   # started before due: 0
+                          ("m.f", "q", "run", "0.005"): [1, pytest.approx(0.002)]}
+        free = {}
+        autocron._metric_deltas([Outcome(1, "error", retry_at=5.0, free=True)], endings, free)
+        assert free == {}                              # a free rerun is no retry
+        assert [autocron._bucket(s) for s in (0, 0.005, 0.0051, 3600, 3600.5)] == [
+            "0.005", "0.005", "0.01", "3600.0", "+Inf"]
+
+    def test_why_calls_wait(self):
+        Limit = autocron._Limit
+        values = autocron._MetricValues(
+            counters=[], held=[("f", "a", "running", 2), ("f", "a", "queued", 1),
+                               ("f", "b", "running", 1)],
+            waiting=[("f", "a", True, 4, 1.0), ("f", "a", False, 2, 9.0),
+                     ("f", "b", True, 1, 1.0), ("f", "c", True, 5, 1.0)],
+            blocked=[("g", "a", 3)],
+            limits={"a": Limit("a", 3, None, None), "b": Limit("b", 5, None, None),
+                    "c": Limit("c", None, 10, 60.0)},
+            starts={"c": 10})
+        assert autocron._waiting_reasons(values) == {
+            ("f", "a", "due"): 1, ("f", "a", "limit"): 4, ("f", "a", "scheduled"): 2,
+            ("f", "b", "due"): 1, ("f", "c", "limit"): 5, ("g", "a", "dependency"): 3}
+
+
 class TestAdmin:
     """The admin tool, run as a real command against real databases."""
 
@@ -8664,6 +8809,9 @@ class TestManyMachines:
         hosts = collections.Counter(line.split()[1] for line in lines)
         assert set(hosts) == {"a", "b"} and min(hosts.values()) >= 20, hosts
         assert query(machines.url, "SELECT DISTINCT attempts FROM tasks") == [(1,)]
+        # each end counted once, by the machine that wrote it, in rows of its own
+        assert dict(query(machines.url, "SELECT adder, sum(n) FROM metrics WHERE kind = "
+                                        "'ended' GROUP BY adder")) == dict(hosts)
         assert "lost" not in a.stop() + b.stop()
 
     def test_calls_wait_for_their_dependencies_across_machines(self, machines, tmp_path):
