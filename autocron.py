@@ -184,7 +184,7 @@ _SCHEMA_VERSION = 3
 _RETIRED = 2                    # crons.paused of a job its code no longer declares (0, 1: paused)
 _PICKLE_PROTOCOL = 4            # readable by every Python that autocron supports (3.9+)
 _DEFAULT_SETTINGS = {"workers": 1, "result_ttl": 1800, "disabled": 0, "synchronous": "normal",
-                     "initializer_error": None, "async_concurrency": 100}
+                     "initializer_error": None, "async_concurrency": 100, "pool_ended": None}
 # "normal": a committed call survives a crash of the application, "full": also power loss or
 # an OS crash (the log is synced at every commit, not only at checkpoints).
 _SYNCHRONOUS = ("normal", "full")
@@ -1838,6 +1838,31 @@ class _FinishedRow(NamedTuple):
     finished: float
 
 
+class _TaskFilter(NamedTuple):
+    """What the dashboard's task list shows: calls with this public status, whose function's
+    name holds `function`, whose id starts with `prefix`, made in [since, until)."""
+
+    status: Optional[str] = None
+    function: Optional[str] = None
+    prefix: Optional[str] = None     # of the token (hex digits)
+    since: Optional[float] = None
+    until: Optional[float] = None
+
+
+class _CallDetails(NamedTuple):
+    """What a call's page shows beside its result row (call_details)."""
+
+    retries: int                     # its policy: retries left after the first attempt,
+    retry_delay: float               # the delay before the first retry,
+    backoff: float                   # its factor at each further one,
+    timeout: Optional[float]         # and the time an attempt may run
+    priority: int
+    worker: Optional[int]            # the pid of the worker that ran its last attempt
+    machine: Optional[str]           # and its machine (PostgreSQL)
+    cron: Optional[str]              # the cron job it is a run of
+    due: float                       # when its last attempt was (or next is) due
+
+
 class _TaskPage(NamedTuple):
     """A page of the dashboard's task list."""
 
@@ -2488,9 +2513,18 @@ class _StoreViews(Protocol):
     def task_rows(self, statuses: tuple[Any, ...], limit: int, newest_first: bool) -> list[Any]:
         """[_TaskRow] with these statuses, the newest first or in the order of the queue."""
         ...
-    def task_page(self, status: Optional[str], function: Optional[str],
-                  before: Optional[int], limit: int, scan: int) -> _TaskPage:
+    def task_page(self, wanted: _TaskFilter, before: Optional[int], limit: int,
+                  scan: int) -> _TaskPage:
         """A page of the dashboard's task list."""
+        ...
+    def call_details(self, uid: str) -> Optional[_CallDetails]:
+        """Its retry policy, worker, machine and cron job (_CallDetails), or None."""
+        ...
+    def failed_unretried(self, function: str) -> list[str]:
+        """The ids of the failed calls of a function that were not retried by hand."""
+        ...
+    def waiting_in(self, queue: str) -> list[str]:
+        """The ids of the waiting calls of a queue (those on dependencies too)."""
         ...
     def finished_since(self, since: float, limit: int) -> list[Any]:
         """[_FinishedRow] of the tasks finished since then, the newest first."""
@@ -3232,6 +3266,9 @@ class _SharedReads(_StoreParts):
     """What both stores read for callers, the admin tool and the dashboard with the same SQL
     (and the few writes they make from outside the pool), with SQLite's ? placeholders."""
 
+    _FIND = "instr"        # PostgreSQL: "strpos": where text holds other text, from 1 (0: not)
+    _RAN_ON = "NULL"       # PostgreSQL: "machine": the machine of a call's last attempt
+
     def set_setting(self, key: str, value: Any) -> None:
         self.write("INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) "
                    "DO UPDATE SET value = excluded.value", (key, json.dumps(value)))
@@ -3455,14 +3492,17 @@ class _SharedReads(_StoreParts):
             "SELECT name, status, started, finished FROM tasks WHERE finished >= ? ORDER BY "
             "finished DESC LIMIT ?", (since, limit))]
 
-    def task_page(self, status: Optional[str], function: Optional[str],
-                  before: Optional[int], limit: int, scan: int) -> _TaskPage:
-        """The tasks newest first with this public status and function (None: any) and a
-        row id below `before` (None: from the newest), at most `limit`: a walk of the primary
-        key, as result_rows, or of the finished tasks' index by status. A walk that no index
-        serves (a function, a status of unfinished tasks) looks at the `scan` row ids below
-        `before` at most, so that a filter few rows match costs no more than one many do."""
-        bounded = bool(function) or status not in _FINISHED + (None,)
+    def task_page(self, wanted: _TaskFilter, before: Optional[int], limit: int,
+                  scan: int) -> _TaskPage:
+        """The tasks newest first that `wanted` picks (_TaskFilter) with a row id below
+        `before` (None: from the newest), at most `limit`: a walk of the primary key, as
+        result_rows, or of the finished tasks' index by status. A walk that no index serves
+        (a function, an id, a time, a status of unfinished tasks) looks at the `scan` row ids
+        below `before` at most, so that a filter few rows match costs no more than one many
+        do."""
+        status, function = wanted.status, wanted.function
+        bounded = any(given is not None for given in wanted[1:]) or \
+            status not in _FINISHED + (None,)
         top = before if before is not None else 2 ** 62 if not bounded else \
             self.read("SELECT coalesce(max(id), 0) + 1 FROM tasks")[0][0]
         low = top - scan if bounded else 0
@@ -3474,12 +3514,36 @@ class _SharedReads(_StoreParts):
             where.append(f"status IN ({', '.join('?' * len(states))})")
             params += states
         if function:
-            where.append("name = ?")
+            where.append(f"{self._FIND}(name, ?) > 0")
             params.append(function)
+        if wanted.prefix:
+            where.append("substr(token, 1, ?) = ?")
+            params += [len(wanted.prefix), wanted.prefix]
+        for bound, sign in ((wanted.since, ">="), (wanted.until, "<")):
+            if bound is not None:
+                where.append(f"created {sign} ?")
+                params.append(bound)
         rows = [_ResultRow(*row) for row in self.read(
             f"SELECT {_RESULT_COLUMNS} FROM tasks WHERE {' AND '.join(where)} "
             "ORDER BY id DESC LIMIT ?", tuple(params) + (limit,))]
         return _TaskPage(rows, low if low > 1 and len(rows) < limit else None)
+
+    def call_details(self, uid: str) -> Optional[_CallDetails]:
+        rows = self.read(f"SELECT retries, retry_delay, backoff, timeout, priority, worker, "
+                         f"{self._RAN_ON}, cron, due FROM tasks WHERE id = ? AND token = ?",
+                         _row_key(uid))
+        return _CallDetails(*rows[0]) if rows else None
+
+    def failed_unretried(self, function: str) -> list[str]:
+        return [row[0] for row in self.read(
+            f"SELECT {_UUID} FROM tasks t WHERE status = 'error' AND finished IS NOT NULL AND "
+            f"name = ? AND NOT EXISTS (SELECT 1 FROM tasks r WHERE r.retry_of = t.token || "
+            "'-' || t.id) ORDER BY id", (function,))]
+
+    def waiting_in(self, queue: str) -> list[str]:
+        return [row[0] for row in self.read(
+            f"SELECT {_UUID} FROM tasks WHERE status IN ('waiting', 'blocked') AND "
+            f"coalesce(queue, '{_DEFAULT_QUEUE}') = ? ORDER BY id", (queue,))]
 
     def last_runs(self) -> dict[Any, Any]:
         """{cron job: (status, finished)} of each job's newest run (through tasks_cron)."""
@@ -5533,6 +5597,8 @@ class _PgStore(_PgLink, _PgMachines, _SharedCalls):
     PostgreSQL says in words of its own: storing calls and waking the pools in one
     statement, withdrawals, the claim under a valid lease, and the settling of lost pools."""
 
+    _FIND = "strpos"
+    _RAN_ON = "machine"
     _FENCE = " AND lease = ?"
     _LET_GO = ", machine = NULL, lease = NULL"
     _TAKE = " FOR UPDATE SKIP LOCKED"
@@ -7646,6 +7712,7 @@ class _PoolWakeups(_PoolState):
             os.unlink(self._wake_path)
         with contextlib.suppress(DatabaseError):
             self.store.set_pool(None)
+            self.store.set_setting("pool_ended", self.store.now())   # the dashboard's banner
 
     def _listen_anew(self) -> None:
         """The LISTEN connection broke: open another (until then, and if that fails until
@@ -10872,20 +10939,93 @@ def _percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
+def _stamp(epoch: Optional[float]) -> str:
+    """An epoch time as the dashboard shows it: local wall-clock text and its zone."""
+    if epoch is None:
+        return ""
+    return f"{_local_time(epoch)} {_dt.datetime.fromtimestamp(epoch).astimezone().tzname()}"
+
+
+def _zone_note(now: float) -> str:
+    """Which zone the page's times are in."""
+    local = _dt.datetime.fromtimestamp(now).astimezone()
+    offset = local.strftime("%z")
+    return (f"<p class='zone' data-zone>Times are in {_h(local.tzname() or '')} (UTC"
+            f"{offset[:3]}:{offset[3:]}).</p>")
+
+
+# The charts: inline SVG in a frame of _CHART_W x _CHART_H, the plot right of the y axis's
+# labels and above the x axis's, whose ticks are every 10 minutes of the last hour (local).
+_CHART_W, _CHART_H, _CHART_LEFT, _CHART_BOTTOM = 660, 150, 56, 22
+_CHART_COLOURS = ("#27c", "#c52", "#393", "#a3c", "#c93", "#3aa")
+
+
+def _chart(name: str, label: str, top: float, unit: str, now: float, marks: str) -> str:
+    """A chart of the last hour: its frame, axes and labels (y from 0 to `top` `unit`), and
+    `marks`, drawn in plot coordinates (x: 0-600 over the hour, y: 0-120 down from the top)."""
+    width, height = _CHART_W - _CHART_LEFT, _CHART_H - _CHART_BOTTOM
+    ticks = []
+    for minutes in range(60, -1, -10):
+        x = _CHART_LEFT + 600 * (60 - minutes) / 60
+        ticks.append(f'<line x1="{x:.0f}" y1="{height}" x2="{x:.0f}" y2="{height + 4}" '
+                     f'stroke="#888"/><text x="{x:.0f}" y="{_CHART_H - 6}" font-size="10" '
+                     f'text-anchor="middle" data-tick>{_h(_local_time(now - 60 * minutes)[11:16])}'
+                     "</text>")
+    for share in (0.0, 0.5, 1.0):
+        y = height - 120 * share
+        ticks.append(f'<line x1="{_CHART_LEFT}" y1="{y:.0f}" x2="{_CHART_LEFT + width}" '
+                     f'y2="{y:.0f}" stroke="#eee"/><text x="{_CHART_LEFT - 4}" y="{y + 4:.0f}" '
+                     f'font-size="10" text-anchor="end" data-y-label>{_number_text(top * share)}'
+                     f"{_h(unit)}</text>")
+    return (f'<svg width="{_CHART_W}" height="{_CHART_H}" viewBox="0 0 {_CHART_W} {_CHART_H}" '
+            f'role="img" data-chart="{_h(name)}" aria-label="{_h(label)}">{"".join(ticks)}'
+            f'<line x1="{_CHART_LEFT}" y1="{height}" x2="{_CHART_LEFT + width}" y2="{height}" '
+            f'stroke="#888"/><g transform="translate({_CHART_LEFT} {height - 120})">{marks}'
+            "</g></svg>")
+
+
 def _minute_chart(finished: list[Any], now: float) -> str:
-    """Finished tasks per minute over the last hour, as an inline SVG bar chart."""
+    """Finished tasks per minute over the last hour, as bars with their axes."""
     counts = [0] * 60
     for row in finished:
         minute = int((now - row.finished) // 60)
         if 0 <= minute < 60:
             counts[59 - minute] += 1
     top = max(counts) or 1
-    bars = "".join(f'<rect x="{i * 10}" y="{60 - 60 * c / top:.1f}" width="8" '
-                   f'height="{60 * c / top:.1f}" fill="#27c"><title>{c}</title></rect>'
+    bars = "".join(f'<rect x="{i * 10}" y="{120 - 120 * c / top:.1f}" width="8" '
+                   f'height="{120 * c / top:.1f}" fill="#27c"><title>{c} ending '
+                   f'{_h(_local_time(now - 60 * (59 - i))[11:16])}</title></rect>'
                    for i, c in enumerate(counts))
-    return (f'<svg width="600" height="60" viewBox="0 0 600 60" role="img" data-chart='
-            f'"minutes" aria-label="finished tasks per minute, the last hour; most {top}">'
-            f'{bars}</svg>')
+    return _chart("minutes", f"finished tasks per minute, the last hour; most {top}", top, "",
+                  now, bars)
+
+
+def _run_time_chart(finished: list[Any], now: float) -> str:
+    """The median run time per minute of the last hour of each function (the six that ran
+    most), as lines with their axes and a legend."""
+    minutes: dict[str, dict[int, list[float]]] = {}
+    for row in finished:
+        minute = int((now - row.finished) // 60)
+        if row.started is not None and 0 <= minute < 60:
+            minutes.setdefault(row.name, {}).setdefault(59 - minute, []).append(
+                row.finished - row.started)
+    shown = sorted(minutes, key=lambda name: -sum(map(len, minutes[name].values())))[:6]
+    medians = {name: {m: _percentile(t, .5) for m, t in minutes[name].items()}
+               for name in shown}
+    top = max((v for points in medians.values() for v in points.values()), default=0.0) or 1.0
+    marks, legend = [], []
+    for colour, name in zip(_CHART_COLOURS, shown):
+        points = " ".join(f"{m * 10 + 4},{120 - 120 * v / top:.1f}"
+                          for m, v in sorted(medians[name].items()))
+        marks.append(f'<polyline points="{points}" fill="none" stroke="{colour}" '
+                     f'stroke-width="1.5" data-function="{_h(name)}"/>' + "".join(
+                         f'<circle cx="{m * 10 + 4}" cy="{120 - 120 * v / top:.1f}" r="2" '
+                         f'fill="{colour}"><title>{_h(name)}: {v:.3f} s</title></circle>'
+                         for m, v in sorted(medians[name].items())))
+        legend.append(f"<span style='color:{colour}'>&#9632;</span> {_h(name)}")
+    return _chart("run-times", "median run time per minute of each function, the last hour",
+                  top, " s", now, "".join(marks)) + \
+        f"<p class='legend'>{' &nbsp; '.join(legend)}</p>"
 
 
 def _resume_cron(store: Any, name: str) -> Optional[float]:
@@ -11069,6 +11209,121 @@ def _metrics_page(store: _Store) -> str:
     return _metrics_text(store.metric_values(now), machines, running, now)
 
 
+def _machine_state(machine: _MachineRow) -> str:
+    """A machine's pool as its lease shows it: running, late, or lost (settled by the next
+    pool that looks)."""
+    if machine.since < _lease_ttl / 2:
+        return "running"
+    if machine.since < _lease_ttl:
+        return f"late: no heartbeat for {machine.since:.0f} s"
+    return f"lost: no heartbeat for {_duration(machine.since)}"
+
+
+def _url_part(text: str) -> str:
+    """Text for a URL's query."""
+    import urllib.parse
+    return urllib.parse.quote(text, safe="")
+
+
+def _error_line(error: Optional[str]) -> str:
+    """A stored error (JSON) as one line: its type and its message's first line."""
+    if not error:
+        return ""
+    found = json.loads(error)
+    first = (found.get("message") or "").strip().split("\n", 1)[0]
+    return _shorten(f"{found.get('type', '')}: {first}" if first else found.get("type", ""),
+                    120)
+
+
+def _status_html(status: str) -> str:
+    """A stored status in the API's words (Result.status): a call handed to a worker or
+    waiting on others is waiting, and says which."""
+    public, detail = {"queued": ("waiting", "in a worker"),
+                      "blocked": ("waiting", "on other calls")}.get(status, (status, ""))
+    more = f" <small>({detail})</small>" if detail else ""
+    return f"<span class='{_h(public)}' data-status='{_h(public)}'>{_h(public)}</span>{more}"
+
+
+def _task_filter(query: dict[Any, Any]) -> Union[_TaskFilter, str]:
+    """The task list's filter from its query (_TaskFilter), or why it is refused."""
+    status = query.get("status") or None
+    if status is not None and status not in _STATUSES:
+        return f"status must be one of {', '.join(_STATUSES)}, got {status!r}"
+    function = query.get("function") or None
+    if function is not None and not function.isprintable():   # PostgreSQL refuses a NUL
+        return f"function must be (a part of) a function's name, got {function!r}"
+    named = query.get("id") or None
+    if named is not None and not re.fullmatch(r"[0-9a-f]{1,16}(-[0-9]{1,19})?", named):
+        return (f"id must be the start of a task's id (hex digits) or a whole or short id, "
+                f"got {named!r}")
+    times: list[Optional[float]] = []
+    for name in ("since", "until"):
+        text = query.get(name) or ""
+        try:
+            times.append(_dt.datetime.fromisoformat(text).timestamp() if text else None)
+        except ValueError:
+            return f"{name} must be a local time as YYYY-MM-DDTHH:MM, got {text!r}"
+    prefix = named if named is not None and "-" not in named else None
+    return _TaskFilter(status, function, prefix, times[0], times[1])
+
+
+def _task_filter_form(query: dict[Any, Any]) -> str:
+    """The task list's filter, as its query has it."""
+    status = query.get("status") or ""
+    choices = "".join(f"<option{' selected' if s == status else ''}>{s}</option>"
+                      for s in _STATUSES)
+    fields = "".join(
+        f" <input name='{name}' placeholder='{hint}' value='{_h(query.get(name, ''))}'"
+        f"{kind}>" for name, hint, kind in (
+            ("function", "function (a part of its name)", " size='28'"),
+            ("id", "id (its start)", " size='18'"),
+            ("since", "since", " type='datetime-local'"),
+            ("until", "until", " type='datetime-local'")))
+    return (f"<form method='get' action='/tasks' data-filter><select name='status'><option "
+            f"value=''>any status</option>{choices}</select>{fields} <button>show</button>"
+            "</form>")
+
+
+def _fold_traceback(text: str) -> str:
+    """A traceback from the user's code on: autocron's own frames (the worker that called
+    it) folded away, with a line that says how many."""
+    lines, kept, folded, ours = text.splitlines(), [], 0, False
+    module = os.path.basename(__file__)
+    for line in lines:
+        if line.startswith('  File "'):
+            ours = os.path.basename(line[8:].split('"', 1)[0]) == module
+            folded += ours
+        elif not line.startswith("    "):
+            ours = False
+        if not ours:
+            kept.append(line)
+    if folded:
+        at = 1 if kept and kept[0].startswith("Traceback") else 0
+        kept.insert(at, f"  [{folded} frame{'s' if folded > 1 else ''} of autocron folded "
+                        "away]")
+    return "\n".join(kept)
+
+
+def _ran_on(details: Optional[_CallDetails], status: str) -> str:
+    """The worker (and machine) that ran a call's last attempt, or runs it."""
+    if details is None or details.worker is None or status in ("waiting", "blocked"):
+        return ""
+    machine = f" on {details.machine}" if details.machine else ""
+    return f"worker pid {details.worker}{machine}"
+
+
+def _retry_policy(details: _CallDetails, row: _ResultRow) -> str:
+    """A call's retries and timeout as its page says them, with its next attempt's time
+    when one is due to run again."""
+    policy = (f"{details.retries} retries, {details.retry_delay:g} s before the first, times "
+              f"{details.backoff:g} at each next" if details.retries else "no retries")
+    if details.timeout:
+        policy += f"; timeout {details.timeout:g} s"
+    if row.status == "waiting" and row.attempts:
+        policy += f"; next attempt {_stamp(details.due)}"
+    return policy
+
+
 def _html_table(headings: Iterable[str], rows: str) -> str:
     """A table of the dashboard: a row of headings (escaped here), then `rows`, the <tr>
     elements a page made (each escaping what it shows)."""
@@ -11076,13 +11331,336 @@ def _html_table(headings: Iterable[str], rows: str) -> str:
     return f"<table><tr>{head}</tr>{rows}</table>"
 
 
-class _Dashboard:
-    """The pages and actions of one database; the HTTP handler calls page() and act()."""
+class _DashboardPages:
+    """The pages of one database's dashboard, each HTML from escaped values; _Dashboard
+    routes the requests to them."""
 
     def __init__(self, store: Any, token: Optional[str]):
         self.store = store
         self.token = token             # required on every request, if set
         self.secret = secrets.token_urlsafe(24)   # carried by every action's form
+
+    def _form(self, action: str, label: str, fields: str = "", ask: str = "") -> str:
+        """A button that POSTs `action` with the page's secret (and `fields`), after the
+        question `ask` if one is given."""
+        confirm = f" onsubmit='return confirm({_h(json.dumps(ask))})'" if ask else ""
+        return (f"<form method='post' action='{_h(action)}'{confirm}><input type='hidden' "
+                f"name='secret' value='{_h(self.secret)}'>{fields}<button data-action="
+                f"'{_h(label)}'>{_h(label)}</button></form>")
+
+    # -- the pages
+
+    def _layout(self, title: str, body: str, notebook: bool = False) -> str:
+        # In a notebook's frame the links and buttons open the dashboard in a tab: no other
+        # page may be framed.
+        base = "<base target='_blank'>" if notebook else ""
+        return (f"<!doctype html><html><head><meta charset='utf-8'>{base}<title>autocron: "
+                f"{_h(title)}</title><link rel='icon' href='{_DASH_ICON}'><style>{_DASH_CSS}"
+                f"</style></head><body><header><b>"
+                f"autocron</b><a href='/'>Overview</a><a href='/tasks'>Tasks</a>"
+                f"<a href='/crons'>Cron jobs</a><a href='/queues'>Queues</a>"
+                f"<a href='/pool'>Pool</a><span>"
+                f"{_h(self.store.path)}</span></header>"
+                f"<main>{self._banner()}<h1>{_h(title)}</h1>{body}</main><script>{_DASH_JS}"
+                "</script></body></html>")
+
+    def _banner(self) -> str:
+        """Every page's warning when no pool runs for the database: since when, as far as
+        is known, and what waits for one."""
+        if self.store.pool_running():
+            return ""
+        stopped = self.store.settings().get("pool_ended")
+        lost = [m for m in self.store.machine_rows()]       # leases that ran out, unsettled
+        since = max([m.heartbeat for m in lost] + ([stopped] if stopped else []), default=None)
+        row = None if self.store.leased else self.store.pool_row()
+        if row is not None:                  # its owner ended without stopping it
+            when = f": the last one, started {_stamp(row.started)}, ended without stopping"
+        else:
+            when = f" since {_stamp(since)}" if since is not None else ""
+        waiting = sum(n for status, n in self.store.counts(self.store.now())[0].items()
+                      if status in _WAITING)
+        return (f"<p class='banner error' data-banner='no-pool'>No pool is running for this "
+                f"database{_h(when)}. {waiting} calls wait; they run when an application "
+                "calls autocron.start() on it.</p>")
+
+    def _overview(self) -> str:
+        now = self.store.now()
+        counts, due = self.store.counts(now)
+        # the API's statuses, each a link to its list; "waiting" split by why
+        shown = (("waiting", sum(counts.get(s, 0) for s in _WAITING), "waiting"),
+                 ("due now", due, "waiting"), ("on other calls", counts.get("blocked", 0),
+                                               "waiting"),
+                 ("in a worker", counts.get("queued", 0), "waiting"),
+                 ("running", counts.get("running", 0), "running"),
+                 ("ready", counts.get("ready", 0), "ready"),
+                 ("error", counts.get("error", 0), "error"),
+                 ("cancelled", counts.get("cancelled", 0), "cancelled"))
+        cards = "".join(f"<a class='card {_h(status)}' data-count='{_h(k)}' href='/tasks?"
+                        f"status={_h(status)}'><b>{v}</b>{_h(k)}</a>"
+                        for k, v, status in shown)
+        finished = self.store.finished_since(now - 3600, _DASH_STATS)
+        errors = sum(1 for row in finished if row.status == "error")
+        rate = f"{errors / len(finished) * 100:.1f}%" if finished else "-"
+        failing: dict[str, int] = {}
+        for row in finished:
+            if row.status == "error":
+                failing[row.name] = failing.get(row.name, 0) + 1
+        failures = "".join(
+            f"<tr data-failing='{_h(name)}'><td><a href='/tasks?status=error&function="
+            f"{_h(_url_part(name))}'>{_h(name)}</a></td><td>{n}</td></tr>"
+            for name, n in sorted(failing.items(), key=lambda item: (-item[1], item[0])))
+        times: dict[str, list[float]] = {}
+        for row in finished:
+            if row.started is not None and row.finished is not None:
+                times.setdefault(row.name, []).append(row.finished - row.started)
+        spans = {name: (_percentile(t, .5), _percentile(t, .95)) for name, t in times.items()}
+        top = max((p95 for _, p95 in spans.values()), default=0.0)
+        rows = "".join(f"<tr><td>{_h(name)}</td><td>{len(times[name])}</td><td>{p50:.3f}</td>"
+                       f"<td>{p95:.3f}</td><td>{_run_time_bar(p50, p95, top)}</td></tr>"
+                       for name, (p50, p95) in sorted(spans.items()))
+        sample = "" if len(finished) < _DASH_STATS else (
+            f"<p data-sample>Counted over the newest {_DASH_STATS:,} tasks that finished in "
+            "the last hour.</p>")
+        return (f"<div class='cards'>{cards}</div>{_zone_note(now)}<h2>Finished per minute, "
+                f"the last hour</h2>{_minute_chart(finished, now)}{sample}<p>Error rate in "
+                f"the last hour: <b data-error-rate>{rate}</b></p><h2>Failures per function, "
+                "the last hour</h2>" + (_html_table(("function", "errors"), failures)
+                                        if failures else "<p data-failing-none>None.</p>") +
+                f"<h2>Run time per function (s), the last hour</h2>"
+                f"{_run_time_chart(finished, now)}" +
+                _html_table(("function", "runs", "p50", "p95", ""), rows))
+
+    def _queues(self) -> str:
+        since = self.store.now() - 60
+        started = self.store.queue_starts(since)
+        rows = "".join(
+            f"<tr data-queue='{_h(name)}'><td>{_h(name)}</td><td>{n['waiting']}</td><td>"
+            f"{n['running']}</td><td>{started.get(name, 0)}</td><td>"
+            f"{n['concurrency'] or '-'}</td><td>{_h(n['rate'] or '-')}</td><td>"
+            f"{self._cancel_all(name) if n['waiting'] else ''}</td></tr>"
+            for name, n in _queues_shown(self.store).items())
+        change = self._form("/queue/limit", "limit", (
+            "<input name='queue' placeholder='queue' required> <input name='concurrency' "
+            "placeholder='concurrency: N or none'> <input name='rate' placeholder='rate: "
+            "N/minute or none'> "))
+        return (_html_table(("queue", "waiting", "running", "started in the last minute",
+                             "concurrency", "rate", ""), rows) +
+                f"<p>A field left empty keeps the queue's stored limit; none lifts it.</p>"
+                f"{change}")
+
+    def _cancel_all(self, queue: str) -> str:
+        """A queue's button that cancels its waiting calls, after a question that counts
+        them."""
+        count = len(self.store.waiting_in(queue))
+        return self._form("/queue/cancel", f"cancel {count} waiting", (
+            f"<input type='hidden' name='queue' value='{_h(queue)}'>"), ask=(
+                f"Cancel the {count} waiting calls of the queue {queue}? They will not run; "
+                "the calls that depend on them fail.")) if count else ""
+
+    def _pool(self) -> str:
+        now = self.store.now()
+        settings = self.store.settings()
+        row = self.store.pool_row() if self.store.pool_running() else None
+        if row is None:
+            head = "<p data-pool='stopped'>No pool runs.</p>"
+        else:
+            head = (f"<p data-pool='running'>Owner pid {row.owner}, manager pid "
+                    f"{row.manager}, up {_h(_duration(now - row.started))}; worker pids "
+                    f"{_h(' '.join(map(str, row.workers)) or '-')}.</p>")
+        failed = settings["initializer_error"]
+        if failed:
+            head += (f"<p class='error' data-problem='initializer'>The initializer failed on "
+                     f"{_h(failed['machine'])} at {_local_time(failed['at'])}: "
+                     f"{_h(failed['message'])}. No worker starts until it works; calls wait."
+                     "</p>")
+        machines = "".join(
+            f"<tr data-machine='{_h(m.name)}' data-state='{_h(_machine_state(m))}'><td>"
+            f"{_h(m.name)}</td><td>{_h(_machine_state(m))}</td><td>{m.owner}</td><td>"
+            f"{len(m.workers)}</td><td>{_stamp(m.heartbeat)} ({m.since:.0f} s ago)"
+            "</td></tr>" for m in self.store.machine_rows())
+        if machines:
+            head += "<h2>Machines</h2>" + _html_table(
+                ("machine", "state", "owner pid", "workers", "last heartbeat"), machines)
+        running = "".join(
+            f"<tr data-task-id='{_h(task.uid)}'><td>{task.worker}</td><td><a href='/task/"
+            f"{_h(task.uid)}'>{_h(task.name)}</a></td><td>"
+            f"{_h(_duration(now - task.started))}</td></tr>"
+            for task in self.store.task_rows(("running",), _DASH_PAGE, True)
+            if task.started is not None)
+        resize = self._form("/pool/workers", "set workers",
+                            f"<input name='workers' size='4' value='{settings['workers']}'> ")
+        return (f"{head}<h2>Running now</h2>" +
+                _html_table(("worker pid", "task", "running for"), running) +
+                f"<h2>Workers</h2><p>{settings['workers']} per machine. {resize}</p>")
+
+    def _crons(self) -> str:
+        now = self.store.now()
+        rows, last = [], self.store.last_runs()
+        for job in self.store.cron_rows():
+            after = _dt.datetime.fromtimestamp(now, job.schedule.tz or _local_zone())
+            status = "running" if job.running else last.get(job.name, ("", None))[0]
+            field = f"<input type='hidden' name='name' value='{_h(job.name)}'>"
+            remove = (f"Remove the cron job {job.name}? Its runs stay; code that still "
+                      "declares it registers it again at its next start().")
+            if job.retired:
+                upcoming, day = "retired: its code no longer declares it", ""
+                switch = self._form("/cron/resume", "resume", field)
+            elif job.paused:
+                upcoming, day = "paused: no runs until it is resumed", ""
+                switch = self._form("/cron/resume", "resume", field)
+            else:
+                upcoming = ", ".join(t.strftime("%a %Y-%m-%d %H:%M")
+                                     for t in itertools.islice(job.schedule.iter(after), 5))
+                day = _day_timeline(job.schedule, after)
+                switch = self._form("/cron/pause", "pause", field)
+            rows.append(f"<tr id='cron-{_h(job.name)}' data-cron='{_h(job.name)}' "
+                        f"data-paused='{int(job.paused)}'><td>"
+                        f"{_h(job.name)}</td><td>{_h(job.expression)}</td><td>"
+                        f"{_h(job.schedule.describe())}</td><td>{_h(upcoming)}</td><td>"
+                        f"{_local_time(job.last_run) or 'never'} <span class='{_h(status)}' "
+                        f"data-last-status>{_h(status)}</span></td><td>{switch}"
+                        f"{self._form('/cron/remove', 'remove', field, ask=remove)}</td></tr>"
+                        f"<tr><td colspan='6'>{day}</td></tr>")
+        return _html_table(("job", "expression", "when", "next five runs", "last run", ""),
+                           "".join(rows))
+
+
+class _TaskPages(_DashboardPages):
+    """The dashboard's list of tasks and the page of one task."""
+
+    def _tasks(self, wanted: _TaskFilter, query: dict[Any, Any]) -> str:
+        before = _row_number(query.get("before", ""))        # page() refused a bad one
+        named = query.get("id", "")
+        if "-" in named:                # a whole id or a short one: the calls it names
+            found = [self.store.result_row(uid) for uid in self.store.ids_named(named, 50)]
+            page = _TaskPage([row for row in found if row is not None], None)
+        else:
+            page = self.store.task_page(wanted, before, _DASH_PAGE, _DASH_SCAN)
+        rows = page.rows
+        lines = "".join(
+            f"<tr data-task-id='{_h(row.uuid)}'><td><a href='/task/{_h(row.uuid)}'>"
+            f"{_h(_short_id(row.uuid))}</a></td><td>{_h(row.name)}</td><td>"
+            f"{_h(_shorten(row.args, 60))}</td><td>{_status_html(row.status)}</td><td "
+            f"data-error-line>{_h(_error_line(row.error))}</td><td>{row.attempts}</td><td>"
+            f"{_stamp(row.created)}</td><td>{_stamp(row.finished)}</td><td>{_took(row)}</td>"
+            "</tr>" for row in rows)
+        kept = [(k, query[k]) for k in ("status", "function", "id", "since", "until")
+                if query.get(k)]
+        link = "<a data-page='next' href='/tasks?" + _h("&".join(
+            f"{k}={_url_part(v)}" for k, v in kept + [("before", "")]))
+        more = ""
+        if len(rows) == _DASH_PAGE:
+            more = f"<p>{link}{_row_key(rows[-1].uuid)[0]}'>older</a></p>"
+        elif page.lowest is not None:
+            more = (f"<p>{'No more matches' if rows else 'No match'} among the "
+                    f"{_DASH_SCAN:,} rows above id {page.lowest}: {link}{page.lowest}'>look "
+                    "further</a></p>")
+        return (f"<p>{self._purge_form()}</p>{_task_filter_form(query)}"
+                f"{self._retry_all(wanted)}{_zone_note(self.store.now())}" +
+                _html_table(("id", "function", "arguments", "status", "error", "attempts",
+                             "created", "finished", "took (s)"), lines) + more)
+
+    def _purge_form(self) -> str:
+        """The purge button, whose question names what goes."""
+        counts = self.store.counts(self.store.now())[0]
+        gone = ", ".join(f"{counts.get(status, 0)} {status}" for status in _FINISHED)
+        return self._form("/purge", "purge", ask=(
+            f"Delete every finished result ({gone})? Their values, errors and output go for "
+            "good; waiting and running calls stay.")) + " deletes every finished result."
+
+    def _retry_all(self, wanted: _TaskFilter) -> str:
+        """On the list of a function's failed calls: retry them all, after a question that
+        counts them."""
+        if wanted.status != "error" or not wanted.function:
+            return ""
+        names = {row.name for row in self.store.task_page(_TaskFilter(
+            "error", wanted.function), None, _DASH_PAGE, _DASH_SCAN).rows}
+        forms = []
+        for name in sorted(names):
+            count = len(self.store.failed_unretried(name))
+            if count:
+                forms.append(self._form("/tasks/retry", f"retry all {count} failed calls of "
+                                        f"{name}", f"<input type='hidden' name='function' "
+                                        f"value='{_h(name)}'>", ask=(
+                                            f"Retry the {count} failed calls of {name}? Each is "
+                                            "stored again as a new task.")))
+        return f"<p data-retry-all>{' '.join(forms)}</p>" if forms else ""
+
+    def _task(self, uid: str) -> Optional[str]:
+        row = self.store.result_row(uid)
+        if row is None:
+            return None
+        error = json.loads(row.error) if row.error else None
+        value = _h(row.summary) if row.status == "ready" else ""
+        key, reported, queue, due, waits = self.store.call_state(row.uuid) or (
+            None, None, _DEFAULT_QUEUE, None, None)
+        progress = _progress_text(tuple(json.loads(reported))) if reported else ""
+        limited = self.store.limits().get(queue)
+        why = "" if row.status not in ("waiting", "blocked") else \
+            f"{waits} of the calls it depends on" if row.status == "blocked" else \
+            f"its time, {_local_time(due)}" if due is not None and due > self.store.now() \
+            else "its queue's limit (" + ", ".join(
+                f"{name} {value}" for name, value in (
+                    ("concurrency", limited.concurrency),
+                    ("rate", _rate_text(limited.rate, limited.per))) if value) + ")" \
+            if limited is not None else "a free worker"
+        more = self.store.call_details(row.uuid)
+        details = "".join(f"<tr data-field='{_h(k)}'><th>{_h(k)}</th><td>{v}</td></tr>"
+                          for k, v in (
+            ("id", _h(row.uuid)), ("function", _h(row.name)), ("arguments", _h(row.args)),
+            ("status", _status_html(row.status)),
+            ("attempts", row.attempts), ("created", _stamp(row.created)),
+            ("started", _stamp(row.started)), ("finished", _stamp(row.finished)),
+            ("ran for", _h(_took(row) and _took(row) + " s")),
+            ("waited", _h(f"{max(0.0, row.started - more.due):.3f} s" if more and row.started
+                          and more.due <= row.started else "")),
+            ("ran on", _h(_ran_on(more, row.status))), ("value", value),
+            ("key", _h(key or "")), ("queue", _h(queue)), ("waits for", _h(why)),
+            ("progress", _h(progress.strip())),
+            ("retries", _h(_retry_policy(more, row) if more else "")),
+            ("cron job", f"<a href='/crons#cron-{_h(more.cron)}'>{_h(more.cron)}</a>"
+             if more and more.cron else "")))
+        attempts = self.store.attempt_errors(row.uuid)
+        failure = "" if not error else (
+            f"<h2>Error</h2><pre data-error>{_h(error.get('type'))}: {_h(error.get('message'))}"
+            f"\n\n{_h(_fold_traceback(error.get('traceback') or ''))}</pre>")
+        if len(attempts) > 1 or attempts and row.status not in ("error", "cancelled"):
+            failure += "<h2>Attempts that failed</h2>" + _html_table(
+                ("attempt", "started", "finished", "error", ""), "".join(
+                    f"<tr data-attempt='{n}'><td>{n}</td><td>{_stamp(a.get('started'))}</td>"
+                    f"<td>{_stamp(a.get('finished'))}</td><td>{_h(_error_line(json.dumps(a)))}"
+                    f"</td><td><details><summary>traceback</summary><pre>"
+                    f"{_h(_fold_traceback(a.get('traceback') or ''))}</pre></details></td></tr>"
+                    for n, a in enumerate(attempts, 1)))
+        output = f"<h2>Output</h2><pre data-output>{_h(row.output)}</pre>" if row.output else ""
+        actions = ""
+        if row.status == "running":
+            actions = self._form(f"/task/{row.uuid}/cancel", "cancel", "<input type='hidden' "
+                                 "name='force' value='1'>", ask=(
+                                     "Stop this running task? A synchronous task's worker is "
+                                     "terminated and replaced; an async task's coroutine is "
+                                     "cancelled."))
+        elif row.status in _WAITING:
+            actions = self._form(f"/task/{row.uuid}/cancel", "cancel", ask=(
+                f"Cancel this waiting call of {row.name}? It will not run; the calls that "
+                "depend on it fail."))
+        elif row.status in ("error", "cancelled"):
+            actions = self._form(f"/task/{row.uuid}/retry", "retry") + \
+                " stores the same call again, as a new task."
+        earlier, later = self.store.retry_links(row.uuid)
+        links = _call_links_html(self.store.call_links(row.uuid))
+        if earlier:
+            links += (f"<p data-retry-of>A retry of <a href='/task/{_h(earlier)}'>"
+                      f"{_h(earlier)}</a>.</p>")
+        if later:
+            links += "<p data-retried-as>Retried as " + ", ".join(
+                f"<a href='/task/{_h(uid)}'>{_h(uid)}</a>" for uid in later) + ".</p>"
+        return (f"<table data-task-id='{_h(row.uuid)}'>{details}</table>{links}{actions}"
+                f"{failure}{output}")
+
+
+class _Dashboard(_TaskPages):
+    """The pages and actions of one database; the HTTP handler calls page() and act()."""
 
     def page(self, path: str, query: dict[Any, Any]) -> tuple[Any, ...]:
         """(status, body) of a GET."""
@@ -11093,13 +11671,14 @@ class _Dashboard:
         if path == "/favicon.ico":               # the browser asks; there is none
             return 204, ""
         if path == "/tasks":
-            before, function = query.get("before", ""), query.get("function", "")
+            before = query.get("before", "")
             if before and _row_number(before) is None:
                 return 400, f"before must be a row number from the page's own links, got " \
                             f"{before!r}"
-            if not function.isprintable():    # PostgreSQL refuses a NUL in text
-                return 400, f"function must be a function's name, got {function!r}"
-            return 200, self._layout("Tasks", self._tasks(query))
+            wanted = _task_filter(query)
+            if isinstance(wanted, str):
+                return 400, wanted
+            return 200, self._layout("Tasks", self._tasks(wanted, query))
         if path.startswith("/task/"):
             uid = path[len("/task/"):]
             body = self._task(uid) if _task_id(uid) else None
@@ -11144,6 +11723,17 @@ class _Dashboard:
         if path == "/purge":
             self.store.purge()
             return 303, "/tasks"
+        if path == "/tasks/retry":         # every failed call of a function, not retried yet
+            function, now = form.get("function", ""), self.store.now()
+            fresh = [self.store.retry(uid, now) for uid in self.store.failed_unretried(function)]
+            _wake_pool(self.store.wake_path)
+            return 303, f"/tasks?status=waiting&function={_url_part(function)}" if fresh else \
+                f"/tasks?status=error&function={_url_part(function)}"
+        if path == "/queue/cancel":        # every waiting call of a queue
+            queue = form.get("queue", "")
+            for uid in self.store.waiting_in(queue):
+                _withdraw(self.store, uid)
+            return 303, "/queues"
         if path == "/queue/limit":
             return _limit_from_form(self.store, form)
         if path == "/pool/workers":
@@ -11154,222 +11744,6 @@ class _Dashboard:
             _wake_pool(self.store.wake_path)         # a pool on this machine reads it at once
             return 303, "/pool"
         return 404, "no such action"
-
-    def _form(self, action: str, label: str, fields: str = "", ask: str = "") -> str:
-        """A button that POSTs `action` with the page's secret (and `fields`), after the
-        question `ask` if one is given."""
-        confirm = f" onsubmit='return confirm({_h(json.dumps(ask))})'" if ask else ""
-        return (f"<form method='post' action='{_h(action)}'{confirm}><input type='hidden' "
-                f"name='secret' value='{_h(self.secret)}'>{fields}<button data-action="
-                f"'{_h(label)}'>{_h(label)}</button></form>")
-
-    # -- the pages
-
-    def _layout(self, title: str, body: str, notebook: bool = False) -> str:
-        # In a notebook's frame the links and buttons open the dashboard in a tab: no other
-        # page may be framed.
-        base = "<base target='_blank'>" if notebook else ""
-        return (f"<!doctype html><html><head><meta charset='utf-8'>{base}<title>autocron: "
-                f"{_h(title)}</title><link rel='icon' href='{_DASH_ICON}'><style>{_DASH_CSS}"
-                f"</style></head><body><header><b>"
-                f"autocron</b><a href='/'>Overview</a><a href='/tasks'>Tasks</a>"
-                f"<a href='/crons'>Cron jobs</a><a href='/queues'>Queues</a>"
-                f"<a href='/pool'>Pool</a><span>"
-                f"{_h(self.store.path)}</span></header>"
-                f"<main><h1>{_h(title)}</h1>{body}</main><script>{_DASH_JS}</script>"
-                f"</body></html>")
-
-    def _overview(self) -> str:
-        now = self.store.now()
-        counts, due = self.store.counts(now)
-        shown = {"waiting": counts.get("waiting", 0), "due now": due,
-                 "on other calls": counts.get("blocked", 0),
-                 "queued": counts.get("queued", 0), "running": counts.get("running", 0),
-                 "finished": counts.get("ready", 0), "failed": counts.get("error", 0),
-                 "cancelled": counts.get("cancelled", 0)}
-        cards = "".join(f"<div class='card' data-count='{_h(k)}'><b>{v}</b>{_h(k)}</div>"
-                        for k, v in shown.items())
-        finished = self.store.finished_since(now - 3600, _DASH_STATS)
-        errors = sum(1 for row in finished if row.status == "error")
-        rate = f"{errors / len(finished) * 100:.1f}%" if finished else "-"
-        times: dict[str, list[float]] = {}
-        for row in finished:
-            if row.started is not None and row.finished is not None:
-                times.setdefault(row.name, []).append(row.finished - row.started)
-        spans = {name: (_percentile(t, .5), _percentile(t, .95)) for name, t in times.items()}
-        top = max((p95 for _, p95 in spans.values()), default=0.0)
-        rows = "".join(f"<tr><td>{_h(name)}</td><td>{len(times[name])}</td><td>{p50:.3f}</td>"
-                       f"<td>{p95:.3f}</td><td>{_run_time_bar(p50, p95, top)}</td></tr>"
-                       for name, (p50, p95) in sorted(spans.items()))
-        sample = "" if len(finished) < _DASH_STATS else (
-            f"<p data-sample>Counted over the newest {_DASH_STATS:,} tasks that finished in "
-            "the last hour.</p>")
-        return (f"<div class='cards'>{cards}</div><h2>Finished per minute, the last hour"
-                f"</h2>{_minute_chart(finished, now)}{sample}<p>Error rate in the last hour: "
-                f"<b data-error-rate>{rate}</b></p><h2>Run time per function (s), the last "
-                f"hour</h2>" + _html_table(("function", "runs", "p50", "p95", ""), rows))
-
-    def _tasks(self, query: dict[Any, Any]) -> str:
-        status = query.get("status") if query.get("status") in _STATUSES else None
-        function = query.get("function") or None
-        before = _row_number(query.get("before", ""))        # page() refused a bad one
-        import urllib.parse
-        page = self.store.task_page(status, function, before, _DASH_PAGE, _DASH_SCAN)
-        rows = page.rows
-        lines = "".join(
-            f"<tr data-task-id='{_h(row.uuid)}'><td><a href='/task/{_h(row.uuid)}'>"
-            f"{_h(_short_id(row.uuid))}</a></td><td>{_h(row.name)}</td><td>"
-            f"{_h(_shorten(row.args, 60))}</td><td class='{_h(row.status)}'>"
-            f"{_h(row.status)}</td><td>{row.attempts}</td><td>{_local_time(row.created)}</td>"
-            f"<td>{_local_time(row.finished)}</td><td>{_took(row)}</td></tr>" for row in rows)
-        choices = "".join(f"<option{' selected' if s == status else ''}>{s}</option>"
-                          for s in _STATUSES)
-        more, link = "", (f"<a data-page='next' href='/tasks?status={_h(status or '')}&"
-                          f"function={_h(urllib.parse.quote(function or ''))}&before=")
-        if len(rows) == _DASH_PAGE:
-            more = f"<p>{link}{_row_key(rows[-1].uuid)[0]}'>older</a></p>"
-        elif page.lowest is not None:
-            more = (f"<p>{'No more matches' if rows else 'No match'} among the "
-                    f"{_DASH_SCAN:,} rows above id {page.lowest}: {link}{page.lowest}'>look "
-                    "further</a></p>")
-        return (f"<p>{self._form('/purge', 'purge')} deletes every finished result.</p>"
-                f"<form method='get' action='/tasks'><select name='status'><option value=''>"
-                f"any status</option>{choices}</select> <input name='function' placeholder="
-                f"'function' value='{_h(function or '')}'> <button>show</button></form>" +
-                _html_table(("id", "function", "arguments", "status", "attempts", "created",
-                             "finished", "took (s)"), lines) + more)
-
-    def _task(self, uid: str) -> Optional[str]:
-        row = self.store.result_row(uid)
-        if row is None:
-            return None
-        error = json.loads(row.error) if row.error else None
-        value = _h(row.summary) if row.status == "ready" else ""
-        key, reported, queue, due, waits = self.store.call_state(row.uuid) or (
-            None, None, _DEFAULT_QUEUE, None, None)
-        progress = _progress_text(tuple(json.loads(reported))) if reported else ""
-        limited = self.store.limits().get(queue)
-        why = "" if row.status not in ("waiting", "blocked") else \
-            f"{waits} of the calls it depends on" if row.status == "blocked" else \
-            f"its time, {_local_time(due)}" if due is not None and due > self.store.now() \
-            else "its queue's limit (" + ", ".join(
-                f"{name} {value}" for name, value in (
-                    ("concurrency", limited.concurrency),
-                    ("rate", _rate_text(limited.rate, limited.per))) if value) + ")" \
-            if limited is not None else "a free worker"
-        details = "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in (
-            ("id", _h(row.uuid)), ("function", _h(row.name)), ("arguments", _h(row.args)),
-            ("status", f"<span class='{_h(row.status)}'>{_h(row.status)}</span>"),
-            ("attempts", row.attempts), ("created", _local_time(row.created)),
-            ("started", _local_time(row.started)), ("finished", _local_time(row.finished)),
-            ("value", value), ("key", _h(key or "")), ("queue", _h(queue)),
-            ("waits for", _h(why)), ("progress", _h(progress.strip()))))
-        failure = "" if not error else (
-            f"<h2>Error</h2><pre data-error>{_h(error.get('type'))}: {_h(error.get('message'))}"
-            f"\n\n{_h(error.get('traceback'))}</pre>")
-        output = f"<h2>Output</h2><pre data-output>{_h(row.output)}</pre>" if row.output else ""
-        actions = ""
-        if row.status in _WAITING + ("running",):
-            force = "<input type='hidden' name='force' value='1'>" \
-                if row.status == "running" else ""
-            actions = self._form(f"/task/{row.uuid}/cancel", "cancel", force, ask=(
-                "Stop this running task? A synchronous task's worker is terminated and "
-                "replaced; an async task's coroutine is cancelled." if force else ""))
-        elif row.status in ("error", "cancelled"):
-            actions = self._form(f"/task/{row.uuid}/retry", "retry") + \
-                " stores the same call again, as a new task."
-        earlier, later = self.store.retry_links(row.uuid)
-        links = _call_links_html(self.store.call_links(row.uuid))
-        if earlier:
-            links += (f"<p data-retry-of>A retry of <a href='/task/{_h(earlier)}'>"
-                      f"{_h(earlier)}</a>.</p>")
-        if later:
-            links += "<p data-retried-as>Retried as " + ", ".join(
-                f"<a href='/task/{_h(uid)}'>{_h(uid)}</a>" for uid in later) + ".</p>"
-        return (f"<table data-task-id='{_h(row.uuid)}'>{details}</table>{links}{actions}"
-                f"{failure}{output}")
-
-    def _queues(self) -> str:
-        since = self.store.now() - 60
-        started = self.store.queue_starts(since)
-        rows = "".join(
-            f"<tr data-queue='{_h(name)}'><td>{_h(name)}</td><td>{n['waiting']}</td><td>"
-            f"{n['running']}</td><td>{started.get(name, 0)}</td><td>"
-            f"{n['concurrency'] or '-'}</td><td>{_h(n['rate'] or '-')}</td></tr>"
-            for name, n in _queues_shown(self.store).items())
-        change = self._form("/queue/limit", "limit", (
-            "<input name='queue' placeholder='queue' required> <input name='concurrency' "
-            "placeholder='concurrency: N or none'> <input name='rate' placeholder='rate: "
-            "N/minute or none'> "))
-        return (_html_table(("queue", "waiting", "running", "started in the last minute",
-                             "concurrency", "rate"), rows) +
-                f"<p>A field left empty keeps the queue's stored limit; none lifts it.</p>"
-                f"{change}")
-
-    def _pool(self) -> str:
-        now = self.store.now()
-        settings = self.store.settings()
-        row = self.store.pool_row() if self.store.pool_running() else None
-        if row is None:
-            head = "<p data-pool='stopped'>No pool runs.</p>"
-        else:
-            head = (f"<p data-pool='running'>Owner pid {row.owner}, manager pid "
-                    f"{row.manager}, up {_h(_duration(now - row.started))}; worker pids "
-                    f"{_h(' '.join(map(str, row.workers)) or '-')}.</p>")
-        failed = settings["initializer_error"]
-        if failed:
-            head += (f"<p class='error' data-problem='initializer'>The initializer failed on "
-                     f"{_h(failed['machine'])} at {_local_time(failed['at'])}: "
-                     f"{_h(failed['message'])}. No worker starts until it works; calls wait."
-                     "</p>")
-        machines = "".join(
-            f"<tr data-machine='{_h(m.name)}'><td>{_h(m.name)}</td><td>{m.owner}</td><td>"
-            f"{len(m.workers)}</td><td>{_local_time(m.heartbeat)} ({m.since:.0f} s ago)"
-            "</td></tr>" for m in self.store.machine_rows())
-        if machines:
-            head += "<h2>Machines</h2>" + _html_table(
-                ("machine", "owner pid", "workers", "last heartbeat"), machines)
-        running = "".join(
-            f"<tr data-task-id='{_h(task.uid)}'><td>{task.worker}</td><td><a href='/task/"
-            f"{_h(task.uid)}'>{_h(task.name)}</a></td><td>"
-            f"{_h(_duration(now - task.started))}</td></tr>"
-            for task in self.store.task_rows(("running",), _DASH_PAGE, True)
-            if task.started is not None)
-        resize = self._form("/pool/workers", "set workers",
-                            f"<input name='workers' size='4' value='{settings['workers']}'> ")
-        return (f"{head}<h2>Running now</h2>" +
-                _html_table(("worker pid", "task", "running for"), running) +
-                f"<h2>Workers</h2><p>{settings['workers']} per machine. {resize}</p>")
-
-    def _crons(self) -> str:
-        now = self.store.now()
-        rows, last = [], self.store.last_runs()
-        for job in self.store.cron_rows():
-            after = _dt.datetime.fromtimestamp(now, job.schedule.tz or _local_zone())
-            status = "running" if job.running else last.get(job.name, ("", None))[0]
-            field = f"<input type='hidden' name='name' value='{_h(job.name)}'>"
-            remove = (f"Remove the cron job {job.name}? Its runs stay; code that still "
-                      "declares it registers it again at its next start().")
-            if job.retired:
-                upcoming, day = "retired: its code no longer declares it", ""
-                switch = self._form("/cron/resume", "resume", field)
-            elif job.paused:
-                upcoming, day = "paused: no runs until it is resumed", ""
-                switch = self._form("/cron/resume", "resume", field)
-            else:
-                upcoming = ", ".join(t.strftime("%a %Y-%m-%d %H:%M")
-                                     for t in itertools.islice(job.schedule.iter(after), 5))
-                day = _day_timeline(job.schedule, after)
-                switch = self._form("/cron/pause", "pause", field)
-            rows.append(f"<tr data-cron='{_h(job.name)}' data-paused='{int(job.paused)}'><td>"
-                        f"{_h(job.name)}</td><td>{_h(job.expression)}</td><td>"
-                        f"{_h(job.schedule.describe())}</td><td>{_h(upcoming)}</td><td>"
-                        f"{_local_time(job.last_run) or 'never'} <span class='{_h(status)}' "
-                        f"data-last-status>{_h(status)}</span></td><td>{switch}"
-                        f"{self._form('/cron/remove', 'remove', field, ask=remove)}</td></tr>"
-                        f"<tr><td colspan='6'>{day}</td></tr>")
-        return _html_table(("job", "expression", "when", "next five runs", "last run", ""),
-                           "".join(rows))
 
 
 class _DashboardRequest:

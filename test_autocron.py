@@ -2190,7 +2190,7 @@ class TestStore:
         assert stat.S_IMODE(os.stat(path.parent).st_mode) == 0o700
         assert store.settings() == {"workers": 1, "result_ttl": 1800, "disabled": 0,
                                     "synchronous": "normal", "initializer_error": None,
-                                    "async_concurrency": 100}
+                                    "async_concurrency": 100, "pool_ended": None}
 
     def test_refuses_a_database_other_users_can_write(self, tmp_path):
         path = tmp_path / "shared.db"
@@ -7260,8 +7260,8 @@ class TestDashboard:
         page.goto(board.url)
         counts = {card.get_attribute("data-count"): card.locator("b").inner_text()
                   for card in page.locator("[data-count]").all()}
-        assert counts["finished"] == "3" and counts["waiting"] == "1"
-        assert counts["due now"] == "0" and counts["failed"] == "0"
+        assert counts["ready"] == "3" and counts["waiting"] == "1"
+        assert counts["due now"] == "0" and counts["error"] == "0"
         assert page.locator("svg[data-chart='minutes'] rect").count() == 60
         bar = page.locator("svg[data-chart='run-time']")
         assert bar.count() == 1 and bar.get_attribute("aria-label").startswith("p50 ")
@@ -7280,9 +7280,12 @@ class TestDashboard:
 
     def test_cancel_from_the_page_withdraws_the_task(self, board, page):
         page.goto(board.base + f"task/{board.later.uuid}")
+        page.accepted = []
         page.click("[data-action='cancel']")
         page.wait_for_selector("span.cancelled", timeout=15_000)
         assert board.later.status == "cancelled"
+        assert page.accepted == ["Cancel this waiting call of test_autocron.add? It will not "
+                                 "run; the calls that depend on it fail."]
 
     def test_force_cancel_asks_first_then_stops_the_running_task(self, board, page, tmp_path):
         held = hold_until(str(tmp_path / "never"))
@@ -7325,8 +7328,8 @@ class TestDashboard:
         keyed = autocron.delay(report_progress).options(key="crawl:1")(3, str(gate))
         wait_until(lambda: keyed.progress == (3, 3, "step 3"), 30, "the report")
         body = board.get(f"/task/{keyed.uuid}")[1]
-        assert "<tr><th>key</th><td>crawl:1</td></tr>" in body
-        assert "<tr><th>progress</th><td>3/3 step 3</td></tr>" in body
+        assert "<tr data-field='key'><th>key</th><td>crawl:1</td></tr>" in body
+        assert "<tr data-field='progress'><th>progress</th><td>3/3 step 3</td></tr>" in body
         gate.write_text("")
         assert keyed.get(timeout=30) == keyed.uuid
 
@@ -7337,9 +7340,9 @@ class TestDashboard:
         kind, value, inner = made.get(timeout=30)
         body = board.get(f"/task/{after.uuid}")[1]
         assert f"<p data-links='deps'>Depends on: <a href='/task/{board.later.uuid}'>" in body
-        assert "<tr><th>waits for</th><td>1 of the calls it depends on</td></tr>" in body
+        assert "<tr data-field='waits for'><th>waits for</th><td>1 of the calls it depends on</td></tr>" in body
         body = board.get(f"/task/{board.later.uuid}")[1]
-        assert "<tr><th>waits for</th><td>its time, " in body
+        assert "<tr data-field='waits for'><th>waits for</th><td>its time, " in body
         assert (f"<p data-links='dependents'>Calls that depend on it: <a href='/task/"
                 f"{after.uuid}'>{autocron._short_id(after.uuid)}</a> test_autocron.add "
                 "<span class='blocked'>blocked</span>.</p>") in body
@@ -7348,7 +7351,8 @@ class TestDashboard:
         body = board.get(f"/task/{inner.uuid}")[1]
         assert f"<p data-links='parent'>Made by the task: <a href='/task/{made.uuid}'>" in body
         counts = board.get("/")[1]
-        assert "<div class='card' data-count='on other calls'><b>1</b>" in counts
+        assert "<a class='card waiting' data-count='on other calls' href='/tasks?status=" \
+               "waiting'><b>1</b>" in counts
         info = json.loads(cli("info", "--json", db=board.database).stdout)
         assert info["queue"]["waiting_on_calls"] == 1 and info["queue"]["waiting"] == 1
 
@@ -7356,13 +7360,13 @@ class TestDashboard:
         status, body = board.get("/queues")[:2]
         assert status == 200
         assert "<tr data-queue='default'><td>default</td><td>1</td><td>0</td><td>3</td>" \
-               "<td>-</td><td>-</td></tr>" in body          # 3 started in the last minute
+               "<td>-</td><td>-</td><td><form" in body      # 3 started in the last minute
         secret = page_secret(body)
         assert board.post("/queue/limit", {"secret": secret, "queue": "mail",
                                            "concurrency": "2", "rate": "10/m"})[0] == 200
         body = board.get("/queues")[1]
         assert "<tr data-queue='mail'><td>mail</td><td>0</td><td>0</td><td>0</td><td>2</td>" \
-               "<td>10/minute</td></tr>" in body
+               "<td>10/minute</td><td></td></tr>" in body
         assert board.post("/queue/limit", {"secret": secret, "queue": "mail",
                                            "rate": "none"})[0] == 200
         assert autocron.limit("mail", database=board.database) == {"concurrency": 2,
@@ -7462,17 +7466,19 @@ class TestDashboard:
         store = autocron._open_store(database)
         uids = dict(query(database, "SELECT id, token || '-' || id FROM tasks"))
         top = max(uids) + 1
-        page = store.task_page(None, "test_autocron.add", None, 50, scan=3)
+        page = store.task_page(autocron._TaskFilter(function="test_autocron.add"), None, 50,
+                               scan=3)
         assert [r.uuid for r in page.rows] == [uids[i] for i in sorted(uids, reverse=True)
                                                if i >= top - 3]
         assert page.lowest == top - 3
-        further = store.task_page(None, "test_autocron.add", top - 3, 50, scan=3)
+        further = store.task_page(autocron._TaskFilter(function="test_autocron.add"), top - 3,
+                                  50, scan=3)
         assert [r.uuid for r in further.rows] == [uids[i] for i in sorted(uids, reverse=True)
                                                   if i < top - 3]
         assert further.lowest == (top - 6 if top - 6 > 1 else None)
         # a status has an index: the walk is exact, whatever the stretch
-        assert len(store.task_page("ready", None, None, 50, scan=1).rows) == 3
-        assert store.task_page("cancelled", None, None, 50, scan=1) == ([], None)
+        assert len(store.task_page(autocron._TaskFilter("ready"), None, 50, scan=1).rows) == 3
+        assert store.task_page(autocron._TaskFilter("cancelled"), None, 50, scan=1) == ([], None)
         shown = autocron._Dashboard(store, None).page("/tasks", {"function": "nothing"})[1]
         assert f"No match among the 3 rows above id {top - 3}: " in shown
         assert f"before={top - 3}'>look further</a>" in shown
@@ -7495,15 +7501,161 @@ class TestDashboard:
         page.goto(board.base + "queues")
         assert page.locator("tr[data-queue='default'] td").all_inner_texts()[:2] == [
             "default", "1"]
-        page.fill("input[name='queue']", "mail")
+        page.fill("input[name='queue']:not([type='hidden'])", "mail")
         page.fill("input[name='concurrency']", "2")
         page.fill("input[name='rate']", "10/m")
         page.click("[data-action='limit']")
         page.wait_for_selector("tr[data-queue='mail']", timeout=15_000)
         assert page.locator("tr[data-queue='mail'] td").all_inner_texts() == [
-            "mail", "0", "0", "0", "2", "10/minute"]
+            "mail", "0", "0", "0", "2", "10/minute", ""]
         assert autocron.limit("mail", database=board.database) == {"concurrency": 2,
                                                                    "rate": "10/minute"}
+
+    def test_a_banner_on_every_page_says_when_no_pool_runs(self, board, page):
+        page.goto(board.base)
+        assert page.locator("[data-banner]").count() == 0           # the pool runs
+        if autocron._is_postgres(board.database):                   # each machine's state
+            page.goto(board.base + "pool")
+            assert page.locator("tr[data-machine]").evaluate_all(
+                "rows => rows.map(r => r.dataset.state)") == ["running"]
+        autocron.stop()
+        for path in ("", "tasks", "crons", "queues", "pool", f"task/{board.later.uuid}"):
+            page.goto(board.base + path)
+            banner = page.locator("[data-banner='no-pool']").inner_text()
+            assert re.fullmatch(r"No pool is running for this database since \d{4}-\d\d-\d\d "
+                                r"\d\d:\d\d:\d\d \S+\. 1 calls wait; they run when an "
+                                r"application calls autocron\.start\(\) on it\.", banner), banner
+        page.goto(board.base + "pool")
+        assert page.locator("[data-pool='stopped']").count() == 1
+
+    def test_a_machine_s_state_goes_by_its_last_heartbeat(self):
+        machine = lambda since: autocron._MachineRow("m", 1, 2, [3], 0.0, since)
+        assert [autocron._machine_state(machine(s)) for s in (0, 20, 3700)] == [
+            "running", "late: no heartbeat for 20 s", "lost: no heartbeat for 1h 1m"]
+
+    def test_failures_are_named_counted_per_function_and_linked(self, board, page):
+        failed = [fail(f"boom {i}\nsecond line") for i in range(2)]
+        for result in failed:
+            with pytest.raises(autocron.TaskError):
+                result.get(timeout=30)
+        page.goto(board.base)
+        row = page.locator("tr[data-failing='test_autocron.fail']")
+        assert row.locator("td").all_inner_texts() == ["test_autocron.fail", "2"]
+        row.locator("a").click()                       # to the list of its failures
+        page.wait_for_url("**/tasks?status=error&function=test_autocron.fail")
+        lines = page.locator("[data-error-line]").all_inner_texts()
+        assert sorted(lines) == ["ValueError: boom 0", "ValueError: boom 1"]
+        page.goto(board.base)
+        page.click("a[data-count='ready']")               # a count card opens its list
+        page.wait_for_url("**/tasks?status=ready")
+        assert page.locator("tr[data-task-id]").count() == 3
+        assert set(page.locator("[data-status]").all_inner_texts()) == {"ready"}
+
+    def test_a_task_s_page_shows_it_whole(self, board, page, database):
+        failing = autocron.delay(retries=1, retry_delay=0, timeout=60)(fail)("again")
+        with pytest.raises(autocron.TaskError):
+            failing.get(timeout=30)
+        page.goto(board.base + f"task/{failing.uuid}")
+        field = lambda name: page.locator(f"tr[data-field='{name}'] td").inner_text()
+        assert re.fullmatch(r"\d+\.\d{3} s", field("ran for"))
+        assert re.fullmatch(r"\d+\.\d{3} s", field("waited"))
+        assert re.fullmatch(r"worker pid \d+( on \S+)?", field("ran on"))
+        assert field("retries") == ("1 retries, 0 s before the first, times 1 at each next; "
+                                    "timeout 60 s")
+        assert field("queue") == "default"
+        assert page.locator("tr[data-attempt]").count() == 2
+        error = page.locator("pre[data-error]").inner_text()
+        assert re.search(r"\n  \[\d+ frames? of autocron folded away\]\n", error)
+        assert "/autocron.py" not in error
+        assert 'test_autocron.py", line' in error and error.endswith("ValueError: again")
+        # a run of a cron job links to its job
+        store = autocron._open_store(database)
+        job = autocron.CronExpression("0 0 1 1 *")
+        store.register_cron("test_autocron.cron_job", job, cron_job, False, store.now() - 1)
+        with store.transaction() as con:
+            run, = store.due_crons(con, store.now())
+        page.goto(board.base + f"task/{run}")
+        page.click("tr[data-field='cron job'] a")
+        page.wait_for_url("**/crons#cron-test_autocron.cron_job")
+        assert page.locator("tr#cron-test_autocron\\.cron_job").count() == 1
+
+    def test_acting_on_many_asks_first_with_the_count(self, board, page, database):
+        failed = [fail(f"x{i}") for i in range(3)]
+        for result in failed:
+            with pytest.raises(autocron.TaskError):
+                result.get(timeout=30)
+        parked = [add.options(queue="night", hours=1)(i, i) for i in range(2)]
+        page.accepted = []
+        page.goto(board.base + "tasks?status=error&function=fail")
+        page.click("[data-action='retry all 3 failed calls of test_autocron.fail']")
+        page.wait_for_url("**/tasks?status=waiting&function=test_autocron.fail")
+        assert page.accepted == ["Retry the 3 failed calls of test_autocron.fail? Each is "
+                                 "stored again as a new task."]
+        assert query(database, "SELECT count(*) FROM tasks WHERE retry_of IS NOT NULL") == [(3,)]
+        store = autocron._open_store(database)        # those retried are counted no more
+        assert not {r.uuid for r in failed} & set(store.failed_unretried("test_autocron.fail"))
+        page.goto(board.base + "queues")
+        page.click("tr[data-queue='night'] [data-action='cancel 2 waiting']")
+        page.wait_for_url("**/queues")
+        assert page.accepted[1] == ("Cancel the 2 waiting calls of the queue night? They will "
+                                    "not run; the calls that depend on them fail.")
+        assert [r.status for r in parked] == ["cancelled"] * 2
+        page.goto(board.base + "tasks")
+        page.click("[data-action='purge']")
+        page.wait_for_url("**/tasks")
+        assert re.fullmatch(r"Delete every finished result \(\d+ ready, \d+ error, 2 "
+                            r"cancelled\)\? Their values, errors and output go for good; "
+                            r"waiting and running calls stay\.", page.accepted[2])
+
+    def test_tasks_are_found_by_a_part_of_a_name_an_id_s_start_and_a_time_range(self, board,
+                                                                                page):
+        other = same("x")
+        assert other.get(timeout=30) == "x"
+        page.goto(board.base + "tasks")
+        page.fill("[data-filter] input[name='function']", "ad")       # a part of add's name
+        page.click("[data-filter] button")
+        page.wait_for_url("**/tasks?status=&function=ad**")
+        shown = set(page.locator("tr[data-task-id]").evaluate_all(
+            "rows => rows.map(r => r.dataset.taskId)"))
+        assert other.uuid not in shown and board.later.uuid in shown and len(shown) == 4
+        page.goto(board.base + f"tasks?id={other.uuid[:6]}")
+        assert page.locator("tr[data-task-id]").evaluate_all(
+            "rows => rows.map(r => r.dataset.taskId)") == [other.uuid]
+        page.goto(board.base + f"tasks?id={autocron._short_id(other.uuid)}")     # a short id
+        assert page.locator(f"tr[data-task-id='{other.uuid}']").count() == 1
+        later = (datetime.now() + timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M")
+        page.goto(board.base + "tasks")
+        page.fill("[data-filter] input[name='since']", later)
+        page.click("[data-filter] button")
+        page.wait_for_url("**since=**")
+        assert page.locator("tr[data-task-id]").count() == 0
+        page.goto(board.base + f"tasks?until={later}")
+        assert page.locator("tr[data-task-id]").count() == 5
+        status, body = board.get("/tasks?since=yesterday")[:2]
+        assert (status, body) == (400, "since must be a local time as YYYY-MM-DDTHH:MM, got "
+                                       "'yesterday'")
+        status, body = board.get("/tasks?id=xyz")[:2]
+        assert (status, body) == (400, "id must be the start of a task's id (hex digits) or a "
+                                       "whole or short id, got 'xyz'")
+
+    def test_charts_have_time_labels_counts_and_the_zone(self, board, page):
+        page.goto(board.base)
+        zone = page.locator("[data-zone]").inner_text()
+        assert re.fullmatch(r"Times are in \S+ \(UTC[+-]\d\d:\d\d\)\.", zone)
+        for chart in ("minutes", "run-times"):
+            ticks = page.locator(f"svg[data-chart='{chart}'] [data-tick]").all_text_contents()
+            assert len(ticks) == 7 and all(re.fullmatch(r"\d\d:\d\d", t) for t in ticks)
+            assert ticks[-1] == datetime.now().strftime("%H:%M") or len(set(ticks)) == 7
+            labels = page.locator(f"svg[data-chart='{chart}'] [data-y-label]").all_text_contents()
+            assert len(labels) == 3 and labels[0].startswith("0")
+        assert page.locator("svg[data-chart='minutes'] [data-y-label]").last.text_content() == "3"
+        line = page.locator("svg[data-chart='run-times'] polyline[data-function="
+                            "'test_autocron.add']")
+        assert line.count() == 1
+        page.goto(board.base + "tasks")
+        stamps = [t for t in page.locator("tr[data-task-id] td:nth-child(7)").all_inner_texts()]
+        assert stamps and all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \S+", s)
+                              for s in stamps)
 
     def test_purge_from_the_page_deletes_the_finished_results(self, board, database):
         secret = page_secret(board.get("/tasks")[1])
@@ -7921,7 +8073,7 @@ class TestDashboardAccess:
                     (b"GET /task/7f3a-\xc2\xb2 HTTP/1.1", None, b"", unknown),
                     (b"GET /task/7f\x003a-1 HTTP/1.1", None, b"", unknown),
                     (b"GET /tasks?function=a%00b HTTP/1.1", None, b"", (
-                        400, "function must be a function's name, got 'a\\x00b'")),
+                        400, "function must be (a part of) a function's name, got 'a\\x00b'")),
                     (b"POST /task/" + beyond.encode() + b"/cancel HTTP/1.1", None,
                      secret, unknown),
                     (b"POST /task/7f3a-%C2%B2/retry HTTP/1.1", None, secret, unknown),
@@ -7956,13 +8108,13 @@ class TestDashboardAccess:
                         with browsing(chromium, "http://") as tab:
                             tab.goto(origin + "/")
                             cards = tab.frame_locator("iframe").locator(
-                                "[data-count='finished'] b")
+                                "[data-count='ready'] b")
                             cards.wait_for(timeout=15_000)
                             assert cards.inner_text() == str(1 + (origin[7:16] == "127.0.0.1"))
                             if origin.startswith("http://localhost"):
                                 assert add(2, 2).get(timeout=30) == 4     # live in the frame
                                 tab.frame_locator("iframe").locator(
-                                    "[data-count='finished'] b:text-is('2')").wait_for(
+                                    "[data-count='ready'] b:text-is('2')").wait_for(
                                     timeout=15_000)
                             link = tab.locator("a[target='_blank']")
                             assert link.get_attribute("href") == handle.url
