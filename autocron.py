@@ -10841,6 +10841,8 @@ td,th{border-bottom:1px solid #ddd;padding:4px 8px;text-align:left;vertical-alig
 .waiting,.queued{color:#865}.running{color:#27c}.ready{color:#282}.error{color:#c22}
 .cancelled{color:#888}pre{background:#fff;border:1px solid #ddd;padding:8px;overflow:auto;
 white-space:pre-wrap}form{display:inline}button{cursor:pointer}
+a.card{text-decoration:none}.card small{color:#666}.banner{background:#fee;border:1px solid
+#c22;padding:8px 12px}.zone,.legend{color:#666;font-size:12px}
 """
 
 # Live: every two seconds the page fetches itself and swaps its <main>, unless a form has the
@@ -10956,7 +10958,7 @@ def _zone_note(now: float) -> str:
 
 # The charts: inline SVG in a frame of _CHART_W x _CHART_H, the plot right of the y axis's
 # labels and above the x axis's, whose ticks are every 10 minutes of the last hour (local).
-_CHART_W, _CHART_H, _CHART_LEFT, _CHART_BOTTOM = 660, 150, 56, 22
+_CHART_W, _CHART_H, _CHART_LEFT, _CHART_BOTTOM = 680, 150, 56, 22
 _CHART_COLOURS = ("#27c", "#c52", "#393", "#a3c", "#c93", "#3aa")
 
 
@@ -10975,7 +10977,7 @@ def _chart(name: str, label: str, top: float, unit: str, now: float, marks: str)
         y = height - 120 * share
         ticks.append(f'<line x1="{_CHART_LEFT}" y1="{y:.0f}" x2="{_CHART_LEFT + width}" '
                      f'y2="{y:.0f}" stroke="#eee"/><text x="{_CHART_LEFT - 4}" y="{y + 4:.0f}" '
-                     f'font-size="10" text-anchor="end" data-y-label>{_number_text(top * share)}'
+                     f'font-size="10" text-anchor="end" data-y-label>{top * share:.3g}'
                      f"{_h(unit)}</text>")
     return (f'<svg width="{_CHART_W}" height="{_CHART_H}" viewBox="0 0 {_CHART_W} {_CHART_H}" '
             f'role="img" data-chart="{_h(name)}" aria-label="{_h(label)}">{"".join(ticks)}'
@@ -11421,7 +11423,8 @@ class _DashboardPages:
         sample = "" if len(finished) < _DASH_STATS else (
             f"<p data-sample>Counted over the newest {_DASH_STATS:,} tasks that finished in "
             "the last hour.</p>")
-        return (f"<div class='cards'>{cards}</div>{_zone_note(now)}<h2>Finished per minute, "
+        return (f"<div class='cards'>{cards}</div>{_zone_note(now)}{self._running(now)}"
+                f"<h2>Finished per minute, "
                 f"the last hour</h2>{_minute_chart(finished, now)}{sample}<p>Error rate in "
                 f"the last hour: <b data-error-rate>{rate}</b></p><h2>Failures per function, "
                 "the last hour</h2>" + (_html_table(("function", "errors"), failures)
@@ -11429,6 +11432,21 @@ class _DashboardPages:
                 f"<h2>Run time per function (s), the last hour</h2>"
                 f"{_run_time_chart(finished, now)}" +
                 _html_table(("function", "runs", "p50", "p95", ""), rows))
+
+    def _running(self, now: float) -> str:
+        """The overview's calls running now (the first ten), with their progress."""
+        rows = []
+        for task in self.store.task_rows(("running",), 10, True):
+            state = self.store.call_state(task.uid)
+            reported = state[1] if state else None
+            progress = _progress_text(tuple(json.loads(reported))) if reported else ""
+            rows.append(f"<tr data-running='{_h(task.uid)}'><td><a href='/task/{_h(task.uid)}'>"
+                        f"{_h(_short_id(task.uid))}</a></td><td>{_h(task.name)}</td><td>"
+                        f"{_h(_shorten(task.args, 40))}</td><td>"
+                        f"{_h(_duration(now - (task.started or now)))}</td><td "
+                        f"data-progress>{_h(progress.strip())}</td></tr>")
+        return ("<h2>Running now</h2>" + _html_table(
+            ("id", "function", "arguments", "for", "progress"), "".join(rows))) if rows else ""
 
     def _queues(self) -> str:
         since = self.store.now() - 60
@@ -12169,24 +12187,106 @@ def _dashboard_server(store: Any, host: str, port: int, token: Optional[str]) ->
     return server, f"{server.home}?token={token}"
 
 
+# In a notebook the view is a frame of /notebook, which the browser loads from the kernel's
+# address. A remote kernel's (JupyterHub, VS Code remote, a notebook over https) is out of the
+# browser's reach: a probe in the cell finds so, hides the frame and shows instead the view
+# that the kernel renders into the cell and sends anew every _CELL_REFRESH s (a display the
+# kernel updates: the browser reaches the kernel through the notebook server), with a note
+# that says why and how to reach the whole dashboard. The cell view's CSS is the pages',
+# each rule under the view's own element.
+_CELL_REFRESH = 2.0
+_CELL_CSS = "".join(
+    ",".join(f".autocron-cell {part.strip()}".replace(" body", "") for part in head.split(","))
+    + "{" + rule + "}" for head, _, rule in (
+        part.partition("{") for part in _DASH_CSS.replace("\n", "").split("}") if "{" in part))
+_CELL_PROBE = """
+(function () {
+  var id = %s, seen = window.autocronReach = window.autocronReach || {};
+  function show(reached) {
+    seen[id] = reached;
+    document.querySelectorAll("[data-autocron-frame='" + id + "']").forEach(function (e) {
+      e.style.display = reached ? "" : "none"; });
+    document.querySelectorAll("[data-autocron-cell='" + id + "']").forEach(function (e) {
+      e.style.display = reached ? "none" : ""; });
+  }
+  fetch(%s, {mode: "no-cors", credentials: "omit", cache: "no-store"}).then(
+    function () { show(true); }, function () { show(false); });
+})();
+"""
+# The cell view's own script, run at each update: shown while the probe found no way through.
+_CELL_SHOW = """
+(function () {
+  var seen = window.autocronReach || {}, id = %s;
+  if (seen[id] === false) document.querySelectorAll("[data-autocron-cell='" + id +
+    "']").forEach(function (e) { e.style.display = ""; });
+})();
+"""
+
+
 class _DashboardHandle:
-    """What dashboard() returns: the address in its repr, the page in a notebook."""
+    """What dashboard() returns: the address in its repr, the page in a notebook (a frame of
+    the server, or where the browser cannot reach it, a view the kernel keeps fresh)."""
 
     def __init__(self, server: Any, url: str):
         self.server, self.url = server, url
+        self._id = secrets.token_hex(6)
+        self._views: list[Any] = []            # the cell views shown (IPython's displays)
+        self._ending = threading.Event()
 
     def __repr__(self) -> str:
         return f"<autocron dashboard at {self.url}>"
 
     def _repr_html_(self) -> str:
         """The notebook's view (/notebook, the only page a notebook may frame, with the
-        token in its address) and the address to open the whole dashboard in a tab."""
+        token in its address), the probe that finds whether the browser reaches it, and the
+        address to open the whole dashboard in a tab."""
         view = self.url.replace("/?", "/notebook?", 1)
         return (f"<iframe src='{_h(view)}' width='100%' height='600' style='border:1px "
-                f"solid #ddd'></iframe><p><a href='{_h(self.url)}' target='_blank'>"
-                f"{_h(self.url)}</a></p>")
+                f"solid #ddd' data-autocron-frame='{self._id}'></iframe><p><a href="
+                f"'{_h(self.url)}' target='_blank'>{_h(self.url)}</a></p><script>"
+                f"{_CELL_PROBE % (json.dumps(self._id), json.dumps(view))}</script>")
+
+    def _cell_html(self) -> str:
+        """The view the kernel renders into the cell: the overview, its links to the
+        dashboard's address, hidden unless the probe found that address out of reach."""
+        board = self.server.RequestHandlerClass.board
+        overview = board._overview().replace("href='/", f"target='_blank' href="
+                                                        f"'{self.server.home}")
+        return (f"<div class='autocron-cell' data-autocron-cell='{self._id}' style='display:"
+                f"none'><style>{_CELL_CSS}</style><p class='banner' data-autocron-remote>This "
+                f"browser cannot reach the kernel's address {_h(self.server.home)} (a remote "
+                "kernel: JupyterHub, VS Code remote, a notebook served over https). The view "
+                f"below is rendered by the kernel and refreshes every {_CELL_REFRESH:g} s "
+                "while the kernel runs; to open the whole dashboard, forward its port to this "
+                f"machine (ssh -L {self.server.server_address[1]}:127.0.0.1:"
+                f"{self.server.server_address[1]} ...).</p>{board._banner()}{overview}</div>"
+                f"<script>{_CELL_SHOW % json.dumps(self._id)}</script>")
+
+    def _ipython_display_(self) -> None:
+        """Shown by IPython: the frame and its probe, and beside it the cell view, which a
+        thread of the kernel updates while the dashboard serves."""
+        display: Callable[..., Any] = importlib.import_module("IPython.display").display
+        display({"text/plain": repr(self), "text/html": self._repr_html_()}, raw=True)
+        self._views.append(display({"text/html": self._cell_html()}, raw=True,
+                                   display_id=True))
+        if len(self._views) == 1:
+            threading.Thread(target=self._refresh, name="autocron-cell-view",
+                             daemon=True).start()
+
+    def _refresh(self) -> None:
+        shown = ""
+        while not self._ending.wait(_CELL_REFRESH):
+            try:
+                fresh = self._cell_html()
+            except DatabaseError:         # weather: the next round shows it
+                continue
+            if fresh != shown:
+                shown = fresh
+                for view in self._views:
+                    view.update({"text/html": fresh}, raw=True)
 
     def stop(self) -> None:
+        self._ending.set()
         self.server.shutdown()
         self.server.server_close()
 

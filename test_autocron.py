@@ -33,6 +33,7 @@ import json
 import logging
 import os
 import pickle
+import queue as queue_module
 import random
 import re
 import secrets
@@ -45,6 +46,7 @@ import sqlite3
 import stat
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 import time
@@ -6992,6 +6994,73 @@ class TestJupyter:
         assert "route_length" in outputs[-1]
         assert (tmp_path / "tour.db").exists()
 
+    def test_where_the_browser_cannot_reach_the_kernel_the_cell_shows_a_fresh_view(
+            self, tmp_path, chromium):
+        manager, client = kernel(tmp_path)
+        shown = []
+        try:
+            out, error = run_cell(client, textwrap.dedent("""
+                import autocron, test_autocron
+                autocron.start(workers=1)
+                assert test_autocron.add(1, 1).get(timeout=30) == 2
+                handle = autocron.dashboard()
+                handle
+            """), shown=shown)
+            assert error is None, out
+            frame, cell = shown                       # the frame with its probe; the cell view
+            assert "data-autocron-frame" in frame["text/html"]
+            assert "data-autocron-cell" in cell["text/html"]
+            # the kernel sends the cell view anew when what it shows changes
+            out, error = run_cell(client, "print(test_autocron.add(2, 2).get(timeout=30))")
+            assert (out, error) == ("4\n", None)
+            fresh, end = None, time.monotonic() + 30
+            while fresh is None and time.monotonic() < end:
+                with contextlib.suppress(queue_module.Empty):
+                    message = client.get_iopub_msg(timeout=1)
+                    if message["msg_type"] == "update_display_data":
+                        html = message["content"]["data"]["text/html"]
+                        if ">2</b>ready" in html:
+                            fresh = html
+            assert fresh is not None, "no update of the cell view"
+            assert "href='/" not in fresh          # its links go to the dashboard's address
+            home = re.search(r"http://127\.0\.0\.1:(\d+)/", frame["text/html"]).group(0)
+            for reachable in (True, False):
+                # a remote kernel's address: one this browser cannot reach
+                html = frame["text/html"] + fresh
+                if not reachable:
+                    html = html.replace(home, f"http://127.0.0.1:{free_tcp_port()}/")
+                with notebook_page(html) as port:
+                    context = chromium.new_context()
+                    try:
+                        tab = context.new_page()
+                        failures = []
+                        tab.on("pageerror", lambda error: failures.append(str(error)))
+                        tab.goto(f"http://localhost:{port}/")
+                        view = tab.locator("[data-autocron-cell]")
+                        if reachable:
+                            tab.frame_locator("iframe").locator(
+                                "[data-count='ready'] b").wait_for(timeout=15_000)
+                            tab.wait_for_function("Object.values(window.autocronReach || "
+                                                  "{}).length === 1", timeout=15_000)
+                            assert not view.is_visible()
+                        else:
+                            view.wait_for(state="visible", timeout=15_000)
+                            assert not tab.locator("iframe").is_visible()
+                            note = tab.locator("[data-autocron-remote]").inner_text()
+                            assert note.startswith("This browser cannot reach the kernel's "
+                                                   "address http://127.0.0.1:")
+                            assert view.locator("[data-count='ready'] b").inner_text() == "2"
+                            link = view.locator("a[data-count='ready']")
+                            assert link.get_attribute("target") == "_blank"
+                        assert failures == []
+                    finally:
+                        context.close()
+        finally:
+            with contextlib.suppress(Exception):
+                run_cell(client, "handle.stop(); autocron.stop()", timeout=30)
+            client.stop_channels()
+            manager.shutdown_kernel(now=True)
+
     def test_restart_ends_the_workers_and_keeps_the_results(self, tmp_path):
         manager, client = kernel(tmp_path)
         try:
@@ -7112,6 +7181,40 @@ def hold_until(path):
     while not os.path.exists(path) and time.monotonic() < end:
         time.sleep(0.01)
     return "released"
+
+
+@autocron.delay
+def resize(photo, width):
+    """The README picture's workload: a photo resized (a few milliseconds)."""
+    time.sleep(0.01 * (1 + len(photo) % 4))
+    return f"{photo} at {width}px"
+
+
+@autocron.delay(retries=1, retry_delay=0)
+def send_invoice(customer):
+    """The README picture's workload: a mail that one customer's server refuses."""
+    if customer == "acme":
+        raise ConnectionError("smtp.acme.example refused the connection: 421 too many "
+                              "connections\nafter 2 attempts")
+    time.sleep(0.03)
+    return f"invoice sent to {customer}"
+
+
+@autocron.delay
+def crawl_catalogue(folder, pages):
+    """The README picture's workload: a long call that reports its progress, until
+    folder/stop exists."""
+    for page in range(1, pages + 1):
+        autocron.progress(page, pages, "pages")
+        if os.path.exists(os.path.join(folder, "stop")):
+            return page
+        time.sleep(0.2)
+    return pages
+
+
+def sync_orders():
+    """The README picture's cron job."""
+    return "12 orders synced"
 
 
 def page_secret(body):
@@ -7267,9 +7370,6 @@ class TestDashboard:
         assert bar.count() == 1 and bar.get_attribute("aria-label").startswith("p50 ")
         assert page.locator("[data-error-rate]").inner_text() == "0.0%"
         assert "test_autocron.add" in page.locator("table").last.inner_text()
-        docs = Path(HERE) / "docs"
-        if docs.is_dir() and not autocron._is_postgres(board.database):  # the README's picture
-            page.screenshot(path=str(docs / "dashboard.png"), full_page=True)
 
     def test_a_task_stored_while_the_page_is_open_appears_without_a_reload(self, board, page):
         page.goto(board.base + "tasks")
@@ -7656,6 +7756,49 @@ class TestDashboard:
         stamps = [t for t in page.locator("tr[data-task-id] td:nth-child(7)").all_inner_texts()]
         assert stamps and all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \S+", s)
                               for s in stamps)
+
+    def test_the_readme_picture_shows_a_realistic_workload(self, chromium):
+        # AUTOCRON_README_PICTURE=1 writes it to docs/dashboard.png; a shop's database
+        shop = tempfile.mkdtemp(prefix="shop-")
+        try:
+            self.picture(chromium, Path(shop), str(Path(shop) / "autocron.db"))
+        finally:
+            autocron.stop(timeout=5)
+            shutil.rmtree(shop, ignore_errors=True)
+
+    def picture(self, chromium, tmp_path, database):
+        assert autocron.start(database, workers=2) is True
+        store = autocron._open_store(database)
+        store.register_cron("test_autocron.sync_orders", autocron.CronExpression(
+            "*/15 * * * *"), sync_orders, False, store.now() - 1)
+        photos = resize.map([f"photo{i}.jpg" for i in range(40)], [800] * 40)
+        invoices = [send_invoice(name) for name in ("globex", "initech", "acme", "umbrella")]
+        crawl = crawl_catalogue(str(tmp_path), 400)
+        autocron.wait(photos, timeout=60)
+        for invoice in invoices:
+            with contextlib.suppress(autocron.TaskError):
+                invoice.get(timeout=30)
+        autocron.delay(hours=2)(resize)("banner.png", 1200)
+        wait_until(lambda: (crawl.progress or (0,))[0] >= 3, what="the crawl's progress")
+        board = DashboardServer(database)
+        try:
+            with browsing(chromium, board.base) as tab:
+                tab.set_viewport_size({"width": 1100, "height": 900})
+                tab.goto(board.url)
+                failing = tab.locator("tr[data-failing='test_autocron.send_invoice'] td")
+                assert failing.all_inner_texts() == ["test_autocron.send_invoice", "1"]
+                running = tab.locator(f"tr[data-running='{crawl.uuid}'] [data-progress]")
+                assert re.fullmatch(r"\d+/400 pages", running.inner_text())
+                assert tab.locator("svg[data-chart='run-times'] polyline").count() >= 2
+                if os.environ.get("AUTOCRON_README_PICTURE"):
+                    tab.screenshot(path=str(Path(HERE) / "docs" / "dashboard.png"),
+                                   full_page=True)
+                tab.goto(board.base + "crons")
+                assert tab.locator("tr[data-cron='test_autocron.sync_orders']").count() == 1
+        finally:
+            board.stop()
+            (tmp_path / "stop").touch()
+        assert crawl.get(timeout=30) < 400
 
     def test_purge_from_the_page_deletes_the_finished_results(self, board, database):
         secret = page_secret(board.get("/tasks")[1])
