@@ -1804,7 +1804,8 @@ class _MetricValues(NamedTuple):
     """What GET /metrics shows, as a store reads it (metric_values)."""
 
     counters: list[Any]      # (function, queue, kind, label, n, total): what the ends added
-    held: list[Any]          # (function, queue, status, n) of the calls handed to workers
+    held: list[Any]          # (function, queue, status, n, the oldest due time) of the calls
+                             # handed to workers
     waiting: list[Any]       # (function, queue, due by now, n, the oldest due time)
     blocked: list[Any]       # (function, queue, n) of the calls waiting for dependencies
     limits: dict[str, Any]   # {queue: _Limit}
@@ -1992,6 +1993,7 @@ class _Ending(NamedTuple):
     queue: str
     due: float                       # when the attempt was due
     status: str                      # "queued" (its start not written yet) or "running"
+    started: Optional[float] = None  # when it started, as written (wall clock)
 
 
 def _bucket(seconds: float) -> str:
@@ -2026,11 +2028,14 @@ def _metric_deltas(outcomes: list[Any], endings: list[_Ending],
             add((call.name, call.queue, "ended", outcome.status), 0.0)
         elif not outcome.free:
             add((call.name, call.queue, "retried", ""), 0.0)
-        if outcome.started is not None:
-            waited = max(0.0, outcome.started - call.due)
+        # an attempt the pool ends itself (a timeout, a worker lost) started as written
+        started = outcome.started if outcome.started is not None else \
+            call.started if call.status == "running" else None
+        if started is not None:
+            waited = max(0.0, started - call.due)
             add((call.name, call.queue, "wait", _bucket(waited)), waited)
             if outcome.finished is not None:
-                ran = max(0.0, outcome.finished - outcome.started)
+                ran = max(0.0, outcome.finished - started)
                 add((call.name, call.queue, "run", _bucket(ran)), ran)
 
 
@@ -2520,11 +2525,13 @@ class _StoreViews(Protocol):
     def call_details(self, uid: str) -> Optional[_CallDetails]:
         """Its retry policy, worker, machine and cron job (_CallDetails), or None."""
         ...
-    def failed_unretried(self, function: str) -> list[str]:
-        """The ids of the failed calls of a function that were not retried by hand."""
+    def failed_unretried(self, function: str, until: float) -> list[str]:
+        """The ids of the failed calls of a function, finished by `until`, not retried by
+        hand."""
         ...
-    def waiting_in(self, queue: str) -> list[str]:
-        """The ids of the waiting calls of a queue (those on dependencies too)."""
+    def waiting_in(self, queue: str, until: float) -> list[str]:
+        """The ids of the waiting calls of a queue (those on dependencies too) made by
+        `until`, the newest first (a call's dependents before it)."""
         ...
     def finished_since(self, since: float, limit: int) -> list[Any]:
         """[_FinishedRow] of the tasks finished since then, the newest first."""
@@ -2806,6 +2813,9 @@ class _Store(_StoreViews, Protocol):
         ...
     def forget_machine(self, con: Any, pool: _PoolId) -> None:
         """Remove a settled pool's row."""
+        ...
+    def fold_counts(self, con: Any) -> None:
+        """Fold the metrics' rows of writers that are done (PostgreSQL)."""
         ...
     def listener(self, again: bool = False) -> Any:
         """The pool's LISTEN connection (PostgreSQL), or None."""
@@ -3534,16 +3544,17 @@ class _SharedReads(_StoreParts):
                          _row_key(uid))
         return _CallDetails(*rows[0]) if rows else None
 
-    def failed_unretried(self, function: str) -> list[str]:
+    def failed_unretried(self, function: str, until: float) -> list[str]:
         return [row[0] for row in self.read(
-            f"SELECT {_UUID} FROM tasks t WHERE status = 'error' AND finished IS NOT NULL AND "
+            f"SELECT {_UUID} FROM tasks t WHERE status = 'error' AND finished <= ? AND "
             f"name = ? AND NOT EXISTS (SELECT 1 FROM tasks r WHERE r.retry_of = t.token || "
-            "'-' || t.id) ORDER BY id", (function,))]
+            "'-' || t.id) ORDER BY id", (until, function))]
 
-    def waiting_in(self, queue: str) -> list[str]:
+    def waiting_in(self, queue: str, until: float) -> list[str]:
         return [row[0] for row in self.read(
             f"SELECT {_UUID} FROM tasks WHERE status IN ('waiting', 'blocked') AND "
-            f"coalesce(queue, '{_DEFAULT_QUEUE}') = ? ORDER BY id", (queue,))]
+            f"coalesce(queue, '{_DEFAULT_QUEUE}') = ? AND created <= ? ORDER BY id DESC",
+            (queue, until))]
 
     def last_runs(self) -> dict[Any, Any]:
         """{cron job: (status, finished)} of each job's newest run (through tasks_cron)."""
@@ -3576,6 +3587,8 @@ class _SharedSql(_SharedReads):
                        # transaction ends (a dependency's end waits for its new dependents)
     _STARTS_NOTED = True   # PostgreSQL: False: a worker's start_now notes a call's start,
                            # and the held calls are counted in the database (many pools)
+    _DONE_WRITERS: Optional[str] = None   # PostgreSQL: the metrics' rows to fold: those of
+                                          # writers other than the live pools (fold_counts)
 
     def _fence(self) -> tuple[Any, ...]:
         """The parameters of _FENCE: none here (one pool, whose flock is its lease)."""
@@ -3612,9 +3625,11 @@ class _SharedSql(_SharedReads):
         such a value itself."""
 
     def _adder(self) -> str:
-        """Whose rows of the metrics table this store adds to: SQLite's one pool all;
-        PostgreSQL's machines each their own."""
+        """Whose rows of the metrics table this store adds to: SQLite's one writer at a time
+        all; on PostgreSQL a pool its own, and every other writer rows of its own that no one
+        else writes (see fold_counts)."""
         return ""
+
 
     # -- the metrics (GET /metrics): added to in the transaction that writes the ends
 
@@ -3625,11 +3640,32 @@ class _SharedSql(_SharedReads):
         for start in range(0, len(ids), _CHUNK):
             part = ids[start:start + _CHUNK]
             rows += self._run(con, "SELECT id, name, coalesce(queue, "
-                                   f"'{_DEFAULT_QUEUE}'), due, status FROM tasks WHERE id IN "
-                                   f"({', '.join('?' * len(part))}) AND {_HELD}{self._FENCE} "
+                                   f"'{_DEFAULT_QUEUE}'), due, status, started FROM tasks "
+                                   f"WHERE id IN ({', '.join('?' * len(part))}) AND "
+                                   f"{_HELD}{self._FENCE} "
                                    f"ORDER BY id{self._LOCK}", part + list(self._fence())
                               ).fetchall()
         return [_Ending._make(row) for row in rows]
+
+    def fold_counts(self, con: Any) -> None:
+        """Fold the metrics' rows of the writers that are done (_DONE_WRITERS), 10,000 at
+        most, into the rows of no writer (adder ''), skipping rows another transaction holds:
+        the scrape sums fewer rows."""
+        if self._DONE_WRITERS is None:
+            return
+        rows = self._run(con, "SELECT adder, function, queue, kind, label, n, total FROM "
+                              f"metrics WHERE {self._DONE_WRITERS} ORDER BY adder, function, "
+                              f"queue, kind, label LIMIT 10000{self._TAKE}").fetchall()
+        folded: dict[tuple[str, ...], list[Any]] = {}
+        for _, function, queue, kind, label, n, total in rows:
+            _add_metric(folded, (function, queue, kind, label), total, n)
+        self._run_many(con, "DELETE FROM metrics WHERE adder = ? AND function = ? AND queue = ? "
+                            "AND kind = ? AND label = ?", [tuple(row[:5]) for row in rows])
+        self._run_many(con, "INSERT INTO metrics (adder, function, queue, kind, label, n, "
+                            "total) VALUES ('', ?, ?, ?, ?, ?, ?) ON CONFLICT (adder, function, "
+                            "queue, kind, label) DO UPDATE SET n = metrics.n + excluded.n, "
+                            "total = metrics.total + excluded.total",
+                       [key + tuple(folded[key]) for key in sorted(folded)])
 
     def _count(self, con: Any, deltas: dict[tuple[str, ...], list[Any]]) -> None:
         """Add `deltas` (_metric_deltas) to the metrics, in the order of their keys, after
@@ -3766,10 +3802,11 @@ class _SharedEnds(_SharedSql):
                                    f"'blocked' AND id IN ({waiting})", (dep.id,))
                     released = True
                 else:
+                    # locked: a dependent that another end failed meanwhile is not read
                     for task_id, name, queue in self._run(
                             con, f"SELECT id, name, coalesce(queue, '{_DEFAULT_QUEUE}') FROM "
-                                 f"tasks WHERE status = 'blocked' AND id IN ({waiting})",
-                            (dep.id,)).fetchall():
+                                 f"tasks WHERE status = 'blocked' AND id IN ({waiting}) ORDER "
+                                 f"BY id{self._LOCK}", (dep.id,)).fetchall():
                         ended.append(task_id)
                         _add_metric(counts, (name, queue, "ended", "error"), 0.0)
                     failed = _dependency_failed(dep.name, f"{dep.token}-{dep.id}", dep.status,
@@ -3920,8 +3957,8 @@ class _SharedLimits(_SharedEnds):
         limits = self.limits()
         return _MetricValues(
             counters,
-            self.read(f"SELECT name, {queue}, status, count(*) FROM tasks WHERE {_HELD} GROUP "
-                      "BY 1, 2, 3"),
+            self.read(f"SELECT name, {queue}, status, count(*), min(due) FROM tasks WHERE "
+                      f"{_HELD} GROUP BY 1, 2, 3"),
             self.read(f"SELECT name, {queue}, due <= ?, count(*), min(due) FROM tasks WHERE "
                       "status = 'waiting' GROUP BY 1, 2, 3", (now,)),
             self.read(f"SELECT name, {queue}, count(*) FROM tasks WHERE status = 'blocked' "
@@ -5444,6 +5481,13 @@ class _PgMachines(_StoreParts):
     """Many machines, a pool on each: leases that fence every write, the server's clock,
     the pools' LISTEN connection, and the machines table."""
 
+    _counter_rows: Optional[str] = None     # the metrics' rows of this pool (_adder)
+
+    def _adder(self) -> str:
+        """The pool's rows (its lease's), or for any other writer rows of its own: it never
+        waits for a lock on a counter, nor holds one that a pool waits for."""
+        return self._counter_rows or f"{self.machine}#{secrets.token_hex(8)}"
+
     machine: str                     # this machine's name (_machine_name)
     _target: _PgTarget
     _psycopg: Any                    # the psycopg module
@@ -5460,6 +5504,7 @@ class _PgMachines(_StoreParts):
             "INSERT INTO machines (name, lease, owner, manager, started, heartbeat) VALUES "
             f"(%s, nextval('leases'), %s, %s, %s, {_PG_NOW}) RETURNING lease",
             (self.machine, owner, os.getpid(), self.now())).fetchone()[0]
+        self._counter_rows = f"{self.machine}#{self.lease}"     # the metrics' (_adder)
 
     def renew_lease(self, lease: Optional[int] = None) -> bool:
         """Renew this pool's lease (`lease`, else its current one); False if another pool
@@ -5606,12 +5651,11 @@ class _PgStore(_PgLink, _PgMachines, _SharedCalls):
     _LOCK = " FOR UPDATE"
     _SHARE = " FOR SHARE"
     _STARTS_NOTED = False
+    _DONE_WRITERS = "adder <> '' AND adder NOT IN (SELECT name || '#' || lease FROM machines)"
 
     def _fence(self) -> tuple[Any, ...]:
         return (self.lease,)
 
-    def _adder(self) -> str:
-        return self.machine
 
     # -- tasks as producers and readers see them
 
@@ -5964,14 +6008,19 @@ def _settle_lost(store: _Store, con: Any, now: float) -> None:
         store.forget_machine(con, pool)
 
 
-def _withdraw(store: _Store, uid: str) -> bool:
-    """Withdraw a waiting task (cancel()); True if it was waiting. A cron run's job goes on."""
-    now = store.now()
-    with store.transaction() as con:
-        ended = store.cancel(con, uid, now)
-        if ended:
-            store.end_cron_runs(con, _next_runs(ended, now))
-    return ended is not None
+def _withdraw(store: _Store, *uids: str) -> int:
+    """Withdraw waiting tasks (cancel(); the dashboard's cancel of a queue's), 500 a
+    transaction; how many were waiting. A cron run's job goes on."""
+    withdrawn = 0
+    for start in range(0, len(uids), 500):
+        now = store.now()
+        with store.transaction() as con:
+            for uid in uids[start:start + 500]:
+                ended = store.cancel(con, uid, now)
+                if ended is not None:
+                    withdrawn += 1
+                    store.end_cron_runs(con, _next_runs(ended, now))
+    return withdrawn
 
 
 def _spawn(entry: str, settings: dict[Any, Any]) -> tuple[Any, ...]:
@@ -7911,6 +7960,8 @@ class _PoolLease(_PoolState):
         now = self.store.now()
         with self.store.transaction() as con:
             _settle_lost(self.store, con, now)
+        with self.store.transaction() as con:
+            self.store.fold_counts(con)
 
     def _reclaim_strays(self) -> None:
         """Calls claimed under this pool's lease that it does not hold (the connection broke
@@ -10916,7 +10967,10 @@ def _local_time(epoch: Optional[float]) -> str:
     """An epoch time as local wall-clock text (the dashboard and the admin tool)."""
     if epoch is None:
         return ""
-    return _dt.datetime.fromtimestamp(epoch).strftime("%Y-%m-%d %H:%M:%S")
+    try:
+        return _dt.datetime.fromtimestamp(epoch).strftime("%Y-%m-%d %H:%M:%S")
+    except (ValueError, OverflowError, OSError):     # a retry's due time beyond year 9999
+        return "after 9999-12-31" if epoch > 0 else "before 0001-01-01"
 
 
 def _duration(seconds: float) -> str:
@@ -10945,7 +10999,11 @@ def _stamp(epoch: Optional[float]) -> str:
     """An epoch time as the dashboard shows it: local wall-clock text and its zone."""
     if epoch is None:
         return ""
-    return f"{_local_time(epoch)} {_dt.datetime.fromtimestamp(epoch).astimezone().tzname()}"
+    try:
+        zone = _dt.datetime.fromtimestamp(epoch).astimezone().tzname()
+    except (ValueError, OverflowError, OSError):
+        return _local_time(epoch)
+    return f"{_local_time(epoch)} {zone}"
 
 
 def _zone_note(now: float) -> str:
@@ -11134,13 +11192,13 @@ def _waiting_reasons(values: _MetricValues) -> dict[tuple[str, str, str], int]:
     limit is reached (its concurrency held, or its rate's starts in the window) is held back
     by the limit; one handed to a worker is due."""
     held: dict[str, int] = {}
-    for _, queue, _, n in values.held:
+    for _, queue, _, n, _ in values.held:
         held[queue] = held.get(queue, 0) + n
     full = {queue for queue, limit in values.limits.items()
             if limit.concurrency is not None and held.get(queue, 0) >= limit.concurrency or
             limit.rate is not None and values.starts.get(queue, 0) >= limit.rate}
     reasons: dict[tuple[str, str, str], int] = {}
-    rows = [(f, q, "due", n) for f, q, status, n in values.held if status == "queued"]
+    rows = [(f, q, "due", n) for f, q, status, n, _ in values.held if status == "queued"]
     rows += [(f, q, ("limit" if q in full else "due") if due else "scheduled", n)
              for f, q, due, n, _ in values.waiting]
     rows += [(f, q, "dependency", n) for f, q, n in values.blocked]
@@ -11173,7 +11231,7 @@ def _metrics_text(values: _MetricValues, machines: list[Any], running: bool,
             samples[name].append(_sample(f"{name}_bucket", dict(who, le=bound), float(count)))
         samples[name] += [_sample(f"{name}_sum", who, float(total)),
                           _sample(f"{name}_count", who, float(count))]
-    for function, queue, status, n in sorted(values.held):
+    for function, queue, status, n, _ in sorted(values.held):
         if status == "running":
             samples["autocron_calls_running"].append(_sample(
                 "autocron_calls_running", {"function": function, "queue": queue}, float(n)))
@@ -11182,8 +11240,11 @@ def _metrics_text(values: _MetricValues, machines: list[Any], running: bool,
             "autocron_calls_waiting", {"function": function, "queue": queue, "reason": why},
             float(n)))
     oldest: dict[str, float] = {queue: now for queue in values.limits}
-    for _, queue, due, _, first in values.waiting:
-        oldest[queue] = min(oldest.get(queue, now), first if due else now)
+    due_now = [(queue, first if due else now) for _, queue, due, _, first in values.waiting]
+    due_now += [(queue, first) for _, queue, status, _, first in values.held
+                if status == "queued"]                  # due, behind a worker's running call
+    for queue, first in due_now:
+        oldest[queue] = min(oldest.get(queue, now), first)
     samples["autocron_oldest_due_age_seconds"] = [
         _sample("autocron_oldest_due_age_seconds", {"queue": queue}, max(0.0, now - first))
         for queue, first in sorted(oldest.items())]
@@ -11204,7 +11265,11 @@ def _metrics_page(store: _Store) -> str:
     """GET /metrics of `store`: its values, and its machines' pools (SQLite: this one's)."""
     now = store.now()
     running = store.pool_running()
-    machines = [(m.name, len(m.workers), m.since) for m in store.machine_rows()]
+    pools: dict[str, tuple[int, float]] = {}     # pools of one name (two containers): one
+    for m in store.machine_rows():              # series, their workers and the stalest lease
+        workers, age = pools.get(m.name, (0, 0.0))
+        pools[m.name] = (workers + len(m.workers), max(age, m.since))
+    machines = [(name, workers, age) for name, (workers, age) in sorted(pools.items())]
     row = store.pool_row() if running and not store.leased else None
     if row is not None:
         machines.append((_machine_name(), len(row.workers), 0.0))
@@ -11237,6 +11302,21 @@ def _error_line(error: Optional[str]) -> str:
                     120)
 
 
+def _until_field(now: float) -> str:
+    """A bulk action's bound: it acts on the calls its question counted, none made since."""
+    return f"<input type='hidden' name='until' value='{now!r}'>"
+
+
+def _until_value(text: str) -> float:
+    """A bulk action's bound from its form (_until_field); one that is not a time acts on
+    nothing."""
+    try:
+        until = float(text)
+    except ValueError:
+        return 0.0
+    return until if math.isfinite(until) else 0.0
+
+
 def _status_html(status: str) -> str:
     """A stored status in the API's words (Result.status): a call handed to a worker or
     waiting on others is waiting, and says which."""
@@ -11254,7 +11334,7 @@ def _task_filter(query: dict[Any, Any]) -> Union[_TaskFilter, str]:
     function = query.get("function") or None
     if function is not None and not function.isprintable():   # PostgreSQL refuses a NUL
         return f"function must be (a part of) a function's name, got {function!r}"
-    named = query.get("id") or None
+    named = (query.get("id") or "").lower() or None
     if named is not None and not re.fullmatch(r"[0-9a-f]{1,16}(-[0-9]{1,19})?", named):
         return (f"id must be the start of a task's id (hex digits) or a whole or short id, "
                 f"got {named!r}")
@@ -11262,9 +11342,13 @@ def _task_filter(query: dict[Any, Any]) -> Union[_TaskFilter, str]:
     for name in ("since", "until"):
         text = query.get(name) or ""
         try:
-            times.append(_dt.datetime.fromisoformat(text).timestamp() if text else None)
+            moment = _dt.datetime.fromisoformat(text) if text else None
         except ValueError:
             return f"{name} must be a local time as YYYY-MM-DDTHH:MM, got {text!r}"
+        try:
+            times.append(moment.timestamp() if moment is not None else None)
+        except (ValueError, OverflowError, OSError):
+            return f"{name} is out of the range of times this machine can count: {text!r}"
     prefix = named if named is not None and "-" not in named else None
     return _TaskFilter(status, function, prefix, times[0], times[1])
 
@@ -11455,7 +11539,7 @@ class _DashboardPages:
             f"<tr data-queue='{_h(name)}'><td>{_h(name)}</td><td>{n['waiting']}</td><td>"
             f"{n['running']}</td><td>{started.get(name, 0)}</td><td>"
             f"{n['concurrency'] or '-'}</td><td>{_h(n['rate'] or '-')}</td><td>"
-            f"{self._cancel_all(name) if n['waiting'] else ''}</td></tr>"
+            f"{self._cancel_all(name, n['waiting']) if n['waiting'] else ''}</td></tr>"
             for name, n in _queues_shown(self.store).items())
         change = self._form("/queue/limit", "limit", (
             "<input name='queue' placeholder='queue' required> <input name='concurrency' "
@@ -11466,14 +11550,14 @@ class _DashboardPages:
                 f"<p>A field left empty keeps the queue's stored limit; none lifts it.</p>"
                 f"{change}")
 
-    def _cancel_all(self, queue: str) -> str:
-        """A queue's button that cancels its waiting calls, after a question that counts
-        them."""
-        count = len(self.store.waiting_in(queue))
-        return self._form("/queue/cancel", f"cancel {count} waiting", (
-            f"<input type='hidden' name='queue' value='{_h(queue)}'>"), ask=(
-                f"Cancel the {count} waiting calls of the queue {queue}? They will not run; "
-                "the calls that depend on them fail.")) if count else ""
+    def _cancel_all(self, queue: str, waiting: int) -> str:
+        """A queue's button that cancels its waiting calls (those made by now: the page's
+        count, less those a worker holds already), after a question that counts them."""
+        return self._form("/queue/cancel", f"cancel {waiting} waiting", (
+            f"<input type='hidden' name='queue' value='{_h(queue)}'>"
+            f"{_until_field(self.store.now())}"), ask=(
+                f"Cancel the {waiting} waiting calls of the queue {queue}? Those not handed to "
+                "a worker yet will not run; the calls that depend on them fail."))
 
     def _pool(self) -> str:
         now = self.store.now()
@@ -11594,12 +11678,13 @@ class _TaskPages(_DashboardPages):
         names = {row.name for row in self.store.task_page(_TaskFilter(
             "error", wanted.function), None, _DASH_PAGE, _DASH_SCAN).rows}
         forms = []
+        now = self.store.now()
         for name in sorted(names):
-            count = len(self.store.failed_unretried(name))
+            count = len(self.store.failed_unretried(name, now))
             if count:
                 forms.append(self._form("/tasks/retry", f"retry all {count} failed calls of "
                                         f"{name}", f"<input type='hidden' name='function' "
-                                        f"value='{_h(name)}'>", ask=(
+                                        f"value='{_h(name)}'>{_until_field(now)}", ask=(
                                             f"Retry the {count} failed calls of {name}? Each is "
                                             "stored again as a new task.")))
         return f"<p data-retry-all>{' '.join(forms)}</p>" if forms else ""
@@ -11741,16 +11826,16 @@ class _Dashboard(_TaskPages):
         if path == "/purge":
             self.store.purge()
             return 303, "/tasks"
+        until = _until_value(form.get("until", ""))     # what the question counted
         if path == "/tasks/retry":         # every failed call of a function, not retried yet
             function, now = form.get("function", ""), self.store.now()
-            fresh = [self.store.retry(uid, now) for uid in self.store.failed_unretried(function)]
+            fresh = [self.store.retry(uid, now)
+                     for uid in self.store.failed_unretried(function, until)]
             _wake_pool(self.store.wake_path)
             return 303, f"/tasks?status=waiting&function={_url_part(function)}" if fresh else \
                 f"/tasks?status=error&function={_url_part(function)}"
         if path == "/queue/cancel":        # every waiting call of a queue
-            queue = form.get("queue", "")
-            for uid in self.store.waiting_in(queue):
-                _withdraw(self.store, uid)
+            _withdraw(self.store, *self.store.waiting_in(form.get("queue", ""), until))
             return 303, "/queues"
         if path == "/queue/limit":
             return _limit_from_form(self.store, form)
@@ -12263,13 +12348,16 @@ class _DashboardHandle:
                 f"<script>{_CELL_SHOW % json.dumps(self._id)}</script>")
 
     def _ipython_display_(self) -> None:
-        """Shown by IPython: the frame and its probe, and beside it the cell view, which a
-        thread of the kernel updates while the dashboard serves."""
+        """Shown by IPython: the frame and its probe, and beside it the cell view, all its
+        displays under one id, which a thread of a kernel (not a terminal's IPython: it has
+        no page) updates while the dashboard serves, with one message."""
         display: Callable[..., Any] = importlib.import_module("IPython.display").display
         display({"text/plain": repr(self), "text/html": self._repr_html_()}, raw=True)
-        self._views.append(display({"text/html": self._cell_html()}, raw=True,
-                                   display_id=True))
-        if len(self._views) == 1:
+        view = display({"text/html": self._cell_html()}, raw=True,
+                       display_id=f"autocron-{self._id}")
+        shell = sys.modules.get("IPython") and sys.modules["IPython"].get_ipython()
+        if not self._views and getattr(shell, "kernel", None) is not None:
+            self._views.append(view)
             threading.Thread(target=self._refresh, name="autocron-cell-view",
                              daemon=True).start()
 
@@ -12278,17 +12366,20 @@ class _DashboardHandle:
         while not self._ending.wait(_CELL_REFRESH):
             try:
                 fresh = self._cell_html()
-            except DatabaseError:         # weather: the next round shows it
-                continue
-            if fresh != shown:
-                shown = fresh
-                for view in self._views:
-                    view.update({"text/html": fresh}, raw=True)
+                if fresh != shown:
+                    shown = fresh
+                    self._views[0].update({"text/html": fresh}, raw=True)
+            except Exception:             # the database's weather, say: the next round
+                _log.warning("autocron: the dashboard's view in the cell could not be "
+                             "refreshed", exc_info=True)
 
     def stop(self) -> None:
         self._ending.set()
         self.server.shutdown()
         self.server.server_close()
+        for path, handle in list(_dashboards.items()):     # dashboard() makes a new one
+            if handle is self:
+                del _dashboards[path]
 
 
 _dashboards: "dict[str, _DashboardHandle]" = {}     # {database path: its dashboard} here

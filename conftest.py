@@ -994,11 +994,18 @@ def signed_in(url):
 
 
 class DashboardServer:
-    """`autocron --db DB dashboard` for real, on a free port; stopped by stop()."""
+    """`autocron --db DB dashboard` for real, on a free port; stopped by stop(). `settings`
+    ({"_DASH_READ": 4.0}) are set on the module in the server's process before it starts:
+    the ones tests shorten."""
 
-    def __init__(self, database, *options):
+    def __init__(self, database, *options, settings=None):
+        program = [AUTOCRON]
+        if settings:        # as autocron.py runs as a program: the module autocron's _main
+            program = ["-c", "import sys, autocron; " + "".join(
+                f"autocron.{name} = {value!r}; " for name, value in settings.items())
+                + "sys.exit(autocron._main())"]
         self.process = subprocess.Popen(
-            [sys.executable, AUTOCRON, "--db", str(database), "dashboard", "--port", "0",
+            [sys.executable, *program, "--db", str(database), "dashboard", "--port", "0",
              *options], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=HERE)
         line = self.process.stdout.readline()
         match = re.search(r" at (http://\S+) ", line)

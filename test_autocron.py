@@ -1570,6 +1570,22 @@ async def loop_blocker(folder, seconds=300.0):
 
 
 @autocron.delay
+async def blocker_neighbour(folder, name):
+    """async_count beside loop_blocker: note each run of it in `folder`, mark itself
+    running, wait for the blocker's mark and then 0.5 s: longer than the blocker awaits
+    after its mark, so that the blocker blocks the loop while this one waits (a run after
+    the blocker's ends 0.5 s after it began). Its value."""
+    with open(Path(folder, f"runs-{name}"), "a") as file:
+        file.write("run\n")
+    Path(folder, f"async-{name}").write_text("")
+    end = time.monotonic() + 60
+    while not Path(folder, "async-blocker").exists() and time.monotonic() < end:
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(0.5)
+    return name
+
+
+@autocron.delay
 async def in_threads(folder):
     """current() and a delayed call (a durable step) from a thread of the loop's executor,
     current() from a plain thread (the call runs alone), bytes on sys.stdout.buffer."""
@@ -2806,6 +2822,32 @@ def pg_run(server, sql):
 class TestPostgresStore:
     """A postgresql:// URL: the same store on a server, with errors that say what to do."""
 
+    def test_an_open_transaction_of_the_application_does_not_stall_the_pool(self, pg):
+        # a call stored in the application's own transaction whose dependency failed ends
+        # at once; counting that end holds no counter that a pool must wait for
+        assert autocron.start(pg_url(pg), workers=1) is True
+        failed = fail("early")
+        with pytest.raises(autocron.TaskError):
+            failed.get(timeout=30)
+        with pg.connect(pg.database) as con:              # the application's own connection
+            orphan = fail.options(connection=con)(failed)  # ends at once: DependencyFailed
+            again, unrelated = fail("later"), add(1, 2)    # the transaction is still open
+            try:
+                assert unrelated.get(timeout=30) == 3
+                with pytest.raises(autocron.TaskError):
+                    again.get(timeout=30)
+            finally:
+                con.commit()
+        assert orphan.status == "error"
+        # the rows of the writers that are done (the application's) are folded by the pool
+        wait_until(lambda: query(pg_url(pg), "SELECT count(*) FROM metrics WHERE adder <> '' "
+                                             "AND adder NOT IN (SELECT name || '#' || lease "
+                                             "FROM machines)") == [(0,)], 60,
+                   "the pool to fold the application's counts")
+        counted = {row[:2]: row[2] for row in query(pg_url(pg), (
+            "SELECT function, label, sum(n) FROM metrics WHERE kind = 'ended' GROUP BY 1, 2"))}
+        assert counted[("test_autocron.fail", "error")] == 3
+
     def test_psycopg_is_imported_only_for_a_postgresql_url(self, tmp_path):
         done = run_python("""
             import sys, autocron
@@ -2861,8 +2903,8 @@ class TestPostgresStore:
         tables = query(pg_url(pg), "SELECT tablename FROM pg_tables WHERE schemaname = ?",
                        (pg.schema,))
         assert sorted(t for t, in tables) == ["crons", "deps", "functions", "limits",
-                                              "machines", "meta", "settings", "starts",
-                                              "steps", "tasks"]
+                                              "machines", "meta", "metrics", "settings",
+                                              "starts", "steps", "tasks"]
         assert query(pg_url(pg), "SELECT version FROM meta") == [(4,)]
         assert query(pg_url(pg), "SELECT count(*) FROM public.app_users") == [(0,)]
         autocron.stop()
@@ -3870,6 +3912,17 @@ class TestPool:
                                                      "task was running$"):
             interrupted.get(timeout=30)
         assert [autocron.get_result(u).get(timeout=30) for u in queued] == [10, 11]
+        # each end counted once, the interrupted attempt in the run-time histogram too
+        board = DashboardServer(database)
+        try:
+            families = scrape(board)[1]
+        finally:
+            board.stop()
+        blocked = {"function": "test_autocron.block", "queue": "default"}
+        assert sample(families, "autocron_calls_ended_total", status="error", **blocked) == 1
+        assert sample(families, "autocron_calls_ended_total", function="test_autocron.add",
+                      queue="default", status="ready") == 2
+        assert sample(families, "autocron_run_seconds_count", **blocked) == 1
 
     def test_a_killed_manager_is_replaced_and_its_workers_end(self, pool, tmp_path):
         running = block(str(tmp_path))
@@ -5318,7 +5371,7 @@ class TestAsyncConcurrency:
         assert autocron.start(database, workers=1) is True
         folder = str(tmp_path)
         with caplog.at_level(logging.WARNING, "autocron"):
-            neighbours = async_count.map([folder] * 3, ["a", "b", "c"], [3.0] * 3)
+            neighbours = blocker_neighbour.map([folder] * 3, ["a", "b", "c"])
             wait_until(lambda: len(running_marks(folder)) == 3, 60, "the neighbours to start")
             blocker = loop_blocker.options(timeout=1)(folder)
             with pytest.raises(autocron.TaskTimeout, match="timed out after 1 s, and it did "
@@ -5483,7 +5536,10 @@ class TestNothingLostNothingTwice:
                 raise RuntimeError("once")
             return "again"
         autocron.start(database, workers=1)
-        for round_ in range(4):
+        # the second round runs after a whole first one (a worker killed at a timeout and
+        # replaced, a retry, a cancel); more rounds would repeat it, each behind a longer
+        # restart pause of the killed worker (it died young: 0.5, 1, 2, 4 s)
+        for round_ in range(2):
             with pytest.raises(autocron.TaskError, match="timed out"):
                 autocron.delay(timeout=0.2)(slow)().get(timeout=30)
             assert autocron.delay(retries=1)(fails_once)().get(timeout=30) == "again"
@@ -5600,8 +5656,13 @@ class TestNothingLostNothingTwice:
 
     @pytest.mark.slow
     def test_an_outcome_that_cannot_be_stored_fails_only_its_task(self, pool):
+        # just over the largest value of the store: SQLite's 1 GB, or what PostgreSQL can
+        # hand back (autocron's _PG_LARGEST_VALUE, the same in the pool's processes)
+        size = autocron._PG_LARGEST_VALUE + 1 if autocron._is_postgres(pool) \
+            else 1_000_000_000 + 1
+
         def too_big():
-            return b"x" * (1_000_000_000 + 1)      # over SQLite's largest value
+            return b"x" * size
         manager, _ = pool_pids()
         result = autocron.delay(too_big)()
         with pytest.raises(autocron.TaskError, match="could not be stored"):
@@ -7010,18 +7071,23 @@ class TestJupyter:
             frame, cell = shown                       # the frame with its probe; the cell view
             assert "data-autocron-frame" in frame["text/html"]
             assert "data-autocron-cell" in cell["text/html"]
+            for _ in range(2):                        # the cell run again: one view's updates
+                assert run_cell(client, "handle") == ("", None)
             # the kernel sends the cell view anew when what it shows changes
             out, error = run_cell(client, "print(test_autocron.add(2, 2).get(timeout=30))")
             assert (out, error) == ("4\n", None)
-            fresh, end = None, time.monotonic() + 30
+            fresh, updates, end = None, [], time.monotonic() + 30
             while fresh is None and time.monotonic() < end:
                 with contextlib.suppress(queue_module.Empty):
                     message = client.get_iopub_msg(timeout=1)
                     if message["msg_type"] == "update_display_data":
+                        updates.append(message["content"]["transient"]["display_id"])
                         html = message["content"]["data"]["text/html"]
                         if ">2</b>ready" in html:
                             fresh = html
             assert fresh is not None, "no update of the cell view"
+            # one message updates the three displays (one id), and only when the view changed
+            assert len(set(updates)) == 1 and len(updates) <= 3, updates
             assert "href='/" not in fresh          # its links go to the dashboard's address
             home = re.search(r"http://127\.0\.0\.1:(\d+)/", frame["text/html"]).group(0)
             for reachable in (True, False):
@@ -7215,6 +7281,18 @@ def crawl_catalogue(folder, pages):
 def sync_orders():
     """The README picture's cron job."""
     return "12 orders synced"
+
+
+@autocron.delay
+def pid_and_hold(folder):
+    """Write this worker's pid to folder/pid, then run until folder/go exists (a minute at
+    most)."""
+    Path(folder, "pid.new").write_text(str(os.getpid()))
+    os.replace(os.path.join(folder, "pid.new"), os.path.join(folder, "pid"))   # whole at once
+    end = time.monotonic() + 60
+    while not os.path.exists(os.path.join(folder, "go")) and time.monotonic() < end:
+        time.sleep(0.01)
+    return "released"
 
 
 def page_secret(body):
@@ -7693,12 +7771,14 @@ class TestDashboard:
                                  "stored again as a new task."]
         assert query(database, "SELECT count(*) FROM tasks WHERE retry_of IS NOT NULL") == [(3,)]
         store = autocron._open_store(database)        # those retried are counted no more
-        assert not {r.uuid for r in failed} & set(store.failed_unretried("test_autocron.fail"))
+        assert not {r.uuid for r in failed} & set(store.failed_unretried(
+            "test_autocron.fail", store.now()))
         page.goto(board.base + "queues")
         page.click("tr[data-queue='night'] [data-action='cancel 2 waiting']")
         page.wait_for_url("**/queues")
-        assert page.accepted[1] == ("Cancel the 2 waiting calls of the queue night? They will "
-                                    "not run; the calls that depend on them fail.")
+        assert page.accepted[1] == ("Cancel the 2 waiting calls of the queue night? Those not "
+                                    "handed to a worker yet will not run; the calls that "
+                                    "depend on them fail.")
         assert [r.status for r in parked] == ["cancelled"] * 2
         page.goto(board.base + "tasks")
         page.click("[data-action='purge']")
@@ -7978,6 +8058,20 @@ def lone_board(tmp_path):
     server.stop()
 
 
+QUICK_READ = 4.0         # seconds quick_board's server gives a client to send its request
+
+
+@pytest.fixture
+def quick_board(tmp_path):
+    """lone_board whose server gives a client QUICK_READ s to send its whole request
+    (_DASH_READ, 10 s otherwise)."""
+    database = str(tmp_path / "autocron.db")
+    autocron._open_store(database).close()
+    server = DashboardServer(database, settings={"_DASH_READ": QUICK_READ})
+    yield server
+    server.stop()
+
+
 class TestDashboardAccess:
     """Who may use the dashboard, and what its server does with bad and slow clients."""
 
@@ -8115,18 +8209,20 @@ class TestDashboardAccess:
         return time.monotonic() - start
 
     @pytest.mark.slow
-    def test_slow_clients_do_not_hold_the_page(self, lone_board):
-        port, head = lone_board.port, f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{lone_board.port}\r\n"
-        alone = max(self.timed_page(lone_board) for _ in range(3))
+    def test_slow_clients_do_not_hold_the_page(self, quick_board):
+        board, deadline = quick_board, QUICK_READ          # its read deadline
+        port, head = board.port, f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{board.port}\r\n"
+        alone = max(self.timed_page(board) for _ in range(3))
         slow = [socket.create_connection(("127.0.0.1", port), timeout=30) for _ in range(50)]
         trickle = slow[-1]                              # a byte now and then: still too slow
         try:
             for sock in slow:
                 sock.sendall(head.encode())             # half a request, then nothing
-            wait_until(lambda: open_sockets(lone_board.process.pid) >= 50, 30,
+            wait_until(lambda: open_sockets(board.process.pid) >= 50, 30,
                        "the server to take the slow clients")
-            assert self.timed_page(lone_board) < alone + 1.0
-            end = time.monotonic() + 30
+            assert self.timed_page(board) < alone + 1.0
+            started = time.monotonic()
+            end = started + 30
             while time.monotonic() < end:
                 try:
                     trickle.sendall(b"X")
@@ -8135,10 +8231,10 @@ class TestDashboardAccess:
                 ready = select.select([trickle], [], [], 0.5)[0]
                 if ready:
                     break
-            assert time.monotonic() < end - 15           # cut at the read deadline (10 s)
+            assert time.monotonic() < started + deadline + 5     # cut at the read deadline
             answer = trickle.recv(65536)
-            assert status_and_body(answer) == (408, "the request took more than 10 s to "
-                                                    "arrive: send it at once")
+            assert status_and_body(answer) == (
+                408, f"the request took more than {deadline:.0f} s to arrive: send it at once")
             for sock in slow[:-1]:                      # the waiting ones end too
                 assert sock.recv(65536).startswith(b"HTTP/1.0 408 ")
         finally:
@@ -8465,6 +8561,105 @@ class TestMetrics:
         assert [held.get(timeout=30), behind.get(timeout=30)] == ["released"] * 2
         assert dependent.get(timeout=30) == "released" and scheduled.status == "waiting"
 
+    def test_attempts_the_pool_ends_count_in_the_run_and_wait_histograms(self, database,
+                                                                          tmp_path):
+        # a timed-out attempt, one stopped by a forced cancel and one whose worker was
+        # killed all started and ran: each is an observation of both histograms
+        assert autocron.start(database, workers=2) is True
+        timed = autocron.delay(timeout=0.5)(hold_until)(str(tmp_path / "never"))
+        with pytest.raises(autocron.TaskTimeout):
+            timed.get(timeout=30)
+        stopped = pid_and_hold(str(tmp_path))
+        wait_until(lambda: (tmp_path / "pid").exists(), what="the call to start")
+        stopped.cancel(force=True)
+        with pytest.raises(autocron.Cancelled):
+            stopped.get(timeout=30)
+        (tmp_path / "pid").unlink()
+        killed = pid_and_hold(str(tmp_path))
+        wait_until(lambda: (tmp_path / "pid").exists(), what="the call to start")
+        os.kill(int((tmp_path / "pid").read_text()), signal.SIGKILL)
+        with pytest.raises(autocron.TaskError):
+            killed.get(timeout=30)
+        board = DashboardServer(database)
+        try:
+            families = scrape(board)[1]
+        finally:
+            board.stop()
+        ended = "autocron_calls_ended_total"
+        hold = {"function": "test_autocron.hold_until", "queue": "default"}
+        mine = {"function": "test_autocron.pid_and_hold", "queue": "default"}
+        assert sample(families, ended, status="error", **hold) == 1
+        assert sample(families, ended, status="cancelled", **mine) == 1
+        assert sample(families, ended, status="error", **mine) == 1
+        assert sample(families, "autocron_run_seconds_count", **hold) == 1
+        assert sample(families, "autocron_run_seconds_count", **mine) == 2
+        assert sample(families, "autocron_wait_seconds_count", **mine) == 2
+        assert sample(families, "autocron_run_seconds_sum", **hold) >= 0.5
+
+    def test_a_dependent_failed_by_two_ends_at_once_counts_once(self, database):
+        # e depends on a and b, withdrawn in two transactions at once (two machines, or a
+        # producer and a pool): e's DependencyFailed end is counted by the one that wrote it
+        assert autocron.start(database, workers=1) is True
+        later = autocron.delay(hours=1)(add)
+        a, b = later(1, 1), later(2, 2)
+        d = same(a)
+        e = add(a, b)
+        store = autocron._open_store(database)
+
+        def withdraw_b():
+            with store.transaction() as con:
+                store.cancel(con, b.uuid, store.now())
+        second = threading.Thread(target=withdraw_b)
+        with store.transaction() as con:
+            store.cancel(con, a.uuid, store.now())
+            second.start()
+            if autocron._is_postgres(database):    # SQLite: it waits for the write lock
+                wait_until(lambda: query(database, "SELECT count(*) FROM pg_locks WHERE NOT "
+                                                   "granted") != [(0,)], 30,
+                           "the other withdrawal to wait for a row's lock")
+        second.join(30)
+        assert [d.status, e.status] == ["error", "error"]
+        counted = dict(((f, label), n) for f, label, n in store.read(
+            "SELECT function, label, sum(n) FROM metrics WHERE kind = 'ended' GROUP BY 1, 2"))
+        assert counted == {("test_autocron.add", "cancelled"): 2,
+                           ("test_autocron.same", "error"): 1,
+                           ("test_autocron.add", "error"): 1}       # e ended once
+
+    def test_a_call_queued_behind_a_running_one_counts_in_the_oldest_due_age(self, database,
+                                                                              tmp_path):
+        assert autocron.start(database, workers=1) is True
+        held = hold_until(str(tmp_path / "go"))
+        wait_until(lambda: held.status == "running", what="the held call to start")
+        behind = add(1, 2)
+        board = DashboardServer(database)
+        try:
+            wait_until(lambda: row_status(database, behind) == "queued", what="a hand-over")
+            wait_until(lambda: (sample(scrape(board)[1], "autocron_oldest_due_age_seconds",
+                                       queue="default") or 0) >= 1, 30,
+                       "the queued call's age to count")
+            assert sample(scrape(board)[1], "autocron_calls_waiting", queue="default",
+                          function="test_autocron.add", reason="due") == 1
+        finally:
+            board.stop()
+            (tmp_path / "go").touch()
+        assert behind.get(timeout=30) == 3
+
+    def test_the_queues_page_reads_no_row_per_waiting_call(self, database, monkeypatch):
+        assert autocron.start(database, workers=1) is True
+        add.options(hours=1, queue="bulk").map(range(5000), range(5000))
+        store = autocron._open_store(database)
+        board = autocron._Dashboard(store, None)
+        sizes, read = [], store.read
+
+        def counted(sql, params=()):
+            rows = read(sql, params)
+            sizes.append(len(rows))
+            return rows
+        monkeypatch.setattr(store, "read", counted)
+        status, body = board.page("/queues", {})
+        assert status == 200 and "cancel 5000 waiting" in body
+        assert max(sizes) <= autocron._DASH_PAGE, sorted(sizes)[-3:]
+
     def test_what_an_attempt_s_end_adds(self):
         Outcome, Ending = autocron._Outcome, autocron._Ending
         endings = [Ending(1, "m.f", "q", 100.0, "running"), Ending(2, "m.f", "q", 100.0,
@@ -8490,8 +8685,8 @@ class TestMetrics:
     def test_why_calls_wait(self):
         Limit = autocron._Limit
         values = autocron._MetricValues(
-            counters=[], held=[("f", "a", "running", 2), ("f", "a", "queued", 1),
-                               ("f", "b", "running", 1)],
+            counters=[], held=[("f", "a", "running", 2, 1.0), ("f", "a", "queued", 1, 1.0),
+                               ("f", "b", "running", 1, 1.0)],
             waiting=[("f", "a", True, 4, 1.0), ("f", "a", False, 2, 9.0),
                      ("f", "b", True, 1, 1.0), ("f", "c", True, 5, 1.0)],
             blocked=[("g", "a", 3)],
@@ -9104,9 +9299,9 @@ class TestManyMachines:
         hosts = collections.Counter(line.split()[1] for line in lines)
         assert set(hosts) == {"a", "b"} and min(hosts.values()) >= 20, hosts
         assert query(machines.url, "SELECT DISTINCT attempts FROM tasks") == [(1,)]
-        # each end counted once, by the machine that wrote it, in rows of its own
-        assert dict(query(machines.url, "SELECT adder, sum(n) FROM metrics WHERE kind = "
-                                        "'ended' GROUP BY adder")) == dict(hosts)
+        # each end counted once, by the pool that wrote it, in rows of its own
+        assert dict(query(machines.url, "SELECT split_part(adder, '#', 1), sum(n) FROM metrics "
+                                        "WHERE kind = 'ended' GROUP BY 1")) == dict(hosts)
         assert "lost" not in a.stop() + b.stop()
 
     def test_calls_wait_for_their_dependencies_across_machines(self, machines, tmp_path):
@@ -9159,8 +9354,11 @@ class TestManyMachines:
     def test_a_paused_machine_cannot_overwrite_the_rerun_of_its_task(self, machines, tmp_path):
         a = machines("a", workers=1)
         autocron.start(machines.url, workers=0)
-        result = autocron.delay(retries=1)(slow_the_first_time)(str(tmp_path / "n"), 4)
-        wait_until(lambda: row_status(machines.url, result) == "running", 30, "a running it")
+        counter = tmp_path / "n"
+        result = autocron.delay(retries=1)(slow_the_first_time)(str(counter), 4)
+        # its work begun (its attempt counted), not only its row "running": a worker paused
+        # before that would leave the slow first attempt to b
+        wait_until(lambda: counter.exists() and counter.read_text(), 30, "a running it")
         a.signal(signal.SIGSTOP)
         b = machines("b", workers=1)
         assert result.get(timeout=60) == "b" and result.attempts == 2
@@ -9174,6 +9372,18 @@ class TestManyMachines:
         (value, attempts), = query(machines.url, "SELECT value, attempts FROM tasks")
         assert (pickle.loads(value), attempts) == ("b", 2)
         b.stop()
+
+    def test_two_pools_under_one_machine_name_are_one_series_of_each_machine_gauge(
+            self, machines):
+        machines("twin", workers=1), machines("twin", workers=2)
+        board = DashboardServer(machines.url)
+        try:
+            status, families, _ = scrape(board)
+        finally:
+            board.stop()
+        assert families["autocron_machine_workers"] == {frozenset({("machine", "twin")}): 3}
+        assert list(families["autocron_machine_lease_age_seconds"]) == [
+            frozenset({("machine", "twin")})]
 
     def test_two_pools_under_one_machine_name_work_side_by_side(self, machines, tmp_path):
         # Two containers with one host name, or one pool reaching the server as 127.0.0.1
@@ -9588,11 +9798,9 @@ class TestFrameworks:
         tasks = site / "tasks.py"
         tasks.write_text(textwrap.dedent(GATED_TASKS).replace("VERSION", "v1"))
         database, gate = site / "jobs.db", tmp_path / "gate"
-        server = subprocess.Popen([uvicorn, "app:app", "--reload", "--port", str(port),
-                                   "--reload-dir", str(site)], cwd=site,
-                                  env=dict(os.environ, PYTHONPATH=HERE),
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                  start_new_session=True)
+        server = start_server([uvicorn, "app:app", "--reload", "--port", str(port),
+                               "--reload-dir", str(site)], site,
+                              dict(os.environ, PYTHONPATH=HERE))
         base = f"http://127.0.0.1:{port}/call/"
         try:
             assert wait_for_answer(base + "version", "v1") == "v1"
@@ -9904,20 +10112,32 @@ def serve_edit_and_ask(command, port, site, env, tasks, database):
     """Run a reloading development server of `site` whose /call/NAME answers tasks.NAME();
     edit `tasks` (version v1 to v2, a function added) while it serves: the next calls run
     the new code. Afterwards no pool is left for `database`."""
-    server = subprocess.Popen(command, cwd=site, env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, start_new_session=True)
+    server = start_server(command, cwd=site, env=env)
     base = f"http://127.0.0.1:{port}/call/"
     try:
         assert wait_for_answer(base + "version", "v1") == "v1"
-        # The server's own reloader (Django's looks once a second) must have seen the file
-        # before the edit, or it takes the edited file for the first it saw: a real edit
-        # comes seconds after the first call, not within its second.
-        time.sleep(2.5)
+        served = set(children_of().get(server.pid, []))      # the process it serves from
+
+        def restarted():
+            return set(children_of().get(server.pid, [])) != served
         before = os.stat(tasks).st_mtime
         tasks.write_text(textwrap.dedent(RELOADED_TASKS_V2))
-        os.utime(tasks, (before + 2, before + 2))   # a new modification time, whatever
-        assert wait_for_answer(base + "version", "v2", timeout=30) == "v2"   # its grain
+        # The server's own reloader (Django's looks once a second) takes the first
+        # modification time it sees of a file for the file's own: one that first looked
+        # after the edit (Django's first call imports the module) restarts at the next edit
+        # only. A real edit comes seconds after the first call; here the file is touched
+        # again (a newer modification time, whatever its grain) while the server has not
+        # begun to restart the process it serves from, 1.5, 3, 6 ... s after the last touch.
+        stamp, end, look = before, time.monotonic() + 30, 1.5
+        while not restarted() and time.monotonic() < end:
+            stamp += 2
+            os.utime(tasks, (stamp, stamp))
+            touched = time.monotonic()
+            while not restarted() and time.monotonic() < touched + look:
+                time.sleep(0.05)
+            look *= 2
         assert wait_for_answer(base + "added", "added", timeout=30) == "added"
+        assert wait_for_answer(base + "version", "v2", timeout=30) == "v2"
     finally:
         end_server(server)
     store = autocron._open_store(database)
@@ -9944,6 +10164,23 @@ def served_by(server):
     found = [int(line.split()[0]) for line in listed.splitlines()
              if "multiprocessing.spawn" in line]
     return found[0] if found else None
+
+
+# A development server is ended as a terminal's Ctrl-C ends it (end_server). Tests started
+# in the background of a script (`pytest &`: a shell without job control ignores SIGINT in
+# what it starts so) pass SIGINT ignored on to every program they start: Django's and
+# Flask's reloaders then never saw the Ctrl-C, and end_server waited 30 s and killed them.
+# The server gets SIGINT's default back before its program starts (an exec: one process).
+WITH_CTRL_C = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+               "os.execv(sys.argv[1], sys.argv[1:])")
+
+
+def start_server(command, cwd, env):
+    """Start a development server in a session of its own, as a terminal would (Ctrl-C
+    ends it); end it with end_server."""
+    return subprocess.Popen([sys.executable, "-c", WITH_CTRL_C, *command], cwd=cwd, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
 
 
 def end_server(server):
