@@ -79,7 +79,10 @@ cached, no connection open).  Then 20 rounds: each round fetches every view of t
 dashboard once (the round's order rotated by one view each round, so that no view always
 follows the same one), and the table shows each view's median and slowest of its 20.
 Each system is filled and measured alone, one after the other (no two fills or
-dashboards at once); a fill's burst is over before its dashboard starts.
+dashboards at once); a fill's burst is over before its dashboard starts.  Other load skews
+the timings on a small machine: before the first request and after each round (outside the
+timed requests) the script looks for pytest processes (``pgrep``), and a warning under a
+size's table names the systems whose views ran beside one.
 
 Each size's table also shows the fill's rate (tasks/s: N over the time from the first call
 stored to the last one ended; Flower's: to the last end Flower has seen) and the seconds
@@ -133,6 +136,8 @@ SLOW_S = 0.100          # views slower than this (median) are listed
 READY_TIMEOUT = 60.0    # seconds for a server to answer
 FILL_TIMEOUT = 3600.0   # seconds for N tasks to run
 SINCE_MINUTES = 10
+TEST_PROCESSES = r"(-m pytest|bin/pytest|bin/py\.test)( |$)"    # pgrep -f: a test run
+META = ("first", "busy")        # a run's figures that are not views
 CHUNK = 100             # autocron's calls stored by one map() (they share a token)
 AUTOCRON = "autocron"   # the labels of the systems, in the tables' order
 SQLITE, POSTGRES = "autocron (SQLite)", "autocron (PostgreSQL)"
@@ -268,16 +273,29 @@ class View:
 
 
 def measure(first: View, views: list) -> dict:
-    """{"first": seconds, view: figure}: the first request of a fresh server, then REPEATS
-    rounds of every view, the order rotated by one each round."""
+    """{"first": seconds, "busy": test processes seen, view: figure}: the first request of
+    a fresh server, then REPEATS rounds of every view, the order rotated by one each round.
+    Before the first request and after every round (not timed) it looks for test processes
+    running beside it, whose load skews the timings."""
     print(f"[{time.strftime('%H:%M:%S')}]   the views ...", file=sys.stderr, flush=True)
+    busy = busy_count()
     figures = {"first": first.time()}
     for round_ in range(REPEATS):
         shift = round_ % len(views)
         for view in views[shift:] + views[:shift]:
             view.time()
+        busy = max(busy, busy_count())
+    figures["busy"] = busy
     figures.update((view.name, view.figure()) for view in views)
     return figures
+
+
+def busy_count() -> int:
+    """How many pytest processes run (0 where pgrep is missing)."""
+    if shutil.which("pgrep") is None:
+        return 0
+    return len(subprocess.run(["pgrep", "-f", TEST_PROCESSES], capture_output=True,
+                              text=True).stdout.split())
 
 
 def since_text() -> str:
@@ -609,7 +627,7 @@ def cell(figure: Optional[dict]) -> str:
 def view_names(runs: dict) -> list:
     names = []
     for _, figures in runs.values():
-        names += [name for name in figures if name != "first" and name not in names]
+        names += [name for name in figures if name not in META and name not in names]
     return names
 
 
@@ -630,6 +648,11 @@ def report(count: int, runs: dict, fill_seconds: dict) -> None:
           + " |")
     print("| filling and timing: s | " + " | ".join(f"{fill_seconds[label]:,.0f}"
                                                       for label in runs) + " |")
+    busy = [label for label, (_, figures) in runs.items() if figures["busy"]]
+    if busy:
+        print(f"\nWarning: pytest processes ran during the views of {', '.join(busy)} (up "
+              f"to {max(runs[label][1]['busy'] for label in busy)} at once): their timings "
+              "are skewed by that load.")
     ours = [label for label in runs if label.startswith(AUTOCRON)]
     peers = [label for label in runs if not label.startswith(AUTOCRON)]
     if ours and peers:
@@ -659,7 +682,7 @@ def report(count: int, runs: dict, fill_seconds: dict) -> None:
               f"{GOAL_FIRST_S * 1000:.0f} ms: {verdict}")
     slow = [(label, name, figure["median"]) for label, (_, figures) in runs.items()
             for name, figure in figures.items()
-            if name != "first" and figure["median"] > SLOW_S]
+            if name not in META and figure["median"] > SLOW_S]
     print(f"\nViews over {SLOW_S * 1000:.0f} ms (median) with {count:,} results: " +
           ("; ".join(f"{label}: {name} {ms(s)} ms" for label, name, s in slow) or "none"))
 
@@ -693,11 +716,8 @@ def metrics_report(all_runs: dict) -> None:
 
 
 def busy_note() -> str:
-    """A warning if other test or benchmark processes run (their load skews the timings)."""
-    if shutil.which("pgrep") is None:
-        return ""
-    found = subprocess.run(["pgrep", "-f", "pytest"], capture_output=True, text=True).stdout
-    count = len(found.split())
+    """A warning if test processes run (their load skews the timings)."""
+    count = busy_count()
     return f"Warning: {count} pytest processes are running: the timings may be skewed." \
         if count else ""
 
