@@ -2503,8 +2503,9 @@ class _StoreViews(Protocol):
     """What the admin tool, the dashboard and GET /metrics read of a store: the part of
     the protocol _Store (below) that only shows."""
 
-    def counts(self, now: float) -> tuple[Any, ...]:
-        """({status: number}, the number of waiting tasks due at `now`)."""
+    def counts(self, now: float, finished: bool = True) -> tuple[Any, ...]:
+        """({status: number}, the number of waiting tasks due at `now`); without the
+        finished ones if not `finished`."""
         ...
     def queue_counts(self) -> dict[str, Any]:
         """{queue: {"waiting": n, "running": n}} of the unfinished calls."""
@@ -3442,11 +3443,12 @@ class _SharedReads(_StoreParts):
                           (uid, _RETRIES_SHOWN))
         return (rows[0][0] if rows else None), [row[0] for row in later]
 
-    def counts(self, now: float) -> tuple[Any, ...]:
+    def counts(self, now: float, finished: bool = True) -> tuple[Any, ...]:
         """({status: number of tasks}, the number of waiting tasks due at `now`): each group
-        of statuses counted through its own index."""
+        of statuses counted through its own index; the finished ones (a walk of their index)
+        only if `finished`."""
         counts = dict(self.read("SELECT status, count(*) FROM tasks WHERE finished IS NOT "
-                                "NULL GROUP BY status"))
+                                "NULL GROUP BY status")) if finished else {}
         counts.update(self.read(f"SELECT status, count(*) FROM tasks WHERE {_HELD} GROUP BY "
                                 "status"))
         waiting, due = self.read("SELECT count(*), coalesce(sum(CASE WHEN due <= ? THEN 1 "
@@ -3471,9 +3473,17 @@ class _SharedReads(_StoreParts):
         return found
 
     def queue_starts(self, since: float) -> dict[str, int]:
-        """{queue: how many of its calls started (their last attempt) since then}."""
-        return dict(self.read(f"SELECT coalesce(queue, '{_DEFAULT_QUEUE}'), count(*) FROM "
-                              "tasks WHERE started >= ? GROUP BY 1", (since,)))
+        """{queue: how many of its calls started (their last attempt) since then and ended
+        or run}: those that ended since then, through the index of finished times, and the
+        held ones (not a walk of every stored result). A call whose attempt failed since
+        then and waits for its retry is not counted."""
+        found: dict[str, int] = {}
+        for where in ("finished >= ? AND started >= ?", f"{_HELD} AND started >= ? AND ? > 0"):
+            for queue, count in self.read(f"SELECT coalesce(queue, '{_DEFAULT_QUEUE}'), "
+                                          f"count(*) FROM tasks WHERE {where} GROUP BY 1",
+                                          (since, since)):
+                found[queue] = found.get(queue, 0) + count
+        return found
 
     def task_rows(self, statuses: tuple[Any, ...], limit: int, newest_first: bool) -> list[Any]:
         """[_TaskRow] of the tasks with these statuses: the newest first, or in the order
@@ -9161,7 +9171,7 @@ class _PoolHandle:
         if self.store.leased or not _HAS_FLOCK:
             return
         with contextlib.suppress(Exception):    # unreadable: the next pool reads the log
-            counts, _ = self.store.counts(self.store.now())
+            counts, _ = self.store.counts(self.store.now(), finished=False)
             if not counts.get("queued") and not counts.get("running"):
                 os.unlink(self.store.lock_path)
 
@@ -9457,7 +9467,7 @@ def stop(timeout: float = 10.0) -> None:
     if pool is not None:
         pool.stop(timeout)
         with contextlib.suppress(Exception):    # a database gone: nothing more to say
-            counts, _ = pool.store.counts(pool.store.now())
+            counts, _ = pool.store.counts(pool.store.now(), finished=False)
             left = counts.get("waiting", 0) + counts.get("queued", 0)
             if left:
                 _tell(f"{left} call{' is' if left == 1 else 's are'} still waiting in "
@@ -10896,11 +10906,15 @@ a.card{text-decoration:none}.card small{color:#666}.banner{background:#fee;borde
 #c22;padding:8px 12px}.zone,.legend{color:#666;font-size:12px}
 """
 
-# Live: every two seconds the page fetches itself and swaps its <main>, unless a form has the
-# focus; nothing else runs.
+# Live: two seconds after its last answer came (or failed), the page fetches itself and swaps
+# its <main>, unless a form has the focus; a slow server never has two of its fetches at once.
+# Nothing else runs.
 _DASH_JS = """
-setInterval(function () {
-  if (document.activeElement && document.activeElement.form) return;
+function refresh() {
+  if (document.activeElement && document.activeElement.form) {
+    setTimeout(refresh, 2000);
+    return;
+  }
   fetch(location.href, {credentials: "same-origin"}).then(function (r) {
     return r.ok ? r.text() : null;
   }).then(function (text) {
@@ -10908,8 +10922,9 @@ setInterval(function () {
     var page = new DOMParser().parseFromString(text, "text/html");
     var fresh = page.querySelector("main");
     if (fresh) document.querySelector("main").replaceWith(fresh);
-  }).catch(function () {});
-}, 2000);
+  }).catch(function () {}).then(function () { setTimeout(refresh, 2000); });
+}
+setTimeout(refresh, 2000);
 """
 
 # Where the notebook's view (/notebook, what autocron.dashboard() shows in a cell) may be
@@ -11425,6 +11440,19 @@ class _DashboardPages:
         self.store = store
         self.token = token             # required on every request, if set
         self.secret = secrets.token_urlsafe(24)   # carried by every action's form
+        self._made = threading.local()     # what the page being made read (_counts)
+
+    def begin_page(self) -> None:
+        """A page is being made: what the last one read is stale."""
+        self._made.counts = None
+
+    def _counts(self, finished: bool = True) -> tuple[Any, ...]:
+        """The store's counts (see counts), read once for the page being made: on SQLite
+        each read walks the table for the held calls (they have no index)."""
+        read = getattr(self._made, "counts", None)
+        if read is None or (finished and not read[0]):
+            read = self._made.counts = (finished, self.store.counts(self.store.now(), finished))
+        return cast(tuple[Any, ...], read[1])
 
     def _form(self, action: str, label: str, fields: str = "", ask: str = "") -> str:
         """A button that POSTs `action` with the page's secret (and `fields`), after the
@@ -11463,15 +11491,14 @@ class _DashboardPages:
             when = f": the last one, started {_stamp(row.started)}, ended without stopping"
         else:
             when = f" since {_stamp(since)}" if since is not None else ""
-        waiting = sum(n for status, n in self.store.counts(self.store.now())[0].items()
-                      if status in _WAITING)
+        waiting = sum(n for status, n in self._counts(False)[0].items() if status in _WAITING)
         return (f"<p class='banner error' data-banner='no-pool'>No pool is running for this "
                 f"database{_h(when)}. {waiting} calls wait; they run when an application "
                 "calls autocron.start() on it.</p>")
 
     def _overview(self) -> str:
         now = self.store.now()
-        counts, due = self.store.counts(now)
+        counts, due = self._counts()
         # the API's statuses, each a link to its list; "waiting" split by why
         shown = (("waiting", sum(counts.get(s, 0) for s in _WAITING), "waiting"),
                  ("due now", due, "waiting"), ("on other calls", counts.get("blocked", 0),
@@ -11664,7 +11691,7 @@ class _TaskPages(_DashboardPages):
 
     def _purge_form(self) -> str:
         """The purge button, whose question names what goes."""
-        counts = self.store.counts(self.store.now())[0]
+        counts = self._counts()[0]
         gone = ", ".join(f"{counts.get(status, 0)} {status}" for status in _FINISHED)
         return self._form("/purge", "purge", ask=(
             f"Delete every finished result ({gone})? Their values, errors and output go for "
@@ -11767,6 +11794,7 @@ class _Dashboard(_TaskPages):
 
     def page(self, path: str, query: dict[Any, Any]) -> tuple[Any, ...]:
         """(status, body) of a GET."""
+        self.begin_page()
         if path == "/":
             return 200, self._layout("Overview", self._overview())
         if path == "/notebook":                  # the overview, in a notebook's frame
@@ -12335,6 +12363,7 @@ class _DashboardHandle:
         """The view the kernel renders into the cell: the overview, its links to the
         dashboard's address, hidden unless the probe found that address out of reach."""
         board = self.server.RequestHandlerClass.board
+        board.begin_page()
         overview = board._overview().replace("href='/", f"target='_blank' href="
                                                         f"'{self.server.home}")
         return (f"<div class='autocron-cell' data-autocron-cell='{self._id}' style='display:"

@@ -7456,6 +7456,28 @@ class TestDashboard:
         assert fresh.get(timeout=30) == 42
         page.wait_for_selector(f"[data-task-id='{fresh.uuid}']", timeout=15_000)
 
+    def test_a_page_asks_again_only_once_its_last_answer_came(self, board, page):
+        # A slow dashboard (a deep backlog, a busy database) must not pile up its page's
+        # refreshes: the next one is asked 2 s after the last answer, not every 2 s.
+        page.goto(board.base + "tasks")
+        asked, held = [], []
+
+        def hold(route):
+            asked.append(time.monotonic())
+            held.append(route)          # answered later, as a slow server would
+
+        page.route("**/tasks", hold)
+        try:
+            browser_wait(page, lambda: len(asked) >= 1, 15, "the first refresh")
+            page.wait_for_timeout(5_000)        # two more periods go by, one answer pending
+            assert len(asked) == 1, f"{len(asked)} refreshes asked while one was pending"
+            held.pop().continue_()
+            browser_wait(page, lambda: len(asked) >= 2, 15, "a refresh after the answer")
+        finally:
+            for route in held:
+                route.continue_()
+            page.unroute("**/tasks")
+
     def test_cancel_from_the_page_withdraws_the_task(self, board, page):
         page.goto(board.base + f"task/{board.later.uuid}")
         page.accepted = []
