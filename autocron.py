@@ -2507,11 +2507,12 @@ class _StoreViews(Protocol):
         """({status: number}, the number of waiting tasks due at `now`); without the
         finished ones if not `finished`."""
         ...
-    def queue_counts(self) -> dict[str, Any]:
-        """{queue: {"waiting": n, "running": n}} of the unfinished calls."""
+    def queue_counts(self, since: float = 0.0) -> dict[str, Any]:
+        """{queue: {"waiting": n, "running": n, "started": n}} of the unfinished calls
+        ("started": their last attempt started since then)."""
         ...
     def queue_starts(self, since: float) -> dict[str, int]:
-        """{queue: the calls started since then}."""
+        """{queue: the calls that started since then and have ended}."""
         ...
     def size_bytes(self) -> int:
         """What the database takes on disk (or on the server)."""
@@ -2951,6 +2952,10 @@ _MAX_ATTEMPT_ERRORS = 256 * 1024
 # reads the table for them: an index of them cost 4% of the pool's throughput (it changes at
 # every claim, start and end), more than the dashboard's pool page and counts are worth.
 _HELD = "status IN ('queued', 'running')"
+# The unfinished calls, each status through its own partial index (PostgreSQL combines them:
+# a read of 2,000 of 200,000 stored calls took 2.7 ms, against 28 ms for "finished IS NULL",
+# which walks the table; SQLite walks the table for the held ones either way).
+_UNFINISHED = f"(status = 'waiting' OR status = 'blocked' OR {_HELD})"
 _INDEXES_2 = (
     "CREATE INDEX IF NOT EXISTS tasks_cron ON tasks (cron, id) WHERE cron IS NOT NULL",
     "CREATE INDEX IF NOT EXISTS tasks_retry ON tasks (retry_of, id) WHERE retry_of IS NOT NULL",
@@ -3461,29 +3466,26 @@ class _SharedReads(_StoreParts):
             counts["blocked"] = blocked
         return counts, due
 
-    def queue_counts(self) -> dict[str, Any]:
-        """{queue: {"waiting": n, "running": n}} of the unfinished calls, by queue name
-        ("waiting" as users see it: due or not, handed over, waiting on other calls)."""
+    def queue_counts(self, since: float = 0.0) -> dict[str, Any]:
+        """{queue: {"waiting": n, "running": n, "started": n}} of the unfinished calls, by
+        queue name ("waiting" as users see it: due or not, handed over, waiting on other
+        calls; "started": those whose last attempt started since then, a retry's too)."""
         found: dict[str, Any] = {}
-        for queue, status, count in self.read(
-                f"SELECT coalesce(queue, '{_DEFAULT_QUEUE}'), status, count(*) FROM tasks "
-                "WHERE finished IS NULL GROUP BY 1, 2 ORDER BY 1"):
-            shown = found.setdefault(queue, {"waiting": 0, "running": 0})
+        for queue, status, count, started in self.read(
+                f"SELECT coalesce(queue, '{_DEFAULT_QUEUE}'), status, count(*), "
+                f"sum(CASE WHEN started >= ? THEN 1 ELSE 0 END) FROM tasks WHERE {_UNFINISHED} "
+                "GROUP BY 1, 2 ORDER BY 1", (since,)):
+            shown = found.setdefault(queue, {"waiting": 0, "running": 0, "started": 0})
             shown["running" if status == "running" else "waiting"] += count
+            shown["started"] += started
         return found
 
     def queue_starts(self, since: float) -> dict[str, int]:
-        """{queue: how many of its calls started (their last attempt) since then and ended
-        or run}: those that ended since then, through the index of finished times, and the
-        held ones (not a walk of every stored result). A call whose attempt failed since
-        then and waits for its retry is not counted."""
-        found: dict[str, int] = {}
-        for where in ("finished >= ? AND started >= ?", f"{_HELD} AND started >= ? AND ? > 0"):
-            for queue, count in self.read(f"SELECT coalesce(queue, '{_DEFAULT_QUEUE}'), "
-                                          f"count(*) FROM tasks WHERE {where} GROUP BY 1",
-                                          (since, since)):
-                found[queue] = found.get(queue, 0) + count
-        return found
+        """{queue: how many of its calls started (their last attempt) since then and have
+        ended}: through the index of finished times, not a walk of every stored result."""
+        return dict(self.read(f"SELECT coalesce(queue, '{_DEFAULT_QUEUE}'), count(*) FROM "
+                              "tasks WHERE finished >= ? AND started >= ? GROUP BY 1",
+                              (since, since)))
 
     def task_rows(self, statuses: tuple[Any, ...], limit: int, newest_first: bool) -> list[Any]:
         """[_TaskRow] of the tasks with these statuses: the newest first, or in the order
@@ -9534,12 +9536,17 @@ def limit(queue: str, *, concurrency: Optional[int] = _KEEP, rate: Optional[str]
 
 
 def _queues_shown(store: _Store) -> dict[str, Any]:
-    """{queue: its waiting and running calls, its concurrency and rate limits}, of the queues
-    with unfinished calls or limits."""
-    shown, limits = store.queue_counts(), store.limits()
+    """{queue: its waiting and running calls, the calls started in the last minute (their
+    last attempt), its concurrency and rate limits}, of the queues with unfinished calls,
+    starts in the last minute or limits."""
+    since = store.now() - 60
+    shown, limits = store.queue_counts(since), store.limits()
+    for name, started in store.queue_starts(since).items():
+        shown.setdefault(name, {"waiting": 0, "running": 0, "started": 0})["started"] += started
     for name in limits:
-        shown.setdefault(name, {"waiting": 0, "running": 0})
+        shown.setdefault(name, {"waiting": 0, "running": 0, "started": 0})
     for name, counts in shown.items():
+        counts["started_last_minute"] = counts.pop("started")
         found = limits.get(name)
         counts["concurrency"] = found and found.concurrency
         counts["rate"] = found and _rate_text(found.rate, found.per)
@@ -11560,11 +11567,9 @@ class _DashboardPages:
             ("id", "function", "arguments", "for", "progress"), "".join(rows))) if rows else ""
 
     def _queues(self) -> str:
-        since = self.store.now() - 60
-        started = self.store.queue_starts(since)
         rows = "".join(
             f"<tr data-queue='{_h(name)}'><td>{_h(name)}</td><td>{n['waiting']}</td><td>"
-            f"{n['running']}</td><td>{started.get(name, 0)}</td><td>"
+            f"{n['running']}</td><td>{n['started_last_minute']}</td><td>"
             f"{n['concurrency'] or '-'}</td><td>{_h(n['rate'] or '-')}</td><td>"
             f"{self._cancel_all(name, n['waiting']) if n['waiting'] else ''}</td></tr>"
             for name, n in _queues_shown(self.store).items())
@@ -12601,7 +12606,8 @@ def _print_info(info: dict[Any, Any]) -> None:
     if set(info["queues"]) - {_DEFAULT_QUEUE} or any(
             n["concurrency"] or n["rate"] for n in info["queues"].values()):
         print("queues     " + "; ".join(
-            f"{name}: {n['waiting']} waiting, {n['running']} running" + (
+            f"{name}: {n['waiting']} waiting, {n['running']} running, "
+            f"{n['started_last_minute']} started in the last minute" + (
                 " (" + ", ".join(f"{k} {n[k]}" for k in ("concurrency", "rate") if n[k]) + ")"
                 if n["concurrency"] or n["rate"] else "") for name, n in info["queues"].items()))
     print("results    " + ", ".join(f"{n} {s}" for s, n in info["results"].items()))

@@ -5163,13 +5163,17 @@ class TestQueues:
             other.get(timeout=1)                      # not this pool's queue
         assert other.status == "waiting"
         info = json.loads(cli("info", "--json", db=database).stdout)
-        assert info["queues"] == {"default": {"waiting": 1, "running": 0, "concurrency": None,
-                                              "rate": None}}
+        assert info["queues"] == {      # gpu: its call started in the last minute, and ended
+            "default": {"waiting": 1, "running": 0, "started_last_minute": 0,
+                        "concurrency": None, "rate": None},
+            "gpu": {"waiting": 0, "running": 0, "started_last_minute": 1, "concurrency": None,
+                    "rate": None}}
         lines = cli("info", db=database).stdout.splitlines()
         autocron.stop()
         assert autocron.start(database, workers=1) is True          # serves all queues
         assert other.get(timeout=30) == 2
-        assert not any(line.startswith("queues ") for line in lines)   # default only
+        assert "queues     default: 1 waiting, 0 running, 0 started in the last minute; gpu: 0 " \
+            "waiting, 0 running, 1 started in the last minute" in lines
 
     def test_info_lists_named_queues(self, database):
         autocron.start(database, workers=0)
@@ -5178,7 +5182,8 @@ class TestQueues:
         later.options(queue="mail")("b")
         later("c")
         out = cli("info", db=database).stdout.splitlines()
-        assert "queues     default: 1 waiting, 0 running; mail: 2 waiting, 0 running" in out
+        assert "queues     default: 1 waiting, 0 running, 0 started in the last minute; mail: " \
+            "2 waiting, 0 running, 0 started in the last minute" in out
 
     @pytest.mark.parametrize("make", [
         lambda: autocron.delay(queue="")(add.__wrapped__),
@@ -5302,10 +5307,10 @@ class TestLimits:
         done = cli("limit", "mail", "--rate", "none", db=database)
         assert done.stdout == "queue mail: concurrency 3\n"
         info = json.loads(cli("info", "--json", db=database).stdout)
-        assert info["queues"]["mail"] == {"waiting": 0, "running": 0, "concurrency": 3,
-                                          "rate": None}
-        assert "queues     mail: 0 waiting, 0 running (concurrency 3)" in \
-            cli("info", db=database).stdout
+        assert info["queues"]["mail"] == {"waiting": 0, "running": 0, "started_last_minute": 0,
+                                          "concurrency": 3, "rate": None}
+        assert "queues     mail: 0 waiting, 0 running, 0 started in the last minute " \
+            "(concurrency 3)" in cli("info", db=database).stdout
         for args, line in ((("--concurrency", "0"), "--concurrency takes a whole number, 1 "
                                                     "or more, or none; got '0'"),
                            (("--rate", "fast"), 'rate must be "N/second"')):
