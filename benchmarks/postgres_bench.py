@@ -19,7 +19,13 @@ with ``"full"`` (they do: ``on``, the server's default, which huey uses).
 1. Throughput: enqueue 3,000 ``add(i, i)``, then wait for every result (tasks/s).
 2. Enqueue rate: that loop alone (calls/s), with the pool running.
 3. Idle latency: 60 calls, each after 20 ms of idleness, call then block (p50, p99 ms).
-4. Two machines: one process with ``start(url, workers=0)`` stores 3,000 calls with one
+4. Batch enqueue: ``map()`` of 3,000 calls on a fresh schema with no pool (``workers=0``:
+   the enqueue alone, nothing competes), 5 batches a round (calls/s each); beside it, raw
+   psycopg storing rows of the same kinds (ids from a sequence, the arguments' text, a pickle
+   of the call, the token, the name, the status, two times) into a table with a primary key
+   and autocron's index of waiting calls, with ``COPY`` in one transaction, and
+   ``synchronous_commit`` off as autocron's default: the floor of any Python producer.
+5. Two machines: one process with ``start(url, workers=0)`` stores 3,000 calls with one
    ``map()`` and waits for them, while one machine, then two, run them (then the same with
    300 calls of a task that waits 20 ms, as I/O does); a "machine" is a
    process with its own ``AUTOCRON_HOST`` and ``TMPDIR`` that starts a pool of 2 workers (so
@@ -47,6 +53,7 @@ import functools
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -62,6 +69,8 @@ from tasks_bench import Client, Measurement, markdown_table, median_of, ratio
 GOAL_VS_HUEY = 3.0      # x PostgresHuey's end-to-end throughput
 GOAL_P50_MS = 5.0       # idle latency p50
 GOAL_MACHINES = 1.0     # two machines' throughput / one machine's
+GOAL_MAP = 100_000      # map() calls/s, a batch of BATCH (issue 26)
+BATCH, BATCHES = 3000, 5        # section 4: calls a map() stores, batches a round
 NAPS = (0.0, 0.02)      # the machines' tasks: add(), and a task that waits 20 ms
 HUEY_DSN_ENV = "AUTOCRON_BENCH_HUEY_DSN"      # the same names as in _tasks_huey
 HUEY_PREFIX_ENV = "AUTOCRON_BENCH_HUEY_PREFIX"
@@ -215,20 +224,80 @@ def run_machines(url: str, count: int, sizes: bench.Sizes, nap: float) -> Measur
     return m
 
 
+def map_rates(url: str) -> list:
+    """calls/s of BATCHES map() calls of BATCH calls each, on a fresh schema, no pool."""
+    import autocron
+    import _tasks_autocron
+    schema = fresh_name("map")
+    try:
+        autocron.start(with_schema(url, schema), workers=0)
+        _tasks_autocron.add.map(range(100), range(100))         # the schema, the connection
+        rates = []
+        for _ in range(BATCHES):
+            began = time.perf_counter()
+            results = _tasks_autocron.add.map(range(BATCH), range(BATCH))
+            rates.append(BATCH / (time.perf_counter() - began))
+            assert len(results) == BATCH and results[-1].status == "waiting"
+        return rates
+    finally:
+        autocron.stop()
+        autocron._pg_links.__dict__.clear()
+        run_sql(url, f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+def copy_rates(url: str) -> list:
+    """calls/s of raw psycopg COPY of BATCH rows like autocron's, BATCHES times."""
+    import pickle
+    import psycopg
+    schema = fresh_name("copy")
+    record = pickle.dumps({"v": 1, "function": ("_tasks_autocron", "add"), "args": (1, 1),
+                           "kwargs": {}}, 5)
+    with psycopg.connect(url.split("?")[0], autocommit=True) as con:
+        con.execute(f"CREATE SCHEMA {schema}")
+        con.execute(f"CREATE TABLE {schema}.t (id bigserial PRIMARY KEY, args text, record "
+                    "bytea, token text, name text, status text, due double precision, "
+                    "created double precision)")
+        con.execute(f"CREATE INDEX ON {schema}.t (due, id) WHERE status = 'waiting'")
+        con.execute("SET synchronous_commit = off")
+        rates = []
+        try:
+            for _ in range(BATCHES):
+                began = time.perf_counter()
+                now = time.time()
+                with con.transaction():
+                    ids = [row[0] for row in con.execute(
+                        f"SELECT nextval('{schema}.t_id_seq') FROM generate_series(1, %s)",
+                        (BATCH,))]
+                    with con.cursor() as cursor, cursor.copy(
+                            f"COPY {schema}.t (id, args, record, token, name, status, due, "
+                            "created) FROM STDIN") as copy:
+                        for i in ids:
+                            copy.write_row((i, f"({i}, {i})", record, "0123456789abcdef",
+                                            "_tasks_autocron.add", "waiting", now, now))
+                rates.append(BATCH / (time.perf_counter() - began))
+        finally:
+            con.execute(f"DROP SCHEMA {schema} CASCADE")
+    return rates
+
+
 def run_all(url: str, sizes: bench.Sizes) -> tuple:
     libs = {lib: [] for lib in POOLS}
     spread = {(count, nap): [] for nap in NAPS for count in (1, 2)}
+    batches: dict = {"map": [], "copy": []}
     for r in range(1, sizes.rounds + 1):
         for lib in POOLS:
             bench.progress(f"round {r}/{sizes.rounds}: {LABELS[lib]} ...")
             libs[lib].append(run_round(lib, url, sizes))
             bench.progress(f"  {libs[lib][-1]}")
+        for name in ("map", "copy") if r % 2 else ("copy", "map"):
+            bench.progress(f"round {r}/{sizes.rounds}: batch enqueue, {name} ...")
+            batches[name].append((map_rates if name == "map" else copy_rates)(url))
         for nap in NAPS:
             for count in (1, 2) if r % 2 else (2, 1):
                 bench.progress(f"round {r}/{sizes.rounds}: {count} machine(s), nap {nap} ...")
                 spread[count, nap].append(run_machines(url, count, sizes, nap))
                 bench.progress(f"  {spread[count, nap][-1]}")
-    return libs, spread
+    return libs, spread, batches
 
 
 def shown(url: str) -> str:
@@ -245,7 +314,8 @@ def server_version(url: str) -> str:
         return con.execute("SHOW server_version").fetchone()[0]
 
 
-def print_report(url: str, libs: dict, spread: dict, sizes: bench.Sizes) -> None:
+def print_report(url: str, libs: dict, spread: dict, sizes: bench.Sizes,
+                 batches: dict) -> None:
     import platform
     print("# Background tasks on PostgreSQL: autocron vs PostgresHuey vs ProcessPoolExecutor\n")
     print(f"- Python {platform.python_version()} on {platform.platform()}, "
@@ -260,7 +330,17 @@ def print_report(url: str, libs: dict, spread: dict, sizes: bench.Sizes) -> None
     print(bench.rate_table(libs, "enqueue", "calls/s"))
     print(f"\n## 3. Idle latency (ms); {sizes.latency_calls} calls\n")
     print(bench.latency_table(libs))
-    print(f"\n## 4. One machine vs two (tasks/s; {sizes.tasks:,} calls in one map() from a "
+    print(f"\n## 4. Batch enqueue (calls/s): map() of {BATCH:,} calls, no pool; raw COPY of "
+          f"the same rows\n")
+    rows = [[label, f"{statistics.median(sum(batches[name], [])):,.0f}",
+             *(" ".join(f"{rate:,.0f}" for rate in rates) for rates in batches[name])]
+            for name, label in (("map", "autocron map()"), ("copy", "psycopg COPY"))]
+    print(markdown_table(["producer", "median calls/s",
+                          *(f"round {r + 1} ({BATCHES} batches)"
+                            for r in range(len(batches["map"])))], rows))
+    mapped = statistics.median(sum(batches["map"], []))
+    print(f"\nmap() / COPY: {mapped / statistics.median(sum(batches['copy'], [])):.2f}x")
+    print(f"\n## 5. One machine vs two (tasks/s; {sizes.tasks:,} calls in one map() from a "
           f"process with workers=0, {bench.WORKERS} workers a machine, a CPU each)\n")
     rows = [[f"{count} machine{'s' if count > 1 else ''}",
              f"{sizes.tasks:,} add()" if not nap else
@@ -286,6 +366,8 @@ def print_report(url: str, libs: dict, spread: dict, sizes: bench.Sizes) -> None
     print(bench.goal_line(p50 is not None and p50 <= GOAL_P50_MS,
                           f"idle latency p50 <= {GOAL_P50_MS:g} ms (got "
                           f"{'n/a' if p50 is None else bench.fmt_ms(p50)} ms)"))
+    print(bench.goal_line(mapped >= GOAL_MAP, f"map() of {BATCH:,} calls >= {GOAL_MAP:,}/s "
+                                              f"(got {mapped:,.0f}/s)"))
     print(bench.goal_line(two is not None and two >= GOAL_MACHINES,
                           f"two machines >= {GOAL_MACHINES:g}x one, add() (got "
                           f"{bench.fmt_ratio(two)})"))
@@ -300,8 +382,8 @@ def main(argv=None) -> int:
     sizes = bench.QUICK if args.quick else bench.FULL
     signal.signal(signal.SIGTERM, bench._interrupt)
     try:
-        libs, spread = run_all(args.url, sizes)
-        print_report(args.url, libs, spread, sizes)
+        libs, spread, batches = run_all(args.url, sizes)
+        print_report(args.url, libs, spread, sizes, batches)
     except KeyboardInterrupt:
         print("interrupted; every pool was stopped", file=sys.stderr)
         return 130
