@@ -5356,15 +5356,17 @@ class _PgLink:
     def _connection(self) -> Any:
         return self._link()[0]
 
-    @contextlib.contextmanager
-    def transaction(self, piped: bool = True) -> Iterator[Any]:
-        """A write transaction: committed when the block ends, rolled back if it raises.
+    def transaction(self) -> ContextManager[Any]:
+        """A write transaction: committed when the block ends, rolled back if it raises
+        (see _transaction)."""
+        return self._transaction(piped=True)
 
-        In pipeline mode (libpq 14 and newer) unless not `piped` (a COPY cannot run in it):
-        statements go out without waiting for their answers until one is read, so a round of
-        the pool that writes outcomes and reads nothing costs one round trip to the server,
-        not one a statement.
-        """
+    @contextlib.contextmanager
+    def _transaction(self, piped: bool) -> Iterator[Any]:
+        """A write transaction, in pipeline mode (libpq 14 and newer) if `piped` (a COPY
+        cannot run in it): statements go out without waiting for their answers until one is
+        read, so a round of the pool that writes outcomes and reads nothing costs one round
+        trip to the server, not one a statement."""
         con = self._connection()
         pipeline = con.pipeline() if piped and self._psycopg.Pipeline.is_supported() else \
             contextlib.nullcontext()
@@ -5717,7 +5719,7 @@ class _PgStore(_PgLink, _PgMachines, _SharedCalls):
         digest = shipped and shipped.hash
         for _, record in calls:
             self._check_size(record, "a call")
-        with self.transaction(piped=False) as con:
+        with self._transaction(piped=False) as con:
             if shipped is not None:
                 self.keep_function(con, shipped)
             ids = self._new_ids(con, len(calls))
