@@ -2014,37 +2014,26 @@ def _metric_deltas(outcomes: list[Any], endings: list[_Ending],
                    deltas: dict[tuple[str, ...], list[Any]]) -> None:
     """Add to `deltas` what these outcomes (_Outcome) of the calls `endings` add to the
     metrics. An outcome without its call among `endings` is not written (not live) and counts
-    nothing; a rerun that uses no retry (_Outcome.free) is no retry. (On the pool's path for
-    every batch of ends: written for speed, the buckets' labels looked up.)"""
+    nothing; a rerun that uses no retry (_Outcome.free) is no retry."""
     calls = {ending.id: ending for ending in endings}
-    labels, bounds = _BUCKET_LABELS, _METRIC_BUCKETS
     for outcome in outcomes:
         call = calls.get(outcome.id)
         if call is None:
             continue
         name, queue = call.name, call.queue
-        keys = [(name, queue, "ended", outcome.status) if outcome.retry_at is None else
-                None if outcome.free else (name, queue, "retried", "")]
-        values = [0.0]
+        if outcome.retry_at is None:
+            _add_metric(deltas, (name, queue, "ended", outcome.status), 0.0)
+        elif not outcome.free:
+            _add_metric(deltas, (name, queue, "retried", ""), 0.0)
         # an attempt the pool ends itself (a timeout, a worker lost) started as written
         started = outcome.started if outcome.started is not None else \
             call.started if call.status == "running" else None
         if started is not None:
-            waited = started - call.due if started > call.due else 0.0
-            keys.append((name, queue, "wait", labels[bisect_left(bounds, waited)]))
-            values.append(waited)
+            waited = max(0.0, started - call.due)
+            _add_metric(deltas, (name, queue, "wait", _bucket(waited)), waited)
             if outcome.finished is not None:
-                ran = outcome.finished - started if outcome.finished > started else 0.0
-                keys.append((name, queue, "run", labels[bisect_left(bounds, ran)]))
-                values.append(ran)
-        for key, value in zip(keys, values):
-            if key is not None:
-                entry = deltas.get(key)
-                if entry is None:
-                    deltas[key] = [1, value]
-                else:
-                    entry[0] += 1
-                    entry[1] += value
+                ran = max(0.0, outcome.finished - started)
+                _add_metric(deltas, (name, queue, "run", _bucket(ran)), ran)
 
 
 # ---- functions by value ----------------------------------------------------------------------
@@ -2515,7 +2504,7 @@ class _StoreViews(Protocol):
         """({status: number}, the number of waiting tasks due at `now`); without the
         finished ones if not `finished`."""
         ...
-    def queue_counts(self, since: float = 0.0) -> dict[str, Any]:
+    def queue_counts(self, since: float) -> dict[str, Any]:
         """{queue: {"waiting": n, "running": n, "started": n}} of the unfinished calls
         ("started": their last attempt started since then)."""
         ...
@@ -3474,7 +3463,7 @@ class _SharedReads(_StoreParts):
             counts["blocked"] = blocked
         return counts, due
 
-    def queue_counts(self, since: float = 0.0) -> dict[str, Any]:
+    def queue_counts(self, since: float) -> dict[str, Any]:
         """{queue: {"waiting": n, "running": n, "started": n}} of the unfinished calls, by
         queue name ("waiting" as users see it: due or not, handed over, waiting on other
         calls; "started": those whose last attempt started since then, a retry's too)."""
@@ -11716,7 +11705,7 @@ class _TaskPages(_DashboardPages):
         counts = self._counts()[0]
         gone = ", ".join(f"{counts.get(status, 0)} {status}" for status in _FINISHED)
         return self._form("/purge", "purge", ask=(
-            f"Delete every finished result ({gone})? Their values, errors and output go for "
+            f"Purge every finished result ({gone})? Their values, errors and output go for "
             "good; waiting and running calls stay.")) + " deletes every finished result."
 
     def _retry_all(self, wanted: _TaskFilter) -> str:

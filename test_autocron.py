@@ -7788,7 +7788,7 @@ class TestDashboard:
         page.goto(board.base + "tasks")
         page.click("[data-action='purge']")
         page.wait_for_url("**/tasks")
-        assert re.fullmatch(r"Delete every finished result \(\d+ ready, \d+ error, 2 "
+        assert re.fullmatch(r"Purge every finished result \(\d+ ready, \d+ error, 2 "
                             r"cancelled\)\? Their values, errors and output go for good; "
                             r"waiting and running calls stay\.", page.accepted[2])
 
