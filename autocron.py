@@ -110,16 +110,11 @@ __all__ = [
 
 import atexit
 import builtins
-import calendar
 import contextlib
 import contextvars
 import datetime as _dt
-import dis
 import errno
 import functools
-import hashlib
-import hmac
-import html
 import importlib
 import io
 import itertools
@@ -131,7 +126,6 @@ import os
 import pickle
 import random
 import re
-import secrets
 import select
 import selectors
 import signal
@@ -140,14 +134,11 @@ import sqlite3
 import struct
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import traceback
 import types
-import uuid as _uuid
 from bisect import bisect_left
-from multiprocessing.connection import Connection as _Connection
 from typing import (TYPE_CHECKING, Any, Callable, ClassVar, ContextManager, Generic, Iterable,
                     Iterator, NamedTuple, NoReturn, Optional, Protocol, TypeVar, Union, cast,
                     overload)
@@ -163,7 +154,6 @@ if sys.platform == "win32":  # pragma: no cover - one pool per process there, un
     _fcntl = None
 else:  # POSIX: the pool lock is an flock that dies with its holder
     import fcntl as _fcntl
-import zoneinfo as _zoneinfo     # a build without tzdata still imports it
 
 
 # ==============================================================================================
@@ -412,7 +402,8 @@ _MONTH_NAMES = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN",
                 "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
 _DAY_NAMES = ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")
 _DAY_WORDS = ("Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday")
-_MONTH_WORDS = tuple(calendar.month_name[1:])
+_MONTH_WORDS = ("January", "February", "March", "April", "May", "June", "July", "August",
+                "September", "October", "November", "December")
 _MONTH_DAYS = (0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)  # longest length per month
 _ORDINALS = ("", "first", "second", "third", "fourth", "fifth")
 
@@ -1061,9 +1052,10 @@ def _resolve_zone(tz: Any) -> Optional[_dt.tzinfo]:
         return tz
     if not isinstance(tz, str):
         raise TypeError(f"tz must be an IANA zone name or a tzinfo, not {type(tz).__name__}")
+    import zoneinfo         # where zones are named: a worker may never need it (1 MB)
     try:
-        return _zoneinfo.ZoneInfo(tz)
-    except (_zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return zoneinfo.ZoneInfo(tz)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         raise CronError(f"unknown time zone {_quote(tz)}; use an IANA name like "
                         "'Europe/Berlin' or 'America/New_York'", "tz", tz) from None
 
@@ -1384,6 +1376,33 @@ class _ResultRow(NamedTuple):
     summary: Optional[str] = None    # repr of the value, shortened
     attempts: int = 1
     pickled: bool = True             # False: a call run here keeps its value as it is
+
+
+def _sha256(data: bytes) -> str:
+    """SHA-256 in hex, by Python's own code where it has it: hashlib loads OpenSSL, which
+    would cost every worker 3.7 MB."""
+    try:
+        from _sha2 import sha256            # Python 3.12 and later
+    except ImportError:
+        try:
+            from _sha256 import sha256      # up to Python 3.11
+        except ImportError:  # pragma: no cover - a build without them
+            from hashlib import sha256
+    return str(sha256(data).hexdigest())
+
+
+def _new_uuid() -> str:
+    """A random (version 4) UUID in hex, as uuid.uuid4().hex makes it."""
+    data = bytearray(os.urandom(16))
+    data[6] = data[6] & 0x0F | 0x40
+    data[8] = data[8] & 0x3F | 0x80
+    return data.hex()
+
+
+def _url_secret(size: int) -> str:
+    """A secret for a URL, of `size` random bytes (the dashboard's)."""
+    import secrets          # it loads OpenSSL: never in a worker
+    return secrets.token_urlsafe(size)
 
 
 def _pauses(first: float = 0.0005, most: float = 0.05) -> Iterator[float]:
@@ -1926,11 +1945,12 @@ def _local_zone() -> Optional[_dt.tzinfo]:
         _LOCAL_ZONE = None
         name = os.environ.get("TZ", "").lstrip(":")
         with contextlib.suppress(Exception):
+            import zoneinfo     # a build without tzdata still imports it
             if name:
-                _LOCAL_ZONE = _zoneinfo.ZoneInfo(name)
+                _LOCAL_ZONE = zoneinfo.ZoneInfo(name)
             elif os.path.exists("/etc/localtime"):
                 with open("/etc/localtime", "rb") as file:
-                    _LOCAL_ZONE = _zoneinfo.ZoneInfo.from_file(file, key="localtime")
+                    _LOCAL_ZONE = zoneinfo.ZoneInfo.from_file(file, key="localtime")
     zone: Optional[_dt.tzinfo] = _LOCAL_ZONE
     return zone
 
@@ -2057,6 +2077,7 @@ def _global_names(code: types.CodeType) -> tuple[Any, ...]:
     """The global names a code object and the code nested in it use, sorted."""
     names = _global_names_cache.get(code)
     if names is None:
+        import dis          # only where functions are shipped by value
         found = {i.argval for i in dis.get_instructions(code) if i.opname in _GLOBAL_OPS}
         for const in code.co_consts:
             if isinstance(const, types.CodeType):
@@ -2257,7 +2278,7 @@ def _ship(func: Callable[..., Any]) -> _Shipped:
         payload = _dumps(func)
     except Exception as error:
         raise _unshippable(func, error) from None
-    shipped = _Shipped(fingerprint, hashlib.sha256(payload).hexdigest()[:32], payload)
+    shipped = _Shipped(fingerprint, _sha256(payload)[:32], payload)
     if len(_shipped) > 1024:
         _shipped.clear()
     _shipped[func] = shipped
@@ -2558,8 +2579,15 @@ class _Store(_StoreViews, Protocol):
 
     # -- where it is, and its kind
     path: str             # what start() compares, messages and info show (no password)
-    wake_path: Optional[str]    # where this machine's pool hears of new calls, if it can
-    lock_path: str        # the pool's lock file
+    @property
+    def wake_path(self) -> Optional[str]:
+        """Where this machine's pool hears of new calls, if it can (worked out when first
+        asked: a worker may never ask, and the temporary folder costs it an import)."""
+        ...
+    @property
+    def lock_path(self) -> str:
+        """The pool's lock file."""
+        ...
     leased: bool          # pools hold leases (PostgreSQL: many machines)
     wakes_pools: bool     # a stored call wakes every pool by itself (NOTIFY)
     @property
@@ -2603,10 +2631,11 @@ class _Store(_StoreViews, Protocol):
                  shipped: Optional[_Shipped] = None) -> str:
         """Store a call (committed when this returns); its id."""
         ...
-    def add_tasks(self, name: str, calls: list[Any], due: float,
+    def add_tasks(self, name: str, calls: Iterable[Any], due: float,
                   options: Optional[_Options] = None,
                   shipped: Optional[_Shipped] = None) -> list[Any]:
-        """Store many calls of one function in one transaction; their ids."""
+        """Store many calls of one function, [_NewCall] read as they come, in one
+        transaction; their ids."""
         ...
     def add_calls(self, name: str, calls: list[Any], due: float,
                   options: Optional[_Options] = None, shipped: Optional[_Shipped] = None,
@@ -2996,6 +3025,18 @@ _STARTED = (f"INSERT INTO starts (queue, at) SELECT coalesce(queue, '{_DEFAULT_Q
 _KIND_IS = {True: " AND asynchronous IS NOT NULL", False: " AND asynchronous IS NULL"}
 # At most this many parameters in one statement (SQLite before 3.32 takes 999).
 _CHUNK = 500
+# add_tasks() reads the calls of map() this many at a time.
+_MAP_CHUNK = 1000
+
+
+def _chunks(items: Iterable[_T], size: int) -> Iterator[list[_T]]:
+    """`items` in lists of `size` (the last one shorter), read as they are asked for."""
+    iterator = iter(items)
+    while True:
+        chunk = list(itertools.islice(iterator, size))
+        if not chunk:
+            return
+        yield chunk
 
 
 def _not_in_queues(count: int) -> str:
@@ -3180,6 +3221,7 @@ def _wake_folders(uid: int) -> list[Any]:
     runtime = os.environ.get("XDG_RUNTIME_DIR", "")
     if os.path.isabs(runtime) and _wake_folder_problem(runtime, uid, missing=False) is None:
         folders.append(os.path.join(runtime, "autocron"))
+    import tempfile      # where a wake-up is sent: a worker may never send one (1.4 MB)
     folders.append(os.path.join(tempfile.gettempdir(), f"autocron-{uid}"))
     return folders
 
@@ -3204,7 +3246,7 @@ def _wake_folder_problem(folder: str, uid: int, missing: bool = True) -> Optiona
 
 def _runtime_name(database: str) -> str:
     """The name of a database's pool in the wake-up folder (its socket, its lock)."""
-    return hashlib.sha256(database.encode("utf-8", "surrogateescape")).hexdigest()[:24]
+    return _sha256(database.encode("utf-8", "surrogateescape"))[:24]
 
 
 def _wake_choice(database: str) -> tuple[Any, ...]:
@@ -3242,8 +3284,13 @@ class _StoreParts:
 
     path: str
     version: int
-    lock_path: str
     _write: bool
+
+    @property
+    def lock_path(self) -> str:
+        """The pool's lock file (its doorway's)."""
+        raise NotImplementedError
+
     drained = False       # the last claim placed every due call it saw (_Store.drained)
     async_left = False    # and it saw an async call it found no place for
 
@@ -4048,6 +4095,42 @@ class _SharedCalls(_SharedLimits):
     """How both stores store calls with keys, dependencies and steps, and retry them by
     hand (the same SQL; see _SharedSql)."""
 
+    def add_tasks(self, name: str, calls: Iterable[Any], due: float,
+                  options: Optional[_Options] = None,
+                  shipped: Optional[_Shipped] = None) -> list[Any]:
+        """Store many calls of one function, [_NewCall], in one transaction (committed when
+        this returns, with the shipped function's payload); their ids.
+
+        `calls` is read a chunk at a time inside the transaction: map() makes each call as
+        it is read, so that a million calls never stand in memory at once. A chunk of plain
+        calls goes in with one statement (_insert_plain); a chunk with a call that has
+        dependencies or a key, or fails at once, goes through store_calls.
+        """
+        options = options or _PLAIN
+        uids: list[Any] = []
+        with self._bulk_transaction() as con:
+            if shipped is not None:
+                self.keep_function(con, shipped)
+            for chunk in _chunks(calls, _MAP_CHUNK):
+                if any(call.deps or call.failed or call.key is not None for call in chunk):
+                    uids += [uid for uid, _ in self.store_calls(con, name, chunk, due, options,
+                                                                shipped, None)]
+                else:
+                    uids += self._insert_plain(con, name, chunk, due, options, shipped)
+            if uids:
+                self._notify(con, options.priority)
+        return uids
+
+    def _bulk_transaction(self) -> ContextManager[Any]:
+        """The transaction add_tasks() stores its calls in."""
+        return self.transaction()
+
+    def _insert_plain(self, con: Any, name: str, calls: list[Any], due: float,
+                      options: _Options, shipped: Optional[_Shipped]) -> list[str]:
+        """Insert plain calls ([_NewCall]: no key, no dependency) in one statement, in the
+        caller's transaction, with consecutive ids and one token; their ids."""
+        raise NotImplementedError
+
     def add_calls(self, name: str, calls: list[Any], due: float,
                   options: Optional[_Options] = None, shipped: Optional[_Shipped] = None,
                   parent: Optional[int] = None, connection: Any = None) -> list[Any]:
@@ -4398,8 +4481,6 @@ class _SqliteFile:
         self._start_log: Optional[_StartLog] = None
         # connections are shared per thread by the stores of a file that open it alike
         self._key = (self.path, "rw" if self._write else "snapshot" if snapshot else "ro")
-        self.wake_path = _wake_path(self.path)   # where its pool listens, if one can
-        self.lock_path = self.path + ".lock"     # the pool's flock (and the cancel mark)
         if existing:
             self._check_existing()
         else:
@@ -4567,6 +4648,20 @@ class _SqliteFile:
         with self.transaction() as con:    # fails now, not later, if the file is read-only
             con.execute("UPDATE settings SET value = value WHERE 0")
             self._upgrade(con)
+
+    _wake: Any = False      # the wake-up socket's path, once worked out
+
+    @property
+    def wake_path(self) -> Optional[str]:
+        """Where its pool listens, if one can."""
+        if self._wake is False:
+            self._wake = _wake_path(self.path)
+        return cast(Optional[str], self._wake)
+
+    @property
+    def lock_path(self) -> str:
+        """The pool's flock (and the cancel mark)."""
+        return self.path + ".lock"
 
     def _check_existing(self) -> None:
         if not os.path.isfile(self.path):
@@ -4822,27 +4917,25 @@ class _SqliteStore(_SqliteFile, _SqlitePool, _SharedCalls):
             self.checkpoint(_WAL_URGENT, quiet_too=False)
         return f"{token}-{row}"
 
-    def add_tasks(self, name: str, calls: list[Any], due: float,
+    def add_tasks(self, name: str, calls: Iterable[Any], due: float,
                   options: Optional[_Options] = None,
                   shipped: Optional[_Shipped] = None) -> list[Any]:
-        """Store many calls of one function, [(args text, record)], in one transaction
-        (committed when this returns, with the shipped function's payload); their ids.
-
-        The rows get consecutive ids after the largest, given explicitly (this transaction
-        holds the write lock), and share one random token: an id is still never reused.
-        """
-        if not calls:
-            return []
-        token, options, now = _token(), options or _PLAIN, self.now()
-        fixed = (token, name, *options.columns(), due, now)
-        digest = shipped and shipped.hash
-        with self.transaction() as con:
-            if shipped is not None:
-                self.keep_function(con, shipped)
-            ids = self._new_ids(con, len(calls))
-            con.executemany(_INSERT_TASK_AT, [(task_id, text, record, digest) + fixed
-                                              for task_id, (text, record) in zip(ids, calls)])
+        """See _SharedCalls.add_tasks; then a look at the write-ahead log."""
+        uids = super().add_tasks(name, calls, due, options, shipped)
         self.checkpoint(_WAL_URGENT, quiet_too=False)
+        return uids
+
+    def _insert_plain(self, con: Any, name: str, calls: list[Any], due: float,
+                      options: _Options, shipped: Optional[_Shipped]) -> list[str]:
+        """The rows get consecutive ids after the largest, given explicitly (this
+        transaction holds the write lock), and share one random token: an id is still never
+        reused."""
+        token = _token()
+        fixed = (token, name, *options.columns(), due, self.now())
+        digest = shipped and shipped.hash
+        ids = self._new_ids(con, len(calls))
+        con.executemany(_INSERT_TASK_AT, [(task_id, call.args, call.record, digest) + fixed
+                                          for task_id, call in zip(ids, calls)])
         return [f"{token}-{task_id}" for task_id in ids]
 
     def request_cancel(self, uid: str, force: bool) -> bool:
@@ -5239,11 +5332,6 @@ class _PgLink:
         self._listener: Optional[_PgListener] = None
         self._crons_read, self._cron_due = -_SETTINGS_LOOK, None   # see anything_due
         self._identity: Optional[tuple[Any, ...]] = None          # see identity()
-        key = f"{self.path}\0{self.machine}"     # this machine's pool: where it listens, and
-        self.wake_path = _wake_path(key)       # its lock (beside, or where the socket's path
-        self.lock_path = os.path.join(         # would have been too long)
-            os.path.dirname(self.wake_path) if self.wake_path else
-            _wake_folders(os.geteuid() if _POSIX else 0)[-1], _runtime_name(key) + ".lock")
         if existing:
             self._check_existing()
         else:
@@ -5499,11 +5587,28 @@ class _PgMachines(_StoreParts):
     the pools' LISTEN connection, and the machines table."""
 
     _counter_rows: Optional[str] = None     # the metrics' rows of this pool (_adder)
+    _wake: Any = False      # the wake-up socket's path, once worked out
+
+    @property
+    def wake_path(self) -> Optional[str]:
+        """Where this machine's pool listens, if it can."""
+        if self._wake is False:
+            self._wake = _wake_path(f"{self.path}\0{self.machine}")
+        return cast(Optional[str], self._wake)
+
+    @property
+    def lock_path(self) -> str:
+        """This machine's pool's lock: beside its socket, or where the socket's path would
+        have been too long."""
+        wake = self.wake_path
+        folder = os.path.dirname(wake) if wake else \
+            _wake_folders(os.geteuid() if _POSIX else 0)[-1]
+        return os.path.join(folder, _runtime_name(f"{self.path}\0{self.machine}") + ".lock")
 
     def _adder(self) -> str:
         """The pool's rows (its lease's), or for any other writer rows of its own: it never
         waits for a lock on a counter, nor holds one that a pool waits for."""
-        return self._counter_rows or f"{self.machine}#{secrets.token_hex(8)}"
+        return self._counter_rows or f"{self.machine}#{os.urandom(8).hex()}"
 
     machine: str                     # this machine's name (_machine_name)
     _target: _PgTarget
@@ -5697,25 +5802,21 @@ class _PgStore(_PgLink, _PgMachines, _SharedCalls):
                     rows = self._run(con, _PG_INSERT_TASK, values + notice).fetchall()
         return f"{token}-{rows[0][0]}"
 
-    def add_tasks(self, name: str, calls: list[Any], due: float,
-                  options: Optional[_Options] = None,
-                  shipped: Optional[_Shipped] = None) -> list[Any]:
-        """Store many calls of one function in one transaction; their ids (see _SqliteStore)."""
-        if not calls:
-            return []
-        token, options, now = _token(), options or _PLAIN, self.now()
-        fixed = (token, name, "waiting", *options.columns(), due, now)
+    def _bulk_transaction(self) -> ContextManager[Any]:
+        return self._transaction(piped=False)      # where COPY can run
+
+    def _insert_plain(self, con: Any, name: str, calls: list[Any], due: float,
+                      options: _Options, shipped: Optional[_Shipped]) -> list[str]:
+        """One COPY, with ids from the sequence first."""
+        token = _token()
+        fixed = (token, name, "waiting", *options.columns(), due, self.now())
         digest = shipped and shipped.hash
-        for _, record in calls:
-            self._check_size(record, "a call")
-        with self._transaction(piped=False) as con:
-            if shipped is not None:
-                self.keep_function(con, shipped)
-            ids = self._new_ids(con, len(calls))
-            with con.cursor() as cursor, cursor.copy(_PG_COPY_TASKS) as copy:
-                for task_id, (text, record) in zip(ids, calls):
-                    copy.write_row((task_id, text, record, digest) + fixed)
-            self._notify(con, options.priority)
+        for call in calls:
+            self._check_size(call.record, "a call")
+        ids = self._new_ids(con, len(calls))
+        with con.cursor() as cursor, cursor.copy(_PG_COPY_TASKS) as copy:
+            for task_id, call in zip(ids, calls):
+                copy.write_row((task_id, call.args, call.record, digest) + fixed)
         return [f"{token}-{task_id}" for task_id in ids]
 
     def _new_ids(self, con: Any, count: int) -> list[int]:
@@ -6041,6 +6142,87 @@ def _withdraw(store: _Store, *uids: str) -> int:
     return withdrawn
 
 
+def _frame_head(size: int) -> bytes:
+    """What goes before a message of `size` bytes: its size in 4 bytes, big-endian, or -1
+    and then its size in 8 bytes (the framing of multiprocessing's Connection)."""
+    if size > 0x7FFFFFFF:
+        return (-1).to_bytes(4, "big", signed=True) + size.to_bytes(8, "big")
+    return size.to_bytes(4, "big")
+
+
+def _frame(data: bytes) -> bytes:
+    """One message, framed for a _Pipe."""
+    return _frame_head(len(data)) + data
+
+
+def _frames(buffer: bytearray) -> list[Any]:
+    """Take the whole messages off the front of `buffer`, as _frame() frames them."""
+    messages, start, end = [], 0, len(buffer)
+    while end - start >= 4:
+        size, head = int.from_bytes(buffer[start:start + 4], "big", signed=True), 4
+        if size == -1:
+            if end - start < 12:
+                break
+            size, head = int.from_bytes(buffer[start + 4:start + 12], "big"), 12
+        if end - start - head < size:
+            break
+        messages.append(bytes(buffer[start + head:start + head + size]))
+        start += head + size
+    del buffer[:start]
+    return messages
+
+
+class _Pipe:
+    """One end of a pipe between pool processes, carrying whole messages as _frame() frames
+    them (what multiprocessing's Connection does, without the 3 MB its imports cost each
+    worker). Its descriptor closes with it."""
+
+    __slots__ = ("fd",)
+
+    def __init__(self, fd: int):
+        self.fd = fd
+
+    def fileno(self) -> int:
+        if self.fd < 0:
+            raise OSError(errno.EBADF, "the pipe is closed")
+        return self.fd
+
+    def send_bytes(self, data: bytes) -> None:
+        """Write one message (it blocks while the pipe is full)."""
+        head = _frame_head(len(data))
+        parts = [head + data] if len(data) < _READ_SIZE else [head, data]
+        for part in parts:
+            view = memoryview(part)
+            while view:
+                view = view[os.write(self.fileno(), view):]
+
+    def recv_bytes(self) -> bytes:
+        """Read one message; EOFError when the other end closed first."""
+        size = int.from_bytes(self._exactly(4), "big", signed=True)
+        if size == -1:
+            size = int.from_bytes(self._exactly(8), "big")
+        return self._exactly(size)
+
+    def _exactly(self, size: int) -> bytes:
+        chunks = []
+        while size:
+            chunk = os.read(self.fileno(), min(size, 1 << 24))
+            if not chunk:
+                raise EOFError("the other end of the pipe closed")
+            chunks.append(chunk)
+            size -= len(chunk)
+        return b"".join(chunks)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            fd, self.fd = self.fd, -1
+            os.close(fd)
+
+    def __del__(self) -> None:
+        with contextlib.suppress(OSError):
+            self.close()
+
+
 def _spawn(entry: str, settings: dict[Any, Any]) -> tuple[Any, ...]:
     """A fresh interpreter (never a fork) running `autocron.<entry>(config)`.
 
@@ -6052,7 +6234,8 @@ def _spawn(entry: str, settings: dict[Any, Any]) -> tuple[Any, ...]:
     The child runs isolated (-I: neither the working directory nor PYTHONPATH comes before
     the standard library) and loads autocron from this very file, so that a `calendar.py`
     in the caller's folder cannot replace the standard library in the pool; the caller's
-    sys.path follows the interpreter's own (see _boot).
+    sys.path follows the interpreter's own (see _boot). A pool process hands the processes
+    it starts its own compiled code (_code_copy): a worker compiles nothing.
     """
     python = _python()
     down_read, down_write = os.pipe()
@@ -6060,33 +6243,77 @@ def _spawn(entry: str, settings: dict[Any, Any]) -> tuple[Any, ...]:
     config = dict(settings, cwd=os.getcwd(), path=sys.path, down=down_read, up=up_write,
                   clock=_clock_file, lease_ttl=_lease_ttl, init_timeout=_init_timeout,
                   watch=_watch_sources)
-    boot = ("import sys, importlib.util as u; "
-            "s = u.spec_from_file_location('autocron', sys.argv[1]); "
-            "m = sys.modules['autocron'] = u.module_from_spec(s); s.loader.exec_module(m); "
-            "import autocron; autocron._boot(sys.argv[2], sys.argv[3])")
+    code = _code_copy()
+    boot = ("import sys, os, marshal, importlib.util as u; a = sys.argv; "
+            "s = u.spec_from_file_location('autocron', a[1]); "
+            "m = sys.modules['autocron'] = u.module_from_spec(s); "
+            "c = marshal.loads(os.pread(int(a[5]), int(a[6]), 0)) "
+            "if a[4] == u.MAGIC_NUMBER.hex() else s.loader.get_code('autocron'); "
+            "a[5] == '-' or os.close(int(a[5])); exec(c, m.__dict__); m._boot(a[2], a[3], c)")
     flags = [f for f in getattr(subprocess, "_args_from_interpreter_flags", list)()
              if f not in ("-I", "-E", "-s")]      # -X utf8, -W, -O... (isolation: below)
     secret = _pg_urls.get(settings.get("database"))
     environment = dict(os.environ, _AUTOCRON_URL=secret) if secret else None
     inherited = (down_read, up_write) + tuple(
-        fd for fd in [settings.get("lease_clock"), settings.get("lock")] if fd is not None)
+        fd for fd in [settings.get("lease_clock"), settings.get("lock"),
+                      code and code.fd] if fd is not None)
+    copy = [code.magic, str(code.fd), str(code.size)] if code else ["-", "-", "-"]
     try:
         process = subprocess.Popen([python, *flags, "-I", "-c", boot, os.path.abspath(__file__),
-                                    entry, json.dumps(config)], env=environment,
+                                    entry, json.dumps(config), *copy], env=environment,
                                    pass_fds=inherited, stdin=subprocess.DEVNULL,
                                    start_new_session=True)   # a terminal's Ctrl-C: owner only
     finally:
         os.close(down_read)
         os.close(up_write)
-    return (process, _Connection(down_write, readable=False),
-            _Connection(up_read, writable=False))
+    return (process, _Pipe(down_write),
+            _Pipe(up_read))
 
 
-def _boot(entry: str, config_text: str) -> None:
+class _CodeCopy(NamedTuple):
+    """This module's code, marshalled into a private file that has no name."""
+    magic: str          # the interpreter's bytecode version, in hex: a reader checks it
+    fd: int             # the file's descriptor, inherited by the processes a pool starts
+    size: int           # its length in bytes
+
+
+_module_code: Any = None        # in a pool process: the code object it ran as (see _boot)
+_module_copy: Optional[_CodeCopy] = None
+
+
+def _code_copy() -> Optional[_CodeCopy]:
+    """In a pool process: a copy of the code it runs, for the processes it starts to load
+    instead of compiling this file (when no bytecode can be cached, that parse leaves a
+    worker 27 MB larger for good). Elsewhere, or when no file can be made: None."""
+    global _module_copy
+    if _module_copy is None and _module_code is not None:
+        data = marshal.dumps(_module_code)
+        try:
+            if hasattr(os, "memfd_create"):     # Linux: memory, never a disk
+                fd = os.memfd_create("autocron-code", os.MFD_CLOEXEC)
+            else:  # pragma: no cover - other systems: an unlinked temporary file
+                import tempfile
+                fd = os.dup(tempfile.TemporaryFile().fileno())
+        except OSError:
+            return None          # no file to be had: the workers compile
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        except OSError:
+            os.close(fd)
+            return None          # a full disk: the workers compile
+        import importlib.util
+        _module_copy = _CodeCopy(importlib.util.MAGIC_NUMBER.hex(), fd, len(data))
+    return _module_copy
+
+
+def _boot(entry: str, config_text: str, code: Any = None) -> None:
     """The first call in a new pool process: put the caller's sys.path after this
-    interpreter's own (the standard library first), then run `entry`."""
-    global _clock_file, _lease_ttl, _init_timeout, _watch_sources, _IN_POOL
-    _IN_POOL = True
+    interpreter's own (the standard library first), then run `entry`. `code` is the code
+    object this module ran as, for the processes this one starts (_code_copy)."""
+    global _clock_file, _lease_ttl, _init_timeout, _watch_sources, _IN_POOL, _module_code
+    _IN_POOL, _module_code = True, code
     config = json.loads(config_text)
     config["path"] = sys.path + [folder for folder in config["path"] if folder not in sys.path]
     _clock_file, _lease_ttl = config["clock"], config["lease_ttl"]
@@ -6207,6 +6434,7 @@ class _LeaseClock:
 
     def __init__(self, fd: Optional[int] = None):
         if fd is None:
+            import tempfile          # in the pool's manager only
             fd, path = tempfile.mkstemp(prefix="autocron-lease-")
             os.unlink(path)
             self.fd = fd
@@ -6365,13 +6593,13 @@ def _worker_main(config_text: str) -> None:
     sys.path[:] = config["path"]
     _become_subreaper()
     _capture_output()
-    state = _WorkerState(config["database"], _Connection(config["up"], readable=False),
+    state = _WorkerState(config["database"], _Pipe(config["up"]),
                          config.get("lease"))
     _worker_store, _worker_reply = state.store, state.reply
     state.slot = config.get("slot")
     if config.get("lease_clock"):
         state.lease_clock = _LeaseClock(config["lease_clock"])
-    threading.Thread(target=state.read_pipe, args=(_Connection(config["down"], writable=False),),
+    threading.Thread(target=state.read_pipe, args=(_Pipe(config["down"]),),
                      name="autocron-lifeline", daemon=True).start()
     if _watch_sources:
         threading.Thread(target=_watch_code, args=(state,), name="autocron-sources",
@@ -6489,7 +6717,7 @@ def _initialize(init: _Init, state: "_WorkerState") -> Any:
 class _WorkerState:
     """What a worker knows that its pool may not have committed yet, and its two pipes."""
 
-    def __init__(self, database: str, results: _Connection, lease: Optional[int] = None):
+    def __init__(self, database: str, results: _Pipe, lease: Optional[int] = None):
         self.database = database
         self.lease = lease                # its pool's lease (PostgreSQL): fences hand_over
         self.ready = threading.Condition()   # guards the inbox and what follows
@@ -6523,7 +6751,7 @@ class _WorkerState:
         with self._sending, contextlib.suppress(OSError):   # the manager is gone: the reader
             self._results.send_bytes(data)                  # thread hands over
 
-    def read_pipe(self, tasks: _Connection) -> None:
+    def read_pipe(self, tasks: _Pipe) -> None:
         """The reader thread: the pool's messages into the inbox, until the pipe closes."""
         while True:
             try:
@@ -6817,12 +7045,18 @@ class _Output:
     """
 
     def __init__(self) -> None:
-        fd, path = tempfile.mkstemp(prefix="autocron-output-")
-        try:    # O_APPEND: after a truncation, every writer (children too) starts at 0 again
-            self.fd = os.open(path, os.O_RDWR | os.O_APPEND)
-        finally:
-            os.close(fd)
-            os.unlink(path)
+        if hasattr(os, "memfd_create"):   # Linux: a file in memory (tempfile costs 1.4 MB)
+            self.fd = os.memfd_create("autocron-output")
+            # O_APPEND: after a truncation, every writer (children too) starts at 0 again
+            _fcntl.fcntl(self.fd, _fcntl.F_SETFL, os.O_RDWR | os.O_APPEND)
+        else:  # pragma: no cover - other systems: an unlinked temporary file
+            import tempfile
+            fd, path = tempfile.mkstemp(prefix="autocron-output-")
+            try:
+                self.fd = os.open(path, os.O_RDWR | os.O_APPEND)
+            finally:
+                os.close(fd)
+                os.unlink(path)
         os.dup2(self.fd, 1)
         os.dup2(self.fd, 2)
         self.identity = os.fstat(self.fd)
@@ -7679,7 +7913,7 @@ class _PoolState:
     _own_processes: bool
     _clock: Callable[[], float]
     _owner: int
-    _notices: _Connection
+    _notices: _Pipe
     _notices_lock: threading.Lock
     _watched: set[str]
     _workers: list[Any]
@@ -8615,7 +8849,7 @@ class _Pool(_PoolWrites, _PoolPlaces, _PoolCrew, _PoolDeadlines, _PoolLease,
     share, the run loop and the round.
     """
 
-    def __init__(self, store: _Store, owner: int, notices: _Connection,
+    def __init__(self, store: _Store, owner: int, notices: _Pipe,
                  spawn: Optional[Callable[..., Any]] = None,
                  clock: Callable[[], float] = time.monotonic,
                  init: Optional[_Init] = None):
@@ -8879,31 +9113,6 @@ class _Pool(_PoolWrites, _PoolPlaces, _PoolCrew, _PoolDeadlines, _PoolLease,
                     self._take_back(worker, task)
 
 
-def _frame(data: bytes) -> bytes:
-    """One message as Connection.send_bytes() frames it (and recv_bytes() reads it)."""
-    if len(data) > 0x7FFFFFFF:
-        return (-1).to_bytes(4, "big", signed=True) + len(data).to_bytes(8, "big") + data
-    return len(data).to_bytes(4, "big") + data
-
-
-def _frames(buffer: bytearray) -> list[Any]:
-    """Take the whole messages off the front of `buffer`, as Connection.send_bytes() frames
-    them: a 4-byte big-endian size (-1: an 8-byte size follows), then the bytes."""
-    messages, start, end = [], 0, len(buffer)
-    while end - start >= 4:
-        size, head = int.from_bytes(buffer[start:start + 4], "big", signed=True), 4
-        if size == -1:
-            if end - start < 12:
-                break
-            size, head = int.from_bytes(buffer[start + 4:start + 12], "big"), 12
-        if end - start - head < size:
-            break
-        messages.append(bytes(buffer[start + head:start + head + size]))
-        start += head + size
-    del buffer[:start]
-    return messages
-
-
 def _weather(error: Exception) -> bool:
     """A database error that goes away by itself: the database is unavailable for a while
     (locked by another process, a full disk, a server restarting), as opposed to one that
@@ -8987,14 +9196,14 @@ def _manager_main(config_text: str) -> None:
     config = json.loads(config_text)
     os.chdir(config["cwd"])
     sys.path[:] = config["path"]
-    control = _Connection(config["down"], writable=False)
+    control = _Pipe(config["down"])
     _become_subreaper()                # before any worker: what their tasks leave comes here
     try:
         init = pickle.loads(control.recv_bytes())      # the owner's first word: _Init
     except (EOFError, OSError):
         os._exit(0)                    # the owner is gone already
     pool = _Pool(_open_store(config["database"]), config["owner"],
-                 _Connection(config["up"], readable=False), init=init)
+                 _Pipe(config["up"]), init=init)
     _log.addHandler(_NoticeHandler(pool))
     _log.setLevel(logging.DEBUG)
     _log.propagate = False
@@ -9721,7 +9930,7 @@ class _Progress:
 
     def _html(self, done: int, failed: int) -> str:
         return (f'<progress value="{done}" max="{max(self.total, 1)}" style="width: 20em">'
-                f"</progress> <code>{html.escape(self._text(done, failed)[33:])}</code>")
+                f"</progress> <code>{_h(self._text(done, failed)[33:])}</code>")
 
     def show(self, done: int, failed: int) -> None:
         text = self._text(done, failed)
@@ -9800,7 +10009,7 @@ class Result(Generic[_T]):
             value, status, error = _complete(func(*args, **kwargs)), "ready", None
         except Exception as exc:
             value, status, error = None, "error", json.dumps(_error_info(exc))
-        row = _ResultRow(_uuid.uuid4().hex, _function_name(func), _call_text(args, kwargs),
+        row = _ResultRow(_new_uuid(), _function_name(func), _call_text(args, kwargs),
                          status, started, started, _clock(), value, error, pickled=False)
         return cls(row.uuid, None, row)
 
@@ -9942,18 +10151,21 @@ class Result(Generic[_T]):
             return self._poll(timeout)
         if not self._unfinished():
             return True
-        try:
-            return self._poll(timeout, pool.waiter(self.uuid))
+        try:      # the manager looks once more when it hears of the wait (_Pool.watch)
+            return self._poll(timeout, pool.waiter(self.uuid), looked=True)
         finally:
             pool.forget(self.uuid)
 
-    def _poll(self, timeout: Optional[float], event: Optional[threading.Event] = None) -> bool:
+    def _poll(self, timeout: Optional[float], event: Optional[threading.Event] = None,
+              looked: bool = False) -> bool:
         """Wait until finished: on the event the pool in this process sets when the task
         is done (looking again every _WAITER_LOOK s: a restarted pool settles old tasks without
-        events), or by reading the database, backing off, when another process runs it."""
+        events), or by reading the database, backing off, when another process runs it.
+        `looked`: the caller just found it unfinished."""
         end = None if timeout is None else time.monotonic() + timeout
         pauses = _pauses()
-        while self._unfinished():
+        while looked or self._unfinished():
+            looked = False
             left = None if end is None else end - time.monotonic()
             if left is not None and left <= 0:
                 return False
@@ -10042,7 +10254,7 @@ class Result(Generic[_T]):
             body = _h((error + "\n" if error else "") + info["output"], False)
             details = (f"<details><summary>{'traceback and ' if error else ''}output</summary>"
                        f"<pre>{body}</pre></details>")
-        return f'<div title="{html.escape(self.uuid)}">{row}{details}</div>'
+        return f'<div title="{_h(self.uuid)}">{row}{details}</div>'
 
 
 def _summary(result: "Result[Any]") -> dict[Any, Any]:
@@ -10108,6 +10320,7 @@ _STATUS_COLOURS = {"waiting": "#888", "running": "#1f6feb", "ready": "#1a7f37",
 def _h(value: Any, quote: bool = True) -> str:
     """Text for HTML, the one escaper of the results' views and the dashboard: escaped,
     quotes too unless it only stands between tags (None: nothing)."""
+    import html     # where a page is made: never in a worker
     return html.escape("" if value is None else str(value), quote=quote)
 
 
@@ -10407,17 +10620,40 @@ def _map(func: Callable[..., Any], name: str, call: _Call,
          *iterables: Iterable[Any]) -> list[Any]:
     """`func.map(*iterables)` of a delayed function: a call for each set of arguments, as
     the builtin map() and Executor.map() make them (up to the shortest iterable), stored in
-    one transaction; if one cannot be pickled (TypeError) none is. A list of Results."""
-    calls = list(zip(*iterables))
-    if calls:
-        bind(calls[0], {})       # zip makes them all alike: one check stands for all
+    one transaction; if one cannot be pickled (TypeError) none is. A list of Results.
+
+    Plain calls are made as the store reads them (_stream_calls): the iterables are read
+    inside the transaction, and only the Results stay."""
+    arguments = zip(*iterables)
+    first = next(arguments, None)
+    if first is not None:
+        bind(first, {})          # zip makes them all alike: one check stands for all
+    calls = itertools.chain([] if first is None else [first], arguments)
     store = _store_in_worker() if _IN_WORKER else _state.store
     if store is None:
         return [_run_here(func, args, {}) for args in calls]
     if call.key is not None and not callable(call.key):
         raise ValueError(".map() takes a key that is a function of each call's "
                          "arguments returning its key, not a str")
-    return _store_calls(func, name, call, store, [(args, {}) for args in calls])
+    if first is None:
+        return []
+    if call.key is not None or call.connection is not None or \
+            (_IN_WORKER and _task_now() is not None):
+        return _store_calls(func, name, call, store, [(args, {}) for args in calls])
+    return _stream_calls(func, name, call, store, calls)
+
+
+def _stream_calls(func: Callable[..., Any], name: str, call: _Call, store: _Store,
+                  arguments: Iterator[tuple[Any, ...]]) -> list[Any]:
+    """map()'s calls without keys, outside a task and the caller's transaction: each made
+    (pickled) as the store reads it into its transaction (add_tasks); their Results."""
+    ref, shipped = _reference(func)
+    options = call.options
+    uids = store.add_tasks(name, (_new_call(func, ref, args, {}, call, store)
+                                  for args in arguments), call.due(store), options, shipped)
+    if not store.wakes_pools:
+        _wake_pool(store.wake_path, options.priority)
+    return [Result(uid, store) for uid in uids]
 
 
 _pickling = threading.local()        # depth: a call's arguments are being pickled here
@@ -10504,7 +10740,7 @@ def _run_here(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str,
             failed = _dependency_failed(row.name, uid, result.status, row.error)
     if failed is not None:
         now = _clock()
-        row = _ResultRow(_uuid.uuid4().hex, _function_name(func), _call_text(args, kwargs),
+        row = _ResultRow(_new_uuid(), _function_name(func), _call_text(args, kwargs),
                          "error", now, None, now, None, json.dumps(failed), pickled=False)
         return Result(row.uuid, None, row)
     args, kwargs = _ValuesUnpickler(buffer.getvalue(),
@@ -10544,8 +10780,7 @@ def _store_calls(func: Callable[..., Any], name: str, call: _Call, store: _Store
     if task is None and call.connection is None and not any(
             c.key is not None or c.deps or c.failed for c in new):
         uids = [store.add_task(name, new[0].args, new[0].record, due, options, shipped)] \
-            if single else store.add_tasks(name, [(c.args, c.record) for c in new], due,
-                                           options, shipped)
+            if single else store.add_tasks(name, new, due, options, shipped)
         found: list[Any] = [(uid, None) for uid in uids]
     else:
         earlier: dict[str, str] = {}
@@ -10604,7 +10839,7 @@ def _steps(calls: list[_NewCall], made: list[tuple[tuple[Any, ...], dict[str, An
             text = buffer.getvalue()
         except Exception:          # what only the C pickler takes: its pickle
             text = each.record
-        digest = hashlib.sha256(text).hexdigest()[:32]
+        digest = _sha256(text)[:32]
         call = _in_call.get()        # an async call's own steps, else the one running's
         counts = call.steps if call is not None else _steps_made
         with _steps_lock:
@@ -10973,6 +11208,7 @@ def _same(given: str, secret: Optional[str]) -> bool:
     bytes: text from a request may be anything (hmac refuses str that is not ASCII)."""
     if secret is None:
         return False
+    import hmac         # the dashboard's only
     return hmac.compare_digest(given.encode("utf-8", "surrogatepass"), secret.encode())
 
 
@@ -11452,7 +11688,7 @@ class _DashboardPages:
     def __init__(self, store: Any, token: Optional[str]):
         self.store = store
         self.token = token             # required on every request, if set
-        self.secret = secrets.token_urlsafe(24)   # carried by every action's form
+        self.secret = _url_secret(24)   # carried by every action's form
         self._made = threading.local()     # what the page being made read (_counts)
 
     def begin_page(self) -> None:
@@ -12301,7 +12537,7 @@ def _dashboard_server(store: Any, host: str, port: int, token: Optional[str]) ->
     server_class = type("Server", (_DashboardServing, http.server.HTTPServer),
                         {"address_family": family})
     if token is None:
-        token = secrets.token_urlsafe(32)
+        token = _url_secret(32)
     server = server_class((host, port), _dashboard_handler(_Dashboard(store, token)))
     port = server.server_address[1]
     server.home = f"http://{_url_host(host)}:{port}/"
@@ -12353,7 +12589,7 @@ class _DashboardHandle:
 
     def __init__(self, server: Any, url: str):
         self.server, self.url = server, url
-        self._id = secrets.token_hex(6)
+        self._id = os.urandom(6).hex()
         self._views: list[Any] = []            # the cell views shown (IPython's displays)
         self._ending = threading.Event()
 
@@ -12467,6 +12703,7 @@ def _demo_report() -> str:
 def _demo(args: Any) -> int:
     """The whole flow on a temporary database, in a few seconds."""
     square, fail = delay(_demo_square), delay(_demo_fail)
+    import tempfile
     folder = tempfile.mkdtemp(prefix="autocron-demo-")
     database = os.path.join(folder, "demo.db")
     try:

@@ -376,8 +376,8 @@ class FakeWorker(autocron._Worker):
         down_read, down_write = os.pipe()
         up_read, up_write = os.pipe()
         self.proc = FakeProcess(pid)
-        self.tasks = autocron._Connection(down_write, readable=False)
-        self.results = autocron._Connection(up_read, writable=False)
+        self.tasks = autocron._Pipe(down_write)
+        self.results = autocron._Pipe(up_read)
         self.down, self.up = down_read, up_write       # the worker's ends
         os.set_blocking(down_read, False)
         os.set_blocking(up_read, False)
@@ -431,8 +431,8 @@ class Dispatcher:
         self.now = 1000.0
         self.workers = []
         self.notice_end, write_end = os.pipe()
-        self.pool = autocron._Pool(self.store, os.getpid(), autocron._Connection(
-            write_end, readable=False), spawn=self.spawn, clock=lambda: self.now)
+        self.pool = autocron._Pool(self.store, os.getpid(), autocron._Pipe(
+            write_end), spawn=self.spawn, clock=lambda: self.now)
         assert self.pool._begin()
         self.pool._adjust_workers()
 

@@ -29,6 +29,7 @@ import copy
 import functools
 import io
 import inspect
+import itertools
 import json
 import logging
 import os
@@ -3331,7 +3332,7 @@ class TestStartLog:
         with store.transaction() as con:
             (task,) = store.claim(con, 1.0, [1])
         read_end, write_end = os.pipe()
-        up = autocron._Connection(write_end, readable=False)
+        up = autocron._Pipe(write_end)
         state = autocron._WorkerState(database, up)
         state.slot = 0
         store.start_log().reserve(1)
@@ -3814,8 +3815,40 @@ class TestPool:
             assert os.readlink(f"/proc/{pid}/exe") == os.path.realpath(sys.executable)
             assert os.readlink(f"/proc/{pid}/cwd") == os.getcwd()
             with open(f"/proc/{pid}/cmdline", "rb") as file:
-                assert b"import autocron; autocron._" in file.read()   # not a fork
+                command = file.read()
+            assert b"m._boot(a[2], a[3], c)" in command     # not a fork
+            # a worker runs the code its manager runs, compiled once (_code_copy)
+            assert command.endswith(b"\0-\0-\0-\0") == (pid == manager), command[-60:]
         assert echo(1).get(timeout=30) == ((1,), {})
+
+    def test_a_worker_imports_only_what_it_uses(self, tmp_path):
+        # what the dashboard, time zones, hashing and temporary files need costs a worker
+        # megabytes (hashlib loads OpenSSL: 3.7 MB); a worker running plain calls loads none
+        (tmp_path / "light.py").write_text(textwrap.dedent("""
+            import sys
+            import autocron
+
+            @autocron.delay
+            def loaded():
+                return sorted(sys.modules)
+        """))
+        done = run_python("""
+            import json, sys
+            sys.path.insert(0, sys.argv[1])
+            import autocron, light
+            autocron.start(sys.argv[1] + "/tasks.db", workers=1)
+            try:
+                print(json.dumps(light.loaded().get(timeout=60)))
+            finally:
+                autocron.stop()
+        """, tmp_path)
+        assert done.returncode == 0, done.stderr
+        loaded = set(json.loads(done.stdout))
+        assert {"autocron", "light", "sqlite3", "pickle"} <= loaded
+        heavy = {"hashlib", "_hashlib", "hmac", "secrets", "tempfile", "shutil", "html",
+                 "http.server", "multiprocessing", "zoneinfo", "calendar", "uuid", "dis",
+                 "argparse", "asyncio", "inspect", "dataclasses", "urllib.request"}
+        assert loaded & heavy == set()
 
     def test_killed_worker_is_reported_and_replaced(self, pool, tmp_path):
         result = block(tmp_path)
@@ -6149,6 +6182,39 @@ class TestDelay:
             add.map([1, 2, threading.Lock()], [1, 2, 3])
         assert str(caught.value).startswith("argument 1 of add() cannot be pickled (lock: ")
         assert len(autocron.get_results()) == before
+
+    def test_map_reads_its_iterables_in_its_one_transaction(self, pool):
+        # the calls are made as the store reads them, a chunk at a time, in one transaction:
+        # a source that fails after three chunks' worth leaves nothing stored
+        store = autocron._open_store(pool)
+        before = store.read("SELECT count(*) FROM tasks")[0][0]
+
+        def numbers():
+            yield from range(2 * autocron._MAP_CHUNK + 500)
+            raise OSError("the source went away")
+        with pytest.raises(OSError, match="the source went away"):
+            add.options(hours=1).map(numbers(), itertools.count())
+        assert store.read("SELECT count(*) FROM tasks")[0][0] == before
+        results = add.options(hours=1).map(range(2 * autocron._MAP_CHUNK + 500),
+                                           itertools.count())
+        assert store.read("SELECT count(*) FROM tasks")[0][0] == before + len(results)
+        assert len(results) == 2500 and len({r.uuid for r in results}) == 2500
+        assert [int(r.uuid.rsplit("-", 1)[1]) for r in results] == sorted(
+            int(r.uuid.rsplit("-", 1)[1]) for r in results)       # in order
+        assert results[-1]._fetch().args == "2499, 2499"
+
+    def test_map_stores_a_chunk_with_a_dependency_as_dependent_calls(self, pool, tmp_path):
+        # one call of the second chunk depends on a Result: its chunk goes in through the
+        # dependent calls' way, the others as plain calls, all in the one transaction
+        first = block(tmp_path)          # its value: the pid of the worker it ran in
+        values = [*range(autocron._MAP_CHUNK + 3), first, 5]
+        results = add.map(values, itertools.repeat(1))
+        dependent = results[autocron._MAP_CHUNK + 3]
+        assert results[0].get(timeout=60) == 1 and results[-1].get(timeout=60) == 6
+        assert dependent.status == "waiting"
+        assert len({r.uuid.rsplit("-", 1)[0] for r in results}) == 2     # a token a chunk
+        (tmp_path / "task.go").write_text("")
+        assert dependent.get(timeout=60) == first.get(timeout=60) + 1
 
     @pytest.mark.sqlite_only      # SQLite's statement trace
     def test_map_is_one_transaction(self, pool):
