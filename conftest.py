@@ -605,10 +605,11 @@ class PostgresServer:
     host = PG_HOST
     user = PG_USER
 
-    def __init__(self, base_dir: Optional[str] = None) -> None:
+    def __init__(self, base_dir: Optional[str] = None, durable: bool = False) -> None:
         # /tmp by default: the postgres user must be able to reach the folder,
         # which pytest's tmp_path (under a 0700 root) would not allow.
         self.base_dir = base_dir or "/tmp"
+        self.durable = durable       # the server's own defaults: fsync, full pages (benchmarks)
         self.password = secrets.token_urlsafe(24)
         self.port: Optional[int] = None
         self.root_dir: Optional[str] = None
@@ -778,15 +779,15 @@ class PostgresServer:
         ]
 
     def _server_options(self, port: int) -> List[str]:
-        # Durability is pointless for a throwaway server; speed is not.
+        # Durability is pointless for a throwaway server of tests; speed is not. A benchmark's
+        # (durable) keeps PostgreSQL's defaults, as a production server does.
         settings = [
             f"listen_addresses={PG_HOST}",
             f"unix_socket_directories={self.data_dir}",
-            "fsync=off",
-            "synchronous_commit=off",
-            "full_page_writes=off",
             "max_connections=200",
         ]
+        if not self.durable:
+            settings += ["fsync=off", "synchronous_commit=off", "full_page_writes=off"]
         options = ["-p", str(port)]
         for setting in settings:
             options += ["-c", setting]
@@ -888,13 +889,13 @@ def unavailable(reason):
     pytest.skip(reason)
 
 
-def started_postgres(database=None):
-    """A started PostgresServer (with `database` made in it, if named), or the reason why
-    not through unavailable()."""
+def started_postgres(database=None, durable=False):
+    """A started PostgresServer (with `database` made in it, if named; `durable`: with the
+    server's own durability settings), or the reason why not through unavailable()."""
     import importlib.util
     if importlib.util.find_spec("psycopg") is None:
         unavailable("psycopg is not installed: pip install -e '.[test]'")
-    server = PostgresServer()
+    server = PostgresServer(durable=durable)
     try:
         server.start()
         if database:

@@ -6183,9 +6183,10 @@ class TestDelay:
         assert str(caught.value).startswith("argument 1 of add() cannot be pickled (lock: ")
         assert len(autocron.get_results()) == before
 
-    def test_map_reads_its_iterables_in_its_one_transaction(self, pool):
+    def test_map_reads_its_iterables_in_its_one_transaction(self, pool, monkeypatch):
         # the calls are made as the store reads them, a chunk at a time, in one transaction:
         # a source that fails after three chunks' worth leaves nothing stored
+        monkeypatch.setattr(autocron, "_MAP_CHUNK", 1000)
         store = autocron._open_store(pool)
         before = store.read("SELECT count(*) FROM tasks")[0][0]
 
@@ -6203,9 +6204,11 @@ class TestDelay:
             int(r.uuid.rsplit("-", 1)[1]) for r in results)       # in order
         assert results[-1]._fetch().args == "2499, 2499"
 
-    def test_map_stores_a_chunk_with_a_dependency_as_dependent_calls(self, pool, tmp_path):
+    def test_map_stores_a_chunk_with_a_dependency_as_dependent_calls(self, pool, tmp_path,
+                                                                     monkeypatch):
         # one call of the second chunk depends on a Result: its chunk goes in through the
         # dependent calls' way, the others as plain calls, all in the one transaction
+        monkeypatch.setattr(autocron, "_MAP_CHUNK", 200)
         first = block(tmp_path)          # its value: the pid of the worker it ran in
         values = [*range(autocron._MAP_CHUNK + 3), first, 5]
         results = add.map(values, itertools.repeat(1))

@@ -394,6 +394,21 @@ def log_tail(path: Path, lines: int = 5) -> str:
     return ""
 
 
+def wait_until_up(ready, procs: list, logs: list, what: str, pause: float = 0.05) -> None:
+    """Block until ``ready()``; fail if one of ``procs`` exited (with the tail of its log,
+    ``logs[n]``) or after CALL_TIMEOUT s."""
+    deadline = time.monotonic() + CALL_TIMEOUT
+    while not ready():
+        for n, proc in enumerate(procs):
+            if proc.poll() is not None:
+                name = what if len(procs) == 1 else f"{what} {n}"
+                raise RuntimeError(f"the {name} exited ({proc.returncode}): "
+                                   f"{log_tail(logs[n])}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the {what} was not up within {CALL_TIMEOUT:g} s")
+        time.sleep(pause)
+
+
 def wait_for_consumer(proc: subprocess.Popen, tasks, log_path: Path) -> None:
     """Block until one task went through the consumer, or fail if it died."""
     from huey.exceptions import ResultTimeout

@@ -334,14 +334,7 @@ def start_process(command: list, env: dict, log_path: Path) -> subprocess.Popen:
 def wait_until_up(proc: subprocess.Popen, done: Callable[[], bool], log_path: Path,
                   what: str) -> None:
     """Block until ``done()`` (one task went through), or fail if ``proc`` died."""
-    deadline = time.monotonic() + CALL_TIMEOUT
-    while not done():
-        if proc.poll() is not None:
-            raise RuntimeError(f"the {what} exited ({proc.returncode}): "
-                               f"{bench.log_tail(log_path)}")
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"no task went through the {what} in {CALL_TIMEOUT:g} s")
-        time.sleep(0.1)
+    bench.wait_until_up(done, [proc], [log_path], what, pause=0.1)
 
 
 @contextlib.contextmanager
