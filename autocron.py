@@ -10622,20 +10622,19 @@ def _map(func: Callable[..., Any], name: str, call: _Call,
     the builtin map() and Executor.map() make them (up to the shortest iterable), stored in
     one transaction; if one cannot be pickled (TypeError) none is. A list of Results.
 
-    Plain calls are made as the store reads them (_stream_calls): the iterables are read
-    inside the transaction, and only the Results stay."""
-    arguments = zip(*iterables)
-    first = next(arguments, None)
-    if first is not None:
-        bind(first, {})          # zip makes them all alike: one check stands for all
-    calls = itertools.chain([] if first is None else [first], arguments)
+    The iterables are read first, before any transaction (a generator may wait for other
+    calls' results, which the pool must write meanwhile); plain calls are then made as the
+    store reads them (_stream_calls), and only the Results stay."""
+    calls = list(zip(*iterables))
+    if calls:
+        bind(calls[0], {})       # zip makes them all alike: one check stands for all
     store = _store_in_worker() if _IN_WORKER else _state.store
     if store is None:
         return [_run_here(func, args, {}) for args in calls]
     if call.key is not None and not callable(call.key):
         raise ValueError(".map() takes a key that is a function of each call's "
                          "arguments returning its key, not a str")
-    if first is None:
+    if not calls:
         return []
     if call.key is not None or call.connection is not None or \
             (_IN_WORKER and _task_now() is not None):
@@ -10643,14 +10642,23 @@ def _map(func: Callable[..., Any], name: str, call: _Call,
     return _stream_calls(func, name, call, store, calls)
 
 
+def _taken(items: list[_T]) -> Iterator[_T]:
+    """The items of a list in order, each dropped from it as it is taken."""
+    items.reverse()
+    while items:
+        yield items.pop()
+
+
 def _stream_calls(func: Callable[..., Any], name: str, call: _Call, store: _Store,
-                  arguments: Iterator[tuple[Any, ...]]) -> list[Any]:
+                  arguments: list[tuple[Any, ...]]) -> list[Any]:
     """map()'s calls without keys, outside a task and the caller's transaction: each made
-    (pickled) as the store reads it into its transaction (add_tasks); their Results."""
+    (pickled) as the store reads it into its transaction (add_tasks), its arguments let go
+    then; their Results."""
     ref, shipped = _reference(func)
     options = call.options
     uids = store.add_tasks(name, (_new_call(func, ref, args, {}, call, store)
-                                  for args in arguments), call.due(store), options, shipped)
+                                  for args in _taken(arguments)), call.due(store), options,
+                           shipped)
     if not store.wakes_pools:
         _wake_pool(store.wake_path, options.priority)
     return [Result(uid, store) for uid in uids]

@@ -6183,18 +6183,17 @@ class TestDelay:
         assert str(caught.value).startswith("argument 1 of add() cannot be pickled (lock: ")
         assert len(autocron.get_results()) == before
 
-    def test_map_reads_its_iterables_in_its_one_transaction(self, pool, monkeypatch):
+    def test_map_stores_its_calls_a_chunk_at_a_time_in_one_transaction(self, pool,
+                                                                       monkeypatch):
         # the calls are made as the store reads them, a chunk at a time, in one transaction:
-        # a source that fails after three chunks' worth leaves nothing stored
+        # a call of the third chunk that cannot be pickled leaves nothing stored
         monkeypatch.setattr(autocron, "_MAP_CHUNK", 1000)
         store = autocron._open_store(pool)
         before = store.read("SELECT count(*) FROM tasks")[0][0]
-
-        def numbers():
-            yield from range(2 * autocron._MAP_CHUNK + 500)
-            raise OSError("the source went away")
-        with pytest.raises(OSError, match="the source went away"):
-            add.options(hours=1).map(numbers(), itertools.count())
+        values: list = list(range(2 * autocron._MAP_CHUNK + 500))
+        values[-2] = threading.Lock()
+        with pytest.raises(TypeError, match="cannot be pickled"):
+            add.options(hours=1).map(values, itertools.count())
         assert store.read("SELECT count(*) FROM tasks")[0][0] == before
         results = add.options(hours=1).map(range(2 * autocron._MAP_CHUNK + 500),
                                            itertools.count())
@@ -6203,6 +6202,13 @@ class TestDelay:
         assert [int(r.uuid.rsplit("-", 1)[1]) for r in results] == sorted(
             int(r.uuid.rsplit("-", 1)[1]) for r in results)       # in order
         assert results[-1]._fetch().args == "2499, 2499"
+
+    def test_map_of_a_generator_that_waits_for_other_results(self, pool):
+        # the iterables are read before the calls' transaction opens: a generator that waits
+        # for the results of other calls, which the pool writes meanwhile, does not stall it
+        firsts = [add(i, i) for i in range(3)]
+        results = add.map((r.get(timeout=20) for r in firsts), itertools.repeat(1))
+        assert [r.get(timeout=30) for r in results] == [1, 3, 5]
 
     def test_map_stores_a_chunk_with_a_dependency_as_dependent_calls(self, pool, tmp_path,
                                                                      monkeypatch):
