@@ -1379,16 +1379,10 @@ class _ResultRow(NamedTuple):
 
 
 def _sha256(data: bytes) -> str:
-    """SHA-256 in hex, by Python's own code where it has it: hashlib loads OpenSSL, which
-    would cost every worker 3.7 MB."""
-    try:
-        from _sha2 import sha256            # Python 3.12 and later
-    except ImportError:
-        try:
-            from _sha256 import sha256      # up to Python 3.11
-        except ImportError:  # pragma: no cover - a build without them
-            from hashlib import sha256
-    return str(sha256(data).hexdigest())
+    """SHA-256 in hex. hashlib is imported here, where a digest is needed: it loads OpenSSL
+    (3.7 MB), which a worker that runs plain calls never needs."""
+    import hashlib
+    return hashlib.sha256(data).hexdigest()
 
 
 def _new_uuid() -> str:
@@ -6189,12 +6183,17 @@ class _Pipe:
 
     def send_bytes(self, data: bytes) -> None:
         """Write one message (it blocks while the pipe is full)."""
-        head = _frame_head(len(data))
-        parts = [head + data] if len(data) < _READ_SIZE else [head, data]
-        for part in parts:
-            view = memoryview(part)
-            while view:
-                view = view[os.write(self.fileno(), view):]
+        if len(data) < _READ_SIZE:
+            self.write(_frame(data))
+        else:                         # a large one is not copied to put its head before it
+            self.write(_frame_head(len(data)))
+            self.write(data)
+
+    def write(self, data: bytes) -> None:
+        """Write whole frames (it blocks while the pipe is full)."""
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.fileno(), view):]
 
     def recv_bytes(self) -> bytes:
         """Read one message; EOFError when the other end closed first."""
@@ -7810,10 +7809,8 @@ class _Worker:
 
     def _write(self, data: bytes) -> None:
         """Write whole frames down the pipe (it blocks while the worker's pipe is full)."""
-        view = memoryview(data)
         try:
-            while view:
-                view = view[os.write(self.tasks.fileno(), view):]
+            self.tasks.write(data)
         except OSError:
             pass  # it died; the pool sees its process end and reports its task
 
