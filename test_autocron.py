@@ -2897,6 +2897,48 @@ class TestPostgresStore:
         assert query(pg_url(pg), "SELECT status, attempts, started FROM tasks") == [
             ("running", 1, at)]
 
+    def test_a_claim_alone_commits_by_itself_and_leaves_limits_to_a_transaction(self, pg):
+        # A round of the pool that only claims is one statement (a round trip, where a
+        # transaction costs three); a limited queue is claimed in a transaction, under the
+        # limits' locks, and an async call needs places sorted (_claim_sorted).
+        store = autocron._open_store(pg_url(pg))
+        first = store.add_task("f", "()", b"", 0.0)
+        with store.transaction() as con:
+            store.take_lease(con, os.getpid())
+        (task,) = store.claim_alone(store.now(), [7], None, "")
+        assert task.uuid == first
+        assert query(pg_url(pg), "SELECT status, worker, lease FROM tasks") == [
+            ("queued", 7, store.lease)]              # committed: another connection sees it
+        second = store.add_task("f", "()", b"", 0.0)
+        store.set_limit("default", {"concurrency": 5})
+        assert store.claim_alone(store.now(), [8], None, "") is None
+        assert query(pg_url(pg), "SELECT status FROM tasks ORDER BY id") == [
+            ("queued",), ("waiting",)]               # nothing taken
+        store.set_limit("default", {"concurrency": None})
+        assert store.claim_alone(store.now(), [8], None, autocron._ROOM) is None
+        with store.transaction() as con:
+            (task,) = store.claim(con, store.now(), [8])
+        assert task.uuid == second
+        assert store.claim_alone(store.now(), [9], None, "") == [] and store.drained
+
+    def test_a_transaction_of_few_statements_is_not_piped_and_still_all_or_nothing(self, pg,
+                                                                                   tmp_path):
+        store = autocron._open_store(pg_url(pg))
+        store.add_task("f", "()", b"", 0.0)
+        with store.transaction(few=True) as con:
+            assert con._pipeline is None           # each statement answered as it runs
+            con.execute("UPDATE tasks SET priority = 5")
+        with pytest.raises(autocron.DatabaseError, match="no_such_table"):
+            with store.transaction(few=True) as con:
+                con.execute("UPDATE tasks SET priority = 9")
+                con.execute("SELECT * FROM no_such_table")
+        assert query(pg_url(pg), "SELECT priority FROM tasks") == [(5,)]
+        with store.transaction() as con:
+            assert con._pipeline is not None       # many: sent without waiting
+        sqlite = autocron._SqliteStore(tmp_path / "a.db")      # its transactions are local
+        sqlite.add_task("f", "()", b"", 0.0)
+        assert sqlite.claim_alone(sqlite.now(), [1], None, "") is None
+
     def test_the_schema_is_made_on_first_use_beside_the_applications_tables(self, pg):
         pg_run(pg, "CREATE TABLE IF NOT EXISTS public.app_users (name TEXT)")
         assert autocron.start(pg_url(pg), workers=1) is True
@@ -3458,6 +3500,21 @@ class TestDispatcher:
         worker.say(autocron._Done(autocron._Outcome(calls[0], "ready", pickle.dumps(1))))
         pool.round()           # a call ended, but a sync call waits: no async one beside
         assert TestDispatcher.ids(worker.runs()) == []
+
+    def test_starts_its_workers_committed_themselves_make_no_commit(self, dispatcher,
+                                                                     monkeypatch):
+        # PostgreSQL: a worker commits a start (start_now) before its task runs; the pool
+        # that also batched it for a commit of its own (which changed no row) made a
+        # transaction a task, 0.02 s after its start.
+        pool = dispatcher(workers=1)
+        monkeypatch.setattr(pool.store, "starts_committed", True, raising=False)
+        (call,) = store_calls(pool.store, autocron._Options())
+        pool.round()
+        (worker,) = pool.workers
+        worker.say(autocron._Started(call, autocron._clock()))
+        pool.round()
+        assert pool.pool._batch.empty() and pool.pool._drained() is False
+        assert pool.pool._batch.due(pool.now + 1.0) is False
 
     def test_calls_that_found_no_place_this_round_are_claimed_the_next(self, dispatcher):
         pool = dispatcher(workers=1)
