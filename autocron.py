@@ -2594,9 +2594,8 @@ class _Store(_StoreViews, Protocol):
     version: int          # the schema version of the database as opened
 
     # -- statements and time
-    def transaction(self, few: bool = False) -> ContextManager[Any]:
-        """A write transaction: committed when the block ends, rolled back if it raises.
-        `few`: it runs a handful of statements (PostgreSQL: sent one at a time)."""
+    def transaction(self) -> ContextManager[Any]:
+        """A write transaction: committed when the block ends, rolled back if it raises."""
         ...
     def read(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
         """Rows of one statement (SQLite's ? placeholders)."""
@@ -3316,7 +3315,7 @@ class _StoreParts:
     if TYPE_CHECKING:       # the doorway's, called by the parts
         def read(self, sql: str, params: Any = ()) -> list[Any]: ...
         def write(self, sql: str, params: Any = ()) -> int: ...
-        def transaction(self, few: bool = False) -> ContextManager[Any]: ...
+        def transaction(self) -> ContextManager[Any]: ...
         def now(self, look: bool = True) -> float: ...
         def _synchronous(self, level: Any) -> None: ...
         def _connection(self) -> Any: ...
@@ -4593,9 +4592,8 @@ class _SqliteFile:
         return DatabaseError(f"{self.path}: {hint} (sqlite3: {text})", self.path)
 
     @contextlib.contextmanager
-    def transaction(self, few: bool = False) -> Iterator[sqlite3.Connection]:
-        """A write transaction: committed when the block ends, rolled back if it raises
-        (`few` changes nothing here: a statement costs no round trip)."""
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction: committed when the block ends, rolled back if it raises."""
         con = self._connection()
         try:
             _execute(con, "BEGIN IMMEDIATE")
@@ -5442,12 +5440,10 @@ class _PgLink:
     def _connection(self) -> Any:
         return self._link()[0]
 
-    def transaction(self, few: bool = False) -> ContextManager[Any]:
+    def transaction(self) -> ContextManager[Any]:
         """A write transaction: committed when the block ends, rolled back if it raises
-        (see _transaction). One of `few` statements is not piped: a pipeline's syncs cost
-        more than the round trips it saves them (a claim alone: 0.70 ms piped, 0.34 ms as a
-        statement that commits by itself; an empty transaction 0.26 ms against 0.12)."""
-        return self._transaction(piped=not few)
+        (see _transaction)."""
+        return self._transaction(piped=True)
 
     @contextlib.contextmanager
     def _transaction(self, piped: bool) -> Iterator[Any]:
@@ -8705,9 +8701,7 @@ class _PoolWrites(_PoolState):
             claimed = self.store.claim_alone(now, pids, self._init.queues, kinds) \
                 if batch.empty() and pids and not crons_due and not sweep else None
             if claimed is None:
-                few = len(outcomes) + len(requeue) + len(batch.refused) <= 1 and \
-                    not crons_due and not sweep
-                with self.store.transaction(few) as con:
+                with self.store.transaction() as con:
                     self.store.mark_started(con, [s for s in started if s.id not in ended])
                     self.store.note_starts(con, started)
                     _write_outcomes(self.store, con, [r.outcome for r in outcomes], now)

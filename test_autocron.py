@@ -2897,7 +2897,8 @@ class TestPostgresStore:
         assert query(pg_url(pg), "SELECT status, attempts, started FROM tasks") == [
             ("running", 1, at)]
 
-    def test_a_claim_alone_commits_by_itself_and_leaves_limits_to_a_transaction(self, pg):
+    def test_a_claim_alone_commits_by_itself_and_leaves_limits_to_a_transaction(self, pg,
+                                                                                tmp_path):
         # A round of the pool that only claims is one statement (a round trip, where a
         # transaction costs three); a limited queue is claimed in a transaction, under the
         # limits' locks, and an async call needs places sorted (_claim_sorted).
@@ -2920,21 +2921,6 @@ class TestPostgresStore:
             (task,) = store.claim(con, store.now(), [8])
         assert task.uuid == second
         assert store.claim_alone(store.now(), [9], None, "") == [] and store.drained
-
-    def test_a_transaction_of_few_statements_is_not_piped_and_still_all_or_nothing(self, pg,
-                                                                                   tmp_path):
-        store = autocron._open_store(pg_url(pg))
-        store.add_task("f", "()", b"", 0.0)
-        with store.transaction(few=True) as con:
-            assert con._pipeline is None           # each statement answered as it runs
-            con.execute("UPDATE tasks SET priority = 5")
-        with pytest.raises(autocron.DatabaseError, match="no_such_table"):
-            with store.transaction(few=True) as con:
-                con.execute("UPDATE tasks SET priority = 9")
-                con.execute("SELECT * FROM no_such_table")
-        assert query(pg_url(pg), "SELECT priority FROM tasks") == [(5,)]
-        with store.transaction() as con:
-            assert con._pipeline is not None       # many: sent without waiting
         sqlite = autocron._SqliteStore(tmp_path / "a.db")      # its transactions are local
         sqlite.add_task("f", "()", b"", 0.0)
         assert sqlite.claim_alone(sqlite.now(), [1], None, "") is None
