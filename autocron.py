@@ -218,6 +218,8 @@ _LEFTOVER_WAIT = 1.0            # killed processes of a task get this long to en
 _PR_SET_CHILD_SUBREAPER = 36    # prctl option (Linux 3.4+): orphans below come to this process
 _MANAGER_GRACE = 15.0           # stop(timeout) waits this much longer for the manager
 _WAITER_LOOK = 0.25             # a caller with an event looks at the database this often too
+_SHIP_MOST = 1 << 16            # a finished row goes to its waiting caller with the notice
+                                # (which then reads nothing) up to this size of value and output
 _CANCEL_WAIT = 10.0             # cancel() of a handed-over task waits this long for the pool
 _ACK_BATCH = 32                 # a busy worker is told about committed outcomes this often
 _MAX_OUTPUT = 64 * 1024         # bytes of what a task printed that are kept: the last ones
@@ -2585,6 +2587,8 @@ class _Store(_StoreViews, Protocol):
     leased: bool          # pools hold leases (PostgreSQL: many machines)
     starts_committed: bool    # a worker commits each start itself before the task runs
                               # (start_now, PostgreSQL): the pool writes no starts
+    remote: bool          # a read is a round trip to a server (PostgreSQL): the pool sends
+                          # a waiting caller the row it finished (_Finished.rows)
     wakes_pools: bool     # a stored call wakes every pool by itself (NOTIFY)
     @property
     def machine(self) -> Optional[str]:
@@ -2665,6 +2669,10 @@ class _Store(_StoreViews, Protocol):
         ...
     def result_row(self, uid: str) -> Optional[_ResultRow]:
         """One task as a Result reads it, or None."""
+        ...
+    def finished_rows(self, con: Any, ids: list[Any]) -> Callable[[], list[Any]]:
+        """[_ResultRow] of those of these tasks that are finished, in the transaction: asked
+        now, read when the returned function is called."""
         ...
     def attempt_errors(self, uid: str) -> list[Any]:
         """The errors of a task's failed attempts, first first (_error_info, and times)."""
@@ -3703,6 +3711,19 @@ class _SharedSql(_SharedReads):
                                    f"ORDER BY id{self._LOCK}", part + list(self._fence())
                               ).fetchall()
         return [_Ending._make(row) for row in rows]
+
+    def finished_rows(self, con: Any, ids: list[Any]) -> Callable[[], list[Any]]:
+        """[_ResultRow] of the finished tasks among `ids`, as result_row() reads them, in the
+        caller's transaction (the pool's, which finished them: their callers need not read).
+        The statement goes now; its rows are read when the function returned is called: in
+        PostgreSQL's pipeline, with the answer to a later statement, at no round trip of
+        its own."""
+        cursors = [self._run(con, f"SELECT {_RESULT_COLUMNS} FROM tasks WHERE id IN "
+                                  f"({', '.join('?' * len(part))}) AND status IN ('ready', "
+                                  "'error', 'cancelled')", part)
+                   for part in (ids[start:start + _CHUNK] for start in range(0, len(ids),
+                                                                               _CHUNK))]
+        return lambda: [_ResultRow(*row) for cursor in cursors for row in cursor.fetchall()]
 
     def fold_counts(self, con: Any) -> None:
         """Fold the metrics' rows of the writers that are done (_DONE_WRITERS), 10,000 at
@@ -4743,6 +4764,7 @@ class _SqlitePool(_StoreParts):
     # One machine, one pool: the flock on lock_path is its lease, and it has no others.
     leased = False
     starts_committed = False  # a worker notes a start in the start log; the pool writes it
+    remote = False           # a caller reads a finished row in microseconds itself
     machine: Optional[str] = None
     lease: Optional[int] = None
     wakes_pools = False      # the caller wakes its machine's pool (a datagram) after a call
@@ -5625,6 +5647,7 @@ class _PgMachines(_StoreParts):
 
     leased = True
     starts_committed = True  # start_now: before the task runs, under a valid lease
+    remote = True            # a caller's read of a finished row costs a round trip
     wakes_pools = True       # a call NOTIFYs every machine's pool itself (its own too)
 
     def take_lease(self, con: Any, owner: int) -> None:
@@ -6616,8 +6639,10 @@ class _Stop(NamedTuple):
 
 
 class _Finished(NamedTuple):
-    """Manager to owner: these watched tasks have finished."""
+    """Manager to owner: these watched tasks have finished; `rows`: [_ResultRow] of some,
+    read in the commit that finished them (their callers need not read them again)."""
     uids: list[Any]
+    rows: list[Any] = []
 
 
 class _LogLine(NamedTuple):
@@ -8014,7 +8039,7 @@ class _PoolState:
         def _available(self) -> None: ...
         def _next_timeout(self) -> Optional[float]: ...
         def tell_owner(self, message: Union[_Finished, _LogLine]) -> None: ...
-        def _tell_done(self, uids: list[Any]) -> None: ...
+        def _tell_done(self, uids: list[Any], rows: Optional[list[Any]] = None) -> None: ...
         def _depth(self) -> int: ...
         def _held(self) -> dict[str, tuple[int, int]]: ...
         def _round(self) -> None: ...
@@ -8690,6 +8715,8 @@ class _PoolWrites(_PoolState):
         started, outcomes, requeue = batch.started, batch.outcomes, batch.requeue
         self._dry = self._dry and not requeue     # tasks put back are due again
         now = self.store.now()
+        watched = self._shippable(outcomes)
+        shipped: list[Any] = []
         try:
             # A task that started and ended since the last commit is written once, by its
             # outcome (finish); one that may run again needs its start counted first.
@@ -8712,8 +8739,10 @@ class _PoolWrites(_PoolState):
                     if sweep and self._pg_listener is not None:
                         self._pg_listener.sweep = False
                         self.store.sweep_dependents(con, now)
+                    rows = self.store.finished_rows(con, watched) if watched else lambda: []
                     claimed = self.store.claim(con, now, pids, self._init.queues,
                                                self._held(), kinds) if pids else []
+                    shipped = rows()
         except Exception as error:
             self._batch.restore(batch)
             if _weather(error) or not outcomes or not self._store_one_by_one():
@@ -8733,8 +8762,19 @@ class _PoolWrites(_PoolState):
             self._may_start(True)
         else:
             self._available()
-        self._acknowledge(outcomes)
+        self._acknowledge(outcomes, shipped)
         return claimed
+
+    def _shippable(self, outcomes: list[Any]) -> list[Any]:
+        """The ids of final outcomes that a caller in the owner waits for, small enough to
+        go to it with the notice (_Finished.rows), if its read costs a round trip (SQLite:
+        the pool's read, on the dispatcher's path, cost more than the caller's own)."""
+        if not self.store.remote:
+            return []
+        with self._notices_lock:
+            return [r.outcome.id for r in outcomes if r.uid in self._watched and
+                    r.outcome.retry_at is None and len(r.outcome.value or b"") +
+                    len(r.outcome.output) <= _SHIP_MOST]
 
     def _requeue_or_settle(self, con: Any, ids: list[Any], now: float) -> None:
         """Put back tasks that no worker runs, in the caller's transaction. One whose start
@@ -8784,15 +8824,15 @@ class _PoolWrites(_PoolState):
             self._acknowledge([reported])
         return True
 
-    def _acknowledge(self, outcomes: list[Any]) -> None:
-        """Outcomes are committed: wake the owner's callers; their workers learn it with
-        their next task (or from _tell_acknowledged)."""
+    def _acknowledge(self, outcomes: list[Any], rows: Optional[list[Any]] = None) -> None:
+        """Outcomes are committed: wake the owner's callers (with `rows`, [_ResultRow] of
+        some); their workers learn it with their next task (or from _tell_acknowledged)."""
         for reported in outcomes:
             worker = reported.worker
             if worker is not None and reported.number > worker.acknowledged:
                 worker.acknowledged = reported.number
         if outcomes and self._watched:
-            self._tell_done([reported.uid for reported in outcomes])
+            self._tell_done([reported.uid for reported in outcomes], rows or [])
 
     def _tell_acknowledged(self) -> None:
         """A worker that gets no task soon, or holds many outcomes, is told on its own."""
@@ -8982,12 +9022,12 @@ class _Pool(_PoolWrites, _PoolPlaces, _PoolCrew, _PoolDeadlines, _PoolLease,
         if row is None or row.status in _FINISHED:
             self._tell_done([uid])
 
-    def _tell_done(self, uids: list[Any]) -> None:
+    def _tell_done(self, uids: list[Any], rows: Optional[list[Any]] = None) -> None:
         with self._notices_lock:
             done = [uid for uid in uids if uid in self._watched]
             self._watched.difference_update(done)
         if done:
-            self.tell_owner(_Finished(done))
+            self.tell_owner(_Finished(done, [row for row in rows or () if row.uuid in done]))
 
     def orphaned(self) -> None:
         """From the control thread: the owner ended, however it ended. The dispatcher
@@ -9317,6 +9357,7 @@ class _PoolHandle:
     def __init__(self, store: _Store, lock: Any, init: Optional[_Init] = None):
         self.store, self._lock, self._init = store, lock, init or _Init()
         self._waiters: dict[Any, Any] = {}
+        self._shipped: dict[str, _ResultRow] = {}     # uid: its row, come with its notice
         self._waiters_lock = threading.Lock()
         self._sending = threading.Lock()      # one message at a time on the control pipe
         self._stopping = False
@@ -9362,11 +9403,19 @@ class _PoolHandle:
         if isinstance(message, _LogLine):
             _log.log(message.level, message.text)
             return
+        rows = {row.uuid: row for row in message.rows}
         with self._waiters_lock:
             for uid in message.uids:
                 event = self._waiters.pop(uid, None)
                 if event is not None:
+                    if uid in rows:
+                        self._shipped[uid] = rows[uid]
                     event.set()
+
+    def shipped(self, uid: str) -> Optional[_ResultRow]:
+        """The finished row that came with the notice for `uid`, if one did (once)."""
+        with self._waiters_lock:
+            return self._shipped.pop(uid, None)
 
     def waiter(self, uid: str) -> threading.Event:
         """An event set when the task finishes; the manager is asked to say so."""
@@ -9382,6 +9431,7 @@ class _PoolHandle:
     def forget(self, uid: str) -> None:
         with self._waiters_lock:
             self._waiters.pop(uid, None)
+            self._shipped.pop(uid, None)
 
     def _tell_manager(self, message: Union[_Init, _Watch, _Stop]) -> None:
         data = pickle.dumps(message, _PICKLE_PROTOCOL)
@@ -10205,16 +10255,17 @@ class Result(Generic[_T]):
         if not self._unfinished():
             return True
         try:      # the manager looks once more when it hears of the wait (_Pool.watch)
-            return self._poll(timeout, pool.waiter(self.uuid), looked=True)
+            return self._poll(timeout, pool.waiter(self.uuid), looked=True, pool=pool)
         finally:
             pool.forget(self.uuid)
 
     def _poll(self, timeout: Optional[float], event: Optional[threading.Event] = None,
-              looked: bool = False) -> bool:
+              looked: bool = False, pool: Optional[_PoolHandle] = None) -> bool:
         """Wait until finished: on the event the pool in this process sets when the task
         is done (looking again every _WAITER_LOOK s: a restarted pool settles old tasks without
         events), or by reading the database, backing off, when another process runs it.
-        `looked`: the caller just found it unfinished."""
+        `looked`: the caller just found it unfinished. `pool`: the event's, which may have
+        sent the finished row with it (then nothing is read)."""
         end = None if timeout is None else time.monotonic() + timeout
         pauses = _pauses()
         while looked or self._unfinished():
@@ -10224,6 +10275,9 @@ class Result(Generic[_T]):
                 return False
             if event is not None:
                 event.wait(_WAITER_LOOK if left is None else min(left, _WAITER_LOOK))
+                row = pool.shipped(self.uuid) if pool is not None else None
+                if row is not None:
+                    self._row = row
             else:
                 time.sleep(next(pauses) if left is None else min(next(pauses), left))
         return True

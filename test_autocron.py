@@ -3502,6 +3502,29 @@ class TestDispatcher:
         assert pool.pool._batch.empty() and pool.pool._drained() is False
         assert pool.pool._batch.due(pool.now + 1.0) is False
 
+    def test_a_waited_for_call_ends_with_its_row_sent_to_the_caller(self, dispatcher):
+        # get() read the row again after the notice: a round trip to the server on
+        # PostgreSQL. There the commit that ends it reads the rows of the calls waited for,
+        # and the notice carries them (not a large value: the caller reads that itself).
+        pool = dispatcher(workers=2)
+        pool.store.remote = True                   # as PostgreSQL's: a read costs a round trip
+        small, large = store_calls(pool.store, autocron._Options(), autocron._Options())
+        pool.round()
+        runs = {m.id: m for w in pool.workers for m in w.runs() if type(m) is autocron._Run}
+        pool.pool._watched.update(run.uuid for run in runs.values())
+        for worker in pool.workers:
+            (task,) = [t.id for t in worker.queue]
+            value = pickle.dumps(b"x" * (autocron._SHIP_MOST if task == large else 5))
+            worker.say(autocron._Started(task, 5.0),
+                       autocron._Done(autocron._Outcome(task, "ready", value, started=5.0,
+                                                        finished=6.0)))
+        pool.round()
+        heard = bytearray(os.read(pool.notice_end, 1 << 20))
+        (finished,) = [pickle.loads(m) for m in autocron._frames(heard)]
+        assert sorted(finished.uids) == sorted(run.uuid for run in runs.values())
+        assert finished.rows == [pool.store.result_row(runs[small].uuid)]
+        assert finished.rows[0].status == "ready" and finished.rows[0].attempts == 1
+
     def test_calls_that_found_no_place_this_round_are_claimed_the_next(self, dispatcher):
         pool = dispatcher(workers=1)
         calls = store_calls(pool.store, *[autocron._Options(asynchronous=True)] * 3)
@@ -6624,6 +6647,38 @@ def open_descriptors():
 
 class TestResults:
     """The store under load: descriptors, the write-ahead log, bounded reads, durability."""
+
+    def test_a_caller_woken_by_its_pool_reads_the_finished_row_no_more(self, database,
+                                                                      tmp_path, monkeypatch):
+        # PostgreSQL: its pool sends the row with the notice: get() reads once, to see that
+        # the call has not finished, and not again when woken (a round trip). A try whose
+        # task ended before the pool heard of the wait is read twice, rightly: three tries,
+        # one of which must read once. SQLite: the caller reads (the pool's read would
+        # cost more, on the dispatcher's path).
+        autocron.start(database, workers=1)
+        expected = 1 if autocron._state.store.remote else 2
+        store_class = type(autocron._state.store)
+        original = store_class.result_row
+        reads = []
+        monkeypatch.setattr(store_class, "result_row",
+                            lambda store, uid: reads.append(uid) or original(store, uid))
+        monkeypatch.setattr(autocron, "_WAITER_LOOK", 60.0)    # no look of its own meanwhile
+        counts = []
+        for attempt in range(3):
+            name = f"task{attempt}"
+            result = block(str(tmp_path), name)
+            pid = read_pid(tmp_path / f"{name}.pid")
+            reads.clear()
+            opener = threading.Timer(0.3, (tmp_path / f"{name}.go").write_text, [""])
+            opener.start()
+            try:
+                assert result.get(timeout=30) == pid
+            finally:
+                opener.join()
+            counts.append(reads.count(result.uuid))
+            if counts[-1] == expected:
+                break
+        assert counts[-1] == expected, counts
 
     def test_get_result_reads_the_database_it_is_given_and_says_which_when_nothing_is_found(
             self, tmp_path):
