@@ -5797,6 +5797,7 @@ class _PgClaims(_SharedCalls):
     _psycopg: Any                    # the psycopg module (_PgLink's)
     lease: Optional[int]
     machine: str                     # this machine's name (_PgLink's)
+    _limited_seen = float("-inf")    # when a claim last found a queue limited (monotonic)
 
     def claim(self, con: Any, now: float, pids: list[Any],
               queues: Optional[tuple[str, ...]] = None,
@@ -5807,18 +5808,25 @@ class _PgClaims(_SharedCalls):
         claims are decided one at a time (the limits are locked), counting every machine's
         held calls then."""
         kinds = kinds or _IDLE * len(pids)
-        claimed = self._claim_plain(con, now, pids, queues, kinds) if _plain_places(kinds) \
+        claimed = self._claim_plain(con, now, pids, queues, kinds) if self._unlimited(kinds) \
             else None
         if claimed is not None:
             return claimed
         return self._claim_sorted(con, now, pids, queues, self._allowed(con, now, None), kinds)
+
+    def _unlimited(self, kinds: str) -> bool:
+        """Whether a claim for places of `kinds` may try one statement (_claim_plain): they
+        take what comes, and no queue was found limited in the last _SETTINGS_LOOK s (a
+        try that finds one costs a round trip for nothing)."""
+        return _plain_places(kinds) and \
+            time.monotonic() >= self._limited_seen + _SETTINGS_LOOK
 
     def claim_alone(self, now: float, pids: list[Any], queues: Optional[tuple[str, ...]],
                     kinds: str) -> Optional[list[Any]]:
         """claim() as one statement that commits by itself (a round trip, where a transaction
         costs three), if no queue is limited and every place takes what comes (else None,
         and nothing taken)."""
-        if not _plain_places(kinds or _IDLE * len(pids)):
+        if not self._unlimited(kinds or _IDLE * len(pids)):
             return None
         try:
             return self._claim_plain(self._connection(), now, pids, queues,
@@ -5861,6 +5869,7 @@ class _PgClaims(_SharedCalls):
                 len(pids), list(pids), list(kinds), self.machine, self.lease)).fetchall()
         seen = next(row for row in rows if row[1] is None)
         if seen[10]:
+            self._limited_seen = time.monotonic()
             return None
         rows = [row for row in rows if row[1] is not None]
         self.drained = seen[6] < len(pids) and len(rows) == seen[6]

@@ -2916,10 +2916,13 @@ class TestPostgresStore:
         assert query(pg_url(pg), "SELECT status FROM tasks ORDER BY id") == [
             ("queued",), ("waiting",)]               # nothing taken
         store.set_limit("default", {"concurrency": None})
+        # not tried again for a moment: with limits, each try would cost a round trip
+        assert store.claim_alone(store.now(), [8], None, "") is None
         assert store.claim_alone(store.now(), [8], None, autocron._ROOM) is None
         with store.transaction() as con:
             (task,) = store.claim(con, store.now(), [8])
         assert task.uuid == second
+        store._limited_seen -= autocron._SETTINGS_LOOK                 # a moment later
         assert store.claim_alone(store.now(), [9], None, "") == [] and store.drained
         sqlite = autocron._SqliteStore(tmp_path / "a.db")      # its transactions are local
         sqlite.add_task("f", "()", b"", 0.0)
