@@ -5975,10 +5975,14 @@ class _PgStore(_PgLink, _PgMachines, _PgClaims):
         return [f"{token}-{task_id}" for task_id in ids]
 
     def _new_ids(self, con: Any, count: int) -> list[int]:
-        """Row ids for `count` new tasks, from the sequence."""
-        return [int(row[0]) for row in con.execute(
-            "SELECT nextval(pg_get_serial_sequence('tasks', 'id')) FROM "
-            "generate_series(1, %s) ORDER BY 1", (count,))] if count else []
+        """Row ids for `count` new tasks, from the sequence, in one array (a row each cost
+        map() a microsecond a call)."""
+        if not count:
+            return []
+        ids: list[int] = con.execute(
+            "SELECT array_agg(n ORDER BY n) FROM (SELECT nextval(pg_get_serial_sequence("
+            "'tasks', 'id')) AS n FROM generate_series(1, %s)) AS s", (count,)).fetchone()[0]
+        return ids
 
     def identity(self) -> tuple[Any, ...]:
         """What tells this database and schema from another, whatever URL spells it: the
