@@ -10278,7 +10278,8 @@ class Result(Generic[_T]):
         is done (looking again every _WAITER_LOOK s: a restarted pool settles old tasks without
         events), or by reading the database, backing off, when another process runs it.
         `looked`: the caller just found it unfinished. `pool`: the event's, which may have
-        sent the finished row with it (then nothing is read)."""
+        sent the finished row with it (then nothing is read); an event set for an attempt
+        that runs again gives way to a new one (else the wait would read in a loop)."""
         end = None if timeout is None else time.monotonic() + timeout
         pauses = _pauses()
         while looked or self._unfinished():
@@ -10287,6 +10288,8 @@ class Result(Generic[_T]):
             if left is not None and left <= 0:
                 return False
             if event is not None:
+                if event.is_set() and pool is not None:   # told, and not finished: an
+                    event = pool.waiter(self.uuid)          # attempt that runs again
                 event.wait(_WAITER_LOOK if left is None else min(left, _WAITER_LOOK))
                 row = pool.shipped(self.uuid) if pool is not None else None
                 if row is not None:

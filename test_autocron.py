@@ -6651,6 +6651,21 @@ def open_descriptors():
 class TestResults:
     """The store under load: descriptors, the write-ahead log, bounded reads, durability."""
 
+    def test_a_caller_waiting_through_a_retry_does_not_spin_on_the_database(self, database,
+                                                                          tmp_path,
+                                                                          monkeypatch):
+        # The pool's notice for the failed first attempt set the caller's event for good:
+        # it read the row in a loop until the retry ended (167,401 reads in 2.6 s).
+        autocron.start(database, workers=1)
+        store_class = type(autocron._state.store)
+        original = store_class.result_row
+        reads = []
+        monkeypatch.setattr(store_class, "result_row",
+                            lambda store, uid: reads.append(uid) or original(store, uid))
+        flaky = autocron.delay(retries=1, retry_delay=1.0)(fails_once)
+        assert flaky(str(tmp_path / "count")).get(timeout=30) == "done"
+        assert len(reads) < 40, len(reads)       # a look every 0.25 s, and one a notice
+
     def test_a_caller_woken_by_its_pool_reads_the_finished_row_no_more(self, database,
                                                                       tmp_path, monkeypatch):
         # PostgreSQL: its pool sends the row with the notice: get() reads once, to see that
