@@ -8779,15 +8779,15 @@ class _PoolWrites(_PoolState):
         return claimed
 
     def _shippable(self, outcomes: list[Any]) -> list[Any]:
-        """The ids of final outcomes that a caller in the owner waits for, small enough to
-        go to it with the notice (_Finished.rows), if its read costs a round trip (SQLite:
-        the pool's read, on the dispatcher's path, cost more than the caller's own)."""
+        """The ids of outcomes that a caller in the owner waits for, small enough to go to
+        it with the notice (_Finished.rows), if its read costs a round trip (SQLite: the
+        pool's read, on the dispatcher's path, cost more than the caller's own). Of these,
+        finished_rows() reads the finished ones: an attempt that runs again is not."""
         if not self.store.remote:
             return []
         with self._notices_lock:
             return [r.outcome.id for r in outcomes if r.uid in self._watched and
-                    r.outcome.retry_at is None and len(r.outcome.value or b"") +
-                    len(r.outcome.output) <= _SHIP_MOST]
+                    len(r.outcome.value or b"") + len(r.outcome.output) <= _SHIP_MOST]
 
     def _requeue_or_settle(self, con: Any, ids: list[Any], now: float) -> None:
         """Put back tasks that no worker runs, in the caller's transaction. One whose start
@@ -10084,11 +10084,9 @@ _said = threading.local()      # what a thread has said in the log already (once
 
 
 class Result(Generic[_T]):
-    """The handle of one delayed call: poll it, block on it or await it.
-
-    `waiting` reads the database; `get(timeout)` blocks and returns the value or raises
-    `TaskError`; `await result` does the same without blocking an event loop.
-    """
+    """The handle of one delayed call: poll it, block on it or await it. `waiting` reads the
+    database; `get(timeout)` blocks and returns the value or raises `TaskError`; `await
+    result` does the same without blocking an event loop."""
 
     __slots__ = ("uuid", "_store", "_row", "_transaction")
 
@@ -10277,19 +10275,25 @@ class Result(Generic[_T]):
         """Wait until finished: on the event the pool in this process sets when the task
         is done (looking again every _WAITER_LOOK s: a restarted pool settles old tasks without
         events), or by reading the database, backing off, when another process runs it.
-        `looked`: the caller just found it unfinished. `pool`: the event's, which may have
-        sent the finished row with it (then nothing is read); an event set for an attempt
-        that runs again gives way to a new one (else the wait would read in a loop)."""
+        `looked`: the caller just found it unfinished. `pool`: the event's; its notice may
+        bring the finished row (_Finished.rows). A set event stays set: then a new watch (an
+        attempt that runs again) or, once its pool stops, reads backing off."""
         end = None if timeout is None else time.monotonic() + timeout
         pauses = _pauses()
         while looked or self._unfinished():
+            if event is not None and event.is_set() and pool is not None:
+                row = pool.shipped(self.uuid)      # told before this look: the row came
+                self._row = row or self._row       # with the notice, or is read now
+                if row is not None or looked:
+                    looked = False
+                    continue
+                event = pool.waiter(self.uuid)     # told, and not finished
+                event = None if event.is_set() else event
             looked = False
             left = None if end is None else end - time.monotonic()
             if left is not None and left <= 0:
                 return False
             if event is not None:
-                if event.is_set() and pool is not None:   # told, and not finished: an
-                    event = pool.waiter(self.uuid)          # attempt that runs again
                 event.wait(_WAITER_LOOK if left is None else min(left, _WAITER_LOOK))
                 row = pool.shipped(self.uuid) if pool is not None else None
                 if row is not None:
