@@ -8752,10 +8752,10 @@ class _PoolWrites(_PoolState):
                     if sweep and self._pg_listener is not None:
                         self._pg_listener.sweep = False
                         self.store.sweep_dependents(con, now)
-                    rows = self.store.finished_rows(con, watched) if watched else lambda: []
+                    rows = self.store.finished_rows(con, watched) if watched else None
                     claimed = self.store.claim(con, now, pids, self._init.queues,
                                                self._held(), kinds) if pids else []
-                    shipped = rows()
+                shipped = rows() if rows is not None else []   # answered by now, commit too
         except Exception as error:
             self._batch.restore(batch)
             if _weather(error) or not outcomes or not self._store_one_by_one():
