@@ -3721,8 +3721,7 @@ class _SharedSql(_SharedReads):
         cursors = [self._run(con, f"SELECT {_RESULT_COLUMNS} FROM tasks WHERE id IN "
                                   f"({', '.join('?' * len(part))}) AND status IN ('ready', "
                                   "'error', 'cancelled')", part)
-                   for part in (ids[start:start + _CHUNK] for start in range(0, len(ids),
-                                                                               _CHUNK))]
+                   for part in _chunks(ids, _CHUNK)]
         return lambda: [_ResultRow(*row) for cursor in cursors for row in cursor.fetchall()]
 
     def fold_counts(self, con: Any) -> None:
@@ -5826,11 +5825,11 @@ class _PgClaims(_SharedCalls):
         """claim() as one statement that commits by itself (a round trip, where a transaction
         costs three), if no queue is limited and every place takes what comes (else None,
         and nothing taken)."""
-        if not self._unlimited(kinds or _IDLE * len(pids)):
+        kinds = kinds or _IDLE * len(pids)
+        if not self._unlimited(kinds):
             return None
         try:
-            return self._claim_plain(self._connection(), now, pids, queues,
-                                     kinds or _IDLE * len(pids))
+            return self._claim_plain(self._connection(), now, pids, queues, kinds)
         except self._psycopg.Error as error:
             raise self._error(error) from None
 
@@ -6655,7 +6654,7 @@ class _Finished(NamedTuple):
     """Manager to owner: these watched tasks have finished; `rows`: [_ResultRow] of some,
     read in the commit that finished them (their callers need not read them again)."""
     uids: list[Any]
-    rows: list[Any] = []
+    rows: tuple[Any, ...] = ()
 
 
 class _LogLine(NamedTuple):
@@ -8845,7 +8844,7 @@ class _PoolWrites(_PoolState):
             if worker is not None and reported.number > worker.acknowledged:
                 worker.acknowledged = reported.number
         if outcomes and self._watched:
-            self._tell_done([reported.uid for reported in outcomes], rows or [])
+            self._tell_done([reported.uid for reported in outcomes], rows)
 
     def _tell_acknowledged(self) -> None:
         """A worker that gets no task soon, or holds many outcomes, is told on its own."""
@@ -9040,7 +9039,7 @@ class _Pool(_PoolWrites, _PoolPlaces, _PoolCrew, _PoolDeadlines, _PoolLease,
             done = [uid for uid in uids if uid in self._watched]
             self._watched.difference_update(done)
         if done:
-            self.tell_owner(_Finished(done, [row for row in rows or () if row.uuid in done]))
+            self.tell_owner(_Finished(done, tuple(r for r in rows or () if r.uuid in done)))
 
     def orphaned(self) -> None:
         """From the control thread: the owner ended, however it ended. The dispatcher
