@@ -2762,6 +2762,14 @@ class _Store(_StoreViews, Protocol):
         """claim() committed by itself, if it can be one statement; None: claim() in a
         transaction (a queue is limited, or SQLite, whose transactions cost no round trip)."""
         ...
+    def claim_later(self, con: Any, now: float, pids: list[Any],
+                    queues: Optional[tuple[str, ...]],
+                    kinds: str) -> Optional[Callable[[], Optional[list[Any]]]]:
+        """claim() as one statement of the caller's transaction whose rows are read when the
+        function returned is called, once it committed (its answer comes with the commit's);
+        None: claim() (as for claim_alone). The function's None: a queue is limited, and
+        nothing was taken."""
+        ...
     drained: bool         # the last claim placed every due call it saw: none is left
     async_left: bool      # it saw an async call it found no place for
     def limits(self) -> dict[str, _Limit]:
@@ -3668,6 +3676,13 @@ class _SharedSql(_SharedReads):
         if rows:
             con.executemany(sql, rows)
 
+    def _later(self, cursors: list[Any]) -> Callable[[], list[Any]]:
+        """The rows of these statements' cursors, read when the function returned is
+        called (PostgreSQL: in its pipeline, with the answer to a later statement, at no
+        round trip of their own); here read now, before a later statement changes them."""
+        rows = [row for cursor in cursors for row in cursor.fetchall()]
+        return lambda: rows
+
     def _new_id(self, cursor: Any) -> int:
         """The id of the row an INSERT (ending in _NEW_ID) made."""
         return int(cursor.lastrowid)
@@ -3698,31 +3713,27 @@ class _SharedSql(_SharedReads):
 
     # -- the metrics (GET /metrics): added to in the transaction that writes the ends
 
-    def _endings(self, con: Any, ids: list[Any]) -> list[_Ending]:
+    def _endings(self, con: Any, ids: list[Any]) -> Callable[[], list[Any]]:
         """[_Ending] of the calls among `ids` whose attempts the pool may end now: held, and
-        (PostgreSQL) under its lease; their rows locked until the transaction ends."""
-        rows = []
-        for start in range(0, len(ids), _CHUNK):
-            part = ids[start:start + _CHUNK]
-            rows += self._run(con, "SELECT id, name, coalesce(queue, "
-                                   f"'{_DEFAULT_QUEUE}'), due, status, started FROM tasks "
-                                   f"WHERE id IN ({', '.join('?' * len(part))}) AND "
-                                   f"{_HELD}{self._FENCE} "
-                                   f"ORDER BY id{self._LOCK}", part + list(self._fence())
-                              ).fetchall()
-        return [_Ending._make(row) for row in rows]
+        (PostgreSQL) under its lease; their rows locked until the transaction ends. Read as
+        they are now, returned later (_later)."""
+        rows = self._later([
+            self._run(con, f"SELECT id, name, coalesce(queue, '{_DEFAULT_QUEUE}'), due, "
+                           f"status, started FROM tasks WHERE id IN "
+                           f"({', '.join('?' * len(part))}) AND {_HELD}{self._FENCE} ORDER BY "
+                           f"id{self._LOCK}", part + list(self._fence()))
+            for part in _chunks(ids, _CHUNK)])
+        return lambda: [_Ending._make(row) for row in rows()]
 
     def finished_rows(self, con: Any, ids: list[Any]) -> Callable[[], list[Any]]:
         """[_ResultRow] of the finished tasks among `ids`, as result_row() reads them, in the
-        caller's transaction (the pool's, which finished them: their callers need not read).
-        The statement goes now; its rows are read when the function returned is called: in
-        PostgreSQL's pipeline, with the answer to a later statement, at no round trip of
-        its own."""
-        cursors = [self._run(con, f"SELECT {_RESULT_COLUMNS} FROM tasks WHERE id IN "
-                                  f"({', '.join('?' * len(part))}) AND status IN ('ready', "
-                                  "'error', 'cancelled')", part)
-                   for part in _chunks(ids, _CHUNK)]
-        return lambda: [_ResultRow(*row) for cursor in cursors for row in cursor.fetchall()]
+        caller's transaction (the pool's, which finished them: their callers need not read),
+        returned later (_later)."""
+        rows = self._later([
+            self._run(con, f"SELECT {_RESULT_COLUMNS} FROM tasks WHERE id IN "
+                           f"({', '.join('?' * len(part))}) AND status IN ('ready', 'error', "
+                           "'cancelled')", part) for part in _chunks(ids, _CHUNK)])
+        return lambda: [_ResultRow(*row) for row in rows()]
 
     def fold_counts(self, con: Any) -> None:
         """Fold the metrics' rows of the writers that are done (_DONE_WRITERS), 10,000 at
@@ -3852,26 +3863,32 @@ class _SharedEnds(_SharedSql):
     see _SharedSql): withdrawals and the pool's round, each counting its ends in the
     metrics, and the release of the calls that depend on what ended."""
 
+    def _depended_on(self, con: Any, ended: list[Any]) -> Callable[[], list[Any]]:
+        """[_Dependency] of the ended calls among `ended` (row ids) that others wait on,
+        returned later (_later)."""
+        rows = self._later([
+            self._run(con, f"SELECT id, token, status, name, error FROM tasks WHERE id IN "
+                           f"({', '.join('?' * len(part))}) AND finished IS NOT NULL AND "
+                           "EXISTS (SELECT 1 FROM deps WHERE dep_id = tasks.id AND done = 0)",
+                      part) for part in _chunks(ended, _CHUNK)])
+        return lambda: [_Dependency._make(row) for row in rows()]
+
     def _release(self, con: Any, ended: list[Any], now: float,
-                 counts: Optional[dict[tuple[str, ...], list[Any]]] = None) -> None:
+                 counts: Optional[dict[tuple[str, ...], list[Any]]] = None,
+                 found: Optional[Callable[[], list[Any]]] = None) -> None:
         """Count the ends of these calls (row ids) for the calls that depend on them, in the
         caller's transaction: a call whose last dependency ended is due ('waiting'); one
         whose dependency failed or was cancelled ends with DependencyFailed at once, and so
         do the calls that depend on it in turn. Their ends are added to `counts` (the
-        metrics), else counted here."""
+        metrics), else counted here. `found`: _depended_on(`ended`), asked already."""
         own = counts is None
         counts = {} if counts is None else counts
         released = False
-        while ended:
-            rows = []
-            for start in range(0, len(ended), _CHUNK):
-                part = ended[start:start + _CHUNK]
-                rows += self._run(con, "SELECT id, token, status, name, error FROM tasks WHERE "
-                                       f"id IN ({', '.join('?' * len(part))}) AND finished IS "
-                                       "NOT NULL AND EXISTS (SELECT 1 FROM deps WHERE dep_id = "
-                                       "tasks.id AND done = 0)", part).fetchall()
+        if found is None and ended:
+            found = self._depended_on(con, ended)
+        while found is not None:
             ended = []
-            for dep in map(_Dependency._make, rows):
+            for dep in found():
                 waiting = "SELECT task_id FROM deps WHERE dep_id = ? AND done = 0"
                 if dep.status == "ready":
                     self._run(con, "UPDATE tasks SET waits = waits - 1, status = CASE WHEN "
@@ -3893,6 +3910,7 @@ class _SharedEnds(_SharedSql):
                               (now, json.dumps(failed), dep.id))
                 self._run(con, "UPDATE deps SET done = 1 WHERE dep_id = ? AND done = 0",
                           (dep.id,))
+            found = self._depended_on(con, ended) if ended else None
         if released:
             self._notify(con, 0)
         if own:
@@ -3938,7 +3956,8 @@ class _SharedEnds(_SharedSql):
         due times."""
         final, again = [], []
         counts: dict[tuple[str, ...], list[Any]] = {}
-        _metric_deltas(outcomes, self._endings(con, sorted(o.id for o in outcomes)), counts)
+        # the reads' answers come with the last one's (PostgreSQL: one round trip)
+        endings = self._endings(con, sorted(o.id for o in outcomes))
         # in the order of their ids, as a call stored to depend on some locks them
         for outcome in sorted(outcomes, key=lambda o: o.id):
             self._check_size(outcome.value, "the task's value")
@@ -3969,9 +3988,11 @@ class _SharedEnds(_SharedSql):
                             f"'running'){self._FENCE}", final)
         self._run_many(con, f"UPDATE crons SET paused = {_RETIRED} WHERE name = ?",
                        [(o.cron,) for o in outcomes if o.retire and o.cron])
-        if final:
-            self._release(con, [o.id for o in outcomes if o.retry_at is None],
-                          max(o.finished for o in outcomes), counts)
+        ended = [o.id for o in outcomes if o.retry_at is None]
+        found = self._depended_on(con, ended) if final else None
+        _metric_deltas(outcomes, endings(), counts)
+        if found is not None:
+            self._release(con, ended, max(o.finished for o in outcomes), counts, found)
         self._count(con, counts)
         return self._current_runs(con, [(o.cron, o.id, o.finished) for o in outcomes
                                         if o.cron and o.retry_at is None])
@@ -5026,6 +5047,11 @@ class _SqliteStore(_SqliteFile, _SqlitePool, _SharedCalls):
         """None: a claim here is a transaction of its own (it costs no round trip)."""
         return None
 
+    def claim_later(self, con: sqlite3.Connection, now: float, pids: list[Any],
+                    queues: Optional[tuple[str, ...]], kinds: str) -> None:
+        """None: claim(), whose answer costs no round trip here."""
+        return None
+
     def claim(self, con: sqlite3.Connection, now: float, pids: list[Any],
               queues: Optional[tuple[str, ...]] = None,
               busy: Optional[dict[str, tuple[int, int]]] = None,
@@ -5313,10 +5339,11 @@ class _PgListener:
             self._con.close()
 
 
-class _PgLink:
-    """The doorway to one autocron schema on a PostgreSQL server: connections (one per
-    thread and process), transactions in pipeline mode, errors turned into DatabaseError,
-    the schema, and the ? placeholders of the shared SQL turned into psycopg's %s."""
+class _PgSql:
+    """The shared SQL's statements on psycopg: its ? placeholders turned into %s, answers
+    read later in a pipeline, ids and counts read back, notices in the transaction."""
+
+    _channel: str                    # the schema's LISTEN channel (_PgLink's)
 
     def _run(self, con: Any, sql: str, params: Any = ()) -> Any:
         return con.execute(sql.replace("?", "%s"), params)
@@ -5325,6 +5352,9 @@ class _PgLink:
         if rows:
             with con.cursor() as cursor:
                 cursor.executemany(sql.replace("?", "%s"), rows)
+
+    def _later(self, cursors: list[Any]) -> Callable[[], list[Any]]:
+        return lambda: [row for cursor in cursors for row in cursor.fetchall()]
 
     def _new_id(self, cursor: Any) -> int:
         return int(cursor.fetchone()[0])
@@ -5340,6 +5370,12 @@ class _PgLink:
         """Counted by a read: a pipeline has no row count yet."""
         return int(self._run(con, f"WITH gone AS ({sql} RETURNING 1) SELECT count(*) "
                              "FROM gone", params).fetchone()[0])
+
+
+class _PgLink(_PgSql):
+    """The doorway to one autocron schema on a PostgreSQL server: connections (one per
+    thread and process), transactions in pipeline mode, errors turned into DatabaseError,
+    the schema (its statements: _PgSql)."""
 
     def __init__(self, url: str, existing: bool = False, write: Optional[bool] = None,
                  snapshot: bool = False):
@@ -5471,15 +5507,31 @@ class _PgLink:
         """A write transaction, in pipeline mode (libpq 14 and newer) if `piped` (a COPY
         cannot run in it): statements go out without waiting for their answers until one is
         read, so a round of the pool that writes outcomes and reads nothing costs one round
-        trip to the server, not one a statement."""
+        trip to the server, not one a statement. Its BEGIN and COMMIT are statements of the
+        pipeline: psycopg's transaction() in a pipeline syncs when it starts and when it
+        ends, three round trips more. One in another is psycopg's (a savepoint)."""
         con = self._connection()
-        pipeline = con.pipeline() if piped and self._psycopg.Pipeline.is_supported() else \
-            contextlib.nullcontext()
+        if not (piped and self._psycopg.Pipeline.is_supported()) or \
+                con.info.transaction_status != self._psycopg.pq.TransactionStatus.IDLE:
+            try:
+                with con.transaction():
+                    yield con
+            except self._psycopg.Error as error:
+                raise self._error(error) from None
+            return
+        committed = False
         try:
-            with pipeline, con.transaction():
+            with con.pipeline():
+                con.execute("BEGIN")
                 yield con
+                con.execute("COMMIT")
+            committed = True
         except self._psycopg.Error as error:
             raise self._error(error) from None
+        finally:
+            if not committed and not con.closed:
+                with contextlib.suppress(self._psycopg.Error):    # gone: _link drops it
+                    con.execute("ROLLBACK")
 
     def read(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
         """Rows of one statement; ? placeholders (_SharedSql's) become psycopg's %s."""
@@ -5807,8 +5859,8 @@ class _PgClaims(_SharedCalls):
         claims are decided one at a time (the limits are locked), counting every machine's
         held calls then."""
         kinds = kinds or _IDLE * len(pids)
-        claimed = self._claim_plain(con, now, pids, queues, kinds) if self._unlimited(kinds) \
-            else None
+        claimed = self._claim_plain(con, now, pids, queues, kinds)() \
+            if self._unlimited(kinds) else None
         if claimed is not None:
             return claimed
         return self._claim_sorted(con, now, pids, queues, self._allowed(con, now, None), kinds)
@@ -5829,21 +5881,30 @@ class _PgClaims(_SharedCalls):
         if not self._unlimited(kinds):
             return None
         try:
-            return self._claim_plain(self._connection(), now, pids, queues, kinds)
+            return self._claim_plain(self._connection(), now, pids, queues, kinds)()
         except self._psycopg.Error as error:
             raise self._error(error) from None
 
+    def claim_later(self, con: Any, now: float, pids: list[Any],
+                    queues: Optional[tuple[str, ...]],
+                    kinds: str) -> Optional[Callable[[], Optional[list[Any]]]]:
+        kinds = kinds or _IDLE * len(pids)
+        return self._claim_plain(con, now, pids, queues, kinds) if self._unlimited(kinds) \
+            else None
+
     def _claim_plain(self, con: Any, now: float, pids: list[Any],
-                     queues: Optional[tuple[str, ...]], kinds: str) -> Optional[list[Any]]:
-        """claim() in one statement, if no queue is limited (else None, and nothing taken):
+                     queues: Optional[tuple[str, ...]],
+                     kinds: str) -> Callable[[], Optional[list[Any]]]:
+        """claim() in one statement, sent now and read when the function returned is called:
         the k-th most urgent call goes to the k-th place, if that takes its kind (an async
-        call only an idle worker: _plain_places)."""
+        call only an idle worker: _plain_places); None if a queue is limited (nothing
+        taken)."""
         # Only under a lease that is valid at the server now (held in key-share mode, so
         # that no other machine settles it until this commits): a machine resumed after its
         # lease ran out claims nothing, and takes a new lease (see _Pool._keep_lease).
         # A last row counts what was seen, and whether a queue is limited (then the limits
         # decide, locked: _claim_sorted).
-        rows = con.execute(
+        cursor = con.execute(
             "WITH valid AS (SELECT lease FROM machines WHERE lease = %s AND heartbeat >= "
             f"{_PG_NOW} - %s FOR KEY SHARE), "
             "unlimited AS (SELECT NOT EXISTS (SELECT 1 FROM limits) AS yes), "
@@ -5865,13 +5926,17 @@ class _PgClaims(_SharedCalls):
             "false) FROM picked WHERE id NOT IN (SELECT id FROM moved)), NULL, (SELECT NOT yes "
             "FROM unlimited)::integer", (
                 self.lease, _lease_ttl, now, queues and list(queues), queues and list(queues),
-                len(pids), list(pids), list(kinds), self.machine, self.lease)).fetchall()
+                len(pids), list(pids), list(kinds), self.machine, self.lease))
+        return lambda: self._claimed_plain(cursor.fetchall(), len(pids))
+
+    def _claimed_plain(self, rows: list[Any], places: int) -> Optional[list[Any]]:
+        """What _claim_plain's statement answered: [_Claimed], or None."""
         seen = next(row for row in rows if row[1] is None)
         if seen[10]:
             self._limited_seen = time.monotonic()
             return None
         rows = [row for row in rows if row[1] is not None]
-        self.drained = seen[6] < len(pids) and len(rows) == seen[6]
+        self.drained = seen[6] < places and len(rows) == seen[6]
         self.async_left = bool(seen[8])
         return [_Claimed(*row[1:]) for row in sorted(rows)]
 
@@ -8752,9 +8817,14 @@ class _PoolWrites(_PoolState):
                         self._pg_listener.sweep = False
                         self.store.sweep_dependents(con, now)
                     rows = self.store.finished_rows(con, watched) if watched else None
+                    # read once committed, where it can be: its answer comes with COMMIT's
+                    later = self.store.claim_later(con, now, pids, self._init.queues, kinds) \
+                        if pids else None
                     claimed = self.store.claim(con, now, pids, self._init.queues,
-                                               self._held(), kinds) if pids else []
+                                               self._held(), kinds) if pids and not later \
+                        else []
                 shipped = rows() if rows is not None else []   # answered by now, commit too
+                claimed = later() if later is not None else claimed
         except Exception as error:
             self._batch.restore(batch)
             if _weather(error) or not outcomes or not self._store_one_by_one():
@@ -8775,6 +8845,10 @@ class _PoolWrites(_PoolState):
         else:
             self._available()
         self._acknowledge(outcomes, shipped)
+        if claimed is None:              # a queue is limited: nothing was taken
+            with self.store.transaction() as con:
+                claimed = self.store.claim(con, now, pids, self._init.queues, self._held(),
+                                           kinds)
         return claimed
 
     def _shippable(self, outcomes: list[Any]) -> list[Any]:

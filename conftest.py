@@ -127,6 +127,9 @@ class TcpProxy:
       the open ones (their bytes wait in the kernel's buffers); pass_through() or delay() delivers
       everything that waited, as a healed network would.
 
+    `turns` counts the round trips clients made: the times a client sent after its server had
+    last spoken (or first), on any connection.
+
     One thread accepts, one thread serves each connection (both of its sockets, with a
     selector); close() ends every socket and thread it started.
     """
@@ -139,6 +142,7 @@ class TcpProxy:
         self._lock = threading.Lock()
         self._closed = False
         self.served = 0                     # connections accepted, for the failure message
+        self.turns = 0                      # round trips (see above)
         self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._listener.bind(("127.0.0.1", 0))
@@ -240,6 +244,11 @@ class TcpProxy:
                         return
                     if not data:
                         return               # one side closed: close the other too
+                    asking = key.fileobj is link.client
+                    if asking and not link.asking:
+                        with self._lock:
+                            self.turns += 1
+                    link.asking = asking
                     if self.latency:
                         time.sleep(self.latency)
                     try:
@@ -249,10 +258,11 @@ class TcpProxy:
 
 
 class _Link:
-    __slots__ = ("client", "upstream", "dropped")
+    __slots__ = ("client", "upstream", "dropped", "asking")
 
     def __init__(self, client):
         self.client, self.upstream, self.dropped = client, None, False
+        self.asking = False                 # the client spoke last
 
 
 Fault = collections.namedtuple("Fault", "weight inject hold resource", defaults=((0, 0), None))

@@ -2913,8 +2913,14 @@ class TestPostgresStore:
         second = store.add_task("f", "()", b"", 0.0)
         store.set_limit("default", {"concurrency": 5})
         assert store.claim_alone(store.now(), [8], None, "") is None
+        store._limited_seen -= autocron._SETTINGS_LOOK
+        with store.transaction() as con:             # the same in the pool's transaction
+            claim = store.claim_later(con, store.now(), [8], None, "")
+        assert claim is not None and claim() is None
         assert query(pg_url(pg), "SELECT status FROM tasks ORDER BY id") == [
             ("queued",), ("waiting",)]               # nothing taken
+        with store.transaction() as con:
+            assert store.claim_later(con, store.now(), [8], None, "") is None
         store.set_limit("default", {"concurrency": None})
         # not tried again for a moment: with limits, each try would cost a round trip
         assert store.claim_alone(store.now(), [8], None, "") is None
@@ -2927,6 +2933,71 @@ class TestPostgresStore:
         sqlite = autocron._SqliteStore(tmp_path / "a.db")      # its transactions are local
         sqlite.add_task("f", "()", b"", 0.0)
         assert sqlite.claim_alone(sqlite.now(), [1], None, "") is None
+
+    def test_a_round_that_ends_a_call_and_claims_the_next_costs_two_round_trips(self, pg,
+                                                                              tcp_proxy):
+        # The pool's round on an idle machine: the outcome written (its call's row read for
+        # the metrics, the calls that wait on it read), the finished row read for its caller,
+        # the next call claimed, all committed. The answers to reads come with a later
+        # statement's; counted at a TCP proxy in front of the server.
+        autocron._open_store(pg_url(pg)).close()              # the schema, made directly
+        proxy = tcp_proxy((pg.host, pg.port))
+        store = autocron._open_store(pg_url(pg, port=proxy.port))
+        store.add_task("f", "()", b"", 0.0)
+        second = store.add_task("f", "()", b"", 0.0)
+        with store.transaction() as con:
+            store.take_lease(con, os.getpid())
+        (task,) = store.claim_alone(store.now(), [7], None, "")
+        assert store.start_now(task.id, store.lease, store.now())
+        now, before = store.now(), proxy.turns
+        with store.transaction() as con:
+            autocron._write_outcomes(store, con, [autocron._Outcome(
+                task.id, "ready", value=b"v", started=now, finished=now)], now)
+            rows = store.finished_rows(con, [task.id])
+            claim = store.claim_later(con, now, [7], None, "")
+        assert proxy.turns - before == 2
+        assert [(row.status, row.value) for row in rows()] == [("ready", b"v")]
+        (claimed,) = claim()
+        assert claimed.uuid == second and proxy.turns - before == 2
+        assert query(pg_url(pg), "SELECT status FROM tasks ORDER BY id") == [
+            ("ready",), ("queued",)]
+        assert query(pg_url(pg), "SELECT kind, sum(n) FROM metrics GROUP BY kind "
+                                 "ORDER BY kind") == [("ended", 1), ("run", 1), ("wait", 1)]
+
+    def test_map_s_copy_stores_every_column_as_a_single_call_stores_it(self, pg):
+        # map()'s calls go in as COPY's text, written by autocron: every character class
+        # of text and every byte of a record, odd numbers and no value at all, read back
+        # as the one-call INSERT stores them
+        store = autocron._open_store(pg_url(pg))
+        args = ["", "plain", "tab\there", "new\nline", "cr\rhere", "back\\slash", "\\N",
+                "\\x00", "ünïcødé ☃ 𝄞", "quote ' \" end", "\\\t\n\r\\", "trailing\\"]
+        records = [bytes(range(256)), b"", b"\\", b"\t\n\r", b"\x00" * 3]
+        calls = [autocron._NewCall(text, records[i % len(records)])
+                 for i, text in enumerate(args)]
+        shipped = autocron._Shipped(None, "h\\a\tsh", b"payload")
+        for options, digest in [
+                (autocron._Options(), None),
+                (autocron._Options(retries=3, retry_delay=1e-7, backoff=1.1, timeout=1e300,
+                                   priority=-5, queue="q\\ ueue\u00e9", asynchronous=True),
+                 shipped),
+                (autocron._Options(retry_delay=float("inf"), timeout=123456789.0123,
+                                   priority=2 ** 31 - 1), None)]:
+            many = store.add_tasks("mod.f\\n", iter(calls), 1700000000.123456789, options,
+                                   digest)
+            one = [store.add_task("mod.f\\n", call.args, call.record, 1700000000.123456789,
+                                  options, digest) for call in calls]
+            columns = ("args, record, function, name, status, priority, queue, asynchronous, "
+                       "retries, retry_delay, backoff, timeout, due")
+            assert [store.read(f"SELECT {columns} FROM tasks WHERE id = ?",
+                               (int(uid.rsplit("-", 1)[1]),))
+                    for uid in many] == [store.read(f"SELECT {columns} FROM tasks WHERE id = ?",
+                                                    (int(uid.rsplit("-", 1)[1]),))
+                                         for uid in one]
+            stored = store.read("SELECT args, record FROM tasks WHERE id = ?",
+                                (int(many[0].rsplit("-", 1)[1]),))
+            assert stored == [("", bytes(range(256)))]
+        assert [row for row, in store.read("SELECT args FROM tasks ORDER BY id")][:len(args)] \
+            == args
 
     def test_the_schema_is_made_on_first_use_beside_the_applications_tables(self, pg):
         pg_run(pg, "CREATE TABLE IF NOT EXISTS public.app_users (name TEXT)")
