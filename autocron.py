@@ -4017,13 +4017,14 @@ class _SharedLimits(_SharedEnds):
     def next_due(self, busy: Optional[dict[str, tuple[int, int]]] = None) -> Optional[float]:
         """When the next waiting task or cron job is due, if any. A call of a queue whose
         limit holds it back is not due: its queue's rate window reopens then, or (its
-        concurrency) a call of the queue ends, which the pool hears of. Without limits, a
-        read (it needs no lock: a full disk does not stop it)."""
-        if not self.limits():
-            rows = self.read("SELECT (SELECT min(due) FROM tasks WHERE status = 'waiting'), "
-                             "(SELECT min(next_due) FROM crons WHERE running IS NULL AND "
-                             "paused = 0)")
-            times = [t for t in rows[0] if t is not None]
+        concurrency) a call of the queue ends, which the pool hears of. Without limits, one
+        read that also finds there are none (it needs no lock: a full disk does not stop
+        it)."""
+        rows = self.read("SELECT (SELECT min(due) FROM tasks WHERE status = 'waiting'), "
+                         "(SELECT min(next_due) FROM crons WHERE running IS NULL AND paused = "
+                         "0), EXISTS (SELECT 1 FROM limits)")
+        if not rows[0][2]:
+            times = [t for t in rows[0][:2] if t is not None]
             return min(times) if times else None
         with self.transaction() as con:
             allowed = self._allowed(con, self.now(), busy, lock=False)

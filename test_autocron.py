@@ -2963,6 +2963,10 @@ class TestPostgresStore:
             ("ready",), ("queued",)]
         assert query(pg_url(pg), "SELECT kind, sum(n) FROM metrics GROUP BY kind "
                                  "ORDER BY kind") == [("ended", 1), ("run", 1), ("wait", 1)]
+        # the pool, then idle, asks when the next call is due: one read finds that no
+        # queue is limited too
+        before = proxy.turns
+        assert store.next_due() is None and proxy.turns - before == 1
 
     def test_map_s_copy_stores_every_column_as_a_single_call_stores_it(self, pg):
         # map()'s calls go in as COPY's text, written by autocron: every character class
