@@ -110,6 +110,7 @@ __all__ = [
 
 import atexit
 import builtins
+import collections
 import contextlib
 import contextvars
 import datetime as _dt
@@ -219,6 +220,9 @@ _PR_SET_CHILD_SUBREAPER = 36    # prctl option (Linux 3.4+): orphans below come 
 _MANAGER_GRACE = 15.0           # stop(timeout) waits this much longer for the manager
 _WAITER_LOOK = 0.25             # a caller with an event looks at the database this often too
 _SHIP_MOST = 1 << 16            # a finished row goes to its waiting caller with the notice
+_AHEAD = 100                    # a wait's first read reads this many calls ahead (_ReadAhead)
+_AHEAD_KEPT = 10_000            # ... among the ids of the calls this process stored last
+_AHEAD_MOST = 4096              # ... of rows of at most this many bytes of value, output, error
                                 # (which then reads nothing) up to this size of value and output
 _CANCEL_WAIT = 10.0             # cancel() of a handed-over task waits this long for the pool
 _ACK_BATCH = 32                 # a busy worker is told about committed outcomes this often
@@ -2512,6 +2516,9 @@ def _error_info(error: BaseException) -> dict[Any, Any]:
 # The interface is the protocol _Store, just below: what the rest of the module asks of a
 # store, and so what the PostgreSQL store implements too.
 
+_Later = Callable[[], Optional[list[Any]]]      # claim_later's: the rows claimed, read later
+_RowsAhead = tuple[Optional[_ResultRow], list[_ResultRow]]    # result_row_ahead's
+
 
 class _StoreViews(Protocol):
     """What the admin tool, the dashboard and GET /metrics read of a store: the part of
@@ -2670,6 +2677,10 @@ class _Store(_StoreViews, Protocol):
     def result_row(self, uid: str) -> Optional[_ResultRow]:
         """One task as a Result reads it, or None."""
         ...
+    def result_row_ahead(self, uid: str, ahead: list[str]) -> _RowsAhead:
+        """result_row(uid), and in the same read the rows of the calls among `ahead` that
+        are finished, each with at most _AHEAD_MOST bytes of value, output and error."""
+        ...
     def finished_rows(self, con: Any, ids: list[Any]) -> Callable[[], list[Any]]:
         """[_ResultRow] of those of these tasks that are finished, in the transaction: asked
         now, read when the returned function is called."""
@@ -2763,12 +2774,9 @@ class _Store(_StoreViews, Protocol):
         transaction (a queue is limited, or SQLite, whose transactions cost no round trip)."""
         ...
     def claim_later(self, con: Any, now: float, pids: list[Any],
-                    queues: Optional[tuple[str, ...]],
-                    kinds: str) -> Optional[Callable[[], Optional[list[Any]]]]:
-        """claim() as one statement of the caller's transaction whose rows are read when the
-        function returned is called, once it committed (its answer comes with the commit's);
-        None: claim() (as for claim_alone). The function's None: a queue is limited, and
-        nothing was taken."""
+                    queues: Optional[tuple[str, ...]], kinds: str) -> Optional[_Later]:
+        """claim() in the caller's transaction, read once it committed (its answer comes with
+        COMMIT's); None: claim() (see claim_alone). Read as None: a limit; nothing taken."""
         ...
     drained: bool         # the last claim placed every due call it saw: none is left
     async_left: bool      # it saw an async call it found no place for
@@ -3724,6 +3732,16 @@ class _SharedSql(_SharedReads):
                            f"id{self._LOCK}", part + list(self._fence()))
             for part in _chunks(ids, _CHUNK)])
         return lambda: [_Ending._make(row) for row in rows()]
+
+    def result_row_ahead(self, uid: str, ahead: list[str]) -> _RowsAhead:
+        key = _row_key(uid)
+        ids = [key[0]] + [_row_key(other)[0] for other in ahead[:_AHEAD]]
+        rows = {row.uuid: row for row in (_ResultRow(*found) for found in self.read(
+            f"SELECT {_RESULT_COLUMNS} FROM tasks WHERE id IN ({', '.join('?' * len(ids))}) "
+            "AND (id = ? OR status IN ('ready', 'error', 'cancelled') AND coalesce(length("
+            "value), 0) + coalesce(length(output), 0) + coalesce(length(error), 0) <= ?)",
+            (*ids, key[0], _AHEAD_MOST)))}
+        return rows.pop(uid, None), [rows[other] for other in ahead if other in rows]
 
     def finished_rows(self, con: Any, ids: list[Any]) -> Callable[[], list[Any]]:
         """[_ResultRow] of the finished tasks among `ids`, as result_row() reads them, in the
@@ -5887,8 +5905,7 @@ class _PgClaims(_SharedCalls):
             raise self._error(error) from None
 
     def claim_later(self, con: Any, now: float, pids: list[Any],
-                    queues: Optional[tuple[str, ...]],
-                    kinds: str) -> Optional[Callable[[], Optional[list[Any]]]]:
+                    queues: Optional[tuple[str, ...]], kinds: str) -> Optional[_Later]:
         kinds = kinds or _IDLE * len(pids)
         return self._claim_plain(con, now, pids, queues, kinds) if self._unlimited(kinds) \
             else None
@@ -10157,6 +10174,75 @@ def _complete(value: Any) -> Any:
 _said = threading.local()      # what a thread has said in the log already (once is enough)
 
 
+class _ReadAhead:
+    """The ids of the calls this process stored lately on one database, in order, and rows
+    of finished calls among them read ahead: a caller that waits for many calls in turn
+    ([r.get() for r in results]) reads the next _AHEAD with each Result's first read, instead
+    of a read each (a round trip each on PostgreSQL)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._store: Optional[_Store] = None   # whose calls (another's forgets them all)
+        self._batches: collections.deque[list[str]] = collections.deque()   # stored since
+                                                # the last read, in order
+        self._batched = 0                       # ... how many ids they hold
+        self._ids: list[str] = []               # the last _AHEAD_KEPT to 2 * _AHEAD_KEPT
+        self._place: dict[str, int] = {}        # id -> its place in _ids + _dropped
+        self._dropped = 0
+        self._rows: dict[str, _ResultRow] = {}  # read ahead, not taken yet (the last
+                                                # 10 * _AHEAD)
+
+    def stored(self, store: _Store, uids: list[str]) -> None:
+        """Calls stored, in order: kept as they are (the Results' own ids) until a read."""
+        with self._lock:
+            if store is not self._store:
+                self._store, self._ids, self._place, self._dropped, self._rows = \
+                    store, [], {}, 0, {}
+                self._batches.clear()
+                self._batched = 0
+            self._batches.append(uids)
+            self._batched += len(uids)
+            while self._batched - len(self._batches[0]) >= _AHEAD_KEPT:   # newer ones enough
+                self._batched -= len(self._batches.popleft())
+
+    def _index(self) -> None:
+        """Place the ids of the calls stored since the last read (holding the lock)."""
+        for uids in self._batches:
+            for uid in uids[-_AHEAD_KEPT:]:
+                self._place[uid] = self._dropped + len(self._ids)
+                self._ids.append(uid)
+            if len(self._ids) > 2 * _AHEAD_KEPT:
+                cut = len(self._ids) - _AHEAD_KEPT
+                for uid in self._ids[:cut]:
+                    del self._place[uid]
+                self._ids, self._dropped = self._ids[cut:], self._dropped + cut
+        self._batches.clear()
+        self._batched = 0
+
+    def read(self, store: _Store, uid: str) -> Optional[_ResultRow]:
+        """The row of `uid` (result_row), with the finished rows of the calls stored after
+        it read ahead, if it is one of them; a row read ahead before is taken, unread."""
+        with self._lock:
+            self._index()
+            row = self._rows.pop(uid, None) if store is self._store else None
+            place = self._place.get(uid) if store is self._store else None
+            start = 0 if place is None else place - self._dropped + 1
+            ahead = [] if place is None else [other for other in self._ids[start:start + _AHEAD]
+                                              if other not in self._rows]
+        if row is not None or not ahead:
+            return row or store.result_row(uid)
+        row, rows = store.result_row_ahead(uid, ahead)
+        with self._lock:
+            self._rows.update((other.uuid, other) for other in rows)
+            extra = len(self._rows) - 10 * _AHEAD           # the oldest go
+            for other in list(itertools.islice(self._rows, max(0, extra))):
+                del self._rows[other]
+        return row
+
+
+_read_ahead = _ReadAhead()
+
+
 class Result(Generic[_T]):
     """The handle of one delayed call: poll it, block on it or await it. `waiting` reads the
     database; `get(timeout)` blocks and returns the value or raises `TaskError`; `await
@@ -10207,7 +10293,8 @@ class Result(Generic[_T]):
         row = self._row
         if row is not None and (row.status in _FINISHED or self._store is None):
             return row
-        fresh = None if self._store is None else self._store.result_row(self.uuid)
+        fresh = None if self._store is None else self._store.result_row(self.uuid) \
+            if row is not None else _read_ahead.read(self._store, self.uuid)   # a first read
         if fresh is None and self._transaction is not None:    # options(connection=...)
             if _in_transaction(self._transaction):
                 return row or _ResultRow(self.uuid, "?", "", "waiting", None, None, None,
@@ -10862,6 +10949,7 @@ def _stream_calls(func: Callable[..., Any], name: str, call: _Call, store: _Stor
                            shipped)
     if not store.wakes_pools:
         _wake_pool(store.wake_path, options.priority)
+    _read_ahead.stored(store, uids)
     return [Result(uid, store) for uid in uids]
 
 
@@ -11009,6 +11097,7 @@ def _store_calls(func: Callable[..., Any], name: str, call: _Call, store: _Store
         return [Result(uid, store, _ResultRow(uid, name, c.args, "waiting", None, None, None,
                                               None, None), call.connection)
                 for (uid, _), c in zip(found, new)]
+    _read_ahead.stored(store, [uid for uid, _ in found])
     return [Result(uid, store) for uid, _ in found]
 
 

@@ -6789,6 +6789,68 @@ class TestResults:
         assert result.get(timeout=1) == 5 and watches == [] and reads == []
         pool.forget(result.uuid)
 
+    def test_waiting_for_calls_in_turn_reads_the_next_ones_ahead(self, database,
+                                                               monkeypatch):
+        # [r.get() for r in results]: each Result's first read also reads the finished rows
+        # of the next _AHEAD calls this process stored, which their get() then takes; a
+        # row too large to read ahead, or one not finished then, is read by its own get()
+        autocron.start(database, workers=2)
+        results = [add(i, i) for i in range(150)] + [echo("x" * 5000)] + \
+            [add(i, i) for i in range(150, 230)]
+        wait_until(lambda: len(autocron.get_results(status="ready")) == 231, 60,
+                   "the calls to end")
+        late = add.options(hours=1)(0, 0)           # not finished when read ahead
+        store_class = type(autocron._state.store)
+        reads, original, ahead = [], store_class.result_row, store_class.result_row_ahead
+        monkeypatch.setattr(store_class, "result_row",
+                            lambda store, uid: reads.append(1) or original(store, uid))
+        monkeypatch.setattr(store_class, "result_row_ahead", lambda store, uid, others: reads.append(
+            len(others)) or ahead(store, uid, others))
+        values = [r.get(timeout=30) for r in results]
+        assert values[:150] == [2 * i for i in range(150)]
+        assert values[150] == (("x" * 5000,), {}) and values[151:] == [
+            2 * i for i in range(150, 230)]
+        # the first read reads calls 1-100 ahead, the 101st's 102-201 but the large one
+        # (150), whose own read reads the 30 left (the late one among them, unfinished)
+        assert reads == [100, 100, 30], reads
+        assert late.status == "waiting" and reads[-1] == 1     # read by itself
+
+    def test_what_a_read_ahead_keeps_is_bounded(self, tmp_path, monkeypatch):
+        monkeypatch.setattr(autocron, "_AHEAD_KEPT", 40)
+        monkeypatch.setattr(autocron, "_AHEAD", 2)
+        store = autocron._SqliteStore(tmp_path / "a.db")
+        uids = [store.add_task("f", "()", b"", 0.0) for _ in range(200)]
+        ahead = autocron._ReadAhead()
+        for uid in uids:                            # kept as stored until a read
+            ahead.stored(store, [uid])
+            assert 40 <= ahead._batched <= 41 or ahead._batched == len(uids[:uids.index(uid)
+                                                                             + 1])
+        assert [u for batch in ahead._batches for u in batch] == uids[-ahead._batched:]
+        ahead = autocron._ReadAhead()
+        ahead.stored(store, uids[:100])             # only the last _AHEAD_KEPT of a batch
+        ahead._index()
+        assert ahead._ids == uids[60:100]
+        for uid in uids[100:]:                      # the newest 40 to 80, each in its place
+            ahead.stored(store, [uid])
+            ahead._index()
+            kept = ahead._ids
+            assert 40 <= len(kept) <= 80 and kept == uids[len(uids[:uids.index(uid) + 1]) -
+                                                          len(kept):uids.index(uid) + 1]
+            assert sorted(ahead._place) == sorted(kept) and all(
+                kept[ahead._place[u] - ahead._dropped] == u for u in kept)
+        with store.transaction() as con:
+            claimed = store.claim(con, store.now(), list(range(200)))
+            autocron._write_outcomes(store, con, [autocron._Outcome(
+                c.id, "ready", value=b"v", started=1.0, finished=2.0) for c in claimed], 2.0)
+        for uid in ahead._ids[::3]:             # each read reads the next 2 ahead
+            assert ahead.read(store, uid).status == "ready"
+            assert len(ahead._rows) <= 10 * autocron._AHEAD
+        assert len(ahead._rows) == 10 * autocron._AHEAD     # the oldest went
+        other = autocron._SqliteStore(tmp_path / "b.db")
+        theirs = other.add_task("f", "()", b"", 0.0)
+        ahead.stored(other, [theirs])                                  # another database's
+        assert ahead._ids == [] and list(ahead._batches) == [[theirs]] and ahead._rows == {}
+
     def test_a_caller_woken_by_its_pool_reads_the_finished_row_no_more(self, database,
                                                                       tmp_path, monkeypatch):
         # PostgreSQL: its pool sends the row with the notice: get() reads once, to see that
