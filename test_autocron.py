@@ -6858,6 +6858,45 @@ class TestResults:
         ahead.stored(other, [theirs])                                  # another database's
         assert ahead._ids == [] and list(ahead._batches) == [[theirs]] and ahead._rows == {}
 
+    def test_a_call_stored_twice_keeps_one_place_in_the_read_ahead(self, tmp_path,
+                                                                    monkeypatch):
+        # a call with a key that an unfinished call holds gives that call's id again: the
+        # read-ahead places it once (a second place was cut twice later: KeyError for good)
+        monkeypatch.setattr(autocron, "_AHEAD_KEPT", 4)
+        store = autocron._SqliteStore(tmp_path / "a.db")
+        monkeypatch.setattr(store, "remote", True)   # the bookkeeping, as on PostgreSQL
+        held = store.add_task("f", "()", b"", 0.0)
+        others = [store.add_task("f", "()", b"", 0.0) for _ in range(12)]
+        ahead = autocron._ReadAhead()
+        ahead.stored(store, [held])
+        ahead.stored(store, [held])
+        for other in others:
+            ahead.stored(store, [other])
+            assert ahead.read(store, other).status == "waiting"
+        assert ahead._ids == others[-len(ahead._ids):]
+
+    def test_a_child_forked_while_a_thread_reads_ahead_is_not_stalled(self, tmp_path):
+        # the read-ahead's lock held by another thread at the fork stays held in the child,
+        # whose every call would wait on it: the child forgets what its parent read ahead
+        holding, release = threading.Event(), threading.Event()
+
+        def hold():
+            with autocron._read_ahead._lock:
+                holding.set()
+                release.wait(30)
+        holder = threading.Thread(target=hold)
+        holder.start()
+        assert holding.wait(30)
+        try:
+            pid = os.fork()
+            if pid == 0:                             # the child: 0 if it got the lock
+                os._exit(0 if autocron._read_ahead._lock.acquire(timeout=5) else 1)
+        finally:
+            release.set()
+            holder.join(30)
+        _, status = os.waitpid(pid, 0)
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
     def test_a_caller_woken_by_its_pool_reads_the_finished_row_no_more(self, database,
                                                                       tmp_path, monkeypatch):
         # PostgreSQL: its pool sends the row with the notice: get() reads once, to see that
@@ -7348,6 +7387,30 @@ class TestResultDisplay:
         with pytest.raises(autocron.TaskError) as caught:
             autocron.delay(odd_error)().get(timeout=30)
         assert caught.value.message == "bad \\udcff"
+        assert add(1, 2).get(timeout=30) == 3
+        assert pool_pids()[0] == manager
+
+    def test_a_nul_character_in_output_value_and_error_is_stored_and_the_pool_goes_on(
+            self, database):
+        # PostgreSQL's text takes no NUL: a task that printed one wedged the pool (its
+        # outcome taken for an outage, written again forever, and every other call waiting)
+        autocron.start(database, workers=1)
+        manager = wait_until(lambda: pool_pids()[0], what="the manager")
+
+        def nul():
+            print("a\x00b")
+            sys.stdout.flush()
+            os.write(1, b"c\x00d\n")                # through the file descriptor too
+            return "v\x00"
+
+        def nul_error():
+            raise ValueError("bad \x00")
+        result = autocron.delay(nul)()
+        assert result.get(timeout=30) == "v\x00"
+        assert result.output == "a\\x00b\nc\\x00d\n"
+        with pytest.raises(autocron.TaskError) as caught:
+            autocron.delay(nul_error)().get(timeout=30)
+        assert caught.value.message == "bad \x00"
         assert add(1, 2).get(timeout=30) == 3
         assert pool_pids()[0] == manager
 
