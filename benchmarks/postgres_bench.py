@@ -774,6 +774,11 @@ def server_settings(url: str) -> dict:
         return {name: con.execute(f"SHOW {name}").fetchone()[0] for name in names}
 
 
+def server_version(url: str) -> str:
+    """The server's version (the other benchmarks' reports name it)."""
+    return server_settings(url)["server_version"]
+
+
 def round_ratios(libs: dict, ours: str, theirs: str, field: str, lower: bool = False) -> list:
     """ours/theirs of `field` in every round (theirs/ours if `lower` is better); None
     where either is missing: how many times autocron does better."""
