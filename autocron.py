@@ -3725,6 +3725,19 @@ class _SharedSql(_SharedReads):
         return ""
 
 
+    # -- a Result's first read (see _ReadAhead)
+
+    def result_row_ahead(self, uid: str, ahead: list[str]) -> _RowsAhead:
+        key = _row_key(uid)
+        ids = [key[0]] + [_row_key(other)[0] for other in ahead[:_AHEAD]]
+        rows = {row.uuid: row for row in (_ResultRow(*found) for found in self.read(
+            f"SELECT {_RESULT_COLUMNS} FROM tasks WHERE id IN ({', '.join('?' * len(ids))}) "
+            "AND (id = ? OR status IN ('ready', 'error', 'cancelled') AND coalesce(length("
+            "value), 0) + coalesce(length(output), 0) + coalesce(length(error), 0) <= ?)",
+            (*ids, key[0], _AHEAD_MOST)))}
+        return rows.pop(uid, None), [rows[other] for other in ahead if other in rows]
+
+
     # -- the metrics (GET /metrics): added to in the transaction that writes the ends
 
     def _endings(self, con: Any, ids: list[Any]) -> Callable[[], list[Any]]:
@@ -3738,16 +3751,6 @@ class _SharedSql(_SharedReads):
                            f"id{self._LOCK}", part + list(self._fence()))
             for part in _chunks(ids, _CHUNK)])
         return lambda: [_Ending._make(row) for row in rows()]
-
-    def result_row_ahead(self, uid: str, ahead: list[str]) -> _RowsAhead:
-        key = _row_key(uid)
-        ids = [key[0]] + [_row_key(other)[0] for other in ahead[:_AHEAD]]
-        rows = {row.uuid: row for row in (_ResultRow(*found) for found in self.read(
-            f"SELECT {_RESULT_COLUMNS} FROM tasks WHERE id IN ({', '.join('?' * len(ids))}) "
-            "AND (id = ? OR status IN ('ready', 'error', 'cancelled') AND coalesce(length("
-            "value), 0) + coalesce(length(output), 0) + coalesce(length(error), 0) <= ?)",
-            (*ids, key[0], _AHEAD_MOST)))}
-        return rows.pop(uid, None), [rows[other] for other in ahead if other in rows]
 
     def finished_rows(self, con: Any, ids: list[Any]) -> Callable[[], list[Any]]:
         """[_ResultRow] of the finished tasks among `ids`, as result_row() reads them, in the
