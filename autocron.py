@@ -220,10 +220,10 @@ _PR_SET_CHILD_SUBREAPER = 36    # prctl option (Linux 3.4+): orphans below come 
 _MANAGER_GRACE = 15.0           # stop(timeout) waits this much longer for the manager
 _WAITER_LOOK = 0.25             # a caller with an event looks at the database this often too
 _SHIP_MOST = 1 << 16            # a finished row goes to its waiting caller with the notice
+                                # (which then reads nothing) up to this size of value and output
 _AHEAD = 100                    # a wait's first read reads this many calls ahead (_ReadAhead)
 _AHEAD_KEPT = 10_000            # ... among the ids of the calls this process stored last
 _AHEAD_MOST = 4096              # ... of rows of at most this many bytes of value, output, error
-                                # (which then reads nothing) up to this size of value and output
 _CANCEL_WAIT = 10.0             # cancel() of a handed-over task waits this long for the pool
 _ACK_BATCH = 32                 # a busy worker is told about committed outcomes this often
 _MAX_OUTPUT = 64 * 1024         # bytes of what a task printed that are kept: the last ones
@@ -1476,7 +1476,7 @@ def _dependency_failed(name: str, uid: str, status: str, error: Optional[str]
 def _no_nul(text: str) -> str:
     """What a task printed, as PostgreSQL's text takes it: a NUL character, which it refuses
     (the outcome could never be written), becomes its escape, `\\x00`."""
-    return text.replace("\x00", "\\x00") if "\x00" in text else text
+    return text.replace("\x00", "\\x00")
 
 
 def _safe_text(text: str) -> str:
@@ -3697,6 +3697,14 @@ class _SharedSql(_SharedReads):
         rows = [row for cursor in cursors for row in cursor.fetchall()]
         return lambda: rows
 
+    def _rows_of(self, con: Any, select: str, ids: list[Any], rest: str = "",
+                 params: tuple[Any, ...] = ()) -> Callable[[], list[Any]]:
+        """`select` ... WHERE id IN (`ids`, _CHUNK at a time) `rest` (with `params`), in the
+        caller's transaction; the rows returned later (_later)."""
+        return self._later([
+            self._run(con, f"{select} WHERE id IN ({', '.join('?' * len(part))}){rest}",
+                      part + list(params)) for part in _chunks(ids, _CHUNK)])
+
     def _new_id(self, cursor: Any) -> int:
         """The id of the row an INSERT (ending in _NEW_ID) made."""
         return int(cursor.lastrowid)
@@ -3744,22 +3752,17 @@ class _SharedSql(_SharedReads):
         """[_Ending] of the calls among `ids` whose attempts the pool may end now: held, and
         (PostgreSQL) under its lease; their rows locked until the transaction ends. Read as
         they are now, returned later (_later)."""
-        rows = self._later([
-            self._run(con, f"SELECT id, name, coalesce(queue, '{_DEFAULT_QUEUE}'), due, "
-                           f"status, started FROM tasks WHERE id IN "
-                           f"({', '.join('?' * len(part))}) AND {_HELD}{self._FENCE} ORDER BY "
-                           f"id{self._LOCK}", part + list(self._fence()))
-            for part in _chunks(ids, _CHUNK)])
+        rows = self._rows_of(con, f"SELECT id, name, coalesce(queue, '{_DEFAULT_QUEUE}'), "
+                                  "due, status, started FROM tasks", ids,
+                             f" AND {_HELD}{self._FENCE} ORDER BY id{self._LOCK}", self._fence())
         return lambda: [_Ending._make(row) for row in rows()]
 
     def finished_rows(self, con: Any, ids: list[Any]) -> Callable[[], list[Any]]:
         """[_ResultRow] of the finished tasks among `ids`, as result_row() reads them, in the
         caller's transaction (the pool's, which finished them: their callers need not read),
         returned later (_later)."""
-        rows = self._later([
-            self._run(con, f"SELECT {_RESULT_COLUMNS} FROM tasks WHERE id IN "
-                           f"({', '.join('?' * len(part))}) AND status IN ('ready', 'error', "
-                           "'cancelled')", part) for part in _chunks(ids, _CHUNK)])
+        rows = self._rows_of(con, f"SELECT {_RESULT_COLUMNS} FROM tasks", ids,
+                             " AND status IN ('ready', 'error', 'cancelled')")
         return lambda: [_ResultRow(*row) for row in rows()]
 
     def fold_counts(self, con: Any) -> None:
@@ -3893,11 +3896,9 @@ class _SharedEnds(_SharedSql):
     def _depended_on(self, con: Any, ended: list[Any]) -> Callable[[], list[Any]]:
         """[_Dependency] of the ended calls among `ended` (row ids) that others wait on,
         returned later (_later)."""
-        rows = self._later([
-            self._run(con, f"SELECT id, token, status, name, error FROM tasks WHERE id IN "
-                           f"({', '.join('?' * len(part))}) AND finished IS NOT NULL AND "
-                           "EXISTS (SELECT 1 FROM deps WHERE dep_id = tasks.id AND done = 0)",
-                      part) for part in _chunks(ended, _CHUNK)])
+        rows = self._rows_of(con, "SELECT id, token, status, name, error FROM tasks", ended,
+                             " AND finished IS NOT NULL AND EXISTS (SELECT 1 FROM deps WHERE "
+                             "dep_id = tasks.id AND done = 0)")
         return lambda: [_Dependency._make(row) for row in rows()]
 
     def _release(self, con: Any, ended: list[Any], now: float,
@@ -4016,7 +4017,7 @@ class _SharedEnds(_SharedSql):
         self._run_many(con, f"UPDATE crons SET paused = {_RETIRED} WHERE name = ?",
                        [(o.cron,) for o in outcomes if o.retire and o.cron])
         ended = [o.id for o in outcomes if o.retry_at is None]
-        found = self._depended_on(con, ended) if final else None
+        found = self._depended_on(con, ended) if ended else None
         _metric_deltas(outcomes, endings(), counts)
         if found is not None:
             self._release(con, ended, max(o.finished for o in outcomes), counts, found)
@@ -5887,8 +5888,8 @@ class _PgClaims(_SharedCalls):
         claims are decided one at a time (the limits are locked), counting every machine's
         held calls then."""
         kinds = kinds or _IDLE * len(pids)
-        claimed = self._claim_plain(con, now, pids, queues, kinds)() \
-            if self._unlimited(kinds) else None
+        later = self.claim_later(con, now, pids, queues, kinds)
+        claimed = later() if later is not None else None
         if claimed is not None:
             return claimed
         return self._claim_sorted(con, now, pids, queues, self._allowed(con, now, None), kinds)
@@ -5905,11 +5906,9 @@ class _PgClaims(_SharedCalls):
         """claim() as one statement that commits by itself (a round trip, where a transaction
         costs three), if no queue is limited and every place takes what comes (else None,
         and nothing taken)."""
-        kinds = kinds or _IDLE * len(pids)
-        if not self._unlimited(kinds):
-            return None
         try:
-            return self._claim_plain(self._connection(), now, pids, queues, kinds)()
+            later = self.claim_later(self._connection(), now, pids, queues, kinds)
+            return later() if later is not None else None
         except self._psycopg.Error as error:
             raise self._error(error) from None
 
@@ -5920,8 +5919,7 @@ class _PgClaims(_SharedCalls):
             else None
 
     def _claim_plain(self, con: Any, now: float, pids: list[Any],
-                     queues: Optional[tuple[str, ...]],
-                     kinds: str) -> Callable[[], Optional[list[Any]]]:
+                     queues: Optional[tuple[str, ...]], kinds: str) -> _Later:
         """claim() in one statement, sent now and read when the function returned is called:
         the k-th most urgent call goes to the k-th place, if that takes its kind (an async
         call only an idle worker: _plain_places); None if a queue is limited (nothing

@@ -51,8 +51,9 @@ import autocron
 @pytest.fixture(autouse=True)
 def autocron_state():
     """autocron's module state as each test found it, restored after it: no pool of the
-    test left running in this process, no cron job it registered, and the settings tests
-    shorten (the clock file, the lease time) as they were."""
+    test left running in this process, no cron job it registered, nothing its calls left
+    to read ahead (nor a hold on its store), and the settings tests shorten (the clock file,
+    the lease time) as they were."""
     crons = dict(autocron._state.crons)
     settings = {name: getattr(autocron, name) for name in ("_clock_file", "_lease_ttl")}
     yield
@@ -60,6 +61,7 @@ def autocron_state():
         autocron.stop(timeout=5)
     autocron._state.crons.clear()
     autocron._state.crons.update(crons)
+    autocron._read_ahead.forget()
     for name, value in settings.items():
         setattr(autocron, name, value)
 

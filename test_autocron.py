@@ -6875,7 +6875,7 @@ class TestResults:
             assert ahead.read(store, other).status == "waiting"
         assert ahead._ids == others[-len(ahead._ids):]
 
-    def test_a_child_forked_while_a_thread_reads_ahead_is_not_stalled(self, tmp_path):
+    def test_a_child_forked_while_a_thread_reads_ahead_is_not_stalled(self):
         # the read-ahead's lock held by another thread at the fork stays held in the child,
         # whose every call would wait on it: the child forgets what its parent read ahead
         holding, release = threading.Event(), threading.Event()
